@@ -1,0 +1,96 @@
+//! The contract between agent-audit's kernel program and its userspace: map names, map value
+//! layouts and limits. `no_std` so that the BPF target and the host build the same definitions.
+//!
+//! Minimum kernel: 5.5 for `tp_btf` attachment (5.8 for the `raw_tp` fallback's
+//! `bpf_get_current_ancestor_cgroup_id`). Developed and tested on 6.18.
+#![no_std]
+
+/// Target slots: how many cgroup targets one daemon can watch at once. Each target owns one
+/// element of [`MAP_COUNTERS`], so the hot path finds its counters by index, never by a loop.
+pub const MAX_TARGETS: u32 = 256;
+
+/// Syscall numbers `0..NR_SLOTS` are counted exactly, per ABI. Every current table (x86_64,
+/// i386, aarch64, arm, and x32's 512..547) fits; anything above lands in `other`.
+pub const NR_SLOTS: usize = 1024;
+
+/// The syscall ABIs a task can enter the kernel through. Userspace maps them to libseccomp
+/// architecture names for the host (x86_64: native, i386, x32; aarch64: native, arm).
+pub const ABI_NATIVE: usize = 0;
+/// A 32-bit compat task (x86_64: `int 0x80`/`sysenter` from an i386 binary; arm64: AArch32).
+pub const ABI_COMPAT32: usize = 1;
+/// x86_64's x32 ABI: a 64-bit task whose syscall number carries [`X32_SYSCALL_BIT`].
+pub const ABI_X32: usize = 2;
+/// Number of ABIs counted.
+pub const ABI_COUNT: usize = 3;
+
+/// Distinct cgroups whose verdict is cached at once (LRU).
+pub const MAX_CACHED_CGROUPS: u32 = 16384;
+
+/// x86_64 marks x32 syscall numbers with this bit.
+pub const X32_SYSCALL_BIT: u64 = 0x4000_0000;
+
+/// Cgroups deeper than this below the v2 root are not searched for a target ancestor.
+pub const MAX_CGROUP_DEPTH: u32 = 32;
+
+/// Value in [`MAP_CGROUP_VERDICT`] for a cgroup that is neither a target nor below one.
+pub const NO_TARGET: u32 = u32::MAX;
+
+/// `Array<u32>` with one element: bumped by userspace after every change to the target set.
+/// Cached verdicts carry the generation they were computed under and are recomputed when it
+/// differs, so a change never leaves a stale verdict behind, even one written concurrently.
+pub const MAP_TARGET_GENERATION: &str = "TARGET_GENERATION";
+/// `HashMap<u64, u32>`: cgroup v2 id of a target → its slot. Written by userspace only.
+pub const MAP_TARGETS: &str = "TARGETS";
+/// `LruHashMap<u64, CgroupVerdict>`: any cgroup id seen on the hot path → slot of the nearest
+/// target at or above it. Filled by the kernel program only, on first sight of a cgroup in a
+/// generation; eviction just costs one more ancestor walk.
+pub const MAP_CGROUP_VERDICT: &str = "CGROUP_VERDICT";
+/// `PerCpuArray<SyscallCounters>` with [`MAX_TARGETS`] elements, indexed by slot.
+pub const MAP_COUNTERS: &str = "COUNTERS";
+
+/// Program names in the object, one per attach type; userspace picks one.
+pub const PROG_SYS_ENTER_BTF: &str = "sys_enter_btf";
+/// `raw_tp` fallback for kernels without BTF.
+pub const PROG_SYS_ENTER_RAW: &str = "sys_enter_raw";
+/// An empty `tp_btf` program on the same attach point: the benchmark's floor.
+pub const PROG_SYS_ENTER_EMPTY: &str = "sys_enter_empty";
+
+/// What the kernel program remembers about one cgroup.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CgroupVerdict {
+    /// Slot of the nearest target at or above the cgroup, or [`NO_TARGET`].
+    pub slot: u32,
+    /// [`MAP_TARGET_GENERATION`] value this verdict was computed under.
+    pub generation: u32,
+}
+
+/// Per-target, per-CPU syscall counts. Userspace sums the CPUs.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct SyscallCounters {
+    /// `counts[abi][nr]`: calls of syscall `nr` through `abi`.
+    pub counts: [[u64; NR_SLOTS]; ABI_COUNT],
+    /// Calls whose number was outside `0..NR_SLOTS` (for example `-1` from a tracer), per ABI.
+    pub other: [u64; ABI_COUNT],
+}
+
+impl SyscallCounters {
+    /// All counters at zero.
+    pub const ZERO: Self = Self {
+        counts: [[0; NR_SLOTS]; ABI_COUNT],
+        other: [0; ABI_COUNT],
+    };
+}
+
+// SAFETY: `SyscallCounters` is `repr(C)`, made only of `u64`s, with no padding; any bit pattern
+// is a valid value.
+#[cfg(all(feature = "user", not(target_arch = "bpf")))]
+unsafe impl aya::Pod for SyscallCounters {}
+
+// SAFETY: two `u32`s, `repr(C)`, no padding.
+#[cfg(all(feature = "user", not(target_arch = "bpf")))]
+unsafe impl aya::Pod for CgroupVerdict {}
+
+// The per-CPU array value must fit one percpu allocation unit (32 KiB).
+const _: () = assert!(core::mem::size_of::<SyscallCounters>() <= 32 * 1024);

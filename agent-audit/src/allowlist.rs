@@ -1,0 +1,370 @@
+//! The allowlist file: what one recording saw, as versioned JSON.
+//!
+//! `agent-audit/allowlist/v1` is the format written by `record` and `run` and read by every later
+//! step. It is documented in the README; fields are only ever added, never renamed.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+
+use crate::fsutil::{self, OutputError};
+use crate::syscalls::Arch;
+
+/// Schema tag of the current format.
+pub const SCHEMA_V1: &str = "agent-audit/allowlist/v1";
+
+/// One recording of one target.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Allowlist {
+    /// Always [`SCHEMA_V1`].
+    pub schema: String,
+    /// What was watched and how it was resolved.
+    pub target: TargetInfo,
+    /// When counting started.
+    #[serde(with = "time::serde::rfc3339")]
+    pub started_at: OffsetDateTime,
+    /// When these counts were read.
+    #[serde(with = "time::serde::rfc3339")]
+    pub ended_at: OffsetDateTime,
+    /// `false` for the periodic snapshots written while recording, `true` for the final file.
+    pub complete: bool,
+    /// The machine the recording ran on.
+    pub host: HostInfo,
+    /// How the recording was made.
+    pub recorder: RecorderInfo,
+    /// Sums over `syscalls` plus calls whose number was out of range.
+    pub totals: Totals,
+    /// Every (arch, syscall) seen, sorted by name, then arch, then number.
+    pub syscalls: Vec<SyscallCount>,
+}
+
+/// What was watched.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TargetInfo {
+    /// How the target was given: `cgroup`, `cgroup-id`, `pid`, `container` or `command`.
+    pub kind: String,
+    /// The value given on the command line (path, id, pid, container name, or the command).
+    pub spec: String,
+    /// The cgroup v2 path, relative to the cgroup2 mount (`/docker/4a4a…`).
+    pub cgroup_path: String,
+    /// The cgroup v2 id (the inode number of its directory).
+    pub cgroup_id: u64,
+    /// The container engine's view, when resolved through one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub container: Option<ContainerInfo>,
+    /// The command line, for `run`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub command: Option<Vec<String>>,
+    /// The command's exit status, for `run` (128+N when signal N ended it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exit_status: Option<i32>,
+}
+
+/// A container as its engine named it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ContainerInfo {
+    /// `docker`, `podman` or `runc`.
+    pub engine: String,
+    /// Full container id.
+    pub id: String,
+    /// Container name, without Docker's leading `/`.
+    pub name: String,
+    /// Host pid of the container's init process when it was resolved.
+    pub pid: u32,
+}
+
+/// The host that was recorded.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HostInfo {
+    /// `uname -r`.
+    pub kernel: String,
+    /// `uname -m`.
+    pub machine: String,
+}
+
+impl HostInfo {
+    /// This machine, from `uname(2)`.
+    pub fn current() -> Self {
+        // SAFETY: `uname` fills a zeroed, correctly sized struct.
+        let mut uts: libc::utsname = unsafe { std::mem::zeroed() };
+        if unsafe { libc::uname(&mut uts) } != 0 {
+            return Self::default();
+        }
+        let field = |f: &[libc::c_char]| {
+            // SAFETY: uname NUL-terminates each field within its array.
+            unsafe { std::ffi::CStr::from_ptr(f.as_ptr()) }
+                .to_string_lossy()
+                .into_owned()
+        };
+        Self {
+            kernel: field(&uts.release),
+            machine: field(&uts.machine),
+        }
+    }
+}
+
+/// The recorder that produced the file.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RecorderInfo {
+    /// agent-audit's version.
+    pub version: String,
+    /// How the kernel program was attached: `tp_btf` or `raw_tp`.
+    pub attach: String,
+}
+
+/// Totals over the recording.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Totals {
+    /// All syscalls counted, including out-of-range numbers.
+    pub calls: u64,
+    /// Distinct (arch, nr) pairs in `syscalls`.
+    pub distinct: u64,
+    /// Calls whose number was outside every table (for example `-1` set by a tracer).
+    pub out_of_range: u64,
+}
+
+/// How often one syscall was made through one architecture.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SyscallCount {
+    /// Name in `arch`'s table; `null` when the table has no name for `nr`.
+    pub name: Option<String>,
+    /// libseccomp architecture name.
+    pub arch: Arch,
+    /// Syscall number in `arch`'s table.
+    pub nr: u32,
+    /// Exact number of calls.
+    pub count: u64,
+}
+
+/// An allowlist file that cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum AllowlistError {
+    /// The file could not be read.
+    #[error("cannot read allowlist {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// What the kernel said.
+        source: std::io::Error,
+    },
+    /// The file is not JSON of the expected shape.
+    #[error("{path} is not a valid allowlist: {source}")]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// Where and what.
+        source: serde_json::Error,
+    },
+    /// The schema tag is missing or unknown.
+    #[error("{path} has schema {found:?}; this agent-audit reads {SCHEMA_V1:?}")]
+    Schema {
+        /// The file.
+        path: PathBuf,
+        /// The tag found.
+        found: String,
+    },
+    /// A name that does not exist on the arch it is recorded for.
+    #[error("{path}: syscall {name:?} is not in the {arch} table (number {nr})")]
+    UnknownSyscall {
+        /// The file.
+        path: PathBuf,
+        /// Arch of the entry.
+        arch: Arch,
+        /// The name recorded.
+        name: String,
+        /// The number recorded.
+        nr: u32,
+    },
+    /// Writing the file failed.
+    #[error(transparent)]
+    Output(#[from] OutputError),
+}
+
+impl Allowlist {
+    /// Builds the `syscalls` list and totals from raw (arch, nr, count) triples, naming each
+    /// number from its arch's table. Zero counts are dropped; duplicates are summed.
+    pub fn syscalls_from_counts(
+        counts: impl IntoIterator<Item = (Arch, u32, u64)>,
+        out_of_range: u64,
+    ) -> (Vec<SyscallCount>, Totals) {
+        let mut merged = std::collections::BTreeMap::<(Arch, u32), u64>::new();
+        for (arch, nr, count) in counts {
+            if count > 0 {
+                *merged.entry((arch, nr)).or_default() += count;
+            }
+        }
+        let mut syscalls: Vec<SyscallCount> = merged
+            .into_iter()
+            .map(|((arch, nr), count)| SyscallCount {
+                name: arch.syscall_name(nr).map(str::to_owned),
+                arch,
+                nr,
+                count,
+            })
+            .collect();
+        sort_syscalls(&mut syscalls);
+        let totals = Totals {
+            calls: syscalls.iter().map(|s| s.count).sum::<u64>() + out_of_range,
+            distinct: syscalls.len() as u64,
+            out_of_range,
+        };
+        (syscalls, totals)
+    }
+
+    /// Reads and validates an allowlist file.
+    pub fn read(path: &Path) -> Result<Self, AllowlistError> {
+        let text = fs::read_to_string(path).map_err(|source| AllowlistError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Self::parse(&text, path)
+    }
+
+    /// Parses and validates allowlist JSON; `path` only names the source in errors.
+    pub fn parse(text: &str, path: &Path) -> Result<Self, AllowlistError> {
+        // Check the schema first so that a file from a newer version gets a clear message
+        // rather than a complaint about some field.
+        let value: serde_json::Value =
+            serde_json::from_str(text).map_err(|source| AllowlistError::Parse {
+                path: path.to_path_buf(),
+                source,
+            })?;
+        let schema = value.get("schema").and_then(|s| s.as_str()).unwrap_or("");
+        if schema != SCHEMA_V1 {
+            return Err(AllowlistError::Schema {
+                path: path.to_path_buf(),
+                found: schema.to_string(),
+            });
+        }
+        let list: Allowlist =
+            serde_json::from_value(value).map_err(|source| AllowlistError::Parse {
+                path: path.to_path_buf(),
+                source,
+            })?;
+        for s in &list.syscalls {
+            if let Some(name) = &s.name {
+                if s.arch.syscall_nr(name) != Some(s.nr) {
+                    return Err(AllowlistError::UnknownSyscall {
+                        path: path.to_path_buf(),
+                        arch: s.arch,
+                        name: name.clone(),
+                        nr: s.nr,
+                    });
+                }
+            }
+        }
+        Ok(list)
+    }
+
+    /// Pretty JSON with a trailing newline.
+    pub fn to_json(&self) -> String {
+        let mut s = serde_json::to_string_pretty(self).expect("allowlist serializes");
+        s.push('\n');
+        s
+    }
+
+    /// Writes the file atomically.
+    pub fn write(&self, path: &Path) -> Result<(), AllowlistError> {
+        fsutil::write_atomic(path, self.to_json().as_bytes())?;
+        Ok(())
+    }
+}
+
+/// The file's order: by name (unnamed last), then arch, then number.
+pub fn sort_syscalls(syscalls: &mut [SyscallCount]) {
+    syscalls.sort_by(|a, b| {
+        (a.name.is_none(), &a.name, a.arch, a.nr).cmp(&(b.name.is_none(), &b.name, b.arch, b.nr))
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample() -> Allowlist {
+        let (syscalls, totals) = Allowlist::syscalls_from_counts(
+            [
+                (Arch::X86_64, 110, 7), // getppid
+                (Arch::X86_64, 0, 3),   // read
+                (Arch::X86, 5, 1),      // open (i386)
+                (Arch::X86_64, 1000, 2),
+                (Arch::X86_64, 110, 1),
+                (Arch::X86_64, 1, 0),
+            ],
+            4,
+        );
+        Allowlist {
+            schema: SCHEMA_V1.into(),
+            target: TargetInfo {
+                kind: "cgroup".into(),
+                spec: "/x".into(),
+                cgroup_path: "/x".into(),
+                cgroup_id: 42,
+                ..Default::default()
+            },
+            started_at: OffsetDateTime::UNIX_EPOCH,
+            ended_at: OffsetDateTime::UNIX_EPOCH,
+            complete: true,
+            host: HostInfo::current(),
+            recorder: RecorderInfo::default(),
+            totals,
+            syscalls,
+        }
+    }
+
+    #[test]
+    fn counts_are_named_summed_and_sorted() {
+        let list = sample();
+        let rows: Vec<_> = list
+            .syscalls
+            .iter()
+            .map(|s| (s.name.as_deref(), s.arch, s.nr, s.count))
+            .collect();
+        assert_eq!(
+            rows,
+            vec![
+                (Some("getppid"), Arch::X86_64, 110, 8),
+                (Some("open"), Arch::X86, 5, 1),
+                (Some("read"), Arch::X86_64, 0, 3),
+                (None, Arch::X86_64, 1000, 2),
+            ]
+        );
+        assert_eq!(list.totals.calls, 8 + 1 + 3 + 2 + 4);
+        assert_eq!(list.totals.distinct, 4);
+    }
+
+    #[test]
+    fn round_trips_through_json() {
+        let list = sample();
+        let json = list.to_json();
+        assert!(json.contains("\"schema\": \"agent-audit/allowlist/v1\""));
+        assert!(json.contains("\"arch\": \"SCMP_ARCH_X86\""));
+        assert!(json.contains("\"name\": null"));
+        assert_eq!(Allowlist::parse(&json, Path::new("t")).unwrap(), list);
+    }
+
+    #[test]
+    fn rejects_bad_json_schema_and_names() {
+        let p = Path::new("in.json");
+        let err = Allowlist::parse("{not json", p).unwrap_err();
+        assert!(matches!(err, AllowlistError::Parse { .. }), "{err}");
+        assert!(err.to_string().contains("in.json"));
+
+        let err = Allowlist::parse(r#"{"schema":"agent-audit/allowlist/v9"}"#, p).unwrap_err();
+        assert!(err.to_string().contains("v9"), "{err}");
+
+        let json = sample().to_json().replace("\"getppid\"", "\"getppidx\"");
+        let err = Allowlist::parse(&json, p).unwrap_err();
+        assert!(
+            matches!(err, AllowlistError::UnknownSyscall { ref name, .. } if name == "getppidx"),
+            "{err}"
+        );
+
+        let json = sample()
+            .to_json()
+            .replace("SCMP_ARCH_X86\"", "SCMP_ARCH_VAX\"");
+        assert!(Allowlist::parse(&json, p).is_err());
+    }
+}

@@ -1,0 +1,353 @@
+//! The only module that knows aya: loads the embedded kernel program, attaches it to
+//! `sys_enter`, manages target slots and reads the per-CPU counters into plain values.
+//!
+//! Minimum kernel: 5.8 (CAP_BPF/CAP_PERFMON, `bpf_get_current_ancestor_cgroup_id` in tracing
+//! programs); `tp_btf` additionally needs BTF (`CONFIG_DEBUG_INFO_BTF`, /sys/kernel/btf/vmlinux).
+
+use std::path::{Path, PathBuf};
+
+use agent_audit_ebpf::{
+    CgroupVerdict, SyscallCounters, ABI_COMPAT32, ABI_COUNT, ABI_NATIVE, ABI_X32,
+    MAP_CGROUP_VERDICT, MAP_COUNTERS, MAP_TARGETS, MAP_TARGET_GENERATION, MAX_TARGETS, NR_SLOTS,
+    PROG_SYS_ENTER_BTF, PROG_SYS_ENTER_EMPTY, PROG_SYS_ENTER_RAW,
+};
+use aya::maps::{Array, HashMap, MapData, PerCpuArray, PerCpuValues};
+use aya::programs::{BtfTracePoint, RawTracePoint};
+use aya::{Btf, Ebpf};
+
+use crate::syscalls::Arch;
+
+/// The kernel program, built by `cargo xtask build-ebpf` and embedded by build.rs.
+static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/agent-audit-ebpf.o"));
+
+/// Where the kernel exposes its BTF; overridable for tests that simulate a kernel without it.
+const VMLINUX_BTF: &str = "/sys/kernel/btf/vmlinux";
+
+/// How to attach to `sys_enter`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum AttachMode {
+    /// `tp_btf` when the kernel has BTF, else `raw_tp`.
+    Auto,
+    /// BTF-typed raw tracepoint (fastest; needs BTF).
+    TpBtf,
+    /// Raw tracepoint (as fast; works without BTF).
+    RawTp,
+}
+
+/// What went wrong between this process and the kernel.
+#[derive(Debug, thiserror::Error)]
+pub enum BpfError {
+    /// `tp_btf` was asked for and there is no BTF.
+    #[error(
+        "this kernel has no BTF ({path} is missing; needs CONFIG_DEBUG_INFO_BTF=y): \
+         tp_btf cannot attach. Use `--attach raw-tp` or `--attach auto`"
+    )]
+    NoBtf {
+        /// The BTF file looked for.
+        path: PathBuf,
+    },
+    /// The object could not be loaded (maps created, programs verified).
+    #[error("loading the kernel program failed: {0}")]
+    Load(#[source] aya::EbpfError),
+    /// A program was rejected or could not be attached.
+    #[error(
+        "attaching {attach} to the raw_syscalls sys_enter tracepoint failed: {source} \
+         (the kernel needs CONFIG_BPF_EVENTS and CONFIG_FTRACE_SYSCALLS)"
+    )]
+    Attach {
+        /// `tp_btf` or `raw_tp`.
+        attach: &'static str,
+        /// aya's error, with the verifier log when there is one.
+        source: aya::programs::ProgramError,
+    },
+    /// A map is missing from the object or an operation on it failed.
+    #[error("BPF map {name}: {source}")]
+    Map {
+        /// Map name.
+        name: &'static str,
+        /// aya's error.
+        source: aya::maps::MapError,
+    },
+    /// The object lacks an expected map or program (a build mismatch).
+    #[error("the embedded kernel program has no {0}: rebuild with `cargo xtask build`")]
+    Missing(&'static str),
+    /// All target slots are in use.
+    #[error("at most {MAX_TARGETS} targets can be watched at once")]
+    TooManyTargets,
+}
+
+impl BpfError {
+    /// Whether the kernel refused for lack of privileges (EPERM/EACCES).
+    pub fn is_permission_denied(&self) -> bool {
+        let text = format!("{self:?}");
+        text.contains("PermissionDenied") || text.contains("Operation not permitted")
+    }
+}
+
+/// A target's position in the per-target counter array.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct TargetSlot(u32);
+
+/// Counts read for one target, summed over CPUs.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct TargetCounts {
+    /// Non-zero (arch, nr, count) triples.
+    pub syscalls: Vec<(Arch, u32, u64)>,
+    /// Calls whose number was outside `0..NR_SLOTS`.
+    pub out_of_range: u64,
+}
+
+impl TargetCounts {
+    /// Every call counted.
+    pub fn total(&self) -> u64 {
+        self.syscalls.iter().map(|s| s.2).sum::<u64>() + self.out_of_range
+    }
+}
+
+/// The loaded, attached kernel program.
+pub struct SyscallCounter {
+    ebpf: Ebpf,
+    attach: &'static str,
+    slots: Vec<Option<u64>>,
+    generation: u32,
+    logger: Option<aya_log::EbpfLogger<&'static dyn log::Log>>,
+    abi_arch: [Option<Arch>; ABI_COUNT],
+}
+
+impl SyscallCounter {
+    /// Loads the embedded program and attaches the counter to `sys_enter`. Counting starts
+    /// for targets as they are added.
+    pub fn load(mode: AttachMode) -> Result<Self, BpfError> {
+        let btf_path = btf_path();
+        let use_btf = match mode {
+            AttachMode::TpBtf if !btf_path.exists() => {
+                return Err(BpfError::NoBtf { path: btf_path })
+            }
+            AttachMode::TpBtf => true,
+            AttachMode::RawTp => false,
+            AttachMode::Auto => btf_path.exists(),
+        };
+        let mut ebpf = Ebpf::load(OBJECT).map_err(BpfError::Load)?;
+        let logger = match aya_log::EbpfLogger::init(&mut ebpf) {
+            Ok(l) => Some(l),
+            Err(e) => {
+                tracing::debug!("kernel-side logging unavailable: {e}");
+                None
+            }
+        };
+        let mut counter = Self {
+            ebpf,
+            attach: if use_btf { "tp_btf" } else { "raw_tp" },
+            slots: vec![None; MAX_TARGETS as usize],
+            generation: 0,
+            logger,
+            abi_arch: abi_arches(),
+        };
+        counter.bump_generation()?;
+        if use_btf {
+            attach_btf(&mut counter.ebpf, PROG_SYS_ENTER_BTF, &btf_path)?;
+        } else {
+            attach_raw(&mut counter.ebpf, PROG_SYS_ENTER_RAW)?;
+        }
+        Ok(counter)
+    }
+
+    /// `tp_btf` or `raw_tp`.
+    pub fn attach_kind(&self) -> &'static str {
+        self.attach
+    }
+
+    /// Starts counting tasks in `cgroup_id` and every cgroup below it. Counters start at 0.
+    pub fn add_target(&mut self, cgroup_id: u64) -> Result<TargetSlot, BpfError> {
+        let index = self
+            .slots
+            .iter()
+            .position(Option::is_none)
+            .ok_or(BpfError::TooManyTargets)?;
+        let slot = TargetSlot(index as u32);
+        self.zero_counters(slot)?;
+        let mut targets: HashMap<&mut MapData, u64, u32> = map_mut(&mut self.ebpf, MAP_TARGETS)?;
+        targets
+            .insert(cgroup_id, slot.0, 0)
+            .map_err(|source| BpfError::Map {
+                name: MAP_TARGETS,
+                source,
+            })?;
+        self.slots[index] = Some(cgroup_id);
+        // Only now invalidate cached verdicts: a task that resolves its cgroup concurrently
+        // either sees the new target or stores the old generation and resolves again.
+        self.bump_generation()?;
+        Ok(slot)
+    }
+
+    /// Stops counting a target; its slot can be reused.
+    pub fn remove_target(&mut self, slot: TargetSlot) -> Result<(), BpfError> {
+        let Some(cgroup_id) = self.slots[slot.0 as usize].take() else {
+            return Ok(());
+        };
+        let mut targets: HashMap<&mut MapData, u64, u32> = map_mut(&mut self.ebpf, MAP_TARGETS)?;
+        match targets.remove(&cgroup_id) {
+            Ok(()) | Err(aya::maps::MapError::KeyNotFound) => {}
+            Err(source) => {
+                return Err(BpfError::Map {
+                    name: MAP_TARGETS,
+                    source,
+                })
+            }
+        }
+        self.bump_generation()
+    }
+
+    /// Reads a target's counters, summed over CPUs.
+    pub fn read(&self, slot: TargetSlot) -> Result<TargetCounts, BpfError> {
+        let counters: PerCpuArray<&MapData, SyscallCounters> = map_ref(&self.ebpf, MAP_COUNTERS)?;
+        let per_cpu = counters.get(&slot.0, 0).map_err(|source| BpfError::Map {
+            name: MAP_COUNTERS,
+            source,
+        })?;
+        let mut out = TargetCounts::default();
+        let mut sums = vec![[0u64; NR_SLOTS]; ABI_COUNT];
+        for cpu in per_cpu.iter() {
+            for (abi, row) in cpu.counts.iter().enumerate() {
+                for (nr, c) in row.iter().enumerate() {
+                    sums[abi][nr] += c;
+                }
+            }
+            out.out_of_range += cpu.other.iter().sum::<u64>();
+        }
+        for (abi, row) in sums.iter().enumerate() {
+            for (nr, &count) in row.iter().enumerate() {
+                if count == 0 {
+                    continue;
+                }
+                match self.abi_arch[abi] {
+                    Some(arch) => out.syscalls.push((arch, nr as u32, count)),
+                    // An ABI this host cannot have: keep the calls in the totals.
+                    None => out.out_of_range += count,
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Writes pending kernel-side log records to the log.
+    pub fn flush_logs(&mut self) {
+        if let Some(l) = &mut self.logger {
+            l.flush();
+        }
+    }
+
+    fn zero_counters(&mut self, slot: TargetSlot) -> Result<(), BpfError> {
+        let mut counters: PerCpuArray<&mut MapData, SyscallCounters> =
+            map_mut(&mut self.ebpf, MAP_COUNTERS)?;
+        let cpus = aya::util::nr_cpus().map_err(|(_, e)| BpfError::Map {
+            name: MAP_COUNTERS,
+            source: aya::maps::MapError::IoError(e),
+        })?;
+        let zeros = PerCpuValues::try_from(vec![SyscallCounters::ZERO; cpus]).map_err(|e| {
+            BpfError::Map {
+                name: MAP_COUNTERS,
+                source: aya::maps::MapError::IoError(e),
+            }
+        })?;
+        counters
+            .set(slot.0, zeros, 0)
+            .map_err(|source| BpfError::Map {
+                name: MAP_COUNTERS,
+                source,
+            })
+    }
+
+    fn bump_generation(&mut self) -> Result<(), BpfError> {
+        self.generation = self.generation.wrapping_add(1);
+        let mut gen: Array<&mut MapData, u32> = map_mut(&mut self.ebpf, MAP_TARGET_GENERATION)?;
+        gen.set(0, self.generation, 0)
+            .map_err(|source| BpfError::Map {
+                name: MAP_TARGET_GENERATION,
+                source,
+            })
+    }
+
+    /// Number of cgroups whose verdict is cached (for diagnostics).
+    pub fn cached_cgroups(&self) -> usize {
+        map_ref::<HashMap<&MapData, u64, CgroupVerdict>>(&self.ebpf, MAP_CGROUP_VERDICT)
+            .map(|m| m.keys().count())
+            .unwrap_or(0)
+    }
+}
+
+/// Loads and attaches only the empty program: the benchmark's floor. Dropping the returned
+/// value detaches it.
+pub fn attach_empty_program() -> Result<Ebpf, BpfError> {
+    let mut ebpf = Ebpf::load(OBJECT).map_err(BpfError::Load)?;
+    attach_btf(&mut ebpf, PROG_SYS_ENTER_EMPTY, &btf_path())?;
+    Ok(ebpf)
+}
+
+fn btf_path() -> PathBuf {
+    std::env::var_os("AGENT_AUDIT_BTF_PATH")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(VMLINUX_BTF))
+}
+
+fn attach_btf(ebpf: &mut Ebpf, name: &'static str, btf_path: &Path) -> Result<(), BpfError> {
+    let err = |source| BpfError::Attach {
+        attach: "tp_btf",
+        source,
+    };
+    let btf =
+        Btf::parse_file(btf_path, aya::Endianness::default()).map_err(|_| BpfError::NoBtf {
+            path: btf_path.to_path_buf(),
+        })?;
+    let prog: &mut BtfTracePoint = ebpf
+        .program_mut(name)
+        .ok_or(BpfError::Missing(name))?
+        .try_into()
+        .map_err(err)?;
+    prog.load("sys_enter", &btf).map_err(err)?;
+    prog.attach().map_err(err)?;
+    Ok(())
+}
+
+fn attach_raw(ebpf: &mut Ebpf, name: &'static str) -> Result<(), BpfError> {
+    let err = |source| BpfError::Attach {
+        attach: "raw_tp",
+        source,
+    };
+    let prog: &mut RawTracePoint = ebpf
+        .program_mut(name)
+        .ok_or(BpfError::Missing(name))?
+        .try_into()
+        .map_err(err)?;
+    prog.load().map_err(err)?;
+    prog.attach("sys_enter").map_err(err)?;
+    Ok(())
+}
+
+fn map_mut<'a, T>(ebpf: &'a mut Ebpf, name: &'static str) -> Result<T, BpfError>
+where
+    T: TryFrom<&'a mut aya::maps::Map, Error = aya::maps::MapError>,
+{
+    let map = ebpf.map_mut(name).ok_or(BpfError::Missing(name))?;
+    T::try_from(map).map_err(|source| BpfError::Map { name, source })
+}
+
+fn map_ref<'a, T>(ebpf: &'a Ebpf, name: &'static str) -> Result<T, BpfError>
+where
+    T: TryFrom<&'a aya::maps::Map, Error = aya::maps::MapError>,
+{
+    let map = ebpf.map(name).ok_or(BpfError::Missing(name))?;
+    T::try_from(map).map_err(|source| BpfError::Map { name, source })
+}
+
+/// Which libseccomp arch each counted ABI means on this host.
+fn abi_arches() -> [Option<Arch>; ABI_COUNT] {
+    let mut arches = [None; ABI_COUNT];
+    let native = Arch::native();
+    arches[ABI_NATIVE] = native;
+    arches[ABI_COMPAT32] = native.and_then(Arch::compat32_of);
+    if native == Some(Arch::X86_64) {
+        arches[ABI_X32] = Some(Arch::X32);
+    }
+    arches
+}

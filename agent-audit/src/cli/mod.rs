@@ -1,0 +1,42 @@
+//! Command-line interface: one module per subcommand, each owning its arguments and the call
+//! into the library.
+
+mod record;
+mod run;
+
+use clap::{Parser, Subcommand};
+
+use crate::exit::{ExitCode, EXIT_CODES_HELP};
+use crate::Error;
+
+/// Record the syscalls a container really makes, and turn them into a deny-by-default
+/// seccomp profile.
+#[derive(Debug, Parser)]
+#[command(name = "agent-audit", version, after_long_help = EXIT_CODES_HELP, after_help = EXIT_CODES_HELP)]
+pub struct Cli {
+    /// More log output (-v: info, -vv: debug, -vvv: trace). RUST_LOG overrides.
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    pub verbose: u8,
+    /// The subcommand.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Watch existing cgroups (containers, pids) and write one allowlist per target.
+    Record(record::RecordArgs),
+    /// Run a command in a fresh cgroup, record it from its first execve, write its allowlist.
+    Run(run::RunArgs),
+}
+
+impl Cli {
+    /// Runs the chosen subcommand and returns the exit code to end with.
+    pub fn execute(self) -> Result<ExitCode, Error> {
+        match self.command {
+            Command::Record(args) => args.execute(),
+            Command::Run(args) => args.execute(),
+        }
+    }
+}

@@ -1,0 +1,87 @@
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::Args;
+
+use crate::bpf::AttachMode;
+use crate::exit::ExitCode;
+use crate::recorder::{self, OutputSpec, RecordOptions};
+use crate::target::TargetSpec;
+use crate::Error;
+
+/// Arguments of `record`.
+#[derive(Debug, Args)]
+#[command(
+    after_help = "Targets may be repeated and mixed; each gets its own allowlist. Recording \
+                  stops on SIGINT/SIGTERM, at --duration, or when every target's cgroup is gone \
+                  (its container stopped); the final files are always written first."
+)]
+pub struct RecordArgs {
+    /// cgroup v2 to watch (and every cgroup below it): absolute, or relative to the cgroup2
+    /// mount (e.g. /docker/<id> as shown in /proc/PID/cgroup).
+    #[arg(long = "cgroup", value_name = "PATH")]
+    cgroups: Vec<PathBuf>,
+    /// cgroup v2 id to watch (the inode number of its directory).
+    #[arg(long = "cgroup-id", value_name = "N")]
+    cgroup_ids: Vec<u64>,
+    /// Watch the cgroup of this process.
+    #[arg(long = "pid", value_name = "PID")]
+    pids: Vec<u32>,
+    /// Watch a running container, by name or id (Docker, then Podman, then runc).
+    #[arg(long = "container", value_name = "NAME|ID")]
+    containers: Vec<String>,
+    /// Allowlist file for a single target.
+    #[arg(long, short = 'o', value_name = "FILE", conflicts_with = "out_dir")]
+    out: Option<PathBuf>,
+    /// Directory for one `<name>.allowlist.json` per target.
+    #[arg(long, value_name = "DIR")]
+    out_dir: Option<PathBuf>,
+    /// Rewrite the allowlist files this often (seconds).
+    #[arg(long, value_name = "SECS", default_value_t = 5.0)]
+    interval: f64,
+    /// Stop after this many seconds.
+    #[arg(long, value_name = "SECS")]
+    duration: Option<f64>,
+    /// How to attach to sys_enter.
+    #[arg(long, value_enum, default_value_t = AttachMode::Auto)]
+    attach: AttachMode,
+}
+
+impl RecordArgs {
+    pub(super) fn execute(self) -> Result<ExitCode, Error> {
+        let mut targets: Vec<TargetSpec> = Vec::new();
+        targets.extend(self.cgroups.into_iter().map(TargetSpec::Cgroup));
+        targets.extend(self.cgroup_ids.into_iter().map(TargetSpec::CgroupId));
+        targets.extend(self.pids.into_iter().map(TargetSpec::Pid));
+        targets.extend(self.containers.into_iter().map(TargetSpec::Container));
+        let output = match (self.out, self.out_dir) {
+            (Some(f), _) => OutputSpec::File(f),
+            (None, Some(d)) => OutputSpec::Dir(d),
+            (None, None) if targets.len() <= 1 => OutputSpec::File("allowlist.json".into()),
+            (None, None) => OutputSpec::Dir(".".into()),
+        };
+        let interval = seconds("--interval", self.interval)?;
+        let duration = self
+            .duration
+            .map(|d| seconds("--duration", d))
+            .transpose()?;
+        recorder::record(RecordOptions {
+            targets,
+            output,
+            interval,
+            duration,
+            attach: self.attach,
+        })?;
+        Ok(ExitCode::OK)
+    }
+}
+
+fn seconds(flag: &str, value: f64) -> Result<Duration, Error> {
+    if value.is_finite() && value > 0.0 {
+        Ok(Duration::from_secs_f64(value))
+    } else {
+        Err(Error::Usage(format!(
+            "{flag} must be a positive number of seconds, not {value}"
+        )))
+    }
+}

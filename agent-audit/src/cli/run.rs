@@ -1,0 +1,43 @@
+use std::path::PathBuf;
+
+use clap::Args;
+
+use crate::bpf::AttachMode;
+use crate::exit::ExitCode;
+use crate::run::{self, RunOptions};
+use crate::Error;
+
+/// Arguments of `run`.
+#[derive(Debug, Args)]
+#[command(
+    after_help = "Exits with the command's own exit status (128+N if signal N ended it). \
+                  The command and everything it starts are recorded, from its first execve \
+                  until the last of them exits."
+)]
+pub struct RunArgs {
+    /// Allowlist file to write.
+    #[arg(
+        long,
+        short = 'o',
+        value_name = "FILE",
+        default_value = "allowlist.json"
+    )]
+    out: PathBuf,
+    /// How to attach to sys_enter.
+    #[arg(long, value_enum, default_value_t = AttachMode::Auto)]
+    attach: AttachMode,
+    /// The command to run, after `--`.
+    #[arg(last = true, required = true, value_name = "CMD")]
+    command: Vec<String>,
+}
+
+impl RunArgs {
+    pub(super) fn execute(self) -> Result<ExitCode, Error> {
+        let outcome = run::run(RunOptions {
+            command: self.command,
+            out: self.out,
+            attach: self.attach,
+        })?;
+        Ok(ExitCode(outcome.exit_status.clamp(0, 255) as u8))
+    }
+}

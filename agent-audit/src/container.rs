@@ -1,0 +1,199 @@
+//! Resolving a container name or id to the host pid of its init process, through the engines
+//! that may run it: the Docker Engine API, Podman's Docker-compatible API, then `runc state`.
+
+use std::io::{self, Read, Write};
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use crate::allowlist::ContainerInfo;
+
+/// Docker Engine API sockets, in the order tried (`DOCKER_HOST=unix://…` first when set).
+const DOCKER_SOCKETS: &[&str] = &["/var/run/docker.sock", "/run/docker.sock"];
+/// Podman's Docker-compatible API socket (rootful).
+const PODMAN_SOCKETS: &[&str] = &["/run/podman/podman.sock"];
+/// Engine API version requested: old enough for every supported engine.
+const API_VERSION: &str = "v1.41";
+
+/// A container that could not be resolved.
+#[derive(Debug, thiserror::Error)]
+pub enum ContainerError {
+    /// No engine knows the container.
+    #[error("container {name:?} not found; tried: {tried}")]
+    NotFound {
+        /// The name or id given.
+        name: String,
+        /// Each engine tried and what it answered.
+        tried: String,
+    },
+    /// The container exists but is not running, so it has no processes to watch.
+    #[error("container {name:?} ({engine}) is not running; start it, or use `record --wait` to catch its next start")]
+    NotRunning {
+        /// The name given.
+        name: String,
+        /// The engine that knows it.
+        engine: &'static str,
+    },
+}
+
+/// Finds a running container by name or id and returns its engine's description.
+pub fn resolve(name: &str) -> Result<ContainerInfo, ContainerError> {
+    let mut tried = Vec::new();
+    let docker_sockets = docker_host_socket()
+        .into_iter()
+        .chain(DOCKER_SOCKETS.iter().map(PathBuf::from));
+    for (engine, sockets) in [
+        ("docker", docker_sockets.collect::<Vec<_>>()),
+        ("podman", PODMAN_SOCKETS.iter().map(PathBuf::from).collect()),
+    ] {
+        let mut answered = false;
+        for socket in &sockets {
+            match inspect_over_api(socket, engine, name) {
+                Ok(Some(c)) => return finish(name, engine, c),
+                Ok(None) => {
+                    tried.push(format!(
+                        "{engine} ({}): no such container",
+                        socket.display()
+                    ));
+                    answered = true;
+                    break;
+                }
+                Err(_) => continue,
+            }
+        }
+        if !answered {
+            tried.push(format!("{engine}: no API socket ({})", join(&sockets)));
+        }
+    }
+    match runc_state(name) {
+        Ok(Some(c)) => return finish(name, "runc", c),
+        Ok(None) => tried.push("runc state: no such container".into()),
+        Err(e) => tried.push(format!("runc: {e}")),
+    }
+    Err(ContainerError::NotFound {
+        name: name.to_string(),
+        tried: tried.join("; "),
+    })
+}
+
+fn finish(
+    name: &str,
+    engine: &'static str,
+    c: Option<ContainerInfo>,
+) -> Result<ContainerInfo, ContainerError> {
+    c.ok_or(ContainerError::NotRunning {
+        name: name.to_string(),
+        engine,
+    })
+}
+
+fn join(paths: &[PathBuf]) -> String {
+    paths
+        .iter()
+        .map(|p| p.display().to_string())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn docker_host_socket() -> Option<PathBuf> {
+    let host = std::env::var("DOCKER_HOST").ok()?;
+    host.strip_prefix("unix://").map(PathBuf::from)
+}
+
+/// `GET /containers/{name}/json`. `Ok(None)`: the engine answered 404. `Ok(Some(None))`: the
+/// container exists but is not running.
+fn inspect_over_api(
+    socket: &Path,
+    engine: &str,
+    name: &str,
+) -> io::Result<Option<Option<ContainerInfo>>> {
+    let mut stream = UnixStream::connect(socket)?;
+    stream.set_read_timeout(Some(Duration::from_secs(10)))?;
+    // HTTP/1.0 so that the engine closes the connection and never uses chunked encoding.
+    let path = format!("/{API_VERSION}/containers/{}/json", percent_encode(name));
+    write!(stream, "GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n")?;
+    let mut response = Vec::new();
+    stream.read_to_end(&mut response)?;
+    let text = String::from_utf8_lossy(&response);
+    let (head, body) = text
+        .split_once("\r\n\r\n")
+        .ok_or_else(|| io::Error::other("malformed HTTP response"))?;
+    let status: u16 = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| io::Error::other("malformed HTTP status line"))?;
+    match status {
+        200 => {}
+        404 => return Ok(None),
+        other => return Err(io::Error::other(format!("engine answered HTTP {other}"))),
+    }
+    let v: serde_json::Value = serde_json::from_str(body).map_err(io::Error::other)?;
+    let running = v["State"]["Running"].as_bool().unwrap_or(false);
+    let pid = v["State"]["Pid"].as_u64().unwrap_or(0) as u32;
+    if !running || pid == 0 {
+        return Ok(Some(None));
+    }
+    Ok(Some(Some(ContainerInfo {
+        engine: engine.to_string(),
+        id: v["Id"].as_str().unwrap_or_default().to_string(),
+        name: v["Name"]
+            .as_str()
+            .unwrap_or(name)
+            .trim_start_matches('/')
+            .to_string(),
+        pid,
+    })))
+}
+
+/// `runc state NAME`: `Ok(None)` when runc is installed but does not know the container.
+fn runc_state(name: &str) -> io::Result<Option<Option<ContainerInfo>>> {
+    let out = Command::new("runc").arg("state").arg(name).output()?;
+    if !out.status.success() {
+        return Ok(None);
+    }
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).map_err(io::Error::other)?;
+    let pid = v["pid"].as_u64().unwrap_or(0) as u32;
+    if pid == 0 || v["status"].as_str() == Some("stopped") {
+        return Ok(Some(None));
+    }
+    Ok(Some(Some(ContainerInfo {
+        engine: "runc".into(),
+        id: v["id"].as_str().unwrap_or(name).to_string(),
+        name: name.to_string(),
+        pid,
+    })))
+}
+
+/// Container names and ids are `[a-zA-Z0-9][a-zA-Z0-9_.-]*`; anything else is escaped so it
+/// cannot change the request.
+fn percent_encode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'_' | b'.' | b'-' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_cannot_inject_into_the_request() {
+        assert_eq!(percent_encode("web-1_a.b"), "web-1_a.b");
+        assert_eq!(percent_encode("../x y"), "..%2Fx%20y");
+    }
+
+    #[test]
+    fn unknown_container_names_every_engine_tried() {
+        let err = resolve("agent-audit-no-such-container-0xdead").unwrap_err();
+        let text = err.to_string();
+        assert!(matches!(err, ContainerError::NotFound { .. }), "{text}");
+        for engine in ["docker", "podman", "runc"] {
+            assert!(text.contains(engine), "{engine} missing from: {text}");
+        }
+    }
+}

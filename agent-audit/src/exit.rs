@@ -1,0 +1,48 @@
+//! Process exit codes, shared by every subcommand and documented in `--help` and the README.
+//!
+//! The numbers follow BSD `sysexits.h` where one fits, so scripts can tell "your input is
+//! wrong" from "this machine cannot do it" from "the audit found a problem".
+
+/// A documented exit code.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ExitCode(pub u8);
+
+impl ExitCode {
+    /// Success.
+    pub const OK: Self = Self(0);
+    /// The command ran but its verdict is negative (`check` found errors, `verify` saw denials).
+    pub const FINDINGS: Self = Self(1);
+    /// Command-line usage error (clap's own code).
+    pub const USAGE: Self = Self(2);
+    /// An input file is malformed: bad JSON, unknown schema, unknown architecture or syscall.
+    pub const DATA: Self = Self(65);
+    /// Something named on the command line does not exist: cgroup, pid, container, input file.
+    pub const NO_INPUT: Self = Self(66);
+    /// This kernel or host lacks what is needed: cgroup v2, BTF, the tracepoint, BPF support.
+    pub const UNAVAILABLE: Self = Self(69);
+    /// An internal error (a bug): please report it.
+    pub const SOFTWARE: Self = Self(70);
+    /// An output file or directory cannot be created or written.
+    pub const CANT_CREATE: Self = Self(73);
+    /// Any other I/O error.
+    pub const IO: Self = Self(74);
+    /// Missing privileges: not root, or lacking CAP_BPF / CAP_PERFMON / CAP_SYS_ADMIN.
+    pub const NO_PERM: Self = Self(77);
+}
+
+/// The table printed in `--help` and mirrored in the README.
+pub const EXIT_CODES_HELP: &str = "\
+EXIT CODES:
+    0   success
+    1   findings: `check` found errors, `verify` saw denials or the command failed
+    2   usage error
+    65  malformed input: bad JSON, unknown schema, architecture or syscall name
+    66  not found: cgroup, pid, container or input file
+    69  unsupported host: no cgroup v2, no BTF, no sys_enter tracepoint, BPF refused
+    70  internal error (a bug)
+    73  output cannot be written
+    74  other I/O error
+    77  missing privileges (root, or CAP_BPF + CAP_PERFMON, or CAP_SYS_ADMIN)
+    `run` exits with the command's own status (128+N if a signal N ended it) once the
+    command has started; 127 if it was not found, 126 if it could not be executed; the
+    codes above apply to failures before that.";

@@ -1,0 +1,107 @@
+//! agent-audit: records the syscalls a container (or any cgroup) really makes, with an eBPF
+//! program on `sys_enter`, and turns the recordings into a deny-by-default seccomp profile.
+//!
+//! Data flows one way: [`bpf`] (kernel counters) → [`recording`] → [`allowlist`] files →
+//! later steps. See ARCHITECTURE.md for the map of modules.
+
+pub mod allowlist;
+pub mod bpf;
+pub mod cgroup;
+pub mod cli;
+pub mod container;
+pub mod exit;
+pub mod fsutil;
+pub mod privileges;
+pub mod progress;
+pub mod recorder;
+pub mod recording;
+pub mod run;
+pub mod seccomp;
+pub mod syscalls;
+pub mod target;
+
+use exit::ExitCode;
+
+/// Every error a subcommand can end with; each maps to a documented exit code.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// Bad combination of arguments.
+    #[error("{0}")]
+    Usage(String),
+    /// Privileges missing.
+    #[error(transparent)]
+    Privileges(#[from] privileges::PrivilegeError),
+    /// cgroup side.
+    #[error(transparent)]
+    Cgroup(#[from] cgroup::CgroupError),
+    /// Target resolution.
+    #[error(transparent)]
+    Target(#[from] target::TargetError),
+    /// Kernel program.
+    #[error(transparent)]
+    Bpf(#[from] bpf::BpfError),
+    /// Output files.
+    #[error(transparent)]
+    Output(#[from] fsutil::OutputError),
+    /// Allowlist files.
+    #[error(transparent)]
+    Allowlist(#[from] allowlist::AllowlistError),
+    /// The command given to `run` could not be started.
+    #[error("cannot run {command:?}: {source}")]
+    Spawn {
+        /// argv[0].
+        command: String,
+        /// What exec said.
+        source: std::io::Error,
+    },
+    /// Other I/O.
+    #[error("I/O error: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+impl From<recording::RecordingError> for Error {
+    fn from(e: recording::RecordingError) -> Self {
+        match e {
+            recording::RecordingError::Bpf(e) => e.into(),
+            recording::RecordingError::Allowlist(e) => e.into(),
+        }
+    }
+}
+
+impl Error {
+    /// The documented exit code for this error (see [`exit::EXIT_CODES_HELP`]).
+    pub fn exit_code(&self) -> ExitCode {
+        use cgroup::CgroupError as C;
+        match self {
+            Error::Usage(_) => ExitCode::USAGE,
+            Error::Privileges(_) => ExitCode::NO_PERM,
+            Error::Cgroup(e) | Error::Target(target::TargetError::Cgroup(e)) => match e {
+                e if e.is_not_found() => ExitCode::NO_INPUT,
+                C::NoV2Mount | C::NotV2 { .. } | C::PidNotInV2 { .. } => ExitCode::UNAVAILABLE,
+                C::Io { source, .. } if source.kind() == std::io::ErrorKind::PermissionDenied => {
+                    ExitCode::NO_PERM
+                }
+                _ => ExitCode::IO,
+            },
+            Error::Target(target::TargetError::Container(_)) => ExitCode::NO_INPUT,
+            Error::Bpf(e) if e.is_permission_denied() => ExitCode::NO_PERM,
+            Error::Bpf(bpf::BpfError::Map { .. } | bpf::BpfError::Missing(_)) => ExitCode::SOFTWARE,
+            Error::Bpf(bpf::BpfError::TooManyTargets) => ExitCode::USAGE,
+            Error::Bpf(_) => ExitCode::UNAVAILABLE,
+            Error::Output(_) => ExitCode::CANT_CREATE,
+            Error::Allowlist(allowlist::AllowlistError::Read { source, .. })
+                if source.kind() == std::io::ErrorKind::NotFound =>
+            {
+                ExitCode::NO_INPUT
+            }
+            Error::Allowlist(allowlist::AllowlistError::Output(_)) => ExitCode::CANT_CREATE,
+            Error::Allowlist(allowlist::AllowlistError::Read { .. }) => ExitCode::IO,
+            Error::Allowlist(_) => ExitCode::DATA,
+            Error::Spawn { source, .. } if source.kind() == std::io::ErrorKind::NotFound => {
+                ExitCode(127)
+            }
+            Error::Spawn { .. } => ExitCode(126),
+            Error::Io(_) => ExitCode::IO,
+        }
+    }
+}

@@ -1,0 +1,32 @@
+//! The `agent-audit` binary: parse the command line, run the library, exit with a documented
+//! code.
+
+use clap::Parser;
+use tracing_subscriber::EnvFilter;
+
+use agent_audit::cli::Cli;
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    let default_level = match cli.verbose {
+        0 => "warn",
+        1 => "info",
+        2 => "debug",
+        _ => "trace",
+    };
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_level)),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    match cli.execute() {
+        Ok(code) => std::process::ExitCode::from(code.0),
+        Err(err) => {
+            let code = err.exit_code();
+            // Errors carry their cause in their own message; print it once.
+            eprintln!("agent-audit: error: {err}");
+            std::process::ExitCode::from(code.0)
+        }
+    }
+}

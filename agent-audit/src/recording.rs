@@ -1,0 +1,99 @@
+//! One target being recorded: its slot in the kernel program, where its file goes, and how
+//! its counters become an [`Allowlist`].
+
+use std::path::PathBuf;
+
+use time::OffsetDateTime;
+
+use crate::allowlist::{Allowlist, AllowlistError, HostInfo, RecorderInfo, SCHEMA_V1};
+use crate::bpf::{BpfError, SyscallCounter, TargetCounts, TargetSlot};
+use crate::target::CgroupTarget;
+
+/// A target with an active slot.
+pub struct Recording {
+    /// What is watched.
+    pub target: CgroupTarget,
+    /// Its counters in the kernel program.
+    pub slot: TargetSlot,
+    /// Where its allowlist is written.
+    pub out: PathBuf,
+    /// When counting began.
+    pub started_at: OffsetDateTime,
+    /// The last counts read, for progress and the final file.
+    pub last: TargetCounts,
+}
+
+impl Recording {
+    /// Adds the target to the kernel program; counting starts now.
+    pub fn start(
+        counter: &mut SyscallCounter,
+        target: CgroupTarget,
+        out: PathBuf,
+    ) -> Result<Self, BpfError> {
+        let slot = counter.add_target(target.cgroup.id)?;
+        tracing::info!(
+            cgroup = %target.cgroup.rel,
+            id = target.cgroup.id,
+            out = %out.display(),
+            "recording target"
+        );
+        Ok(Self {
+            target,
+            slot,
+            out,
+            started_at: OffsetDateTime::now_utc(),
+            last: TargetCounts::default(),
+        })
+    }
+
+    /// Reads the counters into `last`.
+    pub fn refresh(&mut self, counter: &SyscallCounter) -> Result<(), BpfError> {
+        self.last = counter.read(self.slot)?;
+        Ok(())
+    }
+
+    /// The allowlist for the counts in `last`.
+    pub fn allowlist(&self, attach: &str, complete: bool) -> Allowlist {
+        let (syscalls, totals) = Allowlist::syscalls_from_counts(
+            self.last.syscalls.iter().copied(),
+            self.last.out_of_range,
+        );
+        Allowlist {
+            schema: SCHEMA_V1.to_string(),
+            target: self.target.info.clone(),
+            started_at: self.started_at,
+            ended_at: OffsetDateTime::now_utc(),
+            complete,
+            host: HostInfo::current(),
+            recorder: RecorderInfo {
+                version: env!("CARGO_PKG_VERSION").to_string(),
+                attach: attach.to_string(),
+            },
+            totals,
+            syscalls,
+        }
+    }
+
+    /// Reads the counters and writes the file atomically.
+    pub fn write(
+        &mut self,
+        counter: &SyscallCounter,
+        complete: bool,
+    ) -> Result<Allowlist, RecordingError> {
+        self.refresh(counter)?;
+        let list = self.allowlist(counter.attach_kind(), complete);
+        list.write(&self.out)?;
+        Ok(list)
+    }
+}
+
+/// Reading or writing a recording failed.
+#[derive(Debug, thiserror::Error)]
+pub enum RecordingError {
+    /// Reading the counters failed.
+    #[error(transparent)]
+    Bpf(#[from] BpfError),
+    /// Writing the file failed.
+    #[error(transparent)]
+    Allowlist(#[from] AllowlistError),
+}

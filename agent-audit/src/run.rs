@@ -1,0 +1,196 @@
+//! `agent-audit run -- CMD…`: records one command from its very first `execve`.
+//!
+//! A fresh cgroup is created and made a target before the command exists; the forked child
+//! moves itself into that cgroup before it calls `execve`, so nothing the command does is
+//! missed. The run ends when the command and every process it left behind have exited.
+
+use std::ffi::CString;
+use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::path::PathBuf;
+use std::process::{Command, ExitStatus};
+use std::time::Duration;
+
+use tokio::signal::unix::{signal, SignalKind};
+
+use crate::allowlist::Allowlist;
+use crate::bpf::{AttachMode, SyscallCounter};
+use crate::cgroup::{Cgroup, CgroupV2Mount};
+use crate::fsutil;
+use crate::privileges;
+use crate::progress::ProgressLine;
+use crate::recording::Recording;
+use crate::target::CgroupTarget;
+use crate::Error;
+
+const POLL: Duration = Duration::from_millis(100);
+
+/// Options of `run`.
+#[derive(Clone, Debug)]
+pub struct RunOptions {
+    /// The command and its arguments.
+    pub command: Vec<String>,
+    /// Where the allowlist goes.
+    pub out: PathBuf,
+    /// Attach type.
+    pub attach: AttachMode,
+}
+
+/// How the run ended.
+#[derive(Debug)]
+pub struct RunOutcome {
+    /// The command's exit status; 128+N if signal N ended it.
+    pub exit_status: i32,
+    /// The allowlist written.
+    pub allowlist: Allowlist,
+}
+
+/// Removes the run's cgroup however the run ends.
+struct CgroupGuard(Cgroup);
+
+impl Drop for CgroupGuard {
+    fn drop(&mut self) {
+        if self.0.is_populated().unwrap_or(false) {
+            let _ = self.0.kill_all();
+            for _ in 0..50 {
+                if !self.0.is_populated().unwrap_or(false) {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+        if let Err(e) = self.0.remove() {
+            tracing::warn!("{e}");
+        }
+    }
+}
+
+/// Runs the command under recording and writes its allowlist.
+pub fn run(opts: RunOptions) -> Result<RunOutcome, Error> {
+    if opts.command.is_empty() {
+        return Err(Error::Usage(
+            "no command given: agent-audit run -- CMD [ARGS…]".into(),
+        ));
+    }
+    fsutil::ensure_dir_writable(fsutil::parent_dir(&opts.out))?;
+    privileges::check_bpf_privileges()?;
+    let mount = CgroupV2Mount::discover()?;
+    let mut counter = SyscallCounter::load(opts.attach)?;
+    let cgroup = mount.create_child_of_self(&format!("agent-audit-run-{}", std::process::id()))?;
+    let guard = CgroupGuard(cgroup.clone());
+    let target = CgroupTarget::for_command(cgroup.clone(), &opts.command);
+    let mut recording = Recording::start(&mut counter, target, opts.out.clone())?;
+
+    let child = spawn_in_cgroup(&opts.command, &cgroup)?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(Error::Io)?;
+    let status = runtime.block_on(supervise(child, &cgroup, &counter, &mut recording))?;
+    let exit_status = status
+        .code()
+        .unwrap_or_else(|| 128 + status.signal().unwrap_or(0));
+
+    recording.target.info.exit_status = Some(exit_status);
+    let allowlist = recording.write(&counter, true)?;
+    counter.remove_target(recording.slot)?;
+    drop(guard);
+    eprintln!(
+        "agent-audit: {} distinct syscalls, {} calls -> {} (command exited {exit_status})",
+        allowlist.totals.distinct,
+        allowlist.totals.calls,
+        opts.out.display()
+    );
+    Ok(RunOutcome {
+        exit_status,
+        allowlist,
+    })
+}
+
+/// Starts the command; the child joins `cgroup` between fork and exec.
+fn spawn_in_cgroup(command: &[String], cgroup: &Cgroup) -> Result<std::process::Child, Error> {
+    let procs = CString::new(
+        cgroup
+            .dir
+            .join("cgroup.procs")
+            .as_os_str()
+            .as_encoded_bytes(),
+    )
+    .map_err(|_| Error::Usage("cgroup path contains a NUL byte".into()))?;
+    let mut cmd = Command::new(&command[0]);
+    cmd.args(&command[1..]);
+    // SAFETY: the closure only calls async-signal-safe functions (open, write, close) on
+    // memory prepared before fork.
+    unsafe {
+        cmd.pre_exec(move || {
+            let fd = libc::open(procs.as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC);
+            if fd < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            // "0" moves the writing process itself.
+            let n = libc::write(fd, b"0\n".as_ptr().cast(), 2);
+            let err = std::io::Error::last_os_error();
+            libc::close(fd);
+            if n < 0 {
+                return Err(err);
+            }
+            Ok(())
+        });
+    }
+    cmd.spawn().map_err(|source| Error::Spawn {
+        command: command[0].clone(),
+        source,
+    })
+}
+
+/// Waits for the command, forwarding SIGTERM, then for every process left in its cgroup.
+async fn supervise(
+    mut child: std::process::Child,
+    cgroup: &Cgroup,
+    counter: &SyscallCounter,
+    recording: &mut Recording,
+) -> Result<ExitStatus, Error> {
+    let pid = child.id() as libc::pid_t;
+    // A terminal's Ctrl-C already reaches the command (same process group); we only keep
+    // ourselves alive to write the file. SIGTERM is sent to us alone, so pass it on.
+    let mut sigint = signal(SignalKind::interrupt()).map_err(Error::Io)?;
+    let mut sigterm = signal(SignalKind::terminate()).map_err(Error::Io)?;
+    let mut wait = tokio::task::spawn_blocking(move || child.wait());
+    let mut poll = tokio::time::interval(POLL);
+    let mut progress = ProgressLine::new();
+    let status = loop {
+        tokio::select! {
+            res = &mut wait => {
+                break res
+                    .map_err(|e| Error::Io(std::io::Error::other(e)))?
+                    .map_err(Error::Io)?;
+            }
+            _ = sigint.recv() => {}
+            _ = sigterm.recv() => {
+                // SAFETY: plain kill(2) on our own child.
+                unsafe { libc::kill(pid, libc::SIGTERM) };
+            }
+            _ = poll.tick() => {
+                recording.refresh(counter)?;
+                progress.update(1, recording.last.syscalls.len() as u64, recording.last.total());
+            }
+        }
+    };
+    // Descendants the command left running (daemons, background jobs) are part of its
+    // behaviour: wait for them too. A signal now ends them.
+    let mut interrupted = false;
+    while cgroup.is_populated()? {
+        tokio::select! {
+            _ = sigint.recv() => interrupted = true,
+            _ = sigterm.recv() => interrupted = true,
+            _ = poll.tick() => {
+                recording.refresh(counter)?;
+                progress.update(1, recording.last.syscalls.len() as u64, recording.last.total());
+            }
+        }
+        if interrupted {
+            cgroup.kill_all()?;
+        }
+    }
+    progress.clear();
+    Ok(status)
+}
