@@ -45,8 +45,30 @@ pub const MAP_TARGETS: &str = "TARGETS";
 /// target at or above it. Filled by the kernel program only, on first sight of a cgroup in a
 /// generation; eviction just costs one more ancestor walk.
 pub const MAP_CGROUP_VERDICT: &str = "CGROUP_VERDICT";
-/// `PerCpuArray<SyscallCounters>` with [`MAX_TARGETS`] elements, indexed by slot.
+/// `PerCpuArray<SyscallCounters>` with [`MAX_TARGETS`] elements, indexed by slot: syscall entries.
 pub const MAP_COUNTERS: &str = "COUNTERS";
+/// Same layout as [`MAP_COUNTERS`], for syscall *exits*; only filled while `verify` runs.
+/// A call refused by seccomp never reaches `sys_enter` but does reach `sys_exit`, so
+/// `exits − entries` per syscall is what the filter denied.
+pub const MAP_EXIT_COUNTERS: &str = "EXIT_COUNTERS";
+
+/// Read-only globals set by userspace at load time (`EbpfLoader::set_global`), describing the
+/// host so the program needs no CO-RE: where the task's compat flag lives and what marks it.
+/// Offset of a `u32` inside `task_struct` that carries the compat flag (x86_64:
+/// `thread_info.status`, arm64: `thread_info.flags`); 0 disables compat detection.
+pub const GLOBAL_COMPAT_FLAG_OFFSET: &str = "COMPAT_FLAG_OFFSET";
+/// Bit(s) of that `u32` set for a compat task (x86_64 `TS_COMPAT` = 0x2, arm64 `TIF_32BIT`).
+pub const GLOBAL_COMPAT_FLAG_MASK: &str = "COMPAT_FLAG_MASK";
+/// Compat syscall numbers of the multiplexers (i386: socketcall 102, ipc 117); `u32::MAX`
+/// where the compat ABI has none.
+pub const GLOBAL_COMPAT_SOCKETCALL_NR: &str = "COMPAT_SOCKETCALL_NR";
+/// See [`GLOBAL_COMPAT_SOCKETCALL_NR`].
+pub const GLOBAL_COMPAT_IPC_NR: &str = "COMPAT_IPC_NR";
+/// Offset in `struct pt_regs` of a compat syscall's first argument (x86_64: `bx`).
+pub const GLOBAL_COMPAT_ARG0_OFFSET: &str = "COMPAT_ARG0_OFFSET";
+
+/// Sub-operations of i386 `socketcall`/`ipc` counted separately (`args[0] & 0xffff` below this).
+pub const MUX_SLOTS: usize = 32;
 
 /// Program names in the object, one per attach type; userspace picks one.
 pub const PROG_SYS_ENTER_BTF: &str = "sys_enter_btf";
@@ -54,6 +76,8 @@ pub const PROG_SYS_ENTER_BTF: &str = "sys_enter_btf";
 pub const PROG_SYS_ENTER_RAW: &str = "sys_enter_raw";
 /// An empty `tp_btf` program on the same attach point: the benchmark's floor.
 pub const PROG_SYS_ENTER_EMPTY: &str = "sys_enter_empty";
+/// Classic tracepoint `raw_syscalls:sys_exit` counter, attached only by `verify`.
+pub const PROG_SYS_EXIT: &str = "sys_exit";
 
 /// What the kernel program remembers about one cgroup.
 #[repr(C)]
@@ -73,6 +97,10 @@ pub struct SyscallCounters {
     pub counts: [[u64; NR_SLOTS]; ABI_COUNT],
     /// Calls whose number was outside `0..NR_SLOTS` (for example `-1` from a tracer), per ABI.
     pub other: [u64; ABI_COUNT],
+    /// Compat `socketcall` calls by operation (`SYS_SOCKET` = 1 …); out-of-range ops in slot 0.
+    pub socketcall: [u64; MUX_SLOTS],
+    /// Compat `ipc` calls by operation (`SEMOP` = 1 …); out-of-range ops in slot 0.
+    pub ipc: [u64; MUX_SLOTS],
 }
 
 impl SyscallCounters {
@@ -80,6 +108,8 @@ impl SyscallCounters {
     pub const ZERO: Self = Self {
         counts: [[0; NR_SLOTS]; ABI_COUNT],
         other: [0; ABI_COUNT],
+        socketcall: [0; MUX_SLOTS],
+        ipc: [0; MUX_SLOTS],
     };
 }
 

@@ -1,16 +1,33 @@
 //! The BPF programs and maps. Built only for `target_arch = "bpf"`.
 
 use agent_audit_ebpf::{
-    CgroupVerdict, SyscallCounters, ABI_NATIVE, ABI_X32, MAX_CACHED_CGROUPS, MAX_CGROUP_DEPTH,
-    MAX_TARGETS, NO_TARGET, NR_SLOTS, X32_SYSCALL_BIT,
+    CgroupVerdict, SyscallCounters, ABI_COMPAT32, ABI_NATIVE, ABI_X32, MAX_CACHED_CGROUPS,
+    MAX_CGROUP_DEPTH, MAX_TARGETS, MUX_SLOTS, NO_TARGET, NR_SLOTS, X32_SYSCALL_BIT,
 };
 use aya_ebpf::{
-    helpers::{bpf_get_current_ancestor_cgroup_id, bpf_get_current_cgroup_id},
-    macros::{btf_tracepoint, map, raw_tracepoint},
+    helpers::{
+        bpf_get_current_ancestor_cgroup_id, bpf_get_current_cgroup_id, bpf_get_current_task,
+        bpf_probe_read_kernel,
+    },
+    macros::{btf_tracepoint, map, raw_tracepoint, tracepoint},
     maps::{Array, HashMap, LruHashMap, PerCpuArray},
-    programs::{BtfTracePointContext, RawTracePointContext},
+    programs::{BtfTracePointContext, RawTracePointContext, TracePointContext},
+    EbpfContext,
 };
 use aya_log_ebpf::debug;
+
+// Host facts from userspace (see the GLOBAL_* docs in lib.rs). Read-only after load, so the
+// verifier sees constants and drops the compat branches entirely where detection is off.
+#[no_mangle]
+static COMPAT_FLAG_OFFSET: u32 = 0;
+#[no_mangle]
+static COMPAT_FLAG_MASK: u32 = 0;
+#[no_mangle]
+static COMPAT_SOCKETCALL_NR: u32 = u32::MAX;
+#[no_mangle]
+static COMPAT_IPC_NR: u32 = u32::MAX;
+#[no_mangle]
+static COMPAT_ARG0_OFFSET: u32 = 0;
 
 #[map(name = "TARGET_GENERATION")]
 static TARGET_GENERATION: Array<u32> = Array::with_max_entries(1, 0);
@@ -25,19 +42,24 @@ static CGROUP_VERDICT: LruHashMap<u64, CgroupVerdict> =
 #[map(name = "COUNTERS")]
 static COUNTERS: PerCpuArray<SyscallCounters> = PerCpuArray::with_max_entries(MAX_TARGETS, 0);
 
+#[map(name = "EXIT_COUNTERS")]
+static EXIT_COUNTERS: PerCpuArray<SyscallCounters> = PerCpuArray::with_max_entries(MAX_TARGETS, 0);
+
 /// `tp_btf/sys_enter(struct pt_regs *regs, long id)`: the preferred attachment (needs BTF).
 #[btf_tracepoint(function = "sys_enter")]
 pub fn sys_enter_btf(ctx: BtfTracePointContext) -> i32 {
+    let regs: *const u8 = ctx.arg(0);
     let id: i64 = ctx.arg(1);
-    count_syscall(&ctx, id);
+    count_enter(&ctx, regs, id);
     0
 }
 
 /// `raw_tp/sys_enter`: same arguments, for kernels without BTF.
 #[raw_tracepoint(tracepoint = "sys_enter")]
 pub fn sys_enter_raw(ctx: RawTracePointContext) -> i32 {
+    let regs: *const u8 = ctx.arg(0);
     let id: i64 = ctx.arg(1);
-    count_syscall(&ctx, id);
+    count_enter(&ctx, regs, id);
     0
 }
 
@@ -48,36 +70,91 @@ pub fn sys_enter_empty(_ctx: BtfTracePointContext) -> i32 {
     0
 }
 
-#[inline(always)]
-fn count_syscall<C: aya_ebpf::EbpfContext>(ctx: &C, id: i64) {
-    // SAFETY: helper without preconditions.
-    let cgroup_id = unsafe { bpf_get_current_cgroup_id() };
-    let generation = match TARGET_GENERATION.get(0) {
-        Some(g) => *g,
-        None => return,
+/// `raw_syscalls:sys_exit` (classic tracepoint: `long id` at offset 8), for `verify` only,
+/// where speed matters less than running everywhere.
+#[tracepoint(category = "raw_syscalls", name = "sys_exit")]
+pub fn sys_exit(ctx: TracePointContext) -> u32 {
+    // SAFETY: offset 8 is `long id` in the raw_syscalls:sys_exit format.
+    let Ok(id) = (unsafe { ctx.read_at::<i64>(8) }) else {
+        return 0;
     };
-    // SAFETY: values are plain data; a concurrently replaced entry reads as either verdict.
-    let slot = match unsafe { CGROUP_VERDICT.get(&cgroup_id) } {
-        Some(v) if v.generation == generation => v.slot,
-        _ => resolve_verdict(ctx, cgroup_id, generation),
+    let Some(slot) = target_slot(&ctx) else {
+        return 0;
     };
-    if slot == NO_TARGET {
-        return;
+    if let Some(counters) = EXIT_COUNTERS.get_ptr_mut(slot) {
+        // SAFETY: per-CPU element, written only from this CPU.
+        let counters = unsafe { &mut *counters };
+        let (abi, nr) = abi_and_nr(id);
+        bump(counters, abi, nr);
     }
+    0
+}
+
+#[inline(always)]
+fn count_enter<C: EbpfContext>(ctx: &C, regs: *const u8, id: i64) {
+    let Some(slot) = target_slot(ctx) else {
+        return;
+    };
     let Some(counters) = COUNTERS.get_ptr_mut(slot) else {
         return;
     };
     // SAFETY: the per-CPU element is only written by this CPU, and programs on one CPU do not
     // nest on sys_enter.
     let counters = unsafe { &mut *counters };
+    let (abi, nr) = abi_and_nr(id);
+    bump(counters, abi, nr);
+    if abi == ABI_COMPAT32 {
+        count_multiplexer(counters, regs, nr);
+    }
+}
 
-    let (abi, nr) = if (id as u64) & X32_SYSCALL_BIT != 0 && id > 0 {
-        (ABI_X32, (id as u64) & !X32_SYSCALL_BIT)
-    } else {
-        (ABI_NATIVE, id as u64)
+/// The target slot counting the current task, if any. This is the only work done for tasks
+/// outside every target: one helper call, one array load, one hash lookup.
+#[inline(always)]
+fn target_slot<C: EbpfContext>(ctx: &C) -> Option<u32> {
+    // SAFETY: helper without preconditions.
+    let cgroup_id = unsafe { bpf_get_current_cgroup_id() };
+    let generation = *TARGET_GENERATION.get(0)?;
+    // SAFETY: values are plain data; a concurrently replaced entry reads as either verdict.
+    let slot = match unsafe { CGROUP_VERDICT.get(&cgroup_id) } {
+        Some(v) if v.generation == generation => v.slot,
+        _ => resolve_verdict(ctx, cgroup_id, generation),
     };
+    (slot != NO_TARGET).then_some(slot)
+}
+
+/// Which ABI the current syscall came through, and its number in that ABI's table.
+#[inline(always)]
+fn abi_and_nr(id: i64) -> (usize, u64) {
+    let offset = global(&COMPAT_FLAG_OFFSET);
+    if offset != 0 && is_compat_task(offset) {
+        return (ABI_COMPAT32, id as u64);
+    }
+    if id > 0 && (id as u64) & X32_SYSCALL_BIT != 0 {
+        return (ABI_X32, (id as u64) & !X32_SYSCALL_BIT);
+    }
+    (ABI_NATIVE, id as u64)
+}
+
+/// Reads the task's compat flag word (x86_64 `thread_info.status & TS_COMPAT`, the same test
+/// as the kernel's `in_ia32_syscall()`, so `int 0x80` from 64-bit code is classified right).
+#[inline(always)]
+fn is_compat_task(offset: u32) -> bool {
+    // SAFETY: helper without preconditions.
+    let task = unsafe { bpf_get_current_task() } as *const u8;
+    // SAFETY: probe read of kernel memory; failure reads as "not compat".
+    let word = unsafe { bpf_probe_read_kernel(task.wrapping_add(offset as usize) as *const u32) };
+    matches!(word, Ok(w) if w & global(&COMPAT_FLAG_MASK) != 0)
+}
+
+#[inline(always)]
+fn bump(counters: &mut SyscallCounters, abi: usize, nr: u64) {
     if nr < NR_SLOTS as u64 {
-        if let Some(c) = counters.counts[abi].get_mut(nr as usize) {
+        if let Some(c) = counters
+            .counts
+            .get_mut(abi)
+            .and_then(|row| row.get_mut(nr as usize))
+        {
             *c += 1;
         }
     } else if let Some(c) = counters.other.get_mut(abi) {
@@ -85,10 +162,35 @@ fn count_syscall<C: aya_ebpf::EbpfContext>(ctx: &C, id: i64) {
     }
 }
 
+/// i386 `socketcall`/`ipc` multiplex many operations through one number: count which
+/// operation (the first argument) so the report can name the socket calls a 32-bit program
+/// made. Rare path: compat tasks only.
+#[inline(never)]
+fn count_multiplexer(counters: &mut SyscallCounters, regs: *const u8, nr: u64) {
+    let table = if nr == global(&COMPAT_SOCKETCALL_NR) as u64 {
+        &mut counters.socketcall
+    } else if nr == global(&COMPAT_IPC_NR) as u64 {
+        &mut counters.ipc
+    } else {
+        return;
+    };
+    let arg0_at = regs.wrapping_add(global(&COMPAT_ARG0_OFFSET) as usize) as *const u64;
+    // SAFETY: probe read of the saved registers; failure counts as operation 0.
+    let call = unsafe { bpf_probe_read_kernel(arg0_at) }.unwrap_or(0) & 0xffff;
+    let index = if (call as usize) < MUX_SLOTS {
+        call as usize
+    } else {
+        0
+    };
+    if let Some(c) = table.get_mut(index) {
+        *c += 1;
+    }
+}
+
 /// First sight of a cgroup in this generation: find the nearest target at or above it.
 /// Runs once per cgroup and generation, not once per syscall.
 #[inline(never)]
-fn resolve_verdict<C: aya_ebpf::EbpfContext>(ctx: &C, cgroup_id: u64, generation: u32) -> u32 {
+fn resolve_verdict<C: EbpfContext>(ctx: &C, cgroup_id: u64, generation: u32) -> u32 {
     let mut slot = NO_TARGET;
     let mut level = 0;
     while level < MAX_CGROUP_DEPTH {
@@ -112,6 +214,13 @@ fn resolve_verdict<C: aya_ebpf::EbpfContext>(ctx: &C, cgroup_id: u64, generation
         debug!(ctx, "cgroup {} counted for target slot {}", cgroup_id, slot);
     }
     slot
+}
+
+/// Reads a load-time constant without letting the compiler fold the placeholder value.
+#[inline(always)]
+fn global<T: Copy>(value: &'static T) -> T {
+    // SAFETY: a valid static; volatile so the value set by the loader is used.
+    unsafe { core::ptr::read_volatile(value) }
 }
 
 #[cfg(not(test))]

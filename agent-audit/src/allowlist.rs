@@ -38,6 +38,40 @@ pub struct Allowlist {
     pub totals: Totals,
     /// Every (arch, syscall) seen, sorted by name, then arch, then number.
     pub syscalls: Vec<SyscallCount>,
+    /// Operations of multiplexer syscalls (i386 `socketcall`, `ipc`), when any were made.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub multiplexed: Vec<MultiplexedCount>,
+}
+
+/// How often one operation of a multiplexer syscall was made.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MultiplexedCount {
+    /// Arch of the multiplexer call (`SCMP_ARCH_X86`).
+    pub arch: Arch,
+    /// `socketcall` or `ipc`.
+    pub syscall: String,
+    /// The operation number (first argument; low 16 bits for `ipc`).
+    pub op: u32,
+    /// The direct syscall doing the same thing, when the number is known.
+    pub op_name: Option<String>,
+    /// Exact number of calls.
+    pub count: u64,
+}
+
+impl MultiplexedCount {
+    /// Rows for one multiplexer's (op, count) pairs.
+    pub fn rows(arch: Arch, syscall: &str, ops: &[(u32, u64)]) -> Vec<Self> {
+        ops.iter()
+            .map(|&(op, count)| Self {
+                arch,
+                syscall: syscall.to_string(),
+                op,
+                op_name: crate::syscalls::multiplexed::operation_name(syscall, op)
+                    .map(str::to_owned),
+                count,
+            })
+            .collect()
+    }
 }
 
 /// What was watched.
@@ -311,6 +345,7 @@ mod tests {
             recorder: RecorderInfo::default(),
             totals,
             syscalls,
+            multiplexed: MultiplexedCount::rows(Arch::X86, "socketcall", &[(1, 2), (3, 1)]),
         }
     }
 
@@ -342,6 +377,7 @@ mod tests {
         assert!(json.contains("\"schema\": \"agent-audit/allowlist/v1\""));
         assert!(json.contains("\"arch\": \"SCMP_ARCH_X86\""));
         assert!(json.contains("\"name\": null"));
+        assert!(json.contains("\"op_name\": \"connect\""));
         assert_eq!(Allowlist::parse(&json, Path::new("t")).unwrap(), list);
     }
 

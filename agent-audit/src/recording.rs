@@ -5,8 +5,11 @@ use std::path::PathBuf;
 
 use time::OffsetDateTime;
 
-use crate::allowlist::{Allowlist, AllowlistError, HostInfo, RecorderInfo, SCHEMA_V1};
+use crate::allowlist::{
+    Allowlist, AllowlistError, HostInfo, MultiplexedCount, RecorderInfo, SCHEMA_V1,
+};
 use crate::bpf::{BpfError, SyscallCounter, TargetCounts, TargetSlot};
+use crate::syscalls::Arch;
 use crate::target::CgroupTarget;
 
 /// A target with an active slot.
@@ -71,7 +74,21 @@ impl Recording {
             },
             totals,
             syscalls,
+            multiplexed: self.multiplexed(),
         }
+    }
+
+    fn multiplexed(&self) -> Vec<MultiplexedCount> {
+        let Some(arch) = Arch::native().and_then(Arch::compat32_of) else {
+            return Vec::new();
+        };
+        let mut rows = MultiplexedCount::rows(arch, "ipc", &self.last.ipc_ops);
+        rows.extend(MultiplexedCount::rows(
+            arch,
+            "socketcall",
+            &self.last.socketcall_ops,
+        ));
+        rows
     }
 
     /// Reads the counters and writes the file atomically.

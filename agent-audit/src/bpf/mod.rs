@@ -4,16 +4,22 @@
 //! Minimum kernel: 5.8 (CAP_BPF/CAP_PERFMON, `bpf_get_current_ancestor_cgroup_id` in tracing
 //! programs); `tp_btf` additionally needs BTF (`CONFIG_DEBUG_INFO_BTF`, /sys/kernel/btf/vmlinux).
 
+mod layout;
+
 use std::path::{Path, PathBuf};
 
 use agent_audit_ebpf::{
     CgroupVerdict, SyscallCounters, ABI_COMPAT32, ABI_COUNT, ABI_NATIVE, ABI_X32,
-    MAP_CGROUP_VERDICT, MAP_COUNTERS, MAP_TARGETS, MAP_TARGET_GENERATION, MAX_TARGETS, NR_SLOTS,
-    PROG_SYS_ENTER_BTF, PROG_SYS_ENTER_EMPTY, PROG_SYS_ENTER_RAW,
+    GLOBAL_COMPAT_ARG0_OFFSET, GLOBAL_COMPAT_FLAG_MASK, GLOBAL_COMPAT_FLAG_OFFSET,
+    GLOBAL_COMPAT_IPC_NR, GLOBAL_COMPAT_SOCKETCALL_NR, MAP_CGROUP_VERDICT, MAP_COUNTERS,
+    MAP_EXIT_COUNTERS, MAP_TARGETS, MAP_TARGET_GENERATION, MAX_TARGETS, MUX_SLOTS, NR_SLOTS,
+    PROG_SYS_ENTER_BTF, PROG_SYS_ENTER_EMPTY, PROG_SYS_ENTER_RAW, PROG_SYS_EXIT,
 };
 use aya::maps::{Array, HashMap, MapData, PerCpuArray, PerCpuValues};
-use aya::programs::{BtfTracePoint, RawTracePoint};
-use aya::{Btf, Ebpf};
+use aya::programs::{BtfTracePoint, RawTracePoint, TracePoint};
+use aya::{Btf, Ebpf, EbpfLoader};
+
+pub use layout::KernelLayout;
 
 use crate::syscalls::Arch;
 
@@ -95,6 +101,10 @@ pub struct TargetCounts {
     pub syscalls: Vec<(Arch, u32, u64)>,
     /// Calls whose number was outside `0..NR_SLOTS`.
     pub out_of_range: u64,
+    /// Compat `socketcall` operations: (op, count), non-zero only.
+    pub socketcall_ops: Vec<(u32, u64)>,
+    /// Compat `ipc` operations: (op, count), non-zero only.
+    pub ipc_ops: Vec<(u32, u64)>,
 }
 
 impl TargetCounts {
@@ -112,6 +122,7 @@ pub struct SyscallCounter {
     generation: u32,
     logger: Option<aya_log::EbpfLogger<&'static dyn log::Log>>,
     abi_arch: [Option<Arch>; ABI_COUNT],
+    layout: KernelLayout,
 }
 
 impl SyscallCounter {
@@ -127,7 +138,20 @@ impl SyscallCounter {
             AttachMode::RawTp => false,
             AttachMode::Auto => btf_path.exists(),
         };
-        let mut ebpf = Ebpf::load(OBJECT).map_err(BpfError::Load)?;
+        let layout = KernelLayout::detect(&btf_path);
+        tracing::debug!(?layout, "kernel layout");
+        let mut ebpf = EbpfLoader::new()
+            .override_global(GLOBAL_COMPAT_FLAG_OFFSET, &layout.compat_flag_offset, true)
+            .override_global(GLOBAL_COMPAT_FLAG_MASK, &layout.compat_flag_mask, true)
+            .override_global(
+                GLOBAL_COMPAT_SOCKETCALL_NR,
+                &layout.compat_socketcall_nr,
+                true,
+            )
+            .override_global(GLOBAL_COMPAT_IPC_NR, &layout.compat_ipc_nr, true)
+            .override_global(GLOBAL_COMPAT_ARG0_OFFSET, &layout.compat_arg0_offset, true)
+            .load(OBJECT)
+            .map_err(BpfError::Load)?;
         let logger = match aya_log::EbpfLogger::init(&mut ebpf) {
             Ok(l) => Some(l),
             Err(e) => {
@@ -142,6 +166,7 @@ impl SyscallCounter {
             generation: 0,
             logger,
             abi_arch: abi_arches(),
+            layout,
         };
         counter.bump_generation()?;
         if use_btf {
@@ -157,6 +182,29 @@ impl SyscallCounter {
         self.attach
     }
 
+    /// How compat tasks are recognised on this host.
+    pub fn layout(&self) -> KernelLayout {
+        self.layout
+    }
+
+    /// Also counts syscall exits (`raw_syscalls:sys_exit`), which is how `verify` sees calls
+    /// that seccomp refused: they exit without ever entering.
+    pub fn attach_exit_counter(&mut self) -> Result<(), BpfError> {
+        let err = |source| BpfError::Attach {
+            attach: "tracepoint sys_exit",
+            source,
+        };
+        let prog: &mut TracePoint = self
+            .ebpf
+            .program_mut(PROG_SYS_EXIT)
+            .ok_or(BpfError::Missing(PROG_SYS_EXIT))?
+            .try_into()
+            .map_err(err)?;
+        prog.load().map_err(err)?;
+        prog.attach("raw_syscalls", "sys_exit").map_err(err)?;
+        Ok(())
+    }
+
     /// Starts counting tasks in `cgroup_id` and every cgroup below it. Counters start at 0.
     pub fn add_target(&mut self, cgroup_id: u64) -> Result<TargetSlot, BpfError> {
         let index = self
@@ -165,7 +213,8 @@ impl SyscallCounter {
             .position(Option::is_none)
             .ok_or(BpfError::TooManyTargets)?;
         let slot = TargetSlot(index as u32);
-        self.zero_counters(slot)?;
+        self.zero_counters(MAP_COUNTERS, slot)?;
+        self.zero_counters(MAP_EXIT_COUNTERS, slot)?;
         let mut targets: HashMap<&mut MapData, u64, u32> = map_mut(&mut self.ebpf, MAP_TARGETS)?;
         targets
             .insert(cgroup_id, slot.0, 0)
@@ -198,15 +247,25 @@ impl SyscallCounter {
         self.bump_generation()
     }
 
-    /// Reads a target's counters, summed over CPUs.
+    /// Reads a target's syscall-entry counters, summed over CPUs.
     pub fn read(&self, slot: TargetSlot) -> Result<TargetCounts, BpfError> {
-        let counters: PerCpuArray<&MapData, SyscallCounters> = map_ref(&self.ebpf, MAP_COUNTERS)?;
-        let per_cpu = counters.get(&slot.0, 0).map_err(|source| BpfError::Map {
-            name: MAP_COUNTERS,
-            source,
-        })?;
+        self.read_map(MAP_COUNTERS, slot)
+    }
+
+    /// Reads a target's syscall-exit counters (zero unless the exit counter is attached).
+    pub fn read_exits(&self, slot: TargetSlot) -> Result<TargetCounts, BpfError> {
+        self.read_map(MAP_EXIT_COUNTERS, slot)
+    }
+
+    fn read_map(&self, name: &'static str, slot: TargetSlot) -> Result<TargetCounts, BpfError> {
+        let counters: PerCpuArray<&MapData, SyscallCounters> = map_ref(&self.ebpf, name)?;
+        let per_cpu = counters
+            .get(&slot.0, 0)
+            .map_err(|source| BpfError::Map { name, source })?;
         let mut out = TargetCounts::default();
         let mut sums = vec![[0u64; NR_SLOTS]; ABI_COUNT];
+        let mut socketcall = [0u64; MUX_SLOTS];
+        let mut ipc = [0u64; MUX_SLOTS];
         for cpu in per_cpu.iter() {
             for (abi, row) in cpu.counts.iter().enumerate() {
                 for (nr, c) in row.iter().enumerate() {
@@ -214,6 +273,10 @@ impl SyscallCounter {
                 }
             }
             out.out_of_range += cpu.other.iter().sum::<u64>();
+            for op in 0..MUX_SLOTS {
+                socketcall[op] += cpu.socketcall[op];
+                ipc[op] += cpu.ipc[op];
+            }
         }
         for (abi, row) in sums.iter().enumerate() {
             for (nr, &count) in row.iter().enumerate() {
@@ -227,6 +290,15 @@ impl SyscallCounter {
                 }
             }
         }
+        let nonzero = |ops: &[u64]| {
+            ops.iter()
+                .enumerate()
+                .filter(|(_, &c)| c > 0)
+                .map(|(op, &c)| (op as u32, c))
+                .collect::<Vec<_>>()
+        };
+        out.socketcall_ops = nonzero(&socketcall);
+        out.ipc_ops = nonzero(&ipc);
         Ok(out)
     }
 
@@ -237,25 +309,18 @@ impl SyscallCounter {
         }
     }
 
-    fn zero_counters(&mut self, slot: TargetSlot) -> Result<(), BpfError> {
+    fn zero_counters(&mut self, name: &'static str, slot: TargetSlot) -> Result<(), BpfError> {
         let mut counters: PerCpuArray<&mut MapData, SyscallCounters> =
-            map_mut(&mut self.ebpf, MAP_COUNTERS)?;
-        let cpus = aya::util::nr_cpus().map_err(|(_, e)| BpfError::Map {
-            name: MAP_COUNTERS,
+            map_mut(&mut self.ebpf, name)?;
+        let io = |e| BpfError::Map {
+            name,
             source: aya::maps::MapError::IoError(e),
-        })?;
-        let zeros = PerCpuValues::try_from(vec![SyscallCounters::ZERO; cpus]).map_err(|e| {
-            BpfError::Map {
-                name: MAP_COUNTERS,
-                source: aya::maps::MapError::IoError(e),
-            }
-        })?;
+        };
+        let cpus = aya::util::nr_cpus().map_err(|(_, e)| io(e))?;
+        let zeros = PerCpuValues::try_from(vec![SyscallCounters::ZERO; cpus]).map_err(io)?;
         counters
             .set(slot.0, zeros, 0)
-            .map_err(|source| BpfError::Map {
-                name: MAP_COUNTERS,
-                source,
-            })
+            .map_err(|source| BpfError::Map { name, source })
     }
 
     fn bump_generation(&mut self) -> Result<(), BpfError> {

@@ -4,6 +4,8 @@
 //! syscall tables) for x86_64, i386, aarch64 and arm, and libseccomp's table for x32, which
 //! that crate does not carry. Nothing here is typed by hand.
 
+pub mod multiplexed;
+
 use std::fmt;
 use std::str::FromStr;
 
