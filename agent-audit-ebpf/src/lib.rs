@@ -35,11 +35,26 @@ pub const MAX_CGROUP_DEPTH: u32 = 32;
 /// Value in [`MAP_CGROUP_VERDICT`] for a cgroup that is neither a target nor below one.
 pub const NO_TARGET: u32 = u32::MAX;
 
+/// Flag on a [`MAP_TARGETS`] value: the cgroup is a *watched parent*, not a target. Each child
+/// cgroup created below it becomes a target of its own the moment its first task makes a
+/// syscall: the kernel program claims a slot from [`MAP_FREE_SLOTS`] and inserts the child into
+/// [`MAP_TARGETS`], so nothing is missed however fast the container starts; userspace finds the
+/// new entry, keeps it if its name matches, and releases it otherwise.
+pub const WATCH_PARENT: u32 = 0x8000_0000;
+
+/// `Queue<u32>`: zeroed slots userspace keeps ready for the kernel program to claim.
+pub const MAP_FREE_SLOTS: &str = "FREE_SLOTS";
+
 /// `Array<u32>` with one element: bumped by userspace after every change to the target set.
 /// Cached verdicts carry the generation they were computed under and are recomputed when it
 /// differs, so a change never leaves a stale verdict behind, even one written concurrently.
 pub const MAP_TARGET_GENERATION: &str = "TARGET_GENERATION";
-/// `HashMap<u64, u32>`: cgroup v2 id of a target → its slot. Written by userspace only.
+/// Entries of [`MAP_TARGETS`]: targets, watched parents and excluded children together.
+pub const MAX_TARGET_ENTRIES: u32 = 4096;
+
+/// `HashMap<u64, u32>`: cgroup v2 id → its slot, [`WATCH_PARENT`] for a watched parent, or
+/// [`NO_TARGET`] for an excluded child of one. Written by userspace, and by the kernel program
+/// when it claims a slot for a new child of a watched parent.
 pub const MAP_TARGETS: &str = "TARGETS";
 /// `LruHashMap<u64, CgroupVerdict>`: any cgroup id seen on the hot path → slot of the nearest
 /// target at or above it. Filled by the kernel program only, on first sight of a cgroup in a

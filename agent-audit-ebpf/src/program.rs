@@ -2,7 +2,8 @@
 
 use agent_audit_ebpf::{
     CgroupVerdict, SyscallCounters, ABI_COMPAT32, ABI_NATIVE, ABI_X32, MAX_CACHED_CGROUPS,
-    MAX_CGROUP_DEPTH, MAX_TARGETS, MUX_SLOTS, NO_TARGET, NR_SLOTS, X32_SYSCALL_BIT,
+    MAX_CGROUP_DEPTH, MAX_TARGETS, MAX_TARGET_ENTRIES, MUX_SLOTS, NO_TARGET, NR_SLOTS,
+    WATCH_PARENT, X32_SYSCALL_BIT,
 };
 use aya_ebpf::{
     helpers::{
@@ -10,7 +11,7 @@ use aya_ebpf::{
         bpf_probe_read_kernel,
     },
     macros::{btf_tracepoint, map, raw_tracepoint, tracepoint},
-    maps::{Array, HashMap, LruHashMap, PerCpuArray},
+    maps::{Array, HashMap, LruHashMap, PerCpuArray, Queue},
     programs::{BtfTracePointContext, RawTracePointContext, TracePointContext},
     EbpfContext,
 };
@@ -33,7 +34,10 @@ static COMPAT_ARG0_OFFSET: u32 = 0;
 static TARGET_GENERATION: Array<u32> = Array::with_max_entries(1, 0);
 
 #[map(name = "TARGETS")]
-static TARGETS: HashMap<u64, u32> = HashMap::with_max_entries(MAX_TARGETS, 0);
+static TARGETS: HashMap<u64, u32> = HashMap::with_max_entries(MAX_TARGET_ENTRIES, 0);
+
+#[map(name = "FREE_SLOTS")]
+static FREE_SLOTS: Queue<u32> = Queue::with_max_entries(MAX_TARGETS, 0);
 
 #[map(name = "CGROUP_VERDICT")]
 static CGROUP_VERDICT: LruHashMap<u64, CgroupVerdict> =
@@ -192,6 +196,8 @@ fn count_multiplexer(counters: &mut SyscallCounters, regs: *const u8, nr: u64) {
 #[inline(never)]
 fn resolve_verdict<C: EbpfContext>(ctx: &C, cgroup_id: u64, generation: u32) -> u32 {
     let mut slot = NO_TARGET;
+    // Level of the child of the deepest watched parent above this cgroup, if any.
+    let mut watched_child_level = 0;
     let mut level = 0;
     while level < MAX_CGROUP_DEPTH {
         // SAFETY: helper without preconditions; returns 0 past the task's own level.
@@ -200,13 +206,31 @@ fn resolve_verdict<C: EbpfContext>(ctx: &C, cgroup_id: u64, generation: u32) -> 
             break;
         }
         // SAFETY: plain `u32` values.
-        if let Some(s) = unsafe { TARGETS.get(&ancestor) } {
-            slot = *s; // the deepest target wins
+        if let Some(&s) = unsafe { TARGETS.get(&ancestor) } {
+            // The deepest entry wins.
+            if s == NO_TARGET {
+                // Excluded: a child of a watched parent that userspace did not want.
+                slot = NO_TARGET;
+                watched_child_level = 0;
+            } else if s & WATCH_PARENT != 0 {
+                slot = NO_TARGET;
+                watched_child_level = level + 1;
+            } else {
+                slot = s;
+                watched_child_level = 0;
+            }
         }
         if ancestor == cgroup_id {
             break;
         }
         level += 1;
+    }
+    if slot == NO_TARGET && watched_child_level != 0 {
+        // SAFETY: as above; 0 when the task sits in the watched parent itself.
+        let child = unsafe { bpf_get_current_ancestor_cgroup_id(watched_child_level as i32) };
+        if child != 0 {
+            slot = claim_slot(child);
+        }
     }
     let verdict = CgroupVerdict { slot, generation };
     let _ = CGROUP_VERDICT.insert(&cgroup_id, &verdict, 0);
@@ -214,6 +238,25 @@ fn resolve_verdict<C: EbpfContext>(ctx: &C, cgroup_id: u64, generation: u32) -> 
         debug!(ctx, "cgroup {} counted for target slot {}", cgroup_id, slot);
     }
     slot
+}
+
+/// Makes `child` (a new cgroup below a watched parent) a target with a slot from the pool.
+/// Two CPUs may race for the same child: the loser returns its slot and uses the winner's.
+#[inline(never)]
+fn claim_slot(child: u64) -> u32 {
+    let Ok(Some(slot)) = FREE_SLOTS.pop() else {
+        return NO_TARGET; // pool empty: userspace refills it every poll and reports misses
+    };
+    const BPF_NOEXIST: u64 = 1;
+    if TARGETS.insert(&child, &slot, BPF_NOEXIST).is_ok() {
+        return slot;
+    }
+    let _ = FREE_SLOTS.push(slot, 0);
+    // SAFETY: plain `u32` value.
+    match unsafe { TARGETS.get(&child) } {
+        Some(&s) if s & WATCH_PARENT == 0 => s,
+        _ => NO_TARGET,
+    }
 }
 
 /// Reads a load-time constant without letting the compiler fold the placeholder value.

@@ -19,6 +19,7 @@ pub mod run;
 pub mod seccomp;
 pub mod syscalls;
 pub mod target;
+pub mod watch;
 
 use exit::ExitCode;
 
@@ -37,6 +38,9 @@ pub enum Error {
     /// Target resolution.
     #[error(transparent)]
     Target(#[from] target::TargetError),
+    /// `--cgroup-glob`.
+    #[error(transparent)]
+    Glob(#[from] watch::GlobError),
     /// Kernel program.
     #[error(transparent)]
     Bpf(#[from] bpf::BpfError),
@@ -84,6 +88,11 @@ impl Error {
                 _ => ExitCode::IO,
             },
             Error::Target(target::TargetError::Container(_)) => ExitCode::NO_INPUT,
+            Error::Glob(watch::GlobError::Unsupported(_)) => ExitCode::USAGE,
+            Error::Glob(watch::GlobError::Parent { source, .. }) if source.is_not_found() => {
+                ExitCode::NO_INPUT
+            }
+            Error::Glob(_) => ExitCode::UNAVAILABLE,
             Error::Bpf(e) if e.is_permission_denied() => ExitCode::NO_PERM,
             Error::Bpf(bpf::BpfError::Map { .. } | bpf::BpfError::Missing(_)) => ExitCode::SOFTWARE,
             Error::Bpf(bpf::BpfError::TooManyTargets) => ExitCode::USAGE,

@@ -8,12 +8,14 @@ use std::time::Duration;
 use tokio::signal::unix::{signal, SignalKind};
 
 use crate::bpf::{AttachMode, SyscallCounter};
+use crate::cgroup::Cgroup;
 use crate::cgroup::CgroupV2Mount;
 use crate::fsutil;
 use crate::privileges;
 use crate::progress::ProgressLine;
 use crate::recording::Recording;
 use crate::target::{CgroupTarget, TargetSpec};
+use crate::watch::{CgroupGlob, MkdirEvents};
 use crate::Error;
 
 /// How often target cgroups are checked for removal and the progress line redrawn.
@@ -31,8 +33,13 @@ pub enum OutputSpec {
 /// Options of `record`.
 #[derive(Clone, Debug)]
 pub struct RecordOptions {
-    /// What to watch (at least one).
+    /// What to watch.
     pub targets: Vec<TargetSpec>,
+    /// `--cgroup-glob` patterns: matching cgroups that exist now are targets.
+    pub globs: Vec<String>,
+    /// Also pick up cgroups matching `globs` as they are created, from their first syscall;
+    /// stop once every target picked up is gone.
+    pub wait: bool,
     /// Where to write.
     pub output: OutputSpec,
     /// Snapshot period.
@@ -58,31 +65,150 @@ pub enum StopReason {
 pub fn record(opts: RecordOptions) -> Result<StopReason, Error> {
     // Everything that can be checked without the kernel is checked first, so a typo never
     // costs a half-started recording.
-    let outputs = plan_outputs(&opts)?;
+    let plan = plan_outputs(&opts)?;
     privileges::check_bpf_privileges()?;
     let mount = CgroupV2Mount::discover()?;
-    let targets = opts
+    let mut targets = opts
         .targets
         .iter()
         .map(|spec| CgroupTarget::resolve(&mount, spec))
         .collect::<Result<Vec<_>, _>>()?;
-    let outputs = outputs.finish(&targets);
+    let globs = opts
+        .globs
+        .iter()
+        .map(|g| CgroupGlob::parse(&mount, g))
+        .collect::<Result<Vec<_>, _>>()?;
+    for glob in &globs {
+        targets.extend(
+            glob.existing(&mount)
+                .into_iter()
+                .map(|c| CgroupTarget::for_glob(c, &glob.pattern)),
+        );
+    }
+    if targets.is_empty() && !opts.wait {
+        return Err(Error::Usage(format!(
+            "no cgroup matches {}; add --wait to record the next ones created",
+            opts.globs.join(", ")
+        )));
+    }
 
     let mut counter = SyscallCounter::load(opts.attach)?;
+    let mut outputs = plan;
     let mut active = Vec::new();
-    for (target, out) in targets.into_iter().zip(outputs) {
+    for target in targets {
+        let out = outputs.next_path(&target)?;
         active.push(Recording::start(&mut counter, target, out)?);
     }
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .map_err(Error::Io)?;
-    runtime.block_on(watch(&mut counter, active, &opts))
+    let _enter = runtime.enter();
+    let waiting = if opts.wait {
+        // Names are collected from before the parents are armed, so that every cgroup the
+        // kernel program may claim has been seen created.
+        let parents: Vec<&std::path::Path> = globs.iter().map(|g| g.parent.dir.as_path()).collect();
+        let events = MkdirEvents::new(&parents).map_err(Error::Io)?;
+        let mut excluded = Vec::new();
+        for glob in &globs {
+            // Existing siblings that are not targets must not be claimed when their tasks
+            // next resolve their cgroup; exclude them before arming the parent.
+            for child in glob.existing_children(&mount) {
+                if !active.iter().any(|r| r.target.cgroup.id == child.id) {
+                    counter.exclude_cgroup(child.id)?;
+                    excluded.push((child.id, child.dir));
+                }
+            }
+            counter.watch_parent(glob.parent.id)?;
+        }
+        Some(Waiting {
+            mount,
+            globs,
+            outputs,
+            events,
+            excluded,
+            picked_up: 0,
+        })
+    } else {
+        None
+    };
+    runtime.block_on(watch(&mut counter, active, waiting, &opts))
+}
+
+/// State of `--wait`: what to match new cgroups against and where their files go.
+struct Waiting {
+    mount: CgroupV2Mount,
+    globs: Vec<CgroupGlob>,
+    outputs: OutputPlan,
+    /// Names of the children created since arming, by id.
+    events: MkdirEvents,
+    /// Claimed children that matched nothing: (cgroup id, directory), forgotten once gone.
+    excluded: Vec<(u64, PathBuf)>,
+    picked_up: usize,
+}
+
+impl Waiting {
+    /// Turns the cgroups the kernel program claimed into recordings or exclusions.
+    fn adopt_claimed(
+        &mut self,
+        counter: &mut SyscallCounter,
+        active: &mut Vec<Recording>,
+    ) -> Result<(), Error> {
+        counter.refill_pool()?;
+        for (id, slot) in counter.claimed_targets()? {
+            // The cgroup may already be gone (a short-lived container): its name is known
+            // from the moment it was created.
+            let matched = self.events.name_of(id).and_then(|(parent, name)| {
+                let g = self.globs.iter().find(|g| &g.parent.dir == parent)?;
+                g.matches_child(name).then(|| {
+                    let cgroup = Cgroup {
+                        dir: parent.join(name),
+                        rel: format!("{}/{name}", g.parent.rel.trim_end_matches('/')),
+                        id,
+                    };
+                    (g.pattern.clone(), cgroup)
+                })
+            });
+            let Some((pattern, cgroup)) = matched else {
+                match self.events.name_of(id) {
+                    Some((parent, name)) => self.excluded.push((id, parent.join(name))),
+                    None => {
+                        if let Ok(c) = self.mount.resolve_id(id) {
+                            self.excluded.push((id, c.dir));
+                        }
+                    }
+                }
+                counter.exclude_claimed(slot)?;
+                continue;
+            };
+            let target = CgroupTarget::for_glob(cgroup, &pattern);
+            match self.outputs.next_path(&target) {
+                Ok(out) => {
+                    tracing::info!(cgroup = %target.cgroup.rel, "picked up new cgroup");
+                    active.push(Recording::adopt(target, slot, out));
+                    self.picked_up += 1;
+                }
+                Err(e) => {
+                    tracing::warn!("{e}; not recording {}", target.cgroup.rel);
+                    self.excluded.push((id, target.cgroup.dir.clone()));
+                    counter.exclude_claimed(slot)?;
+                }
+            }
+        }
+        let (gone, kept): (Vec<_>, Vec<_>) =
+            self.excluded.drain(..).partition(|(_, dir)| !dir.exists());
+        self.excluded = kept;
+        for (id, _) in gone {
+            counter.forget_cgroup(id)?;
+        }
+        Ok(())
+    }
 }
 
 async fn watch(
     counter: &mut SyscallCounter,
     mut active: Vec<Recording>,
+    mut waiting: Option<Waiting>,
     opts: &RecordOptions,
 ) -> Result<StopReason, Error> {
     let mut sigint = signal(SignalKind::interrupt()).map_err(Error::Io)?;
@@ -97,6 +223,9 @@ async fn watch(
 
     let reason = loop {
         tokio::select! {
+            res = async { waiting.as_mut().map(|w| w.events.next_batch()).expect("guarded").await }, if waiting.is_some() => {
+                res.map_err(Error::Io)?;
+            }
             _ = sigint.recv() => break StopReason::Signal,
             _ = sigterm.recv() => break StopReason::Signal,
             _ = &mut deadline_sleep, if deadline.is_some() => break StopReason::Duration,
@@ -107,6 +236,9 @@ async fn watch(
             }
             _ = poll.tick() => {
                 counter.flush_logs();
+                if let Some(w) = &mut waiting {
+                    w.adopt_claimed(counter, &mut active)?;
+                }
                 // A container's cgroup disappears when it stops: finish its file now.
                 let mut i = 0;
                 while i < active.len() {
@@ -119,7 +251,9 @@ async fn watch(
                     finish(counter, &mut r)?;
                     counter.remove_target(r.slot)?;
                 }
-                if active.is_empty() {
+                // With --wait, only stop once something was recorded and is gone.
+                let waiting_for_first = waiting.as_ref().is_some_and(|w| w.picked_up == 0);
+                if active.is_empty() && !waiting_for_first {
                     break StopReason::TargetsGone;
                 }
                 for r in &mut active {
@@ -162,48 +296,65 @@ fn far_future() -> tokio::time::Instant {
 }
 
 /// Output paths, checked for writability before anything is attached.
-struct OutputPlan(OutputSpec);
+struct OutputPlan {
+    spec: OutputSpec,
+    used: HashSet<PathBuf>,
+}
 
 fn plan_outputs(opts: &RecordOptions) -> Result<OutputPlan, Error> {
-    if opts.targets.is_empty() {
+    if opts.targets.is_empty() && opts.globs.is_empty() {
         return Err(Error::Usage(
-            "no target: give --cgroup, --cgroup-id, --pid or --container".into(),
+            "no target: give --cgroup, --cgroup-id, --pid, --container or --cgroup-glob".into(),
+        ));
+    }
+    if opts.wait && opts.globs.is_empty() {
+        return Err(Error::Usage(
+            "--wait needs --cgroup-glob PATTERN (e.g. 'docker/*'); waiting for a named \
+             container is not implemented yet"
+                .into(),
         ));
     }
     match &opts.output {
         OutputSpec::File(path) => {
-            if opts.targets.len() > 1 {
-                return Err(Error::Usage(format!(
-                    "{} targets but one --out file: use --out-dir DIR for several targets",
-                    opts.targets.len()
-                )));
+            if opts.targets.len() > 1 || !opts.globs.is_empty() && !opts.wait {
+                return Err(Error::Usage(
+                    "several targets but one --out file: use --out-dir DIR".into(),
+                ));
             }
             fsutil::ensure_dir_writable(fsutil::parent_dir(path))?;
         }
         OutputSpec::Dir(dir) => fsutil::ensure_dir_writable(dir)?,
     }
-    Ok(OutputPlan(opts.output.clone()))
+    Ok(OutputPlan {
+        spec: opts.output.clone(),
+        used: HashSet::new(),
+    })
 }
 
 impl OutputPlan {
-    /// One path per target: `<label>.allowlist.json`, disambiguated by cgroup id on collision.
-    fn finish(self, targets: &[CgroupTarget]) -> Vec<PathBuf> {
-        match self.0 {
-            OutputSpec::File(path) => vec![path],
-            OutputSpec::Dir(dir) => {
-                let mut seen = HashSet::new();
-                targets
-                    .iter()
-                    .map(|t| {
-                        let mut name = sanitize(&t.label());
-                        if !seen.insert(name.clone()) {
-                            name = format!("{name}-{}", t.cgroup.id);
-                        }
-                        dir.join(format!("{name}.allowlist.json"))
-                    })
-                    .collect()
+    /// The file for the next target: `--out` for the first one only; in `--out-dir`,
+    /// `<label>.allowlist.json`, disambiguated by cgroup id on collision.
+    fn next_path(&mut self, target: &CgroupTarget) -> Result<PathBuf, Error> {
+        let path = match &self.spec {
+            OutputSpec::File(path) if self.used.is_empty() => path.clone(),
+            OutputSpec::File(path) => {
+                return Err(Error::Usage(format!(
+                    "{} is already used by another target: use --out-dir DIR",
+                    path.display()
+                )))
             }
-        }
+            OutputSpec::Dir(dir) => {
+                let name = sanitize(&target.label());
+                let plain = dir.join(format!("{name}.allowlist.json"));
+                if self.used.contains(&plain) {
+                    dir.join(format!("{name}-{}.allowlist.json", target.cgroup.id))
+                } else {
+                    plain
+                }
+            }
+        };
+        self.used.insert(path.clone());
+        Ok(path)
     }
 }
 
@@ -236,6 +387,8 @@ mod tests {
     fn one_file_for_several_targets_is_a_usage_error() {
         let opts = RecordOptions {
             targets: vec![TargetSpec::Pid(1), TargetSpec::Pid(2)],
+            globs: Vec::new(),
+            wait: false,
             output: OutputSpec::File(PathBuf::from("x.json")),
             interval: Duration::from_secs(5),
             duration: None,
@@ -244,5 +397,13 @@ mod tests {
         let err = plan_outputs(&opts).err().expect("must fail");
         assert!(err.to_string().contains("--out-dir"), "{err}");
         assert_eq!(err.exit_code(), crate::exit::ExitCode::USAGE);
+
+        let opts = RecordOptions {
+            targets: Vec::new(),
+            wait: true,
+            ..opts
+        };
+        let err = plan_outputs(&opts).err().expect("must fail");
+        assert!(err.to_string().contains("--cgroup-glob"), "{err}");
     }
 }

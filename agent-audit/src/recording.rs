@@ -49,6 +49,17 @@ impl Recording {
         })
     }
 
+    /// A target the kernel program already counts (claimed below a watched parent).
+    pub fn adopt(target: CgroupTarget, slot: TargetSlot, out: PathBuf) -> Self {
+        Self {
+            target,
+            slot,
+            out,
+            started_at: OffsetDateTime::now_utc(),
+            last: TargetCounts::default(),
+        }
+    }
+
     /// Reads the counters into `last`.
     pub fn refresh(&mut self, counter: &SyscallCounter) -> Result<(), BpfError> {
         self.last = counter.read(self.slot)?;

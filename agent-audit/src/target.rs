@@ -60,6 +60,11 @@ impl CgroupTarget {
         Ok(Self::new(kind, given, cgroup, container))
     }
 
+    /// A cgroup found through `--cgroup-glob`.
+    pub fn for_glob(cgroup: Cgroup, pattern: &str) -> Self {
+        Self::new("cgroup-glob", pattern.to_string(), cgroup, None)
+    }
+
     /// A target for a cgroup agent-audit made itself (`run`).
     pub fn for_command(cgroup: Cgroup, command: &[String]) -> Self {
         let mut t = Self::new("command", command.join(" "), cgroup, None);

@@ -5,6 +5,7 @@
 //! programs); `tp_btf` additionally needs BTF (`CONFIG_DEBUG_INFO_BTF`, /sys/kernel/btf/vmlinux).
 
 mod layout;
+mod slots;
 
 use std::path::{Path, PathBuf};
 
@@ -12,16 +13,18 @@ use agent_audit_ebpf::{
     CgroupVerdict, SyscallCounters, ABI_COMPAT32, ABI_COUNT, ABI_NATIVE, ABI_X32,
     GLOBAL_COMPAT_ARG0_OFFSET, GLOBAL_COMPAT_FLAG_MASK, GLOBAL_COMPAT_FLAG_OFFSET,
     GLOBAL_COMPAT_IPC_NR, GLOBAL_COMPAT_SOCKETCALL_NR, MAP_CGROUP_VERDICT, MAP_COUNTERS,
-    MAP_EXIT_COUNTERS, MAP_TARGETS, MAP_TARGET_GENERATION, MAX_TARGETS, MUX_SLOTS, NR_SLOTS,
-    PROG_SYS_ENTER_BTF, PROG_SYS_ENTER_EMPTY, PROG_SYS_ENTER_RAW, PROG_SYS_EXIT,
+    MAP_EXIT_COUNTERS, MAP_FREE_SLOTS, MAP_TARGETS, MAP_TARGET_GENERATION, MAX_TARGETS, MUX_SLOTS,
+    NO_TARGET, NR_SLOTS, PROG_SYS_ENTER_BTF, PROG_SYS_ENTER_EMPTY, PROG_SYS_ENTER_RAW,
+    PROG_SYS_EXIT, WATCH_PARENT,
 };
-use aya::maps::{Array, HashMap, MapData, PerCpuArray, PerCpuValues};
+use aya::maps::{Array, HashMap, MapData, PerCpuArray, PerCpuValues, Queue};
 use aya::programs::{BtfTracePoint, RawTracePoint, TracePoint};
 use aya::{Btf, Ebpf, EbpfLoader};
 
 pub use layout::KernelLayout;
 
 use crate::syscalls::Arch;
+use slots::{SlotState, SlotTable};
 
 /// The kernel program, built by `cargo xtask build-ebpf` and embedded by build.rs.
 static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/agent-audit-ebpf.o"));
@@ -90,6 +93,10 @@ impl BpfError {
     }
 }
 
+/// Slots kept in the kernel's pool for cgroups created below a watched parent: how many new
+/// containers can start within one poll interval without losing a syscall.
+pub const POOL_SIZE: usize = 16;
+
 /// A target's position in the per-target counter array.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct TargetSlot(u32);
@@ -118,7 +125,7 @@ impl TargetCounts {
 pub struct SyscallCounter {
     ebpf: Ebpf,
     attach: &'static str,
-    slots: Vec<Option<u64>>,
+    slots: SlotTable,
     generation: u32,
     logger: Option<aya_log::EbpfLogger<&'static dyn log::Log>>,
     abi_arch: [Option<Arch>; ABI_COUNT],
@@ -162,7 +169,7 @@ impl SyscallCounter {
         let mut counter = Self {
             ebpf,
             attach: if use_btf { "tp_btf" } else { "raw_tp" },
-            slots: vec![None; MAX_TARGETS as usize],
+            slots: SlotTable::new(MAX_TARGETS as usize),
             generation: 0,
             logger,
             abi_arch: abi_arches(),
@@ -207,33 +214,79 @@ impl SyscallCounter {
 
     /// Starts counting tasks in `cgroup_id` and every cgroup below it. Counters start at 0.
     pub fn add_target(&mut self, cgroup_id: u64) -> Result<TargetSlot, BpfError> {
-        let index = self
-            .slots
-            .iter()
-            .position(Option::is_none)
-            .ok_or(BpfError::TooManyTargets)?;
-        let slot = TargetSlot(index as u32);
+        let slot = self.slots.first_free().ok_or(BpfError::TooManyTargets)?;
         self.zero_counters(MAP_COUNTERS, slot)?;
         self.zero_counters(MAP_EXIT_COUNTERS, slot)?;
-        let mut targets: HashMap<&mut MapData, u64, u32> = map_mut(&mut self.ebpf, MAP_TARGETS)?;
-        targets
-            .insert(cgroup_id, slot.0, 0)
-            .map_err(|source| BpfError::Map {
-                name: MAP_TARGETS,
-                source,
-            })?;
-        self.slots[index] = Some(cgroup_id);
+        self.targets_insert(cgroup_id, slot)?;
+        self.slots.set(slot, SlotState::Target(cgroup_id));
         // Only now invalidate cached verdicts: a task that resolves its cgroup concurrently
         // either sees the new target or stores the old generation and resolves again.
         self.bump_generation()?;
-        Ok(slot)
+        Ok(TargetSlot(slot))
+    }
+
+    /// Makes every cgroup created below `cgroup_id` a target of its own from its first
+    /// syscall on (see `WATCH_PARENT`). New targets are reported by [`Self::claimed_targets`].
+    pub fn watch_parent(&mut self, cgroup_id: u64) -> Result<(), BpfError> {
+        self.refill_pool()?;
+        self.targets_insert(cgroup_id, WATCH_PARENT)?;
+        self.bump_generation()
+    }
+
+    /// Keeps zeroed slots ready for the kernel program to claim (up to [`POOL_SIZE`]).
+    pub fn refill_pool(&mut self) -> Result<(), BpfError> {
+        while self.slots.pooled() < POOL_SIZE {
+            let Some(slot) = self.slots.first_free() else {
+                break;
+            };
+            self.zero_counters(MAP_COUNTERS, slot)?;
+            self.zero_counters(MAP_EXIT_COUNTERS, slot)?;
+            let mut pool: Queue<&mut MapData, u32> = map_mut(&mut self.ebpf, MAP_FREE_SLOTS)?;
+            pool.push(slot, 0).map_err(|source| BpfError::Map {
+                name: MAP_FREE_SLOTS,
+                source,
+            })?;
+            self.slots.set(slot, SlotState::Pooled);
+        }
+        Ok(())
+    }
+
+    /// Targets the kernel program created since the last call: (cgroup id, slot).
+    pub fn claimed_targets(&mut self) -> Result<Vec<(u64, TargetSlot)>, BpfError> {
+        let targets: HashMap<&MapData, u64, u32> = map_ref(&self.ebpf, MAP_TARGETS)?;
+        let mut claimed = Vec::new();
+        for entry in targets.iter() {
+            let (cgroup_id, slot) = entry.map_err(|source| BpfError::Map {
+                name: MAP_TARGETS,
+                source,
+            })?;
+            if slot & WATCH_PARENT == 0 && self.slots.get(slot) == SlotState::Pooled {
+                claimed.push((cgroup_id, TargetSlot(slot)));
+            }
+        }
+        for (cgroup_id, slot) in &claimed {
+            self.slots.set(slot.0, SlotState::Target(*cgroup_id));
+        }
+        Ok(claimed)
+    }
+
+    /// Releases a target the kernel program claimed below a watched parent and stops that
+    /// cgroup from being claimed again.
+    pub fn exclude_claimed(&mut self, slot: TargetSlot) -> Result<(), BpfError> {
+        let SlotState::Target(cgroup_id) = self.slots.get(slot.0) else {
+            return Ok(());
+        };
+        self.targets_insert(cgroup_id, NO_TARGET)?;
+        self.slots.set(slot.0, SlotState::Free);
+        self.bump_generation()
     }
 
     /// Stops counting a target; its slot can be reused.
     pub fn remove_target(&mut self, slot: TargetSlot) -> Result<(), BpfError> {
-        let Some(cgroup_id) = self.slots[slot.0 as usize].take() else {
+        let SlotState::Target(cgroup_id) = self.slots.get(slot.0) else {
             return Ok(());
         };
+        self.slots.set(slot.0, SlotState::Free);
         let mut targets: HashMap<&mut MapData, u64, u32> = map_mut(&mut self.ebpf, MAP_TARGETS)?;
         match targets.remove(&cgroup_id) {
             Ok(()) | Err(aya::maps::MapError::KeyNotFound) => {}
@@ -245,6 +298,34 @@ impl SyscallCounter {
             }
         }
         self.bump_generation()
+    }
+
+    /// Keeps a cgroup below a watched parent from ever being claimed (an existing sibling of
+    /// the cgroups a pattern waits for).
+    pub fn exclude_cgroup(&mut self, cgroup_id: u64) -> Result<(), BpfError> {
+        self.targets_insert(cgroup_id, NO_TARGET)
+    }
+
+    /// Drops any entry for a cgroup that no longer exists (an excluded child).
+    pub fn forget_cgroup(&mut self, cgroup_id: u64) -> Result<(), BpfError> {
+        let mut targets: HashMap<&mut MapData, u64, u32> = map_mut(&mut self.ebpf, MAP_TARGETS)?;
+        match targets.remove(&cgroup_id) {
+            Ok(()) | Err(aya::maps::MapError::KeyNotFound) => Ok(()),
+            Err(source) => Err(BpfError::Map {
+                name: MAP_TARGETS,
+                source,
+            }),
+        }
+    }
+
+    fn targets_insert(&mut self, cgroup_id: u64, value: u32) -> Result<(), BpfError> {
+        let mut targets: HashMap<&mut MapData, u64, u32> = map_mut(&mut self.ebpf, MAP_TARGETS)?;
+        targets
+            .insert(cgroup_id, value, 0)
+            .map_err(|source| BpfError::Map {
+                name: MAP_TARGETS,
+                source,
+            })
     }
 
     /// Reads a target's syscall-entry counters, summed over CPUs.
@@ -309,7 +390,7 @@ impl SyscallCounter {
         }
     }
 
-    fn zero_counters(&mut self, name: &'static str, slot: TargetSlot) -> Result<(), BpfError> {
+    fn zero_counters(&mut self, name: &'static str, slot: u32) -> Result<(), BpfError> {
         let mut counters: PerCpuArray<&mut MapData, SyscallCounters> =
             map_mut(&mut self.ebpf, name)?;
         let io = |e| BpfError::Map {
@@ -319,7 +400,7 @@ impl SyscallCounter {
         let cpus = aya::util::nr_cpus().map_err(|(_, e)| io(e))?;
         let zeros = PerCpuValues::try_from(vec![SyscallCounters::ZERO; cpus]).map_err(io)?;
         counters
-            .set(slot.0, zeros, 0)
+            .set(slot, zeros, 0)
             .map_err(|source| BpfError::Map { name, source })
     }
 

@@ -30,6 +30,15 @@ pub struct RecordArgs {
     /// Watch a running container, by name or id (Docker, then Podman, then runc).
     #[arg(long = "container", value_name = "NAME|ID")]
     containers: Vec<String>,
+    /// Watch every cgroup matching PATTERN (relative to the cgroup2 mount; wildcards * and ?
+    /// in the last component only, e.g. 'docker/*' or 'system.slice/docker-*.scope').
+    #[arg(long = "cgroup-glob", value_name = "PATTERN")]
+    globs: Vec<String>,
+    /// With --cgroup-glob: also record matching cgroups created from now on, from their first
+    /// syscall (the kernel program claims them before any task in them runs user code), and
+    /// exit once every cgroup picked up is gone.
+    #[arg(long)]
+    wait: bool,
     /// Allowlist file for a single target.
     #[arg(long, short = 'o', value_name = "FILE", conflicts_with = "out_dir")]
     out: Option<PathBuf>,
@@ -54,10 +63,11 @@ impl RecordArgs {
         targets.extend(self.cgroup_ids.into_iter().map(TargetSpec::CgroupId));
         targets.extend(self.pids.into_iter().map(TargetSpec::Pid));
         targets.extend(self.containers.into_iter().map(TargetSpec::Container));
+        let single = targets.len() <= 1 && self.globs.is_empty();
         let output = match (self.out, self.out_dir) {
             (Some(f), _) => OutputSpec::File(f),
             (None, Some(d)) => OutputSpec::Dir(d),
-            (None, None) if targets.len() <= 1 => OutputSpec::File("allowlist.json".into()),
+            (None, None) if single => OutputSpec::File("allowlist.json".into()),
             (None, None) => OutputSpec::Dir(".".into()),
         };
         let interval = seconds("--interval", self.interval)?;
@@ -67,6 +77,8 @@ impl RecordArgs {
             .transpose()?;
         recorder::record(RecordOptions {
             targets,
+            globs: self.globs,
+            wait: self.wait,
             output,
             interval,
             duration,
