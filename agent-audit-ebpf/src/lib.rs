@@ -67,6 +67,21 @@ pub const MAP_COUNTERS: &str = "COUNTERS";
 /// `exits − entries` per syscall is what the filter denied.
 pub const MAP_EXIT_COUNTERS: &str = "EXIT_COUNTERS";
 
+/// `PerCpuArray<SyscallCounters>`, like [`MAP_COUNTERS`], for calls a target made while in
+/// [`PHASE_RUNTIME_INIT`]: the container runtime's own init, before the workload's first exec.
+pub const MAP_INIT_COUNTERS: &str = "INIT_COUNTERS";
+/// `Array<u32>` with [`MAX_TARGETS`] elements: each slot's phase.
+pub const MAP_PHASE: &str = "PHASE";
+/// Calls are the workload's own (the default; `run` and targets attached while running).
+pub const PHASE_WORKLOAD: u32 = 0;
+/// Calls are the runtime's init until the target's first `execve`/`execveat` (targets picked up
+/// by `--wait` from their cgroup's creation). That exec is the last call of this phase.
+pub const PHASE_RUNTIME_INIT: u32 = 1;
+/// Native `execve` and `execveat` numbers, globals like the ones below.
+pub const GLOBAL_EXECVE_NR: &str = "EXECVE_NR";
+/// See [`GLOBAL_EXECVE_NR`].
+pub const GLOBAL_EXECVEAT_NR: &str = "EXECVEAT_NR";
+
 /// Read-only globals set by userspace at load time (`EbpfLoader::set_global`), describing the
 /// host so the program needs no CO-RE: where the task's compat flag lives and what marks it.
 /// Offset of a `u32` inside `task_struct` that carries the compat flag (x86_64:

@@ -3,7 +3,7 @@
 use agent_audit_ebpf::{
     CgroupVerdict, SyscallCounters, ABI_COMPAT32, ABI_NATIVE, ABI_X32, MAX_CACHED_CGROUPS,
     MAX_CGROUP_DEPTH, MAX_TARGETS, MAX_TARGET_ENTRIES, MUX_SLOTS, NO_TARGET, NR_SLOTS,
-    WATCH_PARENT, X32_SYSCALL_BIT,
+    PHASE_RUNTIME_INIT, PHASE_WORKLOAD, WATCH_PARENT, X32_SYSCALL_BIT,
 };
 use aya_ebpf::{
     helpers::{
@@ -29,6 +29,10 @@ static COMPAT_SOCKETCALL_NR: u32 = u32::MAX;
 static COMPAT_IPC_NR: u32 = u32::MAX;
 #[no_mangle]
 static COMPAT_ARG0_OFFSET: u32 = 0;
+#[no_mangle]
+static EXECVE_NR: u32 = u32::MAX;
+#[no_mangle]
+static EXECVEAT_NR: u32 = u32::MAX;
 
 #[map(name = "TARGET_GENERATION")]
 static TARGET_GENERATION: Array<u32> = Array::with_max_entries(1, 0);
@@ -45,6 +49,12 @@ static CGROUP_VERDICT: LruHashMap<u64, CgroupVerdict> =
 
 #[map(name = "COUNTERS")]
 static COUNTERS: PerCpuArray<SyscallCounters> = PerCpuArray::with_max_entries(MAX_TARGETS, 0);
+
+#[map(name = "INIT_COUNTERS")]
+static INIT_COUNTERS: PerCpuArray<SyscallCounters> = PerCpuArray::with_max_entries(MAX_TARGETS, 0);
+
+#[map(name = "PHASE")]
+static PHASE: Array<u32> = Array::with_max_entries(MAX_TARGETS, 0);
 
 #[map(name = "EXIT_COUNTERS")]
 static EXIT_COUNTERS: PerCpuArray<SyscallCounters> = PerCpuArray::with_max_entries(MAX_TARGETS, 0);
@@ -99,13 +109,26 @@ fn count_enter<C: EbpfContext>(ctx: &C, regs: *const u8, id: i64) {
     let Some(slot) = target_slot(ctx) else {
         return;
     };
-    let Some(counters) = COUNTERS.get_ptr_mut(slot) else {
+    let (abi, nr) = abi_and_nr(id);
+    let map = match PHASE.get_ptr_mut(slot) {
+        // SAFETY: a valid element of an array map; a racing write stores the same value.
+        Some(phase) if unsafe { *phase } == PHASE_RUNTIME_INIT => {
+            if abi == ABI_NATIVE
+                && (nr == global(&EXECVE_NR) as u64 || nr == global(&EXECVEAT_NR) as u64)
+            {
+                // The runtime hands over to the workload: later calls are the workload's.
+                unsafe { *phase = PHASE_WORKLOAD };
+            }
+            &INIT_COUNTERS
+        }
+        _ => &COUNTERS,
+    };
+    let Some(counters) = map.get_ptr_mut(slot) else {
         return;
     };
     // SAFETY: the per-CPU element is only written by this CPU, and programs on one CPU do not
     // nest on sys_enter.
     let counters = unsafe { &mut *counters };
-    let (abi, nr) = abi_and_nr(id);
     bump(counters, abi, nr);
     if abi == ABI_COMPAT32 {
         count_multiplexer(counters, regs, nr);

@@ -41,6 +41,11 @@ pub struct Allowlist {
     /// Operations of multiplexer syscalls (i386 `socketcall`, `ipc`), when any were made.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub multiplexed: Vec<MultiplexedCount>,
+    /// Calls made by the container runtime's own init before the workload's first exec
+    /// (phase `runtime-init`), kept apart from `syscalls`; only for targets recorded from their
+    /// cgroup's creation (`record --wait`). Same shape and order as `syscalls`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub runtime_init: Vec<SyscallCount>,
 }
 
 /// How often one operation of a multiplexer syscall was made.
@@ -346,6 +351,7 @@ mod tests {
             totals,
             syscalls,
             multiplexed: MultiplexedCount::rows(Arch::X86, "socketcall", &[(1, 2), (3, 1)]),
+            runtime_init: Vec::new(),
         }
     }
 

@@ -24,6 +24,8 @@ pub struct Recording {
     pub started_at: OffsetDateTime,
     /// The last counts read, for progress and the final file.
     pub last: TargetCounts,
+    /// The last runtime-init counts read (targets picked up at creation only).
+    pub last_init: TargetCounts,
 }
 
 impl Recording {
@@ -46,6 +48,7 @@ impl Recording {
             out,
             started_at: OffsetDateTime::now_utc(),
             last: TargetCounts::default(),
+            last_init: TargetCounts::default(),
         })
     }
 
@@ -57,12 +60,14 @@ impl Recording {
             out,
             started_at: OffsetDateTime::now_utc(),
             last: TargetCounts::default(),
+            last_init: TargetCounts::default(),
         }
     }
 
     /// Reads the counters into `last`.
     pub fn refresh(&mut self, counter: &SyscallCounter) -> Result<(), BpfError> {
         self.last = counter.read(self.slot)?;
+        self.last_init = counter.read_runtime_init(self.slot)?;
         Ok(())
     }
 
@@ -86,6 +91,11 @@ impl Recording {
             totals,
             syscalls,
             multiplexed: self.multiplexed(),
+            runtime_init: Allowlist::syscalls_from_counts(
+                self.last_init.syscalls.iter().copied(),
+                0,
+            )
+            .0,
         }
     }
 

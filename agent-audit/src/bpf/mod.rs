@@ -12,10 +12,11 @@ use std::path::{Path, PathBuf};
 use agent_audit_ebpf::{
     CgroupVerdict, SyscallCounters, ABI_COMPAT32, ABI_COUNT, ABI_NATIVE, ABI_X32,
     GLOBAL_COMPAT_ARG0_OFFSET, GLOBAL_COMPAT_FLAG_MASK, GLOBAL_COMPAT_FLAG_OFFSET,
-    GLOBAL_COMPAT_IPC_NR, GLOBAL_COMPAT_SOCKETCALL_NR, MAP_CGROUP_VERDICT, MAP_COUNTERS,
-    MAP_EXIT_COUNTERS, MAP_FREE_SLOTS, MAP_TARGETS, MAP_TARGET_GENERATION, MAX_TARGETS, MUX_SLOTS,
-    NO_TARGET, NR_SLOTS, PROG_SYS_ENTER_BTF, PROG_SYS_ENTER_EMPTY, PROG_SYS_ENTER_RAW,
-    PROG_SYS_EXIT, WATCH_PARENT,
+    GLOBAL_COMPAT_IPC_NR, GLOBAL_COMPAT_SOCKETCALL_NR, GLOBAL_EXECVEAT_NR, GLOBAL_EXECVE_NR,
+    MAP_CGROUP_VERDICT, MAP_COUNTERS, MAP_EXIT_COUNTERS, MAP_FREE_SLOTS, MAP_INIT_COUNTERS,
+    MAP_PHASE, MAP_TARGETS, MAP_TARGET_GENERATION, MAX_TARGETS, MUX_SLOTS, NO_TARGET, NR_SLOTS,
+    PHASE_RUNTIME_INIT, PHASE_WORKLOAD, PROG_SYS_ENTER_BTF, PROG_SYS_ENTER_EMPTY,
+    PROG_SYS_ENTER_RAW, PROG_SYS_EXIT, WATCH_PARENT,
 };
 use aya::maps::{Array, HashMap, MapData, PerCpuArray, PerCpuValues, Queue};
 use aya::programs::{BtfTracePoint, RawTracePoint, TracePoint};
@@ -157,6 +158,8 @@ impl SyscallCounter {
             )
             .override_global(GLOBAL_COMPAT_IPC_NR, &layout.compat_ipc_nr, true)
             .override_global(GLOBAL_COMPAT_ARG0_OFFSET, &layout.compat_arg0_offset, true)
+            .override_global(GLOBAL_EXECVE_NR, &native_nr("execve"), true)
+            .override_global(GLOBAL_EXECVEAT_NR, &native_nr("execveat"), true)
             .load(OBJECT)
             .map_err(BpfError::Load)?;
         let logger = match aya_log::EbpfLogger::init(&mut ebpf) {
@@ -215,8 +218,7 @@ impl SyscallCounter {
     /// Starts counting tasks in `cgroup_id` and every cgroup below it. Counters start at 0.
     pub fn add_target(&mut self, cgroup_id: u64) -> Result<TargetSlot, BpfError> {
         let slot = self.slots.first_free().ok_or(BpfError::TooManyTargets)?;
-        self.zero_counters(MAP_COUNTERS, slot)?;
-        self.zero_counters(MAP_EXIT_COUNTERS, slot)?;
+        self.prepare_slot(slot, PHASE_WORKLOAD)?;
         self.targets_insert(cgroup_id, slot)?;
         self.slots.set(slot, SlotState::Target(cgroup_id));
         // Only now invalidate cached verdicts: a task that resolves its cgroup concurrently
@@ -239,8 +241,8 @@ impl SyscallCounter {
             let Some(slot) = self.slots.first_free() else {
                 break;
             };
-            self.zero_counters(MAP_COUNTERS, slot)?;
-            self.zero_counters(MAP_EXIT_COUNTERS, slot)?;
+            // A cgroup claimed from the pool is new: its first calls are the runtime's init.
+            self.prepare_slot(slot, PHASE_RUNTIME_INIT)?;
             let mut pool: Queue<&mut MapData, u32> = map_mut(&mut self.ebpf, MAP_FREE_SLOTS)?;
             pool.push(slot, 0).map_err(|source| BpfError::Map {
                 name: MAP_FREE_SLOTS,
@@ -333,6 +335,12 @@ impl SyscallCounter {
         self.read_map(MAP_COUNTERS, slot)
     }
 
+    /// Reads the calls a target made during its runtime-init phase (before its first exec);
+    /// empty for targets that started in the workload phase.
+    pub fn read_runtime_init(&self, slot: TargetSlot) -> Result<TargetCounts, BpfError> {
+        self.read_map(MAP_INIT_COUNTERS, slot)
+    }
+
     /// Reads a target's syscall-exit counters (zero unless the exit counter is attached).
     pub fn read_exits(&self, slot: TargetSlot) -> Result<TargetCounts, BpfError> {
         self.read_map(MAP_EXIT_COUNTERS, slot)
@@ -388,6 +396,18 @@ impl SyscallCounter {
         if let Some(l) = &mut self.logger {
             l.flush();
         }
+    }
+
+    /// Zeroes a slot's counters and sets the phase it starts in.
+    fn prepare_slot(&mut self, slot: u32, phase: u32) -> Result<(), BpfError> {
+        for map in [MAP_COUNTERS, MAP_INIT_COUNTERS, MAP_EXIT_COUNTERS] {
+            self.zero_counters(map, slot)?;
+        }
+        let mut phases: Array<&mut MapData, u32> = map_mut(&mut self.ebpf, MAP_PHASE)?;
+        phases.set(slot, phase, 0).map_err(|source| BpfError::Map {
+            name: MAP_PHASE,
+            source,
+        })
     }
 
     fn zero_counters(&mut self, name: &'static str, slot: u32) -> Result<(), BpfError> {
@@ -484,6 +504,13 @@ where
 {
     let map = ebpf.map(name).ok_or(BpfError::Missing(name))?;
     T::try_from(map).map_err(|source| BpfError::Map { name, source })
+}
+
+/// A syscall's number in this host's native table (`u32::MAX` if it has none).
+fn native_nr(name: &str) -> u32 {
+    Arch::native()
+        .and_then(|a| a.syscall_nr(name))
+        .unwrap_or(u32::MAX)
 }
 
 /// Which libseccomp arch each counted ABI means on this host.
