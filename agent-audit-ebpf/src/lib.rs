@@ -82,6 +82,104 @@ pub const GLOBAL_EXECVE_NR: &str = "EXECVE_NR";
 /// See [`GLOBAL_EXECVE_NR`].
 pub const GLOBAL_EXECVEAT_NR: &str = "EXECVEAT_NR";
 
+/// `PerCpuArray<AttribEntry>` with [`ATTRIB_ENTRIES`] elements: which program made which
+/// syscall, as a per-CPU direct-mapped table indexed by a hash of the key. The common case (a
+/// key already in this CPU's table) touches only per-CPU arrays; a collision spills into
+/// [`MAP_ATTRIB_OVERFLOW`].
+pub const MAP_ATTRIB: &str = "ATTRIB";
+/// `HashMap<AttribKey, AttribValue>`, shared, for keys whose table entry is taken.
+pub const MAP_ATTRIB_OVERFLOW: &str = "ATTRIB_OVERFLOW";
+/// `PerCpuArray<TaskCache>` with one element: the task this CPU last attributed.
+pub const MAP_TASK_CACHE: &str = "TASK_CACHE";
+/// `RingBuf` of [`ExecEvent`]s: every successful exec inside a target.
+pub const MAP_EXEC_EVENTS: &str = "EXEC_EVENTS";
+/// Entries of [`MAP_ATTRIB`] (a power of two).
+pub const ATTRIB_ENTRIES: u32 = 8192;
+/// Entries of [`MAP_ATTRIB_OVERFLOW`].
+pub const ATTRIB_OVERFLOW_ENTRIES: u32 = 65536;
+/// Bytes of an exec's file name kept (longer names are cut).
+pub const EXEC_FILENAME_LEN: usize = 256;
+/// Native `prctl` number: `PR_SET_NAME` renames the task, so the cached name is dropped.
+pub const GLOBAL_PRCTL_NR: &str = "PRCTL_NR";
+/// Classic tracepoint `sched:sched_process_exec` program.
+pub const PROG_SCHED_EXEC: &str = "sched_process_exec";
+
+/// Who made a syscall: task name, target, syscall and whether the caller was root.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct AttribKey {
+    /// `comm` of the task (16 bytes, NUL-padded), as two words for cheap comparison.
+    pub comm: [u64; 2],
+    /// Target slot + 1 (0 marks an empty table entry).
+    pub slot_plus_one: u32,
+    /// Syscall number in its ABI's table.
+    pub nr: u16,
+    /// ABI index (`ABI_*`).
+    pub abi: u8,
+    /// 1 when the caller's uid was 0.
+    pub root: u8,
+}
+
+/// How often and when a key was seen.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct AttribValue {
+    /// Calls.
+    pub count: u64,
+    /// `CLOCK_MONOTONIC` of the first call, ns.
+    pub first_ns: u64,
+    /// `CLOCK_MONOTONIC` of the last call, ns.
+    pub last_ns: u64,
+}
+
+/// One entry of the per-CPU attribution table.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct AttribEntry {
+    /// Which key occupies the entry (`slot_plus_one == 0`: free).
+    pub key: AttribKey,
+    /// Its counts.
+    pub value: AttribValue,
+}
+
+/// The task whose name this CPU has at hand.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct TaskCache {
+    /// `bpf_get_current_pid_tgid()` of the task.
+    pub pid_tgid: u64,
+    /// Its `comm`.
+    pub comm: [u64; 2],
+    /// Hash of `comm`.
+    pub comm_hash: u32,
+    /// 0 after an exec or prctl: read `comm` again on the next call.
+    pub valid: u32,
+}
+
+/// A successful exec inside a target.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct ExecEvent {
+    /// Target slot.
+    pub slot: u32,
+    /// Thread group id.
+    pub tgid: u32,
+    /// Real uid and gid of the task.
+    pub uid: u32,
+    /// See `uid`.
+    pub gid: u32,
+    /// `CLOCK_MONOTONIC`, ns.
+    pub ktime_ns: u64,
+    /// New `comm`.
+    pub comm: [u8; 16],
+    /// Bytes of `filename` used, including the NUL.
+    pub filename_len: u32,
+    /// Explicit padding (keeps the layout free of implicit holes).
+    pub _pad: u32,
+    /// The exec'd file as given to exec (NUL-terminated).
+    pub filename: [u8; EXEC_FILENAME_LEN],
+}
+
 /// Read-only globals set by userspace at load time (`EbpfLoader::set_global`), describing the
 /// host so the program needs no CO-RE: where the task's compat flag lives and what marks it.
 /// Offset of a `u32` inside `task_struct` that carries the compat flag (x86_64:
@@ -151,6 +249,20 @@ unsafe impl aya::Pod for SyscallCounters {}
 // SAFETY: two `u32`s, `repr(C)`, no padding.
 #[cfg(all(feature = "user", not(target_arch = "bpf")))]
 unsafe impl aya::Pod for CgroupVerdict {}
+// SAFETY: `repr(C)` plain integers laid out without padding (asserted below).
+#[cfg(all(feature = "user", not(target_arch = "bpf")))]
+unsafe impl aya::Pod for AttribKey {}
+// SAFETY: as above.
+#[cfg(all(feature = "user", not(target_arch = "bpf")))]
+unsafe impl aya::Pod for AttribValue {}
+// SAFETY: as above.
+#[cfg(all(feature = "user", not(target_arch = "bpf")))]
+unsafe impl aya::Pod for AttribEntry {}
+
+const _: () = assert!(core::mem::size_of::<AttribKey>() == 24);
+const _: () = assert!(core::mem::size_of::<AttribEntry>() == 48);
+const _: () = assert!(core::mem::size_of::<ExecEvent>() == 48 + EXEC_FILENAME_LEN);
+const _: () = assert!(ATTRIB_ENTRIES.is_power_of_two());
 
 // The per-CPU array value must fit one percpu allocation unit (32 KiB).
 const _: () = assert!(core::mem::size_of::<SyscallCounters>() <= 32 * 1024);

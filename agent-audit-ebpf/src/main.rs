@@ -6,6 +6,10 @@
 //! what each step costs.
 #![cfg_attr(target_arch = "bpf", no_std)]
 #![cfg_attr(target_arch = "bpf", no_main)]
+// `atomic_xadd`: the BPF target has no `AtomicU64::fetch_add`, but LLVM lowers this intrinsic
+// to the BPF atomic add the kernel supports.
+#![cfg_attr(target_arch = "bpf", feature(core_intrinsics))]
+#![cfg_attr(target_arch = "bpf", allow(internal_features))]
 
 #[cfg(target_arch = "bpf")]
 mod program;

@@ -46,6 +46,12 @@ pub struct Allowlist {
     /// cgroup's creation (`record --wait`). Same shape and order as `syscalls`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub runtime_init: Vec<SyscallCount>,
+    /// Every successful exec inside the target, by (path, uid), earliest first.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub executables: Vec<ExecutableRun>,
+    /// Present when calls were made both as root and as another user.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub privilege_drop: Option<PrivilegeDrop>,
 }
 
 /// How often one operation of a multiplexer syscall was made.
@@ -175,6 +181,66 @@ pub struct SyscallCount {
     pub nr: u32,
     /// Exact number of calls.
     pub count: u64,
+    /// The programs that made this call, earliest first, at most [`MAX_PROGRAMS_LISTED`].
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub programs: Vec<ProgramCount>,
+    /// How many more distinct programs made it ("and N more").
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub programs_omitted: u64,
+}
+
+/// Programs listed per syscall before the rest are only counted.
+pub const MAX_PROGRAMS_LISTED: usize = 16;
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
+}
+
+/// One program's use of one syscall.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProgramCount {
+    /// The task name (`comm`, at most 15 bytes) of the caller.
+    pub comm: String,
+    /// Whether the caller's uid was 0 (separate entries before and after a privilege drop).
+    pub as_root: bool,
+    /// Exact number of calls.
+    pub count: u64,
+    /// First call.
+    #[serde(with = "time::serde::rfc3339")]
+    pub first_seen: OffsetDateTime,
+    /// Last call.
+    #[serde(with = "time::serde::rfc3339")]
+    pub last_seen: OffsetDateTime,
+}
+
+/// A file executed inside the target.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExecutableRun {
+    /// The path as passed to exec.
+    pub path: String,
+    /// The task name after the exec.
+    pub comm: String,
+    /// Real uid of the process that ran it.
+    pub uid: u32,
+    /// Real gid.
+    pub gid: u32,
+    /// How many times it was executed with this uid.
+    pub count: u64,
+    /// First execution.
+    #[serde(with = "time::serde::rfc3339")]
+    pub first_seen: OffsetDateTime,
+}
+
+/// What ran as root before the workload dropped privileges, and what after.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PrivilegeDrop {
+    /// The first call made as a non-root user.
+    #[serde(with = "time::serde::rfc3339")]
+    pub first_unprivileged_call: OffsetDateTime,
+    /// Syscalls (arch-qualified names) made only as root.
+    pub root_only: Vec<String>,
+    /// Syscalls made as a non-root user.
+    pub unprivileged: Vec<String>,
 }
 
 /// An allowlist file that cannot be used.
@@ -241,6 +307,8 @@ impl Allowlist {
                 arch,
                 nr,
                 count,
+                programs: Vec::new(),
+                programs_omitted: 0,
             })
             .collect();
         sort_syscalls(&mut syscalls);
@@ -352,6 +420,8 @@ mod tests {
             syscalls,
             multiplexed: MultiplexedCount::rows(Arch::X86, "socketcall", &[(1, 2), (3, 1)]),
             runtime_init: Vec::new(),
+            executables: Vec::new(),
+            privilege_drop: None,
         }
     }
 

@@ -5,6 +5,7 @@
 //! later steps. See ARCHITECTURE.md for the map of modules.
 
 pub mod allowlist;
+pub mod attribution;
 pub mod bpf;
 pub mod cgroup;
 pub mod cli;

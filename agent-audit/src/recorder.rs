@@ -230,14 +230,19 @@ async fn watch(
             _ = sigterm.recv() => break StopReason::Signal,
             _ = &mut deadline_sleep, if deadline.is_some() => break StopReason::Duration,
             _ = flush.tick() => {
+                let uses = counter.read_attribution()?;
                 for r in &mut active {
-                    r.write(counter, false)?;
+                    r.write(counter, false, &uses)?;
                 }
             }
             _ = poll.tick() => {
                 counter.flush_logs();
+                let execs = counter.drain_execs();
                 if let Some(w) = &mut waiting {
                     w.adopt_claimed(counter, &mut active)?;
+                }
+                for r in &mut active {
+                    r.note_execs(&execs);
                 }
                 // A container's cgroup disappears when it stops: finish its file now.
                 let mut i = 0;
@@ -272,8 +277,11 @@ async fn watch(
     Ok(reason)
 }
 
-fn finish(counter: &SyscallCounter, r: &mut Recording) -> Result<(), Error> {
-    let list = r.write(counter, true)?;
+fn finish(counter: &mut SyscallCounter, r: &mut Recording) -> Result<(), Error> {
+    let execs = counter.drain_execs();
+    r.note_execs(&execs);
+    let uses = counter.read_attribution()?;
+    let list = r.write(counter, true, &uses)?;
     tracing::info!(
         target = %r.target.cgroup.rel,
         distinct = list.totals.distinct,

@@ -8,7 +8,8 @@ use time::OffsetDateTime;
 use crate::allowlist::{
     Allowlist, AllowlistError, HostInfo, MultiplexedCount, RecorderInfo, SCHEMA_V1,
 };
-use crate::bpf::{BpfError, SyscallCounter, TargetCounts, TargetSlot};
+use crate::attribution;
+use crate::bpf::{BpfError, ExecRecord, ProgramUse, SyscallCounter, TargetCounts, TargetSlot};
 use crate::syscalls::Arch;
 use crate::target::CgroupTarget;
 
@@ -26,6 +27,8 @@ pub struct Recording {
     pub last: TargetCounts,
     /// The last runtime-init counts read (targets picked up at creation only).
     pub last_init: TargetCounts,
+    /// Execs seen in the target so far.
+    pub execs: Vec<ExecRecord>,
 }
 
 impl Recording {
@@ -49,6 +52,7 @@ impl Recording {
             started_at: OffsetDateTime::now_utc(),
             last: TargetCounts::default(),
             last_init: TargetCounts::default(),
+            execs: Vec::new(),
         })
     }
 
@@ -61,6 +65,7 @@ impl Recording {
             started_at: OffsetDateTime::now_utc(),
             last: TargetCounts::default(),
             last_init: TargetCounts::default(),
+            execs: Vec::new(),
         }
     }
 
@@ -71,12 +76,32 @@ impl Recording {
         Ok(())
     }
 
-    /// The allowlist for the counts in `last`.
-    pub fn allowlist(&self, attach: &str, complete: bool) -> Allowlist {
-        let (syscalls, totals) = Allowlist::syscalls_from_counts(
+    /// Keeps the execs that happened in this target.
+    pub fn note_execs(&mut self, execs: &[ExecRecord]) {
+        self.execs
+            .extend(execs.iter().filter(|e| e.slot == self.slot).cloned());
+    }
+
+    /// The allowlist for the counts in `last`, with each syscall's programs from `uses`
+    /// (every target's; this one's are picked out).
+    pub fn allowlist(&self, attach: &str, complete: bool, uses: &[ProgramUse]) -> Allowlist {
+        let (mut syscalls, totals) = Allowlist::syscalls_from_counts(
             self.last.syscalls.iter().copied(),
             self.last.out_of_range,
         );
+        let mine: Vec<&ProgramUse> = uses.iter().filter(|u| u.slot == self.slot).collect();
+        attribution::attach_programs(&mut syscalls, &mine);
+        let name_of = |u: &ProgramUse| {
+            let name = u.arch.syscall_name(u.nr).map(str::to_owned);
+            match u.arch {
+                a if Some(a) == Arch::native() => name.unwrap_or_else(|| format!("#{}", u.nr)),
+                a => format!(
+                    "{}:{}",
+                    a.short_name(),
+                    name.unwrap_or_else(|| u.nr.to_string())
+                ),
+            }
+        };
         Allowlist {
             schema: SCHEMA_V1.to_string(),
             target: self.target.info.clone(),
@@ -96,6 +121,8 @@ impl Recording {
                 0,
             )
             .0,
+            executables: attribution::executables(&self.execs),
+            privilege_drop: attribution::privilege_drop(&mine, name_of),
         }
     }
 
@@ -112,14 +139,16 @@ impl Recording {
         rows
     }
 
-    /// Reads the counters and writes the file atomically.
+    /// Reads the counters and writes the file atomically; `uses` is the attribution read for
+    /// all targets at once (it is one table).
     pub fn write(
         &mut self,
         counter: &SyscallCounter,
         complete: bool,
+        uses: &[ProgramUse],
     ) -> Result<Allowlist, RecordingError> {
         self.refresh(counter)?;
-        let list = self.allowlist(counter.attach_kind(), complete);
+        let list = self.allowlist(counter.attach_kind(), complete, uses);
         list.write(&self.out)?;
         Ok(list)
     }

@@ -85,13 +85,16 @@ pub fn run(opts: RunOptions) -> Result<RunOutcome, Error> {
         .enable_all()
         .build()
         .map_err(Error::Io)?;
-    let status = runtime.block_on(supervise(child, &cgroup, &counter, &mut recording))?;
+    let status = runtime.block_on(supervise(child, &cgroup, &mut counter, &mut recording))?;
     let exit_status = status
         .code()
         .unwrap_or_else(|| 128 + status.signal().unwrap_or(0));
 
     recording.target.info.exit_status = Some(exit_status);
-    let allowlist = recording.write(&counter, true)?;
+    let execs = counter.drain_execs();
+    recording.note_execs(&execs);
+    let uses = counter.read_attribution()?;
+    let allowlist = recording.write(&counter, true, &uses)?;
     counter.remove_target(recording.slot)?;
     drop(guard);
     eprintln!(
@@ -146,7 +149,7 @@ fn spawn_in_cgroup(command: &[String], cgroup: &Cgroup) -> Result<std::process::
 async fn supervise(
     mut child: std::process::Child,
     cgroup: &Cgroup,
-    counter: &SyscallCounter,
+    counter: &mut SyscallCounter,
     recording: &mut Recording,
 ) -> Result<ExitStatus, Error> {
     let pid = child.id() as libc::pid_t;
@@ -170,6 +173,8 @@ async fn supervise(
                 unsafe { libc::kill(pid, libc::SIGTERM) };
             }
             _ = poll.tick() => {
+                // The exec ring buffer is bounded: drain it while the command runs.
+                recording.note_execs(&counter.drain_execs());
                 recording.refresh(counter)?;
                 progress.update(1, recording.last.syscalls.len() as u64, recording.last.total());
             }
@@ -183,6 +188,8 @@ async fn supervise(
             _ = sigint.recv() => interrupted = true,
             _ = sigterm.recv() => interrupted = true,
             _ = poll.tick() => {
+                // The exec ring buffer is bounded: drain it while the command runs.
+                recording.note_execs(&counter.drain_execs());
                 recording.refresh(counter)?;
                 progress.update(1, recording.last.syscalls.len() as u64, recording.last.total());
             }

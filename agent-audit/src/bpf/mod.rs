@@ -4,6 +4,7 @@
 //! Minimum kernel: 5.8 (CAP_BPF/CAP_PERFMON, `bpf_get_current_ancestor_cgroup_id` in tracing
 //! programs); `tp_btf` additionally needs BTF (`CONFIG_DEBUG_INFO_BTF`, /sys/kernel/btf/vmlinux).
 
+mod attribution;
 mod layout;
 mod slots;
 
@@ -13,15 +14,16 @@ use agent_audit_ebpf::{
     CgroupVerdict, SyscallCounters, ABI_COMPAT32, ABI_COUNT, ABI_NATIVE, ABI_X32,
     GLOBAL_COMPAT_ARG0_OFFSET, GLOBAL_COMPAT_FLAG_MASK, GLOBAL_COMPAT_FLAG_OFFSET,
     GLOBAL_COMPAT_IPC_NR, GLOBAL_COMPAT_SOCKETCALL_NR, GLOBAL_EXECVEAT_NR, GLOBAL_EXECVE_NR,
-    MAP_CGROUP_VERDICT, MAP_COUNTERS, MAP_EXIT_COUNTERS, MAP_FREE_SLOTS, MAP_INIT_COUNTERS,
-    MAP_PHASE, MAP_TARGETS, MAP_TARGET_GENERATION, MAX_TARGETS, MUX_SLOTS, NO_TARGET, NR_SLOTS,
-    PHASE_RUNTIME_INIT, PHASE_WORKLOAD, PROG_SYS_ENTER_BTF, PROG_SYS_ENTER_EMPTY,
-    PROG_SYS_ENTER_RAW, PROG_SYS_EXIT, WATCH_PARENT,
+    GLOBAL_PRCTL_NR, MAP_CGROUP_VERDICT, MAP_COUNTERS, MAP_EXEC_EVENTS, MAP_EXIT_COUNTERS,
+    MAP_FREE_SLOTS, MAP_INIT_COUNTERS, MAP_PHASE, MAP_TARGETS, MAP_TARGET_GENERATION, MAX_TARGETS,
+    MUX_SLOTS, NO_TARGET, NR_SLOTS, PHASE_RUNTIME_INIT, PHASE_WORKLOAD, PROG_SCHED_EXEC,
+    PROG_SYS_ENTER_BTF, PROG_SYS_ENTER_EMPTY, PROG_SYS_ENTER_RAW, PROG_SYS_EXIT, WATCH_PARENT,
 };
-use aya::maps::{Array, HashMap, MapData, PerCpuArray, PerCpuValues, Queue};
+use aya::maps::{Array, HashMap, MapData, PerCpuArray, PerCpuValues, Queue, RingBuf};
 use aya::programs::{BtfTracePoint, RawTracePoint, TracePoint};
 use aya::{Btf, Ebpf, EbpfLoader};
 
+pub use attribution::{ExecRecord, ProgramUse};
 pub use layout::KernelLayout;
 
 use crate::syscalls::Arch;
@@ -61,8 +63,9 @@ pub enum BpfError {
     Load(#[source] aya::EbpfError),
     /// A program was rejected or could not be attached.
     #[error(
-        "attaching {attach} to the raw_syscalls sys_enter tracepoint failed: {source} \
-         (the kernel needs CONFIG_BPF_EVENTS and CONFIG_FTRACE_SYSCALLS)"
+        "loading or attaching the {attach} program failed: {} (the kernel needs \
+         CONFIG_BPF_EVENTS and CONFIG_FTRACE_SYSCALLS; run with -vv for the whole verifier log)",
+        summarize(.source)
     )]
     Attach {
         /// `tp_btf` or `raw_tp`.
@@ -86,6 +89,25 @@ pub enum BpfError {
     TooManyTargets,
 }
 
+/// aya's error with a verifier log cut to its last lines: the reason is at the end, and the
+/// whole log (thousands of lines) buries it. The full log goes to the debug log.
+fn summarize(err: &aya::programs::ProgramError) -> String {
+    const TAIL: usize = 8;
+    match err {
+        aya::programs::ProgramError::LoadError {
+            io_error,
+            verifier_log,
+        } => {
+            let log = verifier_log.to_string();
+            tracing::debug!("verifier log:\n{log}");
+            let lines: Vec<&str> = log.lines().collect();
+            let tail = lines[lines.len().saturating_sub(TAIL)..].join("\n    ");
+            format!("{io_error}; verifier said:\n    {tail}\n")
+        }
+        other => other.to_string(),
+    }
+}
+
 impl BpfError {
     /// Whether the kernel refused for lack of privileges (EPERM/EACCES).
     pub fn is_permission_denied(&self) -> bool {
@@ -101,6 +123,14 @@ pub const POOL_SIZE: usize = 16;
 /// A target's position in the per-target counter array.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct TargetSlot(u32);
+
+impl TargetSlot {
+    /// A slot value for unit tests of code that groups by slot.
+    #[cfg(test)]
+    pub fn for_tests(index: u32) -> Self {
+        Self(index)
+    }
+}
 
 /// Counts read for one target, summed over CPUs.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -131,6 +161,9 @@ pub struct SyscallCounter {
     logger: Option<aya_log::EbpfLogger<&'static dyn log::Log>>,
     abi_arch: [Option<Arch>; ABI_COUNT],
     layout: KernelLayout,
+    exec_events: Option<RingBuf<MapData>>,
+    /// Slots that have counted before, whose attribution must be cleared before reuse.
+    used_slots: std::collections::HashSet<u32>,
 }
 
 impl SyscallCounter {
@@ -160,6 +193,7 @@ impl SyscallCounter {
             .override_global(GLOBAL_COMPAT_ARG0_OFFSET, &layout.compat_arg0_offset, true)
             .override_global(GLOBAL_EXECVE_NR, &native_nr("execve"), true)
             .override_global(GLOBAL_EXECVEAT_NR, &native_nr("execveat"), true)
+            .override_global(GLOBAL_PRCTL_NR, &native_nr("prctl"), true)
             .load(OBJECT)
             .map_err(BpfError::Load)?;
         let logger = match aya_log::EbpfLogger::init(&mut ebpf) {
@@ -177,6 +211,8 @@ impl SyscallCounter {
             logger,
             abi_arch: abi_arches(),
             layout,
+            exec_events: None,
+            used_slots: std::collections::HashSet::new(),
         };
         counter.bump_generation()?;
         if use_btf {
@@ -184,6 +220,7 @@ impl SyscallCounter {
         } else {
             attach_raw(&mut counter.ebpf, PROG_SYS_ENTER_RAW)?;
         }
+        counter.attach_exec_events()?;
         Ok(counter)
     }
 
@@ -197,22 +234,29 @@ impl SyscallCounter {
         self.layout
     }
 
+    /// Reports every exec inside a target (`sched:sched_process_exec`).
+    fn attach_exec_events(&mut self) -> Result<(), BpfError> {
+        attach_tracepoint(
+            &mut self.ebpf,
+            PROG_SCHED_EXEC,
+            "sched",
+            "sched_process_exec",
+        )?;
+        let map = self
+            .ebpf
+            .take_map(MAP_EXEC_EVENTS)
+            .ok_or(BpfError::Missing(MAP_EXEC_EVENTS))?;
+        self.exec_events = Some(RingBuf::try_from(map).map_err(|source| BpfError::Map {
+            name: MAP_EXEC_EVENTS,
+            source,
+        })?);
+        Ok(())
+    }
+
     /// Also counts syscall exits (`raw_syscalls:sys_exit`), which is how `verify` sees calls
     /// that seccomp refused: they exit without ever entering.
     pub fn attach_exit_counter(&mut self) -> Result<(), BpfError> {
-        let err = |source| BpfError::Attach {
-            attach: "tracepoint sys_exit",
-            source,
-        };
-        let prog: &mut TracePoint = self
-            .ebpf
-            .program_mut(PROG_SYS_EXIT)
-            .ok_or(BpfError::Missing(PROG_SYS_EXIT))?
-            .try_into()
-            .map_err(err)?;
-        prog.load().map_err(err)?;
-        prog.attach("raw_syscalls", "sys_exit").map_err(err)?;
-        Ok(())
+        attach_tracepoint(&mut self.ebpf, PROG_SYS_EXIT, "raw_syscalls", "sys_exit")
     }
 
     /// Starts counting tasks in `cgroup_id` and every cgroup below it. Counters start at 0.
@@ -400,6 +444,9 @@ impl SyscallCounter {
 
     /// Zeroes a slot's counters and sets the phase it starts in.
     fn prepare_slot(&mut self, slot: u32, phase: u32) -> Result<(), BpfError> {
+        if !self.used_slots.insert(slot) {
+            self.clear_attribution(slot)?;
+        }
         for map in [MAP_COUNTERS, MAP_INIT_COUNTERS, MAP_EXIT_COUNTERS] {
             self.zero_counters(map, slot)?;
         }
@@ -473,6 +520,54 @@ fn attach_btf(ebpf: &mut Ebpf, name: &'static str, btf_path: &Path) -> Result<()
     prog.load("sys_enter", &btf).map_err(err)?;
     prog.attach().map_err(err)?;
     Ok(())
+}
+
+/// Attaches a classic tracepoint program, mounting tracefs first if nobody has (it is not
+/// mounted by default on every host, and classic tracepoints are looked up there).
+fn attach_tracepoint(
+    ebpf: &mut Ebpf,
+    name: &'static str,
+    category: &str,
+    event: &str,
+) -> Result<(), BpfError> {
+    ensure_tracefs();
+    let err = |source| BpfError::Attach {
+        attach: name,
+        source,
+    };
+    let prog: &mut TracePoint = ebpf
+        .program_mut(name)
+        .ok_or(BpfError::Missing(name))?
+        .try_into()
+        .map_err(err)?;
+    prog.load().map_err(err)?;
+    prog.attach(category, event).map_err(err)?;
+    Ok(())
+}
+
+fn ensure_tracefs() {
+    let tracing = Path::new("/sys/kernel/tracing");
+    if tracing.join("events").exists() || Path::new("/sys/kernel/debug/tracing/events").exists() {
+        return;
+    }
+    // SAFETY: constant NUL-terminated strings.
+    let rc = unsafe {
+        libc::mount(
+            c"tracefs".as_ptr(),
+            c"/sys/kernel/tracing".as_ptr(),
+            c"tracefs".as_ptr(),
+            0,
+            std::ptr::null(),
+        )
+    };
+    if rc == 0 {
+        tracing::info!("mounted tracefs at /sys/kernel/tracing");
+    } else {
+        tracing::warn!(
+            "tracefs is not mounted and mounting it failed: {}",
+            std::io::Error::last_os_error()
+        );
+    }
 }
 
 fn attach_raw(ebpf: &mut Ebpf, name: &'static str) -> Result<(), BpfError> {

@@ -1,5 +1,8 @@
 //! The BPF programs and maps. Built only for `target_arch = "bpf"`.
 
+mod attribution;
+mod exec;
+
 use agent_audit_ebpf::{
     CgroupVerdict, SyscallCounters, ABI_COMPAT32, ABI_NATIVE, ABI_X32, MAX_CACHED_CGROUPS,
     MAX_CGROUP_DEPTH, MAX_TARGETS, MAX_TARGET_ENTRIES, MUX_SLOTS, NO_TARGET, NR_SLOTS,
@@ -30,9 +33,11 @@ static COMPAT_IPC_NR: u32 = u32::MAX;
 #[no_mangle]
 static COMPAT_ARG0_OFFSET: u32 = 0;
 #[no_mangle]
-static EXECVE_NR: u32 = u32::MAX;
+pub(crate) static EXECVE_NR: u32 = u32::MAX;
 #[no_mangle]
-static EXECVEAT_NR: u32 = u32::MAX;
+pub(crate) static EXECVEAT_NR: u32 = u32::MAX;
+#[no_mangle]
+pub(crate) static PRCTL_NR: u32 = u32::MAX;
 
 #[map(name = "TARGET_GENERATION")]
 static TARGET_GENERATION: Array<u32> = Array::with_max_entries(1, 0);
@@ -133,12 +138,13 @@ fn count_enter<C: EbpfContext>(ctx: &C, regs: *const u8, id: i64) {
     if abi == ABI_COMPAT32 {
         count_multiplexer(counters, regs, nr);
     }
+    attribution::attribute(slot, abi, nr);
 }
 
 /// The target slot counting the current task, if any. This is the only work done for tasks
 /// outside every target: one helper call, one array load, one hash lookup.
 #[inline(always)]
-fn target_slot<C: EbpfContext>(ctx: &C) -> Option<u32> {
+pub(crate) fn target_slot<C: EbpfContext>(ctx: &C) -> Option<u32> {
     // SAFETY: helper without preconditions.
     let cgroup_id = unsafe { bpf_get_current_cgroup_id() };
     let generation = *TARGET_GENERATION.get(0)?;
@@ -284,7 +290,7 @@ fn claim_slot(child: u64) -> u32 {
 
 /// Reads a load-time constant without letting the compiler fold the placeholder value.
 #[inline(always)]
-fn global<T: Copy>(value: &'static T) -> T {
+pub(crate) fn global<T: Copy>(value: &'static T) -> T {
     // SAFETY: a valid static; volatile so the value set by the loader is used.
     unsafe { core::ptr::read_volatile(value) }
 }

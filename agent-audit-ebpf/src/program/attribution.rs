@@ -1,0 +1,147 @@
+//! Which program made which syscall, kept cheap: the task's name is read once per task and CPU
+//! (again after it execs or renames itself), and each (name, target, syscall, root?) key is
+//! counted in a per-CPU direct-mapped table. Only a collision in that table touches a shared
+//! map.
+
+use core::intrinsics::{atomic_xadd, AtomicOrdering};
+
+use agent_audit_ebpf::{
+    AttribEntry, AttribKey, AttribValue, TaskCache, ATTRIB_ENTRIES, ATTRIB_OVERFLOW_ENTRIES,
+};
+use aya_ebpf::{
+    helpers::{
+        bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_get_current_uid_gid, bpf_ktime_get_ns,
+    },
+    macros::map,
+    maps::{HashMap, PerCpuArray},
+};
+
+use super::{global, EXECVEAT_NR, EXECVE_NR, PRCTL_NR};
+
+#[map(name = "ATTRIB")]
+static ATTRIB: PerCpuArray<AttribEntry> = PerCpuArray::with_max_entries(ATTRIB_ENTRIES, 0);
+
+#[map(name = "ATTRIB_OVERFLOW")]
+static ATTRIB_OVERFLOW: HashMap<AttribKey, AttribValue> =
+    HashMap::with_max_entries(ATTRIB_OVERFLOW_ENTRIES, 0);
+
+#[map(name = "TASK_CACHE")]
+static TASK_CACHE: PerCpuArray<TaskCache> = PerCpuArray::with_max_entries(1, 0);
+
+/// Attributes one call of syscall `nr` (through `abi`) by the current task to target `slot`.
+#[inline(always)]
+pub(super) fn attribute(slot: u32, abi: usize, nr: u64) {
+    let Some(cache) = TASK_CACHE.get_ptr_mut(0) else {
+        return;
+    };
+    // SAFETY: this CPU's element, not shared with other CPUs.
+    let cache = unsafe { &mut *cache };
+    let pid_tgid = bpf_get_current_pid_tgid();
+    if cache.pid_tgid != pid_tgid || cache.valid == 0 {
+        refresh(cache, pid_tgid);
+    }
+    if nr == global(&EXECVE_NR) as u64
+        || nr == global(&EXECVEAT_NR) as u64
+        || nr == global(&PRCTL_NR) as u64
+    {
+        // The name may change with this call: read it again next time.
+        cache.valid = 0;
+    }
+    let root = (bpf_get_current_uid_gid() as u32 == 0) as u8;
+    let key = AttribKey {
+        comm: cache.comm,
+        slot_plus_one: slot + 1,
+        nr: nr as u16,
+        abi: abi as u8,
+        root,
+    };
+    let hash = cache.comm_hash
+        ^ slot.wrapping_mul(0x9E37_79B1)
+        ^ (nr as u32).wrapping_mul(0x85EB_CA6B)
+        ^ (abi as u32).wrapping_mul(0xC2B2_AE35)
+        ^ root as u32;
+    let index = mix(hash) & (ATTRIB_ENTRIES - 1);
+    // SAFETY: helper without preconditions.
+    let now = unsafe { bpf_ktime_get_ns() };
+    let Some(entry) = ATTRIB.get_ptr_mut(index) else {
+        return;
+    };
+    // SAFETY: this CPU's element.
+    let entry = unsafe { &mut *entry };
+    if same_key(&entry.key, &key) {
+        entry.value.count += 1;
+        entry.value.last_ns = now;
+    } else if entry.key.slot_plus_one == 0 {
+        entry.key = key;
+        entry.value = AttribValue {
+            count: 1,
+            first_ns: now,
+            last_ns: now,
+        };
+    } else {
+        overflow(&key, now);
+    }
+}
+
+#[inline(always)]
+fn same_key(a: &AttribKey, b: &AttribKey) -> bool {
+    a.comm[0] == b.comm[0]
+        && a.comm[1] == b.comm[1]
+        && a.slot_plus_one == b.slot_plus_one
+        && a.nr == b.nr
+        && a.abi == b.abi
+        && a.root == b.root
+}
+
+/// Reads the task's name (once per task per CPU, and after exec/prctl).
+#[inline(never)]
+fn refresh(cache: &mut TaskCache, pid_tgid: u64) {
+    let comm = bpf_get_current_comm().unwrap_or([0; 16]);
+    let mut words = [0u64; 2];
+    let mut i = 0;
+    while i < 16 {
+        words[i / 8] |= (comm[i] as u64) << ((i % 8) * 8);
+        i += 1;
+    }
+    cache.pid_tgid = pid_tgid;
+    cache.comm = words;
+    cache.comm_hash = mix((words[0] ^ words[0] >> 32 ^ words[1] ^ words[1] >> 32) as u32);
+    cache.valid = 1;
+}
+
+/// The table entry is taken by another key: count in the shared map, atomically.
+#[inline(never)]
+fn overflow(key: &AttribKey, now: u64) {
+    if let Some(v) = ATTRIB_OVERFLOW.get_ptr_mut(key) {
+        // SAFETY: a live map value; `count` is only ever updated atomically.
+        unsafe {
+            atomic_xadd::<u64, u64, { AtomicOrdering::Relaxed }>(&mut (*v).count, 1);
+            (*v).last_ns = now;
+        }
+        return;
+    }
+    let value = AttribValue {
+        count: 1,
+        first_ns: now,
+        last_ns: now,
+    };
+    const BPF_NOEXIST: u64 = 1;
+    if ATTRIB_OVERFLOW.insert(key, &value, BPF_NOEXIST).is_err() {
+        // Another CPU inserted it first (or the map is full: then the call is lost to
+        // attribution only; the per-syscall totals are counted elsewhere).
+        if let Some(v) = ATTRIB_OVERFLOW.get_ptr_mut(key) {
+            // SAFETY: as above.
+            unsafe { atomic_xadd::<u64, u64, { AtomicOrdering::Relaxed }>(&mut (*v).count, 1) };
+        }
+    }
+}
+
+/// A cheap integer mixer (murmur3 finaliser) so nearby keys spread over the table.
+#[inline(always)]
+fn mix(mut h: u32) -> u32 {
+    h ^= h >> 16;
+    h = h.wrapping_mul(0x85EB_CA6B);
+    h ^= h >> 13;
+    h = h.wrapping_mul(0xC2B2_AE35);
+    h ^ (h >> 16)
+}

@@ -1,0 +1,178 @@
+//! Who used each syscall: turns the kernel program's per-program counts and exec events into
+//! the allowlist's `programs`, `executables` and `privilege_drop` fields.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use time::OffsetDateTime;
+
+use crate::allowlist::{
+    ExecutableRun, PrivilegeDrop, ProgramCount, SyscallCount, MAX_PROGRAMS_LISTED,
+};
+use crate::bpf::{ExecRecord, ProgramUse};
+
+/// Converts `CLOCK_MONOTONIC` nanoseconds (the kernel program's clock) to wall-clock time.
+pub fn wall_clock(monotonic_ns: u64) -> OffsetDateTime {
+    let now = |clock| {
+        let mut ts = libc::timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        };
+        // SAFETY: valid clock id and out-pointer.
+        unsafe { libc::clock_gettime(clock, &mut ts) };
+        ts.tv_sec as i128 * 1_000_000_000 + ts.tv_nsec as i128
+    };
+    let offset = now(libc::CLOCK_REALTIME) - now(libc::CLOCK_MONOTONIC);
+    OffsetDateTime::from_unix_timestamp_nanos(offset + monotonic_ns as i128)
+        .unwrap_or(OffsetDateTime::UNIX_EPOCH)
+}
+
+/// Fills each syscall's `programs` (earliest first, bounded) from the target's uses.
+pub fn attach_programs(syscalls: &mut [SyscallCount], uses: &[&ProgramUse]) {
+    for s in syscalls.iter_mut() {
+        let mut mine: Vec<&&ProgramUse> = uses
+            .iter()
+            .filter(|u| u.arch == s.arch && u.nr == s.nr)
+            .collect();
+        mine.sort_by(|a, b| (a.first_ns, &a.comm, a.root).cmp(&(b.first_ns, &b.comm, b.root)));
+        s.programs_omitted = mine.len().saturating_sub(MAX_PROGRAMS_LISTED) as u64;
+        s.programs = mine
+            .into_iter()
+            .take(MAX_PROGRAMS_LISTED)
+            .map(|u| ProgramCount {
+                comm: u.comm.clone(),
+                as_root: u.root,
+                count: u.count,
+                first_seen: wall_clock(u.first_ns),
+                last_seen: wall_clock(u.last_ns),
+            })
+            .collect();
+    }
+}
+
+/// Every exec, grouped by (path, uid), earliest first.
+pub fn executables(execs: &[ExecRecord]) -> Vec<ExecutableRun> {
+    let mut by_key: BTreeMap<(String, u32), (ExecutableRun, u64)> = BTreeMap::new();
+    for e in execs {
+        let entry = by_key
+            .entry((e.filename.clone(), e.uid))
+            .or_insert_with(|| {
+                (
+                    ExecutableRun {
+                        path: e.filename.clone(),
+                        comm: e.comm.clone(),
+                        uid: e.uid,
+                        gid: e.gid,
+                        count: 0,
+                        first_seen: wall_clock(e.ktime_ns),
+                    },
+                    e.ktime_ns,
+                )
+            });
+        entry.0.count += 1;
+        if e.ktime_ns < entry.1 {
+            entry.1 = e.ktime_ns;
+            entry.0.first_seen = wall_clock(e.ktime_ns);
+        }
+    }
+    let mut runs: Vec<(ExecutableRun, u64)> = by_key.into_values().collect();
+    runs.sort_by(|a, b| (a.1, &a.0.path).cmp(&(b.1, &b.0.path)));
+    runs.into_iter().map(|(r, _)| r).collect()
+}
+
+/// The root / non-root split, when both happened.
+pub fn privilege_drop(
+    uses: &[&ProgramUse],
+    name_of: impl Fn(&ProgramUse) -> String,
+) -> Option<PrivilegeDrop> {
+    let first_unprivileged = uses.iter().filter(|u| !u.root).map(|u| u.first_ns).min()?;
+    if !uses.iter().any(|u| u.root) {
+        return None;
+    }
+    let root: BTreeSet<String> = uses.iter().filter(|u| u.root).map(|u| name_of(u)).collect();
+    let unprivileged: BTreeSet<String> = uses
+        .iter()
+        .filter(|u| !u.root)
+        .map(|u| name_of(u))
+        .collect();
+    Some(PrivilegeDrop {
+        first_unprivileged_call: wall_clock(first_unprivileged),
+        root_only: root.difference(&unprivileged).cloned().collect(),
+        unprivileged: unprivileged.into_iter().collect(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::bpf::TargetSlot;
+    use crate::syscalls::Arch;
+
+    fn use_of(comm: &str, nr: u32, root: bool, first: u64) -> ProgramUse {
+        ProgramUse {
+            slot: TargetSlot::for_tests(0),
+            arch: Arch::X86_64,
+            nr,
+            comm: comm.into(),
+            root,
+            count: 2,
+            first_ns: first,
+            last_ns: first + 10,
+        }
+    }
+
+    #[test]
+    fn programs_are_bounded_and_earliest_first() {
+        let uses: Vec<ProgramUse> = (0..20)
+            .map(|i| use_of(&format!("p{i}"), 0, false, 100 - i))
+            .collect();
+        let refs: Vec<&ProgramUse> = uses.iter().collect();
+        let (mut syscalls, _) = crate::allowlist::Allowlist::syscalls_from_counts(
+            [(Arch::X86_64, 0, 40), (Arch::X86_64, 1, 1)],
+            0,
+        );
+        attach_programs(&mut syscalls, &refs);
+        let read = syscalls.iter().find(|s| s.nr == 0).unwrap();
+        assert_eq!(read.programs.len(), MAX_PROGRAMS_LISTED);
+        assert_eq!(read.programs_omitted, 4);
+        assert_eq!(read.programs[0].comm, "p19");
+        let write = syscalls.iter().find(|s| s.nr == 1).unwrap();
+        assert!(write.programs.is_empty());
+    }
+
+    #[test]
+    fn privilege_drop_splits_root_from_the_rest() {
+        let uses = [
+            use_of("init", 165, true, 1), // mount, as root only
+            use_of("init", 0, true, 2),
+            use_of("app", 0, false, 50),
+            use_of("app", 1, false, 60),
+        ];
+        let refs: Vec<&ProgramUse> = uses.iter().collect();
+        let name = |u: &ProgramUse| Arch::X86_64.syscall_name(u.nr).unwrap().to_string();
+        let drop = privilege_drop(&refs, name).unwrap();
+        assert_eq!(drop.root_only, vec!["mount"]);
+        assert_eq!(drop.unprivileged, vec!["read", "write"]);
+        assert!(privilege_drop(&refs[..2], name).is_none());
+    }
+
+    #[test]
+    fn execs_group_by_path_and_uid() {
+        let exec = |path: &str, uid, t| ExecRecord {
+            slot: TargetSlot::for_tests(0),
+            filename: path.into(),
+            comm: "x".into(),
+            uid,
+            gid: uid,
+            tgid: 1,
+            ktime_ns: t,
+        };
+        let runs = executables(&[
+            exec("/bin/sh", 0, 5),
+            exec("/bin/ls", 1000, 9),
+            exec("/bin/sh", 0, 3),
+        ]);
+        assert_eq!(runs.len(), 2);
+        assert_eq!((runs[0].path.as_str(), runs[0].count), ("/bin/sh", 2));
+        assert_eq!(runs[1].uid, 1000);
+    }
+}
