@@ -1,5 +1,6 @@
-//! `record` snapshots: files are replaced atomically (a reader never sees half a file), and
-//! SIGTERM ends the daemon with a complete final file.
+//! How recordings end and what they leave: snapshots are replaced atomically (a reader never
+//! sees half a file), SIGTERM and `--duration` end `record` with a complete final file, and
+//! `run` passes SIGTERM on to its command.
 
 use std::fs;
 use std::io::ErrorKind;
@@ -152,4 +153,73 @@ fn root_sigterm_writes_a_complete_file_and_no_reader_ever_sees_a_partial_one() {
         vec!["allowlist.json"],
         "stray files next to the allowlist"
     );
+}
+
+const HELPER: &str = env!("CARGO_BIN_EXE_getppid-loop");
+
+#[test]
+fn root_record_duration_ends_with_exact_counts_of_a_cgroup() {
+    require_root();
+    const N: u64 = 30_000;
+    // getppid calls start-up could add; see counting.rs.
+    const SLACK: u64 = 16;
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("allowlist.json");
+    let go = dir.path().join("go");
+    let target = ScratchCgroup::new(&unique_name("agent-audit-test-duration"));
+    let mut helper = Command::new(HELPER);
+    helper.arg("--wait-for").arg(&go).arg(N.to_string());
+    target.contain(&mut helper);
+    let helper = Running::spawn(&mut helper);
+
+    let recorder = Running::spawn(
+        Command::new(agent_audit_bin())
+            .args(["record", "--cgroup", &target.rel, "--interval", "0.2"])
+            .args(["--duration", "3", "--out"])
+            .arg(&out),
+    );
+    wait_until("the first snapshot", TIMEOUT, || out.exists());
+    fs::write(&go, b"").unwrap();
+    helper.finish(TIMEOUT, "getppid-loop").assert_code(0);
+    // The cgroup still exists (empty): only --duration can end the recording.
+    recorder
+        .finish(TIMEOUT, "agent-audit record --duration 3")
+        .assert_code(0);
+    let list = Allowlist::read(&out);
+    assert!(list.complete());
+    let got = list.count("getppid");
+    assert!(
+        (N..=N + SLACK).contains(&got),
+        "getppid counted {got} times for {N} calls:\n{:#}",
+        list.0
+    );
+    assert_eq!(list.target()["kind"], "cgroup");
+}
+
+#[test]
+fn root_run_passes_sigterm_to_the_command_and_writes_a_complete_file() {
+    require_root();
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("allowlist.json");
+    let started = dir.path().join("started");
+    // The command announces itself, then sleeps far longer than the test waits.
+    let script = format!("echo > {}; exec /bin/busybox sleep 60", started.display());
+    let audit = Running::spawn(
+        Command::new(agent_audit_bin())
+            .arg("run")
+            .arg("--out")
+            .arg(&out)
+            .args(["--", "/bin/busybox", "sh", "-c", &script]),
+    );
+    wait_until("the command to start", TIMEOUT, || started.exists());
+    audit.signal(libc::SIGTERM);
+    // A command ended by signal N makes `run` exit 128+N.
+    audit
+        .finish(TIMEOUT, "agent-audit run after SIGTERM")
+        .assert_code(128 + libc::SIGTERM);
+    let list = Allowlist::read(&out);
+    assert!(list.complete());
+    assert_eq!(list.target()["exit_status"], 128 + libc::SIGTERM);
+    // sh exec'd busybox sleep after announcing itself.
+    assert!(list.count("execve") >= 2, "{:#}", list.0);
 }
