@@ -84,9 +84,16 @@ fn assert_busybox_workload(list: &Allowlist) {
     );
 }
 
-#[test]
-fn root_record_runc_container_by_cgroup_until_it_ends() {
-    require_root();
+/// How a runc container is named on the recorder's command line.
+enum RuncTarget {
+    Cgroup,
+    Pid,
+    Name,
+}
+
+/// Records a runc busybox container until it ends; checks what every way of naming it shares
+/// and returns the allowlist and the container id.
+fn record_runc_container(how: RuncTarget) -> (Allowlist, String) {
     let bundle = tempfile::tempdir().unwrap();
     let rootfs = bundle.path().join("rootfs");
     busybox_rootfs(&rootfs);
@@ -96,37 +103,43 @@ fn root_record_runc_container_by_cgroup_until_it_ends() {
     let cgroup_path = cgroup::v2_path_of(pid).expect("container init has a cgroup v2");
     assert!(cgroup_path.ends_with(&id), "runc put {id} in {cgroup_path}");
     let out = bundle.path().join("runc.allowlist.json");
+    let args = match how {
+        RuncTarget::Cgroup => ["--cgroup".to_string(), cgroup_path.clone()],
+        RuncTarget::Pid => ["--pid".to_string(), pid.to_string()],
+        RuncTarget::Name => ["--container".to_string(), id.clone()],
+    };
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
 
-    let list = record_until_container_ends(&["--cgroup", &cgroup_path], &sync_dir(&rootfs), &out);
+    let list = record_until_container_ends(&args, &sync_dir(&rootfs), &out);
     assert_eq!(container.wait(TIMEOUT), 0, "the workload failed");
     assert_busybox_workload(&list);
-    assert_eq!(list.target()["kind"], "cgroup");
     assert_eq!(list.target()["cgroup_path"], cgroup_path.as_str());
+    (list, id)
+}
+
+#[test]
+fn root_record_runc_container_by_cgroup_until_it_ends() {
+    require_root();
+    let (list, _) = record_runc_container(RuncTarget::Cgroup);
+    assert_eq!(list.target()["kind"], "cgroup");
 }
 
 #[test]
 fn root_record_runc_container_by_pid_until_it_ends() {
     require_root();
-    let bundle = tempfile::tempdir().unwrap();
-    let rootfs = bundle.path().join("rootfs");
-    busybox_rootfs(&rootfs);
-    let id = unique_name("agent-audit-test-runc");
-    let mut container = RuncContainer::start(bundle.path(), &id, WORKLOAD);
-    let pid = container.init_pid().expect("container is running");
-    let out = bundle.path().join("runc.allowlist.json");
-
-    let list = record_until_container_ends(&["--pid", &pid.to_string()], &sync_dir(&rootfs), &out);
-    assert_eq!(container.wait(TIMEOUT), 0, "the workload failed");
-    assert_busybox_workload(&list);
+    let (list, _) = record_runc_container(RuncTarget::Pid);
     assert_eq!(list.target()["kind"], "pid");
-    assert!(
-        list.target()["cgroup_path"]
-            .as_str()
-            .unwrap()
-            .ends_with(&id),
-        "{:#}",
-        list.target()
-    );
+}
+
+#[test]
+fn root_record_runc_container_by_name_until_it_ends() {
+    require_root();
+    let (list, id) = record_runc_container(RuncTarget::Name);
+    let target = list.target();
+    assert_eq!(target["kind"], "container");
+    // Docker and Podman do not know it; `runc state` does.
+    assert_eq!(target["container"]["engine"], "runc");
+    assert_eq!(target["container"]["id"], id.as_str());
 }
 
 #[test]
