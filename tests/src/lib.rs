@@ -1,1 +1,63 @@
-//! Helpers shared by the integration tests.
+//! Helpers shared by the integration tests: finding the binary under test, running processes
+//! with timeouts (a hung recorder must fail a test, not hang CI), reading allowlists, making
+//! cgroups and containers that are cleaned up even when a test panics.
+
+pub mod allowlist;
+pub mod cgroup;
+pub mod container;
+pub mod process;
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+/// The `agent-audit` binary under test: `AGENT_AUDIT_BIN`, else the workspace's debug build.
+pub fn agent_audit_bin() -> PathBuf {
+    if let Some(bin) = std::env::var_os("AGENT_AUDIT_BIN") {
+        return PathBuf::from(bin);
+    }
+    let bin = workspace_root().join("target/debug/agent-audit");
+    assert!(
+        bin.exists(),
+        "{} does not exist: build it with `cargo xtask build-ebpf && cargo build -p agent-audit` \
+         or set AGENT_AUDIT_BIN",
+        bin.display()
+    );
+    bin
+}
+
+/// The workspace root (this crate lives in `<root>/tests`).
+pub fn workspace_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("the tests crate lives inside the workspace")
+        .to_path_buf()
+}
+
+/// Whether this process runs as root.
+pub fn is_root() -> bool {
+    // SAFETY: geteuid cannot fail.
+    unsafe { libc::geteuid() == 0 }
+}
+
+/// First line of every `root_*` test: these load the real kernel program or start containers.
+pub fn require_root() {
+    assert!(
+        is_root(),
+        "needs root: run `sudo cargo xtask test` (non-root runs skip root_* tests with --skip root_)"
+    );
+}
+
+/// A name no other test, process or earlier run uses: `<prefix>-<pid>-<time>-<n>`.
+pub fn unique_name(prefix: &str) -> String {
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    format!(
+        "{prefix}-{}-{nanos:x}-{}",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    )
+}
