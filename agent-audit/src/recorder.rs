@@ -67,6 +67,14 @@ pub fn record(opts: RecordOptions) -> Result<StopReason, Error> {
     // costs a half-started recording.
     let plan = plan_outputs(&opts)?;
     privileges::check_bpf_privileges()?;
+    // Signal handlers go in before anything is attached, so that a SIGTERM arriving at any
+    // point after this still ends with the final files written.
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(Error::Io)?;
+    let _enter = runtime.enter();
+    let signals = StopSignals::install()?;
     let mount = CgroupV2Mount::discover()?;
     let mut targets = opts
         .targets
@@ -85,6 +93,7 @@ pub fn record(opts: RecordOptions) -> Result<StopReason, Error> {
                 .map(|c| CgroupTarget::for_glob(c, &glob.pattern)),
         );
     }
+    warn_if_recording_self(&mount, &targets);
     if targets.is_empty() && !opts.wait {
         return Err(Error::Usage(format!(
             "no cgroup matches {}; add --wait to record the next ones created",
@@ -99,11 +108,6 @@ pub fn record(opts: RecordOptions) -> Result<StopReason, Error> {
         let out = outputs.next_path(&target)?;
         active.push(Recording::start(&mut counter, target, out)?);
     }
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(Error::Io)?;
-    let _enter = runtime.enter();
     let waiting = if opts.wait {
         // Names are collected from before the parents are armed, so that every cgroup the
         // kernel program may claim has been seen created.
@@ -132,7 +136,42 @@ pub fn record(opts: RecordOptions) -> Result<StopReason, Error> {
     } else {
         None
     };
-    runtime.block_on(watch(&mut counter, active, waiting, &opts))
+    runtime.block_on(watch(&mut counter, active, waiting, signals, &opts))
+}
+
+/// SIGINT and SIGTERM, caught from the start.
+struct StopSignals {
+    sigint: tokio::signal::unix::Signal,
+    sigterm: tokio::signal::unix::Signal,
+}
+
+impl StopSignals {
+    /// Must run inside the runtime.
+    fn install() -> Result<Self, Error> {
+        Ok(Self {
+            sigint: signal(SignalKind::interrupt()).map_err(Error::Io)?,
+            sigterm: signal(SignalKind::terminate()).map_err(Error::Io)?,
+        })
+    }
+}
+
+/// A target at or above agent-audit's own cgroup (for example `--pid` of a process in the root
+/// cgroup) counts agent-audit's own syscalls too: say so rather than refuse, since recording
+/// a whole host is sometimes what is wanted.
+fn warn_if_recording_self(mount: &CgroupV2Mount, targets: &[CgroupTarget]) {
+    let Ok(own) = mount.resolve_pid(std::process::id()) else {
+        return;
+    };
+    for t in targets {
+        let rel = t.cgroup.rel.trim_end_matches('/');
+        if own.rel == t.cgroup.rel || own.rel.starts_with(&format!("{rel}/")) {
+            eprintln!(
+                "agent-audit: warning: target {} ({}) contains agent-audit itself: its own \
+                 syscalls will be counted too",
+                t.info.spec, t.cgroup.rel
+            );
+        }
+    }
 }
 
 /// State of `--wait`: what to match new cgroups against and where their files go.
@@ -209,10 +248,13 @@ async fn watch(
     counter: &mut SyscallCounter,
     mut active: Vec<Recording>,
     mut waiting: Option<Waiting>,
+    signals: StopSignals,
     opts: &RecordOptions,
 ) -> Result<StopReason, Error> {
-    let mut sigint = signal(SignalKind::interrupt()).map_err(Error::Io)?;
-    let mut sigterm = signal(SignalKind::terminate()).map_err(Error::Io)?;
+    let StopSignals {
+        mut sigint,
+        mut sigterm,
+    } = signals;
     let mut poll = tokio::time::interval(POLL);
     let mut flush = tokio::time::interval(opts.interval);
     flush.tick().await; // the first tick is immediate
