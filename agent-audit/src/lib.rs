@@ -10,6 +10,7 @@ pub mod bpf;
 pub mod cgroup;
 pub mod cli;
 pub mod container;
+pub mod diff;
 pub mod exit;
 pub mod fsutil;
 pub mod privileges;
@@ -51,6 +52,9 @@ pub enum Error {
     /// Allowlist files.
     #[error(transparent)]
     Allowlist(#[from] allowlist::AllowlistError),
+    /// `diff` inputs.
+    #[error(transparent)]
+    Diff(#[from] diff::DiffError),
     /// The command given to `run` could not be started.
     #[error("cannot run {command:?}: {source}")]
     Spawn {
@@ -74,6 +78,18 @@ impl From<recording::RecordingError> for Error {
 }
 
 impl Error {
+    fn exit_code_of_allowlist(e: &allowlist::AllowlistError) -> ExitCode {
+        use allowlist::AllowlistError as A;
+        match e {
+            A::Read { source, .. } if source.kind() == std::io::ErrorKind::NotFound => {
+                ExitCode::NO_INPUT
+            }
+            A::Read { .. } => ExitCode::IO,
+            A::Output(_) => ExitCode::CANT_CREATE,
+            _ => ExitCode::DATA,
+        }
+    }
+
     /// The documented exit code for this error (see [`exit::EXIT_CODES_HELP`]).
     pub fn exit_code(&self) -> ExitCode {
         use cgroup::CgroupError as C;
@@ -99,14 +115,19 @@ impl Error {
             Error::Bpf(bpf::BpfError::TooManyTargets) => ExitCode::USAGE,
             Error::Bpf(_) => ExitCode::UNAVAILABLE,
             Error::Output(_) => ExitCode::CANT_CREATE,
-            Error::Allowlist(allowlist::AllowlistError::Read { source, .. })
+            Error::Allowlist(e) => Error::exit_code_of_allowlist(e),
+            Error::Diff(diff::DiffError::Read { source, .. })
                 if source.kind() == std::io::ErrorKind::NotFound =>
             {
                 ExitCode::NO_INPUT
             }
-            Error::Allowlist(allowlist::AllowlistError::Output(_)) => ExitCode::CANT_CREATE,
-            Error::Allowlist(allowlist::AllowlistError::Read { .. }) => ExitCode::IO,
-            Error::Allowlist(_) => ExitCode::DATA,
+            Error::Diff(diff::DiffError::Read { .. }) => ExitCode::IO,
+            Error::Diff(diff::DiffError::Allowlist(e)) => Error::exit_code_of_allowlist(e),
+            Error::Diff(diff::DiffError::Profile(seccomp::ProfileFileError::Read {
+                source,
+                ..
+            })) if source.kind() == std::io::ErrorKind::NotFound => ExitCode::NO_INPUT,
+            Error::Diff(_) => ExitCode::DATA,
             Error::Spawn { source, .. } if source.kind() == std::io::ErrorKind::NotFound => {
                 ExitCode(127)
             }

@@ -1,6 +1,7 @@
 //! Command-line interface: one module per subcommand, each owning its arguments and the call
 //! into the library.
 
+mod diff;
 mod record;
 mod run;
 
@@ -29,6 +30,8 @@ pub enum Command {
     Record(record::RecordArgs),
     /// Run a command in a fresh cgroup, record it from its first execve, write its allowlist.
     Run(run::RunArgs),
+    /// Compare two profiles or allowlists: syscalls added, removed, changed in action/errno.
+    Diff(diff::DiffArgs),
 }
 
 impl Cli {
@@ -37,6 +40,7 @@ impl Cli {
         match self.command {
             Command::Record(args) => args.execute(),
             Command::Run(args) => args.execute(),
+            Command::Diff(args) => args.execute(),
         }
     }
 }

@@ -1,0 +1,70 @@
+use std::path::PathBuf;
+
+use clap::{Args, ValueEnum};
+
+use crate::diff::{self, Side};
+use crate::exit::ExitCode;
+use crate::Error;
+
+/// Output format.
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum Format {
+    /// diff-style lines.
+    Text,
+    /// Stable JSON (`added`, `removed`, `changed`).
+    Json,
+}
+
+/// Which differences make `diff` exit 1.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum FailOn {
+    /// Any difference.
+    Any,
+    /// Only syscalls allowed in B but not in A (a CI gate against new syscalls).
+    Added,
+    /// Never: report only.
+    Never,
+}
+
+/// Arguments of `diff`.
+#[derive(Debug, Args)]
+#[command(
+    after_help = "A and B may each be a seccomp profile or an allowlist. Exit 0 when nothing \
+                  --fail-on counts differs, 1 otherwise (so `agent-audit diff --fail-on added \
+                  committed-profile.json new.allowlist.json` fails a pipeline when the workload \
+                  starts using a syscall the committed profile does not allow)."
+)]
+pub struct DiffArgs {
+    /// The old side.
+    a: PathBuf,
+    /// The new side.
+    b: PathBuf,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = Format::Text)]
+    format: Format,
+    /// Which differences make the exit status 1.
+    #[arg(long, value_enum, default_value_t = FailOn::Any)]
+    fail_on: FailOn,
+}
+
+impl DiffArgs {
+    pub(super) fn execute(self) -> Result<ExitCode, Error> {
+        let a = Side::read(&self.a)?;
+        let b = Side::read(&self.b)?;
+        let d = diff::diff(&a, &b);
+        match self.format {
+            Format::Text => print!("{}", d.to_text()),
+            Format::Json => print!("{}", d.to_json()),
+        }
+        let failed = match self.fail_on {
+            FailOn::Any => !d.is_empty(),
+            FailOn::Added => !d.added.is_empty(),
+            FailOn::Never => false,
+        };
+        Ok(if failed {
+            ExitCode::FINDINGS
+        } else {
+            ExitCode::OK
+        })
+    }
+}

@@ -1,0 +1,397 @@
+//! `agent-audit diff A B`: what changes, syscall by syscall, between two profiles or
+//! allowlists (or one of each): allowed in B only, allowed in A only, and a different action
+//! or errno for the same name.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt::Write as _;
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+
+use crate::allowlist::{Allowlist, AllowlistError, SCHEMA_V1};
+use crate::seccomp::{Action, ProfileFileError, SeccompProfile};
+
+/// The effect a side gives one syscall name.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+pub struct Effect {
+    /// The action.
+    pub action: Action,
+    /// errno, for actions that return one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub errno: Option<u32>,
+    /// Whether the rule has argument conditions (the action applies only to some calls).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub conditional: bool,
+    /// Whether this is the profile's default action (no rule names the syscall).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub by_default: bool,
+}
+
+impl Effect {
+    fn allows(&self) -> bool {
+        !self.action.denies()
+    }
+
+    fn describe(&self) -> String {
+        // The profile spelling, e.g. SCMP_ACT_ERRNO.
+        let mut s = serde_json::to_value(self.action)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_owned))
+            .unwrap_or_else(|| format!("{:?}", self.action));
+        if let Some(e) = self.errno {
+            let _ = write!(s, "({e})");
+        }
+        if self.conditional {
+            s.push_str(" if args match");
+        }
+        if self.by_default {
+            s.push_str(" (default)");
+        }
+        s
+    }
+}
+
+/// One side of a diff, reduced to name → effect.
+#[derive(Clone, Debug)]
+pub struct Side {
+    /// The file.
+    pub path: PathBuf,
+    /// Named syscalls.
+    pub effects: BTreeMap<String, Effect>,
+    /// For names not in `effects`.
+    pub default: Effect,
+    /// An allowlist only says what is allowed: actions and errnos are compared only between
+    /// two profiles.
+    pub is_allowlist: bool,
+}
+
+/// A syscall whose effect differs.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Change {
+    /// Syscall name.
+    pub name: String,
+    /// Effect in A.
+    pub from: Effect,
+    /// Effect in B.
+    pub to: Effect,
+}
+
+/// The differences between A and B.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Diff {
+    /// File A.
+    pub a: PathBuf,
+    /// File B.
+    pub b: PathBuf,
+    /// Allowed in B, not in A.
+    pub added: Vec<String>,
+    /// Allowed in A, not in B.
+    pub removed: Vec<String>,
+    /// Same allowed-ness, different action, errno or condition.
+    pub changed: Vec<Change>,
+}
+
+/// A file that is neither a readable profile nor an allowlist.
+#[derive(Debug, thiserror::Error)]
+pub enum DiffError {
+    /// Cannot read.
+    #[error("cannot read {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// What the kernel said.
+        source: std::io::Error,
+    },
+    /// Neither kind.
+    #[error("{path} is neither a seccomp profile (no \"defaultAction\") nor an agent-audit allowlist (no \"schema\": \"{SCHEMA_V1}\")")]
+    UnknownKind {
+        /// The file.
+        path: PathBuf,
+    },
+    /// A malformed allowlist.
+    #[error(transparent)]
+    Allowlist(#[from] AllowlistError),
+    /// A malformed profile.
+    #[error(transparent)]
+    Profile(#[from] ProfileFileError),
+}
+
+impl Side {
+    /// Reads a profile or an allowlist, telling them apart by their keys.
+    pub fn read(path: &Path) -> Result<Self, DiffError> {
+        let text = fs::read_to_string(path).map_err(|source| DiffError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let value: serde_json::Value = serde_json::from_str(&text).map_err(|source| {
+            DiffError::Profile(ProfileFileError::Parse {
+                path: path.to_path_buf(),
+                source,
+            })
+        })?;
+        if value.get("schema").is_some() {
+            Ok(Self::from_allowlist(path, &Allowlist::parse(&text, path)?))
+        } else if value.get("defaultAction").is_some() {
+            Ok(Self::from_profile(
+                path,
+                &SeccompProfile::parse(&text, path)?,
+            ))
+        } else {
+            Err(DiffError::UnknownKind {
+                path: path.to_path_buf(),
+            })
+        }
+    }
+
+    /// An allowlist allows what it saw; everything else falls to a deny.
+    pub fn from_allowlist(path: &Path, list: &Allowlist) -> Self {
+        let allow = Effect {
+            action: Action::Allow,
+            errno: None,
+            conditional: false,
+            by_default: false,
+        };
+        Self {
+            path: path.to_path_buf(),
+            effects: list
+                .syscalls
+                .iter()
+                .filter_map(|s| s.name.clone())
+                .map(|n| (n, allow))
+                .collect(),
+            default: Effect {
+                action: Action::Errno,
+                errno: None,
+                conditional: false,
+                by_default: true,
+            },
+            is_allowlist: true,
+        }
+    }
+
+    /// A profile: the first unconditional rule naming a syscall decides it; a name only in
+    /// conditional rules is marked conditional.
+    pub fn from_profile(path: &Path, profile: &SeccompProfile) -> Self {
+        let mut effects: BTreeMap<String, Effect> = BTreeMap::new();
+        for unconditional in [true, false] {
+            for rule in &profile.syscalls {
+                if rule.args.is_empty() != unconditional {
+                    continue;
+                }
+                for name in rule.all_names() {
+                    effects.entry(name.to_string()).or_insert(Effect {
+                        action: rule.action,
+                        errno: errno_of(rule.action, rule.errno_ret),
+                        conditional: !unconditional,
+                        by_default: false,
+                    });
+                }
+            }
+        }
+        Self {
+            path: path.to_path_buf(),
+            effects,
+            default: Effect {
+                action: profile.default_action,
+                errno: errno_of(profile.default_action, profile.default_errno_ret),
+                conditional: false,
+                by_default: true,
+            },
+            is_allowlist: false,
+        }
+    }
+
+    fn effect(&self, name: &str) -> Effect {
+        self.effects.get(name).copied().unwrap_or(self.default)
+    }
+}
+
+fn errno_of(action: Action, errno: Option<u32>) -> Option<u32> {
+    matches!(action, Action::Errno | Action::Trace).then(|| errno.unwrap_or(1))
+}
+
+/// Compares two sides.
+pub fn diff(a: &Side, b: &Side) -> Diff {
+    let names: BTreeSet<&String> = a.effects.keys().chain(b.effects.keys()).collect();
+    let mut out = Diff {
+        a: a.path.clone(),
+        b: b.path.clone(),
+        added: Vec::new(),
+        removed: Vec::new(),
+        changed: Vec::new(),
+    };
+    for name in names {
+        let (ea, eb) = (a.effect(name), b.effect(name));
+        match (ea.allows(), eb.allows()) {
+            (false, true) => out.added.push(name.clone()),
+            (true, false) => out.removed.push(name.clone()),
+            _ if a.is_allowlist || b.is_allowlist => {}
+            _ if (ea.action, ea.errno, ea.conditional) != (eb.action, eb.errno, eb.conditional) => {
+                out.changed.push(Change {
+                    name: name.clone(),
+                    from: ea,
+                    to: eb,
+                })
+            }
+            _ => {}
+        }
+    }
+    out
+}
+
+impl Diff {
+    /// Whether anything differs.
+    pub fn is_empty(&self) -> bool {
+        self.added.is_empty() && self.removed.is_empty() && self.changed.is_empty()
+    }
+
+    /// Human-readable lines, `diff`-style.
+    pub fn to_text(&self) -> String {
+        let mut s = format!("--- {}\n+++ {}\n", self.a.display(), self.b.display());
+        for n in &self.added {
+            let _ = writeln!(s, "+ {n}");
+        }
+        for n in &self.removed {
+            let _ = writeln!(s, "- {n}");
+        }
+        for c in &self.changed {
+            let _ = writeln!(
+                s,
+                "~ {}: {} -> {}",
+                c.name,
+                c.from.describe(),
+                c.to.describe()
+            );
+        }
+        let _ = writeln!(
+            s,
+            "{} allowed only in B, {} allowed only in A, {} changed",
+            self.added.len(),
+            self.removed.len(),
+            self.changed.len()
+        );
+        s
+    }
+
+    /// Stable JSON.
+    pub fn to_json(&self) -> String {
+        let mut s = serde_json::to_string_pretty(self).expect("diff serializes");
+        s.push('\n');
+        s
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn profile(json: &str) -> Side {
+        Side::from_profile(
+            Path::new("p"),
+            &SeccompProfile::parse(json, Path::new("p")).unwrap(),
+        )
+    }
+
+    #[test]
+    fn added_removed_and_changed() {
+        let a = profile(
+            r#"{"defaultAction":"SCMP_ACT_ERRNO","syscalls":[
+            {"names":["read","ptrace"],"action":"SCMP_ACT_ALLOW"},
+            {"names":["clone3"],"action":"SCMP_ACT_ERRNO","errnoRet":1}]}"#,
+        );
+        let b = profile(
+            r#"{"defaultAction":"SCMP_ACT_ERRNO","defaultErrnoRet":1,"syscalls":[
+            {"names":["read","openat"],"action":"SCMP_ACT_ALLOW"},
+            {"names":["clone3"],"action":"SCMP_ACT_ERRNO","errnoRet":38}]}"#,
+        );
+        let d = diff(&a, &b);
+        assert_eq!(d.added, vec!["openat"]);
+        assert_eq!(d.removed, vec!["ptrace"]);
+        assert_eq!(d.changed.len(), 1);
+        assert_eq!(d.changed[0].name, "clone3");
+        assert_eq!(
+            (d.changed[0].from.errno, d.changed[0].to.errno),
+            (Some(1), Some(38))
+        );
+        let text = d.to_text();
+        assert!(
+            text.contains("+ openat") && text.contains("- ptrace"),
+            "{text}"
+        );
+        assert!(diff(&a, &a).is_empty());
+    }
+
+    #[test]
+    fn explicit_deny_versus_default_deny_is_not_a_change_in_allowedness() {
+        let a = profile(r#"{"defaultAction":"SCMP_ACT_ERRNO","syscalls":[]}"#);
+        let b = profile(
+            r#"{"defaultAction":"SCMP_ACT_ERRNO","syscalls":[{"names":["mount"],"action":"SCMP_ACT_ERRNO"}]}"#,
+        );
+        let d = diff(&a, &b);
+        assert!(d.added.is_empty() && d.removed.is_empty());
+        assert!(
+            d.changed.is_empty(),
+            "same action and errno: {:?}",
+            d.changed
+        );
+    }
+
+    #[test]
+    fn conditional_rules_are_marked() {
+        let a = profile(
+            r#"{"defaultAction":"SCMP_ACT_ERRNO","syscalls":[{"names":["personality"],"action":"SCMP_ACT_ALLOW"}]}"#,
+        );
+        let b = profile(
+            r#"{"defaultAction":"SCMP_ACT_ERRNO","syscalls":[{"names":["personality"],"action":"SCMP_ACT_ALLOW","args":[{"index":0,"value":0,"op":"SCMP_CMP_EQ"}]}]}"#,
+        );
+        let d = diff(&a, &b);
+        assert_eq!(d.changed.len(), 1);
+        assert!(d.changed[0].to.conditional);
+    }
+
+    #[test]
+    fn an_allowlist_compares_by_allowedness_only() {
+        let p = profile(
+            r#"{"defaultAction":"SCMP_ACT_ERRNO","syscalls":[
+            {"names":["read"],"action":"SCMP_ACT_ALLOW"},
+            {"names":["ptrace"],"action":"SCMP_ACT_ERRNO","errnoRet":1}]}"#,
+        );
+        let (syscalls, totals) = crate::allowlist::Allowlist::syscalls_from_counts(
+            [
+                (crate::syscalls::Arch::X86_64, 0, 3),
+                (crate::syscalls::Arch::X86_64, 257, 1),
+            ],
+            0,
+        );
+        let list = Allowlist {
+            schema: SCHEMA_V1.into(),
+            target: Default::default(),
+            started_at: time::OffsetDateTime::UNIX_EPOCH,
+            ended_at: time::OffsetDateTime::UNIX_EPOCH,
+            complete: true,
+            host: Default::default(),
+            recorder: Default::default(),
+            totals,
+            syscalls,
+            multiplexed: Vec::new(),
+            runtime_init: Vec::new(),
+            executables: Vec::new(),
+            privilege_drop: None,
+        };
+        let d = diff(&p, &Side::from_allowlist(Path::new("a"), &list));
+        assert_eq!(d.added, vec!["openat"]);
+        assert!(d.removed.is_empty() && d.changed.is_empty(), "{d:?}");
+    }
+
+    #[test]
+    fn files_of_neither_kind_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("x.json");
+        fs::write(&p, "{\"hello\": 1}").unwrap();
+        let err = Side::read(&p).unwrap_err();
+        assert!(matches!(err, DiffError::UnknownKind { .. }), "{err}");
+        fs::write(&p, "{broken").unwrap();
+        assert!(Side::read(&p).is_err());
+    }
+}
