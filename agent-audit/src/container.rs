@@ -101,18 +101,15 @@ fn docker_host_socket() -> Option<PathBuf> {
     host.strip_prefix("unix://").map(PathBuf::from)
 }
 
-/// `GET /containers/{name}/json`. `Ok(None)`: the engine answered 404. `Ok(Some(None))`: the
-/// container exists but is not running.
-fn inspect_over_api(
-    socket: &Path,
-    engine: &str,
-    name: &str,
-) -> io::Result<Option<Option<ContainerInfo>>> {
+/// `GET path` on an engine's API socket. `Ok(None)`: the engine answered 404.
+fn api_get(socket: &Path, path: &str) -> io::Result<Option<serde_json::Value>> {
     let mut stream = UnixStream::connect(socket)?;
     stream.set_read_timeout(Some(Duration::from_secs(10)))?;
     // HTTP/1.0 so that the engine closes the connection and never uses chunked encoding.
-    let path = format!("/{API_VERSION}/containers/{}/json", percent_encode(name));
-    write!(stream, "GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n")?;
+    write!(
+        stream,
+        "GET /{API_VERSION}{path} HTTP/1.0\r\nHost: localhost\r\n\r\n"
+    )?;
     let mut response = Vec::new();
     stream.read_to_end(&mut response)?;
     let text = String::from_utf8_lossy(&response);
@@ -125,17 +122,38 @@ fn inspect_over_api(
         .and_then(|s| s.parse().ok())
         .ok_or_else(|| io::Error::other("malformed HTTP status line"))?;
     match status {
-        200 => {}
-        404 => return Ok(None),
-        other => return Err(io::Error::other(format!("engine answered HTTP {other}"))),
+        200 => serde_json::from_str(body)
+            .map(Some)
+            .map_err(io::Error::other),
+        404 => Ok(None),
+        other => Err(io::Error::other(format!("engine answered HTTP {other}"))),
     }
-    let v: serde_json::Value = serde_json::from_str(body).map_err(io::Error::other)?;
+}
+
+/// `GET /containers/{name}/json`. `Ok(None)`: the engine answered 404. `Ok(Some(None))`: the
+/// container exists but is not running.
+fn inspect_over_api(
+    socket: &Path,
+    engine: &str,
+    name: &str,
+) -> io::Result<Option<Option<ContainerInfo>>> {
+    let Some(v) = api_get(
+        socket,
+        &format!("/containers/{}/json", percent_encode(name)),
+    )?
+    else {
+        return Ok(None);
+    };
     let running = v["State"]["Running"].as_bool().unwrap_or(false);
     let pid = v["State"]["Pid"].as_u64().unwrap_or(0) as u32;
     if !running || pid == 0 {
         return Ok(Some(None));
     }
-    Ok(Some(Some(ContainerInfo {
+    Ok(Some(Some(info_from(&v, engine, name, pid))))
+}
+
+fn info_from(v: &serde_json::Value, engine: &str, name: &str, pid: u32) -> ContainerInfo {
+    ContainerInfo {
         engine: engine.to_string(),
         id: v["Id"].as_str().unwrap_or_default().to_string(),
         name: v["Name"]
@@ -144,7 +162,44 @@ fn inspect_over_api(
             .trim_start_matches('/')
             .to_string(),
         pid,
-    })))
+    }
+}
+
+/// The Docker Engine's API socket, if one answers.
+fn docker_socket() -> Option<PathBuf> {
+    docker_host_socket()
+        .into_iter()
+        .chain(DOCKER_SOCKETS.iter().map(PathBuf::from))
+        .find(|s| UnixStream::connect(s).is_ok())
+}
+
+/// Where Docker creates its containers' cgroups, as a `--cgroup-glob` pattern: `docker/*` with
+/// the cgroupfs driver, `system.slice/docker-*.scope` with systemd's.
+pub fn docker_cgroup_pattern() -> Result<String, ContainerError> {
+    let unavailable = |why: String| ContainerError::NotFound {
+        name: "(docker engine)".into(),
+        tried: why,
+    };
+    let socket = docker_socket().ok_or_else(|| unavailable("docker: no API socket".into()))?;
+    let info = api_get(&socket, "/info")
+        .map_err(|e| unavailable(format!("docker /info: {e}")))?
+        .ok_or_else(|| unavailable("docker /info: 404".into()))?;
+    Ok(match info["CgroupDriver"].as_str() {
+        Some("systemd") => "system.slice/docker-*.scope".into(),
+        _ => "docker/*".into(),
+    })
+}
+
+/// A Docker container's description whether or not it runs yet (`pid` 0 when not).
+pub fn docker_container(name: &str) -> Option<ContainerInfo> {
+    let socket = docker_socket()?;
+    let v = api_get(
+        &socket,
+        &format!("/containers/{}/json", percent_encode(name)),
+    )
+    .ok()??;
+    let pid = v["State"]["Pid"].as_u64().unwrap_or(0) as u32;
+    Some(info_from(&v, "docker", name, pid))
 }
 
 /// `runc state NAME`: `Ok(None)` when runc is installed but does not know the container.

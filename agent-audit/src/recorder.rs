@@ -10,11 +10,12 @@ use tokio::signal::unix::{signal, SignalKind};
 use crate::bpf::{AttachMode, SyscallCounter};
 use crate::cgroup::Cgroup;
 use crate::cgroup::CgroupV2Mount;
+use crate::container;
 use crate::fsutil;
 use crate::privileges;
 use crate::progress::ProgressLine;
 use crate::recording::Recording;
-use crate::target::{CgroupTarget, TargetSpec};
+use crate::target::{CgroupTarget, TargetError, TargetSpec};
 use crate::watch::{CgroupGlob, MkdirEvents};
 use crate::Error;
 
@@ -76,22 +77,33 @@ pub fn record(opts: RecordOptions) -> Result<StopReason, Error> {
     let _enter = runtime.enter();
     let signals = StopSignals::install()?;
     let mount = CgroupV2Mount::discover()?;
-    let mut targets = opts
-        .targets
-        .iter()
-        .map(|spec| CgroupTarget::resolve(&mount, spec))
-        .collect::<Result<Vec<_>, _>>()?;
-    let globs = opts
-        .globs
-        .iter()
-        .map(|g| CgroupGlob::parse(&mount, g))
-        .collect::<Result<Vec<_>, _>>()?;
-    for glob in &globs {
+    let mut targets = Vec::new();
+    let mut watches = Vec::new();
+    for spec in &opts.targets {
+        match (CgroupTarget::resolve(&mount, spec), spec) {
+            (Ok(t), _) => targets.push(t),
+            // A container that does not run yet is exactly what --wait is for.
+            (Err(TargetError::Container(_)), TargetSpec::Container(name)) if opts.wait => {
+                let pattern = container::docker_cgroup_pattern().map_err(TargetError::from)?;
+                watches.push(Watch {
+                    glob: CgroupGlob::parse(&mount, &pattern)?,
+                    container: Some(name.clone()),
+                });
+            }
+            (Err(e), _) => return Err(e.into()),
+        }
+    }
+    for pattern in &opts.globs {
+        let glob = CgroupGlob::parse(&mount, pattern)?;
         targets.extend(
             glob.existing(&mount)
                 .into_iter()
                 .map(|c| CgroupTarget::for_glob(c, &glob.pattern)),
         );
+        watches.push(Watch {
+            glob,
+            container: None,
+        });
     }
     warn_if_recording_self(&mount, &targets);
     if targets.is_empty() && !opts.wait {
@@ -111,10 +123,13 @@ pub fn record(opts: RecordOptions) -> Result<StopReason, Error> {
     let waiting = if opts.wait {
         // Names are collected from before the parents are armed, so that every cgroup the
         // kernel program may claim has been seen created.
-        let parents: Vec<&std::path::Path> = globs.iter().map(|g| g.parent.dir.as_path()).collect();
+        let parents: Vec<&std::path::Path> = watches
+            .iter()
+            .map(|w| w.glob.parent.dir.as_path())
+            .collect();
         let events = MkdirEvents::new(&parents).map_err(Error::Io)?;
         let mut excluded = Vec::new();
-        for glob in &globs {
+        for glob in watches.iter().map(|w| &w.glob) {
             // Existing siblings that are not targets must not be claimed when their tasks
             // next resolve their cgroup; exclude them before arming the parent.
             for child in glob.existing_children(&mount) {
@@ -127,7 +142,7 @@ pub fn record(opts: RecordOptions) -> Result<StopReason, Error> {
         }
         Some(Waiting {
             mount,
-            globs,
+            watches,
             outputs,
             events,
             excluded,
@@ -136,6 +151,26 @@ pub fn record(opts: RecordOptions) -> Result<StopReason, Error> {
     } else {
         None
     };
+    // Scripts wait for this line (or the first snapshot) before starting the workload.
+    eprintln!(
+        "agent-audit: recording {} target(s) via {}{}",
+        active.len(),
+        counter.attach_kind(),
+        match &waiting {
+            Some(w) => format!(
+                "; armed for new cgroups matching {}",
+                w.watches
+                    .iter()
+                    .map(|x| match &x.container {
+                        Some(name) => format!("container {name} ({})", x.glob.pattern),
+                        None => x.glob.pattern.clone(),
+                    })
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+            None => String::new(),
+        }
+    );
     runtime.block_on(watch(&mut counter, active, waiting, signals, &opts))
 }
 
@@ -174,10 +209,42 @@ fn warn_if_recording_self(mount: &CgroupV2Mount, targets: &[CgroupTarget]) {
     }
 }
 
+/// A parent cgroup armed by `--wait`, and which of its new children to keep.
+struct Watch {
+    /// The parent and the children's name pattern.
+    glob: CgroupGlob,
+    /// Only the child that is this Docker container (by name), when set.
+    container: Option<String>,
+}
+
+impl Watch {
+    /// The target for child `name` of `parent`, if this watch wants it.
+    fn target_for(&self, parent: &std::path::Path, name: &str, id: u64) -> Option<CgroupTarget> {
+        let g = &self.glob;
+        if g.parent.dir != parent || !g.matches_child(name) {
+            return None;
+        }
+        let cgroup = Cgroup {
+            dir: parent.join(name),
+            rel: format!("{}/{name}", g.parent.rel.trim_end_matches('/')),
+            id,
+        };
+        match &self.container {
+            None => Some(CgroupTarget::for_glob(cgroup, &g.pattern)),
+            Some(wanted) => {
+                // The container exists (created, maybe not started) once its cgroup does.
+                let info = container::docker_container(wanted)?;
+                (!info.id.is_empty() && name.contains(&info.id))
+                    .then(|| CgroupTarget::for_container(cgroup, wanted, info))
+            }
+        }
+    }
+}
+
 /// State of `--wait`: what to match new cgroups against and where their files go.
 struct Waiting {
     mount: CgroupV2Mount,
-    globs: Vec<CgroupGlob>,
+    watches: Vec<Watch>,
     outputs: OutputPlan,
     /// Names of the children created since arming, by id.
     events: MkdirEvents,
@@ -195,20 +262,15 @@ impl Waiting {
     ) -> Result<(), Error> {
         counter.refill_pool()?;
         for (id, slot) in counter.claimed_targets()? {
+            tracing::debug!(id, ?slot, name = ?self.events.name_of(id), "kernel program claimed a cgroup");
             // The cgroup may already be gone (a short-lived container): its name is known
             // from the moment it was created.
-            let matched = self.events.name_of(id).and_then(|(parent, name)| {
-                let g = self.globs.iter().find(|g| &g.parent.dir == parent)?;
-                g.matches_child(name).then(|| {
-                    let cgroup = Cgroup {
-                        dir: parent.join(name),
-                        rel: format!("{}/{name}", g.parent.rel.trim_end_matches('/')),
-                        id,
-                    };
-                    (g.pattern.clone(), cgroup)
-                })
+            let target = self.events.name_of(id).and_then(|(parent, name)| {
+                self.watches
+                    .iter()
+                    .find_map(|w| w.target_for(parent, name, id))
             });
-            let Some((pattern, cgroup)) = matched else {
+            let Some(target) = target else {
                 match self.events.name_of(id) {
                     Some((parent, name)) => self.excluded.push((id, parent.join(name))),
                     None => {
@@ -220,7 +282,6 @@ impl Waiting {
                 counter.exclude_claimed(slot)?;
                 continue;
             };
-            let target = CgroupTarget::for_glob(cgroup, &pattern);
             match self.outputs.next_path(&target) {
                 Ok(out) => {
                     tracing::info!(cgroup = %target.cgroup.rel, "picked up new cgroup");
@@ -357,16 +418,18 @@ fn plan_outputs(opts: &RecordOptions) -> Result<OutputPlan, Error> {
             "no target: give --cgroup, --cgroup-id, --pid, --container or --cgroup-glob".into(),
         ));
     }
-    if opts.wait && opts.globs.is_empty() {
+    let waits_for_container = opts
+        .targets
+        .iter()
+        .any(|t| matches!(t, TargetSpec::Container(_)));
+    if opts.wait && opts.globs.is_empty() && !waits_for_container {
         return Err(Error::Usage(
-            "--wait needs --cgroup-glob PATTERN (e.g. 'docker/*'); waiting for a named \
-             container is not implemented yet"
-                .into(),
+            "--wait needs --cgroup-glob PATTERN (e.g. 'docker/*') or --container NAME".into(),
         ));
     }
     match &opts.output {
         OutputSpec::File(path) => {
-            if opts.targets.len() > 1 || !opts.globs.is_empty() && !opts.wait {
+            if opts.targets.len() > 1 || (!opts.globs.is_empty() && !opts.wait) {
                 return Err(Error::Usage(
                     "several targets but one --out file: use --out-dir DIR".into(),
                 ));

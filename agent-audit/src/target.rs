@@ -65,6 +65,15 @@ impl CgroupTarget {
         Self::new("cgroup-glob", pattern.to_string(), cgroup, None)
     }
 
+    /// A container picked up by `record --wait --container NAME` as its cgroup appeared.
+    pub fn for_container(
+        cgroup: Cgroup,
+        name: &str,
+        info: crate::allowlist::ContainerInfo,
+    ) -> Self {
+        Self::new("container", name.to_string(), cgroup, Some(info))
+    }
+
     /// A target for a cgroup agent-audit made itself (`run`).
     pub fn for_command(cgroup: Cgroup, command: &[String]) -> Self {
         let mut t = Self::new("command", command.join(" "), cgroup, None);
