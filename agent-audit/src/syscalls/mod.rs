@@ -85,17 +85,32 @@ impl Arch {
     /// The name of syscall `nr` on this architecture, from the maintained table.
     pub fn syscall_name(self, nr: u32) -> Option<&'static str> {
         let nr = nr as usize;
-        match self {
+        let name = match self {
             Arch::X86_64 => syscalls::x86_64::Sysno::new(nr).map(|s| s.name()),
             Arch::X86 => syscalls::x86::Sysno::new(nr).map(|s| s.name()),
             Arch::Aarch64 => syscalls::aarch64::Sysno::new(nr).map(|s| s.name()),
             Arch::Arm => syscalls::arm::Sysno::new(nr).map(|s| s.name()),
             Arch::X32 => x32::name(nr as u32),
-        }
+        };
+        name.map(kernel_name)
+    }
+
+    /// Whether `name` is a syscall on this architecture.
+    pub fn has_syscall(self, name: &str) -> bool {
+        self.syscall_nr(name).is_some()
     }
 
     /// The number of syscall `name` on this architecture, if it exists there.
     pub fn syscall_nr(self, name: &str) -> Option<u32> {
+        // The `syscalls` crate spells Rust keywords as raw identifiers (`r#break`); profiles,
+        // libseccomp and the kernel say `break`. Only the kernel spelling is accepted.
+        if name.starts_with("r#") {
+            return None;
+        }
+        let name = match name {
+            "break" => "r#break",
+            other => other,
+        };
         fn parse<T: FromStr + Copy>(name: &str, id: impl Fn(T) -> i32) -> Option<u32> {
             name.parse::<T>().ok().map(|s| id(s) as u32)
         }
@@ -110,14 +125,20 @@ impl Arch {
 
     /// Every syscall name this architecture's table knows, in number order.
     pub fn syscall_names(self) -> Vec<&'static str> {
-        match self {
+        let names: Vec<&'static str> = match self {
             Arch::X86_64 => syscalls::x86_64::Sysno::iter().map(|s| s.name()).collect(),
             Arch::X86 => syscalls::x86::Sysno::iter().map(|s| s.name()).collect(),
             Arch::Aarch64 => syscalls::aarch64::Sysno::iter().map(|s| s.name()).collect(),
             Arch::Arm => syscalls::arm::Sysno::iter().map(|s| s.name()).collect(),
             Arch::X32 => x32::names(),
-        }
+        };
+        names.into_iter().map(kernel_name).collect()
     }
+}
+
+/// The kernel's spelling of a name from the `syscalls` crate (`r#break` → `break`).
+fn kernel_name(name: &'static str) -> &'static str {
+    name.strip_prefix("r#").unwrap_or(name)
 }
 
 impl fmt::Display for Arch {
@@ -224,6 +245,16 @@ mod tests {
                 assert_eq!(arch.syscall_name(nr), Some(name), "{arch} {nr}");
             }
         }
+    }
+
+    #[test]
+    fn keyword_names_use_the_kernel_spelling() {
+        // i386's `break` is `r#break` in the `syscalls` crate; profiles say `break`.
+        assert_eq!(Arch::X86.syscall_name(17), Some("break"));
+        assert_eq!(Arch::X86.syscall_nr("break"), Some(17));
+        assert_eq!(Arch::X86.syscall_nr("r#break"), None);
+        assert!(Arch::X86.syscall_names().contains(&"break"));
+        assert!(Arch::X86.has_syscall("break"));
     }
 
     #[test]
