@@ -11,6 +11,7 @@ pub mod cli;
 pub mod container;
 pub mod exit;
 pub mod fsutil;
+pub mod policy;
 pub mod privileges;
 pub mod progress;
 pub mod recorder;
