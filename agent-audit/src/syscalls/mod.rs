@@ -88,7 +88,7 @@ impl Arch {
         let name = match self {
             Arch::X86_64 => syscalls::x86_64::Sysno::new(nr).map(|s| s.name()),
             Arch::X86 => syscalls::x86::Sysno::new(nr).map(|s| s.name()),
-            Arch::Aarch64 => syscalls::aarch64::Sysno::new(nr).map(|s| s.name()),
+            Arch::Aarch64 => aarch64::name(nr as u32),
             Arch::Arm => syscalls::arm::Sysno::new(nr).map(|s| s.name()),
             Arch::X32 => x32::name(nr as u32),
         };
@@ -117,7 +117,7 @@ impl Arch {
         match self {
             Arch::X86_64 => parse(name, |s: syscalls::x86_64::Sysno| s.id()),
             Arch::X86 => parse(name, |s: syscalls::x86::Sysno| s.id()),
-            Arch::Aarch64 => parse(name, |s: syscalls::aarch64::Sysno| s.id()),
+            Arch::Aarch64 => aarch64::nr(name),
             Arch::Arm => parse(name, |s: syscalls::arm::Sysno| s.id()),
             Arch::X32 => x32::nr(name),
         }
@@ -128,7 +128,7 @@ impl Arch {
         let names: Vec<&'static str> = match self {
             Arch::X86_64 => syscalls::x86_64::Sysno::iter().map(|s| s.name()).collect(),
             Arch::X86 => syscalls::x86::Sysno::iter().map(|s| s.name()).collect(),
-            Arch::Aarch64 => syscalls::aarch64::Sysno::iter().map(|s| s.name()).collect(),
+            Arch::Aarch64 => aarch64::names(),
             Arch::Arm => syscalls::arm::Sysno::iter().map(|s| s.name()).collect(),
             Arch::X32 => x32::names(),
         };
@@ -165,6 +165,56 @@ impl FromStr for Arch {
     }
 }
 
+/// aarch64 names: the `syscalls` crate's table, corrected against libseccomp's.
+///
+/// `syscalls` 0.8 lists the asm-generic `*_time64` calls (403..) for aarch64, where the kernel
+/// only builds them for 32-bit ABIs, and names number 79 `fstatat` where the kernel, libseccomp
+/// and every profile say `newfstatat`. Where libseccomp knows a number under another name, its
+/// name wins; where libseccomp knows a name but says aarch64 does not have it (a negative
+/// pseudo-number), the entry is dropped. Names newer than libseccomp are kept as they are.
+mod aarch64 {
+    use std::sync::OnceLock;
+
+    use libseccomp::{ScmpArch, ScmpSyscall};
+
+    fn table() -> &'static [(u32, &'static str)] {
+        static TABLE: OnceLock<Vec<(u32, &'static str)>> = OnceLock::new();
+        TABLE.get_or_init(|| {
+            syscalls::aarch64::Sysno::iter()
+                .filter_map(|s| correct(s.id() as u32, s.name()))
+                .collect()
+        })
+    }
+
+    fn correct(nr: u32, name: &'static str) -> Option<(u32, &'static str)> {
+        if let Ok(seccomp_name) = ScmpSyscall::from(nr as i32).get_name_by_arch(ScmpArch::Aarch64) {
+            if seccomp_name != name {
+                return Some((nr, super::x32::intern(seccomp_name)));
+            }
+            return Some((nr, name));
+        }
+        match ScmpSyscall::from_name_by_arch(name, ScmpArch::Aarch64) {
+            Ok(sys) if i32::from(sys) < 0 => None,
+            _ => Some((nr, name)),
+        }
+    }
+
+    pub(super) fn name(nr: u32) -> Option<&'static str> {
+        table()
+            .iter()
+            .find(|(n, _)| *n == nr)
+            .map(|(_, name)| *name)
+    }
+
+    pub(super) fn nr(name: &str) -> Option<u32> {
+        table().iter().find(|(_, n)| *n == name).map(|(nr, _)| *nr)
+    }
+
+    pub(super) fn names() -> Vec<&'static str> {
+        table().iter().map(|(_, name)| *name).collect()
+    }
+}
+
 /// x32 names, from libseccomp's table (x32 numbers carry bit 30; callers pass them without).
 mod x32 {
     use libseccomp::{ScmpArch, ScmpSyscall};
@@ -190,7 +240,7 @@ mod x32 {
         (0..X32_TABLE_END).filter_map(name).collect()
     }
 
-    fn intern(name: String) -> &'static str {
+    pub(super) fn intern(name: String) -> &'static str {
         use std::collections::HashSet;
         use std::sync::Mutex;
         static NAMES: Mutex<Option<HashSet<&'static str>>> = Mutex::new(None);
@@ -245,6 +295,17 @@ mod tests {
                 assert_eq!(arch.syscall_name(nr), Some(name), "{arch} {nr}");
             }
         }
+    }
+
+    #[test]
+    fn aarch64_table_is_corrected_against_libseccomp() {
+        assert_eq!(Arch::Aarch64.syscall_name(79), Some("newfstatat"));
+        assert_eq!(Arch::Aarch64.syscall_nr("newfstatat"), Some(79));
+        assert_eq!(Arch::Aarch64.syscall_nr("fstatat"), None);
+        // 64-bit arches have no *_time64 twins.
+        assert!(!Arch::Aarch64.has_syscall("clock_gettime64"));
+        assert!(!Arch::Aarch64.has_syscall("futex_time64"));
+        assert!(Arch::Arm.has_syscall("clock_gettime64"));
     }
 
     #[test]
