@@ -13,6 +13,7 @@ pub mod exit;
 pub mod fsutil;
 pub mod policy;
 pub mod privileges;
+pub mod profile;
 pub mod progress;
 pub mod recorder;
 pub mod recording;
