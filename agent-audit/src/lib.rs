@@ -7,6 +7,7 @@
 pub mod allowlist;
 pub mod bpf;
 pub mod cgroup;
+pub mod check;
 pub mod cli;
 pub mod container;
 pub mod exit;

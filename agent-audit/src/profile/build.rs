@@ -212,26 +212,38 @@ pub fn plan(merged: &Merged, options: &ProfileOptions) -> Result<ProfilePlan, Pr
         });
     }
 
-    // 2. Baseline.
+    // 2. Baseline, with the `*_time64` twins of its entries on 32-bit arches.
     if options.baseline {
+        let tables = policy::translations();
+        let mut entries: Vec<(String, String, String)> = Vec::new();
         for (group, entry) in policy::baseline().entries() {
-            let name = &entry.name;
-            let exists = listed.iter().any(|a| a.has_syscall(name));
-            if !exists || forced_deny(name) || builder.reasons.contains_key(name) {
+            entries.push((
+                entry.name.clone(),
+                group.title.clone(),
+                entry.reason.clone(),
+            ));
+            if let Some(twin) = tables.time64_twin(&entry.name) {
+                let why = format!(
+                    "32-bit twin of baseline entry {} for libcs built with a 64-bit time_t.",
+                    entry.name
+                );
+                entries.push((twin.to_string(), group.title.clone(), why));
+            }
+        }
+        for (name, group, why) in entries {
+            let exists = listed.iter().any(|a| a.has_syscall(&name));
+            if !exists || forced_deny(&name) || builder.reasons.contains_key(&name) {
                 continue;
             }
-            builder.reasons.insert(
-                name.clone(),
-                Reason::Baseline {
-                    group: group.title.clone(),
-                    why: entry.reason.clone(),
-                },
-            );
+            let comment = format!("Baseline ({group}): {name}: {why}");
+            builder
+                .reasons
+                .insert(name.clone(), Reason::Baseline { group, why });
             builder.push(
                 Section::Baseline(name.clone()),
-                vec![name.clone()],
+                vec![name],
                 Verdict::Allow,
-                format!("Baseline ({}): {}", group.title, entry.reason),
+                comment,
             );
         }
     }

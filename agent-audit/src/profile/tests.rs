@@ -4,7 +4,7 @@ use time::OffsetDateTime;
 
 use super::model::{errno, Notice, Reason, Section, Verdict};
 use super::*;
-use crate::allowlist::{self, HostInfo, RecorderInfo, TargetInfo, SCHEMA_V1};
+use crate::allowlist::{HostInfo, RecorderInfo, TargetInfo, SCHEMA_V1};
 use crate::seccomp::Action;
 
 /// An allowlist that saw `calls` (arch, name, count).
@@ -324,11 +324,10 @@ fn reads_inputs_and_rejects_duplicates() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("a.json");
     two_runs()[0].1.write(&path).unwrap();
-    let merged = read_and_merge(&[path.clone()]).unwrap();
+    let merged = read_and_merge(std::slice::from_ref(&path)).unwrap();
     assert_eq!(merged.inputs.len(), 1);
     let err = read_and_merge(&[path.clone(), path]).unwrap_err();
     assert!(matches!(err, ProfileError::DuplicateInput { .. }));
     let err = read_and_merge(&[dir.path().join("missing.json")]).unwrap_err();
     assert!(err.is_not_found(), "{err}");
-    let _ = allowlist::SCHEMA_V1;
 }
