@@ -24,6 +24,7 @@ pub mod syscalls;
 pub mod target;
 
 use exit::ExitCode;
+use seccomp::ProfileFileError;
 
 /// Every error a subcommand can end with; each maps to a documented exit code.
 #[derive(Debug, thiserror::Error)]
@@ -49,6 +50,12 @@ pub enum Error {
     /// Allowlist files.
     #[error(transparent)]
     Allowlist(#[from] allowlist::AllowlistError),
+    /// `profile`.
+    #[error(transparent)]
+    Profile(#[from] profile::ProfileError),
+    /// `check`.
+    #[error(transparent)]
+    Check(#[from] check::CheckError),
     /// The command given to `run` could not be started.
     #[error("cannot run {command:?}: {source}")]
     Spawn {
@@ -72,6 +79,18 @@ impl From<recording::RecordingError> for Error {
 }
 
 impl Error {
+    fn exit_code_of_allowlist(e: &allowlist::AllowlistError) -> ExitCode {
+        use allowlist::AllowlistError as A;
+        match e {
+            A::Read { source, .. } if source.kind() == std::io::ErrorKind::NotFound => {
+                ExitCode::NO_INPUT
+            }
+            A::Output(_) => ExitCode::CANT_CREATE,
+            A::Read { .. } => ExitCode::IO,
+            _ => ExitCode::DATA,
+        }
+    }
+
     /// The documented exit code for this error (see [`exit::EXIT_CODES_HELP`]).
     pub fn exit_code(&self) -> ExitCode {
         use cgroup::CgroupError as C;
@@ -92,14 +111,26 @@ impl Error {
             Error::Bpf(bpf::BpfError::TooManyTargets) => ExitCode::USAGE,
             Error::Bpf(_) => ExitCode::UNAVAILABLE,
             Error::Output(_) => ExitCode::CANT_CREATE,
-            Error::Allowlist(allowlist::AllowlistError::Read { source, .. })
-                if source.kind() == std::io::ErrorKind::NotFound =>
-            {
-                ExitCode::NO_INPUT
+            Error::Allowlist(e) => Error::exit_code_of_allowlist(e),
+            Error::Profile(e) if e.is_not_found() => ExitCode::NO_INPUT,
+            Error::Profile(profile::ProfileError::Allowlist(e)) => Error::exit_code_of_allowlist(e),
+            Error::Profile(profile::ProfileError::Base(ProfileFileError::Read { .. })) => {
+                ExitCode::IO
             }
-            Error::Allowlist(allowlist::AllowlistError::Output(_)) => ExitCode::CANT_CREATE,
-            Error::Allowlist(allowlist::AllowlistError::Read { .. }) => ExitCode::IO,
-            Error::Allowlist(_) => ExitCode::DATA,
+            Error::Profile(profile::ProfileError::Base(ProfileFileError::Output(_)))
+            | Error::Profile(profile::ProfileError::Output(_)) => ExitCode::CANT_CREATE,
+            Error::Profile(
+                profile::ProfileError::DuplicateInput { .. }
+                | profile::ProfileError::DuplicateAllow { .. }
+                | profile::ProfileError::EmptyReason { .. },
+            ) => ExitCode::USAGE,
+            Error::Profile(_) => ExitCode::DATA,
+            Error::Check(e) if e.is_not_found() => ExitCode::NO_INPUT,
+            Error::Check(check::CheckError::Profile(ProfileFileError::Read { .. })) => ExitCode::IO,
+            Error::Check(check::CheckError::Profile(ProfileFileError::Output(_))) => {
+                ExitCode::CANT_CREATE
+            }
+            Error::Check(_) => ExitCode::DATA,
             Error::Spawn { source, .. } if source.kind() == std::io::ErrorKind::NotFound => {
                 ExitCode(127)
             }

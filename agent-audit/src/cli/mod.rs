@@ -1,6 +1,8 @@
 //! Command-line interface: one module per subcommand, each owning its arguments and the call
 //! into the library.
 
+mod check;
+mod profile;
 mod record;
 mod run;
 
@@ -29,6 +31,10 @@ pub enum Command {
     Record(record::RecordArgs),
     /// Run a command in a fresh cgroup, record it from its first execve, write its allowlist.
     Run(run::RunArgs),
+    /// Merge allowlists into a deny-by-default seccomp profile that explains itself.
+    Profile(profile::ProfileArgs),
+    /// Lint a seccomp profile (ours or hand-written); exits 1 on errors.
+    Check(check::CheckArgs),
 }
 
 impl Cli {
@@ -37,6 +43,8 @@ impl Cli {
         match self.command {
             Command::Record(args) => args.execute(),
             Command::Run(args) => args.execute(),
+            Command::Profile(args) => args.execute(),
+            Command::Check(args) => args.execute(),
         }
     }
 }
