@@ -320,6 +320,26 @@ impl Allowlist {
         (syscalls, totals)
     }
 
+    /// A complete allowlist with only these fields set, for other modules' unit tests.
+    #[cfg(test)]
+    pub fn for_tests(target: TargetInfo, syscalls: Vec<SyscallCount>, totals: Totals) -> Self {
+        Self {
+            schema: SCHEMA_V1.into(),
+            target,
+            started_at: OffsetDateTime::UNIX_EPOCH,
+            ended_at: OffsetDateTime::UNIX_EPOCH,
+            complete: true,
+            host: HostInfo::default(),
+            recorder: RecorderInfo::default(),
+            totals,
+            syscalls,
+            multiplexed: Vec::new(),
+            runtime_init: Vec::new(),
+            executables: Vec::new(),
+            privilege_drop: None,
+        }
+    }
+
     /// Reads and validates an allowlist file.
     pub fn read(path: &Path) -> Result<Self, AllowlistError> {
         let text = fs::read_to_string(path).map_err(|source| AllowlistError::Read {

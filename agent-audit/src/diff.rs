@@ -364,21 +364,7 @@ mod tests {
             ],
             0,
         );
-        let list = Allowlist {
-            schema: SCHEMA_V1.into(),
-            target: Default::default(),
-            started_at: time::OffsetDateTime::UNIX_EPOCH,
-            ended_at: time::OffsetDateTime::UNIX_EPOCH,
-            complete: true,
-            host: Default::default(),
-            recorder: Default::default(),
-            totals,
-            syscalls,
-            multiplexed: Vec::new(),
-            runtime_init: Vec::new(),
-            executables: Vec::new(),
-            privilege_drop: None,
-        };
+        let list = Allowlist::for_tests(Default::default(), syscalls, totals);
         let d = diff(&p, &Side::from_allowlist(Path::new("a"), &list));
         assert_eq!(d.added, vec!["openat"]);
         assert!(d.removed.is_empty() && d.changed.is_empty(), "{d:?}");

@@ -8,12 +8,15 @@ pub mod allowlist;
 pub mod attribution;
 pub mod bpf;
 pub mod cgroup;
+pub mod check;
 pub mod cli;
 pub mod container;
 pub mod diff;
 pub mod exit;
 pub mod fsutil;
+pub mod policy;
 pub mod privileges;
+pub mod profile;
 pub mod progress;
 pub mod recorder;
 pub mod recording;
@@ -24,6 +27,7 @@ pub mod target;
 pub mod watch;
 
 use exit::ExitCode;
+use seccomp::ProfileFileError;
 
 /// Every error a subcommand can end with; each maps to a documented exit code.
 #[derive(Debug, thiserror::Error)]
@@ -55,6 +59,12 @@ pub enum Error {
     /// `diff` inputs.
     #[error(transparent)]
     Diff(#[from] diff::DiffError),
+    /// `profile`.
+    #[error(transparent)]
+    Profile(#[from] profile::ProfileError),
+    /// `check`.
+    #[error(transparent)]
+    Check(#[from] check::CheckError),
     /// The command given to `run` could not be started.
     #[error("cannot run {command:?}: {source}")]
     Spawn {
@@ -128,6 +138,25 @@ impl Error {
                 ..
             })) if source.kind() == std::io::ErrorKind::NotFound => ExitCode::NO_INPUT,
             Error::Diff(_) => ExitCode::DATA,
+            Error::Profile(e) if e.is_not_found() => ExitCode::NO_INPUT,
+            Error::Profile(profile::ProfileError::Allowlist(e)) => Error::exit_code_of_allowlist(e),
+            Error::Profile(profile::ProfileError::Base(ProfileFileError::Read { .. })) => {
+                ExitCode::IO
+            }
+            Error::Profile(profile::ProfileError::Base(ProfileFileError::Output(_)))
+            | Error::Profile(profile::ProfileError::Output(_)) => ExitCode::CANT_CREATE,
+            Error::Profile(
+                profile::ProfileError::DuplicateInput { .. }
+                | profile::ProfileError::DuplicateAllow { .. }
+                | profile::ProfileError::EmptyReason { .. },
+            ) => ExitCode::USAGE,
+            Error::Profile(_) => ExitCode::DATA,
+            Error::Check(e) if e.is_not_found() => ExitCode::NO_INPUT,
+            Error::Check(check::CheckError::Profile(ProfileFileError::Read { .. })) => ExitCode::IO,
+            Error::Check(check::CheckError::Profile(ProfileFileError::Output(_))) => {
+                ExitCode::CANT_CREATE
+            }
+            Error::Check(_) => ExitCode::DATA,
             Error::Spawn { source, .. } if source.kind() == std::io::ErrorKind::NotFound => {
                 ExitCode(127)
             }

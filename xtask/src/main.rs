@@ -30,8 +30,8 @@ enum Task {
         /// Only tests whose name contains this.
         filter: Option<String>,
     },
-    /// Audit a command end to end: allowlist (and, as they land, profile and report) in a
-    /// directory.
+    /// Audit a command end to end: allowlist, seccomp profile and its rationale (and, as it
+    /// lands, the report) in a directory.
     Audit {
         /// Output directory.
         #[arg(long, default_value = "audit")]
@@ -174,6 +174,21 @@ fn audit(root: &Path, out_dir: &Path, command: &[String]) -> Result<()> {
         bail!("no allowlist was written");
     }
     step(&format!("allowlist: {}", allowlist.display()));
+    let profile = out_dir.join("profile.json");
+    let rationale = out_dir.join("rationale.md");
+    step("generating the seccomp profile and its rationale");
+    run(Command::new(&bin)
+        .arg("profile")
+        .arg(&allowlist)
+        .arg("--out")
+        .arg(&profile)
+        .arg("--rationale")
+        .arg(&rationale))?;
+    step(&format!(
+        "profile: {}, rationale: {}",
+        profile.display(),
+        rationale.display()
+    ));
     Ok(())
 }
 

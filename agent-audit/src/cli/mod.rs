@@ -1,7 +1,9 @@
 //! Command-line interface: one module per subcommand, each owning its arguments and the call
 //! into the library.
 
+mod check;
 mod diff;
+mod profile;
 mod record;
 mod run;
 
@@ -32,6 +34,10 @@ pub enum Command {
     Run(run::RunArgs),
     /// Compare two profiles or allowlists: syscalls added, removed, changed in action/errno.
     Diff(diff::DiffArgs),
+    /// Merge allowlists into a deny-by-default seccomp profile that explains itself.
+    Profile(profile::ProfileArgs),
+    /// Lint a seccomp profile (ours or hand-written); exits 1 on errors.
+    Check(check::CheckArgs),
 }
 
 impl Cli {
@@ -41,6 +47,8 @@ impl Cli {
             Command::Record(args) => args.execute(),
             Command::Run(args) => args.execute(),
             Command::Diff(args) => args.execute(),
+            Command::Profile(args) => args.execute(),
+            Command::Check(args) => args.execute(),
         }
     }
 }

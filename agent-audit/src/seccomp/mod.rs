@@ -3,6 +3,8 @@
 //! writing ours. Generation lives in `profile`, linting in `check`; this module only knows the
 //! format.
 
+pub mod compile;
+
 use std::fs;
 use std::path::{Path, PathBuf};
 

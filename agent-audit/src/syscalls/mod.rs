@@ -87,24 +87,39 @@ impl Arch {
     /// The name of syscall `nr` on this architecture, from the maintained table.
     pub fn syscall_name(self, nr: u32) -> Option<&'static str> {
         let nr = nr as usize;
-        match self {
+        let name = match self {
             Arch::X86_64 => syscalls::x86_64::Sysno::new(nr).map(|s| s.name()),
             Arch::X86 => syscalls::x86::Sysno::new(nr).map(|s| s.name()),
-            Arch::Aarch64 => syscalls::aarch64::Sysno::new(nr).map(|s| s.name()),
+            Arch::Aarch64 => aarch64::name(nr as u32),
             Arch::Arm => syscalls::arm::Sysno::new(nr).map(|s| s.name()),
             Arch::X32 => x32::name(nr as u32),
-        }
+        };
+        name.map(kernel_name)
+    }
+
+    /// Whether `name` is a syscall on this architecture.
+    pub fn has_syscall(self, name: &str) -> bool {
+        self.syscall_nr(name).is_some()
     }
 
     /// The number of syscall `name` on this architecture, if it exists there.
     pub fn syscall_nr(self, name: &str) -> Option<u32> {
+        // The `syscalls` crate spells Rust keywords as raw identifiers (`r#break`); profiles,
+        // libseccomp and the kernel say `break`. Only the kernel spelling is accepted.
+        if name.starts_with("r#") {
+            return None;
+        }
+        let name = match name {
+            "break" => "r#break",
+            other => other,
+        };
         fn parse<T: FromStr + Copy>(name: &str, id: impl Fn(T) -> i32) -> Option<u32> {
             name.parse::<T>().ok().map(|s| id(s) as u32)
         }
         match self {
             Arch::X86_64 => parse(name, |s: syscalls::x86_64::Sysno| s.id()),
             Arch::X86 => parse(name, |s: syscalls::x86::Sysno| s.id()),
-            Arch::Aarch64 => parse(name, |s: syscalls::aarch64::Sysno| s.id()),
+            Arch::Aarch64 => aarch64::nr(name),
             Arch::Arm => parse(name, |s: syscalls::arm::Sysno| s.id()),
             Arch::X32 => x32::nr(name),
         }
@@ -112,14 +127,20 @@ impl Arch {
 
     /// Every syscall name this architecture's table knows, in number order.
     pub fn syscall_names(self) -> Vec<&'static str> {
-        match self {
+        let names: Vec<&'static str> = match self {
             Arch::X86_64 => syscalls::x86_64::Sysno::iter().map(|s| s.name()).collect(),
             Arch::X86 => syscalls::x86::Sysno::iter().map(|s| s.name()).collect(),
-            Arch::Aarch64 => syscalls::aarch64::Sysno::iter().map(|s| s.name()).collect(),
+            Arch::Aarch64 => aarch64::names(),
             Arch::Arm => syscalls::arm::Sysno::iter().map(|s| s.name()).collect(),
             Arch::X32 => x32::names(),
-        }
+        };
+        names.into_iter().map(kernel_name).collect()
     }
+}
+
+/// The kernel's spelling of a name from the `syscalls` crate (`r#break` → `break`).
+fn kernel_name(name: &'static str) -> &'static str {
+    name.strip_prefix("r#").unwrap_or(name)
 }
 
 impl fmt::Display for Arch {
@@ -143,6 +164,56 @@ impl FromStr for Arch {
             other => return Err(UnknownArch(other.to_string())),
         };
         Ok(arch)
+    }
+}
+
+/// aarch64 names: the `syscalls` crate's table, corrected against libseccomp's.
+///
+/// `syscalls` 0.8 lists the asm-generic `*_time64` calls (403..) for aarch64, where the kernel
+/// only builds them for 32-bit ABIs, and names number 79 `fstatat` where the kernel, libseccomp
+/// and every profile say `newfstatat`. Where libseccomp knows a number under another name, its
+/// name wins; where libseccomp knows a name but says aarch64 does not have it (a negative
+/// pseudo-number), the entry is dropped. Names newer than libseccomp are kept as they are.
+mod aarch64 {
+    use std::sync::OnceLock;
+
+    use libseccomp::{ScmpArch, ScmpSyscall};
+
+    fn table() -> &'static [(u32, &'static str)] {
+        static TABLE: OnceLock<Vec<(u32, &'static str)>> = OnceLock::new();
+        TABLE.get_or_init(|| {
+            syscalls::aarch64::Sysno::iter()
+                .filter_map(|s| correct(s.id() as u32, s.name()))
+                .collect()
+        })
+    }
+
+    fn correct(nr: u32, name: &'static str) -> Option<(u32, &'static str)> {
+        if let Ok(seccomp_name) = ScmpSyscall::from(nr as i32).get_name_by_arch(ScmpArch::Aarch64) {
+            if seccomp_name != name {
+                return Some((nr, super::x32::intern(seccomp_name)));
+            }
+            return Some((nr, name));
+        }
+        match ScmpSyscall::from_name_by_arch(name, ScmpArch::Aarch64) {
+            Ok(sys) if i32::from(sys) < 0 => None,
+            _ => Some((nr, name)),
+        }
+    }
+
+    pub(super) fn name(nr: u32) -> Option<&'static str> {
+        table()
+            .iter()
+            .find(|(n, _)| *n == nr)
+            .map(|(_, name)| *name)
+    }
+
+    pub(super) fn nr(name: &str) -> Option<u32> {
+        table().iter().find(|(_, n)| *n == name).map(|(nr, _)| *nr)
+    }
+
+    pub(super) fn names() -> Vec<&'static str> {
+        table().iter().map(|(_, name)| *name).collect()
     }
 }
 
@@ -171,7 +242,7 @@ mod x32 {
         (0..X32_TABLE_END).filter_map(name).collect()
     }
 
-    fn intern(name: String) -> &'static str {
+    pub(super) fn intern(name: String) -> &'static str {
         use std::collections::HashSet;
         use std::sync::Mutex;
         static NAMES: Mutex<Option<HashSet<&'static str>>> = Mutex::new(None);
@@ -226,6 +297,27 @@ mod tests {
                 assert_eq!(arch.syscall_name(nr), Some(name), "{arch} {nr}");
             }
         }
+    }
+
+    #[test]
+    fn aarch64_table_is_corrected_against_libseccomp() {
+        assert_eq!(Arch::Aarch64.syscall_name(79), Some("newfstatat"));
+        assert_eq!(Arch::Aarch64.syscall_nr("newfstatat"), Some(79));
+        assert_eq!(Arch::Aarch64.syscall_nr("fstatat"), None);
+        // 64-bit arches have no *_time64 twins.
+        assert!(!Arch::Aarch64.has_syscall("clock_gettime64"));
+        assert!(!Arch::Aarch64.has_syscall("futex_time64"));
+        assert!(Arch::Arm.has_syscall("clock_gettime64"));
+    }
+
+    #[test]
+    fn keyword_names_use_the_kernel_spelling() {
+        // i386's `break` is `r#break` in the `syscalls` crate; profiles say `break`.
+        assert_eq!(Arch::X86.syscall_name(17), Some("break"));
+        assert_eq!(Arch::X86.syscall_nr("break"), Some(17));
+        assert_eq!(Arch::X86.syscall_nr("r#break"), None);
+        assert!(Arch::X86.syscall_names().contains(&"break"));
+        assert!(Arch::X86.has_syscall("break"));
     }
 
     #[test]

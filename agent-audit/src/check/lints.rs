@@ -1,0 +1,509 @@
+//! The lints behind `check`, one function per defect.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+use std::str::FromStr;
+
+use libseccomp::{ScmpArch, ScmpSyscall};
+
+use super::{CheckError, Finding, ListedArches, Severity};
+use crate::policy;
+use crate::seccomp::compile::{self, SkipReason};
+use crate::seccomp::{Action, SeccompProfile, SyscallRule};
+use crate::syscalls::Arch;
+
+const ENOSYS: u32 = 38;
+const EPERM: u32 = 1;
+/// The prefix `profile --allow` writes, which marks a dangerous allow as a reviewed decision.
+pub const ACCEPTED_RISK: &str = "ACCEPTED RISK";
+
+/// The arches listed (`architectures` and Docker's `archMap`); the native one if none is.
+pub(super) fn architectures(
+    profile: &SeccompProfile,
+    path: &Path,
+) -> Result<ListedArches, CheckError> {
+    let mut names: Vec<&str> = profile.architectures.iter().map(String::as_str).collect();
+    for entry in &profile.arch_map {
+        names.push(&entry.architecture);
+        names.extend(entry.sub_architectures.iter().map(String::as_str));
+    }
+    let mut supported = Vec::new();
+    for name in names {
+        match Arch::from_str(name) {
+            Ok(arch) if name.starts_with("SCMP_ARCH_") => {
+                if !supported.contains(&arch) {
+                    supported.push(arch);
+                }
+            }
+            _ if name.starts_with("SCMP_ARCH_") && ScmpArch::from_str(name).is_ok() => {}
+            _ => {
+                return Err(CheckError::UnknownArch {
+                    path: path.to_path_buf(),
+                    name: name.to_string(),
+                })
+            }
+        }
+    }
+    if supported.is_empty() && profile.architectures.is_empty() && profile.arch_map.is_empty() {
+        supported.extend(Arch::native());
+    }
+    Ok(ListedArches { supported })
+}
+
+/// Every lint, in no particular order.
+pub(super) fn run(profile: &SeccompProfile, arches: &ListedArches) -> Vec<Finding> {
+    let mut out = Vec::new();
+    let ctx = Context::new(profile, arches);
+    default_action(&ctx, &mut out);
+    unsupported_arches(profile, arches, &mut out);
+    dangerous(&ctx, &mut out);
+    unknown_names(&ctx, &mut out);
+    duplicates(&ctx, &mut out);
+    same_as_default(&ctx, &mut out);
+    comments(&ctx, &mut out);
+    clone3(&ctx, &mut out);
+    time64_twins(&ctx, &mut out);
+    compiles(&ctx, &mut out);
+    out
+}
+
+struct Context<'a> {
+    profile: &'a SeccompProfile,
+    arches: &'a [Arch],
+    default_denies: bool,
+    /// Unconditional allows and denies, by name.
+    allowed: BTreeSet<&'a str>,
+    denied: BTreeSet<&'a str>,
+}
+
+impl<'a> Context<'a> {
+    fn new(profile: &'a SeccompProfile, arches: &'a ListedArches) -> Self {
+        let mut allowed = BTreeSet::new();
+        let mut denied = BTreeSet::new();
+        for rule in &profile.syscalls {
+            let set = if rule.action.denies() {
+                &mut denied
+            } else {
+                &mut allowed
+            };
+            set.extend(rule.all_names());
+        }
+        Context {
+            profile,
+            arches: &arches.supported,
+            default_denies: profile.default_action.denies(),
+            allowed,
+            denied,
+        }
+    }
+
+    fn on_listed_arch(&self, name: &str) -> bool {
+        self.arches.iter().any(|a| a.has_syscall(name))
+    }
+
+    fn rules(&self) -> impl Iterator<Item = (usize, &'a SyscallRule)> {
+        self.profile.syscalls.iter().enumerate()
+    }
+}
+
+fn finding(severity: Severity, code: &'static str, message: String, names: Vec<String>) -> Finding {
+    Finding {
+        severity,
+        code,
+        message,
+        arch: None,
+        names,
+    }
+}
+
+fn sorted<'s>(names: impl IntoIterator<Item = &'s str>) -> Vec<String> {
+    names
+        .into_iter()
+        .map(str::to_owned)
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .collect()
+}
+
+fn default_action(ctx: &Context, out: &mut Vec<Finding>) {
+    if !ctx.default_denies {
+        out.push(finding(
+            Severity::Error,
+            "default-allows",
+            format!(
+                "defaultAction {:?} lets every syscall not listed run: use SCMP_ACT_ERRNO \
+                 (deny by default) and allow what the workload needs",
+                ctx.profile.default_action
+            ),
+            Vec::new(),
+        ));
+    }
+}
+
+fn unsupported_arches(profile: &SeccompProfile, arches: &ListedArches, out: &mut Vec<Finding>) {
+    let mut names: Vec<&str> = profile.architectures.iter().map(String::as_str).collect();
+    for entry in &profile.arch_map {
+        names.push(&entry.architecture);
+        names.extend(entry.sub_architectures.iter().map(String::as_str));
+    }
+    let skipped = sorted(
+        names
+            .into_iter()
+            .filter(|n| !arches.supported.iter().any(|a| a.scmp_name() == *n)),
+    );
+    if !skipped.is_empty() {
+        out.push(finding(
+            Severity::Note,
+            "arch-not-analysed",
+            "listed architectures agent-audit has no syscall table for; names are not checked \
+             against them"
+                .into(),
+            skipped,
+        ));
+    }
+}
+
+fn dangerous(ctx: &Context, out: &mut Vec<Finding>) {
+    let set = policy::dangerous();
+    let mut accepted = Vec::new();
+    let mut allowed = Vec::new();
+    for (_, rule) in ctx.rules().filter(|(_, r)| !r.action.denies()) {
+        let reviewed = rule
+            .comment
+            .as_deref()
+            .is_some_and(|c| c.trim_start().starts_with(ACCEPTED_RISK));
+        for name in rule.all_names().filter(|n| set.contains(n)) {
+            if reviewed {
+                accepted.push(name);
+            } else {
+                allowed.push(name);
+            }
+        }
+    }
+    if !allowed.is_empty() {
+        out.push(finding(
+            Severity::Error,
+            "dangerous-allowed",
+            "dangerous syscalls are allowed (see the README's dangerous set for why each is); \
+             deny them, or mark a reviewed exception with a single-name rule whose comment \
+             starts with \"ACCEPTED RISK:\""
+                .into(),
+            sorted(allowed),
+        ));
+    }
+    if !accepted.is_empty() {
+        out.push(finding(
+            Severity::Warning,
+            "dangerous-accepted",
+            "dangerous syscalls allowed as an accepted risk".into(),
+            sorted(accepted),
+        ));
+    }
+    let missing: Vec<&str> = set
+        .names()
+        .filter(|n| ctx.on_listed_arch(n) && !ctx.allowed.contains(n) && !ctx.denied.contains(n))
+        .collect();
+    if missing.is_empty() {
+        return;
+    }
+    if ctx.default_denies {
+        out.push(finding(
+            Severity::Warning,
+            "dangerous-not-denied",
+            "dangerous syscalls only denied by the default action: deny them explicitly so that \
+             the decision is visible and a later allow shows up as a conflict"
+                .into(),
+            sorted(missing),
+        ));
+    } else {
+        out.push(finding(
+            Severity::Error,
+            "dangerous-allowed",
+            "dangerous syscalls are allowed by the default action".into(),
+            sorted(missing),
+        ));
+    }
+}
+
+fn unknown_names(ctx: &Context, out: &mut Vec<Finding>) {
+    let names: BTreeSet<&str> = ctx.rules().flat_map(|(_, r)| r.all_names()).collect();
+    let mut nowhere = Vec::new();
+    let mut not_listed = Vec::new();
+    for &name in &names {
+        let ours = policy::is_known_syscall(name);
+        if !ours && ScmpSyscall::from_name(name).is_err() {
+            nowhere.push(name);
+        } else if !ctx.arches.is_empty() && !ctx.on_listed_arch(name) {
+            not_listed.push(name);
+        }
+    }
+    if !nowhere.is_empty() {
+        out.push(finding(
+            Severity::Error,
+            "unknown-syscall",
+            "names that are no syscall on any architecture (typos?): runtimes skip them".into(),
+            sorted(nowhere),
+        ));
+    }
+    if !not_listed.is_empty() {
+        out.push(finding(
+            Severity::Warning,
+            "not-on-listed-arches",
+            "names that exist on none of the listed architectures: these entries do nothing".into(),
+            sorted(not_listed),
+        ));
+    }
+    for &arch in ctx.arches {
+        let missing: Vec<&str> = names
+            .iter()
+            .copied()
+            .filter(|n| !arch.has_syscall(n) && ctx.on_listed_arch(n))
+            .collect();
+        if !missing.is_empty() {
+            out.push(Finding {
+                arch: Some(arch.scmp_name().into()),
+                ..finding(
+                    Severity::Note,
+                    "unknown-on-arch",
+                    format!("{} name(s) do not exist on this architecture (normal in a multi-arch profile)", missing.len()),
+                    sorted(missing),
+                )
+            });
+        }
+    }
+}
+
+fn duplicates(ctx: &Context, out: &mut Vec<Finding>) {
+    // Rules with argument conditions legitimately repeat a name; only unconditional ones count.
+    let mut seen: BTreeMap<&str, Vec<(usize, bool)>> = BTreeMap::new();
+    for (index, rule) in ctx.rules().filter(|(_, r)| r.args.is_empty()) {
+        for name in rule.all_names() {
+            seen.entry(name)
+                .or_default()
+                .push((index, rule.action.denies()));
+        }
+    }
+    let mut conflicting = Vec::new();
+    let mut repeated = Vec::new();
+    for (name, rules) in seen.into_iter().filter(|(_, r)| r.len() > 1) {
+        if rules.iter().any(|r| r.1) && rules.iter().any(|r| !r.1) {
+            conflicting.push(name);
+        } else {
+            repeated.push(name);
+        }
+    }
+    if !conflicting.is_empty() {
+        out.push(finding(
+            Severity::Error,
+            "allowed-and-denied",
+            "names both allowed and denied: libseccomp keeps one action per syscall, so one of \
+             the two rules silently loses"
+                .into(),
+            sorted(conflicting),
+        ));
+    }
+    if !repeated.is_empty() {
+        out.push(finding(
+            Severity::Warning,
+            "name-in-two-rules",
+            "names listed in more than one rule".into(),
+            sorted(repeated),
+        ));
+    }
+}
+
+fn same_as_default(ctx: &Context, out: &mut Vec<Finding>) {
+    let default_errno = ctx.profile.default_errno_ret.unwrap_or(EPERM);
+    for (index, rule) in ctx.rules() {
+        let same = rule.action == ctx.profile.default_action
+            && (rule.action != Action::Errno || rule.errno_ret.unwrap_or(EPERM) == default_errno);
+        if !same {
+            continue;
+        }
+        // An explicit deny equal to a deny default is documentation; anything else is a
+        // rule its author expected to do something.
+        let (severity, what) = if ctx.default_denies {
+            (
+                Severity::Note,
+                "documents a decision but does nothing: runc and crun skip it and libseccomp \
+                 refuses it",
+            )
+        } else {
+            (
+                Severity::Warning,
+                "does nothing: runc and crun skip a rule whose action is the default action",
+            )
+        };
+        out.push(finding(
+            severity,
+            "same-as-default",
+            format!("rule {} has the default action and {what}", index + 1),
+            sorted(rule.all_names()),
+        ));
+    }
+}
+
+fn comments(ctx: &Context, out: &mut Vec<Finding>) {
+    let bare: Vec<String> = ctx
+        .rules()
+        .filter(|(_, r)| r.comment.as_deref().is_none_or(|c| c.trim().is_empty()))
+        .map(|(i, r)| {
+            format!(
+                "rule {} ({})",
+                i + 1,
+                r.all_names().next().unwrap_or("no names")
+            )
+        })
+        .collect();
+    if !bare.is_empty() {
+        out.push(finding(
+            Severity::Warning,
+            "rule-without-comment",
+            "rules without a comment: say why each rule exists".into(),
+            bare,
+        ));
+    }
+}
+
+fn clone3(ctx: &Context, out: &mut Vec<Finding>) {
+    if !ctx.on_listed_arch("clone3") || ctx.allowed.contains("clone3") {
+        return;
+    }
+    let explicit = ctx
+        .rules()
+        .find(|(_, r)| r.action.denies() && r.all_names().any(|n| n == "clone3"));
+    let errno = match explicit {
+        Some((_, rule)) if rule.action == Action::Errno => Some(rule.errno_ret.unwrap_or(EPERM)),
+        Some(_) => None,
+        None if ctx.profile.default_action == Action::Errno => {
+            Some(ctx.profile.default_errno_ret.unwrap_or(EPERM))
+        }
+        None => None,
+    };
+    let how = if explicit.is_some() {
+        "explicitly"
+    } else {
+        "by the default action"
+    };
+    let message = match errno {
+        Some(ENOSYS) => return,
+        Some(e) => format!(
+            "clone3 is denied {how} with errno {e}: glibc 2.34+ only falls back to clone on \
+             ENOSYS, so creating threads and processes fails; deny it with errnoRet 38"
+        ),
+        None => format!(
+            "clone3 is denied {how} with a non-errno action: glibc 2.34+ cannot fall back to \
+             clone; deny it with SCMP_ACT_ERRNO and errnoRet 38"
+        ),
+    };
+    out.push(finding(
+        Severity::Error,
+        "clone3-not-enosys",
+        message,
+        vec!["clone3".into()],
+    ));
+}
+
+fn time64_twins(ctx: &Context, out: &mut Vec<Finding>) {
+    let tables = policy::translations();
+    for &arch in ctx
+        .arches
+        .iter()
+        .filter(|a| matches!(a, Arch::X86 | Arch::Arm))
+    {
+        let missing: Vec<&str> = ctx
+            .allowed
+            .iter()
+            .filter_map(|name| tables.time64_twin(name))
+            .filter(|twin| arch.has_syscall(twin) && !ctx.allowed.contains(twin))
+            .collect();
+        if !missing.is_empty() {
+            out.push(Finding {
+                arch: Some(arch.scmp_name().into()),
+                ..finding(
+                    Severity::Warning,
+                    "time64-twin-missing",
+                    "allowed calls whose *_time64 twin is not allowed: 32-bit programs built \
+                     with a 64-bit time_t (the default since glibc 2.34 on some distros, musl \
+                     1.2) call the twin and fail"
+                        .into(),
+                    sorted(missing),
+                )
+            });
+        }
+    }
+}
+
+fn compiles(ctx: &Context, out: &mut Vec<Finding>) {
+    for &arch in ctx.arches {
+        let arch_name = Some(arch.scmp_name().to_string());
+        match compile::build_filter(ctx.profile, &[arch]) {
+            Err(e) => out.push(Finding {
+                arch: arch_name,
+                ..finding(
+                    Severity::Error,
+                    "does-not-compile",
+                    e.to_string(),
+                    Vec::new(),
+                )
+            }),
+            Ok(filter) => {
+                let mut unknown = Vec::new();
+                let mut refused = Vec::new();
+                for skip in &filter.skipped {
+                    let allow = !ctx.profile.syscalls[skip.rule].action.denies();
+                    match &skip.reason {
+                        SkipReason::UnknownToLibseccomp
+                            if allow && arch.has_syscall(&skip.name) =>
+                        {
+                            unknown.push(skip.name.as_str())
+                        }
+                        SkipReason::Refused(why) => refused.push(format!("{} ({why})", skip.name)),
+                        _ => {}
+                    }
+                }
+                if !unknown.is_empty() {
+                    let (major, minor, micro) = libseccomp_version();
+                    out.push(Finding {
+                        arch: arch_name.clone(),
+                        ..finding(
+                            Severity::Warning,
+                            "unknown-to-libseccomp",
+                            format!(
+                                "allowed names this libseccomp ({major}.{minor}.{micro}) does \
+                                 not know: runtimes linked against it skip them, so the \
+                                 calls stay denied"
+                            ),
+                            sorted(unknown),
+                        )
+                    });
+                }
+                if !refused.is_empty() {
+                    out.push(Finding {
+                        arch: arch_name.clone(),
+                        ..finding(
+                            Severity::Error,
+                            "rule-refused",
+                            "libseccomp refused these rules".into(),
+                            refused,
+                        )
+                    });
+                }
+                let size = filter
+                    .bpf_instructions()
+                    .map(|n| format!("compiles with libseccomp: {n} BPF instructions"))
+                    .unwrap_or_else(|e| format!("compiles with libseccomp (size unknown: {e})"));
+                out.push(Finding {
+                    arch: arch_name,
+                    ..finding(Severity::Note, "compiles", size, Vec::new())
+                });
+            }
+        }
+    }
+}
+
+fn libseccomp_version() -> (u32, u32, u32) {
+    libseccomp::ScmpVersion::current()
+        .map(|v| (v.major, v.minor, v.micro))
+        .unwrap_or_default()
+}

@@ -1,0 +1,178 @@
+//! `check`: lint any seccomp profile, ours or hand-written.
+//!
+//! Findings are errors (the profile is unsafe or does not do what it says: exit 1), warnings
+//! (probably a mistake) or notes (worth knowing). [`lints`] holds the rules, this module the
+//! report and its text and JSON forms.
+
+mod lints;
+
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+
+use crate::seccomp::{ProfileFileError, SeccompProfile};
+use crate::syscalls::Arch;
+
+/// How bad a finding is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Severity {
+    /// Unsafe or broken: `check` exits 1.
+    Error,
+    /// Probably a mistake.
+    Warning,
+    /// Worth knowing.
+    Note,
+}
+
+/// One finding.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Finding {
+    /// How bad.
+    pub severity: Severity,
+    /// Stable identifier for machines (`dangerous-allowed`, …).
+    pub code: &'static str,
+    /// What is wrong and what to do, for people.
+    pub message: String,
+    /// The architecture concerned, when the finding is per arch.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub arch: Option<String>,
+    /// Syscall names concerned, sorted.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub names: Vec<String>,
+}
+
+/// Everything `check` found in one profile.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct CheckReport {
+    /// The profile checked.
+    pub profile: String,
+    /// Architectures analysed.
+    pub architectures: Vec<String>,
+    /// Number of errors.
+    pub errors: usize,
+    /// Number of warnings.
+    pub warnings: usize,
+    /// Findings, errors first, then warnings, then notes.
+    pub findings: Vec<Finding>,
+}
+
+/// A profile that cannot be checked at all.
+#[derive(Debug, thiserror::Error)]
+pub enum CheckError {
+    /// Unreadable, not JSON, or an unknown action.
+    #[error(transparent)]
+    Profile(#[from] ProfileFileError),
+    /// An architecture name libseccomp does not know.
+    #[error(
+        "{path}: unknown architecture {name:?} (expected SCMP_ARCH_X86_64, SCMP_ARCH_AARCH64, …)"
+    )]
+    UnknownArch {
+        /// The file.
+        path: PathBuf,
+        /// The name.
+        name: String,
+    },
+}
+
+impl CheckError {
+    /// Whether the profile file does not exist.
+    pub fn is_not_found(&self) -> bool {
+        matches!(self, CheckError::Profile(ProfileFileError::Read { source, .. })
+            if source.kind() == std::io::ErrorKind::NotFound)
+    }
+}
+
+/// Reads and checks a profile file.
+pub fn check_file(path: &Path) -> Result<CheckReport, CheckError> {
+    let profile = SeccompProfile::read(path)?;
+    check(&profile, path)
+}
+
+/// Checks a parsed profile; `path` names it in the report.
+pub fn check(profile: &SeccompProfile, path: &Path) -> Result<CheckReport, CheckError> {
+    let arches = lints::architectures(profile, path)?;
+    let mut findings = lints::run(profile, &arches);
+    findings.sort_by(|a, b| {
+        (a.severity, a.code, &a.arch, &a.names).cmp(&(b.severity, b.code, &b.arch, &b.names))
+    });
+    let count = |s| findings.iter().filter(|f| f.severity == s).count();
+    Ok(CheckReport {
+        profile: path.display().to_string(),
+        architectures: arches
+            .supported
+            .iter()
+            .map(|a| a.scmp_name().to_string())
+            .collect(),
+        errors: count(Severity::Error),
+        warnings: count(Severity::Warning),
+        findings,
+    })
+}
+
+impl CheckReport {
+    /// Whether any finding is an error.
+    pub fn has_errors(&self) -> bool {
+        self.errors > 0
+    }
+
+    /// Findings with a given code.
+    pub fn with_code<'a>(&'a self, code: &'a str) -> impl Iterator<Item = &'a Finding> + 'a {
+        self.findings.iter().filter(move |f| f.code == code)
+    }
+
+    /// Pretty JSON with a trailing newline.
+    pub fn to_json(&self) -> String {
+        let mut s = serde_json::to_string_pretty(self).expect("report serializes");
+        s.push('\n');
+        s
+    }
+
+    /// Human text: errors, then warnings, then notes, then a summary line.
+    pub fn to_text(&self) -> String {
+        let mut out = String::new();
+        for (severity, title) in [
+            (Severity::Error, "errors"),
+            (Severity::Warning, "warnings"),
+            (Severity::Note, "notes"),
+        ] {
+            let items: Vec<&Finding> = self
+                .findings
+                .iter()
+                .filter(|f| f.severity == severity)
+                .collect();
+            if items.is_empty() {
+                continue;
+            }
+            out.push_str(&format!("{title}:\n"));
+            for f in items {
+                let arch = f
+                    .arch
+                    .as_deref()
+                    .map(|a| format!(" [{a}]"))
+                    .unwrap_or_default();
+                out.push_str(&format!("  {}{arch}: {}\n", f.code, f.message));
+                if !f.names.is_empty() {
+                    out.push_str(&format!("      {}\n", f.names.join(", ")));
+                }
+            }
+        }
+        out.push_str(&format!(
+            "{}: {} error(s), {} warning(s) ({})\n",
+            self.profile,
+            self.errors,
+            self.warnings,
+            self.architectures.join(", ")
+        ));
+        out
+    }
+}
+
+/// The arches a report covers (used by lints).
+pub(crate) struct ListedArches {
+    /// Arches agent-audit knows, in profile order.
+    pub supported: Vec<Arch>,
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,251 @@
+use std::path::Path;
+
+use super::*;
+use crate::profile::{build, oci, Merged, ProfileOptions};
+
+const AGENT: &str = include_str!("../../../tests/data/profiles/gh-aw-firewall-agent-seccomp.json");
+const ENCLAVE: &str =
+    include_str!("../../../tests/data/profiles/gh-aw-firewall-enclave-seccomp.json");
+
+fn check_json(json: &str) -> CheckReport {
+    let profile = SeccompProfile::parse(json, Path::new("t.json")).unwrap();
+    check(&profile, Path::new("t.json")).unwrap()
+}
+
+fn names_of(report: &CheckReport, code: &str) -> Vec<String> {
+    report
+        .with_code(code)
+        .flat_map(|f| f.names.clone())
+        .collect()
+}
+
+fn severity_of(report: &CheckReport, code: &str) -> Option<Severity> {
+    report.with_code(code).map(|f| f.severity).min()
+}
+
+/// A small clean profile to break one defect at a time.
+fn clean() -> serde_json::Value {
+    let plan = build::plan(
+        &Merged::new([(
+            "a.json".to_string(),
+            crate::allowlist::Allowlist::parse(
+                r#"{"schema":"agent-audit/allowlist/v1","target":{"kind":"command","spec":"x","cgroup_path":"/","cgroup_id":1},
+                "started_at":"1970-01-01T00:00:00Z","ended_at":"1970-01-01T00:00:00Z","complete":true,
+                "host":{"kernel":"6","machine":"x86_64"},"recorder":{"version":"0","attach":"tp_btf"},
+                "totals":{"calls":3,"distinct":3,"out_of_range":0},
+                "syscalls":[{"name":"clock_gettime","arch":"SCMP_ARCH_X86","nr":265,"count":1},
+                            {"name":"read","arch":"SCMP_ARCH_X86_64","nr":0,"count":1},
+                            {"name":"write","arch":"SCMP_ARCH_X86_64","nr":1,"count":1}]}"#,
+                Path::new("a.json"),
+            )
+            .unwrap(),
+        )]),
+        &ProfileOptions {
+            baseline: true,
+            extra_arches: vec![crate::syscalls::Arch::Aarch64],
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    serde_json::to_value(oci::to_seccomp_profile(&plan)).unwrap()
+}
+
+fn check_value(v: &serde_json::Value) -> CheckReport {
+    check_json(&v.to_string())
+}
+
+#[test]
+fn generated_profile_checks_clean() {
+    let report = check_value(&clean());
+    assert_eq!(
+        (report.errors, report.warnings),
+        (0, 0),
+        "{}",
+        report.to_text()
+    );
+    assert_eq!(report.with_code("compiles").count(), 3);
+    // Explicit denies equal the default: reported, as notes.
+    assert_eq!(
+        severity_of(&report, "same-as-default"),
+        Some(Severity::Note)
+    );
+}
+
+#[test]
+fn each_defect_is_reported() {
+    // Default allows.
+    let mut v = clean();
+    v["defaultAction"] = "SCMP_ACT_ALLOW".into();
+    let r = check_value(&v);
+    assert_eq!(severity_of(&r, "default-allows"), Some(Severity::Error));
+
+    // A dangerous syscall allowed, and one no longer denied explicitly.
+    let mut v = clean();
+    v["syscalls"][0]["names"]
+        .as_array_mut()
+        .unwrap()
+        .push("mount".into());
+    let rules = v["syscalls"].as_array_mut().unwrap();
+    for rule in rules.iter_mut() {
+        let names = rule["names"].as_array_mut().unwrap();
+        names.retain(|n| n != "bpf");
+    }
+    let r = check_value(&v);
+    assert!(names_of(&r, "dangerous-allowed").contains(&"mount".into()));
+    assert!(names_of(&r, "allowed-and-denied").contains(&"mount".into()));
+    assert_eq!(names_of(&r, "dangerous-not-denied"), vec!["bpf"]);
+    assert!(r.has_errors());
+
+    // Unknown names, names for other arches, a rule without comment.
+    let mut v = clean();
+    v["syscalls"]
+        .as_array_mut()
+        .unwrap()
+        .push(serde_json::json!(
+        {"names":["opne","read","s390_pci_mmio_read"],"action":"SCMP_ACT_ALLOW"}));
+    let r = check_value(&v);
+    assert_eq!(names_of(&r, "unknown-syscall"), vec!["opne"]);
+    assert_eq!(names_of(&r, "name-in-two-rules"), vec!["read"]);
+    assert_eq!(
+        names_of(&r, "not-on-listed-arches"),
+        vec!["s390_pci_mmio_read"]
+    );
+    assert_eq!(
+        severity_of(&r, "rule-without-comment"),
+        Some(Severity::Warning)
+    );
+
+    // clone3 with EPERM.
+    let mut v = clean();
+    let last = v["syscalls"].as_array_mut().unwrap().last_mut().unwrap();
+    assert_eq!(last["names"][0], "clone3");
+    last["errnoRet"] = 1.into();
+    let r = check_value(&v);
+    assert_eq!(severity_of(&r, "clone3-not-enosys"), Some(Severity::Error));
+    v["syscalls"].as_array_mut().unwrap().pop();
+    let r = check_value(&v);
+    let f = r.with_code("clone3-not-enosys").next().unwrap();
+    assert!(f.message.contains("by the default action"), "{}", f.message);
+
+    // x86 listed, time64 twin missing.
+    let mut v = clean();
+    v["architectures"]
+        .as_array_mut()
+        .unwrap()
+        .push("SCMP_ARCH_X86".into());
+    for rule in v["syscalls"].as_array_mut().unwrap() {
+        rule["names"]
+            .as_array_mut()
+            .unwrap()
+            .retain(|n| n != "clock_gettime64");
+    }
+    let r = check_value(&v);
+    let f = r
+        .with_code("time64-twin-missing")
+        .next()
+        .expect("twin finding");
+    assert_eq!(f.arch.as_deref(), Some("SCMP_ARCH_X86"));
+    assert!(f.names.contains(&"clock_gettime64".into()));
+
+    // A non-deny rule equal to an allow default is a warning.
+    let r = check_json(
+        r#"{"defaultAction":"SCMP_ACT_ALLOW","syscalls":[{"names":["read"],"action":"SCMP_ACT_ALLOW","comment":"x"}]}"#,
+    );
+    assert_eq!(severity_of(&r, "same-as-default"), Some(Severity::Warning));
+}
+
+#[test]
+fn real_agent_profile_gets_sensible_answers() {
+    let r = check_json(AGENT);
+    assert_eq!(
+        r.architectures,
+        vec!["SCMP_ARCH_X86_64", "SCMP_ARCH_X86", "SCMP_ARCH_AARCH64"]
+    );
+    // It allows mount, unshare, setns, chroot, kcmp and pidfd_getfd outright.
+    let allowed = names_of(&r, "dangerous-allowed");
+    for name in ["mount", "unshare", "setns", "chroot", "kcmp", "pidfd_getfd"] {
+        assert!(allowed.contains(&name.to_string()), "{name}: {allowed:?}");
+    }
+    // Its explicit denies equal the default (ERRNO without defaultErrnoRet = EPERM).
+    assert!(r.with_code("same-as-default").count() >= 3);
+    // bpf, perf_event_open, userfaultfd are only denied by default.
+    let implicit = names_of(&r, "dangerous-not-denied");
+    for name in ["bpf", "perf_event_open", "userfaultfd"] {
+        assert!(implicit.contains(&name.to_string()), "{name}: {implicit:?}");
+    }
+    // chown32 & co. are i386 names: noted per arch, not errors.
+    let x86_64_missing: Vec<String> = r
+        .with_code("unknown-on-arch")
+        .filter(|f| f.arch.as_deref() == Some("SCMP_ARCH_X86_64"))
+        .flat_map(|f| f.names.clone())
+        .collect();
+    assert!(x86_64_missing.contains(&"chown32".into()));
+    assert_eq!(r.with_code("compiles").count(), 3);
+    assert!(r.has_errors());
+}
+
+#[test]
+fn real_enclave_profile_gets_sensible_answers() {
+    let r = check_json(ENCLAVE);
+    // Stricter: its deny list covers mounts, namespaces, modules and tracing, but io_uring
+    // (which bypasses seccomp for the operations it runs) is still allowed.
+    assert_eq!(
+        names_of(&r, "dangerous-allowed"),
+        vec!["io_uring_enter", "io_uring_register", "io_uring_setup"]
+    );
+    // Its deny list misses the newer and the 32-bit forms: clock_settime64 on x86 sets the
+    // host clock just like clock_settime, mount_setattr changes mounts like mount.
+    let implicit = names_of(&r, "dangerous-not-denied");
+    for name in ["clock_settime64", "mount_setattr", "open_tree_attr", "vm86"] {
+        assert!(implicit.contains(&name.to_string()), "{name}: {implicit:?}");
+    }
+    assert!(!implicit.contains(&"mount".to_string()));
+    // It allows clone3, so glibc is fine.
+    assert!(r.with_code("clone3-not-enosys").next().is_none());
+    // x86 is listed and it allows clock_gettime but not clock_gettime64.
+    let twins: Vec<String> = r
+        .with_code("time64-twin-missing")
+        .flat_map(|f| f.names.clone())
+        .collect();
+    assert!(twins.contains(&"clock_gettime64".into()), "{twins:?}");
+    // Its rules carry comments.
+    assert!(r.with_code("rule-without-comment").next().is_none());
+}
+
+#[test]
+fn bad_input_is_a_clear_error() {
+    let p = Path::new("bad.json");
+    let err = SeccompProfile::parse("{", p).unwrap_err();
+    assert!(err.to_string().contains("bad.json"));
+    let profile = SeccompProfile::parse(
+        r#"{"defaultAction":"SCMP_ACT_ERRNO","architectures":["SCMP_ARCH_VAX"],"syscalls":[]}"#,
+        p,
+    )
+    .unwrap();
+    let err = check(&profile, p).unwrap_err();
+    assert!(matches!(err, CheckError::UnknownArch { ref name, .. } if name == "SCMP_ARCH_VAX"));
+    assert!(err.to_string().contains("SCMP_ARCH_VAX") && err.to_string().contains("bad.json"));
+    let err = SeccompProfile::parse(
+        r#"{"defaultAction":"SCMP_ACT_ERRNO","syscalls":[{"names":["read"],"action":"SCMP_ACT_PERHAPS"}]}"#,
+        p,
+    )
+    .unwrap_err();
+    assert!(err.to_string().contains("SCMP_ACT_PERHAPS"));
+    // An arch libseccomp knows but agent-audit has no table for is a note, not an error.
+    let profile = SeccompProfile::parse(
+        r#"{"defaultAction":"SCMP_ACT_ERRNO","architectures":["SCMP_ARCH_X86_64","SCMP_ARCH_S390X"],"syscalls":[]}"#,
+        p,
+    )
+    .unwrap();
+    let r = check(&profile, p).unwrap();
+    assert_eq!(names_of(&r, "arch-not-analysed"), vec!["SCMP_ARCH_S390X"]);
+}
+
+#[test]
+fn json_output_is_machine_readable() {
+    let r = check_json(AGENT);
+    let v: serde_json::Value = serde_json::from_str(&r.to_json()).unwrap();
+    assert_eq!(v["errors"], r.errors);
+    assert!(v["findings"][0]["severity"] == "error");
+    assert!(r.to_text().contains("dangerous-allowed"));
+}

@@ -1,0 +1,141 @@
+use std::path::{Path, PathBuf};
+
+use clap::{Args, ValueEnum};
+
+use crate::exit::ExitCode;
+use crate::fsutil;
+use crate::profile::{self, oci, rationale, spo, ExplicitAllow, ProfileError, ProfileOptions};
+use crate::syscalls::Arch;
+use crate::Error;
+
+/// Output format of `profile`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum ProfileFormat {
+    /// Docker/OCI seccomp JSON (docker --security-opt seccomp=FILE, linux.seccomp in config.json).
+    Oci,
+    /// Kubernetes Security Profiles Operator `SeccompProfile` resource (JSON).
+    Spo,
+}
+
+/// Arguments of `profile`.
+#[derive(Debug, Args)]
+#[command(
+    after_help = "Rules, in order: 1. allow what was observed (then one rule per \
+                  translated arch, --allow exceptions, kept base allows); 2. the baseline \
+                  (runtime after the filter is installed, vDSO fallbacks), one rule per \
+                  syscall with its reason; 3. explicit denies by dangerous category, then the \
+                  base profile's denies; 4. clone3 -> ENOSYS when it was not observed. Every \
+                  rule has a comment. Same inputs give a byte-identical file."
+)]
+pub struct ProfileArgs {
+    /// Allowlist files to merge (union of syscalls, counts summed; order does not matter).
+    #[arg(required = true, value_name = "ALLOWLIST")]
+    allowlists: Vec<PathBuf>,
+    /// Profile file to write.
+    #[arg(long, short = 'o', value_name = "FILE", default_value = "profile.json")]
+    out: PathBuf,
+    /// Also list these architectures (x86_64, x86, x32, aarch64, arm; comma-separated or
+    /// repeated); observed calls are translated to their names. By default only the observed
+    /// architectures are listed.
+    #[arg(long = "arch", value_name = "ARCH,…", value_delimiter = ',')]
+    arches: Vec<Arch>,
+    /// Leave out the baseline (runtime and vDSO-fallback syscalls that were not observed).
+    #[arg(long)]
+    no_baseline: bool,
+    /// Allow this syscall although it is dangerous or was never observed; needs a --reason
+    /// (pair them in order: --allow A --reason "…" --allow B --reason "…").
+    #[arg(long = "allow", value_name = "NAME")]
+    allows: Vec<String>,
+    /// Why the preceding --allow is acceptable; written into the rule's comment.
+    #[arg(long = "reason", value_name = "TEXT")]
+    reasons: Vec<String>,
+    /// Start from this profile: its explicit denies and comments are kept; what it allowed but
+    /// was never observed is listed and dropped (see --keep-base-allows).
+    #[arg(long, value_name = "PROFILE")]
+    base: Option<PathBuf>,
+    /// Keep what --base allowed even if it was never observed.
+    #[arg(long, requires = "base")]
+    keep_base_allows: bool,
+    /// Also write a Markdown rationale: every allowed syscall with what it does, how often and
+    /// in which runs it was seen, or why it is in the baseline; every explicit deny with its
+    /// reason.
+    #[arg(long, value_name = "FILE.md")]
+    rationale: Option<PathBuf>,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = ProfileFormat::Oci)]
+    format: ProfileFormat,
+    /// metadata.name of the SPO resource (default: the output file's stem).
+    #[arg(long, value_name = "NAME")]
+    name: Option<String>,
+    /// metadata.namespace of the SPO resource.
+    #[arg(long, value_name = "NS")]
+    namespace: Option<String>,
+}
+
+impl ProfileArgs {
+    pub(super) fn execute(self) -> Result<ExitCode, Error> {
+        if self.allows.len() != self.reasons.len() {
+            return Err(Error::Usage(format!(
+                "every --allow needs its own --reason ({} --allow, {} --reason)",
+                self.allows.len(),
+                self.reasons.len()
+            )));
+        }
+        // Fail before any work if an output cannot be written.
+        for out in std::iter::once(&self.out).chain(self.rationale.as_ref()) {
+            fsutil::ensure_dir_writable(fsutil::parent_dir(out)).map_err(ProfileError::from)?;
+        }
+        let merged = profile::read_and_merge(&self.allowlists)?;
+        let base = self.base.as_deref().map(profile::read_base).transpose()?;
+        let options = ProfileOptions {
+            extra_arches: self.arches,
+            baseline: !self.no_baseline,
+            allows: self
+                .allows
+                .into_iter()
+                .zip(self.reasons)
+                .map(|(name, reason)| ExplicitAllow { name, reason })
+                .collect(),
+            base,
+            keep_base_allows: self.keep_base_allows,
+        };
+        let plan = profile::build::plan(&merged, &options)?;
+        for line in rationale::notice_lines(&plan) {
+            let loud = line.starts_with("DANGEROUS") || line.contains("NO EQUIVALENT");
+            let tag = if loud { "DANGER" } else { "note" };
+            eprintln!("agent-audit: {tag}: {}", line.replace('`', ""));
+        }
+        let text = match self.format {
+            ProfileFormat::Oci => oci::to_seccomp_profile(&plan).to_json(),
+            ProfileFormat::Spo => {
+                let name = self.name.unwrap_or_else(|| stem(&self.out));
+                spo::to_spo_json(&plan, &name, self.namespace.as_deref())
+            }
+        };
+        fsutil::write_atomic(&self.out, text.as_bytes()).map_err(ProfileError::from)?;
+        if let Some(path) = &self.rationale {
+            let md = rationale::render(&plan, &self.out.display().to_string());
+            fsutil::write_atomic(path, md.as_bytes()).map_err(ProfileError::from)?;
+        }
+        eprintln!(
+            "agent-audit: wrote {} ({} allowed, {} denied explicitly, {} rules, {})",
+            self.out.display(),
+            plan.allowed_names().len(),
+            plan.denied_names().len(),
+            plan.rules.len(),
+            plan.architectures
+                .iter()
+                .map(|a| a.arch.scmp_name())
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+        Ok(ExitCode::OK)
+    }
+}
+
+fn stem(path: &Path) -> String {
+    path.file_stem()
+        .map(|s| s.to_string_lossy().replace(['_', '.'], "-").to_lowercase())
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "agent-audit".into())
+}

@@ -1,0 +1,211 @@
+//! Security-relevant syscall lists, shipped as data with a reason for every entry:
+//! the dangerous set ([`dangerous`]), the runtime baseline ([`baseline`]), a one-line
+//! description of every syscall on the supported arches ([`descriptions`]) and the
+//! cross-arch translation tables ([`translations`]).
+//!
+//! The files live in `agent-audit/data/` and are compiled in with `include_str!`, so the binary
+//! needs nothing at run time. They are parsed once, on first use; the unit tests below parse and
+//! validate every file, so a malformed edit fails `cargo test`, never a user's run.
+
+mod baseline;
+mod dangerous;
+mod descriptions;
+mod translations;
+
+use std::sync::OnceLock;
+
+pub use baseline::{Baseline, BaselineEntry, BaselineGroup};
+pub use dangerous::{DangerousCategory, DangerousEntry, DangerousSet};
+pub use descriptions::Descriptions;
+pub use translations::{Family, FamilyEntry, NoneNeeded, Time64Twin, Translations};
+
+const DANGEROUS_JSON: &str = include_str!("../../data/dangerous.json");
+const BASELINE_JSON: &str = include_str!("../../data/baseline.json");
+const DESCRIPTIONS_JSON: &str = include_str!("../../data/syscall-descriptions.json");
+const TRANSLATIONS_JSON: &str = include_str!("../../data/translations.json");
+
+/// The dangerous set: denied explicitly, reported when allowed or observed.
+pub fn dangerous() -> &'static DangerousSet {
+    static SET: OnceLock<DangerousSet> = OnceLock::new();
+    SET.get_or_init(|| parse_embedded("dangerous.json", DANGEROUS_JSON))
+}
+
+/// What the container runtime and the vDSO fallbacks need beyond what a recording shows.
+pub fn baseline() -> &'static Baseline {
+    static SET: OnceLock<Baseline> = OnceLock::new();
+    SET.get_or_init(|| parse_embedded("baseline.json", BASELINE_JSON))
+}
+
+/// One line per syscall name.
+pub fn descriptions() -> &'static Descriptions {
+    static SET: OnceLock<Descriptions> = OnceLock::new();
+    SET.get_or_init(|| parse_embedded("syscall-descriptions.json", DESCRIPTIONS_JSON))
+}
+
+/// Cross-arch translation tables.
+pub fn translations() -> &'static Translations {
+    static SET: OnceLock<Translations> = OnceLock::new();
+    SET.get_or_init(|| parse_embedded("translations.json", TRANSLATIONS_JSON))
+}
+
+/// The embedded files are validated by this module's tests; a parse failure here is a build
+/// of a broken data file, i.e. a bug.
+fn parse_embedded<T: serde::de::DeserializeOwned>(file: &str, text: &str) -> T {
+    serde_json::from_str(text)
+        .unwrap_or_else(|e| panic!("embedded agent-audit/data/{file} is invalid: {e}"))
+}
+
+/// Whether `name` is a syscall on at least one supported architecture.
+pub fn is_known_syscall(name: &str) -> bool {
+    crate::syscalls::Arch::ALL
+        .iter()
+        .any(|arch| arch.has_syscall(name))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+
+    use super::*;
+    use crate::syscalls::Arch;
+
+    fn assert_known(what: &str, name: &str) {
+        assert!(
+            is_known_syscall(name),
+            "{what}: {name:?} is on no supported arch"
+        );
+    }
+
+    fn assert_reason(what: &str, name: &str, reason: &str) {
+        assert!(
+            reason.trim().len() >= 10 && reason.trim_end().ends_with('.'),
+            "{what}: {name}: reason must be a sentence, got {reason:?}"
+        );
+    }
+
+    #[test]
+    fn dangerous_set_is_valid() {
+        let set = dangerous();
+        assert!(set.categories.len() >= 6);
+        let mut seen = BTreeSet::new();
+        for category in &set.categories {
+            assert!(!category.id.is_empty() && !category.title.is_empty());
+            assert_reason("category", &category.id, &category.comment);
+            assert!(!category.syscalls.is_empty(), "{} is empty", category.id);
+            for entry in &category.syscalls {
+                assert_known("dangerous", &entry.name);
+                assert_reason("dangerous", &entry.name, &entry.reason);
+                assert!(
+                    seen.insert(entry.name.clone()),
+                    "{} listed twice",
+                    entry.name
+                );
+            }
+        }
+        // The calls the project's plan and issue name explicitly.
+        for name in [
+            "ptrace",
+            "process_vm_readv",
+            "process_vm_writev",
+            "kexec_load",
+            "kexec_file_load",
+            "init_module",
+            "finit_module",
+            "delete_module",
+            "reboot",
+            "mount",
+            "umount2",
+            "pivot_root",
+            "name_to_handle_at",
+            "open_by_handle_at",
+            "add_key",
+            "request_key",
+            "keyctl",
+            "bpf",
+            "perf_event_open",
+            "userfaultfd",
+        ] {
+            assert!(set.contains(name), "{name} missing from the dangerous set");
+        }
+        assert_eq!(set.category_of("ptrace").unwrap().id, "process-inspection");
+        assert!(set.entry("read").is_none());
+    }
+
+    #[test]
+    fn baseline_is_valid_and_never_dangerous() {
+        let base = baseline();
+        let mut seen = BTreeSet::new();
+        for group in &base.groups {
+            assert_reason("baseline group", &group.id, &group.comment);
+            for entry in &group.syscalls {
+                assert_known("baseline", &entry.name);
+                assert_reason("baseline", &entry.name, &entry.reason);
+                assert!(
+                    seen.insert(entry.name.clone()),
+                    "{} listed twice",
+                    entry.name
+                );
+                assert!(
+                    !dangerous().contains(&entry.name),
+                    "baseline entry {} is in the dangerous set",
+                    entry.name
+                );
+            }
+        }
+        for vdso in ["clock_gettime", "gettimeofday", "time", "getcpu"] {
+            assert!(seen.contains(vdso), "vDSO fallback {vdso} missing");
+        }
+        assert!(seen.contains("execve"));
+    }
+
+    #[test]
+    fn every_syscall_on_every_supported_arch_has_a_description() {
+        let descriptions = descriptions();
+        let mut missing = Vec::new();
+        for arch in Arch::ALL {
+            for name in arch.syscall_names() {
+                match descriptions.get(name) {
+                    Some(text) => assert_reason("description", name, text),
+                    None => missing.push(format!("{arch}:{name}")),
+                }
+            }
+        }
+        assert!(missing.is_empty(), "no description for {missing:?}");
+        for name in descriptions.names() {
+            assert_known("description", name);
+        }
+    }
+
+    #[test]
+    fn translation_tables_name_real_syscalls() {
+        let tr = translations();
+        for twin in &tr.time64 {
+            assert_known("time64", &twin.name);
+            assert_known("time64 twin", &twin.twin);
+            // A twin only exists on 32-bit ABIs.
+            assert!(!Arch::X86_64.has_syscall(&twin.twin), "{}", twin.twin);
+            assert!(Arch::X86.has_syscall(&twin.twin), "{}", twin.twin);
+        }
+        for family in &tr.families {
+            assert!(!family.comment.is_empty());
+            for entry in &family.entries {
+                assert_known(&family.id, &entry.name);
+                assert!(
+                    !entry.also.is_empty(),
+                    "{}: {} has no alternative",
+                    family.id,
+                    entry.name
+                );
+                assert!(!entry.reason.is_empty());
+                for alt in &entry.also {
+                    assert_known(&family.id, alt);
+                }
+            }
+        }
+        for none in &tr.none_needed {
+            assert_known("none_needed", &none.name);
+        }
+        assert_eq!(tr.time64_twin("clock_gettime"), Some("clock_gettime64"));
+        assert_eq!(tr.time64_twin("read"), None);
+    }
+}

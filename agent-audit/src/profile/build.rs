@@ -1,0 +1,525 @@
+//! From merged recordings to a [`ProfilePlan`]: the rules, their order and their comments.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use super::merge::Merged;
+use super::model::{
+    errno, Notice, PlannedArch, PlannedRule, ProfilePlan, Reason, Section, Verdict,
+};
+use super::translate::{self, Added};
+use super::{ExplicitAllow, ProfileError, ProfileOptions};
+use crate::policy;
+use crate::seccomp::{Action, SyscallRule};
+use crate::syscalls::Arch;
+
+/// Builds the plan. Pure: the same merge and options always give the same plan.
+pub fn plan(merged: &Merged, options: &ProfileOptions) -> Result<ProfilePlan, ProfileError> {
+    let architectures = architectures(merged, &options.extra_arches)?;
+    let listed: Vec<Arch> = architectures.iter().map(|a| a.arch).collect();
+    let explicit = explicit_allows(&options.allows, &listed)?;
+    let dangerous = policy::dangerous();
+    let observed: BTreeSet<&str> = merged.names();
+
+    let mut builder = Builder::default();
+    for input in &merged.inputs {
+        if !input.complete {
+            builder.notices.push(Notice::IncompleteInput {
+                label: input.label.clone(),
+            });
+        }
+    }
+    for unnamed in &merged.unnamed {
+        builder.notices.push(Notice::Unnamed {
+            arch: unnamed.arch,
+            nr: unnamed.nr,
+            count: unnamed.count,
+        });
+    }
+
+    // What the base profile denies explicitly, by name, and its allow rules.
+    let base_denied: BTreeSet<String> = base_rules(options)
+        .filter(|(_, r)| r.action.denies())
+        .flat_map(|(_, r)| r.all_names().map(str::to_owned))
+        .collect();
+
+    // Names that stay denied whatever the recordings say, unless `--allow`ed.
+    let forced_deny = |name: &str| {
+        !explicit.contains_key(name) && (dangerous.contains(name) || base_denied.contains(name))
+    };
+
+    // 1. Observed.
+    let mut observed_names = Vec::new();
+    for &name in &observed {
+        let count = merged.count(name);
+        if dangerous.contains(name) {
+            builder.notices.push(Notice::DangerousObserved {
+                name: name.to_string(),
+                count,
+                allowed: explicit.contains_key(name),
+            });
+        } else if base_denied.contains(name) && !explicit.contains_key(name) {
+            builder.notices.push(Notice::BaseDeniedObserved {
+                name: name.to_string(),
+                count,
+            });
+        }
+        if forced_deny(name) || explicit.contains_key(name) {
+            continue;
+        }
+        observed_names.push(name.to_string());
+        builder.reasons.insert(
+            name.to_string(),
+            Reason::Observed {
+                count,
+                per_arch: merged.by_arch(name).map(|(a, s)| (a, s.count)).collect(),
+                inputs: merged.seen_in(name).into_iter().collect(),
+            },
+        );
+    }
+    if !observed_names.is_empty() {
+        let comment = observed_comment(merged, observed_names.len());
+        builder.push(Section::Observed, observed_names, Verdict::Allow, comment);
+    }
+
+    // 1b. Translations, one rule per arch; a name goes to the first arch that needs it.
+    let mut translated: BTreeMap<String, (Vec<Arch>, Added)> = BTreeMap::new();
+    let mut per_arch: Vec<(PlannedArch, BTreeMap<String, Added>)> = Vec::new();
+    for planned in &architectures {
+        let t = translate::translate(&observed, planned.arch, planned.observed);
+        for (name, harmless) in t.missing {
+            builder.notices.push(Notice::NoEquivalent {
+                name,
+                arch: planned.arch,
+                harmless,
+            });
+        }
+        let mut mine = BTreeMap::new();
+        for (name, added) in t.added {
+            if forced_deny(&name) || explicit.contains_key(&name) {
+                continue;
+            }
+            match translated.get_mut(&name) {
+                Some((arches, first)) => {
+                    arches.push(planned.arch);
+                    first.from.extend(added.from);
+                }
+                None => {
+                    translated.insert(name.clone(), (vec![planned.arch], added.clone()));
+                    mine.insert(name, added);
+                }
+            }
+        }
+        per_arch.push((*planned, mine));
+    }
+    for (planned, mine) in per_arch {
+        if mine.is_empty() {
+            continue;
+        }
+        let comment = translated_comment(planned, &mine, &translated);
+        let names = mine.keys().cloned().collect();
+        builder.push(
+            Section::Translated(planned.arch),
+            names,
+            Verdict::Allow,
+            comment,
+        );
+    }
+    for (name, (arches, added)) in translated {
+        builder.reasons.insert(
+            name,
+            Reason::Translated {
+                arches,
+                from: added.from.into_iter().collect(),
+                why: added.why,
+            },
+        );
+    }
+
+    // 1c. `--allow NAME --reason TEXT`.
+    for (name, why) in &explicit {
+        let count = merged.count(name);
+        let entry = dangerous.entry(name);
+        if count == 0 {
+            builder
+                .notices
+                .push(Notice::AllowedUnobserved { name: name.clone() });
+        }
+        let comment = match entry {
+            Some(e) => format!(
+                "ACCEPTED RISK: {name} is dangerous ({}) and is allowed with --allow because: {why}",
+                e.reason.trim_end_matches('.')
+            ),
+            None if count == 0 => format!("Allowed with --allow although never observed: {why}"),
+            None => format!("Allowed with --allow: {why}"),
+        };
+        builder.reasons.insert(
+            name.clone(),
+            Reason::ExplicitAllow {
+                why: why.clone(),
+                dangerous: entry.is_some(),
+                count,
+            },
+        );
+        builder.push(
+            Section::ExplicitAllow(name.clone()),
+            vec![name.clone()],
+            Verdict::Allow,
+            comment,
+        );
+    }
+
+    // 1d. What the base allowed but nobody observed: listed, kept on request.
+    let mut unobserved_base_allows = BTreeSet::new();
+    for (index, rule) in base_rules(options).filter(|(_, r)| !r.action.denies()) {
+        let names: Vec<String> = rule
+            .all_names()
+            .filter(|n| !observed.contains(n))
+            .map(str::to_owned)
+            .collect();
+        unobserved_base_allows.extend(names.iter().cloned());
+        if !options.keep_base_allows {
+            continue;
+        }
+        let Some(verdict) = verdict_of(rule, &mut builder.notices) else {
+            continue;
+        };
+        let names: Vec<String> = names
+            .into_iter()
+            .filter(|n| !forced_deny(n) && !builder.reasons.contains_key(n))
+            .collect();
+        if names.is_empty() {
+            continue;
+        }
+        let comment = base_comment(
+            options,
+            rule,
+            "allowed by the base profile, kept with --keep-base-allows",
+        );
+        for name in &names {
+            builder.reasons.insert(
+                name.clone(),
+                Reason::BaseAllow {
+                    comment: comment.clone(),
+                },
+            );
+        }
+        builder.push_with_args(Section::BaseAllow(index), names, verdict, rule, comment);
+    }
+    if !unobserved_base_allows.is_empty() {
+        builder.notices.push(Notice::BaseAllowsUnobserved {
+            names: unobserved_base_allows.into_iter().collect(),
+            kept: options.keep_base_allows,
+        });
+    }
+
+    // 2. Baseline, with the `*_time64` twins of its entries on 32-bit arches.
+    if options.baseline {
+        let tables = policy::translations();
+        let mut entries: Vec<(String, String, String)> = Vec::new();
+        for (group, entry) in policy::baseline().entries() {
+            entries.push((
+                entry.name.clone(),
+                group.title.clone(),
+                entry.reason.clone(),
+            ));
+            if let Some(twin) = tables.time64_twin(&entry.name) {
+                let why = format!(
+                    "32-bit twin of baseline entry {} for libcs built with a 64-bit time_t.",
+                    entry.name
+                );
+                entries.push((twin.to_string(), group.title.clone(), why));
+            }
+        }
+        for (name, group, why) in entries {
+            let exists = listed.iter().any(|a| a.has_syscall(&name));
+            if !exists || forced_deny(&name) || builder.reasons.contains_key(&name) {
+                continue;
+            }
+            let comment = format!("Baseline ({group}): {name}: {why}");
+            builder
+                .reasons
+                .insert(name.clone(), Reason::Baseline { group, why });
+            builder.push(
+                Section::Baseline(name.clone()),
+                vec![name],
+                Verdict::Allow,
+                comment,
+            );
+        }
+    }
+
+    // 3. Explicit denies, by dangerous category, then the base's own.
+    let allowed: BTreeSet<String> = builder.reasons.keys().cloned().collect();
+    for category in &dangerous.categories {
+        let mut names = Vec::new();
+        let mut seen = Vec::new();
+        for entry in &category.syscalls {
+            let exists = listed.iter().any(|a| a.has_syscall(&entry.name));
+            if !exists || allowed.contains(&entry.name) {
+                continue;
+            }
+            let count = merged.count(&entry.name);
+            if count > 0 {
+                seen.push(format!("{} ({count} calls)", entry.name));
+            }
+            names.push(entry.name.clone());
+            builder.reasons.insert(
+                entry.name.clone(),
+                Reason::Dangerous {
+                    category: category.title.clone(),
+                    why: entry.reason.clone(),
+                    observed: count,
+                },
+            );
+        }
+        if names.is_empty() {
+            continue;
+        }
+        let mut comment = format!("Deny: {}. {}", category.title, category.comment);
+        if !seen.is_empty() {
+            comment.push_str(&format!(
+                " OBSERVED in the recordings but kept denied (the workload will get EPERM; \
+                 use --allow NAME --reason TEXT to accept the risk): {}.",
+                seen.join(", ")
+            ));
+        }
+        names.sort();
+        builder.push(
+            Section::DenyCategory(category.id.clone()),
+            names,
+            Verdict::Deny {
+                errno: errno::EPERM,
+            },
+            comment,
+        );
+    }
+    for (index, rule) in base_rules(options).filter(|(_, r)| r.action.denies()) {
+        let names: Vec<String> = rule
+            .all_names()
+            .filter(|n| *n != "clone3" && !builder.reasons.contains_key(*n))
+            .filter(|n| listed.iter().any(|a| a.has_syscall(n)))
+            .map(str::to_owned)
+            .collect::<BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        let Some(verdict) = verdict_of(rule, &mut builder.notices) else {
+            continue;
+        };
+        if names.is_empty() {
+            continue;
+        }
+        let comment = base_comment(options, rule, "explicit deny kept from the base profile");
+        for name in &names {
+            builder.reasons.insert(
+                name.clone(),
+                Reason::BaseDeny {
+                    comment: comment.clone(),
+                    observed: merged.count(name),
+                },
+            );
+        }
+        builder.push_with_args(Section::BaseDeny(index), names, verdict, rule, comment);
+    }
+
+    // 4. clone3 → ENOSYS, so that glibc falls back to clone.
+    if !builder.reasons.contains_key("clone3") && listed.iter().any(|a| a.has_syscall("clone3")) {
+        builder.reasons.insert("clone3".into(), Reason::Clone3);
+        builder.push(
+            Section::Clone3,
+            vec!["clone3".into()],
+            Verdict::Deny {
+                errno: errno::ENOSYS,
+            },
+            "clone3 was not observed: fail it with ENOSYS (not EPERM) so that glibc and other \
+             runtimes fall back to clone, which the profile allows"
+                .into(),
+        );
+    }
+
+    Ok(ProfilePlan {
+        default_errno: errno::EPERM,
+        architectures,
+        rules: builder.rules,
+        reasons: builder.reasons,
+        inputs: merged.inputs.clone(),
+        notices: builder.notices,
+    })
+}
+
+#[derive(Default)]
+struct Builder {
+    rules: Vec<PlannedRule>,
+    reasons: BTreeMap<String, Reason>,
+    notices: Vec<Notice>,
+}
+
+impl Builder {
+    fn push(
+        &mut self,
+        section: Section,
+        mut names: Vec<String>,
+        verdict: Verdict,
+        comment: String,
+    ) {
+        names.sort();
+        self.rules.push(PlannedRule {
+            section,
+            names,
+            verdict,
+            args: Vec::new(),
+            comment,
+        });
+    }
+
+    fn push_with_args(
+        &mut self,
+        section: Section,
+        names: Vec<String>,
+        verdict: Verdict,
+        base: &SyscallRule,
+        comment: String,
+    ) {
+        self.push(section, names, verdict, comment);
+        if let Some(rule) = self.rules.last_mut() {
+            rule.args = base.args.clone();
+        }
+    }
+}
+
+fn architectures(merged: &Merged, extra: &[Arch]) -> Result<Vec<PlannedArch>, ProfileError> {
+    let observed = merged.arches();
+    let mut all: BTreeSet<Arch> = observed.clone();
+    all.extend(extra.iter().copied());
+    if all.is_empty() {
+        return Err(ProfileError::NothingObserved);
+    }
+    Ok(all
+        .into_iter()
+        .map(|arch| PlannedArch {
+            arch,
+            observed: observed.contains(&arch),
+        })
+        .collect())
+}
+
+fn explicit_allows(
+    allows: &[ExplicitAllow],
+    listed: &[Arch],
+) -> Result<BTreeMap<String, String>, ProfileError> {
+    let mut out = BTreeMap::new();
+    for allow in allows {
+        if !listed.iter().any(|a| a.has_syscall(&allow.name)) {
+            return Err(ProfileError::UnknownAllow {
+                name: allow.name.clone(),
+                arches: listed
+                    .iter()
+                    .map(|a| a.short_name())
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            });
+        }
+        if allow.reason.trim().is_empty() {
+            return Err(ProfileError::EmptyReason {
+                name: allow.name.clone(),
+            });
+        }
+        if out
+            .insert(allow.name.clone(), allow.reason.trim().to_string())
+            .is_some()
+        {
+            return Err(ProfileError::DuplicateAllow {
+                name: allow.name.clone(),
+            });
+        }
+    }
+    Ok(out)
+}
+
+fn base_rules(options: &ProfileOptions) -> impl Iterator<Item = (usize, &SyscallRule)> {
+    options
+        .base
+        .iter()
+        .flat_map(|b| b.profile.syscalls.iter().enumerate())
+}
+
+/// How a base rule's action carries over; `None` (with a notice) for notify and trace.
+fn verdict_of(rule: &SyscallRule, notices: &mut Vec<Notice>) -> Option<Verdict> {
+    let verdict = match rule.action {
+        Action::Allow => Verdict::Allow,
+        Action::Log => Verdict::Log,
+        Action::Errno => Verdict::Deny {
+            errno: rule.errno_ret.unwrap_or(errno::EPERM),
+        },
+        Action::KillThread => Verdict::KillThread,
+        Action::KillProcess => Verdict::KillProcess,
+        Action::Trap => Verdict::Trap,
+        Action::Notify | Action::Trace => {
+            let action = serde_json::to_value(rule.action)
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_owned))
+                .unwrap_or_default();
+            let notice = Notice::BaseRuleDropped {
+                names: rule.all_names().map(str::to_owned).collect(),
+                action,
+            };
+            if !notices.contains(&notice) {
+                notices.push(notice);
+            }
+            return None;
+        }
+    };
+    Some(verdict)
+}
+
+fn base_comment(options: &ProfileOptions, rule: &SyscallRule, what: &str) -> String {
+    let label = options.base.as_ref().map_or("", |b| b.label.as_str());
+    match rule.comment.as_deref().map(str::trim) {
+        Some(c) if !c.is_empty() => format!("From {label} ({what}): {c}"),
+        _ => format!("From {label} ({what}; it had no comment)"),
+    }
+}
+
+fn observed_comment(merged: &Merged, allowed: usize) -> String {
+    let arches: Vec<&str> = merged.arches().iter().map(|a| a.scmp_name()).collect();
+    let runs: Vec<String> = merged
+        .inputs
+        .iter()
+        .map(|i| format!("{} ({})", i.label, i.target))
+        .collect();
+    format!(
+        "Observed: {allowed} syscalls seen on {} in {} recording(s): {}. Counts and runs per \
+         syscall are in the rationale.",
+        arches.join(", "),
+        merged.inputs.len(),
+        runs.join("; ")
+    )
+}
+
+fn translated_comment(
+    planned: PlannedArch,
+    mine: &BTreeMap<String, Added>,
+    all: &BTreeMap<String, (Vec<Arch>, Added)>,
+) -> String {
+    let what = if planned.observed {
+        "observed; *_time64 twins of allowed calls"
+    } else {
+        "not observed, added with --arch; translated from the observed calls"
+    };
+    let items: Vec<String> = mine
+        .keys()
+        .map(|name| {
+            let from: Vec<&str> = all[name].1.from.iter().map(String::as_str).collect();
+            let also: Vec<&str> = all[name].0[1..].iter().map(|a| a.short_name()).collect();
+            let mut item = format!("{name} for {}", from.join("/"));
+            if !also.is_empty() {
+                item.push_str(&format!(" (also {})", also.join(", ")));
+            }
+            item
+        })
+        .collect();
+    format!(
+        "Translated for {} ({what}): {}.",
+        planned.arch.scmp_name(),
+        items.join(", ")
+    )
+}

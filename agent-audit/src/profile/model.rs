@@ -1,0 +1,259 @@
+//! The generated profile as a model of rules and actions, independent of any file format (the
+//! way rust-vmm's seccompiler keeps its filter model apart from its JSON frontend). The OCI
+//! ([`super::oci`]), Kubernetes SPO ([`super::spo`]) and rationale ([`super::rationale`])
+//! writers only read it.
+
+use std::collections::BTreeMap;
+
+use crate::seccomp::ArgCondition;
+use crate::syscalls::Arch;
+
+/// errno numbers the generator uses.
+pub mod errno {
+    /// "Operation not permitted": what a denied syscall returns.
+    pub const EPERM: u32 = 1;
+    /// "Function not implemented": makes glibc fall back from clone3 to clone.
+    pub const ENOSYS: u32 = 38;
+}
+
+/// What a rule does.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Verdict {
+    /// Run the syscall.
+    Allow,
+    /// Run the syscall and log it (only ever copied from a `--base` profile).
+    Log,
+    /// Fail it with this errno.
+    Deny {
+        /// errno returned.
+        errno: u32,
+    },
+    /// Kill the thread (only ever copied from a `--base` profile).
+    KillThread,
+    /// Kill the process (only ever copied from a `--base` profile).
+    KillProcess,
+    /// Send SIGSYS (only ever copied from a `--base` profile).
+    Trap,
+}
+
+impl Verdict {
+    /// Whether the syscall runs.
+    pub fn allows(self) -> bool {
+        matches!(self, Verdict::Allow | Verdict::Log)
+    }
+}
+
+/// Where a rule comes from; also its place in the profile (rules are emitted in this order).
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Section {
+    /// 1. Syscalls the recordings saw.
+    Observed,
+    /// 1b. Names standing for observed syscalls on an arch that was not observed (or the
+    /// `*_time64` twins on a 32-bit arch).
+    Translated(Arch),
+    /// 1c. A dangerous or unobserved syscall allowed with `--allow NAME --reason TEXT`.
+    ExplicitAllow(String),
+    /// 1d. Allowed by `--base` and kept with `--keep-base-allows`.
+    BaseAllow(usize),
+    /// 2. Baseline: the runtime, the vDSO fallbacks, the kernel's own needs.
+    Baseline(String),
+    /// 3. Explicit deny of a dangerous category.
+    DenyCategory(String),
+    /// 3b. Explicit deny kept from `--base`.
+    BaseDeny(usize),
+    /// 4. clone3 fails with ENOSYS so that glibc falls back to clone.
+    Clone3,
+}
+
+/// One rule of the generated profile.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PlannedRule {
+    /// Where it comes from.
+    pub section: Section,
+    /// Syscall names, sorted.
+    pub names: Vec<String>,
+    /// What it does.
+    pub verdict: Verdict,
+    /// Argument conditions (only ever copied from a `--base` profile).
+    pub args: Vec<ArgCondition>,
+    /// Why it exists; never empty.
+    pub comment: String,
+}
+
+/// Why one syscall name is allowed or denied, for the rationale and reports.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Reason {
+    /// Seen in the recordings: total calls, per-arch counts, inputs (indices into
+    /// [`ProfilePlan::inputs`]).
+    Observed {
+        /// Calls over every arch and input.
+        count: u64,
+        /// Calls per arch.
+        per_arch: BTreeMap<Arch, u64>,
+        /// Which inputs saw it.
+        inputs: Vec<usize>,
+    },
+    /// Stands for observed syscalls on `arch`.
+    Translated {
+        /// Arches it is allowed for.
+        arches: Vec<Arch>,
+        /// The observed names it stands for.
+        from: Vec<String>,
+        /// Why, from the translation table.
+        why: String,
+    },
+    /// Baseline entry.
+    Baseline {
+        /// Group title.
+        group: String,
+        /// The entry's reason.
+        why: String,
+    },
+    /// Allowed with `--allow NAME --reason TEXT`.
+    ExplicitAllow {
+        /// The user's reason.
+        why: String,
+        /// Whether the name is in the dangerous set.
+        dangerous: bool,
+        /// Calls observed (0 if never seen).
+        count: u64,
+    },
+    /// Allowed by the `--base` profile and kept.
+    BaseAllow {
+        /// The base rule's comment.
+        comment: String,
+    },
+    /// Explicitly denied as dangerous.
+    Dangerous {
+        /// Category title.
+        category: String,
+        /// The entry's reason.
+        why: String,
+        /// Calls observed (0 if never seen): non-zero means the workload will get EPERM.
+        observed: u64,
+    },
+    /// Explicitly denied by the `--base` profile.
+    BaseDeny {
+        /// The base rule's comment.
+        comment: String,
+        /// Calls observed (0 if never seen).
+        observed: u64,
+    },
+    /// clone3 → ENOSYS.
+    Clone3,
+}
+
+/// An architecture of the profile.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct PlannedArch {
+    /// The arch.
+    pub arch: Arch,
+    /// Whether the recordings saw it (otherwise added with `--arch` and translated).
+    pub observed: bool,
+}
+
+/// Something the user must hear about (printed on stderr, listed in the rationale).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Notice {
+    /// A dangerous syscall was observed.
+    DangerousObserved {
+        /// Syscall name.
+        name: String,
+        /// Calls observed.
+        count: u64,
+        /// Whether `--allow` let it through.
+        allowed: bool,
+    },
+    /// A syscall the `--base` profile denies explicitly was observed; it stays denied.
+    BaseDeniedObserved {
+        /// Syscall name.
+        name: String,
+        /// Calls observed.
+        count: u64,
+    },
+    /// An observed name has no equivalent on an added arch.
+    NoEquivalent {
+        /// Observed name.
+        name: String,
+        /// The arch lacking it.
+        arch: Arch,
+        /// Why that is harmless, when known.
+        harmless: Option<String>,
+    },
+    /// Calls whose number has no name: they cannot be allowed and will fail.
+    Unnamed {
+        /// Arch.
+        arch: Arch,
+        /// Number.
+        nr: u32,
+        /// Calls.
+        count: u64,
+    },
+    /// An input is a snapshot of an unfinished recording.
+    IncompleteInput {
+        /// Its label.
+        label: String,
+    },
+    /// The base profile allowed these names but no recording saw them.
+    BaseAllowsUnobserved {
+        /// Names, sorted.
+        names: Vec<String>,
+        /// Whether `--keep-base-allows` kept them.
+        kept: bool,
+    },
+    /// `--allow` named a syscall no recording saw.
+    AllowedUnobserved {
+        /// Syscall name.
+        name: String,
+    },
+    /// A `--base` rule whose action this generator does not carry over (notify, trace).
+    BaseRuleDropped {
+        /// Its names.
+        names: Vec<String>,
+        /// Its action as written.
+        action: String,
+    },
+}
+
+/// The whole generated profile.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ProfilePlan {
+    /// errno of the default action (always a deny).
+    pub default_errno: u32,
+    /// Architectures, in [`Arch`] order.
+    pub architectures: Vec<PlannedArch>,
+    /// Rules in emission order.
+    pub rules: Vec<PlannedRule>,
+    /// Why each name in a rule is there.
+    pub reasons: BTreeMap<String, Reason>,
+    /// The recordings merged (labels and targets).
+    pub inputs: Vec<super::merge::MergedInput>,
+    /// What the user must hear about.
+    pub notices: Vec<Notice>,
+}
+
+impl ProfilePlan {
+    /// Every allowed name, sorted.
+    pub fn allowed_names(&self) -> Vec<&str> {
+        let mut names: Vec<&str> = self
+            .rules
+            .iter()
+            .filter(|r| r.verdict.allows())
+            .flat_map(|r| r.names.iter().map(String::as_str))
+            .collect();
+        names.sort_unstable();
+        names
+    }
+
+    /// Every explicitly denied name, sorted.
+    pub fn denied_names(&self) -> Vec<&str> {
+        let mut names: Vec<&str> = self
+            .rules
+            .iter()
+            .filter(|r| !r.verdict.allows())
+            .flat_map(|r| r.names.iter().map(String::as_str))
+            .collect();
+        names.sort_unstable();
+        names
+    }
+}

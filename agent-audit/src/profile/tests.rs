@@ -1,0 +1,325 @@
+use std::collections::BTreeSet;
+
+use super::model::{errno, Notice, Reason, Section, Verdict};
+use super::*;
+use crate::allowlist::TargetInfo;
+use crate::seccomp::Action;
+
+/// An allowlist that saw `calls` (arch, name, count).
+fn recording(spec: &str, calls: &[(Arch, &str, u64)]) -> Allowlist {
+    let counts = calls
+        .iter()
+        .map(|(arch, name, count)| (*arch, arch.syscall_nr(name).expect(name), *count));
+    let (syscalls, totals) = Allowlist::syscalls_from_counts(counts, 0);
+    Allowlist::for_tests(
+        TargetInfo {
+            kind: "command".into(),
+            spec: spec.into(),
+            command: Some(vec![spec.into()]),
+            ..Default::default()
+        },
+        syscalls,
+        totals,
+    )
+}
+
+fn two_runs() -> Vec<(String, Allowlist)> {
+    use Arch::X86_64 as X;
+    vec![
+        (
+            "b.json".into(),
+            recording("b", &[(X, "read", 5), (X, "write", 2), (X, "ptrace", 1)]),
+        ),
+        (
+            "a.json".into(),
+            recording("a", &[(X, "read", 3), (X, "openat", 4), (X, "execve", 1)]),
+        ),
+    ]
+}
+
+fn options() -> ProfileOptions {
+    ProfileOptions {
+        baseline: true,
+        ..Default::default()
+    }
+}
+
+fn generate(inputs: Vec<(String, Allowlist)>, options: &ProfileOptions) -> ProfilePlan {
+    build::plan(&Merged::new(inputs), options).unwrap()
+}
+
+#[test]
+fn merge_sums_counts_keeps_inputs_and_ignores_order() {
+    let merged = Merged::new(two_runs());
+    let mut reversed = two_runs();
+    reversed.reverse();
+    assert_eq!(merged, Merged::new(reversed));
+    assert_eq!(merged.inputs[0].label, "a.json");
+    let read = &merged.syscalls[&(Arch::X86_64, "read".to_string())];
+    assert_eq!(read.count, 8);
+    assert_eq!(read.seen_in, BTreeSet::from([0, 1]));
+    assert_eq!(merged.seen_in("write"), BTreeSet::from([1]));
+}
+
+#[test]
+fn generated_profile_has_the_documented_shape() {
+    let plan = generate(two_runs(), &options());
+    let profile = oci::to_seccomp_profile(&plan);
+    assert_eq!(profile.default_action, Action::Errno);
+    assert_eq!(profile.default_errno_ret, Some(1));
+    assert_eq!(profile.architectures, vec!["SCMP_ARCH_X86_64"]);
+    let mut seen = BTreeSet::new();
+    for rule in &profile.syscalls {
+        assert!(rule
+            .comment
+            .as_deref()
+            .is_some_and(|c| !c.trim().is_empty()));
+        for name in &rule.names {
+            assert!(seen.insert(name.clone()), "{name} is in two rules");
+        }
+    }
+    // Rule order: observed first, clone3 last.
+    assert_eq!(plan.rules[0].section, Section::Observed);
+    assert_eq!(
+        plan.rules[0].names,
+        vec!["execve", "openat", "read", "write"]
+    );
+    let last = plan.rules.last().unwrap();
+    assert_eq!(last.names, vec!["clone3"]);
+    assert_eq!(
+        last.verdict,
+        Verdict::Deny {
+            errno: errno::ENOSYS
+        }
+    );
+    // Baseline entries, each with its own reason.
+    let futex = plan
+        .rules
+        .iter()
+        .find(|r| r.names == ["futex"])
+        .expect("baseline futex");
+    assert!(futex.comment.starts_with("Baseline ("), "{}", futex.comment);
+    assert!(plan.allowed_names().contains(&"clock_gettime"));
+}
+
+#[test]
+fn observed_dangerous_syscall_stays_denied_and_is_reported() {
+    let plan = generate(two_runs(), &options());
+    assert!(!plan.allowed_names().contains(&"ptrace"));
+    let deny = plan
+        .rules
+        .iter()
+        .find(|r| r.names.contains(&"ptrace".to_string()))
+        .unwrap();
+    assert_eq!(
+        deny.section,
+        Section::DenyCategory("process-inspection".into())
+    );
+    assert!(deny.comment.contains("OBSERVED") && deny.comment.contains("ptrace (1 calls)"));
+    assert!(plan.notices.contains(&Notice::DangerousObserved {
+        name: "ptrace".into(),
+        count: 1,
+        allowed: false
+    }));
+    assert!(matches!(
+        plan.reasons["ptrace"],
+        Reason::Dangerous { observed: 1, .. }
+    ));
+}
+
+#[test]
+fn allow_with_reason_lets_a_dangerous_call_through_loudly() {
+    let mut opts = options();
+    opts.allows.push(ExplicitAllow {
+        name: "ptrace".into(),
+        reason: "the debugger under test needs it".into(),
+    });
+    let plan = generate(two_runs(), &opts);
+    let rule = plan.rules.iter().find(|r| r.names == ["ptrace"]).unwrap();
+    assert_eq!(rule.verdict, Verdict::Allow);
+    assert!(
+        rule.comment.starts_with("ACCEPTED RISK: ptrace"),
+        "{}",
+        rule.comment
+    );
+    assert!(rule.comment.contains("the debugger under test needs it"));
+    assert!(plan.notices.contains(&Notice::DangerousObserved {
+        name: "ptrace".into(),
+        count: 1,
+        allowed: true
+    }));
+    assert!(!plan.denied_names().contains(&"ptrace"));
+}
+
+#[test]
+fn allow_errors_are_clear() {
+    let mut opts = options();
+    opts.allows.push(ExplicitAllow {
+        name: "frobnicate".into(),
+        reason: "x".into(),
+    });
+    let err = build::plan(&Merged::new(two_runs()), &opts).unwrap_err();
+    assert!(err.to_string().contains("frobnicate"), "{err}");
+    opts.allows[0] = ExplicitAllow {
+        name: "ptrace".into(),
+        reason: " ".into(),
+    };
+    let err = build::plan(&Merged::new(two_runs()), &opts).unwrap_err();
+    assert!(matches!(err, ProfileError::EmptyReason { .. }), "{err}");
+    let err = build::plan(&Merged::new(Vec::new()), &options()).unwrap_err();
+    assert!(matches!(err, ProfileError::NothingObserved));
+}
+
+#[test]
+fn clone3_is_allowed_when_observed() {
+    let mut runs = two_runs();
+    runs.push((
+        "c.json".into(),
+        recording("c", &[(Arch::X86_64, "clone3", 2)]),
+    ));
+    let plan = generate(runs, &options());
+    assert!(plan.allowed_names().contains(&"clone3"));
+    assert!(!plan.rules.iter().any(|r| r.section == Section::Clone3));
+}
+
+#[test]
+fn no_baseline_drops_it() {
+    let mut opts = options();
+    opts.baseline = false;
+    let plan = generate(two_runs(), &opts);
+    assert!(!plan
+        .rules
+        .iter()
+        .any(|r| matches!(r.section, Section::Baseline(_))));
+    assert!(!plan.allowed_names().contains(&"clock_gettime"));
+}
+
+#[test]
+fn added_arch_is_translated_and_noted() {
+    let mut opts = options();
+    opts.extra_arches = vec![Arch::X86, Arch::Aarch64];
+    let mut runs = two_runs();
+    runs.push((
+        "c.json".into(),
+        recording(
+            "c",
+            &[
+                (Arch::X86_64, "lseek", 1),
+                (Arch::X86_64, "open", 1),
+                (Arch::X86_64, "arch_prctl", 1),
+            ],
+        ),
+    ));
+    let plan = generate(runs, &opts);
+    let profile = oci::to_seccomp_profile(&plan);
+    assert_eq!(
+        profile.architectures,
+        vec!["SCMP_ARCH_X86_64", "SCMP_ARCH_X86", "SCMP_ARCH_AARCH64"]
+    );
+    let x86 = plan
+        .rules
+        .iter()
+        .find(|r| r.section == Section::Translated(Arch::X86))
+        .unwrap();
+    assert!(
+        x86.names.contains(&"_llseek".to_string()),
+        "{:?}",
+        x86.names
+    );
+    assert!(x86.comment.contains("_llseek for lseek"), "{}", x86.comment);
+    // arch_prctl: x86 has set_thread_area; aarch64 needs nothing, and says so.
+    assert!(plan.allowed_names().contains(&"set_thread_area"));
+    assert!(plan.notices.iter().any(|n| matches!(n,
+        Notice::NoEquivalent { name, arch: Arch::Aarch64, harmless: Some(_) } if name == "arch_prctl")));
+}
+
+#[test]
+fn base_profile_denies_are_kept_and_unobserved_allows_listed() {
+    let base = crate::seccomp::SeccompProfile::parse(
+        r#"{"defaultAction":"SCMP_ACT_ERRNO","syscalls":[
+            {"names":["read","write","chmod"],"action":"SCMP_ACT_ALLOW","comment":"tools"},
+            {"names":["uname","ptrace","clone3"],"action":"SCMP_ACT_ERRNO","errnoRet":1,"comment":"no uname here"}]}"#,
+        std::path::Path::new("base.json"),
+    )
+    .unwrap();
+    let mut opts = options();
+    opts.base = Some(BaseProfile {
+        label: "base.json".into(),
+        profile: base,
+    });
+    let plan = generate(two_runs(), &opts);
+    let kept = plan
+        .rules
+        .iter()
+        .find(|r| r.section == Section::BaseDeny(1))
+        .unwrap();
+    // ptrace went to its category, clone3 to the ENOSYS rule.
+    assert_eq!(kept.names, vec!["uname"]);
+    assert!(kept.comment.contains("no uname here"));
+    assert!(plan.notices.contains(&Notice::BaseAllowsUnobserved {
+        names: vec!["chmod".into()],
+        kept: false
+    }));
+    assert!(!plan.allowed_names().contains(&"chmod"));
+    opts.keep_base_allows = true;
+    let plan = generate(two_runs(), &opts);
+    assert!(plan.allowed_names().contains(&"chmod"));
+}
+
+#[test]
+fn output_is_byte_identical_across_runs_and_input_order() {
+    let mut opts = options();
+    opts.extra_arches = vec![Arch::Arm];
+    let a = oci::to_seccomp_profile(&generate(two_runs(), &opts)).to_json();
+    let mut reversed = two_runs();
+    reversed.reverse();
+    let b = oci::to_seccomp_profile(&generate(reversed, &opts)).to_json();
+    assert_eq!(a, b);
+    let plan = generate(two_runs(), &opts);
+    assert_eq!(
+        rationale::render(&plan, "p.json"),
+        rationale::render(&generate(two_runs(), &opts), "p.json")
+    );
+}
+
+#[test]
+fn spo_resource_carries_rules_and_comments() {
+    let plan = generate(two_runs(), &options());
+    let text = spo::to_spo_json(&plan, "my-agent", Some("ci"));
+    let value: serde_json::Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(value["apiVersion"], spo::API_VERSION);
+    assert_eq!(value["kind"], "SeccompProfile");
+    assert_eq!(value["metadata"]["namespace"], "ci");
+    assert_eq!(value["spec"]["defaultAction"], "SCMP_ACT_ERRNO");
+    let rules = value["spec"]["syscalls"].as_array().unwrap();
+    assert_eq!(rules.len(), plan.rules.len());
+    assert_eq!(rules.last().unwrap()["errnoRet"], "38");
+    let annotations = value["metadata"]["annotations"].as_object().unwrap();
+    assert_eq!(annotations.len(), plan.rules.len() + 1);
+}
+
+#[test]
+fn rationale_explains_every_allowed_and_denied_name() {
+    let plan = generate(two_runs(), &options());
+    let md = rationale::render(&plan, "profile.json");
+    for name in plan.allowed_names().into_iter().chain(plan.denied_names()) {
+        assert!(md.contains(&format!("| `{name}` |")), "{name} missing");
+    }
+    assert!(md.contains(
+        "| `read` | Read bytes from a file descriptor. | observed (x86_64 ×8) | 8 | 1, 2 |"
+    ));
+    assert!(md.contains("DANGEROUS syscall `ptrace`"));
+}
+
+#[test]
+fn reads_inputs_and_rejects_duplicates() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("a.json");
+    two_runs()[0].1.write(&path).unwrap();
+    let merged = read_and_merge(std::slice::from_ref(&path)).unwrap();
+    assert_eq!(merged.inputs.len(), 1);
+    let err = read_and_merge(&[path.clone(), path]).unwrap_err();
+    assert!(matches!(err, ProfileError::DuplicateInput { .. }));
+    let err = read_and_merge(&[dir.path().join("missing.json")]).unwrap_err();
+    assert!(err.is_not_found(), "{err}");
+}

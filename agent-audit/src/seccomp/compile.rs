@@ -1,0 +1,268 @@
+//! The libseccomp backend: a profile compiled into a `ScmpFilterContext` the way runc and crun
+//! do it, so that `check` can tell whether a profile compiles for each of its arches and
+//! `verify` can load the very same filter.
+//!
+//! Like runc, names libseccomp does not know are skipped (the rule then has no effect, which for
+//! an allow means the call is denied), and rules whose action equals the default action are
+//! skipped (libseccomp refuses them). Both are returned as [`Skipped`] entries, never silently.
+
+use std::os::fd::{FromRawFd, OwnedFd};
+
+use libseccomp::{
+    ScmpAction, ScmpArch, ScmpArgCompare, ScmpCompareOp, ScmpFilterContext, ScmpSyscall,
+};
+
+use super::{Action, ArgCondition, SeccompProfile, SyscallRule};
+use crate::syscalls::Arch;
+
+/// errno runc uses for `SCMP_ACT_ERRNO` without `errnoRet`.
+const RUNC_DEFAULT_ERRNO: u32 = 1;
+
+/// A profile that libseccomp cannot turn into a filter at all.
+#[derive(Debug, thiserror::Error)]
+pub enum CompileError {
+    /// An action libseccomp cannot express as written.
+    #[error("{what}: {detail}")]
+    Action {
+        /// Where (default action or rule number).
+        what: String,
+        /// What is wrong.
+        detail: String,
+    },
+    /// libseccomp refused part of the filter.
+    #[error("libseccomp refused {what} for {arch}: {source}")]
+    Libseccomp {
+        /// What was being done.
+        what: String,
+        /// Architecture being compiled.
+        arch: String,
+        /// libseccomp's error.
+        source: libseccomp::error::SeccompError,
+    },
+}
+
+/// Why a name of a rule did not make it into the filter.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SkipReason {
+    /// This libseccomp does not know the name at all (newer than it, or a typo).
+    UnknownToLibseccomp,
+    /// The rule's action is the default action: runc skips it, libseccomp would refuse it.
+    SameAsDefault,
+    /// libseccomp refused the rule (conflicting actions for the name, bad argument…).
+    Refused(String),
+}
+
+/// A name of a rule that the filter does not contain.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Skipped {
+    /// Index of the rule in `syscalls`.
+    pub rule: usize,
+    /// Syscall name.
+    pub name: String,
+    /// Why.
+    pub reason: SkipReason,
+}
+
+/// A compiled filter with what it left out.
+pub struct CompiledFilter {
+    /// The libseccomp context, ready to `load()` or export.
+    pub context: ScmpFilterContext,
+    /// Names that are not in the filter, and why.
+    pub skipped: Vec<Skipped>,
+}
+
+impl CompiledFilter {
+    /// Size of the generated BPF program, in instructions.
+    pub fn bpf_instructions(&self) -> Result<usize, std::io::Error> {
+        // SAFETY: memfd_create with a static NUL-terminated name; the fd is owned below.
+        let fd = unsafe { libc::memfd_create(c"agent-audit-bpf".as_ptr(), libc::MFD_CLOEXEC) };
+        if fd < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        // SAFETY: fd is a fresh descriptor we own.
+        let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+        self.context
+            .export_bpf(&fd)
+            .map_err(|e| std::io::Error::other(e.to_string()))?;
+        let file = std::fs::File::from(fd);
+        let bytes = file.metadata()?.len() as usize;
+        Ok(bytes / std::mem::size_of::<libc::sock_filter>())
+    }
+}
+
+/// The libseccomp arch of `arch`.
+pub fn scmp_arch(arch: Arch) -> ScmpArch {
+    match arch {
+        Arch::X86_64 => ScmpArch::X8664,
+        Arch::X86 => ScmpArch::X86,
+        Arch::X32 => ScmpArch::X32,
+        Arch::Aarch64 => ScmpArch::Aarch64,
+        Arch::Arm => ScmpArch::Arm,
+    }
+}
+
+/// The action libseccomp runs for `action` with `errno` (runc's defaults for a missing errno).
+pub fn scmp_action(action: Action, errno: Option<u32>) -> Result<ScmpAction, String> {
+    let checked = |e: Option<u32>| -> Result<i32, String> {
+        let e = e.unwrap_or(RUNC_DEFAULT_ERRNO);
+        if e > 0xffff {
+            return Err(format!("errno {e} does not fit in 16 bits"));
+        }
+        Ok(e as i32)
+    };
+    Ok(match action {
+        Action::Allow => ScmpAction::Allow,
+        Action::Log => ScmpAction::Log,
+        Action::Errno => ScmpAction::Errno(checked(errno)?),
+        Action::Trace => ScmpAction::Trace(checked(errno)? as u16),
+        Action::KillThread => ScmpAction::KillThread,
+        Action::KillProcess => ScmpAction::KillProcess,
+        Action::Trap => ScmpAction::Trap,
+        Action::Notify => ScmpAction::Notify,
+    })
+}
+
+/// Compiles `profile` into one filter that accepts exactly `arches`.
+pub fn build_filter(
+    profile: &SeccompProfile,
+    arches: &[Arch],
+) -> Result<CompiledFilter, CompileError> {
+    let arch_label = arches
+        .iter()
+        .map(|a| a.scmp_name())
+        .collect::<Vec<_>>()
+        .join(",");
+    let lib = |what: String| {
+        let arch = arch_label.clone();
+        move |source| CompileError::Libseccomp { what, arch, source }
+    };
+    let default =
+        scmp_action(profile.default_action, profile.default_errno_ret).map_err(|detail| {
+            CompileError::Action {
+                what: "defaultAction".into(),
+                detail,
+            }
+        })?;
+    let mut context = ScmpFilterContext::new(default).map_err(lib("a new filter".into()))?;
+    let native = ScmpArch::native();
+    for arch in arches {
+        context
+            .add_arch(scmp_arch(*arch))
+            .map_err(lib(format!("architecture {arch}")))?;
+    }
+    if !arches.iter().any(|a| scmp_arch(*a) == native) {
+        context
+            .remove_arch(native)
+            .map_err(lib("removing the native architecture".into()))?;
+    }
+    let mut skipped = Vec::new();
+    for (index, rule) in profile.syscalls.iter().enumerate() {
+        let action =
+            scmp_action(rule.action, rule.errno_ret).map_err(|detail| CompileError::Action {
+                what: format!("rule {}", index + 1),
+                detail,
+            })?;
+        let same_as_default = action == default;
+        let conditions = conditions(rule).map_err(|detail| CompileError::Action {
+            what: format!("rule {}", index + 1),
+            detail,
+        })?;
+        for name in rule.all_names() {
+            let skip = |reason| Skipped {
+                rule: index,
+                name: name.to_string(),
+                reason,
+            };
+            if same_as_default {
+                skipped.push(skip(SkipReason::SameAsDefault));
+                continue;
+            }
+            // Native-arch resolution, as runc does; libseccomp translates per filter arch and
+            // uses pseudo-numbers for names the native arch lacks.
+            let Ok(syscall) = ScmpSyscall::from_name(name) else {
+                skipped.push(skip(SkipReason::UnknownToLibseccomp));
+                continue;
+            };
+            let result = if conditions.is_empty() {
+                context.add_rule(action, syscall)
+            } else {
+                context.add_rule_conditional(action, syscall, &conditions)
+            };
+            if let Err(e) = result {
+                skipped.push(skip(SkipReason::Refused(e.to_string())));
+            }
+        }
+    }
+    Ok(CompiledFilter { context, skipped })
+}
+
+fn conditions(rule: &SyscallRule) -> Result<Vec<ScmpArgCompare>, String> {
+    rule.args.iter().map(condition).collect()
+}
+
+fn condition(arg: &ArgCondition) -> Result<ScmpArgCompare, String> {
+    if arg.index > 5 {
+        return Err(format!("argument index {} is not 0..=5", arg.index));
+    }
+    // OCI: for SCMP_CMP_MASKED_EQ, `value` is the mask and `valueTwo` the datum.
+    let (op, datum) = match arg.op.as_str() {
+        "SCMP_CMP_NE" => (ScmpCompareOp::NotEqual, arg.value),
+        "SCMP_CMP_LT" => (ScmpCompareOp::Less, arg.value),
+        "SCMP_CMP_LE" => (ScmpCompareOp::LessOrEqual, arg.value),
+        "SCMP_CMP_EQ" => (ScmpCompareOp::Equal, arg.value),
+        "SCMP_CMP_GE" => (ScmpCompareOp::GreaterEqual, arg.value),
+        "SCMP_CMP_GT" => (ScmpCompareOp::Greater, arg.value),
+        "SCMP_CMP_MASKED_EQ" => (ScmpCompareOp::MaskedEqual(arg.value), arg.value_two),
+        other => return Err(format!("unknown comparison {other:?}")),
+    };
+    Ok(ScmpArgCompare::new(arg.index, op, datum))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+
+    fn parse(json: &str) -> SeccompProfile {
+        SeccompProfile::parse(json, Path::new("t.json")).unwrap()
+    }
+
+    #[test]
+    fn compiles_for_each_arch_and_reports_what_it_skips() {
+        let profile = parse(
+            r#"{"defaultAction":"SCMP_ACT_ERRNO","defaultErrnoRet":1,"syscalls":[
+                {"names":["read","write","open","no_such_call"],"action":"SCMP_ACT_ALLOW"},
+                {"names":["ptrace"],"action":"SCMP_ACT_ERRNO","errnoRet":1},
+                {"names":["personality"],"action":"SCMP_ACT_ALLOW",
+                 "args":[{"index":0,"value":8,"op":"SCMP_CMP_EQ"}]}]}"#,
+        );
+        for arch in Arch::ALL {
+            let filter = build_filter(&profile, &[arch]).unwrap();
+            assert!(filter.bpf_instructions().unwrap() > 5, "{arch}");
+            assert!(filter.skipped.contains(&Skipped {
+                rule: 0,
+                name: "no_such_call".into(),
+                reason: SkipReason::UnknownToLibseccomp
+            }));
+            assert!(filter.skipped.contains(&Skipped {
+                rule: 1,
+                name: "ptrace".into(),
+                reason: SkipReason::SameAsDefault
+            }));
+        }
+        let all = build_filter(&profile, &Arch::ALL).unwrap();
+        assert!(all.bpf_instructions().unwrap() > 20);
+    }
+
+    #[test]
+    fn bad_comparisons_are_errors() {
+        let profile = parse(
+            r#"{"defaultAction":"SCMP_ACT_ERRNO","syscalls":[
+                {"names":["read"],"action":"SCMP_ACT_ALLOW",
+                 "args":[{"index":0,"value":1,"op":"SCMP_CMP_ROUGHLY"}]}]}"#,
+        );
+        let err = build_filter(&profile, &[Arch::X86_64]).err().unwrap();
+        assert!(err.to_string().contains("SCMP_CMP_ROUGHLY"), "{err}");
+    }
+}
