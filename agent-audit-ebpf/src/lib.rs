@@ -101,6 +101,8 @@ pub const ATTRIB_OVERFLOW_ENTRIES: u32 = 65536;
 pub const EXEC_FILENAME_LEN: usize = 256;
 /// Native `prctl` number: `PR_SET_NAME` renames the task, so the cached name is dropped.
 pub const GLOBAL_PRCTL_NR: &str = "PRCTL_NR";
+/// `[u32; 4]`: native clone, clone3, fork, vfork numbers (`u32::MAX` where absent).
+pub const GLOBAL_FORK_NRS: &str = "FORK_NRS";
 /// Classic tracepoint `sched:sched_process_exec` program.
 pub const PROG_SCHED_EXEC: &str = "sched_process_exec";
 

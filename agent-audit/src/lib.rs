@@ -24,6 +24,7 @@ pub mod run;
 pub mod seccomp;
 pub mod syscalls;
 pub mod target;
+pub mod verify;
 pub mod watch;
 
 use exit::ExitCode;
@@ -56,6 +57,9 @@ pub enum Error {
     /// Allowlist files.
     #[error(transparent)]
     Allowlist(#[from] allowlist::AllowlistError),
+    /// `verify`.
+    #[error(transparent)]
+    Verify(#[from] verify::VerifyError),
     /// `diff` inputs.
     #[error(transparent)]
     Diff(#[from] diff::DiffError),
@@ -157,6 +161,15 @@ impl Error {
                 ExitCode::CANT_CREATE
             }
             Error::Check(_) => ExitCode::DATA,
+            Error::Verify(verify::VerifyError::Profile(ProfileFileError::Read {
+                source, ..
+            })) if source.kind() == std::io::ErrorKind::NotFound => ExitCode::NO_INPUT,
+            Error::Verify(verify::VerifyError::Allowlist(e)) => Error::exit_code_of_allowlist(e),
+            Error::Verify(verify::VerifyError::Output(_)) => ExitCode::CANT_CREATE,
+            Error::Verify(verify::VerifyError::Filter(_) | verify::VerifyError::Probes(_)) => {
+                ExitCode::SOFTWARE
+            }
+            Error::Verify(_) => ExitCode::DATA,
             Error::Spawn { source, .. } if source.kind() == std::io::ErrorKind::NotFound => {
                 ExitCode(127)
             }

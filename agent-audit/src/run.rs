@@ -19,6 +19,7 @@ use crate::fsutil;
 use crate::privileges;
 use crate::progress::ProgressLine;
 use crate::recording::Recording;
+use crate::seccomp::SeccompProgram;
 use crate::target::CgroupTarget;
 use crate::Error;
 
@@ -64,39 +65,79 @@ impl Drop for CgroupGuard {
     }
 }
 
+/// A command run in a fresh target cgroup under the recorder: shared by `run` and `verify`.
+pub(crate) struct CommandSession {
+    /// The loaded kernel program.
+    pub counter: SyscallCounter,
+    /// The command's target.
+    pub recording: Recording,
+    cgroup: Cgroup,
+    _guard: CgroupGuard,
+}
+
+impl CommandSession {
+    /// Checks privileges, creates the cgroup and makes it a target, before anything runs.
+    pub(crate) fn prepare(
+        command: &[String],
+        out: PathBuf,
+        attach: AttachMode,
+    ) -> Result<Self, Error> {
+        if command.is_empty() {
+            return Err(Error::Usage("no command given: put it after `--`".into()));
+        }
+        privileges::check_bpf_privileges()?;
+        let mount = CgroupV2Mount::discover()?;
+        let mut counter = SyscallCounter::load(attach)?;
+        let cgroup =
+            mount.create_child_of_self(&format!("agent-audit-run-{}", std::process::id()))?;
+        let guard = CgroupGuard(cgroup.clone());
+        let target = CgroupTarget::for_command(cgroup.clone(), command);
+        let recording = Recording::start(&mut counter, target, out)?;
+        Ok(Self {
+            counter,
+            recording,
+            cgroup,
+            _guard: guard,
+        })
+    }
+
+    /// Runs the command (under `filter` when given, installed between fork and exec) until
+    /// it and every process it left behind have exited; returns its exit status.
+    pub(crate) fn run(
+        &mut self,
+        command: &[String],
+        filter: Option<&SeccompProgram>,
+    ) -> Result<i32, Error> {
+        let child = spawn_in_cgroup(command, &self.cgroup, filter)?;
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(Error::Io)?;
+        let status = runtime.block_on(supervise(
+            child,
+            &self.cgroup,
+            &mut self.counter,
+            &mut self.recording,
+        ))?;
+        let exit_status = status
+            .code()
+            .unwrap_or_else(|| 128 + status.signal().unwrap_or(0));
+        self.recording.target.info.exit_status = Some(exit_status);
+        let execs = self.counter.drain_execs();
+        self.recording.note_execs(&execs);
+        Ok(exit_status)
+    }
+}
+
 /// Runs the command under recording and writes its allowlist.
 pub fn run(opts: RunOptions) -> Result<RunOutcome, Error> {
-    if opts.command.is_empty() {
-        return Err(Error::Usage(
-            "no command given: agent-audit run -- CMD [ARGS…]".into(),
-        ));
-    }
     fsutil::ensure_dir_writable(fsutil::parent_dir(&opts.out))?;
-    privileges::check_bpf_privileges()?;
-    let mount = CgroupV2Mount::discover()?;
-    let mut counter = SyscallCounter::load(opts.attach)?;
-    let cgroup = mount.create_child_of_self(&format!("agent-audit-run-{}", std::process::id()))?;
-    let guard = CgroupGuard(cgroup.clone());
-    let target = CgroupTarget::for_command(cgroup.clone(), &opts.command);
-    let mut recording = Recording::start(&mut counter, target, opts.out.clone())?;
-
-    let child = spawn_in_cgroup(&opts.command, &cgroup)?;
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(Error::Io)?;
-    let status = runtime.block_on(supervise(child, &cgroup, &mut counter, &mut recording))?;
-    let exit_status = status
-        .code()
-        .unwrap_or_else(|| 128 + status.signal().unwrap_or(0));
-
-    recording.target.info.exit_status = Some(exit_status);
-    let execs = counter.drain_execs();
-    recording.note_execs(&execs);
-    let uses = counter.read_attribution()?;
-    let allowlist = recording.write(&counter, true, &uses)?;
-    counter.remove_target(recording.slot)?;
-    drop(guard);
+    let mut session = CommandSession::prepare(&opts.command, opts.out.clone(), opts.attach)?;
+    let exit_status = session.run(&opts.command, None)?;
+    let uses = session.counter.read_attribution()?;
+    let allowlist = session.recording.write(&session.counter, true, &uses)?;
+    session.counter.remove_target(session.recording.slot)?;
+    drop(session);
     eprintln!(
         "agent-audit: {} distinct syscalls, {} calls -> {} (command exited {exit_status})",
         allowlist.totals.distinct,
@@ -109,8 +150,14 @@ pub fn run(opts: RunOptions) -> Result<RunOutcome, Error> {
     })
 }
 
-/// Starts the command; the child joins `cgroup` between fork and exec.
-fn spawn_in_cgroup(command: &[String], cgroup: &Cgroup) -> Result<std::process::Child, Error> {
+/// Starts the command; the child joins `cgroup` between fork and exec, then installs
+/// `filter` if given.
+fn spawn_in_cgroup(
+    command: &[String],
+    cgroup: &Cgroup,
+    filter: Option<&SeccompProgram>,
+) -> Result<std::process::Child, Error> {
+    let filter = filter.cloned();
     let procs = CString::new(
         cgroup
             .dir
@@ -135,6 +182,10 @@ fn spawn_in_cgroup(command: &[String], cgroup: &Cgroup) -> Result<std::process::
             libc::close(fd);
             if n < 0 {
                 return Err(err);
+            }
+            // After joining the cgroup, so that calls the filter refuses are counted too.
+            if let Some(f) = &filter {
+                f.install()?;
             }
             Ok(())
         });

@@ -38,6 +38,9 @@ pub(crate) static EXECVE_NR: u32 = u32::MAX;
 pub(crate) static EXECVEAT_NR: u32 = u32::MAX;
 #[no_mangle]
 pub(crate) static PRCTL_NR: u32 = u32::MAX;
+/// Native clone, clone3, fork, vfork: a new task "returns" from them without having entered.
+#[no_mangle]
+static FORK_NRS: [u32; 4] = [u32::MAX; 4];
 
 #[map(name = "TARGET_GENERATION")]
 static TARGET_GENERATION: Array<u32> = Array::with_max_entries(1, 0);
@@ -97,16 +100,28 @@ pub fn sys_exit(ctx: TracePointContext) -> u32 {
     let Ok(id) = (unsafe { ctx.read_at::<i64>(8) }) else {
         return 0;
     };
+    // SAFETY: offset 16 is `long ret`.
+    let ret = unsafe { ctx.read_at::<i64>(16) }.unwrap_or(-1);
     let Some(slot) = target_slot(&ctx) else {
         return 0;
     };
+    let (abi, nr) = abi_and_nr(id);
+    if ret == 0 && abi == ABI_NATIVE && is_fork_family(nr) {
+        // The new child's first return: it never entered this call.
+        return 0;
+    }
     if let Some(counters) = EXIT_COUNTERS.get_ptr_mut(slot) {
         // SAFETY: per-CPU element, written only from this CPU.
         let counters = unsafe { &mut *counters };
-        let (abi, nr) = abi_and_nr(id);
         bump(counters, abi, nr);
     }
     0
+}
+
+#[inline(always)]
+fn is_fork_family(nr: u64) -> bool {
+    let nrs = global(&FORK_NRS);
+    nrs.iter().any(|&f| f as u64 == nr)
 }
 
 #[inline(always)]

@@ -6,6 +6,7 @@ mod diff;
 mod profile;
 mod record;
 mod run;
+mod verify;
 
 use clap::{Parser, Subcommand};
 
@@ -32,6 +33,8 @@ pub enum Command {
     Record(record::RecordArgs),
     /// Run a command in a fresh cgroup, record it from its first execve, write its allowlist.
     Run(run::RunArgs),
+    /// Run a command under a seccomp profile and report every syscall the profile denied.
+    Verify(verify::VerifyArgs),
     /// Compare two profiles or allowlists: syscalls added, removed, changed in action/errno.
     Diff(diff::DiffArgs),
     /// Merge allowlists into a deny-by-default seccomp profile that explains itself.
@@ -47,6 +50,7 @@ impl Cli {
             Command::Record(args) => args.execute(),
             Command::Run(args) => args.execute(),
             Command::Diff(args) => args.execute(),
+            Command::Verify(args) => args.execute(),
             Command::Profile(args) => args.execute(),
             Command::Check(args) => args.execute(),
         }

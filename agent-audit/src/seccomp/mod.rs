@@ -4,6 +4,9 @@
 //! format.
 
 pub mod compile;
+mod program;
+
+pub use program::SeccompProgram;
 
 use std::fs;
 use std::path::{Path, PathBuf};

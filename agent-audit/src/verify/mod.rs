@@ -1,0 +1,328 @@
+//! `agent-audit verify --profile P -- CMD…`: runs a command under a seccomp profile while the
+//! recorder watches it, and reports every syscall the profile refused.
+//!
+//! A call refused by seccomp never reaches `sys_enter` (seccomp runs first) but still passes
+//! `sys_exit` with its errno, so per syscall `exits − entries` is what the filter denied.
+
+mod probes;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+
+use serde::Serialize;
+
+pub use probes::ProbeResult;
+
+use crate::allowlist::{Allowlist, AllowlistError};
+use crate::bpf::AttachMode;
+use crate::diff::Side;
+use crate::fsutil::{self, OutputError};
+use crate::run::CommandSession;
+use crate::seccomp::compile::{self, CompileError};
+use crate::seccomp::{ProfileFileError, SeccompProfile, SeccompProgram};
+use crate::syscalls::Arch;
+use crate::Error;
+
+/// Schema tag of the JSON result.
+pub const VERIFY_SCHEMA_V1: &str = "agent-audit/verify/v1";
+
+/// Options of `verify`.
+#[derive(Clone, Debug)]
+pub struct VerifyOptions {
+    /// The profile to enforce.
+    pub profile: PathBuf,
+    /// An allowlist to mark which denied calls had been observed when recording.
+    pub allowlist: Option<PathBuf>,
+    /// Also run the dangerous-syscall probes.
+    pub probe_dangerous: bool,
+    /// Where to write the JSON result.
+    pub out: Option<PathBuf>,
+    /// The command.
+    pub command: Vec<String>,
+    /// Attach type.
+    pub attach: AttachMode,
+}
+
+/// A syscall the profile refused while the command ran.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Denied {
+    /// Arch of the call.
+    pub arch: Arch,
+    /// Name in that arch's table.
+    pub name: Option<String>,
+    /// Number.
+    pub nr: u32,
+    /// How many calls were refused.
+    pub count: u64,
+    /// With `--allowlist`: whether the recording saw this call (then the profile dropped a
+    /// syscall the workload was seen to need).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub observed_in_allowlist: Option<bool>,
+}
+
+/// The outcome, also written as JSON with `--out`.
+#[derive(Clone, Debug, Serialize)]
+pub struct VerifyReport {
+    /// Always [`VERIFY_SCHEMA_V1`].
+    pub schema: &'static str,
+    /// The profile enforced.
+    pub profile: PathBuf,
+    /// The command run.
+    pub command: Vec<String>,
+    /// Its exit status (128+N for signal N).
+    pub exit_status: i32,
+    /// Refused syscalls, by count, largest first.
+    pub denied: Vec<Denied>,
+    /// Probe results (`--probe-dangerous`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub probes: Vec<ProbeResult>,
+    /// Names in the profile libseccomp left out of the filter (unknown to it).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub not_in_filter: Vec<String>,
+    /// The command succeeded, nothing was denied and every probe got its errno.
+    pub passed: bool,
+}
+
+/// What can stop `verify` before it has a verdict.
+#[derive(Debug, thiserror::Error)]
+pub enum VerifyError {
+    /// The profile file.
+    #[error(transparent)]
+    Profile(#[from] ProfileFileError),
+    /// libseccomp refused the profile.
+    #[error("{path} does not compile into a filter: {source}")]
+    Compile {
+        /// The profile.
+        path: PathBuf,
+        /// Why.
+        source: CompileError,
+    },
+    /// An architecture name agent-audit has no table for.
+    #[error("{path}: architecture {name:?} is not supported by agent-audit")]
+    UnknownArch {
+        /// The profile.
+        path: PathBuf,
+        /// The name.
+        name: String,
+    },
+    /// Exporting or installing the filter failed.
+    #[error("preparing the filter failed: {0}")]
+    Filter(#[source] std::io::Error),
+    /// The probe child failed.
+    #[error("the dangerous-syscall probes failed to run: {0}")]
+    Probes(#[source] std::io::Error),
+    /// The `--allowlist` file.
+    #[error(transparent)]
+    Allowlist(#[from] AllowlistError),
+    /// Writing the result.
+    #[error(transparent)]
+    Output(#[from] OutputError),
+}
+
+/// Runs the command under the profile and returns the verdict.
+pub fn verify(opts: &VerifyOptions) -> Result<VerifyReport, Error> {
+    if let Some(out) = &opts.out {
+        fsutil::ensure_dir_writable(fsutil::parent_dir(out))?;
+    }
+    let profile = SeccompProfile::read(&opts.profile).map_err(VerifyError::from)?;
+    let allowlist = match &opts.allowlist {
+        Some(p) => Some(Allowlist::read(p).map_err(VerifyError::from)?),
+        None => None,
+    };
+    let arches = profile_arches(&profile, &opts.profile)?;
+    let compiled =
+        compile::build_filter(&profile, &arches).map_err(|source| VerifyError::Compile {
+            path: opts.profile.clone(),
+            source,
+        })?;
+    let program = SeccompProgram::export(&compiled).map_err(VerifyError::Filter)?;
+    let not_in_filter = compiled.skipped.iter().map(|s| s.name.clone()).collect();
+
+    let mut session = CommandSession::prepare(&opts.command, PathBuf::new(), opts.attach)?;
+    session.counter.attach_exit_counter()?;
+    let exit_status = session.run(&opts.command, Some(&program))?;
+    let entries = session.counter.read(session.recording.slot)?;
+    let exits = session.counter.read_exits(session.recording.slot)?;
+    session.counter.remove_target(session.recording.slot)?;
+    drop(session);
+
+    let mut exits = exits.syscalls;
+    discount_cgroup_join(&mut exits);
+    let denied = denied_calls(&entries.syscalls, &exits, allowlist.as_ref());
+    let probes = if opts.probe_dangerous {
+        let side = Side::from_profile(&opts.profile, &profile);
+        probes::run(&program, |name| {
+            let effect = side.effects.get(name).copied().unwrap_or(side.default);
+            if name == "clone3" && effect.errno == Some(probes::ENOSYS as u32) {
+                probes::ENOSYS
+            } else {
+                probes::EPERM
+            }
+        })
+        .map_err(VerifyError::Probes)?
+    } else {
+        Vec::new()
+    };
+    let passed = exit_status == 0 && denied.is_empty() && probes.iter().all(|p| p.ok);
+    let report = VerifyReport {
+        schema: VERIFY_SCHEMA_V1,
+        profile: opts.profile.clone(),
+        command: opts.command.clone(),
+        exit_status,
+        denied,
+        probes,
+        not_in_filter,
+        passed,
+    };
+    if let Some(out) = &opts.out {
+        let mut json = serde_json::to_string_pretty(&report).expect("report serializes");
+        json.push('\n');
+        fsutil::write_atomic(out, json.as_bytes()).map_err(VerifyError::from)?;
+    }
+    Ok(report)
+}
+
+/// The arches the filter accepts: those the profile lists (the native one if none).
+fn profile_arches(profile: &SeccompProfile, path: &Path) -> Result<Vec<Arch>, VerifyError> {
+    let mut names: Vec<&str> = profile.architectures.iter().map(String::as_str).collect();
+    for entry in &profile.arch_map {
+        names.push(&entry.architecture);
+        names.extend(entry.sub_architectures.iter().map(String::as_str));
+    }
+    let mut arches = Vec::new();
+    for name in names {
+        let arch = Arch::from_str(name).map_err(|_| VerifyError::UnknownArch {
+            path: path.to_path_buf(),
+            name: name.to_string(),
+        })?;
+        if !arches.contains(&arch) {
+            arches.push(arch);
+        }
+    }
+    if arches.is_empty() {
+        arches.extend(Arch::native());
+    }
+    Ok(arches)
+}
+
+/// The command's process joins its cgroup by writing to `cgroup.procs` before exec: that
+/// one `write` enters outside the target and exits inside it. Remove its exit.
+fn discount_cgroup_join(exits: &mut [(Arch, u32, u64)]) {
+    let Some((arch, write)) = Arch::native().and_then(|a| Some((a, a.syscall_nr("write")?))) else {
+        return;
+    };
+    if let Some(e) = exits.iter_mut().find(|e| e.0 == arch && e.1 == write) {
+        e.2 = e.2.saturating_sub(1);
+    }
+}
+
+/// Calls that exited more often than they entered: refused before `sys_enter`.
+fn denied_calls(
+    entries: &[(Arch, u32, u64)],
+    exits: &[(Arch, u32, u64)],
+    allowlist: Option<&Allowlist>,
+) -> Vec<Denied> {
+    let entered: BTreeMap<(Arch, u32), u64> =
+        entries.iter().map(|&(a, nr, c)| ((a, nr), c)).collect();
+    let mut denied: Vec<Denied> = exits
+        .iter()
+        .filter_map(|&(arch, nr, exited)| {
+            let count = exited.saturating_sub(entered.get(&(arch, nr)).copied().unwrap_or(0));
+            (count > 0).then(|| Denied {
+                arch,
+                name: arch.syscall_name(nr).map(str::to_owned),
+                nr,
+                count,
+                observed_in_allowlist: allowlist
+                    .map(|l| l.syscalls.iter().any(|s| s.arch == arch && s.nr == nr)),
+            })
+        })
+        .collect();
+    denied.sort_by(|a, b| b.count.cmp(&a.count).then(a.name.cmp(&b.name)));
+    denied
+}
+
+impl VerifyReport {
+    /// Human-readable summary.
+    pub fn to_text(&self) -> String {
+        use std::fmt::Write as _;
+        let mut s = format!(
+            "verify: {} under {}: command exited {}\n",
+            self.command.join(" "),
+            self.profile.display(),
+            self.exit_status
+        );
+        if self.denied.is_empty() {
+            s.push_str("no syscall was denied\n");
+        } else {
+            let _ = writeln!(s, "denied by the profile:");
+            for d in &self.denied {
+                let name = d.name.clone().unwrap_or_else(|| format!("#{}", d.nr));
+                let seen = match d.observed_in_allowlist {
+                    Some(true) => " (observed when recording: the profile dropped it)",
+                    Some(false) => " (not in the allowlist)",
+                    None => "",
+                };
+                let _ = writeln!(s, "  {name} [{}] x{}{seen}", d.arch, d.count);
+            }
+        }
+        for p in &self.probes {
+            let _ = writeln!(
+                s,
+                "probe {:<18} {} (got errno {}, want {}; {} if allowed)",
+                p.syscall,
+                if p.ok { "ok  " } else { "FAIL" },
+                p.errno,
+                p.expected_errno,
+                p.if_allowed
+            );
+        }
+        if !self.not_in_filter.is_empty() {
+            let _ = writeln!(
+                s,
+                "not in the filter (unknown to this libseccomp): {}",
+                self.not_in_filter.join(", ")
+            );
+        }
+        let _ = writeln!(s, "{}", if self.passed { "PASSED" } else { "FAILED" });
+        s
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn denials_are_exits_without_entries() {
+        let x = Arch::X86_64;
+        let entries = [(x, 0, 10), (x, 231, 1), (x, 59, 1)];
+        // read: 10 in, 10 out; exit_group: in, never out; execve: ok; mount: 3 out, 0 in.
+        let exits = [(x, 0, 10), (x, 59, 1), (x, 165, 3)];
+        let denied = denied_calls(&entries, &exits, None);
+        assert_eq!(denied.len(), 1);
+        assert_eq!(denied[0].name.as_deref(), Some("mount"));
+        assert_eq!(denied[0].count, 3);
+        assert_eq!(denied[0].observed_in_allowlist, None);
+    }
+
+    #[test]
+    fn arches_come_from_the_profile() {
+        let p = SeccompProfile::parse(
+            r#"{"defaultAction":"SCMP_ACT_ERRNO","architectures":["SCMP_ARCH_X86_64","SCMP_ARCH_X86"],"syscalls":[]}"#,
+            Path::new("p"),
+        )
+        .unwrap();
+        assert_eq!(
+            profile_arches(&p, Path::new("p")).unwrap(),
+            vec![Arch::X86_64, Arch::X86]
+        );
+        let p = SeccompProfile::parse(
+            r#"{"defaultAction":"SCMP_ACT_ERRNO","architectures":["SCMP_ARCH_SPARC"],"syscalls":[]}"#,
+            Path::new("p"),
+        )
+        .unwrap();
+        assert!(profile_arches(&p, Path::new("p")).is_err());
+    }
+}
