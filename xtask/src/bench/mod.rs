@@ -51,7 +51,8 @@ pub struct LoopSizes {
 enum Job {
     Loops(Tracer),
     Strace,
-    WorkloadHost { recorded: bool },
+    /// The workload unrecorded and recorded, back to back.
+    Workload,
     Container(docker::Profile),
 }
 
@@ -110,8 +111,7 @@ pub fn bench(root: &Path, opts: BenchOptions) -> Result<()> {
 
     let mut jobs: Vec<Job> = tracers().into_iter().map(Job::Loops).collect();
     jobs.push(Job::Strace);
-    jobs.push(Job::WorkloadHost { recorded: false });
-    jobs.push(Job::WorkloadHost { recorded: true });
+    jobs.push(Job::Workload);
     if let Some(generated) = &generated {
         jobs.extend(
             docker::profiles(generated.as_deref())
@@ -215,6 +215,15 @@ fn run_job(
 ) -> Result<()> {
     match job {
         Job::Loops(tracer) => {
+            let case = tracer.name();
+            if *tracer != Tracer::None {
+                // The baseline right before attaching: the machine's load drifts within a
+                // repetition, so the closest no-tracer figure is the fairest one.
+                let g = run_loop(env, "getppid", sizes.getppid, sizes.batches, &[])?;
+                let f = run_loop(env, "fstat", sizes.fstat, sizes.batches, &[])?;
+                s.add(&case, "getppid_ns_base", rep, g.0);
+                s.add(&case, "fstat_ns_base", rep, f.0);
+            }
             let running = Running::start(*tracer, env)?;
             let g = run_loop(env, "getppid", sizes.getppid, sizes.batches, &[])?;
             let f = run_loop(env, "fstat", sizes.fstat, sizes.batches, &[])?;
@@ -231,7 +240,6 @@ fn run_job(
                     );
                 }
             }
-            let case = tracer.name();
             s.add(&case, "getppid_ns", rep, g.0);
             s.add(&case, "fstat_ns", rep, f.0);
             if let Some((rss, hwm)) = memory {
@@ -246,51 +254,71 @@ fn run_job(
             s.add("strace", "getppid_ns", rep, g.0);
             s.add("strace", "fstat_ns", rep, f.0);
         }
-        Job::WorkloadHost { recorded } => {
-            let script = env.work.join(workload::SCRIPT);
-            let time = env.bin.join("bench-time");
-            let mut cmd = if *recorded {
-                let mut cmd = Command::new(env.bin.join("agent-audit"));
-                cmd.arg("run")
-                    .arg("--out")
-                    .arg(env.out.join("workload.allowlist.json"))
-                    .arg("--")
-                    .arg(&time)
-                    .arg("sh")
-                    .arg(&script);
-                cmd
-            } else {
-                env.in_cgroup(
-                    &env.loop_cgroup,
-                    &time,
-                    &["sh".into(), script.display().to_string()],
-                )
-            };
-            let start = Instant::now();
-            let out = cmd.stderr(Stdio::null()).output()?;
-            let wall = start.elapsed().as_nanos() as f64;
-            if !out.status.success() {
-                bail!("workload failed: {}", out.status);
-            }
-            let inner: f64 = String::from_utf8_lossy(&out.stdout)
-                .lines()
-                .last()
-                .context("no timing printed")?
-                .trim()
-                .parse()?;
-            let case = if *recorded { "agent-audit-run" } else { "none" };
-            s.add(case, "workload_ns", rep, inner);
-            s.add(case, "workload_wall_ns", rep, wall);
+        Job::Workload => {
+            // Alternate which one goes first, so neither always runs on a warmer cache.
+            let first_recorded = rep % 2 == 1;
+            let a = run_workload(env, first_recorded)?;
+            let b = run_workload(env, !first_recorded)?;
+            let (recorded, plain) = if first_recorded { (a, b) } else { (b, a) };
+            s.add("none", "workload_ns", rep, plain.0);
+            s.add("none", "workload_wall_ns", rep, plain.1);
+            s.add("agent-audit-run", "workload_ns", rep, recorded.0);
+            s.add("agent-audit-run", "workload_wall_ns", rep, recorded.1);
         }
         Job::Container(profile) => {
-            let r = docker::run_container(env, profile, sizes, None)?;
             let case = format!("container-{}", profile.name);
+            if profile.security_opt.as_deref() != Some("seccomp=unconfined") {
+                // Its own unconfined baseline, right before it (see Job::Loops).
+                let unconfined = &docker::profiles(None)[0];
+                let b = docker::run_container(env, unconfined, sizes, None)?;
+                s.add(&case, "getppid_ns_base", rep, b.getppid.0);
+                s.add(&case, "fstat_ns_base", rep, b.fstat.0);
+                s.add(&case, "workload_ns_base", rep, b.workload_ns);
+            }
+            let r = docker::run_container(env, profile, sizes, None)?;
             s.add(&case, "getppid_ns", rep, r.getppid.0);
             s.add(&case, "fstat_ns", rep, r.fstat.0);
             s.add(&case, "workload_ns", rep, r.workload_ns);
         }
     }
     Ok(())
+}
+
+/// Runs the workload, recorded by `agent-audit run` or not; returns (ns measured inside,
+/// wall ns including agent-audit's start and stop).
+fn run_workload(env: &BenchEnv, recorded: bool) -> Result<(f64, f64)> {
+    let script = env.work.join(workload::SCRIPT);
+    let time = env.bin.join("bench-time");
+    let mut cmd = if recorded {
+        let mut cmd = Command::new(env.bin.join("agent-audit"));
+        cmd.arg("run")
+            .arg("--out")
+            .arg(env.out.join("workload.allowlist.json"))
+            .arg("--")
+            .arg(&time)
+            .arg("sh")
+            .arg(&script);
+        cmd
+    } else {
+        env.in_cgroup(
+            &env.loop_cgroup,
+            &time,
+            &["sh".into(), script.display().to_string()],
+        )
+    };
+    let start = Instant::now();
+    let out = cmd.stderr(Stdio::null()).output()?;
+    let wall = start.elapsed().as_nanos() as f64;
+    if !out.status.success() {
+        bail!("workload failed: {}", out.status);
+    }
+    let inner: f64 = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .last()
+        .context("no timing printed")?
+        .trim()
+        .parse()?;
+    Ok((inner, wall))
 }
 
 /// Runs `bench-loop MODE N BATCHES` in the loop cgroup, optionally under `wrapper` (strace),

@@ -36,9 +36,22 @@ impl Samples {
         median(self.values(case, metric).iter().map(|v| v.1).collect())
     }
 
-    /// Median over repetitions of `case − base`, pairing values of the same repetition.
+    /// The values `case` is compared with: its own baseline (`{metric}_base`, measured right
+    /// before it in the same job, so that both saw the same load) when it has one, else
+    /// `base`'s values of the same repetition.
+    fn baseline(&self, case: &str, base: &str, metric: &str) -> BTreeMap<usize, f64> {
+        let own = self.values(case, &format!("{metric}_base"));
+        let values = if own.is_empty() {
+            self.values(base, metric)
+        } else {
+            own
+        };
+        values.iter().copied().collect()
+    }
+
+    /// Median over repetitions of `case − baseline`.
     pub fn overhead(&self, case: &str, base: &str, metric: &str) -> Option<f64> {
-        let base: BTreeMap<usize, f64> = self.values(base, metric).iter().copied().collect();
+        let base = self.baseline(case, base, metric);
         median(
             self.values(case, metric)
                 .iter()
@@ -47,9 +60,9 @@ impl Samples {
         )
     }
 
-    /// Median over repetitions of `case / base`, same pairing.
+    /// Median over repetitions of `case / baseline`.
     pub fn ratio(&self, case: &str, base: &str, metric: &str) -> Option<f64> {
-        let base: BTreeMap<usize, f64> = self.values(base, metric).iter().copied().collect();
+        let base = self.baseline(case, base, metric);
         median(
             self.values(case, metric)
                 .iter()
@@ -233,7 +246,7 @@ impl Report {
         );
         o.push_str(
             "### Per-syscall cost\n\nns per call (median over repetitions); overhead = case − \
-             no tracer in the same repetition; × floor = overhead ÷ the empty program's \
+             no tracer measured just before it, in the same job; × floor = overhead ÷ the empty program's \
              overhead.\n\n\
              | case | getppid ns | overhead | × floor | fstat ns | overhead | × floor |\n\
              |---|---:|---:|---:|---:|---:|---:|\n",
@@ -355,13 +368,14 @@ impl Report {
         let mut summary = BTreeMap::new();
         for (case, metrics) in &self.samples.0 {
             let mut m = BTreeMap::new();
-            for metric in metrics.keys() {
+            for metric in metrics.keys().filter(|m| !m.ends_with("_base")) {
                 m.insert(
                     metric.clone(),
                     json!({
                         "median": self.samples.median(case, metric),
                         "overhead_vs_none": self.samples.overhead(case, NONE, metric),
                         "samples": self.samples.values(case, metric),
+                        "baseline_samples": self.samples.values(case, &format!("{metric}_base")),
                     }),
                 );
             }
