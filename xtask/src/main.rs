@@ -1,6 +1,7 @@
 //! Developer tasks. Every task that needs a tool first makes sure it is installed (and says
 //! what it installs), so a fresh machine needs nothing but `cargo xtask <task>`.
 
+mod bench;
 mod setup;
 
 use std::path::{Path, PathBuf};
@@ -30,6 +31,8 @@ enum Task {
         /// Only tests whose name contains this.
         filter: Option<String>,
     },
+    /// Measure the cost of recording and enforcing (BENCHMARKS.md); as root, about 5 minutes.
+    Bench(bench::BenchOptions),
     /// Audit a command end to end: allowlist, seccomp profile and its rationale (and, as it
     /// lands, the report) in a directory.
     Audit {
@@ -50,6 +53,7 @@ fn main() -> Result<()> {
         Task::BuildEbpf => build_ebpf(&root),
         Task::Build => build(&root).map(|_| ()),
         Task::Test { filter } => test(&root, filter.as_deref()),
+        Task::Bench(opts) => bench::bench(&root, opts),
         Task::Audit { out_dir, command } => audit(&root, &out_dir, &command),
     }
 }
@@ -97,7 +101,7 @@ fn build_ebpf(root: &Path) -> Result<()> {
         ]))
 }
 
-fn build(root: &Path) -> Result<PathBuf> {
+pub(crate) fn build(root: &Path) -> Result<PathBuf> {
     setup::apt_packages(setup::BUILD_PACKAGES)?;
     build_ebpf(root)?;
     step("building agent-audit (release)");
@@ -196,7 +200,7 @@ pub(crate) fn step(what: &str) {
     eprintln!("\x1b[1mxtask:\x1b[0m {what}");
 }
 
-fn effective_uid() -> u32 {
+pub(crate) fn effective_uid() -> u32 {
     std::process::Command::new("id")
         .arg("-u")
         .output()

@@ -26,6 +26,17 @@ const TEST_PACKAGES: &[&str] = &[
     "util-linux",     // setpriv, to test missing privileges
 ];
 
+/// Debian packages `cargo xtask bench` uses: the reference tracers, the workload's tools, and
+/// Podman's default seccomp profile (/usr/share/containers/seccomp.json), which is compared
+/// without being copied into the repository.
+pub const BENCH_PACKAGES: &[&str] = &[
+    "bpftrace",
+    "strace",
+    "git",
+    "tar",
+    "golang-github-containers-common",
+];
+
 /// Nightly pinned to the last release on LLVM 22 (bpf-linker 0.13 is built against it).
 const PINNED_NIGHTLY: &str = "nightly-2026-05-20";
 const BPF_LINKER_VERSION: &str = "0.13.0";

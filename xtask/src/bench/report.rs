@@ -1,0 +1,434 @@
+//! Figures from samples: medians, overheads against the same repetition's baseline, ratios,
+//! the goals of issue 5 with PASS/MISS, a Markdown report and a JSON file. Nothing here
+//! measures; every number comes from `Samples`.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+
+use serde_json::{json, Value};
+
+use super::env::Machine;
+use super::LoopSizes;
+
+/// case → metric → (repetition, value).
+#[derive(Default, Debug)]
+pub struct Samples(BTreeMap<String, BTreeMap<String, Vec<(usize, f64)>>>);
+
+impl Samples {
+    pub fn add(&mut self, case: &str, metric: &str, rep: usize, value: f64) {
+        self.0
+            .entry(case.to_string())
+            .or_default()
+            .entry(metric.to_string())
+            .or_default()
+            .push((rep, value));
+    }
+
+    fn values(&self, case: &str, metric: &str) -> &[(usize, f64)] {
+        self.0
+            .get(case)
+            .and_then(|m| m.get(metric))
+            .map_or(&[], Vec::as_slice)
+    }
+
+    /// Median over repetitions.
+    pub fn median(&self, case: &str, metric: &str) -> Option<f64> {
+        median(self.values(case, metric).iter().map(|v| v.1).collect())
+    }
+
+    /// The values `case` is compared with: its own baseline (`{metric}_base`, measured right
+    /// before it in the same job, so that both saw the same load) when it has one, else
+    /// `base`'s values of the same repetition.
+    fn baseline(&self, case: &str, base: &str, metric: &str) -> BTreeMap<usize, f64> {
+        let own = self.values(case, &format!("{metric}_base"));
+        let values = if own.is_empty() {
+            self.values(base, metric)
+        } else {
+            own
+        };
+        values.iter().copied().collect()
+    }
+
+    /// Median over repetitions of `case − baseline`.
+    pub fn overhead(&self, case: &str, base: &str, metric: &str) -> Option<f64> {
+        let base = self.baseline(case, base, metric);
+        median(
+            self.values(case, metric)
+                .iter()
+                .filter_map(|(rep, v)| base.get(rep).map(|b| v - b))
+                .collect(),
+        )
+    }
+
+    /// Median over repetitions of `case / other`, ignoring either's own baseline.
+    pub fn ratio_to(&self, case: &str, other: &str, metric: &str) -> Option<f64> {
+        let other: BTreeMap<usize, f64> = self.values(other, metric).iter().copied().collect();
+        median(
+            self.values(case, metric)
+                .iter()
+                .filter_map(|(rep, v)| other.get(rep).map(|o| v / o))
+                .collect(),
+        )
+    }
+
+    /// Median over repetitions of `case / baseline`.
+    pub fn ratio(&self, case: &str, base: &str, metric: &str) -> Option<f64> {
+        let base = self.baseline(case, base, metric);
+        median(
+            self.values(case, metric)
+                .iter()
+                .filter_map(|(rep, v)| base.get(rep).map(|b| v / b))
+                .collect(),
+        )
+    }
+}
+
+fn median(mut v: Vec<f64>) -> Option<f64> {
+    if v.is_empty() {
+        return None;
+    }
+    v.sort_by(f64::total_cmp);
+    let n = v.len();
+    Some(if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) / 2.0
+    })
+}
+
+const NONE: &str = "none";
+const FLOOR: &str = "empty-program";
+const IN_BTF: &str = "agent-audit-tp_btf-inside-1";
+const OUT_BTF: &str = "agent-audit-tp_btf-outside-1";
+const LOOPS: [&str; 2] = ["getppid", "fstat"];
+
+/// One goal of issue 5 as measured.
+#[derive(Debug, serde::Serialize)]
+pub struct Goal {
+    pub goal: String,
+    pub measured: String,
+    /// "PASS", "MISS", or "PENDING"/"NO DATA" when it could not be measured.
+    pub verdict: &'static str,
+}
+
+pub struct Report {
+    machine: Machine,
+    sizes: LoopSizes,
+    reps: usize,
+    files: usize,
+    samples: Samples,
+    notes: Vec<String>,
+    seconds: f64,
+    goals: Vec<Goal>,
+}
+
+impl Report {
+    pub fn new(
+        machine: Machine,
+        sizes: LoopSizes,
+        reps: usize,
+        files: usize,
+        samples: Samples,
+        notes: Vec<String>,
+        seconds: f64,
+    ) -> Self {
+        let mut r = Self {
+            machine,
+            sizes,
+            reps,
+            files,
+            samples,
+            notes,
+            seconds,
+            goals: Vec::new(),
+        };
+        r.goals = r.check_goals();
+        r
+    }
+
+    /// Overhead of `case` on loop `l`, as a multiple of `of`'s overhead.
+    fn overhead_ratio(&self, case: &str, of: &str, l: &str) -> Option<f64> {
+        let m = format!("{l}_ns");
+        Some(self.samples.overhead(case, NONE, &m)? / self.samples.overhead(of, NONE, &m)?)
+    }
+
+    fn check_goals(&self) -> Vec<Goal> {
+        let mut goals = Vec::new();
+        let per_loop = |case: &str, of: &str, limit: f64, goal: &str| {
+            let ratios: Vec<Option<f64>> = LOOPS
+                .iter()
+                .map(|l| self.overhead_ratio(case, of, l))
+                .collect();
+            let measured = LOOPS
+                .iter()
+                .zip(&ratios)
+                .map(|(l, r)| format!("{l} {}", fmt_x(*r)))
+                .collect::<Vec<_>>()
+                .join(", ");
+            Goal {
+                goal: goal.to_string(),
+                measured,
+                verdict: verdict(
+                    ratios.iter().all(|r| r.is_some_and(|r| r <= limit)),
+                    &ratios,
+                ),
+            }
+        };
+        goals.push(per_loop(
+            IN_BTF,
+            FLOOR,
+            1.15,
+            "overhead inside the target ≤ 1.15× the empty program's",
+        ));
+        goals.push(per_loop(
+            OUT_BTF,
+            FLOOR,
+            1.10,
+            "overhead outside every target ≤ 1.10× the empty program's",
+        ));
+        goals.push(per_loop(
+            IN_BTF,
+            "bpftrace",
+            0.3,
+            "overhead inside ≤ 0.3× the bpftrace one-liner's",
+        ));
+        let w = self.samples.ratio("agent-audit-run", NONE, "workload_ns");
+        goals.push(Goal {
+            goal: "workload < 1 % slower while recorded (`agent-audit run`)".into(),
+            measured: fmt_x(w),
+            verdict: verdict(w.is_some_and(|w| w < 1.01), &[w]),
+        });
+        let flat = self.samples.ratio_to(
+            "agent-audit-tp_btf-inside-256",
+            "agent-audit-tp_btf-inside-1",
+            "getppid_ns",
+        );
+        goals.push(Goal {
+            goal: "per-syscall cost flat from 1 to 256 targets (getppid ns within 5 %)".into(),
+            measured: fmt_x(flat),
+            verdict: verdict(flat.is_some_and(|f| f <= 1.05), &[flat]),
+        });
+        let hwm = self
+            .samples
+            .median("agent-audit-tp_btf-inside-256", "vmhwm_kib");
+        goals.push(Goal {
+            goal: "daemon resident memory < 32 MiB (VmHWM, 256 targets)".into(),
+            measured: hwm.map_or("no data".into(), |k| format!("{:.1} MiB", k / 1024.0)),
+            verdict: verdict(hwm.is_some_and(|k| k < 32.0 * 1024.0), &[hwm]),
+        });
+        let enforce =
+            self.samples
+                .ratio("container-generated", "container-unconfined", "workload_ns");
+        goals.push(Goal {
+            goal: "workload < 5 % slower under the generated profile (seed's budget)".into(),
+            measured: fmt_x(enforce),
+            verdict: verdict(enforce.is_some_and(|e| e < 1.05), &[enforce]),
+        });
+        goals.push(Goal {
+            goal: "time for `profile` to merge 100 allowlists".into(),
+            measured: "`agent-audit profile` does not exist yet".into(),
+            verdict: "PENDING",
+        });
+        goals
+    }
+
+    pub fn markdown(&self) -> String {
+        let s = &self.samples;
+        let m = &self.machine;
+        let mut o = String::new();
+        let _ = writeln!(
+            o,
+            "Machine: {} CPUs, {}, kernel {}. Load average at start {}, at end {}.\n\
+             {} repetitions, interleaved in a shuffled order; loops of {} getppid / {} fstat \
+             calls in {} batches (fastest batch kept), strace loops of {}; workload tree of {} \
+             files. Bench took {:.0} s.\n",
+            m.nproc,
+            m.cpu_model,
+            m.kernel,
+            m.loadavg_start,
+            m.loadavg_end,
+            self.reps,
+            self.sizes.getppid,
+            self.sizes.fstat,
+            self.sizes.batches,
+            self.sizes.strace,
+            self.files,
+            self.seconds
+        );
+        o.push_str(
+            "### Per-syscall cost\n\nns per call (median over repetitions); overhead = case − \
+             no tracer measured just before it, in the same job; × floor = overhead ÷ the empty program's \
+             overhead.\n\n\
+             | case | getppid ns | overhead | × floor | fstat ns | overhead | × floor |\n\
+             |---|---:|---:|---:|---:|---:|---:|\n",
+        );
+        let cases = [
+            (NONE, "no tracer"),
+            (FLOOR, "empty tp_btf program (floor)"),
+            (IN_BTF, "agent-audit tp_btf, loop inside the target"),
+            (OUT_BTF, "agent-audit tp_btf, loop outside every target"),
+            ("agent-audit-raw_tp-inside-1", "agent-audit raw_tp, inside"),
+            (
+                "agent-audit-raw_tp-outside-1",
+                "agent-audit raw_tp, outside",
+            ),
+            ("bpftrace", "bpftrace one-liner (same cgroup)"),
+            ("strace", "strace -f -c"),
+        ];
+        for (case, label) in cases {
+            let _ = write!(o, "| {label} ");
+            for l in LOOPS {
+                let metric = format!("{l}_ns");
+                let _ = write!(
+                    o,
+                    "| {} | {} | {} ",
+                    fmt_ns(s.median(case, &metric)),
+                    if case == NONE {
+                        "—".into()
+                    } else {
+                        fmt_ns(s.overhead(case, NONE, &metric))
+                    },
+                    if case == NONE || case == FLOOR {
+                        "—".into()
+                    } else {
+                        fmt_x(self.overhead_ratio(case, FLOOR, l))
+                    },
+                );
+            }
+            o.push_str("|\n");
+        }
+
+        o.push_str(
+            "\n### Scale (agent-audit tp_btf, loop inside one of N targets)\n\n\
+             | targets | getppid ns | overhead | × 1 target (ns) | fstat ns | VmRSS MiB | VmHWM MiB |\n\
+             |---:|---:|---:|---:|---:|---:|---:|\n",
+        );
+        for n in [1, 16, 256] {
+            let case = format!("agent-audit-tp_btf-inside-{n}");
+            let _ = writeln!(
+                o,
+                "| {n} | {} | {} | {} | {} | {} | {} |",
+                fmt_ns(s.median(&case, "getppid_ns")),
+                fmt_ns(s.overhead(&case, NONE, "getppid_ns")),
+                fmt_x(s.ratio_to(&case, IN_BTF, "getppid_ns")),
+                fmt_ns(s.median(&case, "fstat_ns")),
+                fmt_mib(s.median(&case, "vmrss_kib")),
+                fmt_mib(s.median(&case, "vmhwm_kib")),
+            );
+        }
+        o.push_str("\nTime for `profile` to merge 100 allowlists: pending (`agent-audit profile` does not exist yet).\n");
+
+        o.push_str(
+            "\n### Workload (git init/add/commit/log/status/diff + tar c/x of the tree, tmpfs)\n\n\
+             | case | workload s | × none | wall s (incl. agent-audit start/stop) | × none |\n\
+             |---|---:|---:|---:|---:|\n",
+        );
+        for (case, label) in [
+            (NONE, "not recorded"),
+            ("agent-audit-run", "`agent-audit run`"),
+        ] {
+            let _ = writeln!(
+                o,
+                "| {label} | {} | {} | {} | {} |",
+                fmt_s(s.median(case, "workload_ns")),
+                fmt_x(s.ratio(case, NONE, "workload_ns")),
+                fmt_s(s.median(case, "workload_wall_ns")),
+                fmt_x(s.ratio(case, NONE, "workload_wall_ns")),
+            );
+        }
+
+        o.push_str(
+            "\n### Enforcement (Docker container, same loops and workload)\n\n\
+             | seccomp profile | getppid ns | × unconfined | fstat ns | × unconfined | workload s | × unconfined |\n\
+             |---|---:|---:|---:|---:|---:|---:|\n",
+        );
+        let base = "container-unconfined";
+        for (name, label) in [
+            ("unconfined", "none (`seccomp=unconfined`)"),
+            ("docker-default", "Docker's built-in default"),
+            ("podman-default", "Podman's default (containers-common)"),
+            ("generated", "generated from agent-audit's allowlist"),
+        ] {
+            let case = format!("container-{name}");
+            let _ = writeln!(
+                o,
+                "| {label} | {} | {} | {} | {} | {} | {} |",
+                fmt_ns(s.median(&case, "getppid_ns")),
+                fmt_x(s.ratio(&case, base, "getppid_ns")),
+                fmt_ns(s.median(&case, "fstat_ns")),
+                fmt_x(s.ratio(&case, base, "fstat_ns")),
+                fmt_s(s.median(&case, "workload_ns")),
+                fmt_x(s.ratio(&case, base, "workload_ns")),
+            );
+        }
+
+        o.push_str("\n### Goals (issue 5)\n\n| goal | measured | verdict |\n|---|---|---|\n");
+        for g in &self.goals {
+            let _ = writeln!(o, "| {} | {} | **{}** |", g.goal, g.measured, g.verdict);
+        }
+        if !self.notes.is_empty() {
+            o.push_str("\nNotes:\n");
+            for n in &self.notes {
+                let _ = writeln!(o, "- {n}");
+            }
+        }
+        o
+    }
+
+    pub fn json(&self) -> Value {
+        let mut summary = BTreeMap::new();
+        for (case, metrics) in &self.samples.0 {
+            let mut m = BTreeMap::new();
+            for metric in metrics.keys().filter(|m| !m.ends_with("_base")) {
+                m.insert(
+                    metric.clone(),
+                    json!({
+                        "median": self.samples.median(case, metric),
+                        "overhead_vs_none": self.samples.overhead(case, NONE, metric),
+                        "samples": self.samples.values(case, metric),
+                        "baseline_samples": self.samples.values(case, &format!("{metric}_base")),
+                    }),
+                );
+            }
+            summary.insert(case.clone(), m);
+        }
+        json!({
+            "schema": "agent-audit/bench/v1",
+            "command": "cargo xtask bench",
+            "machine": self.machine,
+            "repetitions": self.reps,
+            "loop_sizes": self.sizes,
+            "workload_files": self.files,
+            "seconds": self.seconds,
+            "cases": summary,
+            "goals": self.goals,
+            "notes": self.notes,
+        })
+    }
+}
+
+fn verdict(pass: bool, values: &[Option<f64>]) -> &'static str {
+    if values.iter().any(Option::is_none) {
+        "NO DATA"
+    } else if pass {
+        "PASS"
+    } else {
+        "MISS"
+    }
+}
+
+fn fmt_ns(v: Option<f64>) -> String {
+    v.map_or("—".into(), |v| format!("{v:.1}"))
+}
+
+fn fmt_x(v: Option<f64>) -> String {
+    v.map_or("—".into(), |v| format!("{v:.2}×"))
+}
+
+fn fmt_s(ns: Option<f64>) -> String {
+    ns.map_or("—".into(), |v| format!("{:.3}", v / 1e9))
+}
+
+fn fmt_mib(kib: Option<f64>) -> String {
+    kib.map_or("—".into(), |v| format!("{:.1}", v / 1024.0))
+}
