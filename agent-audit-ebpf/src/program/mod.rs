@@ -11,7 +11,7 @@ use agent_audit_ebpf::{
 use aya_ebpf::{
     helpers::{
         bpf_get_current_ancestor_cgroup_id, bpf_get_current_cgroup_id, bpf_get_current_task,
-        bpf_probe_read_kernel,
+        bpf_get_current_task_btf, bpf_probe_read_kernel,
     },
     macros::{btf_tracepoint, map, raw_tracepoint, tracepoint},
     maps::{Array, HashMap, LruHashMap, PerCpuArray, Queue},
@@ -51,6 +51,16 @@ static TARGETS: HashMap<u64, u32> = HashMap::with_max_entries(MAX_TARGET_ENTRIES
 #[map(name = "FREE_SLOTS")]
 static FREE_SLOTS: Queue<u32> = Queue::with_max_entries(MAX_TARGETS, 0);
 
+/// The last cgroup this CPU resolved, and its verdict.
+#[repr(C)]
+pub(crate) struct LastVerdict {
+    cgroup_id: u64,
+    verdict: CgroupVerdict,
+}
+
+#[map(name = "LAST_VERDICT")]
+static LAST_VERDICT: PerCpuArray<LastVerdict> = PerCpuArray::with_max_entries(1, 0);
+
 #[map(name = "CGROUP_VERDICT")]
 static CGROUP_VERDICT: LruHashMap<u64, CgroupVerdict> =
     LruHashMap::with_max_entries(MAX_CACHED_CGROUPS, 0);
@@ -72,7 +82,7 @@ static EXIT_COUNTERS: PerCpuArray<SyscallCounters> = PerCpuArray::with_max_entri
 pub fn sys_enter_btf(ctx: BtfTracePointContext) -> i32 {
     let regs: *const u8 = ctx.arg(0);
     let id: i64 = ctx.arg(1);
-    count_enter(&ctx, regs, id);
+    count_enter(&ctx, regs, id, compat_flag_btf);
     0
 }
 
@@ -81,7 +91,7 @@ pub fn sys_enter_btf(ctx: BtfTracePointContext) -> i32 {
 pub fn sys_enter_raw(ctx: RawTracePointContext) -> i32 {
     let regs: *const u8 = ctx.arg(0);
     let id: i64 = ctx.arg(1);
-    count_enter(&ctx, regs, id);
+    count_enter(&ctx, regs, id, compat_flag_probed);
     0
 }
 
@@ -105,7 +115,7 @@ pub fn sys_exit(ctx: TracePointContext) -> u32 {
     let Some(slot) = target_slot(&ctx) else {
         return 0;
     };
-    let (abi, nr) = abi_and_nr(id);
+    let (abi, nr) = abi_and_nr(id, compat_flag_probed);
     if ret == 0 && abi == ABI_NATIVE && is_fork_family(nr) {
         // The new child's first return: it never entered this call.
         return 0;
@@ -125,11 +135,11 @@ fn is_fork_family(nr: u64) -> bool {
 }
 
 #[inline(always)]
-fn count_enter<C: EbpfContext>(ctx: &C, regs: *const u8, id: i64) {
+fn count_enter<C: EbpfContext>(ctx: &C, regs: *const u8, id: i64, compat_flag: fn(u32) -> u32) {
     let Some(slot) = target_slot(ctx) else {
         return;
     };
-    let (abi, nr) = abi_and_nr(id);
+    let (abi, nr) = abi_and_nr(id, compat_flag);
     let map = match PHASE.get_ptr_mut(slot) {
         // SAFETY: a valid element of an array map; a racing write stores the same value.
         Some(phase) if unsafe { *phase } == PHASE_RUNTIME_INIT => {
@@ -157,25 +167,36 @@ fn count_enter<C: EbpfContext>(ctx: &C, regs: *const u8, id: i64) {
 }
 
 /// The target slot counting the current task, if any. This is the only work done for tasks
-/// outside every target: one helper call, one array load, one hash lookup.
+/// outside every target: one helper call and two array loads when this CPU saw the same cgroup
+/// last (the common case: a task runs many syscalls per time slice), else one hash lookup.
 #[inline(always)]
 pub(crate) fn target_slot<C: EbpfContext>(ctx: &C) -> Option<u32> {
     // SAFETY: helper without preconditions.
     let cgroup_id = unsafe { bpf_get_current_cgroup_id() };
     let generation = *TARGET_GENERATION.get(0)?;
+    let last = LAST_VERDICT.get_ptr_mut(0)?;
+    // SAFETY: this CPU's element; programs on one CPU do not nest on sys_enter.
+    let last = unsafe { &mut *last };
+    if last.cgroup_id == cgroup_id && last.verdict.generation == generation {
+        let slot = last.verdict.slot;
+        return (slot != NO_TARGET).then_some(slot);
+    }
     // SAFETY: values are plain data; a concurrently replaced entry reads as either verdict.
     let slot = match unsafe { CGROUP_VERDICT.get(&cgroup_id) } {
         Some(v) if v.generation == generation => v.slot,
         _ => resolve_verdict(ctx, cgroup_id, generation),
     };
+    last.cgroup_id = cgroup_id;
+    last.verdict = CgroupVerdict { slot, generation };
     (slot != NO_TARGET).then_some(slot)
 }
 
 /// Which ABI the current syscall came through, and its number in that ABI's table.
+/// `compat_flag` reads the task's compat flag word at the given offset.
 #[inline(always)]
-fn abi_and_nr(id: i64) -> (usize, u64) {
+fn abi_and_nr(id: i64, compat_flag: fn(u32) -> u32) -> (usize, u64) {
     let offset = global(&COMPAT_FLAG_OFFSET);
-    if offset != 0 && is_compat_task(offset) {
+    if offset != 0 && compat_flag(offset) & global(&COMPAT_FLAG_MASK) != 0 {
         return (ABI_COMPAT32, id as u64);
     }
     if id > 0 && (id as u64) & X32_SYSCALL_BIT != 0 {
@@ -184,15 +205,27 @@ fn abi_and_nr(id: i64) -> (usize, u64) {
     (ABI_NATIVE, id as u64)
 }
 
-/// Reads the task's compat flag word (x86_64 `thread_info.status & TS_COMPAT`, the same test
-/// as the kernel's `in_ia32_syscall()`, so `int 0x80` from 64-bit code is classified right).
+/// The task's compat flag word (x86_64 `thread_info.status`, tested with `TS_COMPAT` as the
+/// kernel's `in_ia32_syscall()` does, so `int 0x80` from 64-bit code is classified right),
+/// loaded directly through the BTF-typed task pointer: the verifier checks the offset against
+/// `task_struct`, and no helper call is needed.
 #[inline(always)]
-fn is_compat_task(offset: u32) -> bool {
+fn compat_flag_btf(offset: u32) -> u32 {
+    // SAFETY: a trusted BTF pointer to the current task; `offset` is a load-time constant the
+    // verifier resolves to `thread_info.status` and refuses otherwise.
+    unsafe {
+        let task = bpf_get_current_task_btf() as *const u8;
+        core::ptr::read_volatile(task.add(offset as usize) as *const u32)
+    }
+}
+
+/// The same word through `bpf_probe_read_kernel`, for program types without BTF pointers.
+#[inline(always)]
+fn compat_flag_probed(offset: u32) -> u32 {
     // SAFETY: helper without preconditions.
     let task = unsafe { bpf_get_current_task() } as *const u8;
     // SAFETY: probe read of kernel memory; failure reads as "not compat".
-    let word = unsafe { bpf_probe_read_kernel(task.wrapping_add(offset as usize) as *const u32) };
-    matches!(word, Ok(w) if w & global(&COMPAT_FLAG_MASK) != 0)
+    unsafe { bpf_probe_read_kernel(task.wrapping_add(offset as usize) as *const u32) }.unwrap_or(0)
 }
 
 #[inline(always)]
