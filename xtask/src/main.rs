@@ -39,8 +39,15 @@ enum Task {
         /// Output directory.
         #[arg(long, default_value = "audit")]
         out_dir: PathBuf,
+        /// Audit a container instead of a command: record it (waiting for it to start if it
+        /// does not run yet) until it stops.
+        #[arg(long, value_name = "NAME", conflicts_with = "command")]
+        container: Option<String>,
+        /// Do not re-run the command under the generated profile.
+        #[arg(long)]
+        no_verify: bool,
         /// The command to audit.
-        #[arg(last = true, required = true)]
+        #[arg(last = true, required_unless_present = "container")]
         command: Vec<String>,
     },
 }
@@ -54,7 +61,12 @@ fn main() -> Result<()> {
         Task::Build => build(&root).map(|_| ()),
         Task::Test { filter } => test(&root, filter.as_deref()),
         Task::Bench(opts) => bench::bench(&root, opts),
-        Task::Audit { out_dir, command } => audit(&root, &out_dir, &command),
+        Task::Audit {
+            out_dir,
+            container,
+            no_verify,
+            command,
+        } => audit(&root, &out_dir, container.as_deref(), !no_verify, &command),
     }
 }
 
@@ -158,21 +170,40 @@ fn test(root: &Path, filter: Option<&str>) -> Result<()> {
     run(&mut cmd)
 }
 
-fn audit(root: &Path, out_dir: &Path, command: &[String]) -> Result<()> {
+fn audit(
+    root: &Path,
+    out_dir: &Path,
+    container: Option<&str>,
+    verify: bool,
+    command: &[String],
+) -> Result<()> {
     let bin = build(root)?;
     std::fs::create_dir_all(out_dir)
         .with_context(|| format!("cannot create {}", out_dir.display()))?;
     let allowlist = out_dir.join("allowlist.json");
-    step(&format!("recording {:?}", command.join(" ")));
-    let status = Command::new(&bin)
-        .arg("run")
-        .arg("--out")
-        .arg(&allowlist)
-        .arg("--")
-        .args(command)
-        .status()?;
+    let status = match container {
+        Some(name) => {
+            step(&format!(
+                "recording container {name} until it stops (start it now if it is not running)"
+            ));
+            Command::new(&bin)
+                .args(["record", "--wait", "--container", name, "--out"])
+                .arg(&allowlist)
+                .status()?
+        }
+        None => {
+            step(&format!("recording {:?}", command.join(" ")));
+            Command::new(&bin)
+                .arg("run")
+                .arg("--out")
+                .arg(&allowlist)
+                .arg("--")
+                .args(command)
+                .status()?
+        }
+    };
     if !status.success() {
-        eprintln!("xtask: the audited command exited with {status}");
+        eprintln!("xtask: the audited workload exited with {status}");
     }
     if !allowlist.exists() {
         bail!("no allowlist was written");
@@ -193,6 +224,27 @@ fn audit(root: &Path, out_dir: &Path, command: &[String]) -> Result<()> {
         profile.display(),
         rationale.display()
     ));
+    if verify && container.is_none() {
+        let result = out_dir.join("verify.json");
+        step("re-running the command under the profile, with the dangerous-syscall probes");
+        let status = Command::new(&bin)
+            .arg("verify")
+            .arg("--profile")
+            .arg(&profile)
+            .arg("--allowlist")
+            .arg(&allowlist)
+            .arg("--probe-dangerous")
+            .arg("--out")
+            .arg(&result)
+            .arg("--")
+            .args(command)
+            .status()?;
+        step(&format!(
+            "verify: {} ({})",
+            if status.success() { "passed" } else { "FAILED" },
+            result.display()
+        ));
+    }
     Ok(())
 }
 

@@ -77,7 +77,7 @@ pub struct VerifyReport {
     /// Probe results (`--probe-dangerous`).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub probes: Vec<ProbeResult>,
-    /// Names in the profile libseccomp left out of the filter (unknown to it).
+    /// Names in the profile libseccomp left out of the filter (unknown to it, or refused).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub not_in_filter: Vec<String>,
     /// The command succeeded, nothing was denied and every probe got its errno.
@@ -137,7 +137,14 @@ pub fn verify(opts: &VerifyOptions) -> Result<VerifyReport, Error> {
             source,
         })?;
     let program = SeccompProgram::export(&compiled).map_err(VerifyError::Filter)?;
-    let not_in_filter = compiled.skipped.iter().map(|s| s.name.clone()).collect();
+    // Deny rules equal to the default action are documentation (runc skips them too); only
+    // names the filter really lacks are worth reporting.
+    let not_in_filter = compiled
+        .skipped
+        .iter()
+        .filter(|s| s.reason != compile::SkipReason::SameAsDefault)
+        .map(|s| s.name.clone())
+        .collect();
 
     let mut session = CommandSession::prepare(&opts.command, PathBuf::new(), opts.attach)?;
     session.counter.attach_exit_counter()?;
@@ -281,7 +288,7 @@ impl VerifyReport {
         if !self.not_in_filter.is_empty() {
             let _ = writeln!(
                 s,
-                "not in the filter (unknown to this libseccomp): {}",
+                "left out of the filter (unknown to this libseccomp, or refused): {}",
                 self.not_in_filter.join(", ")
             );
         }
