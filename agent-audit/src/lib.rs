@@ -20,6 +20,7 @@ pub mod profile;
 pub mod progress;
 pub mod recorder;
 pub mod recording;
+pub mod report;
 pub mod run;
 pub mod seccomp;
 pub mod syscalls;
@@ -65,6 +66,9 @@ pub enum Error {
     /// `check`.
     #[error(transparent)]
     Check(#[from] check::CheckError),
+    /// `report`.
+    #[error(transparent)]
+    Report(#[from] report::ReportError),
     /// The command given to `run` could not be started.
     #[error("cannot run {command:?}: {source}")]
     Spawn {
@@ -157,6 +161,7 @@ impl Error {
                 ExitCode::CANT_CREATE
             }
             Error::Check(_) => ExitCode::DATA,
+            Error::Report(e) => e.exit_code(),
             Error::Spawn { source, .. } if source.kind() == std::io::ErrorKind::NotFound => {
                 ExitCode(127)
             }

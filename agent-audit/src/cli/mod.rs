@@ -5,6 +5,7 @@ mod check;
 mod diff;
 mod profile;
 mod record;
+mod report;
 mod run;
 
 use clap::{Parser, Subcommand};
@@ -38,6 +39,9 @@ pub enum Command {
     Profile(profile::ProfileArgs),
     /// Lint a seccomp profile (ours or hand-written); exits 1 on errors.
     Check(check::CheckArgs),
+    /// Audit report for reviewers and CI: findings, summary, every allowed syscall (md, html,
+    /// json).
+    Report(report::ReportArgs),
 }
 
 impl Cli {
@@ -49,6 +53,7 @@ impl Cli {
             Command::Diff(args) => args.execute(),
             Command::Profile(args) => args.execute(),
             Command::Check(args) => args.execute(),
+            Command::Report(args) => args.execute(),
         }
     }
 }

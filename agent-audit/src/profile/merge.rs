@@ -35,7 +35,7 @@ pub struct MergedSyscall {
 }
 
 /// One program's calls of one syscall, summed over the recordings.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
 pub struct ProgramUse {
     /// The task name (`comm`).
     pub comm: String,
@@ -47,7 +47,7 @@ pub struct ProgramUse {
 
 /// The programs that made one syscall: most calls first, at most [`MAX_PROGRAMS_LISTED`],
 /// as bounded as in the allowlist.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
 pub struct ProgramList {
     /// The programs listed.
     pub listed: Vec<ProgramUse>,
