@@ -30,8 +30,8 @@ enum Task {
         /// Only tests whose name contains this.
         filter: Option<String>,
     },
-    /// Audit a command end to end: allowlist, seccomp profile and its rationale (and, as it
-    /// lands, the report) in a directory.
+    /// Audit a command end to end: allowlist, seccomp profile, its rationale and the audit
+    /// report (HTML and Markdown) in a directory.
     Audit {
         /// Output directory.
         #[arg(long, default_value = "audit")]
@@ -188,6 +188,21 @@ fn audit(root: &Path, out_dir: &Path, command: &[String]) -> Result<()> {
         "profile: {}, rationale: {}",
         profile.display(),
         rationale.display()
+    ));
+    step("writing the audit report (HTML and Markdown)");
+    for (format, file) in [("html", "report.html"), ("md", "report.md")] {
+        run(Command::new(&bin)
+            .arg("report")
+            .arg(&allowlist)
+            .arg("--profile")
+            .arg(&profile)
+            .args(["--format", format, "--out"])
+            .arg(out_dir.join(file)))?;
+    }
+    step(&format!(
+        "report: {}, {}",
+        out_dir.join("report.html").display(),
+        out_dir.join("report.md").display()
     ));
     Ok(())
 }

@@ -24,6 +24,7 @@ const TEST_PACKAGES: &[&str] = &[
     "bpftrace",       // reference eBPF tracer in benchmarks
     "gcc-multilib",   // 32-bit test programs (i386 syscall ABI)
     "util-linux",     // setpriv, to test missing privileges
+    "chromium",       // renders the HTML report headless in its tests
 ];
 
 /// Nightly pinned to the last release on LLVM 22 (bpf-linker 0.13 is built against it).
