@@ -20,6 +20,7 @@ pub mod profile;
 pub mod progress;
 pub mod recorder;
 pub mod recording;
+pub mod report;
 pub mod run;
 pub mod seccomp;
 pub mod syscalls;
@@ -69,6 +70,9 @@ pub enum Error {
     /// `check`.
     #[error(transparent)]
     Check(#[from] check::CheckError),
+    /// `report`.
+    #[error(transparent)]
+    Report(#[from] report::ReportError),
     /// The command given to `run` could not be started.
     #[error("cannot run {command:?}: {source}")]
     Spawn {
@@ -170,6 +174,7 @@ impl Error {
                 ExitCode::SOFTWARE
             }
             Error::Verify(_) => ExitCode::DATA,
+            Error::Report(e) => e.exit_code(),
             Error::Spawn { source, .. } if source.kind() == std::io::ErrorKind::NotFound => {
                 ExitCode(127)
             }

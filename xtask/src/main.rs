@@ -4,6 +4,7 @@
 mod bench;
 mod setup;
 
+use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -33,8 +34,8 @@ enum Task {
     },
     /// Measure the cost of recording and enforcing (BENCHMARKS.md); as root, about 5 minutes.
     Bench(bench::BenchOptions),
-    /// Audit a command end to end: allowlist, seccomp profile and its rationale (and, as it
-    /// lands, the report) in a directory.
+    /// Audit a command end to end: allowlist, seccomp profile, its rationale, a verify run
+    /// under the profile and the audit report (HTML and Markdown) in a directory.
     Audit {
         /// Output directory.
         #[arg(long, default_value = "audit")]
@@ -224,6 +225,7 @@ fn audit(
         profile.display(),
         rationale.display()
     ));
+    let mut verify_result = None;
     if verify && container.is_none() {
         let result = out_dir.join("verify.json");
         step("re-running the command under the profile, with the dangerous-syscall probes");
@@ -244,7 +246,30 @@ fn audit(
             if status.success() { "passed" } else { "FAILED" },
             result.display()
         ));
+        if result.exists() {
+            verify_result = Some(result);
+        }
     }
+    step("writing the audit report (HTML and Markdown)");
+    for (format, file) in [("html", "report.html"), ("md", "report.md")] {
+        run(Command::new(&bin)
+            .arg("report")
+            .arg(&allowlist)
+            .arg("--profile")
+            .arg(&profile)
+            .args(
+                verify_result
+                    .iter()
+                    .flat_map(|v| [OsStr::new("--verify"), v.as_os_str()]),
+            )
+            .args(["--format", format, "--out"])
+            .arg(out_dir.join(file)))?;
+    }
+    step(&format!(
+        "report: {}, {}",
+        out_dir.join("report.html").display(),
+        out_dir.join("report.md").display()
+    ));
     Ok(())
 }
 

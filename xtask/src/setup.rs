@@ -24,6 +24,7 @@ const TEST_PACKAGES: &[&str] = &[
     "bpftrace",       // reference eBPF tracer in benchmarks
     "gcc-multilib",   // 32-bit test programs (i386 syscall ABI)
     "util-linux",     // setpriv, to test missing privileges
+    "chromium",       // renders the HTML report headless in its tests
 ];
 
 /// Debian packages `cargo xtask bench` uses: the reference tracers, the workload's tools, and

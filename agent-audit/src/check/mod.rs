@@ -6,6 +6,8 @@
 
 mod lints;
 
+pub use lints::ACCEPTED_RISK;
+
 use std::path::{Path, PathBuf};
 
 use serde::Serialize;

@@ -5,6 +5,7 @@ mod check;
 mod diff;
 mod profile;
 mod record;
+mod report;
 mod run;
 mod verify;
 
@@ -41,6 +42,9 @@ pub enum Command {
     Profile(profile::ProfileArgs),
     /// Lint a seccomp profile (ours or hand-written); exits 1 on errors.
     Check(check::CheckArgs),
+    /// Audit report for reviewers and CI: findings, summary, every allowed syscall (md, html,
+    /// json).
+    Report(report::ReportArgs),
 }
 
 impl Cli {
@@ -53,6 +57,7 @@ impl Cli {
             Command::Verify(args) => args.execute(),
             Command::Profile(args) => args.execute(),
             Command::Check(args) => args.execute(),
+            Command::Report(args) => args.execute(),
         }
     }
 }

@@ -1,13 +1,14 @@
 //! Security-relevant syscall lists, shipped as data with a reason for every entry:
 //! the dangerous set ([`dangerous`]), the runtime baseline ([`baseline`]), a one-line
-//! description of every syscall on the supported arches ([`descriptions`]) and the
-//! cross-arch translation tables ([`translations`]).
+//! description of every syscall on the supported arches ([`descriptions`]), the category of
+//! every syscall ([`categories`]) and the cross-arch translation tables ([`translations`]).
 //!
 //! The files live in `agent-audit/data/` and are compiled in with `include_str!`, so the binary
 //! needs nothing at run time. They are parsed once, on first use; the unit tests below parse and
 //! validate every file, so a malformed edit fails `cargo test`, never a user's run.
 
 mod baseline;
+mod categories;
 mod dangerous;
 mod descriptions;
 mod translations;
@@ -15,6 +16,7 @@ mod translations;
 use std::sync::OnceLock;
 
 pub use baseline::{Baseline, BaselineEntry, BaselineGroup};
+pub use categories::{Categories, Category};
 pub use dangerous::{DangerousCategory, DangerousEntry, DangerousSet};
 pub use descriptions::Descriptions;
 pub use translations::{Family, FamilyEntry, NoneNeeded, Time64Twin, Translations};
@@ -22,6 +24,7 @@ pub use translations::{Family, FamilyEntry, NoneNeeded, Time64Twin, Translations
 const DANGEROUS_JSON: &str = include_str!("../../data/dangerous.json");
 const BASELINE_JSON: &str = include_str!("../../data/baseline.json");
 const DESCRIPTIONS_JSON: &str = include_str!("../../data/syscall-descriptions.json");
+const CATEGORIES_JSON: &str = include_str!("../../data/syscall-categories.json");
 const TRANSLATIONS_JSON: &str = include_str!("../../data/translations.json");
 
 /// The dangerous set: denied explicitly, reported when allowed or observed.
@@ -40,6 +43,12 @@ pub fn baseline() -> &'static Baseline {
 pub fn descriptions() -> &'static Descriptions {
     static SET: OnceLock<Descriptions> = OnceLock::new();
     SET.get_or_init(|| parse_embedded("syscall-descriptions.json", DESCRIPTIONS_JSON))
+}
+
+/// The category of every syscall name.
+pub fn categories() -> &'static Categories {
+    static SET: OnceLock<Categories> = OnceLock::new();
+    SET.get_or_init(|| parse_embedded("syscall-categories.json", CATEGORIES_JSON))
 }
 
 /// Cross-arch translation tables.
@@ -174,6 +183,45 @@ mod tests {
         for name in descriptions.names() {
             assert_known("description", name);
         }
+    }
+
+    #[test]
+    fn every_syscall_on_every_supported_arch_has_a_listed_category() {
+        let table = categories();
+        let mut ids = BTreeSet::new();
+        for category in &table.categories {
+            assert!(!category.title.is_empty(), "{} has no title", category.id);
+            assert_reason("category", &category.id, &category.description);
+            assert!(
+                ids.insert(category.id.as_str()),
+                "{} listed twice",
+                category.id
+            );
+        }
+        let mut missing = Vec::new();
+        for arch in Arch::ALL {
+            for name in arch.syscall_names() {
+                match table.of(name) {
+                    Some(id) => assert!(ids.contains(id), "{name}: unlisted category {id:?}"),
+                    None => missing.push(format!("{arch}:{name}")),
+                }
+            }
+        }
+        assert!(missing.is_empty(), "no category for {missing:?}");
+        let mut used = BTreeSet::new();
+        for (name, id) in table.entries() {
+            assert_known("category", name);
+            used.insert(id);
+        }
+        assert_eq!(used, ids, "every listed category is used");
+        // Spot checks that the table says what a reviewer expects.
+        assert_eq!(table.of("openat"), Some("file"));
+        assert_eq!(table.of("connect"), Some("network"));
+        assert_eq!(table.of("clock_gettime"), Some("time"));
+        assert_eq!(
+            table.get("memory").map(|c| c.title.as_str()),
+            Some("Memory")
+        );
     }
 
     #[test]

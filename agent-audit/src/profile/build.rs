@@ -343,6 +343,11 @@ pub fn plan(merged: &Merged, options: &ProfileOptions) -> Result<ProfilePlan, Pr
         reasons: builder.reasons,
         inputs: merged.inputs.clone(),
         notices: builder.notices,
+        programs: observed
+            .iter()
+            .map(|name| (name.to_string(), merged.programs(name)))
+            .collect(),
+        mixed_privileges: merged.mixed_privileges(),
     })
 }
 

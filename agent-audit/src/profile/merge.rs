@@ -1,10 +1,11 @@
 //! Merging allowlists: the union of (arch, name) over any number of recordings, counts summed,
-//! and for each syscall which recordings saw it. The result does not depend on input order.
+//! and for each syscall which recordings and which programs made it. The result does not depend
+//! on input order.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
-use crate::allowlist::Allowlist;
+use crate::allowlist::{Allowlist, MAX_PROGRAMS_LISTED};
 use crate::syscalls::Arch;
 
 /// One recording that went into a merge.
@@ -27,6 +28,57 @@ pub struct MergedSyscall {
     pub count: u64,
     /// Indices into [`Merged::inputs`] of the inputs that saw it.
     pub seen_in: BTreeSet<usize>,
+    /// Calls per program, by (comm, as_root), summed over the inputs.
+    pub programs: BTreeMap<(String, bool), u64>,
+    /// Programs the inputs only counted ("and N more"), summed over the inputs.
+    pub programs_omitted: u64,
+}
+
+/// One program's calls of one syscall, summed over the recordings.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct ProgramUse {
+    /// The task name (`comm`).
+    pub comm: String,
+    /// Whether it ran as root.
+    pub as_root: bool,
+    /// Calls.
+    pub count: u64,
+}
+
+/// The programs that made one syscall: most calls first, at most [`MAX_PROGRAMS_LISTED`],
+/// as bounded as in the allowlist.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct ProgramList {
+    /// The programs listed.
+    pub listed: Vec<ProgramUse>,
+    /// How many more programs made the call. Recordings bound their own lists, so a program
+    /// left out of two recordings counts twice: this is an upper bound.
+    pub omitted: u64,
+}
+
+impl ProgramList {
+    /// `sh ×3, ls ×2 and 4 more`, at most `limit` names; `mark_root` adds ` (root)` to the
+    /// programs that ran as root (worth saying only when some did not).
+    pub fn summary(&self, limit: usize, mark_root: bool) -> String {
+        let mut parts: Vec<String> = self
+            .listed
+            .iter()
+            .take(limit)
+            .map(|p| {
+                let root = if mark_root && p.as_root {
+                    " (root)"
+                } else {
+                    ""
+                };
+                format!("{} ×{}{root}", p.comm, p.count)
+            })
+            .collect();
+        let more = self.omitted + self.listed.len().saturating_sub(limit) as u64;
+        if more > 0 {
+            parts.push(format!("and {more} more"));
+        }
+        parts.join(", ")
+    }
 }
 
 /// Calls whose number has no name in its arch's table: they cannot be allowed by name.
@@ -71,6 +123,13 @@ impl Merged {
                         let entry = merged.syscalls.entry((s.arch, name.clone())).or_default();
                         entry.count += s.count;
                         entry.seen_in.insert(index);
+                        for p in &s.programs {
+                            *entry
+                                .programs
+                                .entry((p.comm.clone(), p.as_root))
+                                .or_default() += p.count;
+                        }
+                        entry.programs_omitted += s.programs_omitted;
                     }
                     None => *unnamed.entry((s.arch, s.nr)).or_default() += s.count,
                 }
@@ -117,6 +176,45 @@ impl Merged {
         self.by_arch(name)
             .flat_map(|(_, s)| s.seen_in.iter().copied())
             .collect()
+    }
+}
+
+impl Merged {
+    /// The programs that made `name` on any arch, most calls first (then by name).
+    pub fn programs(&self, name: &str) -> ProgramList {
+        let mut calls: BTreeMap<(&str, bool), u64> = BTreeMap::new();
+        let mut omitted = 0;
+        for (_, s) in self.by_arch(name) {
+            for ((comm, as_root), count) in &s.programs {
+                *calls.entry((comm.as_str(), *as_root)).or_default() += count;
+            }
+            omitted += s.programs_omitted;
+        }
+        let mut listed: Vec<ProgramUse> = calls
+            .into_iter()
+            .map(|((comm, as_root), count)| ProgramUse {
+                comm: comm.to_string(),
+                as_root,
+                count,
+            })
+            .collect();
+        listed.sort_by(|a, b| (b.count, &a.comm, a.as_root).cmp(&(a.count, &b.comm, b.as_root)));
+        omitted += listed.len().saturating_sub(MAX_PROGRAMS_LISTED) as u64;
+        listed.truncate(MAX_PROGRAMS_LISTED);
+        ProgramList { listed, omitted }
+    }
+
+    /// Whether some calls were made as root and some not (then root is worth marking).
+    pub fn mixed_privileges(&self) -> bool {
+        let mut seen = (false, false);
+        for ((_, as_root), _) in self.syscalls.values().flat_map(|s| &s.programs) {
+            if *as_root {
+                seen.0 = true;
+            } else {
+                seen.1 = true;
+            }
+        }
+        seen == (true, true)
     }
 }
 

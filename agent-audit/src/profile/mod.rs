@@ -116,6 +116,11 @@ impl ProfileError {
 
 /// Reads and merges allowlist files. Paths must be distinct.
 pub fn read_and_merge(paths: &[PathBuf]) -> Result<Merged, ProfileError> {
+    Ok(Merged::new(read_allowlists(paths)?))
+}
+
+/// Reads allowlist files, each labelled with its path as given. Paths must be distinct.
+pub fn read_allowlists(paths: &[PathBuf]) -> Result<Vec<(String, Allowlist)>, ProfileError> {
     let mut inputs = Vec::with_capacity(paths.len());
     let mut labels = std::collections::BTreeSet::new();
     for path in paths {
@@ -125,7 +130,7 @@ pub fn read_and_merge(paths: &[PathBuf]) -> Result<Merged, ProfileError> {
         }
         inputs.push((label, Allowlist::read(path)?));
     }
-    Ok(Merged::new(inputs))
+    Ok(inputs)
 }
 
 /// Reads a `--base` profile.

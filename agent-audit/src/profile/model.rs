@@ -230,6 +230,10 @@ pub struct ProfilePlan {
     pub inputs: Vec<super::merge::MergedInput>,
     /// What the user must hear about.
     pub notices: Vec<Notice>,
+    /// The programs that made each observed syscall, by name.
+    pub programs: BTreeMap<String, super::merge::ProgramList>,
+    /// Whether the recordings saw calls both as root and not (then root is worth marking).
+    pub mixed_privileges: bool,
 }
 
 impl ProfilePlan {

@@ -4,6 +4,7 @@
 use std::fmt::Write;
 
 use super::model::{Notice, ProfilePlan, Reason, Section, Verdict};
+use crate::allowlist::MAX_PROGRAMS_LISTED;
 use crate::policy;
 
 /// Renders the rationale of `plan`; `profile_name` is how the profile file is referred to.
@@ -68,9 +69,9 @@ pub fn render(plan: &ProfilePlan, profile_name: &str) -> String {
     let _ = writeln!(md, "\n## Allowed syscalls\n");
     let _ = writeln!(
         md,
-        "| syscall | what it does | why it is allowed | calls | runs |"
+        "| syscall | what it does | why it is allowed | calls | runs | programs |"
     );
-    let _ = writeln!(md, "|---|---|---|---|---|");
+    let _ = writeln!(md, "|---|---|---|---|---|---|");
     for name in &allowed {
         let (why, calls, runs) = match plan.reasons.get(*name) {
             Some(Reason::Observed {
@@ -121,11 +122,16 @@ pub fn render(plan: &ProfilePlan, profile_name: &str) -> String {
             _ => ("(no reason recorded)".into(), String::new(), String::new()),
         };
         let what = policy::descriptions().get(name).unwrap_or("");
+        // The programs that needed it, bounded as in the allowlist.
+        let programs = plan.programs.get(*name).map_or(String::new(), |p| {
+            p.summary(MAX_PROGRAMS_LISTED, plan.mixed_privileges)
+        });
         let _ = writeln!(
             md,
-            "| `{name}` | {} | {} | {calls} | {runs} |",
+            "| `{name}` | {} | {} | {calls} | {runs} | {} |",
             cell(what),
-            cell(&why)
+            cell(&why),
+            cell(&programs)
         );
     }
 

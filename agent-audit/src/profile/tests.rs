@@ -298,17 +298,76 @@ fn spo_resource_carries_rules_and_comments() {
     assert_eq!(annotations.len(), plan.rules.len() + 1);
 }
 
+/// Attributes `name`'s calls in `list` to these (comm, as_root, count) programs.
+fn with_programs(mut list: Allowlist, name: &str, programs: &[(&str, bool, u64)]) -> Allowlist {
+    let entry = list
+        .syscalls
+        .iter_mut()
+        .find(|s| s.name.as_deref() == Some(name))
+        .expect(name);
+    entry.programs = programs
+        .iter()
+        .map(|&(comm, as_root, count)| crate::allowlist::ProgramCount {
+            comm: comm.into(),
+            as_root,
+            count,
+            first_seen: time::OffsetDateTime::UNIX_EPOCH,
+            last_seen: time::OffsetDateTime::UNIX_EPOCH,
+        })
+        .collect();
+    list
+}
+
 #[test]
-fn rationale_explains_every_allowed_and_denied_name() {
-    let plan = generate(two_runs(), &options());
+fn rationale_explains_every_allowed_and_denied_name_and_who_needed_it() {
+    let mut runs = two_runs();
+    runs[0].1 = with_programs(runs[0].1.clone(), "read", &[("cat", true, 5)]);
+    runs[1].1 = with_programs(
+        runs[1].1.clone(),
+        "read",
+        &[("sh", false, 2), ("cat", false, 1)],
+    );
+    let plan = generate(runs, &options());
     let md = rationale::render(&plan, "profile.json");
     for name in plan.allowed_names().into_iter().chain(plan.denied_names()) {
         assert!(md.contains(&format!("| `{name}` |")), "{name} missing");
     }
-    assert!(md.contains(
-        "| `read` | Read bytes from a file descriptor. | observed (x86_64 ×8) | 8 | 1, 2 |"
-    ));
+    // Root is marked because the runs saw both root and non-root callers.
+    assert!(
+        md.contains(
+            "| `read` | Read bytes from a file descriptor. | observed (x86_64 ×8) | 8 | 1, 2 | \
+             cat ×5 (root), sh ×2, cat ×1 |"
+        ),
+        "{md}"
+    );
     assert!(md.contains("DANGEROUS syscall `ptrace`"));
+}
+
+#[test]
+fn program_lists_are_bounded_like_the_allowlist() {
+    let programs: Vec<(String, bool, u64)> = (0..20)
+        .map(|i| (format!("p{i:02}"), true, 100 - i))
+        .collect();
+    let borrowed: Vec<(&str, bool, u64)> = programs
+        .iter()
+        .map(|(c, r, n)| (c.as_str(), *r, *n))
+        .collect();
+    let total: u64 = borrowed.iter().map(|p| p.2).sum();
+    let list = with_programs(
+        recording("a", &[(Arch::X86_64, "read", total)]),
+        "read",
+        &borrowed,
+    );
+    let merged = Merged::new([("a.json".to_string(), list)]);
+    let read = merged.programs("read");
+    assert_eq!(read.listed.len(), crate::allowlist::MAX_PROGRAMS_LISTED);
+    assert_eq!(read.listed[0].comm, "p00", "most calls first");
+    assert_eq!(
+        read.omitted,
+        20 - crate::allowlist::MAX_PROGRAMS_LISTED as u64
+    );
+    assert_eq!(read.summary(2, false), "p00 ×100, p01 ×99, and 18 more");
+    assert!(!merged.mixed_privileges());
 }
 
 #[test]

@@ -1,0 +1,382 @@
+//! Computing the [`Report`] from its inputs: read them, merge the allowlists, plan the profile
+//! `profile` would generate (for the reasons), resolve what the reviewed profile does with every
+//! name, then the summary, findings, categories and the table of allowed syscalls.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+use std::str::FromStr;
+
+use time::OffsetDateTime;
+
+use super::findings;
+use super::{
+    AllowReason, ArchSummary, BaseChanges, CategoryRow, Report, ReportError, ReportInputs,
+    RunSummary, Summary, SyscallRow, TotalsSummary, VerifyResult, SCHEMA_V1,
+};
+use crate::allowlist::Allowlist;
+use crate::check::ACCEPTED_RISK;
+use crate::diff::{self, Effect, Side};
+use crate::policy;
+use crate::profile::model::{ProfilePlan, Reason};
+use crate::profile::{self, build as plan_build, oci, Merged, ProfileError, ProfileOptions};
+use crate::seccomp::SeccompProfile;
+use crate::syscalls::Arch;
+
+/// Everything the parts of the report are computed from.
+pub(super) struct Context<'a> {
+    /// The recordings, labelled and sorted by label.
+    pub lists: &'a [(String, Allowlist)],
+    /// Their merge.
+    pub merged: &'a Merged,
+    /// What `profile` would generate with its defaults (for the reasons); `None` when the
+    /// allowlists have no named syscall and a profile was given.
+    pub plan: Option<&'a ProfilePlan>,
+    /// The profile under review.
+    pub profile: &'a SeccompProfile,
+    /// Its file, or `None` when generated.
+    pub profile_file: Option<&'a Path>,
+    /// Name → effect, from `diff`.
+    pub side: &'a Side,
+    /// Arches the profile lists that agent-audit has tables for.
+    pub arches: Vec<Arch>,
+}
+
+impl Context<'_> {
+    /// The effect the profile gives `name`.
+    pub fn effect(&self, name: &str) -> Effect {
+        self.side
+            .effects
+            .get(name)
+            .copied()
+            .unwrap_or(self.side.default)
+    }
+
+    /// Whether the profile lets `name` run (at least under some argument values).
+    pub fn allows(&self, name: &str) -> bool {
+        !self.effect(name).action.denies()
+    }
+
+    /// The comment of the first rule that gives `name` its effect.
+    pub fn rule_comment(&self, name: &str) -> Option<&str> {
+        let allows = self.allows(name);
+        self.profile
+            .syscalls
+            .iter()
+            .filter(|r| r.action.denies() != allows)
+            .find(|r| r.all_names().any(|n| n == name))
+            .and_then(|r| r.comment.as_deref())
+    }
+
+    /// What the profile does with `name`, in words.
+    pub fn describe_effect(&self, name: &str) -> String {
+        let effect = self.effect(name);
+        let action = serde_json::to_value(effect.action)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_owned))
+            .unwrap_or_default();
+        let errno = effect
+            .errno
+            .map(|e| format!(" (errno {e})"))
+            .unwrap_or_default();
+        let conditional = if effect.conditional {
+            " when its arguments match"
+        } else {
+            ""
+        };
+        match (effect.by_default, effect.action.denies()) {
+            (true, true) => format!("denied by the default action {action}{errno}"),
+            (true, false) => format!("ALLOWED by the default action {action}"),
+            (false, true) => format!("denied explicitly: {action}{errno}{conditional}"),
+            (false, false) => match self.rule_comment(name) {
+                Some(c) if c.trim_start().starts_with(ACCEPTED_RISK) => {
+                    format!("ALLOWED{conditional} as an accepted risk: {c}")
+                }
+                _ => format!("ALLOWED{conditional} by {action}"),
+            },
+        }
+    }
+}
+
+/// Reads the inputs and computes the report.
+pub fn build(inputs: &ReportInputs) -> Result<Report, ReportError> {
+    let lists = profile::read_allowlists(&inputs.allowlists)?;
+    let mut lists = lists;
+    lists.sort_by(|a, b| a.0.cmp(&b.0));
+    let merged = Merged::new(lists.clone());
+    let read = |what, path: &Path| {
+        SeccompProfile::read(path).map_err(|source| ReportError::Profile { what, source })
+    };
+    let given = inputs
+        .profile
+        .as_deref()
+        .map(|p| read("--profile", p))
+        .transpose()?;
+    let options = ProfileOptions {
+        baseline: true,
+        ..Default::default()
+    };
+    let plan = match plan_build::plan(&merged, &options) {
+        Ok(plan) => Some(plan),
+        Err(ProfileError::NothingObserved) if given.is_some() => None,
+        Err(e) => return Err(e.into()),
+    };
+    let profile = match (given, &plan) {
+        (Some(p), _) => p,
+        (None, Some(plan)) => oci::to_seccomp_profile(plan),
+        (None, None) => unreachable!("plan errors without --profile were returned above"),
+    };
+    let profile_file = inputs.profile.as_deref();
+    let label = profile_file.unwrap_or(Path::new("generated profile"));
+    let side = Side::from_profile(label, &profile);
+    // `check` validates the architectures exactly as it does for `check PROFILE`.
+    let check = crate::check::check(&profile, label)?;
+    let arches: Vec<Arch> = check
+        .architectures
+        .iter()
+        .filter_map(|a| Arch::from_str(a).ok())
+        .collect();
+    let ctx = Context {
+        lists: &lists,
+        merged: &merged,
+        plan: plan.as_ref(),
+        profile: &profile,
+        profile_file,
+        side: &side,
+        arches,
+    };
+    let base = inputs
+        .base
+        .as_deref()
+        .map(|path| {
+            let old = read("--base", path)?;
+            let d = diff::diff(&Side::from_profile(path, &old), &side);
+            Ok::<_, ReportError>(BaseChanges {
+                base: path.display().to_string(),
+                added: d.added,
+                removed: d.removed,
+                changed: d.changed.into_iter().map(|c| c.name).collect(),
+            })
+        })
+        .transpose()?;
+    let verify = inputs
+        .verify
+        .as_deref()
+        .map(VerifyResult::read)
+        .transpose()?;
+    let syscalls = syscall_rows(&ctx);
+    Ok(Report {
+        schema: SCHEMA_V1,
+        generator: format!("agent-audit {}", env!("CARGO_PKG_VERSION")),
+        summary: summary(&ctx, base),
+        findings: findings::compute(&ctx, &check, verify.as_ref()),
+        categories: category_rows(&syscalls),
+        syscalls,
+    })
+}
+
+fn rfc3339(t: OffsetDateTime) -> String {
+    t.format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_default()
+}
+
+/// Seconds with millisecond precision, so that the JSON does not carry float noise.
+fn seconds(from: OffsetDateTime, to: OffsetDateTime) -> f64 {
+    ((to - from).whole_milliseconds().max(0) as f64) / 1000.0
+}
+
+fn summary(ctx: &Context, base: Option<BaseChanges>) -> Summary {
+    let runs: Vec<RunSummary> = ctx
+        .lists
+        .iter()
+        .zip(&ctx.merged.inputs)
+        .map(|((file, list), input)| RunSummary {
+            file: file.clone(),
+            target: input.target.clone(),
+            started_at: rfc3339(list.started_at),
+            ended_at: rfc3339(list.ended_at),
+            duration_seconds: seconds(list.started_at, list.ended_at),
+            calls: list.totals.calls,
+            distinct: list.totals.distinct,
+            complete: list.complete,
+            host: format!("{} ({})", list.host.kernel, list.host.machine),
+        })
+        .collect();
+    let mut per_arch: BTreeMap<Arch, (usize, u64)> = BTreeMap::new();
+    for ((arch, _), s) in &ctx.merged.syscalls {
+        let entry = per_arch.entry(*arch).or_default();
+        entry.0 += 1;
+        entry.1 += s.count;
+    }
+    let allowed = ctx
+        .side
+        .effects
+        .iter()
+        .filter(|(_, e)| !e.action.denies())
+        .count();
+    let denied_explicitly = ctx.side.effects.len() - allowed;
+    let duration = runs.iter().map(|r| r.duration_seconds).sum::<f64>();
+    Summary {
+        duration_seconds: (duration * 1000.0).round() / 1000.0,
+        totals: TotalsSummary {
+            calls: ctx.lists.iter().map(|(_, l)| l.totals.calls).sum(),
+            distinct_names: ctx.merged.names().len(),
+            unnamed_calls: ctx.merged.unnamed.iter().map(|u| u.count).sum(),
+            out_of_range: ctx.lists.iter().map(|(_, l)| l.totals.out_of_range).sum(),
+        },
+        runs,
+        per_arch: per_arch
+            .into_iter()
+            .map(|(arch, (distinct, calls))| ArchSummary {
+                arch,
+                distinct,
+                calls,
+            })
+            .collect(),
+        profile: super::ProfileSummary {
+            file: ctx.profile_file.map(|p| p.display().to_string()),
+            architectures: ctx.profile.architectures.clone(),
+            default_action: serde_json::to_value(ctx.profile.default_action)
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_owned))
+                .unwrap_or_default(),
+            allowed,
+            denied_explicitly,
+            rules: ctx.profile.syscalls.len(),
+        },
+        base,
+        mixed_privileges: ctx.merged.mixed_privileges(),
+    }
+}
+
+fn syscall_rows(ctx: &Context) -> Vec<SyscallRow> {
+    let total: u64 = ctx.lists.iter().map(|(_, l)| l.totals.calls).sum();
+    let categories = policy::categories();
+    let names: BTreeSet<&str> = ctx
+        .side
+        .effects
+        .iter()
+        .filter(|(_, e)| !e.action.denies())
+        .map(|(n, _)| n.as_str())
+        .collect();
+    names
+        .into_iter()
+        .map(|name| {
+            let count = ctx.merged.count(name);
+            SyscallRow {
+                name: name.to_string(),
+                category: categories.of(name).unwrap_or("unknown").to_string(),
+                count,
+                share: if total == 0 {
+                    0.0
+                } else {
+                    // Six decimals: stable, and finer than any table shows.
+                    (count as f64 / total as f64 * 1e6).round() / 1e6
+                },
+                per_arch: ctx
+                    .merged
+                    .by_arch(name)
+                    .map(|(a, s)| (a.scmp_name().to_string(), s.count))
+                    .collect(),
+                programs: ctx.merged.programs(name),
+                description: policy::descriptions()
+                    .get(name)
+                    .unwrap_or("Not a syscall agent-audit knows.")
+                    .to_string(),
+                reason: allow_reason(ctx, name),
+                dangerous: policy::dangerous().contains(name),
+                conditional: ctx.effect(name).conditional,
+            }
+        })
+        .collect()
+}
+
+/// Why `name` is allowed: the plan's reason when the profile agrees with it, else the rule.
+fn allow_reason(ctx: &Context, name: &str) -> AllowReason {
+    let comment = ctx.rule_comment(name).map(str::trim).unwrap_or("");
+    if comment.starts_with(ACCEPTED_RISK) {
+        return AllowReason {
+            kind: "accepted-risk",
+            text: comment.to_string(),
+        };
+    }
+    let runs = |inputs: &[usize]| {
+        inputs
+            .iter()
+            .map(|i| (i + 1).to_string())
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    match ctx.plan.and_then(|p| p.reasons.get(name)) {
+        Some(Reason::Observed {
+            per_arch, inputs, ..
+        }) => {
+            let arches: Vec<String> = per_arch
+                .iter()
+                .map(|(a, c)| format!("{} ×{c}", a.short_name()))
+                .collect();
+            AllowReason {
+                kind: "observed",
+                text: format!(
+                    "observed in run(s) {} ({})",
+                    runs(inputs),
+                    arches.join(", ")
+                ),
+            }
+        }
+        Some(Reason::Translated { arches, from, why }) => AllowReason {
+            kind: "translated",
+            text: format!(
+                "translated for {} from {}: {why}",
+                arches
+                    .iter()
+                    .map(|a| a.short_name())
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                from.join(", ")
+            ),
+        },
+        Some(Reason::Baseline { group, why }) => AllowReason {
+            kind: "baseline",
+            text: format!("baseline ({group}): {why}"),
+        },
+        Some(Reason::ExplicitAllow { why, .. }) => AllowReason {
+            kind: "explicit-allow",
+            text: format!("--allow: {why}"),
+        },
+        Some(Reason::BaseAllow { comment }) => AllowReason {
+            kind: "base-allow",
+            text: comment.clone(),
+        },
+        _ if comment.is_empty() => AllowReason {
+            kind: "profile-rule",
+            text: "allowed by a rule of the profile that has no comment".into(),
+        },
+        _ => AllowReason {
+            kind: "profile-rule",
+            text: format!("allowed by the profile's rule: {comment}"),
+        },
+    }
+}
+
+fn category_rows(rows: &[SyscallRow]) -> Vec<CategoryRow> {
+    let mut out: Vec<CategoryRow> = Vec::new();
+    let table = policy::categories();
+    let ids = table
+        .categories
+        .iter()
+        .map(|c| (c.id.as_str(), c.title.as_str()))
+        .chain([("unknown", "Unknown")]);
+    for (id, title) in ids {
+        let mine: Vec<&SyscallRow> = rows.iter().filter(|r| r.category == id).collect();
+        if mine.is_empty() {
+            continue;
+        }
+        out.push(CategoryRow {
+            id: id.to_string(),
+            title: title.to_string(),
+            syscalls: mine.len(),
+            calls: mine.iter().map(|r| r.count).sum(),
+        });
+    }
+    out
+}

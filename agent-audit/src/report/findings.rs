@@ -1,0 +1,196 @@
+//! The findings of a report: what a reviewer must look at before signing a profile off.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use super::build::Context;
+use super::{
+    ArchGap, DangerousObserved, DeniedUse, Findings, PrivilegeDropFinding, RuntimeInitOnly,
+    VerifyResult,
+};
+use crate::check::CheckReport;
+use crate::policy;
+use crate::profile::translate;
+use crate::syscalls::Arch;
+
+/// Every finding, each list in a stable order.
+pub(super) fn compute(
+    ctx: &Context,
+    check: &CheckReport,
+    verify: Option<&VerifyResult>,
+) -> Findings {
+    Findings {
+        dangerous_observed: dangerous_observed(ctx),
+        denied_but_used: denied_but_used(ctx, verify),
+        arch_gaps: arch_gaps(ctx, check),
+        runtime_init_only: runtime_init_only(ctx),
+        privilege_drops: privilege_drops(ctx),
+        notes: notes(ctx),
+    }
+}
+
+fn dangerous_observed(ctx: &Context) -> Vec<DangerousObserved> {
+    let set = policy::dangerous();
+    ctx.merged
+        .names()
+        .into_iter()
+        .filter_map(|name| {
+            let entry = set.entry(name)?;
+            Some(DangerousObserved {
+                name: name.to_string(),
+                category: set
+                    .category_of(name)
+                    .map(|c| c.title.clone())
+                    .unwrap_or_default(),
+                reason: entry.reason.clone(),
+                count: ctx.merged.count(name),
+                programs: ctx.merged.programs(name),
+                allowed: ctx.allows(name),
+                profile_action: ctx.describe_effect(name),
+            })
+        })
+        .collect()
+}
+
+/// Calls the recordings saw that the profile refuses (by name, or because their arch is not
+/// listed, or because their number has no name), then what `verify` saw denied.
+fn denied_but_used(ctx: &Context, verify: Option<&VerifyResult>) -> Vec<DeniedUse> {
+    let listed = |arch: Arch| ctx.profile.architectures.is_empty() || ctx.arches.contains(&arch);
+    let mut out = Vec::new();
+    for ((arch, name), s) in &ctx.merged.syscalls {
+        let why = if !listed(*arch) {
+            format!("the profile does not list {}", arch.scmp_name())
+        } else if ctx.allows(name) {
+            continue;
+        } else {
+            ctx.describe_effect(name)
+        };
+        out.push(DeniedUse {
+            source: "recording",
+            arch: *arch,
+            name: Some(name.clone()),
+            nr: arch.syscall_nr(name),
+            count: s.count,
+            why,
+        });
+    }
+    for unnamed in &ctx.merged.unnamed {
+        out.push(DeniedUse {
+            source: "recording",
+            arch: unnamed.arch,
+            name: None,
+            nr: Some(unnamed.nr),
+            count: unnamed.count,
+            why: "the number has no name on this architecture, so no profile can allow it".into(),
+        });
+    }
+    for denial in verify.map(|v| v.denied.as_slice()).unwrap_or_default() {
+        out.push(DeniedUse {
+            source: "verify",
+            arch: denial.arch,
+            name: denial.name.clone(),
+            nr: Some(denial.nr),
+            count: denial.count,
+            why: "denied by the loaded filter while `verify` ran the workload".into(),
+        });
+    }
+    out
+}
+
+/// Names a listed arch needs for the observed calls: the translations `profile` would add,
+/// and `check`'s missing `*_time64` twins of what the profile allows.
+fn arch_gaps(ctx: &Context, check: &CheckReport) -> Vec<ArchGap> {
+    let observed: BTreeSet<&str> = ctx.merged.names();
+    let observed_arches = ctx.merged.arches();
+    let mut gaps: BTreeMap<(Arch, String), String> = BTreeMap::new();
+    for &arch in &ctx.arches {
+        let t = translate::translate(&observed, arch, observed_arches.contains(&arch));
+        for (name, added) in t.added {
+            if ctx.allows(&name) || policy::dangerous().contains(&name) {
+                continue;
+            }
+            let from: Vec<&str> = added.from.iter().map(String::as_str).collect();
+            let why = format!("stands for {} there: {}", from.join(", "), added.why);
+            gaps.insert((arch, name), why);
+        }
+    }
+    for finding in check.with_code("time64-twin-missing") {
+        let Some(arch) = finding.arch.as_deref().and_then(|a| a.parse::<Arch>().ok()) else {
+            continue;
+        };
+        for name in &finding.names {
+            gaps.entry((arch, name.clone())).or_insert_with(|| {
+                "the *_time64 twin of an allowed call, which 32-bit programs built with a 64-bit \
+                 time_t call instead (check: time64-twin-missing)"
+                    .into()
+            });
+        }
+    }
+    gaps.into_iter()
+        .map(|((arch, name), why)| ArchGap { arch, name, why })
+        .collect()
+}
+
+fn runtime_init_only(ctx: &Context) -> Vec<RuntimeInitOnly> {
+    let observed = ctx.merged.names();
+    let mut counts: BTreeMap<&str, u64> = BTreeMap::new();
+    for (_, list) in ctx.lists {
+        for s in &list.runtime_init {
+            match s.name.as_deref() {
+                Some(name) if !observed.contains(name) => {
+                    *counts.entry(name).or_default() += s.count
+                }
+                _ => {}
+            }
+        }
+    }
+    counts
+        .into_iter()
+        .map(|(name, count)| RuntimeInitOnly {
+            name: name.to_string(),
+            count,
+            allowed: ctx.allows(name),
+        })
+        .collect()
+}
+
+fn privilege_drops(ctx: &Context) -> Vec<PrivilegeDropFinding> {
+    ctx.lists
+        .iter()
+        .filter_map(|(file, list)| {
+            let drop = list.privilege_drop.as_ref()?;
+            let (root, other): (Vec<_>, Vec<_>) = list.executables.iter().partition(|e| e.uid == 0);
+            Some(PrivilegeDropFinding {
+                file: file.clone(),
+                first_unprivileged_call: drop
+                    .first_unprivileged_call
+                    .format(&time::format_description::well_known::Rfc3339)
+                    .unwrap_or_default(),
+                root_only: drop.root_only.clone(),
+                unprivileged: drop.unprivileged.len(),
+                root_executables: root.iter().map(|e| e.path.clone()).collect(),
+                unprivileged_executables: other
+                    .iter()
+                    .map(|e| format!("{} (uid {})", e.path, e.uid))
+                    .collect(),
+            })
+        })
+        .collect()
+}
+
+fn notes(ctx: &Context) -> Vec<String> {
+    let mut notes = Vec::new();
+    if ctx.profile_file.is_none() {
+        notes.push(
+            "no --profile given: the profile reviewed is the one `agent-audit profile` generates \
+             from these allowlists with its defaults"
+                .to_string(),
+        );
+    }
+    for input in ctx.merged.inputs.iter().filter(|i| !i.complete) {
+        notes.push(format!(
+            "{} is a snapshot of an unfinished recording: later calls are missing",
+            input.label
+        ));
+    }
+    notes
+}

@@ -1,0 +1,357 @@
+//! The Markdown form of a report, sized for a pull-request comment: findings first, long tables
+//! folded in `<details>`, and never more than GitHub's comment limit. When the full report is
+//! too long, every table and list is cut to fewer rows (each cut says how many rows are left
+//! out) until it fits.
+
+use std::fmt::Write;
+
+use super::Report;
+
+/// GitHub's limit for a comment body, in characters; we count bytes, which is stricter.
+pub const COMMENT_LIMIT: usize = 65_536;
+
+/// Programs named per table cell.
+const PROGRAMS_PER_CELL: usize = 3;
+
+/// Renders the report within [`COMMENT_LIMIT`].
+pub fn render(report: &Report) -> String {
+    let full = render_with(report, usize::MAX);
+    if full.len() <= COMMENT_LIMIT {
+        return full;
+    }
+    let mut rows = report.syscalls.len().max(longest_finding_list(report));
+    loop {
+        rows /= 2;
+        let md = render_with(report, rows);
+        if md.len() <= COMMENT_LIMIT || rows == 0 {
+            return cut_to_limit(md);
+        }
+    }
+}
+
+fn longest_finding_list(report: &Report) -> usize {
+    let f = &report.findings;
+    [
+        f.dangerous_observed.len(),
+        f.denied_but_used.len(),
+        f.arch_gaps.len(),
+        f.runtime_init_only.len(),
+    ]
+    .into_iter()
+    .max()
+    .unwrap_or(0)
+}
+
+/// Last resort (only reachable with absurdly long names): cut at a character boundary.
+fn cut_to_limit(mut md: String) -> String {
+    const NOTE: &str = "\n\n… cut to fit a pull-request comment: see the JSON or HTML report.\n";
+    if md.len() <= COMMENT_LIMIT {
+        return md;
+    }
+    let mut end = COMMENT_LIMIT - NOTE.len();
+    while !md.is_char_boundary(end) {
+        end -= 1;
+    }
+    md.truncate(end);
+    md.push_str(NOTE);
+    md
+}
+
+fn render_with(report: &Report, max_rows: usize) -> String {
+    let mut md = String::new();
+    let s = &report.summary;
+    let targets: Vec<&str> = s.runs.iter().map(|r| r.target.as_str()).collect();
+    let _ = writeln!(
+        md,
+        "## agent-audit report: {}\n",
+        escape(&targets.join("; "))
+    );
+    let _ = writeln!(
+        md,
+        "**{} finding(s)** · {} run(s), {} s, {} calls, {} distinct syscalls · profile {}: \
+         {} allowed, {} denied explicitly, {} rules\n",
+        report.finding_count(),
+        s.runs.len(),
+        s.duration_seconds,
+        s.totals.calls,
+        s.totals.distinct_names,
+        s.profile
+            .file
+            .as_deref()
+            .map_or("(generated)".to_string(), |f| format!("`{}`", escape(f))),
+        s.profile.allowed,
+        s.profile.denied_explicitly,
+        s.profile.rules,
+    );
+    findings(&mut md, report, max_rows);
+    summary(&mut md, report, max_rows);
+    categories(&mut md, report);
+    allowed_table(&mut md, report, max_rows);
+    let _ = writeln!(md, "\n<sub>{}</sub>", escape(&report.generator));
+    md
+}
+
+fn findings(md: &mut String, report: &Report, max_rows: usize) {
+    let f = &report.findings;
+    let _ = writeln!(md, "### Findings\n");
+    if report.finding_count() == 0 {
+        let _ = writeln!(md, "None.\n");
+    }
+    let mark_root = report.summary.mixed_privileges;
+    if !f.dangerous_observed.is_empty() {
+        let _ = writeln!(md, "**Dangerous syscalls observed**\n");
+        let rows = f.dangerous_observed.iter().map(|d| {
+            format!(
+                "| `{}` | {} | {} | {} | {} | {} |",
+                d.name,
+                d.count,
+                escape(&d.programs.summary(PROGRAMS_PER_CELL, mark_root)),
+                escape(&d.category),
+                escape(&d.reason),
+                escape(&d.profile_action)
+            )
+        });
+        table(
+            md,
+            "| syscall | calls | programs | category | why it is dangerous | profile |",
+            rows,
+            max_rows,
+        );
+    }
+    if !f.denied_but_used.is_empty() {
+        let _ = writeln!(md, "**Used by the workload but denied by the profile**\n");
+        let rows = f.denied_but_used.iter().map(|d| {
+            format!(
+                "| {} | `{}` | {} | {} | {} | {} |",
+                d.source,
+                d.name.as_deref().unwrap_or("?"),
+                d.arch.short_name(),
+                d.nr.map(|n| n.to_string()).unwrap_or_default(),
+                d.count,
+                escape(&d.why)
+            )
+        });
+        table(
+            md,
+            "| source | syscall | arch | nr | calls | why |",
+            rows,
+            max_rows,
+        );
+    }
+    if !f.arch_gaps.is_empty() {
+        let _ = writeln!(md, "**Missing on a listed architecture**\n");
+        let rows = f.arch_gaps.iter().map(|g| {
+            format!(
+                "| {} | `{}` | {} |",
+                g.arch.short_name(),
+                g.name,
+                escape(&g.why)
+            )
+        });
+        table(md, "| arch | syscall | why it is needed |", rows, max_rows);
+    }
+    if !f.runtime_init_only.is_empty() {
+        let _ = writeln!(
+            md,
+            "**Only the container runtime's init used these** (before the workload's first exec)\n"
+        );
+        let rows = f.runtime_init_only.iter().map(|r| {
+            let allowed = if r.allowed { "allowed" } else { "denied" };
+            format!("| `{}` | {} | {allowed} |", r.name, r.count)
+        });
+        table(md, "| syscall | calls | profile |", rows, max_rows);
+    }
+    for drop in &f.privilege_drops {
+        let _ = writeln!(
+            md,
+            "**Privilege drop in `{}`** at {}: {} syscall(s) only as root: {}. Run as root: {}. \
+             Run as another user: {}.\n",
+            escape(&drop.file),
+            drop.first_unprivileged_call,
+            drop.root_only.len(),
+            code_list(&drop.root_only, max_rows),
+            plain_list(&drop.root_executables, max_rows),
+            plain_list(&drop.unprivileged_executables, max_rows),
+        );
+    }
+    for note in &f.notes {
+        let _ = writeln!(md, "- note: {}", escape(note));
+    }
+    if !f.notes.is_empty() {
+        md.push('\n');
+    }
+}
+
+fn summary(md: &mut String, report: &Report, max_rows: usize) {
+    let s = &report.summary;
+    let _ = writeln!(md, "### Summary\n");
+    let rows = s.runs.iter().map(|r| {
+        format!(
+            "| `{}` | {} | {} | {} s | {} | {} | {} |",
+            escape(&r.file),
+            escape(&r.target),
+            r.started_at,
+            r.duration_seconds,
+            r.calls,
+            r.distinct,
+            if r.complete { "yes" } else { "**no**" }
+        )
+    });
+    table(
+        md,
+        "| run | target | started | duration | calls | distinct | complete |",
+        rows,
+        max_rows,
+    );
+    let arches: Vec<String> = s
+        .per_arch
+        .iter()
+        .map(|a| {
+            format!(
+                "{}: {} syscalls, {} calls",
+                a.arch.short_name(),
+                a.distinct,
+                a.calls
+            )
+        })
+        .collect();
+    let _ = writeln!(md, "- Per architecture: {}", arches.join("; "));
+    let _ = writeln!(
+        md,
+        "- Profile: default `{}`, architectures {}",
+        s.profile.default_action,
+        s.profile.architectures.join(", ")
+    );
+    if s.totals.unnamed_calls + s.totals.out_of_range > 0 {
+        let _ = writeln!(
+            md,
+            "- Calls without a name: {}, out of range: {}",
+            s.totals.unnamed_calls, s.totals.out_of_range
+        );
+    }
+    if let Some(base) = &s.base {
+        let _ = writeln!(
+            md,
+            "- Against `{}`: added {}; removed {}; changed {}",
+            escape(&base.base),
+            code_list(&base.added, max_rows),
+            code_list(&base.removed, max_rows),
+            code_list(&base.changed, max_rows)
+        );
+    }
+    md.push('\n');
+}
+
+fn categories(md: &mut String, report: &Report) {
+    let total: u64 = report.categories.iter().map(|c| c.calls).sum();
+    let _ = writeln!(md, "### Calls by category\n");
+    let rows = report.categories.iter().map(|c| {
+        format!(
+            "| {} | {} | {} | {} |",
+            escape(&c.title),
+            c.syscalls,
+            c.calls,
+            percent(c.calls, total)
+        )
+    });
+    table(
+        md,
+        "| category | syscalls | calls | share |",
+        rows,
+        usize::MAX,
+    );
+}
+
+fn allowed_table(md: &mut String, report: &Report, max_rows: usize) {
+    // Most calls first, so that a cut keeps the rows that matter most.
+    let mut rows: Vec<_> = report.syscalls.iter().collect();
+    rows.sort_by(|a, b| b.count.cmp(&a.count).then_with(|| a.name.cmp(&b.name)));
+    let _ = writeln!(
+        md,
+        "<details><summary>All {} allowed syscalls</summary>\n",
+        rows.len()
+    );
+    let mark_root = report.summary.mixed_privileges;
+    let lines = rows.iter().map(|r| {
+        format!(
+            "| `{}` | {} | {} | {:.2}% | {} | {} | {} |",
+            r.name,
+            r.category,
+            r.count,
+            r.share * 100.0,
+            escape(&r.programs.summary(PROGRAMS_PER_CELL, mark_root)),
+            escape(&r.description),
+            escape(&r.reason.text)
+        )
+    });
+    table(
+        md,
+        "| syscall | category | calls | share | programs | what it does | why allowed |",
+        lines,
+        max_rows,
+    );
+    let _ = writeln!(md, "</details>");
+}
+
+/// A table with at most `max_rows` rows, saying how many were left out.
+fn table(md: &mut String, header: &str, rows: impl Iterator<Item = String>, max_rows: usize) {
+    let columns = header.matches('|').count() - 1;
+    let _ = writeln!(md, "{header}\n|{}", "---|".repeat(columns));
+    let mut left_out = 0;
+    for (i, row) in rows.enumerate() {
+        if i < max_rows {
+            let _ = writeln!(md, "{row}");
+        } else {
+            left_out += 1;
+        }
+    }
+    if left_out > 0 {
+        let _ = writeln!(
+            md,
+            "\n… and {left_out} more row(s), left out to fit a pull-request comment: see the \
+             JSON or HTML report."
+        );
+    }
+    md.push('\n');
+}
+
+fn code_list(names: &[String], max: usize) -> String {
+    if names.is_empty() {
+        return "none".into();
+    }
+    let mut items: Vec<String> = names
+        .iter()
+        .take(max)
+        .map(|n| format!("`{}`", escape(n)))
+        .collect();
+    if names.len() > max {
+        items.push(format!("and {} more", names.len() - max));
+    }
+    items.join(", ")
+}
+
+fn plain_list(items: &[String], max: usize) -> String {
+    if items.is_empty() {
+        return "nothing".into();
+    }
+    let mut out: Vec<String> = items.iter().take(max).map(|i| escape(i)).collect();
+    if items.len() > max {
+        out.push(format!("and {} more", items.len() - max));
+    }
+    out.join(", ")
+}
+
+fn percent(part: u64, total: u64) -> String {
+    if total == 0 {
+        return "0%".into();
+    }
+    format!("{:.1}%", part as f64 * 100.0 / total as f64)
+}
+
+/// Makes text safe in a Markdown table cell of a GitHub comment (no table breaks, no HTML).
+fn escape(text: &str) -> String {
+    text.replace('|', "\\|")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace(['\n', '\r'], " ")
+}

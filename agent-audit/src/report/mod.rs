@@ -1,0 +1,419 @@
+//! `report`: an audit report for reviewers (Markdown, HTML) and for CI (JSON).
+//!
+//! The [`Report`] model is computed once from the inputs (allowlists, the profile, an older
+//! profile, a `verify` result); the renderers ([`markdown`], [`html`], [`json`]) only read it.
+//! It reuses `profile`'s merge and rule planning (for why each syscall is allowed), `diff` (what
+//! changed against the older profile) and `check` (what a listed 32-bit arch lacks).
+//! Everything in it comes from the inputs, so the same inputs give the same bytes.
+
+mod build;
+mod findings;
+pub mod html;
+pub mod json;
+pub mod markdown;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::check::CheckError;
+use crate::profile::merge::ProgramList;
+use crate::profile::ProfileError;
+use crate::seccomp::ProfileFileError;
+use crate::syscalls::Arch;
+
+pub use build::build;
+
+/// Schema tag of the JSON form.
+pub const SCHEMA_V1: &str = "agent-audit/report/v1";
+
+/// What a report is made from.
+#[derive(Clone, Debug, Default)]
+pub struct ReportInputs {
+    /// Allowlist files (at least one).
+    pub allowlists: Vec<PathBuf>,
+    /// The profile under review; without it, the one `profile` would generate by default.
+    pub profile: Option<PathBuf>,
+    /// An older profile to compare the profile with.
+    pub base: Option<PathBuf>,
+    /// A `verify` result file.
+    pub verify: Option<PathBuf>,
+}
+
+/// The whole report.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Report {
+    /// Always [`SCHEMA_V1`].
+    pub schema: &'static str,
+    /// `agent-audit <version>`.
+    pub generator: String,
+    /// Targets, runs, totals, the profile's size and what changed.
+    pub summary: Summary,
+    /// What a reviewer must look at.
+    pub findings: Findings,
+    /// Allowed syscalls and their calls per category (categories with at least one).
+    pub categories: Vec<CategoryRow>,
+    /// Every syscall the profile allows, sorted by name.
+    pub syscalls: Vec<SyscallRow>,
+}
+
+/// Summary of the inputs and the profile.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Summary {
+    /// The recordings merged, sorted by file.
+    pub runs: Vec<RunSummary>,
+    /// Sum of the runs' durations.
+    pub duration_seconds: f64,
+    /// Totals over every run.
+    pub totals: TotalsSummary,
+    /// Per architecture seen.
+    pub per_arch: Vec<ArchSummary>,
+    /// The profile under review.
+    pub profile: ProfileSummary,
+    /// What changed against `--base`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub base: Option<BaseChanges>,
+    /// Whether calls were made both as root and as another user (then programs that ran as
+    /// root are marked).
+    pub mixed_privileges: bool,
+}
+
+/// One recording.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct RunSummary {
+    /// The file as given.
+    pub file: String,
+    /// `kind: spec` of the target (`command: npm test`, `container: my-agent`).
+    pub target: String,
+    /// Start of the recording (RFC 3339, from the file).
+    pub started_at: String,
+    /// End of the recording (RFC 3339, from the file).
+    pub ended_at: String,
+    /// `ended_at - started_at`.
+    pub duration_seconds: f64,
+    /// Calls counted.
+    pub calls: u64,
+    /// Distinct (arch, nr) pairs.
+    pub distinct: u64,
+    /// `false` for a snapshot of an unfinished recording.
+    pub complete: bool,
+    /// `kernel (machine)` of the recording host.
+    pub host: String,
+}
+
+/// Totals over every run.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct TotalsSummary {
+    /// Every call counted.
+    pub calls: u64,
+    /// Distinct syscall names over every arch.
+    pub distinct_names: usize,
+    /// Calls whose number has no name on its arch.
+    pub unnamed_calls: u64,
+    /// Calls whose number was out of range.
+    pub out_of_range: u64,
+}
+
+/// One architecture seen.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct ArchSummary {
+    /// libseccomp name.
+    pub arch: Arch,
+    /// Distinct names seen on it.
+    pub distinct: usize,
+    /// Calls through it.
+    pub calls: u64,
+}
+
+/// The profile under review.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct ProfileSummary {
+    /// Its file, or `null` when it was generated from the allowlists.
+    pub file: Option<String>,
+    /// Architectures it lists (libseccomp names).
+    pub architectures: Vec<String>,
+    /// Its default action (`SCMP_ACT_ERRNO`, …).
+    pub default_action: String,
+    /// Names it allows (unconditionally or under argument conditions).
+    pub allowed: usize,
+    /// Names it denies with an explicit rule.
+    pub denied_explicitly: usize,
+    /// Rules.
+    pub rules: usize,
+}
+
+/// What changed against `--base`, from `diff`.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct BaseChanges {
+    /// The older profile.
+    pub base: String,
+    /// Allowed now, not before.
+    pub added: Vec<String>,
+    /// Allowed before, not now.
+    pub removed: Vec<String>,
+    /// Same allowed-ness, another action, errno or condition.
+    pub changed: Vec<String>,
+}
+
+/// What a reviewer must look at.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct Findings {
+    /// Dangerous syscalls the workload made, and what the profile does about them.
+    pub dangerous_observed: Vec<DangerousObserved>,
+    /// Calls the workload made that the profile denies.
+    pub denied_but_used: Vec<DeniedUse>,
+    /// Names a listed architecture needs for the observed calls that the profile lacks.
+    pub arch_gaps: Vec<ArchGap>,
+    /// Syscalls only the container runtime's init made (before the workload's first exec).
+    pub runtime_init_only: Vec<RuntimeInitOnly>,
+    /// Recordings that saw calls both as root and as another user.
+    pub privilege_drops: Vec<PrivilegeDropFinding>,
+    /// Caveats about the inputs (snapshots, unnamed calls, an absent profile).
+    pub notes: Vec<String>,
+}
+
+/// A dangerous syscall the workload made.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct DangerousObserved {
+    /// Syscall name.
+    pub name: String,
+    /// Its dangerous category's title.
+    pub category: String,
+    /// Why it is dangerous.
+    pub reason: String,
+    /// Calls observed.
+    pub count: u64,
+    /// Who made them.
+    pub programs: ProgramList,
+    /// Whether the profile lets it run.
+    pub allowed: bool,
+    /// What the profile does with it, in words.
+    pub profile_action: String,
+}
+
+/// A call the profile denies although the workload made it.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct DeniedUse {
+    /// Where this is known from: `recording` (allowlists vs profile) or `verify`.
+    pub source: &'static str,
+    /// Architecture of the call.
+    pub arch: Arch,
+    /// Name, when its number has one.
+    pub name: Option<String>,
+    /// Number, when known (always from `verify`; for unnamed calls from recordings).
+    pub nr: Option<u32>,
+    /// Calls.
+    pub count: u64,
+    /// Why it is denied, in words.
+    pub why: String,
+}
+
+/// A name a listed architecture needs that the profile does not allow.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct ArchGap {
+    /// The architecture listed.
+    pub arch: Arch,
+    /// The missing name.
+    pub name: String,
+    /// Why it is needed (what it stands for).
+    pub why: String,
+}
+
+/// A syscall only the runtime's init made.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct RuntimeInitOnly {
+    /// Syscall name.
+    pub name: String,
+    /// Calls.
+    pub count: u64,
+    /// Whether the profile allows it anyway.
+    pub allowed: bool,
+}
+
+/// What ran as root before a recording's privilege drop.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct PrivilegeDropFinding {
+    /// The recording.
+    pub file: String,
+    /// The first call made as a non-root user (RFC 3339).
+    pub first_unprivileged_call: String,
+    /// Syscalls (arch-qualified) only made as root.
+    pub root_only: Vec<String>,
+    /// How many syscalls were made as a non-root user.
+    pub unprivileged: usize,
+    /// Executables run as root.
+    pub root_executables: Vec<String>,
+    /// Executables run as another user (`path (uid N)`).
+    pub unprivileged_executables: Vec<String>,
+}
+
+/// One category's share.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct CategoryRow {
+    /// Stable id (`file`, `network`, …).
+    pub id: String,
+    /// Title.
+    pub title: String,
+    /// Allowed syscalls in it.
+    pub syscalls: usize,
+    /// Observed calls of those syscalls.
+    pub calls: u64,
+}
+
+/// One allowed syscall.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct SyscallRow {
+    /// Name.
+    pub name: String,
+    /// Category id.
+    pub category: String,
+    /// Calls observed over every arch and run (0 for baseline and translated names).
+    pub count: u64,
+    /// `count` over all calls of all runs, 0..=1.
+    pub share: f64,
+    /// Calls per architecture (libseccomp names).
+    pub per_arch: BTreeMap<String, u64>,
+    /// Who made it.
+    pub programs: ProgramList,
+    /// What it does.
+    pub description: String,
+    /// Why the profile allows it.
+    pub reason: AllowReason,
+    /// Whether it is in the dangerous set.
+    pub dangerous: bool,
+    /// Whether the profile allows it only under argument conditions.
+    pub conditional: bool,
+}
+
+/// Why a syscall is allowed.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct AllowReason {
+    /// `observed`, `translated`, `baseline`, `accepted-risk`, `explicit-allow`, `base-allow`
+    /// or `profile-rule` (allowed by a rule of a profile agent-audit did not plan).
+    pub kind: &'static str,
+    /// The reason in words.
+    pub text: String,
+}
+
+/// The result file of `verify` (only `denied` is read; other fields are ignored).
+#[derive(Clone, Debug, Deserialize)]
+pub struct VerifyResult {
+    /// Calls the filter denied.
+    pub denied: Vec<VerifyDenial>,
+}
+
+/// One denied call in a `verify` result.
+#[derive(Clone, Debug, Deserialize)]
+pub struct VerifyDenial {
+    /// Architecture.
+    pub arch: Arch,
+    /// Name, when its number has one.
+    pub name: Option<String>,
+    /// Number.
+    pub nr: u32,
+    /// Calls denied.
+    pub count: u64,
+}
+
+/// Why a report could not be made.
+#[derive(Debug, thiserror::Error)]
+pub enum ReportError {
+    /// The allowlists (unreadable, invalid, duplicate, nothing observed).
+    #[error(transparent)]
+    Allowlists(#[from] ProfileError),
+    /// `--profile` or `--base`.
+    #[error("{what}: {source}")]
+    Profile {
+        /// Which option.
+        what: &'static str,
+        /// What is wrong with it.
+        source: ProfileFileError,
+    },
+    /// The profile has an architecture libseccomp does not know.
+    #[error(transparent)]
+    Check(#[from] CheckError),
+    /// The `--verify` file cannot be read.
+    #[error("cannot read verify result {path}: {source}")]
+    VerifyRead {
+        /// The file.
+        path: PathBuf,
+        /// What the kernel said.
+        source: std::io::Error,
+    },
+    /// The `--verify` file is not a verify result.
+    #[error("{path} is not a verify result (expected {{\"denied\": [{{\"arch\", \"name\", \"nr\", \"count\"}}]}}): {source}")]
+    VerifyParse {
+        /// The file.
+        path: PathBuf,
+        /// Where and what.
+        source: serde_json::Error,
+    },
+}
+
+impl ReportError {
+    /// The documented exit code: 66 for a missing input, 74 for another read error, 65 for
+    /// malformed input, 2 for a duplicate allowlist.
+    pub fn exit_code(&self) -> crate::exit::ExitCode {
+        use crate::exit::ExitCode;
+        let not_found = |e: &std::io::Error| e.kind() == std::io::ErrorKind::NotFound;
+        match self {
+            ReportError::Allowlists(e) if e.is_not_found() => ExitCode::NO_INPUT,
+            ReportError::Allowlists(ProfileError::DuplicateInput { .. }) => ExitCode::USAGE,
+            ReportError::Allowlists(ProfileError::Output(_)) => ExitCode::CANT_CREATE,
+            ReportError::Allowlists(ProfileError::Allowlist(
+                crate::allowlist::AllowlistError::Read { .. },
+            )) => ExitCode::IO,
+            ReportError::Allowlists(_) => ExitCode::DATA,
+            ReportError::Profile {
+                source: ProfileFileError::Read { source, .. },
+                ..
+            } if not_found(source) => ExitCode::NO_INPUT,
+            ReportError::Profile {
+                source: ProfileFileError::Read { .. },
+                ..
+            } => ExitCode::IO,
+            ReportError::Profile { .. } | ReportError::Check(_) => ExitCode::DATA,
+            ReportError::VerifyRead { source, .. } if not_found(source) => ExitCode::NO_INPUT,
+            ReportError::VerifyRead { .. } => ExitCode::IO,
+            ReportError::VerifyParse { .. } => ExitCode::DATA,
+        }
+    }
+}
+
+impl VerifyResult {
+    /// Reads a `verify` result file.
+    pub fn read(path: &Path) -> Result<Self, ReportError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ReportError::VerifyRead {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        serde_json::from_str(&text).map_err(|source| ReportError::VerifyParse {
+            path: path.to_path_buf(),
+            source,
+        })
+    }
+}
+
+impl Report {
+    /// Allowed syscalls with the most calls first (ties by name), at most `n`.
+    pub fn top_syscalls(&self, n: usize) -> Vec<&SyscallRow> {
+        let mut rows: Vec<&SyscallRow> = self.syscalls.iter().filter(|r| r.count > 0).collect();
+        rows.sort_by(|a, b| b.count.cmp(&a.count).then_with(|| a.name.cmp(&b.name)));
+        rows.truncate(n);
+        rows
+    }
+
+    /// How many findings need attention (everything but notes).
+    pub fn finding_count(&self) -> usize {
+        let f = &self.findings;
+        f.dangerous_observed.len()
+            + f.denied_but_used.len()
+            + f.arch_gaps.len()
+            + f.runtime_init_only.len()
+            + f.privilege_drops.len()
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,338 @@
+use std::path::{Path, PathBuf};
+
+use super::*;
+use crate::allowlist::{Allowlist, PrivilegeDrop, ProgramCount, TargetInfo};
+use crate::profile::{self, build as plan_build, oci, ProfileOptions};
+
+/// An allowlist of `calls` (arch, name, count), each made by `comm` as root.
+fn recording(spec: &str, comm: &str, calls: &[(Arch, &str, u64)]) -> Allowlist {
+    let counts = calls
+        .iter()
+        .map(|(arch, name, count)| (*arch, arch.syscall_nr(name).expect(name), *count));
+    let (mut syscalls, totals) = Allowlist::syscalls_from_counts(counts, 0);
+    for s in &mut syscalls {
+        s.programs = vec![ProgramCount {
+            comm: comm.into(),
+            as_root: true,
+            count: s.count,
+            first_seen: time::OffsetDateTime::UNIX_EPOCH,
+            last_seen: time::OffsetDateTime::UNIX_EPOCH,
+        }];
+    }
+    Allowlist::for_tests(
+        TargetInfo {
+            kind: "command".into(),
+            spec: spec.into(),
+            command: Some(vec![spec.into()]),
+            ..Default::default()
+        },
+        syscalls,
+        totals,
+    )
+}
+
+fn write(dir: &Path, name: &str, list: &Allowlist) -> PathBuf {
+    let path = dir.join(name);
+    list.write(&path).unwrap();
+    path
+}
+
+const X: Arch = Arch::X86_64;
+
+/// Two runs: `a` reads and opens files; `b` also writes and calls ptrace.
+fn two_runs(dir: &Path) -> Vec<PathBuf> {
+    let a = recording(
+        "a",
+        "cat",
+        &[(X, "read", 6), (X, "openat", 3), (X, "execve", 1)],
+    );
+    let b = recording(
+        "b",
+        "tool",
+        &[(X, "read", 2), (X, "write", 7), (X, "ptrace", 1)],
+    );
+    vec![write(dir, "a.json", &a), write(dir, "b.json", &b)]
+}
+
+fn inputs(allowlists: Vec<PathBuf>) -> ReportInputs {
+    ReportInputs {
+        allowlists,
+        ..Default::default()
+    }
+}
+
+#[test]
+fn without_a_profile_the_generated_one_is_reviewed() {
+    let dir = tempfile::tempdir().unwrap();
+    let paths = two_runs(dir.path());
+    let report = build(&inputs(paths.clone())).unwrap();
+    let merged = profile::read_and_merge(&paths).unwrap();
+    let plan = plan_build::plan(
+        &merged,
+        &ProfileOptions {
+            baseline: true,
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let names: Vec<&str> = report.syscalls.iter().map(|r| r.name.as_str()).collect();
+    assert_eq!(names, plan.allowed_names());
+    assert_eq!(report.summary.profile.allowed, plan.allowed_names().len());
+    assert_eq!(
+        report.summary.profile.denied_explicitly,
+        plan.denied_names().len()
+    );
+    assert_eq!(report.summary.totals.calls, 20);
+    assert_eq!(report.summary.runs.len(), 2);
+
+    let read = report.syscalls.iter().find(|r| r.name == "read").unwrap();
+    assert_eq!((read.count, read.category.as_str()), (8, "file"));
+    assert_eq!(read.share, 0.4);
+    assert_eq!(read.reason.kind, "observed");
+    assert_eq!(read.programs.summary(5, false), "cat ×6, tool ×2");
+    let baseline = report.syscalls.iter().find(|r| r.count == 0).unwrap();
+    assert_eq!(baseline.reason.kind, "baseline", "{baseline:?}");
+
+    // ptrace was observed, is dangerous, and the generated profile denies it.
+    let danger = &report.findings.dangerous_observed;
+    assert_eq!(danger.len(), 1);
+    assert_eq!(
+        (danger[0].name.as_str(), danger[0].allowed),
+        ("ptrace", false)
+    );
+    assert!(danger[0].profile_action.contains("denied explicitly"));
+    let denied: Vec<_> = report.findings.denied_but_used.iter().collect();
+    assert_eq!(denied.len(), 1);
+    assert_eq!(denied[0].name.as_deref(), Some("ptrace"));
+    assert_eq!(denied[0].nr, X.syscall_nr("ptrace"));
+
+    // Categories add up to the table.
+    let in_categories: usize = report.categories.iter().map(|c| c.syscalls).sum();
+    assert_eq!(in_categories, report.syscalls.len());
+    assert!(report.findings.notes[0].contains("no --profile"));
+}
+
+#[test]
+fn a_given_profile_its_base_and_accepted_risks() {
+    let dir = tempfile::tempdir().unwrap();
+    let paths = two_runs(dir.path());
+    // The reviewed profile accepts ptrace, drops write; the base allowed write but not ptrace.
+    let profile = r#"{"defaultAction":"SCMP_ACT_ERRNO","architectures":["SCMP_ARCH_X86_64"],
+      "syscalls":[
+        {"names":["read","openat","execve"],"action":"SCMP_ACT_ALLOW","comment":"observed"},
+        {"names":["ptrace"],"action":"SCMP_ACT_ALLOW","comment":"ACCEPTED RISK: the debugger"},
+        {"names":["mount"],"action":"SCMP_ACT_ERRNO","errnoRet":1,"comment":"no mounts"}]}"#;
+    let base = r#"{"defaultAction":"SCMP_ACT_ERRNO","syscalls":[
+        {"names":["read","openat","execve","write"],"action":"SCMP_ACT_ALLOW"}]}"#;
+    std::fs::write(dir.path().join("p.json"), profile).unwrap();
+    std::fs::write(dir.path().join("old.json"), base).unwrap();
+    let report = build(&ReportInputs {
+        allowlists: paths,
+        profile: Some(dir.path().join("p.json")),
+        base: Some(dir.path().join("old.json")),
+        verify: None,
+    })
+    .unwrap();
+    let s = &report.summary;
+    assert_eq!((s.profile.allowed, s.profile.denied_explicitly), (4, 1));
+    let base = s.base.as_ref().unwrap();
+    assert_eq!(
+        (base.added.clone(), base.removed.clone()),
+        (vec!["ptrace".to_string()], vec!["write".to_string()])
+    );
+    let ptrace = report.syscalls.iter().find(|r| r.name == "ptrace").unwrap();
+    assert_eq!(ptrace.reason.kind, "accepted-risk");
+    assert!(ptrace.dangerous);
+    assert!(report.findings.dangerous_observed[0].allowed);
+    assert!(report.findings.dangerous_observed[0]
+        .profile_action
+        .contains("accepted risk"));
+    let denied: Vec<&str> = report
+        .findings
+        .denied_but_used
+        .iter()
+        .filter_map(|d| d.name.as_deref())
+        .collect();
+    assert_eq!(denied, vec!["write"]);
+    assert!(
+        report.findings.notes.is_empty(),
+        "{:?}",
+        report.findings.notes
+    );
+}
+
+#[test]
+fn verify_results_x86_gaps_runtime_init_and_privilege_drop() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut list = recording(
+        "c",
+        "app",
+        &[(X, "clock_gettime", 4), (X, "read", 1), (X, "setuid", 1)],
+    );
+    list.runtime_init = recording("c", "runc", &[(X, "pivot_root", 1), (X, "read", 9)]).syscalls;
+    list.privilege_drop = Some(PrivilegeDrop {
+        first_unprivileged_call: time::OffsetDateTime::UNIX_EPOCH,
+        root_only: vec!["SCMP_ARCH_X86_64:setuid".into()],
+        unprivileged: vec!["SCMP_ARCH_X86_64:read".into()],
+    });
+    let path = write(dir.path(), "c.json", &list);
+    // A profile listing x86 too, generated without translation: x86 lacks clock_gettime64.
+    let profile = r#"{"defaultAction":"SCMP_ACT_ERRNO","architectures":["SCMP_ARCH_X86_64","SCMP_ARCH_X86"],
+      "syscalls":[{"names":["clock_gettime","read","setuid"],"action":"SCMP_ACT_ALLOW","comment":"seen"}]}"#;
+    std::fs::write(dir.path().join("p.json"), profile).unwrap();
+    let verify = r#"{"profile":"p.json","denied":[{"arch":"SCMP_ARCH_X86","name":"clock_gettime64","nr":403,"count":2}]}"#;
+    std::fs::write(dir.path().join("v.json"), verify).unwrap();
+    let report = build(&ReportInputs {
+        allowlists: vec![path],
+        profile: Some(dir.path().join("p.json")),
+        base: None,
+        verify: Some(dir.path().join("v.json")),
+    })
+    .unwrap();
+    let f = &report.findings;
+    let gaps: Vec<(Arch, &str)> = f
+        .arch_gaps
+        .iter()
+        .map(|g| (g.arch, g.name.as_str()))
+        .collect();
+    assert!(gaps.contains(&(Arch::X86, "clock_gettime64")), "{gaps:?}");
+    let from_verify: Vec<_> = f
+        .denied_but_used
+        .iter()
+        .filter(|d| d.source == "verify")
+        .collect();
+    assert_eq!(from_verify.len(), 1);
+    assert_eq!((from_verify[0].nr, from_verify[0].count), (Some(403), 2));
+    assert_eq!(f.runtime_init_only.len(), 1);
+    assert_eq!(
+        (
+            f.runtime_init_only[0].name.as_str(),
+            f.runtime_init_only[0].allowed
+        ),
+        ("pivot_root", false)
+    );
+    assert_eq!(f.privilege_drops.len(), 1);
+    assert_eq!(
+        f.privilege_drops[0].root_only,
+        vec!["SCMP_ARCH_X86_64:setuid"]
+    );
+}
+
+#[test]
+fn bad_inputs_map_to_documented_exit_codes() {
+    let dir = tempfile::tempdir().unwrap();
+    let paths = two_runs(dir.path());
+    let with = |profile: Option<PathBuf>, verify: Option<PathBuf>| {
+        build(&ReportInputs {
+            allowlists: paths.clone(),
+            profile,
+            base: None,
+            verify,
+        })
+        .unwrap_err()
+        .exit_code()
+    };
+    let missing = dir.path().join("missing.json");
+    let garbage = dir.path().join("garbage.json");
+    std::fs::write(&garbage, "{not json").unwrap();
+    assert_eq!(with(Some(missing.clone()), None).0, 66);
+    assert_eq!(with(Some(garbage.clone()), None).0, 65);
+    assert_eq!(with(None, Some(missing.clone())).0, 66);
+    assert_eq!(with(None, Some(garbage)).0, 65);
+    let err = build(&inputs(vec![missing])).unwrap_err();
+    assert_eq!(err.exit_code().0, 66, "{err}");
+}
+
+#[test]
+fn output_is_identical_whatever_the_input_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let paths = two_runs(dir.path());
+    let mut reversed = paths.clone();
+    reversed.reverse();
+    let one = build(&inputs(paths)).unwrap();
+    let two = build(&inputs(reversed)).unwrap();
+    assert_eq!(json::render(&one), json::render(&two));
+    assert_eq!(markdown::render(&one), markdown::render(&two));
+    assert_eq!(html::render(&one), html::render(&two));
+}
+
+#[test]
+fn markdown_fits_a_comment_and_folds_the_table() {
+    let dir = tempfile::tempdir().unwrap();
+    let report = build(&inputs(two_runs(dir.path()))).unwrap();
+    let md = markdown::render(&report);
+    assert!(md.len() <= markdown::COMMENT_LIMIT);
+    assert!(md.find("### Findings").unwrap() < md.find("### Summary").unwrap());
+    assert!(md.contains("<details><summary>All "));
+    for row in &report.syscalls {
+        assert!(
+            md.contains(&format!("| `{}` |", row.name)),
+            "{} missing",
+            row.name
+        );
+    }
+    assert!(!md.contains("more row(s)"));
+
+    // A report far too long for a comment is cut table by table, and says so.
+    let mut huge = report.clone();
+    let template = huge.syscalls[0].clone();
+    huge.syscalls = (0..3000)
+        .map(|i| SyscallRow {
+            name: format!("call{i:04}"),
+            description: "x".repeat(100),
+            ..template.clone()
+        })
+        .collect();
+    let md = markdown::render(&huge);
+    assert!(md.len() <= markdown::COMMENT_LIMIT, "{} bytes", md.len());
+    assert!(md.contains("more row(s), left out to fit a pull-request comment"));
+    assert!(md.contains("| `call0000` |"));
+}
+
+#[test]
+fn html_is_self_contained_with_one_bar_per_category() {
+    let dir = tempfile::tempdir().unwrap();
+    let report = build(&inputs(two_runs(dir.path()))).unwrap();
+    let page = html::render(&report);
+    for external in ["http://", "https://", " src=", "<link", "@import", "url("] {
+        assert!(!page.contains(external), "page refers to {external}");
+    }
+    let chart = &page[page.find("id=\"chart-categories\"").unwrap()..];
+    let chart = &chart[..chart.find("</svg>").unwrap()];
+    assert_eq!(
+        chart.matches("<g class=\"bar\"").count(),
+        report.categories.len()
+    );
+    assert!(page.contains("<table id=\"syscall-table\" class=\"sortable\">"));
+    assert!(page.contains("@media print"));
+}
+
+#[test]
+fn rows_of_the_generated_plan_and_the_oci_file_agree() {
+    // The report reads the profile file form; a generated plan must read back identically.
+    let dir = tempfile::tempdir().unwrap();
+    let paths = two_runs(dir.path());
+    let merged = profile::read_and_merge(&paths).unwrap();
+    let plan = plan_build::plan(
+        &merged,
+        &ProfileOptions {
+            baseline: true,
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let file = dir.path().join("p.json");
+    oci::to_seccomp_profile(&plan).write(&file).unwrap();
+    let generated = build(&inputs(paths.clone())).unwrap();
+    let given = build(&ReportInputs {
+        allowlists: paths,
+        profile: Some(file),
+        ..Default::default()
+    })
+    .unwrap();
+    assert_eq!(generated.syscalls, given.syscalls);
+    assert_eq!(
+        generated.findings.dangerous_observed,
+        given.findings.dangerous_observed
+    );
+}
