@@ -184,6 +184,12 @@ pub fn generated_profile(env: &BenchEnv) -> Result<PathBuf> {
     recorder.stop()?;
     run?;
     let profile = env.out.join("generated.seccomp.json");
-    super::profile_tmp::write_profile(&allowlist, &profile)?;
+    crate::run(
+        Command::new(env.bin.join("agent-audit"))
+            .arg("profile")
+            .arg(&allowlist)
+            .arg("--out")
+            .arg(&profile),
+    )?;
     Ok(profile)
 }

@@ -5,7 +5,6 @@
 
 mod docker;
 mod env;
-mod profile_tmp;
 mod report;
 mod tracer;
 pub mod workload;
@@ -101,13 +100,7 @@ pub fn bench(root: &Path, opts: BenchOptions) -> Result<()> {
     let mut notes = Vec::new();
 
     let generated = prepare_containers(&env, &mut notes);
-    let profile_writer = if profile_tmp::profile_subcommand_available(&env.bin.join("agent-audit"))
-    {
-        "agent-audit has a `profile` subcommand now, but the bench still uses its temporary writer"
-    } else {
-        "temporary deny-by-default writer in xtask/src/bench/profile_tmp.rs (`agent-audit profile` not yet available)"
-    };
-    notes.push(format!("generated profile: {profile_writer}"));
+    notes.push("generated profile: `agent-audit profile` of the container's allowlist".into());
 
     let mut jobs: Vec<Job> = tracers().into_iter().map(Job::Loops).collect();
     jobs.push(Job::Strace);
@@ -137,6 +130,9 @@ pub fn bench(root: &Path, opts: BenchOptions) -> Result<()> {
                 notes.push(note);
             }
         }
+    }
+    if let Err(e) = merge_time(&env, opts.reps, &mut samples) {
+        notes.push(format!("merge of 100 allowlists: {e:#}"));
     }
     machine.loadavg_end = env::read_trim("/proc/loadavg");
     let elapsed = started.elapsed().as_secs_f64();
@@ -372,4 +368,50 @@ fn shuffle<T>(items: &mut [T], seed: u64) {
         let j = ((state >> 33) % (i as u64 + 1)) as usize;
         items.swap(i, j);
     }
+}
+
+/// Time for `agent-audit profile` to merge 100 allowlists: copies of one real recording (a
+/// shell listing a directory), each a separate input as 100 CI runs would be.
+fn merge_time(env: &BenchEnv, reps: usize, samples: &mut Samples) -> Result<()> {
+    let bin = env.bin.join("agent-audit");
+    let dir = env.out.join("merge");
+    std::fs::create_dir_all(&dir)?;
+    let first = dir.join("run-000.json");
+    crate::run(
+        Command::new(&bin)
+            .arg("run")
+            .arg("--out")
+            .arg(&first)
+            .args([
+                "--",
+                "/bin/sh",
+                "-c",
+                "ls -la / /usr >/dev/null; cat /etc/hostname",
+            ])
+            .stderr(Stdio::null()),
+    )?;
+    let mut inputs = vec![first.clone()];
+    for i in 1..100 {
+        let copy = dir.join(format!("run-{i:03}.json"));
+        std::fs::copy(&first, &copy)?;
+        inputs.push(copy);
+    }
+    for rep in 0..reps.min(5) {
+        let started = Instant::now();
+        crate::run(
+            Command::new(&bin)
+                .arg("profile")
+                .args(&inputs)
+                .arg("--out")
+                .arg(dir.join("profile.json"))
+                .stderr(Stdio::null()),
+        )?;
+        samples.add(
+            "profile-merge-100",
+            "seconds",
+            rep,
+            started.elapsed().as_secs_f64(),
+        );
+    }
+    Ok(())
 }
