@@ -3,9 +3,13 @@
 //! cgroups and containers that are cleaned up even when a test panics.
 
 pub mod allowlist;
+pub mod armed;
 pub mod cgroup;
 pub mod container;
+pub mod foreground;
+pub mod probe;
 pub mod process;
+pub mod profile;
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU32, Ordering};

@@ -103,6 +103,11 @@ impl Running {
         }
     }
 
+    /// What it has written to stderr so far (for readiness lines while it still runs).
+    pub fn stderr_so_far(&self) -> String {
+        String::from_utf8_lossy(&self.stderr.0.lock().unwrap()).into_owned()
+    }
+
     /// Its pid.
     pub fn pid(&self) -> u32 {
         self.child.id()

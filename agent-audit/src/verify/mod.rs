@@ -19,7 +19,7 @@ use crate::bpf::AttachMode;
 use crate::diff::Side;
 use crate::fsutil::{self, OutputError};
 use crate::run::CommandSession;
-use crate::seccomp::compile::{self, CompileError};
+use crate::seccomp::compile::{self, CompileError, SkipReason, Skipped};
 use crate::seccomp::{ProfileFileError, SeccompProfile, SeccompProgram};
 use crate::syscalls::Arch;
 use crate::Error;
@@ -77,7 +77,9 @@ pub struct VerifyReport {
     /// Probe results (`--probe-dangerous`).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub probes: Vec<ProbeResult>,
-    /// Names in the profile libseccomp left out of the filter (unknown to it, or refused).
+    /// Names of rules that have no effect in the filter because libseccomp does not know
+    /// them or refused the rule. Rules equal to the default action are not listed: the
+    /// default action applies to their names, which is what they ask for.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub not_in_filter: Vec<String>,
     /// The command succeeded, nothing was denied and every probe got its errno.
@@ -137,14 +139,7 @@ pub fn verify(opts: &VerifyOptions) -> Result<VerifyReport, Error> {
             source,
         })?;
     let program = SeccompProgram::export(&compiled).map_err(VerifyError::Filter)?;
-    // Deny rules equal to the default action are documentation (runc skips them too); only
-    // names the filter really lacks are worth reporting.
-    let not_in_filter = compiled
-        .skipped
-        .iter()
-        .filter(|s| s.reason != compile::SkipReason::SameAsDefault)
-        .map(|s| s.name.clone())
-        .collect();
+    let not_in_filter = left_out_of_filter(&compiled.skipped);
 
     let mut session = CommandSession::prepare(&opts.command, PathBuf::new(), opts.attach)?;
     session.counter.attach_exit_counter()?;
@@ -188,6 +183,17 @@ pub fn verify(opts: &VerifyOptions) -> Result<VerifyReport, Error> {
         fsutil::write_atomic(out, json.as_bytes()).map_err(VerifyError::from)?;
     }
     Ok(report)
+}
+
+/// Names whose rule is not in the filter and whose calls therefore do not get the rule's
+/// action. A rule equal to the default action is left out too (libseccomp refuses it), but its
+/// names still get that action from the default, so it is not reported.
+fn left_out_of_filter(skipped: &[Skipped]) -> Vec<String> {
+    skipped
+        .iter()
+        .filter(|s| s.reason != SkipReason::SameAsDefault)
+        .map(|s| s.name.clone())
+        .collect()
 }
 
 /// The arches the filter accepts: those the profile lists (the native one if none).
@@ -288,7 +294,7 @@ impl VerifyReport {
         if !self.not_in_filter.is_empty() {
             let _ = writeln!(
                 s,
-                "left out of the filter (unknown to this libseccomp, or refused): {}",
+                "not in the filter (unknown to or refused by this libseccomp): {}",
                 self.not_in_filter.join(", ")
             );
         }
@@ -312,6 +318,27 @@ mod tests {
         assert_eq!(denied[0].name.as_deref(), Some("mount"));
         assert_eq!(denied[0].count, 3);
         assert_eq!(denied[0].observed_in_allowlist, None);
+    }
+
+    #[test]
+    fn rules_equal_to_the_default_are_not_reported_as_left_out() {
+        let p = SeccompProfile::parse(
+            r#"{"defaultAction":"SCMP_ACT_ERRNO","defaultErrnoRet":1,
+                "architectures":["SCMP_ARCH_X86_64"],
+                "syscalls":[
+                  {"names":["read","no_such_call_xyz"],"action":"SCMP_ACT_ALLOW"},
+                  {"names":["ptrace","mount"],"action":"SCMP_ACT_ERRNO","errnoRet":1},
+                  {"names":["clone3"],"action":"SCMP_ACT_ERRNO","errnoRet":38}]}"#,
+            Path::new("p"),
+        )
+        .unwrap();
+        let compiled = compile::build_filter(&p, &[Arch::X86_64]).unwrap();
+        // ptrace and mount are skipped as rules but denied by the default action.
+        assert!(compiled
+            .skipped
+            .iter()
+            .any(|s| s.name == "ptrace" && s.reason == SkipReason::SameAsDefault));
+        assert_eq!(left_out_of_filter(&compiled.skipped), ["no_such_call_xyz"]);
     }
 
     #[test]
