@@ -155,9 +155,26 @@ impl Waiting {
         active: &mut Vec<Recording>,
     ) -> Result<(), Error> {
         counter.refill_pool()?;
-        for (id, slot) in counter.claimed_targets()? {
+        let claimed = counter.claimed_targets()?;
+        if !claimed.is_empty() {
+            // A cgroup's mkdir event is queued before any of its tasks can make the syscall
+            // that claimed it, but may not have been read yet.
+            self.events.read_pending().map_err(Error::Io)?;
+        }
+        for (id, slot) in claimed {
             // The cgroup may already be gone (a short-lived container): its name is known
-            // from the moment it was created.
+            // from the moment its event was read. If the event was read too late to see the
+            // directory, the directory itself may still be there.
+            if self.events.name_of(id).is_none() {
+                let found = self.globs.iter().find_map(|g| {
+                    let child = g.child_by_id(&self.mount, id)?;
+                    let name = child.dir.file_name()?.to_string_lossy().into_owned();
+                    Some((g.parent.dir.clone(), name))
+                });
+                if let Some((parent, name)) = found {
+                    self.events.remember(id, parent, name);
+                }
+            }
             let matched = self.events.name_of(id).and_then(|(parent, name)| {
                 let g = self.globs.iter().find(|g| &g.parent.dir == parent)?;
                 g.matches_child(name).then(|| {
