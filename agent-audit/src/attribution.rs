@@ -131,7 +131,10 @@ mod tests {
     fn wall_clock_keeps_the_order_of_kernel_times() {
         for t in [1_000u64, 5_000_000, 77_000_000_000] {
             assert!(wall_clock(t) <= wall_clock(t + 1));
-            assert_eq!(wall_clock(t + 1) - wall_clock(t), time::Duration::nanoseconds(1));
+            assert_eq!(
+                wall_clock(t + 1) - wall_clock(t),
+                time::Duration::nanoseconds(1)
+            );
         }
     }
 
