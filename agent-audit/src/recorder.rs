@@ -270,6 +270,12 @@ async fn watch(
                     }
                     let mut r = active.swap_remove(i);
                     progress.clear();
+                    // Execs since the drain above belong to any target, not only this one.
+                    let late = counter.drain_execs();
+                    for other in &mut active {
+                        other.note_execs(&late);
+                    }
+                    r.note_execs(&late);
                     finish(counter, &mut r)?;
                     counter.remove_target(r.slot)?;
                 }
@@ -288,15 +294,19 @@ async fn watch(
         }
     };
     progress.clear();
+    let late = counter.drain_execs();
+    for r in &mut active {
+        r.note_execs(&late);
+    }
     for r in &mut active {
         finish(counter, r)?;
     }
     Ok(reason)
 }
 
+/// Writes a target's final file; its execs must have been noted (the exec ring is shared by
+/// all targets, so draining it here would lose the others').
 fn finish(counter: &mut SyscallCounter, r: &mut Recording) -> Result<(), Error> {
-    let execs = counter.drain_execs();
-    r.note_execs(&execs);
     let uses = counter.read_attribution()?;
     let list = r.write(counter, true, &uses)?;
     tracing::info!(
