@@ -11,17 +11,24 @@ use crate::allowlist::{
 use crate::bpf::{ExecRecord, ProgramUse};
 
 /// Converts `CLOCK_MONOTONIC` nanoseconds (the kernel program's clock) to wall-clock time.
+///
+/// The offset between the clocks is measured once per process: measured per call, it jitters
+/// by the time between the two clock reads, enough to put a `last_seen` before its own
+/// `first_seen`.
 pub fn wall_clock(monotonic_ns: u64) -> OffsetDateTime {
-    let now = |clock| {
-        let mut ts = libc::timespec {
-            tv_sec: 0,
-            tv_nsec: 0,
+    static OFFSET: std::sync::OnceLock<i128> = std::sync::OnceLock::new();
+    let offset = *OFFSET.get_or_init(|| {
+        let now = |clock| {
+            let mut ts = libc::timespec {
+                tv_sec: 0,
+                tv_nsec: 0,
+            };
+            // SAFETY: valid clock id and out-pointer.
+            unsafe { libc::clock_gettime(clock, &mut ts) };
+            ts.tv_sec as i128 * 1_000_000_000 + ts.tv_nsec as i128
         };
-        // SAFETY: valid clock id and out-pointer.
-        unsafe { libc::clock_gettime(clock, &mut ts) };
-        ts.tv_sec as i128 * 1_000_000_000 + ts.tv_nsec as i128
-    };
-    let offset = now(libc::CLOCK_REALTIME) - now(libc::CLOCK_MONOTONIC);
+        now(libc::CLOCK_REALTIME) - now(libc::CLOCK_MONOTONIC)
+    });
     OffsetDateTime::from_unix_timestamp_nanos(offset + monotonic_ns as i128)
         .unwrap_or(OffsetDateTime::UNIX_EPOCH)
 }
@@ -117,6 +124,17 @@ mod tests {
             count: 2,
             first_ns: first,
             last_ns: first + 10,
+        }
+    }
+
+    #[test]
+    fn wall_clock_keeps_the_order_of_kernel_times() {
+        for t in [1_000u64, 5_000_000, 77_000_000_000] {
+            assert!(wall_clock(t) <= wall_clock(t + 1));
+            assert_eq!(
+                wall_clock(t + 1) - wall_clock(t),
+                time::Duration::nanoseconds(1)
+            );
         }
     }
 

@@ -261,10 +261,27 @@ impl Waiting {
         active: &mut Vec<Recording>,
     ) -> Result<(), Error> {
         counter.refill_pool()?;
-        for (id, slot) in counter.claimed_targets()? {
-            tracing::debug!(id, ?slot, name = ?self.events.name_of(id), "kernel program claimed a cgroup");
+        let claimed = counter.claimed_targets()?;
+        if !claimed.is_empty() {
+            // A cgroup's mkdir event is queued before any of its tasks can make the syscall
+            // that claimed it, but may not have been read yet.
+            self.events.read_pending().map_err(Error::Io)?;
+        }
+        for (id, slot) in claimed {
             // The cgroup may already be gone (a short-lived container): its name is known
-            // from the moment it was created.
+            // from the moment its event was read. If the event was read too late to see the
+            // directory, the directory itself may still be there.
+            if self.events.name_of(id).is_none() {
+                let found = self.watches.iter().find_map(|w| {
+                    let child = w.glob.child_by_id(&self.mount, id)?;
+                    let name = child.dir.file_name()?.to_string_lossy().into_owned();
+                    Some((w.glob.parent.dir.clone(), name))
+                });
+                if let Some((parent, name)) = found {
+                    self.events.remember(id, parent, name);
+                }
+            }
+            tracing::debug!(id, ?slot, name = ?self.events.name_of(id), "kernel program claimed a cgroup");
             let target = self.events.name_of(id).and_then(|(parent, name)| {
                 self.watches
                     .iter()
@@ -356,6 +373,12 @@ async fn watch(
                     }
                     let mut r = active.swap_remove(i);
                     progress.clear();
+                    // Execs since the drain above belong to any target, not only this one.
+                    let late = counter.drain_execs();
+                    for other in &mut active {
+                        other.note_execs(&late);
+                    }
+                    r.note_execs(&late);
                     finish(counter, &mut r)?;
                     counter.remove_target(r.slot)?;
                 }
@@ -374,15 +397,19 @@ async fn watch(
         }
     };
     progress.clear();
+    let late = counter.drain_execs();
+    for r in &mut active {
+        r.note_execs(&late);
+    }
     for r in &mut active {
         finish(counter, r)?;
     }
     Ok(reason)
 }
 
+/// Writes a target's final file; its execs must have been noted (the exec ring is shared by
+/// all targets, so draining it here would lose the others').
 fn finish(counter: &mut SyscallCounter, r: &mut Recording) -> Result<(), Error> {
-    let execs = counter.drain_execs();
-    r.note_execs(&execs);
     let uses = counter.read_attribution()?;
     let list = r.write(counter, true, &uses)?;
     tracing::info!(

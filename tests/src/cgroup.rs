@@ -49,9 +49,15 @@ pub struct ScratchCgroup {
 impl ScratchCgroup {
     /// Creates `name` below this process's own cgroup v2.
     pub fn new(name: &str) -> Self {
-        let mount = v2_mount().expect("no cgroup2 mount in /proc/self/mountinfo");
         let own = v2_path_of(std::process::id()).expect("no 0:: line in /proc/self/cgroup");
-        let rel = format!("{}/{name}", own.trim_end_matches('/'));
+        Self::at(&format!("{}/{name}", own.trim_end_matches('/')))
+    }
+
+    /// Creates the cgroup `rel` (relative to the cgroup2 mount, e.g. `/name` next to the
+    /// containers runc creates); its parent must exist.
+    pub fn at(rel: &str) -> Self {
+        let mount = v2_mount().expect("no cgroup2 mount in /proc/self/mountinfo");
+        let rel = format!("/{}", rel.trim_start_matches('/'));
         let dir = mount.join(rel.trim_start_matches('/'));
         fs::create_dir(&dir).unwrap_or_else(|e| panic!("cannot create {}: {e}", dir.display()));
         Self { dir, rel }

@@ -77,6 +77,18 @@ impl RuncContainer {
     /// Runs `sh -c script` in a busybox container whose bundle is `bundle` (rootfs already
     /// filled), and waits until it is running.
     pub fn start(bundle: &Path, id: &str, script: &str) -> Self {
+        let container = Self::launch(bundle, id, script);
+        wait_until(
+            &format!("runc container {id} to run"),
+            Duration::from_secs(20),
+            || container.init_pid().is_some(),
+        );
+        container
+    }
+
+    /// Like [`Self::start`] but returns as soon as `runc run` is started: for containers that
+    /// may be gone before anyone could see them running.
+    pub fn launch(bundle: &Path, id: &str, script: &str) -> Self {
         run_ok(
             Command::new("runc").arg("spec").current_dir(bundle),
             Duration::from_secs(10),
@@ -96,16 +108,10 @@ impl RuncContainer {
                 .arg(bundle)
                 .arg(id),
         );
-        let container = Self {
+        Self {
             id: id.to_string(),
             runc: Some(runc),
-        };
-        wait_until(
-            &format!("runc container {id} to run"),
-            Duration::from_secs(20),
-            || container.init_pid().is_some(),
-        );
-        container
+        }
     }
 
     /// The host pid of the container's init process, while it runs.

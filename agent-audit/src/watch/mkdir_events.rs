@@ -62,26 +62,51 @@ impl MkdirEvents {
     pub async fn next_batch(&mut self) -> io::Result<()> {
         let Self { fd, dirs, seen } = self;
         let mut guard = fd.readable().await?;
-        let mut buf = [0u8; 4096];
-        loop {
-            // SAFETY: reading into a local buffer of the given size.
-            let n =
-                unsafe { libc::read(fd.get_ref().as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) };
-            if n < 0 {
-                let err = io::Error::last_os_error();
-                if err.kind() == io::ErrorKind::WouldBlock {
-                    guard.clear_ready();
-                    return Ok(());
-                }
-                return Err(err);
-            }
-            parse(dirs, seen, &buf[..n as usize]);
-        }
+        read_queued(fd.get_ref().as_raw_fd(), dirs, seen)?;
+        guard.clear_ready();
+        Ok(())
+    }
+
+    /// Records the events already queued, without waiting. The kernel queues a directory's
+    /// event inside `mkdir` itself, before any task can be moved into the new cgroup, so after
+    /// this call every cgroup that has made a syscall is named (if it still existed when its
+    /// event was read).
+    pub fn read_pending(&mut self) -> io::Result<()> {
+        read_queued(self.fd.get_ref().as_raw_fd(), &self.dirs, &mut self.seen)
+    }
+
+    /// Records a child found by looking its id up in its parent directory.
+    pub fn remember(&mut self, id: u64, parent: PathBuf, name: String) {
+        self.seen.insert(id, (parent, name));
     }
 
     /// The (parent, name) of a child created since watching began, by cgroup id.
     pub fn name_of(&self, id: u64) -> Option<&(PathBuf, String)> {
         self.seen.get(&id)
+    }
+}
+
+/// Reads the inotify fd (non-blocking) until it is empty, recording each new directory.
+fn read_queued(
+    fd: std::os::fd::RawFd,
+    dirs: &HashMap<i32, PathBuf>,
+    seen: &mut HashMap<u64, (PathBuf, String)>,
+) -> io::Result<()> {
+    let mut buf = [0u8; 4096];
+    loop {
+        // SAFETY: reading into a local buffer of the given size.
+        let n = unsafe { libc::read(fd, buf.as_mut_ptr().cast(), buf.len()) };
+        if n == 0 {
+            return Ok(());
+        }
+        if n < 0 {
+            let err = io::Error::last_os_error();
+            if err.kind() == io::ErrorKind::WouldBlock {
+                return Ok(());
+            }
+            return Err(err);
+        }
+        parse(dirs, seen, &buf[..n as usize]);
     }
 }
 
