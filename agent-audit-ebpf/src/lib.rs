@@ -74,8 +74,8 @@ pub const MAP_INIT_COUNTERS: &str = "INIT_COUNTERS";
 pub const MAP_PHASE: &str = "PHASE";
 /// Calls are the workload's own (the default; `run` and targets attached while running).
 pub const PHASE_WORKLOAD: u32 = 0;
-/// Calls are the runtime's init until the target's first `execve`/`execveat` (targets picked up
-/// by `--wait` from their cgroup's creation). That exec is the last call of this phase.
+/// Calls are the runtime's init until the target's first *completed* exec (targets picked up
+/// by `--wait` from their cgroup's creation); the exec call itself belongs to this phase.
 pub const PHASE_RUNTIME_INIT: u32 = 1;
 /// Native `execve` and `execveat` numbers, globals like the ones below.
 pub const GLOBAL_EXECVE_NR: &str = "EXECVE_NR";
@@ -118,9 +118,15 @@ pub struct AttribKey {
     pub nr: u16,
     /// ABI index (`ABI_*`).
     pub abi: u8,
-    /// 1 when the caller's uid was 0.
+    /// Bit 0: the caller's uid was 0 ([`ATTRIB_ROOT`]). Bit 1: the call was made in the
+    /// runtime-init phase ([`ATTRIB_RUNTIME_INIT`]).
     pub root: u8,
 }
+
+/// [`AttribKey::root`] bit: uid 0.
+pub const ATTRIB_ROOT: u8 = 1;
+/// [`AttribKey::root`] bit: runtime-init phase.
+pub const ATTRIB_RUNTIME_INIT: u8 = 2;
 
 /// How often and when a key was seen.
 #[repr(C)]
@@ -154,8 +160,10 @@ pub struct TaskCache {
     pub comm: [u64; 2],
     /// Hash of `comm`.
     pub comm_hash: u32,
-    /// 0 after an exec or prctl: read `comm` again on the next call.
-    pub valid: u32,
+    /// Explicit padding.
+    pub _pad: u32,
+    /// The name epoch `comm` was read in; a different current epoch means read it again.
+    pub epoch: u64,
 }
 
 /// A successful exec inside a target.

@@ -121,6 +121,7 @@ mod tests {
             nr,
             comm: comm.into(),
             root,
+            runtime_init: false,
             count: 2,
             first_ns: first,
             last_ns: first + 10,

@@ -285,7 +285,7 @@ impl Waiting {
             let target = self.events.name_of(id).and_then(|(parent, name)| {
                 self.watches
                     .iter()
-                    .find_map(|w| w.target_for(parent, name, id))
+                    .find_map(|w| w.target_for(&parent, &name, id))
             });
             let Some(target) = target else {
                 match self.events.name_of(id) {
@@ -343,9 +343,6 @@ async fn watch(
 
     let reason = loop {
         tokio::select! {
-            res = async { waiting.as_mut().map(|w| w.events.next_batch()).expect("guarded").await }, if waiting.is_some() => {
-                res.map_err(Error::Io)?;
-            }
             _ = sigint.recv() => break StopReason::Signal,
             _ = sigterm.recv() => break StopReason::Signal,
             _ = &mut deadline_sleep, if deadline.is_some() => break StopReason::Duration,

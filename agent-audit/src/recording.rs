@@ -89,8 +89,15 @@ impl Recording {
             self.last.syscalls.iter().copied(),
             self.last.out_of_range,
         );
-        let mine: Vec<&ProgramUse> = uses.iter().filter(|u| u.slot == self.slot).collect();
+        // The workload's rows get the workload's programs; the runtime's init its own.
+        let (init_uses, mine): (Vec<&ProgramUse>, Vec<&ProgramUse>) = uses
+            .iter()
+            .filter(|u| u.slot == self.slot)
+            .partition(|u| u.runtime_init);
         attribution::attach_programs(&mut syscalls, &mine);
+        let mut runtime_init =
+            Allowlist::syscalls_from_counts(self.last_init.syscalls.iter().copied(), 0).0;
+        attribution::attach_programs(&mut runtime_init, &init_uses);
         let name_of = |u: &ProgramUse| {
             let name = u.arch.syscall_name(u.nr).map(str::to_owned);
             match u.arch {
@@ -116,11 +123,7 @@ impl Recording {
             totals,
             syscalls,
             multiplexed: self.multiplexed(),
-            runtime_init: Allowlist::syscalls_from_counts(
-                self.last_init.syscalls.iter().copied(),
-                0,
-            )
-            .0,
+            runtime_init,
             executables: attribution::executables(&self.execs),
             privilege_drop: attribution::privilege_drop(&mine, name_of),
         }

@@ -352,8 +352,6 @@ impl Drop for DockerRm {
 /// and is counted in `runtime_init`, so its task names (`runc:[2:INIT]`, …) and calls must not
 /// be attributed to the workload's rows.
 #[test]
-#[ignore = "agent-audit bug: attribution is not split by phase, so runtime-init calls are \
-            listed in the workload rows' programs (counts exceed the row's count)"]
 fn root_record_wait_attributes_only_workload_calls_to_workload_rows() {
     require_root();
     let dir = tempfile::tempdir().unwrap();

@@ -13,7 +13,7 @@ use aya_ebpf::{
         bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_get_current_uid_gid, bpf_ktime_get_ns,
     },
     macros::map,
-    maps::{HashMap, PerCpuArray},
+    maps::{Array, HashMap, PerCpuArray},
 };
 
 use super::{global, EXECVEAT_NR, EXECVE_NR, PRCTL_NR};
@@ -28,26 +28,42 @@ static ATTRIB_OVERFLOW: HashMap<AttribKey, AttribValue> =
 #[map(name = "TASK_CACHE")]
 static TASK_CACHE: PerCpuArray<TaskCache> = PerCpuArray::with_max_entries(1, 0);
 
-/// Attributes one call of syscall `nr` (through `abi`) by the current task to target `slot`.
+/// Bumped whenever a task in a target may have changed its name (exec, prctl): every CPU's
+/// cached name is then read again, not only the cache of the CPU the exec ran on.
+#[map(name = "NAME_EPOCH")]
+static NAME_EPOCH: Array<u64> = Array::with_max_entries(1, 0);
+
+/// Invalidates every CPU's cached task name.
 #[inline(always)]
-pub(super) fn attribute(slot: u32, abi: usize, nr: u64) {
+pub(super) fn names_changed() {
+    if let Some(epoch) = NAME_EPOCH.get_ptr_mut(0) {
+        // SAFETY: a valid array element; concurrent bumps only need to change the value.
+        unsafe { *epoch = (*epoch).wrapping_add(1) };
+    }
+}
+
+/// Attributes one call of syscall `nr` (through `abi`) by the current task to target `slot`,
+/// in the workload's phase or the runtime's init.
+#[inline(always)]
+pub(super) fn attribute(slot: u32, abi: usize, nr: u64, runtime_init: bool) {
     let Some(cache) = TASK_CACHE.get_ptr_mut(0) else {
         return;
     };
     // SAFETY: this CPU's element, not shared with other CPUs.
     let cache = unsafe { &mut *cache };
     let pid_tgid = bpf_get_current_pid_tgid();
-    if cache.pid_tgid != pid_tgid || cache.valid == 0 {
-        refresh(cache, pid_tgid);
+    let epoch = NAME_EPOCH.get(0).copied().unwrap_or(0);
+    if cache.pid_tgid != pid_tgid || cache.epoch != epoch {
+        refresh(cache, pid_tgid, epoch);
     }
     if nr == global(&EXECVE_NR) as u64
         || nr == global(&EXECVEAT_NR) as u64
         || nr == global(&PRCTL_NR) as u64
     {
-        // The name may change with this call: read it again next time.
-        cache.valid = 0;
+        // The name may change with this call, and the task may go on on another CPU.
+        names_changed();
     }
-    let root = (bpf_get_current_uid_gid() as u32 == 0) as u8;
+    let root = (bpf_get_current_uid_gid() as u32 == 0) as u8 | (runtime_init as u8) << 1;
     let key = AttribKey {
         comm: cache.comm,
         slot_plus_one: slot + 1,
@@ -95,7 +111,7 @@ fn same_key(a: &AttribKey, b: &AttribKey) -> bool {
 
 /// Reads the task's name (once per task per CPU, and after exec/prctl).
 #[inline(never)]
-fn refresh(cache: &mut TaskCache, pid_tgid: u64) {
+fn refresh(cache: &mut TaskCache, pid_tgid: u64, epoch: u64) {
     let comm = bpf_get_current_comm().unwrap_or([0; 16]);
     let mut words = [0u64; 2];
     let mut i = 0;
@@ -106,7 +122,7 @@ fn refresh(cache: &mut TaskCache, pid_tgid: u64) {
     cache.pid_tgid = pid_tgid;
     cache.comm = words;
     cache.comm_hash = mix((words[0] ^ words[0] >> 32 ^ words[1] ^ words[1] >> 32) as u32);
-    cache.valid = 1;
+    cache.epoch = epoch;
 }
 
 /// The table entry is taken by another key: count in the shared map, atomically.

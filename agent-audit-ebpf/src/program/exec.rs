@@ -24,6 +24,9 @@ pub fn sched_process_exec(ctx: TracePointContext) -> u32 {
     let Some(slot) = target_slot(&ctx) else {
         return 0;
     };
+    // The exec renamed the task: caches on every CPU must read the new name.
+    super::attribution::names_changed();
+    super::end_runtime_init(slot);
     let Some(mut entry) = EXEC_EVENTS.reserve::<ExecEvent>(0) else {
         return 0; // buffer full: userspace reports dropped execs from the totals it sees
     };

@@ -140,15 +140,11 @@ fn count_enter<C: EbpfContext>(ctx: &C, regs: *const u8, id: i64, compat_flag: f
         return;
     };
     let (abi, nr) = abi_and_nr(id, compat_flag);
+    let mut runtime_init = false;
     let map = match PHASE.get_ptr_mut(slot) {
         // SAFETY: a valid element of an array map; a racing write stores the same value.
         Some(phase) if unsafe { *phase } == PHASE_RUNTIME_INIT => {
-            if abi == ABI_NATIVE
-                && (nr == global(&EXECVE_NR) as u64 || nr == global(&EXECVEAT_NR) as u64)
-            {
-                // The runtime hands over to the workload: later calls are the workload's.
-                unsafe { *phase = PHASE_WORKLOAD };
-            }
+            runtime_init = true;
             &INIT_COUNTERS
         }
         _ => &COUNTERS,
@@ -163,7 +159,7 @@ fn count_enter<C: EbpfContext>(ctx: &C, regs: *const u8, id: i64, compat_flag: f
     if abi == ABI_COMPAT32 {
         count_multiplexer(counters, regs, nr);
     }
-    attribution::attribute(slot, abi, nr);
+    attribution::attribute(slot, abi, nr, runtime_init);
 }
 
 /// The target slot counting the current task, if any. This is the only work done for tasks
@@ -189,6 +185,17 @@ pub(crate) fn target_slot<C: EbpfContext>(ctx: &C) -> Option<u32> {
     last.cgroup_id = cgroup_id;
     last.verdict = CgroupVerdict { slot, generation };
     (slot != NO_TARGET).then_some(slot)
+}
+
+/// The target's first successful exec: the runtime has handed over to the workload. Called
+/// when the exec has completed (`sched_process_exec`), so that calls the runtime's other
+/// threads make while the exec is under way, and failed exec attempts, stay in the init phase.
+#[inline(always)]
+pub(crate) fn end_runtime_init(slot: u32) {
+    if let Some(phase) = PHASE.get_ptr_mut(slot) {
+        // SAFETY: a valid element of an array map; racing writers store the same value.
+        unsafe { *phase = PHASE_WORKLOAD };
+    }
 }
 
 /// Which ABI the current syscall came through, and its number in that ABI's table.

@@ -4,7 +4,8 @@
 use std::collections::HashMap as StdHashMap;
 
 use agent_audit_ebpf::{
-    AttribEntry, AttribKey, AttribValue, ExecEvent, ATTRIB_ENTRIES, MAP_ATTRIB, MAP_ATTRIB_OVERFLOW,
+    AttribEntry, AttribKey, AttribValue, ExecEvent, ATTRIB_ENTRIES, ATTRIB_ROOT,
+    ATTRIB_RUNTIME_INIT, MAP_ATTRIB, MAP_ATTRIB_OVERFLOW,
 };
 use aya::maps::{HashMap, MapData, PerCpuArray, PerCpuValues, RingBuf};
 
@@ -24,6 +25,8 @@ pub struct ProgramUse {
     pub comm: String,
     /// Whether the caller was uid 0.
     pub root: bool,
+    /// Whether the call was made in the runtime-init phase (before the target's first exec).
+    pub runtime_init: bool,
     /// Calls.
     pub count: u64,
     /// `CLOCK_MONOTONIC` ns of the first and last call.
@@ -82,7 +85,8 @@ impl SyscallCounter {
                     arch: self.abi_arch.get(k.abi as usize).copied().flatten()?,
                     nr: u32::from(k.nr),
                     comm: comm_string(&k.comm),
-                    root: k.root != 0,
+                    root: k.root & ATTRIB_ROOT != 0,
+                    runtime_init: k.root & ATTRIB_RUNTIME_INIT != 0,
                     count: v.count,
                     first_ns: v.first_ns,
                     last_ns: v.last_ns,

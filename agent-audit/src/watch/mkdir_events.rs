@@ -1,29 +1,33 @@
 //! Names of cgroups as they are created below a watched parent, from inotify.
 //!
 //! The kernel program identifies a new cgroup only by id; a short-lived container's cgroup can
-//! be gone before the next poll, and with it the directory that maps the id to a name. So the
-//! name → id pairs are collected the moment each directory appears.
+//! be gone before the next poll, and with it the directory that maps the id to a name. So a
+//! thread of its own waits on inotify and looks each new directory up the moment it appears,
+//! whatever the recorder's main loop is busy with.
 
 use std::collections::HashMap;
 use std::ffi::CString;
 use std::io;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 
-use tokio::io::unix::AsyncFd;
+/// cgroup id → (parent directory, child name).
+type Seen = Arc<Mutex<HashMap<u64, (PathBuf, String)>>>;
 
 /// An inotify instance watching directory creation in one or more cgroups.
 pub struct MkdirEvents {
-    fd: AsyncFd<OwnedFd>,
+    fd: Arc<OwnedFd>,
     /// inotify watch descriptor → the directory it watches.
-    dirs: HashMap<i32, PathBuf>,
-    /// cgroup id → (parent directory, child name) of every child seen created.
-    seen: HashMap<u64, (PathBuf, String)>,
+    dirs: Arc<HashMap<i32, PathBuf>>,
+    seen: Seen,
+    /// Written to stop the reader thread.
+    stop: OwnedFd,
 }
 
 impl MkdirEvents {
-    /// Starts watching `dirs` for new subdirectories. Must run inside a tokio runtime.
+    /// Starts watching `dirs` for new subdirectories.
     pub fn new(dirs: &[&Path]) -> io::Result<Self> {
         // SAFETY: plain syscall; the fd is owned below.
         let raw = unsafe { libc::inotify_init1(libc::IN_NONBLOCK | libc::IN_CLOEXEC) };
@@ -31,7 +35,7 @@ impl MkdirEvents {
             return Err(io::Error::last_os_error());
         }
         // SAFETY: `raw` is a fresh fd nobody else owns.
-        let fd = unsafe { OwnedFd::from_raw_fd(raw) };
+        let fd = Arc::new(unsafe { OwnedFd::from_raw_fd(raw) });
         let mut watches = HashMap::new();
         for dir in dirs {
             let c = CString::new(dir.as_os_str().as_encoded_bytes())
@@ -49,49 +53,96 @@ impl MkdirEvents {
             }
             watches.insert(wd, dir.to_path_buf());
         }
-        // SAFETY: we own `fd` and hand it to the AsyncFd, which deregisters it before closing.
-        let fd = unsafe { AsyncFd::register(fd) }.map_err(|e| e.into_parts().1)?;
-        Ok(Self {
+        // SAFETY: plain syscall; the fd is owned below.
+        let stop = unsafe { libc::eventfd(0, libc::EFD_CLOEXEC | libc::EFD_NONBLOCK) };
+        if stop < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: a fresh fd nobody else owns.
+        let stop = unsafe { OwnedFd::from_raw_fd(stop) };
+        let events = Self {
             fd,
-            dirs: watches,
-            seen: HashMap::new(),
-        })
+            dirs: Arc::new(watches),
+            seen: Arc::new(Mutex::new(HashMap::new())),
+            stop,
+        };
+        let (fd, dirs, seen, stop_fd) = (
+            events.fd.clone(),
+            events.dirs.clone(),
+            events.seen.clone(),
+            events.stop.as_raw_fd(),
+        );
+        std::thread::Builder::new()
+            .name("mkdir-events".into())
+            .spawn(move || reader(&fd, &dirs, &seen, stop_fd))?;
+        Ok(events)
     }
 
-    /// Waits for the next batch of events and records each new directory's id.
-    pub async fn next_batch(&mut self) -> io::Result<()> {
-        let Self { fd, dirs, seen } = self;
-        let mut guard = fd.readable().await?;
-        read_queued(fd.get_ref().as_raw_fd(), dirs, seen)?;
-        guard.clear_ready();
-        Ok(())
-    }
-
-    /// Records the events already queued, without waiting. The kernel queues a directory's
-    /// event inside `mkdir` itself, before any task can be moved into the new cgroup, so after
-    /// this call every cgroup that has made a syscall is named (if it still existed when its
-    /// event was read).
+    /// Records the events already queued, without waiting (in case the reader thread has not
+    /// got to them yet). The kernel queues a directory's event inside `mkdir` itself, before
+    /// any task can be moved into the new cgroup, so after this call every cgroup that has
+    /// made a syscall is named if it still exists.
     pub fn read_pending(&mut self) -> io::Result<()> {
-        read_queued(self.fd.get_ref().as_raw_fd(), &self.dirs, &mut self.seen)
+        read_queued(self.fd.as_raw_fd(), &self.dirs, &self.seen)
     }
 
     /// Records a child found by looking its id up in its parent directory.
     pub fn remember(&mut self, id: u64, parent: PathBuf, name: String) {
-        self.seen.insert(id, (parent, name));
+        lock(&self.seen).insert(id, (parent, name));
     }
 
     /// The (parent, name) of a child created since watching began, by cgroup id.
-    pub fn name_of(&self, id: u64) -> Option<&(PathBuf, String)> {
-        self.seen.get(&id)
+    pub fn name_of(&self, id: u64) -> Option<(PathBuf, String)> {
+        lock(&self.seen).get(&id).cloned()
+    }
+}
+
+impl Drop for MkdirEvents {
+    fn drop(&mut self) {
+        let one: u64 = 1;
+        // SAFETY: writing 8 bytes to our eventfd wakes the reader thread, which then exits.
+        unsafe { libc::write(self.stop.as_raw_fd(), (&one as *const u64).cast(), 8) };
+    }
+}
+
+fn lock(seen: &Seen) -> std::sync::MutexGuard<'_, HashMap<u64, (PathBuf, String)>> {
+    seen.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// The reader thread: waits for inotify events (or the stop eventfd) and records them.
+fn reader(fd: &OwnedFd, dirs: &HashMap<i32, PathBuf>, seen: &Seen, stop: RawFd) {
+    let mut fds = [
+        libc::pollfd {
+            fd: fd.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        },
+        libc::pollfd {
+            fd: stop,
+            events: libc::POLLIN,
+            revents: 0,
+        },
+    ];
+    loop {
+        // SAFETY: two valid pollfds.
+        let n = unsafe { libc::poll(fds.as_mut_ptr(), 2, -1) };
+        if n < 0 {
+            if io::Error::last_os_error().kind() == io::ErrorKind::Interrupted {
+                continue;
+            }
+            return;
+        }
+        if fds[1].revents != 0 {
+            return;
+        }
+        if read_queued(fd.as_raw_fd(), dirs, seen).is_err() {
+            return;
+        }
     }
 }
 
 /// Reads the inotify fd (non-blocking) until it is empty, recording each new directory.
-fn read_queued(
-    fd: std::os::fd::RawFd,
-    dirs: &HashMap<i32, PathBuf>,
-    seen: &mut HashMap<u64, (PathBuf, String)>,
-) -> io::Result<()> {
+fn read_queued(fd: RawFd, dirs: &HashMap<i32, PathBuf>, seen: &Seen) -> io::Result<()> {
     let mut buf = [0u8; 4096];
     loop {
         // SAFETY: reading into a local buffer of the given size.
@@ -111,21 +162,45 @@ fn read_queued(
 }
 
 /// Records the id of every directory named in a buffer of inotify events.
-fn parse(dirs: &HashMap<i32, PathBuf>, seen: &mut HashMap<u64, (PathBuf, String)>, mut buf: &[u8]) {
+fn parse(dirs: &HashMap<i32, PathBuf>, seen: &Seen, mut buf: &[u8]) {
     const HEADER: usize = std::mem::size_of::<libc::inotify_event>();
     while buf.len() >= HEADER {
         // SAFETY: the kernel writes whole `inotify_event` headers; read unaligned.
         let ev: libc::inotify_event = unsafe { std::ptr::read_unaligned(buf.as_ptr().cast()) };
-        let end = HEADER + ev.len as usize;
-        let name_bytes = &buf[HEADER..end.min(buf.len())];
-        let name = String::from_utf8_lossy(name_bytes)
+        let end = (HEADER + ev.len as usize).min(buf.len());
+        let name = String::from_utf8_lossy(&buf[HEADER..end])
             .trim_end_matches('\0')
             .to_string();
         if let Some(parent) = dirs.get(&ev.wd) {
             if let Ok(meta) = std::fs::metadata(parent.join(&name)) {
-                seen.insert(meta.ino(), (parent.clone(), name));
+                lock(seen).insert(meta.ino(), (parent.clone(), name));
             }
         }
-        buf = &buf[end.min(buf.len())..];
+        buf = &buf[end..];
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_directories_as_they_are_created() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut events = MkdirEvents::new(&[dir.path()]).unwrap();
+        let child = dir.path().join("c1");
+        std::fs::create_dir(&child).unwrap();
+        let ino = std::fs::metadata(&child).unwrap().ino();
+        let mut named = None;
+        for _ in 0..200 {
+            events.read_pending().unwrap();
+            named = events.name_of(ino);
+            if named.is_some() {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        assert_eq!(named, Some((dir.path().to_path_buf(), "c1".to_string())));
+        assert_eq!(events.name_of(ino + 1_000_000), None);
     }
 }
