@@ -18,6 +18,9 @@ use aya_ebpf::{
 
 use super::{global, EXECVEAT_NR, EXECVE_NR, PRCTL_NR};
 
+/// `last_ns` is refreshed on every this many calls of a (program, syscall) key.
+const LAST_SEEN_EVERY: u64 = 64;
+
 #[map(name = "ATTRIB")]
 static ATTRIB: PerCpuArray<AttribEntry> = PerCpuArray::with_max_entries(ATTRIB_ENTRIES, 0);
 
@@ -77,8 +80,6 @@ pub(super) fn attribute(slot: u32, abi: usize, nr: u64, runtime_init: bool) {
         ^ (abi as u32).wrapping_mul(0xC2B2_AE35)
         ^ root as u32;
     let index = mix(hash) & (ATTRIB_ENTRIES - 1);
-    // SAFETY: helper without preconditions.
-    let now = unsafe { bpf_ktime_get_ns() };
     let Some(entry) = ATTRIB.get_ptr_mut(index) else {
         return;
     };
@@ -86,8 +87,17 @@ pub(super) fn attribute(slot: u32, abi: usize, nr: u64, runtime_init: bool) {
     let entry = unsafe { &mut *entry };
     if same_key(&entry.key, &key) {
         entry.value.count += 1;
-        entry.value.last_ns = now;
-    } else if entry.key.slot_plus_one == 0 {
+        // Reading the clock costs more than the rest of this path in a VM: refresh the last
+        // call's time every LAST_SEEN_EVERY calls only (userspace documents the resolution).
+        if entry.value.count % LAST_SEEN_EVERY == 0 {
+            // SAFETY: helper without preconditions.
+            entry.value.last_ns = unsafe { bpf_ktime_get_ns() };
+        }
+        return;
+    }
+    // SAFETY: helper without preconditions.
+    let now = unsafe { bpf_ktime_get_ns() };
+    if entry.key.slot_plus_one == 0 {
         entry.key = key;
         entry.value = AttribValue {
             count: 1,

@@ -224,6 +224,26 @@ pub fn wait_attached(pid: u32, timeout_ms: u64) -> Result<()> {
     bail!("process {pid} did not attach within {timeout_ms} ms")
 }
 
+/// Waits until the log file of process `pid` contains `needle` (its readiness line).
+pub fn wait_for_line(pid: u32, log: &Path, needle: &str, timeout_ms: u64) -> Result<()> {
+    for _ in 0..timeout_ms / 20 {
+        if fs::read_to_string(log).is_ok_and(|text| text.contains(needle)) {
+            return Ok(());
+        }
+        if !Path::new(&format!("/proc/{pid}")).exists() {
+            bail!(
+                "process {pid} exited before it was ready (see {})",
+                log.display()
+            );
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    bail!(
+        "process {pid} was not ready within {timeout_ms} ms (see {})",
+        log.display()
+    )
+}
+
 /// Reads the first line a child prints (its "ready" signal) and leaves the rest unread.
 pub fn first_line(child: &mut std::process::Child) -> Result<String> {
     let stdout = child.stdout.as_mut().context("stdout not piped")?;

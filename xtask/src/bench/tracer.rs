@@ -176,7 +176,8 @@ pub fn record(
         std::fs::create_dir_all(out)?;
         cmd.arg("--out-dir").arg(out);
     }
-    let log = File::create(env.out.join(format!("{}.log", tracer.name())))?;
+    let log_path = env.out.join(format!("{}.log", tracer.name()));
+    let log = File::create(&log_path)?;
     let child = cmd
         .stdout(Stdio::null())
         .stderr(log)
@@ -189,6 +190,9 @@ pub fn record(
         output: Some(out.to_path_buf()),
     };
     env::wait_attached(pid, 20_000)?;
+    // Attached is not yet counting: the targets are added after every program is attached,
+    // and agent-audit says so on stderr.
+    env::wait_for_line(pid, &log_path, "agent-audit: recording ", 20_000)?;
     Ok(running)
 }
 
