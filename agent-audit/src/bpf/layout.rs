@@ -6,8 +6,7 @@
 
 use std::path::Path;
 
-use btf_rs::{Btf, Type};
-
+use super::btf_scan::member_offsets;
 use crate::syscalls::Arch;
 
 /// x86 `TS_COMPAT` in `thread_info.status` (arch/x86/include/asm/thread_info.h).
@@ -45,24 +44,29 @@ impl KernelLayout {
 
     /// The layout of this host, from the BTF at `btf_path` when present.
     pub fn detect(btf_path: &Path) -> Self {
-        let btf = Btf::from_file(btf_path).ok();
         match Arch::native() {
-            Some(Arch::X86_64) => Self::x86_64(btf.as_ref()),
-            Some(Arch::Aarch64) => Self::aarch64(btf.as_ref()),
+            Some(Arch::X86_64) => Self::x86_64(btf_path),
+            Some(Arch::Aarch64) => Self::aarch64(btf_path),
             _ => Self::NO_COMPAT,
         }
     }
 
-    fn x86_64(btf: Option<&Btf>) -> Self {
+    fn x86_64(btf_path: &Path) -> Self {
         // i386 numbers of the multiplexers, from the i386 table.
         let socketcall = Arch::X86.syscall_nr("socketcall").unwrap_or(u32::MAX);
         let ipc = Arch::X86.syscall_nr("ipc").unwrap_or(u32::MAX);
-        let from_btf = btf.and_then(|btf| {
-            let ti = member_offset(btf, "task_struct", "thread_info")?;
-            let status = member_offset(btf, "thread_info", "status")?;
-            let bx = member_offset(btf, "pt_regs", "bx")?;
-            Some((ti + status, bx))
-        });
+        let from_btf = match member_offsets(
+            btf_path,
+            &[
+                ("task_struct", "thread_info"),
+                ("thread_info", "status"),
+                ("pt_regs", "bx"),
+            ],
+        )[..]
+        {
+            [Some(ti), Some(status), Some(bx)] => Some((ti + status, bx)),
+            _ => None,
+        };
         // Since 5.11 thread_info is {flags, syscall_work, status, …} at the start of
         // task_struct, and pt_regs stores bx sixth.
         let ((flag, arg0), source) = match from_btf {
@@ -79,12 +83,15 @@ impl KernelLayout {
         }
     }
 
-    fn aarch64(btf: Option<&Btf>) -> Self {
-        let from_btf = btf.and_then(|btf| {
-            let ti = member_offset(btf, "task_struct", "thread_info")?;
-            let flags = member_offset(btf, "thread_info", "flags")?;
-            Some(ti + flags)
-        });
+    fn aarch64(btf_path: &Path) -> Self {
+        let from_btf = match member_offsets(
+            btf_path,
+            &[("task_struct", "thread_info"), ("thread_info", "flags")],
+        )[..]
+        {
+            [Some(ti), Some(flags)] => Some(ti + flags),
+            _ => None,
+        };
         let (flag, source) = match from_btf {
             Some(v) => (v, "btf"),
             None => (0, "none"),
@@ -99,22 +106,6 @@ impl KernelLayout {
             source,
         }
     }
-}
-
-/// Byte offset of `member` in `struct name`, from BTF. `None` when either is missing or the
-/// member is a bitfield.
-fn member_offset(btf: &Btf, name: &str, member: &str) -> Option<u32> {
-    btf.resolve_types_by_name(name)
-        .ok()?
-        .into_iter()
-        .find_map(|t| match t {
-            Type::Struct(s) => s.members.iter().find_map(|m| {
-                let n = btf.resolve_name(m).ok()?;
-                (n == member && m.bitfield_size().unwrap_or(0) == 0 && m.bit_offset() % 8 == 0)
-                    .then(|| m.bit_offset() / 8)
-            }),
-            _ => None,
-        })
 }
 
 #[cfg(test)]

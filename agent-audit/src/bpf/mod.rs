@@ -5,6 +5,7 @@
 //! programs); `tp_btf` additionally needs BTF (`CONFIG_DEBUG_INFO_BTF`, /sys/kernel/btf/vmlinux).
 
 mod attribution;
+mod btf_scan;
 mod layout;
 mod slots;
 
