@@ -45,15 +45,7 @@ impl Recording {
             out = %out.display(),
             "recording target"
         );
-        Ok(Self {
-            target,
-            slot,
-            out,
-            started_at: OffsetDateTime::now_utc(),
-            last: TargetCounts::default(),
-            last_init: TargetCounts::default(),
-            execs: Vec::new(),
-        })
+        Ok(Self::adopt(target, slot, out))
     }
 
     /// A target the kernel program already counts (claimed below a watched parent).
