@@ -304,3 +304,75 @@ fn root_run_records_a_32_bit_program_under_the_i386_table() {
     assert_eq!(execs[0]["uid"], 0);
     assert_eq!(execs[0]["count"], 1);
 }
+
+/// The profile built from the 32-bit program's recording lists `SCMP_ARCH_X86` and runs the
+/// program with nothing denied: under `verify` on the host, and as a runc container's process
+/// with the profile in `linux.seccomp`.
+#[test]
+fn root_profile_from_a_32_bit_recording_runs_it_with_no_denials() {
+    require_root();
+    let dir = tempfile::tempdir().unwrap();
+    let bin = build_program(dir.path());
+    let input = dir.path().join("input.txt");
+    fs::write(&input, "some bytes to read\n").unwrap();
+    let allowlist = dir.path().join("allowlist.json");
+    run(
+        Command::new(agent_audit_bin())
+            .arg("run")
+            .arg("--out")
+            .arg(&allowlist)
+            .arg("--")
+            .arg(&bin)
+            .arg(&input),
+        TIMEOUT,
+    )
+    .assert_code(0);
+    let profile_path = dir.path().join("profile.json");
+    run(
+        Command::new(agent_audit_bin())
+            .arg("profile")
+            .arg(&allowlist)
+            .arg("--out")
+            .arg(&profile_path),
+        TIMEOUT,
+    )
+    .assert_code(0);
+    let profile: serde_json::Value =
+        serde_json::from_str(&fs::read_to_string(&profile_path).unwrap()).unwrap();
+    let arches = profile["architectures"].as_array().unwrap();
+    assert!(
+        arches.iter().any(|a| a == "SCMP_ARCH_X86"),
+        "the i386 calls need SCMP_ARCH_X86 listed: {arches:?}"
+    );
+
+    // On the host, under verify: the exec from the 64-bit child into the 32-bit program
+    // enters through one table and exits through the other, and must not count as a denial.
+    let result = dir.path().join("verify.json");
+    let done = run(
+        Command::new(agent_audit_bin())
+            .arg("verify")
+            .arg("--profile")
+            .arg(&profile_path)
+            .arg("--out")
+            .arg(&result)
+            .arg("--")
+            .arg(&bin)
+            .arg(&input),
+        TIMEOUT,
+    );
+    let verdict: serde_json::Value =
+        serde_json::from_str(&fs::read_to_string(&result).unwrap()).unwrap();
+    assert_eq!(verdict["denied"], serde_json::json!([]), "{verdict:#}");
+    assert_eq!(verdict["exit_status"], 0, "{verdict:#}");
+    done.assert_code(0);
+
+    // In a runc container, the way the profile is shipped.
+    let bundle_dir = dir.path().join("bundle");
+    fs::create_dir(&bundle_dir).unwrap();
+    let bundle = agent_audit_tests::foreground::RuncBundle::new(&bundle_dir, &bin, &[]);
+    fs::copy(&input, bundle_dir.join("rootfs/input.txt")).unwrap();
+    let program = format!("/{PROGRAM}");
+    bundle.configure(&[program.as_str(), "/input.txt"], Some(&profile));
+    let id = format!("aa-abi32-{}", std::process::id());
+    bundle.run(&id, TIMEOUT).assert_code(0);
+}
