@@ -168,7 +168,40 @@ fn test(root: &Path, filter: Option<&str>) -> Result<()> {
         // how many were left out instead of each one failing on its euid assertion.
         cmd.args(["--skip", "root_"]);
     }
-    run(&mut cmd)
+    run_tests(&mut cmd)
+}
+
+/// Runs `cargo test`, passing its output through, and ends with one line that sums every test
+/// binary's result, so that the last line says how many tests ran (the last binary alone may
+/// have none).
+fn run_tests(cmd: &mut Command) -> Result<()> {
+    use std::io::{BufRead, BufReader};
+    let mut child = cmd
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .with_context(|| format!("cannot start {cmd:?}"))?;
+    let (mut passed, mut failed) = (0u64, 0u64);
+    let stdout = child.stdout.take().context("piped stdout")?;
+    for line in BufReader::new(stdout).lines() {
+        let line = line?;
+        println!("{line}");
+        if let Some(rest) = line.strip_prefix("test result: ") {
+            let number = |word: &str| {
+                rest.split(';')
+                    .find_map(|part| part.trim().strip_suffix(word))
+                    .and_then(|n| n.trim().rsplit(' ').next()?.parse::<u64>().ok())
+                    .unwrap_or(0)
+            };
+            passed += number(" passed");
+            failed += number(" failed");
+        }
+    }
+    let status = child.wait()?;
+    println!("tests: {passed} passed, {failed} failed");
+    if !status.success() {
+        bail!("{cmd:?} failed: {status}");
+    }
+    Ok(())
 }
 
 fn audit(
