@@ -34,7 +34,8 @@ impl ExitCode {
 pub const EXIT_CODES_HELP: &str = "\
 EXIT CODES:
     0   success
-    1   findings: `check` found errors, `verify` saw denials or the command failed
+    1   findings: `check` found errors, `verify` saw denials or the command failed,
+        `diff` found differences (see --fail-on)
     2   usage error
     65  malformed input: bad JSON, unknown schema, architecture or syscall name
     66  not found: cgroup, pid, container or input file
