@@ -56,11 +56,16 @@ pub fn attach_programs(syscalls: &mut [SyscallCount], uses: &[&ProgramUse]) {
     }
 }
 
-/// Every exec, grouped by (path, uid), earliest first.
-pub fn executables(execs: &[ExecRecord]) -> Vec<ExecutableRun> {
-    let mut by_key: BTreeMap<(String, u32), (ExecutableRun, u64)> = BTreeMap::new();
-    for e in execs {
-        let entry = by_key
+/// Execs grouped by (path, uid) as they arrive, so that a long recording of a busy target
+/// keeps one entry per program and user, not one per exec.
+#[derive(Clone, Debug, Default)]
+pub struct ExecTally(BTreeMap<(String, u32), (ExecutableRun, u64)>);
+
+impl ExecTally {
+    /// Counts one exec.
+    pub fn add(&mut self, e: &ExecRecord) {
+        let entry = self
+            .0
             .entry((e.filename.clone(), e.uid))
             .or_insert_with(|| {
                 (
@@ -81,9 +86,20 @@ pub fn executables(execs: &[ExecRecord]) -> Vec<ExecutableRun> {
             entry.0.first_seen = wall_clock(e.ktime_ns);
         }
     }
-    let mut runs: Vec<(ExecutableRun, u64)> = by_key.into_values().collect();
-    runs.sort_by(|a, b| (a.1, &a.0.path).cmp(&(b.1, &b.0.path)));
-    runs.into_iter().map(|(r, _)| r).collect()
+
+    /// The executables, earliest first.
+    pub fn runs(&self) -> Vec<ExecutableRun> {
+        let mut runs: Vec<&(ExecutableRun, u64)> = self.0.values().collect();
+        runs.sort_by(|a, b| (a.1, &a.0.path).cmp(&(b.1, &b.0.path)));
+        runs.into_iter().map(|(r, _)| r.clone()).collect()
+    }
+}
+
+/// Every exec, grouped by (path, uid), earliest first.
+pub fn executables(execs: &[ExecRecord]) -> Vec<ExecutableRun> {
+    let mut tally = ExecTally::default();
+    execs.iter().for_each(|e| tally.add(e));
+    tally.runs()
 }
 
 /// The root / non-root split, when both happened.

@@ -27,8 +27,8 @@ pub struct Recording {
     pub last: TargetCounts,
     /// The last runtime-init counts read (targets picked up at creation only).
     pub last_init: TargetCounts,
-    /// Execs seen in the target so far.
-    pub execs: Vec<ExecRecord>,
+    /// Execs seen in the target so far, by (path, uid).
+    pub execs: attribution::ExecTally,
 }
 
 impl Recording {
@@ -57,7 +57,7 @@ impl Recording {
             started_at: OffsetDateTime::now_utc(),
             last: TargetCounts::default(),
             last_init: TargetCounts::default(),
-            execs: Vec::new(),
+            execs: attribution::ExecTally::default(),
         }
     }
 
@@ -70,8 +70,9 @@ impl Recording {
 
     /// Keeps the execs that happened in this target.
     pub fn note_execs(&mut self, execs: &[ExecRecord]) {
-        self.execs
-            .extend(execs.iter().filter(|e| e.slot == self.slot).cloned());
+        for e in execs.iter().filter(|e| e.slot == self.slot) {
+            self.execs.add(e);
+        }
     }
 
     /// The allowlist for the counts in `last`, with each syscall's programs from `uses`
@@ -116,7 +117,7 @@ impl Recording {
             syscalls,
             multiplexed: self.multiplexed(),
             runtime_init,
-            executables: attribution::executables(&self.execs),
+            executables: self.execs.runs(),
             privilege_drop: attribution::privilege_drop(&mine, name_of),
         }
     }
