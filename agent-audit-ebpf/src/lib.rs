@@ -103,6 +103,8 @@ pub const EXEC_FILENAME_LEN: usize = 256;
 pub const GLOBAL_PRCTL_NR: &str = "PRCTL_NR";
 /// `[u32; 4]`: native clone, clone3, fork, vfork numbers (`u32::MAX` where absent).
 pub const GLOBAL_FORK_NRS: &str = "FORK_NRS";
+/// `u32`: 1 to attribute calls to programs (the default), 0 to count only.
+pub const GLOBAL_ATTRIBUTION: &str = "ATTRIBUTION";
 /// Classic tracepoint `sched:sched_process_exec` program.
 pub const PROG_SCHED_EXEC: &str = "sched_process_exec";
 

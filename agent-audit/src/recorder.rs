@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use tokio::signal::unix::{signal, SignalKind};
 
-use crate::bpf::{AttachMode, SyscallCounter};
+use crate::bpf::{CounterOptions, SyscallCounter};
 use crate::cgroup::Cgroup;
 use crate::cgroup::CgroupV2Mount;
 use crate::container;
@@ -47,8 +47,8 @@ pub struct RecordOptions {
     pub interval: Duration,
     /// Stop after this long.
     pub duration: Option<Duration>,
-    /// Attach type.
-    pub attach: AttachMode,
+    /// How the kernel program is loaded.
+    pub counter: CounterOptions,
 }
 
 /// Why recording stopped.
@@ -113,7 +113,7 @@ pub fn record(opts: RecordOptions) -> Result<StopReason, Error> {
         )));
     }
 
-    let mut counter = SyscallCounter::load(opts.attach)?;
+    let mut counter = SyscallCounter::load(opts.counter)?;
     let mut outputs = plan;
     let mut active = Vec::new();
     for target in targets {
@@ -513,6 +513,7 @@ fn sanitize(label: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::bpf::AttachMode;
 
     #[test]
     fn file_names_are_safe() {
@@ -529,7 +530,7 @@ mod tests {
             output: OutputSpec::File(PathBuf::from("x.json")),
             interval: Duration::from_secs(5),
             duration: None,
-            attach: AttachMode::Auto,
+            counter: CounterOptions::new(AttachMode::Auto),
         };
         let err = plan_outputs(&opts).err().expect("must fail");
         assert!(err.to_string().contains("--out-dir"), "{err}");

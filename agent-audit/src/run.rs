@@ -13,7 +13,7 @@ use std::time::Duration;
 use tokio::signal::unix::{signal, SignalKind};
 
 use crate::allowlist::Allowlist;
-use crate::bpf::{AttachMode, SyscallCounter};
+use crate::bpf::{CounterOptions, SyscallCounter};
 use crate::cgroup::{Cgroup, CgroupV2Mount};
 use crate::fsutil;
 use crate::privileges;
@@ -32,8 +32,8 @@ pub struct RunOptions {
     pub command: Vec<String>,
     /// Where the allowlist goes.
     pub out: PathBuf,
-    /// Attach type.
-    pub attach: AttachMode,
+    /// How the kernel program is loaded.
+    pub counter: CounterOptions,
 }
 
 /// How the run ended.
@@ -80,14 +80,14 @@ impl CommandSession {
     pub(crate) fn prepare(
         command: &[String],
         out: PathBuf,
-        attach: AttachMode,
+        counter_opts: CounterOptions,
     ) -> Result<Self, Error> {
         if command.is_empty() {
             return Err(Error::Usage("no command given: put it after `--`".into()));
         }
         privileges::check_bpf_privileges()?;
         let mount = CgroupV2Mount::discover()?;
-        let mut counter = SyscallCounter::load(attach)?;
+        let mut counter = SyscallCounter::load(counter_opts)?;
         let cgroup =
             mount.create_child_of_self(&format!("agent-audit-run-{}", std::process::id()))?;
         let guard = CgroupGuard(cgroup.clone());
@@ -132,7 +132,7 @@ impl CommandSession {
 /// Runs the command under recording and writes its allowlist.
 pub fn run(opts: RunOptions) -> Result<RunOutcome, Error> {
     fsutil::ensure_dir_writable(fsutil::parent_dir(&opts.out))?;
-    let mut session = CommandSession::prepare(&opts.command, opts.out.clone(), opts.attach)?;
+    let mut session = CommandSession::prepare(&opts.command, opts.out.clone(), opts.counter)?;
     let exit_status = session.run(&opts.command, None)?;
     let uses = session.counter.read_attribution()?;
     let allowlist = session.recording.write(&session.counter, true, &uses)?;

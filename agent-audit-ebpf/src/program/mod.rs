@@ -38,6 +38,9 @@ pub(crate) static EXECVE_NR: u32 = u32::MAX;
 pub(crate) static EXECVEAT_NR: u32 = u32::MAX;
 #[no_mangle]
 pub(crate) static PRCTL_NR: u32 = u32::MAX;
+/// 0: attribution off (`--no-attribution`): counting only, the cheapest inside path.
+#[no_mangle]
+static ATTRIBUTION: u32 = 1;
 /// Native clone, clone3, fork, vfork: a new task "returns" from them without having entered.
 #[no_mangle]
 static FORK_NRS: [u32; 4] = [u32::MAX; 4];
@@ -159,7 +162,9 @@ fn count_enter<C: EbpfContext>(ctx: &C, regs: *const u8, id: i64, compat_flag: f
     if abi == ABI_COMPAT32 {
         count_multiplexer(counters, regs, nr);
     }
-    attribution::attribute(slot, abi, nr, runtime_init);
+    if global(&ATTRIBUTION) != 0 {
+        attribution::attribute(slot, abi, nr, runtime_init);
+    }
 }
 
 /// The target slot counting the current task, if any. This is the only work done for tasks

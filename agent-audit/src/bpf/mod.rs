@@ -13,13 +13,13 @@ use std::path::{Path, PathBuf};
 
 use agent_audit_ebpf::{
     CgroupVerdict, SyscallCounters, ABI_COMPAT32, ABI_COUNT, ABI_NATIVE, ABI_X32,
-    GLOBAL_COMPAT_ARG0_OFFSET, GLOBAL_COMPAT_FLAG_MASK, GLOBAL_COMPAT_FLAG_OFFSET,
-    GLOBAL_COMPAT_IPC_NR, GLOBAL_COMPAT_SOCKETCALL_NR, GLOBAL_EXECVEAT_NR, GLOBAL_EXECVE_NR,
-    GLOBAL_FORK_NRS, GLOBAL_PRCTL_NR, MAP_CGROUP_VERDICT, MAP_COUNTERS, MAP_EXEC_EVENTS,
-    MAP_EXIT_COUNTERS, MAP_FREE_SLOTS, MAP_INIT_COUNTERS, MAP_PHASE, MAP_TARGETS,
-    MAP_TARGET_GENERATION, MAX_TARGETS, MUX_SLOTS, NO_TARGET, NR_SLOTS, PHASE_RUNTIME_INIT,
-    PHASE_WORKLOAD, PROG_SCHED_EXEC, PROG_SYS_ENTER_BTF, PROG_SYS_ENTER_EMPTY, PROG_SYS_ENTER_RAW,
-    PROG_SYS_EXIT, WATCH_PARENT,
+    GLOBAL_ATTRIBUTION, GLOBAL_COMPAT_ARG0_OFFSET, GLOBAL_COMPAT_FLAG_MASK,
+    GLOBAL_COMPAT_FLAG_OFFSET, GLOBAL_COMPAT_IPC_NR, GLOBAL_COMPAT_SOCKETCALL_NR,
+    GLOBAL_EXECVEAT_NR, GLOBAL_EXECVE_NR, GLOBAL_FORK_NRS, GLOBAL_PRCTL_NR, MAP_CGROUP_VERDICT,
+    MAP_COUNTERS, MAP_EXEC_EVENTS, MAP_EXIT_COUNTERS, MAP_FREE_SLOTS, MAP_INIT_COUNTERS, MAP_PHASE,
+    MAP_TARGETS, MAP_TARGET_GENERATION, MAX_TARGETS, MUX_SLOTS, NO_TARGET, NR_SLOTS,
+    PHASE_RUNTIME_INIT, PHASE_WORKLOAD, PROG_SCHED_EXEC, PROG_SYS_ENTER_BTF, PROG_SYS_ENTER_EMPTY,
+    PROG_SYS_ENTER_RAW, PROG_SYS_EXIT, WATCH_PARENT,
 };
 use aya::maps::{Array, HashMap, MapData, PerCpuArray, PerCpuValues, Queue, RingBuf};
 use aya::programs::{BtfTracePoint, RawTracePoint, TracePoint};
@@ -46,6 +46,25 @@ pub enum AttachMode {
     TpBtf,
     /// Raw tracepoint (as fast; works without BTF).
     RawTp,
+}
+
+/// How the kernel program is loaded.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CounterOptions {
+    /// Attach type.
+    pub attach: AttachMode,
+    /// Attribute each call to its program (off: count only, the cheapest path).
+    pub attribution: bool,
+}
+
+impl CounterOptions {
+    /// `attach`, with attribution on.
+    pub fn new(attach: AttachMode) -> Self {
+        Self {
+            attach,
+            attribution: true,
+        }
+    }
 }
 
 /// What went wrong between this process and the kernel.
@@ -171,7 +190,8 @@ pub struct SyscallCounter {
 impl SyscallCounter {
     /// Loads the embedded program and attaches the counter to `sys_enter`. Counting starts
     /// for targets as they are added.
-    pub fn load(mode: AttachMode) -> Result<Self, BpfError> {
+    pub fn load(opts: CounterOptions) -> Result<Self, BpfError> {
+        let mode = opts.attach;
         let btf_path = btf_path();
         let use_btf = match mode {
             AttachMode::TpBtf if !btf_path.exists() => {
@@ -196,6 +216,7 @@ impl SyscallCounter {
             .override_global(GLOBAL_EXECVE_NR, &native_nr("execve"), true)
             .override_global(GLOBAL_EXECVEAT_NR, &native_nr("execveat"), true)
             .override_global(GLOBAL_PRCTL_NR, &native_nr("prctl"), true)
+            .override_global(GLOBAL_ATTRIBUTION, &u32::from(opts.attribution), true)
             .override_global(
                 GLOBAL_FORK_NRS,
                 &["clone", "clone3", "fork", "vfork"].map(native_nr),

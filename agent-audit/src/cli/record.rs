@@ -3,7 +3,7 @@ use std::time::Duration;
 
 use clap::Args;
 
-use crate::bpf::AttachMode;
+use crate::bpf::{AttachMode, CounterOptions};
 use crate::exit::ExitCode;
 use crate::recorder::{self, OutputSpec, RecordOptions};
 use crate::target::TargetSpec;
@@ -54,6 +54,10 @@ pub struct RecordArgs {
     /// How to attach to sys_enter.
     #[arg(long, value_enum, default_value_t = AttachMode::Auto)]
     attach: AttachMode,
+    /// Count syscalls only, without attributing each to the program that made it (the
+    /// cheapest path inside a target; the allowlist then has no `programs`).
+    #[arg(long)]
+    no_attribution: bool,
 }
 
 impl RecordArgs {
@@ -82,7 +86,10 @@ impl RecordArgs {
             output,
             interval,
             duration,
-            attach: self.attach,
+            counter: CounterOptions {
+                attach: self.attach,
+                attribution: !self.no_attribution,
+            },
         })?;
         Ok(ExitCode::OK)
     }

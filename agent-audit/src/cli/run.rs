@@ -2,7 +2,7 @@ use std::path::PathBuf;
 
 use clap::Args;
 
-use crate::bpf::AttachMode;
+use crate::bpf::{AttachMode, CounterOptions};
 use crate::exit::ExitCode;
 use crate::run::{self, RunOptions};
 use crate::Error;
@@ -26,6 +26,10 @@ pub struct RunArgs {
     /// How to attach to sys_enter.
     #[arg(long, value_enum, default_value_t = AttachMode::Auto)]
     attach: AttachMode,
+    /// Count syscalls only, without attributing each to the program that made it (the
+    /// cheapest path inside a target; the allowlist then has no `programs`).
+    #[arg(long)]
+    no_attribution: bool,
     /// The command to run, after `--`.
     #[arg(last = true, required = true, value_name = "CMD")]
     command: Vec<String>,
@@ -36,7 +40,10 @@ impl RunArgs {
         let outcome = run::run(RunOptions {
             command: self.command,
             out: self.out,
-            attach: self.attach,
+            counter: CounterOptions {
+                attach: self.attach,
+                attribution: !self.no_attribution,
+            },
         })?;
         Ok(ExitCode(outcome.exit_status.clamp(0, 255) as u8))
     }

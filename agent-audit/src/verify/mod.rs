@@ -15,7 +15,7 @@ use serde::Serialize;
 pub use probes::ProbeResult;
 
 use crate::allowlist::{Allowlist, AllowlistError};
-use crate::bpf::AttachMode;
+use crate::bpf::{AttachMode, CounterOptions};
 use crate::diff::Side;
 use crate::fsutil::{self, OutputError};
 use crate::run::CommandSession;
@@ -141,7 +141,12 @@ pub fn verify(opts: &VerifyOptions) -> Result<VerifyReport, Error> {
     let program = SeccompProgram::export(&compiled).map_err(VerifyError::Filter)?;
     let not_in_filter = left_out_of_filter(&compiled.skipped);
 
-    let mut session = CommandSession::prepare(&opts.command, PathBuf::new(), opts.attach)?;
+    // Who made each call is not part of the verdict: count only.
+    let counter = CounterOptions {
+        attach: opts.attach,
+        attribution: false,
+    };
+    let mut session = CommandSession::prepare(&opts.command, PathBuf::new(), counter)?;
     session.counter.attach_exit_counter()?;
     let exit_status = session.run(&opts.command, Some(&program))?;
     let entries = session.counter.read(session.recording.slot)?;

@@ -163,6 +163,7 @@ pub fn generated_profile(env: &BenchEnv) -> Result<PathBuf> {
         attach: "auto",
         inside: true,
         targets: 1,
+        attribution: true,
     };
     let recorder = tracer::record(
         env,

@@ -157,11 +157,18 @@ fn tracers() -> Vec<Tracer> {
         attach,
         inside,
         targets,
+        attribution: true,
     };
     vec![
         Tracer::None,
         Tracer::Floor,
         aa("tp_btf", true, 1),
+        Tracer::AgentAudit {
+            attach: "tp_btf",
+            inside: true,
+            targets: 1,
+            attribution: false,
+        },
         aa("tp_btf", false, 1),
         aa("raw_tp", true, 1),
         aa("raw_tp", false, 1),

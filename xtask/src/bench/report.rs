@@ -271,6 +271,10 @@ impl Report {
             (NONE, "no tracer"),
             (FLOOR, "empty tp_btf program (floor)"),
             (IN_BTF, "agent-audit tp_btf, loop inside the target"),
+            (
+                "agent-audit-tp_btf-noattr-inside-1",
+                "agent-audit tp_btf `--no-attribution`, inside",
+            ),
             (OUT_BTF, "agent-audit tp_btf, loop outside every target"),
             ("agent-audit-raw_tp-inside-1", "agent-audit raw_tp, inside"),
             (

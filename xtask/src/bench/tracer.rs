@@ -23,6 +23,8 @@ pub enum Tracer {
         attach: &'static str,
         inside: bool,
         targets: usize,
+        /// Per-program attribution on (the default) or `--no-attribution`.
+        attribution: bool,
     },
     /// A bpftrace one-liner counting the loop cgroup's syscalls by number.
     Bpftrace,
@@ -38,8 +40,10 @@ impl Tracer {
                 attach,
                 inside,
                 targets,
+                attribution,
             } => format!(
-                "agent-audit-{attach}-{}-{targets}",
+                "agent-audit-{attach}{}-{}-{targets}",
+                if attribution { "" } else { "-noattr" },
                 if inside { "inside" } else { "outside" }
             ),
             Tracer::Bpftrace => "bpftrace".into(),
@@ -79,6 +83,7 @@ impl Running {
                 attach,
                 inside,
                 targets,
+                ..
             } => {
                 let first = if inside {
                     env.loop_cgroup.clone()
@@ -166,6 +171,12 @@ pub fn record(
 ) -> Result<Running> {
     let mut cmd = Command::new(env.bin.join("agent-audit"));
     cmd.args(["record", "--attach", &attach.replace('_', "-")]);
+    if let Tracer::AgentAudit {
+        attribution: false, ..
+    } = tracer
+    {
+        cmd.arg("--no-attribution");
+    }
     for cgroup in cgroups {
         cmd.arg("--cgroup").arg(env.rel(cgroup));
     }
