@@ -340,6 +340,26 @@ impl Allowlist {
         }
     }
 
+    /// A `run` recording of command `spec` that saw `calls` (arch, name, count), for other
+    /// modules' unit tests.
+    #[cfg(test)]
+    pub fn for_tests_of_command(spec: &str, calls: &[(Arch, &str, u64)]) -> Self {
+        let counts = calls
+            .iter()
+            .map(|(arch, name, count)| (*arch, arch.syscall_nr(name).expect(name), *count));
+        let (syscalls, totals) = Self::syscalls_from_counts(counts, 0);
+        Self::for_tests(
+            TargetInfo {
+                kind: "command".into(),
+                spec: spec.into(),
+                command: Some(vec![spec.into()]),
+                ..Default::default()
+            },
+            syscalls,
+            totals,
+        )
+    }
+
     /// Reads and validates an allowlist file.
     pub fn read(path: &Path) -> Result<Self, AllowlistError> {
         let text = fs::read_to_string(path).map_err(|source| AllowlistError::Read {

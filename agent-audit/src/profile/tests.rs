@@ -2,25 +2,11 @@ use std::collections::BTreeSet;
 
 use super::model::{errno, Notice, Reason, Section, Verdict};
 use super::*;
-use crate::allowlist::TargetInfo;
 use crate::seccomp::Action;
 
 /// An allowlist that saw `calls` (arch, name, count).
 fn recording(spec: &str, calls: &[(Arch, &str, u64)]) -> Allowlist {
-    let counts = calls
-        .iter()
-        .map(|(arch, name, count)| (*arch, arch.syscall_nr(name).expect(name), *count));
-    let (syscalls, totals) = Allowlist::syscalls_from_counts(counts, 0);
-    Allowlist::for_tests(
-        TargetInfo {
-            kind: "command".into(),
-            spec: spec.into(),
-            command: Some(vec![spec.into()]),
-            ..Default::default()
-        },
-        syscalls,
-        totals,
-    )
+    Allowlist::for_tests_of_command(spec, calls)
 }
 
 fn two_runs() -> Vec<(String, Allowlist)> {

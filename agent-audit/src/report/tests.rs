@@ -1,16 +1,13 @@
 use std::path::{Path, PathBuf};
 
 use super::*;
-use crate::allowlist::{Allowlist, PrivilegeDrop, ProgramCount, TargetInfo};
+use crate::allowlist::{Allowlist, PrivilegeDrop, ProgramCount};
 use crate::profile::{self, build as plan_build, oci, ProfileOptions};
 
 /// An allowlist of `calls` (arch, name, count), each made by `comm` as root.
 fn recording(spec: &str, comm: &str, calls: &[(Arch, &str, u64)]) -> Allowlist {
-    let counts = calls
-        .iter()
-        .map(|(arch, name, count)| (*arch, arch.syscall_nr(name).expect(name), *count));
-    let (mut syscalls, totals) = Allowlist::syscalls_from_counts(counts, 0);
-    for s in &mut syscalls {
+    let mut list = Allowlist::for_tests_of_command(spec, calls);
+    for s in &mut list.syscalls {
         s.programs = vec![ProgramCount {
             comm: comm.into(),
             as_root: true,
@@ -19,16 +16,7 @@ fn recording(spec: &str, comm: &str, calls: &[(Arch, &str, u64)]) -> Allowlist {
             last_seen: time::OffsetDateTime::UNIX_EPOCH,
         }];
     }
-    Allowlist::for_tests(
-        TargetInfo {
-            kind: "command".into(),
-            spec: spec.into(),
-            command: Some(vec![spec.into()]),
-            ..Default::default()
-        },
-        syscalls,
-        totals,
-    )
+    list
 }
 
 fn write(dir: &Path, name: &str, list: &Allowlist) -> PathBuf {
