@@ -258,9 +258,6 @@ impl SyscallCounters {
 #[cfg(all(feature = "user", not(target_arch = "bpf")))]
 unsafe impl aya::Pod for SyscallCounters {}
 
-// SAFETY: two `u32`s, `repr(C)`, no padding.
-#[cfg(all(feature = "user", not(target_arch = "bpf")))]
-unsafe impl aya::Pod for CgroupVerdict {}
 // SAFETY: `repr(C)` plain integers laid out without padding (asserted below).
 #[cfg(all(feature = "user", not(target_arch = "bpf")))]
 unsafe impl aya::Pod for AttribKey {}

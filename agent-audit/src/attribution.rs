@@ -95,13 +95,6 @@ impl ExecTally {
     }
 }
 
-/// Every exec, grouped by (path, uid), earliest first.
-pub fn executables(execs: &[ExecRecord]) -> Vec<ExecutableRun> {
-    let mut tally = ExecTally::default();
-    execs.iter().for_each(|e| tally.add(e));
-    tally.runs()
-}
-
 /// The root / non-root split, when both happened.
 pub fn privilege_drop(
     uses: &[&ProgramUse],
@@ -201,11 +194,15 @@ mod tests {
             tgid: 1,
             ktime_ns: t,
         };
-        let runs = executables(&[
+        let mut tally = ExecTally::default();
+        for e in [
             exec("/bin/sh", 0, 5),
             exec("/bin/ls", 1000, 9),
             exec("/bin/sh", 0, 3),
-        ]);
+        ] {
+            tally.add(&e);
+        }
+        let runs = tally.runs();
         assert_eq!(runs.len(), 2);
         assert_eq!((runs[0].path.as_str(), runs[0].count), ("/bin/sh", 2));
         assert_eq!(runs[1].uid, 1000);

@@ -12,14 +12,13 @@ mod slots;
 use std::path::{Path, PathBuf};
 
 use agent_audit_ebpf::{
-    CgroupVerdict, SyscallCounters, ABI_COMPAT32, ABI_COUNT, ABI_NATIVE, ABI_X32,
-    GLOBAL_ATTRIBUTION, GLOBAL_COMPAT_ARG0_OFFSET, GLOBAL_COMPAT_FLAG_MASK,
-    GLOBAL_COMPAT_FLAG_OFFSET, GLOBAL_COMPAT_IPC_NR, GLOBAL_COMPAT_SOCKETCALL_NR,
-    GLOBAL_EXECVEAT_NR, GLOBAL_EXECVE_NR, GLOBAL_FORK_NRS, GLOBAL_PRCTL_NR, MAP_CGROUP_VERDICT,
-    MAP_COUNTERS, MAP_EXEC_EVENTS, MAP_EXIT_COUNTERS, MAP_FREE_SLOTS, MAP_INIT_COUNTERS, MAP_PHASE,
-    MAP_TARGETS, MAP_TARGET_GENERATION, MAX_TARGETS, MUX_SLOTS, NO_TARGET, NR_SLOTS,
-    PHASE_RUNTIME_INIT, PHASE_WORKLOAD, PROG_SCHED_EXEC, PROG_SYS_ENTER_BTF, PROG_SYS_ENTER_EMPTY,
-    PROG_SYS_ENTER_RAW, PROG_SYS_EXIT, WATCH_PARENT,
+    SyscallCounters, ABI_COMPAT32, ABI_COUNT, ABI_NATIVE, ABI_X32, GLOBAL_ATTRIBUTION,
+    GLOBAL_COMPAT_ARG0_OFFSET, GLOBAL_COMPAT_FLAG_MASK, GLOBAL_COMPAT_FLAG_OFFSET,
+    GLOBAL_COMPAT_IPC_NR, GLOBAL_COMPAT_SOCKETCALL_NR, GLOBAL_EXECVEAT_NR, GLOBAL_EXECVE_NR,
+    GLOBAL_FORK_NRS, GLOBAL_PRCTL_NR, MAP_COUNTERS, MAP_EXEC_EVENTS, MAP_EXIT_COUNTERS,
+    MAP_FREE_SLOTS, MAP_INIT_COUNTERS, MAP_PHASE, MAP_TARGETS, MAP_TARGET_GENERATION, MAX_TARGETS,
+    MUX_SLOTS, NO_TARGET, NR_SLOTS, PHASE_RUNTIME_INIT, PHASE_WORKLOAD, PROG_SCHED_EXEC,
+    PROG_SYS_ENTER_BTF, PROG_SYS_ENTER_EMPTY, PROG_SYS_ENTER_RAW, PROG_SYS_EXIT, WATCH_PARENT,
 };
 use aya::maps::{Array, HashMap, MapData, PerCpuArray, PerCpuValues, Queue, RingBuf};
 use aya::programs::{BtfTracePoint, RawTracePoint, TracePoint};
@@ -181,7 +180,6 @@ pub struct SyscallCounter {
     generation: u32,
     logger: Option<aya_log::EbpfLogger<&'static dyn log::Log>>,
     abi_arch: [Option<Arch>; ABI_COUNT],
-    layout: KernelLayout,
     exec_events: Option<RingBuf<MapData>>,
     /// Slots that have counted before, whose attribution must be cleared before reuse.
     used_slots: std::collections::HashSet<u32>,
@@ -238,7 +236,6 @@ impl SyscallCounter {
             generation: 0,
             logger,
             abi_arch: abi_arches(),
-            layout,
             exec_events: None,
             used_slots: std::collections::HashSet::new(),
         };
@@ -255,11 +252,6 @@ impl SyscallCounter {
     /// `tp_btf` or `raw_tp`.
     pub fn attach_kind(&self) -> &'static str {
         self.attach
-    }
-
-    /// How compat tasks are recognised on this host.
-    pub fn layout(&self) -> KernelLayout {
-        self.layout
     }
 
     /// Reports every exec inside a target (`sched:sched_process_exec`).
@@ -507,13 +499,6 @@ impl SyscallCounter {
                 name: MAP_TARGET_GENERATION,
                 source,
             })
-    }
-
-    /// Number of cgroups whose verdict is cached (for diagnostics).
-    pub fn cached_cgroups(&self) -> usize {
-        map_ref::<HashMap<&MapData, u64, CgroupVerdict>>(&self.ebpf, MAP_CGROUP_VERDICT)
-            .map(|m| m.keys().count())
-            .unwrap_or(0)
     }
 }
 

@@ -50,16 +50,6 @@ impl SeccompProgram {
         Ok(Self { instructions })
     }
 
-    /// Number of instructions.
-    pub fn len(&self) -> usize {
-        self.instructions.len()
-    }
-
-    /// Whether the program is empty (never, for an exported filter).
-    pub fn is_empty(&self) -> bool {
-        self.instructions.is_empty()
-    }
-
     /// Installs the filter on the calling thread, as a container runtime does: sets
     /// `no_new_privs` (required without CAP_SYS_ADMIN, and what runc does by default), then
     /// `seccomp(SECCOMP_SET_MODE_FILTER)`. Async-signal-safe: only two syscalls on memory
