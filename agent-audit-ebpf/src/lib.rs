@@ -77,10 +77,6 @@ pub const PHASE_WORKLOAD: u32 = 0;
 /// Calls are the runtime's init until the target's first *completed* exec (targets picked up
 /// by `--wait` from their cgroup's creation); the exec call itself belongs to this phase.
 pub const PHASE_RUNTIME_INIT: u32 = 1;
-/// Native `execve` and `execveat` numbers, globals like the ones below.
-pub const GLOBAL_EXECVE_NR: &str = "EXECVE_NR";
-/// See [`GLOBAL_EXECVE_NR`].
-pub const GLOBAL_EXECVEAT_NR: &str = "EXECVEAT_NR";
 
 /// `PerCpuArray<AttribEntry>` with [`ATTRIB_ENTRIES`] elements: which program made which
 /// syscall, as a per-CPU direct-mapped table indexed by a hash of the key. The common case (a
@@ -122,12 +118,12 @@ pub struct AttribKey {
     pub abi: u8,
     /// Bit 0: the caller's uid was 0 ([`ATTRIB_ROOT`]). Bit 1: the call was made in the
     /// runtime-init phase ([`ATTRIB_RUNTIME_INIT`]).
-    pub root: u8,
+    pub flags: u8,
 }
 
-/// [`AttribKey::root`] bit: uid 0.
+/// [`AttribKey::flags`] bit: uid 0.
 pub const ATTRIB_ROOT: u8 = 1;
-/// [`AttribKey::root`] bit: runtime-init phase.
+/// [`AttribKey::flags`] bit: runtime-init phase.
 pub const ATTRIB_RUNTIME_INIT: u8 = 2;
 
 /// How often and when a key was seen.

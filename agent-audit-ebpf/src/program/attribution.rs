@@ -7,6 +7,7 @@ use core::intrinsics::{atomic_xadd, AtomicOrdering};
 
 use agent_audit_ebpf::{
     AttribEntry, AttribKey, AttribValue, TaskCache, ATTRIB_ENTRIES, ATTRIB_OVERFLOW_ENTRIES,
+    ATTRIB_ROOT, ATTRIB_RUNTIME_INIT,
 };
 use aya_ebpf::{
     helpers::{
@@ -16,7 +17,7 @@ use aya_ebpf::{
     maps::{Array, HashMap, PerCpuArray},
 };
 
-use super::{global, EXECVEAT_NR, EXECVE_NR, PRCTL_NR};
+use super::{global, PRCTL_NR};
 
 /// `last_ns` is refreshed on every this many calls of a (program, syscall) key.
 const LAST_SEEN_EVERY: u64 = 64;
@@ -59,26 +60,26 @@ pub(super) fn attribute(slot: u32, abi: usize, nr: u64, runtime_init: bool) {
     if cache.pid_tgid != pid_tgid || cache.epoch != epoch {
         refresh(cache, pid_tgid, epoch);
     }
-    if nr == global(&EXECVE_NR) as u64
-        || nr == global(&EXECVEAT_NR) as u64
-        || nr == global(&PRCTL_NR) as u64
-    {
-        // The name may change with this call, and the task may go on on another CPU.
+    // An exec renames the task too; `sched_process_exec` bumps the epoch for it, once the
+    // exec has succeeded.
+    if nr == global(&PRCTL_NR) as u64 {
+        // PR_SET_NAME may rename the task, which may go on on another CPU.
         names_changed();
     }
-    let root = (bpf_get_current_uid_gid() as u32 == 0) as u8 | (runtime_init as u8) << 1;
+    let flags = (bpf_get_current_uid_gid() as u32 == 0) as u8 * ATTRIB_ROOT
+        | runtime_init as u8 * ATTRIB_RUNTIME_INIT;
     let key = AttribKey {
         comm: cache.comm,
         slot_plus_one: slot + 1,
         nr: nr as u16,
         abi: abi as u8,
-        root,
+        flags,
     };
     let hash = cache.comm_hash
         ^ slot.wrapping_mul(0x9E37_79B1)
         ^ (nr as u32).wrapping_mul(0x85EB_CA6B)
         ^ (abi as u32).wrapping_mul(0xC2B2_AE35)
-        ^ root as u32;
+        ^ flags as u32;
     let index = mix(hash) & (ATTRIB_ENTRIES - 1);
     let Some(entry) = ATTRIB.get_ptr_mut(index) else {
         return;
@@ -116,7 +117,7 @@ fn same_key(a: &AttribKey, b: &AttribKey) -> bool {
         && a.slot_plus_one == b.slot_plus_one
         && a.nr == b.nr
         && a.abi == b.abi
-        && a.root == b.root
+        && a.flags == b.flags
 }
 
 /// Reads the task's name (once per task per CPU, and after exec/prctl).

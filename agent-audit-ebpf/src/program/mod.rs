@@ -33,10 +33,6 @@ static COMPAT_IPC_NR: u32 = u32::MAX;
 #[no_mangle]
 static COMPAT_ARG0_OFFSET: u32 = 0;
 #[no_mangle]
-pub(crate) static EXECVE_NR: u32 = u32::MAX;
-#[no_mangle]
-pub(crate) static EXECVEAT_NR: u32 = u32::MAX;
-#[no_mangle]
 pub(crate) static PRCTL_NR: u32 = u32::MAX;
 /// 0: attribution off (`--no-attribution`): counting only, the cheapest inside path.
 #[no_mangle]

@@ -14,11 +14,11 @@ use std::path::{Path, PathBuf};
 use agent_audit_ebpf::{
     SyscallCounters, ABI_COMPAT32, ABI_COUNT, ABI_NATIVE, ABI_X32, GLOBAL_ATTRIBUTION,
     GLOBAL_COMPAT_ARG0_OFFSET, GLOBAL_COMPAT_FLAG_MASK, GLOBAL_COMPAT_FLAG_OFFSET,
-    GLOBAL_COMPAT_IPC_NR, GLOBAL_COMPAT_SOCKETCALL_NR, GLOBAL_EXECVEAT_NR, GLOBAL_EXECVE_NR,
-    GLOBAL_FORK_NRS, GLOBAL_PRCTL_NR, MAP_COUNTERS, MAP_EXEC_EVENTS, MAP_EXIT_COUNTERS,
-    MAP_FREE_SLOTS, MAP_INIT_COUNTERS, MAP_PHASE, MAP_TARGETS, MAP_TARGET_GENERATION, MAX_TARGETS,
-    MUX_SLOTS, NO_TARGET, NR_SLOTS, PHASE_RUNTIME_INIT, PHASE_WORKLOAD, PROG_SCHED_EXEC,
-    PROG_SYS_ENTER_BTF, PROG_SYS_ENTER_EMPTY, PROG_SYS_ENTER_RAW, PROG_SYS_EXIT, WATCH_PARENT,
+    GLOBAL_COMPAT_IPC_NR, GLOBAL_COMPAT_SOCKETCALL_NR, GLOBAL_FORK_NRS, GLOBAL_PRCTL_NR,
+    MAP_COUNTERS, MAP_EXEC_EVENTS, MAP_EXIT_COUNTERS, MAP_FREE_SLOTS, MAP_INIT_COUNTERS, MAP_PHASE,
+    MAP_TARGETS, MAP_TARGET_GENERATION, MAX_TARGETS, MUX_SLOTS, NO_TARGET, NR_SLOTS,
+    PHASE_RUNTIME_INIT, PHASE_WORKLOAD, PROG_SCHED_EXEC, PROG_SYS_ENTER_BTF, PROG_SYS_ENTER_EMPTY,
+    PROG_SYS_ENTER_RAW, PROG_SYS_EXIT, WATCH_PARENT,
 };
 use aya::maps::{Array, HashMap, MapData, PerCpuArray, PerCpuValues, Queue, RingBuf};
 use aya::programs::{BtfTracePoint, RawTracePoint, TracePoint};
@@ -211,8 +211,6 @@ impl SyscallCounter {
             )
             .override_global(GLOBAL_COMPAT_IPC_NR, &layout.compat_ipc_nr, true)
             .override_global(GLOBAL_COMPAT_ARG0_OFFSET, &layout.compat_arg0_offset, true)
-            .override_global(GLOBAL_EXECVE_NR, &native_nr("execve"), true)
-            .override_global(GLOBAL_EXECVEAT_NR, &native_nr("execveat"), true)
             .override_global(GLOBAL_PRCTL_NR, &native_nr("prctl"), true)
             .override_global(GLOBAL_ATTRIBUTION, &u32::from(opts.attribution), true)
             .override_global(
