@@ -354,30 +354,21 @@ async fn watch(
             }
             _ = poll.tick() => {
                 counter.flush_logs();
-                let execs = counter.drain_execs();
                 if let Some(w) = &mut waiting {
                     w.adopt_claimed(counter, &mut active)?;
                 }
-                for r in &mut active {
-                    r.note_execs(&execs);
-                }
+                distribute_execs(counter, &mut active);
                 // A container's cgroup disappears when it stops: finish its file now.
-                let mut i = 0;
-                while i < active.len() {
-                    if active[i].target.cgroup.exists() {
-                        i += 1;
-                        continue;
-                    }
-                    let mut r = active.swap_remove(i);
+                let (gone, kept): (Vec<_>, Vec<_>) =
+                    active.drain(..).partition(|r| !r.target.cgroup.exists());
+                active = kept;
+                if !gone.is_empty() {
                     progress.clear();
-                    // Execs since the drain above belong to any target, not only this one.
-                    let late = counter.drain_execs();
-                    for other in &mut active {
-                        other.note_execs(&late);
+                    let uses = counter.read_attribution()?;
+                    for mut r in gone {
+                        finish(counter, &mut r, &uses)?;
+                        counter.remove_target(r.slot)?;
                     }
-                    r.note_execs(&late);
-                    finish(counter, &mut r)?;
-                    counter.remove_target(r.slot)?;
                 }
                 // With --wait, only stop once something was recorded and is gone.
                 let waiting_for_first = waiting.as_ref().is_some_and(|w| w.picked_up == 0);
@@ -394,21 +385,30 @@ async fn watch(
         }
     };
     progress.clear();
-    let late = counter.drain_execs();
+    distribute_execs(counter, &mut active);
+    let uses = counter.read_attribution()?;
     for r in &mut active {
-        r.note_execs(&late);
-    }
-    for r in &mut active {
-        finish(counter, r)?;
+        finish(counter, r, &uses)?;
     }
     Ok(reason)
 }
 
-/// Writes a target's final file; its execs must have been noted (the exec ring is shared by
-/// all targets, so draining it here would lose the others').
-fn finish(counter: &mut SyscallCounter, r: &mut Recording) -> Result<(), Error> {
-    let uses = counter.read_attribution()?;
-    let list = r.write(counter, true, &uses)?;
+/// Hands the execs reported so far to every recording: the ring buffer is shared by all
+/// targets, so it is drained in one place.
+fn distribute_execs(counter: &mut SyscallCounter, recordings: &mut [Recording]) {
+    let execs = counter.drain_execs();
+    for r in recordings {
+        r.note_execs(&execs);
+    }
+}
+
+/// Writes a target's final file; `uses` is the attribution table read once for all targets.
+fn finish(
+    counter: &SyscallCounter,
+    r: &mut Recording,
+    uses: &[crate::bpf::ProgramUse],
+) -> Result<(), Error> {
+    let list = r.write(counter, true, uses)?;
     tracing::info!(
         target = %r.target.cgroup.rel,
         distinct = list.totals.distinct,

@@ -223,12 +223,7 @@ async fn supervise(
                 // SAFETY: plain kill(2) on our own child.
                 unsafe { libc::kill(pid, libc::SIGTERM) };
             }
-            _ = poll.tick() => {
-                // The exec ring buffer is bounded: drain it while the command runs.
-                recording.note_execs(&counter.drain_execs());
-                recording.refresh(counter)?;
-                progress.update(1, recording.last.syscalls.len() as u64, recording.last.total());
-            }
+            _ = poll.tick() => tick(counter, recording, &mut progress)?,
         }
     };
     // Descendants the command left running (daemons, background jobs) are part of its
@@ -238,12 +233,7 @@ async fn supervise(
         tokio::select! {
             _ = sigint.recv() => interrupted = true,
             _ = sigterm.recv() => interrupted = true,
-            _ = poll.tick() => {
-                // The exec ring buffer is bounded: drain it while the command runs.
-                recording.note_execs(&counter.drain_execs());
-                recording.refresh(counter)?;
-                progress.update(1, recording.last.syscalls.len() as u64, recording.last.total());
-            }
+            _ = poll.tick() => tick(counter, recording, &mut progress)?,
         }
         if interrupted {
             cgroup.kill_all()?;
@@ -251,4 +241,21 @@ async fn supervise(
     }
     progress.clear();
     Ok(status)
+}
+
+/// Every poll while the command runs: drain the exec ring buffer (it is bounded), read the
+/// counters, redraw the progress line.
+fn tick(
+    counter: &mut SyscallCounter,
+    recording: &mut Recording,
+    progress: &mut ProgressLine,
+) -> Result<(), Error> {
+    recording.note_execs(&counter.drain_execs());
+    recording.refresh(counter)?;
+    progress.update(
+        1,
+        recording.last.syscalls.len() as u64,
+        recording.last.total(),
+    );
+    Ok(())
 }
