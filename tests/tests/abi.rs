@@ -5,7 +5,7 @@
 
 use std::collections::BTreeSet;
 use std::fs;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
@@ -96,7 +96,7 @@ int main(int argc, char **argv) {{
 }
 
 /// Builds the 32-bit static program in `dir`.
-fn build_program(dir: &Path) -> std::path::PathBuf {
+fn build_program(dir: &Path) -> PathBuf {
     let src = dir.join(format!("{PROGRAM}.c"));
     let bin = dir.join(PROGRAM);
     fs::write(&src, c_source()).unwrap();
@@ -149,15 +149,14 @@ fn mux(list: &Allowlist, syscall: &str, op: u64) -> (u64, Option<String>) {
         })
 }
 
-#[test]
-fn root_run_records_a_32_bit_program_under_the_i386_table() {
-    require_root();
-    let dir = tempfile::tempdir().unwrap();
-    let bin = build_program(dir.path());
-    let input = dir.path().join("input.txt");
+/// Builds the program, records it reading an input file with `agent-audit run` (which must
+/// succeed), and returns (program, input, allowlist).
+fn record_program(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
+    let bin = build_program(dir);
+    let input = dir.join("input.txt");
     fs::write(&input, "some bytes to read\n").unwrap();
-    let out = dir.path().join("allowlist.json");
-    let done = run(
+    let out = dir.join("allowlist.json");
+    run(
         Command::new(agent_audit_bin())
             .arg("run")
             .arg("--out")
@@ -166,8 +165,16 @@ fn root_run_records_a_32_bit_program_under_the_i386_table() {
             .arg(&bin)
             .arg(&input),
         TIMEOUT,
-    );
-    done.assert_code(0);
+    )
+    .assert_code(0);
+    (bin, input, out)
+}
+
+#[test]
+fn root_run_records_a_32_bit_program_under_the_i386_table() {
+    require_root();
+    let dir = tempfile::tempdir().unwrap();
+    let (bin, _input, out) = record_program(dir.path());
     let list = Allowlist::read(&out);
     let dump = format!("{:#}", list.0);
     assert!(list.complete());
@@ -312,21 +319,7 @@ fn root_run_records_a_32_bit_program_under_the_i386_table() {
 fn root_profile_from_a_32_bit_recording_runs_it_with_no_denials() {
     require_root();
     let dir = tempfile::tempdir().unwrap();
-    let bin = build_program(dir.path());
-    let input = dir.path().join("input.txt");
-    fs::write(&input, "some bytes to read\n").unwrap();
-    let allowlist = dir.path().join("allowlist.json");
-    run(
-        Command::new(agent_audit_bin())
-            .arg("run")
-            .arg("--out")
-            .arg(&allowlist)
-            .arg("--")
-            .arg(&bin)
-            .arg(&input),
-        TIMEOUT,
-    )
-    .assert_code(0);
+    let (bin, input, allowlist) = record_program(dir.path());
     let profile_path = dir.path().join("profile.json");
     run(
         Command::new(agent_audit_bin())
