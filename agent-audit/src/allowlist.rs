@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
+use crate::exit::ExitCode;
 use crate::fsutil::{self, OutputError};
 use crate::syscalls::Arch;
 
@@ -285,6 +286,19 @@ pub enum AllowlistError {
     /// Writing the file failed.
     #[error(transparent)]
     Output(#[from] OutputError),
+}
+
+impl AllowlistError {
+    /// The documented exit code: the read error's, 73 for an unwritable output, 65 otherwise.
+    pub fn exit_code(&self) -> ExitCode {
+        match self {
+            AllowlistError::Read { source, .. } => ExitCode::for_read_error(source),
+            AllowlistError::Output(e) => e.exit_code(),
+            AllowlistError::Parse { .. }
+            | AllowlistError::Schema { .. }
+            | AllowlistError::UnknownSyscall { .. } => ExitCode::DATA,
+        }
+    }
 }
 
 impl Allowlist {

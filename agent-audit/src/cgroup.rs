@@ -9,6 +9,8 @@ use std::io;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
+use crate::exit::ExitCode;
+
 /// `statfs.f_type` of a cgroup2 filesystem.
 const CGROUP2_SUPER_MAGIC: i64 = 0x6367_7270;
 
@@ -73,6 +75,19 @@ pub enum CgroupError {
 }
 
 impl CgroupError {
+    /// The documented exit code: 66 for a missing cgroup or pid, 69 when the host has no
+    /// usable cgroup v2, 77 when the kernel refuses for lack of privileges, 74 otherwise.
+    pub fn exit_code(&self) -> ExitCode {
+        match self {
+            e if e.is_not_found() => ExitCode::NO_INPUT,
+            Self::NoV2Mount | Self::NotV2 { .. } | Self::PidNotInV2 { .. } => ExitCode::UNAVAILABLE,
+            Self::Io { source, .. } if source.kind() == io::ErrorKind::PermissionDenied => {
+                ExitCode::NO_PERM
+            }
+            _ => ExitCode::IO,
+        }
+    }
+
     /// Whether the error means "does not exist" rather than "cannot be used".
     pub fn is_not_found(&self) -> bool {
         matches!(

@@ -37,6 +37,13 @@ pub enum ContainerError {
     },
 }
 
+impl ContainerError {
+    /// The documented exit code: 66, the container cannot be found running.
+    pub fn exit_code(&self) -> crate::exit::ExitCode {
+        crate::exit::ExitCode::NO_INPUT
+    }
+}
+
 /// Finds a running container by name or id and returns its engine's description.
 pub fn resolve(name: &str) -> Result<ContainerInfo, ContainerError> {
     let mut tried = Vec::new();

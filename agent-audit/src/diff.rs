@@ -117,6 +117,18 @@ pub enum DiffError {
     Profile(#[from] ProfileFileError),
 }
 
+impl DiffError {
+    /// The documented exit code: the read error's, 65 for a malformed input.
+    pub fn exit_code(&self) -> crate::exit::ExitCode {
+        match self {
+            DiffError::Read { source, .. } => crate::exit::ExitCode::for_read_error(source),
+            DiffError::UnknownKind { .. } => crate::exit::ExitCode::DATA,
+            DiffError::Allowlist(e) => e.exit_code(),
+            DiffError::Profile(e) => e.exit_code(),
+        }
+    }
+}
+
 impl Side {
     /// Reads a profile or an allowlist, telling them apart by their keys.
     pub fn read(path: &Path) -> Result<Self, DiffError> {

@@ -30,6 +30,17 @@ impl ExitCode {
     pub const NO_PERM: Self = Self(77);
 }
 
+impl ExitCode {
+    /// The code for an input that could not be read: 66 when it does not exist, 74 for any
+    /// other I/O error.
+    pub fn for_read_error(err: &std::io::Error) -> Self {
+        match err.kind() {
+            std::io::ErrorKind::NotFound => Self::NO_INPUT,
+            _ => Self::IO,
+        }
+    }
+}
+
 /// The table printed in `--help` and mirrored in the README.
 pub const EXIT_CODES_HELP: &str = "\
 EXIT CODES:

@@ -29,6 +29,13 @@ pub enum OutputError {
     },
 }
 
+impl OutputError {
+    /// The documented exit code: 73, the output cannot be written.
+    pub fn exit_code(&self) -> crate::exit::ExitCode {
+        crate::exit::ExitCode::CANT_CREATE
+    }
+}
+
 /// The directory a file will be written into (`.` for a bare file name).
 pub fn parent_dir(path: &Path) -> &Path {
     match path.parent() {

@@ -29,7 +29,6 @@ pub mod verify;
 pub mod watch;
 
 use exit::ExitCode;
-use seccomp::ProfileFileError;
 
 /// Every error a subcommand can end with; each maps to a documented exit code.
 #[derive(Debug, thiserror::Error)]
@@ -96,84 +95,22 @@ impl From<recording::RecordingError> for Error {
 }
 
 impl Error {
-    fn exit_code_of_allowlist(e: &allowlist::AllowlistError) -> ExitCode {
-        use allowlist::AllowlistError as A;
-        match e {
-            A::Read { source, .. } if source.kind() == std::io::ErrorKind::NotFound => {
-                ExitCode::NO_INPUT
-            }
-            A::Read { .. } => ExitCode::IO,
-            A::Output(_) => ExitCode::CANT_CREATE,
-            _ => ExitCode::DATA,
-        }
-    }
-
-    /// The documented exit code for this error (see [`exit::EXIT_CODES_HELP`]).
+    /// The documented exit code for this error (see [`exit::EXIT_CODES_HELP`]): each
+    /// module's error knows its own.
     pub fn exit_code(&self) -> ExitCode {
-        use cgroup::CgroupError as C;
         match self {
             Error::Usage(_) => ExitCode::USAGE,
             Error::Privileges(_) => ExitCode::NO_PERM,
-            Error::Cgroup(e) | Error::Target(target::TargetError::Cgroup(e)) => match e {
-                e if e.is_not_found() => ExitCode::NO_INPUT,
-                C::NoV2Mount | C::NotV2 { .. } | C::PidNotInV2 { .. } => ExitCode::UNAVAILABLE,
-                C::Io { source, .. } if source.kind() == std::io::ErrorKind::PermissionDenied => {
-                    ExitCode::NO_PERM
-                }
-                _ => ExitCode::IO,
-            },
-            Error::Target(target::TargetError::Container(_)) => ExitCode::NO_INPUT,
-            Error::Glob(watch::GlobError::Unsupported(_)) => ExitCode::USAGE,
-            Error::Glob(watch::GlobError::Parent { source, .. }) if source.is_not_found() => {
-                ExitCode::NO_INPUT
-            }
-            Error::Glob(_) => ExitCode::UNAVAILABLE,
-            Error::Bpf(e) if e.is_permission_denied() => ExitCode::NO_PERM,
-            Error::Bpf(bpf::BpfError::Map { .. } | bpf::BpfError::Missing(_)) => ExitCode::SOFTWARE,
-            Error::Bpf(bpf::BpfError::TooManyTargets) => ExitCode::USAGE,
-            Error::Bpf(_) => ExitCode::UNAVAILABLE,
-            Error::Output(_) => ExitCode::CANT_CREATE,
-            Error::Allowlist(e) => Error::exit_code_of_allowlist(e),
-            Error::Diff(diff::DiffError::Read { source, .. })
-                if source.kind() == std::io::ErrorKind::NotFound =>
-            {
-                ExitCode::NO_INPUT
-            }
-            Error::Diff(diff::DiffError::Read { .. }) => ExitCode::IO,
-            Error::Diff(diff::DiffError::Allowlist(e)) => Error::exit_code_of_allowlist(e),
-            Error::Diff(diff::DiffError::Profile(seccomp::ProfileFileError::Read {
-                source,
-                ..
-            })) if source.kind() == std::io::ErrorKind::NotFound => ExitCode::NO_INPUT,
-            Error::Diff(_) => ExitCode::DATA,
-            Error::Profile(e) if e.is_not_found() => ExitCode::NO_INPUT,
-            Error::Profile(profile::ProfileError::Allowlist(e)) => Error::exit_code_of_allowlist(e),
-            Error::Profile(profile::ProfileError::Base(ProfileFileError::Read { .. })) => {
-                ExitCode::IO
-            }
-            Error::Profile(profile::ProfileError::Base(ProfileFileError::Output(_)))
-            | Error::Profile(profile::ProfileError::Output(_)) => ExitCode::CANT_CREATE,
-            Error::Profile(
-                profile::ProfileError::DuplicateInput { .. }
-                | profile::ProfileError::DuplicateAllow { .. }
-                | profile::ProfileError::EmptyReason { .. },
-            ) => ExitCode::USAGE,
-            Error::Profile(_) => ExitCode::DATA,
-            Error::Check(e) if e.is_not_found() => ExitCode::NO_INPUT,
-            Error::Check(check::CheckError::Profile(ProfileFileError::Read { .. })) => ExitCode::IO,
-            Error::Check(check::CheckError::Profile(ProfileFileError::Output(_))) => {
-                ExitCode::CANT_CREATE
-            }
-            Error::Check(_) => ExitCode::DATA,
-            Error::Verify(verify::VerifyError::Profile(ProfileFileError::Read {
-                source, ..
-            })) if source.kind() == std::io::ErrorKind::NotFound => ExitCode::NO_INPUT,
-            Error::Verify(verify::VerifyError::Allowlist(e)) => Error::exit_code_of_allowlist(e),
-            Error::Verify(verify::VerifyError::Output(_)) => ExitCode::CANT_CREATE,
-            Error::Verify(verify::VerifyError::Filter(_) | verify::VerifyError::Probes(_)) => {
-                ExitCode::SOFTWARE
-            }
-            Error::Verify(_) => ExitCode::DATA,
+            Error::Cgroup(e) => e.exit_code(),
+            Error::Target(e) => e.exit_code(),
+            Error::Glob(e) => e.exit_code(),
+            Error::Bpf(e) => e.exit_code(),
+            Error::Output(e) => e.exit_code(),
+            Error::Allowlist(e) => e.exit_code(),
+            Error::Verify(e) => e.exit_code(),
+            Error::Diff(e) => e.exit_code(),
+            Error::Profile(e) => e.exit_code(),
+            Error::Check(e) => e.exit_code(),
             Error::Report(e) => e.exit_code(),
             Error::Spawn { source, .. } if source.kind() == std::io::ErrorKind::NotFound => {
                 ExitCode(127)

@@ -150,6 +150,16 @@ impl Recording {
     }
 }
 
+impl RecordingError {
+    /// The documented exit code of the side that failed.
+    pub fn exit_code(&self) -> crate::exit::ExitCode {
+        match self {
+            RecordingError::Bpf(e) => e.exit_code(),
+            RecordingError::Allowlist(e) => e.exit_code(),
+        }
+    }
+}
+
 /// Reading or writing a recording failed.
 #[derive(Debug, thiserror::Error)]
 pub enum RecordingError {

@@ -30,6 +30,16 @@ pub enum TargetError {
     Container(#[from] ContainerError),
 }
 
+impl TargetError {
+    /// The documented exit code of the side that failed.
+    pub fn exit_code(&self) -> crate::exit::ExitCode {
+        match self {
+            TargetError::Cgroup(e) => e.exit_code(),
+            TargetError::Container(e) => e.exit_code(),
+        }
+    }
+}
+
 /// A resolved target: the cgroup to count, and how it was found (for the allowlist).
 #[derive(Clone, Debug)]
 pub struct CgroupTarget {

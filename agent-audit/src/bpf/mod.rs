@@ -129,10 +129,36 @@ fn summarize(err: &aya::programs::ProgramError) -> String {
 }
 
 impl BpfError {
-    /// Whether the kernel refused for lack of privileges (EPERM/EACCES).
+    /// Whether the kernel refused for lack of privileges (EPERM/EACCES), found by walking
+    /// the error's sources down to the OS error.
     pub fn is_permission_denied(&self) -> bool {
-        let text = format!("{self:?}");
-        text.contains("PermissionDenied") || text.contains("Operation not permitted")
+        let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(self);
+        while let Some(err) = cause {
+            if let Some(io) = err.downcast_ref::<std::io::Error>() {
+                if io.kind() == std::io::ErrorKind::PermissionDenied
+                    || matches!(io.raw_os_error(), Some(libc::EPERM | libc::EACCES))
+                {
+                    return true;
+                }
+            }
+            cause = err.source();
+        }
+        false
+    }
+
+    /// The documented exit code: 77 for missing privileges, 70 for a build mismatch or a
+    /// failed map operation (a bug), 2 for too many targets, 69 when the kernel cannot run
+    /// the program.
+    pub fn exit_code(&self) -> crate::exit::ExitCode {
+        use crate::exit::ExitCode;
+        match self {
+            e if e.is_permission_denied() => ExitCode::NO_PERM,
+            BpfError::Map { .. } | BpfError::Missing(_) => ExitCode::SOFTWARE,
+            BpfError::TooManyTargets => ExitCode::USAGE,
+            BpfError::NoBtf { .. } | BpfError::Load(_) | BpfError::Attach { .. } => {
+                ExitCode::UNAVAILABLE
+            }
+        }
     }
 }
 

@@ -78,10 +78,12 @@ pub enum CheckError {
 }
 
 impl CheckError {
-    /// Whether the profile file does not exist.
-    pub fn is_not_found(&self) -> bool {
-        matches!(self, CheckError::Profile(ProfileFileError::Read { source, .. })
-            if source.kind() == std::io::ErrorKind::NotFound)
+    /// The documented exit code: the profile's, 65 for an unknown architecture.
+    pub fn exit_code(&self) -> crate::exit::ExitCode {
+        match self {
+            CheckError::Profile(e) => e.exit_code(),
+            CheckError::UnknownArch { .. } => crate::exit::ExitCode::DATA,
+        }
     }
 }
 

@@ -103,6 +103,21 @@ pub enum ProfileError {
 }
 
 impl ProfileError {
+    /// The documented exit code: the input's or output's, 2 for contradictory options, 65
+    /// when the inputs cannot make a profile.
+    pub fn exit_code(&self) -> crate::exit::ExitCode {
+        use crate::exit::ExitCode;
+        match self {
+            ProfileError::Allowlist(e) => e.exit_code(),
+            ProfileError::Base(e) => e.exit_code(),
+            ProfileError::Output(e) => e.exit_code(),
+            ProfileError::DuplicateInput { .. }
+            | ProfileError::DuplicateAllow { .. }
+            | ProfileError::EmptyReason { .. } => ExitCode::USAGE,
+            ProfileError::NothingObserved | ProfileError::UnknownAllow { .. } => ExitCode::DATA,
+        }
+    }
+
     /// Whether this is a missing input file.
     pub fn is_not_found(&self) -> bool {
         let io = match self {

@@ -352,30 +352,15 @@ pub enum ReportError {
 }
 
 impl ReportError {
-    /// The documented exit code: 66 for a missing input, 74 for another read error, 65 for
-    /// malformed input, 2 for a duplicate allowlist.
+    /// The documented exit code: the input's (66 missing, 74 unreadable, 65 malformed), 2 for
+    /// a duplicate allowlist.
     pub fn exit_code(&self) -> crate::exit::ExitCode {
         use crate::exit::ExitCode;
-        let not_found = |e: &std::io::Error| e.kind() == std::io::ErrorKind::NotFound;
         match self {
-            ReportError::Allowlists(e) if e.is_not_found() => ExitCode::NO_INPUT,
-            ReportError::Allowlists(ProfileError::DuplicateInput { .. }) => ExitCode::USAGE,
-            ReportError::Allowlists(ProfileError::Output(_)) => ExitCode::CANT_CREATE,
-            ReportError::Allowlists(ProfileError::Allowlist(
-                crate::allowlist::AllowlistError::Read { .. },
-            )) => ExitCode::IO,
-            ReportError::Allowlists(_) => ExitCode::DATA,
-            ReportError::Profile {
-                source: ProfileFileError::Read { source, .. },
-                ..
-            } if not_found(source) => ExitCode::NO_INPUT,
-            ReportError::Profile {
-                source: ProfileFileError::Read { .. },
-                ..
-            } => ExitCode::IO,
-            ReportError::Profile { .. } | ReportError::Check(_) => ExitCode::DATA,
-            ReportError::VerifyRead { source, .. } if not_found(source) => ExitCode::NO_INPUT,
-            ReportError::VerifyRead { .. } => ExitCode::IO,
+            ReportError::Allowlists(e) => e.exit_code(),
+            ReportError::Profile { source, .. } => source.exit_code(),
+            ReportError::Check(e) => e.exit_code(),
+            ReportError::VerifyRead { source, .. } => ExitCode::for_read_error(source),
             ReportError::VerifyParse { .. } => ExitCode::DATA,
         }
     }

@@ -174,6 +174,18 @@ pub enum ProfileFileError {
     Output(#[from] OutputError),
 }
 
+impl ProfileFileError {
+    /// The documented exit code: the read error's, 65 for a malformed profile, 73 for an
+    /// unwritable output.
+    pub fn exit_code(&self) -> crate::exit::ExitCode {
+        match self {
+            ProfileFileError::Read { source, .. } => crate::exit::ExitCode::for_read_error(source),
+            ProfileFileError::Parse { .. } => crate::exit::ExitCode::DATA,
+            ProfileFileError::Output(e) => e.exit_code(),
+        }
+    }
+}
+
 impl SeccompProfile {
     /// Reads a profile file.
     pub fn read(path: &Path) -> Result<Self, ProfileFileError> {

@@ -122,6 +122,21 @@ pub enum VerifyError {
     Output(#[from] OutputError),
 }
 
+impl VerifyError {
+    /// The documented exit code: the inputs' and output's, 65 for a profile that cannot be
+    /// compiled, 70 when preparing the filter or the probes fails (a bug).
+    pub fn exit_code(&self) -> crate::exit::ExitCode {
+        use crate::exit::ExitCode;
+        match self {
+            VerifyError::Profile(e) => e.exit_code(),
+            VerifyError::Allowlist(e) => e.exit_code(),
+            VerifyError::Output(e) => e.exit_code(),
+            VerifyError::Compile { .. } | VerifyError::UnknownArch { .. } => ExitCode::DATA,
+            VerifyError::Filter(_) | VerifyError::Probes(_) => ExitCode::SOFTWARE,
+        }
+    }
+}
+
 /// Runs the command under the profile and returns the verdict.
 pub fn verify(opts: &VerifyOptions) -> Result<VerifyReport, Error> {
     if let Some(out) = &opts.out {

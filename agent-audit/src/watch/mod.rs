@@ -39,6 +39,17 @@ pub enum GlobError {
     },
 }
 
+impl GlobError {
+    /// The documented exit code: 2 for a pattern agent-audit cannot watch, the parent
+    /// cgroup's otherwise.
+    pub fn exit_code(&self) -> crate::exit::ExitCode {
+        match self {
+            GlobError::Unsupported(_) => crate::exit::ExitCode::USAGE,
+            GlobError::Parent { source, .. } => source.exit_code(),
+        }
+    }
+}
+
 impl CgroupGlob {
     /// Parses a pattern; its parent cgroup must exist.
     pub fn parse(mount: &CgroupV2Mount, pattern: &str) -> Result<Self, GlobError> {
