@@ -426,9 +426,9 @@ impl Allowlist {
         s
     }
 
-    /// Writes the file atomically.
+    /// Writes the file (atomically for a file: see [`fsutil::write_output`]).
     pub fn write(&self, path: &Path) -> Result<(), AllowlistError> {
-        fsutil::write_atomic(path, self.to_json().as_bytes())?;
+        fsutil::write_output(path, self.to_json().as_bytes())?;
         Ok(())
     }
 }

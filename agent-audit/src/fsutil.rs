@@ -1,10 +1,34 @@
-//! Output files appear whole or not at all: every write goes to a temporary file in the
-//! destination's directory, is synced, then renamed over the destination.
+//! The one way agent-audit writes a file and the one way it reads one. It runs as root next to
+//! untrusted users (shared CI, world-writable `/tmp`), so neither may be turned against the host.
+//!
+//! Writing: a regular file (or a path that does not exist yet) is replaced atomically: the text
+//! goes to a temporary file with an unpredictable name created with `O_CREAT|O_EXCL` in the
+//! destination's directory (which never follows a planted link), is made 0644, synced, then
+//! renamed over the destination. A rename replaces the directory entry, never writes through
+//! it, so the result is always a new inode owned by the writer. A symlink at the destination
+//! is refused; a device, FIFO or socket is written straight through and never renamed over;
+//! `-` and `/dev/stdout` mean standard output.
+//!
+//! Reading: regular files only (or `-`, standard input), opened without blocking so that a
+//! FIFO cannot hang the process, at most [`MAX_INPUT_BYTES`], UTF-8.
 
-use std::fs::{self, File, OpenOptions};
-use std::io::{self, Write};
-use std::os::unix::fs::OpenOptionsExt;
+use std::fs::{self, File, Metadata, OpenOptions, Permissions};
+use std::io::{self, Read, Write};
+use std::os::fd::AsRawFd;
+use std::os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
+
+use crate::exit::ExitCode;
+
+/// Largest input file read, in bytes (64 MiB): a real allowlist or profile is well under 1 MiB,
+/// and the bound keeps `/dev/zero`-like inputs from eating the host's memory.
+pub const MAX_INPUT_BYTES: u64 = 64 << 20;
+
+/// Mode of every file written: readable by all, writable by the writer only.
+pub const OUTPUT_MODE: u32 = 0o644;
+
+/// The path that means standard input or output.
+pub const STDIO: &str = "-";
 
 /// An output path that cannot be written.
 #[derive(Debug, thiserror::Error)]
@@ -27,13 +51,170 @@ pub enum OutputError {
         /// What the kernel said.
         source: io::Error,
     },
+    /// The destination is a symbolic link: a root tool writing through a link someone else may
+    /// have planted could overwrite any file on the host, so it refuses.
+    #[error(
+        "{path} is a symbolic link: refusing to write through it (agent-audit runs as root; \
+         name the real file instead)"
+    )]
+    Symlink {
+        /// Destination.
+        path: PathBuf,
+    },
+    /// The destination is a directory.
+    #[error("{path} is a directory: give a file name")]
+    Directory {
+        /// Destination.
+        path: PathBuf,
+    },
+    /// A device, FIFO or socket in a shared sticky directory (`/tmp`) that belongs to another
+    /// user: the kernel's `fs.protected_fifos` rule, applied to every kind of node.
+    #[error(
+        "{path} is a {kind} owned by uid {owner} in a shared directory: refusing to write to it"
+    )]
+    ForeignNode {
+        /// Destination.
+        path: PathBuf,
+        /// What it is.
+        kind: NodeKind,
+        /// Its owner.
+        owner: u32,
+    },
+    /// A FIFO nobody reads (or a socket, which cannot be opened): writing would block forever.
+    #[error("{path} is a {kind} with no reader: nothing to write to")]
+    NoReader {
+        /// Destination.
+        path: PathBuf,
+        /// What it is.
+        kind: NodeKind,
+    },
 }
 
 impl OutputError {
     /// The documented exit code: 73, the output cannot be written.
-    pub fn exit_code(&self) -> crate::exit::ExitCode {
-        crate::exit::ExitCode::CANT_CREATE
+    pub fn exit_code(&self) -> ExitCode {
+        ExitCode::CANT_CREATE
     }
+}
+
+/// An input file that cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum InputError {
+    /// Opening or reading failed (missing, permission denied, I/O error).
+    #[error("cannot read {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// What the kernel said.
+        source: io::Error,
+    },
+    /// A device, FIFO, socket or directory: only regular files (or `-`) are read.
+    #[error("{path} is a {kind}, not a regular file (give a file, or - for standard input)")]
+    NotRegular {
+        /// The file.
+        path: PathBuf,
+        /// What it is.
+        kind: NodeKind,
+    },
+    /// Larger than [`MAX_INPUT_BYTES`].
+    #[error("{path} is larger than {limit} bytes: not an agent-audit input")]
+    TooLarge {
+        /// The file.
+        path: PathBuf,
+        /// The limit.
+        limit: u64,
+    },
+    /// Not UTF-8 text.
+    #[error("{path} is not UTF-8 text (invalid byte at offset {offset})")]
+    NotUtf8 {
+        /// The file.
+        path: PathBuf,
+        /// Offset of the first invalid byte.
+        offset: usize,
+    },
+}
+
+impl InputError {
+    /// The documented exit code: 66 for a missing file, 74 for another read error, 65 for an
+    /// input that is not a bounded UTF-8 regular file.
+    pub fn exit_code(&self) -> ExitCode {
+        match self {
+            InputError::Read { source, .. } => ExitCode::for_read_error(source),
+            InputError::NotRegular { .. }
+            | InputError::TooLarge { .. }
+            | InputError::NotUtf8 { .. } => ExitCode::DATA,
+        }
+    }
+
+    /// Whether the file does not exist.
+    pub fn is_not_found(&self) -> bool {
+        matches!(self, InputError::Read { source, .. } if source.kind() == io::ErrorKind::NotFound)
+    }
+}
+
+/// What a non-regular file system node is, for messages.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum NodeKind {
+    /// Character device.
+    CharDevice,
+    /// Block device.
+    BlockDevice,
+    /// Named pipe.
+    Fifo,
+    /// Unix socket.
+    Socket,
+    /// Directory.
+    Directory,
+    /// Symbolic link (only seen without following it).
+    Symlink,
+    /// Regular file.
+    File,
+}
+
+impl NodeKind {
+    fn of(meta: &Metadata) -> Self {
+        let t = meta.file_type();
+        if t.is_file() {
+            NodeKind::File
+        } else if t.is_dir() {
+            NodeKind::Directory
+        } else if t.is_symlink() {
+            NodeKind::Symlink
+        } else if t.is_char_device() {
+            NodeKind::CharDevice
+        } else if t.is_block_device() {
+            NodeKind::BlockDevice
+        } else if t.is_fifo() {
+            NodeKind::Fifo
+        } else {
+            NodeKind::Socket
+        }
+    }
+}
+
+impl std::fmt::Display for NodeKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            NodeKind::CharDevice => "character device",
+            NodeKind::BlockDevice => "block device",
+            NodeKind::Fifo => "FIFO",
+            NodeKind::Socket => "socket",
+            NodeKind::Directory => "directory",
+            NodeKind::Symlink => "symbolic link",
+            NodeKind::File => "regular file",
+        })
+    }
+}
+
+/// Where the bytes of an output go.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Destination {
+    /// Standard output (`-`, `/dev/stdout`): the process's own descriptor, no path opened.
+    Stdout,
+    /// Missing or a regular file: replaced atomically.
+    File,
+    /// A device, FIFO or socket: opened and written, never replaced.
+    Node(NodeKind),
 }
 
 /// The directory a file will be written into (`.` for a bare file name).
@@ -41,6 +222,65 @@ pub fn parent_dir(path: &Path) -> &Path {
     match path.parent() {
         Some(p) if !p.as_os_str().is_empty() => p,
         _ => Path::new("."),
+    }
+}
+
+/// Whether `path` names standard input or output (`-`).
+pub fn is_stdio(path: &Path) -> bool {
+    path.as_os_str() == STDIO
+}
+
+/// Decides how `path` is written, without following a link at it.
+fn destination(path: &Path) -> Result<Destination, OutputError> {
+    if is_stdio(path) || path == Path::new("/dev/stdout") {
+        return Ok(Destination::Stdout);
+    }
+    let meta = match fs::symlink_metadata(path) {
+        Ok(meta) => meta,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Destination::File),
+        Err(source) => {
+            return Err(OutputError::Write {
+                path: path.to_path_buf(),
+                source,
+            })
+        }
+    };
+    let path_buf = || path.to_path_buf();
+    match NodeKind::of(&meta) {
+        NodeKind::File => Ok(Destination::File),
+        NodeKind::Symlink => Err(OutputError::Symlink { path: path_buf() }),
+        NodeKind::Directory => Err(OutputError::Directory { path: path_buf() }),
+        kind => {
+            if planted_in_shared_dir(&meta, parent_dir(path)) {
+                return Err(OutputError::ForeignNode {
+                    path: path_buf(),
+                    kind,
+                    owner: meta.uid(),
+                });
+            }
+            Ok(Destination::Node(kind))
+        }
+    }
+}
+
+/// Whether a node belongs to neither us nor the owner of the sticky, world-writable directory
+/// it sits in: what the kernel's `fs.protected_fifos`/`protected_regular` treat as planted.
+fn planted_in_shared_dir(node: &Metadata, dir: &Path) -> bool {
+    let Ok(dir_meta) = fs::metadata(dir) else {
+        return false;
+    };
+    let shared = dir_meta.mode() & 0o1002 == 0o1002;
+    // SAFETY: geteuid cannot fail and has no preconditions.
+    let me = unsafe { libc::geteuid() };
+    shared && node.uid() != me && node.uid() != dir_meta.uid()
+}
+
+/// Fails early, before any work, if `path` cannot be written: a link or a directory is there,
+/// or (for a file) nothing can be created in its directory.
+pub fn check_output(path: &Path) -> Result<(), OutputError> {
+    match destination(path)? {
+        Destination::File => ensure_dir_writable(parent_dir(path)),
+        Destination::Stdout | Destination::Node(_) => Ok(()),
     }
 }
 
@@ -57,69 +297,236 @@ pub fn ensure_dir_writable(dir: &Path) -> Result<(), OutputError> {
             "not a directory",
         )));
     }
-    // Root passes every permission check, but not a read-only mount: so really create a file.
-    let probe = dir.join(format!(".agent-audit-probe-{}", std::process::id()));
-    OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(&probe)
-        .map_err(not_writable)?;
-    let _ = fs::remove_file(&probe);
+    // Root passes every permission check, but not a read-only mount: so really create a file,
+    // under a name nobody can guess (and so plant in advance); it is removed when dropped.
+    temp_builder().tempfile_in(dir).map_err(not_writable)?;
     Ok(())
 }
 
-/// Replaces `path` with `contents` atomically: readers see the old file or the new one, never a
-/// mix, and a crash leaves at most a stray `.tmp` file next to it.
-pub fn write_atomic(path: &Path, contents: &[u8]) -> Result<(), OutputError> {
+/// Temporary files: `.agent-audit-` and random characters, created with `O_CREAT|O_EXCL`.
+fn temp_builder() -> tempfile::Builder<'static, 'static> {
+    let mut builder = tempfile::Builder::new();
+    builder.prefix(".agent-audit-").suffix(".tmp");
+    builder
+}
+
+/// Writes `contents` to `path`: a regular file (or a new one) is replaced atomically, owned by
+/// the writer with mode [`OUTPUT_MODE`]; a device, FIFO or socket is written through; `-` and
+/// `/dev/stdout` go to standard output; a symlink or directory is refused.
+pub fn write_output(path: &Path, contents: &[u8]) -> Result<(), OutputError> {
     let err = |source| OutputError::Write {
         path: path.to_path_buf(),
         source,
     };
+    match destination(path)? {
+        Destination::Stdout => write_stdout(contents).map_err(err),
+        Destination::File => replace_file(path, contents).map_err(err),
+        Destination::Node(kind) => write_through(path, kind, contents),
+    }
+}
+
+fn write_stdout(contents: &[u8]) -> io::Result<()> {
+    let mut out = io::stdout().lock();
+    out.write_all(contents)?;
+    out.flush()
+}
+
+/// Readers see the old file or the new one, never a mix; a crash leaves at most a stray
+/// `.agent-audit-*.tmp` file next to it.
+fn replace_file(path: &Path, contents: &[u8]) -> io::Result<()> {
     let dir = parent_dir(path);
-    let file_name = path.file_name().ok_or_else(|| {
-        err(io::Error::new(
+    if path.file_name().is_none() {
+        return Err(io::Error::new(
             io::ErrorKind::InvalidInput,
             "not a file path",
-        ))
-    })?;
-    let tmp = dir.join(format!(
-        ".{}.tmp-{}",
-        file_name.to_string_lossy(),
-        std::process::id()
-    ));
-    let result = (|| {
-        let mut f = OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(0o644)
-            .open(&tmp)?;
-        f.write_all(contents)?;
-        f.sync_all()?;
-        fs::rename(&tmp, path)?;
-        // Make the rename itself durable.
-        File::open(dir)?.sync_all()
-    })();
-    if result.is_err() {
-        let _ = fs::remove_file(&tmp);
+        ));
     }
-    result.map_err(err)
+    let mut tmp = temp_builder().tempfile_in(dir)?;
+    // fchmod: the mode is ours whatever the umask, and whatever a planted file had.
+    tmp.as_file()
+        .set_permissions(Permissions::from_mode(OUTPUT_MODE))?;
+    tmp.write_all(contents)?;
+    tmp.as_file().sync_all()?;
+    // rename(2) replaces the directory entry: a link or file swapped in meanwhile is replaced,
+    // never written through. On failure the temporary file is removed when dropped.
+    tmp.persist(path).map_err(|e| e.error)?;
+    // Make the rename itself durable.
+    File::open(dir)?.sync_all()
+}
+
+/// Writes into an existing device, FIFO or socket without creating, truncating or replacing it.
+fn write_through(path: &Path, kind: NodeKind, contents: &[u8]) -> Result<(), OutputError> {
+    let err = |source| OutputError::Write {
+        path: path.to_path_buf(),
+        source,
+    };
+    // O_NONBLOCK: opening a FIFO nobody reads fails (ENXIO) instead of blocking forever.
+    let file = OpenOptions::new()
+        .write(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_NOCTTY)
+        .open(path)
+        .map_err(|source| match source.raw_os_error() {
+            Some(libc::ENXIO) => OutputError::NoReader {
+                path: path.to_path_buf(),
+                kind,
+            },
+            _ => err(source),
+        })?;
+    // The node may have been swapped since it was looked at: a file is replaced, never written
+    // through.
+    if file.metadata().map_err(err)?.is_file() {
+        drop(file);
+        return replace_file(path, contents).map_err(err);
+    }
+    set_blocking(&file).map_err(err)?;
+    (&file).write_all(contents).map_err(err)
+}
+
+/// Clears `O_NONBLOCK` on an open file.
+fn set_blocking(file: &File) -> io::Result<()> {
+    let fd = file.as_raw_fd();
+    // SAFETY: fcntl on a descriptor `file` owns, with integer arguments only.
+    let flags = unsafe { libc::fcntl(fd, libc::F_GETFL) };
+    if flags < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: as above.
+    if unsafe { libc::fcntl(fd, libc::F_SETFL, flags & !libc::O_NONBLOCK) } < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Reads an input file as text: a regular file (a link to one is fine), or standard input for
+/// `-`; at most [`MAX_INPUT_BYTES`]; UTF-8.
+pub fn read_input(path: &Path) -> Result<String, InputError> {
+    let err = |source| InputError::Read {
+        path: path.to_path_buf(),
+        source,
+    };
+    let limit = MAX_INPUT_BYTES;
+    let bytes = if is_stdio(path) {
+        read_bounded(io::stdin().lock(), limit).map_err(err)?
+    } else {
+        // O_NONBLOCK: opening a FIFO does not wait for a writer; it is refused below.
+        let file = OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
+            .open(path)
+            .map_err(err)?;
+        let meta = file.metadata().map_err(err)?;
+        if !meta.is_file() {
+            return Err(InputError::NotRegular {
+                path: path.to_path_buf(),
+                kind: NodeKind::of(&meta),
+            });
+        }
+        if meta.len() > limit {
+            return Err(InputError::TooLarge {
+                path: path.to_path_buf(),
+                limit,
+            });
+        }
+        set_blocking(&file).map_err(err)?;
+        read_bounded(file, limit).map_err(err)?
+    };
+    // A file that grew past the limit while being read is cut at limit + 1 bytes.
+    if bytes.len() as u64 > limit {
+        return Err(InputError::TooLarge {
+            path: path.to_path_buf(),
+            limit,
+        });
+    }
+    String::from_utf8(bytes).map_err(|e| InputError::NotUtf8 {
+        path: path.to_path_buf(),
+        offset: e.utf8_error().valid_up_to(),
+    })
+}
+
+/// Up to `limit + 1` bytes, so that a longer input can be told from one of exactly `limit`.
+fn read_bounded(reader: impl Read, limit: u64) -> io::Result<Vec<u8>> {
+    let mut bytes = Vec::new();
+    reader.take(limit + 1).read_to_end(&mut bytes)?;
+    Ok(bytes)
 }
 
 #[cfg(test)]
 mod tests {
+    use std::os::unix::fs::symlink;
+    use std::time::{Duration, Instant};
+
     use super::*;
 
+    fn mkfifo(path: &Path) {
+        let c = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()).unwrap();
+        // SAFETY: a valid NUL-terminated path.
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o666) }, 0);
+    }
+
     #[test]
-    fn replaces_whole_file_and_leaves_no_temp() {
+    fn replaces_whole_file_with_a_new_inode_and_leaves_no_temp() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("a.json");
-        write_atomic(&path, b"first").unwrap();
-        write_atomic(&path, b"second").unwrap();
+        fs::write(&path, b"first").unwrap();
+        fs::set_permissions(&path, Permissions::from_mode(0o666)).unwrap();
+        let before = fs::metadata(&path).unwrap().ino();
+        write_output(&path, b"second").unwrap();
         assert_eq!(fs::read(&path).unwrap(), b"second");
+        let after = fs::metadata(&path).unwrap();
+        assert_ne!(after.ino(), before, "written in place, not replaced");
+        assert_eq!(after.mode() & 0o7777, OUTPUT_MODE);
         let names: Vec<_> = fs::read_dir(dir.path()).unwrap().collect();
         assert_eq!(names.len(), 1, "stray files: {names:?}");
+    }
+
+    #[test]
+    fn a_symlink_is_refused_and_its_target_untouched() {
+        let dir = tempfile::tempdir().unwrap();
+        let victim = dir.path().join("victim");
+        fs::write(&victim, b"precious").unwrap();
+        let link = dir.path().join("out.json");
+        symlink(&victim, &link).unwrap();
+        let err = write_output(&link, b"profile").unwrap_err();
+        assert!(matches!(err, OutputError::Symlink { .. }), "{err}");
+        assert!(check_output(&link).is_err());
+        assert_eq!(fs::read(&victim).unwrap(), b"precious");
+        assert!(fs::symlink_metadata(&link).unwrap().is_symlink());
+    }
+
+    #[test]
+    fn a_directory_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let err = write_output(dir.path(), b"x").unwrap_err();
+        assert!(matches!(err, OutputError::Directory { .. }), "{err}");
+    }
+
+    #[test]
+    fn dev_null_is_written_through_and_stays_a_device() {
+        write_output(Path::new("/dev/null"), b"x").unwrap();
+        check_output(Path::new("/dev/null")).unwrap();
+        let meta = fs::symlink_metadata("/dev/null").unwrap();
+        assert!(meta.file_type().is_char_device());
+    }
+
+    #[test]
+    fn a_fifo_without_reader_fails_fast_and_one_with_a_reader_gets_the_text() {
+        let dir = tempfile::tempdir().unwrap();
+        let fifo = dir.path().join("p");
+        mkfifo(&fifo);
+        let started = Instant::now();
+        let err = write_output(&fifo, b"x").unwrap_err();
+        assert!(matches!(err, OutputError::NoReader { .. }), "{err}");
+        assert!(started.elapsed() < Duration::from_secs(5));
+        let reader = OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NONBLOCK)
+            .open(&fifo)
+            .unwrap();
+        write_output(&fifo, b"text").unwrap();
+        let mut got = String::new();
+        (&reader).read_to_string(&mut got).unwrap();
+        assert_eq!(got, "text");
+        assert!(fs::symlink_metadata(&fifo).unwrap().file_type().is_fifo());
     }
 
     #[test]
@@ -129,7 +536,7 @@ mod tests {
             err.to_string().contains("/nonexistent/agent-audit"),
             "{err}"
         );
-        let err = write_atomic(Path::new("/nonexistent/dir/x.json"), b"x").unwrap_err();
+        let err = write_output(Path::new("/nonexistent/dir/x.json"), b"x").unwrap_err();
         assert!(matches!(err, OutputError::Write { .. }));
     }
 
@@ -139,5 +546,61 @@ mod tests {
         let file = dir.path().join("f");
         fs::write(&file, b"").unwrap();
         assert!(ensure_dir_writable(&file).is_err());
+    }
+
+    #[test]
+    fn inputs_are_bounded_regular_utf8_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let good = dir.path().join("good.json");
+        fs::write(&good, "{}").unwrap();
+        let link = dir.path().join("link.json");
+        symlink(&good, &link).unwrap();
+        assert_eq!(read_input(&link).unwrap(), "{}");
+
+        let zero_link = dir.path().join("zero.json");
+        symlink("/dev/zero", &zero_link).unwrap();
+        for path in [Path::new("/dev/zero"), &zero_link, dir.path()] {
+            let err = read_input(path).unwrap_err();
+            assert!(matches!(err, InputError::NotRegular { .. }), "{err}");
+            assert_eq!(err.exit_code(), ExitCode::DATA);
+        }
+
+        let fifo = dir.path().join("p");
+        mkfifo(&fifo);
+        let started = Instant::now();
+        let err = read_input(&fifo).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                InputError::NotRegular {
+                    kind: NodeKind::Fifo,
+                    ..
+                }
+            ),
+            "{err}"
+        );
+        assert!(started.elapsed() < Duration::from_secs(5));
+
+        let big = dir.path().join("big.json");
+        File::create(&big)
+            .unwrap()
+            .set_len(MAX_INPUT_BYTES + 1)
+            .unwrap();
+        let err = read_input(&big).unwrap_err();
+        assert!(matches!(err, InputError::TooLarge { .. }), "{err}");
+        assert_eq!(err.exit_code(), ExitCode::DATA);
+
+        let latin1 = dir.path().join("latin1.json");
+        fs::write(&latin1, b"{\"a\": \"\xe9\"}").unwrap();
+        let err = read_input(&latin1).unwrap_err();
+        assert!(
+            matches!(err, InputError::NotUtf8 { offset: 7, .. }),
+            "{err}"
+        );
+        assert_eq!(err.exit_code(), ExitCode::DATA);
+
+        let err = read_input(&dir.path().join("missing")).unwrap_err();
+        assert!(err.is_not_found());
+        assert_eq!(err.exit_code(), ExitCode::NO_INPUT);
     }
 }

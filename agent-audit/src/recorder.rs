@@ -458,7 +458,7 @@ fn plan_outputs(opts: &RecordOptions) -> Result<OutputPlan, Error> {
                     "several targets but one --out file: use --out-dir DIR".into(),
                 ));
             }
-            fsutil::ensure_dir_writable(fsutil::parent_dir(path))?;
+            fsutil::check_output(path)?;
         }
         OutputSpec::Dir(dir) => fsutil::ensure_dir_writable(dir)?,
     }

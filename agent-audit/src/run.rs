@@ -131,7 +131,7 @@ impl CommandSession {
 
 /// Runs the command under recording and writes its allowlist.
 pub fn run(opts: RunOptions) -> Result<RunOutcome, Error> {
-    fsutil::ensure_dir_writable(fsutil::parent_dir(&opts.out))?;
+    fsutil::check_output(&opts.out)?;
     let mut session = CommandSession::prepare(&opts.command, opts.out.clone(), opts.counter)?;
     let exit_status = session.run(&opts.command, None)?;
     let uses = session.counter.read_attribution()?;

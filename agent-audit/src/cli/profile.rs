@@ -83,7 +83,7 @@ impl ProfileArgs {
         }
         // Fail before any work if an output cannot be written.
         for out in std::iter::once(&self.out).chain(self.rationale.as_ref()) {
-            fsutil::ensure_dir_writable(fsutil::parent_dir(out)).map_err(ProfileError::from)?;
+            fsutil::check_output(out).map_err(ProfileError::from)?;
         }
         let merged = profile::read_and_merge(&self.allowlists)?;
         let base = self.base.as_deref().map(profile::read_base).transpose()?;
@@ -112,10 +112,10 @@ impl ProfileArgs {
                 spo::to_spo_json(&plan, &name, self.namespace.as_deref())
             }
         };
-        fsutil::write_atomic(&self.out, text.as_bytes()).map_err(ProfileError::from)?;
+        fsutil::write_output(&self.out, text.as_bytes()).map_err(ProfileError::from)?;
         if let Some(path) = &self.rationale {
             let md = rationale::render(&plan, &self.out.display().to_string());
-            fsutil::write_atomic(path, md.as_bytes()).map_err(ProfileError::from)?;
+            fsutil::write_output(path, md.as_bytes()).map_err(ProfileError::from)?;
         }
         eprintln!(
             "agent-audit: wrote {} ({} allowed, {} denied explicitly, {} rules, {})",

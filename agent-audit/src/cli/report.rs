@@ -57,7 +57,7 @@ impl ReportArgs {
     pub(super) fn execute(self) -> Result<ExitCode, Error> {
         // Fail before any work if the output cannot be written.
         if let Some(out) = &self.out {
-            fsutil::ensure_dir_writable(fsutil::parent_dir(out))?;
+            fsutil::check_output(out)?;
         }
         let report = report::build(&ReportInputs {
             allowlists: self.allowlists,
@@ -72,7 +72,7 @@ impl ReportArgs {
         };
         match &self.out {
             Some(out) => {
-                fsutil::write_atomic(out, text.as_bytes())?;
+                fsutil::write_output(out, text.as_bytes())?;
                 eprintln!(
                     "agent-audit: wrote {} ({} finding(s), {} allowed syscalls)",
                     out.display(),

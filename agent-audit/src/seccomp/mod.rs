@@ -211,9 +211,9 @@ impl SeccompProfile {
         s
     }
 
-    /// Writes the profile atomically.
+    /// Writes the profile (atomically for a file: see [`fsutil::write_output`]).
     pub fn write(&self, path: &Path) -> Result<(), ProfileFileError> {
-        fsutil::write_atomic(path, self.to_json().as_bytes())?;
+        fsutil::write_output(path, self.to_json().as_bytes())?;
         Ok(())
     }
 }

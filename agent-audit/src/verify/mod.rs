@@ -140,7 +140,7 @@ impl VerifyError {
 /// Runs the command under the profile and returns the verdict.
 pub fn verify(opts: &VerifyOptions) -> Result<VerifyReport, Error> {
     if let Some(out) = &opts.out {
-        fsutil::ensure_dir_writable(fsutil::parent_dir(out))?;
+        fsutil::check_output(out)?;
     }
     let profile = SeccompProfile::read(&opts.profile).map_err(VerifyError::from)?;
     let allowlist = match &opts.allowlist {
@@ -200,7 +200,7 @@ pub fn verify(opts: &VerifyOptions) -> Result<VerifyReport, Error> {
     if let Some(out) = &opts.out {
         let mut json = serde_json::to_string_pretty(&report).expect("report serializes");
         json.push('\n');
-        fsutil::write_atomic(out, json.as_bytes()).map_err(VerifyError::from)?;
+        fsutil::write_output(out, json.as_bytes()).map_err(VerifyError::from)?;
     }
     Ok(report)
 }
