@@ -3,14 +3,13 @@
 //! `agent-audit/allowlist/v1` is the format written by `record` and `run` and read by every later
 //! step. It is documented in the README; fields are only ever added, never renamed.
 
-use std::fs;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
 use crate::exit::ExitCode;
-use crate::fsutil::{self, OutputError};
+use crate::fsutil::{self, InputError, OutputError};
 use crate::syscalls::Arch;
 
 /// Schema tag of the current format.
@@ -247,14 +246,9 @@ pub struct PrivilegeDrop {
 /// An allowlist file that cannot be used.
 #[derive(Debug, thiserror::Error)]
 pub enum AllowlistError {
-    /// The file could not be read.
-    #[error("cannot read allowlist {path}: {source}")]
-    Read {
-        /// The file.
-        path: PathBuf,
-        /// What the kernel said.
-        source: std::io::Error,
-    },
+    /// The file could not be read, or is not a bounded UTF-8 regular file.
+    #[error("allowlist: {0}")]
+    Read(#[from] InputError),
     /// The file is not JSON of the expected shape.
     #[error("{path} is not a valid allowlist: {source}")]
     Parse {
@@ -292,7 +286,7 @@ impl AllowlistError {
     /// The documented exit code: the read error's, 73 for an unwritable output, 65 otherwise.
     pub fn exit_code(&self) -> ExitCode {
         match self {
-            AllowlistError::Read { source, .. } => ExitCode::for_read_error(source),
+            AllowlistError::Read(e) => e.exit_code(),
             AllowlistError::Output(e) => e.exit_code(),
             AllowlistError::Parse { .. }
             | AllowlistError::Schema { .. }
@@ -376,10 +370,7 @@ impl Allowlist {
 
     /// Reads and validates an allowlist file.
     pub fn read(path: &Path) -> Result<Self, AllowlistError> {
-        let text = fs::read_to_string(path).map_err(|source| AllowlistError::Read {
-            path: path.to_path_buf(),
-            source,
-        })?;
+        let text = fsutil::read_input(path)?;
         Self::parse(&text, path)
     }
 

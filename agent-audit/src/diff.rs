@@ -4,12 +4,12 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
-use std::fs;
 use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
 use crate::allowlist::{Allowlist, AllowlistError, SCHEMA_V1};
+use crate::fsutil::{self, InputError};
 use crate::seccomp::{Action, ProfileFileError, SeccompProfile};
 
 /// The effect a side gives one syscall name.
@@ -95,14 +95,9 @@ pub struct Diff {
 /// A file that is neither a readable profile nor an allowlist.
 #[derive(Debug, thiserror::Error)]
 pub enum DiffError {
-    /// Cannot read.
-    #[error("cannot read {path}: {source}")]
-    Read {
-        /// The file.
-        path: PathBuf,
-        /// What the kernel said.
-        source: std::io::Error,
-    },
+    /// Cannot read, or not a bounded UTF-8 regular file.
+    #[error(transparent)]
+    Read(#[from] InputError),
     /// Neither kind.
     #[error("{path} is neither a seccomp profile (no \"defaultAction\") nor an agent-audit allowlist (no \"schema\": \"{SCHEMA_V1}\")")]
     UnknownKind {
@@ -121,7 +116,7 @@ impl DiffError {
     /// The documented exit code: the read error's, 65 for a malformed input.
     pub fn exit_code(&self) -> crate::exit::ExitCode {
         match self {
-            DiffError::Read { source, .. } => crate::exit::ExitCode::for_read_error(source),
+            DiffError::Read(e) => e.exit_code(),
             DiffError::UnknownKind { .. } => crate::exit::ExitCode::DATA,
             DiffError::Allowlist(e) => e.exit_code(),
             DiffError::Profile(e) => e.exit_code(),
@@ -132,10 +127,7 @@ impl DiffError {
 impl Side {
     /// Reads a profile or an allowlist, telling them apart by their keys.
     pub fn read(path: &Path) -> Result<Self, DiffError> {
-        let text = fs::read_to_string(path).map_err(|source| DiffError::Read {
-            path: path.to_path_buf(),
-            source,
-        })?;
+        let text = fsutil::read_input(path)?;
         let value: serde_json::Value = serde_json::from_str(&text).map_err(|source| {
             DiffError::Profile(ProfileFileError::Parse {
                 path: path.to_path_buf(),
@@ -386,10 +378,10 @@ mod tests {
     fn files_of_neither_kind_are_refused() {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("x.json");
-        fs::write(&p, "{\"hello\": 1}").unwrap();
+        std::fs::write(&p, "{\"hello\": 1}").unwrap();
         let err = Side::read(&p).unwrap_err();
         assert!(matches!(err, DiffError::UnknownKind { .. }), "{err}");
-        fs::write(&p, "{broken").unwrap();
+        std::fs::write(&p, "{broken").unwrap();
         assert!(Side::read(&p).is_err());
     }
 }

@@ -117,7 +117,7 @@ pub enum InputError {
         kind: NodeKind,
     },
     /// Larger than [`MAX_INPUT_BYTES`].
-    #[error("{path} is larger than {limit} bytes: not an agent-audit input")]
+    #[error("{path} is larger than {} MiB, the input size limit", limit >> 20)]
     TooLarge {
         /// The file.
         path: PathBuf,

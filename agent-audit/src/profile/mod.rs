@@ -120,12 +120,11 @@ impl ProfileError {
 
     /// Whether this is a missing input file.
     pub fn is_not_found(&self) -> bool {
-        let io = match self {
-            ProfileError::Allowlist(AllowlistError::Read { source, .. }) => source,
-            ProfileError::Base(ProfileFileError::Read { source, .. }) => source,
-            _ => return false,
-        };
-        io.kind() == std::io::ErrorKind::NotFound
+        match self {
+            ProfileError::Allowlist(AllowlistError::Read(e)) => e.is_not_found(),
+            ProfileError::Base(ProfileFileError::Read(e)) => e.is_not_found(),
+            _ => false,
+        }
     }
 }
 

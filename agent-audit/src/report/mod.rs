@@ -18,6 +18,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::check::CheckError;
+use crate::fsutil::InputError;
 use crate::profile::merge::ProgramList;
 use crate::profile::ProfileError;
 use crate::seccomp::ProfileFileError;
@@ -334,13 +335,8 @@ pub enum ReportError {
     #[error(transparent)]
     Check(#[from] CheckError),
     /// The `--verify` file cannot be read.
-    #[error("cannot read verify result {path}: {source}")]
-    VerifyRead {
-        /// The file.
-        path: PathBuf,
-        /// What the kernel said.
-        source: std::io::Error,
-    },
+    #[error("verify result: {0}")]
+    VerifyRead(#[from] InputError),
     /// The `--verify` file is not a verify result.
     #[error("{path} is not a verify result (expected {{\"denied\": [{{\"arch\", \"name\", \"nr\", \"count\"}}]}}): {source}")]
     VerifyParse {
@@ -360,7 +356,7 @@ impl ReportError {
             ReportError::Allowlists(e) => e.exit_code(),
             ReportError::Profile { source, .. } => source.exit_code(),
             ReportError::Check(e) => e.exit_code(),
-            ReportError::VerifyRead { source, .. } => ExitCode::for_read_error(source),
+            ReportError::VerifyRead(e) => e.exit_code(),
             ReportError::VerifyParse { .. } => ExitCode::DATA,
         }
     }
@@ -369,10 +365,7 @@ impl ReportError {
 impl VerifyResult {
     /// Reads a `verify` result file.
     pub fn read(path: &Path) -> Result<Self, ReportError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ReportError::VerifyRead {
-            path: path.to_path_buf(),
-            source,
-        })?;
+        let text = crate::fsutil::read_input(path)?;
         serde_json::from_str(&text).map_err(|source| ReportError::VerifyParse {
             path: path.to_path_buf(),
             source,

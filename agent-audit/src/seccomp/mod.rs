@@ -8,12 +8,11 @@ mod program;
 
 pub use program::SeccompProgram;
 
-use std::fs;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::fsutil::{self, OutputError};
+use crate::fsutil::{self, InputError, OutputError};
 
 /// A seccomp profile as runc, crun, Docker and Podman read it. Unknown fields are kept so that
 /// rewriting someone's profile loses nothing.
@@ -152,14 +151,9 @@ impl Action {
 /// A profile file that cannot be used.
 #[derive(Debug, thiserror::Error)]
 pub enum ProfileFileError {
-    /// The file could not be read.
-    #[error("cannot read seccomp profile {path}: {source}")]
-    Read {
-        /// The file.
-        path: PathBuf,
-        /// What the kernel said.
-        source: std::io::Error,
-    },
+    /// The file could not be read, or is not a bounded UTF-8 regular file.
+    #[error("seccomp profile: {0}")]
+    Read(#[from] InputError),
     /// Not JSON, or not of the profile's shape (an unknown action is reported here, with its
     /// line and column).
     #[error("{path} is not a valid seccomp profile: {source}")]
@@ -179,7 +173,7 @@ impl ProfileFileError {
     /// unwritable output.
     pub fn exit_code(&self) -> crate::exit::ExitCode {
         match self {
-            ProfileFileError::Read { source, .. } => crate::exit::ExitCode::for_read_error(source),
+            ProfileFileError::Read(e) => e.exit_code(),
             ProfileFileError::Parse { .. } => crate::exit::ExitCode::DATA,
             ProfileFileError::Output(e) => e.exit_code(),
         }
@@ -189,10 +183,7 @@ impl ProfileFileError {
 impl SeccompProfile {
     /// Reads a profile file.
     pub fn read(path: &Path) -> Result<Self, ProfileFileError> {
-        let text = fs::read_to_string(path).map_err(|source| ProfileFileError::Read {
-            path: path.to_path_buf(),
-            source,
-        })?;
+        let text = fsutil::read_input(path)?;
         Self::parse(&text, path)
     }
 

@@ -1,0 +1,143 @@
+//! The README's exit-code table, pinned: one case per error class and command, each run
+//! through the real binary, checking the code, a word of the message, and that nothing hangs.
+
+use std::fs::{self, File};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use agent_audit_tests::process::run;
+use agent_audit_tests::{agent_audit_bin, require_root, workspace_root};
+
+const TIMEOUT: Duration = Duration::from_secs(30);
+
+/// One row of the table: the arguments, the code, and words the message must contain.
+struct Case {
+    args: Vec<String>,
+    code: i32,
+    mentions: Vec<&'static str>,
+}
+
+fn case(args: &[&dyn AsRef<std::ffi::OsStr>], code: i32, mentions: &[&'static str]) -> Case {
+    Case {
+        args: args
+            .iter()
+            .map(|a| a.as_ref().to_string_lossy().into_owned())
+            .collect(),
+        code,
+        mentions: mentions.to_vec(),
+    }
+}
+
+/// Hostile and broken inputs, made once in a temporary directory.
+struct Inputs {
+    dir: tempfile::TempDir,
+}
+
+impl Inputs {
+    fn new() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let p = |name: &str| dir.path().join(name);
+        fs::write(p("latin1.json"), b"{\"defaultAction\": \"\xe9\"}").unwrap();
+        File::create(p("huge.json"))
+            .unwrap()
+            .set_len((64 << 20) + 1)
+            .unwrap();
+        std::os::unix::fs::symlink("/dev/zero", p("zero.json")).unwrap();
+        let fifo =
+            std::ffi::CString::new(p("fifo.json").into_os_string().into_encoded_bytes()).unwrap();
+        // SAFETY: a valid NUL-terminated path.
+        assert_eq!(unsafe { libc::mkfifo(fifo.as_ptr(), 0o644) }, 0);
+        fs::write(p("broken.json"), "{\"defaultAction\": ").unwrap();
+        Self { dir }
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+}
+
+fn allowlist() -> PathBuf {
+    workspace_root().join("tests/data/allowlists/shell-commands.allowlist.json")
+}
+
+fn profile() -> PathBuf {
+    workspace_root().join("tests/data/profiles/gh-aw-firewall-agent-seccomp.json")
+}
+
+fn run_case(case: &Case) {
+    let started = Instant::now();
+    let done = run(Command::new(agent_audit_bin()).args(&case.args), TIMEOUT);
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "{:?} took {:?}",
+        case.args,
+        started.elapsed()
+    );
+    assert_eq!(
+        done.status.code(),
+        Some(case.code),
+        "agent-audit {:?}: expected exit {}; stderr:\n{}",
+        case.args,
+        case.code,
+        done.stderr
+    );
+    for word in &case.mentions {
+        assert!(
+            done.stderr.contains(word),
+            "agent-audit {:?}: stderr does not mention {word:?}:\n{}",
+            case.args,
+            done.stderr
+        );
+    }
+}
+
+/// Every bad input a reader can meet, given to every command that reads that kind of input.
+fn input_cases(inputs: &Inputs, out: &Path) -> Vec<Case> {
+    let missing = inputs.path("missing.json");
+    let bad: [(PathBuf, i32, &'static str); 6] = [
+        (missing, 66, "No such file"),
+        (inputs.path("broken.json"), 65, "broken.json"),
+        (inputs.path("latin1.json"), 65, "not UTF-8"),
+        (inputs.path("huge.json"), 65, "64 MiB"),
+        (inputs.path("zero.json"), 65, "character device"),
+        (inputs.path("fifo.json"), 65, "FIFO"),
+    ];
+    let (allowlist, profile) = (allowlist(), profile());
+    let mut cases = Vec::new();
+    for (path, code, word) in &bad {
+        cases.push(case(&[&"check", path], *code, &[word]));
+        cases.push(case(&[&"diff", path, &profile], *code, &[word]));
+        cases.push(case(&[&"profile", path, &"-o", &out], *code, &[word]));
+        cases.push(case(
+            &[&"profile", &allowlist, &"--base", path, &"-o", &out],
+            *code,
+            &[word],
+        ));
+        cases.push(case(
+            &[
+                &"report",
+                &allowlist,
+                &"--format",
+                &"json",
+                &"--verify",
+                path,
+            ],
+            *code,
+            &[word],
+        ));
+    }
+    cases
+}
+
+#[test]
+fn root_each_error_class_exits_with_its_documented_code() {
+    require_root();
+    let inputs = Inputs::new();
+    let out = inputs.path("out.json");
+    let cases = input_cases(&inputs, &out);
+    for case in &cases {
+        run_case(case);
+    }
+    assert!(!out.exists(), "an output was written by a failing command");
+}
