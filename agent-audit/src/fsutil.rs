@@ -152,6 +152,95 @@ impl InputError {
     }
 }
 
+/// Two paths of one command that name the same file: a usage error, found before anything is
+/// written.
+#[derive(Debug, thiserror::Error)]
+pub enum PathClash {
+    /// Writing the output would destroy an input.
+    #[error("output {output} is the input {input}: writing it would destroy the input (write elsewhere)")]
+    OutputIsInput {
+        /// The output path.
+        output: PathBuf,
+        /// The input path naming the same file.
+        input: PathBuf,
+    },
+    /// One output would overwrite the other.
+    #[error("outputs {first} and {second} are the same file: give each its own path")]
+    SameOutput {
+        /// The first output.
+        first: PathBuf,
+        /// The second one.
+        second: PathBuf,
+    },
+}
+
+impl PathClash {
+    /// The documented exit code: 2, a usage error.
+    pub fn exit_code(&self) -> ExitCode {
+        ExitCode::USAGE
+    }
+}
+
+/// What two paths are compared by.
+#[derive(Debug, PartialEq, Eq)]
+enum FileId {
+    /// Standard output (`-`, `/dev/stdout`).
+    Stdout,
+    /// An existing regular file: its device and inode, whatever links or `..` lead to it.
+    Inode(u64, u64),
+    /// A file yet to be made: its canonical directory and its name.
+    New(PathBuf),
+}
+
+fn input_id(path: &Path) -> Option<FileId> {
+    if is_stdio(path) {
+        return None;
+    }
+    let meta = fs::metadata(path).ok().filter(Metadata::is_file)?;
+    Some(FileId::Inode(meta.dev(), meta.ino()))
+}
+
+fn output_id(path: &Path) -> Option<FileId> {
+    if is_stdio(path) || path == Path::new("/dev/stdout") {
+        return Some(FileId::Stdout);
+    }
+    match fs::metadata(path) {
+        Ok(meta) if meta.is_file() => Some(FileId::Inode(meta.dev(), meta.ino())),
+        // Writing a device twice (`/dev/null`) destroys nothing.
+        Ok(_) => None,
+        Err(_) => {
+            let dir = parent_dir(path).canonicalize().ok()?;
+            Some(FileId::New(dir.join(path.file_name()?)))
+        }
+    }
+}
+
+/// Refuses an output that is also an input, or two outputs that are one file, comparing
+/// existing files by device and inode and new ones by canonical path.
+pub fn check_distinct(inputs: &[&Path], outputs: &[&Path]) -> Result<(), PathClash> {
+    let inputs: Vec<_> = inputs.iter().map(|p| (*p, input_id(p))).collect();
+    let outputs: Vec<_> = outputs.iter().map(|p| (*p, output_id(p))).collect();
+    for (i, (output, out_id)) in outputs.iter().enumerate() {
+        let Some(out_id) = out_id else { continue };
+        if let Some((input, _)) = inputs.iter().find(|(_, id)| id.as_ref() == Some(out_id)) {
+            return Err(PathClash::OutputIsInput {
+                output: output.to_path_buf(),
+                input: input.to_path_buf(),
+            });
+        }
+        if let Some((second, _)) = outputs[i + 1..]
+            .iter()
+            .find(|(_, id)| id.as_ref() == Some(out_id))
+        {
+            return Err(PathClash::SameOutput {
+                first: output.to_path_buf(),
+                second: second.to_path_buf(),
+            });
+        }
+    }
+    Ok(())
+}
+
 /// What a non-regular file system node is, for messages.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum NodeKind {
@@ -546,6 +635,31 @@ mod tests {
         let file = dir.path().join("f");
         fs::write(&file, b"").unwrap();
         assert!(ensure_dir_writable(&file).is_err());
+    }
+
+    #[test]
+    fn an_output_that_is_an_input_or_another_output_is_a_clash() {
+        let dir = tempfile::tempdir().unwrap();
+        let input = dir.path().join("in.json");
+        fs::write(&input, "{}").unwrap();
+        let via_dotdot = dir.path().join("sub/../in.json");
+        fs::create_dir(dir.path().join("sub")).unwrap();
+        let link = dir.path().join("link.json");
+        symlink(&input, &link).unwrap();
+        for output in [&input, &via_dotdot, &link] {
+            let err = check_distinct(&[&input], &[output]).unwrap_err();
+            assert!(matches!(err, PathClash::OutputIsInput { .. }), "{err}");
+            assert_eq!(err.exit_code(), ExitCode::USAGE);
+        }
+        let new = dir.path().join("new.md");
+        let new_again = dir.path().join("sub/../new.md");
+        let err = check_distinct(&[&input], &[&new, &new_again]).unwrap_err();
+        assert!(matches!(err, PathClash::SameOutput { .. }), "{err}");
+        let err = check_distinct(&[], &[Path::new("-"), Path::new("/dev/stdout")]).unwrap_err();
+        assert!(matches!(err, PathClash::SameOutput { .. }), "{err}");
+        let other = dir.path().join("other.json");
+        check_distinct(&[&input, Path::new("-")], &[&new, &other, Path::new("-")]).unwrap();
+        check_distinct(&[], &[Path::new("/dev/null"), Path::new("/dev/null")]).unwrap();
     }
 
     #[test]

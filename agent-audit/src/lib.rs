@@ -54,6 +54,9 @@ pub enum Error {
     /// Output files.
     #[error(transparent)]
     Output(#[from] fsutil::OutputError),
+    /// An output that is an input or another output.
+    #[error(transparent)]
+    Clash(#[from] fsutil::PathClash),
     /// Allowlist files.
     #[error(transparent)]
     Allowlist(#[from] allowlist::AllowlistError),
@@ -106,6 +109,7 @@ impl Error {
             Error::Glob(e) => e.exit_code(),
             Error::Bpf(e) => e.exit_code(),
             Error::Output(e) => e.exit_code(),
+            Error::Clash(e) => e.exit_code(),
             Error::Allowlist(e) => e.exit_code(),
             Error::Verify(e) => e.exit_code(),
             Error::Diff(e) => e.exit_code(),

@@ -130,14 +130,78 @@ fn input_cases(inputs: &Inputs, out: &Path) -> Vec<Case> {
     cases
 }
 
+/// An output on an input, or two outputs on one path: usage errors, before anything is written.
+fn clash_cases(inputs: &Inputs) -> Vec<Case> {
+    let list = inputs.path("in.allowlist.json");
+    fs::copy(allowlist(), &list).unwrap();
+    let prof = inputs.path("in.profile.json");
+    fs::copy(profile(), &prof).unwrap();
+    let new = inputs.path("new.json");
+    let via_dotdot = inputs.path("sub/../in.allowlist.json");
+    fs::create_dir_all(inputs.path("sub")).unwrap();
+    let clash = ["is the input"];
+    vec![
+        case(&[&"profile", &list, &"-o", &list], 2, &clash),
+        case(&[&"profile", &list, &"-o", &via_dotdot], 2, &clash),
+        case(
+            &[&"profile", &list, &"--base", &prof, &"-o", &prof],
+            2,
+            &clash,
+        ),
+        case(
+            &[&"profile", &list, &"-o", &new, &"--rationale", &new],
+            2,
+            &["same file"],
+        ),
+        case(
+            &[
+                &"report",
+                &list,
+                &"--format",
+                &"md",
+                &"--profile",
+                &prof,
+                &"-o",
+                &prof,
+            ],
+            2,
+            &clash,
+        ),
+        case(
+            &[
+                &"verify",
+                &"--profile",
+                &prof,
+                &"-o",
+                &prof,
+                &"--",
+                &"/bin/true",
+            ],
+            2,
+            &clash,
+        ),
+    ]
+}
+
 #[test]
 fn root_each_error_class_exits_with_its_documented_code() {
     require_root();
     let inputs = Inputs::new();
     let out = inputs.path("out.json");
-    let cases = input_cases(&inputs, &out);
+    let mut cases = input_cases(&inputs, &out);
+    cases.extend(clash_cases(&inputs));
     for case in &cases {
         run_case(case);
     }
     assert!(!out.exists(), "an output was written by a failing command");
+    assert!(!inputs.path("new.json").exists(), "an output was written");
+    let unchanged = |copy: &str, original: PathBuf| {
+        assert_eq!(
+            fs::read(inputs.path(copy)).unwrap(),
+            fs::read(original).unwrap(),
+            "input {copy} was overwritten"
+        );
+    };
+    unchanged("in.allowlist.json", allowlist());
+    unchanged("in.profile.json", profile());
 }

@@ -81,8 +81,18 @@ impl ProfileArgs {
                 self.reasons.len()
             )));
         }
-        // Fail before any work if an output cannot be written.
-        for out in std::iter::once(&self.out).chain(self.rationale.as_ref()) {
+        // Fail before any work if an output would destroy an input or cannot be written.
+        let inputs: Vec<&Path> = self
+            .allowlists
+            .iter()
+            .map(PathBuf::as_path)
+            .chain(self.base.as_deref())
+            .collect();
+        let outputs: Vec<&Path> = std::iter::once(self.out.as_path())
+            .chain(self.rationale.as_deref())
+            .collect();
+        fsutil::check_distinct(&inputs, &outputs)?;
+        for out in outputs {
             fsutil::check_output(out).map_err(ProfileError::from)?;
         }
         let merged = profile::read_and_merge(&self.allowlists)?;

@@ -1,4 +1,4 @@
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use clap::{Args, ValueEnum};
 
@@ -55,8 +55,17 @@ pub struct ReportArgs {
 
 impl ReportArgs {
     pub(super) fn execute(self) -> Result<ExitCode, Error> {
-        // Fail before any work if the output cannot be written.
+        // Fail before any work if the output would destroy an input or cannot be written.
         if let Some(out) = &self.out {
+            let inputs: Vec<&Path> = self
+                .allowlists
+                .iter()
+                .map(PathBuf::as_path)
+                .chain(self.profile.as_deref())
+                .chain(self.base.as_deref())
+                .chain(self.verify.as_deref())
+                .collect();
+            fsutil::check_distinct(&inputs, &[out])?;
             fsutil::check_output(out)?;
         }
         let report = report::build(&ReportInputs {

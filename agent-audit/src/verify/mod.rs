@@ -140,6 +140,10 @@ impl VerifyError {
 /// Runs the command under the profile and returns the verdict.
 pub fn verify(opts: &VerifyOptions) -> Result<VerifyReport, Error> {
     if let Some(out) = &opts.out {
+        let inputs: Vec<&Path> = std::iter::once(opts.profile.as_path())
+            .chain(opts.allowlist.as_deref())
+            .collect();
+        fsutil::check_distinct(&inputs, &[out])?;
         fsutil::check_output(out)?;
     }
     let profile = SeccompProfile::read(&opts.profile).map_err(VerifyError::from)?;
