@@ -13,6 +13,8 @@ use crate::exit::ExitCode;
 
 /// `statfs.f_type` of a cgroup2 filesystem.
 const CGROUP2_SUPER_MAGIC: i64 = 0x6367_7270;
+/// `statfs.f_type` of a cgroup v1 hierarchy.
+const CGROUP_SUPER_MAGIC: i64 = 0x0027_e0eb;
 
 /// A cgroup that cannot be used as a target.
 #[derive(Debug, thiserror::Error)]
@@ -32,9 +34,17 @@ pub enum CgroupError {
         /// The cgroup2 mount.
         mount: PathBuf,
     },
-    /// The path exists but is not a cgroup v2 directory (for example a v1 hierarchy).
-    #[error("{path} is not a cgroup v2 directory (cgroup v1 or another filesystem); the cgroup v2 mount is {mount}")]
+    /// The path is a cgroup of a v1 hierarchy: this host has it, but not as cgroup v2.
+    #[error("{path} is not a cgroup v2 directory (it is on a cgroup v1 hierarchy); the cgroup v2 mount is {mount}")]
     NotV2 {
+        /// The path given.
+        path: PathBuf,
+        /// The cgroup2 mount.
+        mount: PathBuf,
+    },
+    /// The path is an ordinary directory (`../../etc`): there is no such cgroup.
+    #[error("{path} is not a cgroup (a directory outside every cgroup hierarchy); give a path under the cgroup v2 mount {mount} or relative to it")]
+    NotACgroup {
         /// The path given.
         path: PathBuf,
         /// The cgroup2 mount.
@@ -75,8 +85,8 @@ pub enum CgroupError {
 }
 
 impl CgroupError {
-    /// The documented exit code: 66 for a missing cgroup or pid, 69 when the host has no
-    /// usable cgroup v2, 77 when the kernel refuses for lack of privileges, 74 otherwise.
+    /// The documented exit code: 66 for a missing cgroup or pid (or a directory that is no
+    /// cgroup at all), 69 when the host has no usable cgroup v2 (or the path is cgroup v1), 77 when the kernel refuses for lack of privileges, 74 otherwise.
     pub fn exit_code(&self) -> ExitCode {
         match self {
             e if e.is_not_found() => ExitCode::NO_INPUT,
@@ -92,7 +102,10 @@ impl CgroupError {
     pub fn is_not_found(&self) -> bool {
         matches!(
             self,
-            Self::NotFound { .. } | Self::IdNotFound { .. } | Self::NoSuchPid { .. }
+            Self::NotFound { .. }
+                | Self::NotACgroup { .. }
+                | Self::IdNotFound { .. }
+                | Self::NoSuchPid { .. }
         )
     }
 }
@@ -167,8 +180,15 @@ impl CgroupV2Mount {
             path: given.to_path_buf(),
             mount: self.path.clone(),
         };
-        if !is_cgroup2(dir) {
-            return Err(not_v2());
+        match fs_type(dir) {
+            Some(CGROUP2_SUPER_MAGIC) => {}
+            Some(CGROUP_SUPER_MAGIC) => return Err(not_v2()),
+            _ => {
+                return Err(CgroupError::NotACgroup {
+                    path: given.to_path_buf(),
+                    mount: self.path.clone(),
+                })
+            }
         }
         let dir = dir.canonicalize().map_err(|_| not_v2())?;
         let rel = dir.strip_prefix(&self.path).map_err(|_| not_v2())?;
@@ -293,16 +313,15 @@ fn remove_tree(dir: &Path) -> io::Result<()> {
     fs::remove_dir(dir)
 }
 
-fn is_cgroup2(dir: &Path) -> bool {
-    let Ok(c) = std::ffi::CString::new(dir.as_os_str().as_encoded_bytes()) else {
-        return false;
-    };
+/// The filesystem type (`statfs.f_type`) `dir` is on.
+fn fs_type(dir: &Path) -> Option<i64> {
+    let c = std::ffi::CString::new(dir.as_os_str().as_encoded_bytes()).ok()?;
     // SAFETY: valid NUL-terminated path and a zeroed out-struct.
     let mut st: libc::statfs = unsafe { std::mem::zeroed() };
     if unsafe { libc::statfs(c.as_ptr(), &mut st) } != 0 {
-        return false;
+        return None;
     }
-    st.f_type as i64 == CGROUP2_SUPER_MAGIC
+    Some(st.f_type as i64)
 }
 
 /// mountinfo escapes space, tab, newline and backslash as octal.
@@ -370,7 +389,11 @@ mod tests {
             "{err}"
         );
         let err = mount.resolve_path(Path::new("/proc")).unwrap_err();
-        assert!(matches!(err, CgroupError::NotV2 { .. }), "{err}");
+        assert!(matches!(err, CgroupError::NotACgroup { .. }), "{err}");
+        assert_eq!(err.exit_code(), ExitCode::NO_INPUT);
+        let escaping = Path::new("../../../../../../../etc");
+        let err = mount.resolve_path(escaping).unwrap_err();
+        assert!(err.is_not_found(), "{err}");
     }
 
     #[test]

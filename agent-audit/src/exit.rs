@@ -50,7 +50,8 @@ EXIT CODES:
     2   usage error
     65  malformed input: bad JSON, unknown schema, architecture or syscall name;
         not UTF-8, over 64 MiB, or not a regular file (FIFO, device)
-    66  not found: cgroup, pid, container or input file
+    66  not found: cgroup (or a directory that is no cgroup), pid, container or input
+        file
     69  unsupported host: no cgroup v2, no BTF, no sys_enter tracepoint, BPF refused
     70  internal error (a bug)
     73  output cannot be written

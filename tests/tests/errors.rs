@@ -119,22 +119,30 @@ fn root_missing_cgroup_exit_66_naming_the_v2_mount() {
 }
 
 #[test]
-fn root_cgroup_v1_or_other_directory_exit_69_not_a_cgroup_v2() {
+fn root_cgroup_v1_exit_69_and_a_plain_directory_exit_66() {
     require_root();
     let dir = tempfile::tempdir().unwrap();
     let out = out_in(dir.path());
-    // A v1 hierarchy where the host has one (hybrid hosts such as this project's CI); a
-    // directory on another filesystem always.
+    // A v1 hierarchy where the host has one (hybrid hosts such as this project's CI): the
+    // host offers that cgroup only as v1.
     let v1: Vec<PathBuf> = cgroup::mounts_of_type("cgroup")
         .into_iter()
         .take(1)
         .collect();
-    let plain = dir.path().join("not-a-cgroup");
-    fs::create_dir(&plain).unwrap();
-    for path in v1.iter().chain([&plain]) {
+    for path in &v1 {
         agent_audit(&["record", "--cgroup", path.to_str().unwrap(), "--out", &out])
             .assert_code(UNAVAILABLE)
             .assert_stderr_mentions(&["not a cgroup v2", &path.display().to_string()]);
+    }
+    // A directory on another filesystem, given directly or by climbing out of the mount, is no
+    // cgroup: not found, not "unsupported host".
+    let plain = dir.path().join("not-a-cgroup");
+    fs::create_dir(&plain).unwrap();
+    let escaping = format!("{}/etc", "../".repeat(16));
+    for path in [plain.to_str().unwrap(), &escaping] {
+        agent_audit(&["record", "--cgroup", path, "--out", &out])
+            .assert_code(NO_INPUT)
+            .assert_stderr_mentions(&[path]);
     }
     assert!(!Path::new(&out).exists());
 }

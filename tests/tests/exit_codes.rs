@@ -130,6 +130,123 @@ fn input_cases(inputs: &Inputs, out: &Path) -> Vec<Case> {
     cases
 }
 
+/// An architecture libseccomp does not know is malformed input for every command reading a
+/// profile, not only for `check` and `verify`.
+fn unknown_arch_cases(inputs: &Inputs) -> Vec<Case> {
+    let bogus = inputs.path("bogus-arch.json");
+    fs::write(
+        &bogus,
+        r#"{"defaultAction": "SCMP_ACT_ERRNO", "architectures": ["SCMP_ARCH_BOGUS"],
+            "syscalls": [{"names": ["read"], "action": "SCMP_ACT_ALLOW"}]}"#,
+    )
+    .unwrap();
+    let (list, out) = (allowlist(), inputs.path("out.json"));
+    let word = ["SCMP_ARCH_BOGUS"];
+    vec![
+        case(&[&"check", &bogus], 65, &word),
+        case(
+            &[&"verify", &"--profile", &bogus, &"--", &"/bin/true"],
+            65,
+            &word,
+        ),
+        case(&[&"diff", &bogus, &list], 65, &word),
+        case(&[&"diff", &list, &bogus], 65, &word),
+        case(
+            &[&"report", &list, &"--format", &"md", &"--base", &bogus],
+            65,
+            &word,
+        ),
+        case(
+            &[&"report", &list, &"--format", &"md", &"--profile", &bogus],
+            65,
+            &word,
+        ),
+        case(
+            &[&"profile", &list, &"--base", &bogus, &"-o", &out],
+            65,
+            &word,
+        ),
+    ]
+}
+
+/// Outputs that cannot be written: a missing directory, a symlink, a directory.
+fn unwritable_cases(inputs: &Inputs) -> Vec<Case> {
+    let (list, prof) = (allowlist(), profile());
+    let link = inputs.path("link.json");
+    std::os::unix::fs::symlink(inputs.path("target.json"), &link).unwrap();
+    let missing_dir = inputs.path("no-such-dir/out.json");
+    let dir = inputs.dir.path().to_path_buf();
+    let mut cases = Vec::new();
+    for (out, word) in [
+        (&missing_dir, "no-such-dir"),
+        (&link, "symbolic link"),
+        (&dir, "directory"),
+    ] {
+        cases.push(case(&[&"profile", &list, &"-o", out], 73, &[word]));
+        cases.push(case(
+            &[&"profile", &list, &"-o", &"/dev/null", &"--rationale", out],
+            73,
+            &[word],
+        ));
+        cases.push(case(
+            &[&"report", &list, &"--format", &"md", &"-o", out],
+            73,
+            &[word],
+        ));
+        cases.push(case(
+            &[
+                &"verify",
+                &"--profile",
+                &prof,
+                &"-o",
+                out,
+                &"--",
+                &"/bin/true",
+            ],
+            73,
+            &[word],
+        ));
+        cases.push(case(
+            &[&"run", &"--out", out, &"--", &"/bin/true"],
+            73,
+            &[word],
+        ));
+    }
+    cases
+}
+
+/// Targets that do not exist: a path climbing out of the cgroup mount is no cgroup (66), not
+/// an unsupported host (69).
+fn target_cases(inputs: &Inputs) -> Vec<Case> {
+    let out = inputs.path("out.json");
+    let escaping = format!("{}etc", "../".repeat(16));
+    vec![
+        case(
+            &[&"record", &"--cgroup", &escaping, &"--out", &out],
+            66,
+            &["not a cgroup"],
+        ),
+        case(
+            &[&"record", &"--cgroup", &"/etc", &"--out", &out],
+            66,
+            &["not a cgroup"],
+        ),
+        case(
+            &[&"record", &"--pid", &"2147483646", &"--out", &out],
+            66,
+            &["2147483646"],
+        ),
+    ]
+}
+
+/// Usage errors of clap's own.
+fn usage_cases() -> Vec<Case> {
+    vec![
+        case(&[&"profile", &"--no-such-flag"], 2, &["--no-such-flag"]),
+        case(&[&"check"], 2, &["PROFILE"]),
+    ]
+}
+
 /// An output on an input, or two outputs on one path: usage errors, before anything is written.
 fn clash_cases(inputs: &Inputs) -> Vec<Case> {
     let list = inputs.path("in.allowlist.json");
@@ -190,11 +307,19 @@ fn root_each_error_class_exits_with_its_documented_code() {
     let out = inputs.path("out.json");
     let mut cases = input_cases(&inputs, &out);
     cases.extend(clash_cases(&inputs));
+    cases.extend(unknown_arch_cases(&inputs));
+    cases.extend(unwritable_cases(&inputs));
+    cases.extend(target_cases(&inputs));
+    cases.extend(usage_cases());
     for case in &cases {
         run_case(case);
     }
     assert!(!out.exists(), "an output was written by a failing command");
     assert!(!inputs.path("new.json").exists(), "an output was written");
+    assert!(
+        !inputs.path("target.json").exists(),
+        "written through a symlink"
+    );
     let unchanged = |copy: &str, original: PathBuf| {
         assert_eq!(
             fs::read(inputs.path(copy)).unwrap(),

@@ -4,12 +4,12 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::str::FromStr;
 
-use libseccomp::{ScmpArch, ScmpSyscall};
+use libseccomp::ScmpSyscall;
 
 use super::{CheckError, Finding, ListedArches, Severity};
 use crate::policy;
 use crate::seccomp::compile::{self, SkipReason};
-use crate::seccomp::{Action, SeccompProfile, SyscallRule};
+use crate::seccomp::{self, Action, SeccompProfile, SyscallRule};
 use crate::syscalls::Arch;
 
 const ENOSYS: u32 = 38;
@@ -22,20 +22,15 @@ pub(super) fn architectures(
     profile: &SeccompProfile,
     path: &Path,
 ) -> Result<ListedArches, CheckError> {
-    let mut names: Vec<&str> = profile.architectures.iter().map(String::as_str).collect();
-    for entry in &profile.arch_map {
-        names.push(&entry.architecture);
-        names.extend(entry.sub_architectures.iter().map(String::as_str));
-    }
     let mut supported = Vec::new();
-    for name in names {
+    for name in profile.arch_names() {
         match Arch::from_str(name) {
             Ok(arch) if name.starts_with("SCMP_ARCH_") => {
                 if !supported.contains(&arch) {
                     supported.push(arch);
                 }
             }
-            _ if name.starts_with("SCMP_ARCH_") && ScmpArch::from_str(name).is_ok() => {}
+            _ if seccomp::is_known_arch(name) => {}
             _ => {
                 return Err(CheckError::UnknownArch {
                     path: path.to_path_buf(),

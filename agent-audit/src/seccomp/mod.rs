@@ -148,6 +148,12 @@ impl Action {
     }
 }
 
+/// Whether libseccomp knows `name` as an architecture (`SCMP_ARCH_X86_64`, `SCMP_ARCH_PPC64LE`,
+/// …); profiles name architectures this way only.
+pub fn is_known_arch(name: &str) -> bool {
+    name.starts_with("SCMP_ARCH_") && name.parse::<libseccomp::ScmpArch>().is_ok()
+}
+
 /// A profile file that cannot be used.
 #[derive(Debug, thiserror::Error)]
 pub enum ProfileFileError {
@@ -163,6 +169,16 @@ pub enum ProfileFileError {
         /// Where and what.
         source: serde_json::Error,
     },
+    /// An architecture name libseccomp does not know: runc would refuse the profile.
+    #[error(
+        "{path}: unknown architecture {name:?} (expected SCMP_ARCH_X86_64, SCMP_ARCH_AARCH64, …)"
+    )]
+    UnknownArch {
+        /// The file.
+        path: PathBuf,
+        /// The name.
+        name: String,
+    },
     /// Writing failed.
     #[error(transparent)]
     Output(#[from] OutputError),
@@ -174,7 +190,9 @@ impl ProfileFileError {
     pub fn exit_code(&self) -> crate::exit::ExitCode {
         match self {
             ProfileFileError::Read(e) => e.exit_code(),
-            ProfileFileError::Parse { .. } => crate::exit::ExitCode::DATA,
+            ProfileFileError::Parse { .. } | ProfileFileError::UnknownArch { .. } => {
+                crate::exit::ExitCode::DATA
+            }
             ProfileFileError::Output(e) => e.exit_code(),
         }
     }
@@ -187,12 +205,32 @@ impl SeccompProfile {
         Self::parse(&text, path)
     }
 
-    /// Parses profile JSON; `path` only names the source in errors.
+    /// Parses profile JSON and checks its architecture names, so that every command refuses
+    /// the same profiles; `path` only names the source in errors.
     pub fn parse(text: &str, path: &Path) -> Result<Self, ProfileFileError> {
-        serde_json::from_str(text).map_err(|source| ProfileFileError::Parse {
-            path: path.to_path_buf(),
-            source,
-        })
+        let profile: Self =
+            serde_json::from_str(text).map_err(|source| ProfileFileError::Parse {
+                path: path.to_path_buf(),
+                source,
+            })?;
+        if let Some(name) = profile.arch_names().find(|name| !is_known_arch(name)) {
+            return Err(ProfileFileError::UnknownArch {
+                path: path.to_path_buf(),
+                name: name.to_string(),
+            });
+        }
+        Ok(profile)
+    }
+
+    /// Every architecture name listed, in `architectures` and Docker's `archMap`.
+    pub fn arch_names(&self) -> impl Iterator<Item = &str> {
+        self.architectures
+            .iter()
+            .map(String::as_str)
+            .chain(self.arch_map.iter().flat_map(|entry| {
+                std::iter::once(entry.architecture.as_str())
+                    .chain(entry.sub_architectures.iter().map(String::as_str))
+            }))
     }
 
     /// Pretty JSON with a trailing newline; stable for identical profiles.

@@ -410,7 +410,7 @@ mod tests {
             vec![Arch::X86_64, Arch::X86]
         );
         let p = SeccompProfile::parse(
-            r#"{"defaultAction":"SCMP_ACT_ERRNO","architectures":["SCMP_ARCH_SPARC"],"syscalls":[]}"#,
+            r#"{"defaultAction":"SCMP_ACT_ERRNO","architectures":["SCMP_ARCH_PPC64LE"],"syscalls":[]}"#,
             Path::new("p"),
         )
         .unwrap();
