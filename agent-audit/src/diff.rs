@@ -128,18 +128,23 @@ impl Side {
     /// Reads a profile or an allowlist, telling them apart by their keys.
     pub fn read(path: &Path) -> Result<Self, DiffError> {
         let text = fsutil::read_input(path)?;
-        let value: serde_json::Value = serde_json::from_str(&text).map_err(|source| {
+        Self::parse(&text, path)
+    }
+
+    /// Parses a profile or an allowlist; `path` names the side and the source in errors.
+    pub fn parse(text: &str, path: &Path) -> Result<Self, DiffError> {
+        let value: serde_json::Value = serde_json::from_str(text).map_err(|source| {
             DiffError::Profile(ProfileFileError::Parse {
                 path: path.to_path_buf(),
                 source,
             })
         })?;
         if value.get("schema").is_some() {
-            Ok(Self::from_allowlist(path, &Allowlist::parse(&text, path)?))
+            Ok(Self::from_allowlist(path, &Allowlist::parse(text, path)?))
         } else if value.get("defaultAction").is_some() {
             Ok(Self::from_profile(
                 path,
-                &SeccompProfile::parse(&text, path)?,
+                &SeccompProfile::parse(text, path)?,
             ))
         } else {
             Err(DiffError::UnknownKind {

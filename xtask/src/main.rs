@@ -2,6 +2,7 @@
 //! what it installs), so a fresh machine needs nothing but `cargo xtask <task>`.
 
 mod bench;
+mod fuzz;
 mod setup;
 
 use std::ffi::OsStr;
@@ -34,6 +35,9 @@ enum Task {
     },
     /// Measure the cost of recording and enforcing (BENCHMARKS.md); as root, about 5 minutes.
     Bench(bench::BenchOptions),
+    /// Fuzz every input parser (allowlist, seccomp profile, verify result, diff's reader) with
+    /// cargo-fuzz, a few minutes each; prints executions and crashes. Not run in CI.
+    Fuzz(fuzz::FuzzOptions),
     /// Audit a command end to end: allowlist, seccomp profile, its rationale, a verify run
     /// under the profile and the audit report (HTML and Markdown) in a directory.
     Audit {
@@ -62,6 +66,7 @@ fn main() -> Result<()> {
         Task::Build => build(&root).map(|_| ()),
         Task::Test { filter } => test(&root, filter.as_deref()),
         Task::Bench(opts) => bench::bench(&root, opts),
+        Task::Fuzz(opts) => fuzz::fuzz(&root, opts),
         Task::Audit {
             out_dir,
             container,
@@ -89,7 +94,7 @@ pub(crate) fn run(cmd: &mut Command) -> Result<()> {
     Ok(())
 }
 
-fn build_ebpf(root: &Path) -> Result<()> {
+pub(crate) fn build_ebpf(root: &Path) -> Result<()> {
     let nightly = setup::ebpf_toolchain()?;
     step("building the kernel program (agent-audit-ebpf, bpfel-unknown-none)");
     run(Command::new("cargo")

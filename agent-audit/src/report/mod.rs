@@ -366,7 +366,12 @@ impl VerifyResult {
     /// Reads a `verify` result file.
     pub fn read(path: &Path) -> Result<Self, ReportError> {
         let text = crate::fsutil::read_input(path)?;
-        serde_json::from_str(&text).map_err(|source| ReportError::VerifyParse {
+        Self::parse(&text, path)
+    }
+
+    /// Parses a `verify` result; `path` only names the source in errors.
+    pub fn parse(text: &str, path: &Path) -> Result<Self, ReportError> {
+        serde_json::from_str(text).map_err(|source| ReportError::VerifyParse {
             path: path.to_path_buf(),
             source,
         })
