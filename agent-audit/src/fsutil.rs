@@ -61,6 +61,21 @@ pub enum OutputError {
         /// Destination.
         path: PathBuf,
     },
+    /// A directory on the way to the destination is a symbolic link that another user planted
+    /// in a shared sticky directory (`/tmp/build -> /etc`): following it would let them choose
+    /// where root writes.
+    #[error(
+        "{link} (on the way to {path}) is a symbolic link owned by uid {owner} in a shared \
+         directory: refusing to follow it"
+    )]
+    PlantedLink {
+        /// Destination.
+        path: PathBuf,
+        /// The link.
+        link: PathBuf,
+        /// Its owner.
+        owner: u32,
+    },
     /// The destination is a directory.
     #[error("{path} is a directory: give a file name")]
     Directory {
@@ -324,6 +339,7 @@ fn destination(path: &Path) -> Result<Destination, OutputError> {
     if is_stdio(path) || path == Path::new("/dev/stdout") {
         return Ok(Destination::Stdout);
     }
+    refuse_planted_links(path)?;
     let meta = match fs::symlink_metadata(path) {
         Ok(meta) => meta,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Destination::File),
@@ -350,6 +366,27 @@ fn destination(path: &Path) -> Result<Destination, OutputError> {
             Ok(Destination::Node(kind))
         }
     }
+}
+
+/// Refuses a directory link on the way to `path` that `planted_in_shared_dir` would call
+/// planted: the rule of the kernel's `fs.protected_symlinks`, whether or not it is enabled.
+fn refuse_planted_links(path: &Path) -> Result<(), OutputError> {
+    let mut prefix = PathBuf::new();
+    let parent = path.parent().unwrap_or(Path::new(""));
+    for component in parent.components() {
+        prefix.push(component);
+        let Ok(meta) = fs::symlink_metadata(&prefix) else {
+            return Ok(()); // missing: writing fails later with the OS's reason
+        };
+        if meta.file_type().is_symlink() && planted_in_shared_dir(&meta, parent_dir(&prefix)) {
+            return Err(OutputError::PlantedLink {
+                path: path.to_path_buf(),
+                link: prefix,
+                owner: meta.uid(),
+            });
+        }
+    }
+    Ok(())
 }
 
 /// Whether a node belongs to neither us nor the owner of the sticky, world-writable directory
@@ -580,6 +617,33 @@ mod tests {
         assert!(check_output(&link).is_err());
         assert_eq!(fs::read(&victim).unwrap(), b"precious");
         assert!(fs::symlink_metadata(&link).unwrap().is_symlink());
+    }
+
+    #[test]
+    fn a_link_planted_on_the_way_is_refused_and_an_own_link_followed() {
+        let shared = tempfile::tempdir().unwrap();
+        fs::set_permissions(shared.path(), Permissions::from_mode(0o1777)).unwrap();
+        let elsewhere = tempfile::tempdir().unwrap();
+        let own = shared.path().join("own");
+        symlink(elsewhere.path(), &own).unwrap();
+        write_output(&own.join("a.json"), b"x").unwrap();
+        assert_eq!(fs::read(elsewhere.path().join("a.json")).unwrap(), b"x");
+        // SAFETY: geteuid cannot fail.
+        if unsafe { libc::geteuid() } != 0 {
+            return; // planting as another user needs root
+        }
+        let planted = shared.path().join("planted");
+        symlink(elsewhere.path(), &planted).unwrap();
+        let c = std::ffi::CString::new(planted.as_os_str().as_encoded_bytes()).unwrap();
+        // SAFETY: a valid NUL-terminated path.
+        assert_eq!(unsafe { libc::lchown(c.as_ptr(), 65534, 65534) }, 0);
+        let err = write_output(&planted.join("b.json"), b"x").unwrap_err();
+        assert!(
+            matches!(err, OutputError::PlantedLink { owner: 65534, .. }),
+            "{err}"
+        );
+        assert!(check_output(&planted.join("b.json")).is_err());
+        assert!(!elsewhere.path().join("b.json").exists());
     }
 
     #[test]

@@ -148,6 +148,24 @@ fn root_a_symlink_planted_at_the_output_is_refused_and_its_target_untouched() {
 }
 
 #[test]
+fn root_a_directory_symlink_planted_on_the_way_is_not_followed() {
+    require_root();
+    let shared = Shared::new(0o1777);
+    let build = shared.path("build");
+    as_nobody(&format!(
+        "ln -s '{}' '{}'",
+        shared.victim_dir.path().display(),
+        build.display()
+    ));
+    profile_to(&build.join("victim"))
+        .assert_code(CANT_CREATE)
+        .assert_stderr_mentions(&["symbolic link", "uid 65534"]);
+    shared.assert_victim_untouched();
+    let names: Vec<_> = fs::read_dir(shared.victim_dir.path()).unwrap().collect();
+    assert_eq!(names.len(), 1, "written into the link's target: {names:?}");
+}
+
+#[test]
 fn root_links_and_files_at_guessable_temp_names_are_never_written_through() {
     require_root();
     // Sticky like /tmp, and plain 0777 like a CI workspace opened to every job (where the
