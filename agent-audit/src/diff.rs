@@ -133,6 +133,12 @@ impl Side {
 
     /// Parses a profile or an allowlist; `path` names the side and the source in errors.
     pub fn parse(text: &str, path: &Path) -> Result<Self, DiffError> {
+        if crate::seccomp::spo::SpoObject::sniff(text) {
+            return Ok(Self::from_profile(
+                path,
+                &SeccompProfile::parse(text, path)?,
+            ));
+        }
         let value: serde_json::Value = serde_json::from_str(text).map_err(|source| {
             DiffError::Profile(ProfileFileError::Parse {
                 path: path.to_path_buf(),

@@ -13,6 +13,10 @@ use crate::{setup, step};
 const TARGETS: &[(&str, &[&str])] = &[
     ("allowlist", &["tests/data/allowlists"]),
     ("seccomp_profile", &["tests/data/profiles"]),
+    (
+        "spo_object",
+        &["fuzz/seeds/spo_object", "tests/data/schemas"],
+    ),
     ("verify_result", &["fuzz/seeds/verify_result"]),
     (
         "diff_side",

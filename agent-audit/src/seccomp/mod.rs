@@ -5,6 +5,7 @@
 
 pub mod compile;
 mod program;
+pub mod spo;
 
 pub use program::SeccompProgram;
 
@@ -179,6 +180,14 @@ pub enum ProfileFileError {
         /// The name.
         name: String,
     },
+    /// A Kubernetes `SeccompProfile` object (JSON or YAML) that cannot be read.
+    #[error("{path}: {source}")]
+    Spo {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong with the object.
+        source: spo::SpoError,
+    },
     /// Writing failed.
     #[error(transparent)]
     Output(#[from] OutputError),
@@ -190,9 +199,9 @@ impl ProfileFileError {
     pub fn exit_code(&self) -> crate::exit::ExitCode {
         match self {
             ProfileFileError::Read(e) => e.exit_code(),
-            ProfileFileError::Parse { .. } | ProfileFileError::UnknownArch { .. } => {
-                crate::exit::ExitCode::DATA
-            }
+            ProfileFileError::Parse { .. }
+            | ProfileFileError::UnknownArch { .. }
+            | ProfileFileError::Spo { .. } => crate::exit::ExitCode::DATA,
             ProfileFileError::Output(e) => e.exit_code(),
         }
     }
@@ -205,14 +214,18 @@ impl SeccompProfile {
         Self::parse(&text, path)
     }
 
-    /// Parses profile JSON and checks its architecture names, so that every command refuses
-    /// the same profiles; `path` only names the source in errors.
+    /// Parses profile JSON, or a Kubernetes `SeccompProfile` object (JSON or YAML), and checks
+    /// its architecture names, so that every command refuses the same profiles; `path` only
+    /// names the source in errors.
     pub fn parse(text: &str, path: &Path) -> Result<Self, ProfileFileError> {
-        let profile: Self =
+        let profile: Self = if spo::SpoObject::sniff(text) {
+            spo::parse_profile(text, path)?
+        } else {
             serde_json::from_str(text).map_err(|source| ProfileFileError::Parse {
                 path: path.to_path_buf(),
                 source,
-            })?;
+            })?
+        };
         if let Some(name) = profile.arch_names().find(|name| !is_known_arch(name)) {
             return Err(ProfileFileError::UnknownArch {
                 path: path.to_path_buf(),
