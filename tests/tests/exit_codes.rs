@@ -140,10 +140,20 @@ fn unknown_arch_cases(inputs: &Inputs) -> Vec<Case> {
             "syscalls": [{"names": ["read"], "action": "SCMP_ACT_ALLOW"}]}"#,
     )
     .unwrap();
+    let bogus_spo = inputs.path("bogus-arch.spo.yaml");
+    fs::write(
+        &bogus_spo,
+        "apiVersion: security-profiles-operator.x-k8s.io/v1beta1\nkind: SeccompProfile\n\
+         metadata:\n  name: bogus\nspec:\n  defaultAction: SCMP_ACT_ERRNO\n  \
+         architectures: [SCMP_ARCH_BOGUS]\n",
+    )
+    .unwrap();
     let (list, out) = (allowlist(), inputs.path("out.json"));
     let word = ["SCMP_ARCH_BOGUS"];
     vec![
         case(&[&"check", &bogus], 65, &word),
+        case(&[&"check", &bogus_spo], 65, &word),
+        case(&[&"diff", &bogus_spo, &list], 65, &word),
         case(
             &[&"verify", &"--profile", &bogus, &"--", &"/bin/true"],
             65,
