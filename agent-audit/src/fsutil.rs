@@ -371,9 +371,14 @@ fn destination(path: &Path) -> Result<Destination, OutputError> {
 /// Refuses a directory link on the way to `path` that `planted_in_shared_dir` would call
 /// planted: the rule of the kernel's `fs.protected_symlinks`, whether or not it is enabled.
 fn refuse_planted_links(path: &Path) -> Result<(), OutputError> {
+    refuse_planted_links_in(path.parent().unwrap_or(Path::new("")), path)
+}
+
+/// [`refuse_planted_links`] for the directory `dir` itself and every directory above it;
+/// `path` is what the error names.
+fn refuse_planted_links_in(dir: &Path, path: &Path) -> Result<(), OutputError> {
     let mut prefix = PathBuf::new();
-    let parent = path.parent().unwrap_or(Path::new(""));
-    for component in parent.components() {
+    for component in dir.components() {
         prefix.push(component);
         let Ok(meta) = fs::symlink_metadata(&prefix) else {
             return Ok(()); // missing: writing fails later with the OS's reason
@@ -416,6 +421,7 @@ pub fn ensure_dir_writable(dir: &Path) -> Result<(), OutputError> {
         dir: dir.to_path_buf(),
         source,
     };
+    refuse_planted_links_in(dir, dir)?;
     let meta = fs::metadata(dir).map_err(not_writable)?;
     if !meta.is_dir() {
         return Err(not_writable(io::Error::new(
@@ -643,6 +649,9 @@ mod tests {
             "{err}"
         );
         assert!(check_output(&planted.join("b.json")).is_err());
+        // `record --out-dir` checks its directory the same way before recording starts.
+        let err = ensure_dir_writable(&planted).unwrap_err();
+        assert!(matches!(err, OutputError::PlantedLink { .. }), "{err}");
         assert!(!elsewhere.path().join("b.json").exists());
     }
 
