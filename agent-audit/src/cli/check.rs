@@ -39,8 +39,8 @@ impl CheckArgs {
     pub(super) fn execute(self) -> Result<ExitCode, Error> {
         let report = check::check_file(&self.profile)?;
         match self.format {
-            CheckFormat::Text => print!("{}", report.to_text()),
-            CheckFormat::Json => print!("{}", report.to_json()),
+            CheckFormat::Text => super::print_stdout(&report.to_text())?,
+            CheckFormat::Json => super::print_stdout(&report.to_json())?,
         }
         Ok(if report.has_errors() {
             ExitCode::FINDINGS
