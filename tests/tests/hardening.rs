@@ -1,15 +1,22 @@
 //! Hostile and careless inputs that used to panic, mislead or wrap around (issue 13): each
 //! test reproduces one finding with the real binary and pins the behaviour that replaced it.
 
+use std::fs;
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
+use serde_json::Value;
+
+use agent_audit_tests::allowlist::Allowlist;
 use agent_audit_tests::process::{run, Finished};
-use agent_audit_tests::{agent_audit_bin, workspace_root};
+use agent_audit_tests::profile::{self as seccomp, allowed_names};
+use agent_audit_tests::{agent_audit_bin, require_root, workspace_root};
 
 const TIMEOUT: Duration = Duration::from_secs(60);
 
 // The documented exit codes (agent-audit/src/exit.rs).
+const FINDINGS: i32 = 1;
 const USAGE: i32 = 2;
 
 fn agent_audit(args: &[&str]) -> Finished {
@@ -22,6 +29,29 @@ fn fixture(name: &str) -> String {
         .join(name)
         .display()
         .to_string()
+}
+
+fn path_str(p: &Path) -> &str {
+    p.to_str().expect("test paths are UTF-8")
+}
+
+fn read_json(path: &Path) -> Value {
+    let text = fs::read_to_string(path)
+        .unwrap_or_else(|e| panic!("{} was not written: {e}", path.display()));
+    serde_json::from_str(&text).unwrap()
+}
+
+/// A real profile for `CMD`: recorded with `run`, generated with `profile` (the baseline
+/// allows `execve`, as runc needs it).
+fn recorded_profile(dir: &Path, cmd: &[&str]) -> (std::path::PathBuf, Value) {
+    let allowlist = dir.join("allowlist.json");
+    let mut args = vec!["run", "--out", path_str(&allowlist), "--"];
+    args.extend(cmd);
+    agent_audit(&args).assert_code(0);
+    Allowlist::read(&allowlist).assert_has(&["execve"]);
+    let profile = dir.join("profile.json");
+    agent_audit(&["profile", path_str(&allowlist), "-o", path_str(&profile)]).assert_code(0);
+    (allowlist, seccomp::read(&profile))
 }
 
 fn assert_no_panic(done: &Finished) {
@@ -91,4 +121,77 @@ fn out_of_range_durations_are_usage_errors() {
             .assert_stderr_mentions(&[flag, value, range]);
     }
     assert!(!std::path::Path::new(&out).exists());
+}
+
+/// 13.7: a profile that denies `execve` used to end `verify` with "cannot run: Operation not
+/// permitted", exit 126, no result file and no probes. It is a denial like any other: in
+/// `denied[]` with the errno the command got, the start failure in the result, exit 1, and
+/// the probes still run.
+#[test]
+fn root_verify_reports_a_denied_execve_and_still_runs_the_probes() {
+    require_root();
+    let dir = tempfile::tempdir().unwrap();
+    let cmd = ["/bin/busybox", "sh", "-c", "ls / > /dev/null"];
+    let (allowlist, profile) = recorded_profile(dir.path(), &cmd);
+    let no_exec = seccomp::without_allowed(&profile, "execve");
+    assert!(!allowed_names(&no_exec).contains("execve"));
+    let no_exec_path = dir.path().join("no-execve.json");
+    fs::write(&no_exec_path, serde_json::to_vec_pretty(&no_exec).unwrap()).unwrap();
+    let result = dir.path().join("result.json");
+    let mut args = vec![
+        "verify",
+        "--profile",
+        path_str(&no_exec_path),
+        "--allowlist",
+        path_str(&allowlist),
+        "--probe-dangerous",
+        "-o",
+        path_str(&result),
+        "--",
+    ];
+    args.extend(cmd);
+    let done = agent_audit(&args);
+    done.assert_code(FINDINGS);
+    let report = read_json(&result);
+    assert_eq!(report["passed"], false, "{report:#}");
+    assert_eq!(report["exit_status"], 126, "{report:#}");
+    assert_eq!(report["start_failure"]["stage"], "exec", "{report:#}");
+    assert_eq!(report["start_failure"]["errno"], libc::EPERM, "{report:#}");
+    let denied = report["denied"].as_array().unwrap();
+    let exec = denied
+        .iter()
+        .find(|d| d["name"] == "execve")
+        .unwrap_or_else(|| panic!("execve is not among the denials: {report:#}"));
+    assert_eq!(exec["count"], 1, "{report:#}");
+    assert_eq!(exec["errno"], libc::EPERM, "{report:#}");
+    assert_eq!(exec["observed_in_allowlist"], true, "{report:#}");
+    let probes = report["probes"].as_array().expect("the probes ran");
+    assert!(!probes.is_empty(), "{report:#}");
+    assert!(probes.iter().all(|p| p["ok"] == true), "{report:#}");
+    assert!(
+        done.stdout.contains("did not start under the profile")
+            && done
+                .stdout
+                .contains("execve [SCMP_ARCH_X86_64] x1 (errno 1)"),
+        "{}",
+        done.stdout
+    );
+
+    // A command that does not exist under a profile that allows exec: a start failure with
+    // no denial, and 127 as a shell would say.
+    let missing = dir.path().join("missing.json");
+    agent_audit(&[
+        "verify",
+        "--profile",
+        path_str(&dir.path().join("profile.json")),
+        "-o",
+        path_str(&missing),
+        "--",
+        "/nonexistent/agent-audit-command",
+    ])
+    .assert_code(FINDINGS);
+    let report = read_json(&missing);
+    assert_eq!(report["exit_status"], 127, "{report:#}");
+    assert_eq!(report["start_failure"]["errno"], libc::ENOENT, "{report:#}");
+    assert_eq!(report["denied"], Value::Array(vec![]), "{report:#}");
 }
