@@ -9,15 +9,17 @@ use std::time::Duration;
 use serde_json::Value;
 
 use agent_audit_tests::allowlist::Allowlist;
+use agent_audit_tests::foreground::RuncBundle;
 use agent_audit_tests::process::{run, Finished};
 use agent_audit_tests::profile::{self as seccomp, allowed_names};
-use agent_audit_tests::{agent_audit_bin, require_root, workspace_root};
+use agent_audit_tests::{agent_audit_bin, require_root, unique_name, workspace_root};
 
 const TIMEOUT: Duration = Duration::from_secs(60);
 
 // The documented exit codes (agent-audit/src/exit.rs).
 const FINDINGS: i32 = 1;
 const USAGE: i32 = 2;
+const DATA: i32 = 65;
 
 fn agent_audit(args: &[&str]) -> Finished {
     run(Command::new(agent_audit_bin()).args(args), TIMEOUT)
@@ -194,4 +196,117 @@ fn root_verify_reports_a_denied_execve_and_still_runs_the_probes() {
     assert_eq!(report["exit_status"], 127, "{report:#}");
     assert_eq!(report["start_failure"]["errno"], libc::ENOENT, "{report:#}");
     assert_eq!(report["denied"], Value::Array(vec![]), "{report:#}");
+}
+
+/// A real profile made long: the generated profile of a recorded command, plus one rule per
+/// (level, option) pair of `setsockopt` it lets through, as a profile that pins socket
+/// options would have: enough to pass the kernel's 4096-instruction limit on x86_64.
+fn oversized_profile(dir: &Path, cmd: &[&str]) -> std::path::PathBuf {
+    let (_, mut profile) = recorded_profile(dir, cmd);
+    // Not allowed unconditionally, or libseccomp would drop the conditional rules.
+    assert!(!allowed_names(&profile).contains("setsockopt"));
+    profile["architectures"] = serde_json::json!(["SCMP_ARCH_X86_64"]);
+    let rules = profile["syscalls"].as_array_mut().unwrap();
+    for (level, option) in (0..90u64).flat_map(|l| (0..50u64).map(move |o| (l, o))) {
+        rules.push(serde_json::json!({
+            "names": ["setsockopt"],
+            "action": "SCMP_ACT_ALLOW",
+            "args": [
+                {"index": 1, "value": level, "op": "SCMP_CMP_EQ"},
+                {"index": 2, "value": option, "op": "SCMP_CMP_EQ"}
+            ],
+            "comment": format!("socket option {option} at level {level}"),
+        }));
+    }
+    let path = dir.join("oversized.json");
+    fs::write(&path, serde_json::to_vec_pretty(&profile).unwrap()).unwrap();
+    path
+}
+
+/// 13.6: `check` said a 4 557-instruction filter compiles, though the kernel refuses filters
+/// over 4096 instructions (BPF_MAXINSNS), and `verify` then failed with "Invalid argument",
+/// exit 126. Now `check` reports the size as an error, and `verify` refuses the profile
+/// before running anything: exit 65 with a message that says why, and no result file.
+#[test]
+fn root_a_filter_over_the_kernel_limit_is_refused_by_check_and_verify() {
+    require_root();
+    let dir = tempfile::tempdir().unwrap();
+    let marker = dir.path().join("ran");
+    let script = format!("ls / > /dev/null; touch {}", marker.display());
+    let cmd = ["/bin/busybox", "sh", "-c", &script];
+    let profile = oversized_profile(dir.path(), &cmd);
+    fs::remove_file(&marker).unwrap();
+
+    let done = agent_audit(&["check", path_str(&profile), "--format", "json"]);
+    done.assert_code(FINDINGS);
+    let report: Value = serde_json::from_str(&done.stdout).unwrap();
+    let too_large: Vec<&Value> = report["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|f| f["code"] == "filter-too-large")
+        .collect();
+    assert_eq!(too_large.len(), 1, "{report:#}");
+    assert_eq!(too_large[0]["severity"], "error");
+    assert_eq!(too_large[0]["arch"], "SCMP_ARCH_X86_64");
+    let message = too_large[0]["message"].as_str().unwrap();
+    let size: u64 = message.split_whitespace().next().unwrap().parse().unwrap();
+    assert!(size > 4096 && message.contains("4096"), "{message}");
+    assert!(
+        !report["findings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|f| f["code"] == "compiles"),
+        "{report:#}"
+    );
+
+    let result = dir.path().join("result.json");
+    let mut args = vec![
+        "verify",
+        "--profile",
+        path_str(&profile),
+        "-o",
+        path_str(&result),
+        "--",
+    ];
+    args.extend(cmd);
+    let done = agent_audit(&args);
+    done.assert_code(DATA).assert_stderr_mentions(&[
+        path_str(&profile),
+        &format!("{size} BPF instructions"),
+        "4096",
+        "BPF_MAXINSNS",
+    ]);
+    assert!(
+        !result.exists(),
+        "verify wrote a result for a profile it cannot load"
+    );
+    assert!(
+        !marker.exists(),
+        "the command ran under a profile that cannot be loaded"
+    );
+
+    // What `check` says is what runc meets: the kernel refuses the filter.
+    let bundle_dir = dir.path().join("bundle");
+    fs::create_dir(&bundle_dir).unwrap();
+    let bundle = RuncBundle::new(&bundle_dir, Path::new("/bin/busybox"), &[]);
+    // The recorded profile without the extra rules runs: the size is what runc refuses.
+    let recorded = seccomp::read(&dir.path().join("profile.json"));
+    bundle.configure(&["/bin/busybox", "true"], Some(&recorded));
+    bundle
+        .run(&unique_name("aa-recorded"), TIMEOUT)
+        .assert_code(0);
+    bundle.configure(&["/bin/busybox", "true"], Some(&seccomp::read(&profile)));
+    let done = bundle.run(&unique_name("aa-oversized"), TIMEOUT);
+    assert_ne!(
+        done.code(),
+        0,
+        "runc loaded the oversized filter: {done:#?}"
+    );
+    assert!(
+        done.stderr.to_lowercase().contains("invalid argument"),
+        "runc failed for another reason: {}",
+        done.stderr
+    );
 }

@@ -6,7 +6,7 @@
 pub mod compile;
 mod program;
 
-pub use program::SeccompProgram;
+pub use program::{ProgramError, SeccompProgram, MAX_FILTER_INSTRUCTIONS};
 
 use std::fs;
 use std::path::{Path, PathBuf};

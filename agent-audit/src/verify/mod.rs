@@ -20,7 +20,9 @@ use crate::diff::Side;
 use crate::fsutil::{self, OutputError};
 use crate::run::{CommandSession, SpawnError, StartStage};
 use crate::seccomp::compile::{self, CompileError, SkipReason, Skipped};
-use crate::seccomp::{ProfileFileError, SeccompProfile, SeccompProgram};
+use crate::seccomp::{
+    ProfileFileError, ProgramError, SeccompProfile, SeccompProgram, MAX_FILTER_INSTRUCTIONS,
+};
 use crate::syscalls::Arch;
 use crate::Error;
 
@@ -154,9 +156,25 @@ pub enum VerifyError {
         /// The name.
         name: String,
     },
-    /// Exporting or installing the filter failed.
+    /// Exporting the filter failed.
     #[error("preparing the filter failed: {0}")]
     Filter(#[source] std::io::Error),
+    /// The filter is longer than the kernel accepts: it cannot be enforced at all.
+    #[error(
+        "{path} cannot be enforced: its filter for {arches} is {instructions} BPF \
+         instructions, more than the {MAX_FILTER_INSTRUCTIONS} the kernel accepts in one \
+         seccomp filter (BPF_MAXINSNS; runc and verify would get EINVAL). Fewer argument \
+         conditions or fewer architectures make it shorter; `agent-audit check` shows the size \
+         per architecture"
+    )]
+    FilterTooLarge {
+        /// The profile.
+        path: PathBuf,
+        /// The architectures the filter accepts, comma-separated.
+        arches: String,
+        /// Its length.
+        instructions: usize,
+    },
     /// The probe child failed.
     #[error("the dangerous-syscall probes failed to run: {0}")]
     Probes(#[source] std::io::Error),
@@ -170,14 +188,17 @@ pub enum VerifyError {
 
 impl VerifyError {
     /// The documented exit code: the inputs' and output's, 65 for a profile that cannot be
-    /// compiled, 70 when preparing the filter or the probes fails (a bug).
+    /// compiled or is longer than the kernel accepts, 70 when preparing the filter or the
+    /// probes fails (a bug).
     pub fn exit_code(&self) -> crate::exit::ExitCode {
         use crate::exit::ExitCode;
         match self {
             VerifyError::Profile(e) => e.exit_code(),
             VerifyError::Allowlist(e) => e.exit_code(),
             VerifyError::Output(e) => e.exit_code(),
-            VerifyError::Compile { .. } | VerifyError::UnknownArch { .. } => ExitCode::DATA,
+            VerifyError::Compile { .. }
+            | VerifyError::UnknownArch { .. }
+            | VerifyError::FilterTooLarge { .. } => ExitCode::DATA,
             VerifyError::Filter(_) | VerifyError::Probes(_) => ExitCode::SOFTWARE,
         }
     }
@@ -199,7 +220,18 @@ pub fn verify(opts: &VerifyOptions) -> Result<VerifyReport, Error> {
             path: opts.profile.clone(),
             source,
         })?;
-    let program = SeccompProgram::export(&compiled).map_err(VerifyError::Filter)?;
+    let program = SeccompProgram::export(&compiled).map_err(|e| match e {
+        ProgramError::Export(e) => VerifyError::Filter(e),
+        ProgramError::TooLarge { instructions } => VerifyError::FilterTooLarge {
+            path: opts.profile.clone(),
+            arches: arches
+                .iter()
+                .map(|a| a.scmp_name())
+                .collect::<Vec<_>>()
+                .join(","),
+            instructions,
+        },
+    })?;
     let not_in_filter = left_out_of_filter(&compiled.skipped);
 
     let watched = run_watched(opts, &program)?;
