@@ -310,3 +310,119 @@ fn root_a_filter_over_the_kernel_limit_is_refused_by_check_and_verify() {
         done.stderr
     );
 }
+
+/// The shell-commands fixture, edited by `change`, written to `dir/name`.
+fn edited_fixture(dir: &Path, name: &str, change: impl FnOnce(&mut Value)) -> String {
+    let mut list: Value = serde_json::from_str(
+        &fs::read_to_string(fixture("shell-commands.allowlist.json")).unwrap(),
+    )
+    .unwrap();
+    change(&mut list);
+    let path = dir.join(name);
+    fs::write(&path, serde_json::to_vec_pretty(&list).unwrap()).unwrap();
+    path_str(&path).to_string()
+}
+
+/// `syscalls[0]` (`access`) made so large that this file's calls add up to `u64::MAX`
+/// exactly (its totals stay consistent), with every program beyond the listed ones omitted.
+fn near_the_limit(list: &mut Value) {
+    let others: u64 = list["syscalls"].as_array().unwrap()[1..]
+        .iter()
+        .map(|s| s["count"].as_u64().unwrap())
+        .sum();
+    list["syscalls"][0]["count"] = (u64::MAX - others).into();
+    list["syscalls"][0]["programs_omitted"] = u64::MAX.into();
+    list["totals"]["calls"] = u64::MAX.into();
+}
+
+/// 13.10: merging counts used to wrap (u64::MAX + 2 → 1; a debug build panicked). Sums over
+/// several files saturate at u64::MAX, and no share goes over 1.
+#[test]
+fn merged_counts_saturate_instead_of_wrapping() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = edited_fixture(dir.path(), "a.json", near_the_limit);
+    let b = edited_fixture(dir.path(), "b.json", near_the_limit);
+    let profile = dir.path().join("profile.json");
+    let rationale = dir.path().join("rationale.md");
+    let done = agent_audit(&[
+        "profile",
+        &a,
+        &b,
+        "-o",
+        path_str(&profile),
+        "--rationale",
+        path_str(&rationale),
+    ]);
+    assert_no_panic(&done);
+    done.assert_code(0);
+    let md = fs::read_to_string(&rationale).unwrap();
+    let access = md.lines().find(|l| l.starts_with("| `access` |")).unwrap();
+    assert!(access.contains(&format!("| {} |", u64::MAX)), "{access}");
+
+    let done = agent_audit(&["report", &a, &b, "--format", "json"]);
+    assert_no_panic(&done);
+    done.assert_code(0);
+    let report: Value = serde_json::from_str(&done.stdout).unwrap();
+    assert_eq!(report["summary"]["totals"]["calls"], u64::MAX);
+    let rows = report["syscalls"].as_array().unwrap();
+    let access = rows.iter().find(|r| r["name"] == "access").unwrap();
+    assert_eq!(access["count"], u64::MAX, "{access:#}");
+    assert_eq!(access["programs"]["omitted"], u64::MAX, "{access:#}");
+    for row in rows {
+        let share = row["share"].as_f64().unwrap();
+        assert!((0.0..=1.0).contains(&share), "{row:#}");
+    }
+    for format in ["md", "html"] {
+        let done = agent_audit(&["report", &a, &b, "--format", format]);
+        assert_no_panic(&done);
+        done.assert_code(0);
+    }
+}
+
+/// 13.10: `totals` that disagree with the entries used to be accepted (shares over 1).
+/// Every command that reads an allowlist refuses it: exit 65, naming the field and both
+/// numbers.
+#[test]
+fn inconsistent_totals_are_refused_naming_the_field_and_both_numbers() {
+    let dir = tempfile::tempdir().unwrap();
+    let cases = [
+        (
+            edited_fixture(dir.path(), "calls.json", |l| {
+                l["totals"]["calls"] = 5.into()
+            }),
+            ["totals.calls is 5", "make 700"],
+        ),
+        (
+            edited_fixture(dir.path(), "distinct.json", |l| {
+                l["totals"]["distinct"] = 40.into()
+            }),
+            ["totals.distinct is 40", "make 43"],
+        ),
+        // One file whose own counts do not fit in 64 bits.
+        (
+            edited_fixture(dir.path(), "overflow.json", |l| {
+                l["syscalls"][0]["count"] = u64::MAX.into();
+                l["totals"]["calls"] = u64::MAX.into();
+            }),
+            [
+                "totals.calls is 18446744073709551615",
+                "make 18446744073709552308",
+            ],
+        ),
+    ];
+    let profile_out = dir.path().join("p.json");
+    for (file, needles) in &cases {
+        for args in [
+            vec!["profile", file, "-o", path_str(&profile_out)],
+            vec!["report", file, "--format", "json"],
+            vec!["diff", file, file],
+        ] {
+            let done = agent_audit(&args);
+            assert_no_panic(&done);
+            done.assert_code(DATA)
+                .assert_stderr_mentions(&[file.as_str(), needles[0], needles[1]]);
+            assert!(done.stdout.is_empty(), "{args:?}: {}", done.stdout);
+        }
+    }
+    assert!(!profile_out.exists());
+}

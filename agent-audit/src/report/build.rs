@@ -13,7 +13,7 @@ use super::{
     AllowReason, ArchSummary, BaseChanges, CategoryRow, Report, ReportError, ReportInputs,
     RunSummary, Summary, SyscallRow, TotalsSummary, VerifyResult, SCHEMA_V1,
 };
-use crate::allowlist::Allowlist;
+use crate::allowlist::{saturating_sum, Allowlist};
 use crate::check::ACCEPTED_RISK;
 use crate::diff::{self, Effect, Side};
 use crate::policy;
@@ -205,7 +205,7 @@ fn summary(ctx: &Context, base: Option<BaseChanges>) -> Summary {
     for ((arch, _), s) in &ctx.merged.syscalls {
         let entry = per_arch.entry(*arch).or_default();
         entry.0 += 1;
-        entry.1 += s.count;
+        entry.1 = entry.1.saturating_add(s.count);
     }
     let allowed = ctx
         .side
@@ -218,10 +218,10 @@ fn summary(ctx: &Context, base: Option<BaseChanges>) -> Summary {
     Summary {
         duration_seconds: (duration * 1000.0).round() / 1000.0,
         totals: TotalsSummary {
-            calls: ctx.lists.iter().map(|(_, l)| l.totals.calls).sum(),
+            calls: saturating_sum(ctx.lists.iter().map(|(_, l)| l.totals.calls)),
             distinct_names: ctx.merged.names().len(),
-            unnamed_calls: ctx.merged.unnamed.iter().map(|u| u.count).sum(),
-            out_of_range: ctx.lists.iter().map(|(_, l)| l.totals.out_of_range).sum(),
+            unnamed_calls: saturating_sum(ctx.merged.unnamed.iter().map(|u| u.count)),
+            out_of_range: saturating_sum(ctx.lists.iter().map(|(_, l)| l.totals.out_of_range)),
         },
         runs,
         per_arch: per_arch
@@ -249,7 +249,7 @@ fn summary(ctx: &Context, base: Option<BaseChanges>) -> Summary {
 }
 
 fn syscall_rows(ctx: &Context) -> Vec<SyscallRow> {
-    let total: u64 = ctx.lists.iter().map(|(_, l)| l.totals.calls).sum();
+    let total = saturating_sum(ctx.lists.iter().map(|(_, l)| l.totals.calls));
     let categories = policy::categories();
     let names: BTreeSet<&str> = ctx
         .side
@@ -375,7 +375,7 @@ fn category_rows(rows: &[SyscallRow]) -> Vec<CategoryRow> {
             id: id.to_string(),
             title: title.to_string(),
             syscalls: mine.len(),
-            calls: mine.iter().map(|r| r.count).sum(),
+            calls: saturating_sum(mine.iter().map(|r| r.count)),
         });
     }
     out

@@ -6,6 +6,7 @@
 use std::fmt::Write;
 
 use super::Report;
+use crate::allowlist::saturating_sum;
 
 /// GitHub's limit for a comment body, in characters; we count bytes, which is stricter.
 pub const COMMENT_LIMIT: usize = 65_536;
@@ -222,7 +223,7 @@ fn summary(md: &mut String, report: &Report, max_rows: usize) {
         s.profile.default_action,
         s.profile.architectures.join(", ")
     );
-    if s.totals.unnamed_calls + s.totals.out_of_range > 0 {
+    if s.totals.unnamed_calls > 0 || s.totals.out_of_range > 0 {
         let _ = writeln!(
             md,
             "- Calls without a name: {}, out of range: {}",
@@ -243,7 +244,7 @@ fn summary(md: &mut String, report: &Report, max_rows: usize) {
 }
 
 fn categories(md: &mut String, report: &Report) {
-    let total: u64 = report.categories.iter().map(|c| c.calls).sum();
+    let total = saturating_sum(report.categories.iter().map(|c| c.calls));
     let _ = writeln!(md, "### Calls by category\n");
     let rows = report.categories.iter().map(|c| {
         format!(
