@@ -14,6 +14,7 @@ pub mod container;
 pub mod diff;
 pub mod exit;
 pub mod fsutil;
+pub mod markdown;
 pub mod policy;
 pub mod privileges;
 pub mod profile;
