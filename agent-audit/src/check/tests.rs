@@ -324,3 +324,49 @@ fn all_arches_in_one_filter_can_be_too_large_when_each_is_not() {
         .message
         .contains("SCMP_ARCH_X86_64, SCMP_ARCH_X86"));
 }
+
+/// 13.15: the text form used to list every offending rule (4 500 lines for a large profile).
+/// It shows ten names per finding and ten findings per code, then how many more; the JSON
+/// form keeps them all.
+#[test]
+fn long_lists_are_summarised_in_text_and_complete_in_json() {
+    let documented = check_value(&clean()).with_code("same-as-default").count();
+    let mut v = clean();
+    let rules = v["syscalls"].as_array_mut().unwrap();
+    for _ in 0..4500 {
+        rules.push(serde_json::json!({"names": ["ptrace"], "action": "SCMP_ACT_ERRNO"}));
+    }
+    let r = check_value(&v);
+    let bare = r.with_code("rule-without-comment").next().unwrap();
+    assert_eq!(bare.names.len(), 4500);
+    assert_eq!(r.with_code("same-as-default").count(), 4500 + documented);
+    let json: serde_json::Value = serde_json::from_str(&r.to_json()).unwrap();
+    let listed = json["findings"].as_array().unwrap();
+    assert_eq!(listed.len(), r.findings.len());
+
+    let text = r.to_text();
+    assert!(text.lines().count() < 60, "{text}");
+    let names_line = text
+        .lines()
+        .skip_while(|l| !l.starts_with("  rule-without-comment"))
+        .nth(1)
+        .unwrap();
+    assert_eq!(
+        names_line.matches("rule ").count(),
+        TEXT_LIST_LIMIT,
+        "{names_line}"
+    );
+    assert!(names_line.ends_with(", and 4490 more"), "{names_line}");
+    let shown = text
+        .lines()
+        .filter(|l| l.starts_with("  same-as-default: rule"))
+        .count();
+    assert_eq!(shown, TEXT_LIST_LIMIT);
+    let more = 4500 + documented - TEXT_LIST_LIMIT;
+    assert!(
+        text.contains(&format!(
+            "  same-as-default: and {more} more (--format json lists them all)"
+        )),
+        "{text}"
+    );
+}
