@@ -8,94 +8,20 @@ use std::str::FromStr;
 
 use time::OffsetDateTime;
 
+use super::context::Context;
 use super::findings;
 use super::{
     AllowReason, ArchSummary, BaseChanges, CategoryRow, Report, ReportError, ReportInputs,
     RunSummary, Summary, SyscallRow, TotalsSummary, VerifyResult, SCHEMA_V1,
 };
-use crate::allowlist::{saturating_sum, Allowlist};
+use crate::allowlist::saturating_sum;
 use crate::check::ACCEPTED_RISK;
-use crate::diff::{self, Effect, Side};
+use crate::diff::{self, Side};
 use crate::policy;
-use crate::profile::model::{ProfilePlan, Reason};
+use crate::profile::model::Reason;
 use crate::profile::{self, build as plan_build, oci, Merged, ProfileError, ProfileOptions};
 use crate::seccomp::SeccompProfile;
 use crate::syscalls::Arch;
-
-/// Everything the parts of the report are computed from.
-pub(super) struct Context<'a> {
-    /// The recordings, labelled and sorted by label.
-    pub lists: &'a [(String, Allowlist)],
-    /// Their merge.
-    pub merged: &'a Merged,
-    /// What `profile` would generate with its defaults (for the reasons); `None` when the
-    /// allowlists have no named syscall and a profile was given.
-    pub plan: Option<&'a ProfilePlan>,
-    /// The profile under review.
-    pub profile: &'a SeccompProfile,
-    /// Its file, or `None` when generated.
-    pub profile_file: Option<&'a Path>,
-    /// Name → effect, from `diff`.
-    pub side: &'a Side,
-    /// Arches the profile lists that agent-audit has tables for.
-    pub arches: Vec<Arch>,
-}
-
-impl Context<'_> {
-    /// The effect the profile gives `name`.
-    pub fn effect(&self, name: &str) -> Effect {
-        self.side
-            .effects
-            .get(name)
-            .copied()
-            .unwrap_or(self.side.default)
-    }
-
-    /// Whether the profile lets `name` run (at least under some argument values).
-    pub fn allows(&self, name: &str) -> bool {
-        !self.effect(name).action.denies()
-    }
-
-    /// The comment of the first rule that gives `name` its effect.
-    pub fn rule_comment(&self, name: &str) -> Option<&str> {
-        let allows = self.allows(name);
-        self.profile
-            .syscalls
-            .iter()
-            .filter(|r| r.action.denies() != allows)
-            .find(|r| r.all_names().any(|n| n == name))
-            .and_then(|r| r.comment.as_deref())
-    }
-
-    /// What the profile does with `name`, in words.
-    pub fn describe_effect(&self, name: &str) -> String {
-        let effect = self.effect(name);
-        let action = serde_json::to_value(effect.action)
-            .ok()
-            .and_then(|v| v.as_str().map(str::to_owned))
-            .unwrap_or_default();
-        let errno = effect
-            .errno
-            .map(|e| format!(" (errno {e})"))
-            .unwrap_or_default();
-        let conditional = if effect.conditional {
-            " when its arguments match"
-        } else {
-            ""
-        };
-        match (effect.by_default, effect.action.denies()) {
-            (true, true) => format!("denied by the default action {action}{errno}"),
-            (true, false) => format!("ALLOWED by the default action {action}"),
-            (false, true) => format!("denied explicitly: {action}{errno}{conditional}"),
-            (false, false) => match self.rule_comment(name) {
-                Some(c) if c.trim_start().starts_with(ACCEPTED_RISK) => {
-                    format!("ALLOWED{conditional} as an accepted risk: {c}")
-                }
-                _ => format!("ALLOWED{conditional} by {action}"),
-            },
-        }
-    }
-}
 
 /// Reads the inputs and computes the report.
 pub fn build(inputs: &ReportInputs) -> Result<Report, ReportError> {

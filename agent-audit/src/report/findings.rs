@@ -2,7 +2,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use super::build::Context;
+use super::context::Context;
 use super::{
     ArchGap, DangerousObserved, DeniedUse, Findings, PrivilegeDropFinding, RuntimeInitOnly,
     VerifyResult,
