@@ -139,6 +139,7 @@ impl Side {
         let value: serde_json::Value = serde_json::from_str(&text).map_err(|source| {
             DiffError::Profile(ProfileFileError::Parse {
                 path: path.to_path_buf(),
+                field: ".".into(),
                 source,
             })
         })?;

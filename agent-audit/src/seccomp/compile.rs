@@ -12,7 +12,7 @@ use libseccomp::{
     ScmpAction, ScmpArch, ScmpArgCompare, ScmpCompareOp, ScmpFilterContext, ScmpSyscall,
 };
 
-use super::{Action, ArgCondition, SeccompProfile, SyscallRule};
+use super::{Action, ArgCondition, CompareOp, SeccompProfile, SyscallRule};
 use crate::syscalls::Arch;
 
 /// errno runc uses for `SCMP_ACT_ERRNO` without `errnoRet`.
@@ -204,16 +204,16 @@ fn condition(arg: &ArgCondition) -> Result<ScmpArgCompare, String> {
     if arg.index > 5 {
         return Err(format!("argument index {} is not 0..=5", arg.index));
     }
-    // OCI: for SCMP_CMP_MASKED_EQ, `value` is the mask and `valueTwo` the datum.
-    let (op, datum) = match arg.op.as_str() {
-        "SCMP_CMP_NE" => (ScmpCompareOp::NotEqual, arg.value),
-        "SCMP_CMP_LT" => (ScmpCompareOp::Less, arg.value),
-        "SCMP_CMP_LE" => (ScmpCompareOp::LessOrEqual, arg.value),
-        "SCMP_CMP_EQ" => (ScmpCompareOp::Equal, arg.value),
-        "SCMP_CMP_GE" => (ScmpCompareOp::GreaterEqual, arg.value),
-        "SCMP_CMP_GT" => (ScmpCompareOp::Greater, arg.value),
-        "SCMP_CMP_MASKED_EQ" => (ScmpCompareOp::MaskedEqual(arg.value), arg.value_two),
-        other => return Err(format!("unknown comparison {other:?}")),
+    // OCI: for SCMP_CMP_MASKED_EQ, `value` is the mask and `valueTwo` the datum (runc passes
+    // both to libseccomp-golang's MakeCondition in that order).
+    let (op, datum) = match arg.op {
+        CompareOp::NotEqual => (ScmpCompareOp::NotEqual, arg.value),
+        CompareOp::Less => (ScmpCompareOp::Less, arg.value),
+        CompareOp::LessOrEqual => (ScmpCompareOp::LessOrEqual, arg.value),
+        CompareOp::Equal => (ScmpCompareOp::Equal, arg.value),
+        CompareOp::GreaterOrEqual => (ScmpCompareOp::GreaterEqual, arg.value),
+        CompareOp::Greater => (ScmpCompareOp::Greater, arg.value),
+        CompareOp::MaskedEqual => (ScmpCompareOp::MaskedEqual(arg.value), arg.value_two),
     };
     Ok(ScmpArgCompare::new(arg.index, op, datum))
 }
@@ -256,13 +256,18 @@ mod tests {
     }
 
     #[test]
-    fn bad_comparisons_are_errors() {
-        let profile = parse(
+    fn bad_comparisons_are_parse_errors_naming_the_field() {
+        let err = SeccompProfile::parse(
             r#"{"defaultAction":"SCMP_ACT_ERRNO","syscalls":[
                 {"names":["read"],"action":"SCMP_ACT_ALLOW",
                  "args":[{"index":0,"value":1,"op":"SCMP_CMP_ROUGHLY"}]}]}"#,
+            Path::new("t.json"),
+        )
+        .unwrap_err();
+        let text = err.to_string();
+        assert!(
+            text.contains("SCMP_CMP_ROUGHLY") && text.contains("syscalls[0].args[0].op"),
+            "{text}"
         );
-        let err = build_filter(&profile, &[Arch::X86_64]).err().unwrap();
-        assert!(err.to_string().contains("SCMP_CMP_ROUGHLY"), "{err}");
     }
 }
