@@ -1,4 +1,7 @@
 //! From merged recordings to a [`ProfilePlan`]: the rules, their order and their comments.
+//!
+//! [`plan`] runs the sections of the profile in order, each a method of [`Builder`]; a name
+//! gets its rule from the first section that claims it (its entry in `reasons`).
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -8,212 +11,279 @@ use super::model::{
 };
 use super::translate::{self, Added};
 use super::{ExplicitAllow, ProfileError, ProfileOptions};
-use crate::policy;
+use crate::policy::{self, DangerousSet};
 use crate::seccomp::{Action, SyscallRule};
 use crate::syscalls::Arch;
 
 /// Builds the plan. Pure: the same merge and options always give the same plan.
 pub fn plan(merged: &Merged, options: &ProfileOptions) -> Result<ProfilePlan, ProfileError> {
-    let architectures = architectures(merged, &options.extra_arches)?;
-    let listed: Vec<Arch> = architectures.iter().map(|a| a.arch).collect();
-    let explicit = explicit_allows(&options.allows, &listed)?;
-    let dangerous = policy::dangerous();
-    let observed: BTreeSet<&str> = merged.names();
+    let mut builder = Builder::new(merged, options)?;
+    builder.note_inputs();
+    builder.observed();
+    builder.translated();
+    builder.explicit_allows();
+    builder.base_allows();
+    builder.baseline();
+    builder.dangerous_denies();
+    builder.base_denies();
+    builder.clone3();
+    Ok(builder.finish())
+}
 
-    let mut builder = Builder::default();
-    for input in &merged.inputs {
-        if !input.complete {
-            builder.notices.push(Notice::IncompleteInput {
-                label: input.label.clone(),
+/// The plan under construction, with what every section needs to know.
+struct Builder<'a> {
+    merged: &'a Merged,
+    options: &'a ProfileOptions,
+    architectures: Vec<PlannedArch>,
+    /// The profile's arches.
+    listed: Vec<Arch>,
+    /// `--allow NAME` → its reason.
+    explicit: BTreeMap<String, String>,
+    dangerous: &'static DangerousSet,
+    /// Every observed name.
+    observed: BTreeSet<&'a str>,
+    /// What the base profile denies explicitly, by name.
+    base_denied: BTreeSet<String>,
+    rules: Vec<PlannedRule>,
+    reasons: BTreeMap<String, Reason>,
+    notices: Vec<Notice>,
+}
+
+impl<'a> Builder<'a> {
+    fn new(merged: &'a Merged, options: &'a ProfileOptions) -> Result<Self, ProfileError> {
+        let architectures = architectures(merged, &options.extra_arches)?;
+        let listed: Vec<Arch> = architectures.iter().map(|a| a.arch).collect();
+        let explicit = explicit_allows(&options.allows, &listed)?;
+        let base_denied = base_rules(options)
+            .filter(|(_, r)| r.action.denies())
+            .flat_map(|(_, r)| r.all_names().map(str::to_owned))
+            .collect();
+        Ok(Builder {
+            merged,
+            options,
+            architectures,
+            listed,
+            explicit,
+            dangerous: policy::dangerous(),
+            observed: merged.names(),
+            base_denied,
+            rules: Vec::new(),
+            reasons: BTreeMap::new(),
+            notices: Vec::new(),
+        })
+    }
+
+    /// Names that stay denied whatever the recordings say, unless `--allow`ed.
+    fn forced_deny(&self, name: &str) -> bool {
+        !self.explicit.contains_key(name)
+            && (self.dangerous.contains(name) || self.base_denied.contains(name))
+    }
+
+    /// Whether any of the profile's arches has `name`.
+    fn exists(&self, name: &str) -> bool {
+        self.listed.iter().any(|a| a.has_syscall(name))
+    }
+
+    /// Snapshots and unnamed numbers, which the user must hear about.
+    fn note_inputs(&mut self) {
+        for input in &self.merged.inputs {
+            if !input.complete {
+                self.notices.push(Notice::IncompleteInput {
+                    label: input.label.clone(),
+                });
+            }
+        }
+        for unnamed in &self.merged.unnamed {
+            self.notices.push(Notice::Unnamed {
+                arch: unnamed.arch,
+                nr: unnamed.nr,
+                count: unnamed.count,
             });
         }
     }
-    for unnamed in &merged.unnamed {
-        builder.notices.push(Notice::Unnamed {
-            arch: unnamed.arch,
-            nr: unnamed.nr,
-            count: unnamed.count,
-        });
-    }
 
-    // What the base profile denies explicitly, by name, and its allow rules.
-    let base_denied: BTreeSet<String> = base_rules(options)
-        .filter(|(_, r)| r.action.denies())
-        .flat_map(|(_, r)| r.all_names().map(str::to_owned))
-        .collect();
-
-    // Names that stay denied whatever the recordings say, unless `--allow`ed.
-    let forced_deny = |name: &str| {
-        !explicit.contains_key(name) && (dangerous.contains(name) || base_denied.contains(name))
-    };
-
-    // 1. Observed.
-    let mut observed_names = Vec::new();
-    for &name in &observed {
-        let count = merged.count(name);
-        if dangerous.contains(name) {
-            builder.notices.push(Notice::DangerousObserved {
-                name: name.to_string(),
-                count,
-                allowed: explicit.contains_key(name),
-            });
-        } else if base_denied.contains(name) && !explicit.contains_key(name) {
-            builder.notices.push(Notice::BaseDeniedObserved {
-                name: name.to_string(),
-                count,
-            });
-        }
-        if forced_deny(name) || explicit.contains_key(name) {
-            continue;
-        }
-        observed_names.push(name.to_string());
-        builder.reasons.insert(
-            name.to_string(),
-            Reason::Observed {
-                count,
-                per_arch: merged.by_arch(name).map(|(a, s)| (a, s.count)).collect(),
-                inputs: merged.seen_in(name).into_iter().collect(),
-            },
-        );
-    }
-    if !observed_names.is_empty() {
-        let comment = observed_comment(merged, observed_names.len());
-        builder.push(Section::Observed, observed_names, Verdict::Allow, comment);
-    }
-
-    // 1b. Translations, one rule per arch; a name goes to the first arch that needs it.
-    let mut translated: BTreeMap<String, (Vec<Arch>, Added)> = BTreeMap::new();
-    let mut per_arch: Vec<(PlannedArch, BTreeMap<String, Added>)> = Vec::new();
-    for planned in &architectures {
-        let t = translate::translate(&observed, planned.arch, planned.observed);
-        for (name, harmless) in t.missing {
-            builder.notices.push(Notice::NoEquivalent {
-                name,
-                arch: planned.arch,
-                harmless,
-            });
-        }
-        let mut mine = BTreeMap::new();
-        for (name, added) in t.added {
-            if forced_deny(&name) || explicit.contains_key(&name) {
+    /// 1. Observed names, except those denied whatever happens and those `--allow`ed.
+    fn observed(&mut self) {
+        let merged = self.merged;
+        let mut names = Vec::new();
+        for &name in &self.observed.clone() {
+            let count = merged.count(name);
+            let explicit = self.explicit.contains_key(name);
+            if self.dangerous.contains(name) {
+                self.notices.push(Notice::DangerousObserved {
+                    name: name.to_string(),
+                    count,
+                    allowed: explicit,
+                });
+            } else if self.base_denied.contains(name) && !explicit {
+                self.notices.push(Notice::BaseDeniedObserved {
+                    name: name.to_string(),
+                    count,
+                });
+            }
+            if self.forced_deny(name) || explicit {
                 continue;
             }
-            match translated.get_mut(&name) {
-                Some((arches, first)) => {
-                    arches.push(planned.arch);
-                    first.from.extend(added.from);
-                }
-                None => {
-                    translated.insert(name.clone(), (vec![planned.arch], added.clone()));
-                    mine.insert(name, added);
-                }
-            }
-        }
-        per_arch.push((*planned, mine));
-    }
-    for (planned, mine) in per_arch {
-        if mine.is_empty() {
-            continue;
-        }
-        let comment = translated_comment(planned, &mine, &translated);
-        let names = mine.keys().cloned().collect();
-        builder.push(
-            Section::Translated(planned.arch),
-            names,
-            Verdict::Allow,
-            comment,
-        );
-    }
-    for (name, (arches, added)) in translated {
-        builder.reasons.insert(
-            name,
-            Reason::Translated {
-                arches,
-                from: added.from.into_iter().collect(),
-                why: added.why,
-            },
-        );
-    }
-
-    // 1c. `--allow NAME --reason TEXT`.
-    for (name, why) in &explicit {
-        let count = merged.count(name);
-        let entry = dangerous.entry(name);
-        if count == 0 {
-            builder
-                .notices
-                .push(Notice::AllowedUnobserved { name: name.clone() });
-        }
-        let comment = match entry {
-            Some(e) => format!(
-                "ACCEPTED RISK: {name} is dangerous ({}) and is allowed with --allow because: {why}",
-                e.reason.trim_end_matches('.')
-            ),
-            None if count == 0 => format!("Allowed with --allow although never observed: {why}"),
-            None => format!("Allowed with --allow: {why}"),
-        };
-        builder.reasons.insert(
-            name.clone(),
-            Reason::ExplicitAllow {
-                why: why.clone(),
-                dangerous: entry.is_some(),
-                count,
-            },
-        );
-        builder.push(
-            Section::ExplicitAllow(name.clone()),
-            vec![name.clone()],
-            Verdict::Allow,
-            comment,
-        );
-    }
-
-    // 1d. What the base allowed but nobody observed: listed, kept on request.
-    let mut unobserved_base_allows = BTreeSet::new();
-    for (index, rule) in base_rules(options).filter(|(_, r)| !r.action.denies()) {
-        let names: Vec<String> = rule
-            .all_names()
-            .filter(|n| !observed.contains(n))
-            .map(str::to_owned)
-            .collect();
-        unobserved_base_allows.extend(names.iter().cloned());
-        if !options.keep_base_allows {
-            continue;
-        }
-        let Some(verdict) = verdict_of(rule, &mut builder.notices) else {
-            continue;
-        };
-        let names: Vec<String> = names
-            .into_iter()
-            .filter(|n| !forced_deny(n) && !builder.reasons.contains_key(n))
-            .collect();
-        if names.is_empty() {
-            continue;
-        }
-        let comment = base_comment(
-            options,
-            rule,
-            "allowed by the base profile, kept with --keep-base-allows",
-        );
-        for name in &names {
-            builder.reasons.insert(
-                name.clone(),
-                Reason::BaseAllow {
-                    comment: comment.clone(),
+            names.push(name.to_string());
+            self.reasons.insert(
+                name.to_string(),
+                Reason::Observed {
+                    count,
+                    per_arch: merged.by_arch(name).map(|(a, s)| (a, s.count)).collect(),
+                    inputs: merged.seen_in(name).into_iter().collect(),
                 },
             );
         }
-        builder.push_with_args(Section::BaseAllow(index), names, verdict, rule, comment);
-    }
-    if !unobserved_base_allows.is_empty() {
-        builder.notices.push(Notice::BaseAllowsUnobserved {
-            names: unobserved_base_allows.into_iter().collect(),
-            kept: options.keep_base_allows,
-        });
+        if !names.is_empty() {
+            let comment = observed_comment(merged, names.len());
+            self.push(Section::Observed, names, Verdict::Allow, comment);
+        }
     }
 
-    // 2. Baseline, with the `*_time64` twins of its entries on 32-bit arches.
-    if options.baseline {
+    /// 1b. Translations, one rule per arch; a name goes to the first arch that needs it.
+    fn translated(&mut self) {
+        let mut translated: BTreeMap<String, (Vec<Arch>, Added)> = BTreeMap::new();
+        let mut per_arch: Vec<(PlannedArch, BTreeMap<String, Added>)> = Vec::new();
+        for planned in self.architectures.clone() {
+            let t = translate::translate(&self.observed, planned.arch, planned.observed);
+            for (name, harmless) in t.missing {
+                self.notices.push(Notice::NoEquivalent {
+                    name,
+                    arch: planned.arch,
+                    harmless,
+                });
+            }
+            let mut mine = BTreeMap::new();
+            for (name, added) in t.added {
+                if self.forced_deny(&name) || self.explicit.contains_key(&name) {
+                    continue;
+                }
+                match translated.get_mut(&name) {
+                    Some((arches, first)) => {
+                        arches.push(planned.arch);
+                        first.from.extend(added.from);
+                    }
+                    None => {
+                        translated.insert(name.clone(), (vec![planned.arch], added.clone()));
+                        mine.insert(name, added);
+                    }
+                }
+            }
+            per_arch.push((planned, mine));
+        }
+        for (planned, mine) in per_arch {
+            if mine.is_empty() {
+                continue;
+            }
+            let comment = translated_comment(planned, &mine, &translated);
+            let names = mine.keys().cloned().collect();
+            self.push(
+                Section::Translated(planned.arch),
+                names,
+                Verdict::Allow,
+                comment,
+            );
+        }
+        for (name, (arches, added)) in translated {
+            self.reasons.insert(
+                name,
+                Reason::Translated {
+                    arches,
+                    from: added.from.into_iter().collect(),
+                    why: added.why,
+                },
+            );
+        }
+    }
+
+    /// 1c. `--allow NAME --reason TEXT`.
+    fn explicit_allows(&mut self) {
+        for (name, why) in self.explicit.clone() {
+            let count = self.merged.count(&name);
+            let entry = self.dangerous.entry(&name);
+            if count == 0 {
+                self.notices
+                    .push(Notice::AllowedUnobserved { name: name.clone() });
+            }
+            let comment = match entry {
+                Some(e) => format!(
+                    "ACCEPTED RISK: {name} is dangerous ({}) and is allowed with --allow because: {why}",
+                    e.reason.trim_end_matches('.')
+                ),
+                None if count == 0 => {
+                    format!("Allowed with --allow although never observed: {why}")
+                }
+                None => format!("Allowed with --allow: {why}"),
+            };
+            self.reasons.insert(
+                name.clone(),
+                Reason::ExplicitAllow {
+                    why: why.clone(),
+                    dangerous: entry.is_some(),
+                    count,
+                },
+            );
+            self.push(
+                Section::ExplicitAllow(name.clone()),
+                vec![name],
+                Verdict::Allow,
+                comment,
+            );
+        }
+    }
+
+    /// 1d. What the base allowed but nobody observed: listed, kept on request.
+    fn base_allows(&mut self) {
+        let options = self.options;
+        let mut unobserved = BTreeSet::new();
+        for (index, rule) in base_rules(options).filter(|(_, r)| !r.action.denies()) {
+            let names: Vec<String> = rule
+                .all_names()
+                .filter(|n| !self.observed.contains(n))
+                .map(str::to_owned)
+                .collect();
+            unobserved.extend(names.iter().cloned());
+            if !options.keep_base_allows {
+                continue;
+            }
+            let Some(verdict) = verdict_of(rule, &mut self.notices) else {
+                continue;
+            };
+            let names: Vec<String> = names
+                .into_iter()
+                .filter(|n| !self.forced_deny(n) && !self.reasons.contains_key(n))
+                .collect();
+            if names.is_empty() {
+                continue;
+            }
+            let comment = base_comment(
+                options,
+                rule,
+                "allowed by the base profile, kept with --keep-base-allows",
+            );
+            for name in &names {
+                self.reasons.insert(
+                    name.clone(),
+                    Reason::BaseAllow {
+                        comment: comment.clone(),
+                    },
+                );
+            }
+            self.push_with_args(Section::BaseAllow(index), names, verdict, rule, comment);
+        }
+        if !unobserved.is_empty() {
+            self.notices.push(Notice::BaseAllowsUnobserved {
+                names: unobserved.into_iter().collect(),
+                kept: options.keep_base_allows,
+            });
+        }
+    }
+
+    /// 2. Baseline, with the `*_time64` twins of its entries on 32-bit arches.
+    fn baseline(&mut self) {
+        if !self.options.baseline {
+            return;
+        }
         let tables = policy::translations();
         let mut entries: Vec<(String, String, String)> = Vec::new();
         for (group, entry) in policy::baseline().entries() {
@@ -231,15 +301,13 @@ pub fn plan(merged: &Merged, options: &ProfileOptions) -> Result<ProfilePlan, Pr
             }
         }
         for (name, group, why) in entries {
-            let exists = listed.iter().any(|a| a.has_syscall(&name));
-            if !exists || forced_deny(&name) || builder.reasons.contains_key(&name) {
+            if !self.exists(&name) || self.forced_deny(&name) || self.reasons.contains_key(&name) {
                 continue;
             }
             let comment = format!("Baseline ({group}): {name}: {why}");
-            builder
-                .reasons
+            self.reasons
                 .insert(name.clone(), Reason::Baseline { group, why });
-            builder.push(
+            self.push(
                 Section::Baseline(name.clone()),
                 vec![name],
                 Verdict::Allow,
@@ -248,83 +316,92 @@ pub fn plan(merged: &Merged, options: &ProfileOptions) -> Result<ProfilePlan, Pr
         }
     }
 
-    // 3. Explicit denies, by dangerous category, then the base's own.
-    let allowed: BTreeSet<String> = builder.reasons.keys().cloned().collect();
-    for category in &dangerous.categories {
-        let mut names = Vec::new();
-        let mut seen = Vec::new();
-        for entry in &category.syscalls {
-            let exists = listed.iter().any(|a| a.has_syscall(&entry.name));
-            if !exists || allowed.contains(&entry.name) {
+    /// 3. Explicit denies, by dangerous category.
+    fn dangerous_denies(&mut self) {
+        let allowed: BTreeSet<String> = self.reasons.keys().cloned().collect();
+        for category in &self.dangerous.categories {
+            let mut names = Vec::new();
+            let mut seen = Vec::new();
+            for entry in &category.syscalls {
+                if !self.exists(&entry.name) || allowed.contains(&entry.name) {
+                    continue;
+                }
+                let count = self.merged.count(&entry.name);
+                if count > 0 {
+                    seen.push(format!("{} ({count} calls)", entry.name));
+                }
+                names.push(entry.name.clone());
+                self.reasons.insert(
+                    entry.name.clone(),
+                    Reason::Dangerous {
+                        category: category.title.clone(),
+                        why: entry.reason.clone(),
+                        observed: count,
+                    },
+                );
+            }
+            if names.is_empty() {
                 continue;
             }
-            let count = merged.count(&entry.name);
-            if count > 0 {
-                seen.push(format!("{} ({count} calls)", entry.name));
+            let mut comment = format!("Deny: {}. {}", category.title, category.comment);
+            if !seen.is_empty() {
+                comment.push_str(&format!(
+                    " OBSERVED in the recordings but kept denied (the workload will get EPERM; \
+                     use --allow NAME --reason TEXT to accept the risk): {}.",
+                    seen.join(", ")
+                ));
             }
-            names.push(entry.name.clone());
-            builder.reasons.insert(
-                entry.name.clone(),
-                Reason::Dangerous {
-                    category: category.title.clone(),
-                    why: entry.reason.clone(),
-                    observed: count,
+            names.sort();
+            self.push(
+                Section::DenyCategory(category.id.clone()),
+                names,
+                Verdict::Deny {
+                    errno: errno::EPERM,
                 },
+                comment,
             );
         }
-        if names.is_empty() {
-            continue;
-        }
-        let mut comment = format!("Deny: {}. {}", category.title, category.comment);
-        if !seen.is_empty() {
-            comment.push_str(&format!(
-                " OBSERVED in the recordings but kept denied (the workload will get EPERM; \
-                 use --allow NAME --reason TEXT to accept the risk): {}.",
-                seen.join(", ")
-            ));
-        }
-        names.sort();
-        builder.push(
-            Section::DenyCategory(category.id.clone()),
-            names,
-            Verdict::Deny {
-                errno: errno::EPERM,
-            },
-            comment,
-        );
-    }
-    for (index, rule) in base_rules(options).filter(|(_, r)| r.action.denies()) {
-        let names: Vec<String> = rule
-            .all_names()
-            .filter(|n| *n != "clone3" && !builder.reasons.contains_key(*n))
-            .filter(|n| listed.iter().any(|a| a.has_syscall(n)))
-            .map(str::to_owned)
-            .collect::<BTreeSet<_>>()
-            .into_iter()
-            .collect();
-        let Some(verdict) = verdict_of(rule, &mut builder.notices) else {
-            continue;
-        };
-        if names.is_empty() {
-            continue;
-        }
-        let comment = base_comment(options, rule, "explicit deny kept from the base profile");
-        for name in &names {
-            builder.reasons.insert(
-                name.clone(),
-                Reason::BaseDeny {
-                    comment: comment.clone(),
-                    observed: merged.count(name),
-                },
-            );
-        }
-        builder.push_with_args(Section::BaseDeny(index), names, verdict, rule, comment);
     }
 
-    // 4. clone3 → ENOSYS, so that glibc falls back to clone.
-    if !builder.reasons.contains_key("clone3") && listed.iter().any(|a| a.has_syscall("clone3")) {
-        builder.reasons.insert("clone3".into(), Reason::Clone3);
-        builder.push(
+    /// 3b. The base profile's own explicit denies.
+    fn base_denies(&mut self) {
+        let options = self.options;
+        for (index, rule) in base_rules(options).filter(|(_, r)| r.action.denies()) {
+            let names: Vec<String> = rule
+                .all_names()
+                .filter(|n| *n != "clone3" && !self.reasons.contains_key(*n))
+                .filter(|n| self.exists(n))
+                .map(str::to_owned)
+                .collect::<BTreeSet<_>>()
+                .into_iter()
+                .collect();
+            let Some(verdict) = verdict_of(rule, &mut self.notices) else {
+                continue;
+            };
+            if names.is_empty() {
+                continue;
+            }
+            let comment = base_comment(options, rule, "explicit deny kept from the base profile");
+            for name in &names {
+                self.reasons.insert(
+                    name.clone(),
+                    Reason::BaseDeny {
+                        comment: comment.clone(),
+                        observed: self.merged.count(name),
+                    },
+                );
+            }
+            self.push_with_args(Section::BaseDeny(index), names, verdict, rule, comment);
+        }
+    }
+
+    /// 4. clone3 → ENOSYS, so that glibc falls back to clone.
+    fn clone3(&mut self) {
+        if self.reasons.contains_key("clone3") || !self.exists("clone3") {
+            return;
+        }
+        self.reasons.insert("clone3".into(), Reason::Clone3);
+        self.push(
             Section::Clone3,
             vec!["clone3".into()],
             Verdict::Deny {
@@ -336,29 +413,24 @@ pub fn plan(merged: &Merged, options: &ProfileOptions) -> Result<ProfilePlan, Pr
         );
     }
 
-    Ok(ProfilePlan {
-        default_errno: errno::EPERM,
-        architectures,
-        rules: builder.rules,
-        reasons: builder.reasons,
-        inputs: merged.inputs.clone(),
-        notices: builder.notices,
-        programs: observed
-            .iter()
-            .map(|name| (name.to_string(), merged.programs(name)))
-            .collect(),
-        mixed_privileges: merged.mixed_privileges(),
-    })
-}
+    fn finish(self) -> ProfilePlan {
+        let merged = self.merged;
+        ProfilePlan {
+            default_errno: errno::EPERM,
+            architectures: self.architectures,
+            rules: self.rules,
+            reasons: self.reasons,
+            inputs: merged.inputs.clone(),
+            notices: self.notices,
+            programs: self
+                .observed
+                .iter()
+                .map(|name| (name.to_string(), merged.programs(name)))
+                .collect(),
+            mixed_privileges: merged.mixed_privileges(),
+        }
+    }
 
-#[derive(Default)]
-struct Builder {
-    rules: Vec<PlannedRule>,
-    reasons: BTreeMap<String, Reason>,
-    notices: Vec<Notice>,
-}
-
-impl Builder {
     fn push(
         &mut self,
         section: Section,
