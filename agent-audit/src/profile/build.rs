@@ -5,14 +5,16 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use super::args::{self, Narrowed, Seen};
 use super::merge::Merged;
 use super::model::{
     errno, Notice, PlannedArch, PlannedRule, ProfilePlan, Reason, Section, Verdict,
 };
 use super::translate::{self, Added};
 use super::{ExplicitAllow, ProfileError, ProfileOptions};
+use crate::allowlist::ArgField;
 use crate::policy::{self, DangerousSet};
-use crate::seccomp::{Action, SyscallRule};
+use crate::seccomp::{Action, ArgCondition, CompareOp, SyscallRule};
 use crate::syscalls::Arch;
 
 /// Builds the plan. Pure: the same merge and options always give the same plan.
@@ -24,6 +26,7 @@ pub fn plan(merged: &Merged, options: &ProfileOptions) -> Result<ProfilePlan, Pr
     builder.explicit_allows();
     builder.base_allows();
     builder.baseline();
+    builder.argument_rules();
     builder.dangerous_denies();
     builder.base_denies();
     builder.clone3();
@@ -47,6 +50,7 @@ struct Builder<'a> {
     rules: Vec<PlannedRule>,
     reasons: BTreeMap<String, Reason>,
     notices: Vec<Notice>,
+    arguments: BTreeMap<String, Narrowed>,
 }
 
 impl<'a> Builder<'a> {
@@ -70,6 +74,7 @@ impl<'a> Builder<'a> {
             rules: Vec::new(),
             reasons: BTreeMap::new(),
             notices: Vec::new(),
+            arguments: BTreeMap::new(),
         })
     }
 
@@ -124,6 +129,16 @@ impl<'a> Builder<'a> {
             if self.forced_deny(name) || explicit {
                 continue;
             }
+            if name == "clone3" {
+                // Its flags live in user memory where seccomp cannot compare them: ENOSYS
+                // (section 4) makes libc fall back to clone, whose rule covers them.
+                self.notices.push(Notice::Clone3Observed { count });
+                continue;
+            }
+            if name == "socketcall" {
+                self.notices
+                    .push(Notice::SocketcallNotFiltered { allowed: true });
+            }
             names.push(name.to_string());
             self.reasons.insert(
                 name.to_string(),
@@ -156,6 +171,13 @@ impl<'a> Builder<'a> {
             let mut mine = BTreeMap::new();
             for (name, added) in t.added {
                 if self.forced_deny(&name) || self.explicit.contains_key(&name) {
+                    continue;
+                }
+                if name == "socketcall" && !planned.observed {
+                    // No 32-bit socket operation was recorded, and socketcall's arguments
+                    // cannot be filtered: leave it denied.
+                    self.notices
+                        .push(Notice::SocketcallNotFiltered { allowed: false });
                     continue;
                 }
                 match translated.get_mut(&name) {
@@ -316,6 +338,116 @@ impl<'a> Builder<'a> {
         }
     }
 
+    /// 2b. Narrows `socket`, `socketpair`, `clone` and `personality` where an unconditional
+    /// allow above (observed, translated, baseline) let them through; `--allow` keeps its
+    /// unconditional rule. `clone` is also allowed, narrowed, when only clone3 was observed.
+    fn argument_rules(&mut self) {
+        let clone3_calls = self.merged.count("clone3");
+        for &name in args::NARROWED {
+            let held = self.take_unconditional(name);
+            let clone3_fallback = name == "clone"
+                && !held
+                && clone3_calls > 0
+                && !self.reasons.contains_key(name)
+                && !self.forced_deny(name)
+                && self.exists(name);
+            if !held && !clone3_fallback {
+                continue;
+            }
+            if clone3_fallback {
+                self.reasons
+                    .insert(name.into(), Reason::Clone3Fallback { clone3_calls });
+            }
+            let narrowed = self.narrow(name, clone3_fallback);
+            for what in &narrowed.dangerous_observed {
+                self.notices.push(Notice::DangerousArgumentObserved {
+                    name: name.to_string(),
+                    what: what.clone(),
+                });
+            }
+            self.push_narrowed(&narrowed);
+            self.arguments.insert(name.to_string(), narrowed);
+        }
+    }
+
+    /// Removes `name` from the unconditional allows of the observed, translated and baseline
+    /// sections; whether it was there.
+    fn take_unconditional(&mut self, name: &str) -> bool {
+        let mut found = false;
+        for rule in self.rules.iter_mut().filter(|r| {
+            r.args.is_empty()
+                && r.verdict == Verdict::Allow
+                && matches!(
+                    r.section,
+                    Section::Observed | Section::Translated(_) | Section::Baseline(_)
+                )
+        }) {
+            let before = rule.names.len();
+            rule.names.retain(|n| n != name);
+            found |= rule.names.len() != before;
+        }
+        self.rules.retain(|r| !r.names.is_empty());
+        found
+    }
+
+    /// The argument rules of `name` from what the recordings saw.
+    fn narrow(&self, name: &str, clone_unobserved: bool) -> Narrowed {
+        let records = self.merged.args(name);
+        let seen = args::seen(records.as_deref(), 0, None);
+        match name {
+            "clone" => {
+                let clone3 = (self.merged.count("clone3") > 0).then(|| {
+                    let records = self.merged.args("clone3");
+                    args::seen(records.as_deref(), 0, Some(ArgField::CloneArgsFlags))
+                });
+                let own = if clone_unobserved {
+                    Seen::Flags(0)
+                } else {
+                    seen
+                };
+                args::clone(own, clone3)
+            }
+            "personality" => args::personality(seen),
+            _ => args::socket_families(name, seen),
+        }
+    }
+
+    /// One allow rule per alternative, each with its comment.
+    fn push_narrowed(&mut self, narrowed: &Narrowed) {
+        let name = &narrowed.name;
+        let summary = format!("{name}: allowed for {}. {}", narrowed.allows, narrowed.why);
+        if narrowed.rules.is_empty() {
+            self.push(
+                Section::Arguments(name.clone()),
+                vec![name.clone()],
+                Verdict::Allow,
+                summary,
+            );
+            return;
+        }
+        let total = narrowed.rules.len();
+        for (i, conditions) in narrowed.rules.iter().enumerate() {
+            let comment = if i == 0 {
+                summary.clone()
+            } else {
+                format!(
+                    "{name}, alternative {} of {total} (rules for one name are ORed): {}",
+                    i + 1,
+                    describe_conditions(conditions)
+                )
+            };
+            self.push(
+                Section::Arguments(name.clone()),
+                vec![name.clone()],
+                Verdict::Allow,
+                comment,
+            );
+            if let Some(rule) = self.rules.last_mut() {
+                rule.args = conditions.clone();
+            }
+        }
+    }
+
     /// 3. Explicit denies, by dangerous category.
     fn dangerous_denies(&mut self) {
         let allowed: BTreeSet<String> = self.reasons.keys().cloned().collect();
@@ -400,6 +532,19 @@ impl<'a> Builder<'a> {
         if self.reasons.contains_key("clone3") || !self.exists("clone3") {
             return;
         }
+        let count = self.merged.count("clone3");
+        let comment = if count > 0 {
+            format!(
+                "clone3 was observed ({count} calls) but fails with ENOSYS: its flags live in \
+                 user memory where seccomp cannot compare them, so glibc and other runtimes fall \
+                 back to clone, whose rule allows the flags clone3 was seen to use (--allow \
+                 clone3 --reason TEXT overrides)"
+            )
+        } else {
+            "clone3 was not observed: fail it with ENOSYS (not EPERM) so that glibc and other \
+             runtimes fall back to clone, which the profile allows"
+                .into()
+        };
         self.reasons.insert("clone3".into(), Reason::Clone3);
         self.push(
             Section::Clone3,
@@ -407,9 +552,7 @@ impl<'a> Builder<'a> {
             Verdict::Deny {
                 errno: errno::ENOSYS,
             },
-            "clone3 was not observed: fail it with ENOSYS (not EPERM) so that glibc and other \
-             runtimes fall back to clone, which the profile allows"
-                .into(),
+            comment,
         );
     }
 
@@ -428,6 +571,7 @@ impl<'a> Builder<'a> {
                 .map(|name| (name.to_string(), merged.programs(name)))
                 .collect(),
             mixed_privileges: merged.mixed_privileges(),
+            arguments: self.arguments,
         }
     }
 
@@ -546,6 +690,30 @@ fn verdict_of(rule: &SyscallRule, notices: &mut Vec<Notice>) -> Option<Verdict> 
         }
     };
     Some(verdict)
+}
+
+/// `arg0 == 2`, `(arg0 & 0x7e020000) == 0`.
+fn describe_conditions(conditions: &[ArgCondition]) -> String {
+    conditions
+        .iter()
+        .map(|c| match c.op {
+            CompareOp::MaskedEqual => {
+                format!("(arg{} & {:#x}) == {:#x}", c.index, c.value, c.value_two)
+            }
+            op => {
+                let sign = match op {
+                    CompareOp::NotEqual => "!=",
+                    CompareOp::Less => "<",
+                    CompareOp::LessOrEqual => "<=",
+                    CompareOp::Equal => "==",
+                    CompareOp::GreaterOrEqual => ">=",
+                    _ => ">",
+                };
+                format!("arg{} {sign} {}", c.index, c.value)
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(" && ")
 }
 
 fn base_comment(options: &ProfileOptions, rule: &SyscallRule, what: &str) -> String {

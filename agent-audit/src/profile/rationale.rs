@@ -256,6 +256,22 @@ pub fn notice_lines(plan: &ProfilePlan) -> Vec<String> {
             Notice::AllowedUnobserved { name } => {
                 format!("`{name}` is allowed by --allow but was never observed")
             }
+            Notice::DangerousArgumentObserved { name, what } => format!(
+                "DANGEROUS argument of `{name}` was observed and is ALLOWED because the \
+                 workload used it: {what}"
+            ),
+            Notice::Clone3Observed { count } => format!(
+                "`clone3` was observed ({count} calls) but fails with ENOSYS (its flags cannot be \
+                 filtered); libc falls back to `clone`, whose rule allows the same flags \
+                 (--allow clone3 --reason TEXT to allow it unconditionally)"
+            ),
+            Notice::SocketcallNotFiltered { allowed: true } => "i386 `socketcall` is allowed \
+                 unconditionally: it passes its arguments through memory, so no rule can \
+                 restrict its socket families"
+                .to_string(),
+            Notice::SocketcallNotFiltered { allowed: false } => "i386 `socketcall` stays denied: \
+                 no 32-bit socket operation was recorded and its arguments cannot be filtered"
+                .to_string(),
             Notice::BaseRuleDropped { names, action } => format!(
                 "a base rule with action {action} was not carried over: {}",
                 names.join(", ")
@@ -271,6 +287,7 @@ fn section_title(section: &Section) -> String {
         Section::ExplicitAllow(name) => format!("allow: --allow {name}"),
         Section::BaseAllow(i) => format!("allow: base profile rule {}", i + 1),
         Section::Baseline(name) => format!("allow: baseline {name}"),
+        Section::Arguments(name) => format!("allow: {name} if its arguments match"),
         Section::DenyCategory(id) => format!("deny: {id}"),
         Section::BaseDeny(i) => format!("deny: base profile rule {}", i + 1),
         Section::Clone3 => "deny: clone3 with ENOSYS".into(),

@@ -2,7 +2,7 @@ use std::collections::BTreeSet;
 
 use super::model::{errno, Notice, Reason, Section, Verdict};
 use super::*;
-use crate::seccomp::Action;
+use crate::seccomp::{Action, SeccompProfile};
 
 /// An allowlist that saw `calls` (arch, name, count).
 fn recording(spec: &str, calls: &[(Arch, &str, u64)]) -> Allowlist {
@@ -157,15 +157,200 @@ fn allow_errors_are_clear() {
 }
 
 #[test]
-fn clone3_is_allowed_when_observed() {
+fn clone3_fails_with_enosys_even_when_observed_and_clone_stands_in() {
     let mut runs = two_runs();
     runs.push((
         "c.json".into(),
         recording("c", &[(Arch::X86_64, "clone3", 2)]),
     ));
-    let plan = generate(runs, &options());
+    let plan = generate(runs.clone(), &options());
+    assert!(!plan.allowed_names().contains(&"clone3"));
+    let clone3 = plan
+        .rules
+        .iter()
+        .find(|r| r.section == Section::Clone3)
+        .unwrap();
+    assert_eq!(
+        clone3.verdict,
+        Verdict::Deny {
+            errno: errno::ENOSYS
+        }
+    );
+    assert!(plan.notices.contains(&Notice::Clone3Observed { count: 2 }));
+    // glibc falls back to clone: allowed, without namespace flags.
+    assert_eq!(
+        plan.reasons["clone"],
+        Reason::Clone3Fallback { clone3_calls: 2 }
+    );
+    let profile = oci::to_seccomp_profile(&plan);
+    assert!(allows(&profile, "clone", 0x3d0f00));
+    assert!(!allows(&profile, "clone", 0x1000_0011));
+    // --allow overrides.
+    let mut opts = options();
+    opts.allows.push(ExplicitAllow {
+        name: "clone3".into(),
+        reason: "the runtime needs it".into(),
+    });
+    let plan = generate(runs, &opts);
     assert!(plan.allowed_names().contains(&"clone3"));
     assert!(!plan.rules.iter().any(|r| r.section == Section::Clone3));
+}
+
+/// Whether `profile` lets `name` run with first argument `arg0`, evaluated as libseccomp
+/// does on a 64-bit arch (an unconditional rule wins; conditional rules are ORed).
+fn allows(profile: &SeccompProfile, name: &str, arg0: u64) -> bool {
+    let rules: Vec<_> = profile
+        .syscalls
+        .iter()
+        .filter(|r| r.all_names().any(|n| n == name))
+        .collect();
+    if let Some(r) = rules.iter().find(|r| r.args.is_empty()) {
+        return !r.action.denies();
+    }
+    rules
+        .iter()
+        .filter(|r| r.args.iter().all(|c| c.index != 0 || c.matches(arg0)))
+        .any(|r| !r.action.denies())
+}
+
+fn with_args(mut list: Allowlist, name: &str, args: Vec<crate::allowlist::ArgRecord>) -> Allowlist {
+    for entry in list
+        .syscalls
+        .iter_mut()
+        .filter(|s| s.name.as_deref() == Some(name))
+    {
+        entry.args = args.clone();
+    }
+    list
+}
+
+fn workload() -> Allowlist {
+    use Arch::X86_64 as X;
+    recording(
+        "w",
+        &[
+            (X, "read", 5),
+            (X, "socket", 3),
+            (X, "clone", 2),
+            (X, "clone3", 4),
+            (X, "personality", 1),
+        ],
+    )
+}
+
+#[test]
+fn without_recorded_arguments_the_rules_are_at_least_dockers() {
+    let plan = generate(vec![("w.json".into(), workload())], &options());
+    let profile = oci::to_seccomp_profile(&plan);
+    for rule in profile.syscalls.iter().filter(|r| r.args.is_empty()) {
+        for name in ["socket", "clone", "personality"] {
+            assert!(
+                !rule.all_names().any(|n| n == name) || rule.action.denies(),
+                "{name}"
+            );
+        }
+    }
+    for (name, arg, allowed) in [
+        ("socket", 1, true),
+        ("socket", 2, true),
+        ("socket", 10, true),
+        ("socket", 16, true),
+        ("socket", 38, false),
+        ("socket", 40, false),
+        ("socket", 17, false),
+        ("socket", 0x1_0000_0028, false),
+        ("clone", 0x1200011, true),
+        ("clone", 0x1000_0011, false),
+        ("clone", 0x20011, false),
+        ("personality", 0xffff_ffff, true),
+        ("personality", 0, true),
+        ("personality", 0x40_0000, false),
+        ("clone3", 0, false),
+    ] {
+        assert_eq!(allows(&profile, name, arg), allowed, "{name}({arg:#x})");
+    }
+    // One index per rule, so runc does not split (and loosen) any of them.
+    for rule in &profile.syscalls {
+        assert!(rule.repeated_indexes().is_empty(), "{:?}", rule.names);
+    }
+    assert!(plan.arguments.contains_key("socket"));
+    let compiled = crate::seccomp::compile::build_filter(&profile, &[Arch::X86_64, Arch::X86]);
+    let refused: Vec<_> = compiled
+        .unwrap()
+        .skipped
+        .into_iter()
+        .filter(|s| s.reason != crate::seccomp::compile::SkipReason::SameAsDefault)
+        .collect();
+    assert!(refused.is_empty(), "{refused:?}");
+}
+
+#[test]
+fn recorded_arguments_narrow_the_rules_to_what_was_seen() {
+    use crate::allowlist::{ArgField, ArgRecord};
+    let list = workload();
+    let list = with_args(
+        list,
+        "socket",
+        vec![ArgRecord::values(0, None, [(1, 2), (2, 1)], false)],
+    );
+    let list = with_args(
+        list,
+        "clone",
+        vec![ArgRecord::flags(0, None, 0x1200000, false)],
+    );
+    let list = with_args(
+        list,
+        "clone3",
+        vec![ArgRecord::flags(
+            0,
+            Some(ArgField::CloneArgsFlags),
+            0x3d0f00,
+            false,
+        )],
+    );
+    let list = with_args(
+        list,
+        "personality",
+        vec![ArgRecord::values(0, None, [(0x40000, 1)], false)],
+    );
+    let plan = generate(vec![("w.json".into(), list)], &options());
+    let profile = oci::to_seccomp_profile(&plan);
+    for (name, arg, allowed) in [
+        ("socket", 1, true),
+        ("socket", 2, true),
+        ("socket", 10, false),
+        ("socket", 16, false),
+        ("socket", 38, false),
+        ("clone", 0x1200011, true),
+        ("clone", 0x3d0f00, true),
+        ("clone", 0x1000_0011, false),
+        ("personality", 0x40000, true),
+        ("personality", 0xffff_ffff, true),
+        ("personality", 0x40_0000, false),
+    ] {
+        assert_eq!(allows(&profile, name, arg), allowed, "{name}({arg:#x})");
+    }
+    assert!(plan.notices.iter().any(|n| matches!(n,
+        Notice::DangerousArgumentObserved { name, .. } if name == "personality")));
+    // An overflowing set narrows nothing beyond the defaults.
+    let list = with_args(
+        workload(),
+        "socket",
+        vec![ArgRecord::values(0, None, [(1, 2)], true)],
+    );
+    let profile = oci::to_seccomp_profile(&generate(vec![("w.json".into(), list)], &options()));
+    assert!(allows(&profile, "socket", 10) && !allows(&profile, "socket", 40));
+}
+
+#[test]
+fn socketcall_is_not_translated_without_32_bit_socket_calls() {
+    let mut opts = options();
+    opts.extra_arches = vec![Arch::X86];
+    let plan = generate(vec![("w.json".into(), workload())], &opts);
+    assert!(!plan.allowed_names().contains(&"socketcall"));
+    assert!(plan
+        .notices
+        .contains(&Notice::SocketcallNotFiltered { allowed: false }));
 }
 
 #[test]
