@@ -2,7 +2,8 @@
 //! do it, so that `check` can tell whether a profile compiles for each of its arches and
 //! `verify` can load the very same filter.
 //!
-//! Like runc, names libseccomp does not know are skipped (the rule then has no effect, which for
+//! Like runc, a rule comparing one argument index twice becomes one rule per condition (ORed),
+//! names libseccomp does not know are skipped (the rule then has no effect, which for
 //! an allow means the call is denied), and rules whose action equals the default action are
 //! skipped (libseccomp refuses them). Both are returned as [`Skipped`] entries, never silently.
 
@@ -184,9 +185,19 @@ pub fn build_filter(
                 continue;
             };
             let result = if conditions.is_empty() {
-                context.add_rule(action, syscall)
+                context.add_rule(action, syscall).map(|_| ())
+            } else if rule.repeated_indexes().is_empty() {
+                context
+                    .add_rule_conditional(action, syscall, &conditions)
+                    .map(|_| ())
             } else {
-                context.add_rule_conditional(action, syscall, &conditions)
+                // runc (`matchCall`): an index compared twice turns every condition into a
+                // rule of its own, so they are ORed.
+                conditions.iter().try_for_each(|c| {
+                    context
+                        .add_rule_conditional(action, syscall, std::slice::from_ref(c))
+                        .map(|_| ())
+                })
             };
             if let Err(e) = result {
                 skipped.push(skip(SkipReason::Refused(e.to_string())));

@@ -16,7 +16,6 @@ pub use probes::ProbeResult;
 
 use crate::allowlist::{Allowlist, AllowlistError};
 use crate::bpf::{AttachMode, CounterOptions};
-use crate::diff::Side;
 use crate::fsutil::{self, OutputError};
 use crate::run::CommandSession;
 use crate::seccomp::compile::{self, CompileError, SkipReason, Skipped};
@@ -59,6 +58,10 @@ pub struct Denied {
     /// syscall the workload was seen to need).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub observed_in_allowlist: Option<bool>,
+    /// The profile fails this call with ENOSYS on purpose so that libc falls back to an
+    /// equivalent call it can filter (`clone3` → `clone`): expected, not a failure.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub fallback: bool,
 }
 
 /// The outcome, also written as JSON with `--out`.
@@ -82,7 +85,8 @@ pub struct VerifyReport {
     /// default action applies to their names, which is what they ask for.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub not_in_filter: Vec<String>,
-    /// The command succeeded, nothing was denied and every probe got its errno.
+    /// The command succeeded, nothing was denied (but ENOSYS fallbacks) and every probe got
+    /// what it must.
     pub passed: bool,
 }
 
@@ -171,22 +175,15 @@ pub fn verify(opts: &VerifyOptions) -> Result<VerifyReport, Error> {
 
     let mut exits = exits.syscalls;
     discount_cgroup_join(&mut exits);
-    let denied = denied_calls(&entries.syscalls, &exits, allowlist.as_ref());
+    let mut denied = denied_calls(&entries.syscalls, &exits, allowlist.as_ref());
+    mark_fallbacks(&mut denied, &profile);
     let probes = if opts.probe_dangerous {
-        let side = Side::from_profile(&opts.profile, &profile);
-        probes::run(&program, |name| {
-            let effect = side.effects.get(name).copied().unwrap_or(side.default);
-            if name == "clone3" && effect.errno == Some(probes::ENOSYS as u32) {
-                probes::ENOSYS
-            } else {
-                probes::EPERM
-            }
-        })
-        .map_err(VerifyError::Probes)?
+        probes::run(&program, &profile, &probes::probes(&profile)).map_err(VerifyError::Probes)?
     } else {
         Vec::new()
     };
-    let passed = exit_status == 0 && denied.is_empty() && probes.iter().all(|p| p.ok);
+    let passed =
+        exit_status == 0 && denied.iter().all(|d| d.fallback) && probes.iter().all(|p| p.ok);
     let report = VerifyReport {
         schema: VERIFY_SCHEMA_V1,
         profile: opts.profile.clone(),
@@ -250,6 +247,17 @@ fn discount_cgroup_join(exits: &mut [(Arch, u32, u64)]) {
     }
 }
 
+/// Marks `clone3` refusals the profile makes with ENOSYS: libc then uses `clone`.
+fn mark_fallbacks(denied: &mut [Denied], profile: &SeccompProfile) {
+    for d in denied
+        .iter_mut()
+        .filter(|d| d.name.as_deref() == Some("clone3"))
+    {
+        let outcome = crate::seccomp::evaluate::outcome(profile, "clone3", &[0; 6]);
+        d.fallback = outcome.errno == Some(probes::ENOSYS as u32);
+    }
+}
+
 /// Calls that exited more often than they entered: refused before `sys_enter`.
 fn denied_calls(
     entries: &[(Arch, u32, u64)],
@@ -282,6 +290,7 @@ fn denied_calls(
                 name: arch.syscall_name(nr).map(str::to_owned),
                 nr,
                 count,
+                fallback: false,
                 observed_in_allowlist: allowlist
                     .map(|l| l.syscalls.iter().any(|s| s.arch == arch && s.nr == nr)),
             })
@@ -307,6 +316,15 @@ impl VerifyReport {
             let _ = writeln!(s, "denied by the profile:");
             for d in &self.denied {
                 let name = d.name.clone().unwrap_or_else(|| format!("#{}", d.nr));
+                if d.fallback {
+                    let _ = writeln!(
+                        s,
+                        "  {name} [{}] x{} (ENOSYS by design: libc falls back to clone, which \
+                         the profile filters)",
+                        d.arch, d.count
+                    );
+                    continue;
+                }
                 let seen = match d.observed_in_allowlist {
                     Some(true) => " (observed when recording: the profile dropped it)",
                     Some(false) => " (not in the allowlist)",
@@ -315,16 +333,34 @@ impl VerifyReport {
                 let _ = writeln!(s, "  {name} [{}] x{}{seen}", d.arch, d.count);
             }
         }
+        let mut working = 0;
         for p in &self.probes {
+            if p.expect == probes::Expect::Works && p.ok {
+                working += 1;
+                continue;
+            }
+            let want = match p.expect {
+                probes::Expect::Refused => {
+                    format!("want {}; {} if allowed", p.expected_errno, p.if_allowed)
+                }
+                probes::Expect::Works => "must not be refused".into(),
+            };
             let _ = writeln!(
                 s,
-                "probe {:<18} {} (got errno {}, want {}; {} if allowed)",
-                p.syscall,
+                "probe {:<34} {} (got errno {}, {want})",
+                p.probe,
                 if p.ok { "ok  " } else { "FAIL" },
                 p.errno,
-                p.expected_errno,
-                p.if_allowed
             );
+        }
+        if working > 0 {
+            let names: Vec<&str> = self
+                .probes
+                .iter()
+                .filter(|p| p.expect == probes::Expect::Works && p.ok)
+                .map(|p| p.probe.as_str())
+                .collect();
+            let _ = writeln!(s, "probes that must work, and do: {}", names.join(", "));
         }
         if !self.not_in_filter.is_empty() {
             let _ = writeln!(
