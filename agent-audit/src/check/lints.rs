@@ -65,6 +65,7 @@ pub(super) fn run(profile: &SeccompProfile, arches: &ListedArches) -> Vec<Findin
     clone3(&ctx, &mut out);
     time64_twins(&ctx, &mut out);
     compiles(&ctx, &mut out);
+    super::arguments::run(profile, &arches.supported, &mut out);
     out
 }
 
@@ -107,7 +108,12 @@ impl<'a> Context<'a> {
     }
 }
 
-fn finding(severity: Severity, code: &'static str, message: String, names: Vec<String>) -> Finding {
+pub(super) fn finding(
+    severity: Severity,
+    code: &'static str,
+    message: String,
+    names: Vec<String>,
+) -> Finding {
     Finding {
         severity,
         code,
@@ -117,7 +123,7 @@ fn finding(severity: Severity, code: &'static str, message: String, names: Vec<S
     }
 }
 
-fn sorted<'s>(names: impl IntoIterator<Item = &'s str>) -> Vec<String> {
+pub(super) fn sorted<'s>(names: impl IntoIterator<Item = &'s str>) -> Vec<String> {
     names
         .into_iter()
         .map(str::to_owned)

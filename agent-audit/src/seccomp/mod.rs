@@ -418,7 +418,7 @@ impl SeccompProfile {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     const FIXTURE: &str =
