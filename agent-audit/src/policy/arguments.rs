@@ -15,6 +15,8 @@ pub struct ArgumentRules {
     pub clone_namespace_flags: NamedValues,
     /// `personality` values that are always allowed.
     pub personality_safe: NamedValues,
+    /// `ioctl` requests refused unless observed.
+    pub ioctl_dangerous: NamedValues,
 }
 
 /// Address families.

@@ -130,7 +130,18 @@ mod tests {
             [0, 8, 0x20000, 0x20008, 0xffff_ffff],
             "Docker's list"
         );
-        for list in [&rules.clone_namespace_flags, &rules.personality_safe] {
+        let ioctl: Vec<u64> = rules
+            .ioctl_dangerous
+            .values
+            .iter()
+            .map(|v| v.value)
+            .collect();
+        assert_eq!(ioctl, [0x5412, 0x541C], "TIOCSTI, TIOCLINUX");
+        for list in [
+            &rules.clone_namespace_flags,
+            &rules.personality_safe,
+            &rules.ioctl_dangerous,
+        ] {
             assert_reason("argument list", "comment", &list.comment);
             for v in &list.values {
                 assert_reason("argument value", &v.name, &v.reason);

@@ -21,7 +21,20 @@ use crate::policy::{self, NamedValue};
 use crate::seccomp::{ArgCondition, CompareOp};
 
 /// Names whose allow rules are narrowed by argument.
-pub const NARROWED: &[&str] = &["socket", "socketpair", "clone", "personality"];
+pub const NARROWED: &[&str] = &["socket", "socketpair", "clone", "personality", "ioctl"];
+
+/// The kernel reads ioctl's request as an unsigned int.
+const LOW_32_BITS: u64 = 0xffff_ffff;
+
+/// How far recorded values narrow the rules that have a safe default (`--args`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum ArgsMode {
+    /// Dangerous values refused unless observed; other values of `ioctl` allowed.
+    #[default]
+    Default,
+    /// Only the observed `ioctl` requests are allowed (when they were recorded completely).
+    Strict,
+}
 
 /// What the recordings said about one argument.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -238,6 +251,129 @@ pub fn personality(seen: Seen) -> Narrowed {
     }
 }
 
+/// `ioctl`: every request but the dangerous ones not observed, or (strict) only the observed
+/// ones. Requests are compared on their low 32 bits, as the kernel reads them.
+pub fn ioctl(seen: Seen, mode: ArgsMode) -> Narrowed {
+    let dangerous = &policy::argument_rules().ioctl_dangerous;
+    let name_of = |v: u64| {
+        dangerous
+            .values
+            .iter()
+            .find(|d| d.value == v)
+            .map_or(format!("{v:#x}"), |d| format!("{} ({v:#x})", d.name))
+    };
+    let observed: Vec<u64> = match &seen {
+        Seen::Values(values) => values.iter().map(|&(v, _)| v).collect(),
+        _ => Vec::new(),
+    };
+    let dangerous_observed: Vec<String> = observed
+        .iter()
+        .filter(|v| dangerous.values.iter().any(|d| d.value == **v))
+        .map(|&v| format!("ioctl {}", name_of(v)))
+        .collect();
+    if mode == ArgsMode::Strict && matches!(seen, Seen::Values(_)) {
+        return Narrowed {
+            name: "ioctl".into(),
+            allows: format!(
+                "only {}",
+                observed
+                    .iter()
+                    .map(|&v| name_of(v))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+            why: format!(
+                "--args strict: ioctl is allowed only for the {} requests the recordings saw, \
+                 compared on their low 32 bits (the kernel ignores the rest).",
+                observed.len()
+            ),
+            rules: observed
+                .iter()
+                .map(|&v| vec![ArgCondition::masked_eq(1, LOW_32_BITS, v)])
+                .collect(),
+            seen,
+            dangerous_observed,
+        };
+    }
+    let refused: Vec<u64> = dangerous
+        .values
+        .iter()
+        .map(|d| d.value)
+        .filter(|v| !observed.contains(v))
+        .collect();
+    let why = format!(
+        "ioctl is allowed for every request except {} ({}); each alternative compares the \
+         request's low 32 bits under a mask, so no upper bit gets a refused request through. {}",
+        if refused.is_empty() {
+            "none: the dangerous ones were observed".to_string()
+        } else {
+            refused
+                .iter()
+                .map(|&v| name_of(v))
+                .collect::<Vec<_>>()
+                .join(", ")
+        },
+        match &seen {
+            Seen::Values(v) => format!("{} distinct requests observed", v.len()),
+            other => unknown_why(other).to_string(),
+        },
+        dangerous.comment
+    );
+    Narrowed {
+        name: "ioctl".into(),
+        allows: if refused.is_empty() {
+            "any request".into()
+        } else {
+            format!(
+                "any request but {}",
+                refused
+                    .iter()
+                    .map(|&v| name_of(v))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )
+        },
+        rules: all_but_low_32(1, &refused),
+        seen,
+        why,
+        dangerous_observed,
+    }
+}
+
+/// Rules (ORed, one MASKED_EQ each) that match every value whose low 32 bits are none of
+/// `excluded`: "!= a AND != b" on one index cannot be one rule under runc. A value differs from
+/// all excluded values at a bit where they all agree (one rule per such bit), or agrees there
+/// and takes, on the bits where they differ, a pattern none of them has (one rule per pattern).
+fn all_but_low_32(index: u32, excluded: &[u64]) -> Vec<Vec<ArgCondition>> {
+    let Some(&first) = excluded.first() else {
+        return Vec::new();
+    };
+    let differing = excluded
+        .iter()
+        .fold(0u64, |acc, &v| acc | ((v ^ first) & LOW_32_BITS));
+    let common = LOW_32_BITS & !differing;
+    let mut rules: Vec<Vec<ArgCondition>> = (0..32)
+        .map(|bit| 1u64 << bit)
+        .filter(|bit| common & bit != 0)
+        .map(|bit| vec![ArgCondition::masked_eq(index, bit, !first & bit)])
+        .collect();
+    let bits: Vec<u64> = (0..32)
+        .map(|b| 1u64 << b)
+        .filter(|b| differing & b != 0)
+        .collect();
+    for pattern in 0..(1u64 << bits.len()) {
+        let value = bits
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| pattern & (1 << i) != 0)
+            .fold(first & common, |acc, (_, &b)| acc | b);
+        if !excluded.iter().any(|&e| e & LOW_32_BITS == value) {
+            rules.push(vec![ArgCondition::masked_eq(index, LOW_32_BITS, value)]);
+        }
+    }
+    rules
+}
+
 /// One rule per value when the set is small, otherwise `LT` the first gap plus one `EQ` per
 /// value above it. Never GT/NE: see the module documentation.
 fn exact_values(index: u32, allowed: &[u64]) -> Vec<Vec<ArgCondition>> {
@@ -371,6 +507,47 @@ mod tests {
         // clone3's flags unknown: Docker's mask.
         let n = clone(Seen::Flags(NEWNS), Some(Seen::Unknown));
         assert!(!allows(&n, NEWNS));
+    }
+
+    fn allows_arg1(n: &Narrowed, arg: u64) -> bool {
+        n.rules.iter().any(|r| r.iter().all(|c| c.matches(arg)))
+    }
+
+    #[test]
+    fn ioctl_refuses_tiocsti_and_tioclinux_on_their_low_32_bits() {
+        let n = ioctl(Seen::Unknown, ArgsMode::Default);
+        for request in [
+            0x5401,
+            0x5413,
+            0x541b,
+            0x541d,
+            0x8004_5430,
+            0xffff_ffff_8004_5430,
+            0,
+        ] {
+            assert!(allows_arg1(&n, request), "{request:#x}");
+        }
+        for request in [0x5412, 0x541c, 0x1_0000_5412, 0xffff_ffff_0000_541c] {
+            assert!(!allows_arg1(&n, request), "{request:#x}");
+        }
+        assert!(n.rules.iter().all(|r| r.len() == 1 && r[0].index == 1));
+        assert_eq!(n.rules.len(), 29 + 6);
+        // Observed TIOCSTI is allowed and reported.
+        let n = ioctl(
+            Seen::Values(vec![(0x5412, 1), (0x5401, 9)]),
+            ArgsMode::Default,
+        );
+        assert!(allows_arg1(&n, 0x5412) && !allows_arg1(&n, 0x541c));
+        assert_eq!(n.dangerous_observed.len(), 1);
+        let n = ioctl(
+            Seen::Values(vec![(0x5401, 9), (0x8004_5430, 1)]),
+            ArgsMode::Strict,
+        );
+        assert!(allows_arg1(&n, 0x5401) && allows_arg1(&n, 0xffff_ffff_8004_5430));
+        assert!(!allows_arg1(&n, 0x5402) && !allows_arg1(&n, 0x5412));
+        // Strict without values keeps the default.
+        let n = ioctl(Seen::Overflow, ArgsMode::Strict);
+        assert!(allows_arg1(&n, 0x5402) && !allows_arg1(&n, 0x5412));
     }
 
     #[test]

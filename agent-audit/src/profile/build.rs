@@ -338,7 +338,7 @@ impl<'a> Builder<'a> {
         }
     }
 
-    /// 2b. Narrows `socket`, `socketpair`, `clone` and `personality` where an unconditional
+    /// 2b. Narrows `socket`, `socketpair`, `clone`, `personality` and `ioctl` where an unconditional
     /// allow above (observed, translated, baseline) let them through; `--allow` keeps its
     /// unconditional rule. `clone` is also allowed, narrowed, when only clone3 was observed.
     fn argument_rules(&mut self) {
@@ -408,6 +408,10 @@ impl<'a> Builder<'a> {
                 args::clone(own, clone3)
             }
             "personality" => args::personality(seen),
+            "ioctl" => args::ioctl(
+                args::seen(records.as_deref(), 1, None),
+                self.options.args_mode,
+            ),
             _ => args::socket_families(name, seen),
         }
     }

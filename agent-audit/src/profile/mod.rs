@@ -55,6 +55,8 @@ pub struct ProfileOptions {
     pub base: Option<BaseProfile>,
     /// `--keep-base-allows`.
     pub keep_base_allows: bool,
+    /// `--args`: how far recorded argument values narrow `ioctl`.
+    pub args_mode: args::ArgsMode,
 }
 
 /// Why a profile could not be generated.

@@ -268,7 +268,7 @@ pub struct ProfilePlan {
 }
 
 impl ProfilePlan {
-    /// Every allowed name, sorted.
+    /// Every allowed name (unconditionally or for some arguments), sorted, once.
     pub fn allowed_names(&self) -> Vec<&str> {
         let mut names: Vec<&str> = self
             .rules
@@ -277,6 +277,7 @@ impl ProfilePlan {
             .flat_map(|r| r.names.iter().map(String::as_str))
             .collect();
         names.sort_unstable();
+        names.dedup();
         names
     }
 

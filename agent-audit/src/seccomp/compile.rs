@@ -266,6 +266,60 @@ mod tests {
         assert!(all.bpf_instructions().unwrap() > 20);
     }
 
+    /// errno of `ioctl(-1, request)` in a child under `profile` (0 if it succeeded).
+    fn ioctl_errno_under(profile: &SeccompProfile, request: u64) -> i32 {
+        let program = crate::seccomp::SeccompProgram::export(
+            &build_filter(profile, &[Arch::native().unwrap()]).unwrap(),
+        )
+        .unwrap();
+        // SAFETY: the child only installs the prepared filter, makes one syscall and exits
+        // with its errno: async-signal-safe calls on memory prepared before fork.
+        unsafe {
+            let pid = libc::fork();
+            assert!(pid >= 0);
+            if pid == 0 {
+                if program.install().is_err() {
+                    libc::_exit(255);
+                }
+                let r = libc::syscall(libc::SYS_ioctl, -1i64, request, 0);
+                libc::_exit(if r < 0 { *libc::__errno_location() } else { 0 });
+            }
+            let mut status = 0;
+            libc::waitpid(pid, &mut status, 0);
+            assert!(libc::WIFEXITED(status));
+            libc::WEXITSTATUS(status)
+        }
+    }
+
+    #[test]
+    fn in_the_kernel_an_unconditional_allow_wins_over_a_conditional_deny() {
+        const EACCES: i32 = 13;
+        const EBADF: i32 = 9;
+        let deny_tiocsti = r#"{"names":["ioctl"],"action":"SCMP_ACT_ERRNO","errnoRet":13,
+              "args":[{"index":1,"value":4294967295,"valueTwo":21522,"op":"SCMP_CMP_MASKED_EQ"}]}"#;
+        let allow = r#"{"names":["ioctl"],"action":"SCMP_ACT_ALLOW"}"#;
+        // What the child needs to install the filter and report: the default denies.
+        let base = r#"{"names":["prctl","seccomp","exit_group","exit"],"action":"SCMP_ACT_ALLOW"}"#;
+        for rules in [
+            format!("{deny_tiocsti},{allow}"),
+            format!("{allow},{deny_tiocsti}"),
+        ] {
+            let p = parse(&format!(
+                r#"{{"defaultAction":"SCMP_ACT_ERRNO","syscalls":[{rules},{base}]}}"#
+            ));
+            // The default denies (EPERM), so that neither rule equals it and is skipped.
+            // libseccomp keeps the unconditional rule whatever the order: TIOCSTI gets through.
+            assert_eq!(ioctl_errno_under(&p, 0x5412), EBADF, "{rules}");
+        }
+        // Alone, the masked deny catches TIOCSTI with or without upper bits.
+        let p = parse(&format!(
+            r#"{{"defaultAction":"SCMP_ACT_ALLOW","syscalls":[{deny_tiocsti}]}}"#
+        ));
+        assert_eq!(ioctl_errno_under(&p, 0x5412), EACCES);
+        assert_eq!(ioctl_errno_under(&p, 0x1_0000_5412), EACCES);
+        assert_eq!(ioctl_errno_under(&p, 0x5401), EBADF);
+    }
+
     #[test]
     fn bad_comparisons_are_parse_errors_naming_the_field() {
         let err = SeccompProfile::parse(

@@ -30,6 +30,8 @@ const CLONE_NEWUSER: u64 = 0x1000_0000;
 /// CLONE_VM|CLONE_FS|CLONE_FILES|CLONE_SIGHAND|CLONE_THREAD|CLONE_SYSVSEM: a thread.
 const THREAD_FLAGS: u64 = 0x0005_0f00;
 const READ_IMPLIES_EXEC: u64 = 0x0040_0000;
+const TIOCSTI: u64 = 0x5412;
+const TCGETS: u64 = 0x5401;
 const SOCK_STREAM: u64 = 1;
 const SOCK_DGRAM: u64 = 2;
 const SOCK_SEQPACKET: u64 = 5;
@@ -152,6 +154,20 @@ fn refused_probes() -> Vec<Probe> {
             [CLONE_NEWNS | SIGCHLD, 0, 0, 0, 0, 0],
             "a child in a new mount namespace",
         ),
+        // Bad descriptor: EBADF when allowed; the second one has the upper-bit alias of
+        // CVE-2019-10063.
+        refused(
+            "ioctl",
+            "ioctl(TIOCSTI)",
+            [u64::MAX, TIOCSTI, 0, 0, 0, 0],
+            "EBADF",
+        ),
+        refused(
+            "ioctl",
+            "ioctl(TIOCSTI|1<<32)",
+            [u64::MAX, TIOCSTI | (1 << 32), 0, 0, 0, 0],
+            "EBADF",
+        ),
         refused(
             "personality",
             "personality(READ_IMPLIES_EXEC)",
@@ -193,6 +209,10 @@ fn working_probes(profile: &SeccompProfile) -> Vec<Probe> {
                 Call::Thread,
             ));
         }
+    }
+    if allows_some("ioctl") {
+        let args = [u64::MAX, TCGETS, 0, 0, 0, 0];
+        probes.push(works("ioctl", "ioctl(TCGETS)".into(), args, Call::Plain));
     }
     if allows_some("socket") {
         for family in 0..KNOWN_FAMILIES {
