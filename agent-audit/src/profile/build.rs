@@ -14,7 +14,7 @@ use super::translate::{self, Added};
 use super::{ExplicitAllow, ProfileError, ProfileOptions};
 use crate::allowlist::ArgField;
 use crate::policy::{self, DangerousSet};
-use crate::seccomp::{Action, ArgCondition, CompareOp, SyscallRule};
+use crate::seccomp::{Action, ArgCondition, SyscallRule};
 use crate::syscalls::Arch;
 
 /// Builds the plan. Pure: the same merge and options always give the same plan.
@@ -437,7 +437,7 @@ impl<'a> Builder<'a> {
                 format!(
                     "{name}, alternative {} of {total} (rules for one name are ORed): {}",
                     i + 1,
-                    describe_conditions(conditions)
+                    ArgCondition::describe_all(conditions)
                 )
             };
             self.push(
@@ -549,7 +549,8 @@ impl<'a> Builder<'a> {
              runtimes fall back to clone, which the profile allows"
                 .into()
         };
-        self.reasons.insert("clone3".into(), Reason::Clone3);
+        self.reasons
+            .insert("clone3".into(), Reason::Clone3 { observed: count });
         self.push(
             Section::Clone3,
             vec!["clone3".into()],
@@ -694,30 +695,6 @@ fn verdict_of(rule: &SyscallRule, notices: &mut Vec<Notice>) -> Option<Verdict> 
         }
     };
     Some(verdict)
-}
-
-/// `arg0 == 2`, `(arg0 & 0x7e020000) == 0`.
-fn describe_conditions(conditions: &[ArgCondition]) -> String {
-    conditions
-        .iter()
-        .map(|c| match c.op {
-            CompareOp::MaskedEqual => {
-                format!("(arg{} & {:#x}) == {:#x}", c.index, c.value, c.value_two)
-            }
-            op => {
-                let sign = match op {
-                    CompareOp::NotEqual => "!=",
-                    CompareOp::Less => "<",
-                    CompareOp::LessOrEqual => "<=",
-                    CompareOp::Equal => "==",
-                    CompareOp::GreaterOrEqual => ">=",
-                    _ => ">",
-                };
-                format!("arg{} {sign} {}", c.index, c.value)
-            }
-        })
-        .collect::<Vec<_>>()
-        .join(" && ")
 }
 
 fn base_comment(options: &ProfileOptions, rule: &SyscallRule, what: &str) -> String {

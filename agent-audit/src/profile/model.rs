@@ -143,7 +143,10 @@ pub enum Reason {
         observed: u64,
     },
     /// clone3 → ENOSYS.
-    Clone3,
+    Clone3 {
+        /// Calls observed (0 if never seen).
+        observed: u64,
+    },
     /// `clone` was not observed but `clone3` was: allowed (narrowed) because glibc falls back
     /// to it when clone3 fails with ENOSYS.
     Clone3Fallback {

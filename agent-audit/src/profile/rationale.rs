@@ -3,6 +3,7 @@
 
 use std::fmt::Write;
 
+use super::args::{family_label, Seen};
 use super::model::{Notice, ProfilePlan, Reason, Section, Verdict};
 use crate::allowlist::MAX_PROGRAMS_LISTED;
 use crate::policy;
@@ -119,6 +120,14 @@ pub fn render(plan: &ProfilePlan, profile_name: &str) -> String {
                 )
             }
             Some(Reason::BaseAllow { comment }) => (comment.clone(), "0".into(), String::new()),
+            Some(Reason::Clone3Fallback { clone3_calls }) => (
+                format!(
+                    "not observed, but clone3 was ({clone3_calls} calls): clone3 fails with \
+                     ENOSYS and libc falls back to clone, narrowed by its argument rule"
+                ),
+                "0".into(),
+                String::new(),
+            ),
             _ => ("(no reason recorded)".into(), String::new(), String::new()),
         };
         let what = policy::descriptions().get(name).unwrap_or("");
@@ -134,6 +143,8 @@ pub fn render(plan: &ProfilePlan, profile_name: &str) -> String {
             cell(&programs)
         );
     }
+
+    argument_rules(plan, &mut md);
 
     let _ = writeln!(md, "\n## Explicitly denied syscalls\n");
     let _ = writeln!(
@@ -161,10 +172,12 @@ pub fn render(plan: &ProfilePlan, profile_name: &str) -> String {
                 Some(Reason::BaseDeny { comment, observed }) => {
                     ("base profile".into(), comment.clone(), *observed)
                 }
-                Some(Reason::Clone3) => (
+                Some(Reason::Clone3 { observed }) => (
                     "clone3".into(),
-                    "Not observed: ENOSYS makes glibc fall back to clone.".into(),
-                    0,
+                    "Its flags cannot be filtered: ENOSYS makes glibc fall back to clone, whose \
+                     argument rule can."
+                        .into(),
+                    *observed,
                 ),
                 _ => (String::new(), rule.comment.clone(), 0),
             };
@@ -193,6 +206,43 @@ pub fn render(plan: &ProfilePlan, profile_name: &str) -> String {
         );
     }
     md
+}
+
+/// Per syscall narrowed by argument: what the recordings saw and what the rules allow.
+fn argument_rules(plan: &ProfilePlan, md: &mut String) {
+    if plan.arguments.is_empty() {
+        return;
+    }
+    let _ = writeln!(md, "\n## Argument rules\n");
+    let _ = writeln!(
+        md,
+        "These syscalls are allowed only for some argument values (one rule per allowed \
+         alternative; the rules of one name are ORed).\n"
+    );
+    let _ = writeln!(md, "| syscall | observed | allowed | why |");
+    let _ = writeln!(md, "|---|---|---|---|");
+    for (name, narrowed) in &plan.arguments {
+        let observed = match &narrowed.seen {
+            Seen::Unknown => "not recorded".to_string(),
+            Seen::Overflow => "more distinct values than recorded".to_string(),
+            Seen::Flags(bits) => format!("flags {bits:#x}"),
+            Seen::Values(values) => values
+                .iter()
+                .map(|&(v, n)| match name.as_str() {
+                    "socket" | "socketpair" => format!("{} ×{n}", family_label(v)),
+                    _ => format!("{v:#x} ×{n}"),
+                })
+                .collect::<Vec<_>>()
+                .join(", "),
+        };
+        let _ = writeln!(
+            md,
+            "| `{name}` | {} | {} | {} |",
+            cell(&observed),
+            cell(&narrowed.allows),
+            cell(&narrowed.why)
+        );
+    }
 }
 
 /// One line per notice, for the rationale and for stderr.

@@ -314,6 +314,16 @@ fn recorded_arguments_narrow_the_rules_to_what_was_seen() {
         vec![ArgRecord::values(0, None, [(0x40000, 1)], false)],
     );
     let plan = generate(vec![("w.json".into(), list)], &options());
+    let md = rationale::render(&plan, "p.json");
+    let section = &md[md.find("## Argument rules").expect("argument section")..];
+    assert!(
+        section.contains("AF_UNIX (1) ×2, AF_INET (2) ×1"),
+        "{section}"
+    );
+    assert!(
+        section.contains("| `clone` | flags 0x1200000 |"),
+        "{section}"
+    );
     let profile = oci::to_seccomp_profile(&plan);
     for (name, arg, allowed) in [
         ("socket", 1, true),

@@ -213,6 +213,34 @@ impl ArgCondition {
         }
     }
 
+    /// `arg0 == 2`, `(arg0 & 0x7e020000) == 0`.
+    pub fn describe(&self) -> String {
+        let sign = match self.op {
+            CompareOp::MaskedEqual => {
+                return format!(
+                    "(arg{} & {:#x}) == {:#x}",
+                    self.index, self.value, self.value_two
+                )
+            }
+            CompareOp::NotEqual => "!=",
+            CompareOp::Less => "<",
+            CompareOp::LessOrEqual => "<=",
+            CompareOp::Equal => "==",
+            CompareOp::GreaterOrEqual => ">=",
+            CompareOp::Greater => ">",
+        };
+        format!("arg{} {sign} {}", self.index, self.value)
+    }
+
+    /// Conditions ANDed, described: `arg0 == 2 && arg2 == 0`.
+    pub fn describe_all(conditions: &[ArgCondition]) -> String {
+        conditions
+            .iter()
+            .map(ArgCondition::describe)
+            .collect::<Vec<_>>()
+            .join(" && ")
+    }
+
     /// Whether an argument value satisfies the condition (64-bit, as on a 64-bit arch).
     pub fn matches(&self, arg: u64) -> bool {
         match self.op {
