@@ -13,6 +13,7 @@ pub mod compile;
 pub mod evaluate;
 mod includes;
 mod program;
+pub mod spo;
 mod validate;
 
 pub use includes::{KernelVersion, RuleFilter};
@@ -380,6 +381,14 @@ pub enum ProfileFileError {
         /// Why a runtime refuses it.
         detail: String,
     },
+    /// A Kubernetes `SeccompProfile` object (JSON or YAML) that cannot be read.
+    #[error("{path}: {source}")]
+    Spo {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong with the object.
+        source: spo::SpoError,
+    },
     /// Writing failed.
     #[error(transparent)]
     Output(#[from] OutputError),
@@ -391,9 +400,9 @@ impl ProfileFileError {
     pub fn exit_code(&self) -> crate::exit::ExitCode {
         match self {
             ProfileFileError::Read { source, .. } => crate::exit::ExitCode::for_read_error(source),
-            ProfileFileError::Parse { .. } | ProfileFileError::Refused { .. } => {
-                crate::exit::ExitCode::DATA
-            }
+            ProfileFileError::Parse { .. }
+            | ProfileFileError::Refused { .. }
+            | ProfileFileError::Spo { .. } => crate::exit::ExitCode::DATA,
             ProfileFileError::Output(e) => e.exit_code(),
         }
     }
@@ -409,9 +418,12 @@ impl SeccompProfile {
         Self::parse(&text, path)
     }
 
-    /// Parses profile JSON and refuses what a runtime would refuse; `path` only names the
-    /// source in errors.
+    /// Parses profile JSON, or a Kubernetes `SeccompProfile` object (JSON or YAML), and
+    /// refuses what a runtime would refuse; `path` only names the source in errors.
     pub fn parse(text: &str, path: &Path) -> Result<Self, ProfileFileError> {
+        if spo::SpoObject::sniff(text) {
+            return spo::parse_profile(text, path);
+        }
         let parse_error = |field: String, source| ProfileFileError::Parse {
             path: path.to_path_buf(),
             field,
