@@ -25,7 +25,7 @@ const LOW_32_BITS: u64 = 0xffff_ffff;
 
 /// Every argument lint.
 pub(super) fn run(profile: &SeccompProfile, arches: &[Arch], out: &mut Vec<Finding>) {
-    let view = without_capability_rules(profile);
+    let view = evaluate::without_capability_rules(profile);
     let listed = |name: &str| arches.is_empty() || arches.iter().any(|a| a.has_syscall(name));
     if listed("socket") {
         socket_families(&view, out);
@@ -39,32 +39,6 @@ pub(super) fn run(profile: &SeccompProfile, arches: &[Arch], out: &mut Vec<Findi
     mixed_conditions(profile, out);
     repeated_indexes(profile, out);
     ioctl_requests(profile, out);
-}
-
-/// The profile as a container without extra capabilities gets it on this host's arch.
-fn without_capability_rules(profile: &SeccompProfile) -> SeccompProfile {
-    // Docker's names for arches in `includes.arches` (moby `goToNative`).
-    let host = match Arch::native() {
-        Some(Arch::X86_64) => "amd64",
-        Some(Arch::X86) => "x86",
-        Some(Arch::X32) => "x32",
-        Some(Arch::Aarch64) => "arm64",
-        Some(Arch::Arm) => "arm",
-        None => "",
-    };
-    let on_host = |r: &SyscallRule| {
-        (r.includes.arches.is_empty() || r.includes.arches.iter().any(|a| a == host))
-            && !r.excludes.arches.iter().any(|a| a == host)
-    };
-    SeccompProfile {
-        syscalls: profile
-            .syscalls
-            .iter()
-            .filter(|r| r.includes.caps.is_empty() && on_host(r))
-            .cloned()
-            .collect(),
-        ..profile.clone()
-    }
 }
 
 fn call(profile: &SeccompProfile, name: &str, arg0: u64) -> Outcome {

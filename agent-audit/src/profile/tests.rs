@@ -631,3 +631,88 @@ fn reads_inputs_and_rejects_duplicates() {
     let err = read_and_merge(&[dir.path().join("missing.json")]).unwrap_err();
     assert!(err.is_not_found(), "{err}");
 }
+
+/// Done-when of issue 9: on every axis where Docker's current default restricts arguments, the
+/// generated profile is at least as strict, and it allows far fewer names. Docker's default is
+/// evaluated as Docker hands it to runc for a container without CAP_SYS_ADMIN on x86_64.
+#[test]
+fn at_least_as_strict_as_dockers_default_on_every_argument_axis() {
+    use crate::seccomp::evaluate::{outcome, without_capability_rules};
+    let docker = SeccompProfile::parse(
+        include_str!("../../../tests/data/profiles/docker-default.json"),
+        Path::new("docker-default.json"),
+    )
+    .unwrap();
+    let docker = without_capability_rules(&docker);
+    // The axes Docker restricts: the names with argument conditions.
+    let axes: BTreeSet<&str> = docker
+        .syscalls
+        .iter()
+        .filter(|r| !r.args.is_empty())
+        .flat_map(|r| r.all_names())
+        .collect();
+    assert_eq!(axes, BTreeSet::from(["clone", "personality", "socket"]));
+    let mut flags: Vec<u64> = (0..64).map(|b| 1u64 << b).collect();
+    flags.extend([0, 0x7E02_0000, 0x3d0f00, 0x1200011]);
+    let mut values: Vec<u64> = (0..64).collect();
+    values.extend([
+        0x20000,
+        0x20008,
+        0xffff_ffff,
+        0x40_0000,
+        0x40000,
+        0x1_0000_0026,
+    ]);
+    values.extend([0x1_0000_0028, u64::MAX]);
+    for (label, list) in [
+        ("no argument values", workload()),
+        ("recorded", {
+            use crate::allowlist::ArgRecord;
+            let l = with_args(
+                workload(),
+                "socket",
+                vec![ArgRecord::values(0, None, [(1, 2), (2, 1)], false)],
+            );
+            let l = with_args(
+                l,
+                "clone",
+                vec![ArgRecord::flags(0, None, 0x1200000, false)],
+            );
+            with_args(
+                l,
+                "personality",
+                vec![ArgRecord::values(0, None, [(0xffff_ffff, 1)], false)],
+            )
+        }),
+    ] {
+        let plan = generate(vec![("w.json".into(), list)], &options());
+        let ours = oci::to_seccomp_profile(&plan);
+        for &name in &axes {
+            let probes = if name == "clone" { &flags } else { &values };
+            for &arg0 in probes {
+                let args = [arg0, 0, 0, 0, 0, 0];
+                if !outcome(&docker, name, &args).allows() {
+                    assert!(
+                        !outcome(&ours, name, &args).allows(),
+                        "{label}: Docker refuses {name}({arg0:#x}) but the profile allows it"
+                    );
+                }
+            }
+        }
+        // clone3: Docker fails it with ENOSYS without CAP_SYS_ADMIN; so do we.
+        assert_eq!(outcome(&docker, "clone3", &[0; 6]).errno, Some(38));
+        assert_eq!(outcome(&ours, "clone3", &[0; 6]).errno, Some(38), "{label}");
+        let allowed_by = |p: &SeccompProfile| -> BTreeSet<String> {
+            p.syscalls
+                .iter()
+                .filter(|r| !r.action.denies())
+                .flat_map(|r| r.all_names().map(str::to_owned))
+                .collect()
+        };
+        let (mine, theirs) = (allowed_by(&ours).len(), allowed_by(&docker).len());
+        assert!(
+            mine * 4 < theirs,
+            "{label}: {mine} names allowed, Docker {theirs}"
+        );
+    }
+}
