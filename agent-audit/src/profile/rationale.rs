@@ -208,6 +208,23 @@ pub fn render(plan: &ProfilePlan, profile_name: &str) -> String {
     md
 }
 
+/// What the recordings saw of a narrowed argument, in words.
+pub fn describe_seen(name: &str, seen: &Seen) -> String {
+    match seen {
+        Seen::Unknown => "not recorded".to_string(),
+        Seen::Overflow => "more distinct values than recorded".to_string(),
+        Seen::Flags(bits) => format!("flags {bits:#x}"),
+        Seen::Values(values) => values
+            .iter()
+            .map(|&(v, n)| match name {
+                "socket" | "socketpair" => format!("{} ×{n}", family_label(v)),
+                _ => format!("{v:#x} ×{n}"),
+            })
+            .collect::<Vec<_>>()
+            .join(", "),
+    }
+}
+
 /// Per syscall narrowed by argument: what the recordings saw and what the rules allow.
 fn argument_rules(plan: &ProfilePlan, md: &mut String) {
     if plan.arguments.is_empty() {
@@ -222,19 +239,7 @@ fn argument_rules(plan: &ProfilePlan, md: &mut String) {
     let _ = writeln!(md, "| syscall | observed | allowed | why |");
     let _ = writeln!(md, "|---|---|---|---|");
     for (name, narrowed) in &plan.arguments {
-        let observed = match &narrowed.seen {
-            Seen::Unknown => "not recorded".to_string(),
-            Seen::Overflow => "more distinct values than recorded".to_string(),
-            Seen::Flags(bits) => format!("flags {bits:#x}"),
-            Seen::Values(values) => values
-                .iter()
-                .map(|&(v, n)| match name.as_str() {
-                    "socket" | "socketpair" => format!("{} ×{n}", family_label(v)),
-                    _ => format!("{v:#x} ×{n}"),
-                })
-                .collect::<Vec<_>>()
-                .join(", "),
-        };
+        let observed = describe_seen(name, &narrowed.seen);
         let _ = writeln!(
             md,
             "| `{name}` | {} | {} | {} |",
