@@ -58,8 +58,10 @@ impl<'a> Builder<'a> {
         let architectures = architectures(merged, &options.extra_arches)?;
         let listed: Vec<Arch> = architectures.iter().map(|a| a.arch).collect();
         let explicit = explicit_allows(&options.allows, &listed)?;
+        // Only unconditional denies deny a name outright; a conditional one (Podman's
+        // NETLINK_AUDIT socket rule) refines calls the profile may otherwise allow.
         let base_denied = base_rules(options)
-            .filter(|(_, r)| r.action.denies())
+            .filter(|(_, r)| r.action.denies() && r.args.is_empty())
             .flat_map(|(_, r)| r.all_names().map(str::to_owned))
             .collect();
         Ok(Builder {
@@ -503,9 +505,11 @@ impl<'a> Builder<'a> {
     fn base_denies(&mut self) {
         let options = self.options;
         for (index, rule) in base_rules(options).filter(|(_, r)| r.action.denies()) {
+            // A conditional deny is kept even for a name allowed above: it refines that allow.
+            let conditional = !rule.args.is_empty();
             let names: Vec<String> = rule
                 .all_names()
-                .filter(|n| *n != "clone3" && !self.reasons.contains_key(*n))
+                .filter(|n| *n != "clone3" && (conditional || !self.reasons.contains_key(*n)))
                 .filter(|n| self.exists(n))
                 .map(str::to_owned)
                 .collect::<BTreeSet<_>>()
@@ -519,13 +523,12 @@ impl<'a> Builder<'a> {
             }
             let comment = base_comment(options, rule, "explicit deny kept from the base profile");
             for name in &names {
-                self.reasons.insert(
-                    name.clone(),
-                    Reason::BaseDeny {
+                self.reasons
+                    .entry(name.clone())
+                    .or_insert_with(|| Reason::BaseDeny {
                         comment: comment.clone(),
                         observed: self.merged.count(name),
-                    },
-                );
+                    });
             }
             self.push_with_args(Section::BaseDeny(index), names, verdict, rule, comment);
         }

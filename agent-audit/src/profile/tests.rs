@@ -716,3 +716,28 @@ fn at_least_as_strict_as_dockers_default_on_every_argument_axis() {
         );
     }
 }
+
+/// Podman's default denies `socket` only for NETLINK_AUDIT: that must not deny an observed
+/// `socket` outright (it did: every socket call of the workload got EPERM).
+#[test]
+fn a_conditional_base_deny_does_not_deny_the_name() {
+    let base = SeccompProfile::parse(
+        include_str!("../../../tests/data/profiles/podman-default.json"),
+        Path::new("podman-default.json"),
+    )
+    .unwrap();
+    let mut opts = options();
+    opts.base = Some(BaseProfile {
+        label: "podman-default.json".into(),
+        profile: base,
+    });
+    let plan = generate(vec![("w.json".into(), workload())], &opts);
+    assert!(plan.allowed_names().contains(&"socket"));
+    let profile = oci::to_seccomp_profile(&plan);
+    assert!(allows(&profile, "socket", 2) && !allows(&profile, "socket", 40));
+    // Podman's rule is kept, with its arguments.
+    assert!(profile.syscalls.iter().any(|r| r.names == ["socket"]
+        && r.action == Action::Errno
+        && r.errno_ret == Some(22)
+        && r.args.len() == 2));
+}
