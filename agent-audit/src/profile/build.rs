@@ -178,8 +178,10 @@ impl<'a> Builder<'a> {
                 if name == "socketcall" && !planned.observed {
                     // No 32-bit socket operation was recorded, and socketcall's arguments
                     // cannot be filtered: leave it denied.
-                    self.notices
-                        .push(Notice::SocketcallNotFiltered { allowed: false });
+                    let notice = Notice::SocketcallNotFiltered { allowed: false };
+                    if !self.notices.contains(&notice) {
+                        self.notices.push(notice);
+                    }
                     continue;
                 }
                 match translated.get_mut(&name) {
