@@ -37,6 +37,7 @@ pub(super) fn run(profile: &SeccompProfile, arches: &[Arch], out: &mut Vec<Findi
         clone3_allowed(&view, out);
     }
     mixed_conditions(profile, out);
+    overlapping_conditions(profile, out);
     repeated_indexes(profile, out);
     ioctl_requests(profile, out);
 }
@@ -147,6 +148,41 @@ fn mixed_conditions(profile: &SeccompProfile, out: &mut Vec<Finding>) {
          unconditional rule and silently drops the argument conditions"
             .into(),
         sorted(mixed),
+    ));
+}
+
+/// Two conditional rules for one name with different actions, one's conditions a subset of the
+/// other's: libseccomp keeps one of them, and which depends on their order (measured in the
+/// kernel with Podman's NETLINK_AUDIT rule beside an allow of AF_NETLINK: deny first, every
+/// netlink socket got EPERM; allow first, NETLINK_AUDIT was allowed).
+fn overlapping_conditions(profile: &SeccompProfile, out: &mut Vec<Finding>) {
+    let rules: Vec<&SyscallRule> = profile
+        .syscalls
+        .iter()
+        .filter(|r| !r.args.is_empty() && !r.is_filtered())
+        .collect();
+    let mut names = Vec::new();
+    for (i, a) in rules.iter().enumerate() {
+        for b in &rules[i + 1..] {
+            let differ = (a.action, a.errno_ret) != (b.action, b.errno_ret);
+            let nested = a.args.iter().all(|c| b.args.contains(c))
+                || b.args.iter().all(|c| a.args.contains(c));
+            if differ && nested {
+                names.extend(a.all_names().filter(|n| b.all_names().any(|m| m == *n)));
+            }
+        }
+    }
+    if names.is_empty() {
+        return;
+    }
+    out.push(finding(
+        Severity::Error,
+        "conditional-rules-overlap",
+        "conditional rules with different actions where one's conditions include the other's: \
+         libseccomp keeps only one of them, depending on their order, so either the narrower \
+         rule or the wider one silently does nothing"
+            .into(),
+        sorted(names),
     ));
 }
 

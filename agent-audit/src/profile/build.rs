@@ -508,9 +508,23 @@ impl<'a> Builder<'a> {
         let options = self.options;
         for (index, rule) in base_rules(options).filter(|(_, r)| r.action.denies()) {
             // A conditional deny is kept even for a name allowed above: it refines that allow.
+            // Not for a name with argument rules of its own: libseccomp keeps only one of two
+            // overlapping conditional rules with different actions (which one depends on the
+            // order; measured in the kernel), so the base rule would silently do nothing.
             let conditional = !rule.args.is_empty();
-            let names: Vec<String> = rule
+            let (clashing, names): (Vec<&str>, Vec<&str>) = rule
                 .all_names()
+                .partition(|n| conditional && self.arguments.contains_key(*n));
+            if !clashing.is_empty() {
+                self.notices.push(Notice::BaseRuleDropped {
+                    names: clashing.iter().map(|n| n.to_string()).collect(),
+                    action: "conditional deny (libseccomp cannot combine it with this profile's \
+                             own argument rules for the same syscall)"
+                        .into(),
+                });
+            }
+            let names: Vec<String> = names
+                .into_iter()
                 .filter(|n| *n != "clone3" && (conditional || !self.reasons.contains_key(*n)))
                 .filter(|n| self.exists(n))
                 .map(str::to_owned)
