@@ -268,6 +268,12 @@ mod tests {
 
     /// errno of `ioctl(-1, request)` in a child under `profile` (0 if it succeeded).
     fn ioctl_errno_under(profile: &SeccompProfile, request: u64) -> i32 {
+        errno_under(profile, libc::SYS_ioctl, [u64::MAX, request, 0])
+    }
+
+    /// errno of syscall `nr` with three arguments in a child under `profile` (0 if it
+    /// succeeded; a returned descriptor is left to the child's exit).
+    fn errno_under(profile: &SeccompProfile, nr: libc::c_long, a: [u64; 3]) -> i32 {
         let program = crate::seccomp::SeccompProgram::export(
             &build_filter(profile, &[Arch::native().unwrap()]).unwrap(),
         )
@@ -281,7 +287,7 @@ mod tests {
                 if program.install().is_err() {
                     libc::_exit(255);
                 }
-                let r = libc::syscall(libc::SYS_ioctl, -1i64, request, 0);
+                let r = libc::syscall(nr, a[0], a[1], a[2]);
                 libc::_exit(if r < 0 { *libc::__errno_location() } else { 0 });
             }
             let mut status = 0;
@@ -318,6 +324,33 @@ mod tests {
         assert_eq!(ioctl_errno_under(&p, 0x5412), EACCES);
         assert_eq!(ioctl_errno_under(&p, 0x1_0000_5412), EACCES);
         assert_eq!(ioctl_errno_under(&p, 0x5401), EBADF);
+    }
+
+    #[test]
+    fn in_the_kernel_nested_conditional_rules_keep_one_by_order() {
+        const EINVAL: i32 = 22;
+        const EPERM: i32 = 1;
+        const AF_NETLINK: u64 = 16;
+        const SOCK_RAW: u64 = 3;
+        const NETLINK_AUDIT: u64 = 9;
+        let allow = r#"{"names":["socket"],"action":"SCMP_ACT_ALLOW",
+              "args":[{"index":0,"value":16,"op":"SCMP_CMP_EQ"}]}"#;
+        let deny = r#"{"names":["socket"],"action":"SCMP_ACT_ERRNO","errnoRet":22,
+              "args":[{"index":0,"value":16,"op":"SCMP_CMP_EQ"},{"index":2,"value":9,"op":"SCMP_CMP_EQ"}]}"#;
+        let base = r#"{"names":["prctl","seccomp","exit_group","exit"],"action":"SCMP_ACT_ALLOW"}"#;
+        let under = |rules: String| {
+            let p = parse(&format!(
+                r#"{{"defaultAction":"SCMP_ACT_ERRNO","syscalls":[{rules},{base}]}}"#
+            ));
+            (
+                errno_under(&p, libc::SYS_socket, [AF_NETLINK, SOCK_RAW, NETLINK_AUDIT]),
+                errno_under(&p, libc::SYS_socket, [AF_NETLINK, SOCK_RAW, 0]),
+            )
+        };
+        // Allow first: the narrower deny is dropped, NETLINK_AUDIT gets through.
+        assert_eq!(under(format!("{allow},{deny}")), (0, 0));
+        // Deny first: the wider allow is dropped, every netlink socket is refused.
+        assert_eq!(under(format!("{deny},{allow}")), (EINVAL, EPERM));
     }
 
     #[test]
