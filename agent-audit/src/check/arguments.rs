@@ -165,9 +165,7 @@ fn overlapping_conditions(profile: &SeccompProfile, out: &mut Vec<Finding>) {
     for (i, a) in rules.iter().enumerate() {
         for b in &rules[i + 1..] {
             let differ = (a.action, a.errno_ret) != (b.action, b.errno_ret);
-            let nested = a.args.iter().all(|c| b.args.contains(c))
-                || b.args.iter().all(|c| a.args.contains(c));
-            if differ && nested {
+            if differ && a.conditions_nest(b) {
                 names.extend(a.all_names().filter(|n| b.all_names().any(|m| m == *n)));
             }
         }

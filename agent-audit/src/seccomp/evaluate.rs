@@ -3,7 +3,8 @@
 //!
 //! libseccomp keeps one unconditional rule per syscall over any conditional one
 //! (`db_col_rule_add` in its `src/db.c`: an existing unconditional entry drops later conditional
-//! rules, a later unconditional rule clears earlier conditions); conditional rules are ORed, the
+//! rules, a later unconditional rule clears earlier conditions); of two nested conditional rules
+//! with different actions the first added is kept; conditional rules are ORed, the
 //! conditions of one rule ANDed, except that runc splits a rule comparing one index twice into
 //! one rule per condition. Comparisons are on 64-bit values, as on a 64-bit arch.
 
@@ -35,10 +36,21 @@ pub fn outcome(profile: &SeccompProfile, name: &str, args: &[u64; 6]) -> Outcome
         .filter(|r| r.all_names().any(|n| n == name))
         .filter(|r| !same_as_default(profile, r))
         .collect();
+    // Of two nested conditional rules with different actions, libseccomp keeps the first
+    // added (tested in the kernel in `compile`).
+    let mut kept: Vec<&SyscallRule> = Vec::new();
+    for rule in rules.iter().filter(|r| !r.args.is_empty()) {
+        let clashes = kept.iter().any(|k| {
+            (k.action, k.errno_ret) != (rule.action, rule.errno_ret) && k.conditions_nest(rule)
+        });
+        if !clashes {
+            kept.push(rule);
+        }
+    }
     let chosen = rules
         .iter()
         .find(|r| r.args.is_empty())
-        .or_else(|| rules.iter().find(|r| matches(r, args)));
+        .or_else(|| kept.iter().find(|r| matches(r, args)));
     match chosen {
         Some(rule) => of(rule.action, rule.errno_ret),
         None => of(profile.default_action, profile.default_errno_ret),
@@ -117,6 +129,25 @@ mod tests {
         // unconditionally, and libseccomp lets it win over the masked and ENOSYS rules.
         assert!(call("clone", 0x1000_0011).allows());
         assert!(call("clone3", 0).allows());
+    }
+
+    #[test]
+    fn of_two_nested_rules_with_different_actions_the_first_wins() {
+        let allow = r#"{"names":["socket"],"action":"SCMP_ACT_ALLOW","args":[{"index":0,"value":16,"op":"SCMP_CMP_EQ"}]}"#;
+        let deny = r#"{"names":["socket"],"action":"SCMP_ACT_ERRNO","errnoRet":22,"args":[{"index":0,"value":16,"op":"SCMP_CMP_EQ"},{"index":2,"value":9,"op":"SCMP_CMP_EQ"}]}"#;
+        let profile = |rules: String| {
+            SeccompProfile::parse(
+                &format!(r#"{{"defaultAction":"SCMP_ACT_ERRNO","syscalls":[{rules}]}}"#),
+                Path::new("p"),
+            )
+            .unwrap()
+        };
+        // The same answers the kernel gives (`compile`'s kernel test).
+        let p = profile(format!("{allow},{deny}"));
+        assert!(outcome(&p, "socket", &[16, 3, 9, 0, 0, 0]).allows());
+        let p = profile(format!("{deny},{allow}"));
+        assert_eq!(outcome(&p, "socket", &[16, 3, 9, 0, 0, 0]).errno, Some(22));
+        assert_eq!(outcome(&p, "socket", &[16, 3, 0, 0, 0, 0]).errno, Some(1));
     }
 
     #[test]

@@ -172,6 +172,15 @@ impl SyscallRule {
             .collect()
     }
 
+    /// Whether both rules have conditions and one's conditions include all of the other's
+    /// (then libseccomp cannot keep both when their actions differ: the first added wins).
+    pub fn conditions_nest(&self, other: &SyscallRule) -> bool {
+        !self.args.is_empty()
+            && !other.args.is_empty()
+            && (self.args.iter().all(|c| other.args.contains(c))
+                || other.args.iter().all(|c| self.args.contains(c)))
+    }
+
     /// Whether the rule is conditional on the container or host (`includes`/`excludes`).
     pub fn is_filtered(&self) -> bool {
         !self.includes.is_empty() || !self.excludes.is_empty()
