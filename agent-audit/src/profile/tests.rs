@@ -319,7 +319,7 @@ fn recorded_arguments_narrow_the_rules_to_what_was_seen() {
     let md = rationale::render(&plan, "p.json");
     let section = &md[md.find("## Argument rules").expect("argument section")..];
     assert!(
-        section.contains("AF_UNIX (1) ×2, AF_INET (2) ×1"),
+        section.contains(r"AF\_UNIX (1) ×2, AF\_INET (2) ×1"),
         "{section}"
     );
     assert!(
@@ -743,4 +743,46 @@ fn a_conditional_base_deny_does_not_deny_the_name() {
         .any(|r| r.names == ["socket"] && r.action == Action::Errno));
     assert!(plan.notices.iter().any(|n| matches!(n,
         Notice::BaseRuleDropped { names, .. } if names == &["socket".to_string()])));
+}
+
+/// 13.12: names, labels, targets and reasons from the inputs are quoted, never markup.
+#[test]
+fn the_rationale_escapes_what_it_quotes() {
+    let mut list = recording("<img src=x onerror=alert(1)>", &[(Arch::X86_64, "read", 3)]);
+    list.syscalls[0].programs = vec![crate::allowlist::ProgramCount {
+        comm: "<b>X".into(),
+        as_root: false,
+        count: 3,
+        first_seen: time::OffsetDateTime::UNIX_EPOCH,
+        last_seen: time::OffsetDateTime::UNIX_EPOCH,
+    }];
+    let mut opts = options();
+    opts.allows.push(ExplicitAllow {
+        name: "ptrace".into(),
+        reason: "[trust me](http://evil.example) <script>x</script> | cell".into(),
+    });
+    let plan = generate(vec![("in|put`s.json".into(), list)], &opts);
+    let md = rationale::render(&plan, "<i>p</i>.json");
+    for raw in ["<b>", "<img", "<script>", "[trust me]("] {
+        assert!(!md.contains(raw), "{raw} reached the Markdown:\n{md}");
+    }
+    assert!(md.contains("&lt;b&gt;X ×3"), "{md}");
+    assert!(md.contains("``in\\|put`s.json``"), "{md}");
+    assert!(
+        md.contains("\\[trust me\\](http://evil.example) &lt;script&gt;"),
+        "{md}"
+    );
+    // Inside a code span markup is text already.
+    assert!(
+        md.contains("# Seccomp profile rationale: `<i>p</i>.json`"),
+        "{md}"
+    );
+    // Every table row still has its columns: no quoted `|` split a cell.
+    for line in md
+        .lines()
+        .filter(|l| l.starts_with("| `read`") || l.starts_with("| `ptrace`"))
+    {
+        let cells = line.replace("\\|", "").matches('|').count();
+        assert_eq!(cells, 7, "{line}");
+    }
 }

@@ -17,7 +17,7 @@ pub mod spo;
 mod validate;
 
 pub use includes::{KernelVersion, RuleFilter};
-pub use program::SeccompProgram;
+pub use program::{ProgramError, SeccompProgram, MAX_FILTER_INSTRUCTIONS};
 
 use std::fs;
 use std::path::{Path, PathBuf};
