@@ -1,5 +1,6 @@
 //! The BPF programs and maps. Built only for `target_arch = "bpf"`.
 
+mod args;
 mod attribution;
 mod exec;
 
@@ -160,6 +161,9 @@ fn count_enter<C: EbpfContext>(ctx: &C, regs: *const u8, id: i64, compat_flag: f
     }
     if global(&ATTRIBUTION) != 0 {
         attribution::attribute(slot, abi, nr, runtime_init);
+    }
+    if args::enabled() {
+        args::record(regs, slot, abi, nr, runtime_init);
     }
 }
 

@@ -156,10 +156,11 @@ pub fn verify(opts: &VerifyOptions) -> Result<VerifyReport, Error> {
     let program = SeccompProgram::export(&compiled).map_err(VerifyError::Filter)?;
     let not_in_filter = left_out_of_filter(&compiled.skipped);
 
-    // Who made each call is not part of the verdict: count only.
+    // Who made each call, and with which arguments, is not part of the verdict: count only.
     let counter = CounterOptions {
         attach: opts.attach,
         attribution: false,
+        args: false,
     };
     let mut session = CommandSession::prepare(&opts.command, PathBuf::new(), counter)?;
     session.counter.attach_exit_counter()?;

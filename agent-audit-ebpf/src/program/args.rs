@@ -1,0 +1,241 @@
+//! The values of the few syscall arguments a seccomp rule can compare (`tracked-args.json`),
+//! per target, phase and ABI. Only calls inside a target whose syscall is tracked pay more than
+//! one byte load: userspace resolves the tracked names to numbers per ABI at load time into a
+//! read-only table. Bit sets are ORed into a per-CPU array; enumerations are counted in a
+//! per-CPU direct-mapped table like attribution's, and only a collision touches a shared map.
+
+use core::intrinsics::{atomic_xadd, AtomicOrdering};
+
+use agent_audit_ebpf::{
+    ArgSpec, ArgState, ArgValueEntry, ArgValueKey, ABI_COMPAT32, ABI_COUNT, ARG_KIND_FLAGS,
+    ARG_SOURCE_CLONE_ARGS_FLAGS, ARG_SPILL_ENTRIES, ARG_VALUES_PER_CPU, ARG_VALUE_ENTRIES,
+    MAX_ARGS_PER_SYSCALL, MAX_TARGETS, MAX_TRACKED_ARGS, NR_SLOTS,
+};
+use aya_ebpf::{
+    helpers::{bpf_probe_read_kernel, bpf_probe_read_user},
+    macros::map,
+    maps::{HashMap, PerCpuArray},
+};
+
+use super::global;
+
+/// 0: `--no-args`; the verifier then drops everything below.
+#[no_mangle]
+pub(super) static ARGS: u32 = 1;
+/// See `GLOBAL_ARG_FIRST`.
+#[no_mangle]
+static ARG_FIRST: [[u8; NR_SLOTS]; ABI_COUNT] = [[0; NR_SLOTS]; ABI_COUNT];
+/// See `GLOBAL_ARG_SPECS`.
+#[no_mangle]
+static ARG_SPECS: [ArgSpec; MAX_TRACKED_ARGS] = [ArgSpec {
+    mask: 0,
+    index: 0,
+    kind: 0,
+    source: 0,
+    more: 0,
+    _pad: 0,
+}; MAX_TRACKED_ARGS];
+/// See `GLOBAL_ARG_REG_OFFSETS`.
+#[no_mangle]
+static ARG_REG_OFFSETS: [[u32; 6]; 2] = [[0; 6]; 2];
+
+#[map(name = "ARG_STATE")]
+static ARG_STATE: PerCpuArray<ArgState> = PerCpuArray::with_max_entries(MAX_TARGETS, 0);
+
+#[map(name = "ARG_VALUES")]
+static ARG_VALUES: PerCpuArray<ArgValueEntry> = PerCpuArray::with_max_entries(ARG_VALUE_ENTRIES, 0);
+
+#[map(name = "ARG_VALUES_SPILL")]
+static ARG_VALUES_SPILL: HashMap<ArgValueKey, u64> =
+    HashMap::with_max_entries(ARG_SPILL_ENTRIES, 0);
+
+/// Records the tracked arguments of one call of `nr` (through `abi`) by target `slot`. For an
+/// untracked syscall this is one load from a read-only table.
+#[inline(always)]
+pub(super) fn record(regs: *const u8, slot: u32, abi: usize, nr: u64, runtime_init: bool) {
+    if nr >= NR_SLOTS as u64 || abi >= ABI_COUNT {
+        return;
+    }
+    // SAFETY: in bounds (checked above); volatile so the loader's table is read, not the
+    // all-zero placeholder the compiler sees.
+    let first = unsafe { core::ptr::read_volatile(&ARG_FIRST[abi][nr as usize]) };
+    if first != 0 {
+        record_tracked(regs, slot, abi, first as usize - 1, runtime_init as usize);
+    }
+}
+
+/// A tracked call: reads each of the syscall's tracked arguments and keeps it.
+#[inline(never)]
+fn record_tracked(regs: *const u8, slot: u32, abi: usize, first: usize, phase: usize) {
+    let Some(state) = ARG_STATE.get_ptr_mut(slot) else {
+        return;
+    };
+    // SAFETY: this CPU's element; programs on one CPU do not nest on sys_enter.
+    let state = unsafe { &mut *state };
+    let mut spec_nr = first;
+    for _ in 0..MAX_ARGS_PER_SYSCALL {
+        let Some(spec) = ARG_SPECS.get(spec_nr) else {
+            return;
+        };
+        // SAFETY: a valid static; volatile for the loader's value.
+        let spec = unsafe { core::ptr::read_volatile(spec) };
+        match read_arg(regs, abi, &spec) {
+            Some(value) if spec.kind == ARG_KIND_FLAGS => {
+                add_bits(state, phase, spec_nr, value & spec.mask)
+            }
+            Some(value) => {
+                let key = ArgValueKey {
+                    value: value & spec.mask,
+                    slot_plus_one: slot + 1,
+                    spec: spec_nr as u8,
+                    phase: phase as u8,
+                    _pad: 0,
+                };
+                count_value(state, &key);
+            }
+            None => mark_incomplete(state, phase, spec_nr),
+        }
+        if spec.more == 0 {
+            return;
+        }
+        spec_nr += 1;
+    }
+}
+
+/// The value a spec records: an argument register, or for `clone3` the flags its first
+/// argument points to. `None` when it cannot be read.
+#[inline(always)]
+fn read_arg(regs: *const u8, abi: usize, spec: &ArgSpec) -> Option<u64> {
+    let row = (abi == ABI_COMPAT32) as usize;
+    let value = read_register(regs, row, spec.index as usize)?;
+    if spec.source != ARG_SOURCE_CLONE_ARGS_FLAGS {
+        return Some(value);
+    }
+    // clone3(struct clone_args *uargs, size_t size): the kernel refuses sizes below its first
+    // version (64 bytes), so anything that small carries no flags to record.
+    let size = read_register(regs, row, spec.index as usize + 1)?;
+    if size < 8 {
+        return None;
+    }
+    // SAFETY: probe read of user memory; a fault is reported, never taken.
+    unsafe { bpf_probe_read_user(value as *const u64) }.ok()
+}
+
+/// Syscall argument `index` from the saved registers.
+#[inline(always)]
+fn read_register(regs: *const u8, row: usize, index: usize) -> Option<u64> {
+    let offset = ARG_REG_OFFSETS.get(row)?.get(index)?;
+    // SAFETY: a valid static; volatile for the loader's value.
+    let offset = unsafe { core::ptr::read_volatile(offset) };
+    // SAFETY: probe read of the task's saved registers; failure is reported.
+    unsafe { bpf_probe_read_kernel(regs.wrapping_add(offset as usize) as *const u64) }.ok()
+}
+
+#[inline(always)]
+fn add_bits(state: &mut ArgState, phase: usize, spec_nr: usize, bits: u64) {
+    if let Some(b) = state
+        .flags
+        .get_mut(phase)
+        .and_then(|row| row.get_mut(spec_nr))
+    {
+        *b |= bits;
+    }
+}
+
+#[inline(always)]
+fn mark_incomplete(state: &mut ArgState, phase: usize, spec_nr: usize) {
+    if let Some(m) = state
+        .incomplete
+        .get_mut(phase)
+        .and_then(|row| row.get_mut(spec_nr))
+    {
+        *m = 1;
+    }
+}
+
+/// Whether this CPU may add one more distinct value for the key's (target, phase, spec); if
+/// not, the set is marked incomplete instead.
+#[inline(always)]
+fn may_add_value(state: &mut ArgState, key: &ArgValueKey) -> bool {
+    let (phase, spec_nr) = (key.phase as usize, key.spec as usize);
+    let Some(added) = state
+        .added
+        .get_mut(phase)
+        .and_then(|row| row.get_mut(spec_nr))
+    else {
+        return false;
+    };
+    if *added >= ARG_VALUES_PER_CPU {
+        mark_incomplete(state, phase, spec_nr);
+        return false;
+    }
+    *added += 1;
+    true
+}
+
+/// Counts one call with `key`'s value: in this CPU's table entry for the key when it holds the
+/// key or is free, else in the shared spill map.
+#[inline(always)]
+fn count_value(state: &mut ArgState, key: &ArgValueKey) {
+    let hash = mix(key.value as u32
+        ^ ((key.value >> 32) as u32).wrapping_mul(0x9E37_79B1)
+        ^ key.slot_plus_one.wrapping_mul(0x85EB_CA6B)
+        ^ (key.spec as u32).wrapping_mul(0xC2B2_AE35)
+        ^ key.phase as u32);
+    let Some(entry) = ARG_VALUES.get_ptr_mut(hash & (ARG_VALUE_ENTRIES - 1)) else {
+        return;
+    };
+    // SAFETY: this CPU's element.
+    let entry = unsafe { &mut *entry };
+    if entry.key == *key {
+        entry.count += 1;
+    } else if entry.key.slot_plus_one == 0 {
+        if may_add_value(state, key) {
+            entry.key = *key;
+            entry.count = 1;
+        }
+    } else {
+        spill(state, key);
+    }
+}
+
+/// The table entry is taken by another key: count in the shared map, atomically.
+#[inline(never)]
+fn spill(state: &mut ArgState, key: &ArgValueKey) {
+    if let Some(count) = ARG_VALUES_SPILL.get_ptr_mut(key) {
+        // SAFETY: a live map value, only ever updated atomically.
+        unsafe { atomic_xadd::<u64, u64, { AtomicOrdering::Relaxed }>(count, 1) };
+        return;
+    }
+    if !may_add_value(state, key) {
+        return;
+    }
+    const BPF_NOEXIST: u64 = 1;
+    if ARG_VALUES_SPILL.insert(key, &1, BPF_NOEXIST).is_ok() {
+        return;
+    }
+    // Another CPU inserted it first, or the map is full.
+    match ARG_VALUES_SPILL.get_ptr_mut(key) {
+        Some(count) => {
+            // SAFETY: as above.
+            unsafe { atomic_xadd::<u64, u64, { AtomicOrdering::Relaxed }>(count, 1) };
+        }
+        None => mark_incomplete(state, key.phase as usize, key.spec as usize),
+    }
+}
+
+/// The murmur3 finaliser, as attribution uses, so nearby values spread over the table.
+#[inline(always)]
+fn mix(mut h: u32) -> u32 {
+    h ^= h >> 16;
+    h = h.wrapping_mul(0x85EB_CA6B);
+    h ^= h >> 13;
+    h = h.wrapping_mul(0xC2B2_AE35);
+    h ^ (h >> 16)
+}
+
+/// Whether argument recording is on (a load-time constant).
+#[inline(always)]
+pub(super) fn enabled() -> bool {
+    global(&ARGS) != 0
+}
