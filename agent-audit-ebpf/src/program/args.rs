@@ -80,10 +80,10 @@ fn record_tracked(regs: *const u8, slot: u32, abi: usize, first: usize, phase: u
         // SAFETY: a valid static; volatile for the loader's value.
         let spec = unsafe { core::ptr::read_volatile(spec) };
         match read_arg(regs, abi, &spec) {
-            Some(value) if spec.kind == ARG_KIND_FLAGS => {
+            Ok(Some(value)) if spec.kind == ARG_KIND_FLAGS => {
                 add_bits(state, phase, spec_nr, value & spec.mask)
             }
-            Some(value) => {
+            Ok(Some(value)) => {
                 let key = ArgValueKey {
                     value: value & spec.mask,
                     slot_plus_one: slot + 1,
@@ -93,7 +93,8 @@ fn record_tracked(regs: *const u8, slot: u32, abi: usize, first: usize, phase: u
                 };
                 count_value(state, &key);
             }
-            None => mark_incomplete(state, phase, spec_nr),
+            Ok(None) => {}
+            Err(Unreadable) => mark_incomplete(state, phase, spec_nr),
         }
         if spec.more == 0 {
             return;
@@ -102,33 +103,45 @@ fn record_tracked(regs: *const u8, slot: u32, abi: usize, first: usize, phase: u
     }
 }
 
+/// A value the kernel program could not read: the record is then incomplete.
+struct Unreadable;
+
 /// The value a spec records: an argument register, or for `clone3` the flags its first
-/// argument points to. `None` when it cannot be read.
+/// argument points to. `Ok(None)` when the call carries no value (the kernel refuses it before
+/// reading one).
 #[inline(always)]
-fn read_arg(regs: *const u8, abi: usize, spec: &ArgSpec) -> Option<u64> {
+fn read_arg(regs: *const u8, abi: usize, spec: &ArgSpec) -> Result<Option<u64>, Unreadable> {
     let row = (abi == ABI_COMPAT32) as usize;
     let value = read_register(regs, row, spec.index as usize)?;
     if spec.source != ARG_SOURCE_CLONE_ARGS_FLAGS {
-        return Some(value);
+        return Ok(Some(value));
     }
-    // clone3(struct clone_args *uargs, size_t size): the kernel refuses sizes below its first
-    // version (64 bytes), so anything that small carries no flags to record.
+    // clone3(struct clone_args *uargs, size_t size): a null pointer or a size too small to
+    // hold the flags is refused (EFAULT, EINVAL) without creating anything.
     let size = read_register(regs, row, spec.index as usize + 1)?;
-    if size < 8 {
-        return None;
+    if value == 0 || size < 8 {
+        return Ok(None);
     }
-    // SAFETY: probe read of user memory; a fault is reported, never taken.
-    unsafe { bpf_probe_read_user(value as *const u64) }.ok()
+    // SAFETY: probe read of user memory; a fault is reported, never taken (a page the kernel
+    // would have faulted in reads as unreadable, and the record is marked incomplete).
+    match unsafe { bpf_probe_read_user(value as *const u64) } {
+        Ok(flags) => Ok(Some(flags)),
+        Err(_) => Err(Unreadable),
+    }
 }
 
 /// Syscall argument `index` from the saved registers.
 #[inline(always)]
-fn read_register(regs: *const u8, row: usize, index: usize) -> Option<u64> {
-    let offset = ARG_REG_OFFSETS.get(row)?.get(index)?;
+fn read_register(regs: *const u8, row: usize, index: usize) -> Result<u64, Unreadable> {
+    let offset = ARG_REG_OFFSETS
+        .get(row)
+        .and_then(|r| r.get(index))
+        .ok_or(Unreadable)?;
     // SAFETY: a valid static; volatile for the loader's value.
     let offset = unsafe { core::ptr::read_volatile(offset) };
     // SAFETY: probe read of the task's saved registers; failure is reported.
-    unsafe { bpf_probe_read_kernel(regs.wrapping_add(offset as usize) as *const u64) }.ok()
+    unsafe { bpf_probe_read_kernel(regs.wrapping_add(offset as usize) as *const u64) }
+        .map_err(|_| Unreadable)
 }
 
 #[inline(always)]
