@@ -3,13 +3,17 @@
 //! counts and bits, per ABI (the program is built for x86_64 and, with `gcc -m32`, for i386).
 
 use std::fs;
-use std::path::Path;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
+use agent_audit::bpf::{AttachMode, CounterOptions, SyscallCounter};
+use agent_audit::syscalls::Arch;
 use agent_audit_tests::allowlist::Allowlist;
+use agent_audit_tests::cgroup::ScratchCgroup;
 use agent_audit_tests::process::run;
-use agent_audit_tests::{agent_audit_bin, require_root};
+use agent_audit_tests::{agent_audit_bin, require_root, unique_name};
 use serde_json::{json, Value};
 
 const TIMEOUT: Duration = Duration::from_secs(60);
@@ -123,8 +127,8 @@ int main(void) {{
     )
 }
 
-/// Builds the program (`-m32` for i386) and records it with `agent-audit run <flags>`.
-fn record(dir: &Path, m32: bool, flags: &[&str]) -> Allowlist {
+/// Builds the program (`-m32` for i386) in `dir`.
+fn build(dir: &Path, m32: bool) -> PathBuf {
     let src = dir.join("args-probe.c");
     let bin = dir.join("args-probe");
     fs::write(&src, c_source()).unwrap();
@@ -143,6 +147,12 @@ fn record(dir: &Path, m32: bool, flags: &[&str]) -> Allowlist {
         "cannot build the program (for -m32: `apt-get install gcc-multilib`):\n{}",
         built.stderr
     );
+    bin
+}
+
+/// Builds the program and records it with `agent-audit run <flags>`.
+fn record(dir: &Path, m32: bool, flags: &[&str]) -> Allowlist {
+    let bin = build(dir, m32);
     let out = dir.join("allowlist.json");
     run(
         Command::new(agent_audit_bin())
@@ -256,4 +266,49 @@ fn root_no_args_records_counts_without_values() {
     let list = record(dir.path(), false, &["--no-args"]);
     assert_eq!(list.count("socket"), INET_STREAM + UNIX_DGRAM);
     assert!(list.syscalls().iter().all(|s| s.get("args").is_none()));
+}
+
+/// socket family values the kernel program holds for `slot`: (value, count).
+fn socket_families(counter: &SyscallCounter, slot: agent_audit::bpf::TargetSlot) -> Vec<Value> {
+    let socket = Arch::X86_64.syscall_nr("socket").unwrap();
+    counter
+        .read_args()
+        .unwrap()
+        .into_iter()
+        .filter(|a| a.slot == slot && a.nr == socket && a.record.index == 0)
+        .map(|a| serde_json::to_value(&a.record).unwrap())
+        .collect()
+}
+
+#[test]
+fn root_a_reused_slot_starts_without_the_previous_targets_values() {
+    require_root();
+    let dir = tempfile::tempdir().unwrap();
+    let bin = build(dir.path(), false);
+    let mut counter = SyscallCounter::load(CounterOptions::new(AttachMode::Auto)).unwrap();
+    let run_in = |cgroup: &ScratchCgroup| {
+        let mut cmd = Command::new(&bin);
+        cgroup.contain(&mut cmd);
+        run(&mut cmd, TIMEOUT).assert_code(0);
+    };
+    let expected = json!([values(0, &[(AF_UNIX, UNIX_DGRAM), (AF_INET, INET_STREAM)])]);
+
+    let first = ScratchCgroup::new(&unique_name("args-first"));
+    let slot = counter
+        .add_target(fs::metadata(&first.dir).unwrap().ino())
+        .unwrap();
+    run_in(&first);
+    assert_eq!(Value::from(socket_families(&counter, slot)), expected);
+    counter.remove_target(slot).unwrap();
+    assert_eq!(socket_families(&counter, slot), Vec::<Value>::new());
+
+    // The next target gets the same slot and must count only its own calls.
+    let second = ScratchCgroup::new(&unique_name("args-second"));
+    let reused = counter
+        .add_target(fs::metadata(&second.dir).unwrap().ino())
+        .unwrap();
+    assert_eq!(reused, slot, "the freed slot is the first free one");
+    assert_eq!(socket_families(&counter, reused), Vec::<Value>::new());
+    run_in(&second);
+    assert_eq!(Value::from(socket_families(&counter, reused)), expected);
 }
