@@ -240,7 +240,8 @@ fn assert_recorded(list: &Allowlist, arch: &str, fcntl: &str) {
 fn root_run_records_tracked_argument_values_exactly() {
     require_root();
     let dir = tempfile::tempdir().unwrap();
-    let list = record(dir.path(), false, &[]);
+    let list = record(dir.path(), false, &["--attach", "tp-btf"]);
+    assert_eq!(list.attach(), "tp_btf");
     assert_recorded(&list, "SCMP_ARCH_X86_64", "fcntl");
 }
 
@@ -248,7 +249,10 @@ fn root_run_records_tracked_argument_values_exactly() {
 fn root_run_records_argument_values_of_a_32_bit_program_under_its_abi() {
     require_root();
     let dir = tempfile::tempdir().unwrap();
-    let list = record(dir.path(), true, &[]);
+    // Through the raw_tp program, which reads the registers with a helper call rather than
+    // the BTF-typed loads of tp_btf (the 64-bit test's default).
+    let list = record(dir.path(), true, &["--attach", "raw-tp"]);
+    assert_eq!(list.attach(), "raw_tp");
     // i386 glibc's fcntl() is the fcntl64 syscall.
     assert_recorded(&list, "SCMP_ARCH_X86", "fcntl64");
     // No value is filed under the native ABI: the program made no native tracked call.

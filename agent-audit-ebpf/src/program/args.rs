@@ -49,10 +49,68 @@ static ARG_VALUES: PerCpuArray<ArgValueEntry> = PerCpuArray::with_max_entries(AR
 static ARG_VALUES_SPILL: HashMap<ArgValueKey, u64> =
     HashMap::with_max_entries(ARG_SPILL_ENTRIES, 0);
 
+/// How a program type reads syscall arguments from the saved registers.
+pub(super) trait SavedRegs {
+    /// Argument `index` of a native/x32 (`row` 0) or compat (`row` 1) call.
+    fn arg(regs: *const u8, row: usize, index: usize) -> Result<u64, Unreadable>;
+}
+
+/// `tp_btf`: the verifier knows `regs` is a `struct pt_regs *`, so the registers are plain
+/// loads (no helper call). It only allows loads at offsets it knows, so all six arguments of
+/// the row are loaded at their load-time-constant offsets and the wanted one picked after.
+pub(super) struct BtfRegs;
+
+impl SavedRegs for BtfRegs {
+    #[inline(always)]
+    fn arg(regs: *const u8, row: usize, index: usize) -> Result<u64, Unreadable> {
+        let args = if row == 0 {
+            saved_args::<0>(regs)
+        } else {
+            saved_args::<1>(regs)
+        };
+        args.get(index).copied().ok_or(Unreadable)
+    }
+}
+
+#[inline(always)]
+fn saved_args<const ROW: usize>(regs: *const u8) -> [u64; 6] {
+    let load = |i: usize| {
+        let offset = global(&ARG_REG_OFFSETS[ROW][i]);
+        // SAFETY: a BTF pointer to the task's saved registers; `offset` is a load-time
+        // constant the verifier checks against `struct pt_regs` (and refuses otherwise).
+        unsafe { core::ptr::read_volatile(regs.add(offset as usize) as *const u64) }
+    };
+    [load(0), load(1), load(2), load(3), load(4), load(5)]
+}
+
+/// `raw_tp`: `regs` is an untyped pointer, read through `bpf_probe_read_kernel`.
+pub(super) struct ProbedRegs;
+
+impl SavedRegs for ProbedRegs {
+    #[inline(always)]
+    fn arg(regs: *const u8, row: usize, index: usize) -> Result<u64, Unreadable> {
+        let offset = ARG_REG_OFFSETS
+            .get(row)
+            .and_then(|r| r.get(index))
+            .ok_or(Unreadable)?;
+        // SAFETY: a valid static; volatile for the loader's value.
+        let offset = unsafe { core::ptr::read_volatile(offset) };
+        // SAFETY: probe read of the task's saved registers; failure is reported.
+        unsafe { bpf_probe_read_kernel(regs.wrapping_add(offset as usize) as *const u64) }
+            .map_err(|_| Unreadable)
+    }
+}
+
 /// Records the tracked arguments of one call of `nr` (through `abi`) by target `slot`. For an
 /// untracked syscall this is one load from a read-only table.
 #[inline(always)]
-pub(super) fn record(regs: *const u8, slot: u32, abi: usize, nr: u64, runtime_init: bool) {
+pub(super) fn record<R: SavedRegs>(
+    regs: *const u8,
+    slot: u32,
+    abi: usize,
+    nr: u64,
+    runtime_init: bool,
+) {
     if nr >= NR_SLOTS as u64 || abi >= ABI_COUNT {
         return;
     }
@@ -60,65 +118,95 @@ pub(super) fn record(regs: *const u8, slot: u32, abi: usize, nr: u64, runtime_in
     // all-zero placeholder the compiler sees.
     let first = unsafe { core::ptr::read_volatile(&ARG_FIRST[abi][nr as usize]) };
     if first != 0 {
-        record_tracked(regs, slot, abi, first as usize - 1, runtime_init as usize);
+        record_tracked::<R>(regs, slot, abi, first as usize - 1, runtime_init as usize);
     }
 }
 
-/// A tracked call: reads each of the syscall's tracked arguments and keeps it.
+/// A tracked call: reads each of the syscall's tracked arguments (its specs are consecutive,
+/// at most [`MAX_ARGS_PER_SYSCALL`]) and keeps it.
 #[inline(never)]
-fn record_tracked(regs: *const u8, slot: u32, abi: usize, first: usize, phase: usize) {
+fn record_tracked<R: SavedRegs>(
+    regs: *const u8,
+    slot: u32,
+    abi: usize,
+    first: usize,
+    phase: usize,
+) {
     let Some(state) = ARG_STATE.get_ptr_mut(slot) else {
         return;
     };
     // SAFETY: this CPU's element; programs on one CPU do not nest on sys_enter.
     let state = unsafe { &mut *state };
-    let mut spec_nr = first;
-    for _ in 0..MAX_ARGS_PER_SYSCALL {
-        let Some(spec) = ARG_SPECS.get(spec_nr) else {
-            return;
-        };
-        // SAFETY: a valid static; volatile for the loader's value.
-        let spec = unsafe { core::ptr::read_volatile(spec) };
-        match read_arg(regs, abi, &spec) {
-            Ok(Some(value)) if spec.kind == ARG_KIND_FLAGS => {
-                add_bits(state, phase, spec_nr, value & spec.mask)
-            }
-            Ok(Some(value)) => {
-                let key = ArgValueKey {
-                    value: value & spec.mask,
-                    slot_plus_one: slot + 1,
-                    spec: spec_nr as u8,
-                    phase: phase as u8,
-                    _pad: 0,
-                };
-                count_value(state, &key);
-            }
-            Ok(None) => {}
-            Err(Unreadable) => mark_incomplete(state, phase, spec_nr),
-        }
-        if spec.more == 0 {
-            return;
-        }
-        spec_nr += 1;
+    const _: () = assert!(MAX_ARGS_PER_SYSCALL == 2);
+    let position = Position { slot, abi, phase };
+    if record_spec::<R>(regs, state, &position, first) {
+        record_spec::<R>(regs, state, &position, first + 1);
     }
 }
 
+/// Where a call was made: its target, ABI and phase.
+struct Position {
+    slot: u32,
+    abi: usize,
+    phase: usize,
+}
+
+/// Reads and keeps one spec's value; returns whether the next spec belongs to the same
+/// syscall. A function of its own so that the verifier sees each spec lookup bounds-checked
+/// where it is used (inside a loop the compiler derives the pointer from the induction
+/// variable, past the check).
+#[inline(never)]
+fn record_spec<R: SavedRegs>(
+    regs: *const u8,
+    state: &mut ArgState,
+    at: &Position,
+    spec_nr: usize,
+) -> bool {
+    let Some(spec) = ARG_SPECS.get(spec_nr) else {
+        return false;
+    };
+    // SAFETY: a valid static; volatile for the loader's value.
+    let spec = unsafe { core::ptr::read_volatile(spec) };
+    match read_arg::<R>(regs, at.abi, &spec) {
+        Ok(Some(value)) if spec.kind == ARG_KIND_FLAGS => {
+            add_bits(state, at.phase, spec_nr, value & spec.mask)
+        }
+        Ok(Some(value)) => {
+            let key = ArgValueKey {
+                value: value & spec.mask,
+                slot_plus_one: at.slot + 1,
+                spec: spec_nr as u8,
+                phase: at.phase as u8,
+                _pad: 0,
+            };
+            count_value(state, &key);
+        }
+        Ok(None) => {}
+        Err(Unreadable) => mark_incomplete(state, at.phase, spec_nr),
+    }
+    spec.more != 0
+}
+
 /// A value the kernel program could not read: the record is then incomplete.
-struct Unreadable;
+pub(super) struct Unreadable;
 
 /// The value a spec records: an argument register, or for `clone3` the flags its first
 /// argument points to. `Ok(None)` when the call carries no value (the kernel refuses it before
 /// reading one).
 #[inline(always)]
-fn read_arg(regs: *const u8, abi: usize, spec: &ArgSpec) -> Result<Option<u64>, Unreadable> {
+fn read_arg<R: SavedRegs>(
+    regs: *const u8,
+    abi: usize,
+    spec: &ArgSpec,
+) -> Result<Option<u64>, Unreadable> {
     let row = (abi == ABI_COMPAT32) as usize;
-    let value = read_register(regs, row, spec.index as usize)?;
+    let value = R::arg(regs, row, spec.index as usize)?;
     if spec.source != ARG_SOURCE_CLONE_ARGS_FLAGS {
         return Ok(Some(value));
     }
     // clone3(struct clone_args *uargs, size_t size): a null pointer or a size too small to
     // hold the flags is refused (EFAULT, EINVAL) without creating anything.
-    let size = read_register(regs, row, spec.index as usize + 1)?;
+    let size = R::arg(regs, row, spec.index as usize + 1)?;
     if value == 0 || size < 8 {
         return Ok(None);
     }
@@ -128,20 +216,6 @@ fn read_arg(regs: *const u8, abi: usize, spec: &ArgSpec) -> Result<Option<u64>, 
         Ok(flags) => Ok(Some(flags)),
         Err(_) => Err(Unreadable),
     }
-}
-
-/// Syscall argument `index` from the saved registers.
-#[inline(always)]
-fn read_register(regs: *const u8, row: usize, index: usize) -> Result<u64, Unreadable> {
-    let offset = ARG_REG_OFFSETS
-        .get(row)
-        .and_then(|r| r.get(index))
-        .ok_or(Unreadable)?;
-    // SAFETY: a valid static; volatile for the loader's value.
-    let offset = unsafe { core::ptr::read_volatile(offset) };
-    // SAFETY: probe read of the task's saved registers; failure is reported.
-    unsafe { bpf_probe_read_kernel(regs.wrapping_add(offset as usize) as *const u64) }
-        .map_err(|_| Unreadable)
 }
 
 #[inline(always)]

@@ -82,7 +82,7 @@ static EXIT_COUNTERS: PerCpuArray<SyscallCounters> = PerCpuArray::with_max_entri
 pub fn sys_enter_btf(ctx: BtfTracePointContext) -> i32 {
     let regs: *const u8 = ctx.arg(0);
     let id: i64 = ctx.arg(1);
-    count_enter(&ctx, regs, id, compat_flag_btf);
+    count_enter::<_, args::BtfRegs>(&ctx, regs, id, compat_flag_btf);
     0
 }
 
@@ -91,7 +91,7 @@ pub fn sys_enter_btf(ctx: BtfTracePointContext) -> i32 {
 pub fn sys_enter_raw(ctx: RawTracePointContext) -> i32 {
     let regs: *const u8 = ctx.arg(0);
     let id: i64 = ctx.arg(1);
-    count_enter(&ctx, regs, id, compat_flag_probed);
+    count_enter::<_, args::ProbedRegs>(&ctx, regs, id, compat_flag_probed);
     0
 }
 
@@ -135,7 +135,12 @@ fn is_fork_family(nr: u64) -> bool {
 }
 
 #[inline(always)]
-fn count_enter<C: EbpfContext>(ctx: &C, regs: *const u8, id: i64, compat_flag: fn(u32) -> u32) {
+fn count_enter<C: EbpfContext, R: args::SavedRegs>(
+    ctx: &C,
+    regs: *const u8,
+    id: i64,
+    compat_flag: fn(u32) -> u32,
+) {
     let Some(slot) = target_slot(ctx) else {
         return;
     };
@@ -163,7 +168,7 @@ fn count_enter<C: EbpfContext>(ctx: &C, regs: *const u8, id: i64, compat_flag: f
         attribution::attribute(slot, abi, nr, runtime_init);
     }
     if args::enabled() {
-        args::record(regs, slot, abi, nr, runtime_init);
+        args::record::<R>(regs, slot, abi, nr, runtime_init);
     }
 }
 
