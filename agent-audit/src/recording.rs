@@ -196,3 +196,42 @@ pub enum RecordingError {
     #[error(transparent)]
     Allowlist(#[from] AllowlistError),
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn arg_use(slot: u32, runtime_init: bool, nr: u32, record: ArgRecord) -> ArgUse {
+        ArgUse {
+            slot: TargetSlot::for_tests(slot),
+            runtime_init,
+            arch: Arch::X86_64,
+            nr,
+            record,
+        }
+    }
+
+    #[test]
+    fn counted_rows_get_their_args_sorted_by_index() {
+        let socket = Arch::X86_64.syscall_nr("socket").unwrap();
+        let ioctl = Arch::X86_64.syscall_nr("ioctl").unwrap();
+        let (mut rows, _) = Allowlist::syscalls_from_counts([(Arch::X86_64, socket, 3)], 0);
+        let family = ArgRecord::values(0, None, [(2, 3)], false);
+        let kind = ArgRecord::values(1, None, [(1, 3)], false);
+        let uses = [
+            arg_use(0, false, socket, kind.clone()),
+            arg_use(0, false, socket, family.clone()),
+            // A syscall this target never counted (a zero union of another phase, say).
+            arg_use(
+                0,
+                false,
+                ioctl,
+                ArgRecord::values(1, None, [(0x5401, 1)], false),
+            ),
+        ];
+        let mine: Vec<&ArgUse> = uses.iter().collect();
+        attach_args(&mut rows, &mine);
+        assert_eq!(rows.len(), 1);
+        assert_eq!(rows[0].args, vec![family, kind]);
+    }
+}
