@@ -202,15 +202,12 @@ impl SyscallCounter {
             let c = g.values.entry(k.value).or_default();
             *c = c.saturating_add(count);
         };
-        let table: PerCpuArray<&MapData, ArgValueEntry> = map_ref(&self.ebpf, MAP_ARG_VALUES)?;
-        for index in 0..ARG_VALUE_ENTRIES {
-            let per_cpu = table.get(&index, 0).map_err(|source| BpfError::Map {
-                name: MAP_ARG_VALUES,
-                source,
-            })?;
-            for e in per_cpu.iter().filter(|e| e.key.slot_plus_one != 0) {
-                add(&e.key, e.count);
-            }
+        for e in self
+            .value_table()?
+            .iter()
+            .filter(|e| e.key.slot_plus_one != 0)
+        {
+            add(&e.key, e.count);
         }
         let spill: HashMap<&MapData, ArgValueKey, u64> = map_ref(&self.ebpf, MAP_ARG_VALUES_SPILL)?;
         for item in spill.iter() {
@@ -225,8 +222,26 @@ impl SyscallCounter {
         Ok(())
     }
 
+    /// Every entry of the per-CPU value table on every CPU, read in batches: entry `i` on CPU
+    /// `c` is at `i * cpus + c`.
+    fn value_table(&self) -> Result<Vec<ArgValueEntry>, BpfError> {
+        let io_error = |e| BpfError::Map {
+            name: MAP_ARG_VALUES,
+            source: aya::maps::MapError::IoError(e),
+        };
+        let cpus = aya::util::nr_cpus().map_err(|(_, e)| io_error(e))?;
+        let map = self
+            .ebpf
+            .map(MAP_ARG_VALUES)
+            .ok_or(BpfError::Missing(MAP_ARG_VALUES))?;
+        let aya::maps::Map::PerCpuArray(data) = map else {
+            return Err(BpfError::Missing(MAP_ARG_VALUES));
+        };
+        super::batch::lookup_percpu_array(data, ARG_VALUE_ENTRIES, cpus).map_err(io_error)
+    }
+
     /// Forgets every argument value of `slot`, so that a target given the slot later starts
-    /// from nothing.
+    /// from nothing; only the table entries that hold one of its values are written.
     pub(super) fn clear_args(&mut self, slot: u32) -> Result<(), BpfError> {
         if self.arg_meanings.is_none() {
             return Ok(());
@@ -245,12 +260,10 @@ impl SyscallCounter {
             source,
         })?;
         let owner = slot + 1;
+        let entries = self.value_table()?;
         let mut table: PerCpuArray<&mut MapData, ArgValueEntry> =
             map_mut(&mut self.ebpf, MAP_ARG_VALUES)?;
-        for index in 0..ARG_VALUE_ENTRIES {
-            let Ok(per_cpu) = table.get(&index, 0) else {
-                continue;
-            };
+        for (index, per_cpu) in (0..ARG_VALUE_ENTRIES).zip(entries.chunks(cpus)) {
             if !per_cpu.iter().any(|e| e.key.slot_plus_one == owner) {
                 continue;
             }
