@@ -46,12 +46,12 @@ fn main() {
     let mut programs = Vec::new();
     let warm_up = std::iter::once(&configs[0]);
     for (i, config) in warm_up.chain(&configs).enumerate() {
-        let known = program_ids();
         let words: Vec<&str> = config.split_whitespace().collect();
         let dir = out.path().join(i.to_string());
         std::fs::create_dir(&dir).expect("mkdir");
-        recorders.push(start_recorder(words[0], &words[1..], &target, &dir));
-        programs.push(new_sys_enter_program(&known));
+        let recorder = start_recorder(words[0], &words[1..], &target, &dir);
+        programs.push(sys_enter_program_of(recorder.id()));
+        recorders.push(recorder);
     }
 
     programs.remove(0); // the warm-up
@@ -127,28 +127,36 @@ fn start_recorder(bin: &str, flags: &[&str], target: &ScratchCgroup, out: &Path)
             _ => panic!("agent-audit record ended before it was ready"),
         }
     }
-    // Keep draining its stderr so it never blocks on a full pipe.
-    std::thread::spawn(move || lines.for_each(drop));
+    // Keep draining its stderr so it never blocks on a full pipe; pass on what it says.
+    std::thread::spawn(move || {
+        for line in lines.map_while(Result::ok) {
+            eprintln!("bench-args: recorder: {line}");
+        }
+    });
     child
 }
 
-fn program_ids() -> HashSet<u32> {
-    aya::programs::loaded_programs()
-        .flatten()
-        .map(|p| p.id())
-        .collect()
-}
-
-/// The `sys_enter` program the recorder loaded (one that was not there before it started).
-fn new_sys_enter_program(known: &HashSet<u32>) -> u32 {
+/// The `sys_enter` program a recorder holds, found through its open descriptors (other
+/// agent-audit processes on the machine load programs of the same name).
+fn sys_enter_program_of(pid: u32) -> u32 {
+    let mut held = HashSet::new();
+    let fdinfo = std::fs::read_dir(format!("/proc/{pid}/fdinfo")).expect("recorder's fdinfo");
+    for entry in fdinfo.flatten() {
+        let text = std::fs::read_to_string(entry.path()).unwrap_or_default();
+        for line in text.lines() {
+            if let Some(id) = line.strip_prefix("prog_id:") {
+                held.insert(id.trim().parse::<u32>().expect("prog_id"));
+            }
+        }
+    }
     aya::programs::loaded_programs()
         .flatten()
         .find(|p| {
-            !known.contains(&p.id())
+            held.contains(&p.id())
                 && matches!(p.name_as_str(), Some("sys_enter_btf" | "sys_enter_raw"))
         })
         .map(|p| p.id())
-        .expect("the recorder's sys_enter program is loaded")
+        .expect("the recorder holds a sys_enter program")
 }
 
 /// (run_time_ns, run_cnt) of a program.
@@ -157,7 +165,7 @@ fn stats(id: u32) -> (u64, u64) {
         .flatten()
         .find(|p| p.id() == id)
         .map(|p| (p.run_time().as_nanos() as u64, p.run_count()))
-        .expect("the program is still loaded")
+        .unwrap_or_else(|| panic!("program {id} is gone: did its recorder stop? (see above)"))
 }
 
 /// Runs the loop in the target; returns each program's ns per run in the window, and the
