@@ -236,7 +236,7 @@ pub const ARG_KIND_FLAGS: u8 = 1;
 /// [`ArgSpec::source`]: the argument register itself.
 pub const ARG_SOURCE_REGISTER: u8 = 0;
 /// [`ArgSpec::source`]: the first `u64` the argument points to, when the next argument (a
-/// size) is at least 8: `clone3`'s `clone_args.flags`.
+/// size) is one the kernel accepts (64 or more): `clone3`'s `clone_args.flags`.
 pub const ARG_SOURCE_CLONE_ARGS_FLAGS: u8 = 1;
 
 /// `u32`: 1 to record tracked arguments (the default), 0 for `--no-args`.

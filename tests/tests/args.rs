@@ -95,8 +95,8 @@ int main(void) {{
     /* clone: glibc's fork, and a raw fork-like clone with two more flags. */
     if (reap(fork())) return 13;
     if (reap(syscall(SYS_clone, CLONE_FILES | CLONE_FS | SIGCHLD, 0, 0, 0, 0))) return 14;
-    /* clone3: glibc's pthread_create, a raw fork-like clone3, and one the kernel refuses
-       before reading anything (size 0), which must not make the record incomplete. */
+    /* clone3: glibc's pthread_create, a raw fork-like clone3, and two the kernel refuses
+       before reading anything, which must neither add bits nor make the record incomplete. */
     pthread_t t;
     if (pthread_create(&t, 0, thread, 0) != 0 || pthread_join(t, 0) != 0) return 15;
     struct clone_args ca;
@@ -104,7 +104,11 @@ int main(void) {{
     ca.flags = CLONE_FILES;
     ca.exit_signal = SIGCHLD;
     if (reap(syscall(SYS_clone3, &ca, sizeof ca))) return 16;
+    /* Sizes below the struct's first version (64 bytes) are refused before the flags are
+       read, whatever they say. */
+    ca.flags = CLONE_NEWUSER | CLONE_NEWNS;
     if (syscall(SYS_clone3, &ca, 0) != -1) return 17;
+    if (syscall(SYS_clone3, &ca, 8) != -1) return 24;
     if (unshare(0) != 0) return 18;
     if (personality(0xffffffff) < 0) return 19;
     int p[2];
@@ -209,7 +213,7 @@ fn assert_recorded(list: &Allowlist, arch: &str, fcntl: &str) {
     );
     check(
         "clone3",
-        3,
+        4,
         json!([{ "index": 0, "field": "clone_args.flags", "kind": "flags",
                  "bits": THREAD_FLAGS | CLONE_FILES }]),
     );

@@ -19,6 +19,9 @@ use aya_ebpf::{
 
 use super::global;
 
+/// `sizeof(struct clone_args)` in its first version (include/uapi/linux/sched.h).
+const CLONE_ARGS_SIZE_VER0: u64 = 64;
+
 /// 0: `--no-args`; the verifier then drops everything below.
 #[no_mangle]
 pub(super) static ARGS: u32 = 1;
@@ -204,10 +207,11 @@ fn read_arg<R: SavedRegs>(
     if spec.source != ARG_SOURCE_CLONE_ARGS_FLAGS {
         return Ok(Some(value));
     }
-    // clone3(struct clone_args *uargs, size_t size): a null pointer or a size too small to
-    // hold the flags is refused (EFAULT, EINVAL) without creating anything.
+    // clone3(struct clone_args *uargs, size_t size): a size below the struct's first version
+    // is refused (EINVAL, kernel/fork.c copy_clone_args_from_user) and a null pointer faults,
+    // both before anything is created.
     let size = R::arg(regs, row, spec.index as usize + 1)?;
-    if value == 0 || size < 8 {
+    if value == 0 || size < CLONE_ARGS_SIZE_VER0 {
         return Ok(None);
     }
     // SAFETY: probe read of user memory; a fault is reported, never taken (a page the kernel
