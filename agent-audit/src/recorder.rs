@@ -1,12 +1,16 @@
 //! `agent-audit record`: the daemon that watches one or more existing cgroups and keeps each
 //! one's allowlist file current until the target goes away, a signal arrives, or time is up.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 use std::time::Duration;
 
+use agent_audit_ebpf::MAX_TARGETS;
+use time::OffsetDateTime;
 use tokio::signal::unix::{signal, SignalKind};
 
+use crate::allowlist::MissedStart;
+use crate::attribution;
 use crate::bpf::{CounterOptions, SyscallCounter};
 use crate::cgroup::Cgroup;
 use crate::cgroup::CgroupV2Mount;
@@ -146,6 +150,7 @@ pub fn record(opts: RecordOptions) -> Result<StopReason, Error> {
             outputs,
             events,
             excluded,
+            starved: HashMap::new(),
             picked_up: 0,
         })
     } else {
@@ -248,47 +253,97 @@ struct Waiting {
     outputs: OutputPlan,
     /// Names of the children created since arming, by id.
     events: MkdirEvents,
-    /// Claimed children that matched nothing: (cgroup id, directory), forgotten once gone.
+    /// Children that matched nothing: (cgroup id, directory), forgotten once gone.
     excluded: Vec<(u64, PathBuf)>,
+    /// Wanted children that found every slot in use, by cgroup id, until they get one.
+    starved: HashMap<u64, Starved>,
     picked_up: usize,
 }
 
+/// A wanted child of a watched parent that is not counted yet: every slot was in use.
+struct Starved {
+    /// When its first call found no slot.
+    since: OffsetDateTime,
+    /// Its path below the cgroup2 mount, for messages.
+    rel: String,
+    /// Its directory, to notice when it is gone.
+    dir: PathBuf,
+}
+
 impl Waiting {
+    /// Deals with everything that happened below the watched parents since the last call:
+    /// new children nobody wants are excluded before they can take a slot, children the
+    /// kernel program claimed become recordings, children that found no slot are reported.
+    fn update(
+        &mut self,
+        counter: &mut SyscallCounter,
+        active: &mut Vec<Recording>,
+    ) -> Result<(), Error> {
+        // A cgroup's mkdir event is queued before any of its tasks can make a syscall, but
+        // may not have been read yet.
+        self.events.read_pending().map_err(Error::Io)?;
+        self.exclude_unwanted(counter)?;
+        self.adopt_claimed(counter, active)?;
+        self.note_starved(counter)?;
+        self.forget_gone(counter)
+    }
+
+    /// New children whose name no pattern matches: excluded at once, so that a burst of
+    /// them never holds the slots wanted ones need.
+    fn exclude_unwanted(&mut self, counter: &mut SyscallCounter) -> Result<(), Error> {
+        for id in self.events.take_new() {
+            let Some((parent, name)) = self.events.name_of(id) else {
+                continue;
+            };
+            let wanted = self
+                .watches
+                .iter()
+                .any(|w| w.glob.parent.dir == parent && w.glob.matches_child(&name));
+            if !wanted && counter.exclude_unclaimed(id)? {
+                self.excluded.push((id, parent.join(name)));
+            }
+        }
+        Ok(())
+    }
+
+    /// The (parent, name) of a child of a watched parent. It may already be gone (a
+    /// short-lived container): its name is known from the moment its event was read. If the
+    /// event was read too late to see the directory, the directory itself may still be there.
+    fn name_of(&mut self, id: u64) -> Option<(PathBuf, String)> {
+        if self.events.name_of(id).is_none() {
+            let found = self.watches.iter().find_map(|w| {
+                let child = w.glob.child_by_id(&self.mount, id)?;
+                let name = child.dir.file_name()?.to_string_lossy().into_owned();
+                Some((w.glob.parent.dir.clone(), name))
+            });
+            if let Some((parent, name)) = found {
+                self.events.remember(id, parent, name);
+            }
+        }
+        self.events.name_of(id)
+    }
+
+    /// The target child `id` is, if a watch wants it.
+    fn target_of(&self, id: u64, parent: &std::path::Path, name: &str) -> Option<CgroupTarget> {
+        self.watches
+            .iter()
+            .find_map(|w| w.target_for(parent, name, id))
+    }
+
     /// Turns the cgroups the kernel program claimed into recordings or exclusions.
     fn adopt_claimed(
         &mut self,
         counter: &mut SyscallCounter,
         active: &mut Vec<Recording>,
     ) -> Result<(), Error> {
-        counter.refill_pool()?;
-        let claimed = counter.claimed_targets()?;
-        if !claimed.is_empty() {
-            // A cgroup's mkdir event is queued before any of its tasks can make the syscall
-            // that claimed it, but may not have been read yet.
-            self.events.read_pending().map_err(Error::Io)?;
-        }
-        for (id, slot) in claimed {
-            // The cgroup may already be gone (a short-lived container): its name is known
-            // from the moment its event was read. If the event was read too late to see the
-            // directory, the directory itself may still be there.
-            if self.events.name_of(id).is_none() {
-                let found = self.watches.iter().find_map(|w| {
-                    let child = w.glob.child_by_id(&self.mount, id)?;
-                    let name = child.dir.file_name()?.to_string_lossy().into_owned();
-                    Some((w.glob.parent.dir.clone(), name))
-                });
-                if let Some((parent, name)) = found {
-                    self.events.remember(id, parent, name);
-                }
-            }
-            tracing::debug!(id, ?slot, name = ?self.events.name_of(id), "kernel program claimed a cgroup");
-            let target = self.events.name_of(id).and_then(|(parent, name)| {
-                self.watches
-                    .iter()
-                    .find_map(|w| w.target_for(&parent, &name, id))
-            });
+        for (id, slot) in counter.claimed_targets()? {
+            let named = self.name_of(id);
+            tracing::debug!(id, ?slot, name = ?named, "kernel program claimed a cgroup");
+            let target = named
+                .as_ref()
+                .and_then(|(parent, name)| self.target_of(id, parent, name));
             let Some(target) = target else {
-                match self.events.name_of(id) {
+                match named {
                     Some((parent, name)) => self.excluded.push((id, parent.join(name))),
                     None => {
                         if let Ok(c) = self.mount.resolve_id(id) {
@@ -302,7 +357,21 @@ impl Waiting {
             match self.outputs.next_path(&target) {
                 Ok(out) => {
                     tracing::info!(cgroup = %target.cgroup.rel, "picked up new cgroup");
-                    active.push(Recording::adopt(target, slot, out));
+                    let mut recording = Recording::adopt(target, slot, out);
+                    if let Some(starved) = self.starved.remove(&id) {
+                        recording.missed_start = Some(MissedStart {
+                            since: starved.since,
+                            recorded_from: recording.started_at,
+                        });
+                        eprintln!(
+                            "agent-audit: {}: got a target slot; recording from {} (calls since \
+                             {} were not recorded; its allowlist says missed_start)",
+                            starved.rel,
+                            rfc3339(recording.started_at),
+                            rfc3339(starved.since)
+                        );
+                    }
+                    active.push(recording);
                     self.picked_up += 1;
                 }
                 Err(e) => {
@@ -312,14 +381,84 @@ impl Waiting {
                 }
             }
         }
+        Ok(())
+    }
+
+    /// Reports the children that found every slot in use. Wanted ones get the next slots
+    /// that free, first come first served; the rest are excluded.
+    fn note_starved(&mut self, counter: &mut SyscallCounter) -> Result<(), Error> {
+        for (id, first_ns) in counter.drain_starved()? {
+            if self.starved.contains_key(&id) {
+                continue;
+            }
+            let Some((parent, name)) = self.name_of(id) else {
+                continue; // gone before it could be named: nothing of it can be recorded
+            };
+            let Some(target) = self.target_of(id, &parent, &name) else {
+                if counter.exclude_unclaimed(id)? {
+                    self.excluded.push((id, parent.join(name)));
+                }
+                continue;
+            };
+            let since = attribution::wall_clock(first_ns);
+            eprintln!(
+                "agent-audit: warning: {}: new cgroup {} found all {MAX_TARGETS} target slots in \
+                 use: its calls are not recorded until a slot frees (its allowlist will say \
+                 missed_start)",
+                rfc3339(since),
+                target.cgroup.rel
+            );
+            counter.wait_for_slot(id);
+            self.starved.insert(
+                id,
+                Starved {
+                    since,
+                    rel: target.cgroup.rel,
+                    dir: target.cgroup.dir,
+                },
+            );
+        }
+        Ok(())
+    }
+
+    /// Drops the kernel's entries for excluded children that are gone, and reports the
+    /// starved ones that ended before a slot freed.
+    fn forget_gone(&mut self, counter: &mut SyscallCounter) -> Result<(), Error> {
         let (gone, kept): (Vec<_>, Vec<_>) =
             self.excluded.drain(..).partition(|(_, dir)| !dir.exists());
         self.excluded = kept;
         for (id, _) in gone {
             counter.forget_cgroup(id)?;
         }
+        let gone: Vec<u64> = self
+            .starved
+            .iter()
+            .filter(|(_, s)| !s.dir.exists())
+            .map(|(id, _)| *id)
+            .collect();
+        for id in gone {
+            counter.stop_waiting(id);
+            if let Some(s) = self.starved.remove(&id) {
+                report_unrecorded(&s, "ended");
+            }
+        }
         Ok(())
     }
+}
+
+/// Says that a wanted cgroup was never recorded.
+fn report_unrecorded(s: &Starved, how: &str) {
+    eprintln!(
+        "agent-audit: warning: {}: {how} before a target slot freed: none of its calls (since {}) \
+         were recorded; no allowlist written",
+        s.rel,
+        rfc3339(s.since)
+    );
+}
+
+fn rfc3339(t: OffsetDateTime) -> String {
+    t.format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_else(|_| t.to_string())
 }
 
 async fn watch(
@@ -340,12 +479,24 @@ async fn watch(
     let deadline_sleep = tokio::time::sleep_until(deadline.unwrap_or_else(far_future));
     tokio::pin!(deadline_sleep);
     let mut progress = ProgressLine::new();
+    let created = waiting.as_ref().map(|w| w.events.created());
+    let new_cgroups = || async {
+        match &created {
+            Some(n) => n.notified().await,
+            None => std::future::pending().await,
+        }
+    };
 
     let reason = loop {
         tokio::select! {
             _ = sigint.recv() => break StopReason::Signal,
             _ = sigterm.recv() => break StopReason::Signal,
             _ = &mut deadline_sleep, if deadline.is_some() => break StopReason::Duration,
+            _ = new_cgroups() => {
+                if let Some(w) = &mut waiting {
+                    w.update(counter, &mut active)?;
+                }
+            }
             _ = flush.tick() => {
                 let uses = counter.read_attribution()?;
                 for r in &mut active {
@@ -355,7 +506,7 @@ async fn watch(
             _ = poll.tick() => {
                 counter.flush_logs();
                 if let Some(w) = &mut waiting {
-                    w.adopt_claimed(counter, &mut active)?;
+                    w.update(counter, &mut active)?;
                 }
                 distribute_execs(counter, &mut active);
                 // A container's cgroup disappears when it stops: finish its file now.
@@ -370,9 +521,12 @@ async fn watch(
                         counter.remove_target(r.slot)?;
                     }
                 }
-                // With --wait, only stop once something was recorded and is gone.
-                let waiting_for_first = waiting.as_ref().is_some_and(|w| w.picked_up == 0);
-                if active.is_empty() && !waiting_for_first {
+                // With --wait, only stop once something was recorded and is gone, and no
+                // wanted cgroup still waits for a slot.
+                let waiting_for_more = waiting
+                    .as_ref()
+                    .is_some_and(|w| w.picked_up == 0 || !w.starved.is_empty());
+                if active.is_empty() && !waiting_for_more {
                     break StopReason::TargetsGone;
                 }
                 for r in &mut active {
@@ -385,6 +539,11 @@ async fn watch(
         }
     };
     progress.clear();
+    if let Some(w) = &waiting {
+        for s in w.starved.values() {
+            report_unrecorded(s, "recording stopped");
+        }
+    }
     distribute_execs(counter, &mut active);
     let uses = counter.read_attribution()?;
     for r in &mut active {

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use time::OffsetDateTime;
 
 use crate::allowlist::{
-    Allowlist, AllowlistError, HostInfo, MultiplexedCount, RecorderInfo, SCHEMA_V1,
+    Allowlist, AllowlistError, HostInfo, MissedStart, MultiplexedCount, RecorderInfo, SCHEMA_V1,
 };
 use crate::attribution;
 use crate::bpf::{BpfError, ExecRecord, ProgramUse, SyscallCounter, TargetCounts, TargetSlot};
@@ -29,6 +29,8 @@ pub struct Recording {
     pub last_init: TargetCounts,
     /// Execs seen in the target so far, by (path, uid).
     pub execs: attribution::ExecTally,
+    /// Set when the target's first calls went uncounted (no free slot at its start).
+    pub missed_start: Option<MissedStart>,
 }
 
 impl Recording {
@@ -58,6 +60,7 @@ impl Recording {
             last: TargetCounts::default(),
             last_init: TargetCounts::default(),
             execs: attribution::ExecTally::default(),
+            missed_start: None,
         }
     }
 
@@ -119,6 +122,7 @@ impl Recording {
             runtime_init,
             executables: self.execs.runs(),
             privilege_drop: attribution::privilege_drop(&mine, name_of),
+            missed_start: self.missed_start,
         }
     }
 

@@ -16,7 +16,7 @@ use agent_audit_ebpf::{
     GLOBAL_COMPAT_ARG0_OFFSET, GLOBAL_COMPAT_FLAG_MASK, GLOBAL_COMPAT_FLAG_OFFSET,
     GLOBAL_COMPAT_IPC_NR, GLOBAL_COMPAT_SOCKETCALL_NR, GLOBAL_FORK_NRS, GLOBAL_PRCTL_NR,
     MAP_COUNTERS, MAP_EXEC_EVENTS, MAP_EXIT_COUNTERS, MAP_FREE_SLOTS, MAP_INIT_COUNTERS, MAP_PHASE,
-    MAP_TARGETS, MAP_TARGET_GENERATION, MAX_TARGETS, MUX_SLOTS, NO_TARGET, NR_SLOTS,
+    MAP_STARVED, MAP_TARGETS, MAP_TARGET_GENERATION, MAX_TARGETS, MUX_SLOTS, NO_TARGET, NR_SLOTS,
     PHASE_RUNTIME_INIT, PHASE_WORKLOAD, PROG_SCHED_EXEC, PROG_SYS_ENTER_BTF, PROG_SYS_ENTER_EMPTY,
     PROG_SYS_ENTER_RAW, PROG_SYS_EXIT, WATCH_PARENT,
 };
@@ -162,10 +162,6 @@ impl BpfError {
     }
 }
 
-/// Slots kept in the kernel's pool for cgroups created below a watched parent: how many new
-/// containers can start within one poll interval without losing a syscall.
-pub const POOL_SIZE: usize = 16;
-
 /// A target's position in the per-target counter array.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct TargetSlot(u32);
@@ -207,8 +203,16 @@ pub struct SyscallCounter {
     logger: Option<aya_log::EbpfLogger<&'static dyn log::Log>>,
     abi_arch: [Option<Arch>; ABI_COUNT],
     exec_events: Option<RingBuf<MapData>>,
-    /// Slots that have counted before, whose attribution must be cleared before reuse.
+    /// Slots that have counted before, whose counters and attribution must be cleared
+    /// before reuse (the maps start zeroed).
     used_slots: std::collections::HashSet<u32>,
+    /// A parent is watched: every free slot is kept in the kernel's pool.
+    pooling: bool,
+    /// Children of a watched parent that found every slot in use, first come first served
+    /// when a slot frees.
+    waiting: std::collections::VecDeque<u64>,
+    /// Slots given to waiting children, not yet reported by [`Self::claimed_targets`].
+    assigned: Vec<(u64, TargetSlot)>,
 }
 
 impl SyscallCounter {
@@ -262,6 +266,9 @@ impl SyscallCounter {
             abi_arch: abi_arches(),
             exec_events: None,
             used_slots: std::collections::HashSet::new(),
+            pooling: false,
+            waiting: std::collections::VecDeque::new(),
+            assigned: Vec::new(),
         };
         counter.bump_generation()?;
         if use_btf {
@@ -318,17 +325,19 @@ impl SyscallCounter {
     /// Makes every cgroup created below `cgroup_id` a target of its own from its first
     /// syscall on (see `WATCH_PARENT`). New targets are reported by [`Self::claimed_targets`].
     pub fn watch_parent(&mut self, cgroup_id: u64) -> Result<(), BpfError> {
+        self.pooling = true;
         self.refill_pool()?;
         self.targets_insert(cgroup_id, WATCH_PARENT)?;
         self.bump_generation()
     }
 
-    /// Keeps zeroed slots ready for the kernel program to claim (up to [`POOL_SIZE`]).
-    pub fn refill_pool(&mut self) -> Result<(), BpfError> {
-        while self.slots.pooled() < POOL_SIZE {
-            let Some(slot) = self.slots.first_free() else {
-                break;
-            };
+    /// Puts every free slot, zeroed, into the kernel's pool: a burst of new cgroups can take
+    /// them all at once. Called whenever a slot frees, so the pool is never short of a slot
+    /// that exists. Bumps the generation when it added any, so that children which found the
+    /// pool empty (see [`Self::drain_starved`]) claim one on their next syscall.
+    fn refill_pool(&mut self) -> Result<(), BpfError> {
+        let mut added = false;
+        while let Some(slot) = self.slots.first_free() {
             // A cgroup claimed from the pool is new: its first calls are the runtime's init.
             self.prepare_slot(slot, PHASE_RUNTIME_INIT)?;
             let mut pool: Queue<&mut MapData, u32> = map_mut(&mut self.ebpf, MAP_FREE_SLOTS)?;
@@ -337,14 +346,86 @@ impl SyscallCounter {
                 source,
             })?;
             self.slots.set(slot, SlotState::Pooled);
+            added = true;
+        }
+        if added {
+            self.bump_generation()?;
         }
         Ok(())
     }
 
-    /// Targets the kernel program created since the last call: (cgroup id, slot).
+    /// A slot is free again after a target ended: it goes to the child that has waited
+    /// longest for one, else back to the pool at once when pooling.
+    fn slot_freed(&mut self) -> Result<(), BpfError> {
+        // Old verdicts naming the slot are invalid before it is zeroed and handed out again.
+        self.bump_generation()?;
+        while let Some(child) = self.waiting.pop_front() {
+            if self.assign_free_slot(child)? {
+                return Ok(());
+            }
+        }
+        if self.pooling {
+            self.refill_pool()?;
+        }
+        Ok(())
+    }
+
+    /// Gives a free slot to `child`, a child of a watched parent that found the pool empty.
+    /// It is counted from its next syscall on, all of it as the workload's (its runtime's
+    /// init may be over). Returns `false` if it has an entry already (claimed from the pool
+    /// meanwhile, or excluded).
+    fn assign_free_slot(&mut self, child: u64) -> Result<bool, BpfError> {
+        let Some(slot) = self.slots.first_free() else {
+            self.waiting.push_front(child);
+            return Ok(true);
+        };
+        self.prepare_slot(slot, PHASE_WORKLOAD)?;
+        if !self.insert_new_entry(child, slot)? {
+            return Ok(false);
+        }
+        self.slots.set(slot, SlotState::Target(child));
+        self.assigned.push((child, TargetSlot(slot)));
+        self.bump_generation()?;
+        Ok(true)
+    }
+
+    /// Queues `child` (which found every slot in use, see [`Self::drain_starved`]) for the
+    /// next slot that frees; it is then reported by [`Self::claimed_targets`].
+    pub fn wait_for_slot(&mut self, child: u64) {
+        if !self.waiting.contains(&child) {
+            self.waiting.push_back(child);
+        }
+    }
+
+    /// Drops `child` from the queue of [`Self::wait_for_slot`] (it is gone).
+    pub fn stop_waiting(&mut self, child: u64) {
+        self.waiting.retain(|&c| c != child);
+    }
+
+    /// Children of a watched parent that found every slot in use since the last call:
+    /// (cgroup id, `CLOCK_MONOTONIC` ns of their first call without a slot). Drained: a child
+    /// that misses again (no slot freed yet) is reported again.
+    pub fn drain_starved(&mut self) -> Result<Vec<(u64, u64)>, BpfError> {
+        let err = |source| BpfError::Map {
+            name: MAP_STARVED,
+            source,
+        };
+        let mut starved: HashMap<&mut MapData, u64, u64> = map_mut(&mut self.ebpf, MAP_STARVED)?;
+        let found: Vec<(u64, u64)> = starved.iter().collect::<Result<_, _>>().map_err(err)?;
+        for (id, _) in &found {
+            match starved.remove(id) {
+                Ok(()) | Err(aya::maps::MapError::KeyNotFound) => {}
+                Err(source) => return Err(err(source)),
+            }
+        }
+        Ok(found)
+    }
+
+    /// Targets created since the last call: claimed by the kernel program from the pool, or
+    /// given a slot after waiting for one ([`Self::wait_for_slot`]): (cgroup id, slot).
     pub fn claimed_targets(&mut self) -> Result<Vec<(u64, TargetSlot)>, BpfError> {
         let targets: HashMap<&MapData, u64, u32> = map_ref(&self.ebpf, MAP_TARGETS)?;
-        let mut claimed = Vec::new();
+        let mut claimed = std::mem::take(&mut self.assigned);
         for entry in targets.iter() {
             let (cgroup_id, slot) = entry.map_err(|source| BpfError::Map {
                 name: MAP_TARGETS,
@@ -356,6 +437,7 @@ impl SyscallCounter {
         }
         for (cgroup_id, slot) in &claimed {
             self.slots.set(slot.0, SlotState::Target(*cgroup_id));
+            self.stop_waiting(*cgroup_id);
         }
         Ok(claimed)
     }
@@ -368,7 +450,7 @@ impl SyscallCounter {
         };
         self.targets_insert(cgroup_id, NO_TARGET)?;
         self.slots.set(slot.0, SlotState::Free);
-        self.bump_generation()
+        self.slot_freed()
     }
 
     /// Stops counting a target; its slot can be reused.
@@ -387,13 +469,38 @@ impl SyscallCounter {
                 })
             }
         }
-        self.bump_generation()
+        self.slot_freed()
     }
 
     /// Keeps a cgroup below a watched parent from ever being claimed (an existing sibling of
     /// the cgroups a pattern waits for).
     pub fn exclude_cgroup(&mut self, cgroup_id: u64) -> Result<(), BpfError> {
         self.targets_insert(cgroup_id, NO_TARGET)
+    }
+
+    /// Keeps a new child of a watched parent that no pattern wants from claiming a slot.
+    /// Returns `false` if the kernel program claimed one for it first (it is then reported
+    /// by [`Self::claimed_targets`] and released with [`Self::exclude_claimed`]).
+    pub fn exclude_unclaimed(&mut self, cgroup_id: u64) -> Result<bool, BpfError> {
+        self.insert_new_entry(cgroup_id, NO_TARGET)
+    }
+
+    /// Inserts a [`MAP_TARGETS`] entry unless the cgroup has one; `false` if it had.
+    fn insert_new_entry(&mut self, cgroup_id: u64, value: u32) -> Result<bool, BpfError> {
+        const BPF_NOEXIST: u64 = 1;
+        let mut targets: HashMap<&mut MapData, u64, u32> = map_mut(&mut self.ebpf, MAP_TARGETS)?;
+        match targets.insert(cgroup_id, value, BPF_NOEXIST) {
+            Ok(()) => Ok(true),
+            Err(aya::maps::MapError::SyscallError(e))
+                if e.io_error.raw_os_error() == Some(libc::EEXIST) =>
+            {
+                Ok(false)
+            }
+            Err(source) => Err(BpfError::Map {
+                name: MAP_TARGETS,
+                source,
+            }),
+        }
     }
 
     /// Drops any entry for a cgroup that no longer exists (an excluded child).
@@ -488,11 +595,13 @@ impl SyscallCounter {
 
     /// Zeroes a slot's counters and sets the phase it starts in.
     fn prepare_slot(&mut self, slot: u32, phase: u32) -> Result<(), BpfError> {
+        // A slot never used is still zero from the maps' creation: pooling every slot at
+        // start costs no copying.
         if !self.used_slots.insert(slot) {
             self.clear_attribution(slot)?;
-        }
-        for map in [MAP_COUNTERS, MAP_INIT_COUNTERS, MAP_EXIT_COUNTERS] {
-            self.zero_counters(map, slot)?;
+            for map in [MAP_COUNTERS, MAP_INIT_COUNTERS, MAP_EXIT_COUNTERS] {
+                self.zero_counters(map, slot)?;
+            }
         }
         let mut phases: Array<&mut MapData, u32> = map_mut(&mut self.ebpf, MAP_PHASE)?;
         phases.set(slot, phase, 0).map_err(|source| BpfError::Map {

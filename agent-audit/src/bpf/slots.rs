@@ -27,10 +27,6 @@ impl SlotTable {
             .map(|i| i as u32)
     }
 
-    pub(super) fn pooled(&self) -> usize {
-        self.0.iter().filter(|s| **s == SlotState::Pooled).count()
-    }
-
     pub(super) fn get(&self, slot: u32) -> SlotState {
         self.0
             .get(slot as usize)
@@ -56,7 +52,6 @@ mod tests {
         t.set(0, SlotState::Target(7));
         t.set(1, SlotState::Pooled);
         assert_eq!(t.first_free(), Some(2));
-        assert_eq!(t.pooled(), 1);
         assert_eq!(t.get(0), SlotState::Target(7));
         t.set(2, SlotState::Pooled);
         assert_eq!(t.first_free(), None);
