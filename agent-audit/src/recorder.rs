@@ -9,7 +9,7 @@ use agent_audit_ebpf::MAX_TARGETS;
 use time::OffsetDateTime;
 use tokio::signal::unix::{signal, SignalKind};
 
-use crate::allowlist::MissedStart;
+use crate::allowlist::{Allowlist, MissedStart};
 use crate::attribution;
 use crate::bpf::{CounterOptions, SyscallCounter};
 use crate::cgroup::Cgroup;
@@ -18,7 +18,7 @@ use crate::container;
 use crate::fsutil;
 use crate::privileges;
 use crate::progress::ProgressLine;
-use crate::recording::Recording;
+use crate::recording::{Recording, RecordingError};
 use crate::target::{CgroupTarget, TargetError, TargetSpec};
 use crate::watch::{CgroupGlob, MkdirEvents};
 use crate::Error;
@@ -463,7 +463,7 @@ fn rfc3339(t: OffsetDateTime) -> String {
 
 async fn watch(
     counter: &mut SyscallCounter,
-    mut active: Vec<Recording>,
+    active: Vec<Recording>,
     mut waiting: Option<Waiting>,
     signals: StopSignals,
     opts: &RecordOptions,
@@ -472,6 +472,10 @@ async fn watch(
         mut sigint,
         mut sigterm,
     } = signals;
+    let mut recordings = Recordings {
+        active,
+        unwritten: Vec::new(),
+    };
     let mut poll = tokio::time::interval(POLL);
     let mut flush = tokio::time::interval(opts.interval);
     flush.tick().await; // the first tick is immediate
@@ -494,47 +498,26 @@ async fn watch(
             _ = &mut deadline_sleep, if deadline.is_some() => break StopReason::Duration,
             _ = new_cgroups() => {
                 if let Some(w) = &mut waiting {
-                    w.update(counter, &mut active)?;
+                    w.update(counter, &mut recordings.active)?;
                 }
             }
-            _ = flush.tick() => {
-                let uses = counter.read_attribution()?;
-                for r in &mut active {
-                    r.write(counter, false, &uses)?;
-                }
-            }
+            _ = flush.tick() => recordings.snapshot(counter)?,
             _ = poll.tick() => {
                 counter.flush_logs();
                 if let Some(w) = &mut waiting {
-                    w.update(counter, &mut active)?;
+                    w.update(counter, &mut recordings.active)?;
                 }
-                distribute_execs(counter, &mut active);
-                // A container's cgroup disappears when it stops: finish its file now.
-                let (gone, kept): (Vec<_>, Vec<_>) =
-                    active.drain(..).partition(|r| !r.target.cgroup.exists());
-                active = kept;
-                if !gone.is_empty() {
-                    progress.clear();
-                    let uses = counter.read_attribution()?;
-                    for mut r in gone {
-                        finish(counter, &mut r, &uses)?;
-                        counter.remove_target(r.slot)?;
-                    }
-                }
+                distribute_execs(counter, &mut recordings.active);
+                recordings.retire_gone(counter, &mut progress)?;
                 // With --wait, only stop once something was recorded and is gone, and no
                 // wanted cgroup still waits for a slot.
                 let waiting_for_more = waiting
                     .as_ref()
                     .is_some_and(|w| w.picked_up == 0 || !w.starved.is_empty());
-                if active.is_empty() && !waiting_for_more {
+                if recordings.is_empty() && !waiting_for_more {
                     break StopReason::TargetsGone;
                 }
-                for r in &mut active {
-                    r.refresh(counter)?;
-                }
-                let distinct: u64 = active.iter().map(|r| r.last.syscalls.len() as u64).sum();
-                let calls: u64 = active.iter().map(|r| r.last.total()).sum();
-                progress.update(active.len(), distinct, calls);
+                recordings.show_progress(counter, &mut progress)?;
             }
         }
     };
@@ -544,12 +527,107 @@ async fn watch(
             report_unrecorded(s, "recording stopped");
         }
     }
-    distribute_execs(counter, &mut active);
-    let uses = counter.read_attribution()?;
-    for r in &mut active {
-        finish(counter, r, &uses)?;
-    }
+    distribute_execs(counter, &mut recordings.active);
+    recordings.finish_all(counter)?;
     Ok(reason)
+}
+
+/// Every recording of a `record` run.
+struct Recordings {
+    /// Targets whose cgroup exists.
+    active: Vec<Recording>,
+    /// Targets that are gone but whose final file could not be written yet: they keep their
+    /// slot, so their counts stay in the kernel, and the write is retried every interval.
+    unwritten: Vec<Recording>,
+}
+
+impl Recordings {
+    fn is_empty(&self) -> bool {
+        self.active.is_empty() && self.unwritten.is_empty()
+    }
+
+    /// Every interval: a snapshot of each active target, another try for the unwritten.
+    /// A write that fails is that target's trouble alone: reported, retried, never fatal.
+    fn snapshot(&mut self, counter: &mut SyscallCounter) -> Result<(), Error> {
+        let uses = counter.read_attribution()?;
+        for r in &mut self.active {
+            write_reporting(counter, r, false, &uses)?;
+        }
+        let mut still_unwritten = Vec::new();
+        for mut r in std::mem::take(&mut self.unwritten) {
+            if finish(counter, &mut r, &uses)? {
+                counter.remove_target(r.slot)?;
+            } else {
+                still_unwritten.push(r);
+            }
+        }
+        self.unwritten = still_unwritten;
+        Ok(())
+    }
+
+    /// A container's cgroup disappears when it stops: its final file is written now, and its
+    /// slot released once that worked.
+    fn retire_gone(
+        &mut self,
+        counter: &mut SyscallCounter,
+        progress: &mut ProgressLine,
+    ) -> Result<(), Error> {
+        let (gone, kept): (Vec<_>, Vec<_>) = std::mem::take(&mut self.active)
+            .into_iter()
+            .partition(|r| !r.target.cgroup.exists());
+        self.active = kept;
+        if gone.is_empty() {
+            return Ok(());
+        }
+        progress.clear();
+        let uses = counter.read_attribution()?;
+        for mut r in gone {
+            if finish(counter, &mut r, &uses)? {
+                counter.remove_target(r.slot)?;
+            } else {
+                self.unwritten.push(r);
+            }
+        }
+        Ok(())
+    }
+
+    fn show_progress(
+        &mut self,
+        counter: &SyscallCounter,
+        progress: &mut ProgressLine,
+    ) -> Result<(), Error> {
+        for r in &mut self.active {
+            r.refresh(counter)?;
+        }
+        let distinct: u64 = self
+            .active
+            .iter()
+            .map(|r| r.last.syscalls.len() as u64)
+            .sum();
+        let calls: u64 = self.active.iter().map(|r| r.last.total()).sum();
+        progress.update(self.active.len(), distinct, calls);
+        Ok(())
+    }
+
+    /// On exit: every target's final file, each tried again even if it failed before. Every
+    /// target is tried; the first failure is returned after that.
+    fn finish_all(&mut self, counter: &mut SyscallCounter) -> Result<(), Error> {
+        let uses = counter.read_attribution()?;
+        let mut failed = None;
+        for r in self.active.iter_mut().chain(self.unwritten.iter_mut()) {
+            if let Err(e) = r
+                .write(counter, true, &uses)
+                .map(|list| summarize(r, &list))
+            {
+                eprintln!(
+                    "agent-audit: error: the final allowlist of {} was not written: {e}",
+                    r.target.cgroup.rel
+                );
+                failed.get_or_insert(e);
+            }
+        }
+        failed.map_or(Ok(()), |e| Err(e.into()))
+    }
 }
 
 /// Hands the execs reported so far to every recording: the ring buffer is shared by all
@@ -561,13 +639,58 @@ fn distribute_execs(counter: &mut SyscallCounter, recordings: &mut [Recording]) 
     }
 }
 
+/// Writes a target's file; a write that fails is reported once when it starts failing and
+/// once when it works again. Returns the allowlist written, if it was. Only a failure to read
+/// the kernel's counters is an error.
+fn write_reporting(
+    counter: &SyscallCounter,
+    r: &mut Recording,
+    complete: bool,
+    uses: &[crate::bpf::ProgramUse],
+) -> Result<Option<Allowlist>, Error> {
+    match r.write(counter, complete, uses) {
+        Ok(list) => {
+            if r.write_failing {
+                r.write_failing = false;
+                eprintln!(
+                    "agent-audit: {}: written again ({})",
+                    r.target.cgroup.rel,
+                    r.out.display()
+                );
+            }
+            Ok(Some(list))
+        }
+        Err(RecordingError::Allowlist(e)) => {
+            if !r.write_failing {
+                r.write_failing = true;
+                eprintln!(
+                    "agent-audit: warning: {}: {e}; still recording, retrying every interval and \
+                     on exit (the counts are kept in the kernel until agent-audit exits)",
+                    r.target.cgroup.rel
+                );
+            }
+            Ok(None)
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
 /// Writes a target's final file; `uses` is the attribution table read once for all targets.
+/// Returns whether it was written.
 fn finish(
     counter: &SyscallCounter,
     r: &mut Recording,
     uses: &[crate::bpf::ProgramUse],
-) -> Result<(), Error> {
-    let list = r.write(counter, true, uses)?;
+) -> Result<bool, Error> {
+    let Some(list) = write_reporting(counter, r, true, uses)? else {
+        return Ok(false);
+    };
+    summarize(r, &list);
+    Ok(true)
+}
+
+/// Logs and prints what a target's final file holds.
+fn summarize(r: &Recording, list: &Allowlist) {
     tracing::info!(
         target = %r.target.cgroup.rel,
         distinct = list.totals.distinct,
@@ -582,7 +705,6 @@ fn finish(
         list.totals.calls,
         r.out.display()
     );
-    Ok(())
 }
 
 fn far_future() -> tokio::time::Instant {
@@ -640,7 +762,7 @@ impl OutputPlan {
                 )))
             }
             OutputSpec::Dir(dir) => {
-                let name = sanitize(&target.label());
+                let name = file_stem(&target.label());
                 let plain = dir.join(format!("{name}.allowlist.json"));
                 if self.used.contains(&plain) {
                     dir.join(format!("{name}-{}.allowlist.json", target.cgroup.id))
@@ -652,6 +774,31 @@ impl OutputPlan {
         self.used.insert(path.clone());
         Ok(path)
     }
+}
+
+/// Longest file-name stem used for a target's label: with `.allowlist.json`, a `-<cgroup id>`
+/// for a name taken twice, and a writer's temporary-file affixes, it stays well below the 255
+/// bytes a file name can have.
+const MAX_STEM: usize = 160;
+
+/// The file-name stem for a target's label: the label kept to `[A-Za-z0-9._-]`; one longer than
+/// [`MAX_STEM`] bytes (a cgroup name can be 255) is cut and ends in a hash of the whole label,
+/// so the name is the same on every run and two long labels with one prefix stay apart.
+fn file_stem(label: &str) -> String {
+    let safe = sanitize(label);
+    let safe = if safe.is_empty() {
+        "cgroup".into()
+    } else {
+        safe
+    };
+    if safe.len() <= MAX_STEM {
+        return safe;
+    }
+    let mut hasher = fnv::FnvHasher::default();
+    std::hash::Hasher::write(&mut hasher, label.as_bytes());
+    let hash = std::hash::Hasher::finish(&hasher);
+    // `sanitize` keeps ASCII only: any byte index is a character boundary.
+    format!("{}-{hash:016x}", &safe[..MAX_STEM - 17])
 }
 
 /// Keeps file names to `[A-Za-z0-9._-]`.
@@ -673,6 +820,21 @@ fn sanitize(label: &str) -> String {
 mod tests {
     use super::*;
     use crate::bpf::AttachMode;
+
+    #[test]
+    fn long_labels_are_cut_and_hashed_the_same_way_every_time() {
+        let long = "x".repeat(240);
+        let stem = file_stem(&long);
+        assert_eq!(stem.len(), MAX_STEM);
+        assert_eq!(stem, file_stem(&long));
+        assert!(stem.starts_with(&"x".repeat(MAX_STEM - 17)), "{stem}");
+        // One character apart at the end: the same prefix, different names.
+        let other = format!("{}y", "x".repeat(239));
+        assert_ne!(file_stem(&other), stem);
+        assert_eq!(file_stem("short"), "short");
+        assert_eq!(file_stem(&"x".repeat(MAX_STEM)), "x".repeat(MAX_STEM));
+        assert_eq!(file_stem("..."), "cgroup");
+    }
 
     #[test]
     fn file_names_are_safe() {

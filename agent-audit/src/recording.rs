@@ -31,6 +31,8 @@ pub struct Recording {
     pub execs: attribution::ExecTally,
     /// Set when the target's first calls went uncounted (no free slot at its start).
     pub missed_start: Option<MissedStart>,
+    /// The last write of its file failed (reported once until one works again).
+    pub write_failing: bool,
 }
 
 impl Recording {
@@ -61,6 +63,7 @@ impl Recording {
             last_init: TargetCounts::default(),
             execs: attribution::ExecTally::default(),
             missed_start: None,
+            write_failing: false,
         }
     }
 
