@@ -7,7 +7,6 @@ use std::time::Duration;
 
 use agent_audit_ebpf::MAX_TARGETS;
 use time::OffsetDateTime;
-use tokio::signal::unix::{signal, SignalKind};
 
 use crate::allowlist::{Allowlist, MissedStart};
 use crate::attribution;
@@ -19,6 +18,7 @@ use crate::fsutil;
 use crate::privileges;
 use crate::progress::ProgressLine;
 use crate::recording::{Recording, RecordingError};
+use crate::signals::StopSignals;
 use crate::target::{CgroupTarget, TargetError, TargetSpec};
 use crate::watch::{CgroupGlob, MkdirEvents};
 use crate::Error;
@@ -60,7 +60,7 @@ pub struct RecordOptions {
 pub enum StopReason {
     /// Every target cgroup was removed.
     TargetsGone,
-    /// SIGINT or SIGTERM.
+    /// A signal that asks the process to end (see [`crate::signals`]).
     Signal,
     /// `--duration` elapsed.
     Duration,
@@ -79,7 +79,7 @@ pub fn record(opts: RecordOptions) -> Result<StopReason, Error> {
         .build()
         .map_err(Error::Io)?;
     let _enter = runtime.enter();
-    let signals = StopSignals::install()?;
+    let signals = StopSignals::install().map_err(Error::Io)?;
     let mount = CgroupV2Mount::discover()?;
     let mut targets = Vec::new();
     let mut watches = Vec::new();
@@ -177,22 +177,6 @@ pub fn record(opts: RecordOptions) -> Result<StopReason, Error> {
         }
     );
     runtime.block_on(watch(&mut counter, active, waiting, signals, &opts))
-}
-
-/// SIGINT and SIGTERM, caught from the start.
-struct StopSignals {
-    sigint: tokio::signal::unix::Signal,
-    sigterm: tokio::signal::unix::Signal,
-}
-
-impl StopSignals {
-    /// Must run inside the runtime.
-    fn install() -> Result<Self, Error> {
-        Ok(Self {
-            sigint: signal(SignalKind::interrupt()).map_err(Error::Io)?,
-            sigterm: signal(SignalKind::terminate()).map_err(Error::Io)?,
-        })
-    }
 }
 
 /// A target at or above agent-audit's own cgroup (for example `--pid` of a process in the root
@@ -465,13 +449,9 @@ async fn watch(
     counter: &mut SyscallCounter,
     active: Vec<Recording>,
     mut waiting: Option<Waiting>,
-    signals: StopSignals,
+    mut signals: StopSignals,
     opts: &RecordOptions,
 ) -> Result<StopReason, Error> {
-    let StopSignals {
-        mut sigint,
-        mut sigterm,
-    } = signals;
     let mut recordings = Recordings {
         active,
         unwritten: Vec::new(),
@@ -493,8 +473,10 @@ async fn watch(
 
     let reason = loop {
         tokio::select! {
-            _ = sigint.recv() => break StopReason::Signal,
-            _ = sigterm.recv() => break StopReason::Signal,
+            number = signals.recv() => {
+                tracing::info!(signal = number, "stopping: writing the final files");
+                break StopReason::Signal;
+            }
             _ = &mut deadline_sleep, if deadline.is_some() => break StopReason::Duration,
             _ = new_cgroups() => {
                 if let Some(w) = &mut waiting {

@@ -10,8 +10,6 @@ use std::path::PathBuf;
 use std::process::{Command, ExitStatus};
 use std::time::Duration;
 
-use tokio::signal::unix::{signal, SignalKind};
-
 use crate::allowlist::Allowlist;
 use crate::bpf::{CounterOptions, SyscallCounter};
 use crate::cgroup::{Cgroup, CgroupV2Mount};
@@ -20,6 +18,7 @@ use crate::privileges;
 use crate::progress::ProgressLine;
 use crate::recording::Recording;
 use crate::seccomp::SeccompProgram;
+use crate::signals::{self, StopSignals};
 use crate::target::CgroupTarget;
 use crate::Error;
 
@@ -204,10 +203,10 @@ async fn supervise(
     recording: &mut Recording,
 ) -> Result<ExitStatus, Error> {
     let pid = child.id() as libc::pid_t;
-    // A terminal's Ctrl-C already reaches the command (same process group); we only keep
-    // ourselves alive to write the file. SIGTERM is sent to us alone, so pass it on.
-    let mut sigint = signal(SignalKind::interrupt()).map_err(Error::Io)?;
-    let mut sigterm = signal(SignalKind::terminate()).map_err(Error::Io)?;
+    // A terminal's Ctrl-C or Ctrl-\ already reaches the command (same process group); we only
+    // keep ourselves alive to write the file. Any other stop signal (SIGTERM, SIGHUP,
+    // SIGUSR1, …) was sent to us alone: pass it on, and the command decides what it means.
+    let mut signals = StopSignals::install().map_err(Error::Io)?;
     let mut wait = tokio::task::spawn_blocking(move || child.wait());
     let mut poll = tokio::time::interval(POLL);
     let mut progress = ProgressLine::new();
@@ -218,10 +217,11 @@ async fn supervise(
                     .map_err(|e| Error::Io(std::io::Error::other(e)))?
                     .map_err(Error::Io)?;
             }
-            _ = sigint.recv() => {}
-            _ = sigterm.recv() => {
-                // SAFETY: plain kill(2) on our own child.
-                unsafe { libc::kill(pid, libc::SIGTERM) };
+            number = signals.recv() => {
+                if !signals::is_from_terminal(number) {
+                    // SAFETY: plain kill(2) on our own child.
+                    unsafe { libc::kill(pid, number) };
+                }
             }
             _ = poll.tick() => tick(counter, recording, &mut progress)?,
         }
@@ -231,8 +231,7 @@ async fn supervise(
     let mut interrupted = false;
     while cgroup.is_populated()? {
         tokio::select! {
-            _ = sigint.recv() => interrupted = true,
-            _ = sigterm.recv() => interrupted = true,
+            _ = signals.recv() => interrupted = true,
             _ = poll.tick() => tick(counter, recording, &mut progress)?,
         }
         if interrupted {

@@ -23,6 +23,7 @@ struct Gate {
 
 impl Gate {
     fn new(dir: &Path) -> Self {
+        fs::create_dir_all(dir).unwrap();
         let path = dir.join("gate");
         let c = std::ffi::CString::new(path.to_str().unwrap()).unwrap();
         // SAFETY: a valid NUL-terminated path.
@@ -243,4 +244,62 @@ fn root_record_reports_a_final_write_that_fails_with_exit_73() {
         done.stderr
     );
     assert!(!Allowlist::read(&out).complete());
+}
+
+/// Every signal sent to ask `record` to stop — not only SIGINT and SIGTERM — ends it with
+/// every final file written and exit 0.
+#[test]
+fn root_record_writes_the_final_file_whichever_stop_signal_arrives() {
+    require_root();
+    let dir = tempfile::tempdir().unwrap();
+    let cgroup = ScratchCgroup::new(&unique_name("aa-signal"));
+    let signals = [
+        ("SIGHUP", libc::SIGHUP),
+        ("SIGUSR1", libc::SIGUSR1),
+        ("SIGUSR2", libc::SIGUSR2),
+        ("SIGQUIT", libc::SIGQUIT),
+        ("SIGRTMIN+3", libc::SIGRTMIN() + 3),
+        ("SIGTERM", libc::SIGTERM),
+    ];
+    for (name, number) in signals {
+        let out = dir.path().join(format!("{name}.allowlist.json"));
+        let mut recorder = record(&["--cgroup", &cgroup.rel, "--out"], &[&out]);
+        wait_for(&mut recorder, "the first snapshot", |_| out.exists());
+        recorder.signal(number);
+        let done = recorder.finish(TIMEOUT, &format!("agent-audit record after {name}"));
+        done.assert_code(0);
+        assert!(Allowlist::read(&out).complete(), "{name}: no final file");
+    }
+}
+
+/// `run` passes a stop signal sent to it alone on to the command (which here dies of it) and
+/// still writes the allowlist, with the command's status.
+#[test]
+fn root_run_passes_sighup_and_sigusr1_on_and_writes_the_allowlist() {
+    require_root();
+    let dir = tempfile::tempdir().unwrap();
+    for (name, number) in [("SIGHUP", libc::SIGHUP), ("SIGUSR1", libc::SIGUSR1)] {
+        let out = dir.path().join(format!("{name}.allowlist.json"));
+        let started = dir.path().join(format!("{name}.started"));
+        let gate = Gate::new(&dir.path().join(name));
+        let mut run = Running::spawn(
+            Command::new(agent_audit_bin())
+                .args(["run", "--out"])
+                .arg(&out)
+                .arg("--")
+                .arg(HELPER)
+                .arg("--signal")
+                .arg(&started)
+                .arg("--open")
+                .arg(&gate.path)
+                .arg("5"),
+        );
+        wait_for(&mut run, "the command to start", |_| started.exists());
+        run.signal(number);
+        let done = run.finish(TIMEOUT, &format!("agent-audit run after {name}"));
+        done.assert_code(128 + number);
+        let list = Allowlist::read(&out);
+        assert!(list.complete(), "{name}");
+        assert_eq!(list.target()["exit_status"], 128 + number, "{name}");
+    }
 }
