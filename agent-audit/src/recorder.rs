@@ -256,8 +256,8 @@ struct Starved {
 
 impl Waiting {
     /// Deals with everything that happened below the watched parents since the last call:
-    /// new children nobody wants are excluded before they can take a slot, children the
-    /// kernel program claimed become recordings, children that found no slot are reported.
+    /// new children nobody wants are excluded before they can take a slot, children that
+    /// found no slot are reported, children that got one become recordings.
     fn update(
         &mut self,
         counter: &mut SyscallCounter,
@@ -267,8 +267,9 @@ impl Waiting {
         // may not have been read yet.
         self.events.read_pending().map_err(Error::Io)?;
         self.exclude_unwanted(counter)?;
-        self.adopt_claimed(counter, active)?;
+        // Before adopting: a starved child may get a slot at once.
         self.note_starved(counter)?;
+        self.adopt_claimed(counter, active)?;
         self.forget_gone(counter)
     }
 
@@ -392,7 +393,7 @@ impl Waiting {
                 rfc3339(since),
                 target.cgroup.rel
             );
-            counter.wait_for_slot(id);
+            counter.wait_for_slot(id)?;
             self.starved.insert(
                 id,
                 Starved {
@@ -535,16 +536,17 @@ impl Recordings {
         for r in &mut self.active {
             write_reporting(counter, r, false, &uses)?;
         }
+        let mut written = Vec::new();
         let mut still_unwritten = Vec::new();
         for mut r in std::mem::take(&mut self.unwritten) {
             if finish(counter, &mut r, &uses)? {
-                counter.remove_target(r.slot)?;
+                written.push(r.slot);
             } else {
                 still_unwritten.push(r);
             }
         }
         self.unwritten = still_unwritten;
-        Ok(())
+        Ok(counter.remove_targets(&written)?)
     }
 
     /// A container's cgroup disappears when it stops: its final file is written now, and its
@@ -563,14 +565,16 @@ impl Recordings {
         }
         progress.clear();
         let uses = counter.read_attribution()?;
+        let mut written = Vec::new();
         for mut r in gone {
             if finish(counter, &mut r, &uses)? {
-                counter.remove_target(r.slot)?;
+                written.push(r.slot);
             } else {
                 self.unwritten.push(r);
             }
         }
-        Ok(())
+        // In one go: the slots of a burst of ended targets are made ready in one pass.
+        Ok(counter.remove_targets(&written)?)
     }
 
     fn show_progress(

@@ -103,9 +103,14 @@ impl SyscallCounter {
         drain(ring)
     }
 
-    /// Forgets the attribution of a slot about to be reused.
-    pub(super) fn clear_attribution(&mut self, slot: u32) -> Result<(), BpfError> {
-        let owner = slot + 1;
+    /// Forgets the attribution of slots about to be reused, in one pass over the tables
+    /// however many slots there are (a burst of targets can end at once).
+    pub(super) fn clear_attribution(&mut self, slots: &[u32]) -> Result<(), BpfError> {
+        if slots.is_empty() {
+            return Ok(());
+        }
+        let owners: std::collections::HashSet<u32> = slots.iter().map(|s| s + 1).collect();
+        let owned = |e: &AttribEntry| owners.contains(&e.key.slot_plus_one);
         let cpus = aya::util::nr_cpus().map_err(|(_, e)| BpfError::Map {
             name: MAP_ATTRIB,
             source: aya::maps::MapError::IoError(e),
@@ -116,18 +121,12 @@ impl SyscallCounter {
             let Ok(per_cpu) = table.get(&index, 0) else {
                 continue;
             };
-            if !per_cpu.iter().any(|e| e.key.slot_plus_one == owner) {
+            if !per_cpu.iter().any(owned) {
                 continue;
             }
             let cleaned: Vec<AttribEntry> = per_cpu
                 .iter()
-                .map(|e| {
-                    if e.key.slot_plus_one == owner {
-                        AttribEntry::default()
-                    } else {
-                        *e
-                    }
-                })
+                .map(|e| if owned(e) { AttribEntry::default() } else { *e })
                 .collect();
             debug_assert_eq!(cleaned.len(), cpus);
             let values = PerCpuValues::try_from(cleaned).map_err(|e| BpfError::Map {
@@ -146,7 +145,7 @@ impl SyscallCounter {
         let stale: Vec<AttribKey> = overflow
             .keys()
             .flatten()
-            .filter(|k| k.slot_plus_one == owner)
+            .filter(|k| owners.contains(&k.slot_plus_one))
             .collect();
         for k in stale {
             let _ = overflow.remove(&k);

@@ -336,33 +336,33 @@ impl SyscallCounter {
     /// that exists. Bumps the generation when it added any, so that children which found the
     /// pool empty (see [`Self::drain_starved`]) claim one on their next syscall.
     fn refill_pool(&mut self) -> Result<(), BpfError> {
-        let mut added = false;
-        while let Some(slot) = self.slots.first_free() {
-            // A cgroup claimed from the pool is new: its first calls are the runtime's init.
-            self.prepare_slot(slot, PHASE_RUNTIME_INIT)?;
+        let free = self.slots.all_free();
+        if free.is_empty() {
+            return Ok(());
+        }
+        // A cgroup claimed from the pool is new: its first calls are the runtime's init.
+        self.prepare_slots(&free, PHASE_RUNTIME_INIT)?;
+        for slot in free {
             let mut pool: Queue<&mut MapData, u32> = map_mut(&mut self.ebpf, MAP_FREE_SLOTS)?;
             pool.push(slot, 0).map_err(|source| BpfError::Map {
                 name: MAP_FREE_SLOTS,
                 source,
             })?;
             self.slots.set(slot, SlotState::Pooled);
-            added = true;
         }
-        if added {
-            self.bump_generation()?;
-        }
-        Ok(())
+        self.bump_generation()
     }
 
-    /// A slot is free again after a target ended: it goes to the child that has waited
-    /// longest for one, else back to the pool at once when pooling.
+    /// Slots are free again after targets ended: they go to the children that have waited
+    /// longest for one, the rest back to the pool at once when pooling.
     fn slot_freed(&mut self) -> Result<(), BpfError> {
-        // Old verdicts naming the slot are invalid before it is zeroed and handed out again.
+        // Old verdicts naming the slots are invalid before they are zeroed and handed out.
         self.bump_generation()?;
-        while let Some(child) = self.waiting.pop_front() {
-            if self.assign_free_slot(child)? {
-                return Ok(());
-            }
+        while let Some(slot) = self.slots.first_free() {
+            let Some(child) = self.waiting.pop_front() else {
+                break;
+            };
+            self.assign_free_slot(child, slot)?;
         }
         if self.pooling {
             self.refill_pool()?;
@@ -370,30 +370,52 @@ impl SyscallCounter {
         Ok(())
     }
 
-    /// Gives a free slot to `child`, a child of a watched parent that found the pool empty.
+    /// Gives free `slot` to `child`, a child of a watched parent that found the pool empty.
     /// It is counted from its next syscall on, all of it as the workload's (its runtime's
-    /// init may be over). Returns `false` if it has an entry already (claimed from the pool
+    /// init may be over). Nothing is done if it has an entry already (claimed from the pool
     /// meanwhile, or excluded).
-    fn assign_free_slot(&mut self, child: u64) -> Result<bool, BpfError> {
-        let Some(slot) = self.slots.first_free() else {
-            self.waiting.push_front(child);
-            return Ok(true);
-        };
+    fn assign_free_slot(&mut self, child: u64, slot: u32) -> Result<(), BpfError> {
         self.prepare_slot(slot, PHASE_WORKLOAD)?;
-        if !self.insert_new_entry(child, slot)? {
-            return Ok(false);
+        if self.insert_new_entry(child, slot)? {
+            self.slots.set(slot, SlotState::Target(child));
+            self.assigned.push((child, TargetSlot(slot)));
+            self.bump_generation()?;
         }
-        self.slots.set(slot, SlotState::Target(child));
-        self.assigned.push((child, TargetSlot(slot)));
-        self.bump_generation()?;
-        Ok(true)
+        Ok(())
     }
 
-    /// Queues `child` (which found every slot in use, see [`Self::drain_starved`]) for the
-    /// next slot that frees; it is then reported by [`Self::claimed_targets`].
-    pub fn wait_for_slot(&mut self, child: u64) {
-        if !self.waiting.contains(&child) {
-            self.waiting.push_back(child);
+    /// Gives `child` (which found no slot, see [`Self::drain_starved`]) a slot from the pool
+    /// if one is there by now, else queues it for the next slot that frees; either way it is
+    /// reported by [`Self::claimed_targets`] once it has one.
+    pub fn wait_for_slot(&mut self, child: u64) -> Result<(), BpfError> {
+        if self.waiting.contains(&child) {
+            return Ok(());
+        }
+        if let Some(slot) = self.pop_pooled()? {
+            if self.insert_new_entry(child, slot)? {
+                self.set_phase(slot, PHASE_WORKLOAD)?;
+                self.slots.set(slot, SlotState::Target(child));
+                self.assigned.push((child, TargetSlot(slot)));
+                return self.bump_generation();
+            }
+            // It has an entry (claimed meanwhile, or excluded): the slot goes back.
+            self.slots.set(slot, SlotState::Free);
+            return self.refill_pool();
+        }
+        self.waiting.push_back(child);
+        Ok(())
+    }
+
+    /// Takes a slot out of the kernel's pool, if it has one.
+    fn pop_pooled(&mut self) -> Result<Option<u32>, BpfError> {
+        let mut pool: Queue<&mut MapData, u32> = map_mut(&mut self.ebpf, MAP_FREE_SLOTS)?;
+        match pool.pop(0) {
+            Ok(slot) => Ok(Some(slot)),
+            Err(aya::maps::MapError::ElementNotFound) => Ok(None),
+            Err(source) => Err(BpfError::Map {
+                name: MAP_FREE_SLOTS,
+                source,
+            }),
         }
     }
 
@@ -455,19 +477,20 @@ impl SyscallCounter {
 
     /// Stops counting a target; its slot can be reused.
     pub fn remove_target(&mut self, slot: TargetSlot) -> Result<(), BpfError> {
-        let SlotState::Target(cgroup_id) = self.slots.get(slot.0) else {
+        self.remove_targets(&[slot])
+    }
+
+    /// Stops counting several targets at once (their slots are made ready in one pass).
+    pub fn remove_targets(&mut self, slots: &[TargetSlot]) -> Result<(), BpfError> {
+        if slots.is_empty() {
             return Ok(());
-        };
-        self.slots.set(slot.0, SlotState::Free);
-        let mut targets: HashMap<&mut MapData, u64, u32> = map_mut(&mut self.ebpf, MAP_TARGETS)?;
-        match targets.remove(&cgroup_id) {
-            Ok(()) | Err(aya::maps::MapError::KeyNotFound) => {}
-            Err(source) => {
-                return Err(BpfError::Map {
-                    name: MAP_TARGETS,
-                    source,
-                })
-            }
+        }
+        for slot in slots {
+            let SlotState::Target(cgroup_id) = self.slots.get(slot.0) else {
+                continue;
+            };
+            self.slots.set(slot.0, SlotState::Free);
+            self.forget_cgroup(cgroup_id)?;
         }
         self.slot_freed()
     }
@@ -595,14 +618,31 @@ impl SyscallCounter {
 
     /// Zeroes a slot's counters and sets the phase it starts in.
     fn prepare_slot(&mut self, slot: u32, phase: u32) -> Result<(), BpfError> {
-        // A slot never used is still zero from the maps' creation: pooling every slot at
-        // start costs no copying.
-        if !self.used_slots.insert(slot) {
-            self.clear_attribution(slot)?;
+        self.prepare_slots(&[slot], phase)
+    }
+
+    /// Zeroes the counters and attribution of slots used before (a slot never used is still
+    /// zero from the maps' creation: pooling every slot at start costs no copying) and sets
+    /// the phase they start in.
+    fn prepare_slots(&mut self, slots: &[u32], phase: u32) -> Result<(), BpfError> {
+        let used: Vec<u32> = slots
+            .iter()
+            .copied()
+            .filter(|&s| !self.used_slots.insert(s))
+            .collect();
+        self.clear_attribution(&used)?;
+        for &slot in &used {
             for map in [MAP_COUNTERS, MAP_INIT_COUNTERS, MAP_EXIT_COUNTERS] {
                 self.zero_counters(map, slot)?;
             }
         }
+        for &slot in slots {
+            self.set_phase(slot, phase)?;
+        }
+        Ok(())
+    }
+
+    fn set_phase(&mut self, slot: u32, phase: u32) -> Result<(), BpfError> {
         let mut phases: Array<&mut MapData, u32> = map_mut(&mut self.ebpf, MAP_PHASE)?;
         phases.set(slot, phase, 0).map_err(|source| BpfError::Map {
             name: MAP_PHASE,
