@@ -464,9 +464,9 @@ async fn watch(
     let deadline_sleep = tokio::time::sleep_until(deadline.unwrap_or_else(far_future));
     tokio::pin!(deadline_sleep);
     let mut progress = ProgressLine::new();
-    let created = waiting.as_ref().map(|w| w.events.created());
-    let new_cgroups = || async {
-        match &created {
+    let changed = waiting.as_ref().map(|w| w.events.changed());
+    let cgroups_changed = || async {
+        match &changed {
             Some(n) => n.notified().await,
             None => std::future::pending().await,
         }
@@ -479,10 +479,12 @@ async fn watch(
                 break StopReason::Signal;
             }
             _ = &mut deadline_sleep, if deadline.is_some() => break StopReason::Duration,
-            _ = new_cgroups() => {
+            _ = cgroups_changed() => {
                 if let Some(w) = &mut waiting {
                     w.update(counter, &mut recordings.active)?;
                 }
+                distribute_execs(counter, &mut recordings.active);
+                recordings.retire_gone(counter, &mut progress)?;
             }
             _ = flush.tick() => recordings.snapshot(counter)?,
             _ = poll.tick() => {

@@ -3,7 +3,9 @@
 //! The kernel program identifies a new cgroup only by id; a short-lived container's cgroup can
 //! be gone before the next poll, and with it the directory that maps the id to a name. So a
 //! thread of its own waits on inotify and looks each new directory up the moment it appears,
-//! whatever the recorder's main loop is busy with.
+//! whatever the recorder's main loop is busy with. Each batch of events, removals included,
+//! also wakes the main loop, so that excluding a new child, finishing an ended target and
+//! freeing its slot need not wait for its next poll.
 
 use std::collections::HashMap;
 use std::ffi::CString;
@@ -30,8 +32,8 @@ pub struct MkdirEvents {
     /// inotify watch descriptor → the directory it watches.
     dirs: Arc<HashMap<i32, PathBuf>>,
     seen: Seen,
-    /// Woken whenever the reader thread named new directories.
-    created: Arc<tokio::sync::Notify>,
+    /// Woken whenever the reader thread saw directories created or removed.
+    changed: Arc<tokio::sync::Notify>,
     /// Written to stop the reader thread.
     stop: OwnedFd,
 }
@@ -55,7 +57,7 @@ impl MkdirEvents {
                 libc::inotify_add_watch(
                     fd.as_raw_fd(),
                     c.as_ptr(),
-                    libc::IN_CREATE | libc::IN_ONLYDIR,
+                    libc::IN_CREATE | libc::IN_DELETE | libc::IN_ONLYDIR,
                 )
             };
             if wd < 0 {
@@ -74,19 +76,19 @@ impl MkdirEvents {
             fd,
             dirs: Arc::new(watches),
             seen: Arc::new(Mutex::new(Created::default())),
-            created: Arc::new(tokio::sync::Notify::new()),
+            changed: Arc::new(tokio::sync::Notify::new()),
             stop,
         };
-        let (fd, dirs, seen, created, stop_fd) = (
+        let (fd, dirs, seen, changed, stop_fd) = (
             events.fd.clone(),
             events.dirs.clone(),
             events.seen.clone(),
-            events.created.clone(),
+            events.changed.clone(),
             events.stop.as_raw_fd(),
         );
         std::thread::Builder::new()
             .name("mkdir-events".into())
-            .spawn(move || reader(&fd, &dirs, &seen, &created, stop_fd))?;
+            .spawn(move || reader(&fd, &dirs, &seen, &changed, stop_fd))?;
         Ok(events)
     }
 
@@ -113,10 +115,11 @@ impl MkdirEvents {
         std::mem::take(&mut lock(&self.seen).new)
     }
 
-    /// Notified each time the reader thread names new children: the recorder then deals
-    /// with them at once rather than at its next poll.
-    pub fn created(&self) -> Arc<tokio::sync::Notify> {
-        self.created.clone()
+    /// Notified each time the reader thread sees children created or removed: the recorder
+    /// then deals with them at once (excludes, adopts, finishes, frees slots) rather than at
+    /// its next poll.
+    pub fn changed(&self) -> Arc<tokio::sync::Notify> {
+        self.changed.clone()
     }
 }
 
@@ -137,7 +140,7 @@ fn reader(
     fd: &OwnedFd,
     dirs: &HashMap<i32, PathBuf>,
     seen: &Seen,
-    created: &tokio::sync::Notify,
+    changed: &tokio::sync::Notify,
     stop: RawFd,
 ) {
     let mut fds = [
@@ -167,7 +170,7 @@ fn reader(
         if read_queued(fd.as_raw_fd(), dirs, seen).is_err() {
             return;
         }
-        created.notify_one();
+        changed.notify_one();
     }
 }
 
@@ -201,6 +204,10 @@ fn parse(dirs: &HashMap<i32, PathBuf>, seen: &Seen, mut buf: &[u8]) {
         let name = String::from_utf8_lossy(&buf[HEADER..end])
             .trim_end_matches('\0')
             .to_string();
+        if ev.mask & libc::IN_CREATE == 0 {
+            buf = &buf[end..];
+            continue; // a removal: it only wakes the recorder
+        }
         if let Some(parent) = dirs.get(&ev.wd) {
             if let Ok(meta) = std::fs::metadata(parent.join(&name)) {
                 let mut seen = lock(seen);
