@@ -9,6 +9,7 @@ use agent_audit_ebpf::{
 };
 use aya::maps::{HashMap, MapData, PerCpuArray, PerCpuValues, RingBuf};
 
+use super::slots::SlotState;
 use super::{map_mut, map_ref, BpfError, SyscallCounter, TargetSlot};
 use crate::syscalls::Arch;
 
@@ -96,11 +97,35 @@ impl SyscallCounter {
     }
 
     /// Execs reported since the last call.
+    /// An exec in a slot the kernel program has claimed but [`Self::claimed_targets`] has not
+    /// reported yet is kept until it is (claim and exec can both happen between a scan of
+    /// the targets and a read of the ring); one in a slot that is no target is dropped.
     pub fn drain_execs(&mut self) -> Vec<ExecRecord> {
-        let Some(ring) = self.exec_events.as_mut() else {
-            return Vec::new();
-        };
-        drain(ring)
+        self.read_exec_ring();
+        let (ready, kept): (Vec<_>, Vec<_>) = std::mem::take(&mut self.exec_backlog)
+            .into_iter()
+            .filter(|e| {
+                matches!(
+                    self.slots.get(e.slot.0),
+                    SlotState::Target(_) | SlotState::Pooled
+                )
+            })
+            .partition(|e| matches!(self.slots.get(e.slot.0), SlotState::Target(_)));
+        self.exec_backlog = kept;
+        ready
+    }
+
+    /// Moves the execs in the ring into the backlog.
+    pub(super) fn read_exec_ring(&mut self) {
+        if let Some(ring) = self.exec_events.as_mut() {
+            self.exec_backlog.extend(drain(ring));
+        }
+    }
+
+    /// Drops the execs of a slot's last owner before the slot is handed out again.
+    pub(super) fn forget_execs(&mut self, slot: u32) {
+        self.read_exec_ring();
+        self.exec_backlog.retain(|e| e.slot.0 != slot);
     }
 
     /// Forgets the attribution of slots about to be reused, in one pass over the tables

@@ -213,6 +213,8 @@ pub struct SyscallCounter {
     waiting: std::collections::VecDeque<u64>,
     /// Slots given to waiting children, not yet reported by [`Self::claimed_targets`].
     assigned: Vec<(u64, TargetSlot)>,
+    /// Execs read from the ring whose slot is not reported as a target yet.
+    exec_backlog: Vec<ExecRecord>,
 }
 
 impl SyscallCounter {
@@ -269,6 +271,7 @@ impl SyscallCounter {
             pooling: false,
             waiting: std::collections::VecDeque::new(),
             assigned: Vec::new(),
+            exec_backlog: Vec::new(),
         };
         counter.bump_generation()?;
         if use_btf {
@@ -356,8 +359,12 @@ impl SyscallCounter {
     /// Slots are free again after targets ended: they go to the children that have waited
     /// longest for one, the rest back to the pool at once when pooling.
     fn slot_freed(&mut self) -> Result<(), BpfError> {
-        // Old verdicts naming the slots are invalid before they are zeroed and handed out.
+        // Old verdicts naming the slots are invalid before they are zeroed and handed out,
+        // and so are the execs of their last owners.
         self.bump_generation()?;
+        for slot in self.slots.all_free() {
+            self.forget_execs(slot);
+        }
         while let Some(slot) = self.slots.first_free() {
             let Some(child) = self.waiting.pop_front() else {
                 break;
