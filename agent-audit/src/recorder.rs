@@ -80,6 +80,7 @@ pub fn record(opts: RecordOptions) -> Result<StopReason, Error> {
         .map_err(Error::Io)?;
     let _enter = runtime.enter();
     let signals = StopSignals::install().map_err(Error::Io)?;
+    crate::signals::ignore_file_size_signal();
     let mount = CgroupV2Mount::discover()?;
     let mut targets = Vec::new();
     let mut watches = Vec::new();

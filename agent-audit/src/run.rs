@@ -107,13 +107,20 @@ impl CommandSession {
         command: &[String],
         filter: Option<&SeccompProgram>,
     ) -> Result<i32, Error> {
-        let child = spawn_in_cgroup(command, &self.cgroup, filter)?;
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
             .map_err(Error::Io)?;
+        // Caught before the command starts: a signal sent as soon as it runs must not end
+        // us before its file is written.
+        let signals = {
+            let _enter = runtime.enter();
+            StopSignals::install().map_err(Error::Io)?
+        };
+        let child = spawn_in_cgroup(command, &self.cgroup, filter)?;
         let status = runtime.block_on(supervise(
             child,
+            signals,
             &self.cgroup,
             &mut self.counter,
             &mut self.recording,
@@ -198,6 +205,7 @@ fn spawn_in_cgroup(
 /// Waits for the command, forwarding SIGTERM, then for every process left in its cgroup.
 async fn supervise(
     mut child: std::process::Child,
+    mut signals: StopSignals,
     cgroup: &Cgroup,
     counter: &mut SyscallCounter,
     recording: &mut Recording,
@@ -206,7 +214,6 @@ async fn supervise(
     // A terminal's Ctrl-C or Ctrl-\ already reaches the command (same process group); we only
     // keep ourselves alive to write the file. Any other stop signal (SIGTERM, SIGHUP,
     // SIGUSR1, …) was sent to us alone: pass it on, and the command decides what it means.
-    let mut signals = StopSignals::install().map_err(Error::Io)?;
     let mut wait = tokio::task::spawn_blocking(move || child.wait());
     let mut poll = tokio::time::interval(POLL);
     let mut progress = ProgressLine::new();

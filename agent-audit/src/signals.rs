@@ -6,8 +6,9 @@
 //! SIGXCPU, SIGIO, SIGPWR, SIGSTKFLT and the real-time signals. Not caught: SIGKILL and SIGSTOP
 //! (impossible), and the signals of a fault in the process itself (SIGSEGV, SIGBUS, SIGILL,
 //! SIGFPE, SIGTRAP, SIGABRT, SIGSYS), after which nothing it would write can be trusted.
-//! Ignored: SIGPIPE (Rust's default: a closed pipe is an `EPIPE` error) and SIGXFSZ, so that a
-//! file over the size limit is a failed write, reported and retried like a full disk.
+//! Ignored: SIGPIPE (Rust's default: a closed pipe is an `EPIPE` error) and, by `record` (which
+//! starts no command that would inherit it), SIGXFSZ, so that a file over the size limit is a
+//! failed write, reported and retried like a full disk.
 
 use std::io;
 
@@ -39,8 +40,6 @@ pub struct StopSignals {
 impl StopSignals {
     /// Catches every stop signal. Must run inside a Tokio runtime.
     pub fn install() -> io::Result<Self> {
-        // SAFETY: setting a signal's disposition to "ignore" has no preconditions.
-        unsafe { libc::signal(libc::SIGXFSZ, libc::SIG_IGN) };
         let (sender, received) = mpsc::unbounded_channel();
         // Tokio handles signals below SIGRTMAX.
         let realtime = libc::SIGRTMIN()..libc::SIGRTMAX();
@@ -66,6 +65,13 @@ impl StopSignals {
             None => std::future::pending().await,
         }
     }
+}
+
+/// A file written past `RLIMIT_FSIZE` fails with `EFBIG` instead of ending the process.
+/// Not for a process that starts commands: an ignored signal stays ignored across exec.
+pub fn ignore_file_size_signal() {
+    // SAFETY: setting a signal's disposition to "ignore" has no preconditions.
+    unsafe { libc::signal(libc::SIGXFSZ, libc::SIG_IGN) };
 }
 
 /// Whether a terminal sends `number` to the whole foreground process group (Ctrl-C, Ctrl-\),
