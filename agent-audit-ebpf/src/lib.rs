@@ -42,8 +42,17 @@ pub const NO_TARGET: u32 = u32::MAX;
 /// new entry, keeps it if its name matches, and releases it otherwise.
 pub const WATCH_PARENT: u32 = 0x8000_0000;
 
-/// `Queue<u32>`: zeroed slots userspace keeps ready for the kernel program to claim.
+/// `Queue<u32>`: zeroed slots userspace keeps ready for the kernel program to claim. Userspace
+/// keeps *every* free slot in it, so a burst of new cgroups can take all of them at once.
 pub const MAP_FREE_SLOTS: &str = "FREE_SLOTS";
+
+/// `HashMap<u64, u64>`: children of a watched parent that found no slot to claim (every slot
+/// in use) → `CLOCK_MONOTONIC` ns of the first such call. Userspace drains it, reports each
+/// one, and gives it the next slot that frees (its own [`MAP_TARGETS`] entry, then a
+/// [`MAP_TARGET_GENERATION`] bump), so it is counted from its next syscall on.
+pub const MAP_STARVED: &str = "STARVED";
+/// Entries of [`MAP_STARVED`].
+pub const MAX_STARVED: u32 = 4096;
 
 /// `Array<u32>` with one element: bumped by userspace after every change to the target set.
 /// Cached verdicts carry the generation they were computed under and are recomputed when it

@@ -53,6 +53,22 @@ pub struct Allowlist {
     /// Present when calls were made both as root and as another user.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub privilege_drop: Option<PrivilegeDrop>,
+    /// Present when the recording missed the target's start (`record --wait` found every
+    /// target slot in use when its cgroup made its first call): the counts are incomplete.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub missed_start: Option<MissedStart>,
+}
+
+/// The calls a target made before it could be recorded were lost: `record --wait` had no
+/// free target slot when its cgroup made its first call.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MissedStart {
+    /// When its first call found no free slot.
+    #[serde(with = "time::serde::rfc3339")]
+    pub since: OffsetDateTime,
+    /// When it got a slot; every call from then on is counted.
+    #[serde(with = "time::serde::rfc3339")]
+    pub recorded_from: OffsetDateTime,
 }
 
 /// How often one operation of a multiplexer syscall was made.
@@ -640,6 +656,7 @@ impl Allowlist {
             runtime_init: Vec::new(),
             executables: Vec::new(),
             privilege_drop: None,
+            missed_start: None,
         }
     }
 
@@ -809,6 +826,7 @@ mod tests {
             runtime_init: Vec::new(),
             executables: Vec::new(),
             privilege_drop: None,
+            missed_start: None,
         }
     }
 

@@ -24,6 +24,7 @@ pub mod recording;
 pub mod report;
 pub mod run;
 pub mod seccomp;
+pub mod signals;
 pub mod syscalls;
 pub mod target;
 pub mod verify;

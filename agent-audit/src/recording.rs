@@ -6,8 +6,8 @@ use std::path::PathBuf;
 use time::OffsetDateTime;
 
 use crate::allowlist::{
-    Allowlist, AllowlistError, ArgRecord, HostInfo, MultiplexedCount, RecorderInfo, SyscallCount,
-    SCHEMA_V1,
+    Allowlist, AllowlistError, ArgRecord, HostInfo, MissedStart, MultiplexedCount, RecorderInfo,
+    SyscallCount, SCHEMA_V1,
 };
 use crate::attribution;
 use crate::bpf::{
@@ -32,6 +32,10 @@ pub struct Recording {
     pub last_init: TargetCounts,
     /// Execs seen in the target so far, by (path, uid).
     pub execs: attribution::ExecTally,
+    /// Set when the target's first calls went uncounted (no free slot at its start).
+    pub missed_start: Option<MissedStart>,
+    /// The last write of its file failed (reported once until one works again).
+    pub write_failing: bool,
 }
 
 impl Recording {
@@ -61,6 +65,8 @@ impl Recording {
             last: TargetCounts::default(),
             last_init: TargetCounts::default(),
             execs: attribution::ExecTally::default(),
+            missed_start: None,
+            write_failing: false,
         }
     }
 
@@ -131,6 +137,7 @@ impl Recording {
             runtime_init,
             executables: self.execs.runs(),
             privilege_drop: attribution::privilege_drop(&mine, name_of),
+            missed_start: self.missed_start,
         }
     }
 
