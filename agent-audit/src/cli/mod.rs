@@ -14,7 +14,34 @@ use std::io::Write;
 use clap::{Parser, Subcommand};
 
 use crate::exit::{ExitCode, EXIT_CODES_HELP};
+use crate::seccomp::container::{Capabilities, ContainerContext};
+use crate::seccomp::KernelVersion;
 use crate::Error;
+
+/// The container a Docker/Podman profile's `includes`/`excludes` are evaluated for, as Docker
+/// evaluates them (shared by `check`, `diff` and `verify`).
+#[derive(Debug, clap::Args)]
+pub struct ContainerArgs {
+    /// The container's capabilities: `default` (Docker's 14), `all` (--privileged), `none`,
+    /// or a list (`default,+SYS_PTRACE,-NET_RAW`, `CAP_SYS_ADMIN,CAP_CHOWN`). A rule that
+    /// applies only with a capability the container lacks does not count.
+    #[arg(long, value_name = "CAPS", default_value = "default")]
+    caps: Capabilities,
+    /// Kernel version for `minKernel` conditions, `X.Y` (default: this host's).
+    #[arg(long, value_name = "X.Y")]
+    kernel: Option<KernelVersion>,
+}
+
+impl ContainerArgs {
+    /// The context to evaluate profiles in.
+    pub fn context(&self) -> ContainerContext {
+        let mut context = ContainerContext::on_this_host(self.caps.clone());
+        if self.kernel.is_some() {
+            context.kernel = self.kernel;
+        }
+        context
+    }
+}
 
 /// Record the syscalls a container really makes, and turn them into a deny-by-default
 /// seccomp profile.
