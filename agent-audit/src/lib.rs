@@ -18,11 +18,13 @@ pub mod policy;
 pub mod privileges;
 pub mod profile;
 pub mod progress;
+pub mod ready;
 pub mod recorder;
 pub mod recording;
 pub mod report;
 pub mod run;
 pub mod seccomp;
+pub mod sidecar;
 pub mod syscalls;
 pub mod target;
 pub mod verify;
@@ -72,6 +74,9 @@ pub enum Error {
     /// `report`.
     #[error(transparent)]
     Report(#[from] report::ReportError),
+    /// `ready`: the recorder is not armed.
+    #[error(transparent)]
+    NotReady(#[from] ready::NotReady),
     /// The command given to `run` could not be started.
     #[error("cannot run {command:?}: {source}")]
     Spawn {
@@ -112,6 +117,7 @@ impl Error {
             Error::Profile(e) => e.exit_code(),
             Error::Check(e) => e.exit_code(),
             Error::Report(e) => e.exit_code(),
+            Error::NotReady(e) => e.exit_code(),
             Error::Spawn { source, .. } if source.kind() == std::io::ErrorKind::NotFound => {
                 ExitCode(127)
             }

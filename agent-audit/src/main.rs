@@ -26,6 +26,9 @@ fn main() -> std::process::ExitCode {
             let code = err.exit_code();
             // Errors carry their cause in their own message; print it once.
             eprintln!("agent-audit: error: {err}");
+            if let Some(missing) = agent_audit::sidecar::missing_option(&err) {
+                eprintln!("agent-audit: hint: {}", missing.advice());
+            }
             std::process::ExitCode::from(code.0)
         }
     }

@@ -14,6 +14,7 @@ use crate::container;
 use crate::fsutil;
 use crate::privileges;
 use crate::progress::ProgressLine;
+use crate::ready::ReadyFile;
 use crate::recording::Recording;
 use crate::target::{CgroupTarget, TargetError, TargetSpec};
 use crate::watch::{CgroupGlob, MkdirEvents};
@@ -41,6 +42,8 @@ pub struct RecordOptions {
     /// Also pick up cgroups matching `globs` as they are created, from their first syscall;
     /// stop once every target picked up is gone.
     pub wait: bool,
+    /// Written once armed, removed at the end (`--ready-file`).
+    pub ready_file: Option<PathBuf>,
     /// Where to write.
     pub output: OutputSpec,
     /// Snapshot period.
@@ -67,6 +70,9 @@ pub fn record(opts: RecordOptions) -> Result<StopReason, Error> {
     // Everything that can be checked without the kernel is checked first, so a typo never
     // costs a half-started recording.
     let plan = plan_outputs(&opts)?;
+    if let Some(path) = &opts.ready_file {
+        ReadyFile::check_writable(path)?;
+    }
     privileges::check_bpf_privileges()?;
     // Signal handlers go in before anything is attached, so that a SIGTERM arriving at any
     // point after this still ends with the final files written.
@@ -152,7 +158,7 @@ pub fn record(opts: RecordOptions) -> Result<StopReason, Error> {
         None
     };
     // Scripts wait for this line (or the first snapshot) before starting the workload.
-    eprintln!(
+    let ready_line = format!(
         "agent-audit: recording {} target(s) via {}{}",
         active.len(),
         counter.attach_kind(),
@@ -171,6 +177,12 @@ pub fn record(opts: RecordOptions) -> Result<StopReason, Error> {
             None => String::new(),
         }
     );
+    eprintln!("{ready_line}");
+    let _ready = opts
+        .ready_file
+        .as_deref()
+        .map(|path| ReadyFile::create(path, &ready_line))
+        .transpose()?;
     runtime.block_on(watch(&mut counter, active, waiting, signals, &opts))
 }
 
@@ -527,6 +539,7 @@ mod tests {
             targets: vec![TargetSpec::Pid(1), TargetSpec::Pid(2)],
             globs: Vec::new(),
             wait: false,
+            ready_file: None,
             output: OutputSpec::File(PathBuf::from("x.json")),
             interval: Duration::from_secs(5),
             duration: None,

@@ -54,6 +54,11 @@ pub struct RecordArgs {
     /// How to attach to sys_enter.
     #[arg(long, value_enum, default_value_t = AttachMode::Auto)]
     attach: AttachMode,
+    /// Write this file (the recorder's pid and the readiness line) once the kernel program is
+    /// attached and armed; it is removed when recording ends. `agent-audit ready FILE` checks
+    /// it (a health check for containers).
+    #[arg(long, value_name = "FILE")]
+    ready_file: Option<PathBuf>,
     /// Count syscalls only, without attributing each to the program that made it (the
     /// cheapest path inside a target; the allowlist then has no `programs`).
     #[arg(long)]
@@ -83,6 +88,7 @@ impl RecordArgs {
             targets,
             globs: self.globs,
             wait: self.wait,
+            ready_file: self.ready_file,
             output,
             interval,
             duration,
