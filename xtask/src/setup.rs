@@ -25,6 +25,7 @@ const TEST_PACKAGES: &[&str] = &[
     "gcc-multilib",   // 32-bit test programs (i386 syscall ABI)
     "util-linux",     // setpriv, to test missing privileges
     "chromium",       // renders the HTML report headless in its tests
+    "docker-compose", // runs the compose example (examples/compose) in its test
 ];
 
 /// Debian packages `cargo xtask bench` uses: the reference tracers, the workload's tools, and
