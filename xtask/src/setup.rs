@@ -26,6 +26,7 @@ const TEST_PACKAGES: &[&str] = &[
     "util-linux",     // setpriv, to test missing privileges
     "chromium",       // renders the HTML report headless in its tests
     "docker-compose", // runs the compose example (examples/compose) in its test
+    "jq",             // the GitHub Action's scripts read the JSON report with it
 ];
 
 /// Debian packages `cargo xtask bench` uses: the reference tracers, the workload's tools, and
