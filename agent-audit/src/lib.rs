@@ -14,6 +14,7 @@ pub mod container;
 pub mod diff;
 pub mod exit;
 pub mod fsutil;
+pub mod kube;
 pub mod policy;
 pub mod privileges;
 pub mod profile;
@@ -74,6 +75,9 @@ pub enum Error {
     /// `report`.
     #[error(transparent)]
     Report(#[from] report::ReportError),
+    /// Kubernetes pods.
+    #[error(transparent)]
+    Kube(#[from] kube::KubeError),
     /// `ready`: the recorder is not armed.
     #[error(transparent)]
     NotReady(#[from] ready::NotReady),
@@ -118,6 +122,7 @@ impl Error {
             Error::Check(e) => e.exit_code(),
             Error::Report(e) => e.exit_code(),
             Error::NotReady(e) => e.exit_code(),
+            Error::Kube(e) => e.exit_code(),
             Error::Spawn { source, .. } if source.kind() == std::io::ErrorKind::NotFound => {
                 ExitCode(127)
             }
