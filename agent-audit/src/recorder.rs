@@ -42,6 +42,9 @@ pub struct RecordOptions {
     /// Also pick up cgroups matching `globs` as they are created, from their first syscall;
     /// stop once every target picked up is gone.
     pub wait: bool,
+    /// With `wait`: keep waiting for new cgroups after every one picked up is gone (a
+    /// node-wide daemon); only a signal or `duration` ends it.
+    pub keep_waiting: bool,
     /// Written once armed, removed at the end (`--ready-file`).
     pub ready_file: Option<PathBuf>,
     /// Where to write.
@@ -384,7 +387,7 @@ async fn watch(
                 }
                 // With --wait, only stop once something was recorded and is gone.
                 let waiting_for_first = waiting.as_ref().is_some_and(|w| w.picked_up == 0);
-                if active.is_empty() && !waiting_for_first {
+                if active.is_empty() && !waiting_for_first && !opts.keep_waiting {
                     break StopReason::TargetsGone;
                 }
                 for r in &mut active {
@@ -539,6 +542,7 @@ mod tests {
             targets: vec![TargetSpec::Pid(1), TargetSpec::Pid(2)],
             globs: Vec::new(),
             wait: false,
+            keep_waiting: false,
             ready_file: None,
             output: OutputSpec::File(PathBuf::from("x.json")),
             interval: Duration::from_secs(5),

@@ -69,6 +69,11 @@ pub struct RecordArgs {
     /// How to attach to sys_enter.
     #[arg(long, value_enum, default_value_t = AttachMode::Auto)]
     attach: AttachMode,
+    /// With --wait: keep waiting for new matching cgroups after every one picked up is gone
+    /// (a node-wide daemon such as the Kubernetes DaemonSet); SIGINT/SIGTERM or --duration end
+    /// it.
+    #[arg(long, requires = "wait")]
+    keep_waiting: bool,
     /// Write this file (the recorder's pid and the readiness line) once the kernel program is
     /// attached and armed; it is removed when recording ends. `agent-audit ready FILE` checks
     /// it (a health check for containers).
@@ -114,6 +119,7 @@ impl RecordArgs {
             targets,
             globs,
             wait: self.wait,
+            keep_waiting: self.keep_waiting,
             ready_file: self.ready_file,
             output,
             interval,
