@@ -10,7 +10,8 @@ fi
 if [ -n "${INPUT_CONTAINER:-}" ]; then
     target=(--container "$INPUT_CONTAINER" --out "$out_dir/$INPUT_CONTAINER.allowlist.json")
 elif [ -n "${INPUT_CGROUP_GLOB:-}" ]; then
-    target=(--cgroup-glob "$INPUT_CGROUP_GLOB" --out-dir "$out_dir")
+    # Until `stop`, however many matching cgroups come and go.
+    target=(--cgroup-glob "$INPUT_CGROUP_GLOB" --keep-waiting --out-dir "$out_dir")
 else
     die "start needs container or cgroup-glob"
 fi

@@ -400,6 +400,11 @@ async fn watch(
         }
     };
     progress.clear();
+    // Cgroups the kernel program claimed since the last poll (a job that ran and ended just
+    // before the signal) are recorded too.
+    if let Some(w) = &mut waiting {
+        w.adopt_claimed(counter, &mut active)?;
+    }
     distribute_execs(counter, &mut active);
     let uses = counter.read_attribution()?;
     for r in &mut active {

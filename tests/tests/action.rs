@@ -246,3 +246,34 @@ fn action_yml_passes_every_input_the_scripts_read() {
         );
     }
 }
+
+/// `start` with `cgroup-glob`: every new matching cgroup gets its own allowlist, and `stop`
+/// merges them all into one profile and report.
+#[test]
+fn root_action_scripts_record_a_cgroup_pattern() {
+    require_root();
+    let dir = tempfile::tempdir().unwrap();
+    let runner = Runner {
+        dir: dir.path().to_path_buf(),
+    };
+    let parent = agent_audit_tests::cgroup::ScratchCgroup::new(&unique_name("aa-action-glob"));
+    let pattern = format!("{}/job-*", parent.rel.trim_start_matches('/'));
+    let (started, _) = runner.step("start.sh", &[("cgroup-glob", &pattern)]);
+    started.assert_code(0);
+    for job in ["job-a", "job-b"] {
+        let child = agent_audit_tests::cgroup::ScratchCgroup::at(&format!("{}/{job}", parent.rel));
+        let mut cmd = Command::new("/bin/busybox");
+        cmd.args(["ls", "/"]);
+        child.contain(&mut cmd);
+        run(&mut cmd, TIMEOUT).assert_code(0);
+    }
+    let (stopped, outputs) = runner.step("stop.sh", &[]);
+    stopped.assert_code(0);
+    let allowlists: Vec<&str> = outputs["allowlists"].split(' ').collect();
+    assert_eq!(allowlists.len(), 2, "{outputs:?}");
+    for (file, job) in allowlists.iter().zip(["job-a", "job-b"]) {
+        assert!(file.ends_with(&format!("{job}.allowlist.json")), "{file}");
+    }
+    let summary = fs::read_to_string(runner.summary_file()).unwrap();
+    assert!(summary.contains("2 run(s)"), "{summary}");
+}
