@@ -15,6 +15,7 @@ pub mod diff;
 pub mod exit;
 pub mod fsutil;
 pub mod kube;
+pub mod markdown;
 pub mod policy;
 pub mod privileges;
 pub mod profile;
@@ -82,13 +83,8 @@ pub enum Error {
     #[error(transparent)]
     NotReady(#[from] ready::NotReady),
     /// The command given to `run` could not be started.
-    #[error("cannot run {command:?}: {source}")]
-    Spawn {
-        /// argv[0].
-        command: String,
-        /// What exec said.
-        source: std::io::Error,
-    },
+    #[error(transparent)]
+    Spawn(#[from] run::SpawnError),
     /// Other I/O.
     #[error("I/O error: {0}")]
     Io(#[from] std::io::Error),
@@ -123,10 +119,7 @@ impl Error {
             Error::Report(e) => e.exit_code(),
             Error::NotReady(e) => e.exit_code(),
             Error::Kube(e) => e.exit_code(),
-            Error::Spawn { source, .. } if source.kind() == std::io::ErrorKind::NotFound => {
-                ExitCode(127)
-            }
-            Error::Spawn { .. } => ExitCode(126),
+            Error::Spawn(e) => e.exit_code(),
             Error::Io(_) => ExitCode::IO,
         }
     }
