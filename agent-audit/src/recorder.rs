@@ -17,6 +17,7 @@ use crate::container;
 use crate::fsutil;
 use crate::privileges;
 use crate::progress::ProgressLine;
+use crate::ready::ReadyFile;
 use crate::recording::{Recording, RecordingError};
 use crate::signals::StopSignals;
 use crate::target::{CgroupTarget, TargetError, TargetSpec};
@@ -45,6 +46,11 @@ pub struct RecordOptions {
     /// Also pick up cgroups matching `globs` as they are created, from their first syscall;
     /// stop once every target picked up is gone.
     pub wait: bool,
+    /// With `wait`: keep waiting for new cgroups after every one picked up is gone (a
+    /// node-wide daemon); only a signal or `duration` ends it.
+    pub keep_waiting: bool,
+    /// Written once armed, removed at the end (`--ready-file`).
+    pub ready_file: Option<PathBuf>,
     /// Where to write.
     pub output: OutputSpec,
     /// Snapshot period.
@@ -71,6 +77,9 @@ pub fn record(opts: RecordOptions) -> Result<StopReason, Error> {
     // Everything that can be checked without the kernel is checked first, so a typo never
     // costs a half-started recording.
     let plan = plan_outputs(&opts)?;
+    if let Some(path) = &opts.ready_file {
+        ReadyFile::check_writable(path)?;
+    }
     privileges::check_bpf_privileges()?;
     // Signal handlers go in before anything is attached, so that a SIGTERM arriving at any
     // point after this still ends with the final files written.
@@ -158,7 +167,7 @@ pub fn record(opts: RecordOptions) -> Result<StopReason, Error> {
         None
     };
     // Scripts wait for this line (or the first snapshot) before starting the workload.
-    eprintln!(
+    let ready_line = format!(
         "agent-audit: recording {} target(s) via {}{}",
         active.len(),
         counter.attach_kind(),
@@ -177,6 +186,12 @@ pub fn record(opts: RecordOptions) -> Result<StopReason, Error> {
             None => String::new(),
         }
     );
+    eprintln!("{ready_line}");
+    let _ready = opts
+        .ready_file
+        .as_deref()
+        .map(|path| ReadyFile::create(path, &ready_line))
+        .transpose()?;
     runtime.block_on(watch(&mut counter, active, waiting, signals, &opts))
 }
 
@@ -500,7 +515,7 @@ async fn watch(
                 let waiting_for_more = waiting
                     .as_ref()
                     .is_some_and(|w| w.picked_up == 0 || !w.starved.is_empty());
-                if recordings.is_empty() && !waiting_for_more {
+                if recordings.is_empty() && !waiting_for_more && !opts.keep_waiting {
                     break StopReason::TargetsGone;
                 }
                 recordings.show_progress(counter, &mut progress)?;
@@ -508,7 +523,10 @@ async fn watch(
         }
     };
     progress.clear();
-    if let Some(w) = &waiting {
+    // Cgroups the kernel program claimed since the last poll (a job that ran and ended just
+    // before the signal) are recorded too.
+    if let Some(w) = &mut waiting {
+        w.update(counter, &mut recordings.active)?;
         for s in w.starved.values() {
             report_unrecorded(s, "recording stopped");
         }
@@ -837,6 +855,8 @@ mod tests {
             targets: vec![TargetSpec::Pid(1), TargetSpec::Pid(2)],
             globs: Vec::new(),
             wait: false,
+            keep_waiting: false,
+            ready_file: None,
             output: OutputSpec::File(PathBuf::from("x.json")),
             interval: Duration::from_secs(5),
             duration: None,

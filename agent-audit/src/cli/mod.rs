@@ -4,6 +4,7 @@
 mod check;
 mod diff;
 mod profile;
+mod ready;
 mod record;
 mod report;
 mod run;
@@ -74,6 +75,8 @@ pub enum Command {
     /// Audit report for reviewers and CI: findings, summary, every allowed syscall (md, html,
     /// json).
     Report(report::ReportArgs),
+    /// Health check: exit 0 while a `record --ready-file FILE` recorder is armed, 1 otherwise.
+    Ready(ready::ReadyArgs),
 }
 
 impl Cli {
@@ -87,6 +90,7 @@ impl Cli {
             Command::Profile(args) => args.execute(),
             Command::Check(args) => args.execute(),
             Command::Report(args) => args.execute(),
+            Command::Ready(args) => args.execute(),
         }
     }
 }
