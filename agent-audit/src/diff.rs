@@ -10,6 +10,7 @@ use serde::Serialize;
 
 use crate::allowlist::{Allowlist, AllowlistError, SCHEMA_V1};
 use crate::fsutil::{self, InputError};
+use crate::seccomp::container::ContainerContext;
 use crate::seccomp::{Action, ArgCondition, ProfileFileError, SeccompProfile};
 
 /// The effect a side gives one syscall name.
@@ -142,18 +143,19 @@ impl DiffError {
 
 impl Side {
     /// Reads a profile or an allowlist, telling them apart by their keys.
-    pub fn read(path: &Path) -> Result<Self, DiffError> {
+    /// A Docker/Podman profile is taken as Docker hands it to runc for `context`: rules for
+    /// capabilities the container lacks do not count.
+    pub fn read(path: &Path, context: &ContainerContext) -> Result<Self, DiffError> {
         let text = fsutil::read_input(path)?;
-        Self::parse(&text, path)
+        Self::parse(&text, path, context)
     }
 
-    /// Parses a profile or an allowlist; `path` names the side and the source in errors.
-    pub fn parse(text: &str, path: &Path) -> Result<Self, DiffError> {
+    /// Parses a profile or an allowlist as [`Side::read`] does; `path` names the side and the
+    /// source in errors.
+    pub fn parse(text: &str, path: &Path, context: &ContainerContext) -> Result<Self, DiffError> {
         if crate::seccomp::spo::SpoObject::sniff(text) {
-            return Ok(Self::from_profile(
-                path,
-                &SeccompProfile::parse(text, path)?,
-            ));
+            let profile = SeccompProfile::parse(text, path)?;
+            return Ok(Self::from_profile(path, &context.effective(&profile)));
         }
         let value: serde_json::Value = serde_json::from_str(text).map_err(|source| {
             DiffError::Profile(ProfileFileError::Parse {
@@ -165,10 +167,8 @@ impl Side {
         if value.get("schema").is_some() {
             Ok(Self::from_allowlist(path, &Allowlist::parse(text, path)?))
         } else if value.get("defaultAction").is_some() {
-            Ok(Self::from_profile(
-                path,
-                &SeccompProfile::parse(text, path)?,
-            ))
+            let profile = SeccompProfile::parse(text, path)?;
+            Ok(Self::from_profile(path, &context.effective(&profile)))
         } else {
             Err(DiffError::UnknownKind {
                 path: path.to_path_buf(),
@@ -481,9 +481,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("x.json");
         std::fs::write(&p, "{\"hello\": 1}").unwrap();
-        let err = Side::read(&p).unwrap_err();
+        let err = Side::read(&p, &ContainerContext::default()).unwrap_err();
         assert!(matches!(err, DiffError::UnknownKind { .. }), "{err}");
         std::fs::write(&p, "{broken").unwrap();
-        assert!(Side::read(&p).is_err());
+        assert!(Side::read(&p, &ContainerContext::default()).is_err());
     }
 }

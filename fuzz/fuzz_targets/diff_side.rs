@@ -5,10 +5,11 @@
 use std::path::Path;
 
 use agent_audit::diff::{diff, Side};
+use agent_audit::seccomp::container::ContainerContext;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|text: &str| {
-    let Ok(side) = Side::parse(text, Path::new("fuzz-side.json")) else {
+    let Ok(side) = Side::parse(text, Path::new("fuzz-side.json"), &ContainerContext::default()) else {
         return;
     };
     let same = diff(&side, &side);

@@ -3,6 +3,7 @@
 
 mod bench;
 mod fuzz;
+mod image;
 mod setup;
 
 use std::ffi::OsStr;
@@ -33,6 +34,9 @@ enum Task {
         /// Only tests whose name contains this.
         filter: Option<String>,
     },
+    /// Build the `agent-audit:latest` container image offline (FROM scratch: the release
+    /// binary and the shared libraries it loads) and print its size.
+    Image(image::ImageOptions),
     /// Measure the cost of recording and enforcing (BENCHMARKS.md); as root, about 5 minutes.
     Bench(bench::BenchOptions),
     /// Fuzz every input parser (allowlist, seccomp profile, verify result, diff's reader) with
@@ -67,6 +71,7 @@ fn main() -> Result<()> {
         Task::Test { filter } => test(&root, filter.as_deref()),
         Task::Bench(opts) => bench::bench(&root, opts),
         Task::Fuzz(opts) => fuzz::fuzz(&root, opts),
+        Task::Image(opts) => image::image(&root, opts),
         Task::Audit {
             out_dir,
             container,
