@@ -6,7 +6,7 @@
 
 use std::ffi::CString;
 use std::os::unix::process::{CommandExt, ExitStatusExt};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Command, ExitStatus};
 use std::time::Duration;
 
@@ -34,6 +34,8 @@ pub struct RunOptions {
     pub out: PathBuf,
     /// How the kernel program is loaded.
     pub counter: CounterOptions,
+    /// The command's working directory (default: ours).
+    pub cwd: Option<PathBuf>,
 }
 
 /// How the run ended.
@@ -92,7 +94,7 @@ impl CommandSession {
             mount.create_child_of_self(&format!("agent-audit-run-{}", std::process::id()))?;
         let guard = CgroupGuard(cgroup.clone());
         let target = CgroupTarget::for_command(cgroup.clone(), command);
-        let recording = Recording::start(&mut counter, target, out)?;
+        let recording = Recording::start_command(&mut counter, target, out)?;
         Ok(Self {
             counter,
             recording,
@@ -107,8 +109,9 @@ impl CommandSession {
         &mut self,
         command: &[String],
         filter: Option<&SeccompProgram>,
+        cwd: Option<&Path>,
     ) -> Result<i32, Error> {
-        let child = spawn_in_cgroup(command, &self.cgroup, filter)?;
+        let child = spawn_in_cgroup(command, &self.cgroup, filter, cwd)?;
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
@@ -133,7 +136,7 @@ impl CommandSession {
 pub fn run(opts: RunOptions) -> Result<RunOutcome, Error> {
     fsutil::ensure_dir_writable(fsutil::parent_dir(&opts.out))?;
     let mut session = CommandSession::prepare(&opts.command, opts.out.clone(), opts.counter)?;
-    let exit_status = session.run(&opts.command, None)?;
+    let exit_status = session.run(&opts.command, None, opts.cwd.as_deref())?;
     let uses = session.counter.read_attribution()?;
     let allowlist = session.recording.write(&session.counter, true, &uses)?;
     session.counter.remove_target(session.recording.slot)?;
@@ -156,6 +159,7 @@ fn spawn_in_cgroup(
     command: &[String],
     cgroup: &Cgroup,
     filter: Option<&SeccompProgram>,
+    cwd: Option<&Path>,
 ) -> Result<std::process::Child, Error> {
     let filter = filter.cloned();
     let procs = CString::new(
@@ -166,8 +170,13 @@ fn spawn_in_cgroup(
             .as_encoded_bytes(),
     )
     .map_err(|_| Error::Usage("cgroup path contains a NUL byte".into()))?;
-    let mut cmd = Command::new(&command[0]);
-    cmd.args(&command[1..]);
+    // The PATH search happens here, in the parent: done by the child (execvp) it would try
+    // one execve per PATH entry inside the target.
+    let mut cmd = Command::new(resolve_executable(&command[0])?);
+    cmd.arg0(&command[0]).args(&command[1..]);
+    if let Some(dir) = cwd {
+        cmd.current_dir(dir);
+    }
     // SAFETY: the closure only calls async-signal-safe functions (open, write, close) on
     // memory prepared before fork.
     unsafe {
@@ -193,6 +202,21 @@ fn spawn_in_cgroup(
     cmd.spawn().map_err(|source| Error::Spawn {
         command: command[0].clone(),
         source,
+    })
+}
+
+/// The file `execvp` would run for `program`: itself when it names a path (has a `/`), else
+/// the first executable file of that name in `PATH`.
+fn resolve_executable(program: &str) -> Result<PathBuf, Error> {
+    if program.contains('/') {
+        return Ok(PathBuf::from(program));
+    }
+    which::which(program).map_err(|_| Error::Spawn {
+        command: program.to_string(),
+        source: std::io::Error::new(
+            std::io::ErrorKind::NotFound,
+            "no executable of that name in PATH",
+        ),
     })
 }
 

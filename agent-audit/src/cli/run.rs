@@ -44,6 +44,7 @@ impl RunArgs {
                 attach: self.attach,
                 attribution: !self.no_attribution,
             },
+            cwd: None,
         })?;
         Ok(ExitCode(outcome.exit_status.clamp(0, 255) as u8))
     }

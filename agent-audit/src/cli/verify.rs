@@ -48,6 +48,7 @@ impl VerifyArgs {
             out: self.out,
             command: self.command,
             attach: self.attach,
+            cwd: None,
         })?;
         print!("{}", report.to_text());
         Ok(if report.passed {

@@ -42,6 +42,8 @@ pub struct VerifyOptions {
     pub command: Vec<String>,
     /// Attach type.
     pub attach: AttachMode,
+    /// The command's working directory (default: ours).
+    pub cwd: Option<PathBuf>,
 }
 
 /// A syscall the profile refused while the command ran.
@@ -163,15 +165,23 @@ pub fn verify(opts: &VerifyOptions) -> Result<VerifyReport, Error> {
     };
     let mut session = CommandSession::prepare(&opts.command, PathBuf::new(), counter)?;
     session.counter.attach_exit_counter()?;
-    let exit_status = session.run(&opts.command, Some(&program))?;
-    let entries = session.counter.read(session.recording.slot)?;
+    let exit_status = session.run(&opts.command, Some(&program), opts.cwd.as_deref())?;
+    // What the launcher did between fork and exec is counted apart (before the first exec);
+    // its exits are counted with the rest, so both phases' entries balance them.
+    let mut entries = session.counter.read(session.recording.slot)?.syscalls;
+    entries.extend(
+        session
+            .counter
+            .read_runtime_init(session.recording.slot)?
+            .syscalls,
+    );
     let exits = session.counter.read_exits(session.recording.slot)?;
     session.counter.remove_target(session.recording.slot)?;
     drop(session);
 
     let mut exits = exits.syscalls;
     discount_cgroup_join(&mut exits);
-    let denied = denied_calls(&entries.syscalls, &exits, allowlist.as_ref());
+    let denied = denied_calls(&entries, &exits, allowlist.as_ref());
     let probes = if opts.probe_dangerous {
         let side = Side::from_profile(&opts.profile, &profile);
         probes::run(&program, |name| {
@@ -256,8 +266,10 @@ fn denied_calls(
     exits: &[(Arch, u32, u64)],
     allowlist: Option<&Allowlist>,
 ) -> Vec<Denied> {
-    let entered: BTreeMap<(Arch, u32), u64> =
-        entries.iter().map(|&(a, nr, c)| ((a, nr), c)).collect();
+    let mut entered: BTreeMap<(Arch, u32), u64> = BTreeMap::new();
+    for &(arch, nr, count) in entries {
+        *entered.entry((arch, nr)).or_default() += count;
+    }
     // An exec that switches ABI (a 64-bit shell starting a 32-bit program) enters through one
     // table and exits through the other: balance the exec family by name across arches.
     let is_exec =
