@@ -6,11 +6,13 @@
 
 pub mod allowlist;
 pub mod attribution;
+pub mod audit;
 pub mod bpf;
 pub mod cgroup;
 pub mod check;
 pub mod cli;
 pub mod container;
+pub mod convergence;
 pub mod diff;
 pub mod exit;
 pub mod fsutil;
@@ -72,6 +74,9 @@ pub enum Error {
     /// `report`.
     #[error(transparent)]
     Report(#[from] report::ReportError),
+    /// `audit --container`.
+    #[error(transparent)]
+    Container(#[from] audit::ContainerError),
     /// The command given to `run` could not be started.
     #[error("cannot run {command:?}: {source}")]
     Spawn {
@@ -112,6 +117,7 @@ impl Error {
             Error::Profile(e) => e.exit_code(),
             Error::Check(e) => e.exit_code(),
             Error::Report(e) => e.exit_code(),
+            Error::Container(e) => e.exit_code(),
             Error::Spawn { source, .. } if source.kind() == std::io::ErrorKind::NotFound => {
                 ExitCode(127)
             }
