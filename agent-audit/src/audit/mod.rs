@@ -16,7 +16,8 @@ use crate::bpf::CounterOptions;
 use crate::convergence::Convergence;
 use crate::exit::ExitCode;
 use crate::fsutil::{self, OutputError};
-use crate::profile::{self, oci, rationale, Merged, ProfileOptions};
+use crate::policy;
+use crate::profile::{self, oci, rationale, ExplicitAllow, Merged, ProfileOptions};
 use crate::report::{self, Report, ReportInputs};
 use crate::run::{self, RunOptions};
 use crate::verify::{self, VerifyOptions, VerifyReport};
@@ -77,6 +78,9 @@ pub struct AuditOptions {
     pub out_dir: PathBuf,
     /// How the kernel program is loaded for recording.
     pub counter: CounterOptions,
+    /// Allow the timing-dependent syscalls of `data/timing-dependent.json` whose trigger was
+    /// recorded.
+    pub timing_allowances: bool,
 }
 
 /// What the audit found.
@@ -171,7 +175,12 @@ pub fn audit(opts: &AuditOptions) -> Result<AuditOutcome, Error> {
     step(&format!("convergence: {}", convergence.line));
 
     let profile_path = layout.file("profile.json");
-    write_profile(&paths, &profile_path, &layout.file("rationale.md"))?;
+    write_profile(
+        &paths,
+        &profile_path,
+        &layout.file("rationale.md"),
+        opts.timing_allowances,
+    )?;
 
     let verify = match &opts.workload {
         Workload::Command { argv, cwd } => Some(verify_command(opts, &layout, argv, cwd)?),
@@ -291,11 +300,21 @@ fn scratch_dir(cwd: Option<&Path>) -> Result<Scratch, Error> {
     }
 }
 
-fn write_profile(allowlists: &[PathBuf], profile: &Path, rationale_md: &Path) -> Result<(), Error> {
+fn write_profile(
+    allowlists: &[PathBuf],
+    profile: &Path,
+    rationale_md: &Path,
+    timing_allowances: bool,
+) -> Result<(), Error> {
     step("generating the seccomp profile and its rationale");
     let merged: Merged = profile::read_and_merge(allowlists)?;
     let options = ProfileOptions {
         baseline: true,
+        allows: if timing_allowances {
+            timing_allows(&merged)
+        } else {
+            Vec::new()
+        },
         ..Default::default()
     };
     let plan = profile::build::plan(&merged, &options)?;
@@ -307,6 +326,27 @@ fn write_profile(allowlists: &[PathBuf], profile: &Path, rationale_md: &Path) ->
     let md = rationale::render(&plan, &profile.display().to_string());
     fsutil::write_atomic(rationale_md, md.as_bytes()).map_err(profile::ProfileError::from)?;
     Ok(())
+}
+
+/// The timing-dependent syscalls to allow for what was recorded, each with its reason.
+fn timing_allows(merged: &Merged) -> Vec<ExplicitAllow> {
+    let observed = merged.names();
+    policy::timing_dependent()
+        .to_allow(&observed)
+        .into_iter()
+        .map(|e| {
+            step(&format!(
+                "allowing {} although no run made it: timing-dependent, and {} was recorded \
+                 (--no-timing-allowances leaves it out)",
+                e.name,
+                e.when_any_of.join("/")
+            ));
+            ExplicitAllow {
+                name: e.name.clone(),
+                reason: format!("timing-dependent, allowed by `audit`: {}", e.reason),
+            }
+        })
+        .collect()
 }
 
 fn verify_command(

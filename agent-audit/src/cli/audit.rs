@@ -47,6 +47,10 @@ pub struct AuditArgs {
     /// `docker start -a NAME`, recorded from its first syscall.
     #[arg(long, value_name = "NAME", conflicts_with = "command")]
     container: Option<String>,
+    /// Do not allow the timing-dependent syscalls (agent-audit/data/timing-dependent.json:
+    /// sched_yield when futex was recorded, kill when wait4/waitid was) that no run made.
+    #[arg(long)]
+    no_timing_allowances: bool,
     /// How to attach to sys_enter.
     #[arg(long, value_enum, default_value_t = AttachMode::Auto)]
     attach: AttachMode,
@@ -79,6 +83,7 @@ impl AuditArgs {
                 attach: self.attach,
                 attribution: true,
             },
+            timing_allowances: !self.no_timing_allowances,
         })?;
         let verdict = match &outcome.verify {
             Some(v) if v.passed => "verify PASSED",

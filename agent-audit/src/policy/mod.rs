@@ -11,6 +11,7 @@ mod baseline;
 mod categories;
 mod dangerous;
 mod descriptions;
+mod timing;
 mod translations;
 
 use std::sync::OnceLock;
@@ -19,6 +20,7 @@ pub use baseline::{Baseline, BaselineEntry, BaselineGroup};
 pub use categories::{Categories, Category};
 pub use dangerous::{DangerousCategory, DangerousEntry, DangerousSet};
 pub use descriptions::Descriptions;
+pub use timing::{TimingDependent, TimingEntry};
 pub use translations::{Family, FamilyEntry, NoneNeeded, Time64Twin, Translations};
 
 const DANGEROUS_JSON: &str = include_str!("../../data/dangerous.json");
@@ -26,6 +28,7 @@ const BASELINE_JSON: &str = include_str!("../../data/baseline.json");
 const DESCRIPTIONS_JSON: &str = include_str!("../../data/syscall-descriptions.json");
 const CATEGORIES_JSON: &str = include_str!("../../data/syscall-categories.json");
 const TRANSLATIONS_JSON: &str = include_str!("../../data/translations.json");
+const TIMING_JSON: &str = include_str!("../../data/timing-dependent.json");
 
 /// The dangerous set: denied explicitly, reported when allowed or observed.
 pub fn dangerous() -> &'static DangerousSet {
@@ -55,6 +58,12 @@ pub fn categories() -> &'static Categories {
 pub fn translations() -> &'static Translations {
     static SET: OnceLock<Translations> = OnceLock::new();
     SET.get_or_init(|| parse_embedded("translations.json", TRANSLATIONS_JSON))
+}
+
+/// Timing-dependent syscalls `audit` allows when their trigger was recorded.
+pub fn timing_dependent() -> &'static TimingDependent {
+    static SET: OnceLock<TimingDependent> = OnceLock::new();
+    SET.get_or_init(|| parse_embedded("timing-dependent.json", TIMING_JSON))
 }
 
 /// The embedded files are validated by this module's tests; a parse failure here is a build
