@@ -25,6 +25,9 @@ const TEST_PACKAGES: &[&str] = &[
     "gcc-multilib",   // 32-bit test programs (i386 syscall ABI)
     "util-linux",     // setpriv, to test missing privileges
     "chromium",       // renders the HTML report headless in its tests
+    "python3",        // real workloads audited by the tests (tests/data/workloads)
+    "nodejs",
+    "git",
 ];
 
 /// Debian packages `cargo xtask bench` uses: the reference tracers, the workload's tools, and
