@@ -136,6 +136,12 @@ impl Side {
             path: path.to_path_buf(),
             source,
         })?;
+        if crate::seccomp::spo::SpoObject::sniff(&text) {
+            return Ok(Self::from_profile(
+                path,
+                &SeccompProfile::parse(&text, path)?,
+            ));
+        }
         let value: serde_json::Value = serde_json::from_str(&text).map_err(|source| {
             DiffError::Profile(ProfileFileError::Parse {
                 path: path.to_path_buf(),

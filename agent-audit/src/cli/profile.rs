@@ -5,6 +5,7 @@ use clap::{Args, ValueEnum};
 use crate::exit::ExitCode;
 use crate::fsutil;
 use crate::profile::{self, oci, rationale, spo, ExplicitAllow, ProfileError, ProfileOptions};
+use crate::seccomp::spo::{is_dns_subdomain, SpoVersion};
 use crate::syscalls::Arch;
 use crate::Error;
 
@@ -13,8 +14,10 @@ use crate::Error;
 pub enum ProfileFormat {
     /// Docker/OCI seccomp JSON (docker --security-opt seccomp=FILE, linux.seccomp in config.json).
     Oci,
-    /// Kubernetes Security Profiles Operator `SeccompProfile` resource (JSON).
+    /// Kubernetes Security Profiles Operator `SeccompProfile` object, JSON.
     Spo,
+    /// The same object as YAML (what `kubectl apply -f` users keep in Git).
+    SpoYaml,
 }
 
 /// Arguments of `profile`.
@@ -64,12 +67,16 @@ pub struct ProfileArgs {
     /// Output format.
     #[arg(long, value_enum, default_value_t = ProfileFormat::Oci)]
     format: ProfileFormat,
-    /// metadata.name of the SPO resource (default: the output file's stem).
+    /// metadata.name of the SPO object (default: the output file's stem); a DNS subdomain.
     #[arg(long, value_name = "NAME")]
     name: Option<String>,
-    /// metadata.namespace of the SPO resource.
+    /// metadata.namespace of the SPO object: only with --spo-version v1beta1 (v1 objects are
+    /// cluster-scoped).
     #[arg(long, value_name = "NS")]
     namespace: Option<String>,
+    /// Version of the SPO object: v1 (the storage version) or v1beta1.
+    #[arg(long, value_enum, default_value_t = SpoVersion::V1)]
+    spo_version: SpoVersion,
 }
 
 impl ProfileArgs {
@@ -81,6 +88,7 @@ impl ProfileArgs {
                 self.reasons.len()
             )));
         }
+        let spo_name = self.spo_name()?;
         // Fail before any work if an output cannot be written.
         for out in std::iter::once(&self.out).chain(self.rationale.as_ref()) {
             fsutil::ensure_dir_writable(fsutil::parent_dir(out)).map_err(ProfileError::from)?;
@@ -105,12 +113,19 @@ impl ProfileArgs {
             let tag = if loud { "DANGER" } else { "note" };
             eprintln!("agent-audit: {tag}: {}", line.replace('`', ""));
         }
+        let spo_target = spo::SpoTarget {
+            name: &spo_name,
+            namespace: self.namespace.as_deref(),
+            version: self.spo_version,
+        };
         let text = match self.format {
             ProfileFormat::Oci => oci::to_seccomp_profile(&plan).to_json(),
-            ProfileFormat::Spo => {
-                let name = self.name.unwrap_or_else(|| stem(&self.out));
-                spo::to_spo_json(&plan, &name, self.namespace.as_deref())
-            }
+            ProfileFormat::Spo => spo::to_spo_object(&plan, &spo_target)
+                .map_err(ProfileError::from)?
+                .to_json(),
+            ProfileFormat::SpoYaml => spo::to_spo_object(&plan, &spo_target)
+                .map_err(ProfileError::from)?
+                .to_yaml(),
         };
         fsutil::write_atomic(&self.out, text.as_bytes()).map_err(ProfileError::from)?;
         if let Some(path) = &self.rationale {
@@ -130,6 +145,28 @@ impl ProfileArgs {
                 .join(", ")
         );
         Ok(ExitCode::OK)
+    }
+}
+
+impl ProfileArgs {
+    /// The SPO object's name, checked before any work: a usage error if it cannot be one.
+    fn spo_name(&self) -> Result<String, Error> {
+        let name = self.name.clone().unwrap_or_else(|| stem(&self.out));
+        let is_spo = matches!(self.format, ProfileFormat::Spo | ProfileFormat::SpoYaml);
+        if is_spo && !is_dns_subdomain(&name) {
+            return Err(Error::Usage(format!(
+                "--name {name:?}: a SeccompProfile's name must be a DNS subdomain (lowercase \
+                 letters, digits, '-' and '.'; at most 253 characters)"
+            )));
+        }
+        if is_spo && self.namespace.is_some() && self.spo_version == SpoVersion::V1 {
+            return Err(Error::Usage(
+                "--namespace: SeccompProfile v1 objects are cluster-scoped; drop --namespace \
+                 or add --spo-version v1beta1"
+                    .into(),
+            ));
+        }
+        Ok(name)
     }
 }
 

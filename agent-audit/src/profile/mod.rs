@@ -97,6 +97,9 @@ pub enum ProfileError {
         /// The name.
         name: String,
     },
+    /// The Kubernetes object would be refused by the API server.
+    #[error("the SeccompProfile object would be refused: {0}")]
+    Spo(#[from] crate::seccomp::spo::SpoError),
     /// The output cannot be written.
     #[error(transparent)]
     Output(#[from] OutputError),
@@ -114,7 +117,9 @@ impl ProfileError {
             ProfileError::DuplicateInput { .. }
             | ProfileError::DuplicateAllow { .. }
             | ProfileError::EmptyReason { .. } => ExitCode::USAGE,
-            ProfileError::NothingObserved | ProfileError::UnknownAllow { .. } => ExitCode::DATA,
+            ProfileError::NothingObserved
+            | ProfileError::UnknownAllow { .. }
+            | ProfileError::Spo(_) => ExitCode::DATA,
         }
     }
 

@@ -1,62 +1,85 @@
 //! The Kubernetes Security Profiles Operator frontend: a [`ProfilePlan`] as a `SeccompProfile`
-//! resource (`security-profiles-operator.x-k8s.io/v1beta1`), written as JSON (`kubectl apply`
-//! takes JSON as well as YAML).
+//! object (`v1`, the storage version, by default; `v1beta1` on request), checked against what
+//! the API server accepts before it is written, as JSON or YAML.
 //!
 //! The resource has no `comment` per rule and no `defaultErrnoRet` (runc then uses EPERM, which
-//! is what ours is), so rule comments go to `metadata.annotations`, keyed by rule index. Its
-//! `errnoRet` is a string in the v1beta1 Go type.
+//! is what ours is), so rule comments go to `metadata.annotations`, keyed by rule index; they
+//! are shortened if they would pass the API server's 256 KiB limit on annotations.
 
 use std::collections::BTreeMap;
 
-use serde::Serialize;
-
 use super::model::ProfilePlan;
 use super::oci::action_of;
-use crate::seccomp::{Action, ArgCondition};
+use crate::seccomp::spo::{
+    Metadata, Spec, SpoError, SpoObject, SpoSyscall, SpoVersion, ANNOTATION_PREFIX, KIND,
+    MAX_ANNOTATIONS_BYTES,
+};
+use crate::seccomp::Action;
 
-/// API group and version of the resource.
-pub const API_VERSION: &str = "security-profiles-operator.x-k8s.io/v1beta1";
-/// Annotation key prefix of rule comments.
-pub const ANNOTATION_PREFIX: &str = "agent-audit.io/";
-
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-struct Resource<'a> {
-    api_version: &'static str,
-    kind: &'static str,
-    metadata: Metadata<'a>,
-    spec: Spec,
+/// What `profile --format spo` writes into the object's metadata.
+#[derive(Clone, Debug)]
+pub struct SpoTarget<'a> {
+    /// `metadata.name` (a DNS subdomain).
+    pub name: &'a str,
+    /// `metadata.namespace`: only `v1beta1` objects are namespaced.
+    pub namespace: Option<&'a str>,
+    /// Resource version.
+    pub version: SpoVersion,
 }
 
-#[derive(Serialize)]
-struct Metadata<'a> {
-    name: &'a str,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    namespace: Option<&'a str>,
-    annotations: BTreeMap<String, String>,
+/// The plan as an SPO `SeccompProfile` object, validated as the API server would.
+pub fn to_spo_object(plan: &ProfilePlan, target: &SpoTarget<'_>) -> Result<SpoObject, SpoError> {
+    let namespace = match (target.version, target.namespace) {
+        (SpoVersion::V1, Some(_)) => {
+            return Err(SpoError::Invalid {
+                field: "metadata.namespace".into(),
+                problem: "SeccompProfile v1 is cluster-scoped; give no namespace, or \
+                          --spo-version v1beta1"
+                    .into(),
+            })
+        }
+        (_, namespace) => namespace.map(str::to_owned),
+    };
+    let object = SpoObject {
+        api_version: target.version.api_version().to_string(),
+        kind: KIND.to_string(),
+        metadata: Metadata {
+            name: target.name.to_string(),
+            namespace,
+            annotations: annotations(plan),
+            extra: serde_json::Map::new(),
+        },
+        spec: Spec {
+            default_action: Action::Errno,
+            architectures: plan
+                .architectures
+                .iter()
+                .map(|a| a.arch.scmp_name().to_string())
+                .collect(),
+            flags: Vec::new(),
+            syscalls: plan
+                .rules
+                .iter()
+                .map(|rule| {
+                    let (action, errno) = action_of(rule.verdict);
+                    SpoSyscall {
+                        names: rule.names.clone(),
+                        action,
+                        errno_ret: errno,
+                        args: rule.args.clone(),
+                    }
+                })
+                .collect(),
+            extra: serde_json::Map::new(),
+        },
+    };
+    object.validate()?;
+    Ok(object)
 }
 
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-struct Spec {
-    default_action: Action,
-    architectures: Vec<&'static str>,
-    syscalls: Vec<Syscall>,
-}
-
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-struct Syscall {
-    names: Vec<String>,
-    action: Action,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    errno_ret: Option<String>,
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    args: Vec<ArgCondition>,
-}
-
-/// The plan as an SPO `SeccompProfile` resource, pretty JSON with a trailing newline.
-pub fn to_spo_json(plan: &ProfilePlan, name: &str, namespace: Option<&str>) -> String {
+/// The generator and one annotation per rule comment. Comments are cut, longest first, until
+/// the whole fits the API server's limit with room to spare for the object's other metadata.
+fn annotations(plan: &ProfilePlan) -> BTreeMap<String, String> {
     let mut annotations = BTreeMap::new();
     annotations.insert(
         format!("{ANNOTATION_PREFIX}generated-by"),
@@ -69,37 +92,71 @@ pub fn to_spo_json(plan: &ProfilePlan, name: &str, namespace: Option<&str>) -> S
             rule.comment.clone(),
         );
     }
-    let resource = Resource {
-        api_version: API_VERSION,
-        kind: "SeccompProfile",
-        metadata: Metadata {
-            name,
-            namespace,
-            annotations,
-        },
-        spec: Spec {
-            default_action: Action::Errno,
-            architectures: plan
-                .architectures
-                .iter()
-                .map(|a| a.arch.scmp_name())
-                .collect(),
-            syscalls: plan
-                .rules
-                .iter()
-                .map(|rule| {
-                    let (action, errno) = action_of(rule.verdict);
-                    Syscall {
-                        names: rule.names.clone(),
-                        action,
-                        errno_ret: errno.map(|e| e.to_string()),
-                        args: rule.args.clone(),
+    fit_annotations(&mut annotations, MAX_ANNOTATIONS_BYTES / 2);
+    annotations
+}
+
+/// Cuts every value longer than one common cap (the largest that fits) so that keys and
+/// values add up to at most `budget` bytes; short comments stay whole.
+fn fit_annotations(annotations: &mut BTreeMap<String, String>, budget: usize) {
+    const MARK: &str = " […]";
+    let size_with_cap = |cap: usize| -> usize {
+        annotations
+            .iter()
+            .map(|(k, v)| {
+                k.len()
+                    + if v.len() > cap {
+                        cap + MARK.len()
+                    } else {
+                        v.len()
                     }
-                })
-                .collect(),
-        },
+            })
+            .sum()
     };
-    let mut text = serde_json::to_string_pretty(&resource).expect("resource serializes");
-    text.push('\n');
-    text
+    let longest = annotations.values().map(String::len).max().unwrap_or(0);
+    if size_with_cap(longest) <= budget {
+        return;
+    }
+    // The largest cap that fits, by bisection (size grows with the cap).
+    let (mut low, mut high) = (0, longest);
+    while low < high {
+        let mid = (low + high).div_ceil(2);
+        if size_with_cap(mid) <= budget {
+            low = mid;
+        } else {
+            high = mid - 1;
+        }
+    }
+    for value in annotations.values_mut() {
+        if value.len() > low {
+            let mut keep = low;
+            while !value.is_char_boundary(keep) {
+                keep -= 1;
+            }
+            value.truncate(keep);
+            value.push_str(MARK);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::BTreeSet;
+
+    #[test]
+    fn long_comments_are_cut_to_fit_the_budget() {
+        let mut annotations: BTreeMap<String, String> = (0..10)
+            .map(|i| (format!("k{i}"), "é".repeat(10_000)))
+            .collect();
+        fit_annotations(&mut annotations, 50_000);
+        let size: usize = annotations.iter().map(|(k, v)| k.len() + v.len()).sum();
+        assert!(size <= 50_000, "{size}");
+        assert!(annotations.values().all(|v| v.ends_with(" […]")));
+        let lengths: BTreeSet<usize> = annotations.values().map(String::len).collect();
+        assert!(
+            lengths.len() <= 2,
+            "one common cap (±1 char boundary): {lengths:?}"
+        );
+    }
 }

@@ -2,7 +2,9 @@ use std::collections::BTreeSet;
 
 use super::model::{errno, Notice, Reason, Section, Verdict};
 use super::*;
-use crate::seccomp::Action;
+use crate::seccomp::spo::SpoVersion;
+use crate::seccomp::{Action, SeccompProfile};
+use std::path::Path;
 
 /// An allowlist that saw `calls` (arch, name, count).
 fn recording(spec: &str, calls: &[(Arch, &str, u64)]) -> Allowlist {
@@ -268,20 +270,86 @@ fn output_is_byte_identical_across_runs_and_input_order() {
     );
 }
 
+/// The SeccompProfile CRD's schema for `version`, from SPO's own CRD file.
+fn spo_crd_schema(version: &str) -> serde_json::Value {
+    let crd: serde_json::Value = serde_yaml_ng::from_str(include_str!(
+        "../../../tests/data/schemas/spo-seccompprofile-crd.yaml"
+    ))
+    .unwrap();
+    let versions = crd["spec"]["versions"].as_array().unwrap();
+    let entry = versions.iter().find(|v| v["name"] == version).unwrap();
+    entry["schema"]["openAPIV3Schema"].clone()
+}
+
+fn spo_target(version: SpoVersion) -> spo::SpoTarget<'static> {
+    spo::SpoTarget {
+        name: "my-agent",
+        namespace: (version == SpoVersion::V1beta1).then_some("ci"),
+        version,
+    }
+}
+
 #[test]
-fn spo_resource_carries_rules_and_comments() {
+fn spo_objects_validate_against_the_crd_schema() {
     let plan = generate(two_runs(), &options());
-    let text = spo::to_spo_json(&plan, "my-agent", Some("ci"));
-    let value: serde_json::Value = serde_json::from_str(&text).unwrap();
-    assert_eq!(value["apiVersion"], spo::API_VERSION);
-    assert_eq!(value["kind"], "SeccompProfile");
-    assert_eq!(value["metadata"]["namespace"], "ci");
-    assert_eq!(value["spec"]["defaultAction"], "SCMP_ACT_ERRNO");
-    let rules = value["spec"]["syscalls"].as_array().unwrap();
-    assert_eq!(rules.len(), plan.rules.len());
-    assert_eq!(rules.last().unwrap()["errnoRet"], "38");
-    let annotations = value["metadata"]["annotations"].as_object().unwrap();
-    assert_eq!(annotations.len(), plan.rules.len() + 1);
+    for (version, name) in [(SpoVersion::V1, "v1"), (SpoVersion::V1beta1, "v1beta1")] {
+        let object = spo::to_spo_object(&plan, &spo_target(version)).unwrap();
+        let value: serde_json::Value = serde_json::from_str(&object.to_json()).unwrap();
+        let schema = spo_crd_schema(name);
+        let validator = jsonschema::validator_for(&schema).unwrap();
+        let errors: Vec<String> = validator
+            .iter_errors(&value)
+            .map(|e| e.to_string())
+            .collect();
+        assert!(errors.is_empty(), "{name}: {errors:?}");
+        assert_eq!(value["apiVersion"], version.api_version());
+        let rules = value["spec"]["syscalls"].as_array().unwrap();
+        assert_eq!(rules.len(), plan.rules.len());
+        assert!(
+            rules.last().unwrap()["errnoRet"].is_u64(),
+            "errnoRet is an integer"
+        );
+        let annotations = value["metadata"]["annotations"].as_object().unwrap();
+        assert_eq!(annotations.len(), plan.rules.len() + 1);
+        // A wrong type is caught by the same validator, so the check above has teeth.
+        let mut broken = value.clone();
+        broken["spec"]["syscalls"][0]["errnoRet"] = serde_json::json!("1");
+        assert!(!validator.is_valid(&broken));
+    }
+}
+
+#[test]
+fn spo_yaml_reads_back_as_the_same_profile() {
+    let plan = generate(two_runs(), &options());
+    let object = spo::to_spo_object(&plan, &spo_target(SpoVersion::V1)).unwrap();
+    let oci = oci::to_seccomp_profile(&plan);
+    for text in [object.to_yaml(), object.to_json()] {
+        let read = SeccompProfile::parse(&text, Path::new("p.yaml")).unwrap();
+        assert_eq!(read.default_action, oci.default_action);
+        assert_eq!(read.architectures, oci.architectures);
+        assert_eq!(read.syscalls.len(), oci.syscalls.len());
+        for (a, b) in read.syscalls.iter().zip(&oci.syscalls) {
+            assert_eq!(
+                (&a.names, a.action, a.errno_ret, &a.args),
+                (&b.names, b.action, b.errno_ret, &b.args)
+            );
+            assert_eq!(
+                a.comment, b.comment,
+                "comments come back from the annotations"
+            );
+        }
+    }
+}
+
+#[test]
+fn spo_v1_refuses_a_namespace() {
+    let plan = generate(two_runs(), &options());
+    let target = spo::SpoTarget {
+        name: "a",
+        namespace: Some("ci"),
+        version: SpoVersion::V1,
+    };
+    assert!(spo::to_spo_object(&plan, &target).is_err());
 }
 
 /// Attributes `name`'s calls in `list` to these (comm, as_root, count) programs.

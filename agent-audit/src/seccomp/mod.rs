@@ -5,6 +5,7 @@
 
 pub mod compile;
 mod program;
+pub mod spo;
 
 pub use program::SeccompProgram;
 
@@ -169,6 +170,14 @@ pub enum ProfileFileError {
         /// Where and what.
         source: serde_json::Error,
     },
+    /// A Kubernetes `SeccompProfile` object (JSON or YAML) that cannot be read.
+    #[error("{path}: {source}")]
+    Spo {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong with the object.
+        source: spo::SpoError,
+    },
     /// Writing failed.
     #[error(transparent)]
     Output(#[from] OutputError),
@@ -180,7 +189,9 @@ impl ProfileFileError {
     pub fn exit_code(&self) -> crate::exit::ExitCode {
         match self {
             ProfileFileError::Read { source, .. } => crate::exit::ExitCode::for_read_error(source),
-            ProfileFileError::Parse { .. } => crate::exit::ExitCode::DATA,
+            ProfileFileError::Parse { .. } | ProfileFileError::Spo { .. } => {
+                crate::exit::ExitCode::DATA
+            }
             ProfileFileError::Output(e) => e.exit_code(),
         }
     }
@@ -196,8 +207,12 @@ impl SeccompProfile {
         Self::parse(&text, path)
     }
 
-    /// Parses profile JSON; `path` only names the source in errors.
+    /// Parses profile JSON, or a Kubernetes `SeccompProfile` object (JSON or YAML); `path`
+    /// only names the source in errors.
     pub fn parse(text: &str, path: &Path) -> Result<Self, ProfileFileError> {
+        if spo::SpoObject::sniff(text) {
+            return spo::parse_profile(text, path);
+        }
         serde_json::from_str(text).map_err(|source| ProfileFileError::Parse {
             path: path.to_path_buf(),
             source,
