@@ -183,7 +183,9 @@ pub fn audit(opts: &AuditOptions) -> Result<AuditOutcome, Error> {
     )?;
 
     let verify = match &opts.workload {
-        Workload::Command { argv, cwd } => Some(verify_command(opts, &layout, argv, cwd)?),
+        Workload::Command { argv, cwd } => {
+            Some(verify_command(opts, &layout, argv, cwd.as_deref())?)
+        }
         Workload::Container { name } => {
             step(&format!(
                 "no verify step for a container: start {name} with \
@@ -353,10 +355,10 @@ fn verify_command(
     opts: &AuditOptions,
     layout: &Layout,
     argv: &[String],
-    cwd: &Option<PathBuf>,
+    cwd: Option<&Path>,
 ) -> Result<VerifyReport, Error> {
     step("verify: running the command under the profile, with the dangerous-syscall probes");
-    let scratch = scratch_dir(cwd.as_deref())?;
+    let scratch = scratch_dir(cwd)?;
     let result = verify::verify(&VerifyOptions {
         profile: layout.file("profile.json"),
         allowlist: None,
