@@ -57,16 +57,13 @@ pub struct ExecRecord {
 impl SyscallCounter {
     /// Every (target, program, syscall) seen so far, summed over CPUs.
     pub fn read_attribution(&self) -> Result<Vec<ProgramUse>, BpfError> {
-        let table: PerCpuArray<&MapData, AttribEntry> = map_ref(&self.ebpf, MAP_ATTRIB)?;
         let mut merged: StdHashMap<AttribKey, AttribValue> = StdHashMap::new();
-        for index in 0..ATTRIB_ENTRIES {
-            let per_cpu = table.get(&index, 0).map_err(|source| BpfError::Map {
-                name: MAP_ATTRIB,
-                source,
-            })?;
-            for e in per_cpu.iter().filter(|e| e.key.slot_plus_one != 0) {
-                add(&mut merged, e.key, e.value);
-            }
+        for e in self
+            .attribution_table()?
+            .iter()
+            .filter(|e| e.key.slot_plus_one != 0)
+        {
+            add(&mut merged, e.key, e.value);
         }
         let overflow: HashMap<&MapData, AttribKey, AttribValue> =
             map_ref(&self.ebpf, MAP_ATTRIB_OVERFLOW)?;
@@ -103,19 +100,35 @@ impl SyscallCounter {
         drain(ring)
     }
 
-    /// Forgets the attribution of a slot about to be reused.
+    /// Every entry of the per-CPU attribution table, read in batches: `ATTRIB_ENTRIES × CPUs`.
+    fn attribution_table(&self) -> Result<Vec<AttribEntry>, BpfError> {
+        let io_error = |e| BpfError::Map {
+            name: MAP_ATTRIB,
+            source: aya::maps::MapError::IoError(e),
+        };
+        let cpus = aya::util::nr_cpus().map_err(|(_, e)| io_error(e))?;
+        let map = self
+            .ebpf
+            .map(MAP_ATTRIB)
+            .ok_or(BpfError::Missing(MAP_ATTRIB))?;
+        let aya::maps::Map::PerCpuArray(data) = map else {
+            return Err(BpfError::Missing(MAP_ATTRIB));
+        };
+        super::batch::lookup_percpu_array(data, ATTRIB_ENTRIES, cpus).map_err(io_error)
+    }
+
+    /// Forgets the attribution of a slot about to be reused: only the table entries that
+    /// hold one of its keys are written.
     pub(super) fn clear_attribution(&mut self, slot: u32) -> Result<(), BpfError> {
         let owner = slot + 1;
         let cpus = aya::util::nr_cpus().map_err(|(_, e)| BpfError::Map {
             name: MAP_ATTRIB,
             source: aya::maps::MapError::IoError(e),
         })?;
+        let entries = self.attribution_table()?;
         let mut table: PerCpuArray<&mut MapData, AttribEntry> =
             map_mut(&mut self.ebpf, MAP_ATTRIB)?;
-        for index in 0..ATTRIB_ENTRIES {
-            let Ok(per_cpu) = table.get(&index, 0) else {
-                continue;
-            };
+        for (index, per_cpu) in (0..ATTRIB_ENTRIES).zip(entries.chunks(cpus)) {
             if !per_cpu.iter().any(|e| e.key.slot_plus_one == owner) {
                 continue;
             }

@@ -5,6 +5,7 @@
 //! programs); `tp_btf` additionally needs BTF (`CONFIG_DEBUG_INFO_BTF`, /sys/kernel/btf/vmlinux).
 
 mod attribution;
+mod batch;
 mod btf_scan;
 mod layout;
 mod slots;
@@ -225,9 +226,25 @@ impl SyscallCounter {
             AttachMode::RawTp => false,
             AttachMode::Auto => btf_path.exists(),
         };
+        let started = std::time::Instant::now();
         let layout = KernelLayout::detect(&btf_path);
-        tracing::debug!(?layout, "kernel layout");
+        tracing::debug!(?layout, elapsed = ?started.elapsed(), "kernel layout");
+        // The kernel's BTF is parsed once, here, and handed to the loader (which would parse
+        // it again by default) and to the tp_btf attach.
+        let btf = if btf_path.exists() {
+            Some(
+                Btf::parse_file(&btf_path, aya::Endianness::default()).map_err(|_| {
+                    BpfError::NoBtf {
+                        path: btf_path.clone(),
+                    }
+                })?,
+            )
+        } else {
+            None
+        };
+        tracing::debug!(elapsed = ?started.elapsed(), "kernel BTF parsed");
         let mut ebpf = EbpfLoader::new()
+            .btf(btf.as_ref())
             .override_global(GLOBAL_COMPAT_FLAG_OFFSET, &layout.compat_flag_offset, true)
             .override_global(GLOBAL_COMPAT_FLAG_MASK, &layout.compat_flag_mask, true)
             .override_global(
@@ -264,13 +281,31 @@ impl SyscallCounter {
             used_slots: std::collections::HashSet::new(),
         };
         counter.bump_generation()?;
-        if use_btf {
-            attach_btf(&mut counter.ebpf, PROG_SYS_ENTER_BTF, &btf_path)?;
-        } else {
-            attach_raw(&mut counter.ebpf, PROG_SYS_ENTER_RAW)?;
+        tracing::debug!(elapsed = ?started.elapsed(), "object loaded, maps created");
+        match (use_btf, &btf) {
+            (true, Some(btf)) => attach_btf(&mut counter.ebpf, PROG_SYS_ENTER_BTF, btf)?,
+            (true, None) => return Err(BpfError::NoBtf { path: btf_path }),
+            (false, _) => attach_raw(&mut counter.ebpf, PROG_SYS_ENTER_RAW)?,
         }
+        tracing::debug!(elapsed = ?started.elapsed(), "sys_enter verified and attached");
         counter.attach_exec_events()?;
+        tracing::debug!(elapsed = ?started.elapsed(), "sched_process_exec verified and attached");
+        counter.log_verifier_work();
         Ok(counter)
+    }
+
+    /// Logs how many instructions the verifier processed for each loaded program: its time
+    /// grows with that number, and it is most of the start-up time.
+    fn log_verifier_work(&self) {
+        for (name, program) in self.ebpf.programs() {
+            if let Ok(info) = program.info() {
+                tracing::debug!(
+                    program = name,
+                    verified_insns = info.verified_instruction_count(),
+                    "verifier work"
+                );
+            }
+        }
     }
 
     /// `tp_btf` or `raw_tp`.
@@ -541,8 +576,14 @@ impl SyscallCounter {
 /// Loads and attaches only the empty program: the benchmark's floor. Dropping the returned
 /// value detaches it.
 pub fn attach_empty_program() -> Result<Ebpf, BpfError> {
-    let mut ebpf = Ebpf::load(OBJECT).map_err(BpfError::Load)?;
-    attach_btf(&mut ebpf, PROG_SYS_ENTER_EMPTY, &btf_path())?;
+    let path = btf_path();
+    let btf = Btf::parse_file(&path, aya::Endianness::default())
+        .map_err(|_| BpfError::NoBtf { path: path.clone() })?;
+    let mut ebpf = EbpfLoader::new()
+        .btf(Some(&btf))
+        .load(OBJECT)
+        .map_err(BpfError::Load)?;
+    attach_btf(&mut ebpf, PROG_SYS_ENTER_EMPTY, &btf)?;
     Ok(ebpf)
 }
 
@@ -552,21 +593,17 @@ fn btf_path() -> PathBuf {
         .unwrap_or_else(|| PathBuf::from(VMLINUX_BTF))
 }
 
-fn attach_btf(ebpf: &mut Ebpf, name: &'static str, btf_path: &Path) -> Result<(), BpfError> {
+fn attach_btf(ebpf: &mut Ebpf, name: &'static str, btf: &Btf) -> Result<(), BpfError> {
     let err = |source| BpfError::Attach {
         attach: "tp_btf",
         source,
     };
-    let btf =
-        Btf::parse_file(btf_path, aya::Endianness::default()).map_err(|_| BpfError::NoBtf {
-            path: btf_path.to_path_buf(),
-        })?;
     let prog: &mut BtfTracePoint = ebpf
         .program_mut(name)
         .ok_or(BpfError::Missing(name))?
         .try_into()
         .map_err(err)?;
-    prog.load("sys_enter", &btf).map_err(err)?;
+    prog.load("sys_enter", btf).map_err(err)?;
     prog.attach().map_err(err)?;
     Ok(())
 }
