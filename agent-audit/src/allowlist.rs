@@ -283,9 +283,57 @@ pub enum AllowlistError {
         /// The number recorded.
         nr: u32,
     },
+    /// `totals` does not agree with the entries it sums (a later sum would be wrong too:
+    /// shares over 100 %, say).
+    #[error(transparent)]
+    InconsistentTotals(Box<TotalsMismatch>),
     /// Writing the file failed.
     #[error(transparent)]
     Output(#[from] OutputError),
+}
+
+/// A field of `totals` and what its entries really add up to.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "{path}: totals.{field} is {stated}, but {} make {computed}: the file is inconsistent",
+    field.what_it_sums()
+)]
+pub struct TotalsMismatch {
+    /// The file.
+    pub path: PathBuf,
+    /// The field.
+    pub field: TotalsField,
+    /// What the file says.
+    pub stated: u64,
+    /// What its entries add up to (wider than u64: the sum itself may not fit).
+    pub computed: u128,
+}
+
+/// The checked fields of `totals`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TotalsField {
+    /// `totals.calls`.
+    Calls,
+    /// `totals.distinct`.
+    Distinct,
+}
+
+impl TotalsField {
+    fn what_it_sums(self) -> &'static str {
+        match self {
+            TotalsField::Calls => "the counts of `syscalls` and totals.out_of_range",
+            TotalsField::Distinct => "the entries of `syscalls`",
+        }
+    }
+}
+
+impl std::fmt::Display for TotalsField {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            TotalsField::Calls => "calls",
+            TotalsField::Distinct => "distinct",
+        })
+    }
 }
 
 impl AllowlistError {
@@ -296,7 +344,8 @@ impl AllowlistError {
             AllowlistError::Output(e) => e.exit_code(),
             AllowlistError::Parse { .. }
             | AllowlistError::Schema { .. }
-            | AllowlistError::UnknownSyscall { .. } => ExitCode::DATA,
+            | AllowlistError::UnknownSyscall { .. }
+            | AllowlistError::InconsistentTotals(_) => ExitCode::DATA,
         }
     }
 }
@@ -311,7 +360,8 @@ impl Allowlist {
         let mut merged = std::collections::BTreeMap::<(Arch, u32), u64>::new();
         for (arch, nr, count) in counts {
             if count > 0 {
-                *merged.entry((arch, nr)).or_default() += count;
+                let entry = merged.entry((arch, nr)).or_default();
+                *entry = entry.saturating_add(count);
             }
         }
         let mut syscalls: Vec<SyscallCount> = merged
@@ -327,7 +377,7 @@ impl Allowlist {
             .collect();
         sort_syscalls(&mut syscalls);
         let totals = Totals {
-            calls: syscalls.iter().map(|s| s.count).sum::<u64>() + out_of_range,
+            calls: saturating_sum(syscalls.iter().map(|s| s.count)).saturating_add(out_of_range),
             distinct: syscalls.len() as u64,
             out_of_range,
         };
@@ -416,7 +466,36 @@ impl Allowlist {
                 }
             }
         }
+        list.check_totals(path)?;
         Ok(list)
+    }
+
+    /// `totals.calls` is every entry's count plus `out_of_range`, `totals.distinct` the number
+    /// of entries, as the recorder writes them.
+    fn check_totals(&self, path: &Path) -> Result<(), AllowlistError> {
+        let calls = self
+            .syscalls
+            .iter()
+            .map(|s| u128::from(s.count))
+            .sum::<u128>()
+            + u128::from(self.totals.out_of_range);
+        let distinct = self.syscalls.len() as u128;
+        for (field, stated, computed) in [
+            (TotalsField::Calls, self.totals.calls, calls),
+            (TotalsField::Distinct, self.totals.distinct, distinct),
+        ] {
+            if u128::from(stated) != computed {
+                return Err(AllowlistError::InconsistentTotals(Box::new(
+                    TotalsMismatch {
+                        path: path.to_path_buf(),
+                        field,
+                        stated,
+                        computed,
+                    },
+                )));
+            }
+        }
+        Ok(())
     }
 
     /// Pretty JSON with a trailing newline.
@@ -431,6 +510,13 @@ impl Allowlist {
         fsutil::write_atomic(path, self.to_json().as_bytes())?;
         Ok(())
     }
+}
+
+/// The sum of counts that may come from several files: at most `u64::MAX`, never wrapped.
+/// One file's counts always fit (its totals are checked when it is read); a merge of files
+/// may not, and then says "at least u64::MAX" rather than a small wrong number.
+pub fn saturating_sum(counts: impl IntoIterator<Item = u64>) -> u64 {
+    counts.into_iter().fold(0, u64::saturating_add)
 }
 
 /// The file's order: by name (unnamed last), then arch, then number.
@@ -532,5 +618,47 @@ mod tests {
             .to_json()
             .replace("SCMP_ARCH_X86\"", "SCMP_ARCH_VAX\"");
         assert!(Allowlist::parse(&json, p).is_err());
+    }
+
+    #[test]
+    fn totals_must_agree_with_the_entries() {
+        let p = Path::new("t.json");
+        let consistent = sample();
+        assert_eq!(
+            Allowlist::parse(&consistent.to_json(), p).unwrap(),
+            consistent
+        );
+        let refused = |change: fn(&mut Allowlist)| {
+            let mut list = sample();
+            change(&mut list);
+            Allowlist::parse(&list.to_json(), p).unwrap_err()
+        };
+        let mismatch = |err: &AllowlistError| match err {
+            AllowlistError::InconsistentTotals(m) => (m.field, m.stated, m.computed),
+            other => panic!("{other}"),
+        };
+        let err = refused(|l| l.totals.calls -= 1);
+        assert_eq!(mismatch(&err), (TotalsField::Calls, 17, 18));
+        assert_eq!(err.exit_code(), ExitCode::DATA);
+        assert!(err.to_string().contains("totals.calls is 17"), "{err}");
+        let err = refused(|l| l.totals.distinct = 9);
+        assert_eq!(mismatch(&err), (TotalsField::Distinct, 9, 4));
+        // Counts whose sum does not fit in 64 bits: the sum is exact, so it cannot match.
+        let err = refused(|l| {
+            l.syscalls[0].count = u64::MAX;
+            l.totals.calls = u64::MAX;
+        });
+        let wide = u128::from(u64::MAX) + 1 + 3 + 2 + 4;
+        assert_eq!(mismatch(&err), (TotalsField::Calls, u64::MAX, wide));
+    }
+
+    #[test]
+    fn sums_of_counts_saturate() {
+        assert_eq!(saturating_sum([u64::MAX, 2]), u64::MAX);
+        assert_eq!(saturating_sum([1, 2, 3]), 6);
+        assert_eq!(saturating_sum([]), 0);
+        let (_, totals) =
+            Allowlist::syscalls_from_counts([(Arch::X86_64, 0, u64::MAX), (Arch::X86_64, 0, 2)], 1);
+        assert_eq!(totals.calls, u64::MAX);
     }
 }

@@ -16,6 +16,7 @@ pub mod convergence;
 pub mod diff;
 pub mod exit;
 pub mod fsutil;
+pub mod markdown;
 pub mod policy;
 pub mod privileges;
 pub mod profile;
@@ -78,13 +79,8 @@ pub enum Error {
     #[error(transparent)]
     Container(#[from] audit::ContainerError),
     /// The command given to `run` could not be started.
-    #[error("cannot run {command:?}: {source}")]
-    Spawn {
-        /// argv[0].
-        command: String,
-        /// What exec said.
-        source: std::io::Error,
-    },
+    #[error(transparent)]
+    Spawn(#[from] run::SpawnError),
     /// Other I/O.
     #[error("I/O error: {0}")]
     Io(#[from] std::io::Error),
@@ -118,10 +114,7 @@ impl Error {
             Error::Check(e) => e.exit_code(),
             Error::Report(e) => e.exit_code(),
             Error::Container(e) => e.exit_code(),
-            Error::Spawn { source, .. } if source.kind() == std::io::ErrorKind::NotFound => {
-                ExitCode(127)
-            }
-            Error::Spawn { .. } => ExitCode(126),
+            Error::Spawn(e) => e.exit_code(),
             Error::Io(_) => ExitCode::IO,
         }
     }

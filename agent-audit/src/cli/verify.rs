@@ -50,7 +50,7 @@ impl VerifyArgs {
             attach: self.attach,
             cwd: None,
         })?;
-        print!("{}", report.to_text());
+        super::print_stdout(&report.to_text())?;
         Ok(if report.passed {
             ExitCode::OK
         } else {

@@ -1,11 +1,11 @@
-//! Merging allowlists: the union of (arch, name) over any number of recordings, counts summed,
-//! and for each syscall which recordings and which programs made it. The result does not depend
-//! on input order.
+//! Merging allowlists: the union of (arch, name) over any number of recordings, counts summed
+//! (saturating at `u64::MAX`, never wrapping), and for each syscall which recordings and which
+//! programs made it. The result does not depend on input order.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
-use crate::allowlist::{Allowlist, MAX_PROGRAMS_LISTED};
+use crate::allowlist::{saturating_sum, Allowlist, MAX_PROGRAMS_LISTED};
 use crate::syscalls::Arch;
 
 /// One recording that went into a merge.
@@ -73,7 +73,9 @@ impl ProgramList {
                 format!("{} ×{}{root}", p.comm, p.count)
             })
             .collect();
-        let more = self.omitted + self.listed.len().saturating_sub(limit) as u64;
+        let more = self
+            .omitted
+            .saturating_add(self.listed.len().saturating_sub(limit) as u64);
         if more > 0 {
             parts.push(format!("and {more} more"));
         }
@@ -121,17 +123,22 @@ impl Merged {
                 match &s.name {
                     Some(name) => {
                         let entry = merged.syscalls.entry((s.arch, name.clone())).or_default();
-                        entry.count += s.count;
+                        entry.count = entry.count.saturating_add(s.count);
                         entry.seen_in.insert(index);
                         for p in &s.programs {
-                            *entry
+                            let calls = entry
                                 .programs
                                 .entry((p.comm.clone(), p.as_root))
-                                .or_default() += p.count;
+                                .or_default();
+                            *calls = calls.saturating_add(p.count);
                         }
-                        entry.programs_omitted += s.programs_omitted;
+                        entry.programs_omitted =
+                            entry.programs_omitted.saturating_add(s.programs_omitted);
                     }
-                    None => *unnamed.entry((s.arch, s.nr)).or_default() += s.count,
+                    None => {
+                        let calls = unnamed.entry((s.arch, s.nr)).or_default();
+                        *calls = calls.saturating_add(s.count);
+                    }
                 }
             }
         }
@@ -168,7 +175,7 @@ impl Merged {
 
     /// Total calls of `name` over every arch and input.
     pub fn count(&self, name: &str) -> u64 {
-        self.by_arch(name).map(|(_, s)| s.count).sum()
+        saturating_sum(self.by_arch(name).map(|(_, s)| s.count))
     }
 
     /// Indices of the inputs that saw `name` on any arch.
@@ -186,9 +193,10 @@ impl Merged {
         let mut omitted = 0;
         for (_, s) in self.by_arch(name) {
             for ((comm, as_root), count) in &s.programs {
-                *calls.entry((comm.as_str(), *as_root)).or_default() += count;
+                let sum = calls.entry((comm.as_str(), *as_root)).or_default();
+                *sum = sum.saturating_add(*count);
             }
-            omitted += s.programs_omitted;
+            omitted = saturating_sum([omitted, s.programs_omitted]);
         }
         let mut listed: Vec<ProgramUse> = calls
             .into_iter()
@@ -199,7 +207,7 @@ impl Merged {
             })
             .collect();
         listed.sort_by(|a, b| (b.count, &a.comm, a.as_root).cmp(&(a.count, &b.comm, b.as_root)));
-        omitted += listed.len().saturating_sub(MAX_PROGRAMS_LISTED) as u64;
+        omitted = omitted.saturating_add(listed.len().saturating_sub(MAX_PROGRAMS_LISTED) as u64);
         listed.truncate(MAX_PROGRAMS_LISTED);
         ProgramList { listed, omitted }
     }

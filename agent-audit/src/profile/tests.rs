@@ -436,3 +436,45 @@ fn reads_inputs_and_rejects_duplicates() {
     let err = read_and_merge(&[dir.path().join("missing.json")]).unwrap_err();
     assert!(err.is_not_found(), "{err}");
 }
+
+/// 13.12: names, labels, targets and reasons from the inputs are quoted, never markup.
+#[test]
+fn the_rationale_escapes_what_it_quotes() {
+    let mut list = recording("<img src=x onerror=alert(1)>", &[(Arch::X86_64, "read", 3)]);
+    list.syscalls[0].programs = vec![crate::allowlist::ProgramCount {
+        comm: "<b>X".into(),
+        as_root: false,
+        count: 3,
+        first_seen: time::OffsetDateTime::UNIX_EPOCH,
+        last_seen: time::OffsetDateTime::UNIX_EPOCH,
+    }];
+    let mut opts = options();
+    opts.allows.push(ExplicitAllow {
+        name: "ptrace".into(),
+        reason: "[trust me](http://evil.example) <script>x</script> | cell".into(),
+    });
+    let plan = generate(vec![("in|put`s.json".into(), list)], &opts);
+    let md = rationale::render(&plan, "<i>p</i>.json");
+    for raw in ["<b>", "<img", "<script>", "[trust me]("] {
+        assert!(!md.contains(raw), "{raw} reached the Markdown:\n{md}");
+    }
+    assert!(md.contains("&lt;b&gt;X ×3"), "{md}");
+    assert!(md.contains("``in\\|put`s.json``"), "{md}");
+    assert!(
+        md.contains("\\[trust me\\](http://evil.example) &lt;script&gt;"),
+        "{md}"
+    );
+    // Inside a code span markup is text already.
+    assert!(
+        md.contains("# Seccomp profile rationale: `<i>p</i>.json`"),
+        "{md}"
+    );
+    // Every table row still has its columns: no quoted `|` split a cell.
+    for line in md
+        .lines()
+        .filter(|l| l.starts_with("| `read`") || l.starts_with("| `ptrace`"))
+    {
+        let cells = line.replace("\\|", "").matches('|').count();
+        assert_eq!(cells, 7, "{line}");
+    }
+}

@@ -7,6 +7,7 @@
 //! Everything in it comes from the inputs, so the same inputs give the same bytes.
 
 mod build;
+mod context;
 mod findings;
 pub mod html;
 pub mod json;

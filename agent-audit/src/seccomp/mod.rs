@@ -7,7 +7,7 @@ pub mod compile;
 mod program;
 pub mod spo;
 
-pub use program::SeccompProgram;
+pub use program::{ProgramError, SeccompProgram, MAX_FILTER_INSTRUCTIONS};
 
 use std::fs;
 use std::path::{Path, PathBuf};
