@@ -188,6 +188,155 @@ pub struct SyscallCount {
     /// How many more distinct programs made it ("and N more").
     #[serde(default, skip_serializing_if = "is_zero")]
     pub programs_omitted: u64,
+    /// The values of the arguments the recorder tracks (`data/tracked-args.json`), sorted by
+    /// index then field; absent when the syscall is not tracked or arguments were not
+    /// recorded (then they are unknown, not empty).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub args: Vec<ArgRecord>,
+}
+
+/// Distinct values kept per (target, ABI, syscall, argument) before the set is marked
+/// incomplete (`overflow`).
+pub const MAX_ARG_VALUES: usize = 64;
+
+/// One tracked argument of one syscall entry: the values the recording saw in it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ArgRecord {
+    /// The argument's index as seccomp sees it (0..=5).
+    pub index: u8,
+    /// Set when the value was read from user memory through the argument (seccomp cannot
+    /// compare it; the profile uses it to allow an equivalent call).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub field: Option<ArgField>,
+    /// How the values are summarised.
+    pub kind: ArgKind,
+    /// [`ArgKind::Values`]: the distinct values and their call counts, sorted by value.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub values: Vec<ArgValueCount>,
+    /// [`ArgKind::Flags`]: the bitwise OR of every value seen.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bits: Option<u64>,
+    /// More values were seen than kept (or a value could not be read): the record is
+    /// incomplete and must not be used to narrow a rule.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub overflow: bool,
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
+}
+
+/// A value read through an argument rather than the argument itself.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum ArgField {
+    /// `clone3`'s `struct clone_args.flags`, the first `u64` its first argument points to.
+    #[serde(rename = "clone_args.flags")]
+    CloneArgsFlags,
+}
+
+/// How a tracked argument's values are summarised.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ArgKind {
+    /// An enumeration: each distinct value with its count.
+    Values,
+    /// A bit set: the union of the bits seen.
+    Flags,
+}
+
+/// How often one value of an argument was seen.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ArgValueCount {
+    /// The value, after the tracked argument's mask.
+    pub value: u64,
+    /// Exact number of calls with it.
+    pub count: u64,
+}
+
+impl ArgRecord {
+    /// An enumeration record from (value, count) pairs: summed per value, sorted, and cut to
+    /// the [`MAX_ARG_VALUES`] most frequent (then `overflow`).
+    pub fn values(
+        index: u8,
+        field: Option<ArgField>,
+        counts: impl IntoIterator<Item = (u64, u64)>,
+        overflow: bool,
+    ) -> Self {
+        let mut merged = std::collections::BTreeMap::<u64, u64>::new();
+        for (value, count) in counts {
+            let c = merged.entry(value).or_default();
+            *c = c.saturating_add(count);
+        }
+        let mut record = Self {
+            index,
+            field,
+            kind: ArgKind::Values,
+            values: merged
+                .into_iter()
+                .map(|(value, count)| ArgValueCount { value, count })
+                .collect(),
+            bits: None,
+            overflow,
+        };
+        record.cap_values();
+        record
+    }
+
+    /// A bit-set record.
+    pub fn flags(index: u8, field: Option<ArgField>, bits: u64, overflow: bool) -> Self {
+        Self {
+            index,
+            field,
+            kind: ArgKind::Flags,
+            values: Vec::new(),
+            bits: Some(bits),
+            overflow,
+        }
+    }
+
+    /// Adds `other` (the same argument, from another recording or CPU): values are united with
+    /// their counts summed (saturating) and re-capped at [`MAX_ARG_VALUES`]; bits are ORed;
+    /// overflow is ORed. Records of different kinds cannot be united: the result is marked
+    /// `overflow` so that no rule is narrowed to either.
+    pub fn merge(&mut self, other: &ArgRecord) {
+        self.overflow |= other.overflow || self.kind != other.kind;
+        if !other.values.is_empty() {
+            let mut merged: std::collections::BTreeMap<u64, u64> =
+                self.values.iter().map(|v| (v.value, v.count)).collect();
+            for v in &other.values {
+                let c = merged.entry(v.value).or_default();
+                *c = c.saturating_add(v.count);
+            }
+            self.values = merged
+                .into_iter()
+                .map(|(value, count)| ArgValueCount { value, count })
+                .collect();
+            self.cap_values();
+        }
+        self.bits = match (self.bits, other.bits) {
+            (Some(a), Some(b)) => Some(a | b),
+            (a, b) => a.or(b),
+        };
+    }
+
+    /// Keeps the [`MAX_ARG_VALUES`] most frequent values (ties: the smaller value), sorted by
+    /// value; sets `overflow` when any were dropped.
+    fn cap_values(&mut self) {
+        if self.values.len() <= MAX_ARG_VALUES {
+            return;
+        }
+        self.values
+            .sort_by(|a, b| b.count.cmp(&a.count).then(a.value.cmp(&b.value)));
+        self.values.truncate(MAX_ARG_VALUES);
+        self.values.sort_by_key(|v| v.value);
+        self.overflow = true;
+    }
+
+    /// The order of records in an entry's `args`: by index, then field (the plain argument
+    /// first).
+    pub fn sort_key(&self) -> (u8, Option<ArgField>) {
+        (self.index, self.field)
+    }
 }
 
 /// Programs listed per syscall before the rest are only counted.
@@ -373,6 +522,7 @@ impl Allowlist {
                 count,
                 programs: Vec::new(),
                 programs_omitted: 0,
+                args: Vec::new(),
             })
             .collect();
         sort_syscalls(&mut syscalls);
@@ -618,6 +768,107 @@ mod tests {
             .to_json()
             .replace("SCMP_ARCH_X86\"", "SCMP_ARCH_VAX\"");
         assert!(Allowlist::parse(&json, p).is_err());
+    }
+
+    #[test]
+    fn args_round_trip_in_the_contract_shape() {
+        let json = r#"[
+            { "index": 0, "kind": "values", "values": [ { "value": 1, "count": 4 }, { "value": 2, "count": 12 } ] },
+            { "index": 1, "kind": "values", "values": [ { "value": 5, "count": 1 } ], "overflow": true },
+            { "index": 0, "kind": "flags", "bits": 4001536 },
+            { "index": 0, "field": "clone_args.flags", "kind": "flags", "bits": 18446744073709551615 }
+        ]"#;
+        let records: Vec<ArgRecord> = serde_json::from_str(json).unwrap();
+        assert_eq!(
+            records[0],
+            ArgRecord::values(0, None, [(2, 12), (1, 4)], false)
+        );
+        assert!(records[1].overflow);
+        assert_eq!(records[2], ArgRecord::flags(0, None, 4001536, false));
+        assert_eq!(records[3].field, Some(ArgField::CloneArgsFlags));
+        assert_eq!(records[3].bits, Some(u64::MAX));
+        let back: Vec<ArgRecord> =
+            serde_json::from_str(&serde_json::to_string(&records).unwrap()).unwrap();
+        assert_eq!(back, records);
+        // Empty and false fields are left out; the field name is the C one.
+        let text = serde_json::to_string(&records[3]).unwrap();
+        assert_eq!(
+            text,
+            r#"{"index":0,"field":"clone_args.flags","kind":"flags","bits":18446744073709551615}"#
+        );
+        let text = serde_json::to_string(&records[0]).unwrap();
+        assert!(!text.contains("overflow") && !text.contains("bits") && !text.contains("field"));
+        assert!(serde_json::from_str::<ArgRecord>(r#"{"index":0,"kind":"set"}"#).is_err());
+        assert!(serde_json::from_str::<ArgRecord>(
+            r#"{"index":0,"field":"clone_args.stack","kind":"flags","bits":1}"#
+        )
+        .is_err());
+    }
+
+    #[test]
+    fn syscall_entries_carry_args_only_when_recorded() {
+        let mut list = sample();
+        let json = list.to_json();
+        assert!(
+            !json.contains("\"args\""),
+            "no args field when none were recorded"
+        );
+        list.syscalls[0].args = vec![ArgRecord::values(0, None, [(3, 1)], false)];
+        let json = list.to_json();
+        assert!(json.contains("\"args\""));
+        assert_eq!(Allowlist::parse(&json, Path::new("t")).unwrap(), list);
+    }
+
+    #[test]
+    fn merging_values_sums_counts_and_caps_with_overflow() {
+        let mut a = ArgRecord::values(1, None, [(1, 2), (7, u64::MAX)], false);
+        a.merge(&ArgRecord::values(1, None, [(1, 3), (7, 1), (9, 1)], false));
+        assert_eq!(
+            a,
+            ArgRecord::values(1, None, [(1, 5), (7, u64::MAX), (9, 1)], false)
+        );
+
+        // 40 + 40 distinct values, 16 shared: 64 fit exactly, one more overflows.
+        let mut b = ArgRecord::values(0, None, (0..40).map(|v| (v, 1)), false);
+        b.merge(&ArgRecord::values(0, None, (24..64).map(|v| (v, 1)), false));
+        assert_eq!(b.values.len(), MAX_ARG_VALUES);
+        assert!(!b.overflow);
+        b.merge(&ArgRecord::values(0, None, [(1000, 50)], false));
+        assert!(b.overflow);
+        assert_eq!(b.values.len(), MAX_ARG_VALUES);
+        // The most frequent are kept, still sorted by value.
+        assert_eq!(b.values.last().unwrap().value, 1000);
+        assert!(b.values.windows(2).all(|w| w[0].value < w[1].value));
+        // The shared ones (count 2) survive the cut; one count-1 value went.
+        assert!(b.values.iter().filter(|v| v.count == 2).count() == 16);
+
+        let mut c = ArgRecord::values(0, None, [(1, 1)], false);
+        c.merge(&ArgRecord::values(0, None, [(2, 1)], true));
+        assert!(c.overflow, "overflow is sticky");
+    }
+
+    #[test]
+    fn merging_flags_ors_bits_and_overflow() {
+        let mut a = ArgRecord::flags(0, Some(ArgField::CloneArgsFlags), 0x100, false);
+        a.merge(&ArgRecord::flags(
+            0,
+            Some(ArgField::CloneArgsFlags),
+            0x11,
+            false,
+        ));
+        assert_eq!(a.bits, Some(0x111));
+        assert!(!a.overflow);
+        a.merge(&ArgRecord::flags(
+            0,
+            Some(ArgField::CloneArgsFlags),
+            0,
+            true,
+        ));
+        assert!(a.overflow);
+        // Different kinds cannot be united: the result must not narrow anything.
+        let mut d = ArgRecord::flags(0, None, 1, false);
+        d.merge(&ArgRecord::values(0, None, [(2, 1)], false));
+        assert!(d.overflow);
     }
 
     #[test]

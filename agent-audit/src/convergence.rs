@@ -4,16 +4,15 @@
 //! the recordings have likely seen what the workload does, and when the last run still added
 //! something, a later run will likely add more.
 //!
-//! What counts as new is an [`Observation`]: today a syscall per architecture. Argument values
-//! are the next kind (once allowlists carry them): a new variant of [`Observation`] and its
-//! entries in [`observations`], nothing else.
+//! What counts as new is an [`Observation`]: a syscall per architecture, a value of one of its
+//! tracked arguments, or a bit of a tracked flags argument (allowlists carry those in `args`).
 
 use std::collections::BTreeSet;
 use std::fmt;
 
 use serde::Serialize;
 
-use crate::allowlist::Allowlist;
+use crate::allowlist::{Allowlist, ArgField, ArgKind};
 use crate::syscalls::Arch;
 
 /// One thing a recording can see.
@@ -26,28 +25,101 @@ pub enum Observation {
         /// Its name there, or `#nr`.
         name: String,
     },
+    /// A value of a tracked argument (an enumeration such as `socket`'s family).
+    ArgValue {
+        /// The call (architecture, name).
+        call: (Arch, String),
+        /// Which argument.
+        arg: (u8, Option<ArgField>),
+        /// The value.
+        value: u64,
+    },
+    /// One bit of a tracked flags argument (such as `clone`'s flags).
+    ArgBit {
+        /// The call (architecture, name).
+        call: (Arch, String),
+        /// Which argument.
+        arg: (u8, Option<ArgField>),
+        /// The bit, as a mask.
+        bit: u64,
+    },
+}
+
+/// `arg0`, or the field read through it (`clone_args.flags`).
+fn arg_label((index, field): &(u8, Option<ArgField>)) -> String {
+    match field {
+        Some(ArgField::CloneArgsFlags) => "clone_args.flags".to_string(),
+        None => format!("arg{index}"),
+    }
+}
+
+/// `name`, or `arch:name` off the native arch.
+fn call_label(arch: Arch, name: &str) -> String {
+    if Some(arch) == Arch::native() {
+        name.to_string()
+    } else {
+        format!("{}:{name}", arch.short_name())
+    }
 }
 
 impl fmt::Display for Observation {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Observation::Syscall { arch, name } if Some(*arch) == Arch::native() => {
-                f.write_str(name)
+            Observation::Syscall { arch, name } => f.write_str(&call_label(*arch, name)),
+            Observation::ArgValue { call, arg, value } => {
+                write!(
+                    f,
+                    "{}({}={value})",
+                    call_label(call.0, &call.1),
+                    arg_label(arg)
+                )
             }
-            Observation::Syscall { arch, name } => write!(f, "{}:{name}", arch.short_name()),
+            Observation::ArgBit { call, arg, bit } => {
+                write!(
+                    f,
+                    "{}({} bit {bit:#x})",
+                    call_label(call.0, &call.1),
+                    arg_label(arg)
+                )
+            }
         }
     }
 }
 
-/// Everything one allowlist saw.
+/// Everything one allowlist saw: its syscalls and the values of their tracked arguments.
 pub fn observations(list: &Allowlist) -> BTreeSet<Observation> {
-    list.syscalls
-        .iter()
-        .map(|s| Observation::Syscall {
-            arch: s.arch,
-            name: s.name.clone().unwrap_or_else(|| format!("#{}", s.nr)),
-        })
-        .collect()
+    let mut seen = BTreeSet::new();
+    for s in &list.syscalls {
+        let name = s.name.clone().unwrap_or_else(|| format!("#{}", s.nr));
+        for record in &s.args {
+            let call = (s.arch, name.clone());
+            let arg = (record.index, record.field);
+            match record.kind {
+                ArgKind::Values => {
+                    seen.extend(record.values.iter().map(|v| Observation::ArgValue {
+                        call: call.clone(),
+                        arg,
+                        value: v.value,
+                    }))
+                }
+                ArgKind::Flags => {
+                    let bits = record.bits.unwrap_or(0);
+                    seen.extend(
+                        (0..64)
+                            .map(|i| 1u64 << i)
+                            .filter(|b| bits & b != 0)
+                            .map(|bit| Observation::ArgBit {
+                                call: call.clone(),
+                                arg,
+                                bit,
+                            }),
+                    )
+                }
+            }
+        }
+        seen.insert(Observation::Syscall { arch: s.arch, name });
+    }
+    seen
 }
 
 /// What one run added.
@@ -80,11 +152,13 @@ impl Convergence {
         let mut seen = BTreeSet::new();
         let mut runs = Vec::new();
         for (i, (file, list)) in lists.into_iter().enumerate() {
-            let added: Vec<String> = observations(list)
+            let mut added: Vec<String> = observations(list)
                 .into_iter()
                 .filter(|o| seen.insert(o.clone()))
                 .map(|o| o.to_string())
                 .collect();
+            // A call and its argument values side by side.
+            added.sort();
             runs.push(RunAdded {
                 run: i + 1,
                 file: file.to_string(),
@@ -160,6 +234,37 @@ mod tests {
         assert_eq!(c.stable_runs, 0);
         assert_eq!(c.line, "run 3 added `sched_yield`: record more runs");
         assert_eq!(c.still_changing().unwrap().added, ["sched_yield"]);
+    }
+
+    #[test]
+    fn a_new_argument_value_or_flag_bit_is_new() {
+        use crate::allowlist::ArgRecord;
+        let mut first = list(&["socket", "clone"]);
+        let mut second = list(&["socket", "clone"]);
+        let set_args = |l: &mut Allowlist, families: &[u64], flags: u64| {
+            for s in &mut l.syscalls {
+                s.args = match s.name.as_deref() {
+                    Some("socket") => vec![ArgRecord::values(
+                        0,
+                        None,
+                        families.iter().map(|&f| (f, 1)),
+                        false,
+                    )],
+                    _ => vec![ArgRecord::flags(0, None, flags, false)],
+                };
+            }
+        };
+        set_args(&mut first, &[1], 0x100);
+        set_args(&mut second, &[1, 2], 0x100 | 0x10000);
+        let c = Convergence::of([("a", &first), ("b", &second)]);
+        assert_eq!(
+            c.runs[1].added,
+            ["clone(arg0 bit 0x10000)", "socket(arg0=2)"]
+        );
+        assert_eq!(
+            c.line,
+            "run 2 added `clone(arg0 bit 0x10000)`, `socket(arg0=2)`: record more runs"
+        );
     }
 
     #[test]

@@ -61,9 +61,11 @@ pub(super) fn run(profile: &SeccompProfile, arches: &ListedArches) -> Vec<Findin
     duplicates(&ctx, &mut out);
     same_as_default(&ctx, &mut out);
     comments(&ctx, &mut out);
+    unknown_fields(&ctx, &mut out);
     clone3(&ctx, &mut out);
     time64_twins(&ctx, &mut out);
     compiles(&ctx, &mut out);
+    super::arguments::run(profile, &arches.supported, &mut out);
     out
 }
 
@@ -106,7 +108,12 @@ impl<'a> Context<'a> {
     }
 }
 
-fn finding(severity: Severity, code: &'static str, message: String, names: Vec<String>) -> Finding {
+pub(super) fn finding(
+    severity: Severity,
+    code: &'static str,
+    message: String,
+    names: Vec<String>,
+) -> Finding {
     Finding {
         severity,
         code,
@@ -116,7 +123,7 @@ fn finding(severity: Severity, code: &'static str, message: String, names: Vec<S
     }
 }
 
-fn sorted<'s>(names: impl IntoIterator<Item = &'s str>) -> Vec<String> {
+pub(super) fn sorted<'s>(names: impl IntoIterator<Item = &'s str>) -> Vec<String> {
     names
         .into_iter()
         .map(str::to_owned)
@@ -361,6 +368,23 @@ fn comments(ctx: &Context, out: &mut Vec<Finding>) {
             "rule-without-comment",
             "rules without a comment: say why each rule exists".into(),
             bare,
+        ));
+    }
+}
+
+fn unknown_fields(ctx: &Context, out: &mut Vec<Finding>) {
+    let mut fields: Vec<String> = ctx.profile.extra.keys().cloned().collect();
+    for (index, rule) in ctx.rules() {
+        fields.extend(rule.extra.keys().map(|k| format!("syscalls[{index}].{k}")));
+    }
+    if !fields.is_empty() {
+        out.push(finding(
+            Severity::Warning,
+            "unknown-field",
+            "fields runc and Docker do not read (Podman's own, or typos): they change nothing in \
+             the filter"
+                .into(),
+            fields,
         ));
     }
 }

@@ -4,6 +4,7 @@
 //! (probably a mistake) or notes (worth knowing). [`lints`] holds the rules, this module the
 //! report and its text and JSON forms.
 
+mod arguments;
 mod lints;
 
 pub use lints::ACCEPTED_RISK;

@@ -251,6 +251,134 @@ fn json_output_is_machine_readable() {
     assert!(r.to_text().contains("dangerous-allowed"));
 }
 
+/// `clean()` with one more rule.
+fn with_rule(rule: serde_json::Value) -> CheckReport {
+    let mut v = clean();
+    v["syscalls"].as_array_mut().unwrap().push(rule);
+    check_value(&v)
+}
+
+#[test]
+fn each_argument_defect_is_reported() {
+    let allow = |names: &[&str], args: serde_json::Value| serde_json::json!({"names": names, "action": "SCMP_ACT_ALLOW", "args": args, "comment": "x"});
+    let r = with_rule(allow(&["socket"], serde_json::json!([])));
+    assert_eq!(
+        severity_of(&r, "socket-family-unrestricted"),
+        Some(Severity::Error)
+    );
+    assert!(r
+        .with_code("socket-family-unrestricted")
+        .any(|f| f.message.contains("CVE-2026-31431")));
+    // Docker's shape: refuses 38 and 40 but lets them through with upper bits.
+    let mut v = clean();
+    for (value, op) in [
+        (38, "SCMP_CMP_LT"),
+        (39, "SCMP_CMP_EQ"),
+        (40, "SCMP_CMP_GT"),
+    ] {
+        v["syscalls"].as_array_mut().unwrap().push(allow(
+            &["socket"],
+            serde_json::json!([{"index": 0, "value": value, "op": op}]),
+        ));
+    }
+    let r = check_value(&v);
+    assert_eq!(names_of(&r, "socket-family-upper-bits"), ["socket"]);
+    assert_eq!(r.with_code("socket-family-unrestricted").count(), 0);
+
+    let r = with_rule(allow(&["clone"], serde_json::json!([])));
+    assert_eq!(names_of(&r, "clone-namespaces-allowed"), ["clone"]);
+    let r = with_rule(allow(
+        &["clone"],
+        serde_json::json!([{"index": 0, "value": 0x7E02_0000u64, "op": "SCMP_CMP_MASKED_EQ"}]),
+    ));
+    assert_eq!(r.with_code("clone-namespaces-allowed").count(), 0);
+
+    let mut v = clean();
+    for rule in v["syscalls"].as_array_mut().unwrap() {
+        let names = rule["names"].as_array_mut().unwrap();
+        names.retain(|n| n != "clone3");
+    }
+    v["syscalls"]
+        .as_array_mut()
+        .unwrap()
+        .retain(|r| !r["names"].as_array().unwrap().is_empty());
+    v["syscalls"]
+        .as_array_mut()
+        .unwrap()
+        .push(allow(&["clone3"], serde_json::json!([])));
+    let r = check_value(&v);
+    assert_eq!(names_of(&r, "clone3-allowed"), ["clone3"]);
+
+    let mut v = clean();
+    v["syscalls"]
+        .as_array_mut()
+        .unwrap()
+        .push(allow(&["personality"], serde_json::json!([])));
+    v["syscalls"].as_array_mut().unwrap().push(allow(
+        &["personality"],
+        serde_json::json!([{"index": 0, "value": 8, "op": "SCMP_CMP_EQ"}]),
+    ));
+    let r = check_value(&v);
+    assert_eq!(
+        names_of(&r, "conditional-and-unconditional"),
+        ["personality"]
+    );
+
+    let r = with_rule(allow(
+        &["socket"],
+        serde_json::json!([{"index": 0, "value": 38, "op": "SCMP_CMP_NE"}, {"index": 0, "value": 40, "op": "SCMP_CMP_NE"}]),
+    ));
+    assert_eq!(names_of(&r, "index-compared-twice").len(), 1);
+    // runc ORs them: AF_ALG and AF_VSOCK stay reachable, which check sees too.
+    assert_eq!(names_of(&r, "socket-family-unrestricted"), ["socket"]);
+
+    let r = with_rule(
+        serde_json::json!({"names": ["ioctl"], "action": "SCMP_ACT_ERRNO", "errnoRet": 13,
+        "args": [{"index": 1, "value": 0x5412, "op": "SCMP_CMP_EQ"}], "comment": "TIOCSTI"}),
+    );
+    assert_eq!(
+        severity_of(&r, "ioctl-request-unmasked"),
+        Some(Severity::Error)
+    );
+    let r = with_rule(
+        serde_json::json!({"names": ["ioctl"], "action": "SCMP_ACT_ERRNO", "errnoRet": 13,
+        "args": [{"index": 1, "value": 0xffff_ffffu64, "valueTwo": 0x5412, "op": "SCMP_CMP_MASKED_EQ"}], "comment": "TIOCSTI"}),
+    );
+    assert_eq!(r.with_code("ioctl-request-unmasked").count(), 0);
+}
+
+#[test]
+fn real_profiles_are_flagged_for_their_argument_gaps() {
+    let r = check_json(AGENT);
+    assert_eq!(names_of(&r, "socket-family-unrestricted"), ["socket"]);
+    assert_eq!(names_of(&r, "clone3-allowed"), ["clone3"]);
+    let docker = check_json(include_str!(
+        "../../../tests/data/profiles/docker-default.json"
+    ));
+    assert_eq!(names_of(&docker, "socket-family-upper-bits"), ["socket"]);
+    for code in [
+        "socket-family-unrestricted",
+        "clone-namespaces-allowed",
+        "clone3-allowed",
+    ] {
+        assert_eq!(
+            docker.with_code(code).count(),
+            0,
+            "{code}: {}",
+            docker.to_text()
+        );
+    }
+}
+
+#[test]
+fn every_profile_of_the_corpus_is_checked() {
+    for (name, text) in crate::seccomp::tests::CORPUS {
+        let profile = SeccompProfile::parse(text, Path::new(name)).unwrap();
+        let report = check(&profile, Path::new(name)).unwrap();
+        assert!(report.to_json().contains("\"findings\""), "{name}");
+    }
+}
+
 /// The clean profile plus one allow rule per value of argument 1 of `name`: the shape of a
 /// profile that allows a long list of ioctl requests or socket options.
 fn with_conditional_rules(

@@ -5,7 +5,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
-use crate::allowlist::{saturating_sum, Allowlist, MAX_PROGRAMS_LISTED};
+use crate::allowlist::{saturating_sum, Allowlist, ArgRecord, MAX_PROGRAMS_LISTED};
 use crate::syscalls::Arch;
 
 /// One recording that went into a merge.
@@ -32,6 +32,9 @@ pub struct MergedSyscall {
     pub programs: BTreeMap<(String, bool), u64>,
     /// Programs the inputs only counted ("and N more"), summed over the inputs.
     pub programs_omitted: u64,
+    /// The tracked arguments' values, merged over the inputs; `None` when an input did not
+    /// record them (then they are unknown, and no rule may be narrowed to them).
+    pub args: Option<Vec<ArgRecord>>,
 }
 
 /// One program's calls of one syscall, summed over the recordings.
@@ -123,6 +126,11 @@ impl Merged {
                 match &s.name {
                     Some(name) => {
                         let entry = merged.syscalls.entry((s.arch, name.clone())).or_default();
+                        entry.args = if entry.seen_in.is_empty() {
+                            (!s.args.is_empty()).then(|| s.args.clone())
+                        } else {
+                            entry.args.take().and_then(|a| merge_args(a, &s.args))
+                        };
                         entry.count = entry.count.saturating_add(s.count);
                         entry.seen_in.insert(index);
                         for p in &s.programs {
@@ -147,6 +155,20 @@ impl Merged {
             .map(|((arch, nr), count)| UnnamedSyscall { arch, nr, count })
             .collect();
         merged
+    }
+
+    /// The tracked arguments of `name` over every arch, or `None` when some recording of it
+    /// has none (unknown) or it was not observed.
+    pub fn args(&self, name: &str) -> Option<Vec<ArgRecord>> {
+        let mut all: Option<Vec<ArgRecord>> = None;
+        for (_, s) in self.by_arch(name) {
+            let mine = s.args.as_ref()?;
+            all = Some(match all {
+                None => mine.clone(),
+                Some(so_far) => merge_args(so_far, mine)?,
+            });
+        }
+        all
     }
 
     /// Arches with at least one named syscall, in [`Arch`] order.
@@ -231,6 +253,25 @@ fn describe_target(list: &Allowlist) -> String {
         Some(command) => format!("{}: {}", list.target.kind, command.join(" ")),
         None => format!("{}: {}", list.target.kind, list.target.spec),
     }
+}
+
+/// Unites two recordings' argument records, matched by (index, field); `None` when `more` is
+/// empty (that recording did not record arguments: the union is unknown).
+fn merge_args(mut base: Vec<ArgRecord>, more: &[ArgRecord]) -> Option<Vec<ArgRecord>> {
+    if more.is_empty() {
+        return None;
+    }
+    for record in more {
+        match base
+            .iter_mut()
+            .find(|r| (r.index, r.field) == (record.index, record.field))
+        {
+            Some(existing) => existing.merge(record),
+            None => base.push(record.clone()),
+        }
+    }
+    base.sort_by_key(|r| (r.index, r.field));
+    Some(base)
 }
 
 /// The label of an input file: its path as given.

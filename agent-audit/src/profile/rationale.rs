@@ -3,6 +3,7 @@
 
 use std::fmt::Write;
 
+use super::args::{family_label, Seen};
 use super::model::{Notice, ProfilePlan, Reason, Section, Verdict};
 use crate::allowlist::MAX_PROGRAMS_LISTED;
 use crate::markdown::{code, escape};
@@ -121,6 +122,14 @@ pub fn render(plan: &ProfilePlan, profile_name: &str) -> String {
                 )
             }
             Some(Reason::BaseAllow { comment }) => (escape(comment), "0".into(), String::new()),
+            Some(Reason::Clone3Fallback { clone3_calls }) => (
+                format!(
+                    "not observed, but clone3 was ({clone3_calls} calls): clone3 fails with \
+                     ENOSYS and libc falls back to clone, narrowed by its argument rule"
+                ),
+                "0".into(),
+                String::new(),
+            ),
             _ => ("(no reason recorded)".into(), String::new(), String::new()),
         };
         let what = policy::descriptions().get(name).unwrap_or("");
@@ -136,6 +145,8 @@ pub fn render(plan: &ProfilePlan, profile_name: &str) -> String {
             escape(&programs)
         );
     }
+
+    argument_rules(plan, &mut md);
 
     let _ = writeln!(md, "\n## Explicitly denied syscalls\n");
     let _ = writeln!(
@@ -163,10 +174,12 @@ pub fn render(plan: &ProfilePlan, profile_name: &str) -> String {
                 Some(Reason::BaseDeny { comment, observed }) => {
                     ("base profile".into(), comment.clone(), *observed)
                 }
-                Some(Reason::Clone3) => (
+                Some(Reason::Clone3 { observed }) => (
                     "clone3".into(),
-                    "Not observed: ENOSYS makes glibc fall back to clone.".into(),
-                    0,
+                    "Its flags cannot be filtered: ENOSYS makes glibc fall back to clone, whose \
+                     argument rule can."
+                        .into(),
+                    *observed,
                 ),
                 _ => (String::new(), rule.comment.clone(), 0),
             };
@@ -196,6 +209,48 @@ pub fn render(plan: &ProfilePlan, profile_name: &str) -> String {
         );
     }
     md
+}
+
+/// What the recordings saw of a narrowed argument, in words.
+pub fn describe_seen(name: &str, seen: &Seen) -> String {
+    match seen {
+        Seen::Unknown => "not recorded".to_string(),
+        Seen::Overflow => "more distinct values than recorded".to_string(),
+        Seen::Flags(bits) => format!("flags {bits:#x}"),
+        Seen::Values(values) => values
+            .iter()
+            .map(|&(v, n)| match name {
+                "socket" | "socketpair" => format!("{} ×{n}", family_label(v)),
+                _ => format!("{v:#x} ×{n}"),
+            })
+            .collect::<Vec<_>>()
+            .join(", "),
+    }
+}
+
+/// Per syscall narrowed by argument: what the recordings saw and what the rules allow.
+fn argument_rules(plan: &ProfilePlan, md: &mut String) {
+    if plan.arguments.is_empty() {
+        return;
+    }
+    let _ = writeln!(md, "\n## Argument rules\n");
+    let _ = writeln!(
+        md,
+        "These syscalls are allowed only for some argument values (one rule per allowed \
+         alternative; the rules of one name are ORed).\n"
+    );
+    let _ = writeln!(md, "| syscall | observed | allowed | why |");
+    let _ = writeln!(md, "|---|---|---|---|");
+    for (name, narrowed) in &plan.arguments {
+        let observed = describe_seen(name, &narrowed.seen);
+        let _ = writeln!(
+            md,
+            "| `{name}` | {} | {} | {} |",
+            escape(&observed),
+            escape(&narrowed.allows),
+            escape(&narrowed.why)
+        );
+    }
 }
 
 /// How a notice quotes what it names and what it repeats from the inputs.
@@ -305,6 +360,30 @@ fn notice(n: &Notice, q: Quoting) -> String {
                 q.name(name)
             )
         }
+        Notice::DangerousArgumentObserved { name, what } => format!(
+            "DANGEROUS argument of {} was observed and is ALLOWED because the workload used \
+             it: {}",
+            q.name(name),
+            q.text(what)
+        ),
+        Notice::Clone3Observed { count } => format!(
+            "{} was observed ({count} calls) but fails with ENOSYS (its flags cannot be \
+             filtered); libc falls back to {}, whose rule allows the same flags ({} to allow \
+             it unconditionally)",
+            q.name("clone3"),
+            q.name("clone"),
+            q.text("--allow clone3 --reason TEXT")
+        ),
+        Notice::SocketcallNotFiltered { allowed: true } => format!(
+            "i386 {} is allowed unconditionally: it passes its arguments through memory, so no \
+             rule can restrict its socket families",
+            q.name("socketcall")
+        ),
+        Notice::SocketcallNotFiltered { allowed: false } => format!(
+            "i386 {} stays denied: no 32-bit socket operation was recorded and its arguments \
+             cannot be filtered",
+            q.name("socketcall")
+        ),
         Notice::BaseRuleDropped { names, action } => format!(
             "a base rule with action {} was not carried over: {}",
             q.text(action),
@@ -320,6 +399,7 @@ fn section_title(section: &Section) -> String {
         Section::ExplicitAllow(name) => format!("allow: --allow {name}"),
         Section::BaseAllow(i) => format!("allow: base profile rule {}", i + 1),
         Section::Baseline(name) => format!("allow: baseline {name}"),
+        Section::Arguments(name) => format!("allow: {name} if its arguments match"),
         Section::DenyCategory(id) => format!("deny: {id}"),
         Section::BaseDeny(i) => format!("deny: base profile rule {}", i + 1),
         Section::Clone3 => "deny: clone3 with ENOSYS".into(),

@@ -193,6 +193,7 @@ fn syscall_rows(ctx: &Context) -> Vec<SyscallRow> {
         .into_iter()
         .map(|name| {
             let count = ctx.merged.count(name);
+            let arguments = argument_summary(ctx, name);
             SyscallRow {
                 name: name.to_string(),
                 category: categories.of(name).unwrap_or("unknown").to_string(),
@@ -213,12 +214,41 @@ fn syscall_rows(ctx: &Context) -> Vec<SyscallRow> {
                     .get(name)
                     .unwrap_or("Not a syscall agent-audit knows.")
                     .to_string(),
-                reason: allow_reason(ctx, name),
+                reason: with_arguments(allow_reason(ctx, name), arguments.as_ref()),
                 dangerous: policy::dangerous().contains(name),
                 conditional: ctx.effect(name).conditional,
+                arguments,
             }
         })
         .collect()
+}
+
+/// The reason, saying which arguments the rules allow (shown by every renderer).
+fn with_arguments(
+    mut reason: AllowReason,
+    arguments: Option<&super::ArgumentSummary>,
+) -> AllowReason {
+    if let Some(a) = arguments {
+        reason.text = format!(
+            "{} Only for: {} (observed: {}).",
+            reason.text.trim_end(),
+            a.allowed,
+            a.observed
+        );
+    }
+    reason
+}
+
+/// The planned argument rules of `name`, when the profile narrows it by argument.
+fn argument_summary(ctx: &Context, name: &str) -> Option<super::ArgumentSummary> {
+    if !ctx.effect(name).conditional {
+        return None;
+    }
+    let narrowed = ctx.plan?.arguments.get(name)?;
+    Some(super::ArgumentSummary {
+        observed: crate::profile::rationale::describe_seen(name, &narrowed.seen),
+        allowed: narrowed.allows.clone(),
+    })
 }
 
 /// Why `name` is allowed: the plan's reason when the profile agrees with it, else the rule.

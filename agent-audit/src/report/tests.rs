@@ -415,3 +415,34 @@ fn convergence_follows_recording_order_and_flags_a_last_run_that_added() {
     let json: serde_json::Value = serde_json::from_str(&json::render(&report)).unwrap();
     assert_eq!(json["summary"]["convergence"]["runs"][1]["added_count"], 1);
 }
+
+#[test]
+fn narrowed_syscalls_show_what_was_observed_and_what_is_allowed() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut list = recording("n", "srv", &[(X, "read", 2), (X, "socket", 3)]);
+    for s in list
+        .syscalls
+        .iter_mut()
+        .filter(|s| s.name.as_deref() == Some("socket"))
+    {
+        s.args = vec![crate::allowlist::ArgRecord::values(
+            0,
+            None,
+            [(2, 3)],
+            false,
+        )];
+    }
+    let report = build(&inputs(vec![write(dir.path(), "n.json", &list)])).unwrap();
+    let socket = report.syscalls.iter().find(|r| r.name == "socket").unwrap();
+    assert!(socket.conditional);
+    let args = socket.arguments.as_ref().expect("argument summary");
+    assert_eq!(args.observed, "AF_INET (2) ×3");
+    assert_eq!(args.allowed, "AF_INET (2)");
+    assert!(
+        socket.reason.text.contains("Only for: AF_INET (2)"),
+        "{:?}",
+        socket.reason
+    );
+    let read = report.syscalls.iter().find(|r| r.name == "read").unwrap();
+    assert!(read.arguments.is_none());
+}

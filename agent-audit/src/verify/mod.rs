@@ -16,7 +16,6 @@ pub use probes::ProbeResult;
 
 use crate::allowlist::{Allowlist, AllowlistError};
 use crate::bpf::{AttachMode, CounterOptions};
-use crate::diff::Side;
 use crate::fsutil::{self, OutputError};
 use crate::run::{CommandSession, SpawnError, StartStage};
 use crate::seccomp::compile::{self, CompileError, SkipReason, Skipped};
@@ -63,6 +62,10 @@ pub struct Denied {
     /// syscall the workload was seen to need).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub observed_in_allowlist: Option<bool>,
+    /// The profile fails this call with ENOSYS on purpose so that libc falls back to an
+    /// equivalent call it can filter (`clone3` → `clone`): expected, not a failure.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub fallback: bool,
     /// The errno the command got, when it is known: for the `execve` refused while starting
     /// the command.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -132,7 +135,8 @@ pub struct VerifyReport {
     /// default action applies to their names, which is what they ask for.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub not_in_filter: Vec<String>,
-    /// The command succeeded, nothing was denied and every probe got its errno.
+    /// The command succeeded, nothing was denied (but ENOSYS fallbacks) and every probe got
+    /// what it must.
     pub passed: bool,
 }
 
@@ -238,6 +242,7 @@ pub fn verify(opts: &VerifyOptions) -> Result<VerifyReport, Error> {
 
     let watched = run_watched(opts, &program)?;
     let mut denied = denied_calls(&watched.entries, &watched.exits, allowlist.as_ref());
+    mark_fallbacks(&mut denied, &profile);
     if let Some(failure) = &watched.start_failure {
         failure.mark_refused_exec(&mut denied);
     }
@@ -248,13 +253,13 @@ pub fn verify(opts: &VerifyOptions) -> Result<VerifyReport, Error> {
         .as_ref()
         .is_some_and(|f| f.stage == StartStage::InstallFilter);
     let probes = if opts.probe_dangerous && !filter_refused {
-        run_probes(&program, &opts.profile, &profile)?
+        probes::run(&program, &profile, &probes::probes(&profile)).map_err(VerifyError::Probes)?
     } else {
         Vec::new()
     };
     let passed = watched.start_failure.is_none()
         && watched.exit_status == 0
-        && denied.is_empty()
+        && denied.iter().all(|d| d.fallback)
         && probes.iter().all(|p| p.ok);
     let report = VerifyReport {
         schema: VERIFY_SCHEMA_V1,
@@ -320,24 +325,6 @@ fn run_watched(opts: &VerifyOptions, program: &SeccompProgram) -> Result<Watched
     })
 }
 
-/// `--probe-dangerous`: each probe expects the errno the profile gives its syscall.
-fn run_probes(
-    program: &SeccompProgram,
-    path: &Path,
-    profile: &SeccompProfile,
-) -> Result<Vec<ProbeResult>, VerifyError> {
-    let side = Side::from_profile(path, profile);
-    probes::run(program, |name| {
-        let effect = side.effects.get(name).copied().unwrap_or(side.default);
-        if name == "clone3" && effect.errno == Some(probes::ENOSYS as u32) {
-            probes::ENOSYS
-        } else {
-            probes::EPERM
-        }
-    })
-    .map_err(VerifyError::Probes)
-}
-
 /// Names whose rule is not in the filter and whose calls therefore do not get the rule's
 /// action. A rule equal to the default action is left out too (libseccomp refuses it), but its
 /// names still get that action from the default, so it is not reported.
@@ -383,6 +370,17 @@ fn discount_cgroup_join(exits: &mut [(Arch, u32, u64)]) {
     }
 }
 
+/// Marks `clone3` refusals the profile makes with ENOSYS: libc then uses `clone`.
+fn mark_fallbacks(denied: &mut [Denied], profile: &SeccompProfile) {
+    for d in denied
+        .iter_mut()
+        .filter(|d| d.name.as_deref() == Some("clone3"))
+    {
+        let outcome = crate::seccomp::evaluate::outcome(profile, "clone3", &[0; 6]);
+        d.fallback = outcome.errno == Some(probes::ENOSYS as u32);
+    }
+}
+
 /// Calls that exited more often than they entered: refused before `sys_enter`.
 fn denied_calls(
     entries: &[(Arch, u32, u64)],
@@ -417,6 +415,7 @@ fn denied_calls(
                 name: arch.syscall_name(nr).map(str::to_owned),
                 nr,
                 count,
+                fallback: false,
                 observed_in_allowlist: allowlist
                     .map(|l| l.syscalls.iter().any(|s| s.arch == arch && s.nr == nr)),
                 errno: None,
@@ -450,6 +449,15 @@ impl VerifyReport {
             let _ = writeln!(s, "denied by the profile:");
             for d in &self.denied {
                 let name = d.name.clone().unwrap_or_else(|| format!("#{}", d.nr));
+                if d.fallback {
+                    let _ = writeln!(
+                        s,
+                        "  {name} [{}] x{} (ENOSYS by design: libc falls back to clone, which \
+                         the profile filters)",
+                        d.arch, d.count
+                    );
+                    continue;
+                }
                 let seen = match d.observed_in_allowlist {
                     Some(true) => " (observed when recording: the profile dropped it)",
                     Some(false) => " (not in the allowlist)",
@@ -459,16 +467,34 @@ impl VerifyReport {
                 let _ = writeln!(s, "  {name} [{}] x{}{errno}{seen}", d.arch, d.count);
             }
         }
+        let mut working = 0;
         for p in &self.probes {
+            if p.expect == probes::Expect::Works && p.ok {
+                working += 1;
+                continue;
+            }
+            let want = match p.expect {
+                probes::Expect::Refused => {
+                    format!("want {}; {} if allowed", p.expected_errno, p.if_allowed)
+                }
+                probes::Expect::Works => "must not be refused".into(),
+            };
             let _ = writeln!(
                 s,
-                "probe {:<18} {} (got errno {}, want {}; {} if allowed)",
-                p.syscall,
+                "probe {:<34} {} (got errno {}, {want})",
+                p.probe,
                 if p.ok { "ok  " } else { "FAIL" },
                 p.errno,
-                p.expected_errno,
-                p.if_allowed
             );
+        }
+        if working > 0 {
+            let names: Vec<&str> = self
+                .probes
+                .iter()
+                .filter(|p| p.expect == probes::Expect::Works && p.ok)
+                .map(|p| p.probe.as_str())
+                .collect();
+            let _ = writeln!(s, "probes that must work, and do: {}", names.join(", "));
         }
         if !self.not_in_filter.is_empty() {
             let _ = writeln!(
