@@ -58,7 +58,9 @@ fn one_workload(lists: &[(String, Allowlist)]) -> bool {
 /// what it lists.
 pub(super) fn verify_passed(v: &VerifyResult) -> bool {
     v.passed.unwrap_or_else(|| {
-        v.denied.is_empty() && v.probes.iter().all(|p| p.ok) && v.exit_status.unwrap_or(0) == 0
+        v.denied.iter().all(|d| d.fallback)
+            && v.probes.iter().all(|p| p.ok)
+            && v.exit_status.unwrap_or(0) == 0
     })
 }
 
@@ -88,7 +90,7 @@ fn verify_failed(v: &VerifyResult) -> Vec<VerifyFailure> {
             what: format!("the command exited {status} under the profile"),
         });
     }
-    if out.is_empty() && v.denied.is_empty() && !verify_passed(v) {
+    if out.is_empty() && v.denied.iter().all(|d| d.fallback) && !verify_passed(v) {
         out.push(VerifyFailure {
             kind: VerifyFailureKind::Failed,
             what: "verify reported FAILED".into(),
@@ -128,7 +130,7 @@ fn denied_but_used(ctx: &Context, verify: Option<&VerifyResult>) -> Vec<DeniedUs
     for ((arch, name), s) in &ctx.merged.syscalls {
         let why = if !listed(*arch) {
             format!("the profile does not list {}", arch.scmp_name())
-        } else if ctx.allows(name) {
+        } else if ctx.allows(name) || refused_for_fallback(ctx, name) {
             continue;
         } else {
             ctx.describe_effect(name)
@@ -152,7 +154,8 @@ fn denied_but_used(ctx: &Context, verify: Option<&VerifyResult>) -> Vec<DeniedUs
             why: "the number has no name on this architecture, so no profile can allow it".into(),
         });
     }
-    for denial in verify.map(|v| v.denied.as_slice()).unwrap_or_default() {
+    let denials = verify.map(|v| v.denied.as_slice()).unwrap_or_default();
+    for denial in denials.iter().filter(|d| !d.fallback) {
         out.push(DeniedUse {
             source: "verify",
             arch: denial.arch,
@@ -247,8 +250,24 @@ fn privilege_drops(ctx: &Context) -> Vec<PrivilegeDropFinding> {
         .collect()
 }
 
+/// Denied with ENOSYS: the caller is told the call does not exist and falls back to an older
+/// one (`clone3` → `clone`), as `verify` counts it too; not a finding, a note.
+fn refused_for_fallback(ctx: &Context, name: &str) -> bool {
+    let effect = ctx.effect(name);
+    effect.action.denies() && !effect.conditional && effect.errno == Some(libc::ENOSYS as u32)
+}
+
 fn notes(ctx: &Context) -> Vec<String> {
     let mut notes = Vec::new();
+    for ((_, name), s) in &ctx.merged.syscalls {
+        if refused_for_fallback(ctx, name) && !ctx.allows(name) {
+            notes.push(format!(
+                "{name} ({} calls recorded) is refused with ENOSYS on purpose: the libc then \
+                 falls back to an older call the profile allows",
+                s.count
+            ));
+        }
+    }
     if ctx.profile_file.is_none() {
         notes.push(
             "no --profile given: the profile reviewed is the one `agent-audit profile` generates \

@@ -385,6 +385,10 @@ pub struct VerifyDenial {
     pub nr: u32,
     /// Calls denied.
     pub count: u64,
+    /// Refused with ENOSYS by design (`clone3`), so that the libc falls back to an older call
+    /// the profile allows: not a finding.
+    #[serde(default)]
+    pub fallback: bool,
 }
 
 /// Why a report could not be made.

@@ -372,6 +372,21 @@ fn a_failed_verification_is_the_first_finding() {
         report.findings.verify_failed[0].kind,
         VerifyFailureKind::Failed
     );
+
+    // clone3 refused with ENOSYS on purpose (the libc falls back to clone): not a finding.
+    std::fs::write(
+        dir.path().join("v.json"),
+        r#"{"denied":[{"arch":"SCMP_ARCH_X86_64","name":"clone3","nr":435,"count":4,"fallback":true}],
+            "exit_status":0,"passed":true}"#,
+    )
+    .unwrap();
+    let report = build(&ReportInputs {
+        verify: Some(dir.path().join("v.json")),
+        ..inputs(vec![dir.path().join("c.json")])
+    })
+    .unwrap();
+    assert_eq!(report.finding_count(), 0, "{:?}", report.findings);
+    assert_eq!(report.summary.verify_passed, Some(true));
 }
 
 #[test]
