@@ -347,7 +347,7 @@ async fn watch(
             _ = sigterm.recv() => break StopReason::Signal,
             _ = &mut deadline_sleep, if deadline.is_some() => break StopReason::Duration,
             _ = flush.tick() => {
-                let uses = counter.read_attribution()?;
+                let uses = counter.read_details()?;
                 for r in &mut active {
                     r.write(counter, false, &uses)?;
                 }
@@ -364,7 +364,7 @@ async fn watch(
                 active = kept;
                 if !gone.is_empty() {
                     progress.clear();
-                    let uses = counter.read_attribution()?;
+                    let uses = counter.read_details()?;
                     for mut r in gone {
                         finish(counter, &mut r, &uses)?;
                         counter.remove_target(r.slot)?;
@@ -386,7 +386,7 @@ async fn watch(
     };
     progress.clear();
     distribute_execs(counter, &mut active);
-    let uses = counter.read_attribution()?;
+    let uses = counter.read_details()?;
     for r in &mut active {
         finish(counter, r, &uses)?;
     }
@@ -402,11 +402,11 @@ fn distribute_execs(counter: &mut SyscallCounter, recordings: &mut [Recording]) 
     }
 }
 
-/// Writes a target's final file; `uses` is the attribution table read once for all targets.
+/// Writes a target's final file; `uses` are the details read once for all targets.
 fn finish(
     counter: &SyscallCounter,
     r: &mut Recording,
-    uses: &[crate::bpf::ProgramUse],
+    uses: &crate::bpf::CallDetails,
 ) -> Result<(), Error> {
     let list = r.write(counter, true, uses)?;
     tracing::info!(

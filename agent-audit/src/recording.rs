@@ -6,10 +6,13 @@ use std::path::PathBuf;
 use time::OffsetDateTime;
 
 use crate::allowlist::{
-    Allowlist, AllowlistError, HostInfo, MultiplexedCount, RecorderInfo, SCHEMA_V1,
+    Allowlist, AllowlistError, ArgRecord, HostInfo, MultiplexedCount, RecorderInfo, SyscallCount,
+    SCHEMA_V1,
 };
 use crate::attribution;
-use crate::bpf::{BpfError, ExecRecord, ProgramUse, SyscallCounter, TargetCounts, TargetSlot};
+use crate::bpf::{
+    ArgUse, BpfError, CallDetails, ExecRecord, ProgramUse, SyscallCounter, TargetCounts, TargetSlot,
+};
 use crate::syscalls::Arch;
 use crate::target::CgroupTarget;
 
@@ -103,14 +106,21 @@ impl Recording {
         }
     }
 
-    /// The allowlist for the counts in `last`, with each syscall's programs from `uses`
-    /// (every target's; this one's are picked out).
-    pub fn allowlist(&self, attach: &str, complete: bool, uses: &[ProgramUse]) -> Allowlist {
-        // The workload's rows get the workload's programs; the runtime's init its own.
-        let (init_uses, mine): (Vec<&ProgramUse>, Vec<&ProgramUse>) = uses
+    /// The allowlist for the counts in `last`, with each syscall's programs and argument
+    /// values from `details` (every target's; this one's are picked out).
+    pub fn allowlist(&self, attach: &str, complete: bool, details: &CallDetails) -> Allowlist {
+        // The workload's rows get the workload's programs and values; the runtime's init its
+        // own.
+        let (init_uses, mine): (Vec<&ProgramUse>, Vec<&ProgramUse>) = details
+            .programs
             .iter()
             .filter(|u| u.slot == self.slot)
             .partition(|u| u.runtime_init);
+        let (init_args, my_args): (Vec<&ArgUse>, Vec<&ArgUse>) = details
+            .args
+            .iter()
+            .filter(|a| a.slot == self.slot)
+            .partition(|a| a.runtime_init);
         let mut counts = self.last.syscalls.clone();
         let mut mine: Vec<ProgramUse> = mine.into_iter().cloned().collect();
         if let Some((arch, nr, program)) = self.launching_exec(&init_uses) {
@@ -126,11 +136,13 @@ impl Recording {
         let (mut syscalls, totals) =
             Allowlist::syscalls_from_counts(counts, self.last.out_of_range);
         attribution::attach_programs(&mut syscalls, &mine);
+        attach_args(&mut syscalls, &my_args);
         let runtime_init = match self.before_first_exec {
             BeforeFirstExec::RuntimeInit => {
                 let mut rows =
                     Allowlist::syscalls_from_counts(self.last_init.syscalls.iter().copied(), 0).0;
                 attribution::attach_programs(&mut rows, &init_uses);
+                attach_args(&mut rows, &init_args);
                 rows
             }
             BeforeFirstExec::Launcher => Vec::new(),
@@ -205,16 +217,16 @@ impl Recording {
         rows
     }
 
-    /// Reads the counters and writes the file atomically; `uses` is the attribution read for
-    /// all targets at once (it is one table).
+    /// Reads the counters and writes the file atomically; `details` were read for all targets
+    /// at once (each is one table).
     pub fn write(
         &mut self,
         counter: &SyscallCounter,
         complete: bool,
-        uses: &[ProgramUse],
+        details: &CallDetails,
     ) -> Result<Allowlist, RecordingError> {
         self.refresh(counter)?;
-        let list = self.allowlist(counter.attach_kind(), complete, uses);
+        let list = self.allowlist(counter.attach_kind(), complete, details);
         list.write(&self.out)?;
         Ok(list)
     }
@@ -245,6 +257,20 @@ fn add_use(uses: &mut Vec<ProgramUse>, new: ProgramUse) {
     }
 }
 
+/// Gives each counted syscall its tracked arguments, in the file's order (index, then field).
+/// Only counted rows get them: a zero bit union is also what an unused syscall shows.
+fn attach_args(rows: &mut [SyscallCount], args: &[&ArgUse]) {
+    for row in rows {
+        let mut mine: Vec<ArgRecord> = args
+            .iter()
+            .filter(|a| a.arch == row.arch && a.nr == row.nr)
+            .map(|a| a.record.clone())
+            .collect();
+        mine.sort_by_key(ArgRecord::sort_key);
+        row.args = mine;
+    }
+}
+
 /// Reading or writing a recording failed.
 #[derive(Debug, thiserror::Error)]
 pub enum RecordingError {
@@ -254,4 +280,43 @@ pub enum RecordingError {
     /// Writing the file failed.
     #[error(transparent)]
     Allowlist(#[from] AllowlistError),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn arg_use(slot: u32, runtime_init: bool, nr: u32, record: ArgRecord) -> ArgUse {
+        ArgUse {
+            slot: TargetSlot::for_tests(slot),
+            runtime_init,
+            arch: Arch::X86_64,
+            nr,
+            record,
+        }
+    }
+
+    #[test]
+    fn counted_rows_get_their_args_sorted_by_index() {
+        let socket = Arch::X86_64.syscall_nr("socket").unwrap();
+        let ioctl = Arch::X86_64.syscall_nr("ioctl").unwrap();
+        let (mut rows, _) = Allowlist::syscalls_from_counts([(Arch::X86_64, socket, 3)], 0);
+        let family = ArgRecord::values(0, None, [(2, 3)], false);
+        let kind = ArgRecord::values(1, None, [(1, 3)], false);
+        let uses = [
+            arg_use(0, false, socket, kind.clone()),
+            arg_use(0, false, socket, family.clone()),
+            // A syscall this target never counted (a zero union of another phase, say).
+            arg_use(
+                0,
+                false,
+                ioctl,
+                ArgRecord::values(1, None, [(0x5401, 1)], false),
+            ),
+        ];
+        let mine: Vec<&ArgUse> = uses.iter().collect();
+        attach_args(&mut rows, &mine);
+        assert_eq!(rows.len(), 1);
+        assert_eq!(rows[0].args, vec![family, kind]);
+    }
 }

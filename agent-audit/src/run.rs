@@ -139,7 +139,7 @@ pub fn run(opts: RunOptions) -> Result<RunOutcome, Error> {
     fsutil::ensure_dir_writable(fsutil::parent_dir(&opts.out))?;
     let mut session = CommandSession::prepare(&opts.command, opts.out.clone(), opts.counter)?;
     let exit_status = session.run(&opts.command, None, opts.cwd.as_deref())?;
-    let uses = session.counter.read_attribution()?;
+    let uses = session.counter.read_details()?;
     let allowlist = session.recording.write(&session.counter, true, &uses)?;
     session.counter.remove_target(session.recording.slot)?;
     drop(session);

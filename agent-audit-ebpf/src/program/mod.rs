@@ -1,5 +1,6 @@
 //! The BPF programs and maps. Built only for `target_arch = "bpf"`.
 
+mod args;
 mod attribution;
 mod exec;
 
@@ -104,7 +105,7 @@ static EXIT_COUNTERS: PerCpuArray<SyscallCounters> = PerCpuArray::with_max_entri
 pub fn sys_enter_btf(ctx: BtfTracePointContext) -> i32 {
     let regs: *const u8 = ctx.arg(0);
     let id: i64 = ctx.arg(1);
-    count_enter(&ctx, regs, id, compat_flag_btf);
+    count_enter::<_, args::BtfRegs>(&ctx, regs, id, compat_flag_btf);
     0
 }
 
@@ -113,7 +114,7 @@ pub fn sys_enter_btf(ctx: BtfTracePointContext) -> i32 {
 pub fn sys_enter_raw(ctx: RawTracePointContext) -> i32 {
     let regs: *const u8 = ctx.arg(0);
     let id: i64 = ctx.arg(1);
-    count_enter(&ctx, regs, id, compat_flag_probed);
+    count_enter::<_, args::ProbedRegs>(&ctx, regs, id, compat_flag_probed);
     0
 }
 
@@ -157,7 +158,12 @@ fn is_fork_family(nr: u64) -> bool {
 }
 
 #[inline(always)]
-fn count_enter<C: EbpfContext>(ctx: &C, regs: *const u8, id: i64, compat_flag: fn(u32) -> u32) {
+fn count_enter<C: EbpfContext, R: args::SavedRegs>(
+    ctx: &C,
+    regs: *const u8,
+    id: i64,
+    compat_flag: fn(u32) -> u32,
+) {
     let Some(slot) = target_slot(ctx) else {
         return;
     };
@@ -183,6 +189,9 @@ fn count_enter<C: EbpfContext>(ctx: &C, regs: *const u8, id: i64, compat_flag: f
     }
     if global(&ATTRIBUTION) != 0 {
         attribution::attribute(slot, abi, nr, runtime_init);
+    }
+    if args::enabled() {
+        args::record::<R>(regs, slot, abi, nr, runtime_init);
     }
 }
 

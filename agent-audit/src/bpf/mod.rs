@@ -4,6 +4,7 @@
 //! Minimum kernel: 5.8 (CAP_BPF/CAP_PERFMON, `bpf_get_current_ancestor_cgroup_id` in tracing
 //! programs); `tp_btf` additionally needs BTF (`CONFIG_DEBUG_INFO_BTF`, /sys/kernel/btf/vmlinux).
 
+mod args;
 mod attribution;
 mod batch;
 mod btf_scan;
@@ -13,18 +14,20 @@ mod slots;
 use std::path::{Path, PathBuf};
 
 use agent_audit_ebpf::{
-    SyscallCounters, ABI_COMPAT32, ABI_COUNT, ABI_NATIVE, ABI_X32, GLOBAL_ATTRIBUTION,
-    GLOBAL_COMPAT_ARG0_OFFSET, GLOBAL_COMPAT_FLAG_MASK, GLOBAL_COMPAT_FLAG_OFFSET,
-    GLOBAL_COMPAT_IPC_NR, GLOBAL_COMPAT_SOCKETCALL_NR, GLOBAL_FORK_NRS, GLOBAL_PRCTL_NR,
-    MAP_COUNTERS, MAP_EXEC_EVENTS, MAP_EXIT_COUNTERS, MAP_FREE_SLOTS, MAP_INIT_COUNTERS, MAP_PHASE,
-    MAP_TARGETS, MAP_TARGET_GENERATION, MAX_TARGETS, MUX_SLOTS, NO_TARGET, NR_SLOTS,
-    PHASE_RUNTIME_INIT, PHASE_WORKLOAD, PROG_SCHED_EXEC, PROG_SYS_ENTER_BTF, PROG_SYS_ENTER_EMPTY,
-    PROG_SYS_ENTER_RAW, PROG_SYS_EXIT, WATCH_PARENT,
+    SyscallCounters, ABI_COMPAT32, ABI_COUNT, ABI_NATIVE, ABI_X32, GLOBAL_ARGS, GLOBAL_ARG_FIRST,
+    GLOBAL_ARG_REG_OFFSETS, GLOBAL_ARG_SPECS, GLOBAL_ATTRIBUTION, GLOBAL_COMPAT_ARG0_OFFSET,
+    GLOBAL_COMPAT_FLAG_MASK, GLOBAL_COMPAT_FLAG_OFFSET, GLOBAL_COMPAT_IPC_NR,
+    GLOBAL_COMPAT_SOCKETCALL_NR, GLOBAL_FORK_NRS, GLOBAL_PRCTL_NR, MAP_COUNTERS, MAP_EXEC_EVENTS,
+    MAP_EXIT_COUNTERS, MAP_FREE_SLOTS, MAP_INIT_COUNTERS, MAP_PHASE, MAP_TARGETS,
+    MAP_TARGET_GENERATION, MAX_TARGETS, MUX_SLOTS, NO_TARGET, NR_SLOTS, PHASE_RUNTIME_INIT,
+    PHASE_WORKLOAD, PROG_SCHED_EXEC, PROG_SYS_ENTER_BTF, PROG_SYS_ENTER_EMPTY, PROG_SYS_ENTER_RAW,
+    PROG_SYS_EXIT, WATCH_PARENT,
 };
 use aya::maps::{Array, HashMap, MapData, PerCpuArray, PerCpuValues, Queue, RingBuf};
 use aya::programs::{BtfTracePoint, RawTracePoint, TracePoint};
 use aya::{Btf, Ebpf, EbpfLoader};
 
+pub use args::ArgUse;
 pub use attribution::{ExecRecord, ProgramUse};
 pub use layout::KernelLayout;
 
@@ -55,6 +58,8 @@ pub struct CounterOptions {
     pub attach: AttachMode,
     /// Attribute each call to its program (off: count only, the cheapest path).
     pub attribution: bool,
+    /// Record the values of the tracked syscall arguments (`data/tracked-args.json`).
+    pub args: bool,
 }
 
 impl CounterOptions {
@@ -63,6 +68,7 @@ impl CounterOptions {
         Self {
             attach,
             attribution: true,
+            args: true,
         }
     }
 }
@@ -199,6 +205,16 @@ impl TargetCounts {
     }
 }
 
+/// What was recorded about each call beyond its count, for every target at once (each is one
+/// shared table, read once per batch of allowlists).
+#[derive(Clone, Debug, Default)]
+pub struct CallDetails {
+    /// Which program made which syscall.
+    pub programs: Vec<ProgramUse>,
+    /// The values of the tracked arguments.
+    pub args: Vec<ArgUse>,
+}
+
 /// The loaded, attached kernel program.
 pub struct SyscallCounter {
     ebpf: Ebpf,
@@ -210,6 +226,8 @@ pub struct SyscallCounter {
     exec_events: Option<RingBuf<MapData>>,
     /// Slots that have counted before, whose attribution must be cleared before reuse.
     used_slots: std::collections::HashSet<u32>,
+    /// What each tracked-argument spec number means; `None` when arguments are not recorded.
+    arg_meanings: Option<Vec<args::SpecMeaning>>,
 }
 
 impl SyscallCounter {
@@ -243,6 +261,11 @@ impl SyscallCounter {
             None
         };
         tracing::debug!(elapsed = ?started.elapsed(), "kernel BTF parsed");
+        let record_args = opts.args && layout.knows_arg_registers();
+        if opts.args && !record_args {
+            tracing::warn!("argument values are not recorded: this host's registers are unknown");
+        }
+        let arg_tables = args::ArgTables::resolve(crate::policy::tracked_args(), &abi_arches());
         let mut ebpf = EbpfLoader::new()
             .btf(btf.as_ref())
             .override_global(GLOBAL_COMPAT_FLAG_OFFSET, &layout.compat_flag_offset, true)
@@ -256,6 +279,10 @@ impl SyscallCounter {
             .override_global(GLOBAL_COMPAT_ARG0_OFFSET, &layout.compat_arg0_offset, true)
             .override_global(GLOBAL_PRCTL_NR, &native_nr("prctl"), true)
             .override_global(GLOBAL_ATTRIBUTION, &u32::from(opts.attribution), true)
+            .override_global(GLOBAL_ARGS, &u32::from(record_args), true)
+            .override_global(GLOBAL_ARG_FIRST, &arg_tables.first, true)
+            .override_global(GLOBAL_ARG_SPECS, &arg_tables.specs, true)
+            .override_global(GLOBAL_ARG_REG_OFFSETS, &layout.arg_offsets, true)
             .override_global(
                 GLOBAL_FORK_NRS,
                 &["clone", "clone3", "fork", "vfork"].map(native_nr),
@@ -279,6 +306,7 @@ impl SyscallCounter {
             abi_arch: abi_arches(),
             exec_events: None,
             used_slots: std::collections::HashSet::new(),
+            arg_meanings: record_args.then_some(arg_tables.meanings),
         };
         counter.bump_generation()?;
         tracing::debug!(elapsed = ?started.elapsed(), "object loaded, maps created");
@@ -415,10 +443,11 @@ impl SyscallCounter {
         };
         self.targets_insert(cgroup_id, NO_TARGET)?;
         self.slots.set(slot.0, SlotState::Free);
-        self.bump_generation()
+        self.bump_generation()?;
+        self.clear_args(slot.0)
     }
 
-    /// Stops counting a target; its slot can be reused.
+    /// Stops counting a target and forgets its argument values; its slot can be reused.
     pub fn remove_target(&mut self, slot: TargetSlot) -> Result<(), BpfError> {
         let SlotState::Target(cgroup_id) = self.slots.get(slot.0) else {
             return Ok(());
@@ -434,7 +463,10 @@ impl SyscallCounter {
                 })
             }
         }
-        self.bump_generation()
+        self.bump_generation()?;
+        // Free the shared value tables now; a call racing with the removal is cleared again
+        // when the slot is reused.
+        self.clear_args(slot.0)
     }
 
     /// Keeps a cgroup below a watched parent from ever being claimed (an existing sibling of
@@ -526,6 +558,14 @@ impl SyscallCounter {
         Ok(out)
     }
 
+    /// Reads the attribution and argument tables, for all targets.
+    pub fn read_details(&self) -> Result<CallDetails, BpfError> {
+        Ok(CallDetails {
+            programs: self.read_attribution()?,
+            args: self.read_args()?,
+        })
+    }
+
     /// Writes pending kernel-side log records to the log.
     pub fn flush_logs(&mut self) {
         if let Some(l) = &mut self.logger {
@@ -537,6 +577,7 @@ impl SyscallCounter {
     fn prepare_slot(&mut self, slot: u32, phase: u32) -> Result<(), BpfError> {
         if !self.used_slots.insert(slot) {
             self.clear_attribution(slot)?;
+            self.clear_args(slot)?;
         }
         for map in [MAP_COUNTERS, MAP_INIT_COUNTERS, MAP_EXIT_COUNTERS] {
             self.zero_counters(map, slot)?;

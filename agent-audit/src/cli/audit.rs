@@ -82,6 +82,7 @@ impl AuditArgs {
             counter: CounterOptions {
                 attach: self.attach,
                 attribution: true,
+                args: true,
             },
             timing_allowances: !self.no_timing_allowances,
         })?;

@@ -58,6 +58,11 @@ pub struct RecordArgs {
     /// cheapest path inside a target; the allowlist then has no `programs`).
     #[arg(long)]
     no_attribution: bool,
+    /// Do not record the values of the tracked syscall arguments (socket families, clone
+    /// flags, ioctl requests, …): the allowlist then has no `args`, and profiles fall back to
+    /// argument rules at least as strict as Docker's default.
+    #[arg(long)]
+    no_args: bool,
 }
 
 impl RecordArgs {
@@ -84,6 +89,7 @@ impl RecordArgs {
             counter: CounterOptions {
                 attach: self.attach,
                 attribution: !self.no_attribution,
+                args: !self.no_args,
             },
         })?;
         Ok(ExitCode::OK)

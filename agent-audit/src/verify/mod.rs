@@ -292,10 +292,11 @@ struct Watched {
 /// counts. A command that cannot start under the filter is a result, not an error: its
 /// failure is kept, and the counts say which call the filter refused.
 fn run_watched(opts: &VerifyOptions, program: &SeccompProgram) -> Result<Watched, Error> {
-    // Who made each call is not part of the verdict: count only.
+    // Who made each call, and with which arguments, is not part of the verdict: count only.
     let counter = CounterOptions {
         attach: opts.attach,
         attribution: false,
+        args: false,
     };
     let mut session = CommandSession::prepare(&opts.command, PathBuf::new(), counter)?;
     session.counter.attach_exit_counter()?;
