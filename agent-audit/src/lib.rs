@@ -6,11 +6,13 @@
 
 pub mod allowlist;
 pub mod attribution;
+pub mod audit;
 pub mod bpf;
 pub mod cgroup;
 pub mod check;
 pub mod cli;
 pub mod container;
+pub mod convergence;
 pub mod diff;
 pub mod exit;
 pub mod fsutil;
@@ -86,6 +88,9 @@ pub enum Error {
     /// `ready`: the recorder is not armed.
     #[error(transparent)]
     NotReady(#[from] ready::NotReady),
+    /// `audit --container`.
+    #[error(transparent)]
+    Container(#[from] audit::ContainerError),
     /// The command given to `run` could not be started.
     #[error(transparent)]
     Spawn(#[from] run::SpawnError),
@@ -124,6 +129,7 @@ impl Error {
             Error::Report(e) => e.exit_code(),
             Error::NotReady(e) => e.exit_code(),
             Error::Kube(e) => e.exit_code(),
+            Error::Container(e) => e.exit_code(),
             Error::Spawn(e) => e.exit_code(),
             Error::Io(_) => ExitCode::IO,
         }

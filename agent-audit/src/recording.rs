@@ -36,6 +36,19 @@ pub struct Recording {
     pub missed_start: Option<MissedStart>,
     /// The last write of its file failed (reported once until one works again).
     pub write_failing: bool,
+    /// Whose calls the ones before the target's first completed exec are.
+    pub before_first_exec: BeforeFirstExec,
+}
+
+/// Whose calls a target makes before its first completed exec (the kernel program counts them
+/// apart only for targets that start empty).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BeforeFirstExec {
+    /// A container runtime's init: kept in the allowlist's `runtime_init`.
+    RuntimeInit,
+    /// agent-audit's own launcher between fork and exec (`run`, `verify`): not the command's
+    /// calls, so left out of the allowlist.
+    Launcher,
 }
 
 impl Recording {
@@ -55,6 +68,20 @@ impl Recording {
         Ok(Self::adopt(target, slot, out))
     }
 
+    /// Adds an empty cgroup that agent-audit is about to launch a command in: what the
+    /// launcher does there before the command's exec completes is counted apart and dropped.
+    pub fn start_command(
+        counter: &mut SyscallCounter,
+        target: CgroupTarget,
+        out: PathBuf,
+    ) -> Result<Self, BpfError> {
+        let slot = counter.add_target_before_exec(target.cgroup.id)?;
+        Ok(Self {
+            before_first_exec: BeforeFirstExec::Launcher,
+            ..Self::adopt(target, slot, out)
+        })
+    }
+
     /// A target the kernel program already counts (claimed below a watched parent).
     pub fn adopt(target: CgroupTarget, slot: TargetSlot, out: PathBuf) -> Self {
         Self {
@@ -67,6 +94,7 @@ impl Recording {
             execs: attribution::ExecTally::default(),
             missed_start: None,
             write_failing: false,
+            before_first_exec: BeforeFirstExec::RuntimeInit,
         }
     }
 
@@ -87,10 +115,6 @@ impl Recording {
     /// The allowlist for the counts in `last`, with each syscall's programs and argument
     /// values from `details` (every target's; this one's are picked out).
     pub fn allowlist(&self, attach: &str, complete: bool, details: &CallDetails) -> Allowlist {
-        let (mut syscalls, totals) = Allowlist::syscalls_from_counts(
-            self.last.syscalls.iter().copied(),
-            self.last.out_of_range,
-        );
         // The workload's rows get the workload's programs and values; the runtime's init its
         // own.
         let (init_uses, mine): (Vec<&ProgramUse>, Vec<&ProgramUse>) = details
@@ -103,12 +127,32 @@ impl Recording {
             .iter()
             .filter(|a| a.slot == self.slot)
             .partition(|a| a.runtime_init);
+        let mut counts = self.last.syscalls.clone();
+        let mut mine: Vec<ProgramUse> = mine.into_iter().cloned().collect();
+        if let Some((arch, nr, program)) = self.launching_exec(&init_uses) {
+            match counts.iter_mut().find(|c| c.0 == arch && c.1 == nr) {
+                Some(c) => c.2 += 1,
+                None => counts.push((arch, nr, 1)),
+            }
+            if let Some(program) = program {
+                add_use(&mut mine, program);
+            }
+        }
+        let mine: Vec<&ProgramUse> = mine.iter().collect();
+        let (mut syscalls, totals) =
+            Allowlist::syscalls_from_counts(counts, self.last.out_of_range);
         attribution::attach_programs(&mut syscalls, &mine);
         attach_args(&mut syscalls, &my_args);
-        let mut runtime_init =
-            Allowlist::syscalls_from_counts(self.last_init.syscalls.iter().copied(), 0).0;
-        attribution::attach_programs(&mut runtime_init, &init_uses);
-        attach_args(&mut runtime_init, &init_args);
+        let runtime_init = match self.before_first_exec {
+            BeforeFirstExec::RuntimeInit => {
+                let mut rows =
+                    Allowlist::syscalls_from_counts(self.last_init.syscalls.iter().copied(), 0).0;
+                attribution::attach_programs(&mut rows, &init_uses);
+                attach_args(&mut rows, &init_args);
+                rows
+            }
+            BeforeFirstExec::Launcher => Vec::new(),
+        };
         let name_of = |u: &ProgramUse| {
             let name = u.arch.syscall_name(u.nr).map(str::to_owned);
             match u.arch {
@@ -139,6 +183,32 @@ impl Recording {
             privilege_drop: attribution::privilege_drop(&mine, name_of),
             missed_start: self.missed_start,
         }
+    }
+
+    /// For a command agent-audit launched: the exec that started it, as one call made by the
+    /// program it started. Its entry was counted before the exec completed, with the
+    /// launcher's calls, but it belongs to the command: a filter installed before it (by runc,
+    /// by `verify`) must allow it.
+    fn launching_exec(&self, init_uses: &[&ProgramUse]) -> Option<(Arch, u32, Option<ProgramUse>)> {
+        if self.before_first_exec != BeforeFirstExec::Launcher {
+            return None;
+        }
+        let started = self.execs.runs().into_iter().min_by_key(|r| r.first_seen)?;
+        let &(arch, nr, _) =
+            self.last_init.syscalls.iter().find(|&&(arch, nr, _)| {
+                matches!(arch.syscall_name(nr), Some("execve" | "execveat"))
+            })?;
+        let program = init_uses
+            .iter()
+            .find(|u| u.arch == arch && u.nr == nr)
+            .map(|u| ProgramUse {
+                comm: started.comm.clone(),
+                runtime_init: false,
+                count: 1,
+                first_ns: u.last_ns,
+                ..(*u).clone()
+            });
+        Some((arch, nr, program))
     }
 
     fn multiplexed(&self) -> Vec<MultiplexedCount> {
@@ -176,6 +246,21 @@ impl RecordingError {
             RecordingError::Bpf(e) => e.exit_code(),
             RecordingError::Allowlist(e) => e.exit_code(),
         }
+    }
+}
+
+/// Adds `new` to the use of the same program (name and root-ness) and syscall, if listed.
+fn add_use(uses: &mut Vec<ProgramUse>, new: ProgramUse) {
+    let same = |u: &&mut ProgramUse| {
+        (u.arch, u.nr, &u.comm, u.root) == (new.arch, new.nr, &new.comm, new.root)
+    };
+    match uses.iter_mut().find(same) {
+        Some(u) => {
+            u.count += new.count;
+            u.first_ns = u.first_ns.min(new.first_ns);
+            u.last_ns = u.last_ns.max(new.last_ns);
+        }
+        None => uses.push(new),
     }
 }
 

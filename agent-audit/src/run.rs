@@ -8,7 +8,7 @@ use std::ffi::CString;
 use std::io::Read;
 use std::os::fd::AsRawFd;
 use std::os::unix::process::{CommandExt, ExitStatusExt};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Command, ExitStatus};
 use std::time::Duration;
 
@@ -35,6 +35,8 @@ pub struct RunOptions {
     pub out: PathBuf,
     /// How the kernel program is loaded.
     pub counter: CounterOptions,
+    /// The command's working directory (default: ours).
+    pub cwd: Option<PathBuf>,
 }
 
 /// How the run ended.
@@ -93,7 +95,7 @@ impl CommandSession {
             mount.create_child_of_self(&format!("agent-audit-run-{}", std::process::id()))?;
         let guard = CgroupGuard(cgroup.clone());
         let target = CgroupTarget::for_command(cgroup.clone(), command);
-        let recording = Recording::start(&mut counter, target, out)?;
+        let recording = Recording::start_command(&mut counter, target, out)?;
         Ok(Self {
             counter,
             recording,
@@ -108,6 +110,7 @@ impl CommandSession {
         &mut self,
         command: &[String],
         filter: Option<&SeccompProgram>,
+        cwd: Option<&Path>,
     ) -> Result<i32, Error> {
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
@@ -119,7 +122,7 @@ impl CommandSession {
             let _enter = runtime.enter();
             StopSignals::install().map_err(Error::Io)?
         };
-        let child = spawn_in_cgroup(command, &self.cgroup, filter)?;
+        let child = spawn_in_cgroup(command, &self.cgroup, filter, cwd)?;
         let status = runtime.block_on(supervise(
             child,
             signals,
@@ -141,7 +144,7 @@ impl CommandSession {
 pub fn run(opts: RunOptions) -> Result<RunOutcome, Error> {
     fsutil::check_output(&opts.out)?;
     let mut session = CommandSession::prepare(&opts.command, opts.out.clone(), opts.counter)?;
-    let exit_status = session.run(&opts.command, None)?;
+    let exit_status = session.run(&opts.command, None, opts.cwd.as_deref())?;
     let uses = session.counter.read_details()?;
     let allowlist = session.recording.write(&session.counter, true, &uses)?;
     session.counter.remove_target(session.recording.slot)?;
@@ -232,6 +235,7 @@ fn spawn_in_cgroup(
     command: &[String],
     cgroup: &Cgroup,
     filter: Option<&SeccompProgram>,
+    cwd: Option<&Path>,
 ) -> Result<std::process::Child, Error> {
     let filter = filter.cloned();
     let procs = CString::new(
@@ -244,8 +248,13 @@ fn spawn_in_cgroup(
     .map_err(|_| Error::Usage("cgroup path contains a NUL byte".into()))?;
     let (mut stage_reader, stage_writer) = std::io::pipe().map_err(Error::Io)?;
     let stage_fd = stage_writer.as_raw_fd();
-    let mut cmd = Command::new(&command[0]);
-    cmd.args(&command[1..]);
+    // The PATH search happens here, in the parent: done by the child (execvp) it would try
+    // one execve per PATH entry inside the target.
+    let mut cmd = Command::new(resolve_executable(&command[0])?);
+    cmd.arg0(&command[0]).args(&command[1..]);
+    if let Some(dir) = cwd {
+        cmd.current_dir(dir);
+    }
     // SAFETY: the closure only calls async-signal-safe functions (open, write, close and the
     // two syscalls of `install`) on memory prepared before fork.
     unsafe {
@@ -289,6 +298,24 @@ fn spawn_in_cgroup(
             command: command[0].clone(),
             stage,
             source,
+        })
+    })
+}
+
+/// The file `execvp` would run for `program`: itself when it names a path (has a `/`), else
+/// the first executable file of that name in `PATH`.
+fn resolve_executable(program: &str) -> Result<PathBuf, Error> {
+    if program.contains('/') {
+        return Ok(PathBuf::from(program));
+    }
+    which::which(program).map_err(|_| {
+        Error::Spawn(SpawnError {
+            command: program.to_string(),
+            stage: StartStage::Exec,
+            source: std::io::Error::new(
+                std::io::ErrorKind::NotFound,
+                "no executable of that name in PATH",
+            ),
         })
     })
 }

@@ -6,7 +6,6 @@ mod fuzz;
 mod image;
 mod setup;
 
-use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -42,22 +41,17 @@ enum Task {
     /// Fuzz every input parser (allowlist, seccomp profile, verify result, diff's reader) with
     /// cargo-fuzz, a few minutes each; prints executions and crashes. Not run in CI.
     Fuzz(fuzz::FuzzOptions),
-    /// Audit a command end to end: allowlist, seccomp profile, its rationale, a verify run
-    /// under the profile and the audit report (HTML and Markdown) in a directory.
+    /// Build, then run `agent-audit audit` with these arguments (see `agent-audit audit
+    /// --help`): record the command or container several times, profile, verify, report.
     Audit {
-        /// Output directory.
-        #[arg(long, default_value = "audit")]
-        out_dir: PathBuf,
-        /// Audit a container instead of a command: record it (waiting for it to start if it
-        /// does not run yet) until it stops.
-        #[arg(long, value_name = "NAME", conflicts_with = "command")]
-        container: Option<String>,
-        /// Do not re-run the command under the generated profile.
-        #[arg(long)]
-        no_verify: bool,
-        /// The command to audit.
-        #[arg(last = true, required_unless_present = "container")]
-        command: Vec<String>,
+        /// Arguments of `agent-audit audit`, e.g. `--runs 5 -- git clone …` (passed on as
+        /// given).
+        #[arg(
+            trailing_var_arg = true,
+            allow_hyphen_values = true,
+            value_name = "ARGS"
+        )]
+        _args: Vec<std::ffi::OsString>,
     },
 }
 
@@ -72,12 +66,7 @@ fn main() -> Result<()> {
         Task::Bench(opts) => bench::bench(&root, opts),
         Task::Fuzz(opts) => fuzz::fuzz(&root, opts),
         Task::Image(opts) => image::image(&root, opts),
-        Task::Audit {
-            out_dir,
-            container,
-            no_verify,
-            command,
-        } => audit(&root, &out_dir, container.as_deref(), !no_verify, &command),
+        Task::Audit { .. } => audit(&root, &audit_args()),
     }
 }
 
@@ -214,106 +203,25 @@ fn run_tests(cmd: &mut Command) -> Result<()> {
     Ok(())
 }
 
-fn audit(
-    root: &Path,
-    out_dir: &Path,
-    container: Option<&str>,
-    verify: bool,
-    command: &[String],
-) -> Result<()> {
+/// Everything after `audit` on our command line, as given: clap drops a leading `--`, which
+/// `agent-audit audit` needs before the command.
+fn audit_args() -> Vec<std::ffi::OsString> {
+    std::env::args_os()
+        .skip(1)
+        .skip_while(|a| a != "audit")
+        .skip(1)
+        .collect()
+}
+
+/// `agent-audit audit ARGS…` with the freshly built binary; exits with its exit code.
+fn audit(root: &Path, args: &[std::ffi::OsString]) -> Result<()> {
     let bin = build(root)?;
-    std::fs::create_dir_all(out_dir)
-        .with_context(|| format!("cannot create {}", out_dir.display()))?;
-    let allowlist = out_dir.join("allowlist.json");
-    let status = match container {
-        Some(name) => {
-            step(&format!(
-                "recording container {name} until it stops (start it now if it is not running)"
-            ));
-            Command::new(&bin)
-                .args(["record", "--wait", "--container", name, "--out"])
-                .arg(&allowlist)
-                .status()?
-        }
-        None => {
-            step(&format!("recording {:?}", command.join(" ")));
-            Command::new(&bin)
-                .arg("run")
-                .arg("--out")
-                .arg(&allowlist)
-                .arg("--")
-                .args(command)
-                .status()?
-        }
-    };
-    if !status.success() {
-        eprintln!("xtask: the audited workload exited with {status}");
-    }
-    if !allowlist.exists() {
-        bail!("no allowlist was written");
-    }
-    step(&format!("allowlist: {}", allowlist.display()));
-    let profile = out_dir.join("profile.json");
-    let rationale = out_dir.join("rationale.md");
-    step("generating the seccomp profile and its rationale");
-    run(Command::new(&bin)
-        .arg("profile")
-        .arg(&allowlist)
-        .arg("--out")
-        .arg(&profile)
-        .arg("--rationale")
-        .arg(&rationale))?;
-    step(&format!(
-        "profile: {}, rationale: {}",
-        profile.display(),
-        rationale.display()
-    ));
-    let mut verify_result = None;
-    if verify && container.is_none() {
-        let result = out_dir.join("verify.json");
-        step("re-running the command under the profile, with the dangerous-syscall probes");
-        let status = Command::new(&bin)
-            .arg("verify")
-            .arg("--profile")
-            .arg(&profile)
-            .arg("--allowlist")
-            .arg(&allowlist)
-            .arg("--probe-dangerous")
-            .arg("--out")
-            .arg(&result)
-            .arg("--")
-            .args(command)
-            .status()?;
-        step(&format!(
-            "verify: {} ({})",
-            if status.success() { "passed" } else { "FAILED" },
-            result.display()
-        ));
-        if result.exists() {
-            verify_result = Some(result);
-        }
-    }
-    step("writing the audit report (HTML and Markdown)");
-    for (format, file) in [("html", "report.html"), ("md", "report.md")] {
-        run(Command::new(&bin)
-            .arg("report")
-            .arg(&allowlist)
-            .arg("--profile")
-            .arg(&profile)
-            .args(
-                verify_result
-                    .iter()
-                    .flat_map(|v| [OsStr::new("--verify"), v.as_os_str()]),
-            )
-            .args(["--format", format, "--out"])
-            .arg(out_dir.join(file)))?;
-    }
-    step(&format!(
-        "report: {}, {}",
-        out_dir.join("report.html").display(),
-        out_dir.join("report.md").display()
-    ));
-    Ok(())
+    let status = Command::new(&bin)
+        .arg("audit")
+        .args(args)
+        .status()
+        .with_context(|| format!("cannot start {}", bin.display()))?;
+    std::process::exit(status.code().unwrap_or(1));
 }
 
 pub(crate) fn step(what: &str) {

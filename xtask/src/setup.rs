@@ -28,6 +28,9 @@ const TEST_PACKAGES: &[&str] = &[
     "docker-compose", // runs the compose example (examples/compose) in its test
     "jq",             // the GitHub Action's scripts read the JSON report with it
     "python3-venv",   // a virtualenv for kubernetes-validate (manifest tests)
+    "python3",        // real workloads audited by the tests (tests/data/workloads)
+    "nodejs",
+    "git",
 ];
 
 /// Debian packages `cargo xtask bench` uses: the reference tracers, the workload's tools, and

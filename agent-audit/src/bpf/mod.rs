@@ -378,8 +378,20 @@ impl SyscallCounter {
 
     /// Starts counting tasks in `cgroup_id` and every cgroup below it. Counters start at 0.
     pub fn add_target(&mut self, cgroup_id: u64) -> Result<TargetSlot, BpfError> {
+        self.add_target_in_phase(cgroup_id, PHASE_WORKLOAD)
+    }
+
+    /// Like [`Self::add_target`], for an empty cgroup a launcher is about to exec a command
+    /// in: the calls made before the target's first completed exec (the launcher's own, between
+    /// fork and exec) are counted apart, in the runtime-init counters, exactly as a container
+    /// runtime's init is for a cgroup claimed below a watched parent.
+    pub fn add_target_before_exec(&mut self, cgroup_id: u64) -> Result<TargetSlot, BpfError> {
+        self.add_target_in_phase(cgroup_id, PHASE_RUNTIME_INIT)
+    }
+
+    fn add_target_in_phase(&mut self, cgroup_id: u64, phase: u32) -> Result<TargetSlot, BpfError> {
         let slot = self.slots.first_free().ok_or(BpfError::TooManyTargets)?;
-        self.prepare_slot(slot, PHASE_WORKLOAD)?;
+        self.prepare_slot(slot, phase)?;
         self.targets_insert(cgroup_id, slot)?;
         self.slots.set(slot, SlotState::Target(cgroup_id));
         // Only now invalidate cached verdicts: a task that resolves its cgroup concurrently

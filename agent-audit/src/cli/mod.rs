@@ -1,6 +1,7 @@
 //! Command-line interface: one module per subcommand, each owning its arguments and the call
 //! into the library.
 
+mod audit;
 mod check;
 mod diff;
 mod profile;
@@ -64,6 +65,8 @@ pub enum Command {
     Record(record::RecordArgs),
     /// Run a command in a fresh cgroup, record it from its first execve, write its allowlist.
     Run(run::RunArgs),
+    /// Audit a command or container end to end: record several runs, profile, verify, report.
+    Audit(audit::AuditArgs),
     /// Run a command under a seccomp profile and report every syscall the profile denied.
     Verify(verify::VerifyArgs),
     /// Compare two profiles or allowlists: syscalls added, removed, changed in action/errno.
@@ -85,6 +88,7 @@ impl Cli {
         match self.command {
             Command::Record(args) => args.execute(),
             Command::Run(args) => args.execute(),
+            Command::Audit(args) => args.execute(),
             Command::Diff(args) => args.execute(),
             Command::Verify(args) => args.execute(),
             Command::Profile(args) => args.execute(),

@@ -50,6 +50,7 @@ impl RunArgs {
                 attribution: !self.no_attribution,
                 args: !self.no_args,
             },
+            cwd: None,
         })?;
         Ok(ExitCode(outcome.exit_status.clamp(0, 255) as u8))
     }

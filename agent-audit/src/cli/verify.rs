@@ -53,6 +53,7 @@ impl VerifyArgs {
             command: self.command,
             attach: self.attach,
             container: self.container.context(),
+            cwd: None,
         })?;
         super::print_stdout(&report.to_text())?;
         Ok(if report.passed {

@@ -13,6 +13,7 @@ mod baseline;
 mod categories;
 mod dangerous;
 mod descriptions;
+mod timing;
 mod tracked_args;
 mod translations;
 
@@ -23,6 +24,7 @@ pub use baseline::{Baseline, BaselineEntry, BaselineGroup};
 pub use categories::{Categories, Category};
 pub use dangerous::{DangerousCategory, DangerousEntry, DangerousSet};
 pub use descriptions::Descriptions;
+pub use timing::{TimingDependent, TimingEntry};
 pub use tracked_args::{TrackedArg, TrackedArgs};
 pub use translations::{Family, FamilyEntry, NoneNeeded, Time64Twin, Translations};
 
@@ -32,6 +34,7 @@ const BASELINE_JSON: &str = include_str!("../../data/baseline.json");
 const DESCRIPTIONS_JSON: &str = include_str!("../../data/syscall-descriptions.json");
 const CATEGORIES_JSON: &str = include_str!("../../data/syscall-categories.json");
 const TRANSLATIONS_JSON: &str = include_str!("../../data/translations.json");
+const TIMING_JSON: &str = include_str!("../../data/timing-dependent.json");
 const TRACKED_ARGS_JSON: &str = include_str!("../../data/tracked-args.json");
 
 /// The dangerous set: denied explicitly, reported when allowed or observed.
@@ -68,6 +71,12 @@ pub fn categories() -> &'static Categories {
 pub fn translations() -> &'static Translations {
     static SET: OnceLock<Translations> = OnceLock::new();
     SET.get_or_init(|| parse_embedded("translations.json", TRANSLATIONS_JSON))
+}
+
+/// Timing-dependent syscalls `audit` allows when their trigger was recorded.
+pub fn timing_dependent() -> &'static TimingDependent {
+    static SET: OnceLock<TimingDependent> = OnceLock::new();
+    SET.get_or_init(|| parse_embedded("timing-dependent.json", TIMING_JSON))
 }
 
 /// The syscall arguments whose values the recorder keeps.

@@ -90,11 +90,14 @@ pub fn build(inputs: &ReportInputs) -> Result<Report, ReportError> {
         .map(VerifyResult::read)
         .transpose()?;
     let syscalls = syscall_rows(&ctx);
+    let mut summary = summary(&ctx, base);
+    summary.verify_passed = verify.as_ref().map(findings::verify_passed);
+    summary.convergence = findings::convergence(&lists);
     Ok(Report {
         schema: SCHEMA_V1,
         generator: format!("agent-audit {}", env!("CARGO_PKG_VERSION")),
-        summary: summary(&ctx, base),
-        findings: findings::compute(&ctx, &check, verify.as_ref()),
+        findings: findings::compute(&ctx, &check, verify.as_ref(), &summary.convergence),
+        summary,
         categories: category_rows(&syscalls),
         syscalls,
     })
@@ -142,6 +145,8 @@ fn summary(ctx: &Context, base: Option<BaseChanges>) -> Summary {
     let denied_explicitly = ctx.side.effects.len() - allowed;
     let duration = runs.iter().map(|r| r.duration_seconds).sum::<f64>();
     Summary {
+        verify_passed: None,
+        convergence: findings::convergence(&[]),
         duration_seconds: (duration * 1000.0).round() / 1000.0,
         totals: TotalsSummary {
             calls: saturating_sum(ctx.lists.iter().map(|(_, l)| l.totals.calls)),

@@ -5,9 +5,11 @@ use std::collections::{BTreeMap, BTreeSet};
 use super::context::Context;
 use super::{
     ArchGap, DangerousObserved, DeniedUse, Findings, PrivilegeDropFinding, RuntimeInitOnly,
-    VerifyResult,
+    VerifyFailure, VerifyFailureKind, VerifyResult,
 };
+use crate::allowlist::Allowlist;
 use crate::check::CheckReport;
+use crate::convergence::Convergence;
 use crate::policy;
 use crate::profile::translate;
 use crate::syscalls::Arch;
@@ -17,8 +19,14 @@ pub(super) fn compute(
     ctx: &Context,
     check: &CheckReport,
     verify: Option<&VerifyResult>,
+    convergence: &Convergence,
 ) -> Findings {
     Findings {
+        verify_failed: verify.map(verify_failed).unwrap_or_default(),
+        not_converged: convergence
+            .still_changing()
+            .filter(|_| one_workload(ctx.lists))
+            .cloned(),
         dangerous_observed: dangerous_observed(ctx),
         denied_but_used: denied_but_used(ctx, verify),
         arch_gaps: arch_gaps(ctx, check),
@@ -26,6 +34,69 @@ pub(super) fn compute(
         privilege_drops: privilege_drops(ctx),
         notes: notes(ctx),
     }
+}
+
+/// The recordings' convergence, in recording order: by start time, then file.
+pub(super) fn convergence(lists: &[(String, Allowlist)]) -> Convergence {
+    let mut ordered: Vec<&(String, Allowlist)> = lists.iter().collect();
+    ordered.sort_by(|a, b| (a.1.started_at, &a.0).cmp(&(b.1.started_at, &b.0)));
+    Convergence::of(
+        ordered
+            .into_iter()
+            .map(|(file, list)| (file.as_str(), list)),
+    )
+}
+
+/// Whether the recordings are runs of one workload (same target), the only case where a run
+/// adding calls means the others missed them.
+fn one_workload(lists: &[(String, Allowlist)]) -> bool {
+    let target = |l: &Allowlist| (l.target.kind.clone(), l.target.spec.clone());
+    lists.windows(2).all(|w| target(&w[0].1) == target(&w[1].1))
+}
+
+/// The verdict of a `verify` result: its own when it has one (older files do not), else
+/// what it lists.
+pub(super) fn verify_passed(v: &VerifyResult) -> bool {
+    v.passed.unwrap_or_else(|| {
+        v.denied.iter().all(|d| d.fallback)
+            && v.probes.iter().all(|p| p.ok)
+            && v.exit_status.unwrap_or(0) == 0
+    })
+}
+
+/// What failed under `verify` besides its denials; never empty when it failed without a
+/// denial, so that a failed verification always counts as a finding.
+fn verify_failed(v: &VerifyResult) -> Vec<VerifyFailure> {
+    let mut out: Vec<VerifyFailure> = v
+        .probes
+        .iter()
+        .filter(|p| !p.ok)
+        .map(|p| VerifyFailure {
+            kind: VerifyFailureKind::Probe,
+            what: format!(
+                "probe `{}` got {} where the profile should give errno {}",
+                p.syscall,
+                match p.errno {
+                    0 => "success".to_string(),
+                    e => format!("errno {e}"),
+                },
+                p.expected_errno
+            ),
+        })
+        .collect();
+    if let Some(status) = v.exit_status.filter(|&s| s != 0) {
+        out.push(VerifyFailure {
+            kind: VerifyFailureKind::ExitStatus,
+            what: format!("the command exited {status} under the profile"),
+        });
+    }
+    if out.is_empty() && v.denied.iter().all(|d| d.fallback) && !verify_passed(v) {
+        out.push(VerifyFailure {
+            kind: VerifyFailureKind::Failed,
+            what: "verify reported FAILED".into(),
+        });
+    }
+    out
 }
 
 fn dangerous_observed(ctx: &Context) -> Vec<DangerousObserved> {
@@ -59,7 +130,7 @@ fn denied_but_used(ctx: &Context, verify: Option<&VerifyResult>) -> Vec<DeniedUs
     for ((arch, name), s) in &ctx.merged.syscalls {
         let why = if !listed(*arch) {
             format!("the profile does not list {}", arch.scmp_name())
-        } else if ctx.allows(name) {
+        } else if ctx.allows(name) || refused_for_fallback(ctx, name) {
             continue;
         } else {
             ctx.describe_effect(name)
@@ -83,7 +154,8 @@ fn denied_but_used(ctx: &Context, verify: Option<&VerifyResult>) -> Vec<DeniedUs
             why: "the number has no name on this architecture, so no profile can allow it".into(),
         });
     }
-    for denial in verify.map(|v| v.denied.as_slice()).unwrap_or_default() {
+    let denials = verify.map(|v| v.denied.as_slice()).unwrap_or_default();
+    for denial in denials.iter().filter(|d| !d.fallback) {
         out.push(DeniedUse {
             source: "verify",
             arch: denial.arch,
@@ -178,8 +250,24 @@ fn privilege_drops(ctx: &Context) -> Vec<PrivilegeDropFinding> {
         .collect()
 }
 
+/// Denied with ENOSYS: the caller is told the call does not exist and falls back to an older
+/// one (`clone3` → `clone`), as `verify` counts it too; not a finding, a note.
+fn refused_for_fallback(ctx: &Context, name: &str) -> bool {
+    let effect = ctx.effect(name);
+    effect.action.denies() && !effect.conditional && effect.errno == Some(libc::ENOSYS as u32)
+}
+
 fn notes(ctx: &Context) -> Vec<String> {
     let mut notes = Vec::new();
+    for ((_, name), s) in &ctx.merged.syscalls {
+        if refused_for_fallback(ctx, name) && !ctx.allows(name) {
+            notes.push(format!(
+                "{name} ({} calls recorded) is refused with ENOSYS on purpose: the libc then \
+                 falls back to an older call the profile allows",
+                s.count
+            ));
+        }
+    }
     if ctx.profile_file.is_none() {
         notes.push(
             "no --profile given: the profile reviewed is the one `agent-audit profile` generates \

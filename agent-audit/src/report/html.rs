@@ -55,6 +55,16 @@ fn summary(h: &mut String, report: &Report) {
     let findings = report.finding_count();
     let cards = [
         ("findings", findings.to_string(), findings > 0),
+        (
+            "verify",
+            match s.verify_passed {
+                Some(true) => "PASSED",
+                Some(false) => "FAILED",
+                None => "not run",
+            }
+            .to_string(),
+            s.verify_passed == Some(false),
+        ),
         ("runs merged", s.runs.len().to_string(), false),
         ("seconds recorded", s.duration_seconds.to_string(), false),
         ("calls", s.totals.calls.to_string(), false),
@@ -127,6 +137,11 @@ fn summary(h: &mut String, report: &Report) {
         })
         .collect();
     let _ = writeln!(h, "<p>Per architecture: {}.</p>", esc(&arches.join("; ")));
+    let _ = writeln!(
+        h,
+        "<p id=\"convergence\">Convergence: {}.</p>",
+        esc(&s.convergence.line)
+    );
     let file = s
         .profile
         .file
@@ -156,12 +171,53 @@ fn summary(h: &mut String, report: &Report) {
     let _ = writeln!(h, "</section>");
 }
 
+/// What failed under `verify`, first: its failures, then the calls it saw denied.
+fn verify_findings(h: &mut String, report: &Report) {
+    let f = &report.findings;
+    let denied: Vec<_> = f
+        .denied_but_used
+        .iter()
+        .filter(|d| d.source == "verify")
+        .collect();
+    if f.verify_failed.is_empty() && denied.is_empty() {
+        return;
+    }
+    let _ = writeln!(
+        h,
+        "<h3 id=\"verify-failed\">Verify FAILED under the profile</h3><ul>"
+    );
+    for failure in &f.verify_failed {
+        let _ = writeln!(h, "<li>{}</li>", esc(&failure.what));
+    }
+    for d in denied {
+        let _ = writeln!(
+            h,
+            "<li>denied: <code>{}</code> ({}) {} time(s)</li>",
+            esc(d.name.as_deref().unwrap_or("?")),
+            d.arch.short_name(),
+            d.count
+        );
+    }
+    let _ = writeln!(h, "</ul>");
+}
+
 fn findings(h: &mut String, report: &Report) {
     let f = &report.findings;
     let mark_root = report.summary.mixed_privileges;
     let _ = writeln!(h, "<section id=\"findings\"><h2>Findings</h2>");
     if report.finding_count() == 0 {
         let _ = writeln!(h, "<p class=\"none\">None.</p>");
+    }
+    verify_findings(h, report);
+    if let Some(added) = &f.not_converged {
+        let _ = writeln!(
+            h,
+            "<h3>Not converged</h3><p>Run {} (<code>{}</code>) still added {}: record more runs \
+             (<code>--until-stable</code>) before trusting the profile.</p>",
+            added.run,
+            esc(&added.file),
+            code_list(&added.added)
+        );
     }
     if !f.dangerous_observed.is_empty() {
         let _ = writeln!(h, "<h3>Dangerous syscalls observed</h3>");

@@ -62,7 +62,12 @@ fn cut_to_limit(mut md: String) -> String {
 fn render_with(report: &Report, max_rows: usize) -> String {
     let mut md = String::new();
     let s = &report.summary;
-    let targets: Vec<&str> = s.runs.iter().map(|r| r.target.as_str()).collect();
+    let mut targets: Vec<&str> = Vec::new();
+    for run in &s.runs {
+        if !targets.contains(&run.target.as_str()) {
+            targets.push(&run.target);
+        }
+    }
     let _ = writeln!(
         md,
         "## agent-audit report: {}\n",
@@ -85,6 +90,20 @@ fn render_with(report: &Report, max_rows: usize) -> String {
         s.profile.denied_explicitly,
         s.profile.rules,
     );
+    if let Some(passed) = s.verify_passed {
+        let verdict = if passed { "PASSED" } else { "**FAILED**" };
+        let _ = writeln!(
+            md,
+            "verify under the profile: {verdict}
+"
+        );
+    }
+    let _ = writeln!(
+        md,
+        "convergence: {}
+",
+        s.convergence.line
+    );
     findings(&mut md, report, max_rows);
     summary(&mut md, report, max_rows);
     categories(&mut md, report);
@@ -100,6 +119,17 @@ fn findings(md: &mut String, report: &Report, max_rows: usize) {
         let _ = writeln!(md, "None.\n");
     }
     let mark_root = report.summary.mixed_privileges;
+    verify_findings(md, report, max_rows);
+    if let Some(added) = &f.not_converged {
+        let _ = writeln!(
+            md,
+            "**Not converged**: run {} (`{}`) still added {}: record more runs (`--until-stable`) \
+             before trusting the profile.\n",
+            added.run,
+            escape(&added.file),
+            code_list(&added.added, max_rows)
+        );
+    }
     if !f.dangerous_observed.is_empty() {
         let _ = writeln!(md, "**Dangerous syscalls observed**\n");
         let rows = f.dangerous_observed.iter().map(|d| {
@@ -182,6 +212,35 @@ fn findings(md: &mut String, report: &Report, max_rows: usize) {
     if !f.notes.is_empty() {
         md.push('\n');
     }
+}
+
+/// What failed under `verify`: its failures, then the calls it saw denied.
+fn verify_findings(md: &mut String, report: &Report, max_rows: usize) {
+    let f = &report.findings;
+    let denied: Vec<_> = f
+        .denied_but_used
+        .iter()
+        .filter(|d| d.source == "verify")
+        .collect();
+    if f.verify_failed.is_empty() && denied.is_empty() {
+        return;
+    }
+    let _ = writeln!(md, "**Verify FAILED under the profile**\n");
+    for failure in &f.verify_failed {
+        let _ = writeln!(md, "- {}", escape(&failure.what));
+    }
+    let rows = denied.iter().map(|d| {
+        format!(
+            "- denied: `{}` ({}) {} time(s)",
+            d.name.as_deref().unwrap_or("?"),
+            d.arch.short_name(),
+            d.count
+        )
+    });
+    for row in rows.take(max_rows) {
+        let _ = writeln!(md, "{row}");
+    }
+    md.push('\n');
 }
 
 fn summary(md: &mut String, report: &Report, max_rows: usize) {

@@ -19,6 +19,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::check::CheckError;
+use crate::convergence::{Convergence, RunAdded};
 use crate::fsutil::InputError;
 use crate::profile::merge::ProgramList;
 use crate::profile::ProfileError;
@@ -79,6 +80,11 @@ pub struct Summary {
     /// Whether calls were made both as root and as another user (then programs that ran as
     /// root are marked).
     pub mixed_privileges: bool,
+    /// The `verify` result's verdict, when one was given.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub verify_passed: Option<bool>,
+    /// What each recording, in recording order (by start time), saw that no earlier one had.
+    pub convergence: Convergence,
 }
 
 /// One recording.
@@ -161,6 +167,13 @@ pub struct BaseChanges {
 /// What a reviewer must look at.
 #[derive(Clone, Debug, Default, PartialEq, Serialize)]
 pub struct Findings {
+    /// What failed when `verify` ran the workload under the profile, besides its denials
+    /// (those are in `denied_but_used`, source `verify`): probes that did not get their errno,
+    /// the command failing. Shown first.
+    pub verify_failed: Vec<VerifyFailure>,
+    /// The last recording still saw something no earlier one had: more runs are needed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub not_converged: Option<RunAdded>,
     /// Dangerous syscalls the workload made, and what the profile does about them.
     pub dangerous_observed: Vec<DangerousObserved>,
     /// Calls the workload made that the profile denies.
@@ -173,6 +186,27 @@ pub struct Findings {
     pub privilege_drops: Vec<PrivilegeDropFinding>,
     /// Caveats about the inputs (snapshots, unnamed calls, an absent profile).
     pub notes: Vec<String>,
+}
+
+/// Something that failed when `verify` ran the workload under the profile.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct VerifyFailure {
+    /// What failed.
+    pub kind: VerifyFailureKind,
+    /// In words.
+    pub what: String,
+}
+
+/// Kinds of [`VerifyFailure`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum VerifyFailureKind {
+    /// A dangerous-syscall probe did not get the errno the profile should give.
+    Probe,
+    /// The command exited non-zero under the profile.
+    ExitStatus,
+    /// `verify` said FAILED for a reason the result file does not detail.
+    Failed,
 }
 
 /// A dangerous syscall the workload made.
@@ -311,11 +345,34 @@ pub struct AllowReason {
     pub text: String,
 }
 
-/// The result file of `verify` (only `denied` is read; other fields are ignored).
+/// The result file of `verify` (`denied`, and when present `exit_status`, `probes` and
+/// `passed`; other fields are ignored).
 #[derive(Clone, Debug, Deserialize)]
 pub struct VerifyResult {
     /// Calls the filter denied.
     pub denied: Vec<VerifyDenial>,
+    /// The command's exit status under the profile.
+    #[serde(default)]
+    pub exit_status: Option<i32>,
+    /// Dangerous-syscall probes (`--probe-dangerous`).
+    #[serde(default)]
+    pub probes: Vec<VerifyProbe>,
+    /// The verdict.
+    #[serde(default)]
+    pub passed: Option<bool>,
+}
+
+/// One probe in a `verify` result.
+#[derive(Clone, Debug, Deserialize)]
+pub struct VerifyProbe {
+    /// The syscall tried.
+    pub syscall: String,
+    /// The errno the profile should give.
+    pub expected_errno: i32,
+    /// The errno it gave (0: the call succeeded).
+    pub errno: i32,
+    /// `errno == expected_errno`.
+    pub ok: bool,
 }
 
 /// One denied call in a `verify` result.
@@ -329,6 +386,10 @@ pub struct VerifyDenial {
     pub nr: u32,
     /// Calls denied.
     pub count: u64,
+    /// Refused with ENOSYS by design (`clone3`), so that the libc falls back to an older call
+    /// the profile allows: not a finding.
+    #[serde(default)]
+    pub fallback: bool,
 }
 
 /// Why a report could not be made.
@@ -404,7 +465,9 @@ impl Report {
     /// How many findings need attention (everything but notes).
     pub fn finding_count(&self) -> usize {
         let f = &self.findings;
-        f.dangerous_observed.len()
+        f.verify_failed.len()
+            + usize::from(f.not_converged.is_some())
+            + f.dangerous_observed.len()
             + f.denied_but_used.len()
             + f.arch_gaps.len()
             + f.runtime_init_only.len()

@@ -326,6 +326,112 @@ fn rows_of_the_generated_plan_and_the_oci_file_agree() {
 }
 
 #[test]
+fn a_failed_verification_is_the_first_finding() {
+    let dir = tempfile::tempdir().unwrap();
+    let runs = two_runs(dir.path());
+    // A failed probe and a failing command, no denial: verify said FAILED.
+    let verify = r#"{"denied":[],"exit_status":128,"passed":false,
+        "probes":[{"syscall":"clone3","expected_errno":38,"errno":22,"if_allowed":"EINVAL","ok":false},
+                  {"syscall":"mount","expected_errno":1,"errno":1,"if_allowed":"EFAULT","ok":true}]}"#;
+    std::fs::write(dir.path().join("v.json"), verify).unwrap();
+    let report = build(&ReportInputs {
+        verify: Some(dir.path().join("v.json")),
+        ..inputs(runs.clone())
+    })
+    .unwrap();
+    let kinds: Vec<VerifyFailureKind> = report
+        .findings
+        .verify_failed
+        .iter()
+        .map(|f| f.kind)
+        .collect();
+    assert_eq!(
+        kinds,
+        [VerifyFailureKind::Probe, VerifyFailureKind::ExitStatus]
+    );
+    assert!(report.findings.verify_failed[0].what.contains("clone3"));
+    assert_eq!(report.summary.verify_passed, Some(false));
+    let md = markdown::render(&report);
+    let failed = md.find("Verify FAILED").expect("verify section");
+    let dangerous = md
+        .find("Dangerous syscalls observed")
+        .expect("ptrace is dangerous");
+    assert!(failed < dangerous, "{md}");
+    assert!(html::render(&report).contains("id=\"verify-failed\""));
+
+    // Even a result that only says FAILED is a finding: never "0 findings".
+    std::fs::write(dir.path().join("v.json"), r#"{"denied":[],"passed":false}"#).unwrap();
+    let list = recording("c", "true", &[(X, "read", 1)]);
+    let report = build(&ReportInputs {
+        verify: Some(dir.path().join("v.json")),
+        ..inputs(vec![write(dir.path(), "c.json", &list)])
+    })
+    .unwrap();
+    assert_eq!(report.finding_count(), 1, "{:?}", report.findings);
+    assert_eq!(
+        report.findings.verify_failed[0].kind,
+        VerifyFailureKind::Failed
+    );
+
+    // clone3 refused with ENOSYS on purpose (the libc falls back to clone): not a finding.
+    std::fs::write(
+        dir.path().join("v.json"),
+        r#"{"denied":[{"arch":"SCMP_ARCH_X86_64","name":"clone3","nr":435,"count":4,"fallback":true}],
+            "exit_status":0,"passed":true}"#,
+    )
+    .unwrap();
+    let report = build(&ReportInputs {
+        verify: Some(dir.path().join("v.json")),
+        ..inputs(vec![dir.path().join("c.json")])
+    })
+    .unwrap();
+    assert_eq!(report.finding_count(), 0, "{:?}", report.findings);
+    assert_eq!(report.summary.verify_passed, Some(true));
+}
+
+#[test]
+fn convergence_follows_recording_order_and_flags_a_last_run_that_added() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut paths = Vec::new();
+    // Labels sort the other way round from the start times.
+    for (i, (name, calls)) in [
+        ("z.json", vec![(X, "read", 1)]),
+        ("a.json", vec![(X, "read", 1), (X, "sched_yield", 2)]),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let mut list = recording("prog --flag", "prog", &calls);
+        list.started_at = time::OffsetDateTime::UNIX_EPOCH + time::Duration::seconds(i as i64);
+        paths.push(write(dir.path(), name, &list));
+    }
+    let report = build(&inputs(paths)).unwrap();
+    let c = &report.summary.convergence;
+    assert_eq!(
+        c.runs[0].file,
+        dir.path().join("z.json").display().to_string()
+    );
+    assert_eq!(c.runs[1].added, ["sched_yield"]);
+    assert_eq!(c.line, "run 2 added `sched_yield`: record more runs");
+    let not_converged = report.findings.not_converged.as_ref().expect("a finding");
+    assert_eq!(not_converged.run, 2);
+    assert!(markdown::render(&report).contains("**Not converged**"));
+    // Recordings of different workloads are not runs of one: no such finding.
+    let other = recording("other", "other", &[(X, "read", 1), (X, "futex", 1)]);
+    let mixed = vec![
+        dir.path().join("z.json"),
+        write(dir.path(), "other.json", &other),
+    ];
+    assert!(build(&inputs(mixed))
+        .unwrap()
+        .findings
+        .not_converged
+        .is_none());
+    let json: serde_json::Value = serde_json::from_str(&json::render(&report)).unwrap();
+    assert_eq!(json["summary"]["convergence"]["runs"][1]["added_count"], 1);
+}
+
+#[test]
 fn narrowed_syscalls_show_what_was_observed_and_what_is_allowed() {
     let dir = tempfile::tempdir().unwrap();
     let mut list = recording("n", "srv", &[(X, "read", 2), (X, "socket", 3)]);

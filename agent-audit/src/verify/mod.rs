@@ -46,6 +46,8 @@ pub struct VerifyOptions {
     /// The container whose capabilities and kernel decide which of a Docker/Podman profile's
     /// conditional rules apply.
     pub container: crate::seccomp::container::ContainerContext,
+    /// The command's working directory (default: ours).
+    pub cwd: Option<PathBuf>,
 }
 
 /// A syscall the profile refused while the command ran.
@@ -306,23 +308,28 @@ fn run_watched(opts: &VerifyOptions, program: &SeccompProgram) -> Result<Watched
     };
     let mut session = CommandSession::prepare(&opts.command, PathBuf::new(), counter)?;
     session.counter.attach_exit_counter()?;
-    let (exit_status, start_failure) = match session.run(&opts.command, Some(program)) {
+    let run = session.run(&opts.command, Some(program), opts.cwd.as_deref());
+    let (exit_status, start_failure) = match run {
         Ok(status) => (status, None),
         Err(Error::Spawn(e)) if e.stage != StartStage::JoinCgroup => {
             (i32::from(e.exit_code().0), Some(StartFailure::from(&e)))
         }
         Err(e) => return Err(e),
     };
-    let entries = session.counter.read(session.recording.slot)?;
-    let exits = session.counter.read_exits(session.recording.slot)?;
-    session.counter.remove_target(session.recording.slot)?;
+    // What the launcher did between fork and exec is counted apart (before the first exec);
+    // its exits are counted with the rest, so both phases' entries balance them.
+    let slot = session.recording.slot;
+    let mut entries = session.counter.read(slot)?.syscalls;
+    entries.extend(session.counter.read_runtime_init(slot)?.syscalls);
+    let exits = session.counter.read_exits(slot)?;
+    session.counter.remove_target(slot)?;
     drop(session);
     let mut exits = exits.syscalls;
     discount_cgroup_join(&mut exits);
     Ok(Watched {
         exit_status,
         start_failure,
-        entries: entries.syscalls,
+        entries,
         exits,
     })
 }
@@ -389,8 +396,10 @@ fn denied_calls(
     exits: &[(Arch, u32, u64)],
     allowlist: Option<&Allowlist>,
 ) -> Vec<Denied> {
-    let entered: BTreeMap<(Arch, u32), u64> =
-        entries.iter().map(|&(a, nr, c)| ((a, nr), c)).collect();
+    let mut entered: BTreeMap<(Arch, u32), u64> = BTreeMap::new();
+    for &(arch, nr, count) in entries {
+        *entered.entry((arch, nr)).or_default() += count;
+    }
     // An exec that switches ABI (a 64-bit shell starting a 32-bit program) enters through one
     // table and exits through the other: balance the exec family by name across arches.
     let is_exec =

@@ -1,0 +1,104 @@
+use std::path::PathBuf;
+
+use clap::Args;
+
+use crate::audit::{self, AuditOptions, RunCount, Workload};
+use crate::bpf::{AttachMode, CounterOptions};
+use crate::exit::ExitCode;
+use crate::Error;
+
+/// Arguments of `audit`.
+#[derive(Debug, Args)]
+#[command(
+    after_help = "Writes into --out-dir: allowlist-K.json (one per run), profile.json, \
+                  rationale.md, verify.json (commands only), report.html, report.md, \
+                  report.json; files of an earlier audit there are replaced. Exit 0 when \
+                  verify passed and the report has no finding; 1 when verify failed or the \
+                  report has findings (read report.md)."
+)]
+pub struct AuditArgs {
+    /// Runs to record and merge.
+    #[arg(
+        long,
+        value_name = "N",
+        default_value_t = 3,
+        conflicts_with = "until_stable"
+    )]
+    runs: usize,
+    /// Keep recording until K consecutive runs added nothing new (at most --max-runs).
+    #[arg(long, value_name = "K")]
+    until_stable: Option<usize>,
+    /// The most runs --until-stable records.
+    #[arg(
+        long,
+        value_name = "M",
+        default_value_t = 10,
+        requires = "until_stable"
+    )]
+    max_runs: usize,
+    /// Directory for every file of the audit.
+    #[arg(long, value_name = "DIR", default_value = "audit")]
+    out_dir: PathBuf,
+    /// Working directory of every run of the command (default: a fresh temporary directory
+    /// per run, so that a command writing relative paths can run again).
+    #[arg(long, value_name = "DIR", conflicts_with = "container")]
+    cwd: Option<PathBuf>,
+    /// Audit a stopped Docker container instead of a command: each run is one
+    /// `docker start -a NAME`, recorded from its first syscall.
+    #[arg(long, value_name = "NAME", conflicts_with = "command")]
+    container: Option<String>,
+    /// Do not allow the timing-dependent syscalls (agent-audit/data/timing-dependent.json:
+    /// sched_yield when futex was recorded, kill when wait4/waitid was) that no run made.
+    #[arg(long)]
+    no_timing_allowances: bool,
+    /// How to attach to sys_enter.
+    #[arg(long, value_enum, default_value_t = AttachMode::Auto)]
+    attach: AttachMode,
+    /// The command to audit, after `--`.
+    #[arg(last = true, required_unless_present = "container", value_name = "CMD")]
+    command: Vec<String>,
+}
+
+impl AuditArgs {
+    pub(super) fn execute(self) -> Result<ExitCode, Error> {
+        let workload = match self.container {
+            Some(name) => Workload::Container { name },
+            None => Workload::Command {
+                argv: self.command,
+                cwd: self.cwd,
+            },
+        };
+        let runs = match self.until_stable {
+            Some(stable) => RunCount::UntilStable {
+                stable,
+                max: self.max_runs,
+            },
+            None => RunCount::Fixed(self.runs),
+        };
+        let outcome = audit::audit(&AuditOptions {
+            workload,
+            runs,
+            out_dir: self.out_dir.clone(),
+            counter: CounterOptions {
+                attach: self.attach,
+                attribution: true,
+                args: true,
+            },
+            timing_allowances: !self.no_timing_allowances,
+        })?;
+        let verdict = match &outcome.verify {
+            Some(v) if v.passed => "verify PASSED",
+            Some(_) => "verify FAILED",
+            None => "no verify step",
+        };
+        println!(
+            "{}: {} run(s); {}; {verdict}; {} finding(s); report: {}",
+            self.out_dir.display(),
+            outcome.convergence.runs.len(),
+            outcome.convergence.line,
+            outcome.report.finding_count(),
+            self.out_dir.join("report.md").display()
+        );
+        Ok(outcome.exit_code())
+    }
+}

@@ -1,0 +1,254 @@
+//! `agent-audit audit` on real programs no one here wrote (CPython with threads and
+//! multiprocessing, Node with a TCP server and a child process, git), with the default 3 runs;
+//! then each is run 3 more times under `verify` with the generated profile, and nothing may be
+//! denied. Also a Docker container audited start by start, and the usage errors.
+
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+use agent_audit_tests::allowlist::Allowlist;
+use agent_audit_tests::container::docker_busybox_image;
+use agent_audit_tests::process::{run, run_ok};
+use agent_audit_tests::{agent_audit_bin, require_root, unique_name, workspace_root};
+use serde_json::Value;
+
+const TIMEOUT: Duration = Duration::from_secs(300);
+const FILES: [&str; 7] = [
+    "profile.json",
+    "rationale.md",
+    "verify.json",
+    "report.html",
+    "report.md",
+    "report.json",
+    "allowlist-3.json",
+];
+
+fn workload(name: &str) -> String {
+    workspace_root()
+        .join("tests/data/workloads")
+        .join(name)
+        .display()
+        .to_string()
+}
+
+fn json(path: &Path) -> Value {
+    let text = std::fs::read_to_string(path)
+        .unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+/// Nothing in a verify result was denied, but the refusals the profile makes on purpose so
+/// that the libc falls back (`clone3` → ENOSYS, then `clone`, which is allowed).
+fn assert_nothing_denied(verify: &Value) {
+    for d in verify["denied"].as_array().expect("denied is a list") {
+        assert!(
+            d["fallback"] == true && d["name"] == "clone3",
+            "denied: {d}\n{verify:#}"
+        );
+    }
+}
+
+/// Audits `argv` with the defaults into a fresh directory, checks what it wrote, then runs
+/// `argv` 3 more times under the profile: nothing may be denied, and it must succeed.
+fn audit_then_verify_three_times(argv: &[&str]) {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("audit");
+    let done = run(
+        Command::new(agent_audit_bin())
+            .arg("audit")
+            .arg("--out-dir")
+            .arg(&out)
+            .arg("--")
+            .args(argv),
+        TIMEOUT,
+    );
+    for file in FILES {
+        assert!(out.join(file).exists(), "no {file}:\n{}", done.stderr);
+    }
+    assert!(!out.join("allowlist-4.json").exists(), "3 runs by default");
+    for k in 1..=3 {
+        let list = Allowlist::read(&out.join(format!("allowlist-{k}.json")));
+        assert_eq!(list.target()["exit_status"], 0, "run {k}: {:#}", list.0);
+        for row in list.syscalls() {
+            for p in row["programs"].as_array().into_iter().flatten() {
+                assert_ne!(p["comm"], "agent-audit", "run {k}: {row}");
+            }
+        }
+    }
+
+    let verify = json(&out.join("verify.json"));
+    assert_nothing_denied(&verify);
+    assert_eq!(verify["exit_status"], 0, "{verify:#}");
+    let report = json(&out.join("report.json"));
+    let convergence = &report["summary"]["convergence"];
+    assert_eq!(
+        convergence["runs"].as_array().unwrap().len(),
+        3,
+        "{convergence:#}"
+    );
+    // The report shows a failed verification as a finding, and the exit code follows both.
+    let verify_failed = !report["findings"]["verify_failed"]
+        .as_array()
+        .unwrap()
+        .is_empty();
+    assert_eq!(verify_failed, verify["passed"] == false, "{report:#}");
+    assert_eq!(report["summary"]["verify_passed"], verify["passed"]);
+    let md = std::fs::read_to_string(out.join("report.md")).unwrap();
+    assert!(md.contains(convergence["line"].as_str().unwrap()), "{md}");
+    let clean = verify["passed"] == true && md.contains("**0 finding(s)**");
+    assert_eq!(done.code(), if clean { 0 } else { 1 }, "{}", done.stderr);
+
+    for i in 1..=3 {
+        let cwd = tempfile::tempdir().unwrap();
+        let result = cwd.path().join("verify.json");
+        let again = run(
+            Command::new(agent_audit_bin())
+                .current_dir(cwd.path())
+                .arg("verify")
+                .arg("--profile")
+                .arg(out.join("profile.json"))
+                .arg("--out")
+                .arg(&result)
+                .arg("--")
+                .args(argv),
+            TIMEOUT,
+        );
+        let v = json(&result);
+        assert_nothing_denied(&v);
+        assert_eq!(v["exit_status"], 0, "verify {i}: {v:#}\n{}", again.stderr);
+        again.assert_code(0);
+    }
+}
+
+#[test]
+fn root_audit_python_threads_and_multiprocessing() {
+    require_root();
+    // Debian's CPython, not a version manager's shim script.
+    audit_then_verify_three_times(&["/usr/bin/python3", &workload("threads_and_processes.py")]);
+}
+
+#[test]
+fn root_audit_node_tcp_server_worker_and_child() {
+    require_root();
+    audit_then_verify_three_times(&["node", &workload("tcp_and_child.js")]);
+}
+
+#[test]
+fn root_audit_git_clone_into_the_fresh_working_directory() {
+    require_root();
+    let src = tempfile::tempdir().unwrap();
+    let git = |args: &[&str]| {
+        run_ok(
+            Command::new("git").arg("-C").arg(src.path()).args(args),
+            TIMEOUT,
+        )
+    };
+    git(&["init", "-q"]);
+    std::fs::write(src.path().join("README"), "audited\n").unwrap();
+    git(&["add", "README"]);
+    git(&[
+        "-c",
+        "user.name=t",
+        "-c",
+        "user.email=t@t",
+        "commit",
+        "-qm",
+        "one",
+    ]);
+    let url = format!("file://{}", src.path().display());
+    // A relative destination: each run gets a fresh working directory, so it never exists.
+    audit_then_verify_three_times(&["git", "clone", "--quiet", &url, "clone"]);
+}
+
+#[test]
+fn root_audit_a_container_start_by_start() {
+    require_root();
+    let name = unique_name("aa-audit");
+    let image = docker_busybox_image();
+    run_ok(
+        Command::new("docker").args([
+            "create",
+            "--name",
+            &name,
+            "--network",
+            "none",
+            image,
+            "sh",
+            "-c",
+            "echo started; cat /proc/self/status > /dev/null",
+        ]),
+        TIMEOUT,
+    );
+    let out = tempfile::tempdir().unwrap();
+    let done = run(
+        Command::new(agent_audit_bin())
+            .args(["audit", "--runs", "2", "--container", &name, "--out-dir"])
+            .arg(out.path()),
+        TIMEOUT,
+    );
+    let _ = Command::new("docker")
+        .args(["rm", "--force", &name])
+        .output();
+    for k in 1..=2 {
+        let list = Allowlist::read(&out.path().join(format!("allowlist-{k}.json")));
+        assert!(list.complete(), "{:#}", list.0);
+        // Recorded from its first syscall: the runtime's init is there, kept apart.
+        assert!(!list.rows("runtime_init").is_empty(), "{:#}", list.0);
+        list.assert_has(&["execve", "write"]);
+    }
+    assert!(!out.path().join("verify.json").exists());
+    let report = json(&out.path().join("report.json"));
+    assert_eq!(
+        report["summary"]["convergence"]["runs"]
+            .as_array()
+            .unwrap()
+            .len(),
+        2
+    );
+    assert!(report["summary"].get("verify_passed").is_none());
+    // runc's init makes calls the workload does not: a finding, so exit 1.
+    done.assert_code(1);
+}
+
+#[test]
+fn root_audit_refuses_a_running_or_unknown_container() {
+    require_root();
+    let out = tempfile::tempdir().unwrap();
+    let missing = unique_name("aa-no-such");
+    run(
+        Command::new(agent_audit_bin())
+            .args(["audit", "--container", &missing, "--out-dir"])
+            .arg(out.path()),
+        TIMEOUT,
+    )
+    .assert_code(66)
+    .assert_stderr_mentions(&[&missing]);
+}
+
+#[test]
+fn audit_usage_errors_exit_2_before_anything_runs() {
+    let out = tempfile::tempdir().unwrap();
+    let audit = |args: &[&str]| {
+        run(
+            Command::new(agent_audit_bin())
+                .arg("audit")
+                .arg("--out-dir")
+                .arg(out.path())
+                .args(args),
+            TIMEOUT,
+        )
+    };
+    audit(&["--runs", "0", "--", "true"])
+        .assert_code(2)
+        .assert_stderr_mentions(&["--runs"]);
+    audit(&["--until-stable", "3", "--max-runs", "3", "--", "true"])
+        .assert_code(2)
+        .assert_stderr_mentions(&["--max-runs 3"]);
+    audit(&["--runs", "2", "--until-stable", "1", "--", "true"]).assert_code(2);
+    audit(&[]).assert_code(2);
+    assert!(
+        std::fs::read_dir(out.path()).unwrap().next().is_none(),
+        "nothing written"
+    );
+}
