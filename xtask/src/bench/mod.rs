@@ -6,6 +6,7 @@
 mod bpfstats;
 mod docker;
 mod env;
+mod fixed;
 mod report;
 mod tracer;
 pub mod workload;
@@ -43,6 +44,10 @@ pub struct BenchOptions {
 pub enum Part {
     /// The per-call table from the kernel's BPF statistics.
     BpfStats,
+    /// `agent-audit run -- true` end to end, with its steps.
+    Startup,
+    /// CPU of a recorder whose targets are idle.
+    Idle,
 }
 
 /// Calls per timed loop.
@@ -133,6 +138,18 @@ pub fn bench(root: &Path, opts: BenchOptions) -> Result<()> {
         let calls = sizes.getppid * 2;
         if let Err(e) = bpfstats::run_all(&env, calls, opts.reps, &mut samples, &mut notes) {
             notes.push(format!("BPF statistics: {e:#}"));
+        }
+    }
+    let wanted = |part| opts.only.is_none_or(|p| p == part);
+    if wanted(Part::Startup) {
+        if let Err(e) = fixed::startup(&env, opts.reps.max(3) * 3, &mut samples) {
+            notes.push(format!("start-up: {e:#}"));
+        }
+    }
+    if wanted(Part::Idle) {
+        let seconds = if opts.quick { 10 } else { 20 };
+        if let Err(e) = fixed::idle(&env, seconds, &mut samples) {
+            notes.push(format!("idle recorder: {e:#}"));
         }
     }
     if opts.only.is_some() {

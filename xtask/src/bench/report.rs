@@ -24,7 +24,7 @@ impl Samples {
             .push((rep, value));
     }
 
-    fn values(&self, case: &str, metric: &str) -> &[(usize, f64)] {
+    pub fn values(&self, case: &str, metric: &str) -> &[(usize, f64)] {
         self.0
             .get(case)
             .and_then(|m| m.get(metric))
@@ -225,6 +225,7 @@ impl Report {
             verdict: verdict(enforce.is_some_and(|e| e < 1.05), &[enforce]),
         });
         goals.extend(self.bpf_stats_goals());
+        goals.extend(self.fixed_cost_goals());
         let merge = self.samples.median("profile-merge-100", "seconds");
         goals.push(Goal {
             goal: "time for `profile` to merge 100 allowlists (no target set: reported)".into(),
@@ -309,6 +310,7 @@ impl Report {
         }
 
         self.bpf_stats_markdown(&mut o);
+        super::fixed::markdown(&self.samples, &mut o);
         o.push_str(
             "\n### Scale (agent-audit tp_btf, loop inside one of N targets)\n\n\
              | targets | getppid ns | overhead | × 1 target (ns) | fstat ns | VmRSS MiB | VmHWM MiB |\n\
@@ -481,6 +483,32 @@ impl Report {
                 measured: format!("{} ns", fmt_ns(exec)),
                 verdict: verdict(exec.is_some_and(|e| e <= 1000.0), &[exec]),
             },
+        ]
+    }
+
+    fn fixed_cost_goals(&self) -> Vec<Goal> {
+        let s = &self.samples;
+        let wall = s.median("startup", "wall_s");
+        let idle = |n: usize| s.median(&format!("idle-{n}"), "cpu_percent");
+        let idle_goal = |n: usize, limit: f64| {
+            let v = idle(n);
+            Goal {
+                goal: format!(
+                    "idle recorder ≤ {limit} % of a CPU with {n} target{}",
+                    if n == 1 { "" } else { "s" }
+                ),
+                measured: v.map_or("no data".into(), |v| format!("{v:.3} %")),
+                verdict: verdict(v.is_some_and(|v| v <= limit), &[v]),
+            }
+        };
+        vec![
+            Goal {
+                goal: "`agent-audit run --out x.json -- true` end to end ≤ 0.1 s (median)".into(),
+                measured: wall.map_or("no data".into(), |w| format!("{w:.3} s")),
+                verdict: verdict(wall.is_some_and(|w| w <= 0.1), &[wall]),
+            },
+            idle_goal(1, 0.1),
+            idle_goal(256, 1.0),
         ]
     }
 
