@@ -164,9 +164,7 @@ pub fn idle(env: &BenchEnv, seconds: u64, samples: &mut Samples) -> Result<()> {
 
 fn idle_share(env: &BenchEnv, targets: usize, seconds: u64) -> Result<f64> {
     let mut cmd = Command::new(env.bin.join("agent-audit"));
-    cmd.arg("record")
-        .arg("--duration")
-        .arg(format!("{seconds}s"));
+    cmd.arg("record").arg("--duration").arg(seconds.to_string());
     let dir = env.out.join(format!("idle-{targets}"));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir)?;
