@@ -347,9 +347,19 @@ async fn watch(
             _ = sigterm.recv() => break StopReason::Signal,
             _ = &mut deadline_sleep, if deadline.is_some() => break StopReason::Duration,
             _ = flush.tick() => {
-                let uses = counter.read_attribution()?;
-                for r in &mut active {
-                    r.write(counter, false, &uses)?;
+                // Only targets whose counts moved are written; with none, the attribution
+                // table (8 192 per-CPU entries) is not read either.
+                let mut changed = Vec::new();
+                for (i, r) in active.iter_mut().enumerate() {
+                    if r.refresh_changed(counter)? {
+                        changed.push(i);
+                    }
+                }
+                if !changed.is_empty() {
+                    let uses = counter.read_attribution()?;
+                    for i in changed {
+                        active[i].write(counter, false, &uses)?;
+                    }
                 }
             }
             _ = poll.tick() => {

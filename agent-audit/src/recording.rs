@@ -29,6 +29,9 @@ pub struct Recording {
     pub last_init: TargetCounts,
     /// Execs seen in the target so far, by (path, uid).
     pub execs: attribution::ExecTally,
+    /// The counts (`last`, `last_init`) of the last file written; `None` before the first
+    /// write and after a failed one.
+    written: Option<(TargetCounts, TargetCounts)>,
 }
 
 impl Recording {
@@ -58,7 +61,18 @@ impl Recording {
             last: TargetCounts::default(),
             last_init: TargetCounts::default(),
             execs: attribution::ExecTally::default(),
+            written: None,
         }
+    }
+
+    /// Reads the counters; true if they differ from those of the last file written (every
+    /// exec is a counted call too, so equal counts mean nothing new to write).
+    pub fn refresh_changed(&mut self, counter: &SyscallCounter) -> Result<bool, BpfError> {
+        self.refresh(counter)?;
+        Ok(self
+            .written
+            .as_ref()
+            .is_none_or(|(last, init)| *last != self.last || *init != self.last_init))
     }
 
     /// Reads the counters into `last`.
@@ -145,7 +159,9 @@ impl Recording {
     ) -> Result<Allowlist, RecordingError> {
         self.refresh(counter)?;
         let list = self.allowlist(counter.attach_kind(), complete, uses);
+        self.written = None;
         list.write(&self.out)?;
+        self.written = Some((self.last.clone(), self.last_init.clone()));
         Ok(list)
     }
 }
