@@ -188,6 +188,155 @@ pub struct SyscallCount {
     /// How many more distinct programs made it ("and N more").
     #[serde(default, skip_serializing_if = "is_zero")]
     pub programs_omitted: u64,
+    /// The values of the arguments the recorder tracks (`data/tracked-args.json`), sorted by
+    /// index then field; absent when the syscall is not tracked or arguments were not
+    /// recorded (then they are unknown, not empty).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub args: Vec<ArgRecord>,
+}
+
+/// Distinct values kept per (target, ABI, syscall, argument) before the set is marked
+/// incomplete (`overflow`).
+pub const MAX_ARG_VALUES: usize = 64;
+
+/// One tracked argument of one syscall entry: the values the recording saw in it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ArgRecord {
+    /// The argument's index as seccomp sees it (0..=5).
+    pub index: u8,
+    /// Set when the value was read from user memory through the argument (seccomp cannot
+    /// compare it; the profile uses it to allow an equivalent call).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub field: Option<ArgField>,
+    /// How the values are summarised.
+    pub kind: ArgKind,
+    /// [`ArgKind::Values`]: the distinct values and their call counts, sorted by value.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub values: Vec<ArgValueCount>,
+    /// [`ArgKind::Flags`]: the bitwise OR of every value seen.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bits: Option<u64>,
+    /// More values were seen than kept (or a value could not be read): the record is
+    /// incomplete and must not be used to narrow a rule.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub overflow: bool,
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
+}
+
+/// A value read through an argument rather than the argument itself.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum ArgField {
+    /// `clone3`'s `struct clone_args.flags`, the first `u64` its first argument points to.
+    #[serde(rename = "clone_args.flags")]
+    CloneArgsFlags,
+}
+
+/// How a tracked argument's values are summarised.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ArgKind {
+    /// An enumeration: each distinct value with its count.
+    Values,
+    /// A bit set: the union of the bits seen.
+    Flags,
+}
+
+/// How often one value of an argument was seen.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ArgValueCount {
+    /// The value, after the tracked argument's mask.
+    pub value: u64,
+    /// Exact number of calls with it.
+    pub count: u64,
+}
+
+impl ArgRecord {
+    /// An enumeration record from (value, count) pairs: summed per value, sorted, and cut to
+    /// the [`MAX_ARG_VALUES`] most frequent (then `overflow`).
+    pub fn values(
+        index: u8,
+        field: Option<ArgField>,
+        counts: impl IntoIterator<Item = (u64, u64)>,
+        overflow: bool,
+    ) -> Self {
+        let mut merged = std::collections::BTreeMap::<u64, u64>::new();
+        for (value, count) in counts {
+            let c = merged.entry(value).or_default();
+            *c = c.saturating_add(count);
+        }
+        let mut record = Self {
+            index,
+            field,
+            kind: ArgKind::Values,
+            values: merged
+                .into_iter()
+                .map(|(value, count)| ArgValueCount { value, count })
+                .collect(),
+            bits: None,
+            overflow,
+        };
+        record.cap_values();
+        record
+    }
+
+    /// A bit-set record.
+    pub fn flags(index: u8, field: Option<ArgField>, bits: u64, overflow: bool) -> Self {
+        Self {
+            index,
+            field,
+            kind: ArgKind::Flags,
+            values: Vec::new(),
+            bits: Some(bits),
+            overflow,
+        }
+    }
+
+    /// Adds `other` (the same argument, from another recording or CPU): values are united with
+    /// their counts summed (saturating) and re-capped at [`MAX_ARG_VALUES`]; bits are ORed;
+    /// overflow is ORed. Records of different kinds cannot be united: the result is marked
+    /// `overflow` so that no rule is narrowed to either.
+    pub fn merge(&mut self, other: &ArgRecord) {
+        self.overflow |= other.overflow || self.kind != other.kind;
+        if !other.values.is_empty() {
+            let mut merged: std::collections::BTreeMap<u64, u64> =
+                self.values.iter().map(|v| (v.value, v.count)).collect();
+            for v in &other.values {
+                let c = merged.entry(v.value).or_default();
+                *c = c.saturating_add(v.count);
+            }
+            self.values = merged
+                .into_iter()
+                .map(|(value, count)| ArgValueCount { value, count })
+                .collect();
+            self.cap_values();
+        }
+        self.bits = match (self.bits, other.bits) {
+            (Some(a), Some(b)) => Some(a | b),
+            (a, b) => a.or(b),
+        };
+    }
+
+    /// Keeps the [`MAX_ARG_VALUES`] most frequent values (ties: the smaller value), sorted by
+    /// value; sets `overflow` when any were dropped.
+    fn cap_values(&mut self) {
+        if self.values.len() <= MAX_ARG_VALUES {
+            return;
+        }
+        self.values
+            .sort_by(|a, b| b.count.cmp(&a.count).then(a.value.cmp(&b.value)));
+        self.values.truncate(MAX_ARG_VALUES);
+        self.values.sort_by_key(|v| v.value);
+        self.overflow = true;
+    }
+
+    /// The order of records in an entry's `args`: by index, then field (the plain argument
+    /// first).
+    pub fn sort_key(&self) -> (u8, Option<ArgField>) {
+        (self.index, self.field)
+    }
 }
 
 /// Programs listed per syscall before the rest are only counted.
@@ -283,9 +432,57 @@ pub enum AllowlistError {
         /// The number recorded.
         nr: u32,
     },
+    /// `totals` does not agree with the entries it sums (a later sum would be wrong too:
+    /// shares over 100 %, say).
+    #[error(transparent)]
+    InconsistentTotals(Box<TotalsMismatch>),
     /// Writing the file failed.
     #[error(transparent)]
     Output(#[from] OutputError),
+}
+
+/// A field of `totals` and what its entries really add up to.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "{path}: totals.{field} is {stated}, but {} make {computed}: the file is inconsistent",
+    field.what_it_sums()
+)]
+pub struct TotalsMismatch {
+    /// The file.
+    pub path: PathBuf,
+    /// The field.
+    pub field: TotalsField,
+    /// What the file says.
+    pub stated: u64,
+    /// What its entries add up to (wider than u64: the sum itself may not fit).
+    pub computed: u128,
+}
+
+/// The checked fields of `totals`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TotalsField {
+    /// `totals.calls`.
+    Calls,
+    /// `totals.distinct`.
+    Distinct,
+}
+
+impl TotalsField {
+    fn what_it_sums(self) -> &'static str {
+        match self {
+            TotalsField::Calls => "the counts of `syscalls` and totals.out_of_range",
+            TotalsField::Distinct => "the entries of `syscalls`",
+        }
+    }
+}
+
+impl std::fmt::Display for TotalsField {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            TotalsField::Calls => "calls",
+            TotalsField::Distinct => "distinct",
+        })
+    }
 }
 
 impl AllowlistError {
@@ -296,7 +493,8 @@ impl AllowlistError {
             AllowlistError::Output(e) => e.exit_code(),
             AllowlistError::Parse { .. }
             | AllowlistError::Schema { .. }
-            | AllowlistError::UnknownSyscall { .. } => ExitCode::DATA,
+            | AllowlistError::UnknownSyscall { .. }
+            | AllowlistError::InconsistentTotals(_) => ExitCode::DATA,
         }
     }
 }
@@ -311,7 +509,8 @@ impl Allowlist {
         let mut merged = std::collections::BTreeMap::<(Arch, u32), u64>::new();
         for (arch, nr, count) in counts {
             if count > 0 {
-                *merged.entry((arch, nr)).or_default() += count;
+                let entry = merged.entry((arch, nr)).or_default();
+                *entry = entry.saturating_add(count);
             }
         }
         let mut syscalls: Vec<SyscallCount> = merged
@@ -323,11 +522,12 @@ impl Allowlist {
                 count,
                 programs: Vec::new(),
                 programs_omitted: 0,
+                args: Vec::new(),
             })
             .collect();
         sort_syscalls(&mut syscalls);
         let totals = Totals {
-            calls: syscalls.iter().map(|s| s.count).sum::<u64>() + out_of_range,
+            calls: saturating_sum(syscalls.iter().map(|s| s.count)).saturating_add(out_of_range),
             distinct: syscalls.len() as u64,
             out_of_range,
         };
@@ -416,7 +616,36 @@ impl Allowlist {
                 }
             }
         }
+        list.check_totals(path)?;
         Ok(list)
+    }
+
+    /// `totals.calls` is every entry's count plus `out_of_range`, `totals.distinct` the number
+    /// of entries, as the recorder writes them.
+    fn check_totals(&self, path: &Path) -> Result<(), AllowlistError> {
+        let calls = self
+            .syscalls
+            .iter()
+            .map(|s| u128::from(s.count))
+            .sum::<u128>()
+            + u128::from(self.totals.out_of_range);
+        let distinct = self.syscalls.len() as u128;
+        for (field, stated, computed) in [
+            (TotalsField::Calls, self.totals.calls, calls),
+            (TotalsField::Distinct, self.totals.distinct, distinct),
+        ] {
+            if u128::from(stated) != computed {
+                return Err(AllowlistError::InconsistentTotals(Box::new(
+                    TotalsMismatch {
+                        path: path.to_path_buf(),
+                        field,
+                        stated,
+                        computed,
+                    },
+                )));
+            }
+        }
+        Ok(())
     }
 
     /// Pretty JSON with a trailing newline.
@@ -431,6 +660,13 @@ impl Allowlist {
         fsutil::write_atomic(path, self.to_json().as_bytes())?;
         Ok(())
     }
+}
+
+/// The sum of counts that may come from several files: at most `u64::MAX`, never wrapped.
+/// One file's counts always fit (its totals are checked when it is read); a merge of files
+/// may not, and then says "at least u64::MAX" rather than a small wrong number.
+pub fn saturating_sum(counts: impl IntoIterator<Item = u64>) -> u64 {
+    counts.into_iter().fold(0, u64::saturating_add)
 }
 
 /// The file's order: by name (unnamed last), then arch, then number.
@@ -532,5 +768,148 @@ mod tests {
             .to_json()
             .replace("SCMP_ARCH_X86\"", "SCMP_ARCH_VAX\"");
         assert!(Allowlist::parse(&json, p).is_err());
+    }
+
+    #[test]
+    fn args_round_trip_in_the_contract_shape() {
+        let json = r#"[
+            { "index": 0, "kind": "values", "values": [ { "value": 1, "count": 4 }, { "value": 2, "count": 12 } ] },
+            { "index": 1, "kind": "values", "values": [ { "value": 5, "count": 1 } ], "overflow": true },
+            { "index": 0, "kind": "flags", "bits": 4001536 },
+            { "index": 0, "field": "clone_args.flags", "kind": "flags", "bits": 18446744073709551615 }
+        ]"#;
+        let records: Vec<ArgRecord> = serde_json::from_str(json).unwrap();
+        assert_eq!(
+            records[0],
+            ArgRecord::values(0, None, [(2, 12), (1, 4)], false)
+        );
+        assert!(records[1].overflow);
+        assert_eq!(records[2], ArgRecord::flags(0, None, 4001536, false));
+        assert_eq!(records[3].field, Some(ArgField::CloneArgsFlags));
+        assert_eq!(records[3].bits, Some(u64::MAX));
+        let back: Vec<ArgRecord> =
+            serde_json::from_str(&serde_json::to_string(&records).unwrap()).unwrap();
+        assert_eq!(back, records);
+        // Empty and false fields are left out; the field name is the C one.
+        let text = serde_json::to_string(&records[3]).unwrap();
+        assert_eq!(
+            text,
+            r#"{"index":0,"field":"clone_args.flags","kind":"flags","bits":18446744073709551615}"#
+        );
+        let text = serde_json::to_string(&records[0]).unwrap();
+        assert!(!text.contains("overflow") && !text.contains("bits") && !text.contains("field"));
+        assert!(serde_json::from_str::<ArgRecord>(r#"{"index":0,"kind":"set"}"#).is_err());
+        assert!(serde_json::from_str::<ArgRecord>(
+            r#"{"index":0,"field":"clone_args.stack","kind":"flags","bits":1}"#
+        )
+        .is_err());
+    }
+
+    #[test]
+    fn syscall_entries_carry_args_only_when_recorded() {
+        let mut list = sample();
+        let json = list.to_json();
+        assert!(
+            !json.contains("\"args\""),
+            "no args field when none were recorded"
+        );
+        list.syscalls[0].args = vec![ArgRecord::values(0, None, [(3, 1)], false)];
+        let json = list.to_json();
+        assert!(json.contains("\"args\""));
+        assert_eq!(Allowlist::parse(&json, Path::new("t")).unwrap(), list);
+    }
+
+    #[test]
+    fn merging_values_sums_counts_and_caps_with_overflow() {
+        let mut a = ArgRecord::values(1, None, [(1, 2), (7, u64::MAX)], false);
+        a.merge(&ArgRecord::values(1, None, [(1, 3), (7, 1), (9, 1)], false));
+        assert_eq!(
+            a,
+            ArgRecord::values(1, None, [(1, 5), (7, u64::MAX), (9, 1)], false)
+        );
+
+        // 40 + 40 distinct values, 16 shared: 64 fit exactly, one more overflows.
+        let mut b = ArgRecord::values(0, None, (0..40).map(|v| (v, 1)), false);
+        b.merge(&ArgRecord::values(0, None, (24..64).map(|v| (v, 1)), false));
+        assert_eq!(b.values.len(), MAX_ARG_VALUES);
+        assert!(!b.overflow);
+        b.merge(&ArgRecord::values(0, None, [(1000, 50)], false));
+        assert!(b.overflow);
+        assert_eq!(b.values.len(), MAX_ARG_VALUES);
+        // The most frequent are kept, still sorted by value.
+        assert_eq!(b.values.last().unwrap().value, 1000);
+        assert!(b.values.windows(2).all(|w| w[0].value < w[1].value));
+        // The shared ones (count 2) survive the cut; one count-1 value went.
+        assert!(b.values.iter().filter(|v| v.count == 2).count() == 16);
+
+        let mut c = ArgRecord::values(0, None, [(1, 1)], false);
+        c.merge(&ArgRecord::values(0, None, [(2, 1)], true));
+        assert!(c.overflow, "overflow is sticky");
+    }
+
+    #[test]
+    fn merging_flags_ors_bits_and_overflow() {
+        let mut a = ArgRecord::flags(0, Some(ArgField::CloneArgsFlags), 0x100, false);
+        a.merge(&ArgRecord::flags(
+            0,
+            Some(ArgField::CloneArgsFlags),
+            0x11,
+            false,
+        ));
+        assert_eq!(a.bits, Some(0x111));
+        assert!(!a.overflow);
+        a.merge(&ArgRecord::flags(
+            0,
+            Some(ArgField::CloneArgsFlags),
+            0,
+            true,
+        ));
+        assert!(a.overflow);
+        // Different kinds cannot be united: the result must not narrow anything.
+        let mut d = ArgRecord::flags(0, None, 1, false);
+        d.merge(&ArgRecord::values(0, None, [(2, 1)], false));
+        assert!(d.overflow);
+    }
+
+    #[test]
+    fn totals_must_agree_with_the_entries() {
+        let p = Path::new("t.json");
+        let consistent = sample();
+        assert_eq!(
+            Allowlist::parse(&consistent.to_json(), p).unwrap(),
+            consistent
+        );
+        let refused = |change: fn(&mut Allowlist)| {
+            let mut list = sample();
+            change(&mut list);
+            Allowlist::parse(&list.to_json(), p).unwrap_err()
+        };
+        let mismatch = |err: &AllowlistError| match err {
+            AllowlistError::InconsistentTotals(m) => (m.field, m.stated, m.computed),
+            other => panic!("{other}"),
+        };
+        let err = refused(|l| l.totals.calls -= 1);
+        assert_eq!(mismatch(&err), (TotalsField::Calls, 17, 18));
+        assert_eq!(err.exit_code(), ExitCode::DATA);
+        assert!(err.to_string().contains("totals.calls is 17"), "{err}");
+        let err = refused(|l| l.totals.distinct = 9);
+        assert_eq!(mismatch(&err), (TotalsField::Distinct, 9, 4));
+        // Counts whose sum does not fit in 64 bits: the sum is exact, so it cannot match.
+        let err = refused(|l| {
+            l.syscalls[0].count = u64::MAX;
+            l.totals.calls = u64::MAX;
+        });
+        let wide = u128::from(u64::MAX) + 1 + 3 + 2 + 4;
+        assert_eq!(mismatch(&err), (TotalsField::Calls, u64::MAX, wide));
+    }
+
+    #[test]
+    fn sums_of_counts_saturate() {
+        assert_eq!(saturating_sum([u64::MAX, 2]), u64::MAX);
+        assert_eq!(saturating_sum([1, 2, 3]), 6);
+        assert_eq!(saturating_sum([]), 0);
+        let (_, totals) =
+            Allowlist::syscalls_from_counts([(Arch::X86_64, 0, u64::MAX), (Arch::X86_64, 0, 2)], 1);
+        assert_eq!(totals.calls, u64::MAX);
     }
 }

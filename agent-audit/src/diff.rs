@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 
 use crate::allowlist::{Allowlist, AllowlistError, SCHEMA_V1};
-use crate::seccomp::{Action, ProfileFileError, SeccompProfile};
+use crate::seccomp::{Action, ArgCondition, ProfileFileError, SeccompProfile};
 
 /// The effect a side gives one syscall name.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
@@ -64,6 +64,20 @@ pub struct Side {
     /// An allowlist only says what is allowed: actions and errnos are compared only between
     /// two profiles.
     pub is_allowlist: bool,
+    /// The argument rules of each name with conditional rules, described (`SCMP_ACT_ALLOW if
+    /// arg0 == 2`).
+    pub arguments: BTreeMap<String, BTreeSet<String>>,
+}
+
+/// A name whose argument rules differ between two profiles.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct ArgumentChange {
+    /// Syscall name.
+    pub name: String,
+    /// Rules only A has.
+    pub only_in_a: Vec<String>,
+    /// Rules only B has.
+    pub only_in_b: Vec<String>,
 }
 
 /// A syscall whose effect differs.
@@ -90,6 +104,8 @@ pub struct Diff {
     pub removed: Vec<String>,
     /// Same allowed-ness, different action, errno or condition.
     pub changed: Vec<Change>,
+    /// Names whose argument rules differ (both profiles).
+    pub arguments: Vec<ArgumentChange>,
 }
 
 /// A file that is neither a readable profile nor an allowlist.
@@ -145,6 +161,7 @@ impl Side {
         let value: serde_json::Value = serde_json::from_str(&text).map_err(|source| {
             DiffError::Profile(ProfileFileError::Parse {
                 path: path.to_path_buf(),
+                field: ".".into(),
                 source,
             })
         })?;
@@ -185,6 +202,7 @@ impl Side {
                 by_default: true,
             },
             is_allowlist: true,
+            arguments: BTreeMap::new(),
         }
     }
 
@@ -217,12 +235,37 @@ impl Side {
                 by_default: true,
             },
             is_allowlist: false,
+            arguments: argument_rules(profile),
         }
     }
 
     fn effect(&self, name: &str) -> Effect {
         self.effects.get(name).copied().unwrap_or(self.default)
     }
+}
+
+/// The conditional rules of each name, described with their action.
+fn argument_rules(profile: &SeccompProfile) -> BTreeMap<String, BTreeSet<String>> {
+    let mut out: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    for rule in profile.syscalls.iter().filter(|r| !r.args.is_empty()) {
+        let effect = Effect {
+            action: rule.action,
+            errno: errno_of(rule.action, rule.errno_ret),
+            conditional: false,
+            by_default: false,
+        };
+        let text = format!(
+            "{} if {}",
+            effect.describe(),
+            ArgCondition::describe_all(&rule.args)
+        );
+        for name in rule.all_names() {
+            out.entry(name.to_string())
+                .or_default()
+                .insert(text.clone());
+        }
+    }
+    out
 }
 
 fn errno_of(action: Action, errno: Option<u32>) -> Option<u32> {
@@ -238,6 +281,7 @@ pub fn diff(a: &Side, b: &Side) -> Diff {
         added: Vec::new(),
         removed: Vec::new(),
         changed: Vec::new(),
+        arguments: Vec::new(),
     };
     for name in names {
         let (ea, eb) = (a.effect(name), b.effect(name));
@@ -254,6 +298,18 @@ pub fn diff(a: &Side, b: &Side) -> Diff {
             }
             _ => {}
         }
+        let empty = BTreeSet::new();
+        let (ra, rb) = (
+            a.arguments.get(name).unwrap_or(&empty),
+            b.arguments.get(name).unwrap_or(&empty),
+        );
+        if ra != rb && !a.is_allowlist && !b.is_allowlist {
+            out.arguments.push(ArgumentChange {
+                name: name.clone(),
+                only_in_a: ra.difference(rb).cloned().collect(),
+                only_in_b: rb.difference(ra).cloned().collect(),
+            });
+        }
     }
     out
 }
@@ -261,7 +317,10 @@ pub fn diff(a: &Side, b: &Side) -> Diff {
 impl Diff {
     /// Whether anything differs.
     pub fn is_empty(&self) -> bool {
-        self.added.is_empty() && self.removed.is_empty() && self.changed.is_empty()
+        self.added.is_empty()
+            && self.removed.is_empty()
+            && self.changed.is_empty()
+            && self.arguments.is_empty()
     }
 
     /// Human-readable lines, `diff`-style.
@@ -282,12 +341,22 @@ impl Diff {
                 c.to.describe()
             );
         }
+        for c in &self.arguments {
+            let _ = writeln!(s, "~ {}: argument rules", c.name);
+            for rule in &c.only_in_a {
+                let _ = writeln!(s, "    - {rule}");
+            }
+            for rule in &c.only_in_b {
+                let _ = writeln!(s, "    + {rule}");
+            }
+        }
         let _ = writeln!(
             s,
-            "{} allowed only in B, {} allowed only in A, {} changed",
+            "{} allowed only in B, {} allowed only in A, {} changed, {} with other argument rules",
             self.added.len(),
             self.removed.len(),
-            self.changed.len()
+            self.changed.len(),
+            self.arguments.len()
         );
         s
     }
@@ -366,6 +435,28 @@ mod tests {
         let d = diff(&a, &b);
         assert_eq!(d.changed.len(), 1);
         assert!(d.changed[0].to.conditional);
+    }
+
+    #[test]
+    fn argument_rule_changes_are_listed() {
+        let a = profile(
+            r#"{"defaultAction":"SCMP_ACT_ERRNO","syscalls":[
+            {"names":["socket"],"action":"SCMP_ACT_ALLOW","args":[{"index":0,"value":1,"op":"SCMP_CMP_EQ"}]},
+            {"names":["socket"],"action":"SCMP_ACT_ALLOW","args":[{"index":0,"value":2,"op":"SCMP_CMP_EQ"}]}]}"#,
+        );
+        let b = profile(
+            r#"{"defaultAction":"SCMP_ACT_ERRNO","syscalls":[
+            {"names":["socket"],"action":"SCMP_ACT_ALLOW","args":[{"index":0,"value":1,"op":"SCMP_CMP_EQ"}]},
+            {"names":["socket"],"action":"SCMP_ACT_ALLOW","args":[{"index":0,"value":40,"op":"SCMP_CMP_EQ"}]}]}"#,
+        );
+        let d = diff(&a, &b);
+        assert!(d.added.is_empty() && d.removed.is_empty() && d.changed.is_empty());
+        assert_eq!(d.arguments.len(), 1);
+        assert_eq!(d.arguments[0].only_in_a, ["SCMP_ACT_ALLOW if arg0 == 2"]);
+        assert_eq!(d.arguments[0].only_in_b, ["SCMP_ACT_ALLOW if arg0 == 40"]);
+        let text = d.to_text();
+        assert!(text.contains("+ SCMP_ACT_ALLOW if arg0 == 40"), "{text}");
+        assert!(!d.is_empty() && diff(&a, &a).is_empty());
     }
 
     #[test]

@@ -48,7 +48,9 @@ EXIT CODES:
     1   findings: `check` found errors, `verify` saw denials or the command failed,
         `diff` found differences (see --fail-on)
     2   usage error
-    65  malformed input: bad JSON, unknown schema, architecture or syscall name
+    65  malformed input: bad JSON, unknown schema, architecture or syscall name; a
+        profile `verify` cannot enforce (refused by libseccomp, or over the kernel's
+        4096-instruction limit)
     66  not found: cgroup, pid, container or input file
     69  unsupported host: no cgroup v2, no BTF, no sys_enter tracepoint, BPF refused
     70  internal error (a bug)
@@ -56,5 +58,5 @@ EXIT CODES:
     74  other I/O error
     77  missing privileges (root, or CAP_BPF + CAP_PERFMON, or CAP_SYS_ADMIN)
     `run` exits with the command's own status (128+N if a signal N ended it) once the
-    command has started; 127 if it was not found, 126 if it could not be executed; the
-    codes above apply to failures before that.";
+    command has started; 127 if it was not found, 126 if it could not be executed, 74 if
+    it could not be moved into its cgroup; the codes above apply to failures before that.";

@@ -14,6 +14,7 @@ pub mod container;
 pub mod diff;
 pub mod exit;
 pub mod fsutil;
+pub mod markdown;
 pub mod policy;
 pub mod privileges;
 pub mod profile;
@@ -73,13 +74,8 @@ pub enum Error {
     #[error(transparent)]
     Report(#[from] report::ReportError),
     /// The command given to `run` could not be started.
-    #[error("cannot run {command:?}: {source}")]
-    Spawn {
-        /// argv[0].
-        command: String,
-        /// What exec said.
-        source: std::io::Error,
-    },
+    #[error(transparent)]
+    Spawn(#[from] run::SpawnError),
     /// Other I/O.
     #[error("I/O error: {0}")]
     Io(#[from] std::io::Error),
@@ -112,10 +108,7 @@ impl Error {
             Error::Profile(e) => e.exit_code(),
             Error::Check(e) => e.exit_code(),
             Error::Report(e) => e.exit_code(),
-            Error::Spawn { source, .. } if source.kind() == std::io::ErrorKind::NotFound => {
-                ExitCode(127)
-            }
-            Error::Spawn { .. } => ExitCode(126),
+            Error::Spawn(e) => e.exit_code(),
             Error::Io(_) => ExitCode::IO,
         }
     }

@@ -1,6 +1,8 @@
 //! The `agent-audit` binary: parse the command line, run the library, exit with a documented
 //! code.
 
+use std::io::Write;
+
 use clap::Parser;
 use tracing_subscriber::EnvFilter;
 
@@ -25,7 +27,8 @@ fn main() -> std::process::ExitCode {
         Err(err) => {
             let code = err.exit_code();
             // Errors carry their cause in their own message; print it once.
-            eprintln!("agent-audit: error: {err}");
+            // Not eprintln!: a closed stderr must not turn the error into a panic.
+            let _ = writeln!(std::io::stderr(), "agent-audit: error: {err}");
             std::process::ExitCode::from(code.0)
         }
     }

@@ -5,6 +5,8 @@
 //! missed. The run ends when the command and every process it left behind have exited.
 
 use std::ffi::CString;
+use std::io::Read;
+use std::os::fd::AsRawFd;
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::PathBuf;
 use std::process::{Command, ExitStatus};
@@ -156,8 +158,76 @@ pub fn run(opts: RunOptions) -> Result<RunOutcome, Error> {
     })
 }
 
+/// The step at which a command failed to start.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum StartStage {
+    /// The child could not move itself into the target cgroup (agent-audit's own setup).
+    JoinCgroup,
+    /// The kernel refused the seccomp filter.
+    InstallFilter,
+    /// `execve` failed: not found, not executable, or denied by the filter just installed.
+    Exec,
+}
+
+impl StartStage {
+    /// The byte the child writes to the stage pipe when this step fails.
+    fn byte(self) -> u8 {
+        match self {
+            StartStage::JoinCgroup => b'c',
+            StartStage::InstallFilter => b'f',
+            StartStage::Exec => b'e',
+        }
+    }
+
+    fn from_byte(byte: u8) -> Self {
+        match byte {
+            b'c' => StartStage::JoinCgroup,
+            b'f' => StartStage::InstallFilter,
+            _ => StartStage::Exec,
+        }
+    }
+}
+
+impl std::fmt::Display for StartStage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            StartStage::JoinCgroup => "joining its cgroup",
+            StartStage::InstallFilter => "installing the seccomp filter",
+            StartStage::Exec => "exec",
+        })
+    }
+}
+
+/// The command could not be started.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot run {command:?}: {stage} failed: {source}")]
+pub struct SpawnError {
+    /// argv[0].
+    pub command: String,
+    /// Which step failed.
+    pub stage: StartStage,
+    /// What the kernel said.
+    pub source: std::io::Error,
+}
+
+impl SpawnError {
+    /// 127 when the command does not exist, 126 when it could not be executed (as a shell
+    /// says), 74 when agent-audit could not put it into its cgroup.
+    pub fn exit_code(&self) -> crate::exit::ExitCode {
+        use crate::exit::ExitCode;
+        match self.stage {
+            StartStage::JoinCgroup => ExitCode::IO,
+            StartStage::Exec if self.source.kind() == std::io::ErrorKind::NotFound => ExitCode(127),
+            StartStage::Exec | StartStage::InstallFilter => ExitCode(126),
+        }
+    }
+}
+
 /// Starts the command; the child joins `cgroup` between fork and exec, then installs
-/// `filter` if given.
+/// `filter` if given. A step that fails before exec writes its [`StartStage`] to a pipe
+/// (close-on-exec), so that the parent can tell a refused filter from a refused exec, which
+/// both come back from `spawn` as a bare errno.
 fn spawn_in_cgroup(
     command: &[String],
     cgroup: &Cgroup,
@@ -172,33 +242,54 @@ fn spawn_in_cgroup(
             .as_encoded_bytes(),
     )
     .map_err(|_| Error::Usage("cgroup path contains a NUL byte".into()))?;
+    let (mut stage_reader, stage_writer) = std::io::pipe().map_err(Error::Io)?;
+    let stage_fd = stage_writer.as_raw_fd();
     let mut cmd = Command::new(&command[0]);
     cmd.args(&command[1..]);
-    // SAFETY: the closure only calls async-signal-safe functions (open, write, close) on
-    // memory prepared before fork.
+    // SAFETY: the closure only calls async-signal-safe functions (open, write, close and the
+    // two syscalls of `install`) on memory prepared before fork.
     unsafe {
         cmd.pre_exec(move || {
+            let failed = |stage: StartStage, err: std::io::Error| {
+                libc::write(stage_fd, [stage.byte()].as_ptr().cast(), 1);
+                err
+            };
             let fd = libc::open(procs.as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC);
             if fd < 0 {
-                return Err(std::io::Error::last_os_error());
+                return Err(failed(
+                    StartStage::JoinCgroup,
+                    std::io::Error::last_os_error(),
+                ));
             }
             // "0" moves the writing process itself.
             let n = libc::write(fd, b"0\n".as_ptr().cast(), 2);
             let err = std::io::Error::last_os_error();
             libc::close(fd);
             if n < 0 {
-                return Err(err);
+                return Err(failed(StartStage::JoinCgroup, err));
             }
             // After joining the cgroup, so that calls the filter refuses are counted too.
             if let Some(f) = &filter {
-                f.install()?;
+                f.install()
+                    .map_err(|e| failed(StartStage::InstallFilter, e))?;
             }
             Ok(())
         });
     }
-    cmd.spawn().map_err(|source| Error::Spawn {
-        command: command[0].clone(),
-        source,
+    let spawned = cmd.spawn();
+    // The child's copy is closed by its exec or its exit: only ours keeps the pipe open.
+    drop(stage_writer);
+    spawned.map_err(|source| {
+        let mut byte = [0u8; 1];
+        let stage = match stage_reader.read(&mut byte) {
+            Ok(1) => StartStage::from_byte(byte[0]),
+            _ => StartStage::Exec,
+        };
+        Error::Spawn(SpawnError {
+            command: command[0].clone(),
+            stage,
+            source,
+        })
     })
 }
 

@@ -3,6 +3,7 @@
 //! cgroups and containers that are cleaned up even when a test panics.
 
 pub mod allowlist;
+pub mod argprobe;
 pub mod armed;
 pub mod cgroup;
 pub mod container;

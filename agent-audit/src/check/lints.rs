@@ -9,7 +9,7 @@ use libseccomp::{ScmpArch, ScmpSyscall};
 use super::{CheckError, Finding, ListedArches, Severity};
 use crate::policy;
 use crate::seccomp::compile::{self, SkipReason};
-use crate::seccomp::{Action, SeccompProfile, SyscallRule};
+use crate::seccomp::{Action, SeccompProfile, SyscallRule, MAX_FILTER_INSTRUCTIONS};
 use crate::syscalls::Arch;
 
 const ENOSYS: u32 = 38;
@@ -61,9 +61,11 @@ pub(super) fn run(profile: &SeccompProfile, arches: &ListedArches) -> Vec<Findin
     duplicates(&ctx, &mut out);
     same_as_default(&ctx, &mut out);
     comments(&ctx, &mut out);
+    unknown_fields(&ctx, &mut out);
     clone3(&ctx, &mut out);
     time64_twins(&ctx, &mut out);
     compiles(&ctx, &mut out);
+    super::arguments::run(profile, &arches.supported, &mut out);
     out
 }
 
@@ -106,7 +108,12 @@ impl<'a> Context<'a> {
     }
 }
 
-fn finding(severity: Severity, code: &'static str, message: String, names: Vec<String>) -> Finding {
+pub(super) fn finding(
+    severity: Severity,
+    code: &'static str,
+    message: String,
+    names: Vec<String>,
+) -> Finding {
     Finding {
         severity,
         code,
@@ -116,7 +123,7 @@ fn finding(severity: Severity, code: &'static str, message: String, names: Vec<S
     }
 }
 
-fn sorted<'s>(names: impl IntoIterator<Item = &'s str>) -> Vec<String> {
+pub(super) fn sorted<'s>(names: impl IntoIterator<Item = &'s str>) -> Vec<String> {
     names
         .into_iter()
         .map(str::to_owned)
@@ -365,6 +372,23 @@ fn comments(ctx: &Context, out: &mut Vec<Finding>) {
     }
 }
 
+fn unknown_fields(ctx: &Context, out: &mut Vec<Finding>) {
+    let mut fields: Vec<String> = ctx.profile.extra.keys().cloned().collect();
+    for (index, rule) in ctx.rules() {
+        fields.extend(rule.extra.keys().map(|k| format!("syscalls[{index}].{k}")));
+    }
+    if !fields.is_empty() {
+        out.push(finding(
+            Severity::Warning,
+            "unknown-field",
+            "fields runc and Docker do not read (Podman's own, or typos): they change nothing in \
+             the filter"
+                .into(),
+            fields,
+        ));
+    }
+}
+
 fn clone3(ctx: &Context, out: &mut Vec<Finding>) {
     if !ctx.on_listed_arch("clone3") || ctx.allowed.contains("clone3") {
         return;
@@ -435,6 +459,10 @@ fn time64_twins(ctx: &Context, out: &mut Vec<Finding>) {
 }
 
 fn compiles(ctx: &Context, out: &mut Vec<Finding>) {
+    // The one filter for every arch holds each arch's filter (less the blocks libseccomp
+    // shares between them): it is only worth building, which is slow for long filters, when
+    // their sum is over the limit.
+    let mut per_arch_total = 0usize;
     for &arch in ctx.arches {
         let arch_name = Some(arch.scmp_name().to_string());
         match compile::build_filter(ctx.profile, &[arch]) {
@@ -448,57 +476,116 @@ fn compiles(ctx: &Context, out: &mut Vec<Finding>) {
                 )
             }),
             Ok(filter) => {
-                let mut unknown = Vec::new();
-                let mut refused = Vec::new();
-                for skip in &filter.skipped {
-                    let allow = !ctx.profile.syscalls[skip.rule].action.denies();
-                    match &skip.reason {
-                        SkipReason::UnknownToLibseccomp
-                            if allow && arch.has_syscall(&skip.name) =>
-                        {
-                            unknown.push(skip.name.as_str())
-                        }
-                        SkipReason::Refused(why) => refused.push(format!("{} ({why})", skip.name)),
-                        _ => {}
-                    }
-                }
-                if !unknown.is_empty() {
-                    let (major, minor, micro) = libseccomp_version();
-                    out.push(Finding {
-                        arch: arch_name.clone(),
-                        ..finding(
-                            Severity::Warning,
-                            "unknown-to-libseccomp",
-                            format!(
-                                "allowed names this libseccomp ({major}.{minor}.{micro}) does \
-                                 not know: runtimes linked against it skip them, so the \
-                                 calls stay denied"
-                            ),
-                            sorted(unknown),
-                        )
-                    });
-                }
-                if !refused.is_empty() {
-                    out.push(Finding {
-                        arch: arch_name.clone(),
-                        ..finding(
-                            Severity::Error,
-                            "rule-refused",
-                            "libseccomp refused these rules".into(),
-                            refused,
-                        )
-                    });
-                }
-                let size = filter
-                    .bpf_instructions()
-                    .map(|n| format!("compiles with libseccomp: {n} BPF instructions"))
-                    .unwrap_or_else(|e| format!("compiles with libseccomp (size unknown: {e})"));
+                skipped_names(ctx, arch, &filter, out);
+                let size = filter.bpf_instructions();
+                per_arch_total =
+                    per_arch_total.saturating_add(*size.as_ref().unwrap_or(&usize::MAX));
                 out.push(Finding {
                     arch: arch_name,
-                    ..finding(Severity::Note, "compiles", size, Vec::new())
+                    ..filter_size(size, "")
                 });
             }
         }
+    }
+    if per_arch_total > MAX_FILTER_INSTRUCTIONS {
+        all_arches_in_one_filter(ctx, out);
+    }
+}
+
+/// Names of an arch's filter that libseccomp does not know or refused.
+fn skipped_names(
+    ctx: &Context,
+    arch: Arch,
+    filter: &compile::CompiledFilter,
+    out: &mut Vec<Finding>,
+) {
+    let arch_name = Some(arch.scmp_name().to_string());
+    let mut unknown = Vec::new();
+    let mut refused = Vec::new();
+    for skip in &filter.skipped {
+        let allow = !ctx.profile.syscalls[skip.rule].action.denies();
+        match &skip.reason {
+            SkipReason::UnknownToLibseccomp if allow && arch.has_syscall(&skip.name) => {
+                unknown.push(skip.name.as_str())
+            }
+            SkipReason::Refused(why) => refused.push(format!("{} ({why})", skip.name)),
+            _ => {}
+        }
+    }
+    if !unknown.is_empty() {
+        let (major, minor, micro) = libseccomp_version();
+        out.push(Finding {
+            arch: arch_name.clone(),
+            ..finding(
+                Severity::Warning,
+                "unknown-to-libseccomp",
+                format!(
+                    "allowed names this libseccomp ({major}.{minor}.{micro}) does not know: \
+                     runtimes linked against it skip them, so the calls stay denied"
+                ),
+                sorted(unknown),
+            )
+        });
+    }
+    if !refused.is_empty() {
+        out.push(Finding {
+            arch: arch_name,
+            ..finding(
+                Severity::Error,
+                "rule-refused",
+                "libseccomp refused these rules".into(),
+                refused,
+            )
+        });
+    }
+}
+
+/// A note with the filter's size, or an error when the kernel would refuse it for its length.
+/// `scope` says which arches the filter covers when that is not the finding's own arch.
+fn filter_size(size: std::io::Result<usize>, scope: &str) -> Finding {
+    match size {
+        Ok(n) if n > MAX_FILTER_INSTRUCTIONS => finding(
+            Severity::Error,
+            "filter-too-large",
+            format!(
+                "{scope}{n} BPF instructions, more than the {MAX_FILTER_INSTRUCTIONS} the kernel \
+                 accepts in one seccomp filter (BPF_MAXINSNS): runc, crun and verify fail with \
+                 EINVAL. Fewer argument conditions or fewer architectures make it shorter"
+            ),
+            Vec::new(),
+        ),
+        Ok(n) => finding(
+            Severity::Note,
+            "compiles",
+            format!("{scope}compiles with libseccomp: {n} BPF instructions"),
+            Vec::new(),
+        ),
+        Err(e) => finding(
+            Severity::Note,
+            "compiles",
+            format!("{scope}compiles with libseccomp (size unknown: {e})"),
+            Vec::new(),
+        ),
+    }
+}
+
+/// Runtimes load one filter for every listed arch: it alone can be over the kernel's limit.
+/// Only reported then (the per-arch notes give the sizes).
+fn all_arches_in_one_filter(ctx: &Context, out: &mut Vec<Finding>) {
+    if ctx.arches.len() < 2 {
+        return;
+    }
+    let Ok(filter) = compile::build_filter(ctx.profile, ctx.arches) else {
+        return; // Each arch's own error is reported already.
+    };
+    let arches: Vec<&str> = ctx.arches.iter().map(|a| a.scmp_name()).collect();
+    let scope = format!(
+        "all listed arches in one filter, as runtimes load it ({}): ",
+        arches.join(", ")
+    );
+    let size = filter_size(filter.bpf_instructions(), &scope);
+    if size.severity == Severity::Error {
+        out.push(size);
     }
 }
 

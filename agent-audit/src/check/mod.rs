@@ -4,6 +4,7 @@
 //! (probably a mistake) or notes (worth knowing). [`lints`] holds the rules, this module the
 //! report and its text and JSON forms.
 
+mod arguments;
 mod lints;
 
 pub use lints::ACCEPTED_RISK;
@@ -132,7 +133,9 @@ impl CheckReport {
         s
     }
 
-    /// Human text: errors, then warnings, then notes, then a summary line.
+    /// Human text: errors, then warnings, then notes, then a summary line. Long lists are
+    /// cut to [`TEXT_LIST_LIMIT`] names per finding and findings per code, saying how many
+    /// more there are; the JSON form keeps everything.
     pub fn to_text(&self) -> String {
         let mut out = String::new();
         for (severity, title) in [
@@ -149,15 +152,16 @@ impl CheckReport {
                 continue;
             }
             out.push_str(&format!("{title}:\n"));
-            for f in items {
-                let arch = f
-                    .arch
-                    .as_deref()
-                    .map(|a| format!(" [{a}]"))
-                    .unwrap_or_default();
-                out.push_str(&format!("  {}{arch}: {}\n", f.code, f.message));
-                if !f.names.is_empty() {
-                    out.push_str(&format!("      {}\n", f.names.join(", ")));
+            for same_code in items.chunk_by(|a, b| a.code == b.code) {
+                for f in same_code.iter().take(TEXT_LIST_LIMIT) {
+                    out.push_str(&finding_text(f));
+                }
+                if same_code.len() > TEXT_LIST_LIMIT {
+                    out.push_str(&format!(
+                        "  {}: and {} more (--format json lists them all)\n",
+                        same_code[0].code,
+                        same_code.len() - TEXT_LIST_LIMIT
+                    ));
                 }
             }
         }
@@ -170,6 +174,28 @@ impl CheckReport {
         ));
         out
     }
+}
+
+/// Names listed per finding, and findings listed per code, in the text form.
+pub const TEXT_LIST_LIMIT: usize = 10;
+
+/// One finding for people: its code, arch and message, then its names (at most
+/// [`TEXT_LIST_LIMIT`], then how many more).
+fn finding_text(f: &Finding) -> String {
+    let arch = f
+        .arch
+        .as_deref()
+        .map(|a| format!(" [{a}]"))
+        .unwrap_or_default();
+    let mut text = format!("  {}{arch}: {}\n", f.code, f.message);
+    if !f.names.is_empty() {
+        let mut names = f.names[..f.names.len().min(TEXT_LIST_LIMIT)].join(", ");
+        if f.names.len() > TEXT_LIST_LIMIT {
+            names.push_str(&format!(", and {} more", f.names.len() - TEXT_LIST_LIMIT));
+        }
+        text.push_str(&format!("      {names}\n"));
+    }
+    text
 }
 
 /// The arches a report covers (used by lints).

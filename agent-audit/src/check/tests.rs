@@ -2,6 +2,7 @@ use std::path::Path;
 
 use super::*;
 use crate::profile::{build, oci, Merged, ProfileOptions};
+use crate::seccomp::MAX_FILTER_INSTRUCTIONS;
 
 const AGENT: &str = include_str!("../../../tests/data/profiles/gh-aw-firewall-agent-seccomp.json");
 const ENCLAVE: &str =
@@ -248,4 +249,252 @@ fn json_output_is_machine_readable() {
     assert_eq!(v["errors"], r.errors);
     assert!(v["findings"][0]["severity"] == "error");
     assert!(r.to_text().contains("dangerous-allowed"));
+}
+
+/// `clean()` with one more rule.
+fn with_rule(rule: serde_json::Value) -> CheckReport {
+    let mut v = clean();
+    v["syscalls"].as_array_mut().unwrap().push(rule);
+    check_value(&v)
+}
+
+#[test]
+fn each_argument_defect_is_reported() {
+    let allow = |names: &[&str], args: serde_json::Value| serde_json::json!({"names": names, "action": "SCMP_ACT_ALLOW", "args": args, "comment": "x"});
+    let r = with_rule(allow(&["socket"], serde_json::json!([])));
+    assert_eq!(
+        severity_of(&r, "socket-family-unrestricted"),
+        Some(Severity::Error)
+    );
+    assert!(r
+        .with_code("socket-family-unrestricted")
+        .any(|f| f.message.contains("CVE-2026-31431")));
+    // Docker's shape: refuses 38 and 40 but lets them through with upper bits.
+    let mut v = clean();
+    for (value, op) in [
+        (38, "SCMP_CMP_LT"),
+        (39, "SCMP_CMP_EQ"),
+        (40, "SCMP_CMP_GT"),
+    ] {
+        v["syscalls"].as_array_mut().unwrap().push(allow(
+            &["socket"],
+            serde_json::json!([{"index": 0, "value": value, "op": op}]),
+        ));
+    }
+    let r = check_value(&v);
+    assert_eq!(names_of(&r, "socket-family-upper-bits"), ["socket"]);
+    assert_eq!(r.with_code("socket-family-unrestricted").count(), 0);
+
+    let r = with_rule(allow(&["clone"], serde_json::json!([])));
+    assert_eq!(names_of(&r, "clone-namespaces-allowed"), ["clone"]);
+    let r = with_rule(allow(
+        &["clone"],
+        serde_json::json!([{"index": 0, "value": 0x7E02_0000u64, "op": "SCMP_CMP_MASKED_EQ"}]),
+    ));
+    assert_eq!(r.with_code("clone-namespaces-allowed").count(), 0);
+
+    let mut v = clean();
+    for rule in v["syscalls"].as_array_mut().unwrap() {
+        let names = rule["names"].as_array_mut().unwrap();
+        names.retain(|n| n != "clone3");
+    }
+    v["syscalls"]
+        .as_array_mut()
+        .unwrap()
+        .retain(|r| !r["names"].as_array().unwrap().is_empty());
+    v["syscalls"]
+        .as_array_mut()
+        .unwrap()
+        .push(allow(&["clone3"], serde_json::json!([])));
+    let r = check_value(&v);
+    assert_eq!(names_of(&r, "clone3-allowed"), ["clone3"]);
+
+    let mut v = clean();
+    v["syscalls"]
+        .as_array_mut()
+        .unwrap()
+        .push(allow(&["personality"], serde_json::json!([])));
+    v["syscalls"].as_array_mut().unwrap().push(allow(
+        &["personality"],
+        serde_json::json!([{"index": 0, "value": 8, "op": "SCMP_CMP_EQ"}]),
+    ));
+    let r = check_value(&v);
+    assert_eq!(
+        names_of(&r, "conditional-and-unconditional"),
+        ["personality"]
+    );
+
+    let r = with_rule(allow(
+        &["socket"],
+        serde_json::json!([{"index": 0, "value": 38, "op": "SCMP_CMP_NE"}, {"index": 0, "value": 40, "op": "SCMP_CMP_NE"}]),
+    ));
+    assert_eq!(names_of(&r, "index-compared-twice").len(), 1);
+    // runc ORs them: AF_ALG and AF_VSOCK stay reachable, which check sees too.
+    assert_eq!(names_of(&r, "socket-family-unrestricted"), ["socket"]);
+
+    let r = with_rule(
+        serde_json::json!({"names": ["ioctl"], "action": "SCMP_ACT_ERRNO", "errnoRet": 13,
+        "args": [{"index": 1, "value": 0x5412, "op": "SCMP_CMP_EQ"}], "comment": "TIOCSTI"}),
+    );
+    assert_eq!(
+        severity_of(&r, "ioctl-request-unmasked"),
+        Some(Severity::Error)
+    );
+    let r = with_rule(
+        serde_json::json!({"names": ["ioctl"], "action": "SCMP_ACT_ERRNO", "errnoRet": 13,
+        "args": [{"index": 1, "value": 0xffff_ffffu64, "valueTwo": 0x5412, "op": "SCMP_CMP_MASKED_EQ"}], "comment": "TIOCSTI"}),
+    );
+    assert_eq!(r.with_code("ioctl-request-unmasked").count(), 0);
+}
+
+#[test]
+fn real_profiles_are_flagged_for_their_argument_gaps() {
+    let r = check_json(AGENT);
+    assert_eq!(names_of(&r, "socket-family-unrestricted"), ["socket"]);
+    assert_eq!(names_of(&r, "clone3-allowed"), ["clone3"]);
+    let docker = check_json(include_str!(
+        "../../../tests/data/profiles/docker-default.json"
+    ));
+    assert_eq!(names_of(&docker, "socket-family-upper-bits"), ["socket"]);
+    for code in [
+        "socket-family-unrestricted",
+        "clone-namespaces-allowed",
+        "clone3-allowed",
+    ] {
+        assert_eq!(
+            docker.with_code(code).count(),
+            0,
+            "{code}: {}",
+            docker.to_text()
+        );
+    }
+}
+
+#[test]
+fn every_profile_of_the_corpus_is_checked() {
+    for (name, text) in crate::seccomp::tests::CORPUS {
+        let profile = SeccompProfile::parse(text, Path::new(name)).unwrap();
+        let report = check(&profile, Path::new(name)).unwrap();
+        assert!(report.to_json().contains("\"findings\""), "{name}");
+    }
+}
+
+/// The clean profile plus one allow rule per value of argument 1 of `name`: the shape of a
+/// profile that allows a long list of ioctl requests or socket options.
+fn with_conditional_rules(
+    mut v: serde_json::Value,
+    name: &str,
+    values: std::ops::Range<u64>,
+) -> serde_json::Value {
+    let rules = v["syscalls"].as_array_mut().unwrap();
+    for value in values {
+        rules.push(serde_json::json!({
+            "names": [name],
+            "action": "SCMP_ACT_ALLOW",
+            "args": [{"index": 1, "value": 0x5400 + value, "op": "SCMP_CMP_EQ"}],
+            "comment": format!("request {value}"),
+        }));
+    }
+    v
+}
+
+fn size_of(finding: &Finding) -> usize {
+    finding
+        .message
+        .split_whitespace()
+        .find_map(|w| w.parse().ok())
+        .unwrap_or_else(|| panic!("no size in {:?}", finding.message))
+}
+
+#[test]
+fn a_filter_longer_than_the_kernel_takes_is_an_error_with_its_size() {
+    let mut v = with_conditional_rules(clean(), "ioctl", 0..4500);
+    v["architectures"] = serde_json::json!(["SCMP_ARCH_X86_64"]);
+    let r = check_value(&v);
+    let too_large: Vec<&Finding> = r.with_code("filter-too-large").collect();
+    assert_eq!(too_large.len(), 1, "{}", r.to_text());
+    assert_eq!(too_large[0].severity, Severity::Error);
+    assert_eq!(too_large[0].arch.as_deref(), Some("SCMP_ARCH_X86_64"));
+    assert!(size_of(too_large[0]) > MAX_FILTER_INSTRUCTIONS);
+    assert!(
+        too_large[0].message.contains("4096"),
+        "{}",
+        too_large[0].message
+    );
+    // It is not also said to compile.
+    assert_eq!(r.with_code("compiles").count(), 0, "{}", r.to_text());
+    assert!(r.has_errors());
+
+    // A long filter under the limit is fine: a note with its size.
+    let mut v = with_conditional_rules(clean(), "ioctl", 0..3000);
+    v["architectures"] = serde_json::json!(["SCMP_ARCH_X86_64"]);
+    let r = check_value(&v);
+    assert_eq!(r.with_code("filter-too-large").count(), 0);
+    let size = size_of(r.with_code("compiles").next().unwrap());
+    assert!((3000..=MAX_FILTER_INSTRUCTIONS).contains(&size), "{size}");
+}
+
+#[test]
+fn all_arches_in_one_filter_can_be_too_large_when_each_is_not() {
+    // tuxcall exists on x86_64 only, socketcall on x86 only: each arch's filter carries
+    // one list of conditions, the filter runtimes load for both carries both (different
+    // values: libseccomp shares identical chains between arches).
+    let v = with_conditional_rules(clean(), "tuxcall", 0..2100);
+    let mut v = with_conditional_rules(v, "socketcall", 10_000..12_100);
+    v["architectures"] = serde_json::json!(["SCMP_ARCH_X86_64", "SCMP_ARCH_X86"]);
+    let r = check_value(&v);
+    assert_eq!(r.with_code("compiles").count(), 2, "{}", r.to_text());
+    let too_large: Vec<&Finding> = r.with_code("filter-too-large").collect();
+    assert_eq!(too_large.len(), 1, "{}", r.to_text());
+    assert_eq!(too_large[0].arch, None);
+    assert!(size_of(too_large[0]) > MAX_FILTER_INSTRUCTIONS);
+    assert!(too_large[0]
+        .message
+        .contains("SCMP_ARCH_X86_64, SCMP_ARCH_X86"));
+}
+
+/// 13.15: the text form used to list every offending rule (4 500 lines for a large profile).
+/// It shows ten names per finding and ten findings per code, then how many more; the JSON
+/// form keeps them all.
+#[test]
+fn long_lists_are_summarised_in_text_and_complete_in_json() {
+    let documented = check_value(&clean()).with_code("same-as-default").count();
+    let mut v = clean();
+    let rules = v["syscalls"].as_array_mut().unwrap();
+    for _ in 0..4500 {
+        rules.push(serde_json::json!({"names": ["ptrace"], "action": "SCMP_ACT_ERRNO"}));
+    }
+    let r = check_value(&v);
+    let bare = r.with_code("rule-without-comment").next().unwrap();
+    assert_eq!(bare.names.len(), 4500);
+    assert_eq!(r.with_code("same-as-default").count(), 4500 + documented);
+    let json: serde_json::Value = serde_json::from_str(&r.to_json()).unwrap();
+    let listed = json["findings"].as_array().unwrap();
+    assert_eq!(listed.len(), r.findings.len());
+
+    let text = r.to_text();
+    assert!(text.lines().count() < 60, "{text}");
+    let names_line = text
+        .lines()
+        .skip_while(|l| !l.starts_with("  rule-without-comment"))
+        .nth(1)
+        .unwrap();
+    assert_eq!(
+        names_line.matches("rule ").count(),
+        TEXT_LIST_LIMIT,
+        "{names_line}"
+    );
+    assert!(names_line.ends_with(", and 4490 more"), "{names_line}");
+    let shown = text
+        .lines()
+        .filter(|l| l.starts_with("  same-as-default: rule"))
+        .count();
+    assert_eq!(shown, TEXT_LIST_LIMIT);
+    let more = 4500 + documented - TEXT_LIST_LIMIT;
+    assert!(
+        text.contains(&format!(
+            "  same-as-default: and {more} more (--format json lists them all)"
+        )),
+        "{text}"
+    );
 }

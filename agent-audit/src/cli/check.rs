@@ -20,7 +20,8 @@ pub enum CheckFormat {
 #[command(
     after_help = "Errors (exit 1): default action allows; dangerous syscalls allowed; \
                   unknown syscall names; a name both allowed and denied; clone3 denied with \
-                  anything but ENOSYS; a rule libseccomp refuses. Warnings: dangerous syscalls \
+                  anything but ENOSYS; a rule libseccomp refuses; a filter longer than the \
+                  kernel's 4096 instructions. Warnings: dangerous syscalls \
                   only denied by default; names on none of the listed arches; a name in two \
                   rules; rules without comment; missing *_time64 twins on x86/arm; names this \
                   libseccomp does not know. Notes: per-arch unknown names, rules equal to the \
@@ -39,8 +40,8 @@ impl CheckArgs {
     pub(super) fn execute(self) -> Result<ExitCode, Error> {
         let report = check::check_file(&self.profile)?;
         match self.format {
-            CheckFormat::Text => print!("{}", report.to_text()),
-            CheckFormat::Json => print!("{}", report.to_json()),
+            CheckFormat::Text => super::print_stdout(&report.to_text())?,
+            CheckFormat::Json => super::print_stdout(&report.to_json())?,
         }
         Ok(if report.has_errors() {
             ExitCode::FINDINGS

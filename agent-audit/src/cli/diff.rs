@@ -53,8 +53,8 @@ impl DiffArgs {
         let b = Side::read(&self.b)?;
         let d = diff::diff(&a, &b);
         match self.format {
-            Format::Text => print!("{}", d.to_text()),
-            Format::Json => print!("{}", d.to_json()),
+            Format::Text => super::print_stdout(&d.to_text())?,
+            Format::Json => super::print_stdout(&d.to_json())?,
         }
         let failed = match self.fail_on {
             FailOn::Any => !d.is_empty(),

@@ -9,6 +9,8 @@ mod report;
 mod run;
 mod verify;
 
+use std::io::Write;
+
 use clap::{Parser, Subcommand};
 
 use crate::exit::{ExitCode, EXIT_CODES_HELP};
@@ -59,5 +61,16 @@ impl Cli {
             Command::Check(args) => args.execute(),
             Command::Report(args) => args.execute(),
         }
+    }
+}
+
+/// Writes a command's output to standard output. A reader that goes away early (`| head -1`)
+/// is not an error: like a program killed by SIGPIPE, the output just stops, and the command
+/// ends with the exit code its verdict gives. Any other write error is an I/O error (74).
+pub(crate) fn print_stdout(text: &str) -> Result<(), Error> {
+    let mut out = std::io::stdout().lock();
+    match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        other => other.map_err(Error::Io),
     }
 }

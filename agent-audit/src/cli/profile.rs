@@ -4,6 +4,7 @@ use clap::{Args, ValueEnum};
 
 use crate::exit::ExitCode;
 use crate::fsutil;
+use crate::profile::args::ArgsMode;
 use crate::profile::{self, oci, rationale, spo, ExplicitAllow, ProfileError, ProfileOptions};
 use crate::seccomp::spo::{is_dns_subdomain, SpoVersion};
 use crate::syscalls::Arch;
@@ -20,6 +21,15 @@ pub enum ProfileFormat {
     SpoYaml,
 }
 
+/// `--args`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum ArgsModeArg {
+    /// Dangerous argument values refused unless observed.
+    Default,
+    /// Only observed ioctl requests allowed.
+    Strict,
+}
+
 /// Arguments of `profile`.
 #[derive(Debug, Args)]
 #[command(
@@ -27,7 +37,9 @@ pub enum ProfileFormat {
                   translated arch, --allow exceptions, kept base allows); 2. the baseline \
                   (runtime after the filter is installed, vDSO fallbacks), one rule per \
                   syscall with its reason; 3. explicit denies by dangerous category, then the \
-                  base profile's denies; 4. clone3 -> ENOSYS when it was not observed. Every \
+                  base profile's denies; 4. clone3 -> ENOSYS (even when observed: glibc falls back \
+                  to clone). socket, socketpair, clone, personality and ioctl are allowed only \
+                  for argument values that are observed or safe. Every \
                   rule has a comment. Same inputs give a byte-identical file."
 )]
 pub struct ProfileArgs {
@@ -64,6 +76,10 @@ pub struct ProfileArgs {
     /// reason.
     #[arg(long, value_name = "FILE.md")]
     rationale: Option<PathBuf>,
+    /// How far recorded argument values narrow ioctl: `default` refuses the dangerous requests
+    /// (TIOCSTI, TIOCLINUX) unless observed; `strict` allows only the observed requests.
+    #[arg(long = "args", value_enum, default_value_t = ArgsModeArg::Default)]
+    args_mode: ArgsModeArg,
     /// Output format.
     #[arg(long, value_enum, default_value_t = ProfileFormat::Oci)]
     format: ProfileFormat,
@@ -106,6 +122,10 @@ impl ProfileArgs {
                 .collect(),
             base,
             keep_base_allows: self.keep_base_allows,
+            args_mode: match self.args_mode {
+                ArgsModeArg::Default => ArgsMode::Default,
+                ArgsModeArg::Strict => ArgsMode::Strict,
+            },
         };
         let plan = profile::build::plan(&merged, &options)?;
         for line in rationale::notice_lines(&plan) {

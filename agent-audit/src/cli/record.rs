@@ -45,12 +45,12 @@ pub struct RecordArgs {
     /// Directory for one `<name>.allowlist.json` per target.
     #[arg(long, value_name = "DIR")]
     out_dir: Option<PathBuf>,
-    /// Rewrite the allowlist files this often (seconds).
-    #[arg(long, value_name = "SECS", default_value_t = 5.0)]
-    interval: f64,
-    /// Stop after this many seconds.
-    #[arg(long, value_name = "SECS")]
-    duration: Option<f64>,
+    /// Rewrite the allowlist files this often (seconds, 0.1 to 86400).
+    #[arg(long, value_name = "SECS", default_value = "5", value_parser = INTERVAL.parser())]
+    interval: Duration,
+    /// Stop after this many seconds (0.001 to 31536000, i.e. 365 days).
+    #[arg(long, value_name = "SECS", value_parser = DURATION.parser())]
+    duration: Option<Duration>,
     /// How to attach to sys_enter.
     #[arg(long, value_enum, default_value_t = AttachMode::Auto)]
     attach: AttachMode,
@@ -74,18 +74,13 @@ impl RecordArgs {
             (None, None) if single => OutputSpec::File("allowlist.json".into()),
             (None, None) => OutputSpec::Dir(".".into()),
         };
-        let interval = seconds("--interval", self.interval)?;
-        let duration = self
-            .duration
-            .map(|d| seconds("--duration", d))
-            .transpose()?;
         recorder::record(RecordOptions {
             targets,
             globs: self.globs,
             wait: self.wait,
             output,
-            interval,
-            duration,
+            interval: self.interval,
+            duration: self.duration,
             counter: CounterOptions {
                 attach: self.attach,
                 attribution: !self.no_attribution,
@@ -95,12 +90,77 @@ impl RecordArgs {
     }
 }
 
-fn seconds(flag: &str, value: f64) -> Result<Duration, Error> {
-    if value.is_finite() && value > 0.0 {
-        Ok(Duration::from_secs_f64(value))
-    } else {
-        Err(Error::Usage(format!(
-            "{flag} must be a positive number of seconds, not {value}"
-        )))
+/// A range of seconds a flag accepts. Bounded so that every value is a `Duration` and every
+/// deadline computed from it (now + value) is representable: unbounded floats (`1e300`,
+/// `18446744073709551615`) would otherwise panic on conversion or on the addition.
+struct SecondsRange {
+    min: f64,
+    max: f64,
+}
+
+/// `--interval`: from ten writes a second to one a day.
+const INTERVAL: SecondsRange = SecondsRange {
+    min: 0.1,
+    max: 86_400.0,
+};
+
+/// `--duration`: from a millisecond to 365 days.
+const DURATION: SecondsRange = SecondsRange {
+    min: 0.001,
+    max: 31_536_000.0,
+};
+
+impl SecondsRange {
+    /// A clap value parser: a bad value is a usage error (exit 2) that names the flag (clap
+    /// adds it) and the range.
+    fn parser(&'static self) -> impl Fn(&str) -> Result<Duration, String> + Clone {
+        move |text| self.parse(text)
+    }
+
+    fn parse(&self, text: &str) -> Result<Duration, String> {
+        let range = format!("a number of seconds from {} to {}", self.min, self.max);
+        let value: f64 = text
+            .trim()
+            .parse()
+            .map_err(|_| format!("not a number: expected {range}"))?;
+        // NaN fails both comparisons, so it is refused too.
+        if value >= self.min && value <= self.max {
+            Ok(Duration::from_secs_f64(value))
+        } else {
+            Err(format!("out of range: expected {range}"))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn seconds_are_bounded_and_never_panic() {
+        assert_eq!(INTERVAL.parse("0.1"), Ok(Duration::from_millis(100)));
+        assert_eq!(INTERVAL.parse("86400"), Ok(Duration::from_secs(86_400)));
+        assert_eq!(
+            DURATION.parse("31536000"),
+            Ok(Duration::from_secs(31_536_000))
+        );
+        for bad in [
+            "18446744073709551615",
+            "1e300",
+            "inf",
+            "-inf",
+            "NaN",
+            "0",
+            "-1",
+            "0.01",
+            "86400.5",
+            "",
+            "5s",
+        ] {
+            let err = INTERVAL.parse(bad).unwrap_err();
+            assert!(err.contains("from 0.1 to 86400"), "{bad}: {err}");
+        }
+        assert!(DURATION.parse("1e300").is_err());
+        assert!(DURATION.parse("31536001").is_err());
     }
 }

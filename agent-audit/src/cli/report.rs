@@ -80,7 +80,7 @@ impl ReportArgs {
                     report.syscalls.len()
                 );
             }
-            None => print!("{text}"),
+            None => super::print_stdout(&text)?,
         }
         Ok(ExitCode::OK)
     }

@@ -49,7 +49,7 @@ impl VerifyArgs {
             command: self.command,
             attach: self.attach,
         })?;
-        print!("{}", report.to_text());
+        super::print_stdout(&report.to_text())?;
         Ok(if report.passed {
             ExitCode::OK
         } else {

@@ -7,6 +7,7 @@
 //! needs nothing at run time. They are parsed once, on first use; the unit tests below parse and
 //! validate every file, so a malformed edit fails `cargo test`, never a user's run.
 
+mod arguments;
 mod baseline;
 mod categories;
 mod dangerous;
@@ -15,6 +16,7 @@ mod translations;
 
 use std::sync::OnceLock;
 
+pub use arguments::{ArgumentRules, NamedValue, NamedValues, SocketFamilies};
 pub use baseline::{Baseline, BaselineEntry, BaselineGroup};
 pub use categories::{Categories, Category};
 pub use dangerous::{DangerousCategory, DangerousEntry, DangerousSet};
@@ -22,6 +24,7 @@ pub use descriptions::Descriptions;
 pub use translations::{Family, FamilyEntry, NoneNeeded, Time64Twin, Translations};
 
 const DANGEROUS_JSON: &str = include_str!("../../data/dangerous.json");
+const ARGUMENT_RULES_JSON: &str = include_str!("../../data/argument-rules.json");
 const BASELINE_JSON: &str = include_str!("../../data/baseline.json");
 const DESCRIPTIONS_JSON: &str = include_str!("../../data/syscall-descriptions.json");
 const CATEGORIES_JSON: &str = include_str!("../../data/syscall-categories.json");
@@ -31,6 +34,12 @@ const TRANSLATIONS_JSON: &str = include_str!("../../data/translations.json");
 pub fn dangerous() -> &'static DangerousSet {
     static SET: OnceLock<DangerousSet> = OnceLock::new();
     SET.get_or_init(|| parse_embedded("dangerous.json", DANGEROUS_JSON))
+}
+
+/// Argument values the profile refuses or allows by itself.
+pub fn argument_rules() -> &'static ArgumentRules {
+    static SET: OnceLock<ArgumentRules> = OnceLock::new();
+    SET.get_or_init(|| parse_embedded("argument-rules.json", ARGUMENT_RULES_JSON))
 }
 
 /// What the container runtime and the vDSO fallbacks need beyond what a recording shows.
@@ -90,6 +99,54 @@ mod tests {
             reason.trim().len() >= 10 && reason.trim_end().ends_with('.'),
             "{what}: {name}: reason must be a sentence, got {reason:?}"
         );
+    }
+
+    #[test]
+    fn argument_rules_are_valid_and_at_least_dockers() {
+        let rules = argument_rules();
+        let families = &rules.socket_families;
+        assert_reason("socket families", "comment", &families.comment);
+        let mut seen = BTreeSet::new();
+        for f in &families.dangerous {
+            assert_reason("socket family", &f.name, &f.reason);
+            assert!(
+                f.value < families.known_below && seen.insert(f.value),
+                "{}",
+                f.name
+            );
+        }
+        // Docker's default refuses AF_ALG (38) and AF_VSOCK (40): so must we.
+        assert!(families.dangerous(38).is_some() && families.dangerous(40).is_some());
+        // Docker's clone mask.
+        assert_eq!(rules.clone_namespace_flags.mask(), 0x7E02_0000);
+        let personality: Vec<u64> = rules
+            .personality_safe
+            .values
+            .iter()
+            .map(|v| v.value)
+            .collect();
+        assert_eq!(
+            personality,
+            [0, 8, 0x20000, 0x20008, 0xffff_ffff],
+            "Docker's list"
+        );
+        let ioctl: Vec<u64> = rules
+            .ioctl_dangerous
+            .values
+            .iter()
+            .map(|v| v.value)
+            .collect();
+        assert_eq!(ioctl, [0x5412, 0x541C], "TIOCSTI, TIOCLINUX");
+        for list in [
+            &rules.clone_namespace_flags,
+            &rules.personality_safe,
+            &rules.ioctl_dangerous,
+        ] {
+            assert_reason("argument list", "comment", &list.comment);
+            for v in &list.values {
+                assert_reason("argument value", &v.name, &v.reason);
+            }
+        }
     }
 
     #[test]

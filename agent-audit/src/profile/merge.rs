@@ -1,11 +1,11 @@
-//! Merging allowlists: the union of (arch, name) over any number of recordings, counts summed,
-//! and for each syscall which recordings and which programs made it. The result does not depend
-//! on input order.
+//! Merging allowlists: the union of (arch, name) over any number of recordings, counts summed
+//! (saturating at `u64::MAX`, never wrapping), and for each syscall which recordings and which
+//! programs made it. The result does not depend on input order.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
-use crate::allowlist::{Allowlist, MAX_PROGRAMS_LISTED};
+use crate::allowlist::{saturating_sum, Allowlist, ArgRecord, MAX_PROGRAMS_LISTED};
 use crate::syscalls::Arch;
 
 /// One recording that went into a merge.
@@ -32,6 +32,9 @@ pub struct MergedSyscall {
     pub programs: BTreeMap<(String, bool), u64>,
     /// Programs the inputs only counted ("and N more"), summed over the inputs.
     pub programs_omitted: u64,
+    /// The tracked arguments' values, merged over the inputs; `None` when an input did not
+    /// record them (then they are unknown, and no rule may be narrowed to them).
+    pub args: Option<Vec<ArgRecord>>,
 }
 
 /// One program's calls of one syscall, summed over the recordings.
@@ -73,7 +76,9 @@ impl ProgramList {
                 format!("{} ×{}{root}", p.comm, p.count)
             })
             .collect();
-        let more = self.omitted + self.listed.len().saturating_sub(limit) as u64;
+        let more = self
+            .omitted
+            .saturating_add(self.listed.len().saturating_sub(limit) as u64);
         if more > 0 {
             parts.push(format!("and {more} more"));
         }
@@ -121,17 +126,27 @@ impl Merged {
                 match &s.name {
                     Some(name) => {
                         let entry = merged.syscalls.entry((s.arch, name.clone())).or_default();
-                        entry.count += s.count;
+                        entry.args = if entry.seen_in.is_empty() {
+                            (!s.args.is_empty()).then(|| s.args.clone())
+                        } else {
+                            entry.args.take().and_then(|a| merge_args(a, &s.args))
+                        };
+                        entry.count = entry.count.saturating_add(s.count);
                         entry.seen_in.insert(index);
                         for p in &s.programs {
-                            *entry
+                            let calls = entry
                                 .programs
                                 .entry((p.comm.clone(), p.as_root))
-                                .or_default() += p.count;
+                                .or_default();
+                            *calls = calls.saturating_add(p.count);
                         }
-                        entry.programs_omitted += s.programs_omitted;
+                        entry.programs_omitted =
+                            entry.programs_omitted.saturating_add(s.programs_omitted);
                     }
-                    None => *unnamed.entry((s.arch, s.nr)).or_default() += s.count,
+                    None => {
+                        let calls = unnamed.entry((s.arch, s.nr)).or_default();
+                        *calls = calls.saturating_add(s.count);
+                    }
                 }
             }
         }
@@ -140,6 +155,20 @@ impl Merged {
             .map(|((arch, nr), count)| UnnamedSyscall { arch, nr, count })
             .collect();
         merged
+    }
+
+    /// The tracked arguments of `name` over every arch, or `None` when some recording of it
+    /// has none (unknown) or it was not observed.
+    pub fn args(&self, name: &str) -> Option<Vec<ArgRecord>> {
+        let mut all: Option<Vec<ArgRecord>> = None;
+        for (_, s) in self.by_arch(name) {
+            let mine = s.args.as_ref()?;
+            all = Some(match all {
+                None => mine.clone(),
+                Some(so_far) => merge_args(so_far, mine)?,
+            });
+        }
+        all
     }
 
     /// Arches with at least one named syscall, in [`Arch`] order.
@@ -168,7 +197,7 @@ impl Merged {
 
     /// Total calls of `name` over every arch and input.
     pub fn count(&self, name: &str) -> u64 {
-        self.by_arch(name).map(|(_, s)| s.count).sum()
+        saturating_sum(self.by_arch(name).map(|(_, s)| s.count))
     }
 
     /// Indices of the inputs that saw `name` on any arch.
@@ -186,9 +215,10 @@ impl Merged {
         let mut omitted = 0;
         for (_, s) in self.by_arch(name) {
             for ((comm, as_root), count) in &s.programs {
-                *calls.entry((comm.as_str(), *as_root)).or_default() += count;
+                let sum = calls.entry((comm.as_str(), *as_root)).or_default();
+                *sum = sum.saturating_add(*count);
             }
-            omitted += s.programs_omitted;
+            omitted = saturating_sum([omitted, s.programs_omitted]);
         }
         let mut listed: Vec<ProgramUse> = calls
             .into_iter()
@@ -199,7 +229,7 @@ impl Merged {
             })
             .collect();
         listed.sort_by(|a, b| (b.count, &a.comm, a.as_root).cmp(&(a.count, &b.comm, b.as_root)));
-        omitted += listed.len().saturating_sub(MAX_PROGRAMS_LISTED) as u64;
+        omitted = omitted.saturating_add(listed.len().saturating_sub(MAX_PROGRAMS_LISTED) as u64);
         listed.truncate(MAX_PROGRAMS_LISTED);
         ProgramList { listed, omitted }
     }
@@ -223,6 +253,25 @@ fn describe_target(list: &Allowlist) -> String {
         Some(command) => format!("{}: {}", list.target.kind, command.join(" ")),
         None => format!("{}: {}", list.target.kind, list.target.spec),
     }
+}
+
+/// Unites two recordings' argument records, matched by (index, field); `None` when `more` is
+/// empty (that recording did not record arguments: the union is unknown).
+fn merge_args(mut base: Vec<ArgRecord>, more: &[ArgRecord]) -> Option<Vec<ArgRecord>> {
+    if more.is_empty() {
+        return None;
+    }
+    for record in more {
+        match base
+            .iter_mut()
+            .find(|r| (r.index, r.field) == (record.index, record.field))
+        {
+            Some(existing) => existing.merge(record),
+            None => base.push(record.clone()),
+        }
+    }
+    base.sort_by_key(|r| (r.index, r.field));
+    Some(base)
 }
 
 /// The label of an input file: its path as given.

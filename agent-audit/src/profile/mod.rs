@@ -5,6 +5,7 @@
 //! actions, no file format), and the frontends write it: [`oci`] (Docker/OCI JSON), [`spo`]
 //! (Kubernetes Security Profiles Operator resource) and [`rationale`] (Markdown).
 
+pub mod args;
 pub mod build;
 pub mod merge;
 pub mod model;
@@ -54,6 +55,8 @@ pub struct ProfileOptions {
     pub base: Option<BaseProfile>,
     /// `--keep-base-allows`.
     pub keep_base_allows: bool,
+    /// `--args`: how far recorded argument values narrow `ioctl`.
+    pub args_mode: args::ArgsMode,
 }
 
 /// Why a profile could not be generated.

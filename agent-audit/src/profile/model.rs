@@ -57,6 +57,9 @@ pub enum Section {
     BaseAllow(usize),
     /// 2. Baseline: the runtime, the vDSO fallbacks, the kernel's own needs.
     Baseline(String),
+    /// 2b. A syscall allowed above, narrowed by argument (`socket`, `clone`, …): one rule per
+    /// ORed alternative.
+    Arguments(String),
     /// 3. Explicit deny of a dangerous category.
     DenyCategory(String),
     /// 3b. Explicit deny kept from `--base`.
@@ -74,7 +77,7 @@ pub struct PlannedRule {
     pub names: Vec<String>,
     /// What it does.
     pub verdict: Verdict,
-    /// Argument conditions (only ever copied from a `--base` profile).
+    /// Argument conditions, ANDed ([`Section::Arguments`] rules, or copied from `--base`).
     pub args: Vec<ArgCondition>,
     /// Why it exists; never empty.
     pub comment: String,
@@ -140,7 +143,16 @@ pub enum Reason {
         observed: u64,
     },
     /// clone3 → ENOSYS.
-    Clone3,
+    Clone3 {
+        /// Calls observed (0 if never seen).
+        observed: u64,
+    },
+    /// `clone` was not observed but `clone3` was: allowed (narrowed) because glibc falls back
+    /// to it when clone3 fails with ENOSYS.
+    Clone3Fallback {
+        /// clone3 calls observed.
+        clone3_calls: u64,
+    },
 }
 
 /// An architecture of the profile.
@@ -206,6 +218,26 @@ pub enum Notice {
         /// Syscall name.
         name: String,
     },
+    /// A dangerous argument value was observed and is therefore allowed (`socket AF_PACKET`,
+    /// `clone CLONE_NEWUSER`).
+    DangerousArgumentObserved {
+        /// Syscall name.
+        name: String,
+        /// The value and why it is dangerous.
+        what: String,
+    },
+    /// clone3 was observed but fails with ENOSYS (its flags cannot be filtered); the clone rule
+    /// covers what it was used for.
+    Clone3Observed {
+        /// Calls observed.
+        count: u64,
+    },
+    /// i386 `socketcall` passes its arguments through memory, so no rule can restrict its
+    /// socket families: allowed (observed) or left denied (no 32-bit socket calls recorded).
+    SocketcallNotFiltered {
+        /// Whether the profile allows it.
+        allowed: bool,
+    },
     /// A `--base` rule whose action this generator does not carry over (notify, trace).
     BaseRuleDropped {
         /// Its names.
@@ -234,10 +266,12 @@ pub struct ProfilePlan {
     pub programs: BTreeMap<String, super::merge::ProgramList>,
     /// Whether the recordings saw calls both as root and not (then root is worth marking).
     pub mixed_privileges: bool,
+    /// The argument rules of each narrowed syscall: what was observed, what is allowed.
+    pub arguments: BTreeMap<String, super::args::Narrowed>,
 }
 
 impl ProfilePlan {
-    /// Every allowed name, sorted.
+    /// Every allowed name (unconditionally or for some arguments), sorted, once.
     pub fn allowed_names(&self) -> Vec<&str> {
         let mut names: Vec<&str> = self
             .rules
@@ -246,6 +280,7 @@ impl ProfilePlan {
             .flat_map(|r| r.names.iter().map(String::as_str))
             .collect();
         names.sort_unstable();
+        names.dedup();
         names
     }
 

@@ -159,15 +159,210 @@ fn allow_errors_are_clear() {
 }
 
 #[test]
-fn clone3_is_allowed_when_observed() {
+fn clone3_fails_with_enosys_even_when_observed_and_clone_stands_in() {
     let mut runs = two_runs();
     runs.push((
         "c.json".into(),
         recording("c", &[(Arch::X86_64, "clone3", 2)]),
     ));
-    let plan = generate(runs, &options());
+    let plan = generate(runs.clone(), &options());
+    assert!(!plan.allowed_names().contains(&"clone3"));
+    let clone3 = plan
+        .rules
+        .iter()
+        .find(|r| r.section == Section::Clone3)
+        .unwrap();
+    assert_eq!(
+        clone3.verdict,
+        Verdict::Deny {
+            errno: errno::ENOSYS
+        }
+    );
+    assert!(plan.notices.contains(&Notice::Clone3Observed { count: 2 }));
+    // glibc falls back to clone: allowed, without namespace flags.
+    assert_eq!(
+        plan.reasons["clone"],
+        Reason::Clone3Fallback { clone3_calls: 2 }
+    );
+    let profile = oci::to_seccomp_profile(&plan);
+    assert!(allows(&profile, "clone", 0x3d0f00));
+    assert!(!allows(&profile, "clone", 0x1000_0011));
+    // --allow overrides.
+    let mut opts = options();
+    opts.allows.push(ExplicitAllow {
+        name: "clone3".into(),
+        reason: "the runtime needs it".into(),
+    });
+    let plan = generate(runs, &opts);
     assert!(plan.allowed_names().contains(&"clone3"));
     assert!(!plan.rules.iter().any(|r| r.section == Section::Clone3));
+}
+
+/// Whether `profile` lets `name` run with first argument `arg0`, evaluated as libseccomp
+/// does on a 64-bit arch (an unconditional rule wins; conditional rules are ORed).
+fn allows(profile: &SeccompProfile, name: &str, arg0: u64) -> bool {
+    let rules: Vec<_> = profile
+        .syscalls
+        .iter()
+        .filter(|r| r.all_names().any(|n| n == name))
+        .collect();
+    if let Some(r) = rules.iter().find(|r| r.args.is_empty()) {
+        return !r.action.denies();
+    }
+    rules
+        .iter()
+        .filter(|r| r.args.iter().all(|c| c.index != 0 || c.matches(arg0)))
+        .any(|r| !r.action.denies())
+}
+
+fn with_args(mut list: Allowlist, name: &str, args: Vec<crate::allowlist::ArgRecord>) -> Allowlist {
+    for entry in list
+        .syscalls
+        .iter_mut()
+        .filter(|s| s.name.as_deref() == Some(name))
+    {
+        entry.args = args.clone();
+    }
+    list
+}
+
+fn workload() -> Allowlist {
+    use Arch::X86_64 as X;
+    recording(
+        "w",
+        &[
+            (X, "read", 5),
+            (X, "socket", 3),
+            (X, "clone", 2),
+            (X, "clone3", 4),
+            (X, "personality", 1),
+        ],
+    )
+}
+
+#[test]
+fn without_recorded_arguments_the_rules_are_at_least_dockers() {
+    let plan = generate(vec![("w.json".into(), workload())], &options());
+    let profile = oci::to_seccomp_profile(&plan);
+    for rule in profile.syscalls.iter().filter(|r| r.args.is_empty()) {
+        for name in ["socket", "clone", "personality"] {
+            assert!(
+                !rule.all_names().any(|n| n == name) || rule.action.denies(),
+                "{name}"
+            );
+        }
+    }
+    for (name, arg, allowed) in [
+        ("socket", 1, true),
+        ("socket", 2, true),
+        ("socket", 10, true),
+        ("socket", 16, true),
+        ("socket", 38, false),
+        ("socket", 40, false),
+        ("socket", 17, false),
+        ("socket", 0x1_0000_0028, false),
+        ("clone", 0x1200011, true),
+        ("clone", 0x1000_0011, false),
+        ("clone", 0x20011, false),
+        ("personality", 0xffff_ffff, true),
+        ("personality", 0, true),
+        ("personality", 0x40_0000, false),
+        ("clone3", 0, false),
+    ] {
+        assert_eq!(allows(&profile, name, arg), allowed, "{name}({arg:#x})");
+    }
+    // One index per rule, so runc does not split (and loosen) any of them.
+    for rule in &profile.syscalls {
+        assert!(rule.repeated_indexes().is_empty(), "{:?}", rule.names);
+    }
+    assert!(plan.arguments.contains_key("socket"));
+    let compiled = crate::seccomp::compile::build_filter(&profile, &[Arch::X86_64, Arch::X86]);
+    let refused: Vec<_> = compiled
+        .unwrap()
+        .skipped
+        .into_iter()
+        .filter(|s| s.reason != crate::seccomp::compile::SkipReason::SameAsDefault)
+        .collect();
+    assert!(refused.is_empty(), "{refused:?}");
+}
+
+#[test]
+fn recorded_arguments_narrow_the_rules_to_what_was_seen() {
+    use crate::allowlist::{ArgField, ArgRecord};
+    let list = workload();
+    let list = with_args(
+        list,
+        "socket",
+        vec![ArgRecord::values(0, None, [(1, 2), (2, 1)], false)],
+    );
+    let list = with_args(
+        list,
+        "clone",
+        vec![ArgRecord::flags(0, None, 0x1200000, false)],
+    );
+    let list = with_args(
+        list,
+        "clone3",
+        vec![ArgRecord::flags(
+            0,
+            Some(ArgField::CloneArgsFlags),
+            0x3d0f00,
+            false,
+        )],
+    );
+    let list = with_args(
+        list,
+        "personality",
+        vec![ArgRecord::values(0, None, [(0x40000, 1)], false)],
+    );
+    let plan = generate(vec![("w.json".into(), list)], &options());
+    let md = rationale::render(&plan, "p.json");
+    let section = &md[md.find("## Argument rules").expect("argument section")..];
+    assert!(
+        section.contains(r"AF\_UNIX (1) ×2, AF\_INET (2) ×1"),
+        "{section}"
+    );
+    assert!(
+        section.contains("| `clone` | flags 0x1200000 |"),
+        "{section}"
+    );
+    let profile = oci::to_seccomp_profile(&plan);
+    for (name, arg, allowed) in [
+        ("socket", 1, true),
+        ("socket", 2, true),
+        ("socket", 10, false),
+        ("socket", 16, false),
+        ("socket", 38, false),
+        ("clone", 0x1200011, true),
+        ("clone", 0x3d0f00, true),
+        ("clone", 0x1000_0011, false),
+        ("personality", 0x40000, true),
+        ("personality", 0xffff_ffff, true),
+        ("personality", 0x40_0000, false),
+    ] {
+        assert_eq!(allows(&profile, name, arg), allowed, "{name}({arg:#x})");
+    }
+    assert!(plan.notices.iter().any(|n| matches!(n,
+        Notice::DangerousArgumentObserved { name, .. } if name == "personality")));
+    // An overflowing set narrows nothing beyond the defaults.
+    let list = with_args(
+        workload(),
+        "socket",
+        vec![ArgRecord::values(0, None, [(1, 2)], true)],
+    );
+    let profile = oci::to_seccomp_profile(&generate(vec![("w.json".into(), list)], &options()));
+    assert!(allows(&profile, "socket", 10) && !allows(&profile, "socket", 40));
+}
+
+#[test]
+fn socketcall_is_not_translated_without_32_bit_socket_calls() {
+    let mut opts = options();
+    opts.extra_arches = vec![Arch::X86];
+    let plan = generate(vec![("w.json".into(), workload())], &opts);
+    assert!(!plan.allowed_names().contains(&"socketcall"));
+    assert!(plan
+        .notices
+        .contains(&Notice::SocketcallNotFiltered { allowed: false }));
 }
 
 #[test]
@@ -435,4 +630,159 @@ fn reads_inputs_and_rejects_duplicates() {
     assert!(matches!(err, ProfileError::DuplicateInput { .. }));
     let err = read_and_merge(&[dir.path().join("missing.json")]).unwrap_err();
     assert!(err.is_not_found(), "{err}");
+}
+
+/// Done-when of issue 9: on every axis where Docker's current default restricts arguments, the
+/// generated profile is at least as strict, and it allows far fewer names. Docker's default is
+/// evaluated as Docker hands it to runc for a container without CAP_SYS_ADMIN on x86_64.
+#[test]
+fn at_least_as_strict_as_dockers_default_on_every_argument_axis() {
+    use crate::seccomp::evaluate::{outcome, without_capability_rules};
+    let docker = SeccompProfile::parse(
+        include_str!("../../../tests/data/profiles/docker-default.json"),
+        Path::new("docker-default.json"),
+    )
+    .unwrap();
+    let docker = without_capability_rules(&docker);
+    // The axes Docker restricts: the names with argument conditions.
+    let axes: BTreeSet<&str> = docker
+        .syscalls
+        .iter()
+        .filter(|r| !r.args.is_empty())
+        .flat_map(|r| r.all_names())
+        .collect();
+    assert_eq!(axes, BTreeSet::from(["clone", "personality", "socket"]));
+    let mut flags: Vec<u64> = (0..64).map(|b| 1u64 << b).collect();
+    flags.extend([0, 0x7E02_0000, 0x3d0f00, 0x1200011]);
+    let mut values: Vec<u64> = (0..64).collect();
+    values.extend([
+        0x20000,
+        0x20008,
+        0xffff_ffff,
+        0x40_0000,
+        0x40000,
+        0x1_0000_0026,
+    ]);
+    values.extend([0x1_0000_0028, u64::MAX]);
+    for (label, list) in [
+        ("no argument values", workload()),
+        ("recorded", {
+            use crate::allowlist::ArgRecord;
+            let l = with_args(
+                workload(),
+                "socket",
+                vec![ArgRecord::values(0, None, [(1, 2), (2, 1)], false)],
+            );
+            let l = with_args(
+                l,
+                "clone",
+                vec![ArgRecord::flags(0, None, 0x1200000, false)],
+            );
+            with_args(
+                l,
+                "personality",
+                vec![ArgRecord::values(0, None, [(0xffff_ffff, 1)], false)],
+            )
+        }),
+    ] {
+        let plan = generate(vec![("w.json".into(), list)], &options());
+        let ours = oci::to_seccomp_profile(&plan);
+        for &name in &axes {
+            let probes = if name == "clone" { &flags } else { &values };
+            for &arg0 in probes {
+                let args = [arg0, 0, 0, 0, 0, 0];
+                if !outcome(&docker, name, &args).allows() {
+                    assert!(
+                        !outcome(&ours, name, &args).allows(),
+                        "{label}: Docker refuses {name}({arg0:#x}) but the profile allows it"
+                    );
+                }
+            }
+        }
+        // clone3: Docker fails it with ENOSYS without CAP_SYS_ADMIN; so do we.
+        assert_eq!(outcome(&docker, "clone3", &[0; 6]).errno, Some(38));
+        assert_eq!(outcome(&ours, "clone3", &[0; 6]).errno, Some(38), "{label}");
+        let allowed_by = |p: &SeccompProfile| -> BTreeSet<String> {
+            p.syscalls
+                .iter()
+                .filter(|r| !r.action.denies())
+                .flat_map(|r| r.all_names().map(str::to_owned))
+                .collect()
+        };
+        let (mine, theirs) = (allowed_by(&ours).len(), allowed_by(&docker).len());
+        assert!(
+            mine * 4 < theirs,
+            "{label}: {mine} names allowed, Docker {theirs}"
+        );
+    }
+}
+
+/// Podman's default denies `socket` only for NETLINK_AUDIT: that must not deny an observed
+/// `socket` outright (it did: every socket call of the workload got EPERM).
+#[test]
+fn a_conditional_base_deny_does_not_deny_the_name() {
+    let base = SeccompProfile::parse(
+        include_str!("../../../tests/data/profiles/podman-default.json"),
+        Path::new("podman-default.json"),
+    )
+    .unwrap();
+    let mut opts = options();
+    opts.base = Some(BaseProfile {
+        label: "podman-default.json".into(),
+        profile: base,
+    });
+    let plan = generate(vec![("w.json".into(), workload())], &opts);
+    assert!(plan.allowed_names().contains(&"socket"));
+    let profile = oci::to_seccomp_profile(&plan);
+    assert!(allows(&profile, "socket", 2) && !allows(&profile, "socket", 40));
+    // Podman's NETLINK_AUDIT rule would overlap the socket argument rules, and libseccomp
+    // keeps only one of two overlapping conditional rules: it is left out, and said so.
+    assert!(!profile
+        .syscalls
+        .iter()
+        .any(|r| r.names == ["socket"] && r.action == Action::Errno));
+    assert!(plan.notices.iter().any(|n| matches!(n,
+        Notice::BaseRuleDropped { names, .. } if names == &["socket".to_string()])));
+}
+
+/// 13.12: names, labels, targets and reasons from the inputs are quoted, never markup.
+#[test]
+fn the_rationale_escapes_what_it_quotes() {
+    let mut list = recording("<img src=x onerror=alert(1)>", &[(Arch::X86_64, "read", 3)]);
+    list.syscalls[0].programs = vec![crate::allowlist::ProgramCount {
+        comm: "<b>X".into(),
+        as_root: false,
+        count: 3,
+        first_seen: time::OffsetDateTime::UNIX_EPOCH,
+        last_seen: time::OffsetDateTime::UNIX_EPOCH,
+    }];
+    let mut opts = options();
+    opts.allows.push(ExplicitAllow {
+        name: "ptrace".into(),
+        reason: "[trust me](http://evil.example) <script>x</script> | cell".into(),
+    });
+    let plan = generate(vec![("in|put`s.json".into(), list)], &opts);
+    let md = rationale::render(&plan, "<i>p</i>.json");
+    for raw in ["<b>", "<img", "<script>", "[trust me]("] {
+        assert!(!md.contains(raw), "{raw} reached the Markdown:\n{md}");
+    }
+    assert!(md.contains("&lt;b&gt;X ×3"), "{md}");
+    assert!(md.contains("``in\\|put`s.json``"), "{md}");
+    assert!(
+        md.contains("\\[trust me\\](http://evil.example) &lt;script&gt;"),
+        "{md}"
+    );
+    // Inside a code span markup is text already.
+    assert!(
+        md.contains("# Seccomp profile rationale: `<i>p</i>.json`"),
+        "{md}"
+    );
+    // Every table row still has its columns: no quoted `|` split a cell.
+    for line in md
+        .lines()
+        .filter(|l| l.starts_with("| `read`") || l.starts_with("| `ptrace`"))
+    {
+        let cells = line.replace("\\|", "").matches('|').count();
+        assert_eq!(cells, 7, "{line}");
+    }
 }

@@ -8,94 +8,20 @@ use std::str::FromStr;
 
 use time::OffsetDateTime;
 
+use super::context::Context;
 use super::findings;
 use super::{
     AllowReason, ArchSummary, BaseChanges, CategoryRow, Report, ReportError, ReportInputs,
     RunSummary, Summary, SyscallRow, TotalsSummary, VerifyResult, SCHEMA_V1,
 };
-use crate::allowlist::Allowlist;
+use crate::allowlist::saturating_sum;
 use crate::check::ACCEPTED_RISK;
-use crate::diff::{self, Effect, Side};
+use crate::diff::{self, Side};
 use crate::policy;
-use crate::profile::model::{ProfilePlan, Reason};
+use crate::profile::model::Reason;
 use crate::profile::{self, build as plan_build, oci, Merged, ProfileError, ProfileOptions};
 use crate::seccomp::SeccompProfile;
 use crate::syscalls::Arch;
-
-/// Everything the parts of the report are computed from.
-pub(super) struct Context<'a> {
-    /// The recordings, labelled and sorted by label.
-    pub lists: &'a [(String, Allowlist)],
-    /// Their merge.
-    pub merged: &'a Merged,
-    /// What `profile` would generate with its defaults (for the reasons); `None` when the
-    /// allowlists have no named syscall and a profile was given.
-    pub plan: Option<&'a ProfilePlan>,
-    /// The profile under review.
-    pub profile: &'a SeccompProfile,
-    /// Its file, or `None` when generated.
-    pub profile_file: Option<&'a Path>,
-    /// Name → effect, from `diff`.
-    pub side: &'a Side,
-    /// Arches the profile lists that agent-audit has tables for.
-    pub arches: Vec<Arch>,
-}
-
-impl Context<'_> {
-    /// The effect the profile gives `name`.
-    pub fn effect(&self, name: &str) -> Effect {
-        self.side
-            .effects
-            .get(name)
-            .copied()
-            .unwrap_or(self.side.default)
-    }
-
-    /// Whether the profile lets `name` run (at least under some argument values).
-    pub fn allows(&self, name: &str) -> bool {
-        !self.effect(name).action.denies()
-    }
-
-    /// The comment of the first rule that gives `name` its effect.
-    pub fn rule_comment(&self, name: &str) -> Option<&str> {
-        let allows = self.allows(name);
-        self.profile
-            .syscalls
-            .iter()
-            .filter(|r| r.action.denies() != allows)
-            .find(|r| r.all_names().any(|n| n == name))
-            .and_then(|r| r.comment.as_deref())
-    }
-
-    /// What the profile does with `name`, in words.
-    pub fn describe_effect(&self, name: &str) -> String {
-        let effect = self.effect(name);
-        let action = serde_json::to_value(effect.action)
-            .ok()
-            .and_then(|v| v.as_str().map(str::to_owned))
-            .unwrap_or_default();
-        let errno = effect
-            .errno
-            .map(|e| format!(" (errno {e})"))
-            .unwrap_or_default();
-        let conditional = if effect.conditional {
-            " when its arguments match"
-        } else {
-            ""
-        };
-        match (effect.by_default, effect.action.denies()) {
-            (true, true) => format!("denied by the default action {action}{errno}"),
-            (true, false) => format!("ALLOWED by the default action {action}"),
-            (false, true) => format!("denied explicitly: {action}{errno}{conditional}"),
-            (false, false) => match self.rule_comment(name) {
-                Some(c) if c.trim_start().starts_with(ACCEPTED_RISK) => {
-                    format!("ALLOWED{conditional} as an accepted risk: {c}")
-                }
-                _ => format!("ALLOWED{conditional} by {action}"),
-            },
-        }
-    }
-}
 
 /// Reads the inputs and computes the report.
 pub fn build(inputs: &ReportInputs) -> Result<Report, ReportError> {
@@ -205,7 +131,7 @@ fn summary(ctx: &Context, base: Option<BaseChanges>) -> Summary {
     for ((arch, _), s) in &ctx.merged.syscalls {
         let entry = per_arch.entry(*arch).or_default();
         entry.0 += 1;
-        entry.1 += s.count;
+        entry.1 = entry.1.saturating_add(s.count);
     }
     let allowed = ctx
         .side
@@ -218,10 +144,10 @@ fn summary(ctx: &Context, base: Option<BaseChanges>) -> Summary {
     Summary {
         duration_seconds: (duration * 1000.0).round() / 1000.0,
         totals: TotalsSummary {
-            calls: ctx.lists.iter().map(|(_, l)| l.totals.calls).sum(),
+            calls: saturating_sum(ctx.lists.iter().map(|(_, l)| l.totals.calls)),
             distinct_names: ctx.merged.names().len(),
-            unnamed_calls: ctx.merged.unnamed.iter().map(|u| u.count).sum(),
-            out_of_range: ctx.lists.iter().map(|(_, l)| l.totals.out_of_range).sum(),
+            unnamed_calls: saturating_sum(ctx.merged.unnamed.iter().map(|u| u.count)),
+            out_of_range: saturating_sum(ctx.lists.iter().map(|(_, l)| l.totals.out_of_range)),
         },
         runs,
         per_arch: per_arch
@@ -249,7 +175,7 @@ fn summary(ctx: &Context, base: Option<BaseChanges>) -> Summary {
 }
 
 fn syscall_rows(ctx: &Context) -> Vec<SyscallRow> {
-    let total: u64 = ctx.lists.iter().map(|(_, l)| l.totals.calls).sum();
+    let total = saturating_sum(ctx.lists.iter().map(|(_, l)| l.totals.calls));
     let categories = policy::categories();
     let names: BTreeSet<&str> = ctx
         .side
@@ -262,6 +188,7 @@ fn syscall_rows(ctx: &Context) -> Vec<SyscallRow> {
         .into_iter()
         .map(|name| {
             let count = ctx.merged.count(name);
+            let arguments = argument_summary(ctx, name);
             SyscallRow {
                 name: name.to_string(),
                 category: categories.of(name).unwrap_or("unknown").to_string(),
@@ -282,12 +209,41 @@ fn syscall_rows(ctx: &Context) -> Vec<SyscallRow> {
                     .get(name)
                     .unwrap_or("Not a syscall agent-audit knows.")
                     .to_string(),
-                reason: allow_reason(ctx, name),
+                reason: with_arguments(allow_reason(ctx, name), arguments.as_ref()),
                 dangerous: policy::dangerous().contains(name),
                 conditional: ctx.effect(name).conditional,
+                arguments,
             }
         })
         .collect()
+}
+
+/// The reason, saying which arguments the rules allow (shown by every renderer).
+fn with_arguments(
+    mut reason: AllowReason,
+    arguments: Option<&super::ArgumentSummary>,
+) -> AllowReason {
+    if let Some(a) = arguments {
+        reason.text = format!(
+            "{} Only for: {} (observed: {}).",
+            reason.text.trim_end(),
+            a.allowed,
+            a.observed
+        );
+    }
+    reason
+}
+
+/// The planned argument rules of `name`, when the profile narrows it by argument.
+fn argument_summary(ctx: &Context, name: &str) -> Option<super::ArgumentSummary> {
+    if !ctx.effect(name).conditional {
+        return None;
+    }
+    let narrowed = ctx.plan?.arguments.get(name)?;
+    Some(super::ArgumentSummary {
+        observed: crate::profile::rationale::describe_seen(name, &narrowed.seen),
+        allowed: narrowed.allows.clone(),
+    })
 }
 
 /// Why `name` is allowed: the plan's reason when the profile agrees with it, else the rule.
@@ -375,7 +331,7 @@ fn category_rows(rows: &[SyscallRow]) -> Vec<CategoryRow> {
             id: id.to_string(),
             title: title.to_string(),
             syscalls: mine.len(),
-            calls: mine.iter().map(|r| r.count).sum(),
+            calls: saturating_sum(mine.iter().map(|r| r.count)),
         });
     }
     out

@@ -2,7 +2,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use super::build::Context;
+use super::context::Context;
 use super::{
     ArchGap, DangerousObserved, DeniedUse, Findings, PrivilegeDropFinding, RuntimeInitOnly,
     VerifyResult,
@@ -137,7 +137,8 @@ fn runtime_init_only(ctx: &Context) -> Vec<RuntimeInitOnly> {
         for s in &list.runtime_init {
             match s.name.as_deref() {
                 Some(name) if !observed.contains(name) => {
-                    *counts.entry(name).or_default() += s.count
+                    let sum = counts.entry(name).or_default();
+                    *sum = sum.saturating_add(s.count);
                 }
                 _ => {}
             }

@@ -343,7 +343,8 @@ fn bar_chart(h: &mut String, id: &str, caption: &str, bars: &[Bar]) {
     );
     for (i, bar) in bars.iter().enumerate() {
         let y = ROW * i as u64 + 2;
-        let w = (bar.value * WIDTH).div_ceil(max);
+        // In u128: a count near u64::MAX times the width does not fit in u64. At most WIDTH.
+        let w = (u128::from(bar.value) * u128::from(WIDTH)).div_ceil(u128::from(max)) as u64;
         let _ = writeln!(
             h,
             "<g class=\"bar\" data-key=\"{}\" data-value=\"{}\"><title>{}: {}</title>\

@@ -6,6 +6,8 @@
 use std::fmt::Write;
 
 use super::Report;
+use crate::allowlist::saturating_sum;
+use crate::markdown::{code, escape};
 
 /// GitHub's limit for a comment body, in characters; we count bytes, which is stricter.
 pub const COMMENT_LIMIT: usize = 65_536;
@@ -78,7 +80,7 @@ fn render_with(report: &Report, max_rows: usize) -> String {
         s.profile
             .file
             .as_deref()
-            .map_or("(generated)".to_string(), |f| format!("`{}`", escape(f))),
+            .map_or("(generated)".to_string(), code),
         s.profile.allowed,
         s.profile.denied_explicitly,
         s.profile.rules,
@@ -102,8 +104,8 @@ fn findings(md: &mut String, report: &Report, max_rows: usize) {
         let _ = writeln!(md, "**Dangerous syscalls observed**\n");
         let rows = f.dangerous_observed.iter().map(|d| {
             format!(
-                "| `{}` | {} | {} | {} | {} | {} |",
-                d.name,
+                "| {} | {} | {} | {} | {} | {} |",
+                code(&d.name),
                 d.count,
                 escape(&d.programs.summary(PROGRAMS_PER_CELL, mark_root)),
                 escape(&d.category),
@@ -122,9 +124,9 @@ fn findings(md: &mut String, report: &Report, max_rows: usize) {
         let _ = writeln!(md, "**Used by the workload but denied by the profile**\n");
         let rows = f.denied_but_used.iter().map(|d| {
             format!(
-                "| {} | `{}` | {} | {} | {} | {} |",
+                "| {} | {} | {} | {} | {} | {} |",
                 d.source,
-                d.name.as_deref().unwrap_or("?"),
+                code(d.name.as_deref().unwrap_or("?")),
                 d.arch.short_name(),
                 d.nr.map(|n| n.to_string()).unwrap_or_default(),
                 d.count,
@@ -142,9 +144,9 @@ fn findings(md: &mut String, report: &Report, max_rows: usize) {
         let _ = writeln!(md, "**Missing on a listed architecture**\n");
         let rows = f.arch_gaps.iter().map(|g| {
             format!(
-                "| {} | `{}` | {} |",
+                "| {} | {} | {} |",
                 g.arch.short_name(),
-                g.name,
+                code(&g.name),
                 escape(&g.why)
             )
         });
@@ -157,16 +159,16 @@ fn findings(md: &mut String, report: &Report, max_rows: usize) {
         );
         let rows = f.runtime_init_only.iter().map(|r| {
             let allowed = if r.allowed { "allowed" } else { "denied" };
-            format!("| `{}` | {} | {allowed} |", r.name, r.count)
+            format!("| {} | {} | {allowed} |", code(&r.name), r.count)
         });
         table(md, "| syscall | calls | profile |", rows, max_rows);
     }
     for drop in &f.privilege_drops {
         let _ = writeln!(
             md,
-            "**Privilege drop in `{}`** at {}: {} syscall(s) only as root: {}. Run as root: {}. \
+            "**Privilege drop in {}** at {}: {} syscall(s) only as root: {}. Run as root: {}. \
              Run as another user: {}.\n",
-            escape(&drop.file),
+            code(&drop.file),
             drop.first_unprivileged_call,
             drop.root_only.len(),
             code_list(&drop.root_only, max_rows),
@@ -187,8 +189,8 @@ fn summary(md: &mut String, report: &Report, max_rows: usize) {
     let _ = writeln!(md, "### Summary\n");
     let rows = s.runs.iter().map(|r| {
         format!(
-            "| `{}` | {} | {} | {} s | {} | {} | {} |",
-            escape(&r.file),
+            "| {} | {} | {} | {} s | {} | {} | {} |",
+            code(&r.file),
             escape(&r.target),
             r.started_at,
             r.duration_seconds,
@@ -222,7 +224,7 @@ fn summary(md: &mut String, report: &Report, max_rows: usize) {
         s.profile.default_action,
         s.profile.architectures.join(", ")
     );
-    if s.totals.unnamed_calls + s.totals.out_of_range > 0 {
+    if s.totals.unnamed_calls > 0 || s.totals.out_of_range > 0 {
         let _ = writeln!(
             md,
             "- Calls without a name: {}, out of range: {}",
@@ -232,8 +234,8 @@ fn summary(md: &mut String, report: &Report, max_rows: usize) {
     if let Some(base) = &s.base {
         let _ = writeln!(
             md,
-            "- Against `{}`: added {}; removed {}; changed {}",
-            escape(&base.base),
+            "- Against {}: added {}; removed {}; changed {}",
+            code(&base.base),
             code_list(&base.added, max_rows),
             code_list(&base.removed, max_rows),
             code_list(&base.changed, max_rows)
@@ -243,7 +245,7 @@ fn summary(md: &mut String, report: &Report, max_rows: usize) {
 }
 
 fn categories(md: &mut String, report: &Report) {
-    let total: u64 = report.categories.iter().map(|c| c.calls).sum();
+    let total = saturating_sum(report.categories.iter().map(|c| c.calls));
     let _ = writeln!(md, "### Calls by category\n");
     let rows = report.categories.iter().map(|c| {
         format!(
@@ -274,8 +276,8 @@ fn allowed_table(md: &mut String, report: &Report, max_rows: usize) {
     let mark_root = report.summary.mixed_privileges;
     let lines = rows.iter().map(|r| {
         format!(
-            "| `{}` | {} | {} | {:.2}% | {} | {} | {} |",
-            r.name,
+            "| {} | {} | {} | {:.2}% | {} | {} | {} |",
+            code(&r.name),
             r.category,
             r.count,
             r.share * 100.0,
@@ -319,11 +321,7 @@ fn code_list(names: &[String], max: usize) -> String {
     if names.is_empty() {
         return "none".into();
     }
-    let mut items: Vec<String> = names
-        .iter()
-        .take(max)
-        .map(|n| format!("`{}`", escape(n)))
-        .collect();
+    let mut items: Vec<String> = names.iter().take(max).map(|n| code(n)).collect();
     if names.len() > max {
         items.push(format!("and {} more", names.len() - max));
     }
@@ -346,12 +344,4 @@ fn percent(part: u64, total: u64) -> String {
         return "0%".into();
     }
     format!("{:.1}%", part as f64 * 100.0 / total as f64)
-}
-
-/// Makes text safe in a Markdown table cell of a GitHub comment (no table breaks, no HTML).
-fn escape(text: &str) -> String {
-    text.replace('|', "\\|")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace(['\n', '\r'], " ")
 }

@@ -7,6 +7,7 @@
 //! Everything in it comes from the inputs, so the same inputs give the same bytes.
 
 mod build;
+mod context;
 mod findings;
 pub mod html;
 pub mod json;
@@ -284,6 +285,19 @@ pub struct SyscallRow {
     pub dangerous: bool,
     /// Whether the profile allows it only under argument conditions.
     pub conditional: bool,
+    /// For a syscall the planned profile narrows by argument: the values the recordings saw
+    /// and what its rules allow.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub arguments: Option<ArgumentSummary>,
+}
+
+/// What the recordings saw of a narrowed syscall's argument, and what the rules allow.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct ArgumentSummary {
+    /// The values observed, in words (`AF_UNIX (1) ×2`, `flags 0x1200000`, `not recorded`).
+    pub observed: String,
+    /// What the rules allow, in words.
+    pub allowed: String,
 }
 
 /// Why a syscall is allowed.

@@ -324,3 +324,34 @@ fn rows_of_the_generated_plan_and_the_oci_file_agree() {
         given.findings.dangerous_observed
     );
 }
+
+#[test]
+fn narrowed_syscalls_show_what_was_observed_and_what_is_allowed() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut list = recording("n", "srv", &[(X, "read", 2), (X, "socket", 3)]);
+    for s in list
+        .syscalls
+        .iter_mut()
+        .filter(|s| s.name.as_deref() == Some("socket"))
+    {
+        s.args = vec![crate::allowlist::ArgRecord::values(
+            0,
+            None,
+            [(2, 3)],
+            false,
+        )];
+    }
+    let report = build(&inputs(vec![write(dir.path(), "n.json", &list)])).unwrap();
+    let socket = report.syscalls.iter().find(|r| r.name == "socket").unwrap();
+    assert!(socket.conditional);
+    let args = socket.arguments.as_ref().expect("argument summary");
+    assert_eq!(args.observed, "AF_INET (2) ×3");
+    assert_eq!(args.allowed, "AF_INET (2)");
+    assert!(
+        socket.reason.text.contains("Only for: AF_INET (2)"),
+        "{:?}",
+        socket.reason
+    );
+    let read = report.syscalls.iter().find(|r| r.name == "read").unwrap();
+    assert!(read.arguments.is_none());
+}

@@ -2,7 +2,8 @@
 //! do it, so that `check` can tell whether a profile compiles for each of its arches and
 //! `verify` can load the very same filter.
 //!
-//! Like runc, names libseccomp does not know are skipped (the rule then has no effect, which for
+//! Like runc, a rule comparing one argument index twice becomes one rule per condition (ORed),
+//! names libseccomp does not know are skipped (the rule then has no effect, which for
 //! an allow means the call is denied), and rules whose action equals the default action are
 //! skipped (libseccomp refuses them). Both are returned as [`Skipped`] entries, never silently.
 
@@ -12,7 +13,7 @@ use libseccomp::{
     ScmpAction, ScmpArch, ScmpArgCompare, ScmpCompareOp, ScmpFilterContext, ScmpSyscall,
 };
 
-use super::{Action, ArgCondition, SeccompProfile, SyscallRule};
+use super::{Action, ArgCondition, CompareOp, SeccompProfile, SyscallRule};
 use crate::syscalls::Arch;
 
 /// errno runc uses for `SCMP_ACT_ERRNO` without `errnoRet`.
@@ -184,9 +185,19 @@ pub fn build_filter(
                 continue;
             };
             let result = if conditions.is_empty() {
-                context.add_rule(action, syscall)
+                context.add_rule(action, syscall).map(|_| ())
+            } else if rule.repeated_indexes().is_empty() {
+                context
+                    .add_rule_conditional(action, syscall, &conditions)
+                    .map(|_| ())
             } else {
-                context.add_rule_conditional(action, syscall, &conditions)
+                // runc (`matchCall`): an index compared twice turns every condition into a
+                // rule of its own, so they are ORed.
+                conditions.iter().try_for_each(|c| {
+                    context
+                        .add_rule_conditional(action, syscall, std::slice::from_ref(c))
+                        .map(|_| ())
+                })
             };
             if let Err(e) = result {
                 skipped.push(skip(SkipReason::Refused(e.to_string())));
@@ -204,16 +215,16 @@ fn condition(arg: &ArgCondition) -> Result<ScmpArgCompare, String> {
     if arg.index > 5 {
         return Err(format!("argument index {} is not 0..=5", arg.index));
     }
-    // OCI: for SCMP_CMP_MASKED_EQ, `value` is the mask and `valueTwo` the datum.
-    let (op, datum) = match arg.op.as_str() {
-        "SCMP_CMP_NE" => (ScmpCompareOp::NotEqual, arg.value),
-        "SCMP_CMP_LT" => (ScmpCompareOp::Less, arg.value),
-        "SCMP_CMP_LE" => (ScmpCompareOp::LessOrEqual, arg.value),
-        "SCMP_CMP_EQ" => (ScmpCompareOp::Equal, arg.value),
-        "SCMP_CMP_GE" => (ScmpCompareOp::GreaterEqual, arg.value),
-        "SCMP_CMP_GT" => (ScmpCompareOp::Greater, arg.value),
-        "SCMP_CMP_MASKED_EQ" => (ScmpCompareOp::MaskedEqual(arg.value), arg.value_two),
-        other => return Err(format!("unknown comparison {other:?}")),
+    // OCI: for SCMP_CMP_MASKED_EQ, `value` is the mask and `valueTwo` the datum (runc passes
+    // both to libseccomp-golang's MakeCondition in that order).
+    let (op, datum) = match arg.op {
+        CompareOp::NotEqual => (ScmpCompareOp::NotEqual, arg.value),
+        CompareOp::Less => (ScmpCompareOp::Less, arg.value),
+        CompareOp::LessOrEqual => (ScmpCompareOp::LessOrEqual, arg.value),
+        CompareOp::Equal => (ScmpCompareOp::Equal, arg.value),
+        CompareOp::GreaterOrEqual => (ScmpCompareOp::GreaterEqual, arg.value),
+        CompareOp::Greater => (ScmpCompareOp::Greater, arg.value),
+        CompareOp::MaskedEqual => (ScmpCompareOp::MaskedEqual(arg.value), arg.value_two),
     };
     Ok(ScmpArgCompare::new(arg.index, op, datum))
 }
@@ -255,14 +266,106 @@ mod tests {
         assert!(all.bpf_instructions().unwrap() > 20);
     }
 
+    /// errno of `ioctl(-1, request)` in a child under `profile` (0 if it succeeded).
+    fn ioctl_errno_under(profile: &SeccompProfile, request: u64) -> i32 {
+        errno_under(profile, libc::SYS_ioctl, [u64::MAX, request, 0])
+    }
+
+    /// errno of syscall `nr` with three arguments in a child under `profile` (0 if it
+    /// succeeded; a returned descriptor is left to the child's exit).
+    fn errno_under(profile: &SeccompProfile, nr: libc::c_long, a: [u64; 3]) -> i32 {
+        let program = crate::seccomp::SeccompProgram::export(
+            &build_filter(profile, &[Arch::native().unwrap()]).unwrap(),
+        )
+        .unwrap();
+        // SAFETY: the child only installs the prepared filter, makes one syscall and exits
+        // with its errno: async-signal-safe calls on memory prepared before fork.
+        unsafe {
+            let pid = libc::fork();
+            assert!(pid >= 0);
+            if pid == 0 {
+                if program.install().is_err() {
+                    libc::_exit(255);
+                }
+                let r = libc::syscall(nr, a[0], a[1], a[2]);
+                libc::_exit(if r < 0 { *libc::__errno_location() } else { 0 });
+            }
+            let mut status = 0;
+            libc::waitpid(pid, &mut status, 0);
+            assert!(libc::WIFEXITED(status));
+            libc::WEXITSTATUS(status)
+        }
+    }
+
     #[test]
-    fn bad_comparisons_are_errors() {
-        let profile = parse(
+    fn in_the_kernel_an_unconditional_allow_wins_over_a_conditional_deny() {
+        const EACCES: i32 = 13;
+        const EBADF: i32 = 9;
+        let deny_tiocsti = r#"{"names":["ioctl"],"action":"SCMP_ACT_ERRNO","errnoRet":13,
+              "args":[{"index":1,"value":4294967295,"valueTwo":21522,"op":"SCMP_CMP_MASKED_EQ"}]}"#;
+        let allow = r#"{"names":["ioctl"],"action":"SCMP_ACT_ALLOW"}"#;
+        // What the child needs to install the filter and report: the default denies.
+        let base = r#"{"names":["prctl","seccomp","exit_group","exit"],"action":"SCMP_ACT_ALLOW"}"#;
+        for rules in [
+            format!("{deny_tiocsti},{allow}"),
+            format!("{allow},{deny_tiocsti}"),
+        ] {
+            let p = parse(&format!(
+                r#"{{"defaultAction":"SCMP_ACT_ERRNO","syscalls":[{rules},{base}]}}"#
+            ));
+            // The default denies (EPERM), so that neither rule equals it and is skipped.
+            // libseccomp keeps the unconditional rule whatever the order: TIOCSTI gets through.
+            assert_eq!(ioctl_errno_under(&p, 0x5412), EBADF, "{rules}");
+        }
+        // Alone, the masked deny catches TIOCSTI with or without upper bits.
+        let p = parse(&format!(
+            r#"{{"defaultAction":"SCMP_ACT_ALLOW","syscalls":[{deny_tiocsti}]}}"#
+        ));
+        assert_eq!(ioctl_errno_under(&p, 0x5412), EACCES);
+        assert_eq!(ioctl_errno_under(&p, 0x1_0000_5412), EACCES);
+        assert_eq!(ioctl_errno_under(&p, 0x5401), EBADF);
+    }
+
+    #[test]
+    fn in_the_kernel_nested_conditional_rules_keep_one_by_order() {
+        const EINVAL: i32 = 22;
+        const EPERM: i32 = 1;
+        const AF_NETLINK: u64 = 16;
+        const SOCK_RAW: u64 = 3;
+        const NETLINK_AUDIT: u64 = 9;
+        let allow = r#"{"names":["socket"],"action":"SCMP_ACT_ALLOW",
+              "args":[{"index":0,"value":16,"op":"SCMP_CMP_EQ"}]}"#;
+        let deny = r#"{"names":["socket"],"action":"SCMP_ACT_ERRNO","errnoRet":22,
+              "args":[{"index":0,"value":16,"op":"SCMP_CMP_EQ"},{"index":2,"value":9,"op":"SCMP_CMP_EQ"}]}"#;
+        let base = r#"{"names":["prctl","seccomp","exit_group","exit"],"action":"SCMP_ACT_ALLOW"}"#;
+        let under = |rules: String| {
+            let p = parse(&format!(
+                r#"{{"defaultAction":"SCMP_ACT_ERRNO","syscalls":[{rules},{base}]}}"#
+            ));
+            (
+                errno_under(&p, libc::SYS_socket, [AF_NETLINK, SOCK_RAW, NETLINK_AUDIT]),
+                errno_under(&p, libc::SYS_socket, [AF_NETLINK, SOCK_RAW, 0]),
+            )
+        };
+        // Allow first: the narrower deny is dropped, NETLINK_AUDIT gets through.
+        assert_eq!(under(format!("{allow},{deny}")), (0, 0));
+        // Deny first: the wider allow is dropped, every netlink socket is refused.
+        assert_eq!(under(format!("{deny},{allow}")), (EINVAL, EPERM));
+    }
+
+    #[test]
+    fn bad_comparisons_are_parse_errors_naming_the_field() {
+        let err = SeccompProfile::parse(
             r#"{"defaultAction":"SCMP_ACT_ERRNO","syscalls":[
                 {"names":["read"],"action":"SCMP_ACT_ALLOW",
                  "args":[{"index":0,"value":1,"op":"SCMP_CMP_ROUGHLY"}]}]}"#,
+            Path::new("t.json"),
+        )
+        .unwrap_err();
+        let text = err.to_string();
+        assert!(
+            text.contains("SCMP_CMP_ROUGHLY") && text.contains("syscalls[0].args[0].op"),
+            "{text}"
         );
-        let err = build_filter(&profile, &[Arch::X86_64]).err().unwrap();
-        assert!(err.to_string().contains("SCMP_CMP_ROUGHLY"), "{err}");
     }
 }

@@ -87,7 +87,7 @@ pub struct Spec {
     pub architectures: Vec<String>,
     /// `SECCOMP_FILTER_FLAG_*`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub flags: Vec<String>,
+    pub flags: Vec<super::FilterFlag>,
     /// Rules.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub syscalls: Vec<SpoSyscall>,
@@ -233,6 +233,7 @@ impl SpoObject {
                 })
                 .collect(),
             extra: self.spec.extra.clone(),
+            ..SeccompProfile::default()
         }
     }
 

@@ -16,11 +16,12 @@ pub use probes::ProbeResult;
 
 use crate::allowlist::{Allowlist, AllowlistError};
 use crate::bpf::{AttachMode, CounterOptions};
-use crate::diff::Side;
 use crate::fsutil::{self, OutputError};
-use crate::run::CommandSession;
+use crate::run::{CommandSession, SpawnError, StartStage};
 use crate::seccomp::compile::{self, CompileError, SkipReason, Skipped};
-use crate::seccomp::{ProfileFileError, SeccompProfile, SeccompProgram};
+use crate::seccomp::{
+    ProfileFileError, ProgramError, SeccompProfile, SeccompProgram, MAX_FILTER_INSTRUCTIONS,
+};
 use crate::syscalls::Arch;
 use crate::Error;
 
@@ -59,6 +60,52 @@ pub struct Denied {
     /// syscall the workload was seen to need).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub observed_in_allowlist: Option<bool>,
+    /// The profile fails this call with ENOSYS on purpose so that libc falls back to an
+    /// equivalent call it can filter (`clone3` → `clone`): expected, not a failure.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub fallback: bool,
+    /// The errno the command got, when it is known: for the `execve` refused while starting
+    /// the command.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub errno: Option<i32>,
+}
+
+/// The command did not start under the profile: the filter was refused, or its exec failed
+/// (denied by the filter, or not found / not executable).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct StartFailure {
+    /// The step that failed.
+    pub stage: StartStage,
+    /// Its errno, when the kernel gave one.
+    pub errno: Option<i32>,
+    /// The error in words.
+    pub error: String,
+}
+
+impl From<&SpawnError> for StartFailure {
+    fn from(e: &SpawnError) -> Self {
+        Self {
+            stage: e.stage,
+            errno: e.source.raw_os_error(),
+            error: e.source.to_string(),
+        }
+    }
+}
+
+impl StartFailure {
+    /// A failed exec that the filter refused shows in the counts as an `execve` (or
+    /// `execveat`) that exited without entering: that denial gets the errno the command saw.
+    fn mark_refused_exec(&self, denied: &mut [Denied]) {
+        if self.stage != StartStage::Exec {
+            return;
+        }
+        for d in denied
+            .iter_mut()
+            .filter(|d| matches!(d.name.as_deref(), Some("execve" | "execveat")))
+        {
+            d.errno = self.errno;
+        }
+    }
 }
 
 /// The outcome, also written as JSON with `--out`.
@@ -70,8 +117,12 @@ pub struct VerifyReport {
     pub profile: PathBuf,
     /// The command run.
     pub command: Vec<String>,
-    /// Its exit status (128+N for signal N).
+    /// Its exit status (128+N for signal N; 127 or 126 when it did not start, as a shell
+    /// says).
     pub exit_status: i32,
+    /// Why the command did not start under the profile, when it did not.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub start_failure: Option<StartFailure>,
     /// Refused syscalls, by count, largest first.
     pub denied: Vec<Denied>,
     /// Probe results (`--probe-dangerous`).
@@ -82,7 +133,8 @@ pub struct VerifyReport {
     /// default action applies to their names, which is what they ask for.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub not_in_filter: Vec<String>,
-    /// The command succeeded, nothing was denied and every probe got its errno.
+    /// The command succeeded, nothing was denied (but ENOSYS fallbacks) and every probe got
+    /// what it must.
     pub passed: bool,
 }
 
@@ -108,9 +160,25 @@ pub enum VerifyError {
         /// The name.
         name: String,
     },
-    /// Exporting or installing the filter failed.
+    /// Exporting the filter failed.
     #[error("preparing the filter failed: {0}")]
     Filter(#[source] std::io::Error),
+    /// The filter is longer than the kernel accepts: it cannot be enforced at all.
+    #[error(
+        "{path} cannot be enforced: its filter for {arches} is {instructions} BPF \
+         instructions, more than the {MAX_FILTER_INSTRUCTIONS} the kernel accepts in one \
+         seccomp filter (BPF_MAXINSNS; runc and verify would get EINVAL). Fewer argument \
+         conditions or fewer architectures make it shorter; `agent-audit check` shows the size \
+         per architecture"
+    )]
+    FilterTooLarge {
+        /// The profile.
+        path: PathBuf,
+        /// The architectures the filter accepts, comma-separated.
+        arches: String,
+        /// Its length.
+        instructions: usize,
+    },
     /// The probe child failed.
     #[error("the dangerous-syscall probes failed to run: {0}")]
     Probes(#[source] std::io::Error),
@@ -124,14 +192,17 @@ pub enum VerifyError {
 
 impl VerifyError {
     /// The documented exit code: the inputs' and output's, 65 for a profile that cannot be
-    /// compiled, 70 when preparing the filter or the probes fails (a bug).
+    /// compiled or is longer than the kernel accepts, 70 when preparing the filter or the
+    /// probes fails (a bug).
     pub fn exit_code(&self) -> crate::exit::ExitCode {
         use crate::exit::ExitCode;
         match self {
             VerifyError::Profile(e) => e.exit_code(),
             VerifyError::Allowlist(e) => e.exit_code(),
             VerifyError::Output(e) => e.exit_code(),
-            VerifyError::Compile { .. } | VerifyError::UnknownArch { .. } => ExitCode::DATA,
+            VerifyError::Compile { .. }
+            | VerifyError::UnknownArch { .. }
+            | VerifyError::FilterTooLarge { .. } => ExitCode::DATA,
             VerifyError::Filter(_) | VerifyError::Probes(_) => ExitCode::SOFTWARE,
         }
     }
@@ -153,45 +224,47 @@ pub fn verify(opts: &VerifyOptions) -> Result<VerifyReport, Error> {
             path: opts.profile.clone(),
             source,
         })?;
-    let program = SeccompProgram::export(&compiled).map_err(VerifyError::Filter)?;
+    let program = SeccompProgram::export(&compiled).map_err(|e| match e {
+        ProgramError::Export(e) => VerifyError::Filter(e),
+        ProgramError::TooLarge { instructions } => VerifyError::FilterTooLarge {
+            path: opts.profile.clone(),
+            arches: arches
+                .iter()
+                .map(|a| a.scmp_name())
+                .collect::<Vec<_>>()
+                .join(","),
+            instructions,
+        },
+    })?;
     let not_in_filter = left_out_of_filter(&compiled.skipped);
 
-    // Who made each call is not part of the verdict: count only.
-    let counter = CounterOptions {
-        attach: opts.attach,
-        attribution: false,
-    };
-    let mut session = CommandSession::prepare(&opts.command, PathBuf::new(), counter)?;
-    session.counter.attach_exit_counter()?;
-    let exit_status = session.run(&opts.command, Some(&program))?;
-    let entries = session.counter.read(session.recording.slot)?;
-    let exits = session.counter.read_exits(session.recording.slot)?;
-    session.counter.remove_target(session.recording.slot)?;
-    drop(session);
-
-    let mut exits = exits.syscalls;
-    discount_cgroup_join(&mut exits);
-    let denied = denied_calls(&entries.syscalls, &exits, allowlist.as_ref());
-    let probes = if opts.probe_dangerous {
-        let side = Side::from_profile(&opts.profile, &profile);
-        probes::run(&program, |name| {
-            let effect = side.effects.get(name).copied().unwrap_or(side.default);
-            if name == "clone3" && effect.errno == Some(probes::ENOSYS as u32) {
-                probes::ENOSYS
-            } else {
-                probes::EPERM
-            }
-        })
-        .map_err(VerifyError::Probes)?
+    let watched = run_watched(opts, &program)?;
+    let mut denied = denied_calls(&watched.entries, &watched.exits, allowlist.as_ref());
+    mark_fallbacks(&mut denied, &profile);
+    if let Some(failure) = &watched.start_failure {
+        failure.mark_refused_exec(&mut denied);
+    }
+    // Probes install the same filter in a child of their own: they still run when the command
+    // could not start, unless the kernel refused the filter itself.
+    let filter_refused = watched
+        .start_failure
+        .as_ref()
+        .is_some_and(|f| f.stage == StartStage::InstallFilter);
+    let probes = if opts.probe_dangerous && !filter_refused {
+        probes::run(&program, &profile, &probes::probes(&profile)).map_err(VerifyError::Probes)?
     } else {
         Vec::new()
     };
-    let passed = exit_status == 0 && denied.is_empty() && probes.iter().all(|p| p.ok);
+    let passed = watched.start_failure.is_none()
+        && watched.exit_status == 0
+        && denied.iter().all(|d| d.fallback)
+        && probes.iter().all(|p| p.ok);
     let report = VerifyReport {
         schema: VERIFY_SCHEMA_V1,
         profile: opts.profile.clone(),
         command: opts.command.clone(),
-        exit_status,
+        exit_status: watched.exit_status,
+        start_failure: watched.start_failure,
         denied,
         probes,
         not_in_filter,
@@ -203,6 +276,46 @@ pub fn verify(opts: &VerifyOptions) -> Result<VerifyReport, Error> {
         fsutil::write_atomic(out, json.as_bytes()).map_err(VerifyError::from)?;
     }
     Ok(report)
+}
+
+/// What the kernel program saw while the command ran (or failed to start) under the filter.
+struct Watched {
+    exit_status: i32,
+    start_failure: Option<StartFailure>,
+    entries: Vec<(Arch, u32, u64)>,
+    exits: Vec<(Arch, u32, u64)>,
+}
+
+/// Runs the command under `program` in a fresh target cgroup and reads its entry and exit
+/// counts. A command that cannot start under the filter is a result, not an error: its
+/// failure is kept, and the counts say which call the filter refused.
+fn run_watched(opts: &VerifyOptions, program: &SeccompProgram) -> Result<Watched, Error> {
+    // Who made each call is not part of the verdict: count only.
+    let counter = CounterOptions {
+        attach: opts.attach,
+        attribution: false,
+    };
+    let mut session = CommandSession::prepare(&opts.command, PathBuf::new(), counter)?;
+    session.counter.attach_exit_counter()?;
+    let (exit_status, start_failure) = match session.run(&opts.command, Some(program)) {
+        Ok(status) => (status, None),
+        Err(Error::Spawn(e)) if e.stage != StartStage::JoinCgroup => {
+            (i32::from(e.exit_code().0), Some(StartFailure::from(&e)))
+        }
+        Err(e) => return Err(e),
+    };
+    let entries = session.counter.read(session.recording.slot)?;
+    let exits = session.counter.read_exits(session.recording.slot)?;
+    session.counter.remove_target(session.recording.slot)?;
+    drop(session);
+    let mut exits = exits.syscalls;
+    discount_cgroup_join(&mut exits);
+    Ok(Watched {
+        exit_status,
+        start_failure,
+        entries: entries.syscalls,
+        exits,
+    })
 }
 
 /// Names whose rule is not in the filter and whose calls therefore do not get the rule's
@@ -250,6 +363,17 @@ fn discount_cgroup_join(exits: &mut [(Arch, u32, u64)]) {
     }
 }
 
+/// Marks `clone3` refusals the profile makes with ENOSYS: libc then uses `clone`.
+fn mark_fallbacks(denied: &mut [Denied], profile: &SeccompProfile) {
+    for d in denied
+        .iter_mut()
+        .filter(|d| d.name.as_deref() == Some("clone3"))
+    {
+        let outcome = crate::seccomp::evaluate::outcome(profile, "clone3", &[0; 6]);
+        d.fallback = outcome.errno == Some(probes::ENOSYS as u32);
+    }
+}
+
 /// Calls that exited more often than they entered: refused before `sys_enter`.
 fn denied_calls(
     entries: &[(Arch, u32, u64)],
@@ -282,8 +406,10 @@ fn denied_calls(
                 name: arch.syscall_name(nr).map(str::to_owned),
                 nr,
                 count,
+                fallback: false,
                 observed_in_allowlist: allowlist
                     .map(|l| l.syscalls.iter().any(|s| s.arch == arch && s.nr == nr)),
+                errno: None,
             })
         })
         .collect();
@@ -301,30 +427,65 @@ impl VerifyReport {
             self.profile.display(),
             self.exit_status
         );
+        if let Some(f) = &self.start_failure {
+            let _ = writeln!(
+                s,
+                "the command did not start under the profile: {} failed: {}",
+                f.stage, f.error
+            );
+        }
         if self.denied.is_empty() {
             s.push_str("no syscall was denied\n");
         } else {
             let _ = writeln!(s, "denied by the profile:");
             for d in &self.denied {
                 let name = d.name.clone().unwrap_or_else(|| format!("#{}", d.nr));
+                if d.fallback {
+                    let _ = writeln!(
+                        s,
+                        "  {name} [{}] x{} (ENOSYS by design: libc falls back to clone, which \
+                         the profile filters)",
+                        d.arch, d.count
+                    );
+                    continue;
+                }
                 let seen = match d.observed_in_allowlist {
                     Some(true) => " (observed when recording: the profile dropped it)",
                     Some(false) => " (not in the allowlist)",
                     None => "",
                 };
-                let _ = writeln!(s, "  {name} [{}] x{}{seen}", d.arch, d.count);
+                let errno = d.errno.map(|e| format!(" (errno {e})")).unwrap_or_default();
+                let _ = writeln!(s, "  {name} [{}] x{}{errno}{seen}", d.arch, d.count);
             }
         }
+        let mut working = 0;
         for p in &self.probes {
+            if p.expect == probes::Expect::Works && p.ok {
+                working += 1;
+                continue;
+            }
+            let want = match p.expect {
+                probes::Expect::Refused => {
+                    format!("want {}; {} if allowed", p.expected_errno, p.if_allowed)
+                }
+                probes::Expect::Works => "must not be refused".into(),
+            };
             let _ = writeln!(
                 s,
-                "probe {:<18} {} (got errno {}, want {}; {} if allowed)",
-                p.syscall,
+                "probe {:<34} {} (got errno {}, {want})",
+                p.probe,
                 if p.ok { "ok  " } else { "FAIL" },
                 p.errno,
-                p.expected_errno,
-                p.if_allowed
             );
+        }
+        if working > 0 {
+            let names: Vec<&str> = self
+                .probes
+                .iter()
+                .filter(|p| p.expect == probes::Expect::Works && p.ok)
+                .map(|p| p.probe.as_str())
+                .collect();
+            let _ = writeln!(s, "probes that must work, and do: {}", names.join(", "));
         }
         if !self.not_in_filter.is_empty() {
             let _ = writeln!(
