@@ -161,25 +161,41 @@ pub fn measure(env: &BenchEnv, case: StatCase, calls: u64) -> Result<Measured> {
             Some((name.as_str(), d))
         })
         .collect();
-    // Per syscall: the programs that ran on (at least half of) the loop's calls. Per exec:
-    // the sched_process_exec program (bpftool shows names cut to 15 bytes).
+    // The tracer's program on the measured hook, by name (bpftool cuts names to 15 bytes):
+    // other work on the host (a test suite) may load programs of its own meanwhile.
     let measured: Vec<ProgStats> = deltas
         .iter()
-        .filter(|(name, d)| match case.load {
-            Load::Exec => name.starts_with("sched_process"),
-            Load::Getppid | Load::Fcntl => d.run_cnt >= made / 2,
-        })
+        .filter(|(name, d)| is_measured(case, name) && d.run_cnt >= made / 2)
         .map(|(_, d)| *d)
         .collect();
-    let runs = measured.iter().map(|d| d.run_cnt).max().unwrap_or(0);
-    if runs == 0 {
-        bail!("{}: its programs did not run", case.name());
-    }
-    let time: u64 = measured.iter().map(|d| d.run_time_ns).sum();
+    let [d] = measured[..] else {
+        bail!(
+            "{}: {} programs matched (another tracer attached meanwhile?)",
+            case.name(),
+            measured.len()
+        );
+    };
     Ok(Measured {
-        ns_per_run: time as f64 / runs as f64,
-        runs_per_call: runs as f64 / made as f64,
+        ns_per_run: d.run_time_ns as f64 / d.run_cnt as f64,
+        runs_per_call: d.run_cnt as f64 / made as f64,
     })
+}
+
+/// Whether a new program called `name` is the one `case` measures.
+fn is_measured(case: StatCase, name: &str) -> bool {
+    let agent_audit = [
+        "sys_enter_btf",
+        "sys_enter_raw",
+        "sys_enter_empty",
+        "sched_process_e",
+    ];
+    match (case.tracer, case.load) {
+        (_, Load::Exec) => name == "sched_process_e",
+        (Tracer::Floor, _) => name == "sys_enter_empty",
+        (Tracer::AgentAudit { .. }, _) => name == "sys_enter_btf" || name == "sys_enter_raw",
+        (Tracer::Bpftrace | Tracer::BpftraceFilter, _) => !agent_audit.contains(&name),
+        (Tracer::None, _) => false,
+    }
 }
 
 /// Runs the load in the loop cgroup; returns the calls (or execs) it made.
