@@ -42,8 +42,17 @@ pub const NO_TARGET: u32 = u32::MAX;
 /// new entry, keeps it if its name matches, and releases it otherwise.
 pub const WATCH_PARENT: u32 = 0x8000_0000;
 
-/// `Queue<u32>`: zeroed slots userspace keeps ready for the kernel program to claim.
+/// `Queue<u32>`: zeroed slots userspace keeps ready for the kernel program to claim. Userspace
+/// keeps *every* free slot in it, so a burst of new cgroups can take all of them at once.
 pub const MAP_FREE_SLOTS: &str = "FREE_SLOTS";
+
+/// `HashMap<u64, u64>`: children of a watched parent that found no slot to claim (every slot
+/// in use) → `CLOCK_MONOTONIC` ns of the first such call. Userspace drains it, reports each
+/// one, and gives it the next slot that frees (its own [`MAP_TARGETS`] entry, then a
+/// [`MAP_TARGET_GENERATION`] bump), so it is counted from its next syscall on.
+pub const MAP_STARVED: &str = "STARVED";
+/// Entries of [`MAP_STARVED`].
+pub const MAX_STARVED: u32 = 4096;
 
 /// `Array<u32>` with one element: bumped by userspace after every change to the target set.
 /// Cached verdicts carry the generation they were computed under and are recomputed when it
@@ -215,6 +224,116 @@ pub const PROG_SYS_ENTER_EMPTY: &str = "sys_enter_empty";
 /// Classic tracepoint `raw_syscalls:sys_exit` counter, attached only by `verify`.
 pub const PROG_SYS_EXIT: &str = "sys_exit";
 
+/// Tracked arguments (`agent-audit/data/tracked-args.json`), resolved per ABI at load time.
+/// Each resolved (ABI, syscall, argument) is one *spec*, numbered `0..MAX_TRACKED_ARGS`.
+pub const MAX_TRACKED_ARGS: usize = 48;
+/// Specs per syscall at most (`socket`: family and type).
+pub const MAX_ARGS_PER_SYSCALL: usize = 2;
+/// Distinct values one CPU adds per (target, phase, spec) before it marks the set incomplete.
+pub const ARG_VALUES_PER_CPU: u8 = 64;
+/// Phases argument values are kept apart for: 0 the workload, 1 the runtime's init.
+pub const ARG_PHASES: usize = 2;
+/// Entries of [`MAP_ARG_VALUES`] (a power of two).
+pub const ARG_VALUE_ENTRIES: u32 = 4096;
+/// Entries of [`MAP_ARG_VALUES_SPILL`].
+pub const ARG_SPILL_ENTRIES: u32 = 16384;
+
+/// [`ArgSpec::kind`]: keep each distinct value with its count.
+pub const ARG_KIND_VALUES: u8 = 0;
+/// [`ArgSpec::kind`]: keep the union of the bits seen.
+pub const ARG_KIND_FLAGS: u8 = 1;
+/// [`ArgSpec::source`]: the argument register itself.
+pub const ARG_SOURCE_REGISTER: u8 = 0;
+/// [`ArgSpec::source`]: the first `u64` the argument points to, when the next argument (a
+/// size) is one the kernel accepts (64 or more): `clone3`'s `clone_args.flags`.
+pub const ARG_SOURCE_CLONE_ARGS_FLAGS: u8 = 1;
+
+/// `u32`: 1 to record tracked arguments (the default), 0 for `--no-args`.
+pub const GLOBAL_ARGS: &str = "ARGS";
+/// `[[u8; NR_SLOTS]; ABI_COUNT]`: for each (ABI, syscall number), 1 + the first spec of that
+/// syscall, or 0 when none of its arguments is tracked. A syscall's specs are consecutive.
+pub const GLOBAL_ARG_FIRST: &str = "ARG_FIRST";
+/// `[ArgSpec; MAX_TRACKED_ARGS]`: what each spec reads and how it keeps it.
+pub const GLOBAL_ARG_SPECS: &str = "ARG_SPECS";
+/// `[[u32; 6]; 2]`: offset in `struct pt_regs` of each syscall argument, for native (and x32)
+/// calls in row 0 and compat calls in row 1.
+pub const GLOBAL_ARG_REG_OFFSETS: &str = "ARG_REG_OFFSETS";
+
+/// `PerCpuArray<ArgState>` with [`MAX_TARGETS`] elements, indexed by slot.
+pub const MAP_ARG_STATE: &str = "ARG_STATE";
+/// `PerCpuArray<ArgValueEntry>` with [`ARG_VALUE_ENTRIES`] elements: (target, phase, spec,
+/// value) → calls, as a per-CPU direct-mapped table indexed by a hash of the key, like
+/// [`MAP_ATTRIB`]; a collision spills into [`MAP_ARG_VALUES_SPILL`].
+pub const MAP_ARG_VALUES: &str = "ARG_VALUES";
+/// `HashMap<ArgValueKey, u64>`, shared, for keys whose table entry is taken.
+pub const MAP_ARG_VALUES_SPILL: &str = "ARG_VALUES_SPILL";
+
+/// One tracked argument of one syscall in one ABI.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ArgSpec {
+    /// Bits kept (the kernel ignores the others).
+    pub mask: u64,
+    /// Argument index (0..=5).
+    pub index: u8,
+    /// `ARG_KIND_*`.
+    pub kind: u8,
+    /// `ARG_SOURCE_*`.
+    pub source: u8,
+    /// 1 when the next spec belongs to the same syscall.
+    pub more: u8,
+    /// Explicit padding.
+    pub _pad: u32,
+}
+
+/// Per target and CPU: the bits seen by `flags` specs and the bookkeeping of `values` specs.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ArgState {
+    /// `flags[phase][spec]`: union of the (masked) values seen.
+    pub flags: [[u64; MAX_TRACKED_ARGS]; ARG_PHASES],
+    /// `added[phase][spec]`: distinct values this CPU added to the value tables.
+    pub added: [[u8; MAX_TRACKED_ARGS]; ARG_PHASES],
+    /// `incomplete[phase][spec]`: non-zero when a value was not kept (over
+    /// [`ARG_VALUES_PER_CPU`], tables full, or the argument could not be read).
+    pub incomplete: [[u8; MAX_TRACKED_ARGS]; ARG_PHASES],
+}
+
+impl ArgState {
+    /// Nothing seen.
+    pub const ZERO: Self = Self {
+        flags: [[0; MAX_TRACKED_ARGS]; ARG_PHASES],
+        added: [[0; MAX_TRACKED_ARGS]; ARG_PHASES],
+        incomplete: [[0; MAX_TRACKED_ARGS]; ARG_PHASES],
+    };
+}
+
+/// Which value of which spec a target used, in which phase.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct ArgValueKey {
+    /// The masked value.
+    pub value: u64,
+    /// Target slot + 1 (0 marks an empty table entry).
+    pub slot_plus_one: u32,
+    /// Spec number.
+    pub spec: u8,
+    /// 0 workload, 1 runtime init.
+    pub phase: u8,
+    /// Explicit padding.
+    pub _pad: u16,
+}
+
+/// One entry of the per-CPU value table.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ArgValueEntry {
+    /// Which key occupies the entry (`slot_plus_one == 0`: free).
+    pub key: ArgValueKey,
+    /// Its calls.
+    pub count: u64,
+}
+
 /// What the kernel program remembers about one cgroup.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -263,11 +382,30 @@ unsafe impl aya::Pod for AttribValue {}
 // SAFETY: as above.
 #[cfg(all(feature = "user", not(target_arch = "bpf")))]
 unsafe impl aya::Pod for AttribEntry {}
+// SAFETY: as above.
+#[cfg(all(feature = "user", not(target_arch = "bpf")))]
+unsafe impl aya::Pod for ArgSpec {}
+// SAFETY: as above.
+#[cfg(all(feature = "user", not(target_arch = "bpf")))]
+unsafe impl aya::Pod for ArgState {}
+// SAFETY: as above.
+#[cfg(all(feature = "user", not(target_arch = "bpf")))]
+unsafe impl aya::Pod for ArgValueKey {}
+// SAFETY: as above.
+#[cfg(all(feature = "user", not(target_arch = "bpf")))]
+unsafe impl aya::Pod for ArgValueEntry {}
 
 const _: () = assert!(core::mem::size_of::<AttribKey>() == 24);
 const _: () = assert!(core::mem::size_of::<AttribEntry>() == 48);
 const _: () = assert!(core::mem::size_of::<ExecEvent>() == 48 + EXEC_FILENAME_LEN);
 const _: () = assert!(ATTRIB_ENTRIES.is_power_of_two());
+const _: () = assert!(core::mem::size_of::<ArgSpec>() == 16);
+const _: () = assert!(core::mem::size_of::<ArgState>() == ARG_PHASES * MAX_TRACKED_ARGS * 10);
+const _: () = assert!(core::mem::size_of::<ArgValueKey>() == 16);
+const _: () = assert!(core::mem::size_of::<ArgValueEntry>() == 24);
+const _: () = assert!(ARG_VALUE_ENTRIES.is_power_of_two());
+// Spec numbers are stored as `u8` (+1 in ARG_FIRST).
+const _: () = assert!(MAX_TRACKED_ARGS < 255);
 
 // The per-CPU array value must fit one percpu allocation unit (32 KiB).
 const _: () = assert!(core::mem::size_of::<SyscallCounters>() <= 32 * 1024);

@@ -53,6 +53,22 @@ pub struct Allowlist {
     /// Present when calls were made both as root and as another user.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub privilege_drop: Option<PrivilegeDrop>,
+    /// Present when the recording missed the target's start (`record --wait` found every
+    /// target slot in use when its cgroup made its first call): the counts are incomplete.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub missed_start: Option<MissedStart>,
+}
+
+/// The calls a target made before it could be recorded were lost: `record --wait` had no
+/// free target slot when its cgroup made its first call.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MissedStart {
+    /// When its first call found no free slot.
+    #[serde(with = "time::serde::rfc3339")]
+    pub since: OffsetDateTime,
+    /// When it got a slot; every call from then on is counted.
+    #[serde(with = "time::serde::rfc3339")]
+    pub recorded_from: OffsetDateTime,
 }
 
 /// How often one operation of a multiplexer syscall was made.
@@ -337,6 +353,82 @@ impl ArgRecord {
     pub fn sort_key(&self) -> (u8, Option<ArgField>) {
         (self.index, self.field)
     }
+
+    /// Checks one entry's `args` against the format's rules: each record well-formed, and
+    /// the records sorted by (index, field) without repeats.
+    pub fn check_list(records: &[ArgRecord]) -> Result<(), ArgProblem> {
+        for r in records {
+            r.check()?;
+        }
+        match records
+            .windows(2)
+            .find(|w| w[0].sort_key() >= w[1].sort_key())
+        {
+            Some(w) => Err(ArgProblem::Unsorted { index: w[1].index }),
+            None => Ok(()),
+        }
+    }
+
+    fn check(&self) -> Result<(), ArgProblem> {
+        let index = self.index;
+        if index > 5 {
+            return Err(ArgProblem::IndexOutOfRange { index });
+        }
+        match self.kind {
+            ArgKind::Values if self.bits.is_some() => Err(ArgProblem::ValuesWithBits { index }),
+            ArgKind::Values if self.values.len() > MAX_ARG_VALUES => {
+                Err(ArgProblem::TooManyValues { index })
+            }
+            ArgKind::Values if self.values.windows(2).any(|w| w[0].value >= w[1].value) => {
+                Err(ArgProblem::ValuesUnsorted { index })
+            }
+            ArgKind::Flags if self.bits.is_none() || !self.values.is_empty() => {
+                Err(ArgProblem::FlagsWithoutBits { index })
+            }
+            _ => Ok(()),
+        }
+    }
+}
+
+/// What is wrong with an entry's `args`.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum ArgProblem {
+    /// seccomp sees six arguments.
+    #[error("argument index {index} is out of range (0..=5)")]
+    IndexOutOfRange {
+        /// The index found.
+        index: u8,
+    },
+    /// A `values` record with `bits`.
+    #[error("argument {index}: kind \"values\" has no \"bits\"")]
+    ValuesWithBits {
+        /// The argument.
+        index: u8,
+    },
+    /// More values than a recording keeps.
+    #[error("argument {index}: more than {MAX_ARG_VALUES} values")]
+    TooManyValues {
+        /// The argument.
+        index: u8,
+    },
+    /// Values out of order or repeated.
+    #[error("argument {index}: values must be sorted and distinct")]
+    ValuesUnsorted {
+        /// The argument.
+        index: u8,
+    },
+    /// A `flags` record without `bits`, or with `values`.
+    #[error("argument {index}: kind \"flags\" needs \"bits\" and no \"values\"")]
+    FlagsWithoutBits {
+        /// The argument.
+        index: u8,
+    },
+    /// Records out of order or repeated.
+    #[error("records must be sorted by index and field, each once (argument {index})")]
+    Unsorted {
+        /// The argument of the first record out of place.
+        index: u8,
+    },
 }
 
 /// Programs listed per syscall before the rest are only counted.
@@ -432,6 +524,18 @@ pub enum AllowlistError {
         /// The number recorded.
         nr: u32,
     },
+    /// An `args` list that breaks the format's rules.
+    #[error("{path}: {arch} syscall number {nr}: args: {problem}")]
+    BadArgs {
+        /// The file.
+        path: PathBuf,
+        /// Arch of the entry.
+        arch: Arch,
+        /// Number of the entry.
+        nr: u32,
+        /// What is wrong.
+        problem: ArgProblem,
+    },
     /// `totals` does not agree with the entries it sums (a later sum would be wrong too:
     /// shares over 100 %, say).
     #[error(transparent)]
@@ -494,6 +598,7 @@ impl AllowlistError {
             AllowlistError::Parse { .. }
             | AllowlistError::Schema { .. }
             | AllowlistError::UnknownSyscall { .. }
+            | AllowlistError::BadArgs { .. }
             | AllowlistError::InconsistentTotals(_) => ExitCode::DATA,
         }
     }
@@ -551,6 +656,7 @@ impl Allowlist {
             runtime_init: Vec::new(),
             executables: Vec::new(),
             privilege_drop: None,
+            missed_start: None,
         }
     }
 
@@ -615,6 +721,14 @@ impl Allowlist {
                     });
                 }
             }
+        }
+        for s in list.syscalls.iter().chain(&list.runtime_init) {
+            ArgRecord::check_list(&s.args).map_err(|problem| AllowlistError::BadArgs {
+                path: path.to_path_buf(),
+                arch: s.arch,
+                nr: s.nr,
+                problem,
+            })?;
         }
         list.check_totals(path)?;
         Ok(list)
@@ -712,6 +826,7 @@ mod tests {
             runtime_init: Vec::new(),
             executables: Vec::new(),
             privilege_drop: None,
+            missed_start: None,
         }
     }
 
@@ -817,6 +932,64 @@ mod tests {
         let json = list.to_json();
         assert!(json.contains("\"args\""));
         assert_eq!(Allowlist::parse(&json, Path::new("t")).unwrap(), list);
+    }
+
+    #[test]
+    fn malformed_args_are_refused_with_what_is_wrong() {
+        let p = Path::new("in.json");
+        let with_args = |args: &str| {
+            let json = sample().to_json();
+            // Give the first entry (getppid) the args under test.
+            let json = json.replacen(
+                "\"count\": 8",
+                &format!("\"count\": 8, \"args\": {args}"),
+                1,
+            );
+            Allowlist::parse(&json, p)
+        };
+        assert!(with_args(r#"[{"index":0,"kind":"flags","bits":1}]"#).is_ok());
+        for (args, problem) in [
+            (
+                r#"[{"index":6,"kind":"flags","bits":1}]"#,
+                ArgProblem::IndexOutOfRange { index: 6 },
+            ),
+            (
+                r#"[{"index":1,"kind":"values","values":[{"value":1,"count":1}],"bits":1}]"#,
+                ArgProblem::ValuesWithBits { index: 1 },
+            ),
+            (
+                r#"[{"index":1,"kind":"values","values":[{"value":2,"count":1},{"value":2,"count":1}]}]"#,
+                ArgProblem::ValuesUnsorted { index: 1 },
+            ),
+            (
+                r#"[{"index":0,"kind":"flags"}]"#,
+                ArgProblem::FlagsWithoutBits { index: 0 },
+            ),
+            (
+                r#"[{"index":1,"kind":"flags","bits":1},{"index":0,"kind":"flags","bits":1}]"#,
+                ArgProblem::Unsorted { index: 0 },
+            ),
+        ] {
+            let err = with_args(args).unwrap_err();
+            assert!(
+                matches!(&err, AllowlistError::BadArgs { problem: p, nr: 110, .. } if *p == problem),
+                "{args}: {err}"
+            );
+            assert_eq!(err.exit_code(), ExitCode::DATA);
+            assert!(err.to_string().contains("in.json"), "{err}");
+        }
+        let many: Vec<String> = (0..65)
+            .map(|v| format!(r#"{{"value":{v},"count":1}}"#))
+            .collect();
+        let err = with_args(&format!(
+            r#"[{{"index":0,"kind":"values","values":[{}]}}]"#,
+            many.join(",")
+        ))
+        .unwrap_err();
+        assert!(err.to_string().contains("more than 64 values"), "{err}");
+        // A value that is not a u64 is a parse error.
+        let err = with_args(r#"[{"index":0,"kind":"flags","bits":-1}]"#).unwrap_err();
+        assert!(matches!(err, AllowlistError::Parse { .. }), "{err}");
     }
 
     #[test]

@@ -1,11 +1,17 @@
 //! Resolving a container name or id to the host pid of its init process, through the engines
-//! that may run it: the Docker Engine API, Podman's Docker-compatible API, then `runc state`.
+//! that may run it: the Docker Engine API, Podman's Docker-compatible API (HTTP over their unix
+//! sockets, with hyper), then `runc state`.
 
-use std::io::{self, Read, Write};
+use std::io;
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
+
+use http_body_util::{BodyExt, Empty};
+use hyper::body::Bytes;
+use hyper::StatusCode;
+use hyper_util::rt::TokioIo;
 
 use crate::allowlist::ContainerInfo;
 
@@ -15,6 +21,8 @@ const DOCKER_SOCKETS: &[&str] = &["/var/run/docker.sock", "/run/docker.sock"];
 const PODMAN_SOCKETS: &[&str] = &["/run/podman/podman.sock"];
 /// Engine API version requested: old enough for every supported engine.
 const API_VERSION: &str = "v1.41";
+/// How long one engine API request may take.
+const API_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// A container that could not be resolved.
 #[derive(Debug, thiserror::Error)]
@@ -109,30 +117,59 @@ fn docker_host_socket() -> Option<PathBuf> {
 }
 
 /// `GET path` on an engine's API socket. `Ok(None)`: the engine answered 404.
+///
+/// Callers are synchronous (target resolution, and the recorder as a new cgroup appears); the
+/// request runs with hyper on a thread of its own with its own small runtime, so that it works
+/// from inside the recorder's runtime as well, and is bounded by [`API_TIMEOUT`].
 fn api_get(socket: &Path, path: &str) -> io::Result<Option<serde_json::Value>> {
-    let mut stream = UnixStream::connect(socket)?;
-    stream.set_read_timeout(Some(Duration::from_secs(10)))?;
-    // HTTP/1.0 so that the engine closes the connection and never uses chunked encoding.
-    write!(
-        stream,
-        "GET /{API_VERSION}{path} HTTP/1.0\r\nHost: localhost\r\n\r\n"
-    )?;
-    let mut response = Vec::new();
-    stream.read_to_end(&mut response)?;
-    let text = String::from_utf8_lossy(&response);
-    let (head, body) = text
-        .split_once("\r\n\r\n")
-        .ok_or_else(|| io::Error::other("malformed HTTP response"))?;
-    let status: u16 = head
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .ok_or_else(|| io::Error::other("malformed HTTP status line"))?;
+    std::thread::scope(|scope| {
+        scope
+            .spawn(|| {
+                tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()?
+                    .block_on(api_get_async(socket, path))
+            })
+            .join()
+            .unwrap_or_else(|_| Err(io::Error::other("the engine API request panicked")))
+    })
+}
+
+/// [`api_get`] for async callers.
+async fn api_get_async(socket: &Path, path: &str) -> io::Result<Option<serde_json::Value>> {
+    let request = async {
+        let stream = tokio::net::UnixStream::connect(socket).await?;
+        let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+            .await
+            .map_err(io::Error::other)?;
+        // The connection is driven until the response is read; it ends with this task.
+        let connection = tokio::spawn(connection);
+        let request = hyper::Request::get(format!("/{API_VERSION}{path}"))
+            .header(hyper::header::HOST, "localhost")
+            .body(Empty::<Bytes>::new())
+            .map_err(io::Error::other)?;
+        let response = sender
+            .send_request(request)
+            .await
+            .map_err(io::Error::other)?;
+        let status = response.status();
+        let body = response
+            .into_body()
+            .collect()
+            .await
+            .map_err(io::Error::other)?
+            .to_bytes();
+        connection.abort();
+        Ok::<_, io::Error>((status, body))
+    };
+    let (status, body) = tokio::time::timeout(API_TIMEOUT, request)
+        .await
+        .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "the engine did not answer"))??;
     match status {
-        200 => serde_json::from_str(body)
+        StatusCode::OK => serde_json::from_slice(&body)
             .map(Some)
             .map_err(io::Error::other),
-        404 => Ok(None),
+        StatusCode::NOT_FOUND => Ok(None),
         other => Err(io::Error::other(format!("engine answered HTTP {other}"))),
     }
 }

@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 
 use crate::allowlist::{Allowlist, AllowlistError, SCHEMA_V1};
+use crate::seccomp::container::ContainerContext;
 use crate::seccomp::{Action, ArgCondition, ProfileFileError, SeccompProfile};
 
 /// The effect a side gives one syscall name.
@@ -147,16 +148,16 @@ impl DiffError {
 
 impl Side {
     /// Reads a profile or an allowlist, telling them apart by their keys.
-    pub fn read(path: &Path) -> Result<Self, DiffError> {
+    /// A Docker/Podman profile is taken as Docker hands it to runc for `context`: rules for
+    /// capabilities the container lacks do not count.
+    pub fn read(path: &Path, context: &ContainerContext) -> Result<Self, DiffError> {
         let text = fs::read_to_string(path).map_err(|source| DiffError::Read {
             path: path.to_path_buf(),
             source,
         })?;
         if crate::seccomp::spo::SpoObject::sniff(&text) {
-            return Ok(Self::from_profile(
-                path,
-                &SeccompProfile::parse(&text, path)?,
-            ));
+            let profile = SeccompProfile::parse(&text, path)?;
+            return Ok(Self::from_profile(path, &context.effective(&profile)));
         }
         let value: serde_json::Value = serde_json::from_str(&text).map_err(|source| {
             DiffError::Profile(ProfileFileError::Parse {
@@ -168,10 +169,8 @@ impl Side {
         if value.get("schema").is_some() {
             Ok(Self::from_allowlist(path, &Allowlist::parse(&text, path)?))
         } else if value.get("defaultAction").is_some() {
-            Ok(Self::from_profile(
-                path,
-                &SeccompProfile::parse(&text, path)?,
-            ))
+            let profile = SeccompProfile::parse(&text, path)?;
+            Ok(Self::from_profile(path, &context.effective(&profile)))
         } else {
             Err(DiffError::UnknownKind {
                 path: path.to_path_buf(),
@@ -484,9 +483,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("x.json");
         fs::write(&p, "{\"hello\": 1}").unwrap();
-        let err = Side::read(&p).unwrap_err();
+        let err = Side::read(&p, &ContainerContext::default()).unwrap_err();
         assert!(matches!(err, DiffError::UnknownKind { .. }), "{err}");
         fs::write(&p, "{broken").unwrap();
-        assert!(Side::read(&p).is_err());
+        assert!(Side::read(&p, &ContainerContext::default()).is_err());
     }
 }

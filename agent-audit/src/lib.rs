@@ -14,16 +14,20 @@ pub mod container;
 pub mod diff;
 pub mod exit;
 pub mod fsutil;
+pub mod kube;
 pub mod markdown;
 pub mod policy;
 pub mod privileges;
 pub mod profile;
 pub mod progress;
+pub mod ready;
 pub mod recorder;
 pub mod recording;
 pub mod report;
 pub mod run;
 pub mod seccomp;
+pub mod sidecar;
+pub mod signals;
 pub mod syscalls;
 pub mod target;
 pub mod verify;
@@ -73,6 +77,12 @@ pub enum Error {
     /// `report`.
     #[error(transparent)]
     Report(#[from] report::ReportError),
+    /// Kubernetes pods.
+    #[error(transparent)]
+    Kube(#[from] kube::KubeError),
+    /// `ready`: the recorder is not armed.
+    #[error(transparent)]
+    NotReady(#[from] ready::NotReady),
     /// The command given to `run` could not be started.
     #[error(transparent)]
     Spawn(#[from] run::SpawnError),
@@ -108,6 +118,8 @@ impl Error {
             Error::Profile(e) => e.exit_code(),
             Error::Check(e) => e.exit_code(),
             Error::Report(e) => e.exit_code(),
+            Error::NotReady(e) => e.exit_code(),
+            Error::Kube(e) => e.exit_code(),
             Error::Spawn(e) => e.exit_code(),
             Error::Io(_) => ExitCode::IO,
         }

@@ -29,6 +29,9 @@ fn main() -> std::process::ExitCode {
             // Errors carry their cause in their own message; print it once.
             // Not eprintln!: a closed stderr must not turn the error into a panic.
             let _ = writeln!(std::io::stderr(), "agent-audit: error: {err}");
+            if let Some(missing) = agent_audit::sidecar::missing_option(&err) {
+                let _ = writeln!(std::io::stderr(), "agent-audit: hint: {}", missing.advice());
+            }
             std::process::ExitCode::from(code.0)
         }
     }

@@ -1,12 +1,15 @@
 //! `agent-audit record`: the daemon that watches one or more existing cgroups and keeps each
 //! one's allowlist file current until the target goes away, a signal arrives, or time is up.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 use std::time::Duration;
 
-use tokio::signal::unix::{signal, SignalKind};
+use agent_audit_ebpf::MAX_TARGETS;
+use time::OffsetDateTime;
 
+use crate::allowlist::{Allowlist, MissedStart};
+use crate::attribution;
 use crate::bpf::{CounterOptions, SyscallCounter};
 use crate::cgroup::Cgroup;
 use crate::cgroup::CgroupV2Mount;
@@ -14,7 +17,9 @@ use crate::container;
 use crate::fsutil;
 use crate::privileges;
 use crate::progress::ProgressLine;
-use crate::recording::Recording;
+use crate::ready::ReadyFile;
+use crate::recording::{Recording, RecordingError};
+use crate::signals::StopSignals;
 use crate::target::{CgroupTarget, TargetError, TargetSpec};
 use crate::watch::{CgroupGlob, MkdirEvents};
 use crate::Error;
@@ -41,6 +46,11 @@ pub struct RecordOptions {
     /// Also pick up cgroups matching `globs` as they are created, from their first syscall;
     /// stop once every target picked up is gone.
     pub wait: bool,
+    /// With `wait`: keep waiting for new cgroups after every one picked up is gone (a
+    /// node-wide daemon); only a signal or `duration` ends it.
+    pub keep_waiting: bool,
+    /// Written once armed, removed at the end (`--ready-file`).
+    pub ready_file: Option<PathBuf>,
     /// Where to write.
     pub output: OutputSpec,
     /// Snapshot period.
@@ -56,7 +66,7 @@ pub struct RecordOptions {
 pub enum StopReason {
     /// Every target cgroup was removed.
     TargetsGone,
-    /// SIGINT or SIGTERM.
+    /// A signal that asks the process to end (see [`crate::signals`]).
     Signal,
     /// `--duration` elapsed.
     Duration,
@@ -67,6 +77,9 @@ pub fn record(opts: RecordOptions) -> Result<StopReason, Error> {
     // Everything that can be checked without the kernel is checked first, so a typo never
     // costs a half-started recording.
     let plan = plan_outputs(&opts)?;
+    if let Some(path) = &opts.ready_file {
+        ReadyFile::check_writable(path)?;
+    }
     privileges::check_bpf_privileges()?;
     // Signal handlers go in before anything is attached, so that a SIGTERM arriving at any
     // point after this still ends with the final files written.
@@ -75,7 +88,8 @@ pub fn record(opts: RecordOptions) -> Result<StopReason, Error> {
         .build()
         .map_err(Error::Io)?;
     let _enter = runtime.enter();
-    let signals = StopSignals::install()?;
+    let signals = StopSignals::install().map_err(Error::Io)?;
+    crate::signals::ignore_file_size_signal();
     let mount = CgroupV2Mount::discover()?;
     let mut targets = Vec::new();
     let mut watches = Vec::new();
@@ -146,13 +160,14 @@ pub fn record(opts: RecordOptions) -> Result<StopReason, Error> {
             outputs,
             events,
             excluded,
+            starved: HashMap::new(),
             picked_up: 0,
         })
     } else {
         None
     };
     // Scripts wait for this line (or the first snapshot) before starting the workload.
-    eprintln!(
+    let ready_line = format!(
         "agent-audit: recording {} target(s) via {}{}",
         active.len(),
         counter.attach_kind(),
@@ -171,23 +186,13 @@ pub fn record(opts: RecordOptions) -> Result<StopReason, Error> {
             None => String::new(),
         }
     );
+    eprintln!("{ready_line}");
+    let _ready = opts
+        .ready_file
+        .as_deref()
+        .map(|path| ReadyFile::create(path, &ready_line))
+        .transpose()?;
     runtime.block_on(watch(&mut counter, active, waiting, signals, &opts))
-}
-
-/// SIGINT and SIGTERM, caught from the start.
-struct StopSignals {
-    sigint: tokio::signal::unix::Signal,
-    sigterm: tokio::signal::unix::Signal,
-}
-
-impl StopSignals {
-    /// Must run inside the runtime.
-    fn install() -> Result<Self, Error> {
-        Ok(Self {
-            sigint: signal(SignalKind::interrupt()).map_err(Error::Io)?,
-            sigterm: signal(SignalKind::terminate()).map_err(Error::Io)?,
-        })
-    }
 }
 
 /// A target at or above agent-audit's own cgroup (for example `--pid` of a process in the root
@@ -248,47 +253,98 @@ struct Waiting {
     outputs: OutputPlan,
     /// Names of the children created since arming, by id.
     events: MkdirEvents,
-    /// Claimed children that matched nothing: (cgroup id, directory), forgotten once gone.
+    /// Children that matched nothing: (cgroup id, directory), forgotten once gone.
     excluded: Vec<(u64, PathBuf)>,
+    /// Wanted children that found every slot in use, by cgroup id, until they get one.
+    starved: HashMap<u64, Starved>,
     picked_up: usize,
 }
 
+/// A wanted child of a watched parent that is not counted yet: every slot was in use.
+struct Starved {
+    /// When its first call found no slot.
+    since: OffsetDateTime,
+    /// Its path below the cgroup2 mount, for messages.
+    rel: String,
+    /// Its directory, to notice when it is gone.
+    dir: PathBuf,
+}
+
 impl Waiting {
+    /// Deals with everything that happened below the watched parents since the last call:
+    /// new children nobody wants are excluded before they can take a slot, children that
+    /// found no slot are reported, children that got one become recordings.
+    fn update(
+        &mut self,
+        counter: &mut SyscallCounter,
+        active: &mut Vec<Recording>,
+    ) -> Result<(), Error> {
+        // A cgroup's mkdir event is queued before any of its tasks can make a syscall, but
+        // may not have been read yet.
+        self.events.read_pending().map_err(Error::Io)?;
+        self.exclude_unwanted(counter)?;
+        // Before adopting: a starved child may get a slot at once.
+        self.note_starved(counter)?;
+        self.adopt_claimed(counter, active)?;
+        self.forget_gone(counter)
+    }
+
+    /// New children whose name no pattern matches: excluded at once, so that a burst of
+    /// them never holds the slots wanted ones need.
+    fn exclude_unwanted(&mut self, counter: &mut SyscallCounter) -> Result<(), Error> {
+        for id in self.events.take_new() {
+            let Some((parent, name)) = self.events.name_of(id) else {
+                continue;
+            };
+            let wanted = self
+                .watches
+                .iter()
+                .any(|w| w.glob.parent.dir == parent && w.glob.matches_child(&name));
+            if !wanted && counter.exclude_unclaimed(id)? {
+                self.excluded.push((id, parent.join(name)));
+            }
+        }
+        Ok(())
+    }
+
+    /// The (parent, name) of a child of a watched parent. It may already be gone (a
+    /// short-lived container): its name is known from the moment its event was read. If the
+    /// event was read too late to see the directory, the directory itself may still be there.
+    fn name_of(&mut self, id: u64) -> Option<(PathBuf, String)> {
+        if self.events.name_of(id).is_none() {
+            let found = self.watches.iter().find_map(|w| {
+                let child = w.glob.child_by_id(&self.mount, id)?;
+                let name = child.dir.file_name()?.to_string_lossy().into_owned();
+                Some((w.glob.parent.dir.clone(), name))
+            });
+            if let Some((parent, name)) = found {
+                self.events.remember(id, parent, name);
+            }
+        }
+        self.events.name_of(id)
+    }
+
+    /// The target child `id` is, if a watch wants it.
+    fn target_of(&self, id: u64, parent: &std::path::Path, name: &str) -> Option<CgroupTarget> {
+        self.watches
+            .iter()
+            .find_map(|w| w.target_for(parent, name, id))
+    }
+
     /// Turns the cgroups the kernel program claimed into recordings or exclusions.
     fn adopt_claimed(
         &mut self,
         counter: &mut SyscallCounter,
         active: &mut Vec<Recording>,
     ) -> Result<(), Error> {
-        counter.refill_pool()?;
-        let claimed = counter.claimed_targets()?;
-        if !claimed.is_empty() {
-            // A cgroup's mkdir event is queued before any of its tasks can make the syscall
-            // that claimed it, but may not have been read yet.
-            self.events.read_pending().map_err(Error::Io)?;
-        }
-        for (id, slot) in claimed {
-            // The cgroup may already be gone (a short-lived container): its name is known
-            // from the moment its event was read. If the event was read too late to see the
-            // directory, the directory itself may still be there.
-            if self.events.name_of(id).is_none() {
-                let found = self.watches.iter().find_map(|w| {
-                    let child = w.glob.child_by_id(&self.mount, id)?;
-                    let name = child.dir.file_name()?.to_string_lossy().into_owned();
-                    Some((w.glob.parent.dir.clone(), name))
-                });
-                if let Some((parent, name)) = found {
-                    self.events.remember(id, parent, name);
-                }
-            }
-            tracing::debug!(id, ?slot, name = ?self.events.name_of(id), "kernel program claimed a cgroup");
-            let target = self.events.name_of(id).and_then(|(parent, name)| {
-                self.watches
-                    .iter()
-                    .find_map(|w| w.target_for(&parent, &name, id))
-            });
+        for (id, slot) in counter.claimed_targets()? {
+            let named = self.name_of(id);
+            tracing::debug!(id, ?slot, name = ?named, "kernel program claimed a cgroup");
+            let target = named
+                .as_ref()
+                .and_then(|(parent, name)| self.target_of(id, parent, name));
             let Some(target) = target else {
-                match self.events.name_of(id) {
+                match named {
                     Some((parent, name)) => self.excluded.push((id, parent.join(name))),
                     None => {
                         if let Ok(c) = self.mount.resolve_id(id) {
@@ -302,7 +358,21 @@ impl Waiting {
             match self.outputs.next_path(&target) {
                 Ok(out) => {
                     tracing::info!(cgroup = %target.cgroup.rel, "picked up new cgroup");
-                    active.push(Recording::adopt(target, slot, out));
+                    let mut recording = Recording::adopt(target, slot, out);
+                    if let Some(starved) = self.starved.remove(&id) {
+                        recording.missed_start = Some(MissedStart {
+                            since: starved.since,
+                            recorded_from: recording.started_at,
+                        });
+                        eprintln!(
+                            "agent-audit: {}: got a target slot; recording from {} (calls since \
+                             {} were not recorded; its allowlist says missed_start)",
+                            starved.rel,
+                            rfc3339(recording.started_at),
+                            rfc3339(starved.since)
+                        );
+                    }
+                    active.push(recording);
                     self.picked_up += 1;
                 }
                 Err(e) => {
@@ -312,27 +382,97 @@ impl Waiting {
                 }
             }
         }
+        Ok(())
+    }
+
+    /// Reports the children that found every slot in use. Wanted ones get the next slots
+    /// that free, first come first served; the rest are excluded.
+    fn note_starved(&mut self, counter: &mut SyscallCounter) -> Result<(), Error> {
+        for (id, first_ns) in counter.drain_starved()? {
+            if self.starved.contains_key(&id) {
+                continue;
+            }
+            let Some((parent, name)) = self.name_of(id) else {
+                continue; // gone before it could be named: nothing of it can be recorded
+            };
+            let Some(target) = self.target_of(id, &parent, &name) else {
+                if counter.exclude_unclaimed(id)? {
+                    self.excluded.push((id, parent.join(name)));
+                }
+                continue;
+            };
+            let since = attribution::wall_clock(first_ns);
+            eprintln!(
+                "agent-audit: warning: {}: new cgroup {} found all {MAX_TARGETS} target slots in \
+                 use: its calls are not recorded until a slot frees (its allowlist will say \
+                 missed_start)",
+                rfc3339(since),
+                target.cgroup.rel
+            );
+            counter.wait_for_slot(id)?;
+            self.starved.insert(
+                id,
+                Starved {
+                    since,
+                    rel: target.cgroup.rel,
+                    dir: target.cgroup.dir,
+                },
+            );
+        }
+        Ok(())
+    }
+
+    /// Drops the kernel's entries for excluded children that are gone, and reports the
+    /// starved ones that ended before a slot freed.
+    fn forget_gone(&mut self, counter: &mut SyscallCounter) -> Result<(), Error> {
         let (gone, kept): (Vec<_>, Vec<_>) =
             self.excluded.drain(..).partition(|(_, dir)| !dir.exists());
         self.excluded = kept;
         for (id, _) in gone {
             counter.forget_cgroup(id)?;
         }
+        let gone: Vec<u64> = self
+            .starved
+            .iter()
+            .filter(|(_, s)| !s.dir.exists())
+            .map(|(id, _)| *id)
+            .collect();
+        for id in gone {
+            counter.stop_waiting(id);
+            if let Some(s) = self.starved.remove(&id) {
+                report_unrecorded(&s, "ended");
+            }
+        }
         Ok(())
     }
 }
 
+/// Says that a wanted cgroup was never recorded.
+fn report_unrecorded(s: &Starved, how: &str) {
+    eprintln!(
+        "agent-audit: warning: {}: {how} before a target slot freed: none of its calls (since {}) \
+         were recorded; no allowlist written",
+        s.rel,
+        rfc3339(s.since)
+    );
+}
+
+fn rfc3339(t: OffsetDateTime) -> String {
+    t.format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_else(|_| t.to_string())
+}
+
 async fn watch(
     counter: &mut SyscallCounter,
-    mut active: Vec<Recording>,
+    active: Vec<Recording>,
     mut waiting: Option<Waiting>,
-    signals: StopSignals,
+    mut signals: StopSignals,
     opts: &RecordOptions,
 ) -> Result<StopReason, Error> {
-    let StopSignals {
-        mut sigint,
-        mut sigterm,
-    } = signals;
+    let mut recordings = Recordings {
+        active,
+        unwritten: Vec::new(),
+    };
     let mut poll = tokio::time::interval(POLL);
     let mut flush = tokio::time::interval(opts.interval);
     flush.tick().await; // the first tick is immediate
@@ -340,73 +480,161 @@ async fn watch(
     let deadline_sleep = tokio::time::sleep_until(deadline.unwrap_or_else(far_future));
     tokio::pin!(deadline_sleep);
     let mut progress = ProgressLine::new();
+    let changed = waiting.as_ref().map(|w| w.events.changed());
+    let cgroups_changed = || async {
+        match &changed {
+            Some(n) => n.notified().await,
+            None => std::future::pending().await,
+        }
+    };
 
     let reason = loop {
         tokio::select! {
-            _ = sigint.recv() => break StopReason::Signal,
-            _ = sigterm.recv() => break StopReason::Signal,
-            _ = &mut deadline_sleep, if deadline.is_some() => break StopReason::Duration,
-            _ = flush.tick() => {
-                // Only targets whose counts moved are written; with none, the attribution
-                // table (8 192 per-CPU entries) is not read either.
-                let mut changed = Vec::new();
-                for (i, r) in active.iter_mut().enumerate() {
-                    if r.refresh_changed(counter)? {
-                        changed.push(i);
-                    }
-                }
-                if !changed.is_empty() {
-                    let uses = counter.read_attribution()?;
-                    for i in changed {
-                        active[i].write(counter, false, &uses)?;
-                    }
-                }
+            number = signals.recv() => {
+                tracing::info!(signal = number, "stopping: writing the final files");
+                break StopReason::Signal;
             }
+            _ = &mut deadline_sleep, if deadline.is_some() => break StopReason::Duration,
+            _ = cgroups_changed() => {
+                if let Some(w) = &mut waiting {
+                    w.update(counter, &mut recordings.active)?;
+                }
+                distribute_execs(counter, &mut recordings.active);
+                recordings.retire_gone(counter, &mut progress)?;
+            }
+            _ = flush.tick() => recordings.snapshot(counter)?,
             _ = poll.tick() => {
                 counter.flush_logs();
                 if let Some(w) = &mut waiting {
-                    w.adopt_claimed(counter, &mut active)?;
+                    w.update(counter, &mut recordings.active)?;
                 }
-                distribute_execs(counter, &mut active);
-                // A container's cgroup disappears when it stops: finish its file now.
-                let (gone, kept): (Vec<_>, Vec<_>) =
-                    active.drain(..).partition(|r| !r.target.cgroup.exists());
-                active = kept;
-                if !gone.is_empty() {
-                    progress.clear();
-                    let uses = counter.read_attribution()?;
-                    for mut r in gone {
-                        finish(counter, &mut r, &uses)?;
-                        counter.remove_target(r.slot)?;
-                    }
-                }
-                // With --wait, only stop once something was recorded and is gone.
-                let waiting_for_first = waiting.as_ref().is_some_and(|w| w.picked_up == 0);
-                if active.is_empty() && !waiting_for_first {
+                distribute_execs(counter, &mut recordings.active);
+                recordings.retire_gone(counter, &mut progress)?;
+                // With --wait, only stop once something was recorded and is gone, and no
+                // wanted cgroup still waits for a slot.
+                let waiting_for_more = waiting
+                    .as_ref()
+                    .is_some_and(|w| w.picked_up == 0 || !w.starved.is_empty());
+                if recordings.is_empty() && !waiting_for_more && !opts.keep_waiting {
                     break StopReason::TargetsGone;
                 }
-                // Reading a target's counters copies ~25 KiB per CPU and map: only a progress
-                // line on a terminal needs them between writes (an idle recorder of 256
-                // targets spent 7.5 % of a CPU on it).
-                if progress.is_shown() {
-                    for r in &mut active {
-                        r.refresh(counter)?;
-                    }
-                    let distinct: u64 =
-                        active.iter().map(|r| r.last.syscalls.len() as u64).sum();
-                    let calls: u64 = active.iter().map(|r| r.last.total()).sum();
-                    progress.update(active.len(), distinct, calls);
-                }
+                recordings.show_progress(counter, &mut progress)?;
             }
         }
     };
     progress.clear();
-    distribute_execs(counter, &mut active);
-    let uses = counter.read_attribution()?;
-    for r in &mut active {
-        finish(counter, r, &uses)?;
+    // Cgroups the kernel program claimed since the last poll (a job that ran and ended just
+    // before the signal) are recorded too.
+    if let Some(w) = &mut waiting {
+        w.update(counter, &mut recordings.active)?;
+        for s in w.starved.values() {
+            report_unrecorded(s, "recording stopped");
+        }
     }
+    distribute_execs(counter, &mut recordings.active);
+    recordings.finish_all(counter)?;
     Ok(reason)
+}
+
+/// Every recording of a `record` run.
+struct Recordings {
+    /// Targets whose cgroup exists.
+    active: Vec<Recording>,
+    /// Targets that are gone but whose final file could not be written yet: they keep their
+    /// slot, so their counts stay in the kernel, and the write is retried every interval.
+    unwritten: Vec<Recording>,
+}
+
+impl Recordings {
+    fn is_empty(&self) -> bool {
+        self.active.is_empty() && self.unwritten.is_empty()
+    }
+
+    /// Every interval: a snapshot of each active target, another try for the unwritten.
+    /// A write that fails is that target's trouble alone: reported, retried, never fatal.
+    fn snapshot(&mut self, counter: &mut SyscallCounter) -> Result<(), Error> {
+        let uses = counter.read_details()?;
+        for r in &mut self.active {
+            write_reporting(counter, r, false, &uses)?;
+        }
+        let mut written = Vec::new();
+        let mut still_unwritten = Vec::new();
+        for mut r in std::mem::take(&mut self.unwritten) {
+            if finish(counter, &mut r, &uses)? {
+                written.push(r.slot);
+            } else {
+                still_unwritten.push(r);
+            }
+        }
+        self.unwritten = still_unwritten;
+        Ok(counter.remove_targets(&written)?)
+    }
+
+    /// A container's cgroup disappears when it stops: its final file is written now, and its
+    /// slot released once that worked.
+    fn retire_gone(
+        &mut self,
+        counter: &mut SyscallCounter,
+        progress: &mut ProgressLine,
+    ) -> Result<(), Error> {
+        let (gone, kept): (Vec<_>, Vec<_>) = std::mem::take(&mut self.active)
+            .into_iter()
+            .partition(|r| !r.target.cgroup.exists());
+        self.active = kept;
+        if gone.is_empty() {
+            return Ok(());
+        }
+        progress.clear();
+        let uses = counter.read_details()?;
+        let mut written = Vec::new();
+        for mut r in gone {
+            if finish(counter, &mut r, &uses)? {
+                written.push(r.slot);
+            } else {
+                self.unwritten.push(r);
+            }
+        }
+        // In one go: the slots of a burst of ended targets are made ready in one pass.
+        Ok(counter.remove_targets(&written)?)
+    }
+
+    fn show_progress(
+        &mut self,
+        counter: &SyscallCounter,
+        progress: &mut ProgressLine,
+    ) -> Result<(), Error> {
+        for r in &mut self.active {
+            r.refresh(counter)?;
+        }
+        let distinct: u64 = self
+            .active
+            .iter()
+            .map(|r| r.last.syscalls.len() as u64)
+            .sum();
+        let calls: u64 = self.active.iter().map(|r| r.last.total()).sum();
+        progress.update(self.active.len(), distinct, calls);
+        Ok(())
+    }
+
+    /// On exit: every target's final file, each tried again even if it failed before. Every
+    /// target is tried; the first failure is returned after that.
+    fn finish_all(&mut self, counter: &mut SyscallCounter) -> Result<(), Error> {
+        let uses = counter.read_details()?;
+        let mut failed = None;
+        for r in self.active.iter_mut().chain(self.unwritten.iter_mut()) {
+            if let Err(e) = r
+                .write(counter, true, &uses)
+                .map(|list| summarize(r, &list))
+            {
+                eprintln!(
+                    "agent-audit: error: the final allowlist of {} was not written: {e}",
+                    r.target.cgroup.rel
+                );
+                failed.get_or_insert(e);
+            }
+        }
+        failed.map_or(Ok(()), |e| Err(e.into()))
+    }
 }
 
 /// Hands the execs reported so far to every recording: the ring buffer is shared by all
@@ -418,13 +646,58 @@ fn distribute_execs(counter: &mut SyscallCounter, recordings: &mut [Recording]) 
     }
 }
 
+/// Writes a target's file; a write that fails is reported once when it starts failing and
+/// once when it works again. Returns the allowlist written, if it was. Only a failure to read
+/// the kernel's counters is an error.
+fn write_reporting(
+    counter: &SyscallCounter,
+    r: &mut Recording,
+    complete: bool,
+    uses: &crate::bpf::CallDetails,
+) -> Result<Option<Allowlist>, Error> {
+    match r.write(counter, complete, uses) {
+        Ok(list) => {
+            if r.write_failing {
+                r.write_failing = false;
+                eprintln!(
+                    "agent-audit: {}: written again ({})",
+                    r.target.cgroup.rel,
+                    r.out.display()
+                );
+            }
+            Ok(Some(list))
+        }
+        Err(RecordingError::Allowlist(e)) => {
+            if !r.write_failing {
+                r.write_failing = true;
+                eprintln!(
+                    "agent-audit: warning: {}: {e}; still recording, retrying every interval and \
+                     on exit (the counts are kept in the kernel until agent-audit exits)",
+                    r.target.cgroup.rel
+                );
+            }
+            Ok(None)
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
 /// Writes a target's final file; `uses` is the attribution table read once for all targets.
+/// Returns whether it was written.
 fn finish(
     counter: &SyscallCounter,
     r: &mut Recording,
-    uses: &[crate::bpf::ProgramUse],
-) -> Result<(), Error> {
-    let list = r.write(counter, true, uses)?;
+    uses: &crate::bpf::CallDetails,
+) -> Result<bool, Error> {
+    let Some(list) = write_reporting(counter, r, true, uses)? else {
+        return Ok(false);
+    };
+    summarize(r, &list);
+    Ok(true)
+}
+
+/// Logs and prints what a target's final file holds.
+fn summarize(r: &Recording, list: &Allowlist) {
     tracing::info!(
         target = %r.target.cgroup.rel,
         distinct = list.totals.distinct,
@@ -439,7 +712,6 @@ fn finish(
         list.totals.calls,
         r.out.display()
     );
-    Ok(())
 }
 
 fn far_future() -> tokio::time::Instant {
@@ -497,7 +769,7 @@ impl OutputPlan {
                 )))
             }
             OutputSpec::Dir(dir) => {
-                let name = sanitize(&target.label());
+                let name = file_stem(&target.label());
                 let plain = dir.join(format!("{name}.allowlist.json"));
                 if self.used.contains(&plain) {
                     dir.join(format!("{name}-{}.allowlist.json", target.cgroup.id))
@@ -509,6 +781,31 @@ impl OutputPlan {
         self.used.insert(path.clone());
         Ok(path)
     }
+}
+
+/// Longest file-name stem used for a target's label: with `.allowlist.json`, a `-<cgroup id>`
+/// for a name taken twice, and a writer's temporary-file affixes, it stays well below the 255
+/// bytes a file name can have.
+const MAX_STEM: usize = 160;
+
+/// The file-name stem for a target's label: the label kept to `[A-Za-z0-9._-]`; one longer than
+/// [`MAX_STEM`] bytes (a cgroup name can be 255) is cut and ends in a hash of the whole label,
+/// so the name is the same on every run and two long labels with one prefix stay apart.
+fn file_stem(label: &str) -> String {
+    let safe = sanitize(label);
+    let safe = if safe.is_empty() {
+        "cgroup".into()
+    } else {
+        safe
+    };
+    if safe.len() <= MAX_STEM {
+        return safe;
+    }
+    let mut hasher = fnv::FnvHasher::default();
+    std::hash::Hasher::write(&mut hasher, label.as_bytes());
+    let hash = std::hash::Hasher::finish(&hasher);
+    // `sanitize` keeps ASCII only: any byte index is a character boundary.
+    format!("{}-{hash:016x}", &safe[..MAX_STEM - 17])
 }
 
 /// Keeps file names to `[A-Za-z0-9._-]`.
@@ -532,6 +829,21 @@ mod tests {
     use crate::bpf::AttachMode;
 
     #[test]
+    fn long_labels_are_cut_and_hashed_the_same_way_every_time() {
+        let long = "x".repeat(240);
+        let stem = file_stem(&long);
+        assert_eq!(stem.len(), MAX_STEM);
+        assert_eq!(stem, file_stem(&long));
+        assert!(stem.starts_with(&"x".repeat(MAX_STEM - 17)), "{stem}");
+        // One character apart at the end: the same prefix, different names.
+        let other = format!("{}y", "x".repeat(239));
+        assert_ne!(file_stem(&other), stem);
+        assert_eq!(file_stem("short"), "short");
+        assert_eq!(file_stem(&"x".repeat(MAX_STEM)), "x".repeat(MAX_STEM));
+        assert_eq!(file_stem("..."), "cgroup");
+    }
+
+    #[test]
     fn file_names_are_safe() {
         assert_eq!(sanitize("docker-abc.scope"), "docker-abc.scope");
         assert_eq!(sanitize("../etc/x y"), "_etc_x_y");
@@ -543,6 +855,8 @@ mod tests {
             targets: vec![TargetSpec::Pid(1), TargetSpec::Pid(2)],
             globs: Vec::new(),
             wait: false,
+            keep_waiting: false,
+            ready_file: None,
             output: OutputSpec::File(PathBuf::from("x.json")),
             interval: Duration::from_secs(5),
             duration: None,

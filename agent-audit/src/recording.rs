@@ -6,10 +6,13 @@ use std::path::PathBuf;
 use time::OffsetDateTime;
 
 use crate::allowlist::{
-    Allowlist, AllowlistError, HostInfo, MultiplexedCount, RecorderInfo, SCHEMA_V1,
+    Allowlist, AllowlistError, ArgRecord, HostInfo, MissedStart, MultiplexedCount, RecorderInfo,
+    SyscallCount, SCHEMA_V1,
 };
 use crate::attribution;
-use crate::bpf::{BpfError, ExecRecord, ProgramUse, SyscallCounter, TargetCounts, TargetSlot};
+use crate::bpf::{
+    ArgUse, BpfError, CallDetails, ExecRecord, ProgramUse, SyscallCounter, TargetCounts, TargetSlot,
+};
 use crate::syscalls::Arch;
 use crate::target::CgroupTarget;
 
@@ -29,9 +32,10 @@ pub struct Recording {
     pub last_init: TargetCounts,
     /// Execs seen in the target so far, by (path, uid).
     pub execs: attribution::ExecTally,
-    /// The counts (`last`, `last_init`) of the last file written; `None` before the first
-    /// write and after a failed one.
-    written: Option<(TargetCounts, TargetCounts)>,
+    /// Set when the target's first calls went uncounted (no free slot at its start).
+    pub missed_start: Option<MissedStart>,
+    /// The last write of its file failed (reported once until one works again).
+    pub write_failing: bool,
 }
 
 impl Recording {
@@ -61,18 +65,9 @@ impl Recording {
             last: TargetCounts::default(),
             last_init: TargetCounts::default(),
             execs: attribution::ExecTally::default(),
-            written: None,
+            missed_start: None,
+            write_failing: false,
         }
-    }
-
-    /// Reads the counters; true if they differ from those of the last file written (every
-    /// exec is a counted call too, so equal counts mean nothing new to write).
-    pub fn refresh_changed(&mut self, counter: &SyscallCounter) -> Result<bool, BpfError> {
-        self.refresh(counter)?;
-        Ok(self
-            .written
-            .as_ref()
-            .is_none_or(|(last, init)| *last != self.last || *init != self.last_init))
     }
 
     /// Reads the counters into `last`.
@@ -89,22 +84,31 @@ impl Recording {
         }
     }
 
-    /// The allowlist for the counts in `last`, with each syscall's programs from `uses`
-    /// (every target's; this one's are picked out).
-    pub fn allowlist(&self, attach: &str, complete: bool, uses: &[ProgramUse]) -> Allowlist {
+    /// The allowlist for the counts in `last`, with each syscall's programs and argument
+    /// values from `details` (every target's; this one's are picked out).
+    pub fn allowlist(&self, attach: &str, complete: bool, details: &CallDetails) -> Allowlist {
         let (mut syscalls, totals) = Allowlist::syscalls_from_counts(
             self.last.syscalls.iter().copied(),
             self.last.out_of_range,
         );
-        // The workload's rows get the workload's programs; the runtime's init its own.
-        let (init_uses, mine): (Vec<&ProgramUse>, Vec<&ProgramUse>) = uses
+        // The workload's rows get the workload's programs and values; the runtime's init its
+        // own.
+        let (init_uses, mine): (Vec<&ProgramUse>, Vec<&ProgramUse>) = details
+            .programs
             .iter()
             .filter(|u| u.slot == self.slot)
             .partition(|u| u.runtime_init);
+        let (init_args, my_args): (Vec<&ArgUse>, Vec<&ArgUse>) = details
+            .args
+            .iter()
+            .filter(|a| a.slot == self.slot)
+            .partition(|a| a.runtime_init);
         attribution::attach_programs(&mut syscalls, &mine);
+        attach_args(&mut syscalls, &my_args);
         let mut runtime_init =
             Allowlist::syscalls_from_counts(self.last_init.syscalls.iter().copied(), 0).0;
         attribution::attach_programs(&mut runtime_init, &init_uses);
+        attach_args(&mut runtime_init, &init_args);
         let name_of = |u: &ProgramUse| {
             let name = u.arch.syscall_name(u.nr).map(str::to_owned);
             match u.arch {
@@ -133,6 +137,7 @@ impl Recording {
             runtime_init,
             executables: self.execs.runs(),
             privilege_drop: attribution::privilege_drop(&mine, name_of),
+            missed_start: self.missed_start,
         }
     }
 
@@ -149,19 +154,17 @@ impl Recording {
         rows
     }
 
-    /// Reads the counters and writes the file atomically; `uses` is the attribution read for
-    /// all targets at once (it is one table).
+    /// Reads the counters and writes the file atomically; `details` were read for all targets
+    /// at once (each is one table).
     pub fn write(
         &mut self,
         counter: &SyscallCounter,
         complete: bool,
-        uses: &[ProgramUse],
+        details: &CallDetails,
     ) -> Result<Allowlist, RecordingError> {
         self.refresh(counter)?;
-        let list = self.allowlist(counter.attach_kind(), complete, uses);
-        self.written = None;
+        let list = self.allowlist(counter.attach_kind(), complete, details);
         list.write(&self.out)?;
-        self.written = Some((self.last.clone(), self.last_init.clone()));
         Ok(list)
     }
 }
@@ -176,6 +179,20 @@ impl RecordingError {
     }
 }
 
+/// Gives each counted syscall its tracked arguments, in the file's order (index, then field).
+/// Only counted rows get them: a zero bit union is also what an unused syscall shows.
+fn attach_args(rows: &mut [SyscallCount], args: &[&ArgUse]) {
+    for row in rows {
+        let mut mine: Vec<ArgRecord> = args
+            .iter()
+            .filter(|a| a.arch == row.arch && a.nr == row.nr)
+            .map(|a| a.record.clone())
+            .collect();
+        mine.sort_by_key(ArgRecord::sort_key);
+        row.args = mine;
+    }
+}
+
 /// Reading or writing a recording failed.
 #[derive(Debug, thiserror::Error)]
 pub enum RecordingError {
@@ -185,4 +202,43 @@ pub enum RecordingError {
     /// Writing the file failed.
     #[error(transparent)]
     Allowlist(#[from] AllowlistError),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn arg_use(slot: u32, runtime_init: bool, nr: u32, record: ArgRecord) -> ArgUse {
+        ArgUse {
+            slot: TargetSlot::for_tests(slot),
+            runtime_init,
+            arch: Arch::X86_64,
+            nr,
+            record,
+        }
+    }
+
+    #[test]
+    fn counted_rows_get_their_args_sorted_by_index() {
+        let socket = Arch::X86_64.syscall_nr("socket").unwrap();
+        let ioctl = Arch::X86_64.syscall_nr("ioctl").unwrap();
+        let (mut rows, _) = Allowlist::syscalls_from_counts([(Arch::X86_64, socket, 3)], 0);
+        let family = ArgRecord::values(0, None, [(2, 3)], false);
+        let kind = ArgRecord::values(1, None, [(1, 3)], false);
+        let uses = [
+            arg_use(0, false, socket, kind.clone()),
+            arg_use(0, false, socket, family.clone()),
+            // A syscall this target never counted (a zero union of another phase, say).
+            arg_use(
+                0,
+                false,
+                ioctl,
+                ArgRecord::values(1, None, [(0x5401, 1)], false),
+            ),
+        ];
+        let mine: Vec<&ArgUse> = uses.iter().collect();
+        attach_args(&mut rows, &mine);
+        assert_eq!(rows.len(), 1);
+        assert_eq!(rows[0].args, vec![family, kind]);
+    }
 }

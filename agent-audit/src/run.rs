@@ -12,8 +12,6 @@ use std::path::PathBuf;
 use std::process::{Command, ExitStatus};
 use std::time::Duration;
 
-use tokio::signal::unix::{signal, SignalKind};
-
 use crate::allowlist::Allowlist;
 use crate::bpf::{CounterOptions, SyscallCounter};
 use crate::cgroup::{Cgroup, CgroupV2Mount};
@@ -22,6 +20,7 @@ use crate::privileges;
 use crate::progress::ProgressLine;
 use crate::recording::Recording;
 use crate::seccomp::SeccompProgram;
+use crate::signals::{self, StopSignals};
 use crate::target::CgroupTarget;
 use crate::Error;
 
@@ -110,13 +109,20 @@ impl CommandSession {
         command: &[String],
         filter: Option<&SeccompProgram>,
     ) -> Result<i32, Error> {
-        let child = spawn_in_cgroup(command, &self.cgroup, filter)?;
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
             .map_err(Error::Io)?;
+        // Caught before the command starts: a signal sent as soon as it runs must not end
+        // us before its file is written.
+        let signals = {
+            let _enter = runtime.enter();
+            StopSignals::install().map_err(Error::Io)?
+        };
+        let child = spawn_in_cgroup(command, &self.cgroup, filter)?;
         let status = runtime.block_on(supervise(
             child,
+            signals,
             &self.cgroup,
             &mut self.counter,
             &mut self.recording,
@@ -139,7 +145,7 @@ pub fn run(opts: RunOptions) -> Result<RunOutcome, Error> {
     tracing::debug!(elapsed = ?started.elapsed(), "ready: target added");
     let exit_status = session.run(&opts.command, None)?;
     tracing::debug!(elapsed = ?started.elapsed(), "command ended");
-    let uses = session.counter.read_attribution()?;
+    let uses = session.counter.read_details()?;
     tracing::debug!(elapsed = ?started.elapsed(), "attribution read");
     let allowlist = session.recording.write(&session.counter, true, &uses)?;
     tracing::debug!(elapsed = ?started.elapsed(), "counters read, allowlist written");
@@ -296,15 +302,15 @@ fn spawn_in_cgroup(
 /// Waits for the command, forwarding SIGTERM, then for every process left in its cgroup.
 async fn supervise(
     mut child: std::process::Child,
+    mut signals: StopSignals,
     cgroup: &Cgroup,
     counter: &mut SyscallCounter,
     recording: &mut Recording,
 ) -> Result<ExitStatus, Error> {
     let pid = child.id() as libc::pid_t;
-    // A terminal's Ctrl-C already reaches the command (same process group); we only keep
-    // ourselves alive to write the file. SIGTERM is sent to us alone, so pass it on.
-    let mut sigint = signal(SignalKind::interrupt()).map_err(Error::Io)?;
-    let mut sigterm = signal(SignalKind::terminate()).map_err(Error::Io)?;
+    // A terminal's Ctrl-C or Ctrl-\ already reaches the command (same process group); we only
+    // keep ourselves alive to write the file. Any other stop signal (SIGTERM, SIGHUP,
+    // SIGUSR1, …) was sent to us alone: pass it on, and the command decides what it means.
     let mut wait = tokio::task::spawn_blocking(move || child.wait());
     let mut poll = tokio::time::interval(POLL);
     let mut progress = ProgressLine::new();
@@ -315,10 +321,11 @@ async fn supervise(
                     .map_err(|e| Error::Io(std::io::Error::other(e)))?
                     .map_err(Error::Io)?;
             }
-            _ = sigint.recv() => {}
-            _ = sigterm.recv() => {
-                // SAFETY: plain kill(2) on our own child.
-                unsafe { libc::kill(pid, libc::SIGTERM) };
+            number = signals.recv() => {
+                if !signals::is_from_terminal(number) {
+                    // SAFETY: plain kill(2) on our own child.
+                    unsafe { libc::kill(pid, number) };
+                }
             }
             _ = poll.tick() => tick(counter, recording, &mut progress)?,
         }
@@ -328,8 +335,7 @@ async fn supervise(
     let mut interrupted = false;
     while cgroup.is_populated()? {
         tokio::select! {
-            _ = sigint.recv() => interrupted = true,
-            _ = sigterm.recv() => interrupted = true,
+            _ = signals.recv() => interrupted = true,
             _ = poll.tick() => tick(counter, recording, &mut progress)?,
         }
         if interrupted {

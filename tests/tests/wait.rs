@@ -34,11 +34,22 @@ impl Armed {
     /// Creates the probe `<parent>/<probe_name>` (it must match `pattern`), starts
     /// `record --wait --cgroup-glob pattern --out-dir out_dir` and waits until it is armed.
     fn start(pattern: &str, parent: &str, probe_name: &str, out_dir: &Path) -> Self {
+        Self::start_with_interval(pattern, parent, probe_name, out_dir, "0.2")
+    }
+
+    /// [`Self::start`] with snapshots every `interval` seconds.
+    fn start_with_interval(
+        pattern: &str,
+        parent: &str,
+        probe_name: &str,
+        out_dir: &Path,
+        interval: &str,
+    ) -> Self {
         let probe = ScratchCgroup::at(&format!("{parent}/{probe_name}"));
         let recorder = Running::spawn(
             Command::new(agent_audit_bin())
                 .args(["record", "--wait", "--cgroup-glob", pattern])
-                .args(["--interval", "0.2", "--out-dir"])
+                .args(["--interval", interval, "--out-dir"])
                 .arg(out_dir),
         );
         let mut armed = Self {
@@ -59,9 +70,19 @@ impl Armed {
     /// Waits for `cond`; fails with the recorder's output and the files written if the
     /// recorder exits meanwhile or the time is up.
     fn wait_for(&mut self, what: &str, mut cond: impl FnMut() -> bool) {
+        self.wait_for_stderr(what, |_| cond());
+    }
+
+    /// What the recorder has written to stderr so far.
+    fn stderr(&self) -> String {
+        self.recorder.as_ref().unwrap().stderr_so_far()
+    }
+
+    /// Waits for `cond` on the recorder's stderr so far, like [`Self::wait_for`].
+    fn wait_for_stderr(&mut self, what: &str, mut cond: impl FnMut(&str) -> bool) {
         let deadline = Instant::now() + TIMEOUT;
         loop {
-            if cond() {
+            if cond(&self.stderr()) {
                 return;
             }
             let recorder = self.recorder.as_mut().unwrap();
@@ -375,5 +396,170 @@ fn root_record_wait_attributes_only_workload_calls_to_workload_rows() {
                 .all(|p| !p["comm"].as_str().unwrap().starts_with("runc")),
             "runc's init attributed to the workload: {row}"
         );
+    }
+}
+
+const HELPER: &str = env!("CARGO_BIN_EXE_getppid-loop");
+
+/// `getppid-loop <steps> <calls>` started inside `cgroup`, output discarded.
+fn spawn_loop(cgroup: &ScratchCgroup, steps: &[&Path], calls: u64) -> std::process::Child {
+    let mut cmd = Command::new(HELPER);
+    for fifo in steps {
+        cmd.arg("--open").arg(fifo);
+    }
+    cmd.arg(calls.to_string())
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null());
+    cgroup.contain(&mut cmd);
+    cmd.spawn().expect("start getppid-loop")
+}
+
+fn wait_ok(mut child: std::process::Child) {
+    let status = child.wait().expect("wait for getppid-loop");
+    assert!(status.success(), "getppid-loop failed: {status}");
+}
+
+/// A burst far larger than any fixed pool: 100 cgroups created at once, each running a
+/// process that makes its own exact number of `getppid` calls. Every one gets its own file
+/// with exactly its count, none marked as having missed its start.
+#[test]
+fn root_record_wait_records_every_one_of_100_cgroups_created_at_once() {
+    require_root();
+    const N: u64 = 100;
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    fs::create_dir(&out).unwrap();
+    // A parent of its own: cgroups other programs create meanwhile are not in the burst.
+    let parent = ScratchCgroup::at(&unique_name("aa-burst"));
+    let pattern = format!("{}/c-*", parent.rel);
+    let armed = Armed::start(&pattern, &parent.rel, "c-probe", &out);
+
+    let names: Vec<String> = (0..N).map(|i| format!("c-{i}")).collect();
+    let cgroups: Vec<ScratchCgroup> = names
+        .iter()
+        .map(|n| ScratchCgroup::at(&format!("{}/{n}", parent.rel)))
+        .collect();
+    let children: Vec<_> = (0..N)
+        .map(|i| spawn_loop(&cgroups[i as usize], &[], 1000 + i))
+        .collect();
+    children.into_iter().for_each(wait_ok);
+    drop(cgroups); // each cgroup's removal finishes its file
+    let files: Vec<PathBuf> = names.iter().map(|n| armed.file(n)).collect();
+    let done = armed.finish();
+    done.assert_code(0);
+    assert!(!done.stderr.contains("warning"), "{}", done.stderr);
+    for (i, file) in files.iter().enumerate() {
+        let list = Allowlist::read(file);
+        assert!(list.complete(), "{}", file.display());
+        assert_eq!(list.count("getppid"), 1000 + i as u64, "{}", file.display());
+        assert!(list.0.get("missed_start").is_none(), "{}", file.display());
+    }
+}
+
+/// More new cgroups than free slots: the ones left without a slot are reported on stderr
+/// (name, time), get a slot as soon as recorded targets end, and are then counted exactly,
+/// their files saying `missed_start`.
+#[test]
+fn root_record_wait_reports_cgroups_without_a_slot_and_records_them_once_one_frees() {
+    require_root();
+    const SLOTS: usize = 256; // agent_audit_ebpf::MAX_TARGETS
+    const EXTRA: usize = 4;
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    fs::create_dir(&out).unwrap();
+    let go = dir.path().join("go");
+    let c = std::ffi::CString::new(go.to_str().unwrap()).unwrap();
+    // SAFETY: a valid NUL-terminated path.
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+    // A parent of its own: no other program's new cgroup can take a slot that frees.
+    let parent = ScratchCgroup::at(&unique_name("aa-starve"));
+    let pattern = format!("{}/c-*", parent.rel);
+    // Snapshots of 256 targets every second, not five times a second: a debug build.
+    let mut armed = Armed::start_with_interval(&pattern, &parent.rel, "c-probe", &out, "1");
+
+    // The probe holds one slot: SLOTS - 1 of these get one, EXTRA do not.
+    let count = SLOTS - 1 + EXTRA;
+    let names: Vec<String> = (0..count).map(|i| format!("c-{i}")).collect();
+    let mut cgroups: Vec<Option<ScratchCgroup>> = names
+        .iter()
+        .map(|n| Some(ScratchCgroup::at(&format!("{}/{n}", parent.rel))))
+        .collect();
+    let calls = |i: usize| 1000 + i as u64;
+    let mut children: Vec<Option<std::process::Child>> = (0..count)
+        .map(|i| {
+            let cg = cgroups[i].as_ref().unwrap();
+            Some(spawn_loop(cg, &[&go], calls(i)))
+        })
+        .collect();
+    // "<time>: new cgroup /<name> found all 256 target slots in use: …"
+    let reported = |text: &str| -> Vec<String> {
+        text.lines()
+            .filter(|l| l.contains("target slots in") && l.contains("warning"))
+            .filter_map(|l| l.split("new cgroup /").nth(1))
+            .filter_map(|rest| rest.split_whitespace().next())
+            .filter_map(|path| path.rsplit('/').next())
+            .map(str::to_string)
+            .collect()
+    };
+    let (files_of, file_of) = (names.clone(), |n: &str| {
+        out.join(format!("{n}.allowlist.json"))
+    });
+    armed.wait_for_stderr("every cgroup to be picked up or reported", |text| {
+        let claimed = files_of.iter().filter(|n| file_of(n).exists()).count();
+        claimed == SLOTS - 1 && reported(text).len() == EXTRA
+    });
+    let starved = reported(&armed.stderr());
+    for name in &starved {
+        assert!(names.contains(name), "{name} is not one of the test's");
+        assert!(!file_of(name).exists(), "{name} reported but recorded");
+    }
+    // End EXTRA recorded cgroups (they are still blocked before their calls): their slots
+    // free.
+    let ended: Vec<usize> = (0..count)
+        .filter(|&i| !starved.contains(&names[i]))
+        .take(EXTRA)
+        .collect();
+    for &i in &ended {
+        drop(cgroups[i].take()); // kills its process
+        let _ = children[i].take().map(|mut c| c.wait());
+    }
+    for &i in &ended {
+        armed.wait_for_final(&names[i]);
+    }
+    // The freed slots go to the cgroups that waited for one; everything they do from now
+    // on is counted.
+    armed.wait_for_stderr("the starved cgroups to get a slot", |text| {
+        starved
+            .iter()
+            .all(|n| text.contains(&format!("/{n}: got a target slot")))
+    });
+    // Opening the write end releases every process into its calls.
+    let _go = fs::OpenOptions::new().write(true).open(&go).unwrap();
+    for (i, child) in children.iter_mut().enumerate() {
+        if let Some(c) = child.take() {
+            wait_ok(c);
+            assert!(!ended.contains(&i));
+        }
+    }
+    drop(cgroups);
+    let done = armed.finish();
+    done.assert_code(0);
+    for (i, name) in names.iter().enumerate() {
+        if ended.contains(&i) {
+            continue;
+        }
+        let list = Allowlist::read(&file_of(name));
+        assert!(list.complete(), "{name}");
+        assert_eq!(list.count("getppid"), calls(i), "{name}");
+        let missed = list.0.get("missed_start");
+        if starved.contains(name) {
+            let missed = missed.unwrap_or_else(|| panic!("{name}: no missed_start"));
+            let since = agent_audit_tests::allowlist::timestamp_ns(&missed["since"]);
+            let from = agent_audit_tests::allowlist::timestamp_ns(&missed["recorded_from"]);
+            assert!(since < from, "{missed}");
+            assert_eq!(missed["recorded_from"], list.0["started_at"], "{name}");
+        } else {
+            assert!(missed.is_none(), "{name}: {missed:?}");
+        }
     }
 }

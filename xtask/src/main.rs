@@ -2,6 +2,7 @@
 //! what it installs), so a fresh machine needs nothing but `cargo xtask <task>`.
 
 mod bench;
+mod image;
 mod setup;
 
 use std::ffi::OsStr;
@@ -32,6 +33,9 @@ enum Task {
         /// Only tests whose name contains this.
         filter: Option<String>,
     },
+    /// Build the `agent-audit:latest` container image offline (FROM scratch: the release
+    /// binary and the shared libraries it loads) and print its size.
+    Image(image::ImageOptions),
     /// Measure the cost of recording and enforcing (BENCHMARKS.md); as root, about 5 minutes.
     Bench(bench::BenchOptions),
     /// Audit a command end to end: allowlist, seccomp profile, its rationale, a verify run
@@ -62,6 +66,7 @@ fn main() -> Result<()> {
         Task::Build => build(&root).map(|_| ()),
         Task::Test { filter } => test(&root, filter.as_deref()),
         Task::Bench(opts) => bench::bench(&root, opts),
+        Task::Image(opts) => image::image(&root, opts),
         Task::Audit {
             out_dir,
             container,

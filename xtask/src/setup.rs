@@ -25,6 +25,9 @@ const TEST_PACKAGES: &[&str] = &[
     "gcc-multilib",   // 32-bit test programs (i386 syscall ABI)
     "util-linux",     // setpriv, to test missing privileges
     "chromium",       // renders the HTML report headless in its tests
+    "docker-compose", // runs the compose example (examples/compose) in its test
+    "jq",             // the GitHub Action's scripts read the JSON report with it
+    "python3-venv",   // a virtualenv for kubernetes-validate (manifest tests)
 ];
 
 /// Debian packages `cargo xtask bench` uses: the reference tracers, the workload's tools, and
@@ -49,7 +52,31 @@ pub fn all() -> Result<()> {
     packages.extend(TEST_PACKAGES);
     apt_packages(&packages)?;
     ebpf_toolchain()?;
+    python_tools()?;
     Ok(())
+}
+
+/// Python packages the Kubernetes manifest tests use, in a virtualenv of their own.
+const PYTHON_PACKAGES: &[&str] = &[
+    "kubernetes-validate", // the Kubernetes API schemas, offline; brings jsonschema and PyYAML
+];
+
+/// The virtualenv with [`PYTHON_PACKAGES`]: `target/python` (the tests look for it there).
+pub fn python_tools() -> Result<()> {
+    let venv = crate::workspace_root().join("target/python");
+    if venv.join("bin/kubernetes-validate").exists() {
+        return Ok(());
+    }
+    step(&format!(
+        "installing {} from PyPI into {}",
+        PYTHON_PACKAGES.join(" "),
+        venv.display()
+    ));
+    run(Command::new("python3").arg("-m").arg("venv").arg(&venv))
+        .context("python3 -m venv failed (Debian: apt-get install python3-venv)")?;
+    run(Command::new(venv.join("bin/pip"))
+        .args(["install", "--quiet"])
+        .args(PYTHON_PACKAGES))
 }
 
 /// Installs the Debian packages that are missing.

@@ -26,7 +26,12 @@ pub fn sched_process_exec(ctx: TracePointContext) -> u32 {
     };
     // The exec renamed the task: caches on every CPU must read the new name.
     super::attribution::names_changed();
-    super::end_runtime_init(slot);
+    // SAFETY: offset 8 of this tracepoint holds the `__data_loc` of `filename`.
+    let loc: u32 = unsafe { ctx.read_at(8) }.unwrap_or(0);
+    let filename = (ctx.as_ptr() as *const u8).wrapping_add((loc & 0xffff) as usize);
+    if !is_descriptor_exec(filename) {
+        super::end_runtime_init(slot);
+    }
     let Some(mut entry) = EXEC_EVENTS.reserve::<ExecEvent>(0) else {
         return 0; // buffer full: userspace reports dropped execs from the totals it sees
     };
@@ -42,15 +47,29 @@ pub fn sched_process_exec(ctx: TracePointContext) -> u32 {
         (*event).ktime_ns = bpf_ktime_get_ns();
         (*event).comm = bpf_get_current_comm().unwrap_or([0; 16]);
         (*event)._pad = 0;
-        let loc: u32 = ctx.read_at(8).unwrap_or(0);
-        let src = (ctx.as_ptr() as *const u8).wrapping_add((loc & 0xffff) as usize);
         let buf = &mut (*event).filename;
         buf[0] = 0;
-        let len = bpf_probe_read_kernel_str_bytes(src, buf)
+        let len = bpf_probe_read_kernel_str_bytes(filename, buf)
             .map(|s| s.len())
             .unwrap_or(0);
         (*event).filename_len = len.min(EXEC_FILENAME_LEN) as u32;
     }
     entry.submit(0);
     0
+}
+
+/// Whether the exec ran an open file descriptor (`fexecve`/`execveat(fd, "", AT_EMPTY_PATH)`,
+/// named `/dev/fd/N` by the kernel). That is how a container runtime re-executes a sealed
+/// copy of itself inside the new cgroup (runc 1.1's `runc init` runs its memfd clone this
+/// way) before its init's mounts: not the workload's first exec, so the runtime's init phase
+/// goes on.
+#[inline(always)]
+fn is_descriptor_exec(filename: *const u8) -> bool {
+    const PREFIX: &[u8; 8] = b"/dev/fd/";
+    let mut buf = [0u8; 9];
+    // SAFETY: probe read of the tracepoint's own filename string, bounded by `buf`.
+    match unsafe { bpf_probe_read_kernel_str_bytes(filename, &mut buf) } {
+        Ok(s) => s == PREFIX,
+        Err(_) => false,
+    }
 }

@@ -1,17 +1,18 @@
 //! The BPF programs and maps. Built only for `target_arch = "bpf"`.
 
+mod args;
 mod attribution;
 mod exec;
 
 use agent_audit_ebpf::{
     CgroupVerdict, SyscallCounters, ABI_COMPAT32, ABI_NATIVE, ABI_X32, MAX_CACHED_CGROUPS,
-    MAX_CGROUP_DEPTH, MAX_TARGETS, MAX_TARGET_ENTRIES, MUX_SLOTS, NO_TARGET, NR_SLOTS,
+    MAX_CGROUP_DEPTH, MAX_STARVED, MAX_TARGETS, MAX_TARGET_ENTRIES, MUX_SLOTS, NO_TARGET, NR_SLOTS,
     PHASE_RUNTIME_INIT, PHASE_WORKLOAD, WATCH_PARENT, X32_SYSCALL_BIT,
 };
 use aya_ebpf::{
     helpers::{
         bpf_get_current_ancestor_cgroup_id, bpf_get_current_cgroup_id, bpf_get_current_task,
-        bpf_get_current_task_btf, bpf_probe_read_kernel,
+        bpf_get_current_task_btf, bpf_ktime_get_ns, bpf_probe_read_kernel,
     },
     macros::{btf_tracepoint, map, raw_tracepoint, tracepoint},
     maps::{Array, HashMap, LruHashMap, PerCpuArray, Queue},
@@ -73,6 +74,9 @@ static TARGETS: HashMap<u64, u32> = HashMap::with_max_entries(MAX_TARGET_ENTRIES
 #[map(name = "FREE_SLOTS")]
 static FREE_SLOTS: Queue<u32> = Queue::with_max_entries(MAX_TARGETS, 0);
 
+#[map(name = "STARVED")]
+static STARVED: HashMap<u64, u64> = HashMap::with_max_entries(MAX_STARVED, 0);
+
 /// The last cgroup this CPU resolved, and its verdict.
 #[repr(C)]
 pub(crate) struct LastVerdict {
@@ -104,7 +108,7 @@ static EXIT_COUNTERS: PerCpuArray<SyscallCounters> = PerCpuArray::with_max_entri
 pub fn sys_enter_btf(ctx: BtfTracePointContext) -> i32 {
     let regs: *const u8 = ctx.arg(0);
     let id: i64 = ctx.arg(1);
-    count_enter(&ctx, regs, id, compat_flag_btf);
+    count_enter::<_, args::BtfRegs>(&ctx, regs, id, compat_flag_btf);
     0
 }
 
@@ -113,7 +117,7 @@ pub fn sys_enter_btf(ctx: BtfTracePointContext) -> i32 {
 pub fn sys_enter_raw(ctx: RawTracePointContext) -> i32 {
     let regs: *const u8 = ctx.arg(0);
     let id: i64 = ctx.arg(1);
-    count_enter(&ctx, regs, id, compat_flag_probed);
+    count_enter::<_, args::ProbedRegs>(&ctx, regs, id, compat_flag_probed);
     0
 }
 
@@ -157,7 +161,12 @@ fn is_fork_family(nr: u64) -> bool {
 }
 
 #[inline(always)]
-fn count_enter<C: EbpfContext>(ctx: &C, regs: *const u8, id: i64, compat_flag: fn(u32) -> u32) {
+fn count_enter<C: EbpfContext, R: args::SavedRegs>(
+    ctx: &C,
+    regs: *const u8,
+    id: i64,
+    compat_flag: fn(u32) -> u32,
+) {
     let Some(slot) = target_slot(ctx) else {
         return;
     };
@@ -183,6 +192,9 @@ fn count_enter<C: EbpfContext>(ctx: &C, regs: *const u8, id: i64, compat_flag: f
     }
     if global(&ATTRIBUTION) != 0 {
         attribution::attribute(slot, abi, nr, runtime_init);
+    }
+    if args::enabled() {
+        args::record::<R>(regs, slot, abi, nr, runtime_init);
     }
 }
 
@@ -355,9 +367,10 @@ fn resolve_verdict<C: EbpfContext>(ctx: &C, cgroup_id: u64, generation: u32) -> 
 #[inline(never)]
 fn claim_slot(child: u64) -> u32 {
     let Ok(Some(slot)) = FREE_SLOTS.pop() else {
-        return NO_TARGET; // pool empty: userspace refills it every poll and reports misses
+        // Every slot is in use: tell userspace, which hands this child a slot once one frees.
+        note_starved(child);
+        return NO_TARGET;
     };
-    const BPF_NOEXIST: u64 = 1;
     if TARGETS.insert(&child, &slot, BPF_NOEXIST).is_ok() {
         return slot;
     }
@@ -365,8 +378,23 @@ fn claim_slot(child: u64) -> u32 {
     // SAFETY: plain `u32` value.
     match unsafe { TARGETS.get(&child) } {
         Some(&s) if s & WATCH_PARENT == 0 => s,
-        _ => NO_TARGET,
+        Some(_) => NO_TARGET, // excluded by userspace
+        None => {
+            // TARGETS is full: as starved as an empty pool.
+            note_starved(child);
+            NO_TARGET
+        }
     }
+}
+
+const BPF_NOEXIST: u64 = 1;
+
+/// Records when `child` first found no slot; later misses keep the first time.
+#[inline(always)]
+fn note_starved(child: u64) {
+    // SAFETY: helper without preconditions.
+    let now = unsafe { bpf_ktime_get_ns() };
+    let _ = STARVED.insert(&child, &now, BPF_NOEXIST);
 }
 
 /// Reads a load-time constant without letting the compiler fold the placeholder value.

@@ -9,6 +9,7 @@ use agent_audit_ebpf::{
 };
 use aya::maps::{HashMap, MapData, PerCpuArray, PerCpuValues, RingBuf};
 
+use super::slots::SlotState;
 use super::{map_mut, map_ref, BpfError, SyscallCounter, TargetSlot};
 use crate::syscalls::Arch;
 
@@ -92,12 +93,36 @@ impl SyscallCounter {
             .collect())
     }
 
-    /// Execs reported since the last call.
+    /// Execs reported since the last call. An exec in a slot the kernel program has
+    /// claimed but [`Self::claimed_targets`] has not reported yet is kept until it is (claim
+    /// and exec can both happen between a scan of the targets and a read of the ring); one in
+    /// a slot that is no target is dropped.
     pub fn drain_execs(&mut self) -> Vec<ExecRecord> {
-        let Some(ring) = self.exec_events.as_mut() else {
-            return Vec::new();
-        };
-        drain(ring)
+        self.read_exec_ring();
+        let (ready, kept): (Vec<_>, Vec<_>) = std::mem::take(&mut self.exec_backlog)
+            .into_iter()
+            .filter(|e| {
+                matches!(
+                    self.slots.get(e.slot.0),
+                    SlotState::Target(_) | SlotState::Pooled
+                )
+            })
+            .partition(|e| matches!(self.slots.get(e.slot.0), SlotState::Target(_)));
+        self.exec_backlog = kept;
+        ready
+    }
+
+    /// Moves the execs in the ring into the backlog.
+    pub(super) fn read_exec_ring(&mut self) {
+        if let Some(ring) = self.exec_events.as_mut() {
+            self.exec_backlog.extend(drain(ring));
+        }
+    }
+
+    /// Drops the execs of a slot's last owner before the slot is handed out again.
+    pub(super) fn forget_execs(&mut self, slot: u32) {
+        self.read_exec_ring();
+        self.exec_backlog.retain(|e| e.slot.0 != slot);
     }
 
     /// Every entry of the per-CPU attribution table, read in batches: `ATTRIB_ENTRIES × CPUs`.
@@ -117,10 +142,15 @@ impl SyscallCounter {
         super::batch::lookup_percpu_array(data, ATTRIB_ENTRIES, cpus).map_err(io_error)
     }
 
-    /// Forgets the attribution of a slot about to be reused: only the table entries that
-    /// hold one of its keys are written.
-    pub(super) fn clear_attribution(&mut self, slot: u32) -> Result<(), BpfError> {
-        let owner = slot + 1;
+    /// Forgets the attribution of slots about to be reused, in one pass over the tables
+    /// however many slots there are (a burst of targets can end at once): only the table
+    /// entries that hold one of their keys are written.
+    pub(super) fn clear_attribution(&mut self, slots: &[u32]) -> Result<(), BpfError> {
+        if slots.is_empty() {
+            return Ok(());
+        }
+        let owners: std::collections::HashSet<u32> = slots.iter().map(|s| s + 1).collect();
+        let owned = |e: &AttribEntry| owners.contains(&e.key.slot_plus_one);
         let cpus = aya::util::nr_cpus().map_err(|(_, e)| BpfError::Map {
             name: MAP_ATTRIB,
             source: aya::maps::MapError::IoError(e),
@@ -129,18 +159,12 @@ impl SyscallCounter {
         let mut table: PerCpuArray<&mut MapData, AttribEntry> =
             map_mut(&mut self.ebpf, MAP_ATTRIB)?;
         for (index, per_cpu) in (0..ATTRIB_ENTRIES).zip(entries.chunks(cpus)) {
-            if !per_cpu.iter().any(|e| e.key.slot_plus_one == owner) {
+            if !per_cpu.iter().any(owned) {
                 continue;
             }
             let cleaned: Vec<AttribEntry> = per_cpu
                 .iter()
-                .map(|e| {
-                    if e.key.slot_plus_one == owner {
-                        AttribEntry::default()
-                    } else {
-                        *e
-                    }
-                })
+                .map(|e| if owned(e) { AttribEntry::default() } else { *e })
                 .collect();
             debug_assert_eq!(cleaned.len(), cpus);
             let values = PerCpuValues::try_from(cleaned).map_err(|e| BpfError::Map {
@@ -159,7 +183,7 @@ impl SyscallCounter {
         let stale: Vec<AttribKey> = overflow
             .keys()
             .flatten()
-            .filter(|k| k.slot_plus_one == owner)
+            .filter(|k| owners.contains(&k.slot_plus_one))
             .collect();
         for k in stale {
             let _ = overflow.remove(&k);

@@ -1,5 +1,6 @@
 //! Host facts the kernel program needs and cannot discover itself (aya programs have no CO-RE):
-//! where a task's compat flag lives, and how i386's multiplexed syscalls are numbered.
+//! where a task's compat flag lives, where the saved registers hold each syscall argument,
+//! and how i386's multiplexed syscalls are numbered.
 //!
 //! Offsets are read from the kernel's own BTF when it has one; without BTF the layouts of
 //! current kernels are assumed and the assumption is logged.
@@ -27,6 +28,9 @@ pub struct KernelLayout {
     pub compat_ipc_nr: u32,
     /// Offset in `pt_regs` of a compat syscall's first argument.
     pub compat_arg0_offset: u32,
+    /// Offsets in `pt_regs` of the six syscall arguments: native (and x32) calls, then compat
+    /// calls. All zero where unknown, which turns argument recording off.
+    pub arg_offsets: [[u32; 6]; 2],
     /// Where the offsets came from: `btf` or `assumed`.
     pub source: &'static str,
 }
@@ -39,8 +43,14 @@ impl KernelLayout {
         compat_socketcall_nr: u32::MAX,
         compat_ipc_nr: u32::MAX,
         compat_arg0_offset: 0,
+        arg_offsets: [[0; 6]; 2],
         source: "none",
     };
+
+    /// Whether the argument registers are known.
+    pub fn knows_arg_registers(&self) -> bool {
+        self.arg_offsets != [[0; 6]; 2]
+    }
 
     /// The layout of this host, from the BTF at `btf_path` when present.
     pub fn detect(btf_path: &Path) -> Self {
@@ -55,46 +65,70 @@ impl KernelLayout {
         // i386 numbers of the multiplexers, from the i386 table.
         let socketcall = Arch::X86.syscall_nr("socketcall").unwrap_or(u32::MAX);
         let ipc = Arch::X86.syscall_nr("ipc").unwrap_or(u32::MAX);
-        let from_btf = match member_offsets(
-            btf_path,
-            &[
-                ("task_struct", "thread_info"),
-                ("thread_info", "status"),
-                ("pt_regs", "bx"),
-            ],
-        )[..]
-        {
-            [Some(ti), Some(status), Some(bx)] => Some((ti + status, bx)),
-            _ => None,
-        };
+        // The syscall calling conventions (arch/x86/entry/entry_64.S, entry_64_compat.S).
+        const NATIVE_ARGS: [&str; 6] = ["di", "si", "dx", "r10", "r8", "r9"];
+        const COMPAT_ARGS: [&str; 6] = ["bx", "cx", "dx", "si", "di", "bp"];
+        let mut wanted = vec![("task_struct", "thread_info"), ("thread_info", "status")];
+        wanted.extend(NATIVE_ARGS.iter().map(|r| ("pt_regs", *r)));
+        wanted.extend(COMPAT_ARGS.iter().map(|r| ("pt_regs", *r)));
+        let found = member_offsets(btf_path, &wanted);
+        let from_btf: Option<Vec<u32>> = found.into_iter().collect();
         // Since 5.11 thread_info is {flags, syscall_work, status, …} at the start of
-        // task_struct, and pt_regs stores bx sixth.
-        let ((flag, arg0), source) = match from_btf {
-            Some(v) => (v, "btf"),
-            None => ((16, 40), "assumed"),
+        // task_struct, and pt_regs saves r15, r14, r13, r12, bp, bx, r11, r10, r9, r8, ax,
+        // cx, dx, si, di in that order.
+        let (flag, args, source) = match from_btf {
+            Some(v) => (
+                v[0] + v[1],
+                [
+                    v[2..8].try_into().expect("six"),
+                    v[8..14].try_into().expect("six"),
+                ],
+                "btf",
+            ),
+            None => (
+                16,
+                [[112, 104, 96, 56, 72, 64], [40, 88, 96, 104, 112, 32]],
+                "assumed",
+            ),
         };
         Self {
             compat_flag_offset: flag,
             compat_flag_mask: X86_TS_COMPAT,
             compat_socketcall_nr: socketcall,
             compat_ipc_nr: ipc,
-            compat_arg0_offset: arg0,
+            compat_arg0_offset: args[1][0],
+            arg_offsets: args,
             source,
         }
     }
 
     fn aarch64(btf_path: &Path) -> Self {
+        // Arguments are x0..x5 for both AArch64 and AArch32 tasks (r0..r5 land in the same
+        // slots); x0 is overwritten by the return value, so the kernel reads the first
+        // argument from orig_x0 (arch/arm64/include/asm/syscall.h). `regs` is the first member
+        // of user_pt_regs, which starts pt_regs.
         let from_btf = match member_offsets(
             btf_path,
-            &[("task_struct", "thread_info"), ("thread_info", "flags")],
+            &[
+                ("task_struct", "thread_info"),
+                ("thread_info", "flags"),
+                ("user_pt_regs", "regs"),
+                ("pt_regs", "orig_x0"),
+            ],
         )[..]
         {
-            [Some(ti), Some(flags)] => Some(ti + flags),
+            [Some(ti), Some(flags), Some(regs), Some(orig_x0)] => Some((ti + flags, regs, orig_x0)),
             _ => None,
         };
-        let (flag, source) = match from_btf {
-            Some(v) => (v, "btf"),
-            None => (0, "none"),
+        let (flag, source, args) = match from_btf {
+            Some((flag, regs, orig_x0)) => {
+                let row = std::array::from_fn(|i| match i {
+                    0 => orig_x0,
+                    i => regs + 8 * i as u32,
+                });
+                (flag, "btf", [row, row])
+            }
+            None => (0, "none", [[0; 6]; 2]),
         };
         // AArch32 has no socketcall/ipc multiplexers in its EABI table use; leave them off.
         Self {
@@ -103,6 +137,7 @@ impl KernelLayout {
             compat_socketcall_nr: u32::MAX,
             compat_ipc_nr: u32::MAX,
             compat_arg0_offset: 0,
+            arg_offsets: args,
             source,
         }
     }
@@ -129,6 +164,13 @@ mod tests {
         assert_eq!(layout.compat_socketcall_nr, 102);
         assert_eq!(layout.compat_ipc_nr, 117);
         assert_eq!(layout.compat_arg0_offset, 40);
+        // The same as the assumed layout, read from BTF.
+        assert_eq!(
+            layout.arg_offsets,
+            [[112, 104, 96, 56, 72, 64], [40, 88, 96, 104, 112, 32]]
+        );
+        assert!(layout.knows_arg_registers());
+        assert!(!KernelLayout::NO_COMPAT.knows_arg_registers());
     }
 
     #[test]

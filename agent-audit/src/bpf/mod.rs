@@ -4,6 +4,7 @@
 //! Minimum kernel: 5.8 (CAP_BPF/CAP_PERFMON, `bpf_get_current_ancestor_cgroup_id` in tracing
 //! programs); `tp_btf` additionally needs BTF (`CONFIG_DEBUG_INFO_BTF`, /sys/kernel/btf/vmlinux).
 
+mod args;
 mod attribution;
 mod batch;
 mod btf_scan;
@@ -13,18 +14,20 @@ mod slots;
 use std::path::{Path, PathBuf};
 
 use agent_audit_ebpf::{
-    SyscallCounters, ABI_COMPAT32, ABI_COUNT, ABI_NATIVE, ABI_X32, GLOBAL_ATTRIBUTION,
-    GLOBAL_COMPAT_ARG0_OFFSET, GLOBAL_COMPAT_FLAG_MASK, GLOBAL_COMPAT_FLAG_OFFSET,
-    GLOBAL_COMPAT_IPC_NR, GLOBAL_COMPAT_SOCKETCALL_NR, GLOBAL_FORK_NRS, GLOBAL_PRCTL_NR,
-    MAP_COUNTERS, MAP_EXEC_EVENTS, MAP_EXIT_COUNTERS, MAP_FREE_SLOTS, MAP_INIT_COUNTERS, MAP_PHASE,
-    MAP_TARGETS, MAP_TARGET_GENERATION, MAX_TARGETS, MUX_SLOTS, NO_TARGET, NR_SLOTS,
-    PHASE_RUNTIME_INIT, PHASE_WORKLOAD, PROG_SCHED_EXEC, PROG_SYS_ENTER_BTF, PROG_SYS_ENTER_EMPTY,
-    PROG_SYS_ENTER_RAW, PROG_SYS_EXIT, WATCH_PARENT,
+    SyscallCounters, ABI_COMPAT32, ABI_COUNT, ABI_NATIVE, ABI_X32, GLOBAL_ARGS, GLOBAL_ARG_FIRST,
+    GLOBAL_ARG_REG_OFFSETS, GLOBAL_ARG_SPECS, GLOBAL_ATTRIBUTION, GLOBAL_COMPAT_ARG0_OFFSET,
+    GLOBAL_COMPAT_FLAG_MASK, GLOBAL_COMPAT_FLAG_OFFSET, GLOBAL_COMPAT_IPC_NR,
+    GLOBAL_COMPAT_SOCKETCALL_NR, GLOBAL_FORK_NRS, GLOBAL_PRCTL_NR, MAP_COUNTERS, MAP_EXEC_EVENTS,
+    MAP_EXIT_COUNTERS, MAP_FREE_SLOTS, MAP_INIT_COUNTERS, MAP_PHASE, MAP_STARVED, MAP_TARGETS,
+    MAP_TARGET_GENERATION, MAX_TARGETS, MUX_SLOTS, NO_TARGET, NR_SLOTS, PHASE_RUNTIME_INIT,
+    PHASE_WORKLOAD, PROG_SCHED_EXEC, PROG_SYS_ENTER_BTF, PROG_SYS_ENTER_EMPTY, PROG_SYS_ENTER_RAW,
+    PROG_SYS_EXIT, WATCH_PARENT,
 };
 use aya::maps::{Array, HashMap, MapData, PerCpuArray, PerCpuValues, Queue, RingBuf};
 use aya::programs::{BtfTracePoint, RawTracePoint, TracePoint};
 use aya::{Btf, Ebpf, EbpfLoader};
 
+pub use args::ArgUse;
 pub use attribution::{ExecRecord, ProgramUse};
 pub use layout::KernelLayout;
 
@@ -55,6 +58,8 @@ pub struct CounterOptions {
     pub attach: AttachMode,
     /// Attribute each call to its program (off: count only, the cheapest path).
     pub attribution: bool,
+    /// Record the values of the tracked syscall arguments (`data/tracked-args.json`).
+    pub args: bool,
 }
 
 impl CounterOptions {
@@ -63,6 +68,7 @@ impl CounterOptions {
         Self {
             attach,
             attribution: true,
+            args: true,
         }
     }
 }
@@ -163,10 +169,6 @@ impl BpfError {
     }
 }
 
-/// Slots kept in the kernel's pool for cgroups created below a watched parent: how many new
-/// containers can start within one poll interval without losing a syscall.
-pub const POOL_SIZE: usize = 16;
-
 /// A target's position in the per-target counter array.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct TargetSlot(u32);
@@ -199,6 +201,16 @@ impl TargetCounts {
     }
 }
 
+/// What was recorded about each call beyond its count, for every target at once (each is one
+/// shared table, read once per batch of allowlists).
+#[derive(Clone, Debug, Default)]
+pub struct CallDetails {
+    /// Which program made which syscall.
+    pub programs: Vec<ProgramUse>,
+    /// The values of the tracked arguments.
+    pub args: Vec<ArgUse>,
+}
+
 /// The loaded, attached kernel program.
 pub struct SyscallCounter {
     ebpf: Ebpf,
@@ -208,8 +220,20 @@ pub struct SyscallCounter {
     logger: Option<aya_log::EbpfLogger<&'static dyn log::Log>>,
     abi_arch: [Option<Arch>; ABI_COUNT],
     exec_events: Option<RingBuf<MapData>>,
-    /// Slots that have counted before, whose attribution must be cleared before reuse.
+    /// Slots that have counted before, whose counters and attribution must be cleared
+    /// before reuse (the maps start zeroed).
     used_slots: std::collections::HashSet<u32>,
+    /// What each tracked-argument spec number means; `None` when arguments are not recorded.
+    arg_meanings: Option<Vec<args::SpecMeaning>>,
+    /// A parent is watched: every free slot is kept in the kernel's pool.
+    pooling: bool,
+    /// Children of a watched parent that found every slot in use, first come first served
+    /// when a slot frees.
+    waiting: std::collections::VecDeque<u64>,
+    /// Slots given to waiting children, not yet reported by [`Self::claimed_targets`].
+    assigned: Vec<(u64, TargetSlot)>,
+    /// Execs read from the ring whose slot is not reported as a target yet.
+    exec_backlog: Vec<ExecRecord>,
 }
 
 impl SyscallCounter {
@@ -255,6 +279,11 @@ impl SyscallCounter {
             None
         };
         tracing::debug!(elapsed = ?started.elapsed(), "kernel BTF parsed");
+        let record_args = opts.args && layout.knows_arg_registers();
+        if opts.args && !record_args {
+            tracing::warn!("argument values are not recorded: this host's registers are unknown");
+        }
+        let arg_tables = args::ArgTables::resolve(crate::policy::tracked_args(), &abi_arches());
         let mut loader = EbpfLoader::new();
         for map in [
             MAP_COUNTERS,
@@ -277,6 +306,10 @@ impl SyscallCounter {
             .override_global(GLOBAL_COMPAT_ARG0_OFFSET, &layout.compat_arg0_offset, true)
             .override_global(GLOBAL_PRCTL_NR, &native_nr("prctl"), true)
             .override_global(GLOBAL_ATTRIBUTION, &u32::from(opts.attribution), true)
+            .override_global(GLOBAL_ARGS, &u32::from(record_args), true)
+            .override_global(GLOBAL_ARG_FIRST, &arg_tables.first, true)
+            .override_global(GLOBAL_ARG_SPECS, &arg_tables.specs, true)
+            .override_global(GLOBAL_ARG_REG_OFFSETS, &layout.arg_offsets, true)
             .override_global(
                 GLOBAL_FORK_NRS,
                 &["clone", "clone3", "fork", "vfork"].map(native_nr),
@@ -300,6 +333,11 @@ impl SyscallCounter {
             abi_arch: abi_arches(),
             exec_events: None,
             used_slots: std::collections::HashSet::new(),
+            arg_meanings: record_args.then_some(arg_tables.meanings),
+            pooling: false,
+            waiting: std::collections::VecDeque::new(),
+            assigned: Vec::new(),
+            exec_backlog: Vec::new(),
         };
         counter.bump_generation()?;
         tracing::debug!(elapsed = ?started.elapsed(), "object loaded, maps created");
@@ -374,19 +412,24 @@ impl SyscallCounter {
     /// Makes every cgroup created below `cgroup_id` a target of its own from its first
     /// syscall on (see `WATCH_PARENT`). New targets are reported by [`Self::claimed_targets`].
     pub fn watch_parent(&mut self, cgroup_id: u64) -> Result<(), BpfError> {
+        self.pooling = true;
         self.refill_pool()?;
         self.targets_insert(cgroup_id, WATCH_PARENT)?;
         self.bump_generation()
     }
 
-    /// Keeps zeroed slots ready for the kernel program to claim (up to [`POOL_SIZE`]).
-    pub fn refill_pool(&mut self) -> Result<(), BpfError> {
-        while self.slots.pooled() < POOL_SIZE {
-            let Some(slot) = self.slots.first_free() else {
-                break;
-            };
-            // A cgroup claimed from the pool is new: its first calls are the runtime's init.
-            self.prepare_slot(slot, PHASE_RUNTIME_INIT)?;
+    /// Puts every free slot, zeroed, into the kernel's pool: a burst of new cgroups can take
+    /// them all at once. Called whenever a slot frees, so the pool is never short of a slot
+    /// that exists. Bumps the generation when it added any, so that children which found the
+    /// pool empty (see [`Self::drain_starved`]) claim one on their next syscall.
+    fn refill_pool(&mut self) -> Result<(), BpfError> {
+        let free = self.slots.all_free();
+        if free.is_empty() {
+            return Ok(());
+        }
+        // A cgroup claimed from the pool is new: its first calls are the runtime's init.
+        self.prepare_slots(&free, PHASE_RUNTIME_INIT)?;
+        for slot in free {
             let mut pool: Queue<&mut MapData, u32> = map_mut(&mut self.ebpf, MAP_FREE_SLOTS)?;
             pool.push(slot, 0).map_err(|source| BpfError::Map {
                 name: MAP_FREE_SLOTS,
@@ -394,13 +437,108 @@ impl SyscallCounter {
             })?;
             self.slots.set(slot, SlotState::Pooled);
         }
+        self.bump_generation()
+    }
+
+    /// Slots are free again after targets ended: they go to the children that have waited
+    /// longest for one, the rest back to the pool at once when pooling.
+    fn slot_freed(&mut self) -> Result<(), BpfError> {
+        // Old verdicts naming the slots are invalid before they are zeroed and handed out,
+        // and so are the execs of their last owners.
+        self.bump_generation()?;
+        for slot in self.slots.all_free() {
+            self.forget_execs(slot);
+        }
+        while let Some(slot) = self.slots.first_free() {
+            let Some(child) = self.waiting.pop_front() else {
+                break;
+            };
+            self.assign_free_slot(child, slot)?;
+        }
+        if self.pooling {
+            self.refill_pool()?;
+        }
         Ok(())
     }
 
-    /// Targets the kernel program created since the last call: (cgroup id, slot).
+    /// Gives free `slot` to `child`, a child of a watched parent that found the pool empty.
+    /// It is counted from its next syscall on, all of it as the workload's (its runtime's
+    /// init may be over). Nothing is done if it has an entry already (claimed from the pool
+    /// meanwhile, or excluded).
+    fn assign_free_slot(&mut self, child: u64, slot: u32) -> Result<(), BpfError> {
+        self.prepare_slot(slot, PHASE_WORKLOAD)?;
+        if self.insert_new_entry(child, slot)? {
+            self.slots.set(slot, SlotState::Target(child));
+            self.assigned.push((child, TargetSlot(slot)));
+            self.bump_generation()?;
+        }
+        Ok(())
+    }
+
+    /// Gives `child` (which found no slot, see [`Self::drain_starved`]) a slot from the pool
+    /// if one is there by now, else queues it for the next slot that frees; either way it is
+    /// reported by [`Self::claimed_targets`] once it has one.
+    pub fn wait_for_slot(&mut self, child: u64) -> Result<(), BpfError> {
+        if self.waiting.contains(&child) {
+            return Ok(());
+        }
+        if let Some(slot) = self.pop_pooled()? {
+            if self.insert_new_entry(child, slot)? {
+                self.set_phase(slot, PHASE_WORKLOAD)?;
+                self.slots.set(slot, SlotState::Target(child));
+                self.assigned.push((child, TargetSlot(slot)));
+                return self.bump_generation();
+            }
+            // It has an entry (claimed meanwhile, or excluded): the slot goes back.
+            self.slots.set(slot, SlotState::Free);
+            return self.refill_pool();
+        }
+        self.waiting.push_back(child);
+        Ok(())
+    }
+
+    /// Takes a slot out of the kernel's pool, if it has one.
+    fn pop_pooled(&mut self) -> Result<Option<u32>, BpfError> {
+        let mut pool: Queue<&mut MapData, u32> = map_mut(&mut self.ebpf, MAP_FREE_SLOTS)?;
+        match pool.pop(0) {
+            Ok(slot) => Ok(Some(slot)),
+            Err(aya::maps::MapError::ElementNotFound) => Ok(None),
+            Err(source) => Err(BpfError::Map {
+                name: MAP_FREE_SLOTS,
+                source,
+            }),
+        }
+    }
+
+    /// Drops `child` from the queue of [`Self::wait_for_slot`] (it is gone).
+    pub fn stop_waiting(&mut self, child: u64) {
+        self.waiting.retain(|&c| c != child);
+    }
+
+    /// Children of a watched parent that found every slot in use since the last call:
+    /// (cgroup id, `CLOCK_MONOTONIC` ns of their first call without a slot). Drained: a child
+    /// that misses again (no slot freed yet) is reported again.
+    pub fn drain_starved(&mut self) -> Result<Vec<(u64, u64)>, BpfError> {
+        let err = |source| BpfError::Map {
+            name: MAP_STARVED,
+            source,
+        };
+        let mut starved: HashMap<&mut MapData, u64, u64> = map_mut(&mut self.ebpf, MAP_STARVED)?;
+        let found: Vec<(u64, u64)> = starved.iter().collect::<Result<_, _>>().map_err(err)?;
+        for (id, _) in &found {
+            match starved.remove(id) {
+                Ok(()) | Err(aya::maps::MapError::KeyNotFound) => {}
+                Err(source) => return Err(err(source)),
+            }
+        }
+        Ok(found)
+    }
+
+    /// Targets created since the last call: claimed by the kernel program from the pool, or
+    /// given a slot after waiting for one ([`Self::wait_for_slot`]): (cgroup id, slot).
     pub fn claimed_targets(&mut self) -> Result<Vec<(u64, TargetSlot)>, BpfError> {
         let targets: HashMap<&MapData, u64, u32> = map_ref(&self.ebpf, MAP_TARGETS)?;
-        let mut claimed = Vec::new();
+        let mut claimed = std::mem::take(&mut self.assigned);
         for entry in targets.iter() {
             let (cgroup_id, slot) = entry.map_err(|source| BpfError::Map {
                 name: MAP_TARGETS,
@@ -412,6 +550,7 @@ impl SyscallCounter {
         }
         for (cgroup_id, slot) in &claimed {
             self.slots.set(slot.0, SlotState::Target(*cgroup_id));
+            self.stop_waiting(*cgroup_id);
         }
         Ok(claimed)
     }
@@ -424,32 +563,62 @@ impl SyscallCounter {
         };
         self.targets_insert(cgroup_id, NO_TARGET)?;
         self.slots.set(slot.0, SlotState::Free);
-        self.bump_generation()
+        self.clear_args(slot.0)?;
+        self.slot_freed()
     }
 
-    /// Stops counting a target; its slot can be reused.
+    /// Stops counting a target and forgets its argument values; its slot can be reused.
     pub fn remove_target(&mut self, slot: TargetSlot) -> Result<(), BpfError> {
-        let SlotState::Target(cgroup_id) = self.slots.get(slot.0) else {
+        self.remove_targets(&[slot])
+    }
+
+    /// Stops counting several targets at once (their slots are made ready in one pass).
+    pub fn remove_targets(&mut self, slots: &[TargetSlot]) -> Result<(), BpfError> {
+        if slots.is_empty() {
             return Ok(());
-        };
-        self.slots.set(slot.0, SlotState::Free);
-        let mut targets: HashMap<&mut MapData, u64, u32> = map_mut(&mut self.ebpf, MAP_TARGETS)?;
-        match targets.remove(&cgroup_id) {
-            Ok(()) | Err(aya::maps::MapError::KeyNotFound) => {}
-            Err(source) => {
-                return Err(BpfError::Map {
-                    name: MAP_TARGETS,
-                    source,
-                })
-            }
         }
-        self.bump_generation()
+        for slot in slots {
+            let SlotState::Target(cgroup_id) = self.slots.get(slot.0) else {
+                continue;
+            };
+            self.slots.set(slot.0, SlotState::Free);
+            self.forget_cgroup(cgroup_id)?;
+            // Free the shared value tables now; a call racing with the removal is cleared
+            // again when the slot is reused.
+            self.clear_args(slot.0)?;
+        }
+        self.slot_freed()
     }
 
     /// Keeps a cgroup below a watched parent from ever being claimed (an existing sibling of
     /// the cgroups a pattern waits for).
     pub fn exclude_cgroup(&mut self, cgroup_id: u64) -> Result<(), BpfError> {
         self.targets_insert(cgroup_id, NO_TARGET)
+    }
+
+    /// Keeps a new child of a watched parent that no pattern wants from claiming a slot.
+    /// Returns `false` if the kernel program claimed one for it first (it is then reported
+    /// by [`Self::claimed_targets`] and released with [`Self::exclude_claimed`]).
+    pub fn exclude_unclaimed(&mut self, cgroup_id: u64) -> Result<bool, BpfError> {
+        self.insert_new_entry(cgroup_id, NO_TARGET)
+    }
+
+    /// Inserts a [`MAP_TARGETS`] entry unless the cgroup has one; `false` if it had.
+    fn insert_new_entry(&mut self, cgroup_id: u64, value: u32) -> Result<bool, BpfError> {
+        const BPF_NOEXIST: u64 = 1;
+        let mut targets: HashMap<&mut MapData, u64, u32> = map_mut(&mut self.ebpf, MAP_TARGETS)?;
+        match targets.insert(cgroup_id, value, BPF_NOEXIST) {
+            Ok(()) => Ok(true),
+            Err(aya::maps::MapError::SyscallError(e))
+                if e.io_error.raw_os_error() == Some(libc::EEXIST) =>
+            {
+                Ok(false)
+            }
+            Err(source) => Err(BpfError::Map {
+                name: MAP_TARGETS,
+                source,
+            }),
+        }
     }
 
     /// Drops any entry for a cgroup that no longer exists (an excluded child).
@@ -535,6 +704,14 @@ impl SyscallCounter {
         Ok(out)
     }
 
+    /// Reads the attribution and argument tables, for all targets.
+    pub fn read_details(&self) -> Result<CallDetails, BpfError> {
+        Ok(CallDetails {
+            programs: self.read_attribution()?,
+            args: self.read_args()?,
+        })
+    }
+
     /// Writes pending kernel-side log records to the log.
     pub fn flush_logs(&mut self) {
         if let Some(l) = &mut self.logger {
@@ -544,12 +721,32 @@ impl SyscallCounter {
 
     /// Zeroes a slot's counters and sets the phase it starts in.
     fn prepare_slot(&mut self, slot: u32, phase: u32) -> Result<(), BpfError> {
-        if !self.used_slots.insert(slot) {
-            self.clear_attribution(slot)?;
+        self.prepare_slots(&[slot], phase)
+    }
+
+    /// Zeroes the counters and attribution of slots used before (a slot never used is still
+    /// zero from the maps' creation: pooling every slot at start costs no copying) and sets
+    /// the phase they start in.
+    fn prepare_slots(&mut self, slots: &[u32], phase: u32) -> Result<(), BpfError> {
+        let used: Vec<u32> = slots
+            .iter()
+            .copied()
+            .filter(|&s| !self.used_slots.insert(s))
+            .collect();
+        self.clear_attribution(&used)?;
+        for &slot in &used {
+            self.clear_args(slot)?;
+            for map in [MAP_COUNTERS, MAP_INIT_COUNTERS, MAP_EXIT_COUNTERS] {
+                self.zero_counters(map, slot)?;
+            }
         }
-        for map in [MAP_COUNTERS, MAP_INIT_COUNTERS, MAP_EXIT_COUNTERS] {
-            self.zero_counters(map, slot)?;
+        for &slot in slots {
+            self.set_phase(slot, phase)?;
         }
+        Ok(())
+    }
+
+    fn set_phase(&mut self, slot: u32, phase: u32) -> Result<(), BpfError> {
         let mut phases: Array<&mut MapData, u32> = map_mut(&mut self.ebpf, MAP_PHASE)?;
         phases.set(slot, phase, 0).map_err(|source| BpfError::Map {
             name: MAP_PHASE,

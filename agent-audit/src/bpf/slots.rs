@@ -27,8 +27,10 @@ impl SlotTable {
             .map(|i| i as u32)
     }
 
-    pub(super) fn pooled(&self) -> usize {
-        self.0.iter().filter(|s| **s == SlotState::Pooled).count()
+    pub(super) fn all_free(&self) -> Vec<u32> {
+        (0..self.0.len() as u32)
+            .filter(|&i| self.0[i as usize] == SlotState::Free)
+            .collect()
     }
 
     pub(super) fn get(&self, slot: u32) -> SlotState {
@@ -56,7 +58,7 @@ mod tests {
         t.set(0, SlotState::Target(7));
         t.set(1, SlotState::Pooled);
         assert_eq!(t.first_free(), Some(2));
-        assert_eq!(t.pooled(), 1);
+        assert_eq!(t.all_free(), vec![2]);
         assert_eq!(t.get(0), SlotState::Target(7));
         t.set(2, SlotState::Pooled);
         assert_eq!(t.first_free(), None);

@@ -5,6 +5,7 @@
 //! report and its text and JSON forms.
 
 mod arguments;
+mod conditions;
 mod lints;
 
 pub use lints::ACCEPTED_RISK;
@@ -13,6 +14,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
+use crate::seccomp::container::ContainerContext;
 use crate::seccomp::{ProfileFileError, SeccompProfile};
 use crate::syscalls::Arch;
 
@@ -50,6 +52,8 @@ pub struct Finding {
 pub struct CheckReport {
     /// The profile checked.
     pub profile: String,
+    /// The container its conditional rules were evaluated for (capabilities, kernel, arch).
+    pub evaluated_for: String,
     /// Architectures analysed.
     pub architectures: Vec<String>,
     /// Number of errors.
@@ -88,22 +92,35 @@ impl CheckError {
     }
 }
 
-/// Reads and checks a profile file.
-pub fn check_file(path: &Path) -> Result<CheckReport, CheckError> {
+/// Reads and checks a profile file for a container in `context`.
+pub fn check_file(path: &Path, context: &ContainerContext) -> Result<CheckReport, CheckError> {
     let profile = SeccompProfile::read(path)?;
-    check(&profile, path)
+    check_for(&profile, path, context)
 }
 
-/// Checks a parsed profile; `path` names it in the report.
+/// Checks a parsed profile for a container with Docker's default capabilities on this host;
+/// `path` names it in the report.
 pub fn check(profile: &SeccompProfile, path: &Path) -> Result<CheckReport, CheckError> {
+    check_for(profile, path, &ContainerContext::default())
+}
+
+/// Checks the profile as Docker would hand it to runc for a container in `context` (rules
+/// for capabilities it lacks left out), and notes which dangerous syscalls those rules open.
+pub fn check_for(
+    profile: &SeccompProfile,
+    path: &Path,
+    context: &ContainerContext,
+) -> Result<CheckReport, CheckError> {
     let arches = lints::architectures(profile, path)?;
-    let mut findings = lints::run(profile, &arches);
+    let mut findings = lints::run(&context.effective(profile), &arches);
+    findings.extend(conditions::dangerous_by_condition(profile, context));
     findings.sort_by(|a, b| {
         (a.severity, a.code, &a.arch, &a.names).cmp(&(b.severity, b.code, &b.arch, &b.names))
     });
     let count = |s| findings.iter().filter(|f| f.severity == s).count();
     Ok(CheckReport {
         profile: path.display().to_string(),
+        evaluated_for: describe_context(context),
         architectures: arches
             .supported
             .iter()
@@ -137,7 +154,7 @@ impl CheckReport {
     /// cut to [`TEXT_LIST_LIMIT`] names per finding and findings per code, saying how many
     /// more there are; the JSON form keeps everything.
     pub fn to_text(&self) -> String {
-        let mut out = String::new();
+        let mut out = format!("{}: evaluated for {}\n", self.profile, self.evaluated_for);
         for (severity, title) in [
             (Severity::Error, "errors"),
             (Severity::Warning, "warnings"),
@@ -206,3 +223,11 @@ pub(crate) struct ListedArches {
 
 #[cfg(test)]
 mod tests;
+
+/// `Docker's default capabilities (14), kernel 6.18, amd64`.
+fn describe_context(context: &ContainerContext) -> String {
+    let kernel = context
+        .kernel
+        .map_or_else(|| "any kernel".to_string(), |k| format!("kernel {k}"));
+    format!("{}, {kernel}, {}", context.caps, context.go_arch)
+}

@@ -34,11 +34,14 @@ pub struct CheckArgs {
     /// Output format.
     #[arg(long, value_enum, default_value_t = CheckFormat::Text)]
     format: CheckFormat,
+    /// The container the profile is for.
+    #[command(flatten)]
+    container: super::ContainerArgs,
 }
 
 impl CheckArgs {
     pub(super) fn execute(self) -> Result<ExitCode, Error> {
-        let report = check::check_file(&self.profile)?;
+        let report = check::check_file(&self.profile, &self.container.context())?;
         match self.format {
             CheckFormat::Text => super::print_stdout(&report.to_text())?,
             CheckFormat::Json => super::print_stdout(&report.to_json())?,

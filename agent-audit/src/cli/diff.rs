@@ -45,12 +45,16 @@ pub struct DiffArgs {
     /// Which differences make the exit status 1.
     #[arg(long, value_enum, default_value_t = FailOn::Any)]
     fail_on: FailOn,
+    /// The container Docker/Podman profiles are evaluated for.
+    #[command(flatten)]
+    container: super::ContainerArgs,
 }
 
 impl DiffArgs {
     pub(super) fn execute(self) -> Result<ExitCode, Error> {
-        let a = Side::read(&self.a)?;
-        let b = Side::read(&self.b)?;
+        let context = self.container.context();
+        let a = Side::read(&self.a, &context)?;
+        let b = Side::read(&self.b, &context)?;
         let d = diff::diff(&a, &b);
         match self.format {
             Format::Text => super::print_stdout(&d.to_text())?,

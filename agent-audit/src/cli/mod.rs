@@ -4,6 +4,7 @@
 mod check;
 mod diff;
 mod profile;
+mod ready;
 mod record;
 mod report;
 mod run;
@@ -14,7 +15,34 @@ use std::io::Write;
 use clap::{Parser, Subcommand};
 
 use crate::exit::{ExitCode, EXIT_CODES_HELP};
+use crate::seccomp::container::{Capabilities, ContainerContext};
+use crate::seccomp::KernelVersion;
 use crate::Error;
+
+/// The container a Docker/Podman profile's `includes`/`excludes` are evaluated for, as Docker
+/// evaluates them (shared by `check`, `diff` and `verify`).
+#[derive(Debug, clap::Args)]
+pub struct ContainerArgs {
+    /// The container's capabilities: `default` (Docker's 14), `all` (--privileged), `none`,
+    /// or a list (`default,+SYS_PTRACE,-NET_RAW`, `CAP_SYS_ADMIN,CAP_CHOWN`). A rule that
+    /// applies only with a capability the container lacks does not count.
+    #[arg(long, value_name = "CAPS", default_value = "default")]
+    caps: Capabilities,
+    /// Kernel version for `minKernel` conditions, `X.Y` (default: this host's).
+    #[arg(long, value_name = "X.Y")]
+    kernel: Option<KernelVersion>,
+}
+
+impl ContainerArgs {
+    /// The context to evaluate profiles in.
+    pub fn context(&self) -> ContainerContext {
+        let mut context = ContainerContext::on_this_host(self.caps.clone());
+        if self.kernel.is_some() {
+            context.kernel = self.kernel;
+        }
+        context
+    }
+}
 
 /// Record the syscalls a container really makes, and turn them into a deny-by-default
 /// seccomp profile.
@@ -47,6 +75,8 @@ pub enum Command {
     /// Audit report for reviewers and CI: findings, summary, every allowed syscall (md, html,
     /// json).
     Report(report::ReportArgs),
+    /// Health check: exit 0 while a `record --ready-file FILE` recorder is armed, 1 otherwise.
+    Ready(ready::ReadyArgs),
 }
 
 impl Cli {
@@ -60,6 +90,7 @@ impl Cli {
             Command::Profile(args) => args.execute(),
             Command::Check(args) => args.execute(),
             Command::Report(args) => args.execute(),
+            Command::Ready(args) => args.execute(),
         }
     }
 }

@@ -4,7 +4,9 @@ use std::time::Duration;
 use clap::Args;
 
 use crate::bpf::{AttachMode, CounterOptions};
+use crate::cgroup::CgroupV2Mount;
 use crate::exit::ExitCode;
+use crate::kube::KubeletCgroups;
 use crate::recorder::{self, OutputSpec, RecordOptions};
 use crate::target::TargetSpec;
 use crate::Error;
@@ -34,6 +36,19 @@ pub struct RecordArgs {
     /// in the last component only, e.g. 'docker/*' or 'system.slice/docker-*.scope').
     #[arg(long = "cgroup-glob", value_name = "PATTERN")]
     globs: Vec<String>,
+    /// Watch every container of this Kubernetes pod (by UID), one allowlist per container:
+    /// the kubelet's cgroup layout (systemd or cgroupfs driver, any QoS class) is resolved to
+    /// the pattern `<pod cgroup>/*`. With --wait, containers created later are recorded from
+    /// their first syscall.
+    #[arg(long = "pod", value_name = "UID")]
+    pods: Vec<String>,
+    /// Watch every pod on this node, one allowlist per pod (all its containers); with --wait,
+    /// pods created later too (the DaemonSet in deploy/kubernetes/).
+    #[arg(long)]
+    kubepods: bool,
+    /// The kubelet's --cgroup-root, relative to the cgroup v2 mount.
+    #[arg(long, value_name = "PATH", default_value = "/")]
+    kubelet_cgroup_root: String,
     /// With --cgroup-glob: also record matching cgroups created from now on, from their first
     /// syscall (the kernel program claims them before any task in them runs user code), and
     /// exit once every cgroup picked up is gone.
@@ -54,10 +69,25 @@ pub struct RecordArgs {
     /// How to attach to sys_enter.
     #[arg(long, value_enum, default_value_t = AttachMode::Auto)]
     attach: AttachMode,
+    /// With --wait: keep waiting for new matching cgroups after every one picked up is gone
+    /// (a node-wide daemon such as the Kubernetes DaemonSet); SIGINT/SIGTERM or --duration end
+    /// it.
+    #[arg(long, requires = "wait")]
+    keep_waiting: bool,
+    /// Write this file (the recorder's pid and the readiness line) once the kernel program is
+    /// attached and armed; it is removed when recording ends. `agent-audit ready FILE` checks
+    /// it (a health check for containers).
+    #[arg(long, value_name = "FILE")]
+    ready_file: Option<PathBuf>,
     /// Count syscalls only, without attributing each to the program that made it (the
     /// cheapest path inside a target; the allowlist then has no `programs`).
     #[arg(long)]
     no_attribution: bool,
+    /// Do not record the values of the tracked syscall arguments (socket families, clone
+    /// flags, ioctl requests, …): the allowlist then has no `args`, and profiles fall back to
+    /// argument rules at least as strict as Docker's default.
+    #[arg(long)]
+    no_args: bool,
 }
 
 impl RecordArgs {
@@ -67,7 +97,18 @@ impl RecordArgs {
         targets.extend(self.cgroup_ids.into_iter().map(TargetSpec::CgroupId));
         targets.extend(self.pids.into_iter().map(TargetSpec::Pid));
         targets.extend(self.containers.into_iter().map(TargetSpec::Container));
-        let single = targets.len() <= 1 && self.globs.is_empty();
+        let mut globs = self.globs;
+        if !self.pods.is_empty() || self.kubepods {
+            let mount = CgroupV2Mount::discover()?;
+            let kubelet = KubeletCgroups::new(&mount, &self.kubelet_cgroup_root);
+            for uid in &self.pods {
+                globs.push(kubelet.pod_containers_pattern(uid)?);
+            }
+            if self.kubepods {
+                globs.extend(kubelet.all_pods_patterns()?);
+            }
+        }
+        let single = targets.len() <= 1 && globs.is_empty();
         let output = match (self.out, self.out_dir) {
             (Some(f), _) => OutputSpec::File(f),
             (None, Some(d)) => OutputSpec::Dir(d),
@@ -76,14 +117,17 @@ impl RecordArgs {
         };
         recorder::record(RecordOptions {
             targets,
-            globs: self.globs,
+            globs,
             wait: self.wait,
+            keep_waiting: self.keep_waiting,
+            ready_file: self.ready_file,
             output,
             interval: self.interval,
             duration: self.duration,
             counter: CounterOptions {
                 attach: self.attach,
                 attribution: !self.no_attribution,
+                args: !self.no_args,
             },
         })?;
         Ok(ExitCode::OK)

@@ -30,6 +30,11 @@ pub struct RunArgs {
     /// cheapest path inside a target; the allowlist then has no `programs`).
     #[arg(long)]
     no_attribution: bool,
+    /// Do not record the values of the tracked syscall arguments (socket families, clone
+    /// flags, ioctl requests, …): the allowlist then has no `args`, and profiles fall back to
+    /// argument rules at least as strict as Docker's default.
+    #[arg(long)]
+    no_args: bool,
     /// The command to run, after `--`.
     #[arg(last = true, required = true, value_name = "CMD")]
     command: Vec<String>,
@@ -43,6 +48,7 @@ impl RunArgs {
             counter: CounterOptions {
                 attach: self.attach,
                 attribution: !self.no_attribution,
+                args: !self.no_args,
             },
         })?;
         Ok(ExitCode(outcome.exit_status.clamp(0, 255) as u8))

@@ -34,6 +34,10 @@ pub struct VerifyArgs {
     /// How to attach to sys_enter.
     #[arg(long, value_enum, default_value_t = AttachMode::Auto)]
     attach: AttachMode,
+    /// The container a Docker/Podman profile is evaluated for: the filter installed is the
+    /// one Docker would give it.
+    #[command(flatten)]
+    container: super::ContainerArgs,
     /// The command to run, after `--`.
     #[arg(last = true, required = true, value_name = "CMD")]
     command: Vec<String>,
@@ -48,6 +52,7 @@ impl VerifyArgs {
             out: self.out,
             command: self.command,
             attach: self.attach,
+            container: self.container.context(),
         })?;
         super::print_stdout(&report.to_text())?;
         Ok(if report.passed {

@@ -1,7 +1,8 @@
 //! Security-relevant syscall lists, shipped as data with a reason for every entry:
 //! the dangerous set ([`dangerous`]), the runtime baseline ([`baseline`]), a one-line
 //! description of every syscall on the supported arches ([`descriptions`]), the category of
-//! every syscall ([`categories`]) and the cross-arch translation tables ([`translations`]).
+//! every syscall ([`categories`]), the cross-arch translation tables ([`translations`]) and
+//! the syscall arguments the recorder keeps ([`tracked_args`]).
 //!
 //! The files live in `agent-audit/data/` and are compiled in with `include_str!`, so the binary
 //! needs nothing at run time. They are parsed once, on first use; the unit tests below parse and
@@ -12,6 +13,7 @@ mod baseline;
 mod categories;
 mod dangerous;
 mod descriptions;
+mod tracked_args;
 mod translations;
 
 use std::sync::OnceLock;
@@ -21,6 +23,7 @@ pub use baseline::{Baseline, BaselineEntry, BaselineGroup};
 pub use categories::{Categories, Category};
 pub use dangerous::{DangerousCategory, DangerousEntry, DangerousSet};
 pub use descriptions::Descriptions;
+pub use tracked_args::{TrackedArg, TrackedArgs};
 pub use translations::{Family, FamilyEntry, NoneNeeded, Time64Twin, Translations};
 
 const DANGEROUS_JSON: &str = include_str!("../../data/dangerous.json");
@@ -29,6 +32,7 @@ const BASELINE_JSON: &str = include_str!("../../data/baseline.json");
 const DESCRIPTIONS_JSON: &str = include_str!("../../data/syscall-descriptions.json");
 const CATEGORIES_JSON: &str = include_str!("../../data/syscall-categories.json");
 const TRANSLATIONS_JSON: &str = include_str!("../../data/translations.json");
+const TRACKED_ARGS_JSON: &str = include_str!("../../data/tracked-args.json");
 
 /// The dangerous set: denied explicitly, reported when allowed or observed.
 pub fn dangerous() -> &'static DangerousSet {
@@ -64,6 +68,12 @@ pub fn categories() -> &'static Categories {
 pub fn translations() -> &'static Translations {
     static SET: OnceLock<Translations> = OnceLock::new();
     SET.get_or_init(|| parse_embedded("translations.json", TRANSLATIONS_JSON))
+}
+
+/// The syscall arguments whose values the recorder keeps.
+pub fn tracked_args() -> &'static TrackedArgs {
+    static SET: OnceLock<TrackedArgs> = OnceLock::new();
+    SET.get_or_init(|| parse_embedded("tracked-args.json", TRACKED_ARGS_JSON))
 }
 
 /// The embedded files are validated by this module's tests; a parse failure here is a build
@@ -312,5 +322,87 @@ mod tests {
         }
         assert_eq!(tr.time64_twin("clock_gettime"), Some("clock_gettime64"));
         assert_eq!(tr.time64_twin("read"), None);
+    }
+
+    #[test]
+    fn tracked_args_are_valid_and_fit_the_kernel_tables() {
+        use crate::allowlist::{ArgField, ArgKind};
+        use agent_audit_ebpf::{MAX_ARGS_PER_SYSCALL, MAX_TRACKED_ARGS};
+        let set = tracked_args();
+        assert_reason("tracked args", "about", &set.about);
+        let mut seen = BTreeSet::new();
+        for arg in &set.args {
+            let what = format!("{}[{}]", arg.syscall, arg.index);
+            assert_known("tracked args", &arg.syscall);
+            assert_reason("tracked args", &what, &arg.reason);
+            assert!(arg.index <= 5, "{what}: seccomp sees arguments 0..=5");
+            assert!(arg.mask != 0, "{what}: a zero mask records nothing");
+            assert!(
+                seen.insert((arg.syscall.as_str(), arg.index, arg.field)),
+                "{what} listed twice"
+            );
+            if arg.field == Some(ArgField::CloneArgsFlags) {
+                assert_eq!((arg.syscall.as_str(), arg.index), ("clone3", 0), "{what}");
+                assert_eq!(arg.kind, ArgKind::Flags, "{what}");
+            }
+            assert!(
+                set.of(&arg.syscall).count() <= MAX_ARGS_PER_SYSCALL,
+                "{}: at most {MAX_ARGS_PER_SYSCALL} arguments per syscall",
+                arg.syscall
+            );
+        }
+        // Every arch's resolved entries fit the kernel program's spec table (the host has at
+        // most three ABIs: x86_64 + i386 + x32, or aarch64 + arm).
+        let resolved = |arch: Arch| {
+            set.args
+                .iter()
+                .filter(|a| arch.has_syscall(&a.syscall))
+                .count()
+        };
+        let x86_host = resolved(Arch::X86_64) + resolved(Arch::X86) + resolved(Arch::X32);
+        let arm_host = resolved(Arch::Aarch64) + resolved(Arch::Arm);
+        assert!(x86_host <= MAX_TRACKED_ARGS && arm_host <= MAX_TRACKED_ARGS);
+        // What the issue asks for, as the kernel reads it.
+        let mask = |name: &str, index: u8| {
+            set.of(name)
+                .find(|a| a.index == index)
+                .map(|a| (a.kind, a.mask))
+                .unwrap_or_else(|| panic!("{name}[{index}] not tracked"))
+        };
+        assert_eq!(mask("clone", 0), (ArgKind::Flags, !0xff));
+        assert_eq!(mask("clone3", 0), (ArgKind::Flags, u64::MAX));
+        assert_eq!(mask("unshare", 0).0, ArgKind::Flags);
+        assert_eq!(mask("socket", 0), (ArgKind::Values, 0xffff_ffff));
+        // SOCK_NONBLOCK (0o4000) and SOCK_CLOEXEC (0o2000000) are not part of the type.
+        assert_eq!(
+            mask("socket", 1),
+            (ArgKind::Values, 0xffff_ffff & !0o4000 & !0o2000000)
+        );
+        assert_eq!(mask("socketpair", 0).0, ArgKind::Values);
+        assert_eq!(mask("personality", 0).0, ArgKind::Values);
+        assert_eq!(mask("ioctl", 1), (ArgKind::Values, 0xffff_ffff));
+        assert_eq!(mask("prctl", 0).0, ArgKind::Values);
+        assert_eq!(mask("fcntl", 1).0, ArgKind::Values);
+        assert_eq!(mask("fcntl64", 1).0, ArgKind::Values);
+        assert!(set.tracks("ioctl") && !set.tracks("read"));
+    }
+
+    #[test]
+    fn tracked_arg_masks_are_hex_strings() {
+        let parse = |mask: &str| {
+            serde_json::from_str::<TrackedArg>(&format!(
+                r#"{{"syscall":"ioctl","index":1,"kind":"values","mask":{mask},"reason":"r."}}"#
+            ))
+        };
+        assert_eq!(parse(r#""0xff""#).unwrap().mask, 0xff);
+        assert!(
+            parse("255").is_err(),
+            "numbers are refused: masks are written in hex"
+        );
+        assert!(parse(r#""ff""#).is_err());
+        assert!(
+            parse(r#""0x1ffffffffffffffff""#).is_err(),
+            "more than 64 bits"
+        );
     }
 }

@@ -79,31 +79,15 @@ fn matches(rule: &SyscallRule, args: &[u64; 6]) -> bool {
 }
 
 /// The profile as Docker or Podman hands it to runc for a container without the capabilities
-/// rules are gated on (`includes.caps`), on this host's arch: rules that need a capability or
-/// another arch are left out, rules a capability would exclude are kept.
+/// rules are gated on (`includes.caps`), on this host's arch, whatever the kernel: rules that
+/// need a capability or another arch are left out, rules a capability would exclude are kept.
 pub fn without_capability_rules(profile: &SeccompProfile) -> SeccompProfile {
-    // Docker's names for arches in `includes.arches` (moby `goToNative`).
-    let host = match Arch::native() {
-        Some(Arch::X86_64) => "amd64",
-        Some(Arch::X86) => "x86",
-        Some(Arch::X32) => "x32",
-        Some(Arch::Aarch64) => "arm64",
-        Some(Arch::Arm) => "arm",
-        None => "",
+    let context = super::container::ContainerContext {
+        caps: super::container::Capabilities::Set(Default::default()),
+        kernel: None,
+        go_arch: super::container::go_arch(Arch::native()),
     };
-    let on_host = |r: &SyscallRule| {
-        (r.includes.arches.is_empty() || r.includes.arches.iter().any(|a| a == host))
-            && !r.excludes.arches.iter().any(|a| a == host)
-    };
-    SeccompProfile {
-        syscalls: profile
-            .syscalls
-            .iter()
-            .filter(|r| r.includes.caps.is_empty() && on_host(r))
-            .cloned()
-            .collect(),
-        ..profile.clone()
-    }
+    context.effective(profile)
 }
 
 #[cfg(test)]

@@ -10,6 +10,7 @@
 //! naming the field.
 
 pub mod compile;
+pub mod container;
 pub mod evaluate;
 mod includes;
 mod program;

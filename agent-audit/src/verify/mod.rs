@@ -43,6 +43,9 @@ pub struct VerifyOptions {
     pub command: Vec<String>,
     /// Attach type.
     pub attach: AttachMode,
+    /// The container whose capabilities and kernel decide which of a Docker/Podman profile's
+    /// conditional rules apply.
+    pub container: crate::seccomp::container::ContainerContext,
 }
 
 /// A syscall the profile refused while the command ran.
@@ -214,6 +217,7 @@ pub fn verify(opts: &VerifyOptions) -> Result<VerifyReport, Error> {
         fsutil::ensure_dir_writable(fsutil::parent_dir(out))?;
     }
     let profile = SeccompProfile::read(&opts.profile).map_err(VerifyError::from)?;
+    let profile = opts.container.effective(&profile);
     let allowlist = match &opts.allowlist {
         Some(p) => Some(Allowlist::read(p).map_err(VerifyError::from)?),
         None => None,
@@ -290,10 +294,11 @@ struct Watched {
 /// counts. A command that cannot start under the filter is a result, not an error: its
 /// failure is kept, and the counts say which call the filter refused.
 fn run_watched(opts: &VerifyOptions, program: &SeccompProgram) -> Result<Watched, Error> {
-    // Who made each call is not part of the verdict: count only.
+    // Who made each call, and with which arguments, is not part of the verdict: count only.
     let counter = CounterOptions {
         attach: opts.attach,
         attribution: false,
+        args: false,
     };
     let mut session = CommandSession::prepare(&opts.command, PathBuf::new(), counter)?;
     session.counter.attach_exit_counter()?;

@@ -3,7 +3,9 @@
 //! The kernel program identifies a new cgroup only by id; a short-lived container's cgroup can
 //! be gone before the next poll, and with it the directory that maps the id to a name. So a
 //! thread of its own waits on inotify and looks each new directory up the moment it appears,
-//! whatever the recorder's main loop is busy with.
+//! whatever the recorder's main loop is busy with. Each batch of events, removals included,
+//! also wakes the main loop, so that excluding a new child, finishing an ended target and
+//! freeing its slot need not wait for its next poll.
 
 use std::collections::HashMap;
 use std::ffi::CString;
@@ -13,8 +15,16 @@ use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
-/// cgroup id → (parent directory, child name).
-type Seen = Arc<Mutex<HashMap<u64, (PathBuf, String)>>>;
+/// What the reader has seen, shared with the recorder.
+#[derive(Default)]
+struct Created {
+    /// cgroup id → (parent directory, child name).
+    names: HashMap<u64, (PathBuf, String)>,
+    /// Ids created since [`MkdirEvents::take_new`] was last called.
+    new: Vec<u64>,
+}
+
+type Seen = Arc<Mutex<Created>>;
 
 /// An inotify instance watching directory creation in one or more cgroups.
 pub struct MkdirEvents {
@@ -22,6 +32,8 @@ pub struct MkdirEvents {
     /// inotify watch descriptor → the directory it watches.
     dirs: Arc<HashMap<i32, PathBuf>>,
     seen: Seen,
+    /// Woken whenever the reader thread saw directories created or removed.
+    changed: Arc<tokio::sync::Notify>,
     /// Written to stop the reader thread.
     stop: OwnedFd,
 }
@@ -45,7 +57,7 @@ impl MkdirEvents {
                 libc::inotify_add_watch(
                     fd.as_raw_fd(),
                     c.as_ptr(),
-                    libc::IN_CREATE | libc::IN_ONLYDIR,
+                    libc::IN_CREATE | libc::IN_DELETE | libc::IN_ONLYDIR,
                 )
             };
             if wd < 0 {
@@ -63,18 +75,20 @@ impl MkdirEvents {
         let events = Self {
             fd,
             dirs: Arc::new(watches),
-            seen: Arc::new(Mutex::new(HashMap::new())),
+            seen: Arc::new(Mutex::new(Created::default())),
+            changed: Arc::new(tokio::sync::Notify::new()),
             stop,
         };
-        let (fd, dirs, seen, stop_fd) = (
+        let (fd, dirs, seen, changed, stop_fd) = (
             events.fd.clone(),
             events.dirs.clone(),
             events.seen.clone(),
+            events.changed.clone(),
             events.stop.as_raw_fd(),
         );
         std::thread::Builder::new()
             .name("mkdir-events".into())
-            .spawn(move || reader(&fd, &dirs, &seen, stop_fd))?;
+            .spawn(move || reader(&fd, &dirs, &seen, &changed, stop_fd))?;
         Ok(events)
     }
 
@@ -88,12 +102,24 @@ impl MkdirEvents {
 
     /// Records a child found by looking its id up in its parent directory.
     pub fn remember(&mut self, id: u64, parent: PathBuf, name: String) {
-        lock(&self.seen).insert(id, (parent, name));
+        lock(&self.seen).names.insert(id, (parent, name));
     }
 
     /// The (parent, name) of a child created since watching began, by cgroup id.
     pub fn name_of(&self, id: u64) -> Option<(PathBuf, String)> {
-        lock(&self.seen).get(&id).cloned()
+        lock(&self.seen).names.get(&id).cloned()
+    }
+
+    /// Ids of the children named since the last call, oldest first.
+    pub fn take_new(&mut self) -> Vec<u64> {
+        std::mem::take(&mut lock(&self.seen).new)
+    }
+
+    /// Notified each time the reader thread sees children created or removed: the recorder
+    /// then deals with them at once (excludes, adopts, finishes, frees slots) rather than at
+    /// its next poll.
+    pub fn changed(&self) -> Arc<tokio::sync::Notify> {
+        self.changed.clone()
     }
 }
 
@@ -105,12 +131,18 @@ impl Drop for MkdirEvents {
     }
 }
 
-fn lock(seen: &Seen) -> std::sync::MutexGuard<'_, HashMap<u64, (PathBuf, String)>> {
+fn lock(seen: &Seen) -> std::sync::MutexGuard<'_, Created> {
     seen.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// The reader thread: waits for inotify events (or the stop eventfd) and records them.
-fn reader(fd: &OwnedFd, dirs: &HashMap<i32, PathBuf>, seen: &Seen, stop: RawFd) {
+fn reader(
+    fd: &OwnedFd,
+    dirs: &HashMap<i32, PathBuf>,
+    seen: &Seen,
+    changed: &tokio::sync::Notify,
+    stop: RawFd,
+) {
     let mut fds = [
         libc::pollfd {
             fd: fd.as_raw_fd(),
@@ -138,6 +170,7 @@ fn reader(fd: &OwnedFd, dirs: &HashMap<i32, PathBuf>, seen: &Seen, stop: RawFd) 
         if read_queued(fd.as_raw_fd(), dirs, seen).is_err() {
             return;
         }
+        changed.notify_one();
     }
 }
 
@@ -171,9 +204,15 @@ fn parse(dirs: &HashMap<i32, PathBuf>, seen: &Seen, mut buf: &[u8]) {
         let name = String::from_utf8_lossy(&buf[HEADER..end])
             .trim_end_matches('\0')
             .to_string();
+        if ev.mask & libc::IN_CREATE == 0 {
+            buf = &buf[end..];
+            continue; // a removal: it only wakes the recorder
+        }
         if let Some(parent) = dirs.get(&ev.wd) {
             if let Ok(meta) = std::fs::metadata(parent.join(&name)) {
-                lock(seen).insert(meta.ino(), (parent.clone(), name));
+                let mut seen = lock(seen);
+                seen.names.insert(meta.ino(), (parent.clone(), name));
+                seen.new.push(meta.ino());
             }
         }
         buf = &buf[end..];
@@ -201,6 +240,8 @@ mod tests {
             std::thread::sleep(std::time::Duration::from_millis(5));
         }
         assert_eq!(named, Some((dir.path().to_path_buf(), "c1".to_string())));
+        assert_eq!(events.take_new(), vec![ino]);
+        assert_eq!(events.take_new(), Vec::<u64>::new());
         assert_eq!(events.name_of(ino + 1_000_000), None);
     }
 }

@@ -6,7 +6,9 @@
 //! container is never part of the figure.
 //!
 //! Modes: `getppid` (the cheapest real syscall: no locks, no copies), `fstat` (a file syscall
-//! that copies a struct to userspace) and `pread` (1 byte from the page cache).
+//! that copies a struct to userspace), `pread` (1 byte from the page cache), and two calls
+//! whose arguments agent-audit records: `fcntl` (F_GETFL) and `ioctl` (TCGETS on a file, which
+//! fails with ENOTTY).
 
 use std::hint::black_box;
 use std::time::Instant;
@@ -14,7 +16,7 @@ use std::time::Instant;
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     if args.len() < 3 {
-        eprintln!("usage: bench-loop getppid|fstat|pread N [BATCHES]");
+        eprintln!("usage: bench-loop getppid|fstat|pread|fcntl|ioctl N [BATCHES]");
         std::process::exit(2);
     }
     let mode = args[1].as_str();
@@ -67,8 +69,28 @@ fn syscall(mode: &str) -> Box<dyn Fn()> {
                 })
             }
         }
+        "fcntl" | "ioctl" => {
+            let file = std::fs::File::open("/proc/self/exe").expect("open /proc/self/exe");
+            let fd = std::os::fd::IntoRawFd::into_raw_fd(file);
+            if mode == "fcntl" {
+                Box::new(move || {
+                    // SAFETY: F_GETFL on a descriptor this process keeps open.
+                    let r = unsafe { libc::syscall(libc::SYS_fcntl, fd, libc::F_GETFL) };
+                    assert!(r >= 0, "fcntl failed");
+                    black_box(r);
+                })
+            } else {
+                Box::new(move || {
+                    // SAFETY: `t` is a valid out-pointer; a regular file is not a terminal.
+                    let mut t: libc::termios = unsafe { std::mem::zeroed() };
+                    let r = unsafe { libc::syscall(libc::SYS_ioctl, fd, libc::TCGETS, &mut t) };
+                    assert_eq!(r, -1, "TCGETS on a regular file must fail");
+                    black_box(t.c_iflag);
+                })
+            }
+        }
         other => {
-            eprintln!("unknown mode {other}: getppid, fstat or pread");
+            eprintln!("unknown mode {other}: getppid, fstat, pread, fcntl or ioctl");
             std::process::exit(2);
         }
     }

@@ -4,6 +4,8 @@
 //!   --child-cgroup   create a cgroup v2 below its own and move itself there
 //!   --signal FILE    create FILE
 //!   --wait-for FILE  wait (up to 30 s) until FILE exists
+//!   --open FIFO      open FIFO for reading: blocks, making no syscall, until a writer has it
+//!                    open (many processes can be held and released at once this way)
 //!
 //! `getppid-loop --signal A --wait-for B N` and `getppid-loop --wait-for A --signal B 10N`
 //! started together make their call loops overlap in time (a two-way handshake).
@@ -38,6 +40,12 @@ fn main() -> ExitCode {
                 Some(file) => wait_for(Path::new(file)),
                 None => return usage(),
             },
+            "--open" => match steps.next() {
+                Some(file) => fs::File::open(file)
+                    .map(drop)
+                    .map_err(|e| format!("open {file}: {e}")),
+                None => return usage(),
+            },
             _ => return usage(),
         };
         if let Err(e) = result {
@@ -53,7 +61,9 @@ fn main() -> ExitCode {
 }
 
 fn usage() -> ExitCode {
-    eprintln!("usage: getppid-loop [--child-cgroup] [--signal FILE] [--wait-for FILE] N");
+    eprintln!(
+        "usage: getppid-loop [--child-cgroup] [--signal FILE] [--wait-for FILE] [--open FIFO] N"
+    );
     ExitCode::from(2)
 }
 

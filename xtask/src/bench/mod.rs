@@ -86,6 +86,8 @@ pub fn bench(root: &Path, opts: BenchOptions) -> Result<()> {
         "bench-floor",
         "--bin",
         "bench-time",
+        "--bin",
+        "bench-args",
     ]))?;
     if crate::effective_uid() != 0 {
         bail!("the bench loads BPF programs and creates cgroups: run it as root");
@@ -177,10 +179,17 @@ pub fn bench(root: &Path, opts: BenchOptions) -> Result<()> {
             notes.push(format!("merge of 100 allowlists: {e:#}"));
         }
     }
+    let args_cost = match argument_cost(&env, &sizes, opts.reps) {
+        Ok(table) => table,
+        Err(e) => {
+            notes.push(format!("argument recording cost: {e:#}"));
+            String::new()
+        }
+    };
     machine.loadavg_end = env::read_trim("/proc/loadavg");
     let elapsed = started.elapsed().as_secs_f64();
     let results = report::Report::new(machine, sizes, opts.reps, files, samples, notes, elapsed);
-    let text = results.markdown();
+    let text = results.markdown() + &args_cost;
     println!("\n{text}");
     std::fs::write(env.out.join("results.md"), &text)?;
     std::fs::write(
@@ -192,6 +201,41 @@ pub fn bench(root: &Path, opts: BenchOptions) -> Result<()> {
     ));
     drop(env);
     Ok(())
+}
+
+/// What argument recording costs the kernel program per call, from the kernel's own BPF
+/// statistics (`bench-args`: all configurations attached at once to the same target, so every
+/// call runs each of them under the same conditions). `--no-args` is the program without
+/// argument recording (the verifier removes that code).
+fn argument_cost(env: &BenchEnv, sizes: &LoopSizes, reps: usize) -> Result<String> {
+    step("argument recording: the program's own cost per call (BPF statistics)");
+    let aa = env.bin.join("agent-audit").display().to_string();
+    let configs = [
+        format!("{aa} --no-args"),
+        aa.clone(),
+        format!("{aa} --no-attribution --no-args"),
+        format!("{aa} --no-attribution"),
+    ];
+    let out = Command::new(env.bin.join("bench-args"))
+        .args(&configs)
+        .env("BENCH_ARGS_CALLS", sizes.getppid.to_string())
+        .env("BENCH_ARGS_REPS", reps.to_string())
+        .stderr(Stdio::inherit())
+        .output()
+        .context("running bench-args")?;
+    if !out.status.success() {
+        bail!("bench-args failed: {}", out.status);
+    }
+    // Column headers are the configurations: keep their flags only.
+    let table = String::from_utf8_lossy(&out.stdout).replace(&format!("| {aa} |"), "| default |");
+    let table = table.replace(&format!("{aa} "), "");
+    Ok(format!(
+        "\n#### Argument recording: the kernel program's own cost per call (BPF statistics)\n\n\
+         ns per program run inside the target, from `run_time_ns / run_cnt` with \
+         `BPF_ENABLE_STATS` (which adds its own ~30 ns to every run), all four configurations \
+         attached at once; `--no-args` is the program without argument recording. getppid is \
+         untracked; fcntl and ioctl are tracked.\n\n{table}"
+    ))
 }
 
 /// The per-syscall cases.

@@ -1,0 +1,13 @@
+# The agent-audit sidecar image: nothing but the binary and the shared libraries it loads.
+# No base image is pulled. The build context is prepared by `cargo xtask image --context-only`
+# (target/image/rootfs: the release binary, libseccomp, libgcc_s, libc and the loader at the
+# paths `ldd` names):
+#
+#     cargo xtask image --context-only
+#     docker build -f Dockerfile -t agent-audit:latest target/image
+#
+# `cargo xtask image` does both. Usage (the sidecar line): see README.md, "Deployment".
+FROM scratch
+COPY rootfs/ /
+ENTRYPOINT ["/usr/local/bin/agent-audit"]
+CMD ["--help"]
