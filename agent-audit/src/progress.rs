@@ -20,6 +20,11 @@ impl ProgressLine {
         }
     }
 
+    /// Whether the line is drawn at all (stderr is a TTY).
+    pub fn is_shown(&self) -> bool {
+        self.enabled
+    }
+
     /// Shows elapsed time, how many targets are active, distinct syscalls and total calls.
     pub fn update(&mut self, targets: usize, distinct: u64, calls: u64) {
         if !self.enabled {

@@ -90,7 +90,7 @@ impl CommandSession {
         }
         privileges::check_bpf_privileges()?;
         let mount = CgroupV2Mount::discover()?;
-        let mut counter = SyscallCounter::load(counter_opts)?;
+        let mut counter = SyscallCounter::load_for_command(counter_opts)?;
         let cgroup =
             mount.create_child_of_self(&format!("agent-audit-run-{}", std::process::id()))?;
         let guard = CgroupGuard(cgroup.clone());
@@ -143,12 +143,18 @@ impl CommandSession {
 /// Runs the command under recording and writes its allowlist.
 pub fn run(opts: RunOptions) -> Result<RunOutcome, Error> {
     fsutil::check_output(&opts.out)?;
+    let started = std::time::Instant::now();
     let mut session = CommandSession::prepare(&opts.command, opts.out.clone(), opts.counter)?;
+    tracing::debug!(elapsed = ?started.elapsed(), "ready: target added");
     let exit_status = session.run(&opts.command, None, opts.cwd.as_deref())?;
+    tracing::debug!(elapsed = ?started.elapsed(), "command ended");
     let uses = session.counter.read_details()?;
+    tracing::debug!(elapsed = ?started.elapsed(), "attribution read");
     let allowlist = session.recording.write(&session.counter, true, &uses)?;
+    tracing::debug!(elapsed = ?started.elapsed(), "counters read, allowlist written");
     session.counter.remove_target(session.recording.slot)?;
     drop(session);
+    tracing::debug!(elapsed = ?started.elapsed(), "program detached, cgroup removed");
     eprintln!(
         "agent-audit: {} distinct syscalls, {} calls -> {} (command exited {exit_status})",
         allowlist.totals.distinct,

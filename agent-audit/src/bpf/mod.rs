@@ -240,6 +240,18 @@ impl SyscallCounter {
     /// Loads the embedded program and attaches the counter to `sys_enter`. Counting starts
     /// for targets as they are added.
     pub fn load(opts: CounterOptions) -> Result<Self, BpfError> {
+        Self::load_with_slots(opts, MAX_TARGETS)
+    }
+
+    /// Like [`SyscallCounter::load`], for one command (`run`, `verify`): a single target
+    /// slot. The per-slot counter maps are per-CPU arrays of ~25 KiB per slot and CPU that
+    /// the kernel allocates and zeroes when the object is loaded; at 256 slots that was tens
+    /// of milliseconds of every start-up.
+    pub fn load_for_command(opts: CounterOptions) -> Result<Self, BpfError> {
+        Self::load_with_slots(opts, 1)
+    }
+
+    fn load_with_slots(opts: CounterOptions, slots: u32) -> Result<Self, BpfError> {
         let mode = opts.attach;
         let btf_path = btf_path();
         let use_btf = match mode {
@@ -272,7 +284,16 @@ impl SyscallCounter {
             tracing::warn!("argument values are not recorded: this host's registers are unknown");
         }
         let arg_tables = args::ArgTables::resolve(crate::policy::tracked_args(), &abi_arches());
-        let mut ebpf = EbpfLoader::new()
+        let mut loader = EbpfLoader::new();
+        for map in [
+            MAP_COUNTERS,
+            MAP_INIT_COUNTERS,
+            MAP_EXIT_COUNTERS,
+            MAP_PHASE,
+        ] {
+            loader.map_max_entries(map, slots);
+        }
+        let mut ebpf = loader
             .btf(btf.as_ref())
             .override_global(GLOBAL_COMPAT_FLAG_OFFSET, &layout.compat_flag_offset, true)
             .override_global(GLOBAL_COMPAT_FLAG_MASK, &layout.compat_flag_mask, true)
@@ -306,7 +327,7 @@ impl SyscallCounter {
         let mut counter = Self {
             ebpf,
             attach: if use_btf { "tp_btf" } else { "raw_tp" },
-            slots: SlotTable::new(MAX_TARGETS as usize),
+            slots: SlotTable::new(slots as usize),
             generation: 0,
             logger,
             abi_arch: abi_arches(),

@@ -3,8 +3,10 @@
 //! repetitions, and overheads are taken against the no-tracer case of the same repetition, so
 //! that the load of a busy machine falls on all cases alike.
 
+mod bpfstats;
 mod docker;
 mod env;
+mod fixed;
 mod report;
 mod tracer;
 pub mod workload;
@@ -32,6 +34,20 @@ pub struct BenchOptions {
     /// Smaller loops and tree, for trying the bench itself out (figures are noisier).
     #[arg(long)]
     quick: bool,
+    /// Run only this part (for working on it; BENCHMARKS.md figures come from a full run).
+    #[arg(long, value_enum)]
+    only: Option<Part>,
+}
+
+/// The parts of the bench that can run alone.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Part {
+    /// The per-call table from the kernel's BPF statistics.
+    BpfStats,
+    /// `agent-audit run -- true` end to end, with its steps.
+    Startup,
+    /// CPU of a recorder whose targets are idle.
+    Idle,
 }
 
 /// Calls per timed loop.
@@ -101,7 +117,11 @@ pub fn bench(root: &Path, opts: BenchOptions) -> Result<()> {
     let env = BenchEnv::create(root, files)?;
     let mut notes = Vec::new();
 
-    let generated = prepare_containers(&env, &mut notes);
+    let generated = if opts.only.is_none() {
+        prepare_containers(&env, &mut notes)
+    } else {
+        None
+    };
     notes.push("generated profile: `agent-audit profile` of the container's allowlist".into());
 
     let mut jobs: Vec<Job> = tracers().into_iter().map(Job::Loops).collect();
@@ -116,6 +136,27 @@ pub fn bench(root: &Path, opts: BenchOptions) -> Result<()> {
     }
 
     let mut samples = Samples::default();
+    if opts.only.is_none_or(|p| p == Part::BpfStats) {
+        let calls = sizes.getppid * 2;
+        if let Err(e) = bpfstats::run_all(&env, calls, opts.reps, &mut samples, &mut notes) {
+            notes.push(format!("BPF statistics: {e:#}"));
+        }
+    }
+    let wanted = |part| opts.only.is_none_or(|p| p == part);
+    if wanted(Part::Startup) {
+        if let Err(e) = fixed::startup(&env, opts.reps.max(3) * 3, &mut samples) {
+            notes.push(format!("start-up: {e:#}"));
+        }
+    }
+    if wanted(Part::Idle) {
+        let seconds = if opts.quick { 10 } else { 20 };
+        if let Err(e) = fixed::idle(&env, seconds, &mut samples) {
+            notes.push(format!("idle recorder: {e:#}"));
+        }
+    }
+    if opts.only.is_some() {
+        jobs.clear();
+    }
     for rep in 0..opts.reps {
         step(&format!(
             "repetition {}/{} ({} cases, shuffled)",
@@ -133,8 +174,10 @@ pub fn bench(root: &Path, opts: BenchOptions) -> Result<()> {
             }
         }
     }
-    if let Err(e) = merge_time(&env, opts.reps, &mut samples) {
-        notes.push(format!("merge of 100 allowlists: {e:#}"));
+    if opts.only.is_none() {
+        if let Err(e) = merge_time(&env, opts.reps, &mut samples) {
+            notes.push(format!("merge of 100 allowlists: {e:#}"));
+        }
     }
     let args_cost = match argument_cost(&env, &sizes, opts.reps) {
         Ok(table) => table,
@@ -408,7 +451,7 @@ fn parse_loop(line: &str) -> Result<(f64, f64)> {
 
 /// Deterministic Fisher–Yates shuffle, a different order for every repetition, so that no case
 /// always follows another (caches, a tracer's teardown) and a reader can reproduce the order.
-fn shuffle<T>(items: &mut [T], seed: u64) {
+pub(crate) fn shuffle<T>(items: &mut [T], seed: u64) {
     let mut state = seed
         .wrapping_mul(6364136223846793005)
         .wrapping_add(1442695040888963407);

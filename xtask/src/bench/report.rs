@@ -24,7 +24,7 @@ impl Samples {
             .push((rep, value));
     }
 
-    fn values(&self, case: &str, metric: &str) -> &[(usize, f64)] {
+    pub fn values(&self, case: &str, metric: &str) -> &[(usize, f64)] {
         self.0
             .get(case)
             .and_then(|m| m.get(metric))
@@ -224,6 +224,8 @@ impl Report {
             measured: fmt_x(enforce),
             verdict: verdict(enforce.is_some_and(|e| e < 1.05), &[enforce]),
         });
+        goals.extend(self.bpf_stats_goals());
+        goals.extend(self.fixed_cost_goals());
         let merge = self.samples.median("profile-merge-100", "seconds");
         goals.push(Goal {
             goal: "time for `profile` to merge 100 allowlists (no target set: reported)".into(),
@@ -307,6 +309,8 @@ impl Report {
             o.push_str("|\n");
         }
 
+        self.bpf_stats_markdown(&mut o);
+        super::fixed::markdown(&self.samples, &mut o);
         o.push_str(
             "\n### Scale (agent-audit tp_btf, loop inside one of N targets)\n\n\
              | targets | getppid ns | overhead | × 1 target (ns) | fstat ns | VmRSS MiB | VmHWM MiB |\n\
@@ -418,6 +422,153 @@ impl Report {
             "goals": self.goals,
             "notes": self.notes,
         })
+    }
+}
+
+const ST_FILTER: &str = "stats-bpftrace-filter-only-getppid";
+const ST_COUNT: &str = "stats-bpftrace-getppid";
+const ST_IN: &str = "stats-agent-audit-tp_btf-inside-1-getppid";
+const ST_IN_NOATTR: &str = "stats-agent-audit-tp_btf-noattr-inside-1-getppid";
+const ST_OUT: &str = "stats-agent-audit-tp_btf-outside-1-getppid";
+const ST_EXEC_IN: &str = "stats-agent-audit-tp_btf-inside-1-exec";
+const ST_EXEC_OUT: &str = "stats-agent-audit-tp_btf-outside-1-exec";
+const NS_PER_RUN: &str = "ns_per_run";
+
+impl Report {
+    /// ns per run of `case` beyond bpftrace's filter-only program.
+    fn added(&self, case: &str) -> Option<f64> {
+        Some(self.samples.median(case, NS_PER_RUN)? - self.samples.median(ST_FILTER, NS_PER_RUN)?)
+    }
+
+    fn bpf_stats_goals(&self) -> Vec<Goal> {
+        let s = &self.samples;
+        let added_ratio = |case: &str| Some(self.added(case)? / self.added(ST_COUNT)?);
+        let ratio_goal = |case: &str, limit: f64, goal: &str| {
+            let r = added_ratio(case);
+            Goal {
+                goal: goal.into(),
+                measured: format!(
+                    "{} ns vs {} ns: {}",
+                    fmt_ns(self.added(case)),
+                    fmt_ns(self.added(ST_COUNT)),
+                    fmt_x(r)
+                ),
+                verdict: verdict(r.is_some_and(|r| r <= limit), &[r]),
+            }
+        };
+        let outside = s.ratio_to(ST_OUT, ST_FILTER, NS_PER_RUN);
+        let exec = s.median(ST_EXEC_IN, NS_PER_RUN);
+        vec![
+            ratio_goal(
+                ST_IN,
+                0.5,
+                "BPF statistics, getppid inside: agent-audit's add over bpftrace's filter-only \
+                 program ≤ 0.5× the counting one-liner's add",
+            ),
+            ratio_goal(ST_IN_NOATTR, 0.3, "the same with `--no-attribution` ≤ 0.3×"),
+            Goal {
+                goal: "BPF statistics, loop outside every target ≤ 1.1× bpftrace's filter-only \
+                       program"
+                    .into(),
+                measured: format!(
+                    "{} ns vs {} ns: {}",
+                    fmt_ns(s.median(ST_OUT, NS_PER_RUN)),
+                    fmt_ns(s.median(ST_FILTER, NS_PER_RUN)),
+                    fmt_x(outside)
+                ),
+                verdict: verdict(outside.is_some_and(|r| r <= 1.1), &[outside]),
+            },
+            Goal {
+                goal: "BPF statistics, `sched_process_exec` ≤ 1 µs per exec in a target".into(),
+                measured: format!("{} ns", fmt_ns(exec)),
+                verdict: verdict(exec.is_some_and(|e| e <= 1000.0), &[exec]),
+            },
+        ]
+    }
+
+    fn fixed_cost_goals(&self) -> Vec<Goal> {
+        let s = &self.samples;
+        let wall = s.median("startup", "wall_s");
+        let idle = |n: usize| s.median(&format!("idle-{n}"), "cpu_percent");
+        let idle_goal = |n: usize, limit: f64| {
+            let v = idle(n);
+            Goal {
+                goal: format!(
+                    "idle recorder ≤ {limit} % of a CPU with {n} target{}",
+                    if n == 1 { "" } else { "s" }
+                ),
+                measured: v.map_or("no data".into(), |v| format!("{v:.3} %")),
+                verdict: verdict(v.is_some_and(|v| v <= limit), &[v]),
+            }
+        };
+        vec![
+            Goal {
+                goal: "`agent-audit run --out x.json -- true` end to end ≤ 0.1 s (median)".into(),
+                measured: wall.map_or("no data".into(), |w| format!("{w:.3} s")),
+                verdict: verdict(wall.is_some_and(|w| w <= 0.1), &[wall]),
+            },
+            idle_goal(1, 0.1),
+            idle_goal(256, 1.0),
+        ]
+    }
+
+    fn bpf_stats_markdown(&self, o: &mut String) {
+        let s = &self.samples;
+        o.push_str(
+            "\n### Per-call cost from the kernel's BPF statistics\n\n\
+             `kernel.bpf_stats_enabled=1`; the programs that appeared when each tracer attached \
+             are read with `bpftool -j prog show` before and after the load; ns per run = \
+             Δrun_time_ns ÷ Δrun_cnt (median over repetitions). Every run includes the \
+             statistics' own clock reads (the empty program's figure). Added = ns per run − \
+             bpftrace's filter-only program's. Runs per call > 1: other tasks of the host ran \
+             the program meanwhile (outside the target, where it is cheaper).\n\n\
+             | program (load) | ns per run | added over filter-only | runs per loop call |\n\
+             |---|---:|---:|---:|\n",
+        );
+        let rows = [
+            (
+                "stats-empty-program-getppid",
+                "empty tp_btf program (getppid)",
+            ),
+            (
+                ST_FILTER,
+                "bpftrace `/cgroup == cgroupid(…)/ { }` (getppid)",
+            ),
+            (ST_COUNT, "bpftrace `{ @[args->id] = count(); }` (getppid)"),
+            (ST_IN, "agent-audit, inside the target (getppid)"),
+            (
+                ST_IN_NOATTR,
+                "agent-audit `--no-attribution`, inside (getppid)",
+            ),
+            (ST_OUT, "agent-audit, loop outside every target (getppid)"),
+            (
+                "stats-agent-audit-tp_btf-inside-1-fcntl",
+                "agent-audit, inside, tracked arguments (fcntl F_GETFL)",
+            ),
+            (
+                ST_EXEC_IN,
+                "agent-audit `sched_process_exec`, exec inside the target",
+            ),
+            (
+                ST_EXEC_OUT,
+                "agent-audit `sched_process_exec`, exec outside every target",
+            ),
+        ];
+        for (case, label) in rows {
+            let added = if case.ends_with("-exec") {
+                None
+            } else {
+                self.added(case)
+            };
+            let _ = writeln!(
+                o,
+                "| {label} | {} | {} | {} |",
+                fmt_ns(s.median(case, NS_PER_RUN)),
+                fmt_ns(added),
+                s.median(case, "runs_per_call")
+                    .map_or("—".into(), |r| format!("{r:.3}")),
+            );
+        }
     }
 }
 

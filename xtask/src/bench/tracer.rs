@@ -28,6 +28,8 @@ pub enum Tracer {
     },
     /// A bpftrace one-liner counting the loop cgroup's syscalls by number.
     Bpftrace,
+    /// bpftrace's cheapest useful program: the same cgroup filter with an empty body.
+    BpftraceFilter,
 }
 
 impl Tracer {
@@ -47,6 +49,7 @@ impl Tracer {
                 if inside { "inside" } else { "outside" }
             ),
             Tracer::Bpftrace => "bpftrace".into(),
+            Tracer::BpftraceFilter => "bpftrace-filter-only".into(),
         }
     }
 }
@@ -100,10 +103,14 @@ impl Running {
                 };
                 return record(env, tracer, attach, &cgroups, &out);
             }
-            Tracer::Bpftrace => {
+            Tracer::Bpftrace | Tracer::BpftraceFilter => {
+                let body = if tracer == Tracer::Bpftrace {
+                    "@[args->id] = count();"
+                } else {
+                    ""
+                };
                 let program = format!(
-                    "tracepoint:raw_syscalls:sys_enter /cgroup == cgroupid(\"{}\")/ \
-                     {{ @[args->id] = count(); }}",
+                    "tracepoint:raw_syscalls:sys_enter /cgroup == cgroupid(\"{}\")/ {{ {body} }}",
                     env.loop_cgroup.display()
                 );
                 let child = Command::new("bpftrace")
@@ -136,7 +143,7 @@ impl Running {
         let Some(mut child) = self.child.take() else {
             return Ok(());
         };
-        let signal = if self.tracer == Tracer::Bpftrace {
+        let signal = if matches!(self.tracer, Tracer::Bpftrace | Tracer::BpftraceFilter) {
             libc::SIGINT
         } else {
             libc::SIGTERM

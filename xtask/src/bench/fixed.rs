@@ -1,0 +1,262 @@
+//! agent-audit's fixed costs, which no per-call figure shows: the start-up and teardown of
+//! `agent-audit run -- true`, and the CPU a recorder uses while its targets do nothing.
+
+use std::fs::File;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+
+use super::env::{self, BenchEnv};
+use super::report::Samples;
+use crate::step;
+
+/// The `-vv` debug lines that mark start-up steps, in the order they are logged, with the
+/// label printed for the step that ends at each. The program's steps are timed from the start
+/// of loading, `run`'s from the start of `run` (a few syscalls earlier).
+pub const STARTUP_STEPS: [(&str, &str); 10] = [
+    ("kernel layout", "layout scan of the kernel's BTF"),
+    ("kernel BTF parsed", "kernel BTF parsed (aya)"),
+    (
+        "object loaded, maps created",
+        "object loaded, feature probes, maps created",
+    ),
+    (
+        "sys_enter verified and attached",
+        "sys_enter verified + attached",
+    ),
+    (
+        "sched_process_exec verified and attached",
+        "sched_process_exec verified + attached",
+    ),
+    ("ready: target added", "cgroup created, target added"),
+    ("command ended", "command ran (`true`)"),
+    ("attribution read", "attribution table read"),
+    (
+        "counters read, allowlist written",
+        "counters read, allowlist written",
+    ),
+    (
+        "program detached, cgroup removed",
+        "program detached, cgroup removed",
+    ),
+];
+
+/// `agent-audit run --out x.json -- true`, end to end: `runs` timed runs (wall clock, as a user
+/// sees it), then a few with `-vv` whose debug lines give each step's share.
+pub fn startup(env: &BenchEnv, runs: usize, samples: &mut Samples) -> Result<()> {
+    step(&format!(
+        "start-up: {runs} × `agent-audit run --out x.json -- true`"
+    ));
+    let bin = env.bin.join("agent-audit");
+    let out = env.out.join("startup.allowlist.json");
+    for rep in 0..runs {
+        let started = Instant::now();
+        let status = Command::new(&bin)
+            .arg("run")
+            .arg("--out")
+            .arg(&out)
+            .args(["--", "true"])
+            .stderr(Stdio::null())
+            .status()?;
+        let wall = started.elapsed().as_secs_f64();
+        if !status.success() {
+            bail!("agent-audit run -- true failed: {status}");
+        }
+        samples.add("startup", "wall_s", rep, wall);
+    }
+    for rep in 0..runs.min(5) {
+        let output = Command::new(&bin)
+            .arg("-vv")
+            .arg("run")
+            .arg("--out")
+            .arg(&out)
+            .args(["--", "true"])
+            .env("NO_COLOR", "1")
+            .output()?;
+        if !output.status.success() {
+            bail!("agent-audit -vv run -- true failed: {}", output.status);
+        }
+        for line in String::from_utf8_lossy(&output.stderr).lines() {
+            let Some((step, ms)) = step_elapsed(line) else {
+                continue;
+            };
+            samples.add("startup", &format!("step_ms:{step}"), rep, ms);
+        }
+    }
+    Ok(())
+}
+
+/// (`message`, milliseconds) of one of agent-audit's own step lines.
+fn step_elapsed(line: &str) -> Option<(&'static str, f64)> {
+    let line = strip_ansi(line);
+    if !line.contains("agent_audit::") {
+        return None;
+    }
+    let (message, _) = STARTUP_STEPS
+        .iter()
+        .find(|(message, _)| line.contains(&format!(" {message} ")))?;
+    let value = line.split("elapsed=").nth(1)?.split_whitespace().next()?;
+    Some((message, parse_duration_ms(value)?))
+}
+
+/// Removes terminal colour sequences (tracing colours its output even with NO_COLOR on some
+/// versions).
+fn strip_ansi(line: &str) -> String {
+    let mut out = String::with_capacity(line.len());
+    let mut chars = line.chars();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            for c in chars.by_ref() {
+                if c == 'm' {
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// A `Duration` as `Debug` prints it ("381.48ms", "1.2s", "950µs") in milliseconds.
+fn parse_duration_ms(text: &str) -> Option<f64> {
+    let split = text.find(|c: char| c.is_alphabetic() || c == 'µ')?;
+    let (number, unit) = text.split_at(split);
+    let number: f64 = number.parse().ok()?;
+    let factor = match unit {
+        "s" => 1e3,
+        "ms" => 1.0,
+        "µs" | "us" => 1e-3,
+        "ns" => 1e-6,
+        _ => return None,
+    };
+    Some(number * factor)
+}
+
+/// CPU time of every thread of `pid` in nanoseconds (/proc/PID/task/*/schedstat: time on CPU,
+/// exact, where utime+stime count 10 ms ticks).
+fn cpu_ns(pid: u32) -> Result<u64> {
+    let mut total = 0;
+    for task in std::fs::read_dir(format!("/proc/{pid}/task"))? {
+        let stat = std::fs::read_to_string(task?.path().join("schedstat"))?;
+        total += stat
+            .split_whitespace()
+            .next()
+            .and_then(|v| v.parse::<u64>().ok())
+            .context("unreadable schedstat")?;
+    }
+    Ok(total)
+}
+
+/// `record --cgroup <idle cgroup>… --duration D` with 1 and with 256 idle targets: the share
+/// of one CPU the recorder uses between its readiness line and shortly before it stops.
+pub fn idle(env: &BenchEnv, seconds: u64, samples: &mut Samples) -> Result<()> {
+    for targets in [1usize, 256] {
+        step(&format!(
+            "idle recorder: {targets} idle target(s), {seconds} s"
+        ));
+        let share = idle_share(env, targets, seconds)?;
+        samples.add(&format!("idle-{targets}"), "cpu_percent", 0, share * 100.0);
+    }
+    Ok(())
+}
+
+fn idle_share(env: &BenchEnv, targets: usize, seconds: u64) -> Result<f64> {
+    let mut cmd = Command::new(env.bin.join("agent-audit"));
+    cmd.arg("record").arg("--duration").arg(seconds.to_string());
+    let dir = env.out.join(format!("idle-{targets}"));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir)?;
+    cmd.arg("--cgroup").arg(env.rel(&env.idle_cgroup));
+    for i in 1..targets {
+        cmd.arg("--cgroup").arg(env.rel(&env.extra_target(i)));
+    }
+    if targets == 1 {
+        cmd.arg("--out").arg(dir.join("idle.allowlist.json"));
+    } else {
+        cmd.arg("--out-dir").arg(&dir);
+    }
+    let log_path = env.out.join(format!("idle-{targets}.log"));
+    let mut child = cmd
+        .stdout(Stdio::null())
+        .stderr(File::create(&log_path)?)
+        .spawn()
+        .context("cannot start agent-audit record")?;
+    let pid = child.id();
+    env::wait_for_line(pid, &log_path, "agent-audit: recording ", 30_000)?;
+    let window = Duration::from_secs(seconds.saturating_sub(3).max(1));
+    let (cpu0, t0) = (cpu_ns(pid)?, Instant::now());
+    std::thread::sleep(window);
+    let (cpu1, t1) = (cpu_ns(pid)?, Instant::now());
+    let status = child.wait()?;
+    if !status.success() {
+        bail!(
+            "idle recorder exited with {status} (see {})",
+            log_path.display()
+        );
+    }
+    Ok((cpu1 - cpu0) as f64 / (t1 - t0).as_nanos() as f64)
+}
+
+/// Markdown of both fixed costs.
+pub fn markdown(s: &Samples, o: &mut String) {
+    use std::fmt::Write;
+    let _ = writeln!(
+        o,
+        "\n### Start-up and teardown: `agent-audit run --out x.json -- true`\n\n\
+         Wall time, median of {} runs: **{}**. Steps from the `-vv` debug lines (median of up \
+         to 5 runs; the program's steps are timed from the start of loading, `run`'s from the \
+         start of `run`; `-vv` itself adds a little):\n\n\
+         | step ends | ms since start | step ms |\n|---|---:|---:|",
+        s.values("startup", "wall_s").len(),
+        s.median("startup", "wall_s")
+            .map_or("—".into(), |v| format!("{v:.3} s")),
+    );
+    let mut previous = 0.0;
+    for (message, label) in STARTUP_STEPS {
+        let Some(ms) = s.median("startup", &format!("step_ms:{message}")) else {
+            continue;
+        };
+        let _ = writeln!(o, "| {label} | {ms:.1} | {:.1} |", (ms - previous).max(0.0));
+        previous = ms;
+    }
+    let _ = writeln!(
+        o,
+        "\n### Idle recorder: `record --cgroup <idle cgroup>… --duration D`\n\n\
+         CPU time of all its threads (/proc/PID/task/*/schedstat) between its readiness line \
+         and shortly before it stops, as a share of one CPU.\n\n\
+         | idle targets | CPU % |\n|---:|---:|"
+    );
+    for targets in [1, 256] {
+        let _ = writeln!(
+            o,
+            "| {targets} | {} |",
+            s.median(&format!("idle-{targets}"), "cpu_percent")
+                .map_or("—".into(), |v| format!("{v:.3} %"))
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_in_every_unit_debug_prints() {
+        assert_eq!(parse_duration_ms("381.5ms"), Some(381.5));
+        assert_eq!(parse_duration_ms("1.25s"), Some(1250.0));
+        assert_eq!(parse_duration_ms("500µs"), Some(0.5));
+        assert_eq!(parse_duration_ms("12"), None);
+    }
+
+    #[test]
+    fn step_lines_are_found_with_or_without_colour() {
+        let plain = "2026-11-29T01:18:46Z DEBUG agent_audit::run: command ended elapsed=405.2ms";
+        assert_eq!(step_elapsed(plain), Some(("command ended", 405.2)));
+        let coloured = "\u{1b}[34mDEBUG\u{1b}[0m agent_audit::bpf: kernel layout \
+                        \u{1b}[3mlayout\u{1b}[0m=X \u{1b}[3melapsed\u{1b}[0m=40.5ms";
+        assert_eq!(step_elapsed(coloured), Some(("kernel layout", 40.5)));
+        assert_eq!(step_elapsed("DEBUG aya::bpf: elapsed=3ms"), None);
+    }
+}
