@@ -8,6 +8,7 @@
 //! capability are kept.
 
 use super::lints::{finding, sorted};
+use super::LintCode;
 use super::{Finding, Severity};
 use crate::seccomp::evaluate::{self, Outcome};
 use crate::seccomp::{Action, CompareOp, SeccompProfile, SyscallRule};
@@ -55,7 +56,7 @@ fn socket_families(profile: &SeccompProfile, out: &mut Vec<Finding>) {
     if !reachable.is_empty() {
         out.push(finding(
             Severity::Error,
-            "socket-family-unrestricted",
+            LintCode::SocketFamilyUnrestricted,
             format!(
                 "socket is allowed for {}: AF_ALG exposes the kernel crypto API \
                  (CVE-2026-31431 \"Copy Fail\"), AF_VSOCK the host/guest transport \
@@ -75,7 +76,7 @@ fn socket_families(profile: &SeccompProfile, out: &mut Vec<Finding>) {
     if !aliased.is_empty() {
         out.push(finding(
             Severity::Error,
-            "socket-family-upper-bits",
+            LintCode::SocketFamilyUpperBits,
             format!(
                 "socket refuses {0} but allows {0} with bit 32 set, which the kernel truncates \
                  to {0} (the family is an int): a SCMP_CMP_GT/GE/NE rule on the family lets \
@@ -102,7 +103,7 @@ fn clone_namespaces(profile: &SeccompProfile, out: &mut Vec<Finding>) {
     }
     out.push(finding(
         Severity::Error,
-        "clone-namespaces-allowed",
+        LintCode::CloneNamespacesAllowed,
         format!(
             "clone is allowed with {}: without a namespace mask (SCMP_CMP_MASKED_EQ 0x7E020000 \
              == 0 on argument 0, as in Docker's default) a process creates namespaces, and a \
@@ -119,7 +120,7 @@ fn clone3_allowed(profile: &SeccompProfile, out: &mut Vec<Finding>) {
     }
     out.push(finding(
         Severity::Error,
-        "clone3-allowed",
+        LintCode::Clone3Allowed,
         "clone3 is allowed: its flags live in user memory where seccomp cannot compare them, so \
          it creates namespaces whatever the clone rule says. Deny it with SCMP_ACT_ERRNO and \
          errnoRet 38 (ENOSYS): glibc then falls back to clone"
@@ -143,7 +144,7 @@ fn mixed_conditions(profile: &SeccompProfile, out: &mut Vec<Finding>) {
     }
     out.push(finding(
         Severity::Error,
-        "conditional-and-unconditional",
+        LintCode::ConditionalAndUnconditional,
         "names in both an unconditional and a conditional rule: libseccomp keeps the \
          unconditional rule and silently drops the argument conditions"
             .into(),
@@ -175,7 +176,7 @@ fn overlapping_conditions(profile: &SeccompProfile, out: &mut Vec<Finding>) {
     }
     out.push(finding(
         Severity::Error,
-        "conditional-rules-overlap",
+        LintCode::ConditionalRulesOverlap,
         "conditional rules with different actions where one's conditions include the other's: \
          libseccomp keeps only one of them, depending on their order, so either the narrower \
          rule or the wider one silently does nothing"
@@ -197,7 +198,7 @@ fn repeated_indexes(profile: &SeccompProfile, out: &mut Vec<Finding>) {
     }
     out.push(finding(
         Severity::Error,
-        "index-compared-twice",
+        LintCode::IndexComparedTwice,
         "rules that compare one argument twice: runc then adds each condition as a rule of its \
          own, so they are ORed, not ANDed (\"!= 38 and != 40\" allows everything); write one \
          rule per allowed value instead"
@@ -235,7 +236,7 @@ fn ioctl_requests(profile: &SeccompProfile, out: &mut Vec<Finding>) {
         };
         out.push(finding(
             severity,
-            "ioctl-request-unmasked",
+            LintCode::IoctlRequestUnmasked,
             format!(
                 "ioctl rules compare the request (argument 1) on 64 bits, but the kernel reads \
                  32 (CVE-2019-10063): {what}. Compare with SCMP_CMP_MASKED_EQ and mask \

@@ -2,6 +2,7 @@
 //! rule allows only under `includes`/`excludes` that this container does not meet, the
 //! capabilities (or kernel, or arch) under which it becomes reachable.
 
+use super::LintCode;
 use std::collections::BTreeMap;
 
 use super::{Finding, Severity};
@@ -35,7 +36,7 @@ pub(super) fn dangerous_by_condition(
             names.dedup();
             Finding {
                 severity: Severity::Note,
-                code: "dangerous-with-capability",
+                code: LintCode::DangerousWithCapability,
                 message: format!(
                     "dangerous syscalls allowed only {condition}: not counted as allowed for \
                      this container, but reachable if it runs that way"

@@ -1,5 +1,6 @@
 //! The lints behind `check`, one function per defect.
 
+use super::LintCode;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::str::FromStr;
@@ -105,7 +106,7 @@ impl<'a> Context<'a> {
 
 pub(super) fn finding(
     severity: Severity,
-    code: &'static str,
+    code: LintCode,
     message: String,
     names: Vec<String>,
 ) -> Finding {
@@ -131,7 +132,7 @@ fn default_action(ctx: &Context, out: &mut Vec<Finding>) {
     if !ctx.default_denies {
         out.push(finding(
             Severity::Error,
-            "default-allows",
+            LintCode::DefaultAllows,
             format!(
                 "defaultAction {:?} lets every syscall not listed run: use SCMP_ACT_ERRNO \
                  (deny by default) and allow what the workload needs",
@@ -156,7 +157,7 @@ fn unsupported_arches(profile: &SeccompProfile, arches: &ListedArches, out: &mut
     if !skipped.is_empty() {
         out.push(finding(
             Severity::Note,
-            "arch-not-analysed",
+            LintCode::ArchNotAnalysed,
             "listed architectures agent-audit has no syscall table for; names are not checked \
              against them"
                 .into(),
@@ -185,7 +186,7 @@ fn dangerous(ctx: &Context, out: &mut Vec<Finding>) {
     if !allowed.is_empty() {
         out.push(finding(
             Severity::Error,
-            "dangerous-allowed",
+            LintCode::DangerousAllowed,
             "dangerous syscalls are allowed (see the README's dangerous set for why each is); \
              deny them, or mark a reviewed exception with a single-name rule whose comment \
              starts with \"ACCEPTED RISK:\""
@@ -196,7 +197,7 @@ fn dangerous(ctx: &Context, out: &mut Vec<Finding>) {
     if !accepted.is_empty() {
         out.push(finding(
             Severity::Warning,
-            "dangerous-accepted",
+            LintCode::DangerousAccepted,
             "dangerous syscalls allowed as an accepted risk".into(),
             sorted(accepted),
         ));
@@ -211,7 +212,7 @@ fn dangerous(ctx: &Context, out: &mut Vec<Finding>) {
     if ctx.default_denies {
         out.push(finding(
             Severity::Warning,
-            "dangerous-not-denied",
+            LintCode::DangerousNotDenied,
             "dangerous syscalls only denied by the default action: deny them explicitly so that \
              the decision is visible and a later allow shows up as a conflict"
                 .into(),
@@ -220,7 +221,7 @@ fn dangerous(ctx: &Context, out: &mut Vec<Finding>) {
     } else {
         out.push(finding(
             Severity::Error,
-            "dangerous-allowed",
+            LintCode::DangerousAllowed,
             "dangerous syscalls are allowed by the default action".into(),
             sorted(missing),
         ));
@@ -242,7 +243,7 @@ fn unknown_names(ctx: &Context, out: &mut Vec<Finding>) {
     if !nowhere.is_empty() {
         out.push(finding(
             Severity::Error,
-            "unknown-syscall",
+            LintCode::UnknownSyscall,
             "names that are no syscall on any architecture (typos?): runtimes skip them".into(),
             sorted(nowhere),
         ));
@@ -250,7 +251,7 @@ fn unknown_names(ctx: &Context, out: &mut Vec<Finding>) {
     if !not_listed.is_empty() {
         out.push(finding(
             Severity::Warning,
-            "not-on-listed-arches",
+            LintCode::NotOnListedArches,
             "names that exist on none of the listed architectures: these entries do nothing".into(),
             sorted(not_listed),
         ));
@@ -266,7 +267,7 @@ fn unknown_names(ctx: &Context, out: &mut Vec<Finding>) {
                 arch: Some(arch.scmp_name().into()),
                 ..finding(
                     Severity::Note,
-                    "unknown-on-arch",
+                    LintCode::UnknownOnArch,
                     format!("{} name(s) do not exist on this architecture (normal in a multi-arch profile)", missing.len()),
                     sorted(missing),
                 )
@@ -297,7 +298,7 @@ fn duplicates(ctx: &Context, out: &mut Vec<Finding>) {
     if !conflicting.is_empty() {
         out.push(finding(
             Severity::Error,
-            "allowed-and-denied",
+            LintCode::AllowedAndDenied,
             "names both allowed and denied: libseccomp keeps one action per syscall, so one of \
              the two rules silently loses"
                 .into(),
@@ -307,7 +308,7 @@ fn duplicates(ctx: &Context, out: &mut Vec<Finding>) {
     if !repeated.is_empty() {
         out.push(finding(
             Severity::Warning,
-            "name-in-two-rules",
+            LintCode::NameInTwoRules,
             "names listed in more than one rule".into(),
             sorted(repeated),
         ));
@@ -338,7 +339,7 @@ fn same_as_default(ctx: &Context, out: &mut Vec<Finding>) {
         };
         out.push(finding(
             severity,
-            "same-as-default",
+            LintCode::SameAsDefault,
             format!("rule {} has the default action and {what}", index + 1),
             sorted(rule.all_names()),
         ));
@@ -360,7 +361,7 @@ fn comments(ctx: &Context, out: &mut Vec<Finding>) {
     if !bare.is_empty() {
         out.push(finding(
             Severity::Warning,
-            "rule-without-comment",
+            LintCode::RuleWithoutComment,
             "rules without a comment: say why each rule exists".into(),
             bare,
         ));
@@ -375,7 +376,7 @@ fn unknown_fields(ctx: &Context, out: &mut Vec<Finding>) {
     if !fields.is_empty() {
         out.push(finding(
             Severity::Warning,
-            "unknown-field",
+            LintCode::UnknownField,
             "fields runc and Docker do not read (Podman's own, or typos): they change nothing in \
              the filter"
                 .into(),
@@ -417,7 +418,7 @@ fn clone3(ctx: &Context, out: &mut Vec<Finding>) {
     };
     out.push(finding(
         Severity::Error,
-        "clone3-not-enosys",
+        LintCode::Clone3NotEnosys,
         message,
         vec!["clone3".into()],
     ));
@@ -441,7 +442,7 @@ fn time64_twins(ctx: &Context, out: &mut Vec<Finding>) {
                 arch: Some(arch.scmp_name().into()),
                 ..finding(
                     Severity::Warning,
-                    "time64-twin-missing",
+                    LintCode::Time64TwinMissing,
                     "allowed calls whose *_time64 twin is not allowed: 32-bit programs built \
                      with a 64-bit time_t (the default since glibc 2.34 on some distros, musl \
                      1.2) call the twin and fail"
@@ -465,7 +466,7 @@ fn compiles(ctx: &Context, out: &mut Vec<Finding>) {
                 arch: arch_name,
                 ..finding(
                     Severity::Error,
-                    "does-not-compile",
+                    LintCode::DoesNotCompile,
                     e.to_string(),
                     Vec::new(),
                 )
@@ -513,7 +514,7 @@ fn skipped_names(
             arch: arch_name.clone(),
             ..finding(
                 Severity::Warning,
-                "unknown-to-libseccomp",
+                LintCode::UnknownToLibseccomp,
                 format!(
                     "allowed names this libseccomp ({major}.{minor}.{micro}) does not know: \
                      runtimes linked against it skip them, so the calls stay denied"
@@ -527,7 +528,7 @@ fn skipped_names(
             arch: arch_name,
             ..finding(
                 Severity::Error,
-                "rule-refused",
+                LintCode::RuleRefused,
                 "libseccomp refused these rules".into(),
                 refused,
             )
@@ -541,7 +542,7 @@ fn filter_size(size: std::io::Result<usize>, scope: &str) -> Finding {
     match size {
         Ok(n) if n > MAX_FILTER_INSTRUCTIONS => finding(
             Severity::Error,
-            "filter-too-large",
+            LintCode::FilterTooLarge,
             format!(
                 "{scope}{n} BPF instructions, more than the {MAX_FILTER_INSTRUCTIONS} the kernel \
                  accepts in one seccomp filter (BPF_MAXINSNS): runc, crun and verify fail with \
@@ -551,13 +552,13 @@ fn filter_size(size: std::io::Result<usize>, scope: &str) -> Finding {
         ),
         Ok(n) => finding(
             Severity::Note,
-            "compiles",
+            LintCode::Compiles,
             format!("{scope}compiles with libseccomp: {n} BPF instructions"),
             Vec::new(),
         ),
         Err(e) => finding(
             Severity::Note,
-            "compiles",
+            LintCode::Compiles,
             format!("{scope}compiles with libseccomp (size unknown: {e})"),
             Vec::new(),
         ),

@@ -30,13 +30,122 @@ pub enum Severity {
     Note,
 }
 
+/// What a finding is about: a stable identifier for machines, written in kebab-case
+/// (`dangerous-allowed`, …) in the JSON report and the text output. The README's table says
+/// what each means.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum LintCode {
+    /// `allowed-and-denied`.
+    AllowedAndDenied,
+    /// `arch-not-analysed`.
+    ArchNotAnalysed,
+    /// `clone-namespaces-allowed`.
+    CloneNamespacesAllowed,
+    /// `clone3-allowed`.
+    Clone3Allowed,
+    /// `clone3-not-enosys`.
+    Clone3NotEnosys,
+    /// `compiles`.
+    Compiles,
+    /// `conditional-and-unconditional`.
+    ConditionalAndUnconditional,
+    /// `conditional-rules-overlap`.
+    ConditionalRulesOverlap,
+    /// `dangerous-accepted`.
+    DangerousAccepted,
+    /// `dangerous-allowed`.
+    DangerousAllowed,
+    /// `dangerous-not-denied`.
+    DangerousNotDenied,
+    /// `dangerous-with-capability`.
+    DangerousWithCapability,
+    /// `default-allows`.
+    DefaultAllows,
+    /// `does-not-compile`.
+    DoesNotCompile,
+    /// `filter-too-large`.
+    FilterTooLarge,
+    /// `index-compared-twice`.
+    IndexComparedTwice,
+    /// `ioctl-request-unmasked`.
+    IoctlRequestUnmasked,
+    /// `name-in-two-rules`.
+    NameInTwoRules,
+    /// `not-on-listed-arches`.
+    NotOnListedArches,
+    /// `rule-refused`.
+    RuleRefused,
+    /// `rule-without-comment`.
+    RuleWithoutComment,
+    /// `same-as-default`.
+    SameAsDefault,
+    /// `socket-family-unrestricted`.
+    SocketFamilyUnrestricted,
+    /// `socket-family-upper-bits`.
+    SocketFamilyUpperBits,
+    /// `time64-twin-missing`.
+    Time64TwinMissing,
+    /// `unknown-field`.
+    UnknownField,
+    /// `unknown-on-arch`.
+    UnknownOnArch,
+    /// `unknown-syscall`.
+    UnknownSyscall,
+    /// `unknown-to-libseccomp`.
+    UnknownToLibseccomp,
+}
+
+impl LintCode {
+    /// The identifier as written in reports.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LintCode::AllowedAndDenied => "allowed-and-denied",
+            LintCode::ArchNotAnalysed => "arch-not-analysed",
+            LintCode::CloneNamespacesAllowed => "clone-namespaces-allowed",
+            LintCode::Clone3Allowed => "clone3-allowed",
+            LintCode::Clone3NotEnosys => "clone3-not-enosys",
+            LintCode::Compiles => "compiles",
+            LintCode::ConditionalAndUnconditional => "conditional-and-unconditional",
+            LintCode::ConditionalRulesOverlap => "conditional-rules-overlap",
+            LintCode::DangerousAccepted => "dangerous-accepted",
+            LintCode::DangerousAllowed => "dangerous-allowed",
+            LintCode::DangerousNotDenied => "dangerous-not-denied",
+            LintCode::DangerousWithCapability => "dangerous-with-capability",
+            LintCode::DefaultAllows => "default-allows",
+            LintCode::DoesNotCompile => "does-not-compile",
+            LintCode::FilterTooLarge => "filter-too-large",
+            LintCode::IndexComparedTwice => "index-compared-twice",
+            LintCode::IoctlRequestUnmasked => "ioctl-request-unmasked",
+            LintCode::NameInTwoRules => "name-in-two-rules",
+            LintCode::NotOnListedArches => "not-on-listed-arches",
+            LintCode::RuleRefused => "rule-refused",
+            LintCode::RuleWithoutComment => "rule-without-comment",
+            LintCode::SameAsDefault => "same-as-default",
+            LintCode::SocketFamilyUnrestricted => "socket-family-unrestricted",
+            LintCode::SocketFamilyUpperBits => "socket-family-upper-bits",
+            LintCode::Time64TwinMissing => "time64-twin-missing",
+            LintCode::UnknownField => "unknown-field",
+            LintCode::UnknownOnArch => "unknown-on-arch",
+            LintCode::UnknownSyscall => "unknown-syscall",
+            LintCode::UnknownToLibseccomp => "unknown-to-libseccomp",
+        }
+    }
+}
+
+impl std::fmt::Display for LintCode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// One finding.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct Finding {
     /// How bad.
     pub severity: Severity,
     /// Stable identifier for machines (`dangerous-allowed`, …).
-    pub code: &'static str,
+    pub code: LintCode,
     /// What is wrong and what to do, for people.
     pub message: String,
     /// The architecture concerned, when the finding is per arch.
@@ -139,7 +248,7 @@ impl CheckReport {
     }
 
     /// Findings with a given code.
-    pub fn with_code<'a>(&'a self, code: &'a str) -> impl Iterator<Item = &'a Finding> + 'a {
+    pub fn with_code(&self, code: LintCode) -> impl Iterator<Item = &Finding> + '_ {
         self.findings.iter().filter(move |f| f.code == code)
     }
 

@@ -1,3 +1,4 @@
+use super::LintCode;
 use std::path::Path;
 
 use super::*;
@@ -13,14 +14,14 @@ fn check_json(json: &str) -> CheckReport {
     check(&profile, Path::new("t.json")).unwrap()
 }
 
-fn names_of(report: &CheckReport, code: &str) -> Vec<String> {
+fn names_of(report: &CheckReport, code: LintCode) -> Vec<String> {
     report
         .with_code(code)
         .flat_map(|f| f.names.clone())
         .collect()
 }
 
-fn severity_of(report: &CheckReport, code: &str) -> Option<Severity> {
+fn severity_of(report: &CheckReport, code: LintCode) -> Option<Severity> {
     report.with_code(code).map(|f| f.severity).min()
 }
 
@@ -64,10 +65,10 @@ fn generated_profile_checks_clean() {
         "{}",
         report.to_text()
     );
-    assert_eq!(report.with_code("compiles").count(), 3);
+    assert_eq!(report.with_code(LintCode::Compiles).count(), 3);
     // Explicit denies equal the default: reported, as notes.
     assert_eq!(
-        severity_of(&report, "same-as-default"),
+        severity_of(&report, LintCode::SameAsDefault),
         Some(Severity::Note)
     );
 }
@@ -78,7 +79,10 @@ fn each_defect_is_reported() {
     let mut v = clean();
     v["defaultAction"] = "SCMP_ACT_ALLOW".into();
     let r = check_value(&v);
-    assert_eq!(severity_of(&r, "default-allows"), Some(Severity::Error));
+    assert_eq!(
+        severity_of(&r, LintCode::DefaultAllows),
+        Some(Severity::Error)
+    );
 
     // A dangerous syscall allowed, and one no longer denied explicitly.
     let mut v = clean();
@@ -92,9 +96,9 @@ fn each_defect_is_reported() {
         names.retain(|n| n != "bpf");
     }
     let r = check_value(&v);
-    assert!(names_of(&r, "dangerous-allowed").contains(&"mount".into()));
-    assert!(names_of(&r, "allowed-and-denied").contains(&"mount".into()));
-    assert_eq!(names_of(&r, "dangerous-not-denied"), vec!["bpf"]);
+    assert!(names_of(&r, LintCode::DangerousAllowed).contains(&"mount".into()));
+    assert!(names_of(&r, LintCode::AllowedAndDenied).contains(&"mount".into()));
+    assert_eq!(names_of(&r, LintCode::DangerousNotDenied), vec!["bpf"]);
     assert!(r.has_errors());
 
     // Unknown names, names for other arches, a rule without comment.
@@ -105,14 +109,14 @@ fn each_defect_is_reported() {
         .push(serde_json::json!(
         {"names":["opne","read","s390_pci_mmio_read"],"action":"SCMP_ACT_ALLOW"}));
     let r = check_value(&v);
-    assert_eq!(names_of(&r, "unknown-syscall"), vec!["opne"]);
-    assert_eq!(names_of(&r, "name-in-two-rules"), vec!["read"]);
+    assert_eq!(names_of(&r, LintCode::UnknownSyscall), vec!["opne"]);
+    assert_eq!(names_of(&r, LintCode::NameInTwoRules), vec!["read"]);
     assert_eq!(
-        names_of(&r, "not-on-listed-arches"),
+        names_of(&r, LintCode::NotOnListedArches),
         vec!["s390_pci_mmio_read"]
     );
     assert_eq!(
-        severity_of(&r, "rule-without-comment"),
+        severity_of(&r, LintCode::RuleWithoutComment),
         Some(Severity::Warning)
     );
 
@@ -122,10 +126,13 @@ fn each_defect_is_reported() {
     assert_eq!(last["names"][0], "clone3");
     last["errnoRet"] = 1.into();
     let r = check_value(&v);
-    assert_eq!(severity_of(&r, "clone3-not-enosys"), Some(Severity::Error));
+    assert_eq!(
+        severity_of(&r, LintCode::Clone3NotEnosys),
+        Some(Severity::Error)
+    );
     v["syscalls"].as_array_mut().unwrap().pop();
     let r = check_value(&v);
-    let f = r.with_code("clone3-not-enosys").next().unwrap();
+    let f = r.with_code(LintCode::Clone3NotEnosys).next().unwrap();
     assert!(f.message.contains("by the default action"), "{}", f.message);
 
     // x86 listed, time64 twin missing.
@@ -142,7 +149,7 @@ fn each_defect_is_reported() {
     }
     let r = check_value(&v);
     let f = r
-        .with_code("time64-twin-missing")
+        .with_code(LintCode::Time64TwinMissing)
         .next()
         .expect("twin finding");
     assert_eq!(f.arch.as_deref(), Some("SCMP_ARCH_X86"));
@@ -152,7 +159,10 @@ fn each_defect_is_reported() {
     let r = check_json(
         r#"{"defaultAction":"SCMP_ACT_ALLOW","syscalls":[{"names":["read"],"action":"SCMP_ACT_ALLOW","comment":"x"}]}"#,
     );
-    assert_eq!(severity_of(&r, "same-as-default"), Some(Severity::Warning));
+    assert_eq!(
+        severity_of(&r, LintCode::SameAsDefault),
+        Some(Severity::Warning)
+    );
 }
 
 #[test]
@@ -163,25 +173,25 @@ fn real_agent_profile_gets_sensible_answers() {
         vec!["SCMP_ARCH_X86_64", "SCMP_ARCH_X86", "SCMP_ARCH_AARCH64"]
     );
     // It allows mount, unshare, setns, chroot, kcmp and pidfd_getfd outright.
-    let allowed = names_of(&r, "dangerous-allowed");
+    let allowed = names_of(&r, LintCode::DangerousAllowed);
     for name in ["mount", "unshare", "setns", "chroot", "kcmp", "pidfd_getfd"] {
         assert!(allowed.contains(&name.to_string()), "{name}: {allowed:?}");
     }
     // Its explicit denies equal the default (ERRNO without defaultErrnoRet = EPERM).
-    assert!(r.with_code("same-as-default").count() >= 3);
+    assert!(r.with_code(LintCode::SameAsDefault).count() >= 3);
     // bpf, perf_event_open, userfaultfd are only denied by default.
-    let implicit = names_of(&r, "dangerous-not-denied");
+    let implicit = names_of(&r, LintCode::DangerousNotDenied);
     for name in ["bpf", "perf_event_open", "userfaultfd"] {
         assert!(implicit.contains(&name.to_string()), "{name}: {implicit:?}");
     }
     // chown32 & co. are i386 names: noted per arch, not errors.
     let x86_64_missing: Vec<String> = r
-        .with_code("unknown-on-arch")
+        .with_code(LintCode::UnknownOnArch)
         .filter(|f| f.arch.as_deref() == Some("SCMP_ARCH_X86_64"))
         .flat_map(|f| f.names.clone())
         .collect();
     assert!(x86_64_missing.contains(&"chown32".into()));
-    assert_eq!(r.with_code("compiles").count(), 3);
+    assert_eq!(r.with_code(LintCode::Compiles).count(), 3);
     assert!(r.has_errors());
 }
 
@@ -191,26 +201,26 @@ fn real_enclave_profile_gets_sensible_answers() {
     // Stricter: its deny list covers mounts, namespaces, modules and tracing, but io_uring
     // (which bypasses seccomp for the operations it runs) is still allowed.
     assert_eq!(
-        names_of(&r, "dangerous-allowed"),
+        names_of(&r, LintCode::DangerousAllowed),
         vec!["io_uring_enter", "io_uring_register", "io_uring_setup"]
     );
     // Its deny list misses the newer and the 32-bit forms: clock_settime64 on x86 sets the
     // host clock just like clock_settime, mount_setattr changes mounts like mount.
-    let implicit = names_of(&r, "dangerous-not-denied");
+    let implicit = names_of(&r, LintCode::DangerousNotDenied);
     for name in ["clock_settime64", "mount_setattr", "open_tree_attr", "vm86"] {
         assert!(implicit.contains(&name.to_string()), "{name}: {implicit:?}");
     }
     assert!(!implicit.contains(&"mount".to_string()));
     // It allows clone3, so glibc is fine.
-    assert!(r.with_code("clone3-not-enosys").next().is_none());
+    assert!(r.with_code(LintCode::Clone3NotEnosys).next().is_none());
     // x86 is listed and it allows clock_gettime but not clock_gettime64.
     let twins: Vec<String> = r
-        .with_code("time64-twin-missing")
+        .with_code(LintCode::Time64TwinMissing)
         .flat_map(|f| f.names.clone())
         .collect();
     assert!(twins.contains(&"clock_gettime64".into()), "{twins:?}");
     // Its rules carry comments.
-    assert!(r.with_code("rule-without-comment").next().is_none());
+    assert!(r.with_code(LintCode::RuleWithoutComment).next().is_none());
 }
 
 #[test]
@@ -243,7 +253,10 @@ fn bad_input_is_a_clear_error() {
     )
     .unwrap();
     let r = check(&profile, p).unwrap();
-    assert_eq!(names_of(&r, "arch-not-analysed"), vec!["SCMP_ARCH_S390X"]);
+    assert_eq!(
+        names_of(&r, LintCode::ArchNotAnalysed),
+        vec!["SCMP_ARCH_S390X"]
+    );
 }
 
 #[test]
@@ -252,7 +265,7 @@ fn json_output_is_machine_readable() {
     let v: serde_json::Value = serde_json::from_str(&r.to_json()).unwrap();
     assert_eq!(v["errors"], r.errors);
     assert!(v["findings"][0]["severity"] == "error");
-    assert!(r.to_text().contains("dangerous-allowed"));
+    assert!(r.to_text().contains(LintCode::DangerousAllowed.as_str()));
 }
 
 /// `clean()` with one more rule.
@@ -267,11 +280,11 @@ fn each_argument_defect_is_reported() {
     let allow = |names: &[&str], args: serde_json::Value| serde_json::json!({"names": names, "action": "SCMP_ACT_ALLOW", "args": args, "comment": "x"});
     let r = with_rule(allow(&["socket"], serde_json::json!([])));
     assert_eq!(
-        severity_of(&r, "socket-family-unrestricted"),
+        severity_of(&r, LintCode::SocketFamilyUnrestricted),
         Some(Severity::Error)
     );
     assert!(r
-        .with_code("socket-family-unrestricted")
+        .with_code(LintCode::SocketFamilyUnrestricted)
         .any(|f| f.message.contains("CVE-2026-31431")));
     // Docker's shape: refuses 38 and 40 but lets them through with upper bits.
     let mut v = clean();
@@ -286,16 +299,16 @@ fn each_argument_defect_is_reported() {
         ));
     }
     let r = check_value(&v);
-    assert_eq!(names_of(&r, "socket-family-upper-bits"), ["socket"]);
-    assert_eq!(r.with_code("socket-family-unrestricted").count(), 0);
+    assert_eq!(names_of(&r, LintCode::SocketFamilyUpperBits), ["socket"]);
+    assert_eq!(r.with_code(LintCode::SocketFamilyUnrestricted).count(), 0);
 
     let r = with_rule(allow(&["clone"], serde_json::json!([])));
-    assert_eq!(names_of(&r, "clone-namespaces-allowed"), ["clone"]);
+    assert_eq!(names_of(&r, LintCode::CloneNamespacesAllowed), ["clone"]);
     let r = with_rule(allow(
         &["clone"],
         serde_json::json!([{"index": 0, "value": 0x7E02_0000u64, "op": "SCMP_CMP_MASKED_EQ"}]),
     ));
-    assert_eq!(r.with_code("clone-namespaces-allowed").count(), 0);
+    assert_eq!(r.with_code(LintCode::CloneNamespacesAllowed).count(), 0);
 
     let mut v = clean();
     for rule in v["syscalls"].as_array_mut().unwrap() {
@@ -311,7 +324,7 @@ fn each_argument_defect_is_reported() {
         .unwrap()
         .push(allow(&["clone3"], serde_json::json!([])));
     let r = check_value(&v);
-    assert_eq!(names_of(&r, "clone3-allowed"), ["clone3"]);
+    assert_eq!(names_of(&r, LintCode::Clone3Allowed), ["clone3"]);
 
     let mut v = clean();
     v["syscalls"]
@@ -324,7 +337,7 @@ fn each_argument_defect_is_reported() {
     ));
     let r = check_value(&v);
     assert_eq!(
-        names_of(&r, "conditional-and-unconditional"),
+        names_of(&r, LintCode::ConditionalAndUnconditional),
         ["personality"]
     );
 
@@ -332,38 +345,41 @@ fn each_argument_defect_is_reported() {
         &["socket"],
         serde_json::json!([{"index": 0, "value": 38, "op": "SCMP_CMP_NE"}, {"index": 0, "value": 40, "op": "SCMP_CMP_NE"}]),
     ));
-    assert_eq!(names_of(&r, "index-compared-twice").len(), 1);
+    assert_eq!(names_of(&r, LintCode::IndexComparedTwice).len(), 1);
     // runc ORs them: AF_ALG and AF_VSOCK stay reachable, which check sees too.
-    assert_eq!(names_of(&r, "socket-family-unrestricted"), ["socket"]);
+    assert_eq!(names_of(&r, LintCode::SocketFamilyUnrestricted), ["socket"]);
 
     let r = with_rule(
         serde_json::json!({"names": ["ioctl"], "action": "SCMP_ACT_ERRNO", "errnoRet": 13,
         "args": [{"index": 1, "value": 0x5412, "op": "SCMP_CMP_EQ"}], "comment": "TIOCSTI"}),
     );
     assert_eq!(
-        severity_of(&r, "ioctl-request-unmasked"),
+        severity_of(&r, LintCode::IoctlRequestUnmasked),
         Some(Severity::Error)
     );
     let r = with_rule(
         serde_json::json!({"names": ["ioctl"], "action": "SCMP_ACT_ERRNO", "errnoRet": 13,
         "args": [{"index": 1, "value": 0xffff_ffffu64, "valueTwo": 0x5412, "op": "SCMP_CMP_MASKED_EQ"}], "comment": "TIOCSTI"}),
     );
-    assert_eq!(r.with_code("ioctl-request-unmasked").count(), 0);
+    assert_eq!(r.with_code(LintCode::IoctlRequestUnmasked).count(), 0);
 }
 
 #[test]
 fn real_profiles_are_flagged_for_their_argument_gaps() {
     let r = check_json(AGENT);
-    assert_eq!(names_of(&r, "socket-family-unrestricted"), ["socket"]);
-    assert_eq!(names_of(&r, "clone3-allowed"), ["clone3"]);
+    assert_eq!(names_of(&r, LintCode::SocketFamilyUnrestricted), ["socket"]);
+    assert_eq!(names_of(&r, LintCode::Clone3Allowed), ["clone3"]);
     let docker = check_json(include_str!(
         "../../../tests/data/profiles/docker-default.json"
     ));
-    assert_eq!(names_of(&docker, "socket-family-upper-bits"), ["socket"]);
+    assert_eq!(
+        names_of(&docker, LintCode::SocketFamilyUpperBits),
+        ["socket"]
+    );
     for code in [
-        "socket-family-unrestricted",
-        "clone-namespaces-allowed",
-        "clone3-allowed",
+        LintCode::SocketFamilyUnrestricted,
+        LintCode::CloneNamespacesAllowed,
+        LintCode::Clone3Allowed,
     ] {
         assert_eq!(
             docker.with_code(code).count(),
@@ -415,7 +431,7 @@ fn a_filter_longer_than_the_kernel_takes_is_an_error_with_its_size() {
     let mut v = with_conditional_rules(clean(), "ioctl", 0..4500);
     v["architectures"] = serde_json::json!(["SCMP_ARCH_X86_64"]);
     let r = check_value(&v);
-    let too_large: Vec<&Finding> = r.with_code("filter-too-large").collect();
+    let too_large: Vec<&Finding> = r.with_code(LintCode::FilterTooLarge).collect();
     assert_eq!(too_large.len(), 1, "{}", r.to_text());
     assert_eq!(too_large[0].severity, Severity::Error);
     assert_eq!(too_large[0].arch.as_deref(), Some("SCMP_ARCH_X86_64"));
@@ -426,15 +442,20 @@ fn a_filter_longer_than_the_kernel_takes_is_an_error_with_its_size() {
         too_large[0].message
     );
     // It is not also said to compile.
-    assert_eq!(r.with_code("compiles").count(), 0, "{}", r.to_text());
+    assert_eq!(
+        r.with_code(LintCode::Compiles).count(),
+        0,
+        "{}",
+        r.to_text()
+    );
     assert!(r.has_errors());
 
     // A long filter under the limit is fine: a note with its size.
     let mut v = with_conditional_rules(clean(), "ioctl", 0..3000);
     v["architectures"] = serde_json::json!(["SCMP_ARCH_X86_64"]);
     let r = check_value(&v);
-    assert_eq!(r.with_code("filter-too-large").count(), 0);
-    let size = size_of(r.with_code("compiles").next().unwrap());
+    assert_eq!(r.with_code(LintCode::FilterTooLarge).count(), 0);
+    let size = size_of(r.with_code(LintCode::Compiles).next().unwrap());
     assert!((3000..=MAX_FILTER_INSTRUCTIONS).contains(&size), "{size}");
 }
 
@@ -447,8 +468,13 @@ fn all_arches_in_one_filter_can_be_too_large_when_each_is_not() {
     let mut v = with_conditional_rules(v, "socketcall", 10_000..12_100);
     v["architectures"] = serde_json::json!(["SCMP_ARCH_X86_64", "SCMP_ARCH_X86"]);
     let r = check_value(&v);
-    assert_eq!(r.with_code("compiles").count(), 2, "{}", r.to_text());
-    let too_large: Vec<&Finding> = r.with_code("filter-too-large").collect();
+    assert_eq!(
+        r.with_code(LintCode::Compiles).count(),
+        2,
+        "{}",
+        r.to_text()
+    );
+    let too_large: Vec<&Finding> = r.with_code(LintCode::FilterTooLarge).collect();
     assert_eq!(too_large.len(), 1, "{}", r.to_text());
     assert_eq!(too_large[0].arch, None);
     assert!(size_of(too_large[0]) > MAX_FILTER_INSTRUCTIONS);
@@ -462,16 +488,21 @@ fn all_arches_in_one_filter_can_be_too_large_when_each_is_not() {
 /// form keeps them all.
 #[test]
 fn long_lists_are_summarised_in_text_and_complete_in_json() {
-    let documented = check_value(&clean()).with_code("same-as-default").count();
+    let documented = check_value(&clean())
+        .with_code(LintCode::SameAsDefault)
+        .count();
     let mut v = clean();
     let rules = v["syscalls"].as_array_mut().unwrap();
     for _ in 0..4500 {
         rules.push(serde_json::json!({"names": ["ptrace"], "action": "SCMP_ACT_ERRNO"}));
     }
     let r = check_value(&v);
-    let bare = r.with_code("rule-without-comment").next().unwrap();
+    let bare = r.with_code(LintCode::RuleWithoutComment).next().unwrap();
     assert_eq!(bare.names.len(), 4500);
-    assert_eq!(r.with_code("same-as-default").count(), 4500 + documented);
+    assert_eq!(
+        r.with_code(LintCode::SameAsDefault).count(),
+        4500 + documented
+    );
     let json: serde_json::Value = serde_json::from_str(&r.to_json()).unwrap();
     let listed = json["findings"].as_array().unwrap();
     assert_eq!(listed.len(), r.findings.len());

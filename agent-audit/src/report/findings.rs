@@ -1,5 +1,6 @@
 //! The findings of a report: what a reviewer must look at before signing a profile off.
 
+use crate::check::LintCode;
 use std::collections::{BTreeMap, BTreeSet};
 
 use super::context::Context;
@@ -185,7 +186,7 @@ fn arch_gaps(ctx: &Context, check: &CheckReport) -> Vec<ArchGap> {
             gaps.insert((arch, name), why);
         }
     }
-    for finding in check.with_code("time64-twin-missing") {
+    for finding in check.with_code(LintCode::Time64TwinMissing) {
         let Some(arch) = finding.arch.as_deref().and_then(|a| a.parse::<Arch>().ok()) else {
             continue;
         };
