@@ -486,7 +486,25 @@ fn spo_target(version: SpoVersion) -> spo::SpoTarget<'static> {
 
 #[test]
 fn spo_objects_validate_against_the_crd_schema() {
-    let plan = generate(two_runs(), &options());
+    // A workload that opens sockets, forks and queries its personality: its profile carries
+    // argument rules (socket families, clone namespace flags, personality values).
+    let mut inputs = two_runs();
+    inputs.push((
+        "c.json".into(),
+        recording(
+            "c",
+            &[
+                (Arch::X86_64, "socket", 4),
+                (Arch::X86_64, "clone", 2),
+                (Arch::X86_64, "personality", 1),
+            ],
+        ),
+    ));
+    let plan = generate(inputs, &options());
+    assert!(
+        plan.rules.iter().any(|r| !r.args.is_empty()),
+        "the plan has argument rules"
+    );
     for (version, name) in [(SpoVersion::V1, "v1"), (SpoVersion::V1beta1, "v1beta1")] {
         let object = spo::to_spo_object(&plan, &spo_target(version)).unwrap();
         let value: serde_json::Value = serde_json::from_str(&object.to_json()).unwrap();
@@ -497,6 +515,13 @@ fn spo_objects_validate_against_the_crd_schema() {
             .map(|e| e.to_string())
             .collect();
         assert!(errors.is_empty(), "{name}: {errors:?}");
+        let with_args = value["spec"]["syscalls"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|r| r["args"].is_array())
+            .count();
+        assert!(with_args > 0, "argument rules reach the object");
         assert_eq!(value["apiVersion"], version.api_version());
         let rules = value["spec"]["syscalls"].as_array().unwrap();
         assert_eq!(rules.len(), plan.rules.len());
