@@ -353,19 +353,39 @@ fn profile_arches(profile: &SeccompProfile, path: &Path) -> Result<Vec<Arch>, Ve
         names.extend(entry.sub_architectures.iter().map(String::as_str));
     }
     let mut arches = Vec::new();
+    let listed_any = !names.is_empty();
+    let first_listed = names.first().map(|n| n.to_string());
     for name in names {
-        let arch = Arch::from_str(name).map_err(|_| VerifyError::UnknownArch {
-            path: path.to_path_buf(),
-            name: name.to_string(),
-        })?;
-        if !arches.contains(&arch) {
-            arches.push(arch);
+        match Arch::from_str(name) {
+            Ok(arch) if !arches.contains(&arch) => arches.push(arch),
+            Ok(_) => {}
+            // The reader has already refused names libseccomp does not know; the others
+            // (mips, s390x, … in Docker's default) never match a call on the hosts agent-audit
+            // runs on, so leaving them out of the filter changes nothing this command sees.
+            Err(_) if name.starts_with("SCMP_ARCH_") => {
+                tracing::info!(arch = name, profile = %path.display(), "not a host arch: left out");
+            }
+            Err(_) => {
+                return Err(VerifyError::UnknownArch {
+                    path: path.to_path_buf(),
+                    name: name.to_string(),
+                })
+            }
         }
     }
-    if arches.is_empty() {
-        arches.extend(Arch::native());
+    match first_listed {
+        // Only foreign arches: no call of this host would pass the filter's arch check.
+        Some(name) if listed_any && arches.is_empty() => Err(VerifyError::UnknownArch {
+            path: path.to_path_buf(),
+            name,
+        }),
+        _ => {
+            if arches.is_empty() {
+                arches.extend(Arch::native());
+            }
+            Ok(arches)
+        }
     }
-    Ok(arches)
 }
 
 /// The command's process joins its cgroup by writing to `cgroup.procs` before exec: that
@@ -590,5 +610,15 @@ mod tests {
         )
         .unwrap();
         assert!(profile_arches(&p, Path::new("p")).is_err());
+        // Docker's default lists mips, s390x, …: those are left out, the host's kept.
+        let p = SeccompProfile::parse(
+            r#"{"defaultAction":"SCMP_ACT_ERRNO","architectures":["SCMP_ARCH_X86_64","SCMP_ARCH_S390X"],"syscalls":[]}"#,
+            Path::new("p"),
+        )
+        .unwrap();
+        assert_eq!(
+            profile_arches(&p, Path::new("p")).unwrap(),
+            vec![Arch::X86_64]
+        );
     }
 }
