@@ -4,7 +4,6 @@
 //! `depends_on: condition: service_healthy` and for scripts.
 
 use std::fs;
-use std::io;
 use std::path::{Path, PathBuf};
 
 use crate::exit::ExitCode;
@@ -18,8 +17,9 @@ pub enum NotReady {
     NoFile {
         /// The file checked.
         path: PathBuf,
-        /// What reading it said.
-        source: io::Error,
+        /// What reading it said (through the one input reader: a FIFO or device planted
+        /// at the path is refused, not waited on).
+        source: crate::fsutil::InputError,
     },
     /// The file does not hold a pid.
     #[error("{path} is not a readiness file written by `record --ready-file`")]
@@ -76,7 +76,7 @@ impl Drop for ReadyFile {
 
 /// Ok when `path` was written by a recorder that is still running.
 pub fn check(path: &Path) -> Result<u32, NotReady> {
-    let text = fs::read_to_string(path).map_err(|source| NotReady::NoFile {
+    let text = fsutil::read_input(path).map_err(|source| NotReady::NoFile {
         path: path.to_path_buf(),
         source,
     })?;

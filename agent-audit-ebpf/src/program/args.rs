@@ -268,11 +268,13 @@ fn may_add_value(state: &mut ArgState, key: &ArgValueKey) -> bool {
 /// key or is free, else in the shared spill map.
 #[inline(always)]
 fn count_value(state: &mut ArgState, key: &ArgValueKey) {
-    let hash = mix(key.value as u32
-        ^ ((key.value >> 32) as u32).wrapping_mul(0x9E37_79B1)
-        ^ key.slot_plus_one.wrapping_mul(0x85EB_CA6B)
-        ^ (key.spec as u32).wrapping_mul(0xC2B2_AE35)
-        ^ key.phase as u32);
+    let hash = super::attribution::mix(
+        key.value as u32
+            ^ ((key.value >> 32) as u32).wrapping_mul(0x9E37_79B1)
+            ^ key.slot_plus_one.wrapping_mul(0x85EB_CA6B)
+            ^ (key.spec as u32).wrapping_mul(0xC2B2_AE35)
+            ^ key.phase as u32,
+    );
     let Some(entry) = ARG_VALUES.get_ptr_mut(hash & (ARG_VALUE_ENTRIES - 1)) else {
         return;
     };
@@ -313,16 +315,6 @@ fn spill(state: &mut ArgState, key: &ArgValueKey) {
         }
         None => mark_incomplete(state, key.phase as usize, key.spec as usize),
     }
-}
-
-/// The murmur3 finaliser, as attribution uses, so nearby values spread over the table.
-#[inline(always)]
-fn mix(mut h: u32) -> u32 {
-    h ^= h >> 16;
-    h = h.wrapping_mul(0x85EB_CA6B);
-    h ^= h >> 13;
-    h = h.wrapping_mul(0xC2B2_AE35);
-    h ^ (h >> 16)
 }
 
 /// Whether argument recording is on (a load-time constant).

@@ -163,9 +163,10 @@ fn overflow(key: &AttribKey, now: u64) {
     }
 }
 
-/// A cheap integer mixer (murmur3 finaliser) so nearby keys spread over the table.
+/// A cheap integer mixer (murmur3 finaliser) so nearby keys spread over a table (also the
+/// argument-value table's).
 #[inline(always)]
-fn mix(mut h: u32) -> u32 {
+pub(super) fn mix(mut h: u32) -> u32 {
     h ^= h >> 16;
     h = h.wrapping_mul(0x85EB_CA6B);
     h ^= h >> 13;

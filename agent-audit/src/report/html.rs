@@ -174,11 +174,7 @@ fn summary(h: &mut String, report: &Report) {
 /// What failed under `verify`, first: its failures, then the calls it saw denied.
 fn verify_findings(h: &mut String, report: &Report) {
     let f = &report.findings;
-    let denied: Vec<_> = f
-        .denied_but_used
-        .iter()
-        .filter(|d| d.source == "verify")
-        .collect();
+    let denied = f.verify_denials();
     if f.verify_failed.is_empty() && denied.is_empty() {
         return;
     }

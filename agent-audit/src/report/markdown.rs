@@ -217,11 +217,7 @@ fn findings(md: &mut String, report: &Report, max_rows: usize) {
 /// What failed under `verify`: its failures, then the calls it saw denied.
 fn verify_findings(md: &mut String, report: &Report, max_rows: usize) {
     let f = &report.findings;
-    let denied: Vec<_> = f
-        .denied_but_used
-        .iter()
-        .filter(|d| d.source == "verify")
-        .collect();
+    let denied = f.verify_denials();
     if f.verify_failed.is_empty() && denied.is_empty() {
         return;
     }

@@ -188,6 +188,17 @@ pub struct Findings {
     pub notes: Vec<String>,
 }
 
+impl Findings {
+    /// The calls `verify` saw the profile deny (the `denied_but_used` entries of source
+    /// `verify`), which the renderers show with the verify failures, first.
+    pub fn verify_denials(&self) -> Vec<&DeniedUse> {
+        self.denied_but_used
+            .iter()
+            .filter(|d| d.source == "verify")
+            .collect()
+    }
+}
+
 /// Something that failed when `verify` ran the workload under the profile.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct VerifyFailure {
