@@ -21,7 +21,7 @@ use crate::ready::ReadyFile;
 use crate::recording::{Recording, RecordingError};
 use crate::signals::StopSignals;
 use crate::target::{CgroupTarget, TargetError, TargetSpec};
-use crate::watch::{CgroupGlob, MkdirEvents};
+use crate::watch::{CgroupGlob, MkdirEvents, RemovalEvents};
 use crate::Error;
 
 /// How often target cgroups are checked for removal and the progress line redrawn.
@@ -472,6 +472,7 @@ async fn watch(
     let mut recordings = Recordings {
         active,
         unwritten: Vec::new(),
+        removals: RemovalEvents::new(),
     };
     let mut poll = tokio::time::interval(POLL);
     let mut flush = tokio::time::interval(opts.interval);
@@ -543,6 +544,8 @@ struct Recordings {
     /// Targets that are gone but whose final file could not be written yet: they keep their
     /// slot, so their counts stay in the kernel, and the write is retried every interval.
     unwritten: Vec<Recording>,
+    /// Tells when an active target's directory may be gone.
+    removals: RemovalEvents,
 }
 
 impl Recordings {
@@ -550,12 +553,21 @@ impl Recordings {
         self.active.is_empty() && self.unwritten.is_empty()
     }
 
-    /// Every interval: a snapshot of each active target, another try for the unwritten.
+    /// Every interval: a snapshot of each active target whose counts changed since its last
+    /// file (an idle target costs no read and no write), another try for the unwritten.
     /// A write that fails is that target's trouble alone: reported, retried, never fatal.
     fn snapshot(&mut self, counter: &mut SyscallCounter) -> Result<(), Error> {
-        let uses = counter.read_details()?;
         for r in &mut self.active {
-            write_reporting(counter, r, false, &uses)?;
+            r.sync(counter)?;
+        }
+        let due = |r: &Recording| r.unwritten || r.write_failing;
+        if !self.active.iter().any(due) && self.unwritten.is_empty() {
+            return Ok(());
+        }
+        let uses = counter.read_details()?;
+        for r in self.active.iter_mut().filter(|r| due(r)) {
+            let result = r.write_synced(counter.attach_kind(), false, &uses);
+            report_write(r, result)?;
         }
         let mut written = Vec::new();
         let mut still_unwritten = Vec::new();
@@ -577,6 +589,9 @@ impl Recordings {
         counter: &mut SyscallCounter,
         progress: &mut ProgressLine,
     ) -> Result<(), Error> {
+        if !self.may_have_gone() {
+            return Ok(());
+        }
         let (gone, kept): (Vec<_>, Vec<_>) = std::mem::take(&mut self.active)
             .into_iter()
             .partition(|r| !r.target.cgroup.exists());
@@ -598,13 +613,29 @@ impl Recordings {
         Ok(counter.remove_targets(&written)?)
     }
 
+    /// Whether an active target's directory may be gone: one reported its removal or rename,
+    /// or one is not watched (it could not be: gone already, or no inotify).
+    fn may_have_gone(&mut self) -> bool {
+        let mut unwatched = false;
+        for r in &self.active {
+            let cgroup = &r.target.cgroup;
+            unwatched |= !self.removals.watch(cgroup.id, &cgroup.dir);
+        }
+        // Watched first, then the queue read: a removal is either an event or a failed watch.
+        self.removals.take_any() || unwatched
+    }
+
     fn show_progress(
         &mut self,
         counter: &SyscallCounter,
         progress: &mut ProgressLine,
     ) -> Result<(), Error> {
+        // Only a line drawn on a terminal needs the counts between writes.
+        if !progress.is_shown() {
+            return Ok(());
+        }
         for r in &mut self.active {
-            r.refresh(counter)?;
+            r.sync(counter)?;
         }
         let distinct: u64 = self
             .active
@@ -646,16 +677,14 @@ fn distribute_execs(counter: &mut SyscallCounter, recordings: &mut [Recording]) 
     }
 }
 
-/// Writes a target's file; a write that fails is reported once when it starts failing and
-/// once when it works again. Returns the allowlist written, if it was. Only a failure to read
-/// the kernel's counters is an error.
-fn write_reporting(
-    counter: &SyscallCounter,
+/// Reports how a target's write went: a failure once when it starts failing and once when it
+/// works again. Returns the allowlist written, if it was. Only a failure to read the kernel's
+/// counters is an error.
+fn report_write(
     r: &mut Recording,
-    complete: bool,
-    uses: &crate::bpf::CallDetails,
+    result: Result<Allowlist, RecordingError>,
 ) -> Result<Option<Allowlist>, Error> {
-    match r.write(counter, complete, uses) {
+    match result {
         Ok(list) => {
             if r.write_failing {
                 r.write_failing = false;
@@ -689,7 +718,8 @@ fn finish(
     r: &mut Recording,
     uses: &crate::bpf::CallDetails,
 ) -> Result<bool, Error> {
-    let Some(list) = write_reporting(counter, r, true, uses)? else {
+    let result = r.write(counter, true, uses);
+    let Some(list) = report_write(r, result)? else {
         return Ok(false);
     };
     summarize(r, &list);

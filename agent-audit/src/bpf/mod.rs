@@ -8,6 +8,7 @@ mod args;
 mod attribution;
 mod batch;
 mod btf_scan;
+mod dirty;
 mod layout;
 mod slots;
 
@@ -17,11 +18,11 @@ use agent_audit_ebpf::{
     SyscallCounters, ABI_COMPAT32, ABI_COUNT, ABI_NATIVE, ABI_X32, GLOBAL_ARGS, GLOBAL_ARG_FIRST,
     GLOBAL_ARG_REG_OFFSETS, GLOBAL_ARG_SPECS, GLOBAL_ATTRIBUTION, GLOBAL_COMPAT_ARG0_OFFSET,
     GLOBAL_COMPAT_FLAG_MASK, GLOBAL_COMPAT_FLAG_OFFSET, GLOBAL_COMPAT_IPC_NR,
-    GLOBAL_COMPAT_SOCKETCALL_NR, GLOBAL_FORK_NRS, GLOBAL_PRCTL_NR, MAP_COUNTERS, MAP_EXEC_EVENTS,
-    MAP_EXIT_COUNTERS, MAP_FREE_SLOTS, MAP_INIT_COUNTERS, MAP_PHASE, MAP_STARVED, MAP_TARGETS,
-    MAP_TARGET_GENERATION, MAX_TARGETS, MUX_SLOTS, NO_TARGET, NR_SLOTS, PHASE_RUNTIME_INIT,
-    PHASE_WORKLOAD, PROG_SCHED_EXEC, PROG_SYS_ENTER_BTF, PROG_SYS_ENTER_EMPTY, PROG_SYS_ENTER_RAW,
-    PROG_SYS_EXIT, WATCH_PARENT,
+    GLOBAL_COMPAT_SOCKETCALL_NR, GLOBAL_FORK_NRS, GLOBAL_PRCTL_NR, MAP_COUNTERS, MAP_DIRTY,
+    MAP_EXEC_EVENTS, MAP_EXIT_COUNTERS, MAP_FREE_SLOTS, MAP_INIT_COUNTERS, MAP_PHASE, MAP_STARVED,
+    MAP_TARGETS, MAP_TARGET_GENERATION, MAX_TARGETS, MUX_SLOTS, NO_TARGET, NR_SLOTS,
+    PHASE_RUNTIME_INIT, PHASE_WORKLOAD, PROG_SCHED_EXEC, PROG_SYS_ENTER_BTF, PROG_SYS_ENTER_EMPTY,
+    PROG_SYS_ENTER_RAW, PROG_SYS_EXIT, WATCH_PARENT,
 };
 use aya::maps::{Array, HashMap, MapData, PerCpuArray, PerCpuValues, Queue, RingBuf};
 use aya::programs::{BtfTracePoint, RawTracePoint, TracePoint};
@@ -234,6 +235,9 @@ pub struct SyscallCounter {
     assigned: Vec<(u64, TargetSlot)>,
     /// Execs read from the ring whose slot is not reported as a target yet.
     exec_backlog: Vec<ExecRecord>,
+    /// Which slots counted a call since last asked; `None` if the map could not be mapped
+    /// (every slot then counts as changed).
+    dirty: Option<dirty::DirtyWords>,
 }
 
 impl SyscallCounter {
@@ -338,7 +342,9 @@ impl SyscallCounter {
             waiting: std::collections::VecDeque::new(),
             assigned: Vec::new(),
             exec_backlog: Vec::new(),
+            dirty: None,
         };
+        counter.dirty = counter.map_dirty_words();
         counter.bump_generation()?;
         tracing::debug!(elapsed = ?started.elapsed(), "object loaded, maps created");
         match (use_btf, &btf) {
@@ -365,6 +371,26 @@ impl SyscallCounter {
                 );
             }
         }
+    }
+
+    /// The `DIRTY` words mapped into this process, if the kernel allows it.
+    fn map_dirty_words(&self) -> Option<dirty::DirtyWords> {
+        let Some(aya::maps::Map::Array(map)) = self.ebpf.map(MAP_DIRTY) else {
+            tracing::debug!("no {MAP_DIRTY} array: every snapshot reads every target");
+            return None;
+        };
+        dirty::DirtyWords::map(map, MAX_TARGETS)
+            .inspect_err(|e| {
+                tracing::debug!("{MAP_DIRTY} not mapped ({e}): every snapshot reads every target")
+            })
+            .ok()
+    }
+
+    /// Whether the target counted a call since the last time this was asked for its slot
+    /// (always true where that cannot be known). Asked before its counters are read: a call
+    /// that races with the read marks the slot again.
+    pub fn take_changed(&self, slot: TargetSlot) -> bool {
+        self.dirty.as_ref().is_none_or(|d| d.take(slot.0))
     }
 
     /// `tp_btf` or `raw_tp`.
