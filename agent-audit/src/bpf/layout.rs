@@ -5,9 +5,7 @@
 //! Offsets are read from the kernel's own BTF when it has one; without BTF the layouts of
 //! current kernels are assumed and the assumption is logged.
 
-use std::path::Path;
-
-use super::btf_scan::member_offsets;
+use super::btf_scan::KernelBtf;
 use crate::syscalls::Arch;
 
 /// x86 `TS_COMPAT` in `thread_info.status` (arch/x86/include/asm/thread_info.h).
@@ -52,16 +50,16 @@ impl KernelLayout {
         self.arg_offsets != [[0; 6]; 2]
     }
 
-    /// The layout of this host, from the BTF at `btf_path` when present.
-    pub fn detect(btf_path: &Path) -> Self {
+    /// The layout of this host, from the kernel's BTF when it has one.
+    pub fn detect(btf: Option<&KernelBtf>) -> Self {
         match Arch::native() {
-            Some(Arch::X86_64) => Self::x86_64(btf_path),
-            Some(Arch::Aarch64) => Self::aarch64(btf_path),
+            Some(Arch::X86_64) => Self::x86_64(btf),
+            Some(Arch::Aarch64) => Self::aarch64(btf),
             _ => Self::NO_COMPAT,
         }
     }
 
-    fn x86_64(btf_path: &Path) -> Self {
+    fn x86_64(btf: Option<&KernelBtf>) -> Self {
         // i386 numbers of the multiplexers, from the i386 table.
         let socketcall = Arch::X86.syscall_nr("socketcall").unwrap_or(u32::MAX);
         let ipc = Arch::X86.syscall_nr("ipc").unwrap_or(u32::MAX);
@@ -71,8 +69,8 @@ impl KernelLayout {
         let mut wanted = vec![("task_struct", "thread_info"), ("thread_info", "status")];
         wanted.extend(NATIVE_ARGS.iter().map(|r| ("pt_regs", *r)));
         wanted.extend(COMPAT_ARGS.iter().map(|r| ("pt_regs", *r)));
-        let found = member_offsets(btf_path, &wanted);
-        let from_btf: Option<Vec<u32>> = found.into_iter().collect();
+        let from_btf: Option<Vec<u32>> =
+            btf.and_then(|b| b.member_offsets(&wanted).into_iter().collect());
         // Since 5.11 thread_info is {flags, syscall_work, status, …} at the start of
         // task_struct, and pt_regs saves r15, r14, r13, r12, bp, bx, r11, r10, r9, r8, ax,
         // cx, dx, si, di in that order.
@@ -102,21 +100,19 @@ impl KernelLayout {
         }
     }
 
-    fn aarch64(btf_path: &Path) -> Self {
+    fn aarch64(btf: Option<&KernelBtf>) -> Self {
         // Arguments are x0..x5 for both AArch64 and AArch32 tasks (r0..r5 land in the same
         // slots); x0 is overwritten by the return value, so the kernel reads the first
         // argument from orig_x0 (arch/arm64/include/asm/syscall.h). `regs` is the first member
         // of user_pt_regs, which starts pt_regs.
-        let from_btf = match member_offsets(
-            btf_path,
-            &[
-                ("task_struct", "thread_info"),
-                ("thread_info", "flags"),
-                ("user_pt_regs", "regs"),
-                ("pt_regs", "orig_x0"),
-            ],
-        )[..]
-        {
+        let wanted = [
+            ("task_struct", "thread_info"),
+            ("thread_info", "flags"),
+            ("user_pt_regs", "regs"),
+            ("pt_regs", "orig_x0"),
+        ];
+        let found = btf.map(|b| b.member_offsets(&wanted)).unwrap_or_default();
+        let from_btf = match found[..] {
             [Some(ti), Some(flags), Some(regs), Some(orig_x0)] => Some((ti + flags, regs, orig_x0)),
             _ => None,
         };
@@ -146,17 +142,17 @@ impl KernelLayout {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::path::Path;
 
     #[test]
     #[cfg(target_arch = "x86_64")]
     fn reads_the_compat_flag_offset_from_this_kernels_btf() {
-        let path = Path::new("/sys/kernel/btf/vmlinux");
-        if !path.exists() {
+        let Some(btf) = KernelBtf::read(Path::new("/sys/kernel/btf/vmlinux")) else {
             // Without BTF the assumed layout is used; covered below.
-            assert_eq!(KernelLayout::detect(path).source, "assumed");
+            assert_eq!(KernelLayout::detect(None).source, "assumed");
             return;
-        }
-        let layout = KernelLayout::detect(path);
+        };
+        let layout = KernelLayout::detect(Some(&btf));
         assert_eq!(layout.source, "btf");
         // thread_info is the first member of task_struct on x86_64 (THREAD_INFO_IN_TASK).
         assert!(layout.compat_flag_offset >= 8 && layout.compat_flag_offset < 64);
@@ -176,7 +172,8 @@ mod tests {
     #[test]
     #[cfg(target_arch = "x86_64")]
     fn without_btf_current_layouts_are_assumed() {
-        let layout = KernelLayout::detect(Path::new("/nonexistent/vmlinux"));
+        let layout =
+            KernelLayout::detect(KernelBtf::read(Path::new("/nonexistent/vmlinux")).as_ref());
         assert_eq!(layout.source, "assumed");
         assert_eq!(
             (layout.compat_flag_offset, layout.compat_arg0_offset),

@@ -267,28 +267,31 @@ impl SyscallCounter {
             AttachMode::Auto => btf_path.exists(),
         };
         let started = std::time::Instant::now();
-        let layout = KernelLayout::detect(&btf_path);
+        // aya's loader reads and parses the kernel's whole BTF when it is created (for CO-RE
+        // relocations), the largest single cost of starting: it is created on a thread of its
+        // own while this one reads the few facts agent-audit needs from the same file.
+        let new_loader = std::thread::spawn(EbpfLoader::new);
+        let kernel_btf = btf_scan::KernelBtf::read(&btf_path);
+        let layout = KernelLayout::detect(kernel_btf.as_ref());
         tracing::debug!(?layout, elapsed = ?started.elapsed(), "kernel layout");
-        // The kernel's BTF is parsed once, here, and handed to the loader (which would parse
-        // it again by default) and to the tp_btf attach.
-        let btf = if btf_path.exists() {
-            Some(
-                Btf::parse_file(&btf_path, aya::Endianness::default()).map_err(|_| {
-                    BpfError::NoBtf {
-                        path: btf_path.clone(),
-                    }
-                })?,
-            )
-        } else {
-            None
+        let attach_btf = match use_btf {
+            true => Some(sys_enter_btf(kernel_btf.as_ref(), &btf_path)?),
+            false => None,
         };
-        tracing::debug!(elapsed = ?started.elapsed(), "kernel BTF parsed");
+        drop(kernel_btf);
         let record_args = opts.args && layout.knows_arg_registers();
         if opts.args && !record_args {
             tracing::warn!("argument values are not recorded: this host's registers are unknown");
         }
         let arg_tables = args::ArgTables::resolve(crate::policy::tracked_args(), &abi_arches());
-        let mut loader = EbpfLoader::new();
+        let mut loader = new_loader
+            .join()
+            .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+        tracing::debug!(elapsed = ?started.elapsed(), "kernel BTF parsed");
+        if !btf_path.exists() {
+            // A host without BTF (or a test simulating one): no relocation against it.
+            loader.btf(None);
+        }
         for map in [
             MAP_COUNTERS,
             MAP_INIT_COUNTERS,
@@ -298,7 +301,6 @@ impl SyscallCounter {
             loader.map_max_entries(map, slots);
         }
         let mut ebpf = loader
-            .btf(btf.as_ref())
             .override_global(GLOBAL_COMPAT_FLAG_OFFSET, &layout.compat_flag_offset, true)
             .override_global(GLOBAL_COMPAT_FLAG_MASK, &layout.compat_flag_mask, true)
             .override_global(
@@ -347,8 +349,8 @@ impl SyscallCounter {
         counter.dirty = counter.map_dirty_words();
         counter.bump_generation()?;
         tracing::debug!(elapsed = ?started.elapsed(), "object loaded, maps created");
-        match (use_btf, &btf) {
-            (true, Some(btf)) => attach_btf(&mut counter.ebpf, PROG_SYS_ENTER_BTF, btf)?,
+        match (use_btf, &attach_btf) {
+            (true, Some(btf)) => attach_btf_program(&mut counter.ebpf, PROG_SYS_ENTER_BTF, btf)?,
             (true, None) => return Err(BpfError::NoBtf { path: btf_path }),
             (false, _) => attach_raw(&mut counter.ebpf, PROG_SYS_ENTER_RAW)?,
         }
@@ -821,14 +823,28 @@ impl SyscallCounter {
 /// value detaches it.
 pub fn attach_empty_program() -> Result<Ebpf, BpfError> {
     let path = btf_path();
-    let btf = Btf::parse_file(&path, aya::Endianness::default())
-        .map_err(|_| BpfError::NoBtf { path: path.clone() })?;
-    let mut ebpf = EbpfLoader::new()
-        .btf(Some(&btf))
-        .load(OBJECT)
-        .map_err(BpfError::Load)?;
-    attach_btf(&mut ebpf, PROG_SYS_ENTER_EMPTY, &btf)?;
+    let btf = sys_enter_btf(btf_scan::KernelBtf::read(&path).as_ref(), &path)?;
+    let mut ebpf = EbpfLoader::new().load(OBJECT).map_err(BpfError::Load)?;
+    attach_btf_program(&mut ebpf, PROG_SYS_ENTER_EMPTY, &btf)?;
     Ok(ebpf)
+}
+
+/// The BTF a `tp_btf` program on `sys_enter` is loaded with: aya only looks the
+/// `btf_trace_sys_enter` typedef's id up in it, so it gets a small BTF with that typedef at
+/// the id the scan found in the kernel's (see [`btf_scan::with_typedef_at`]) instead of a
+/// second parse of the kernel's whole BTF; the whole one only if the scan did not find it.
+fn sys_enter_btf(kernel: Option<&btf_scan::KernelBtf>, path: &Path) -> Result<Btf, BpfError> {
+    const TYPEDEF: &str = "btf_trace_sys_enter";
+    let small = kernel
+        .and_then(|k| k.typedef_id(TYPEDEF))
+        .map(|id| btf_scan::with_typedef_at(id, TYPEDEF))
+        .and_then(|blob| Btf::parse(&blob, aya::Endianness::default()).ok());
+    match small {
+        Some(btf) => Ok(btf),
+        None => Btf::parse_file(path, aya::Endianness::default()).map_err(|_| BpfError::NoBtf {
+            path: path.to_path_buf(),
+        }),
+    }
 }
 
 fn btf_path() -> PathBuf {
@@ -837,7 +853,7 @@ fn btf_path() -> PathBuf {
         .unwrap_or_else(|| PathBuf::from(VMLINUX_BTF))
 }
 
-fn attach_btf(ebpf: &mut Ebpf, name: &'static str, btf: &Btf) -> Result<(), BpfError> {
+fn attach_btf_program(ebpf: &mut Ebpf, name: &'static str, btf: &Btf) -> Result<(), BpfError> {
     let err = |source| BpfError::Attach {
         attach: "tp_btf",
         source,
