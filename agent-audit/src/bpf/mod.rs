@@ -214,6 +214,8 @@ pub struct CallDetails {
 
 /// The loaded, attached kernel program.
 pub struct SyscallCounter {
+    /// The programs' attachments; dropping one detaches its program.
+    attachments: Vec<Attachment>,
     ebpf: Ebpf,
     attach: &'static str,
     slots: SlotTable,
@@ -331,6 +333,7 @@ impl SyscallCounter {
             }
         };
         let mut counter = Self {
+            attachments: Vec::new(),
             ebpf,
             attach: if use_btf { "tp_btf" } else { "raw_tp" },
             slots: SlotTable::new(slots as usize),
@@ -349,11 +352,12 @@ impl SyscallCounter {
         counter.dirty = counter.map_dirty_words();
         counter.bump_generation()?;
         tracing::debug!(elapsed = ?started.elapsed(), "object loaded, maps created");
-        match (use_btf, &attach_btf) {
+        let sys_enter = match (use_btf, &attach_btf) {
             (true, Some(btf)) => attach_btf_program(&mut counter.ebpf, PROG_SYS_ENTER_BTF, btf)?,
             (true, None) => return Err(BpfError::NoBtf { path: btf_path }),
             (false, _) => attach_raw(&mut counter.ebpf, PROG_SYS_ENTER_RAW)?,
-        }
+        };
+        counter.attachments.push(sys_enter);
         tracing::debug!(elapsed = ?started.elapsed(), "sys_enter verified and attached");
         counter.attach_exec_events()?;
         tracing::debug!(elapsed = ?started.elapsed(), "sched_process_exec verified and attached");
@@ -402,12 +406,13 @@ impl SyscallCounter {
 
     /// Reports every exec inside a target (`sched:sched_process_exec`).
     fn attach_exec_events(&mut self) -> Result<(), BpfError> {
-        attach_tracepoint(
+        let exec = attach_tracepoint(
             &mut self.ebpf,
             PROG_SCHED_EXEC,
             "sched",
             "sched_process_exec",
         )?;
+        self.attachments.push(exec);
         let map = self
             .ebpf
             .take_map(MAP_EXEC_EVENTS)
@@ -422,7 +427,18 @@ impl SyscallCounter {
     /// Also counts syscall exits (`raw_syscalls:sys_exit`), which is how `verify` sees calls
     /// that seccomp refused: they exit without ever entering.
     pub fn attach_exit_counter(&mut self) -> Result<(), BpfError> {
-        attach_tracepoint(&mut self.ebpf, PROG_SYS_EXIT, "raw_syscalls", "sys_exit")
+        let exit = attach_tracepoint(&mut self.ebpf, PROG_SYS_EXIT, "raw_syscalls", "sys_exit")?;
+        self.attachments.push(exit);
+        Ok(())
+    }
+
+    /// Detaches every program on a thread of its own, which is returned. Detaching a classic
+    /// tracepoint (`sched_process_exec`) waits for RCU grace periods, about 20 ms: for a
+    /// finished command that wait overlaps with reading the counters and writing the file.
+    /// The maps stay readable; nothing is counted any more.
+    pub fn detach_in_background(&mut self) -> std::thread::JoinHandle<()> {
+        let attachments = std::mem::take(&mut self.attachments);
+        std::thread::spawn(move || drop(attachments))
     }
 
     /// Starts counting tasks in `cgroup_id` and every cgroup below it. Counters start at 0.
@@ -821,12 +837,13 @@ impl SyscallCounter {
 
 /// Loads and attaches only the empty program: the benchmark's floor. Dropping the returned
 /// value detaches it.
-pub fn attach_empty_program() -> Result<Ebpf, BpfError> {
+pub fn attach_empty_program() -> Result<impl Send, BpfError> {
     let path = btf_path();
     let btf = sys_enter_btf(btf_scan::KernelBtf::read(&path).as_ref(), &path)?;
     let mut ebpf = EbpfLoader::new().load(OBJECT).map_err(BpfError::Load)?;
-    attach_btf_program(&mut ebpf, PROG_SYS_ENTER_EMPTY, &btf)?;
-    Ok(ebpf)
+    let attachment = attach_btf_program(&mut ebpf, PROG_SYS_ENTER_EMPTY, &btf)?;
+    // The attachment goes first: a program is detached before its object is unloaded.
+    Ok((attachment, ebpf))
 }
 
 /// The BTF a `tp_btf` program on `sys_enter` is loaded with: aya only looks the
@@ -853,7 +870,15 @@ fn btf_path() -> PathBuf {
         .unwrap_or_else(|| PathBuf::from(VMLINUX_BTF))
 }
 
-fn attach_btf_program(ebpf: &mut Ebpf, name: &'static str, btf: &Btf) -> Result<(), BpfError> {
+/// A program's attachment, owned apart from the loaded object: dropping it detaches the
+/// program (see [`SyscallCounter::detach_in_background`]).
+type Attachment = Box<dyn Send>;
+
+fn attach_btf_program(
+    ebpf: &mut Ebpf,
+    name: &'static str,
+    btf: &Btf,
+) -> Result<Attachment, BpfError> {
     let err = |source| BpfError::Attach {
         attach: "tp_btf",
         source,
@@ -864,8 +889,8 @@ fn attach_btf_program(ebpf: &mut Ebpf, name: &'static str, btf: &Btf) -> Result<
         .try_into()
         .map_err(err)?;
     prog.load("sys_enter", btf).map_err(err)?;
-    prog.attach().map_err(err)?;
-    Ok(())
+    let link = prog.attach().map_err(err)?;
+    Ok(Box::new(prog.take_link(link).map_err(err)?))
 }
 
 /// Attaches a classic tracepoint program, mounting tracefs first if nobody has (it is not
@@ -875,7 +900,7 @@ fn attach_tracepoint(
     name: &'static str,
     category: &str,
     event: &str,
-) -> Result<(), BpfError> {
+) -> Result<Attachment, BpfError> {
     ensure_tracefs();
     let err = |source| BpfError::Attach {
         attach: name,
@@ -887,8 +912,8 @@ fn attach_tracepoint(
         .try_into()
         .map_err(err)?;
     prog.load().map_err(err)?;
-    prog.attach(category, event).map_err(err)?;
-    Ok(())
+    let link = prog.attach(category, event).map_err(err)?;
+    Ok(Box::new(prog.take_link(link).map_err(err)?))
 }
 
 fn ensure_tracefs() {
@@ -916,7 +941,7 @@ fn ensure_tracefs() {
     }
 }
 
-fn attach_raw(ebpf: &mut Ebpf, name: &'static str) -> Result<(), BpfError> {
+fn attach_raw(ebpf: &mut Ebpf, name: &'static str) -> Result<Attachment, BpfError> {
     let err = |source| BpfError::Attach {
         attach: "raw_tp",
         source,
@@ -927,8 +952,8 @@ fn attach_raw(ebpf: &mut Ebpf, name: &'static str) -> Result<(), BpfError> {
         .try_into()
         .map_err(err)?;
     prog.load().map_err(err)?;
-    prog.attach("sys_enter").map_err(err)?;
-    Ok(())
+    let link = prog.attach("sys_enter").map_err(err)?;
+    Ok(Box::new(prog.take_link(link).map_err(err)?))
 }
 
 fn map_mut<'a, T>(ebpf: &'a mut Ebpf, name: &'static str) -> Result<T, BpfError>
