@@ -21,7 +21,7 @@ use crate::ready::ReadyFile;
 use crate::recording::{Recording, RecordingError};
 use crate::signals::StopSignals;
 use crate::target::{CgroupTarget, TargetError, TargetSpec};
-use crate::watch::{CgroupGlob, MkdirEvents, RemovalEvents};
+use crate::watch::{CgroupGlob, MkdirEvents, RemovalEvents, Watched};
 use crate::Error;
 
 /// How often target cgroups are checked for removal and the progress line redrawn.
@@ -613,16 +613,17 @@ impl Recordings {
         Ok(counter.remove_targets(&written)?)
     }
 
-    /// Whether an active target's directory may be gone: one reported its removal or rename,
-    /// or one is not watched (it could not be: gone already, or no inotify).
+    /// Whether an active target's directory may be gone: its parent reported a removal or
+    /// rename, or is watched only from now (a removal just before is not reported), or cannot
+    /// be watched (gone already, or no inotify).
     fn may_have_gone(&mut self) -> bool {
-        let mut unwatched = false;
+        let mut unknown = false;
         for r in &self.active {
             let cgroup = &r.target.cgroup;
-            unwatched |= !self.removals.watch(cgroup.id, &cgroup.dir);
+            unknown |= self.removals.watch(cgroup.id, &cgroup.dir) != Watched::Before;
         }
-        // Watched first, then the queue read: a removal is either an event or a failed watch.
-        self.removals.take_any() || unwatched
+        // Watched first, then the queue read: a removal is either queued or looked at.
+        self.removals.take_any() || unknown
     }
 
     fn show_progress(

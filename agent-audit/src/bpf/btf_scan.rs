@@ -31,10 +31,9 @@ impl KernelBtf {
     pub fn member_offsets(&self, wanted: &[(&str, &str)]) -> Vec<Option<u32>> {
         let mut found = vec![None; wanted.len()];
         let _ = self.walk(|t| {
-            if t.kind != KIND_STRUCT && t.kind != KIND_UNION {
-                return Some(true);
-            }
-            let struct_name = t.name?;
+            let (KIND_STRUCT | KIND_UNION, Some(struct_name)) = (t.kind, t.name) else {
+                return Some(true); // not a struct, or an anonymous one
+            };
             for (i, (s, member)) in wanted.iter().enumerate() {
                 if found[i].is_some() || s.as_bytes() != struct_name {
                     continue;

@@ -6,7 +6,7 @@ mod mkdir_events;
 mod removals;
 
 pub use mkdir_events::MkdirEvents;
-pub use removals::RemovalEvents;
+pub use removals::{RemovalEvents, Watched};
 
 use std::fs;
 use std::os::unix::fs::MetadataExt;

@@ -11,6 +11,17 @@ use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::path::Path;
 
+/// Whether a target's parent directory is watched.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Watched {
+    /// Since an earlier call: its removal since then is in the queue.
+    Before,
+    /// From this call on: it may have gone just before.
+    Now,
+    /// It could not be (gone already, no inotify).
+    Not,
+}
+
 /// One inotify instance with a watch on the parent of each target directory.
 pub struct RemovalEvents {
     fd: Option<OwnedFd>,
@@ -39,18 +50,18 @@ impl RemovalEvents {
         }
     }
 
-    /// Watches the parent of cgroup `id`'s directory `dir`, unless it already is (once per
-    /// target, so that a parent created anew is watched anew). Returns whether it is watched:
-    /// a target whose parent could not be (gone already, no inotify) must be looked at.
-    pub fn watch(&mut self, id: u64, dir: &Path) -> bool {
+    /// Watches the parent of cgroup `id`'s directory `dir`, once per target (so that a parent
+    /// created anew is watched anew). Removals before the watch are not reported: a target
+    /// not [`Watched::Before`] must be looked at once.
+    pub fn watch(&mut self, id: u64, dir: &Path) -> Watched {
         if self.watched.contains(&id) {
-            return true;
+            return Watched::Before;
         }
         let (Some(fd), Some(parent)) = (&self.fd, dir.parent()) else {
-            return false;
+            return Watched::Not;
         };
         let Ok(path) = CString::new(parent.as_os_str().as_encoded_bytes()) else {
-            return false;
+            return Watched::Not;
         };
         // SAFETY: a valid fd and a NUL-terminated path.
         let wd = unsafe {
@@ -61,10 +72,10 @@ impl RemovalEvents {
             )
         };
         if wd < 0 {
-            return false;
+            return Watched::Not;
         }
         self.watched.insert(id);
-        true
+        Watched::Now
     }
 
     /// Whether any watched parent reported a removal or rename since the last call (the
@@ -106,11 +117,12 @@ mod tests {
         let target = dir.path().join("t");
         std::fs::create_dir(&target).unwrap();
         let mut events = RemovalEvents::new();
-        assert!(events.watch(1, &target));
+        assert_eq!(events.watch(1, &target), Watched::Now);
+        assert_eq!(events.watch(1, &target), Watched::Before);
         assert!(!events.take_any(), "nothing happened yet");
         std::fs::remove_dir(&target).unwrap();
         assert!(events.take_any(), "the removal was not reported");
         assert!(!events.take_any(), "the queue was drained");
-        assert!(!events.watch(2, &dir.path().join("missing/t")));
+        assert_eq!(events.watch(2, &dir.path().join("missing/t")), Watched::Not);
     }
 }
