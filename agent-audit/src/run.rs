@@ -16,6 +16,7 @@ use crate::allowlist::Allowlist;
 use crate::bpf::{CounterOptions, SyscallCounter};
 use crate::cgroup::{Cgroup, CgroupV2Mount};
 use crate::fsutil;
+use crate::launch::{self, LaunchError};
 use crate::privileges;
 use crate::progress::ProgressLine;
 use crate::recording::Recording;
@@ -184,7 +185,7 @@ pub enum StartStage {
 
 impl StartStage {
     /// The byte the child writes to the stage pipe when this step fails.
-    fn byte(self) -> u8 {
+    pub(crate) fn byte(self) -> u8 {
         match self {
             StartStage::JoinCgroup => b'c',
             StartStage::InstallFilter => b'f',
@@ -192,7 +193,7 @@ impl StartStage {
         }
     }
 
-    fn from_byte(byte: u8) -> Self {
+    pub(crate) fn from_byte(byte: u8) -> Self {
         match byte {
             b'c' => StartStage::JoinCgroup,
             b'f' => StartStage::InstallFilter,
@@ -245,7 +246,26 @@ fn spawn_in_cgroup(
     cgroup: &Cgroup,
     filter: Option<&SeccompProgram>,
     cwd: Option<&Path>,
-) -> Result<std::process::Child, Error> {
+) -> Result<CommandProcess, Error> {
+    // Started inside the cgroup, the command never migrates (see `launch`). `verify` (a filter
+    // to install) joins by writing cgroup.procs: its count of refused calls discounts that
+    // write's exit.
+    if filter.is_none() {
+        let program = resolve_executable(&command[0])?;
+        match launch::launch(&program, &command[0], &command[1..], cwd, &cgroup.dir) {
+            Ok(launched) => return Ok(CommandProcess::Cloned(launched)),
+            Err(LaunchError::Failed { stage, source }) => {
+                return Err(Error::Spawn(SpawnError {
+                    command: command[0].clone(),
+                    stage,
+                    source,
+                }))
+            }
+            Err(LaunchError::Unsupported(e)) => {
+                tracing::debug!("clone3 into the cgroup refused ({e}): joining by cgroup.procs");
+            }
+        }
+    }
     let filter = filter.cloned();
     let procs = CString::new(
         cgroup
@@ -297,7 +317,7 @@ fn spawn_in_cgroup(
     let spawned = cmd.spawn();
     // The child's copy is closed by its exec or its exit: only ours keeps the pipe open.
     drop(stage_writer);
-    spawned.map_err(|source| {
+    spawned.map(CommandProcess::Forked).map_err(|source| {
         let mut byte = [0u8; 1];
         let stage = match stage_reader.read(&mut byte) {
             Ok(1) => StartStage::from_byte(byte[0]),
@@ -329,9 +349,33 @@ fn resolve_executable(program: &str) -> Result<PathBuf, Error> {
     })
 }
 
+/// The command's process, however it was started.
+enum CommandProcess {
+    /// By `std::process::Command`, joining its cgroup between fork and exec.
+    Forked(std::process::Child),
+    /// Inside its cgroup from the start.
+    Cloned(launch::Launched),
+}
+
+impl CommandProcess {
+    fn id(&self) -> u32 {
+        match self {
+            CommandProcess::Forked(c) => c.id(),
+            CommandProcess::Cloned(l) => l.id(),
+        }
+    }
+
+    fn wait(&mut self) -> std::io::Result<ExitStatus> {
+        match self {
+            CommandProcess::Forked(c) => c.wait(),
+            CommandProcess::Cloned(l) => l.wait(),
+        }
+    }
+}
+
 /// Waits for the command, forwarding SIGTERM, then for every process left in its cgroup.
 async fn supervise(
-    mut child: std::process::Child,
+    mut child: CommandProcess,
     mut signals: StopSignals,
     cgroup: &Cgroup,
     counter: &mut SyscallCounter,
