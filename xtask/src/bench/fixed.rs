@@ -16,7 +16,10 @@ use crate::step;
 /// of loading, `run`'s from the start of `run` (a few syscalls earlier).
 pub const STARTUP_STEPS: [(&str, &str); 10] = [
     ("kernel layout", "layout scan of the kernel's BTF"),
-    ("kernel BTF parsed", "kernel BTF parsed (aya)"),
+    (
+        "kernel BTF parsed",
+        "aya's loader ready (its kernel BTF parse, on a second thread)",
+    ),
     (
         "object loaded, maps created",
         "object loaded, feature probes, maps created",
