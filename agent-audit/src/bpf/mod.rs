@@ -353,16 +353,60 @@ impl SyscallCounter {
         counter.bump_generation()?;
         tracing::debug!(elapsed = ?started.elapsed(), "object loaded, maps created");
         let sys_enter = match (use_btf, &attach_btf) {
-            (true, Some(btf)) => attach_btf_program(&mut counter.ebpf, PROG_SYS_ENTER_BTF, btf)?,
+            (true, Some(btf)) => SysEnter::Btf(btf),
             (true, None) => return Err(BpfError::NoBtf { path: btf_path }),
-            (false, _) => attach_raw(&mut counter.ebpf, PROG_SYS_ENTER_RAW)?,
+            (false, _) => SysEnter::Raw,
         };
-        counter.attachments.push(sys_enter);
-        tracing::debug!(elapsed = ?started.elapsed(), "sys_enter verified and attached");
-        counter.attach_exec_events()?;
-        tracing::debug!(elapsed = ?started.elapsed(), "sched_process_exec verified and attached");
+        counter.attach_both(sys_enter, started)?;
         counter.log_verifier_work();
         Ok(counter)
+    }
+
+    /// Verifies and attaches the `sys_enter` counter and the `sched_process_exec` reporter at
+    /// the same time, one on a thread of its own: the verifier takes most of the start-up,
+    /// and the two programs are verified independently.
+    fn attach_both(
+        &mut self,
+        sys_enter: SysEnter<'_>,
+        started: std::time::Instant,
+    ) -> Result<(), BpfError> {
+        ensure_tracefs();
+        let (mut enter_prog, mut exec_prog) = (None, None);
+        for (name, program) in self.ebpf.programs_mut() {
+            match (name, sys_enter) {
+                (PROG_SYS_ENTER_BTF, SysEnter::Btf(_)) | (PROG_SYS_ENTER_RAW, SysEnter::Raw) => {
+                    enter_prog = Some(program)
+                }
+                (PROG_SCHED_EXEC, _) => exec_prog = Some(program),
+                _ => {}
+            }
+        }
+        let enter_prog = enter_prog.ok_or(BpfError::Missing(sys_enter.program_name()))?;
+        let exec_prog = exec_prog.ok_or(BpfError::Missing(PROG_SCHED_EXEC))?;
+        let (enter, exec) = std::thread::scope(|scope| {
+            let exec = scope.spawn(|| {
+                let attached = attach_tracepoint(exec_prog, PROG_SCHED_EXEC, "sched", "sched_process_exec");
+                tracing::debug!(elapsed = ?started.elapsed(), "sched_process_exec verified and attached");
+                attached
+            });
+            let enter = sys_enter.attach(enter_prog);
+            tracing::debug!(elapsed = ?started.elapsed(), "sys_enter verified and attached");
+            (
+                enter,
+                exec.join().unwrap_or_else(|p| std::panic::resume_unwind(p)),
+            )
+        });
+        self.attachments.push(enter?);
+        self.attachments.push(exec?);
+        let map = self
+            .ebpf
+            .take_map(MAP_EXEC_EVENTS)
+            .ok_or(BpfError::Missing(MAP_EXEC_EVENTS))?;
+        self.exec_events = Some(RingBuf::try_from(map).map_err(|source| BpfError::Map {
+            name: MAP_EXEC_EVENTS,
+            source,
+        })?);
+        Ok(())
     }
 
     /// Logs how many instructions the verifier processed for each loaded program: its time
@@ -404,30 +448,15 @@ impl SyscallCounter {
         self.attach
     }
 
-    /// Reports every exec inside a target (`sched:sched_process_exec`).
-    fn attach_exec_events(&mut self) -> Result<(), BpfError> {
-        let exec = attach_tracepoint(
-            &mut self.ebpf,
-            PROG_SCHED_EXEC,
-            "sched",
-            "sched_process_exec",
-        )?;
-        self.attachments.push(exec);
-        let map = self
-            .ebpf
-            .take_map(MAP_EXEC_EVENTS)
-            .ok_or(BpfError::Missing(MAP_EXEC_EVENTS))?;
-        self.exec_events = Some(RingBuf::try_from(map).map_err(|source| BpfError::Map {
-            name: MAP_EXEC_EVENTS,
-            source,
-        })?);
-        Ok(())
-    }
-
     /// Also counts syscall exits (`raw_syscalls:sys_exit`), which is how `verify` sees calls
     /// that seccomp refused: they exit without ever entering.
     pub fn attach_exit_counter(&mut self) -> Result<(), BpfError> {
-        let exit = attach_tracepoint(&mut self.ebpf, PROG_SYS_EXIT, "raw_syscalls", "sys_exit")?;
+        ensure_tracefs();
+        let program = self
+            .ebpf
+            .program_mut(PROG_SYS_EXIT)
+            .ok_or(BpfError::Missing(PROG_SYS_EXIT))?;
+        let exit = attach_tracepoint(program, PROG_SYS_EXIT, "raw_syscalls", "sys_exit")?;
         self.attachments.push(exit);
         Ok(())
     }
@@ -841,7 +870,10 @@ pub fn attach_empty_program() -> Result<impl Send, BpfError> {
     let path = btf_path();
     let btf = sys_enter_btf(btf_scan::KernelBtf::read(&path).as_ref(), &path)?;
     let mut ebpf = EbpfLoader::new().load(OBJECT).map_err(BpfError::Load)?;
-    let attachment = attach_btf_program(&mut ebpf, PROG_SYS_ENTER_EMPTY, &btf)?;
+    let program = ebpf
+        .program_mut(PROG_SYS_ENTER_EMPTY)
+        .ok_or(BpfError::Missing(PROG_SYS_ENTER_EMPTY))?;
+    let attachment = attach_btf_program(program, &btf)?;
     // The attachment goes first: a program is detached before its object is unloaded.
     Ok((attachment, ebpf))
 }
@@ -874,48 +906,64 @@ fn btf_path() -> PathBuf {
 /// program (see [`SyscallCounter::detach_in_background`]).
 type Attachment = Box<dyn Send>;
 
+/// How `sys_enter` is attached.
+#[derive(Clone, Copy)]
+enum SysEnter<'a> {
+    /// `tp_btf`, with the BTF that names its attach point.
+    Btf(&'a Btf),
+    /// `raw_tp`.
+    Raw,
+}
+
+impl SysEnter<'_> {
+    fn program_name(self) -> &'static str {
+        match self {
+            SysEnter::Btf(_) => PROG_SYS_ENTER_BTF,
+            SysEnter::Raw => PROG_SYS_ENTER_RAW,
+        }
+    }
+
+    fn attach(self, program: &mut aya::programs::Program) -> Result<Attachment, BpfError> {
+        match self {
+            SysEnter::Btf(btf) => attach_btf_program(program, btf),
+            SysEnter::Raw => attach_raw(program),
+        }
+    }
+}
+
 fn attach_btf_program(
-    ebpf: &mut Ebpf,
-    name: &'static str,
+    program: &mut aya::programs::Program,
     btf: &Btf,
 ) -> Result<Attachment, BpfError> {
     let err = |source| BpfError::Attach {
         attach: "tp_btf",
         source,
     };
-    let prog: &mut BtfTracePoint = ebpf
-        .program_mut(name)
-        .ok_or(BpfError::Missing(name))?
-        .try_into()
-        .map_err(err)?;
+    let prog: &mut BtfTracePoint = program.try_into().map_err(err)?;
     prog.load("sys_enter", btf).map_err(err)?;
     let link = prog.attach().map_err(err)?;
     Ok(Box::new(prog.take_link(link).map_err(err)?))
 }
 
-/// Attaches a classic tracepoint program, mounting tracefs first if nobody has (it is not
-/// mounted by default on every host, and classic tracepoints are looked up there).
+/// Attaches a classic tracepoint program (tracefs must be mounted: see [`ensure_tracefs`]).
 fn attach_tracepoint(
-    ebpf: &mut Ebpf,
+    program: &mut aya::programs::Program,
     name: &'static str,
     category: &str,
     event: &str,
 ) -> Result<Attachment, BpfError> {
-    ensure_tracefs();
     let err = |source| BpfError::Attach {
         attach: name,
         source,
     };
-    let prog: &mut TracePoint = ebpf
-        .program_mut(name)
-        .ok_or(BpfError::Missing(name))?
-        .try_into()
-        .map_err(err)?;
+    let prog: &mut TracePoint = program.try_into().map_err(err)?;
     prog.load().map_err(err)?;
     let link = prog.attach(category, event).map_err(err)?;
     Ok(Box::new(prog.take_link(link).map_err(err)?))
 }
 
+/// Mounts tracefs if nobody has: it is not mounted by default on every host, and classic
+/// tracepoints are looked up there.
 fn ensure_tracefs() {
     let tracing = Path::new("/sys/kernel/tracing");
     if tracing.join("events").exists() || Path::new("/sys/kernel/debug/tracing/events").exists() {
@@ -941,16 +989,12 @@ fn ensure_tracefs() {
     }
 }
 
-fn attach_raw(ebpf: &mut Ebpf, name: &'static str) -> Result<Attachment, BpfError> {
+fn attach_raw(program: &mut aya::programs::Program) -> Result<Attachment, BpfError> {
     let err = |source| BpfError::Attach {
         attach: "raw_tp",
         source,
     };
-    let prog: &mut RawTracePoint = ebpf
-        .program_mut(name)
-        .ok_or(BpfError::Missing(name))?
-        .try_into()
-        .map_err(err)?;
+    let prog: &mut RawTracePoint = program.try_into().map_err(err)?;
     prog.load().map_err(err)?;
     let link = prog.attach("sys_enter").map_err(err)?;
     Ok(Box::new(prog.take_link(link).map_err(err)?))
