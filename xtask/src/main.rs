@@ -170,7 +170,7 @@ fn test(root: &Path, filter: Option<&str>) -> Result<()> {
     let mut cmd = Command::new("cargo");
     cmd.current_dir(root)
         .env("AGENT_AUDIT_BIN", &bin)
-        .args(["test", "--workspace"]);
+        .args(["test", "--workspace", "--no-fail-fast"]);
     if let Some(f) = filter {
         cmd.arg(f);
     }
