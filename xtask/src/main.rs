@@ -153,9 +153,11 @@ fn test(root: &Path, filter: Option<&str>) -> Result<()> {
     }
     step("unit and integration tests");
     let mut cmd = Command::new("cargo");
-    cmd.current_dir(root)
-        .env("AGENT_AUDIT_BIN", &bin)
-        .args(["test", "--workspace", "--no-fail-fast"]);
+    cmd.current_dir(root).env("AGENT_AUDIT_BIN", &bin).args([
+        "test",
+        "--workspace",
+        "--no-fail-fast",
+    ]);
     if let Some(f) = filter {
         cmd.arg(f);
     }
