@@ -92,6 +92,10 @@ pub fn build(inputs: &ReportInputs) -> Result<Report, ReportError> {
     let syscalls = syscall_rows(&ctx);
     let mut summary = summary(&ctx, base);
     summary.verify_passed = verify.as_ref().map(findings::verify_passed);
+    summary.verify_note = verify
+        .as_ref()
+        .and_then(|v| v.container.as_ref())
+        .map(|c| c.describe());
     summary.convergence = findings::convergence(&lists);
     Ok(Report {
         schema: SCHEMA_V1,
@@ -146,6 +150,7 @@ fn summary(ctx: &Context, base: Option<BaseChanges>) -> Summary {
     let duration = runs.iter().map(|r| r.duration_seconds).sum::<f64>();
     Summary {
         verify_passed: None,
+        verify_note: None,
         convergence: findings::convergence(&[]),
         duration_seconds: (duration * 1000.0).round() / 1000.0,
         totals: TotalsSummary {

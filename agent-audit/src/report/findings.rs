@@ -68,24 +68,26 @@ pub(super) fn verify_passed(v: &VerifyResult) -> bool {
 /// What failed under `verify` besides its denials; never empty when it failed without a
 /// denial, so that a failed verification always counts as a finding.
 fn verify_failed(v: &VerifyResult) -> Vec<VerifyFailure> {
-    let mut out: Vec<VerifyFailure> = v
-        .probes
-        .iter()
-        .filter(|p| !p.ok)
-        .map(|p| VerifyFailure {
-            kind: VerifyFailureKind::Probe,
-            what: format!(
-                "probe `{}` got {} where the profile should give errno {}",
-                p.syscall,
-                match p.errno {
-                    0 => "success".to_string(),
-                    e => format!("errno {e}"),
-                },
-                p.expected_errno
-            ),
-        })
-        .collect();
-    if let Some(status) = v.exit_status.filter(|&s| s != 0) {
+    let start = v.start_failure.as_ref().map(|f| VerifyFailure {
+        kind: VerifyFailureKind::Start,
+        what: format!("the workload did not start under the profile: {}", f.error),
+    });
+    let mut out: Vec<VerifyFailure> = start.into_iter().collect();
+    out.extend(v.probes.iter().filter(|p| !p.ok).map(|p| VerifyFailure {
+        kind: VerifyFailureKind::Probe,
+        what: format!(
+            "probe `{}` got {} where the profile should give errno {}",
+            p.syscall,
+            match p.errno {
+                0 => "success".to_string(),
+                e => format!("errno {e}"),
+            },
+            p.expected_errno
+        ),
+    }));
+    // A workload that did not start has its start failure instead of an exit status.
+    let ran = v.start_failure.is_none();
+    if let Some(status) = v.exit_status.filter(|&s| s != 0 && ran) {
         out.push(VerifyFailure {
             kind: VerifyFailureKind::ExitStatus,
             what: format!("the command exited {status} under the profile"),
