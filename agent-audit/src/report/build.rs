@@ -92,10 +92,7 @@ pub fn build(inputs: &ReportInputs) -> Result<Report, ReportError> {
     let syscalls = syscall_rows(&ctx);
     let mut summary = summary(&ctx, base);
     summary.verify_passed = verify.as_ref().map(findings::verify_passed);
-    summary.verify_note = verify
-        .as_ref()
-        .and_then(|v| v.container.as_ref())
-        .map(|c| c.describe());
+    summary.verify_note = verify.as_ref().and_then(verify_note);
     summary.convergence = findings::convergence(&lists);
     Ok(Report {
         schema: SCHEMA_V1,
@@ -345,4 +342,23 @@ fn category_rows(rows: &[SyscallRow]) -> Vec<CategoryRow> {
         });
     }
     out
+}
+
+/// How a container's verify ran, and the refusals its own seccomp configuration makes too.
+fn verify_note(v: &VerifyResult) -> Option<String> {
+    let mut note = v.container.as_ref()?.describe();
+    let before: Vec<String> = v
+        .denied
+        .iter()
+        .filter(|d| d.refused_before)
+        .map(|d| format!("{} x{}", d.name.as_deref().unwrap_or("?"), d.count))
+        .collect();
+    if !before.is_empty() {
+        note.push_str(&format!(
+            ". Refused under the profile and under the container's own seccomp configuration \
+             alike, so its recorded runs ran with them refused (not a failure): {}",
+            before.join(", ")
+        ));
+    }
+    Some(note)
 }

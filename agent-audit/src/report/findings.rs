@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use super::context::Context;
 use super::{
     ArchGap, DangerousObserved, DeniedUse, Findings, PrivilegeDropFinding, RuntimeInitOnly,
-    VerifyFailure, VerifyFailureKind, VerifyResult,
+    VerifyDenial, VerifyFailure, VerifyFailureKind, VerifyResult,
 };
 use crate::allowlist::Allowlist;
 use crate::check::CheckReport;
@@ -59,7 +59,7 @@ fn one_workload(lists: &[(String, Allowlist)]) -> bool {
 /// what it lists.
 pub(super) fn verify_passed(v: &VerifyResult) -> bool {
     v.passed.unwrap_or_else(|| {
-        v.denied.iter().all(|d| d.fallback)
+        v.denied.iter().all(VerifyDenial::expected)
             && v.probes.iter().all(|p| p.ok)
             && v.exit_status.unwrap_or(0) == 0
     })
@@ -93,7 +93,7 @@ fn verify_failed(v: &VerifyResult) -> Vec<VerifyFailure> {
             what: format!("the command exited {status} under the profile"),
         });
     }
-    if out.is_empty() && v.denied.iter().all(|d| d.fallback) && !verify_passed(v) {
+    if out.is_empty() && v.denied.iter().all(VerifyDenial::expected) && !verify_passed(v) {
         out.push(VerifyFailure {
             kind: VerifyFailureKind::Failed,
             what: "verify reported FAILED".into(),
@@ -158,7 +158,7 @@ fn denied_but_used(ctx: &Context, verify: Option<&VerifyResult>) -> Vec<DeniedUs
         });
     }
     let denials = verify.map(|v| v.denied.as_slice()).unwrap_or_default();
-    for denial in denials.iter().filter(|d| !d.fallback) {
+    for denial in denials.iter().filter(|d| !d.expected()) {
         out.push(DeniedUse {
             source: "verify",
             arch: denial.arch,

@@ -420,6 +420,18 @@ pub struct VerifyDenial {
     /// the profile allows: not a finding.
     #[serde(default)]
     pub fallback: bool,
+    /// Refused under the configuration the workload was recorded in as well (a container's
+    /// own seccomp profile): not a finding.
+    #[serde(default)]
+    pub refused_before: bool,
+}
+
+impl VerifyDenial {
+    /// A refusal that is not a failure: an ENOSYS fallback, or one the workload was recorded
+    /// under.
+    pub fn expected(&self) -> bool {
+        self.fallback || self.refused_before
+    }
 }
 
 /// Why a report could not be made.

@@ -71,6 +71,10 @@ pub struct ContainerRun {
     pub capabilities: String,
     /// Where the dangerous-syscall probes ran.
     pub probes: ProbeSite,
+    /// When the profile refused calls: the copy run once more under the container's own
+    /// seccomp configuration, to tell which of them it refuses too (removed since).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub baseline_container: Option<String>,
 }
 
 /// Where the dangerous-syscall probes ran.
@@ -85,13 +89,20 @@ pub enum ProbeSite {
 impl ContainerRun {
     /// One sentence for the text output and the report.
     pub fn describe(&self) -> String {
-        match self.probes {
+        let site = match self.probes {
             ProbeSite::HostWithContainerCapabilities => format!(
                 "container {} ran once more as {} (image {}) under the profile; the \
                  dangerous-syscall probes ran on the host under the same profile with the \
                  container's capabilities ({}), not inside the container",
                 self.container, self.verify_container, self.image, self.capabilities
             ),
+        };
+        match &self.baseline_container {
+            Some(name) => format!(
+                "{site}; {name}, a copy under the container's own seccomp configuration, showed \
+                 which refusals the recorded runs had too"
+            ),
+            None => site,
         }
     }
 }
@@ -249,7 +260,7 @@ fn strings(v: &Value) -> Vec<String> {
 /// The create body of the verify container: the audited one's configuration and host
 /// configuration, with the profile as its seccomp option (any other seccomp option replaced),
 /// no restart policy and no automatic removal.
-fn create_body(source: &SourceContainer, profile_json: &str) -> Value {
+fn create_body(source: &SourceContainer, profile_json: Option<&str>) -> Value {
     let mut body = source.inspect["Config"].clone();
     // The image the container was created from, even if its tag has moved since.
     if let Some(id) = source.inspect["Image"].as_str() {
@@ -260,14 +271,16 @@ fn create_body(source: &SourceContainer, profile_json: &str) -> Value {
     }
     body["Labels"]["agent-audit.verify-of"] = Value::from(source.name.clone());
     let mut host = source.inspect["HostConfig"].clone();
-    let mut options: Vec<Value> = strings(&host["SecurityOpt"])
-        .into_iter()
-        .filter(|o| !o.starts_with("seccomp=") && !o.starts_with("seccomp:"))
-        .map(Value::from)
-        .collect();
-    // The API takes the profile's content, not a path (the docker CLI reads the file).
-    options.push(Value::from(format!("seccomp={profile_json}")));
-    host["SecurityOpt"] = Value::Array(options);
+    if let Some(profile_json) = profile_json {
+        let mut options: Vec<Value> = strings(&host["SecurityOpt"])
+            .into_iter()
+            .filter(|o| !o.starts_with("seccomp=") && !o.starts_with("seccomp:"))
+            .map(Value::from)
+            .collect();
+        // The API takes the profile's content, not a path (the docker CLI reads the file).
+        options.push(Value::from(format!("seccomp={profile_json}")));
+        host["SecurityOpt"] = Value::Array(options);
+    }
     host["AutoRemove"] = Value::Bool(false);
     host["RestartPolicy"] = serde_json::json!({"Name": "no", "MaximumRetryCount": 0});
     body["HostConfig"] = host;
@@ -419,16 +432,21 @@ pub fn verify_container(opts: &ContainerVerifyOptions) -> Result<VerifyReport, E
     let filter = Filter::build(&profile, &opts.profile)?;
 
     let run_name = format!("{}-agent-audit-verify-{}", source.name, std::process::id());
-    let ran = run_once(&source, &run_name, &profile_json, opts.attach)?;
+    let ran = run_once(&source, &run_name, Some(&profile_json), opts.attach)?;
 
     let mut denied = denied_calls(&ran.counts.entries, &ran.counts.exits, None);
     drop_calls_under_way_at_the_cgroup_join(&mut denied, &profile, &filter.arches);
     mark_fallbacks(&mut denied, &profile);
+    let baseline = if denied.iter().all(Denied::expected) {
+        None
+    } else {
+        Some(mark_refused_before(&source, &mut denied, opts.attach)?)
+    };
     let probes = probes::run(&filter.program, &profile, &probes::probes(&profile))
         .map_err(VerifyError::Probes)?;
     let passed = ran.start_failure.is_none()
         && ran.exit_status == 0
-        && denied.iter().all(|d| d.fallback)
+        && denied.iter().all(Denied::expected)
         && probes.iter().all(|p| p.ok);
     let report = VerifyReport {
         schema: VERIFY_SCHEMA_V1,
@@ -446,6 +464,7 @@ pub fn verify_container(opts: &ContainerVerifyOptions) -> Result<VerifyReport, E
             image: source.image(),
             capabilities: source.caps.to_string(),
             probes: ProbeSite::HostWithContainerCapabilities,
+            baseline_container: baseline,
         }),
     };
     if let Some(out) = &opts.out {
@@ -454,11 +473,39 @@ pub fn verify_container(opts: &ContainerVerifyOptions) -> Result<VerifyReport, E
     Ok(report)
 }
 
-/// Creates the verify container, counts it from its first syscall to its exit, removes it.
+/// Calls the container's own seccomp configuration (Docker's default profile unless it names
+/// another) refuses never reach `sys_enter` when it is recorded, so no profile made from the
+/// recordings allows them; the profile refusing them as well changes nothing the recorded runs
+/// saw. A run of the copy under that configuration tells them apart from calls only the
+/// profile refuses. Returns the name of that run's container.
+fn mark_refused_before(
+    source: &SourceContainer,
+    denied: &mut [Denied],
+    attach: AttachMode,
+) -> Result<String, Error> {
+    let name = format!(
+        "{}-agent-audit-baseline-{}",
+        source.name,
+        std::process::id()
+    );
+    eprintln!(
+        "agent-audit: the profile refused calls: running {name}, a copy under the container's \
+         own seccomp configuration, to see which of them it refuses too"
+    );
+    let ran = run_once(source, &name, None, attach)?;
+    let before = denied_calls(&ran.counts.entries, &ran.counts.exits, None);
+    for d in denied.iter_mut().filter(|d| !d.expected()) {
+        d.refused_before = before.iter().any(|b| b.arch == d.arch && b.nr == d.nr);
+    }
+    Ok(name)
+}
+
+/// Creates a copy of the container (under `profile_json`, or its own seccomp configuration
+/// when `None`), counts it from its first syscall to its exit, removes it.
 fn run_once(
     source: &SourceContainer,
     run_name: &str,
-    profile_json: &str,
+    profile_json: Option<&str>,
     attach: AttachMode,
 ) -> Result<Ran, Error> {
     let body = create_body(source, profile_json);
@@ -605,7 +652,7 @@ mod tests {
             }),
             caps: Capabilities::docker_default(),
         };
-        let body = create_body(&source, "{\"defaultAction\":\"SCMP_ACT_ERRNO\"}");
+        let body = create_body(&source, Some("{\"defaultAction\":\"SCMP_ACT_ERRNO\"}"));
         assert_eq!(body["Image"], "sha256:abc");
         assert_eq!(body["Cmd"], json!(["python3", "task.py"]));
         assert_eq!(body["User"], "1000");
@@ -641,6 +688,7 @@ mod tests {
             count: 1,
             observed_in_allowlist: None,
             fallback: false,
+            refused_before: false,
             errno: None,
         };
         let mut denied = vec![

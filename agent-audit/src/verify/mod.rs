@@ -74,10 +74,23 @@ pub struct Denied {
     /// equivalent call it can filter (`clone3` → `clone`): expected, not a failure.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub fallback: bool,
+    /// A container's own seccomp configuration refuses this call too (a run of the copy
+    /// under it saw the same refusal): its recorded runs ran with the call refused, which the
+    /// recording cannot see. Not a failure.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub refused_before: bool,
     /// The errno the command got, when it is known: for the `execve` refused while starting
     /// the command.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub errno: Option<i32>,
+}
+
+impl Denied {
+    /// Refused on purpose, or refused under the configuration the workload was recorded in:
+    /// not a failure.
+    pub fn expected(&self) -> bool {
+        self.fallback || self.refused_before
+    }
 }
 
 /// The command did not start under the profile: the filter was refused, or its exec failed
@@ -481,6 +494,7 @@ fn denied_calls(
                 nr,
                 count,
                 fallback: false,
+                refused_before: false,
                 observed_in_allowlist: allowlist
                     .map(|l| l.syscalls.iter().any(|s| s.arch == arch && s.nr == nr)),
                 errno: None,
@@ -530,6 +544,15 @@ impl VerifyReport {
                         s,
                         "  {name} [{}] x{} (ENOSYS by design: libc falls back to clone, which \
                          the profile filters)",
+                        d.arch, d.count
+                    );
+                    continue;
+                }
+                if d.refused_before {
+                    let _ = writeln!(
+                        s,
+                        "  {name} [{}] x{} (the container's own seccomp configuration refuses it \
+                         too: its recorded runs ran with it refused)",
                         d.arch, d.count
                     );
                     continue;
