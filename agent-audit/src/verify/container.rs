@@ -669,6 +669,13 @@ mod tests {
                 "seccomp={\"defaultAction\":\"SCMP_ACT_ERRNO\"}"
             ])
         );
+        // The baseline copy keeps the container's own seccomp configuration.
+        let baseline = create_body(&source, None);
+        assert_eq!(
+            baseline["HostConfig"]["SecurityOpt"],
+            json!(["no-new-privileges:true", "seccomp=unconfined"])
+        );
+        assert_eq!(baseline["HostConfig"]["RestartPolicy"]["Name"], "no");
     }
 
     #[test]
