@@ -217,10 +217,12 @@ fn root_audit_a_container_start_by_start() {
         assert!(!list.rows("runtime_init").is_empty(), "{:#}", list.0);
         list.assert_has(&["execve", "write"]);
     }
-    // The verify run was the third start: a copy of the container, with the profile.
+    // The verify run was the third start (a copy of the container, with the profile); as the
+    // profile refused a call, a fourth (a copy under Docker's default profile) checked whether
+    // the container's own configuration refuses it too: it does not.
     assert_eq!(
         std::fs::read_to_string(sync.path().join("n")).unwrap(),
-        "3\n"
+        "4\n"
     );
     let verify = json(&out.path().join("verify.json"));
     assert_eq!(verify["passed"], false, "{verify:#}\n{}", done.stderr);
@@ -238,6 +240,14 @@ fn root_audit_a_container_start_by_start() {
     );
     // Nothing else: the calls runc's init was making when it joined the cgroup are no denials.
     assert_eq!(denied.len(), 1, "{verify:#}");
+    assert!(
+        verify["denied"][0].get("refused_before").is_none(),
+        "{verify:#}"
+    );
+    assert!(
+        verify["container"]["baseline_container"].is_string(),
+        "{verify:#}"
+    );
     assert_eq!(
         verify["container"]["probes"],
         "host-with-container-capabilities"
@@ -273,6 +283,48 @@ fn root_audit_refuses_a_running_or_unknown_container() {
     )
     .assert_code(66)
     .assert_stderr_mentions(&[&missing]);
+    let profile = workspace_root().join("tests/data/profiles/docker-default.json");
+    run(
+        Command::new(agent_audit_bin())
+            .arg("verify")
+            .arg("--profile")
+            .arg(&profile)
+            .args(["--docker-container", &missing]),
+        TIMEOUT,
+    )
+    .assert_code(66)
+    .assert_stderr_mentions(&[&missing]);
+
+    // Docker applies no seccomp profile to a privileged container: refused before any run.
+    let privileged = unique_name("aa-privileged");
+    run_ok(
+        Command::new("docker").args([
+            "create",
+            "--name",
+            &privileged,
+            "--privileged",
+            "--network",
+            "none",
+            docker_busybox_image(),
+            "true",
+        ]),
+        TIMEOUT,
+    );
+    let done = run(
+        Command::new(agent_audit_bin())
+            .args(["audit", "--container", &privileged, "--out-dir"])
+            .arg(out.path()),
+        TIMEOUT,
+    );
+    let _ = Command::new("docker")
+        .args(["rm", "--force", &privileged])
+        .output();
+    done.assert_code(2)
+        .assert_stderr_mentions(&[&privileged, "privileged"]);
+    assert!(
+        !out.path().join("allowlist-1.json").exists(),
+        "no run recorded"
+    );
 }
 
 #[test]
