@@ -156,8 +156,8 @@ pub struct VerifyReport {
     /// default action applies to their names, which is what they ask for.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub not_in_filter: Vec<String>,
-    /// The command succeeded, nothing was denied (but ENOSYS fallbacks) and every probe got
-    /// what it must.
+    /// The command succeeded, nothing was denied (but ENOSYS fallbacks and, for a container,
+    /// what its own seccomp configuration refuses too) and every probe got what it must.
     pub passed: bool,
     /// When a Docker container was verified (`audit --container`): which, and where the
     /// probes ran.
