@@ -93,6 +93,9 @@ fn summary(h: &mut String, report: &Report) {
         );
     }
     let _ = writeln!(h, "</div>");
+    if let Some(note) = &s.verify_note {
+        let _ = writeln!(h, "<p class=\"verify-note\">{}</p>", esc(note));
+    }
     let rows: Vec<Vec<Cell>> = s
         .runs
         .iter()
