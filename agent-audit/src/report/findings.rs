@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use super::context::Context;
 use super::{
     ArchGap, DangerousObserved, DeniedUse, Findings, PrivilegeDropFinding, RuntimeInitOnly,
-    VerifyDenial, VerifyFailure, VerifyFailureKind, VerifyResult,
+    RuntimeInitVerdict, VerifyDenial, VerifyFailure, VerifyFailureKind, VerifyResult,
 };
 use crate::allowlist::Allowlist;
 use crate::check::CheckReport;
@@ -221,12 +221,31 @@ fn runtime_init_only(ctx: &Context) -> Vec<RuntimeInitOnly> {
     }
     counts
         .into_iter()
-        .map(|(name, count)| RuntimeInitOnly {
-            name: name.to_string(),
-            count,
-            allowed: ctx.allows(name),
+        .map(|(name, count)| {
+            let profile = runtime_init_verdict(ctx, name);
+            RuntimeInitOnly {
+                name: name.to_string(),
+                count,
+                allowed: profile != RuntimeInitVerdict::Denied,
+                profile,
+            }
         })
         .collect()
+}
+
+fn runtime_init_verdict(ctx: &Context, name: &str) -> RuntimeInitVerdict {
+    let in_runtime_baseline = || {
+        policy::baseline()
+            .entry(name)
+            .is_some_and(|(group, _)| group.id == "runtime")
+    };
+    if !ctx.allows(name) {
+        RuntimeInitVerdict::Denied
+    } else if in_runtime_baseline() {
+        RuntimeInitVerdict::RuntimeBaseline
+    } else {
+        RuntimeInitVerdict::Allowed
+    }
 }
 
 fn privilege_drops(ctx: &Context) -> Vec<PrivilegeDropFinding> {
