@@ -323,7 +323,7 @@ impl CgroupWatch {
         let pattern = docker_cgroup_pattern().map_err(TargetError::from)?;
         let glob = CgroupGlob::parse(&mount, &pattern)?;
         // Which call was refused is the verdict; who made it, and its arguments, are not.
-        let mut counter = SyscallCounter::load(CounterOptions {
+        let mut counter = SyscallCounter::load_counting_exits(CounterOptions {
             attach,
             attribution: false,
             args: false,
