@@ -43,7 +43,7 @@ pub struct Launched {
 impl Launched {
     /// Its process id.
     pub fn id(&self) -> u32 {
-        self.pid as u32
+        self.pid.cast_unsigned()
     }
 
     /// Waits for it to exit.
@@ -133,7 +133,7 @@ pub fn launch(
     let mut args = CloneArgs {
         flags: CLONE_INTO_CGROUP,
         exit_signal: libc::SIGCHLD as u64,
-        cgroup: dir.as_raw_fd() as u64,
+        cgroup: u64::from(dir.as_raw_fd().cast_unsigned()),
         ..CloneArgs::default()
     };
     // SAFETY: `args` is a valid clone_args of the size passed. Like fork: the child gets a
@@ -160,7 +160,7 @@ pub fn launch(
     }
     drop(writer);
     let launched = Launched {
-        pid: pid as libc::pid_t,
+        pid: libc::pid_t::try_from(pid).expect("clone3 returns a pid"),
     };
     // The pipe is close-on-exec: nothing is read once the exec worked.
     let mut report = [0u8; 5];

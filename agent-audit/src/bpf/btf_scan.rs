@@ -152,8 +152,9 @@ fn trailing_len(kind: u32, vlen: usize) -> Option<usize> {
 /// A BTF blob whose only named type is the typedef `name`, with id `id` (the ids below it
 /// are unnamed pointers to void). aya's `BtfTracePoint::load` needs a BTF only to look the
 /// attach point's typedef id up by name; given this one, it finds the id the kernel's BTF
-/// gives it without building the kernel's hundred thousand types.
-pub fn with_typedef_at(id: u32, name: &str) -> Vec<u8> {
+/// gives it without building the kernel's hundred thousand types. `None` if it would not fit
+/// BTF's 32-bit section sizes.
+pub fn with_typedef_at(id: u32, name: &str) -> Option<Vec<u8>> {
     let fillers = id.saturating_sub(1) as usize;
     let mut types = Vec::with_capacity((fillers + 1) * 12);
     let mut push_type = |name_off: u32, kind: u32| {
@@ -168,16 +169,17 @@ pub fn with_typedef_at(id: u32, name: &str) -> Vec<u8> {
     let mut strings = vec![0u8];
     strings.extend_from_slice(name.as_bytes());
     strings.push(0);
-    let type_len = types.len() as u32;
+    let type_len = u32::try_from(types.len()).ok()?;
+    let str_len = u32::try_from(strings.len()).ok()?;
     let mut blob = Vec::with_capacity(HEADER_LEN as usize + types.len() + strings.len());
     blob.extend_from_slice(&BTF_MAGIC.to_le_bytes());
     blob.extend_from_slice(&[1, 0]); // version 1, no flags
-    for word in [HEADER_LEN, 0, type_len, type_len, strings.len() as u32] {
+    for word in [HEADER_LEN, 0, type_len, type_len, str_len] {
         blob.extend_from_slice(&word.to_le_bytes());
     }
     blob.extend_from_slice(&types);
     blob.extend_from_slice(&strings);
-    blob
+    Some(blob)
 }
 
 #[cfg(test)]
@@ -211,8 +213,8 @@ mod tests {
         let full = aya::Btf::from_sys_fs().expect("aya parses the kernel's BTF");
         for name in ["btf_trace_sys_enter", "btf_trace_sched_process_exec"] {
             let id = btf.typedef_id(name).expect("the kernel has the typedef");
-            let minimal = aya::Btf::parse(&with_typedef_at(id, name), aya::Endianness::default())
-                .expect("a valid BTF");
+            let blob = with_typedef_at(id, name).expect("a small BTF");
+            let minimal = aya::Btf::parse(&blob, aya::Endianness::default()).expect("a valid BTF");
             assert_eq!(
                 btf_id(&full, name),
                 Some(id),
