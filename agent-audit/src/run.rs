@@ -150,14 +150,13 @@ pub fn run(opts: RunOptions) -> Result<RunOutcome, Error> {
     let exit_status = session.run(&opts.command, None, opts.cwd.as_deref())?;
     tracing::debug!(elapsed = ?started.elapsed(), "command ended");
     // The command and everything it left are gone (its cgroup is empty): nothing more can be
-    // counted, so the programs are detached while the counters are read and the file written.
-    let detached = session.counter.detach_in_background();
+    // counted, so the programs are detached, without waiting for the kernel to finish.
+    session.counter.detach_without_waiting();
     let uses = session.counter.read_details()?;
     tracing::debug!(elapsed = ?started.elapsed(), "attribution read");
     let allowlist = session.recording.write(&session.counter, true, &uses)?;
     tracing::debug!(elapsed = ?started.elapsed(), "counters read, allowlist written");
     drop(session);
-    let _ = detached.join();
     tracing::debug!(elapsed = ?started.elapsed(), "program detached, cgroup removed");
     eprintln!(
         "agent-audit: {} distinct syscalls, {} calls -> {} (command exited {exit_status})",

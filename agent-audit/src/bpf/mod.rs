@@ -12,6 +12,7 @@ mod dirty;
 mod layout;
 mod slots;
 
+use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 
 use agent_audit_ebpf::{
@@ -484,13 +485,16 @@ impl SyscallCounter {
         Ok(())
     }
 
-    /// Detaches every program on a thread of its own, which is returned. Detaching a classic
-    /// tracepoint (`sched_process_exec`) waits for RCU grace periods, about 20 ms: for a
-    /// finished command that wait overlaps with reading the counters and writing the file.
-    /// The maps stay readable; nothing is counted any more.
-    pub fn detach_in_background(&mut self) -> std::thread::JoinHandle<()> {
+    /// Detaches every program without this process waiting for it; the maps stay readable.
+    /// Detaching a classic tracepoint (`sched_process_exec`) waits for RCU grace periods —
+    /// 20 to 80 ms measured, most of `run`'s teardown — in whichever process lets go of it
+    /// last. That is left to a short-lived grandchild: it holds copies of the attachments,
+    /// this process drops its own, and the grandchild then exits, detaching the programs on
+    /// its way out, while this process goes on (or ends). If no process can be started, they
+    /// are detached here.
+    pub fn detach_without_waiting(&mut self) {
         let attachments = std::mem::take(&mut self.attachments);
-        std::thread::spawn(move || drop(attachments))
+        detach_in_grandchild(attachments);
     }
 
     /// Starts counting tasks in `cgroup_id` and every cgroup below it. Counters start at 0.
@@ -946,6 +950,46 @@ fn btf_path() -> PathBuf {
 /// A program's attachment, owned apart from the loaded object: dropping it detaches the
 /// program (see [`SyscallCounter::detach_in_background`]).
 type Attachment = Box<dyn Send>;
+
+/// See [`SyscallCounter::detach_without_waiting`].
+fn detach_in_grandchild(attachments: Vec<Attachment>) {
+    let Ok((reader, writer)) = std::io::pipe() else {
+        return drop(attachments);
+    };
+    let (read_end, write_end) = (reader.as_raw_fd(), writer.as_raw_fd());
+    // SAFETY: fork; the child makes only async-signal-safe calls (fork, close, read, _exit).
+    match unsafe { libc::fork() } {
+        0 => {
+            // SAFETY: in the child, as above. Its own child — the grandchild, whose end nobody
+            // waits for — keeps the copies; stdin, stdout and stderr are closed at once, so
+            // whoever reads this process's output is not kept waiting by it.
+            unsafe {
+                if libc::fork() != 0 {
+                    libc::_exit(0);
+                }
+                for fd in [0, 1, 2, write_end] {
+                    libc::close(fd);
+                }
+                // Returns once the parent has dropped its attachments and the write end.
+                let mut byte = 0u8;
+                while libc::read(read_end, std::ptr::addr_of_mut!(byte).cast(), 1) < 0
+                    && *libc::__errno_location() == libc::EINTR
+                {}
+                libc::_exit(0)
+            }
+        }
+        -1 => drop(attachments),
+        child => {
+            let mut status = 0;
+            // SAFETY: reaping our own child, which exits at once.
+            unsafe { libc::waitpid(child, &mut status, 0) };
+            // Not the last references any more: dropping them does not wait.
+            drop(attachments);
+        }
+    }
+    drop(writer);
+    drop(reader);
+}
 
 /// How `sys_enter` is attached.
 #[derive(Clone, Copy)]
