@@ -59,33 +59,33 @@ fn one_workload(lists: &[(String, Allowlist)]) -> bool {
 /// what it lists.
 pub(super) fn verify_passed(v: &VerifyResult) -> bool {
     v.passed.unwrap_or_else(|| {
-        v.denied.iter().all(|d| d.fallback)
+        !v.timed_out
+            && v.survivors.is_empty()
+            && v.denied.iter().all(|d| d.fallback)
             && v.probes.iter().all(|p| p.ok)
             && v.exit_status.unwrap_or(0) == 0
     })
 }
 
-/// What failed under `verify` besides its denials; never empty when it failed without a
-/// denial, so that a failed verification always counts as a finding.
+/// What failed under `verify` besides its denials, a run that did not end by itself first;
+/// never empty when it failed without a denial, so that a failed verification always counts
+/// as a finding.
 fn verify_failed(v: &VerifyResult) -> Vec<VerifyFailure> {
-    let mut out: Vec<VerifyFailure> = v
-        .probes
-        .iter()
-        .filter(|p| !p.ok)
-        .map(|p| VerifyFailure {
-            kind: VerifyFailureKind::Probe,
-            what: format!(
-                "probe `{}` got {} where the profile should give errno {}",
-                p.syscall,
-                match p.errno {
-                    0 => "success".to_string(),
-                    e => format!("errno {e}"),
-                },
-                p.expected_errno
-            ),
-        })
-        .collect();
-    if let Some(status) = v.exit_status.filter(|&s| s != 0) {
+    let mut out = unfinished_run(v);
+    out.extend(v.probes.iter().filter(|p| !p.ok).map(|p| VerifyFailure {
+        kind: VerifyFailureKind::Probe,
+        what: format!(
+            "probe `{}` got {} where the profile should give errno {}",
+            p.syscall,
+            match p.errno {
+                0 => "success".to_string(),
+                e => format!("errno {e}"),
+            },
+            p.expected_errno
+        ),
+    }));
+    // A timed-out command's status is the SIGKILL that ended it: the timeout says it all.
+    if let Some(status) = v.exit_status.filter(|&s| s != 0 && !v.timed_out) {
         out.push(VerifyFailure {
             kind: VerifyFailureKind::ExitStatus,
             what: format!("the command exited {status} under the profile"),
@@ -95,6 +95,41 @@ fn verify_failed(v: &VerifyResult) -> Vec<VerifyFailure> {
         out.push(VerifyFailure {
             kind: VerifyFailureKind::Failed,
             what: "verify reported FAILED".into(),
+        });
+    }
+    out
+}
+
+/// The timeout, and the processes `verify` had to kill because the command left them running.
+fn unfinished_run(v: &VerifyResult) -> Vec<VerifyFailure> {
+    let mut out = Vec::new();
+    if v.timed_out {
+        let after = v
+            .timeout_seconds
+            .map(|s| format!(" after {s}s"))
+            .unwrap_or_default();
+        out.push(VerifyFailure {
+            kind: VerifyFailureKind::TimedOut,
+            what: format!(
+                "the command timed out under the profile{after}: what was still running was \
+                 killed (a call the profile denies may have left it waiting or retrying)"
+            ),
+        });
+    }
+    if !v.survivors.is_empty() {
+        let list: Vec<String> = v
+            .survivors
+            .iter()
+            .map(|p| format!("pid {} `{}`", p.pid, p.command))
+            .collect();
+        out.push(VerifyFailure {
+            kind: VerifyFailureKind::LeftRunning,
+            what: format!(
+                "the command left {} process(es) running, which verify killed: {} (a call the \
+                 profile denies, such as kill, may have kept them from being stopped)",
+                list.len(),
+                list.join(", ")
+            ),
         });
     }
     out

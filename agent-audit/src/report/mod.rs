@@ -212,6 +212,11 @@ pub struct VerifyFailure {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum VerifyFailureKind {
+    /// The command, or what it left running, was still running at `--timeout`.
+    TimedOut,
+    /// Processes the command started were still running after it exited (and its grace
+    /// period): `verify` killed them.
+    LeftRunning,
     /// A dangerous-syscall probe did not get the errno the profile should give.
     Probe,
     /// The command exited non-zero under the profile.
@@ -371,6 +376,24 @@ pub struct VerifyResult {
     /// The verdict.
     #[serde(default)]
     pub passed: Option<bool>,
+    /// The `--timeout`, in seconds (absent from older files).
+    #[serde(default)]
+    pub timeout_seconds: Option<f64>,
+    /// The run was ended by the timeout.
+    #[serde(default)]
+    pub timed_out: bool,
+    /// Processes the command left running that `verify` killed.
+    #[serde(default)]
+    pub survivors: Vec<VerifySurvivor>,
+}
+
+/// A process `verify` killed because the command left it running.
+#[derive(Clone, Debug, Deserialize)]
+pub struct VerifySurvivor {
+    /// Its pid.
+    pub pid: u32,
+    /// Its command line.
+    pub command: String,
 }
 
 /// One probe in a `verify` result.
