@@ -5,8 +5,8 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use super::context::Context;
 use super::{
-    ArchGap, DangerousObserved, DeniedUse, Findings, PrivilegeDropFinding, RuntimeInitOnly,
-    VerifyFailure, VerifyFailureKind, VerifyResult,
+    ArchGap, DangerousObserved, DeniedSource, DeniedUse, Findings, PrivilegeDropFinding,
+    RuntimeInitOnly, VerifyFailure, VerifyFailureKind, VerifyResult,
 };
 use crate::allowlist::Allowlist;
 use crate::check::CheckReport;
@@ -172,7 +172,7 @@ fn denied_but_used(ctx: &Context, verify: Option<&VerifyResult>) -> Vec<DeniedUs
             ctx.describe_effect(name)
         };
         out.push(DeniedUse {
-            source: "recording",
+            source: DeniedSource::Recording,
             arch: *arch,
             name: Some(name.clone()),
             nr: arch.syscall_nr(name),
@@ -182,7 +182,7 @@ fn denied_but_used(ctx: &Context, verify: Option<&VerifyResult>) -> Vec<DeniedUs
     }
     for unnamed in &ctx.merged.unnamed {
         out.push(DeniedUse {
-            source: "recording",
+            source: DeniedSource::Recording,
             arch: unnamed.arch,
             name: None,
             nr: Some(unnamed.nr),
@@ -193,7 +193,7 @@ fn denied_but_used(ctx: &Context, verify: Option<&VerifyResult>) -> Vec<DeniedUs
     let denials = verify.map(|v| v.denied.as_slice()).unwrap_or_default();
     for denial in denials.iter().filter(|d| !d.fallback) {
         out.push(DeniedUse {
-            source: "verify",
+            source: DeniedSource::Verify,
             arch: denial.arch,
             name: denial.name.clone(),
             nr: Some(denial.nr),

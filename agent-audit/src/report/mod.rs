@@ -194,7 +194,7 @@ impl Findings {
     pub fn verify_denials(&self) -> Vec<&DeniedUse> {
         self.denied_but_used
             .iter()
-            .filter(|d| d.source == "verify")
+            .filter(|d| d.source == DeniedSource::Verify)
             .collect()
     }
 }
@@ -247,8 +247,8 @@ pub struct DangerousObserved {
 /// A call the profile denies although the workload made it.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct DeniedUse {
-    /// Where this is known from: `recording` (allowlists vs profile) or `verify`.
-    pub source: &'static str,
+    /// Where this is known from.
+    pub source: DeniedSource,
     /// Architecture of the call.
     pub arch: Arch,
     /// Name, when its number has one.
@@ -259,6 +259,33 @@ pub struct DeniedUse {
     pub count: u64,
     /// Why it is denied, in words.
     pub why: String,
+}
+
+/// How a [`DeniedUse`] is known: it decides where the renderers show it (verify's denials
+/// first, with the verify failures).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DeniedSource {
+    /// The allowlists hold the call and the profile denies it.
+    Recording,
+    /// The loaded filter denied it while `verify` ran the workload.
+    Verify,
+}
+
+impl DeniedSource {
+    /// The word the reports print, as in the JSON.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DeniedSource::Recording => "recording",
+            DeniedSource::Verify => "verify",
+        }
+    }
+}
+
+impl std::fmt::Display for DeniedSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 /// A name a listed architecture needs that the profile does not allow.

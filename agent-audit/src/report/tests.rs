@@ -187,10 +187,17 @@ fn verify_results_x86_gaps_runtime_init_and_privilege_drop() {
     let from_verify: Vec<_> = f
         .denied_but_used
         .iter()
-        .filter(|d| d.source == "verify")
+        .filter(|d| d.source == DeniedSource::Verify)
         .collect();
     assert_eq!(from_verify.len(), 1);
     assert_eq!((from_verify[0].nr, from_verify[0].count), (Some(403), 2));
+    // The JSON keeps the words it had when `source` was a string.
+    let json = serde_json::to_value(from_verify[0]).unwrap();
+    assert_eq!(json["source"], "verify", "{json}");
+    assert_eq!(
+        serde_json::to_value(DeniedSource::Recording).unwrap(),
+        "recording"
+    );
     assert_eq!(f.runtime_init_only.len(), 1);
     assert_eq!(
         (
