@@ -2,7 +2,7 @@
 //! one's allowlist file current until the target goes away, a signal arrives, or time is up.
 
 use std::collections::{HashMap, HashSet};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use agent_audit_ebpf::MAX_TARGETS;
@@ -26,6 +26,9 @@ use crate::Error;
 
 /// How often target cgroups are checked for removal and the progress line redrawn.
 const POLL: Duration = Duration::from_millis(200);
+
+/// How often the allowlist files are rewritten when `--interval` is not given.
+pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(5);
 
 /// Where allowlists go.
 #[derive(Clone, Debug)]
@@ -53,8 +56,9 @@ pub struct RecordOptions {
     pub ready_file: Option<PathBuf>,
     /// Where to write.
     pub output: OutputSpec,
-    /// Snapshot period.
-    pub interval: Duration,
+    /// Snapshot period as given (`--interval`); [`DEFAULT_INTERVAL`] when `None`, or no
+    /// snapshots at all when the output is a stream (standard output, a FIFO).
+    pub interval: Option<Duration>,
     /// Stop after this long.
     pub duration: Option<Duration>,
     /// How the kernel program is loaded.
@@ -128,6 +132,7 @@ pub fn record(opts: RecordOptions) -> Result<StopReason, Error> {
     }
 
     let mut counter = SyscallCounter::load(opts.counter)?;
+    let snapshots = plan.snapshots;
     let mut outputs = plan;
     let mut active = Vec::new();
     for target in targets {
@@ -192,7 +197,14 @@ pub fn record(opts: RecordOptions) -> Result<StopReason, Error> {
         .as_deref()
         .map(|path| ReadyFile::create(path, &ready_line))
         .transpose()?;
-    runtime.block_on(watch(&mut counter, active, waiting, signals, &opts))
+    runtime.block_on(watch(
+        &mut counter,
+        active,
+        waiting,
+        signals,
+        snapshots,
+        &opts,
+    ))
 }
 
 /// A target at or above agent-audit's own cgroup (for example `--pid` of a process in the root
@@ -467,6 +479,7 @@ async fn watch(
     active: Vec<Recording>,
     mut waiting: Option<Waiting>,
     mut signals: StopSignals,
+    snapshots: Option<Duration>,
     opts: &RecordOptions,
 ) -> Result<StopReason, Error> {
     let mut recordings = Recordings {
@@ -474,8 +487,10 @@ async fn watch(
         unwritten: Vec::new(),
     };
     let mut poll = tokio::time::interval(POLL);
-    let mut flush = tokio::time::interval(opts.interval);
-    flush.tick().await; // the first tick is immediate
+    let mut flush = snapshots.map(tokio::time::interval);
+    if let Some(flush) = &mut flush {
+        flush.tick().await; // the first tick is immediate
+    }
     let deadline = opts.duration.map(|d| tokio::time::Instant::now() + d);
     let deadline_sleep = tokio::time::sleep_until(deadline.unwrap_or_else(far_future));
     tokio::pin!(deadline_sleep);
@@ -502,7 +517,7 @@ async fn watch(
                 distribute_execs(counter, &mut recordings.active);
                 recordings.retire_gone(counter, &mut progress)?;
             }
-            _ = flush.tick() => recordings.snapshot(counter)?,
+            _ = next_tick(&mut flush) => recordings.snapshot(counter)?,
             _ = poll.tick() => {
                 counter.flush_logs();
                 if let Some(w) = &mut waiting {
@@ -714,6 +729,16 @@ fn summarize(r: &Recording, list: &Allowlist) {
     );
 }
 
+/// The next tick of `interval`; never without one.
+async fn next_tick(interval: &mut Option<tokio::time::Interval>) {
+    match interval {
+        Some(i) => {
+            i.tick().await;
+        }
+        None => std::future::pending().await,
+    }
+}
+
 fn far_future() -> tokio::time::Instant {
     tokio::time::Instant::now() + Duration::from_secs(86400 * 365 * 30)
 }
@@ -722,6 +747,8 @@ fn far_future() -> tokio::time::Instant {
 struct OutputPlan {
     spec: OutputSpec,
     used: HashSet<PathBuf>,
+    /// How often snapshots are written; `None`: only the final files.
+    snapshots: Option<Duration>,
 }
 
 fn plan_outputs(opts: &RecordOptions) -> Result<OutputPlan, Error> {
@@ -739,7 +766,7 @@ fn plan_outputs(opts: &RecordOptions) -> Result<OutputPlan, Error> {
             "--wait needs --cgroup-glob PATTERN (e.g. 'docker/*') or --container NAME".into(),
         ));
     }
-    match &opts.output {
+    let snapshots = match &opts.output {
         OutputSpec::File(path) => {
             if opts.targets.len() > 1 || (!opts.globs.is_empty() && !opts.wait) {
                 return Err(Error::Usage(
@@ -747,13 +774,37 @@ fn plan_outputs(opts: &RecordOptions) -> Result<OutputPlan, Error> {
                 ));
             }
             fsutil::check_output(path)?;
+            snapshot_interval(path, opts.interval)?
         }
-        OutputSpec::Dir(dir) => fsutil::ensure_dir_writable(dir)?,
-    }
+        OutputSpec::Dir(dir) => {
+            fsutil::ensure_dir_writable(dir)?;
+            Some(opts.interval.unwrap_or(DEFAULT_INTERVAL))
+        }
+    };
     Ok(OutputPlan {
         spec: opts.output.clone(),
         used: HashSet::new(),
+        snapshots,
     })
+}
+
+/// Snapshots replace the file each time. A stream (`--out -`, a FIFO) cannot be rewritten:
+/// each snapshot would follow the last as one more JSON document, so it only gets the final
+/// allowlist, and asking for snapshots there is a usage error.
+fn snapshot_interval(path: &Path, given: Option<Duration>) -> Result<Option<Duration>, Error> {
+    if !fsutil::is_stream_output(path)? {
+        return Ok(Some(given.unwrap_or(DEFAULT_INTERVAL)));
+    }
+    match given {
+        None => Ok(None),
+        Some(_) => Err(Error::Usage(format!(
+            "--interval with --out {}: a stream (standard output, a FIFO, a device) cannot be \
+             rewritten, so every snapshot would be appended as one more JSON document; without \
+             --interval only the final allowlist is written there, or give --out FILE for \
+             snapshots",
+            path.display()
+        ))),
+    }
 }
 
 impl OutputPlan {
@@ -850,6 +901,35 @@ mod tests {
     }
 
     #[test]
+    fn a_stream_gets_only_the_final_allowlist_and_refuses_interval() {
+        let stdout = Path::new("-");
+        assert_eq!(snapshot_interval(stdout, None).unwrap(), None);
+        assert_eq!(
+            snapshot_interval(Path::new("/dev/stdout"), None).unwrap(),
+            None
+        );
+        let err = snapshot_interval(stdout, Some(Duration::from_secs(1))).unwrap_err();
+        assert_eq!(err.exit_code(), crate::exit::ExitCode::USAGE);
+        assert!(err.to_string().contains("--interval with --out -"), "{err}");
+        let dir = tempfile::tempdir().unwrap();
+        let fifo = dir.path().join("fifo");
+        let c = std::ffi::CString::new(fifo.as_os_str().as_encoded_bytes()).unwrap();
+        // SAFETY: a valid NUL-terminated path.
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+        assert!(snapshot_interval(&fifo, Some(Duration::from_secs(1))).is_err());
+        // A file is replaced at each snapshot: the default period, or the one given.
+        let file = dir.path().join("a.json");
+        assert_eq!(
+            snapshot_interval(&file, None).unwrap(),
+            Some(DEFAULT_INTERVAL)
+        );
+        assert_eq!(
+            snapshot_interval(&file, Some(Duration::from_secs(1))).unwrap(),
+            Some(Duration::from_secs(1))
+        );
+    }
+
+    #[test]
     fn one_file_for_several_targets_is_a_usage_error() {
         let opts = RecordOptions {
             targets: vec![TargetSpec::Pid(1), TargetSpec::Pid(2)],
@@ -858,7 +938,7 @@ mod tests {
             keep_waiting: false,
             ready_file: None,
             output: OutputSpec::File(PathBuf::from("x.json")),
-            interval: Duration::from_secs(5),
+            interval: None,
             duration: None,
             counter: CounterOptions::new(AttachMode::Auto),
         };

@@ -62,9 +62,11 @@ pub struct RecordArgs {
     /// Directory for one `<name>.allowlist.json` per target.
     #[arg(long, value_name = "DIR")]
     out_dir: Option<PathBuf>,
-    /// Rewrite the allowlist files this often (seconds, 0.1 to 86400).
-    #[arg(long, value_name = "SECS", default_value = "5", value_parser = INTERVAL.parser())]
-    interval: Duration,
+    /// Rewrite the allowlist files this often (seconds, 0.1 to 86400; default 5). Not with
+    /// --out - (or a FIFO): a stream cannot be rewritten, so only the final allowlist goes
+    /// there.
+    #[arg(long, value_name = "SECS", value_parser = INTERVAL.parser())]
+    interval: Option<Duration>,
     /// Stop after this many seconds (0.001 to 31536000, i.e. 365 days).
     #[arg(long, value_name = "SECS", value_parser = DURATION.parser())]
     duration: Option<Duration>,
