@@ -338,8 +338,9 @@ impl Cgroup {
                 });
             }
             for pid in pids {
-                // SAFETY: plain kill(2); a pid that has exited meanwhile gives ESRCH.
-                unsafe { libc::kill(pid as libc::pid_t, libc::SIGKILL) };
+                // SAFETY: plain kill(2); a pid that has exited meanwhile gives ESRCH. The pid
+                // was the kernel's pid_t, printed: `cast_signed` gives it back.
+                unsafe { libc::kill(pid.cast_signed(), libc::SIGKILL) };
             }
             std::thread::sleep(std::time::Duration::from_millis(10));
         }
@@ -389,8 +390,9 @@ fn remove_tree(dir: &Path) -> io::Result<()> {
 /// The filesystem type (`statfs.f_type`) `dir` is on.
 fn fs_type(dir: &Path) -> Option<i64> {
     let c = std::ffi::CString::new(dir.as_os_str().as_encoded_bytes()).ok()?;
-    // SAFETY: valid NUL-terminated path and a zeroed out-struct.
+    // SAFETY: `statfs` is plain C data (integers): all zeroes is a valid value.
     let mut st: libc::statfs = unsafe { std::mem::zeroed() };
+    // SAFETY: a valid NUL-terminated path and a correctly sized out-struct.
     if unsafe { libc::statfs(c.as_ptr(), &mut st) } != 0 {
         return None;
     }

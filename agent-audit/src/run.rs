@@ -241,6 +241,9 @@ pub enum StartStage {
     InstallFilter,
     /// `execve` failed: not found, not executable, or denied by the filter just installed.
     Exec,
+    /// The container engine could not start a container under the profile (`verify` of a
+    /// container: runc refused the filter, or the container's first exec failed).
+    ContainerStart,
 }
 
 impl StartStage {
@@ -250,6 +253,7 @@ impl StartStage {
             StartStage::JoinCgroup => b'c',
             StartStage::InstallFilter => b'f',
             StartStage::Exec => b'e',
+            StartStage::ContainerStart => b's',
         }
     }
 
@@ -268,6 +272,7 @@ impl std::fmt::Display for StartStage {
             StartStage::JoinCgroup => "joining its cgroup",
             StartStage::InstallFilter => "installing the seccomp filter",
             StartStage::Exec => "exec",
+            StartStage::ContainerStart => "starting the container",
         })
     }
 }
@@ -286,13 +291,15 @@ pub struct SpawnError {
 
 impl SpawnError {
     /// 127 when the command does not exist, 126 when it could not be executed (as a shell
-    /// says), 74 when agent-audit could not put it into its cgroup.
+    /// says), 125 when a container engine could not start it (as `docker run` says), 74 when
+    /// agent-audit could not put it into its cgroup.
     pub fn exit_code(&self) -> crate::exit::ExitCode {
         use crate::exit::ExitCode;
         match self.stage {
             StartStage::JoinCgroup => ExitCode::IO,
             StartStage::Exec if self.source.kind() == std::io::ErrorKind::NotFound => ExitCode(127),
             StartStage::Exec | StartStage::InstallFilter => ExitCode(126),
+            StartStage::ContainerStart => ExitCode(125),
         }
     }
 }
@@ -411,6 +418,7 @@ impl Supervisor<'_> {
         child: std::process::Child,
         limit: Option<RunLimit>,
     ) -> Result<RunEnd, Error> {
+        // std hands out the kernel's pid_t as u32: `cast_signed` gives the pid back.
         let pid = child.id();
         let deadline = limit.map(|l| tokio::time::Instant::now() + l.timeout);
         let mut wait = tokio::task::spawn_blocking(move || {
@@ -426,7 +434,7 @@ impl Supervisor<'_> {
                 survivors = self.end_all(Some(pid)).await?;
                 // Should the command have left its cgroup, it is killed all the same.
                 // SAFETY: plain kill(2) on our own child, not yet reaped.
-                unsafe { libc::kill(pid as libc::pid_t, libc::SIGKILL) };
+                unsafe { libc::kill(pid.cast_signed(), libc::SIGKILL) };
                 joined(wait.await)?
             }
         };
@@ -464,7 +472,7 @@ impl Supervisor<'_> {
                 number = self.signals.recv() => {
                     if !signals::is_from_terminal(number) {
                         // SAFETY: plain kill(2) on our own child.
-                        unsafe { libc::kill(pid as libc::pid_t, number) };
+                        unsafe { libc::kill(pid.cast_signed(), number) };
                     }
                 }
                 _ = self.poll.tick() => self.tick()?,

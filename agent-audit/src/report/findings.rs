@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use super::context::Context;
 use super::{
     ArchGap, DangerousObserved, DeniedSource, DeniedUse, Findings, PrivilegeDropFinding,
-    RuntimeInitOnly, VerifyFailure, VerifyFailureKind, VerifyResult,
+    RuntimeInitOnly, VerifyDenial, VerifyFailure, VerifyFailureKind, VerifyResult,
 };
 use crate::allowlist::Allowlist;
 use crate::check::CheckReport;
@@ -61,7 +61,7 @@ pub(super) fn verify_passed(v: &VerifyResult) -> bool {
     v.passed.unwrap_or_else(|| {
         !v.timed_out
             && v.survivors.is_empty()
-            && v.denied.iter().all(|d| d.fallback)
+            && v.denied.iter().all(VerifyDenial::expected)
             && v.probes.iter().all(|p| p.ok)
             && v.exit_status.unwrap_or(0) == 0
     })
@@ -71,7 +71,12 @@ pub(super) fn verify_passed(v: &VerifyResult) -> bool {
 /// never empty when it failed without a denial, so that a failed verification always counts
 /// as a finding.
 fn verify_failed(v: &VerifyResult) -> Vec<VerifyFailure> {
-    let mut out = unfinished_run(v);
+    let start = v.start_failure.as_ref().map(|f| VerifyFailure {
+        kind: VerifyFailureKind::Start,
+        what: format!("the workload did not start under the profile: {}", f.error),
+    });
+    let mut out: Vec<VerifyFailure> = start.into_iter().collect();
+    out.extend(unfinished_run(v));
     out.extend(v.probes.iter().filter(|p| !p.ok).map(|p| VerifyFailure {
         kind: VerifyFailureKind::Probe,
         what: format!(
@@ -84,14 +89,16 @@ fn verify_failed(v: &VerifyResult) -> Vec<VerifyFailure> {
             p.expected_errno
         ),
     }));
-    // A timed-out command's status is the SIGKILL that ended it: the timeout says it all.
-    if let Some(status) = v.exit_status.filter(|&s| s != 0 && !v.timed_out) {
+    // A workload that did not start has its start failure instead of an exit status; a
+    // timed-out one's status is the SIGKILL that ended it: the timeout says it all.
+    let ran = v.start_failure.is_none() && !v.timed_out;
+    if let Some(status) = v.exit_status.filter(|&s| s != 0 && ran) {
         out.push(VerifyFailure {
             kind: VerifyFailureKind::ExitStatus,
             what: format!("the command exited {status} under the profile"),
         });
     }
-    if out.is_empty() && v.denied.iter().all(|d| d.fallback) && !verify_passed(v) {
+    if out.is_empty() && v.denied.iter().all(VerifyDenial::expected) && !verify_passed(v) {
         out.push(VerifyFailure {
             kind: VerifyFailureKind::Failed,
             what: "verify reported FAILED".into(),
@@ -191,7 +198,7 @@ fn denied_but_used(ctx: &Context, verify: Option<&VerifyResult>) -> Vec<DeniedUs
         });
     }
     let denials = verify.map(|v| v.denied.as_slice()).unwrap_or_default();
-    for denial in denials.iter().filter(|d| !d.fallback) {
+    for denial in denials.iter().filter(|d| !d.expected()) {
         out.push(DeniedUse {
             source: DeniedSource::Verify,
             arch: denial.arch,
@@ -290,7 +297,9 @@ fn privilege_drops(ctx: &Context) -> Vec<PrivilegeDropFinding> {
 /// one (`clone3` → `clone`), as `verify` counts it too; not a finding, a note.
 fn refused_for_fallback(ctx: &Context, name: &str) -> bool {
     let effect = ctx.effect(name);
-    effect.action.denies() && !effect.conditional && effect.errno == Some(libc::ENOSYS as u32)
+    effect.action.denies()
+        && !effect.conditional
+        && effect.errno == u32::try_from(libc::ENOSYS).ok()
 }
 
 fn notes(ctx: &Context) -> Vec<String> {

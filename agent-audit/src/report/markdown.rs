@@ -98,6 +98,9 @@ fn render_with(report: &Report, max_rows: usize) -> String {
 "
         );
     }
+    if let Some(note) = &s.verify_note {
+        let _ = writeln!(md, "{}\n", escape(note));
+    }
     let _ = writeln!(
         md,
         "convergence: {}

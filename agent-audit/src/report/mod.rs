@@ -83,6 +83,10 @@ pub struct Summary {
     /// The `verify` result's verdict, when one was given.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub verify_passed: Option<bool>,
+    /// How `verify` ran a container (`audit --container`): which copy, and that its probes
+    /// ran on the host.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub verify_note: Option<String>,
     /// What each recording, in recording order (by start time), saw that no earlier one had.
     pub convergence: Convergence,
 }
@@ -212,6 +216,8 @@ pub struct VerifyFailure {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum VerifyFailureKind {
+    /// The workload did not start under the profile.
+    Start,
     /// The command, or what it left running, was still running at `--timeout`.
     TimedOut,
     /// Processes the command started were still running after it exited (and its grace
@@ -412,6 +418,19 @@ pub struct VerifyResult {
     /// Processes the command left running that `verify` killed.
     #[serde(default)]
     pub survivors: Vec<VerifySurvivor>,
+    /// Why the workload did not start under the profile, when it did not.
+    #[serde(default)]
+    pub start_failure: Option<VerifyStartFailure>,
+    /// The container run, for a container's verify.
+    #[serde(default)]
+    pub container: Option<crate::verify::ContainerRun>,
+}
+
+/// A workload that did not start under the profile, in a `verify` result.
+#[derive(Clone, Debug, Deserialize)]
+pub struct VerifyStartFailure {
+    /// The error in words.
+    pub error: String,
 }
 
 /// A process `verify` killed because the command left it running.
@@ -451,6 +470,18 @@ pub struct VerifyDenial {
     /// the profile allows: not a finding.
     #[serde(default)]
     pub fallback: bool,
+    /// Refused under the configuration the workload was recorded in as well (a container's
+    /// own seccomp profile): not a finding.
+    #[serde(default)]
+    pub refused_before: bool,
+}
+
+impl VerifyDenial {
+    /// A refusal that is not a failure: an ENOSYS fallback, or one the workload was recorded
+    /// under.
+    pub fn expected(&self) -> bool {
+        self.fallback || self.refused_before
+    }
 }
 
 /// Why a report could not be made.

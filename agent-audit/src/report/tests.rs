@@ -397,6 +397,57 @@ fn a_failed_verification_is_the_first_finding() {
 }
 
 #[test]
+fn a_container_that_did_not_start_is_the_first_finding_and_its_verify_is_described() {
+    let dir = tempfile::tempdir().unwrap();
+    let list = recording("c", "true", &[(X, "read", 1)]);
+    let runs = vec![write(dir.path(), "c.json", &list)];
+    let container = r#""container":{"container":"agent","verify_container":"agent-v",
+        "image":"debian-agent","capabilities":"no capabilities",
+        "probes":"host-with-container-capabilities","baseline_container":"agent-b"}"#;
+    let failed = format!(
+        r#"{{"denied":[],"exit_status":125,"passed":false,{container},
+            "start_failure":{{"stage":"container-start","error":"engine answered HTTP 500: exec failed"}}}}"#
+    );
+    std::fs::write(dir.path().join("v.json"), failed).unwrap();
+    let report = build(&ReportInputs {
+        verify: Some(dir.path().join("v.json")),
+        ..inputs(runs.clone())
+    })
+    .unwrap();
+    let f = &report.findings.verify_failed;
+    // The start failure, not also an exit status.
+    assert_eq!(f.len(), 1, "{f:?}");
+    assert_eq!(f[0].kind, VerifyFailureKind::Start);
+    assert!(f[0].what.contains("exec failed"), "{f:?}");
+    let note = report.summary.verify_note.clone().unwrap();
+    assert!(
+        note.contains("ran on the host") && note.contains("agent-b"),
+        "{note}"
+    );
+    let md = markdown::render(&report);
+    assert!(md.find("Verify FAILED").unwrap() < md.find("### Summary").unwrap());
+    assert!(html::render(&report).contains("verify-note"));
+
+    // A refusal the container's own configuration makes too is no finding, and is named.
+    let passed = format!(
+        r#"{{"denied":[{{"arch":"SCMP_ARCH_X86_64","name":"pkey_alloc","nr":330,"count":2,
+            "refused_before":true}}],"exit_status":0,"passed":true,{container}}}"#
+    );
+    std::fs::write(dir.path().join("v.json"), passed).unwrap();
+    let report = build(&ReportInputs {
+        verify: Some(dir.path().join("v.json")),
+        ..inputs(runs)
+    })
+    .unwrap();
+    assert_eq!(report.finding_count(), 0, "{:?}", report.findings);
+    assert!(report
+        .summary
+        .verify_note
+        .unwrap()
+        .contains("pkey_alloc x2"));
+}
+
+#[test]
 fn a_timeout_and_processes_left_running_come_before_every_other_verify_failure() {
     let dir = tempfile::tempdir().unwrap();
     let list = recording("c", "true", &[(X, "read", 1)]);
@@ -473,7 +524,8 @@ fn convergence_follows_recording_order_and_flags_a_last_run_that_added() {
     .enumerate()
     {
         let mut list = recording("prog --flag", "prog", &calls);
-        list.started_at = time::OffsetDateTime::UNIX_EPOCH + time::Duration::seconds(i as i64);
+        list.started_at =
+            time::OffsetDateTime::UNIX_EPOCH + time::Duration::seconds(i64::try_from(i).unwrap());
         paths.push(write(dir.path(), name, &list));
     }
     let report = build(&inputs(paths)).unwrap();
