@@ -166,6 +166,7 @@ pub fn record(opts: RecordOptions) -> Result<StopReason, Error> {
             events,
             excluded,
             starved: HashMap::new(),
+            vanished: Vec::new(),
             picked_up: 0,
         })
     } else {
@@ -269,8 +270,14 @@ struct Waiting {
     excluded: Vec<(u64, PathBuf)>,
     /// Wanted children that found every slot in use, by cgroup id, until they get one.
     starved: HashMap<u64, Starved>,
+    /// The latest children created and removed before their creation was read (at most
+    /// [`MAX_VANISHED`]): named in the warning about a claimed cgroup that cannot be named.
+    vanished: Vec<String>,
     picked_up: usize,
 }
+
+/// How many names of vanished children are kept for that warning.
+const MAX_VANISHED: usize = 8;
 
 /// A wanted child of a watched parent that is not counted yet: every slot was in use.
 struct Starved {
@@ -294,6 +301,7 @@ impl Waiting {
         // A cgroup's mkdir event is queued before any of its tasks can make a syscall, but
         // may not have been read yet.
         self.events.read_pending().map_err(Error::Io)?;
+        self.note_vanished();
         self.exclude_unwanted(counter)?;
         // Before adopting: a starved child may get a slot at once.
         self.note_starved(counter)?;
@@ -358,11 +366,10 @@ impl Waiting {
             let Some(target) = target else {
                 match named {
                     Some((parent, name)) => self.excluded.push((id, parent.join(name))),
-                    None => {
-                        if let Ok(c) = self.mount.resolve_id(id) {
-                            self.excluded.push((id, c.dir));
-                        }
-                    }
+                    None => match self.mount.resolve_id(id) {
+                        Ok(c) => self.excluded.push((id, c.dir)),
+                        Err(_) => self.report_unnamed(counter, id, slot)?,
+                    },
                 }
                 counter.exclude_claimed(slot)?;
                 continue;
@@ -394,6 +401,41 @@ impl Waiting {
                 }
             }
         }
+        Ok(())
+    }
+
+    /// Keeps the names of the latest children that were gone before they could be looked up.
+    fn note_vanished(&mut self) {
+        for (parent, name) in self.events.take_vanished() {
+            self.vanished.push(parent.join(name).display().to_string());
+        }
+        let excess = self.vanished.len().saturating_sub(MAX_VANISHED);
+        self.vanished.drain(..excess);
+    }
+
+    /// A cgroup the kernel program counted from its first call, but which was removed before
+    /// its creation event was read: its id leads to no name, so neither whether a pattern
+    /// wants it nor a file name for it is known. Its calls are dropped with the slot; say so
+    /// rather than lose them silently.
+    fn report_unnamed(
+        &mut self,
+        counter: &SyscallCounter,
+        id: u64,
+        slot: crate::bpf::TargetSlot,
+    ) -> Result<(), Error> {
+        let calls: u64 = counter.read(slot)?.syscalls.iter().map(|s| s.2).sum();
+        let candidates = if self.vanished.is_empty() {
+            String::new()
+        } else {
+            format!(
+                " (created and removed before they could be looked up: {})",
+                std::mem::take(&mut self.vanished).join(", ")
+            )
+        };
+        eprintln!(
+            "agent-audit: warning: a new cgroup (id {id}) made {calls} syscalls but was removed \
+             before its name could be read{candidates}: its calls are in no allowlist"
+        );
         Ok(())
     }
 
