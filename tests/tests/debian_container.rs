@@ -144,8 +144,10 @@ fn root_audit_a_debian_container_running_an_agent_task() {
         .is_empty());
     let md = std::fs::read_to_string(out.join("report.md")).unwrap();
     assert!(md.contains("ran on the host"), "{md}");
-    let clean = md.contains("**0 finding(s)**");
-    assert_eq!(done.code(), if clean { 0 } else { 1 }, "{}", done.stderr);
+    // runc's init calls are listed, but none is allowed without a reason: nothing to review.
+    assert!(md.contains("**0 finding(s)**"), "{md}");
+    assert!(md.contains("allowed (runtime baseline)"), "{md}");
+    done.assert_code(0);
     assert_eq!(leftover_verify_containers(&name), "");
 
     for i in 1..=3 {

@@ -18,10 +18,10 @@ use agent_audit_ebpf::{
     GLOBAL_ARG_REG_OFFSETS, GLOBAL_ARG_SPECS, GLOBAL_ATTRIBUTION, GLOBAL_COMPAT_ARG0_OFFSET,
     GLOBAL_COMPAT_FLAG_MASK, GLOBAL_COMPAT_FLAG_OFFSET, GLOBAL_COMPAT_IPC_NR,
     GLOBAL_COMPAT_SOCKETCALL_NR, GLOBAL_FORK_NRS, GLOBAL_PRCTL_NR, MAP_COUNTERS, MAP_EXEC_EVENTS,
-    MAP_EXIT_COUNTERS, MAP_FREE_SLOTS, MAP_INIT_COUNTERS, MAP_PHASE, MAP_STARVED, MAP_TARGETS,
-    MAP_TARGET_GENERATION, MAX_TARGETS, MUX_SLOTS, NO_TARGET, NR_SLOTS, PHASE_RUNTIME_INIT,
-    PHASE_WORKLOAD, PROG_SCHED_EXEC, PROG_SYS_ENTER_BTF, PROG_SYS_ENTER_EMPTY, PROG_SYS_ENTER_RAW,
-    PROG_SYS_EXIT, WATCH_PARENT,
+    MAP_EXIT_COUNTERS, MAP_FREE_SLOTS, MAP_INIT_COUNTERS, MAP_INIT_EXIT_COUNTERS, MAP_PHASE,
+    MAP_STARVED, MAP_TARGETS, MAP_TARGET_GENERATION, MAX_TARGETS, MUX_SLOTS, NO_TARGET, NR_SLOTS,
+    PHASE_RUNTIME_INIT, PHASE_WORKLOAD, PROG_SCHED_EXEC, PROG_SYS_ENTER_BTF, PROG_SYS_ENTER_EMPTY,
+    PROG_SYS_ENTER_RAW, PROG_SYS_EXIT, WATCH_PARENT,
 };
 use aya::maps::{Array, HashMap, MapData, PerCpuArray, PerCpuValues, Queue, RingBuf};
 use aya::programs::{BtfTracePoint, RawTracePoint, TracePoint};
@@ -289,6 +289,7 @@ impl SyscallCounter {
             MAP_COUNTERS,
             MAP_INIT_COUNTERS,
             MAP_EXIT_COUNTERS,
+            MAP_INIT_EXIT_COUNTERS,
             MAP_PHASE,
         ] {
             loader.map_max_entries(map, slots);
@@ -671,6 +672,11 @@ impl SyscallCounter {
         self.read_map(MAP_EXIT_COUNTERS, slot)
     }
 
+    /// Exits counted while the target was in the runtime's init (see [`Self::read_exits`]).
+    pub fn read_init_exits(&self, slot: TargetSlot) -> Result<TargetCounts, BpfError> {
+        self.read_map(MAP_INIT_EXIT_COUNTERS, slot)
+    }
+
     fn read_map(&self, name: &'static str, slot: TargetSlot) -> Result<TargetCounts, BpfError> {
         let counters: PerCpuArray<&MapData, SyscallCounters> = map_ref(&self.ebpf, name)?;
         let per_cpu = counters
@@ -749,7 +755,12 @@ impl SyscallCounter {
         self.clear_attribution(&used)?;
         for &slot in &used {
             self.clear_args(slot)?;
-            for map in [MAP_COUNTERS, MAP_INIT_COUNTERS, MAP_EXIT_COUNTERS] {
+            for map in [
+                MAP_COUNTERS,
+                MAP_INIT_COUNTERS,
+                MAP_EXIT_COUNTERS,
+                MAP_INIT_EXIT_COUNTERS,
+            ] {
                 self.zero_counters(map, slot)?;
             }
         }

@@ -6,7 +6,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use super::context::Context;
 use super::{
     ArchGap, DangerousObserved, DeniedSource, DeniedUse, Findings, PrivilegeDropFinding,
-    RuntimeInitOnly, VerifyDenial, VerifyFailure, VerifyFailureKind, VerifyResult,
+    RuntimeInitOnly, RuntimeInitVerdict, VerifyDenial, VerifyFailure, VerifyFailureKind,
+    VerifyResult,
 };
 use crate::allowlist::Allowlist;
 use crate::check::CheckReport;
@@ -261,12 +262,31 @@ fn runtime_init_only(ctx: &Context) -> Vec<RuntimeInitOnly> {
     }
     counts
         .into_iter()
-        .map(|(name, count)| RuntimeInitOnly {
-            name: name.to_string(),
-            count,
-            allowed: ctx.allows(name),
+        .map(|(name, count)| {
+            let profile = runtime_init_verdict(ctx, name);
+            RuntimeInitOnly {
+                name: name.to_string(),
+                count,
+                allowed: profile != RuntimeInitVerdict::Denied,
+                profile,
+            }
         })
         .collect()
+}
+
+fn runtime_init_verdict(ctx: &Context, name: &str) -> RuntimeInitVerdict {
+    let in_runtime_baseline = || {
+        policy::baseline()
+            .entry(name)
+            .is_some_and(|(group, _)| group.id == "runtime")
+    };
+    if !ctx.allows(name) {
+        RuntimeInitVerdict::Denied
+    } else if in_runtime_baseline() {
+        RuntimeInitVerdict::RuntimeBaseline
+    } else {
+        RuntimeInitVerdict::Allowed
+    }
 }
 
 fn privilege_drops(ctx: &Context) -> Vec<PrivilegeDropFinding> {

@@ -4,7 +4,7 @@
 
 use std::fmt::Write;
 
-use super::{CategoryRow, Report, SyscallRow};
+use super::{CategoryRow, Report, RuntimeInitVerdict, SyscallRow};
 
 const CSS: &str = include_str!("assets/report.css");
 const SORT_JS: &str = include_str!("assets/sort.js");
@@ -292,11 +292,14 @@ fn findings(h: &mut String, report: &Report) {
             .runtime_init_only
             .iter()
             .map(|r| {
-                let verdict = if r.allowed { "allowed" } else { "denied" };
+                let class = match r.profile {
+                    RuntimeInitVerdict::Allowed => "allowed",
+                    RuntimeInitVerdict::Denied | RuntimeInitVerdict::RuntimeBaseline => "expected",
+                };
                 vec![
                     Cell::code(&r.name),
                     Cell::num(r.count),
-                    Cell::tag(verdict, verdict),
+                    Cell::tag(class, r.profile.label()),
                 ]
             })
             .collect();

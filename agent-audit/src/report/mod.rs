@@ -193,6 +193,14 @@ pub struct Findings {
 }
 
 impl Findings {
+    /// The calls only the runtime's init made that the profile allows for no reason: the
+    /// only runtime-init entries that count as findings.
+    pub fn runtime_init_needs_review(&self) -> impl Iterator<Item = &RuntimeInitOnly> {
+        self.runtime_init_only
+            .iter()
+            .filter(|r| r.profile == RuntimeInitVerdict::Allowed)
+    }
+
     /// The calls `verify` saw the profile deny (the `denied_but_used` entries of source
     /// `verify`), which the renderers show with the verify failures, first.
     pub fn verify_denials(&self) -> Vec<&DeniedUse> {
@@ -312,8 +320,36 @@ pub struct RuntimeInitOnly {
     pub name: String,
     /// Calls.
     pub count: u64,
-    /// Whether the profile allows it anyway.
+    /// Whether the profile allows it (for whatever reason).
     pub allowed: bool,
+    /// What the profile does with it, and whether that needs a reviewer.
+    pub profile: RuntimeInitVerdict,
+}
+
+/// What the profile does with a call only the runtime's init made. The runtime makes most of
+/// its init's calls before it installs the filter, so denying them is right; those it makes
+/// after (dropping privileges) are the runtime baseline. Only a call allowed for neither
+/// reason needs a reviewer: the profile is looser than the workload needs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum RuntimeInitVerdict {
+    /// Denied: the runtime made it before its filter was in place.
+    Denied,
+    /// Allowed because the runtime baseline needs it after the filter is in place.
+    RuntimeBaseline,
+    /// Allowed for no reason the recordings or the baseline give: a finding.
+    Allowed,
+}
+
+impl RuntimeInitVerdict {
+    /// How the reports show it.
+    pub fn label(self) -> &'static str {
+        match self {
+            RuntimeInitVerdict::Denied => "denied",
+            RuntimeInitVerdict::RuntimeBaseline => "allowed (runtime baseline)",
+            RuntimeInitVerdict::Allowed => "ALLOWED, not needed",
+        }
+    }
 }
 
 /// What ran as root before a recording's privilege drop.
@@ -562,7 +598,7 @@ impl Report {
             + f.dangerous_observed.len()
             + f.denied_but_used.len()
             + f.arch_gaps.len()
-            + f.runtime_init_only.len()
+            + f.runtime_init_needs_review().count()
             + f.privilege_drops.len()
     }
 }

@@ -202,10 +202,12 @@ fn verify_results_x86_gaps_runtime_init_and_privilege_drop() {
     assert_eq!(
         (
             f.runtime_init_only[0].name.as_str(),
-            f.runtime_init_only[0].allowed
+            f.runtime_init_only[0].profile
         ),
-        ("pivot_root", false)
+        ("pivot_root", RuntimeInitVerdict::Denied)
     );
+    // Denied as it should be: shown, but nothing for a reviewer to do.
+    assert_eq!(f.runtime_init_needs_review().count(), 0);
     assert_eq!(f.privilege_drops.len(), 1);
     assert_eq!(
         f.privilege_drops[0].root_only,
@@ -583,4 +585,62 @@ fn narrowed_syscalls_show_what_was_observed_and_what_is_allowed() {
     );
     let read = report.syscalls.iter().find(|r| r.name == "read").unwrap();
     assert!(read.arguments.is_none());
+}
+
+/// Calls only runc's init made: denied (made before the filter), allowed for the runtime
+/// (baseline), or allowed for no reason — only the last is a finding.
+#[test]
+fn only_runtime_init_calls_the_profile_allows_for_no_reason_are_findings() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut list = recording("c", "app", &[(X, "read", 3)]);
+    list.runtime_init = recording(
+        "c",
+        "runc",
+        &[
+            (X, "pivot_root", 1),
+            (X, "capset", 2),
+            (X, "sethostname", 1),
+        ],
+    )
+    .syscalls;
+    let path = write(dir.path(), "c.json", &list);
+    let profile = r#"{"defaultAction":"SCMP_ACT_ERRNO","architectures":["SCMP_ARCH_X86_64"],
+      "syscalls":[{"names":["read","capset","sethostname"],"action":"SCMP_ACT_ALLOW"}]}"#;
+    std::fs::write(dir.path().join("p.json"), profile).unwrap();
+    let report = build(&ReportInputs {
+        allowlists: vec![path],
+        profile: Some(dir.path().join("p.json")),
+        ..Default::default()
+    })
+    .unwrap();
+    let verdicts: Vec<(&str, RuntimeInitVerdict)> = report
+        .findings
+        .runtime_init_only
+        .iter()
+        .map(|r| (r.name.as_str(), r.profile))
+        .collect();
+    assert_eq!(
+        verdicts,
+        vec![
+            ("capset", RuntimeInitVerdict::RuntimeBaseline),
+            ("pivot_root", RuntimeInitVerdict::Denied),
+            ("sethostname", RuntimeInitVerdict::Allowed),
+        ]
+    );
+    let review: Vec<&str> = report
+        .findings
+        .runtime_init_needs_review()
+        .map(|r| r.name.as_str())
+        .collect();
+    assert_eq!(review, vec!["sethostname"]);
+    assert_eq!(report.finding_count(), 1);
+    let md = markdown::render(&report);
+    assert!(
+        md.contains("| `sethostname` | 1 | ALLOWED, not needed |"),
+        "{md}"
+    );
+    assert!(
+        md.contains("| `capset` | 2 | allowed (runtime baseline) |"),
+        "{md}"
+    );
 }
