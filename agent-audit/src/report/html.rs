@@ -254,7 +254,7 @@ fn findings(h: &mut String, report: &Report) {
             .iter()
             .map(|d| {
                 vec![
-                    Cell::text(d.source),
+                    Cell::text(d.source.as_str()),
                     Cell::code(d.name.as_deref().unwrap_or("?")),
                     Cell::text(d.arch.short_name()),
                     d.nr.map_or(Cell::text(""), |n| Cell::num(n.into())),
