@@ -267,3 +267,58 @@ fn root_audit_passes_its_verify_timeout_on_and_reports_the_timeout_first() {
         "{md}"
     );
 }
+
+/// A container's copy is bounded too: the engine kills it at `--timeout`, the verification
+/// fails as timed out, and neither the copy nor its processes are left.
+#[test]
+fn root_verify_kills_a_container_copy_that_runs_past_its_timeout() {
+    require_root();
+    if agent_audit_tests::image::skip_without_docker("root_verify_kills_a_container_copy") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let name = agent_audit_tests::unique_name("aa-vtimeout");
+    let mark = marker();
+    let created = run(
+        Command::new("docker")
+            .args(["create", "--name", &name, "--network", "none"])
+            .arg(agent_audit_tests::container::docker_busybox_image())
+            .args(["sleep", &mark]),
+        HANG,
+    );
+    created.assert_code(0);
+    let profile_path = dir.path().join("profile.json");
+    std::fs::write(&profile_path, ALLOW_ALL).unwrap();
+    let out = dir.path().join("verify.json");
+    let started = Instant::now();
+    let done = run(
+        Command::new(agent_audit_bin())
+            .arg("verify")
+            .arg("--profile")
+            .arg(&profile_path)
+            .args(["--timeout", "2", "--docker-container", &name, "-o"])
+            .arg(&out),
+        HANG,
+    );
+    let elapsed = started.elapsed();
+    let copies = run(
+        Command::new("docker").args([
+            "ps",
+            "--all",
+            "--quiet",
+            "--filter",
+            &format!("label=agent-audit.verify-of={name}"),
+        ]),
+        HANG,
+    );
+    let _ = Command::new("docker").args(["rm", "-f", &name]).output();
+    done.assert_code(FINDINGS);
+    let result: Value = serde_json::from_str(&std::fs::read_to_string(&out).unwrap()).unwrap();
+    assert_eq!(result["timed_out"], true, "{result:#}");
+    assert_eq!(result["timeout_seconds"], 2.0, "{result:#}");
+    assert_eq!(result["passed"], false, "{result:#}");
+    assert_eq!(result["exit_status"], 128 + 9, "{result:#}");
+    assert!(elapsed < Duration::from_secs(60), "took {elapsed:?}");
+    assert_eq!(copies.stdout.trim(), "", "verify copies left behind");
+    assert_eq!(processes_with(&mark), Vec::<u32>::new(), "left behind");
+}

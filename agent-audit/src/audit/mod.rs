@@ -387,6 +387,7 @@ fn verify_container(
         out: Some(layout.file("verify.json")),
         name: name.to_string(),
         attach: opts.counter.attach,
+        timeout: opts.verify_timeout,
     })?;
     eprint!("{}", result.to_text());
     Ok(result)

@@ -61,13 +61,12 @@ pub struct AuditArgs {
     /// Seconds the verify step's run of the command may take, with whatever it leaves
     /// running (0.1 to 31536000; `verify --timeout`): then it is killed and verify fails as
     /// timed out. Processes still running 5 seconds after the command exited are killed and
-    /// fail it too. Not with --container (whose verify copy is not bounded yet).
+    /// fail it too. With --container, the bound of the verify copy's run.
     #[arg(
         long,
         value_name = "SECS",
         default_value = "600",
-        value_parser = TIMEOUT.parser(),
-        conflicts_with = "container"
+        value_parser = TIMEOUT.parser()
     )]
     verify_timeout: Duration,
     /// How to attach to sys_enter.
