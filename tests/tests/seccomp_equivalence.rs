@@ -21,16 +21,17 @@ use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::str::FromStr;
 use std::time::Duration;
 
-use agent_audit::seccomp::container::DOCKER_DEFAULT_CAPS;
+use agent_audit::seccomp::container::{Capabilities, ContainerContext, DOCKER_DEFAULT_CAPS};
 use agent_audit::seccomp::spo::SpoObject;
 use agent_audit::seccomp::{CompareOp, SeccompProfile};
 use agent_audit::syscalls::Arch;
 use agent_audit_tests::image::skip_without_docker;
 use agent_audit_tests::process::{run, run_ok};
 use agent_audit_tests::seccomp_probe::{self, Abi, Outcome, Probe};
-use agent_audit_tests::{agent_audit_bin, require_root, workspace_root};
+use agent_audit_tests::{agent_audit_bin, require_root, unique_name, workspace_root};
 use serde_json::{json, Value};
 
 /// errno `e` of a profile becomes `MARKER_BASE + e` in the test copy: above every errno the
@@ -622,6 +623,9 @@ fn probe_image(binary: &Path) -> String {
     tag
 }
 
+/// The capabilities `runc spec` writes into a new bundle's config.
+const RUNC_SPEC_CAPS: &[&str] = &["CAP_AUDIT_WRITE", "CAP_KILL", "CAP_NET_BIND_SERVICE"];
+
 /// Capabilities by number (linux/capability.h), as Docker spells them.
 const CAPABILITIES: &[&str] = &[
     "CHOWN",
@@ -689,13 +693,17 @@ fn missing_capabilities() -> Vec<&'static str> {
 #[derive(Clone, Debug)]
 enum Caps {
     DockerDefault,
-    All { missing: Vec<&'static str> },
+    /// What `runc spec` gives (for `runc run`).
+    RuncSpec,
+    All {
+        missing: Vec<&'static str>,
+    },
 }
 
 impl Caps {
     fn docker_args(&self) -> Vec<String> {
         match self {
-            Caps::DockerDefault => Vec::new(),
+            Caps::DockerDefault | Caps::RuncSpec => Vec::new(),
             Caps::All { missing } => ["--cap-add", "ALL"]
                 .into_iter()
                 .map(String::from)
@@ -711,6 +719,7 @@ impl Caps {
     fn verify_arg(&self) -> String {
         match self {
             Caps::DockerDefault => "default".into(),
+            Caps::RuncSpec => RUNC_SPEC_CAPS.join(","),
             Caps::All { missing } if missing.is_empty() => "all".into(),
             Caps::All { missing } => CAPABILITIES
                 .iter()
@@ -725,6 +734,10 @@ impl Caps {
     fn mask(&self) -> String {
         let names: Vec<&str> = match self {
             Caps::DockerDefault => DOCKER_DEFAULT_CAPS
+                .iter()
+                .map(|c| c.trim_start_matches("CAP_"))
+                .collect(),
+            Caps::RuncSpec => RUNC_SPEC_CAPS
                 .iter()
                 .map(|c| c.trim_start_matches("CAP_"))
                 .collect(),
@@ -744,6 +757,7 @@ impl Caps {
     fn label(&self) -> &'static str {
         match self {
             Caps::DockerDefault => "Docker's default capabilities",
+            Caps::RuncSpec => "runc spec's capabilities",
             Caps::All { .. } => "all capabilities",
         }
     }
@@ -812,10 +826,8 @@ fn under_verify(binary: &Path, dir: &Path, copy: &Path, caps: &Caps, count: usiz
 /// the default's errno, or EPERM.
 fn docker_passes_default_errno_ret(image: &str) -> bool {
     let dir = tempfile::tempdir().unwrap();
-    let profile = json!({"defaultAction": "SCMP_ACT_ERRNO", "defaultErrnoRet": 3333});
-    let (copy, _) = test_copy(&profile, Markers::KeepEperm);
-    let mut copy = copy;
-    copy["defaultErrnoRet"] = json!(MARKER_BASE + 333);
+    let profile = json!({"defaultAction": "SCMP_ACT_ERRNO", "defaultErrnoRet": 333});
+    let (copy, _) = test_copy(&profile, Markers::All);
     let path = dir.path().join("profile.json");
     fs::write(&path, copy.to_string()).unwrap();
     let mount = Probe {
@@ -829,6 +841,113 @@ fn docker_passes_default_errno_ret(image: &str) -> bool {
         Run::Ran(verdicts) if verdicts == [Verdict::Denied(333)] => true,
         Run::Ran(verdicts) if verdicts == [Verdict::Eperm] => false,
         other => panic!("mount under a profile that refuses it: {other:?}"),
+    }
+}
+
+/// The profile as Docker hands it to runc for a container of `runc spec`'s default
+/// capabilities, in the OCI form `runc run` reads (`linux.seccomp`): rules evaluated and
+/// stripped of `includes`/`excludes` by agent-audit (that part is what the Docker runs check),
+/// `archMap` turned into the host's `architectures`, the legacy `name` into `names`.
+fn as_runc_config(copy: &Value) -> Value {
+    let profile = SeccompProfile::parse(&copy.to_string(), Path::new("copy.json")).unwrap();
+    let caps = Capabilities::from_str(&Caps::RuncSpec.verify_arg()).unwrap();
+    let effective = ContainerContext::on_this_host(caps).effective(&profile);
+    let mut config = serde_json::to_value(&effective).unwrap();
+    let object = config.as_object_mut().unwrap();
+    if let Some(Value::Array(map)) = object.remove("archMap") {
+        let native = Arch::native().unwrap().scmp_name();
+        if let Some(entry) = map.iter().find(|e| e["architecture"] == native) {
+            let mut arches = vec![entry["architecture"].clone()];
+            arches.extend(
+                entry["subArchitectures"]
+                    .as_array()
+                    .cloned()
+                    .unwrap_or_default(),
+            );
+            object.insert("architectures".into(), Value::Array(arches));
+        }
+    }
+    for rule in object["syscalls"].as_array_mut().unwrap() {
+        if let Some(name) = rule.as_object_mut().unwrap().remove("name") {
+            match rule["names"].as_array_mut() {
+                Some(names) => names.push(name),
+                None => rule["names"] = json!([name]),
+            }
+        }
+    }
+    config
+}
+
+/// Verdicts under `runc run` itself: a bundle with the probe program, `runc spec`'s defaults
+/// (no_new_privs, three capabilities) and `profile` as `linux.seccomp`.
+fn under_runc(binary: &Path, probes: &Path, profile: &Value, count: usize) -> Run {
+    let bundle = tempfile::tempdir().unwrap();
+    let rootfs = bundle.path().join("rootfs");
+    fs::create_dir_all(&rootfs).unwrap();
+    fs::copy(binary, rootfs.join("scprobe")).unwrap();
+    fs::copy(probes, rootfs.join("probes.txt")).unwrap();
+    run_ok(
+        Command::new("runc").arg("spec").current_dir(bundle.path()),
+        Duration::from_secs(10),
+    );
+    let config_path = bundle.path().join("config.json");
+    let mut config: Value =
+        serde_json::from_str(&fs::read_to_string(&config_path).unwrap()).unwrap();
+    let mask = Caps::RuncSpec.mask();
+    config["process"]["args"] = json!(["/scprobe", "--caps", mask, "/probes.txt"]);
+    config["process"]["terminal"] = Value::Bool(false);
+    config["linux"]["seccomp"] = profile.clone();
+    fs::write(&config_path, config.to_string()).unwrap();
+    let id = unique_name("agent-audit-scprobe");
+    let out = run(
+        Command::new("runc")
+            .arg("run")
+            .arg("--bundle")
+            .arg(bundle.path())
+            .arg(&id),
+        Duration::from_secs(300),
+    );
+    let _ = Command::new("runc")
+        .args(["delete", "--force", &id])
+        .output();
+    if out.stdout.is_empty() && out.stderr.contains("error adding seccomp filter rule") {
+        return Run::Refused(out.stderr.trim().to_string());
+    }
+    let outcomes = seccomp_probe::parse(&out.stdout, count)
+        .unwrap_or_else(|e| panic!("runc run: {e}\nstderr:\n{}", out.stderr));
+    Run::Ran(outcomes.into_iter().map(verdict).collect())
+}
+
+/// What the comparisons found.
+#[derive(Default)]
+struct Tally {
+    compared: usize,
+    refused: usize,
+    mismatches: Vec<String>,
+}
+
+impl Tally {
+    fn compare(&mut self, context: &str, labels: &[String], runc: Run, ours: Run) {
+        match (runc, ours) {
+            (Run::Ran(runc), Run::Ran(ours)) => {
+                self.compared += runc.len();
+                for (i, (r, o)) in runc.iter().zip(&ours).enumerate() {
+                    if r != o {
+                        self.mismatches.push(format!(
+                            "{context}: {}: runc {r:?}, verify {o:?}",
+                            labels[i]
+                        ));
+                    }
+                }
+            }
+            (Run::Refused(runc), Run::Refused(ours)) => {
+                eprintln!("{context}: both refuse the profile:\n  runc: {runc}\n  verify: {ours}");
+                self.refused += 1;
+            }
+            (runc, ours) => self
+                .mismatches
+                .push(format!("{context}: runc {runc:?}, verify {ours:?}")),
+        }
     }
 }
 
@@ -858,9 +977,7 @@ fn root_verify_filter_answers_like_runc_on_every_corpus_profile() {
         );
     }
     let all_caps = Caps::All { missing };
-    let mut mismatches = Vec::new();
-    let mut compared = 0usize;
-    let mut refused = 0usize;
+    let mut tally = Tally::default();
     let mut profiles = 0usize;
     let mut skipped: BTreeMap<&str, BTreeSet<String>> = BTreeMap::new();
     for subject in subjects() {
@@ -882,44 +999,30 @@ fn root_verify_filter_answers_like_runc_on_every_corpus_profile() {
         for (reason, names) in &set.skipped {
             skipped.entry(reason).or_default().extend(names.clone());
         }
-        fs::write(
-            dir.path().join("probes.txt"),
-            seccomp_probe::list(&set.probes),
-        )
-        .unwrap();
+        let probes = dir.path().join("probes.txt");
+        fs::write(&probes, seccomp_probe::list(&set.probes)).unwrap();
         profiles += 1;
+        let n = set.probes.len();
         for caps in [Caps::DockerDefault, all_caps.clone()] {
-            let n = set.probes.len();
             let runc = under_docker(&image, dir.path(), &copy_path, &caps, n);
             let ours = under_verify(&binary, dir.path(), &copy_path, &caps, n);
-            let context = format!("{} ({})", subject.name, caps.label());
-            match (runc, ours) {
-                (Run::Ran(runc), Run::Ran(ours)) => {
-                    compared += n;
-                    for (i, (r, o)) in runc.iter().zip(&ours).enumerate() {
-                        if r != o {
-                            mismatches.push(format!(
-                                "{context}: {}: runc {r:?}, verify {o:?}",
-                                set.labels[i]
-                            ));
-                        }
-                    }
-                }
-                (Run::Refused(runc), Run::Refused(ours)) => {
-                    eprintln!(
-                        "{context}: both refuse the profile:\n  runc: {runc}\n  verify: {ours}"
-                    );
-                    refused += 1;
-                }
-                (runc, ours) => {
-                    mismatches.push(format!("{context}: runc {runc:?}, verify {ours:?}"))
-                }
-            }
+            let context = format!("{} (docker run, {})", subject.name, caps.label());
+            tally.compare(&context, &set.labels, runc, ours);
         }
+        // runc itself, with every errno a marker (defaultErrnoRet included).
+        let (full, _) = test_copy(&subject.json, Markers::All);
+        let config = as_runc_config(&full);
+        let config_path = dir.path().join("runc-profile.json");
+        fs::write(&config_path, config.to_string()).unwrap();
+        let runc = under_runc(&binary, &probes, &config, n);
+        let ours = under_verify(&binary, dir.path(), &config_path, &Caps::RuncSpec, n);
+        let context = format!("{} (runc run, {})", subject.name, Caps::RuncSpec.label());
+        tally.compare(&context, &set.labels, runc, ours);
     }
     eprintln!(
-        "compared {compared} probe verdicts over {profiles} profiles, each with Docker's \
-         default capabilities and with all ({refused} runs refused by both sides)"
+        "compared {} probe verdicts over {profiles} profiles: docker run with Docker's default \
+         capabilities and with all, and runc run ({} runs refused by both sides)",
+        tally.compared, tally.refused
     );
     for (reason, names) in &skipped {
         eprintln!(
@@ -928,6 +1031,7 @@ fn root_verify_filter_answers_like_runc_on_every_corpus_profile() {
             names.iter().cloned().collect::<Vec<_>>().join(", ")
         );
     }
+    let mismatches = tally.mismatches;
     const SHOWN: usize = 200;
     assert!(
         mismatches.is_empty(),
