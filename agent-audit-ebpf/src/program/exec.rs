@@ -42,7 +42,10 @@ pub fn sched_process_exec(ctx: TracePointContext) -> u32 {
     unsafe {
         (*event).slot = slot;
         (*event).tgid = (bpf_get_current_pid_tgid() >> 32) as u32;
-        (*event).uid = uid_gid as u32;
+        // The helper returns the gid in the high 32 bits and the uid in the low ones.
+        #[allow(clippy::cast_possible_truncation)]
+        let uid = uid_gid as u32;
+        (*event).uid = uid;
         (*event).gid = (uid_gid >> 32) as u32;
         (*event).ktime_ns = bpf_ktime_get_ns();
         (*event).comm = bpf_get_current_comm().unwrap_or([0; 16]);
@@ -52,7 +55,10 @@ pub fn sched_process_exec(ctx: TracePointContext) -> u32 {
         let len = bpf_probe_read_kernel_str_bytes(filename, buf)
             .map(|s| s.len())
             .unwrap_or(0);
-        (*event).filename_len = len.min(EXEC_FILENAME_LEN) as u32;
+        // At most EXEC_FILENAME_LEN (256).
+        #[allow(clippy::cast_possible_truncation)]
+        let filename_len = len.min(EXEC_FILENAME_LEN) as u32;
+        (*event).filename_len = filename_len;
     }
     entry.submit(0);
     0

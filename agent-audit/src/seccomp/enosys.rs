@@ -66,10 +66,11 @@ impl EnosysStub {
                     .iter()
                     .flat_map(|r| r.all_names())
                     .filter_map(|name| ScmpSyscall::from_name_by_arch(name, scmp_arch(arch)).ok())
-                    .map(i32::from)
+                    // Pseudo-numbers for names the arch lacks are negative: they do not count.
+                    .filter_map(|sys| u32::try_from(i32::from(sys)).ok())
                     .filter(|&nr| nr > 0)
                     .max()?;
-                Some((arch, highest as u32))
+                Some((arch, highest))
             })
             .collect();
         Self { last }
@@ -274,7 +275,7 @@ impl Insn {
                 jf: u8::try_from(offset(jf)).expect("the stub is short"),
                 k,
             },
-            Insn::Always(t) => stmt(JMP_JA, offset(t) as u32),
+            Insn::Always(t) => stmt(JMP_JA, u32::try_from(offset(t)).expect("the stub is short")),
         }
     }
 }

@@ -71,8 +71,11 @@ fn newer_than_profile(profile: &SeccompProfile, name: &str) -> bool {
     else {
         return false;
     };
-    let nr = i32::from(nr);
-    nr > 0 && EnosysStub::for_profile(profile).answers_enosys(arch, nr as u32)
+    // A negative pseudo-number: the arch lacks the call, no stub answers it.
+    let Ok(nr) = u32::try_from(i32::from(nr)) else {
+        return false;
+    };
+    EnosysStub::for_profile(profile).answers_enosys(arch, nr)
 }
 
 fn of(action: Action, errno: Option<u32>) -> Outcome {
