@@ -177,6 +177,9 @@ pub enum StartStage {
     InstallFilter,
     /// `execve` failed: not found, not executable, or denied by the filter just installed.
     Exec,
+    /// The container engine could not start a container under the profile (`verify` of a
+    /// container: runc refused the filter, or the container's first exec failed).
+    ContainerStart,
 }
 
 impl StartStage {
@@ -186,6 +189,7 @@ impl StartStage {
             StartStage::JoinCgroup => b'c',
             StartStage::InstallFilter => b'f',
             StartStage::Exec => b'e',
+            StartStage::ContainerStart => b's',
         }
     }
 
@@ -204,6 +208,7 @@ impl std::fmt::Display for StartStage {
             StartStage::JoinCgroup => "joining its cgroup",
             StartStage::InstallFilter => "installing the seccomp filter",
             StartStage::Exec => "exec",
+            StartStage::ContainerStart => "starting the container",
         })
     }
 }
@@ -222,13 +227,15 @@ pub struct SpawnError {
 
 impl SpawnError {
     /// 127 when the command does not exist, 126 when it could not be executed (as a shell
-    /// says), 74 when agent-audit could not put it into its cgroup.
+    /// says), 125 when a container engine could not start it (as `docker run` says), 74 when
+    /// agent-audit could not put it into its cgroup.
     pub fn exit_code(&self) -> crate::exit::ExitCode {
         use crate::exit::ExitCode;
         match self.stage {
             StartStage::JoinCgroup => ExitCode::IO,
             StartStage::Exec if self.source.kind() == std::io::ErrorKind::NotFound => ExitCode(127),
             StartStage::Exec | StartStage::InstallFilter => ExitCode(126),
+            StartStage::ContainerStart => ExitCode(125),
         }
     }
 }

@@ -7,6 +7,7 @@ pub mod argprobe;
 pub mod armed;
 pub mod cgroup;
 pub mod container;
+pub mod debian;
 pub mod foreground;
 pub mod image;
 pub mod probe;

@@ -11,10 +11,13 @@ use crate::Error;
 #[derive(Debug, Args)]
 #[command(
     after_help = "Writes into --out-dir: allowlist-K.json (one per run), profile.json, \
-                  rationale.md, verify.json (commands only), report.html, report.md, \
-                  report.json; files of an earlier audit there are replaced. Exit 0 when \
-                  verify passed and the report has no finding; 1 when verify failed or the \
-                  report has findings (read report.md)."
+                  rationale.md, verify.json, report.html, report.md, report.json; files of \
+                  an earlier audit there are replaced. With --container, verify runs a new \
+                  container created from the named one's configuration with the profile as \
+                  its seccomp option (removed afterwards); the dangerous-syscall probes then \
+                  run on the host with the container's capabilities. Exit 0 when verify \
+                  passed and the report has no finding; 1 when verify failed or the report \
+                  has findings (read report.md)."
 )]
 pub struct AuditArgs {
     /// Runs to record and merge.
@@ -44,7 +47,8 @@ pub struct AuditArgs {
     #[arg(long, value_name = "DIR", conflicts_with = "container")]
     cwd: Option<PathBuf>,
     /// Audit a stopped Docker container instead of a command: each run is one
-    /// `docker start -a NAME`, recorded from its first syscall.
+    /// `docker start -a NAME`, recorded from its first syscall; verify runs a copy of it
+    /// under the profile.
     #[arg(long, value_name = "NAME", conflicts_with = "command")]
     container: Option<String>,
     /// Do not allow the timing-dependent syscalls (agent-audit/data/timing-dependent.json:

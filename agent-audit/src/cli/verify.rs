@@ -4,7 +4,7 @@ use clap::Args;
 
 use crate::bpf::AttachMode;
 use crate::exit::ExitCode;
-use crate::verify::{self, VerifyOptions};
+use crate::verify::{self, ContainerVerifyOptions, VerifyOptions};
 use crate::Error;
 
 /// Arguments of `verify`.
@@ -38,14 +38,46 @@ pub struct VerifyArgs {
     /// one Docker would give it.
     #[command(flatten)]
     container: super::ContainerArgs,
+    /// Verify a stopped Docker container instead of a command: a new container created from
+    /// its configuration runs once under the profile (Docker applies it), counted from its
+    /// first syscall, then is removed. The probes (with --probe-dangerous, implied) run on
+    /// the host with the container's own capabilities.
+    #[arg(
+        long = "docker-container",
+        value_name = "NAME",
+        conflicts_with_all = ["command", "allowlist", "caps", "kernel"]
+    )]
+    docker_container: Option<String>,
     /// The command to run, after `--`.
-    #[arg(last = true, required = true, value_name = "CMD")]
+    #[arg(
+        last = true,
+        required_unless_present = "docker_container",
+        value_name = "CMD"
+    )]
     command: Vec<String>,
 }
 
 impl VerifyArgs {
     pub(super) fn execute(self) -> Result<ExitCode, Error> {
-        let report = verify::verify(&VerifyOptions {
+        let report = match self.docker_container {
+            Some(name) => verify::verify_container(&ContainerVerifyOptions {
+                profile: self.profile,
+                out: self.out,
+                name,
+                attach: self.attach,
+            })?,
+            None => self.verify_command()?,
+        };
+        super::print_stdout(&report.to_text())?;
+        Ok(if report.passed {
+            ExitCode::OK
+        } else {
+            ExitCode::FINDINGS
+        })
+    }
+
+    fn verify_command(self) -> Result<verify::VerifyReport, Error> {
+        verify::verify(&VerifyOptions {
             profile: self.profile,
             allowlist: self.allowlist,
             probe_dangerous: self.probe_dangerous,
@@ -54,12 +86,6 @@ impl VerifyArgs {
             attach: self.attach,
             container: self.container.context(),
             cwd: None,
-        })?;
-        super::print_stdout(&report.to_text())?;
-        Ok(if report.passed {
-            ExitCode::OK
-        } else {
-            ExitCode::FINDINGS
         })
     }
 }

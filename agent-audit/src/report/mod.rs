@@ -83,6 +83,10 @@ pub struct Summary {
     /// The `verify` result's verdict, when one was given.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub verify_passed: Option<bool>,
+    /// How `verify` ran a container (`audit --container`): which copy, and that its probes
+    /// ran on the host.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub verify_note: Option<String>,
     /// What each recording, in recording order (by start time), saw that no earlier one had.
     pub convergence: Convergence,
 }
@@ -189,6 +193,14 @@ pub struct Findings {
 }
 
 impl Findings {
+    /// The calls only the runtime's init made that the profile allows for no reason: the
+    /// only runtime-init entries that count as findings.
+    pub fn runtime_init_needs_review(&self) -> impl Iterator<Item = &RuntimeInitOnly> {
+        self.runtime_init_only
+            .iter()
+            .filter(|r| r.profile == RuntimeInitVerdict::Allowed)
+    }
+
     /// The calls `verify` saw the profile deny (the `denied_but_used` entries of source
     /// `verify`), which the renderers show with the verify failures, first.
     pub fn verify_denials(&self) -> Vec<&DeniedUse> {
@@ -212,6 +224,8 @@ pub struct VerifyFailure {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum VerifyFailureKind {
+    /// The workload did not start under the profile.
+    Start,
     /// A dangerous-syscall probe did not get the errno the profile should give.
     Probe,
     /// The command exited non-zero under the profile.
@@ -274,8 +288,36 @@ pub struct RuntimeInitOnly {
     pub name: String,
     /// Calls.
     pub count: u64,
-    /// Whether the profile allows it anyway.
+    /// Whether the profile allows it (for whatever reason).
     pub allowed: bool,
+    /// What the profile does with it, and whether that needs a reviewer.
+    pub profile: RuntimeInitVerdict,
+}
+
+/// What the profile does with a call only the runtime's init made. The runtime makes most of
+/// its init's calls before it installs the filter, so denying them is right; those it makes
+/// after (dropping privileges) are the runtime baseline. Only a call allowed for neither
+/// reason needs a reviewer: the profile is looser than the workload needs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum RuntimeInitVerdict {
+    /// Denied: the runtime made it before its filter was in place.
+    Denied,
+    /// Allowed because the runtime baseline needs it after the filter is in place.
+    RuntimeBaseline,
+    /// Allowed for no reason the recordings or the baseline give: a finding.
+    Allowed,
+}
+
+impl RuntimeInitVerdict {
+    /// How the reports show it.
+    pub fn label(self) -> &'static str {
+        match self {
+            RuntimeInitVerdict::Denied => "denied",
+            RuntimeInitVerdict::RuntimeBaseline => "allowed (runtime baseline)",
+            RuntimeInitVerdict::Allowed => "ALLOWED, not needed",
+        }
+    }
 }
 
 /// What ran as root before a recording's privilege drop.
@@ -371,6 +413,19 @@ pub struct VerifyResult {
     /// The verdict.
     #[serde(default)]
     pub passed: Option<bool>,
+    /// Why the workload did not start under the profile, when it did not.
+    #[serde(default)]
+    pub start_failure: Option<VerifyStartFailure>,
+    /// The container run, for a container's verify.
+    #[serde(default)]
+    pub container: Option<crate::verify::ContainerRun>,
+}
+
+/// A workload that did not start under the profile, in a `verify` result.
+#[derive(Clone, Debug, Deserialize)]
+pub struct VerifyStartFailure {
+    /// The error in words.
+    pub error: String,
 }
 
 /// One probe in a `verify` result.
@@ -401,6 +456,18 @@ pub struct VerifyDenial {
     /// the profile allows: not a finding.
     #[serde(default)]
     pub fallback: bool,
+    /// Refused under the configuration the workload was recorded in as well (a container's
+    /// own seccomp profile): not a finding.
+    #[serde(default)]
+    pub refused_before: bool,
+}
+
+impl VerifyDenial {
+    /// A refusal that is not a failure: an ENOSYS fallback, or one the workload was recorded
+    /// under.
+    pub fn expected(&self) -> bool {
+        self.fallback || self.refused_before
+    }
 }
 
 /// Why a report could not be made.
@@ -481,7 +548,7 @@ impl Report {
             + f.dangerous_observed.len()
             + f.denied_but_used.len()
             + f.arch_gaps.len()
-            + f.runtime_init_only.len()
+            + f.runtime_init_needs_review().count()
             + f.privilege_drops.len()
     }
 }

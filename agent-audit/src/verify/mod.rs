@@ -4,6 +4,7 @@
 //! A call refused by seccomp never reaches `sys_enter` (seccomp runs first) but still passes
 //! `sys_exit` with its errno, so per syscall `exits − entries` is what the filter denied.
 
+mod container;
 mod probes;
 
 use std::collections::BTreeMap;
@@ -12,6 +13,10 @@ use std::str::FromStr;
 
 use serde::Serialize;
 
+pub use container::{
+    verify_container, ContainerRun, ContainerVerifyError, ContainerVerifyOptions, ProbeSite,
+    SourceContainer,
+};
 pub use probes::ProbeResult;
 
 use crate::allowlist::{Allowlist, AllowlistError};
@@ -69,10 +74,23 @@ pub struct Denied {
     /// equivalent call it can filter (`clone3` → `clone`): expected, not a failure.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub fallback: bool,
+    /// A container's own seccomp configuration refuses this call too (a run of the copy
+    /// under it saw the same refusal): its recorded runs ran with the call refused, which the
+    /// recording cannot see. Not a failure.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub refused_before: bool,
     /// The errno the command got, when it is known: for the `execve` refused while starting
     /// the command.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub errno: Option<i32>,
+}
+
+impl Denied {
+    /// Refused on purpose, or refused under the configuration the workload was recorded in:
+    /// not a failure.
+    pub fn expected(&self) -> bool {
+        self.fallback || self.refused_before
+    }
 }
 
 /// The command did not start under the profile: the filter was refused, or its exec failed
@@ -138,9 +156,13 @@ pub struct VerifyReport {
     /// default action applies to their names, which is what they ask for.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub not_in_filter: Vec<String>,
-    /// The command succeeded, nothing was denied (but ENOSYS fallbacks) and every probe got
-    /// what it must.
+    /// The command succeeded, nothing was denied (but ENOSYS fallbacks and, for a container,
+    /// what its own seccomp configuration refuses too) and every probe got what it must.
     pub passed: bool,
+    /// When a Docker container was verified (`audit --container`): which, and where the
+    /// probes ran.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub container: Option<ContainerRun>,
 }
 
 /// What can stop `verify` before it has a verdict.
@@ -209,6 +231,9 @@ pub enum VerifyError {
     /// Writing the result.
     #[error(transparent)]
     Output(#[from] OutputError),
+    /// A Docker container that cannot be verified.
+    #[error(transparent)]
+    Container(#[from] ContainerVerifyError),
 }
 
 impl VerifyError {
@@ -221,6 +246,7 @@ impl VerifyError {
             VerifyError::Profile(e) => e.exit_code(),
             VerifyError::Allowlist(e) => e.exit_code(),
             VerifyError::Output(e) => e.exit_code(),
+            VerifyError::Container(e) => e.exit_code(),
             VerifyError::Compile { .. }
             | VerifyError::RuleRefused { .. }
             | VerifyError::UnknownArch { .. }
@@ -245,26 +271,11 @@ pub fn verify(opts: &VerifyOptions) -> Result<VerifyReport, Error> {
         Some(p) => Some(Allowlist::read(p).map_err(VerifyError::from)?),
         None => None,
     };
-    let arches = profile_arches(&profile, &opts.profile)?;
-    let compiled =
-        compile::build_filter(&profile, &arches).map_err(|source| VerifyError::Compile {
-            path: opts.profile.clone(),
-            source,
-        })?;
-    refuse_like_runc(&compiled.skipped, &opts.profile)?;
-    let program = SeccompProgram::export(&compiled).map_err(|e| match e {
-        ProgramError::Export(e) => VerifyError::Filter(e),
-        ProgramError::TooLarge { instructions } => VerifyError::FilterTooLarge {
-            path: opts.profile.clone(),
-            arches: arches
-                .iter()
-                .map(|a| a.scmp_name())
-                .collect::<Vec<_>>()
-                .join(","),
-            instructions,
-        },
-    })?;
-    let not_in_filter = left_out_of_filter(&compiled.skipped);
+    let Filter {
+        program,
+        not_in_filter,
+        ..
+    } = Filter::build(&profile, &opts.profile)?;
 
     let watched = run_watched(opts, &program)?;
     let mut denied = denied_calls(&watched.entries, &watched.exits, allowlist.as_ref());
@@ -297,13 +308,51 @@ pub fn verify(opts: &VerifyOptions) -> Result<VerifyReport, Error> {
         probes,
         not_in_filter,
         passed,
+        container: None,
     };
     if let Some(out) = &opts.out {
-        let mut json = serde_json::to_string_pretty(&report).expect("report serializes");
-        json.push('\n');
-        fsutil::write_output(out, json.as_bytes()).map_err(VerifyError::from)?;
+        report.write(out)?;
     }
     Ok(report)
+}
+
+/// The filter a profile compiles into, as the kernel gets it.
+struct Filter {
+    /// The architectures it accepts.
+    arches: Vec<Arch>,
+    program: SeccompProgram,
+    /// See [`VerifyReport::not_in_filter`].
+    not_in_filter: Vec<String>,
+}
+
+impl Filter {
+    /// Compiles `profile` (read from `path`, named in errors).
+    fn build(profile: &SeccompProfile, path: &Path) -> Result<Self, VerifyError> {
+        let arches = profile_arches(profile, path)?;
+        let compiled =
+            compile::build_filter(profile, &arches).map_err(|source| VerifyError::Compile {
+                path: path.to_path_buf(),
+                source,
+            })?;
+        refuse_like_runc(&compiled.skipped, path)?;
+        let program = SeccompProgram::export(&compiled).map_err(|e| match e {
+            ProgramError::Export(e) => VerifyError::Filter(e),
+            ProgramError::TooLarge { instructions } => VerifyError::FilterTooLarge {
+                path: path.to_path_buf(),
+                arches: arches
+                    .iter()
+                    .map(|a| a.scmp_name())
+                    .collect::<Vec<_>>()
+                    .join(","),
+                instructions,
+            },
+        })?;
+        Ok(Self {
+            arches,
+            program,
+            not_in_filter: left_out_of_filter(&compiled.skipped),
+        })
+    }
 }
 
 /// What the kernel program saw while the command ran (or failed to start) under the filter.
@@ -481,6 +530,7 @@ fn denied_calls(
                 nr,
                 count,
                 fallback: false,
+                refused_before: false,
                 observed_in_allowlist: allowlist
                     .map(|l| l.syscalls.iter().any(|s| s.arch == arch && s.nr == nr)),
                 errno: None,
@@ -492,6 +542,14 @@ fn denied_calls(
 }
 
 impl VerifyReport {
+    /// Writes the JSON result.
+    fn write(&self, out: &Path) -> Result<(), VerifyError> {
+        let mut json = serde_json::to_string_pretty(self).expect("report serializes");
+        json.push('\n');
+        fsutil::write_output(out, json.as_bytes())?;
+        Ok(())
+    }
+
     /// Human-readable summary.
     pub fn to_text(&self) -> String {
         use std::fmt::Write as _;
@@ -501,6 +559,9 @@ impl VerifyReport {
             self.profile.display(),
             self.exit_status
         );
+        if let Some(c) = &self.container {
+            let _ = writeln!(s, "{}", c.describe());
+        }
         if let Some(f) = &self.start_failure {
             let _ = writeln!(
                 s,
@@ -519,6 +580,15 @@ impl VerifyReport {
                         s,
                         "  {name} [{}] x{} (ENOSYS by design: libc falls back to clone, which \
                          the profile filters)",
+                        d.arch, d.count
+                    );
+                    continue;
+                }
+                if d.refused_before {
+                    let _ = writeln!(
+                        s,
+                        "  {name} [{}] x{} (the container's own seccomp configuration refuses it \
+                         too: its recorded runs ran with it refused)",
                         d.arch, d.count
                     );
                     continue;
