@@ -318,8 +318,6 @@ pub fn verify(opts: &VerifyOptions) -> Result<VerifyReport, Error> {
 
 /// The filter a profile compiles into, as the kernel gets it.
 struct Filter {
-    /// The architectures it accepts.
-    arches: Vec<Arch>,
     program: SeccompProgram,
     /// See [`VerifyReport::not_in_filter`].
     not_in_filter: Vec<String>,
@@ -348,7 +346,6 @@ impl Filter {
             },
         })?;
         Ok(Self {
-            arches,
             program,
             not_in_filter: left_out_of_filter(&compiled.skipped),
         })
@@ -383,15 +380,15 @@ fn run_watched(opts: &VerifyOptions, program: &SeccompProgram) -> Result<Watched
         }
         Err(e) => return Err(e),
     };
-    // What the launcher did between fork and exec is counted apart (before the first exec);
-    // its exits are counted with the rest, so both phases' entries balance them.
+    // What the launcher did between fork and exec is counted apart (before the first exec),
+    // entries and exits: the filter is installed there, so both phases are compared.
     let slot = session.recording.slot;
     let mut entries = session.counter.read(slot)?.syscalls;
     entries.extend(session.counter.read_runtime_init(slot)?.syscalls);
-    let exits = session.counter.read_exits(slot)?;
+    let mut exits = session.counter.read_exits(slot)?.syscalls;
+    exits.extend(session.counter.read_init_exits(slot)?.syscalls);
     session.counter.remove_target(slot)?;
     drop(session);
-    let mut exits = exits.syscalls;
     discount_cgroup_join(&mut exits);
     Ok(Watched {
         exit_status,
