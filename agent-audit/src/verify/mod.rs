@@ -174,7 +174,7 @@ pub struct VerifyReport {
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub probes: Vec<ProbeResult>,
     /// Names of rules that have no effect in the filter because libseccomp does not know
-    /// them or refused the rule. Rules equal to the default action are not listed: the
+    /// them (a rule libseccomp refuses makes `verify` fail, as runc does). Rules equal to the default action are not listed: the
     /// default action applies to their names, which is what they ask for.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub not_in_filter: Vec<String>,
@@ -201,6 +201,22 @@ pub enum VerifyError {
         path: PathBuf,
         /// Why.
         source: CompileError,
+    },
+    /// libseccomp refused a rule: runc stops there (`matchCall` returns the error), so the
+    /// container would not start at all.
+    #[error(
+        "{path}: runc would refuse this profile and not start the container: libseccomp \
+         refused rule {rule} ({name}): {reason}"
+    )]
+    RuleRefused {
+        /// The profile.
+        path: PathBuf,
+        /// The rule, counted from 1.
+        rule: usize,
+        /// The name being added.
+        name: String,
+        /// libseccomp's error.
+        reason: String,
     },
     /// An architecture name agent-audit has no table for.
     #[error("{path}: architecture {name:?} is not supported by agent-audit")]
@@ -255,6 +271,7 @@ impl VerifyError {
             VerifyError::Output(e) => e.exit_code(),
             VerifyError::Container(e) => e.exit_code(),
             VerifyError::Compile { .. }
+            | VerifyError::RuleRefused { .. }
             | VerifyError::UnknownArch { .. }
             | VerifyError::FilterTooLarge { .. } => ExitCode::DATA,
             VerifyError::Filter(_) | VerifyError::Probes(_) => ExitCode::SOFTWARE,
@@ -343,6 +360,7 @@ impl Filter {
                 path: path.to_path_buf(),
                 source,
             })?;
+        refuse_like_runc(&compiled.skipped, path)?;
         let program = SeccompProgram::export(&compiled).map_err(|e| match e {
             ProgramError::Export(e) => VerifyError::Filter(e),
             ProgramError::TooLarge { instructions } => VerifyError::FilterTooLarge {
@@ -425,6 +443,24 @@ fn run_watched(opts: &VerifyOptions, program: &SeccompProgram) -> Result<Watched
         entries,
         exits,
     })
+}
+
+/// runc adds rules one by one and gives up on the first one libseccomp refuses (an errno above
+/// 4095, conflicting actions…): the container does not start, so `verify` does not run the
+/// command either.
+fn refuse_like_runc(skipped: &[Skipped], path: &Path) -> Result<(), VerifyError> {
+    match skipped.iter().find_map(|s| match &s.reason {
+        SkipReason::Refused(reason) => Some((s, reason)),
+        _ => None,
+    }) {
+        Some((s, reason)) => Err(VerifyError::RuleRefused {
+            path: path.to_path_buf(),
+            rule: s.rule + 1,
+            name: s.name.clone(),
+            reason: reason.clone(),
+        }),
+        None => Ok(()),
+    }
 }
 
 /// Names whose rule is not in the filter and whose calls therefore do not get the rule's
@@ -643,7 +679,7 @@ impl VerifyReport {
         if !self.not_in_filter.is_empty() {
             let _ = writeln!(
                 s,
-                "not in the filter (unknown to or refused by this libseccomp): {}",
+                "not in the filter (unknown to this libseccomp): {}",
                 self.not_in_filter.join(", ")
             );
         }
@@ -718,6 +754,27 @@ mod tests {
             .iter()
             .any(|s| s.name == "ptrace" && s.reason == SkipReason::SameAsDefault));
         assert_eq!(left_out_of_filter(&compiled.skipped), ["no_such_call_xyz"]);
+    }
+
+    #[test]
+    fn a_rule_libseccomp_refuses_refuses_the_profile_as_runc_does() {
+        // libseccomp refuses an errno above MAX_ERRNO (4095); runc then does not start the
+        // container ("error adding seccomp filter rule for syscall syslog").
+        let p = SeccompProfile::parse(
+            r#"{"defaultAction":"SCMP_ACT_ERRNO","syscalls":[
+                {"names":["read"],"action":"SCMP_ACT_ALLOW"},
+                {"names":["syslog"],"action":"SCMP_ACT_ERRNO","errnoRet":12345}]}"#,
+            Path::new("p"),
+        )
+        .unwrap();
+        let compiled = compile::build_filter(&p, &[Arch::X86_64]).unwrap();
+        let err = refuse_like_runc(&compiled.skipped, Path::new("p.json")).unwrap_err();
+        assert!(
+            matches!(&err, VerifyError::RuleRefused { rule: 2, name, .. } if name == "syslog"),
+            "{err}"
+        );
+        assert_eq!(err.exit_code(), crate::exit::ExitCode::DATA);
+        assert!(err.to_string().contains("runc would refuse"), "{err}");
     }
 
     #[test]
