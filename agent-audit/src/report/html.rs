@@ -52,19 +52,53 @@ fn summary(h: &mut String, report: &Report) {
         h,
         "<section id=\"summary\"><h2>Summary</h2><div class=\"cards\">"
     );
+    for (label, value, alert) in summary_cards(report) {
+        let class = if alert { "card alert" } else { "card" };
+        let _ = writeln!(
+            h,
+            "<div class=\"{class}\"><b>{}</b>{label}</div>",
+            esc(&value)
+        );
+    }
+    let _ = writeln!(h, "</div>");
+    if let Some(note) = &s.verify_note {
+        let _ = writeln!(h, "<p class=\"verify-note\">{}</p>", esc(note));
+    }
+    runs_table(h, report);
+    let arches: Vec<String> = s
+        .per_arch
+        .iter()
+        .map(|a| {
+            format!(
+                "{}: {} syscalls, {} calls",
+                a.arch.scmp_name(),
+                a.distinct,
+                a.calls
+            )
+        })
+        .collect();
+    let _ = writeln!(h, "<p>Per architecture: {}.</p>", esc(&arches.join("; ")));
+    let _ = writeln!(
+        h,
+        "<p id=\"convergence\">Convergence: {}.</p>",
+        esc(&s.convergence.line)
+    );
+    profile_line(h, report);
+    let _ = writeln!(h, "</section>");
+}
+
+/// The summary's cards: (label, value, whether it calls for attention).
+fn summary_cards(report: &Report) -> [(&'static str, String, bool); 8] {
+    let s = &report.summary;
     let findings = report.finding_count();
-    let cards = [
+    let verify = match s.verify_passed {
+        Some(true) => "PASSED",
+        Some(false) => "FAILED",
+        None => "not run",
+    };
+    [
         ("findings", findings.to_string(), findings > 0),
-        (
-            "verify",
-            match s.verify_passed {
-                Some(true) => "PASSED",
-                Some(false) => "FAILED",
-                None => "not run",
-            }
-            .to_string(),
-            s.verify_passed == Some(false),
-        ),
+        ("verify", verify.to_string(), s.verify_passed == Some(false)),
         ("runs merged", s.runs.len().to_string(), false),
         ("seconds recorded", s.duration_seconds.to_string(), false),
         ("calls", s.totals.calls.to_string(), false),
@@ -83,20 +117,12 @@ fn summary(h: &mut String, report: &Report) {
             s.profile.denied_explicitly.to_string(),
             false,
         ),
-    ];
-    for (label, value, alert) in cards {
-        let class = if alert { "card alert" } else { "card" };
-        let _ = writeln!(
-            h,
-            "<div class=\"{class}\"><b>{}</b>{label}</div>",
-            esc(&value)
-        );
-    }
-    let _ = writeln!(h, "</div>");
-    if let Some(note) = &s.verify_note {
-        let _ = writeln!(h, "<p class=\"verify-note\">{}</p>", esc(note));
-    }
-    let rows: Vec<Vec<Cell>> = s
+    ]
+}
+
+fn runs_table(h: &mut String, report: &Report) {
+    let rows: Vec<Vec<Cell>> = report
+        .summary
         .runs
         .iter()
         .map(|r| {
@@ -127,24 +153,11 @@ fn summary(h: &mut String, report: &Report) {
         ],
         &rows,
     );
-    let arches: Vec<String> = s
-        .per_arch
-        .iter()
-        .map(|a| {
-            format!(
-                "{}: {} syscalls, {} calls",
-                a.arch.scmp_name(),
-                a.distinct,
-                a.calls
-            )
-        })
-        .collect();
-    let _ = writeln!(h, "<p>Per architecture: {}.</p>", esc(&arches.join("; ")));
-    let _ = writeln!(
-        h,
-        "<p id=\"convergence\">Convergence: {}.</p>",
-        esc(&s.convergence.line)
-    );
+}
+
+/// The profile under review, and what it changes against `--base`.
+fn profile_line(h: &mut String, report: &Report) {
+    let s = &report.summary;
     let file = s
         .profile
         .file
@@ -171,7 +184,6 @@ fn summary(h: &mut String, report: &Report) {
             code_list(&base.changed)
         );
     }
-    let _ = writeln!(h, "</section>");
 }
 
 /// What failed under `verify`, first: its failures, then the calls it saw denied.
