@@ -217,6 +217,18 @@ fn record_created(seen: &Seen, parent: &Path, name: String) {
 mod tests {
     use super::*;
 
+    /// The name of directory `ino` once the events are read (by either reader).
+    fn named_within_a_second(events: &mut MkdirEvents, ino: u64) -> Option<(PathBuf, String)> {
+        for _ in 0..200 {
+            events.read_pending().unwrap();
+            if let Some(named) = events.name_of(ino) {
+                return Some(named);
+            }
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        None
+    }
+
     #[test]
     fn a_directory_gone_before_its_creation_is_read_is_kept_by_name() {
         let dir = tempfile::tempdir().unwrap();
@@ -229,15 +241,7 @@ mod tests {
         std::fs::remove_dir(dir.path().join("gone")).unwrap();
         drop(guard);
         let ino = std::fs::metadata(dir.path().join("here")).unwrap().ino();
-        let mut named = None;
-        for _ in 0..200 {
-            events.read_pending().unwrap();
-            named = events.name_of(ino);
-            if named.is_some() {
-                break;
-            }
-            std::thread::sleep(std::time::Duration::from_millis(5));
-        }
+        let named = named_within_a_second(&mut events, ino);
         assert_eq!(named, Some((dir.path().to_path_buf(), "here".to_string())));
         assert_eq!(
             events.take_vanished(),
@@ -253,15 +257,7 @@ mod tests {
         let child = dir.path().join("c1");
         std::fs::create_dir(&child).unwrap();
         let ino = std::fs::metadata(&child).unwrap().ino();
-        let mut named = None;
-        for _ in 0..200 {
-            events.read_pending().unwrap();
-            named = events.name_of(ino);
-            if named.is_some() {
-                break;
-            }
-            std::thread::sleep(std::time::Duration::from_millis(5));
-        }
+        let named = named_within_a_second(&mut events, ino);
         assert_eq!(named, Some((dir.path().to_path_buf(), "c1".to_string())));
         assert_eq!(events.take_new(), vec![ino]);
         assert_eq!(events.take_new(), Vec::<u64>::new());
