@@ -366,10 +366,11 @@ impl DockerEngine {
         }
     }
 
-    /// `POST /containers/{id}/wait`: blocks until the container has exited; its exit code.
-    pub fn wait(&self, id: &str) -> io::Result<i64> {
+    /// `POST /containers/{id}/wait`: blocks until the container has exited, or `limit` has
+    /// passed (an error of kind `TimedOut`); its exit code.
+    pub fn wait(&self, id: &str, limit: Option<Duration>) -> io::Result<i64> {
         let path = format!("/containers/{}/wait", percent_encode(id));
-        let (status, answer) = api_call(&self.socket, Method::POST, &path, None, None)?;
+        let (status, answer) = api_call(&self.socket, Method::POST, &path, None, limit)?;
         if status != StatusCode::OK {
             return Err(engine_refused(status, &answer));
         }
@@ -377,6 +378,19 @@ impl DockerEngine {
         v["StatusCode"]
             .as_i64()
             .ok_or_else(|| io::Error::other("the engine's wait answer has no StatusCode"))
+    }
+
+    /// `POST /containers/{id}/kill`: SIGKILL to the container's init, which takes every
+    /// process of its PID namespace with it.
+    pub fn kill(&self, id: &str) -> io::Result<()> {
+        let path = format!("/containers/{}/kill", percent_encode(id));
+        let (status, answer) =
+            api_call(&self.socket, Method::POST, &path, None, Some(API_TIMEOUT))?;
+        match status {
+            // 409: it is not running (any more).
+            StatusCode::NO_CONTENT | StatusCode::CONFLICT => Ok(()),
+            other => Err(engine_refused(other, &answer)),
+        }
     }
 
     /// The last `lines` lines the container wrote to stdout and stderr.

@@ -13,6 +13,7 @@ pub mod image;
 pub mod probe;
 pub mod process;
 pub mod profile;
+pub mod seccomp_probe;
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU32, Ordering};

@@ -83,6 +83,8 @@ pub struct AuditOptions {
     /// Allow the timing-dependent syscalls of `data/timing-dependent.json` whose trigger was
     /// recorded.
     pub timing_allowances: bool,
+    /// `verify --timeout` of the verify step.
+    pub verify_timeout: std::time::Duration,
 }
 
 /// What the audit found.
@@ -365,6 +367,7 @@ fn verify_command(
         attach: opts.counter.attach,
         cwd: Some(scratch.path().to_path_buf()),
         container: Default::default(),
+        timeout: opts.verify_timeout,
     })?;
     eprint!("{}", result.to_text());
     Ok(result)
@@ -384,6 +387,7 @@ fn verify_container(
         out: Some(layout.file("verify.json")),
         name: name.to_string(),
         attach: opts.counter.attach,
+        timeout: opts.verify_timeout,
     })?;
     eprint!("{}", result.to_text());
     Ok(result)

@@ -1,4 +1,5 @@
 use std::path::PathBuf;
+use std::time::Duration;
 
 use clap::Args;
 
@@ -6,6 +7,8 @@ use crate::audit::{self, AuditOptions, RunCount, Workload};
 use crate::bpf::{AttachMode, CounterOptions};
 use crate::exit::ExitCode;
 use crate::Error;
+
+use super::seconds::TIMEOUT;
 
 /// Arguments of `audit`.
 #[derive(Debug, Args)]
@@ -55,6 +58,17 @@ pub struct AuditArgs {
     /// sched_yield when futex was recorded, kill when wait4/waitid was) that no run made.
     #[arg(long)]
     no_timing_allowances: bool,
+    /// Seconds the verify step's run of the command may take, with whatever it leaves
+    /// running (0.1 to 31536000; `verify --timeout`): then it is killed and verify fails as
+    /// timed out. Processes still running 5 seconds after the command exited are killed and
+    /// fail it too. With --container, the bound of the verify copy's run.
+    #[arg(
+        long,
+        value_name = "SECS",
+        default_value = "600",
+        value_parser = TIMEOUT.parser()
+    )]
+    verify_timeout: Duration,
     /// How to attach to sys_enter.
     #[arg(long, value_enum, default_value_t = AttachMode::Auto)]
     attach: AttachMode,
@@ -89,6 +103,7 @@ impl AuditArgs {
                 args: true,
             },
             timing_allowances: !self.no_timing_allowances,
+            verify_timeout: self.verify_timeout,
         })?;
         let verdict = match &outcome.verify {
             Some(v) if v.passed => "verify PASSED",

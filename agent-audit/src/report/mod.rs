@@ -206,7 +206,7 @@ impl Findings {
     pub fn verify_denials(&self) -> Vec<&DeniedUse> {
         self.denied_but_used
             .iter()
-            .filter(|d| d.source == "verify")
+            .filter(|d| d.source == DeniedSource::Verify)
             .collect()
     }
 }
@@ -226,6 +226,11 @@ pub struct VerifyFailure {
 pub enum VerifyFailureKind {
     /// The workload did not start under the profile.
     Start,
+    /// The command, or what it left running, was still running at `--timeout`.
+    TimedOut,
+    /// Processes the command started were still running after it exited (and its grace
+    /// period): `verify` killed them.
+    LeftRunning,
     /// A dangerous-syscall probe did not get the errno the profile should give.
     Probe,
     /// The command exited non-zero under the profile.
@@ -256,8 +261,8 @@ pub struct DangerousObserved {
 /// A call the profile denies although the workload made it.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct DeniedUse {
-    /// Where this is known from: `recording` (allowlists vs profile) or `verify`.
-    pub source: &'static str,
+    /// Where this is known from.
+    pub source: DeniedSource,
     /// Architecture of the call.
     pub arch: Arch,
     /// Name, when its number has one.
@@ -268,6 +273,33 @@ pub struct DeniedUse {
     pub count: u64,
     /// Why it is denied, in words.
     pub why: String,
+}
+
+/// How a [`DeniedUse`] is known: it decides where the renderers show it (verify's denials
+/// first, with the verify failures).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DeniedSource {
+    /// The allowlists hold the call and the profile denies it.
+    Recording,
+    /// The loaded filter denied it while `verify` ran the workload.
+    Verify,
+}
+
+impl DeniedSource {
+    /// The word the reports print, as in the JSON.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DeniedSource::Recording => "recording",
+            DeniedSource::Verify => "verify",
+        }
+    }
+}
+
+impl std::fmt::Display for DeniedSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 /// A name a listed architecture needs that the profile does not allow.
@@ -413,6 +445,15 @@ pub struct VerifyResult {
     /// The verdict.
     #[serde(default)]
     pub passed: Option<bool>,
+    /// The `--timeout`, in seconds (absent from older files).
+    #[serde(default)]
+    pub timeout_seconds: Option<f64>,
+    /// The run was ended by the timeout.
+    #[serde(default)]
+    pub timed_out: bool,
+    /// Processes the command left running that `verify` killed.
+    #[serde(default)]
+    pub survivors: Vec<VerifySurvivor>,
     /// Why the workload did not start under the profile, when it did not.
     #[serde(default)]
     pub start_failure: Option<VerifyStartFailure>,
@@ -426,6 +467,15 @@ pub struct VerifyResult {
 pub struct VerifyStartFailure {
     /// The error in words.
     pub error: String,
+}
+
+/// A process `verify` killed because the command left it running.
+#[derive(Clone, Debug, Deserialize)]
+pub struct VerifySurvivor {
+    /// Its pid.
+    pub pid: u32,
+    /// Its command line.
+    pub command: String,
 }
 
 /// One probe in a `verify` result.

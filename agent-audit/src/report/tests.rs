@@ -187,10 +187,17 @@ fn verify_results_x86_gaps_runtime_init_and_privilege_drop() {
     let from_verify: Vec<_> = f
         .denied_but_used
         .iter()
-        .filter(|d| d.source == "verify")
+        .filter(|d| d.source == DeniedSource::Verify)
         .collect();
     assert_eq!(from_verify.len(), 1);
     assert_eq!((from_verify[0].nr, from_verify[0].count), (Some(403), 2));
+    // The JSON keeps the words it had when `source` was a string.
+    let json = serde_json::to_value(from_verify[0]).unwrap();
+    assert_eq!(json["source"], "verify", "{json}");
+    assert_eq!(
+        serde_json::to_value(DeniedSource::Recording).unwrap(),
+        "recording"
+    );
     assert_eq!(f.runtime_init_only.len(), 1);
     assert_eq!(
         (
@@ -440,6 +447,70 @@ fn a_container_that_did_not_start_is_the_first_finding_and_its_verify_is_describ
         .verify_note
         .unwrap()
         .contains("pkey_alloc x2"));
+}
+
+#[test]
+fn a_timeout_and_processes_left_running_come_before_every_other_verify_failure() {
+    let dir = tempfile::tempdir().unwrap();
+    let list = recording("c", "true", &[(X, "read", 1)]);
+    let runs = vec![write(dir.path(), "c.json", &list)];
+    let verify = r#"{"denied":[{"arch":"SCMP_ARCH_X86_64","name":"kill","nr":62,"count":1}],
+        "exit_status":137,"passed":false,"timeout_seconds":2.5,"timed_out":true,
+        "survivors":[{"pid":4242,"command":"sleep 600"}],
+        "probes":[{"syscall":"mount","expected_errno":1,"errno":0,"if_allowed":"EFAULT","ok":false}]}"#;
+    std::fs::write(dir.path().join("v.json"), verify).unwrap();
+    let report = build(&ReportInputs {
+        verify: Some(dir.path().join("v.json")),
+        ..inputs(runs)
+    })
+    .unwrap();
+    let failed = &report.findings.verify_failed;
+    let kinds: Vec<VerifyFailureKind> = failed.iter().map(|f| f.kind).collect();
+    // No exit-status entry: 137 is the SIGKILL of the timeout, which says it already.
+    assert_eq!(
+        kinds,
+        [
+            VerifyFailureKind::TimedOut,
+            VerifyFailureKind::LeftRunning,
+            VerifyFailureKind::Probe
+        ]
+    );
+    assert!(failed[0].what.contains("after 2.5s"), "{}", failed[0].what);
+    assert!(
+        failed[1].what.contains("pid 4242 `sleep 600`"),
+        "{}",
+        failed[1].what
+    );
+    let md = markdown::render(&report);
+    let section = md.find("Verify FAILED").expect("verify section");
+    let timed_out = md
+        .find("timed out under the profile")
+        .expect("timeout line");
+    let left = md
+        .find("left 1 process(es) running")
+        .expect("survivor line");
+    let denied = md.find("denied: `kill`").expect("the denial");
+    assert!(
+        section < timed_out && timed_out < left && left < denied,
+        "{md}"
+    );
+
+    // An older result without `passed`: the survivors alone make it a failure.
+    std::fs::write(
+        dir.path().join("v.json"),
+        r#"{"denied":[],"exit_status":0,"survivors":[{"pid":7,"command":"[worker]"}]}"#,
+    )
+    .unwrap();
+    let report = build(&ReportInputs {
+        verify: Some(dir.path().join("v.json")),
+        ..inputs(vec![dir.path().join("c.json")])
+    })
+    .unwrap();
+    assert_eq!(report.summary.verify_passed, Some(false));
+    assert_eq!(
+        report.findings.verify_failed[0].kind,
+        VerifyFailureKind::LeftRunning
+    );
 }
 
 #[test]

@@ -17,6 +17,7 @@
 
 use std::io;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -56,6 +57,8 @@ pub struct ContainerVerifyOptions {
     pub name: String,
     /// Attach type.
     pub attach: AttachMode,
+    /// How long the copy may run before it is killed and the verification fails as timed out.
+    pub timeout: Duration,
 }
 
 /// What was run, in the JSON result.
@@ -448,10 +451,15 @@ struct Counts {
     exits: Vec<(Arch, u32, u64)>,
 }
 
+/// How long a killed copy may take to be reported exited.
+const KILL_GRACE: Duration = Duration::from_secs(30);
+
 /// How the verify container's one run went.
 struct Ran {
     exit_status: i32,
     start_failure: Option<StartFailure>,
+    /// It ran past the timeout and was killed.
+    timed_out: bool,
     counts: Counts,
 }
 
@@ -477,18 +485,30 @@ pub fn verify_container(opts: &ContainerVerifyOptions) -> Result<VerifyReport, E
     let filter = Filter::build(&profile, &opts.profile)?;
 
     let run_name = format!("{}-agent-audit-verify-{}", source.name, std::process::id());
-    let ran = run_once(&source, &run_name, Some(&profile_json), opts.attach)?;
+    let ran = run_once(
+        &source,
+        &run_name,
+        Some(&profile_json),
+        opts.attach,
+        opts.timeout,
+    )?;
 
     let mut denied = denied_calls(&ran.counts.entries, &ran.counts.exits, None);
     mark_fallbacks(&mut denied, &profile);
     let baseline = if denied.iter().all(Denied::expected) {
         None
     } else {
-        Some(mark_refused_before(&source, &mut denied, opts.attach)?)
+        Some(mark_refused_before(
+            &source,
+            &mut denied,
+            opts.attach,
+            opts.timeout,
+        )?)
     };
     let probes = probes::run(&filter.program, &profile, &probes::probes(&profile))
         .map_err(VerifyError::Probes)?;
     let passed = ran.start_failure.is_none()
+        && !ran.timed_out
         && ran.exit_status == 0
         && denied.iter().all(Denied::expected)
         && probes.iter().all(|p| p.ok);
@@ -498,6 +518,9 @@ pub fn verify_container(opts: &ContainerVerifyOptions) -> Result<VerifyReport, E
         command: source.argv(),
         exit_status: ran.exit_status,
         start_failure: ran.start_failure,
+        timeout_seconds: Some(opts.timeout.as_secs_f64()),
+        timed_out: ran.timed_out,
+        survivors: Vec::new(),
         denied,
         probes,
         not_in_filter: filter.not_in_filter,
@@ -526,6 +549,7 @@ fn mark_refused_before(
     source: &SourceContainer,
     denied: &mut [Denied],
     attach: AttachMode,
+    timeout: Duration,
 ) -> Result<String, Error> {
     let name = format!(
         "{}-agent-audit-baseline-{}",
@@ -536,7 +560,7 @@ fn mark_refused_before(
         "agent-audit: the profile refused calls: running {name}, a copy under the container's \
          own seccomp configuration, to see which of them it refuses too"
     );
-    let ran = run_once(source, &name, None, attach)?;
+    let ran = run_once(source, &name, None, attach, timeout)?;
     let before = denied_calls(&ran.counts.entries, &ran.counts.exits, None);
     for d in denied.iter_mut().filter(|d| !d.expected()) {
         d.refused_before = before.iter().any(|b| b.arch == d.arch && b.nr == d.nr);
@@ -551,6 +575,7 @@ fn run_once(
     run_name: &str,
     profile_json: Option<&str>,
     attach: AttachMode,
+    timeout: Duration,
 ) -> Result<Ran, Error> {
     let body = create_body(source, profile_json);
     let id = source
@@ -567,13 +592,25 @@ fn run_once(
         id,
     };
     let mut watch = CgroupWatch::arm(attach)?;
+    let mut timed_out = false;
     let (exit_status, start_failure) = match source.engine.start(&container.id) {
         Ok(()) => {
             watch.update(&container.id)?;
-            let status = source
-                .engine
-                .wait(&container.id)
-                .map_err(ContainerVerifyError::Engine)?;
+            let status = match source.engine.wait(&container.id, Some(timeout)) {
+                Err(e) if e.kind() == io::ErrorKind::TimedOut => {
+                    timed_out = true;
+                    eprintln!(
+                        "agent-audit: {run_name} still ran after {:.1} s: killing it",
+                        timeout.as_secs_f64()
+                    );
+                    let engine = &source.engine;
+                    engine
+                        .kill(&container.id)
+                        .and_then(|()| engine.wait(&container.id, Some(KILL_GRACE)))
+                }
+                other => other,
+            }
+            .map_err(ContainerVerifyError::Engine)?;
             (i32::try_from(status).unwrap_or(i32::MAX), None)
         }
         Err(e) => (
@@ -593,6 +630,7 @@ fn run_once(
     Ok(Ran {
         exit_status,
         start_failure,
+        timed_out,
         counts,
     })
 }

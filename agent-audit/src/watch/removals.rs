@@ -6,10 +6,10 @@
 //! parent's watchers only (no `IN_DELETE_SELF`).
 
 use std::collections::HashSet;
-use std::ffi::CString;
 use std::io;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::path::Path;
+
+use inotify::{Inotify, WatchMask};
 
 /// Whether a target's parent directory is watched.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -24,7 +24,7 @@ pub enum Watched {
 
 /// One inotify instance with a watch on the parent of each target directory.
 pub struct RemovalEvents {
-    fd: Option<OwnedFd>,
+    inotify: Option<Inotify>,
     /// Cgroup ids whose parent directory is watched.
     watched: HashSet<u64>,
 }
@@ -32,20 +32,13 @@ pub struct RemovalEvents {
 impl RemovalEvents {
     /// An instance with no watch yet. If inotify is unavailable, every check says "look".
     pub fn new() -> Self {
-        // SAFETY: plain syscall; the fd is owned below.
-        let raw = unsafe { libc::inotify_init1(libc::IN_NONBLOCK | libc::IN_CLOEXEC) };
-        let fd = if raw < 0 {
-            tracing::debug!(
-                "inotify unavailable ({}): targets are checked every poll",
-                io::Error::last_os_error()
-            );
-            None
-        } else {
-            // SAFETY: `raw` is a fresh fd nobody else owns.
-            Some(unsafe { OwnedFd::from_raw_fd(raw) })
-        };
+        let inotify = Inotify::init()
+            .inspect_err(|e| {
+                tracing::debug!("inotify unavailable ({e}): targets are checked every poll");
+            })
+            .ok();
         Self {
-            fd,
+            inotify,
             watched: HashSet::new(),
         }
     }
@@ -57,21 +50,11 @@ impl RemovalEvents {
         if self.watched.contains(&id) {
             return Watched::Before;
         }
-        let (Some(fd), Some(parent)) = (&self.fd, dir.parent()) else {
+        let (Some(inotify), Some(parent)) = (&self.inotify, dir.parent()) else {
             return Watched::Not;
         };
-        let Ok(path) = CString::new(parent.as_os_str().as_encoded_bytes()) else {
-            return Watched::Not;
-        };
-        // SAFETY: a valid fd and a NUL-terminated path.
-        let wd = unsafe {
-            libc::inotify_add_watch(
-                fd.as_raw_fd(),
-                path.as_ptr(),
-                libc::IN_DELETE | libc::IN_MOVED_FROM | libc::IN_ONLYDIR,
-            )
-        };
-        if wd < 0 {
+        let mask = WatchMask::DELETE | WatchMask::MOVED_FROM | WatchMask::ONLYDIR;
+        if inotify.watches().add(parent, mask).is_err() {
             return Watched::Not;
         }
         self.watched.insert(id);
@@ -81,22 +64,22 @@ impl RemovalEvents {
     /// Whether any watched parent reported a removal or rename since the last call (the
     /// queue is drained). An unreadable queue counts as one.
     pub fn take_any(&mut self) -> bool {
-        let Some(fd) = &self.fd else {
+        let Some(inotify) = &mut self.inotify else {
             return true;
         };
         let mut any = false;
         let mut buf = [0u8; 4096];
         loop {
-            // SAFETY: reading into a local buffer of the given size.
-            let n = unsafe { libc::read(fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) };
-            if n > 0 {
-                any = true;
-                continue;
+            match inotify.read_events(&mut buf) {
+                Ok(mut events) => {
+                    if events.next().is_none() {
+                        return any;
+                    }
+                    any = true;
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return any,
+                Err(_) => return true,
             }
-            if n < 0 && io::Error::last_os_error().kind() == io::ErrorKind::WouldBlock {
-                return any;
-            }
-            return true;
         }
     }
 }
