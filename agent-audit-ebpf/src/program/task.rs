@@ -37,12 +37,18 @@ pub(crate) struct BtfTask {
 }
 
 impl BtfTask {
+    /// The current task. Without its layout the helper is not called at all (the verifier
+    /// drops the call as dead code): `sched_process_exec` must load on kernels without BTF,
+    /// where the verifier refuses `bpf_get_current_task_btf`.
     #[inline(always)]
     pub(super) fn current() -> Self {
-        Self {
+        let task = if layout_known() {
             // SAFETY: helper without preconditions; returns the trusted current task.
-            task: unsafe { bpf_get_current_task_btf() } as *const u8,
-        }
+            unsafe { bpf_get_current_task_btf() as *const u8 }
+        } else {
+            core::ptr::null()
+        };
+        Self { task }
     }
 }
 
@@ -96,7 +102,14 @@ impl Current for BtfTask {
 
     #[inline(always)]
     fn compat_flag(&self, offset: u32) -> u32 {
-        load(self.task, offset)
+        // Only `tp_btf` asks, and it has BTF even when the task layout was not found.
+        let task = if layout_known() {
+            self.task
+        } else {
+            // SAFETY: helper without preconditions.
+            unsafe { bpf_get_current_task_btf() as *const u8 }
+        };
+        load(task, offset)
     }
 
     #[inline(always)]
