@@ -148,8 +148,9 @@ pub struct HostInfo {
 impl HostInfo {
     /// This machine, from `uname(2)`.
     pub fn current() -> Self {
-        // SAFETY: `uname` fills a zeroed, correctly sized struct.
+        // SAFETY: `utsname` is plain C data (arrays of chars): all zeroes is a valid value.
         let mut uts: libc::utsname = unsafe { std::mem::zeroed() };
+        // SAFETY: `uname` fills the correctly sized struct it is given.
         if unsafe { libc::uname(&mut uts) } != 0 {
             return Self::default();
         }

@@ -25,11 +25,11 @@ pub fn wall_clock(monotonic_ns: u64) -> OffsetDateTime {
             };
             // SAFETY: valid clock id and out-pointer.
             unsafe { libc::clock_gettime(clock, &mut ts) };
-            ts.tv_sec as i128 * 1_000_000_000 + ts.tv_nsec as i128
+            i128::from(ts.tv_sec) * 1_000_000_000 + i128::from(ts.tv_nsec)
         };
         now(libc::CLOCK_REALTIME) - now(libc::CLOCK_MONOTONIC)
     });
-    OffsetDateTime::from_unix_timestamp_nanos(offset + monotonic_ns as i128)
+    OffsetDateTime::from_unix_timestamp_nanos(offset + i128::from(monotonic_ns))
         .unwrap_or(OffsetDateTime::UNIX_EPOCH)
 }
 

@@ -316,8 +316,9 @@ fn remove_tree(dir: &Path) -> io::Result<()> {
 /// The filesystem type (`statfs.f_type`) `dir` is on.
 fn fs_type(dir: &Path) -> Option<i64> {
     let c = std::ffi::CString::new(dir.as_os_str().as_encoded_bytes()).ok()?;
-    // SAFETY: valid NUL-terminated path and a zeroed out-struct.
+    // SAFETY: `statfs` is plain C data (integers): all zeroes is a valid value.
     let mut st: libc::statfs = unsafe { std::mem::zeroed() };
+    // SAFETY: a valid NUL-terminated path and a correctly sized out-struct.
     if unsafe { libc::statfs(c.as_ptr(), &mut st) } != 0 {
         return None;
     }

@@ -189,11 +189,22 @@ fn inspect_over_api(
         return Ok(None);
     };
     let running = v["State"]["Running"].as_bool().unwrap_or(false);
-    let pid = v["State"]["Pid"].as_u64().unwrap_or(0) as u32;
+    let pid = pid_field(&v["State"]["Pid"])?;
     if !running || pid == 0 {
         return Ok(Some(None));
     }
     Ok(Some(Some(info_from(&v, engine, name, pid))))
+}
+
+/// A pid from an engine's JSON: 0 when absent (not running); an error when it is no pid.
+fn pid_field(field: &serde_json::Value) -> io::Result<u32> {
+    let pid = field.as_u64().unwrap_or(0);
+    u32::try_from(pid).map_err(|_| {
+        io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("the engine reported pid {pid}, which is no pid"),
+        )
+    })
 }
 
 fn info_from(v: &serde_json::Value, engine: &str, name: &str, pid: u32) -> ContainerInfo {
@@ -242,7 +253,7 @@ pub fn docker_container(name: &str) -> Option<ContainerInfo> {
         &format!("/containers/{}/json", percent_encode(name)),
     )
     .ok()??;
-    let pid = v["State"]["Pid"].as_u64().unwrap_or(0) as u32;
+    let pid = pid_field(&v["State"]["Pid"]).ok()?;
     Some(info_from(&v, "docker", name, pid))
 }
 
@@ -253,7 +264,7 @@ fn runc_state(name: &str) -> io::Result<Option<Option<ContainerInfo>>> {
         return Ok(None);
     }
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).map_err(io::Error::other)?;
-    let pid = v["pid"].as_u64().unwrap_or(0) as u32;
+    let pid = pid_field(&v["pid"])?;
     if pid == 0 || v["status"].as_str() == Some("stopped") {
         return Ok(Some(None));
     }

@@ -100,7 +100,7 @@ pub fn record(opts: RecordOptions) -> Result<StopReason, Error> {
             (Err(TargetError::Container(_)), TargetSpec::Container(name)) if opts.wait => {
                 let pattern = container::docker_cgroup_pattern().map_err(TargetError::from)?;
                 watches.push(Watch {
-                    glob: CgroupGlob::parse(&mount, &pattern)?,
+                    glob: CgroupGlob::parse_runtime_layout(&mount, &pattern)?,
                     container: Some(name.clone()),
                 });
             }

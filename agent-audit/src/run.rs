@@ -334,7 +334,8 @@ async fn supervise(
     counter: &mut SyscallCounter,
     recording: &mut Recording,
 ) -> Result<ExitStatus, Error> {
-    let pid = child.id() as libc::pid_t;
+    // std hands out the kernel's pid_t as u32: reinterpreting it gives the pid back.
+    let pid = child.id().cast_signed();
     // A terminal's Ctrl-C or Ctrl-\ already reaches the command (same process group); we only
     // keep ourselves alive to write the file. Any other stop signal (SIGTERM, SIGHUP,
     // SIGUSR1, …) was sent to us alone: pass it on, and the command decides what it means.

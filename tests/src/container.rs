@@ -125,7 +125,10 @@ impl RuncContainer {
         if state["status"].as_str() != Some("running") {
             return None;
         }
-        state["pid"].as_u64().map(|p| p as u32).filter(|&p| p != 0)
+        state["pid"]
+            .as_u64()
+            .and_then(|p| u32::try_from(p).ok())
+            .filter(|&p| p != 0)
     }
 
     /// Waits for `runc run` to return (the workload ended and runc cleaned up); returns its

@@ -120,8 +120,8 @@ impl Running {
 
     /// Sends it a signal.
     pub fn signal(&self, sig: libc::c_int) {
-        // SAFETY: kill(2) on our own, not yet reaped, child.
-        let rc = unsafe { libc::kill(self.child.id() as libc::pid_t, sig) };
+        // SAFETY: kill(2) on our own, not yet reaped, child (std's u32 is the kernel's pid_t).
+        let rc = unsafe { libc::kill(self.child.id().cast_signed(), sig) };
         assert_eq!(rc, 0, "kill: {}", std::io::Error::last_os_error());
     }
 

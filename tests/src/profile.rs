@@ -60,7 +60,9 @@ pub fn errno_for(profile: &Value, name: &str) -> Option<i32> {
     match action.as_str() {
         Some("SCMP_ACT_ALLOW") => None,
         // runc, crun and Docker use EPERM when no errno is given.
-        Some("SCMP_ACT_ERRNO") => Some(errno.as_i64().map_or(libc::EPERM, |e| e as i32)),
+        Some("SCMP_ACT_ERRNO") => Some(errno.as_i64().map_or(libc::EPERM, |e| {
+            i32::try_from(e).unwrap_or_else(|_| panic!("{name}: errno {e} is out of range"))
+        })),
         other => panic!("{name}: unexpected action {other:?} in {profile:#}"),
     }
 }

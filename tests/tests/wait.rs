@@ -439,8 +439,10 @@ fn root_record_wait_records_every_one_of_100_cgroups_created_at_once() {
         .iter()
         .map(|n| ScratchCgroup::at(&format!("{}/{n}", parent.rel)))
         .collect();
-    let children: Vec<_> = (0..N)
-        .map(|i| spawn_loop(&cgroups[i as usize], &[], 1000 + i))
+    let children: Vec<_> = cgroups
+        .iter()
+        .zip(1000..)
+        .map(|(cgroup, calls)| spawn_loop(cgroup, &[], calls))
         .collect();
     children.into_iter().for_each(wait_ok);
     drop(cgroups); // each cgroup's removal finishes its file

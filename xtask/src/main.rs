@@ -91,14 +91,27 @@ pub(crate) fn run(cmd: &mut Command) -> Result<()> {
 pub(crate) fn build_ebpf(root: &Path) -> Result<()> {
     let nightly = setup::ebpf_toolchain()?;
     step("building the kernel program (agent-audit-ebpf, bpfel-unknown-none)");
-    run(Command::new("cargo")
-        .current_dir(root)
+    run(&mut ebpf_cargo(root, &nightly, "build"))
+}
+
+/// Clippy on the kernel program as it is built: the host's `cargo clippy --workspace` sees
+/// only the crate's shared no_std part, since the program itself compiles for BPF alone.
+fn clippy_ebpf(root: &Path) -> Result<()> {
+    let nightly = setup::ebpf_toolchain()?;
+    step("cargo clippy -D warnings (kernel program, bpfel-unknown-none)");
+    run(ebpf_cargo(root, &nightly, "clippy").args(["--", "-D", "warnings"]))
+}
+
+/// `cargo +nightly SUBCOMMAND` for the kernel program's binary on `bpfel-unknown-none`.
+fn ebpf_cargo(root: &Path, nightly: &str, subcommand: &str) -> Command {
+    let mut cmd = Command::new("cargo");
+    cmd.current_dir(root)
         .env_remove("RUSTC")
         .env_remove("RUSTC_WRAPPER")
         .env_remove("RUSTUP_TOOLCHAIN")
         .args([
             &format!("+{nightly}"),
-            "build",
+            subcommand,
             "--release",
             "-Z",
             "build-std=core",
@@ -110,7 +123,8 @@ pub(crate) fn build_ebpf(root: &Path) -> Result<()> {
             "agent-audit-ebpf",
             "--target-dir",
             "target/bpf",
-        ]))
+        ]);
+    cmd
 }
 
 pub(crate) fn build(root: &Path) -> Result<PathBuf> {
@@ -139,6 +153,7 @@ fn test(root: &Path, filter: Option<&str>) -> Result<()> {
         "-D",
         "warnings",
     ]))?;
+    clippy_ebpf(root)?;
     step("building agent-audit and the test helpers");
     run(Command::new("cargo")
         .current_dir(root)
@@ -153,9 +168,11 @@ fn test(root: &Path, filter: Option<&str>) -> Result<()> {
     }
     step("unit and integration tests");
     let mut cmd = Command::new("cargo");
-    cmd.current_dir(root)
-        .env("AGENT_AUDIT_BIN", &bin)
-        .args(["test", "--workspace"]);
+    cmd.current_dir(root).env("AGENT_AUDIT_BIN", &bin).args([
+        "test",
+        "--workspace",
+        "--no-fail-fast",
+    ]);
     if let Some(f) = filter {
         cmd.arg(f);
     }

@@ -112,18 +112,22 @@ fn dpkg_installed(package: &str) -> bool {
         .unwrap_or(false)
 }
 
-/// Makes sure a nightly on LLVM 22 with rust-src and bpf-linker are there; returns the
+/// Makes sure a nightly on LLVM 22 with rust-src, clippy and bpf-linker are there; returns the
 /// toolchain name to build the kernel program with.
 pub fn ebpf_toolchain() -> Result<String> {
     let toolchain = nightly_on_llvm22()?;
-    if !has_rust_src(&toolchain) {
-        step(&format!(
-            "adding rust-src to {toolchain} (build-std needs it)"
-        ));
+    for (component, why) in [
+        ("rust-src", "build-std needs it"),
+        ("clippy", "`cargo xtask test` lints the kernel program"),
+    ] {
+        if has_component(&toolchain, component) {
+            continue;
+        }
+        step(&format!("adding {component} to {toolchain} ({why})"));
         run(Command::new("rustup").args([
             "component",
             "add",
-            "rust-src",
+            component,
             "--toolchain",
             &toolchain,
         ]))?;
@@ -162,6 +166,8 @@ fn nightly_on_llvm22() -> Result<String> {
         "minimal",
         "--component",
         "rust-src",
+        "--component",
+        "clippy",
     ]))?;
     match llvm_major(PINNED_NIGHTLY) {
         Some(22) => Ok(PINNED_NIGHTLY.to_string()),
@@ -169,14 +175,14 @@ fn nightly_on_llvm22() -> Result<String> {
     }
 }
 
-fn has_rust_src(toolchain: &str) -> bool {
+fn has_component(toolchain: &str, component: &str) -> bool {
     Command::new("rustup")
         .args(["component", "list", "--installed", "--toolchain", toolchain])
         .output()
         .map(|o| {
             String::from_utf8_lossy(&o.stdout)
                 .lines()
-                .any(|l| l.starts_with("rust-src"))
+                .any(|l| l.starts_with(component))
         })
         .unwrap_or(false)
 }

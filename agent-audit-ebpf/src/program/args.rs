@@ -114,14 +114,23 @@ pub(super) fn record<R: SavedRegs>(
     nr: u64,
     runtime_init: bool,
 ) {
-    if nr >= NR_SLOTS as u64 || abi >= ABI_COUNT {
+    let Ok(nr) = usize::try_from(nr) else {
+        return;
+    };
+    if nr >= NR_SLOTS || abi >= ABI_COUNT {
         return;
     }
     // SAFETY: in bounds (checked above); volatile so the loader's table is read, not the
     // all-zero placeholder the compiler sees.
-    let first = unsafe { core::ptr::read_volatile(&ARG_FIRST[abi][nr as usize]) };
+    let first = unsafe { core::ptr::read_volatile(&ARG_FIRST[abi][nr]) };
     if first != 0 {
-        record_tracked::<R>(regs, slot, abi, first as usize - 1, runtime_init as usize);
+        record_tracked::<R>(
+            regs,
+            slot,
+            abi,
+            usize::from(first) - 1,
+            usize::from(runtime_init),
+        );
     }
 }
 
@@ -175,6 +184,9 @@ fn record_spec<R: SavedRegs>(
             add_bits(state, at.phase, spec_nr, value & spec.mask)
         }
         Ok(Some(value)) => {
+            // The key keeps them in bytes: `spec_nr` < MAX_TRACKED_ARGS (the lookup above
+            // found it) and `phase` < ARG_PHASES.
+            #[allow(clippy::cast_possible_truncation)]
             let key = ArgValueKey {
                 value: value & spec.mask,
                 slot_plus_one: at.slot + 1,
@@ -202,7 +214,7 @@ fn read_arg<R: SavedRegs>(
     abi: usize,
     spec: &ArgSpec,
 ) -> Result<Option<u64>, Unreadable> {
-    let row = (abi == ABI_COMPAT32) as usize;
+    let row = usize::from(abi == ABI_COMPAT32);
     let value = R::arg(regs, row, spec.index as usize)?;
     if spec.source != ARG_SOURCE_CLONE_ARGS_FLAGS {
         return Ok(Some(value));
@@ -248,7 +260,7 @@ fn mark_incomplete(state: &mut ArgState, phase: usize, spec_nr: usize) {
 /// not, the set is marked incomplete instead.
 #[inline(always)]
 fn may_add_value(state: &mut ArgState, key: &ArgValueKey) -> bool {
-    let (phase, spec_nr) = (key.phase as usize, key.spec as usize);
+    let (phase, spec_nr) = (usize::from(key.phase), usize::from(key.spec));
     let Some(added) = state
         .added
         .get_mut(phase)
@@ -268,12 +280,14 @@ fn may_add_value(state: &mut ArgState, key: &ArgValueKey) -> bool {
 /// key or is free, else in the shared spill map.
 #[inline(always)]
 fn count_value(state: &mut ArgState, key: &ArgValueKey) {
+    // Hashing: the value's low and high 32-bit words are mixed in separately.
+    #[allow(clippy::cast_possible_truncation)]
     let hash = super::attribution::mix(
         key.value as u32
             ^ ((key.value >> 32) as u32).wrapping_mul(0x9E37_79B1)
             ^ key.slot_plus_one.wrapping_mul(0x85EB_CA6B)
-            ^ (key.spec as u32).wrapping_mul(0xC2B2_AE35)
-            ^ key.phase as u32,
+            ^ u32::from(key.spec).wrapping_mul(0xC2B2_AE35)
+            ^ u32::from(key.phase),
     );
     let Some(entry) = ARG_VALUES.get_ptr_mut(hash & (ARG_VALUE_ENTRIES - 1)) else {
         return;
@@ -304,7 +318,7 @@ fn spill(state: &mut ArgState, key: &ArgValueKey) {
         return;
     }
     const BPF_NOEXIST: u64 = 1;
-    if ARG_VALUES_SPILL.insert(key, &1, BPF_NOEXIST).is_ok() {
+    if ARG_VALUES_SPILL.insert(key, 1, BPF_NOEXIST).is_ok() {
         return;
     }
     // Another CPU inserted it first, or the map is full.
@@ -313,7 +327,7 @@ fn spill(state: &mut ArgState, key: &ArgValueKey) {
             // SAFETY: as above.
             unsafe { atomic_xadd::<u64, u64, { AtomicOrdering::Relaxed }>(count, 1) };
         }
-        None => mark_incomplete(state, key.phase as usize, key.spec as usize),
+        None => mark_incomplete(state, usize::from(key.phase), usize::from(key.spec)),
     }
 }
 

@@ -66,11 +66,16 @@ pub(super) fn attribute<T: Current>(
     }
     // An exec renames the task too; `sched_process_exec` bumps the epoch for it, once the
     // exec has succeeded.
-    if nr == global(&PRCTL_NR) as u64 {
+    if nr == u64::from(global(&PRCTL_NR)) {
         // PR_SET_NAME may rename the task, which may go on on another CPU.
         names_changed();
     }
-    let flags = (current.uid() == 0) as u8 * ATTRIB_ROOT | runtime_init as u8 * ATTRIB_RUNTIME_INIT;
+    let flags = (u8::from(current.uid() == 0) * ATTRIB_ROOT)
+        | (u8::from(runtime_init) * ATTRIB_RUNTIME_INIT);
+    // The key's layout, shared with userspace: the number in 16 bits (syscall numbers are
+    // below 1024; a bogus larger one folds onto a small one, as it always has) and the ABI
+    // (< ABI_COUNT) in a byte.
+    #[allow(clippy::cast_possible_truncation)]
     let key = AttribKey {
         comm: cache.comm,
         slot_plus_one: slot + 1,
@@ -78,11 +83,13 @@ pub(super) fn attribute<T: Current>(
         abi: abi as u8,
         flags,
     };
+    // Hashing: only the number's low 32 bits are mixed in.
+    #[allow(clippy::cast_possible_truncation)]
     let hash = cache.comm_hash
         ^ slot.wrapping_mul(0x9E37_79B1)
         ^ (nr as u32).wrapping_mul(0x85EB_CA6B)
         ^ (abi as u32).wrapping_mul(0xC2B2_AE35)
-        ^ flags as u32;
+        ^ u32::from(flags);
     let index = mix(hash) & (ATTRIB_ENTRIES - 1);
     let Some(entry) = ATTRIB.get_ptr_mut(index) else {
         return;
@@ -130,12 +137,15 @@ fn refresh(cache: &mut TaskCache, pid_tgid: u64, epoch: u64) {
     let mut words = [0u64; 2];
     let mut i = 0;
     while i < 16 {
-        words[i / 8] |= (comm[i] as u64) << ((i % 8) * 8);
+        words[i / 8] |= u64::from(comm[i]) << ((i % 8) * 8);
         i += 1;
     }
     cache.pid_tgid = pid_tgid;
     cache.comm = words;
-    cache.comm_hash = mix((words[0] ^ words[0] >> 32 ^ words[1] ^ words[1] >> 32) as u32);
+    // Hashing: the name's 32-bit words folded into one.
+    #[allow(clippy::cast_possible_truncation)]
+    let folded = (words[0] ^ words[0] >> 32 ^ words[1] ^ words[1] >> 32) as u32;
+    cache.comm_hash = mix(folded);
     cache.epoch = epoch;
 }
 
@@ -156,7 +166,7 @@ fn overflow(key: &AttribKey, now: u64) {
         last_ns: now,
     };
     const BPF_NOEXIST: u64 = 1;
-    if ATTRIB_OVERFLOW.insert(key, &value, BPF_NOEXIST).is_err() {
+    if ATTRIB_OVERFLOW.insert(key, value, BPF_NOEXIST).is_err() {
         // Another CPU inserted it first (or the map is full: then the call is lost to
         // attribution only; the per-syscall totals are counted elsewhere).
         if let Some(v) = ATTRIB_OVERFLOW.get_ptr_mut(key) {

@@ -52,7 +52,10 @@ pub fn sched_process_exec(ctx: TracePointContext) -> u32 {
     // NUL-terminated).
     let descriptor = unsafe {
         (*event).slot = slot;
-        (*event).tgid = (current.pid_tgid() >> 32) as u32;
+        // The upper half of pid_tgid is the tgid.
+        #[allow(clippy::cast_possible_truncation)]
+        let tgid = (current.pid_tgid() >> 32) as u32;
+        (*event).tgid = tgid;
         (*event).uid = current.uid();
         (*event).gid = current.gid();
         (*event).ktime_ns = bpf_ktime_get_ns();
@@ -61,17 +64,19 @@ pub fn sched_process_exec(ctx: TracePointContext) -> u32 {
         }
         (*event)._pad = 0;
         let buf = &mut (*event).filename;
-        let len = bpf_probe_read_kernel_str(
-            buf.as_mut_ptr().cast(),
-            EXEC_FILENAME_LEN as u32,
-            filename.cast(),
-        );
+        // EXEC_FILENAME_LEN is 256.
+        #[allow(clippy::cast_possible_truncation)]
+        let capacity = EXEC_FILENAME_LEN as u32;
+        let len = bpf_probe_read_kernel_str(buf.as_mut_ptr().cast(), capacity, filename.cast());
         // Bytes copied including the NUL; 0 for an empty name, negative on failure.
-        let copied = if len > 0 { len as usize } else { 0 };
+        let copied = usize::try_from(len).unwrap_or(0);
         if copied == 0 {
             buf[0] = 0;
         }
-        (*event).filename_len = copied.saturating_sub(1).min(EXEC_FILENAME_LEN) as u32;
+        // At most EXEC_FILENAME_LEN (256).
+        #[allow(clippy::cast_possible_truncation)]
+        let filename_len = copied.saturating_sub(1).min(EXEC_FILENAME_LEN) as u32;
+        (*event).filename_len = filename_len;
         // The file name is read once, into the event, and the prefix tested there.
         copied > DESCRIPTOR_PREFIX.len()
             && buf.get(..DESCRIPTOR_PREFIX.len()) == Some(DESCRIPTOR_PREFIX.as_slice())
@@ -81,7 +86,7 @@ pub fn sched_process_exec(ctx: TracePointContext) -> u32 {
     }
     // No wakeup: userspace drains the ring on its own schedule and never sleeps on it, and a
     // wakeup costs an inter-processor interrupt (a VM exit on a virtual machine).
-    entry.submit(BPF_RB_NO_WAKEUP as u64);
+    entry.submit(u64::from(BPF_RB_NO_WAKEUP));
     0
 }
 

@@ -156,7 +156,7 @@ pub fn sys_exit(ctx: TracePointContext) -> u32 {
 #[inline(always)]
 fn is_fork_family(nr: u64) -> bool {
     let nrs = global(&FORK_NRS);
-    nrs.iter().any(|&f| f as u64 == nr)
+    nrs.iter().any(|&f| u64::from(f) == nr)
 }
 
 #[inline(always)]
@@ -221,7 +221,7 @@ pub(crate) fn target_slot<C: EbpfContext, T: Current>(ctx: &C, current: &T) -> O
         return (slot != NO_TARGET).then_some(slot);
     }
     // SAFETY: values are plain data; a concurrently replaced entry reads as either verdict.
-    let slot = match unsafe { CGROUP_VERDICT.get(&cgroup_id) } {
+    let slot = match unsafe { CGROUP_VERDICT.get(cgroup_id) } {
         Some(v) if v.generation == generation => v.slot,
         _ => resolve_verdict(ctx, cgroup_id, generation),
     };
@@ -248,23 +248,22 @@ pub(crate) fn end_runtime_init(slot: u32) {
 #[inline(always)]
 fn abi_and_nr<T: Current>(id: i64, current: &T) -> (usize, u64) {
     let offset = global(&COMPAT_FLAG_OFFSET);
+    // The number as the kernel's unsigned syscall tables see it (-1 becomes out of range).
+    let nr = id.cast_unsigned();
     if offset != 0 && current.compat_flag(offset) & global(&COMPAT_FLAG_MASK) != 0 {
-        return (ABI_COMPAT32, id as u64);
+        return (ABI_COMPAT32, nr);
     }
-    if id > 0 && (id as u64) & X32_SYSCALL_BIT != 0 {
-        return (ABI_X32, (id as u64) & !X32_SYSCALL_BIT);
+    if id > 0 && nr & X32_SYSCALL_BIT != 0 {
+        return (ABI_X32, nr & !X32_SYSCALL_BIT);
     }
-    (ABI_NATIVE, id as u64)
+    (ABI_NATIVE, nr)
 }
 
 #[inline(always)]
 fn bump(counters: &mut SyscallCounters, abi: usize, nr: u64) {
-    if nr < NR_SLOTS as u64 {
-        if let Some(c) = counters
-            .counts
-            .get_mut(abi)
-            .and_then(|row| row.get_mut(nr as usize))
-        {
+    let in_table = usize::try_from(nr).ok().filter(|&nr| nr < NR_SLOTS);
+    if let Some(nr) = in_table {
+        if let Some(c) = counters.counts.get_mut(abi).and_then(|row| row.get_mut(nr)) {
             *c += 1;
         }
     } else if let Some(c) = counters.other.get_mut(abi) {
@@ -277,9 +276,9 @@ fn bump(counters: &mut SyscallCounters, abi: usize, nr: u64) {
 /// made. Rare path: compat tasks only.
 #[inline(never)]
 fn count_multiplexer(counters: &mut SyscallCounters, regs: *const u8, nr: u64) {
-    let table = if nr == global(&COMPAT_SOCKETCALL_NR) as u64 {
+    let table = if nr == u64::from(global(&COMPAT_SOCKETCALL_NR)) {
         &mut counters.socketcall
-    } else if nr == global(&COMPAT_IPC_NR) as u64 {
+    } else if nr == u64::from(global(&COMPAT_IPC_NR)) {
         &mut counters.ipc
     } else {
         return;
@@ -306,13 +305,14 @@ fn resolve_verdict<C: EbpfContext>(ctx: &C, cgroup_id: u64, generation: u32) -> 
     let mut watched_child_level = 0;
     let mut level = 0;
     while level < MAX_CGROUP_DEPTH {
+        // `level` < MAX_CGROUP_DEPTH (32): the same value as the helper's int.
         // SAFETY: helper without preconditions; returns 0 past the task's own level.
-        let ancestor = unsafe { bpf_get_current_ancestor_cgroup_id(level as i32) };
+        let ancestor = unsafe { bpf_get_current_ancestor_cgroup_id(level.cast_signed()) };
         if ancestor == 0 {
             break;
         }
         // SAFETY: plain `u32` values.
-        if let Some(&s) = unsafe { TARGETS.get(&ancestor) } {
+        if let Some(&s) = unsafe { TARGETS.get(ancestor) } {
             // The deepest entry wins.
             if s == NO_TARGET {
                 // Excluded: a child of a watched parent that userspace did not want.
@@ -331,17 +331,23 @@ fn resolve_verdict<C: EbpfContext>(ctx: &C, cgroup_id: u64, generation: u32) -> 
         }
         level += 1;
     }
-    let watched_child_level = opaque(u64::from(watched_child_level)) as u32;
-    let mut slot = opaque(u64::from(slot)) as u32;
+    // Both went into `opaque` as u32 and come back unchanged.
+    #[allow(clippy::cast_possible_truncation)]
+    let (watched_child_level, mut slot) = (
+        opaque(u64::from(watched_child_level)) as u32,
+        opaque(u64::from(slot)) as u32,
+    );
     if slot == NO_TARGET && watched_child_level != 0 {
+        // At most MAX_CGROUP_DEPTH: the same value as the helper's int.
         // SAFETY: as above; 0 when the task sits in the watched parent itself.
-        let child = unsafe { bpf_get_current_ancestor_cgroup_id(watched_child_level as i32) };
+        let child =
+            unsafe { bpf_get_current_ancestor_cgroup_id(watched_child_level.cast_signed()) };
         if child != 0 {
             slot = claim_slot(child);
         }
     }
     let verdict = CgroupVerdict { slot, generation };
-    let _ = CGROUP_VERDICT.insert(&cgroup_id, &verdict, 0);
+    let _ = CGROUP_VERDICT.insert(cgroup_id, verdict, 0);
     if slot != NO_TARGET {
         debug!(ctx, "cgroup {} counted for target slot {}", cgroup_id, slot);
     }
@@ -357,12 +363,12 @@ fn claim_slot(child: u64) -> u32 {
         note_starved(child);
         return NO_TARGET;
     };
-    if TARGETS.insert(&child, &slot, BPF_NOEXIST).is_ok() {
+    if TARGETS.insert(child, slot, BPF_NOEXIST).is_ok() {
         return slot;
     }
     let _ = FREE_SLOTS.push(slot, 0);
     // SAFETY: plain `u32` value.
-    match unsafe { TARGETS.get(&child) } {
+    match unsafe { TARGETS.get(child) } {
         Some(&s) if s & WATCH_PARENT == 0 => s,
         Some(_) => NO_TARGET, // excluded by userspace
         None => {
@@ -380,7 +386,7 @@ const BPF_NOEXIST: u64 = 1;
 fn note_starved(child: u64) {
     // SAFETY: helper without preconditions.
     let now = unsafe { bpf_ktime_get_ns() };
-    let _ = STARVED.insert(&child, &now, BPF_NOEXIST);
+    let _ = STARVED.insert(child, now, BPF_NOEXIST);
 }
 
 /// Reads a load-time constant without letting the compiler fold the placeholder value.

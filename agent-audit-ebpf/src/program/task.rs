@@ -119,7 +119,7 @@ impl Current for BtfTask {
         }
         let pid: u32 = load(self.task, offset!(task_pid));
         let tgid: u32 = load(self.task, offset!(task_tgid));
-        (tgid as u64) << 32 | pid as u64
+        (u64::from(tgid) << 32) | u64::from(pid)
     }
 
     #[inline(always)]
@@ -171,7 +171,10 @@ impl Current for HelperTask {
 
     #[inline(always)]
     fn uid(&self) -> u32 {
-        bpf_get_current_uid_gid() as u32
+        // The helper returns the gid in the high 32 bits and the uid in the low ones.
+        #[allow(clippy::cast_possible_truncation)]
+        let uid = bpf_get_current_uid_gid() as u32;
+        uid
     }
 
     #[inline(always)]

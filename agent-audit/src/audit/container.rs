@@ -167,8 +167,8 @@ fn finish_recorder(child: &mut Child) -> Result<ExitStatus, ContainerError> {
             return Ok(status);
         }
         if Instant::now() >= deadline {
-            // SAFETY: kill(2) on our own child, not yet reaped.
-            unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGINT) };
+            // SAFETY: kill(2) on our own child, not yet reaped (std's u32 is the kernel's pid_t).
+            unsafe { libc::kill(child.id().cast_signed(), libc::SIGINT) };
             return child.wait().map_err(ContainerError::Docker);
         }
         std::thread::sleep(Duration::from_millis(100));

@@ -70,7 +70,12 @@ impl ArgTables {
             tracing::warn!("{arch}:{name}: no room left to track its arguments");
             return;
         }
-        self.first[abi][nr as usize] = self.meanings.len() as u8 + 1;
+        // ARG_FIRST holds a spec's index plus one in a byte (0: not tracked).
+        let Ok(first) = u8::try_from(self.meanings.len() + 1) else {
+            tracing::warn!("{arch}:{name}: no room left to track its arguments");
+            return;
+        };
+        self.first[abi][nr as usize] = first;
         for (i, arg) in args.iter().enumerate() {
             self.specs[self.meanings.len()] = ArgSpec {
                 mask: arg.mask,
@@ -128,13 +133,13 @@ impl SyscallCounter {
         let Some(meanings) = self.arg_meanings.as_deref() else {
             return Ok(Vec::new());
         };
-        let mut gathered: BTreeMap<(u32, u8, u8), Gathered> = BTreeMap::new();
+        let mut gathered: BTreeMap<(u32, usize, usize), Gathered> = BTreeMap::new();
         self.gather_states(&mut gathered)?;
         self.gather_values(&mut gathered)?;
         Ok(gathered
             .into_iter()
             .filter_map(|((slot, phase, spec), g)| {
-                let m = meanings.get(spec as usize)?;
+                let m = meanings.get(spec)?;
                 let record = match m.kind {
                     ArgKind::Flags => ArgRecord::flags(m.index, m.field, g.bits, g.incomplete),
                     ArgKind::Values if g.values.is_empty() && !g.incomplete => return None,
@@ -154,7 +159,7 @@ impl SyscallCounter {
     /// Bits and incompleteness marks, from every slot in use.
     fn gather_states(
         &self,
-        gathered: &mut BTreeMap<(u32, u8, u8), Gathered>,
+        gathered: &mut BTreeMap<(u32, usize, usize), Gathered>,
     ) -> Result<(), BpfError> {
         let states: PerCpuArray<&MapData, ArgState> = map_ref(&self.ebpf, MAP_ARG_STATE)?;
         for &slot in &self.used_slots {
@@ -170,7 +175,7 @@ impl SyscallCounter {
                         if bits == 0 && !incomplete {
                             continue;
                         }
-                        let g = gathered.entry((slot, phase as u8, spec as u8)).or_default();
+                        let g = gathered.entry((slot, phase, spec)).or_default();
                         g.bits |= bits;
                         g.incomplete |= incomplete;
                     }
@@ -181,8 +186,8 @@ impl SyscallCounter {
         for &slot in &self.used_slots {
             for (spec, m) in self.arg_meanings.iter().flatten().enumerate() {
                 if m.kind == ArgKind::Flags {
-                    for phase in 0..ARG_PHASES as u8 {
-                        gathered.entry((slot, phase, spec as u8)).or_default();
+                    for phase in 0..ARG_PHASES {
+                        gathered.entry((slot, phase, spec)).or_default();
                     }
                 }
             }
@@ -193,11 +198,15 @@ impl SyscallCounter {
     /// Value counts from the per-CPU table and the spill map.
     fn gather_values(
         &self,
-        gathered: &mut BTreeMap<(u32, u8, u8), Gathered>,
+        gathered: &mut BTreeMap<(u32, usize, usize), Gathered>,
     ) -> Result<(), BpfError> {
         let mut add = |k: &ArgValueKey, count: u64| {
             let g = gathered
-                .entry((k.slot_plus_one - 1, k.phase, k.spec))
+                .entry((
+                    k.slot_plus_one - 1,
+                    usize::from(k.phase),
+                    usize::from(k.spec),
+                ))
                 .or_default();
             let c = g.values.entry(k.value).or_default();
             *c = c.saturating_add(count);
@@ -314,7 +323,7 @@ mod tests {
         let tables = ArgTables::resolve(crate::policy::tracked_args(), &x86_host());
         let spec_of = |abi: usize, name: &str, arch: Arch| {
             let nr = arch.syscall_nr(name).unwrap() as usize;
-            tables.first[abi][nr] as usize
+            usize::from(tables.first[abi][nr])
         };
         // socket: two consecutive specs (family, then type without NONBLOCK/CLOEXEC).
         let socket = spec_of(ABI_NATIVE, "socket", Arch::X86_64);

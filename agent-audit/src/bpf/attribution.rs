@@ -80,7 +80,7 @@ impl SyscallCounter {
             .filter_map(|(k, v)| {
                 Some(ProgramUse {
                     slot: TargetSlot(k.slot_plus_one - 1),
-                    arch: self.abi_arch.get(k.abi as usize).copied().flatten()?,
+                    arch: self.abi_arch.get(usize::from(k.abi)).copied().flatten()?,
                     nr: u32::from(k.nr),
                     comm: comm_string(&k.comm),
                     root: k.flags & ATTRIB_ROOT != 0,

@@ -176,10 +176,15 @@ impl KernelLayout {
         };
         let (flag, source, args) = match from_btf {
             Some((flag, regs, orig_x0)) => {
-                let row = std::array::from_fn(|i| match i {
-                    0 => orig_x0,
-                    i => regs + 8 * i as u32,
-                });
+                // x0 as it was on entry, then x1..x5 in `regs`, 8 bytes apart.
+                let row = [
+                    orig_x0,
+                    regs + 8,
+                    regs + 16,
+                    regs + 24,
+                    regs + 32,
+                    regs + 40,
+                ];
                 (flag, "btf", [row, row])
             }
             None => (0, "none", [[0; 6]; 2]),

@@ -694,22 +694,23 @@ impl SyscallCounter {
             }
         }
         for (abi, row) in sums.iter().enumerate() {
-            for (nr, &count) in row.iter().enumerate() {
+            // Numbered in u32 as syscalls are (a row has NR_SLOTS entries).
+            for (nr, &count) in (0u32..).zip(row) {
                 if count == 0 {
                     continue;
                 }
                 match self.abi_arch[abi] {
-                    Some(arch) => out.syscalls.push((arch, nr as u32, count)),
+                    Some(arch) => out.syscalls.push((arch, nr, count)),
                     // An ABI this host cannot have: keep the calls in the totals.
                     None => out.out_of_range += count,
                 }
             }
         }
         let nonzero = |ops: &[u64]| {
-            ops.iter()
-                .enumerate()
+            (0u32..)
+                .zip(ops)
                 .filter(|(_, &c)| c > 0)
-                .map(|(op, &c)| (op as u32, c))
+                .map(|(op, &c)| (op, c))
                 .collect::<Vec<_>>()
         };
         out.socketcall_ops = nonzero(&socketcall);

@@ -21,16 +21,19 @@ impl SlotTable {
     }
 
     pub(super) fn first_free(&self) -> Option<u32> {
-        self.0
-            .iter()
-            .position(|s| *s == SlotState::Free)
-            .map(|i| i as u32)
+        self.free().next()
     }
 
     pub(super) fn all_free(&self) -> Vec<u32> {
-        (0..self.0.len() as u32)
-            .filter(|&i| self.0[i as usize] == SlotState::Free)
-            .collect()
+        self.free().collect()
+    }
+
+    /// The free slots' numbers (slot numbers are u32, as the kernel program's maps take them).
+    fn free(&self) -> impl Iterator<Item = u32> + '_ {
+        (0u32..)
+            .zip(&self.0)
+            .filter(|(_, s)| **s == SlotState::Free)
+            .map(|(i, _)| i)
     }
 
     pub(super) fn get(&self, slot: u32) -> SlotState {

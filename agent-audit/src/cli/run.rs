@@ -52,6 +52,7 @@ impl RunArgs {
             },
             cwd: None,
         })?;
-        Ok(ExitCode(outcome.exit_status.clamp(0, 255) as u8))
+        let code = u8::try_from(outcome.exit_status.clamp(0, 255)).unwrap_or(u8::MAX);
+        Ok(ExitCode(code))
     }
 }

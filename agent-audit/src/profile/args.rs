@@ -449,7 +449,7 @@ pub fn family_label(family: u64) -> String {
         "AF_XDP",
         "AF_MCTP",
     ];
-    match NAMES.get(family as usize) {
+    match usize::try_from(family).ok().and_then(|i| NAMES.get(i)) {
         Some(name) => format!("{name} ({family})"),
         None => family.to_string(),
     }

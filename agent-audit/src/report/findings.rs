@@ -255,7 +255,9 @@ fn privilege_drops(ctx: &Context) -> Vec<PrivilegeDropFinding> {
 /// one (`clone3` → `clone`), as `verify` counts it too; not a finding, a note.
 fn refused_for_fallback(ctx: &Context, name: &str) -> bool {
     let effect = ctx.effect(name);
-    effect.action.denies() && !effect.conditional && effect.errno == Some(libc::ENOSYS as u32)
+    effect.action.denies()
+        && !effect.conditional
+        && effect.errno == u32::try_from(libc::ENOSYS).ok()
 }
 
 fn notes(ctx: &Context) -> Vec<String> {

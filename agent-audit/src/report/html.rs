@@ -395,8 +395,11 @@ fn bar_chart(h: &mut String, id: &str, caption: &str, bars: &[Bar]) {
     );
     for (i, bar) in bars.iter().enumerate() {
         let y = ROW * i as u64 + 2;
-        // In u128: a count near u64::MAX times the width does not fit in u64. At most WIDTH.
-        let w = (u128::from(bar.value) * u128::from(WIDTH)).div_ceil(u128::from(max)) as u64;
+        // In u128: a count near u64::MAX times the width does not fit in u64. At most WIDTH
+        // (no bar is longer than the longest).
+        let w =
+            u64::try_from((u128::from(bar.value) * u128::from(WIDTH)).div_ceil(u128::from(max)))
+                .unwrap_or(WIDTH);
         let _ = writeln!(
             h,
             "<g class=\"bar\" data-key=\"{}\" data-value=\"{}\"><title>{}: {}</title>\

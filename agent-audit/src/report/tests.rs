@@ -402,7 +402,8 @@ fn convergence_follows_recording_order_and_flags_a_last_run_that_added() {
     .enumerate()
     {
         let mut list = recording("prog --flag", "prog", &calls);
-        list.started_at = time::OffsetDateTime::UNIX_EPOCH + time::Duration::seconds(i as i64);
+        list.started_at =
+            time::OffsetDateTime::UNIX_EPOCH + time::Duration::seconds(i64::try_from(i).unwrap());
         paths.push(write(dir.path(), name, &list));
     }
     let report = build(&inputs(paths)).unwrap();

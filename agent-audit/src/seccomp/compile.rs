@@ -86,7 +86,7 @@ impl CompiledFilter {
             .export_bpf(&fd)
             .map_err(|e| std::io::Error::other(e.to_string()))?;
         let file = std::fs::File::from(fd);
-        let bytes = file.metadata()?.len() as usize;
+        let bytes = usize::try_from(file.metadata()?.len()).map_err(std::io::Error::other)?;
         Ok(bytes / std::mem::size_of::<libc::sock_filter>())
     }
 }
@@ -104,18 +104,15 @@ pub fn scmp_arch(arch: Arch) -> ScmpArch {
 
 /// The action libseccomp runs for `action` with `errno` (runc's defaults for a missing errno).
 pub fn scmp_action(action: Action, errno: Option<u32>) -> Result<ScmpAction, String> {
-    let checked = |e: Option<u32>| -> Result<i32, String> {
+    let checked = |e: Option<u32>| -> Result<u16, String> {
         let e = e.unwrap_or(RUNC_DEFAULT_ERRNO);
-        if e > 0xffff {
-            return Err(format!("errno {e} does not fit in 16 bits"));
-        }
-        Ok(e as i32)
+        u16::try_from(e).map_err(|_| format!("errno {e} does not fit in 16 bits"))
     };
     Ok(match action {
         Action::Allow => ScmpAction::Allow,
         Action::Log => ScmpAction::Log,
-        Action::Errno => ScmpAction::Errno(checked(errno)?),
-        Action::Trace => ScmpAction::Trace(checked(errno)? as u16),
+        Action::Errno => ScmpAction::Errno(i32::from(checked(errno)?)),
+        Action::Trace => ScmpAction::Trace(checked(errno)?),
         Action::KillThread => ScmpAction::KillThread,
         Action::KillProcess => ScmpAction::KillProcess,
         Action::Trap => ScmpAction::Trap,

@@ -40,6 +40,8 @@ pub enum ProgramError {
 #[derive(Clone, Debug)]
 pub struct SeccompProgram {
     instructions: Vec<libc::sock_filter>,
+    /// `instructions.len()` as the kernel's `sock_fprog` takes it, converted before fork.
+    len: u16,
 }
 
 impl SeccompProgram {
@@ -47,12 +49,14 @@ impl SeccompProgram {
     /// refuse for its length.
     pub fn export(compiled: &CompiledFilter) -> Result<Self, ProgramError> {
         let instructions = Self::export_unchecked(compiled).map_err(ProgramError::Export)?;
+        let too_large = || ProgramError::TooLarge {
+            instructions: instructions.len(),
+        };
         if instructions.len() > MAX_FILTER_INSTRUCTIONS {
-            return Err(ProgramError::TooLarge {
-                instructions: instructions.len(),
-            });
+            return Err(too_large());
         }
-        Ok(Self { instructions })
+        let len = u16::try_from(instructions.len()).map_err(|_| too_large())?;
+        Ok(Self { instructions, len })
     }
 
     fn export_unchecked(compiled: &CompiledFilter) -> std::io::Result<Vec<libc::sock_filter>> {
@@ -96,8 +100,7 @@ impl SeccompProgram {
     /// prepared before fork.
     pub fn install(&self) -> std::io::Result<()> {
         let prog = libc::sock_fprog {
-            // At most MAX_FILTER_INSTRUCTIONS (checked by `export`): fits in u16.
-            len: self.instructions.len() as u16,
+            len: self.len,
             filter: self.instructions.as_ptr() as *mut libc::sock_filter,
         };
         // SAFETY: plain syscalls; `prog` points to live instructions for their duration.
@@ -147,7 +150,10 @@ mod tests {
             jf: 0,
             k: SECCOMP_RET_ALLOW,
         });
-        SeccompProgram { instructions }
+        SeccompProgram {
+            instructions,
+            len: u16::try_from(len).unwrap(),
+        }
     }
 
     /// What installing `program` in a child says.

@@ -86,13 +86,13 @@ impl Arch {
 
     /// The name of syscall `nr` on this architecture, from the maintained table.
     pub fn syscall_name(self, nr: u32) -> Option<&'static str> {
-        let nr = nr as usize;
+        let index = usize::try_from(nr).ok()?;
         let name = match self {
-            Arch::X86_64 => syscalls::x86_64::Sysno::new(nr).map(|s| s.name()),
-            Arch::X86 => syscalls::x86::Sysno::new(nr).map(|s| s.name()),
-            Arch::Aarch64 => aarch64::name(nr as u32),
-            Arch::Arm => syscalls::arm::Sysno::new(nr).map(|s| s.name()),
-            Arch::X32 => x32::name(nr as u32),
+            Arch::X86_64 => syscalls::x86_64::Sysno::new(index).map(|s| s.name()),
+            Arch::X86 => syscalls::x86::Sysno::new(index).map(|s| s.name()),
+            Arch::Aarch64 => aarch64::name(nr),
+            Arch::Arm => syscalls::arm::Sysno::new(index).map(|s| s.name()),
+            Arch::X32 => x32::name(nr),
         };
         name.map(kernel_name)
     }
@@ -114,7 +114,10 @@ impl Arch {
             other => other,
         };
         fn parse<T: FromStr + Copy>(name: &str, id: impl Fn(T) -> i32) -> Option<u32> {
-            name.parse::<T>().ok().map(|s| id(s) as u32)
+            // The crate's numbers are never negative; a negative one would be no syscall.
+            name.parse::<T>()
+                .ok()
+                .and_then(|s| u32::try_from(id(s)).ok())
         }
         match self {
             Arch::X86_64 => parse(name, |s: syscalls::x86_64::Sysno| s.id()),
@@ -183,13 +186,14 @@ mod aarch64 {
         static TABLE: OnceLock<Vec<(u32, &'static str)>> = OnceLock::new();
         TABLE.get_or_init(|| {
             syscalls::aarch64::Sysno::iter()
-                .filter_map(|s| correct(s.id() as u32, s.name()))
+                .filter_map(|s| correct(s.id(), s.name()))
                 .collect()
         })
     }
 
-    fn correct(nr: u32, name: &'static str) -> Option<(u32, &'static str)> {
-        if let Ok(seccomp_name) = ScmpSyscall::from(nr as i32).get_name_by_arch(ScmpArch::Aarch64) {
+    fn correct(id: i32, name: &'static str) -> Option<(u32, &'static str)> {
+        let nr = u32::try_from(id).ok()?;
+        if let Ok(seccomp_name) = ScmpSyscall::from(id).get_name_by_arch(ScmpArch::Aarch64) {
             if seccomp_name != name {
                 return Some((nr, super::x32::intern(seccomp_name)));
             }
@@ -226,7 +230,7 @@ mod x32 {
     const X32_TABLE_END: u32 = 1024;
 
     pub(super) fn name(nr: u32) -> Option<&'static str> {
-        let sys = ScmpSyscall::from(X32_SYSCALL_BIT | nr as i32);
+        let sys = ScmpSyscall::from(X32_SYSCALL_BIT | i32::try_from(nr).ok()?);
         let name = sys.get_name_by_arch(ScmpArch::X32).ok()?;
         // libseccomp returns owned strings; intern them so all tables hand out `&'static str`.
         Some(intern(name))
@@ -235,7 +239,9 @@ mod x32 {
     pub(super) fn nr(name: &str) -> Option<u32> {
         let sys = ScmpSyscall::from_name_by_arch(name, ScmpArch::X32).ok()?;
         let raw = i32::from(sys);
-        (raw >= 0).then_some((raw & !X32_SYSCALL_BIT) as u32)
+        u32::try_from(raw & !X32_SYSCALL_BIT)
+            .ok()
+            .filter(|_| raw >= 0)
     }
 
     pub(super) fn names() -> Vec<&'static str> {

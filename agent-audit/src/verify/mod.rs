@@ -406,7 +406,7 @@ fn mark_fallbacks(denied: &mut [Denied], profile: &SeccompProfile) {
         .filter(|d| d.name.as_deref() == Some("clone3"))
     {
         let outcome = crate::seccomp::evaluate::outcome(profile, "clone3", &[0; 6]);
-        d.fallback = outcome.errno == Some(probes::ENOSYS as u32);
+        d.fallback = outcome.errno == u32::try_from(probes::ENOSYS).ok();
     }
 }
 

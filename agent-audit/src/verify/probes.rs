@@ -119,7 +119,7 @@ fn refused_probes() -> Vec<Probe> {
         // unshare(0) is a no-op when allowed.
         refused("unshare", "unshare", [0; 6], "success"),
         // An invalid command.
-        refused("bpf", "bpf", [u32::MAX as u64, 0, 0, 0, 0, 0], "EINVAL"),
+        refused("bpf", "bpf", [u64::from(u32::MAX), 0, 0, 0, 0, 0], "EINVAL"),
         // Null args: invalid when allowed. Must fail with ENOSYS so that libc falls back.
         refused("clone3", "clone3", [0; 6], "EINVAL/EFAULT"),
         // Only argument rules refuse these.
@@ -266,9 +266,15 @@ fn expected_errno(profile: &SeccompProfile, probe: &Probe) -> i32 {
     }
     let outcome = evaluate::outcome(profile, probe.name, &probe.args);
     match outcome.errno {
-        Some(e) if !outcome.allows() => e as i32,
+        Some(e) if !outcome.allows() => errno_i32(e),
         _ => EPERM,
     }
+}
+
+/// A profile's errno as the C library reports it. `verify` compiles the profile first, which
+/// refuses an errno over 16 bits; a larger one would match no errno a call can return.
+fn errno_i32(errno: u32) -> i32 {
+    i32::try_from(errno).unwrap_or(i32::MAX)
 }
 
 /// Runs `probes` in a child that installs `filter` and never execs.
@@ -280,12 +286,12 @@ pub fn run(
     let native = Arch::native().ok_or_else(|| std::io::Error::other("unsupported host arch"))?;
     let calls: Vec<(&Probe, i64)> = probes
         .iter()
-        .filter_map(|p| native.syscall_nr(p.name).map(|nr| (p, nr as i64)))
+        .filter_map(|p| native.syscall_nr(p.name).map(|nr| (p, i64::from(nr))))
         .collect();
     let plan: Vec<(i64, [u64; 6], Call)> =
         calls.iter().map(|(p, nr)| (*nr, p.args, p.call)).collect();
     let errnos = in_child(filter, plan)?;
-    let default_errno = profile.default_errno_ret.map_or(EPERM, |e| e as i32);
+    let default_errno = profile.default_errno_ret.map_or(EPERM, errno_i32);
     Ok(calls
         .iter()
         .zip(errnos)
@@ -366,7 +372,7 @@ fn in_child(
     // SAFETY: our descriptor, closed once.
     unsafe { libc::close(read_fd) };
     child.wait()?;
-    if n != std::mem::size_of_val(&buf) as isize {
+    if usize::try_from(n).ok() != Some(std::mem::size_of_val(&buf)) {
         return Err(std::io::Error::other(
             "the probe child died before reporting",
         ));
@@ -393,11 +399,16 @@ unsafe fn make_call(nr: i64, a: &[u64; 6], call: Call) -> i32 {
     }
     match call {
         Call::Fork if ret == 0 => libc::_exit(0),
+        // A successful fork returns a pid and socket a descriptor: both fit in an int.
         Call::Fork => {
-            libc::waitpid(ret as libc::pid_t, std::ptr::null_mut(), libc::__WALL);
+            if let Ok(pid) = libc::pid_t::try_from(ret) {
+                libc::waitpid(pid, std::ptr::null_mut(), libc::__WALL);
+            }
         }
         Call::Plain if nr == libc::SYS_socket => {
-            libc::close(ret as i32);
+            if let Ok(fd) = libc::c_int::try_from(ret) {
+                libc::close(fd);
+            }
         }
         _ => {}
     }
@@ -428,7 +439,10 @@ unsafe fn raw_thread(nr: i64, flags: u64) -> libc::c_long {
         options(nostack),
     );
     if ret < 0 {
-        *libc::__errno_location() = (-ret) as i32;
+        // Kernel ABI: a failed syscall returns -errno, with errno in 1..=4095.
+        #[allow(clippy::cast_possible_truncation)]
+        let errno = (-ret) as i32;
+        *libc::__errno_location() = errno;
         return -1;
     }
     ret

@@ -180,17 +180,18 @@ fn read_queued(fd: RawFd, dirs: &HashMap<i32, PathBuf>, seen: &Seen) -> io::Resu
     loop {
         // SAFETY: reading into a local buffer of the given size.
         let n = unsafe { libc::read(fd, buf.as_mut_ptr().cast(), buf.len()) };
-        if n == 0 {
-            return Ok(());
-        }
-        if n < 0 {
+        // Negative: the call failed (errno says why).
+        let Ok(n) = usize::try_from(n) else {
             let err = io::Error::last_os_error();
             if err.kind() == io::ErrorKind::WouldBlock {
                 return Ok(());
             }
             return Err(err);
+        };
+        if n == 0 {
+            return Ok(());
         }
-        parse(dirs, seen, &buf[..n as usize]);
+        parse(dirs, seen, &buf[..n]);
     }
 }
 

@@ -71,6 +71,42 @@ impl CgroupGlob {
         })
     }
 
+    /// Parses the pattern of a container runtime's layout (`record --wait --container`):
+    /// when its parent does not exist yet, it is created, as the runtime itself does on its
+    /// first container (Docker's cgroupfs driver creates `docker/` in the cgroup v2 hierarchy
+    /// of a hybrid host only then, with mkdir -p semantics, so creating it first changes
+    /// nothing for Docker). Without it, a recorder armed on a freshly booted host could not
+    /// watch for the very first container.
+    pub fn parse_runtime_layout(mount: &CgroupV2Mount, pattern: &str) -> Result<Self, GlobError> {
+        match Self::parse(mount, pattern) {
+            Err(GlobError::Parent { source, .. }) if source.is_not_found() => {}
+            other => return other,
+        }
+        let parent = pattern
+            .trim_matches('/')
+            .rsplit_once('/')
+            .map_or("", |(p, _)| p);
+        let dir = mount.path.join(parent);
+        match fs::create_dir(&dir) {
+            Ok(()) => {
+                tracing::info!(cgroup = %dir.display(), "created the runtime's parent cgroup, which it creates on its first container")
+            }
+            // Created meanwhile by the runtime: as good.
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+            Err(source) => {
+                return Err(GlobError::Parent {
+                    pattern: pattern.to_string(),
+                    source: CgroupError::Io {
+                        action: "create",
+                        path: dir,
+                        source,
+                    },
+                })
+            }
+        }
+        Self::parse(mount, pattern)
+    }
+
     /// Whether a child cgroup of the parent with this directory name matches.
     pub fn matches_child(&self, name: &str) -> bool {
         wildcard_match(self.child_pattern.as_bytes(), name.as_bytes())
@@ -157,6 +193,26 @@ mod tests {
         assert!(m("a*b*c", "aXXbYYc"));
         assert!(!m("a*b*c", "aXXbYY"));
         assert!(m("exact", "exact"));
+    }
+
+    #[test]
+    fn root_a_missing_runtime_parent_is_created_and_watched() {
+        let mount = CgroupV2Mount::discover().expect("these tests need a cgroup v2 mount");
+        let name = format!("aa-runtime-parent-{}", std::process::id());
+        let dir = mount.path.join(&name);
+        assert!(!dir.exists());
+        let pattern = format!("{name}/*");
+        assert!(CgroupGlob::parse(&mount, &pattern).is_err());
+        let glob = CgroupGlob::parse_runtime_layout(&mount, &pattern).unwrap();
+        let created = dir.is_dir();
+        let _ = fs::remove_dir(&dir);
+        assert!(created, "{} was not created", dir.display());
+        assert_eq!(glob.parent.rel, format!("/{name}"));
+        // Only the runtime's own parent is created, never a deeper path.
+        let deep = format!("{name}/below/*");
+        let err = CgroupGlob::parse_runtime_layout(&mount, &deep).unwrap_err();
+        assert!(matches!(err, GlobError::Parent { .. }), "{err}");
+        assert!(!dir.exists());
     }
 
     #[test]

@@ -35,7 +35,7 @@ fn main() {
         std::process::exit(2);
     }
     let calls: u64 = env_number("BENCH_ARGS_CALLS", 1_000_000);
-    let reps: usize = env_number("BENCH_ARGS_REPS", 7) as usize;
+    let reps: usize = env_number("BENCH_ARGS_REPS", 7);
     let bench_loop = std::env::current_exe()
         .expect("own path")
         .with_file_name("bench-loop");
@@ -70,8 +70,8 @@ fn main() {
         }
     }
     for recorder in &mut recorders {
-        // SAFETY: signalling our own child.
-        unsafe { libc::kill(recorder.id() as i32, libc::SIGINT) };
+        // SAFETY: signalling our own child (std's u32 is the kernel's pid_t).
+        unsafe { libc::kill(recorder.id().cast_signed(), libc::SIGINT) };
         let _ = recorder.wait();
     }
 
@@ -95,7 +95,7 @@ fn main() {
     }
 }
 
-fn env_number(name: &str, default: u64) -> u64 {
+fn env_number<T: std::str::FromStr>(name: &str, default: T) -> T {
     std::env::var(name)
         .ok()
         .map(|v| {
@@ -164,7 +164,11 @@ fn stats(id: u32) -> (u64, u64) {
     aya::programs::loaded_programs()
         .flatten()
         .find(|p| p.id() == id)
-        .map(|p| (p.run_time().as_nanos() as u64, p.run_count()))
+        .map(|p| {
+            // u64 nanoseconds last 584 years of run time.
+            let ns = u64::try_from(p.run_time().as_nanos()).unwrap_or(u64::MAX);
+            (ns, p.run_count())
+        })
         .unwrap_or_else(|| panic!("program {id} is gone: did its recorder stop? (see above)"))
 }
 

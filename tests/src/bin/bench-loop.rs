@@ -44,8 +44,9 @@ fn main() {
 /// The measured call; results are checked so a failing syscall cannot pass for a fast one.
 fn syscall(mode: &str) -> Box<dyn Fn()> {
     match mode {
-        // SAFETY: getppid has no preconditions. The raw syscall bypasses any libc caching.
+        // The raw syscall bypasses any libc caching.
         "getppid" => Box::new(|| {
+            // SAFETY: getppid has no preconditions.
             black_box(unsafe { libc::syscall(libc::SYS_getppid) });
         }),
         "fstat" | "pread" => {
@@ -53,8 +54,9 @@ fn syscall(mode: &str) -> Box<dyn Fn()> {
             let fd = std::os::fd::IntoRawFd::into_raw_fd(file);
             if mode == "fstat" {
                 Box::new(move || {
-                    // SAFETY: `st` is a valid out-pointer; `fd` stays open for the process.
+                    // SAFETY: `stat` is plain C data (integers): all zeroes is a valid value.
                     let mut st: libc::stat = unsafe { std::mem::zeroed() };
+                    // SAFETY: `st` is a valid out-pointer; `fd` stays open for the process.
                     let r = unsafe { libc::fstat(fd, &mut st) };
                     assert_eq!(r, 0, "fstat failed");
                     black_box(st.st_size);
@@ -81,8 +83,9 @@ fn syscall(mode: &str) -> Box<dyn Fn()> {
                 })
             } else {
                 Box::new(move || {
-                    // SAFETY: `t` is a valid out-pointer; a regular file is not a terminal.
+                    // SAFETY: `termios` is plain C data (integers): all zeroes is a valid value.
                     let mut t: libc::termios = unsafe { std::mem::zeroed() };
+                    // SAFETY: `t` is a valid out-pointer; a regular file is not a terminal.
                     let r = unsafe { libc::syscall(libc::SYS_ioctl, fd, libc::TCGETS, &mut t) };
                     assert_eq!(r, -1, "TCGETS on a regular file must fail");
                     black_box(t.c_iflag);

@@ -459,7 +459,8 @@ pub(crate) fn shuffle<T>(items: &mut [T], seed: u64) {
         state = state
             .wrapping_mul(6364136223846793005)
             .wrapping_add(1442695040888963407);
-        let j = ((state >> 33) % (i as u64 + 1)) as usize;
+        // At most `i`, so it fits in usize.
+        let j = usize::try_from((state >> 33) % (i as u64 + 1)).unwrap_or(i);
         items.swap(i, j);
     }
 }

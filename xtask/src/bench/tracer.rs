@@ -148,8 +148,9 @@ impl Running {
         } else {
             libc::SIGTERM
         };
-        // SAFETY: kill(2) on our own child, which has not been waited for yet.
-        unsafe { libc::kill(child.id() as libc::pid_t, signal) };
+        // SAFETY: kill(2) on our own child, which has not been waited for yet (std's u32 is the
+        // kernel's pid_t).
+        unsafe { libc::kill(child.id().cast_signed(), signal) };
         let status = child.wait()?;
         if matches!(self.tracer, Tracer::AgentAudit { .. }) && !status.success() {
             bail!("{} exited with {status}", self.tracer.name());
