@@ -75,6 +75,11 @@ pub const MAP_COUNTERS: &str = "COUNTERS";
 /// A call refused by seccomp never reaches `sys_enter` but does reach `sys_exit`, so
 /// `exits − entries` per syscall is what the filter denied.
 pub const MAP_EXIT_COUNTERS: &str = "EXIT_COUNTERS";
+/// Like [`MAP_EXIT_COUNTERS`], for exits while the target is in [`PHASE_RUNTIME_INIT`]. Kept
+/// apart because a runtime moves its init into the cgroup while that init is inside a syscall
+/// (which then exits without having entered there), and because a refusal during the init
+/// fails the container's start, which `verify` reports as such.
+pub const MAP_INIT_EXIT_COUNTERS: &str = "INIT_EXIT_COUNTERS";
 
 /// `PerCpuArray<SyscallCounters>`, like [`MAP_COUNTERS`], for calls a target made while in
 /// [`PHASE_RUNTIME_INIT`]: the container runtime's own init, before the workload's first exec.

@@ -284,13 +284,66 @@ impl Cgroup {
         Ok(events.lines().any(|l| l.trim() == "populated 1"))
     }
 
-    /// Kills every process in the cgroup and below it (`cgroup.kill`, Linux 5.14).
-    pub fn kill_all(&self) -> Result<(), CgroupError> {
-        fs::write(self.dir.join("cgroup.kill"), b"1").map_err(|source| CgroupError::Io {
-            action: "kill the processes of",
+    /// The processes in this cgroup and in every cgroup below it, in `cgroup.procs` order.
+    pub fn processes(&self) -> Result<Vec<u32>, CgroupError> {
+        let mut pids = Vec::new();
+        collect_procs(&self.dir, &mut pids).map_err(|source| CgroupError::Io {
+            action: "list the processes of",
             path: self.dir.clone(),
             source,
-        })
+        })?;
+        Ok(pids)
+    }
+
+    /// Kills every process in the cgroup and below it: at once with `cgroup.kill` (Linux
+    /// 5.14), else with SIGKILL to each process listed until none is left.
+    pub fn kill_all(&self) -> Result<(), CgroupError> {
+        // Opened without O_CREAT: on a kernel without the file this is ENOENT (creating a file
+        // in cgroupfs would be EACCES, which looks like a privilege problem).
+        let written = fs::OpenOptions::new()
+            .write(true)
+            .open(self.dir.join("cgroup.kill"))
+            .and_then(|mut f| io::Write::write_all(&mut f, b"1"));
+        match written {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == io::ErrorKind::NotFound && self.dir.exists() => {
+                self.kill_listed()
+            }
+            Err(source) => Err(CgroupError::Io {
+                action: "kill the processes of",
+                path: self.dir.clone(),
+                source,
+            }),
+        }
+    }
+
+    /// The fallback of [`Cgroup::kill_all`] for kernels before 5.14: SIGKILL to every pid in
+    /// `cgroup.procs` (and below), again until the listing is empty, since a process may fork
+    /// between the listing and its kill. Gives up after [`KILL_LISTED_FOR`].
+    pub fn kill_listed(&self) -> Result<(), CgroupError> {
+        let started = std::time::Instant::now();
+        loop {
+            let pids = self.processes()?;
+            if pids.is_empty() {
+                return Ok(());
+            }
+            if started.elapsed() > KILL_LISTED_FOR {
+                return Err(CgroupError::Io {
+                    action: "kill the processes of",
+                    path: self.dir.clone(),
+                    source: io::Error::other(format!(
+                        "{} process(es) still listed after SIGKILL for {KILL_LISTED_FOR:?}",
+                        pids.len()
+                    )),
+                });
+            }
+            for pid in pids {
+                // SAFETY: plain kill(2); a pid that has exited meanwhile gives ESRCH. The pid
+                // was the kernel's pid_t, printed: `cast_signed` gives it back.
+                unsafe { libc::kill(pid.cast_signed(), libc::SIGKILL) };
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
     }
 
     /// Removes the (empty) cgroup and any empty child cgroups the workload left.
@@ -301,6 +354,27 @@ impl Cgroup {
             source,
         })
     }
+}
+
+/// How long [`Cgroup::kill_listed`] keeps killing before it reports the cgroup unkillable
+/// (a process stuck in uninterruptible sleep, e.g. on a dead NFS server).
+pub const KILL_LISTED_FOR: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Appends the pids of `dir`'s `cgroup.procs` and of every cgroup below it. A child cgroup
+/// removed meanwhile is skipped.
+fn collect_procs(dir: &Path, pids: &mut Vec<u32>) -> io::Result<()> {
+    let procs = fs::read_to_string(dir.join("cgroup.procs"))?;
+    pids.extend(procs.lines().filter_map(|l| l.trim().parse::<u32>().ok()));
+    for entry in fs::read_dir(dir)?.flatten() {
+        if !entry.file_type()?.is_dir() {
+            continue;
+        }
+        match collect_procs(&entry.path(), pids) {
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            other => other?,
+        }
+    }
+    Ok(())
 }
 
 fn remove_tree(dir: &Path) -> io::Result<()> {
@@ -395,6 +469,68 @@ mod tests {
         let escaping = Path::new("../../../../../../../etc");
         let err = mount.resolve_path(escaping).unwrap_err();
         assert!(err.is_not_found(), "{err}");
+    }
+
+    /// The fallback for kernels without `cgroup.kill`, exercised on any kernel: a shell and
+    /// its two background children, one in a child cgroup, are all gone afterwards.
+    #[test]
+    fn killing_each_listed_process_empties_the_cgroup_and_those_below() {
+        let Ok(mount) = CgroupV2Mount::discover() else {
+            return;
+        };
+        // SAFETY: geteuid has no preconditions.
+        if unsafe { libc::geteuid() } != 0 {
+            eprintln!("skipped: creating cgroups needs root");
+            return;
+        }
+        let cgroup = mount
+            .create_child_of_self(&format!("agent-audit-killtest-{}", std::process::id()))
+            .unwrap();
+        let nested = cgroup.dir.join("nested");
+        fs::create_dir(&nested).unwrap();
+        let join = |dir: &Path| {
+            use std::os::unix::process::CommandExt;
+            let procs = fs::File::options()
+                .write(true)
+                .open(dir.join("cgroup.procs"))
+                .unwrap();
+            let fd = std::os::fd::AsRawFd::as_raw_fd(&procs);
+            let mut cmd = std::process::Command::new("sh");
+            cmd.args(["-c", "trap '' TERM; sleep 300 & sleep 300 & wait"]);
+            // The shell joins before it execs, so that its sleeps start in the cgroup.
+            // SAFETY: only write(2) on a descriptor opened before fork.
+            unsafe {
+                cmd.pre_exec(move || {
+                    if libc::write(fd, b"0".as_ptr().cast(), 1) == 1 {
+                        Ok(())
+                    } else {
+                        Err(std::io::Error::last_os_error())
+                    }
+                });
+            }
+            cmd.spawn().unwrap()
+        };
+        let mut shells = [join(&cgroup.dir), join(&nested)];
+        // The shells fork their sleeps after joining: wait until all six are listed.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while cgroup.processes().unwrap().len() < 6 {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{:?}",
+                cgroup.processes()
+            );
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        cgroup.kill_listed().unwrap();
+        assert_eq!(cgroup.processes().unwrap(), Vec::<u32>::new());
+        for shell in &mut shells {
+            let status = shell.wait().unwrap();
+            assert_eq!(
+                std::os::unix::process::ExitStatusExt::signal(&status),
+                Some(libc::SIGKILL)
+            );
+        }
+        cgroup.remove().unwrap();
     }
 
     #[test]

@@ -8,9 +8,9 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use http_body_util::{BodyExt, Empty};
+use http_body_util::{BodyExt, Full};
 use hyper::body::Bytes;
-use hyper::StatusCode;
+use hyper::{Method, StatusCode};
 use hyper_util::rt::TokioIo;
 
 use crate::allowlist::ContainerInfo;
@@ -117,54 +117,8 @@ fn docker_host_socket() -> Option<PathBuf> {
 }
 
 /// `GET path` on an engine's API socket. `Ok(None)`: the engine answered 404.
-///
-/// Callers are synchronous (target resolution, and the recorder as a new cgroup appears); the
-/// request runs with hyper on a thread of its own with its own small runtime, so that it works
-/// from inside the recorder's runtime as well, and is bounded by [`API_TIMEOUT`].
 fn api_get(socket: &Path, path: &str) -> io::Result<Option<serde_json::Value>> {
-    std::thread::scope(|scope| {
-        scope
-            .spawn(|| {
-                tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()?
-                    .block_on(api_get_async(socket, path))
-            })
-            .join()
-            .unwrap_or_else(|_| Err(io::Error::other("the engine API request panicked")))
-    })
-}
-
-/// [`api_get`] for async callers.
-async fn api_get_async(socket: &Path, path: &str) -> io::Result<Option<serde_json::Value>> {
-    let request = async {
-        let stream = tokio::net::UnixStream::connect(socket).await?;
-        let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-            .await
-            .map_err(io::Error::other)?;
-        // The connection is driven until the response is read; it ends with this task.
-        let connection = tokio::spawn(connection);
-        let request = hyper::Request::get(format!("/{API_VERSION}{path}"))
-            .header(hyper::header::HOST, "localhost")
-            .body(Empty::<Bytes>::new())
-            .map_err(io::Error::other)?;
-        let response = sender
-            .send_request(request)
-            .await
-            .map_err(io::Error::other)?;
-        let status = response.status();
-        let body = response
-            .into_body()
-            .collect()
-            .await
-            .map_err(io::Error::other)?
-            .to_bytes();
-        connection.abort();
-        Ok::<_, io::Error>((status, body))
-    };
-    let (status, body) = tokio::time::timeout(API_TIMEOUT, request)
-        .await
-        .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "the engine did not answer"))??;
+    let (status, body) = api_call(socket, Method::GET, path, None, Some(API_TIMEOUT))?;
     match status {
         StatusCode::OK => serde_json::from_slice(&body)
             .map(Some)
@@ -172,6 +126,77 @@ async fn api_get_async(socket: &Path, path: &str) -> io::Result<Option<serde_jso
         StatusCode::NOT_FOUND => Ok(None),
         other => Err(io::Error::other(format!("engine answered HTTP {other}"))),
     }
+}
+
+/// One request on an engine's API socket: its status and body.
+///
+/// Callers are synchronous (target resolution, the recorder as a new cgroup appears, `verify`
+/// of a container); the request runs with hyper on a thread of its own with its own small
+/// runtime, so that it works from inside the recorder's runtime as well. `timeout: None` is for
+/// requests that last as long as a container runs (`wait`).
+fn api_call(
+    socket: &Path,
+    method: Method,
+    path: &str,
+    json_body: Option<Vec<u8>>,
+    timeout: Option<Duration>,
+) -> io::Result<(StatusCode, Bytes)> {
+    std::thread::scope(|scope| {
+        scope
+            .spawn(|| {
+                let runtime = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()?;
+                let call = api_call_async(socket, method, path, json_body);
+                runtime.block_on(async {
+                    match timeout {
+                        Some(limit) => tokio::time::timeout(limit, call).await.map_err(|_| {
+                            io::Error::new(io::ErrorKind::TimedOut, "the engine did not answer")
+                        })?,
+                        None => call.await,
+                    }
+                })
+            })
+            .join()
+            .unwrap_or_else(|_| Err(io::Error::other("the engine API request panicked")))
+    })
+}
+
+async fn api_call_async(
+    socket: &Path,
+    method: Method,
+    path: &str,
+    json_body: Option<Vec<u8>>,
+) -> io::Result<(StatusCode, Bytes)> {
+    let stream = tokio::net::UnixStream::connect(socket).await?;
+    let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .map_err(io::Error::other)?;
+    // The connection is driven until the response is read; it ends with this task.
+    let connection = tokio::spawn(connection);
+    let mut request = hyper::Request::builder()
+        .method(method)
+        .uri(format!("/{API_VERSION}{path}"))
+        .header(hyper::header::HOST, "localhost");
+    if json_body.is_some() {
+        request = request.header(hyper::header::CONTENT_TYPE, "application/json");
+    }
+    let request = request
+        .body(Full::new(Bytes::from(json_body.unwrap_or_default())))
+        .map_err(io::Error::other)?;
+    let response = sender
+        .send_request(request)
+        .await
+        .map_err(io::Error::other)?;
+    let status = response.status();
+    let body = response
+        .into_body()
+        .collect()
+        .await
+        .map_err(io::Error::other)?
+        .to_bytes();
+    connection.abort();
+    Ok((status, body))
 }
 
 /// `GET /containers/{name}/json`. `Ok(None)`: the engine answered 404. `Ok(Some(None))`: the
@@ -257,6 +282,169 @@ pub fn docker_container(name: &str) -> Option<ContainerInfo> {
     Some(info_from(&v, "docker", name, pid))
 }
 
+/// The Docker Engine API, for the calls that create and run a container (`audit --container`'s
+/// verify run).
+#[derive(Clone, Debug)]
+pub struct DockerEngine {
+    socket: PathBuf,
+}
+
+impl DockerEngine {
+    /// The engine whose API socket answers (`DOCKER_HOST=unix://…` first).
+    pub fn connect() -> io::Result<Self> {
+        docker_socket()
+            .map(|socket| Self { socket })
+            .ok_or_else(|| {
+                io::Error::new(
+                    io::ErrorKind::NotFound,
+                    format!(
+                        "no Docker Engine API socket answers (tried {})",
+                        join(
+                            &docker_host_socket()
+                                .into_iter()
+                                .chain(DOCKER_SOCKETS.iter().map(PathBuf::from))
+                                .collect::<Vec<_>>()
+                        )
+                    ),
+                )
+            })
+    }
+
+    /// An engine at a socket no test ever reaches.
+    #[cfg(test)]
+    pub(crate) fn for_tests() -> Self {
+        Self {
+            socket: PathBuf::from("/nonexistent/agent-audit-test.sock"),
+        }
+    }
+
+    /// `GET /containers/{name}/json`: the container's whole description, `None` when the
+    /// engine does not know it.
+    pub fn inspect(&self, name: &str) -> io::Result<Option<serde_json::Value>> {
+        api_get(
+            &self.socket,
+            &format!("/containers/{}/json", percent_encode(name)),
+        )
+    }
+
+    /// `POST /containers/create?name=NAME` with `body`; returns the new container's id.
+    pub fn create(&self, name: &str, body: &serde_json::Value) -> io::Result<String> {
+        let bytes = serde_json::to_vec(body).map_err(io::Error::other)?;
+        let path = format!("/containers/create?name={}", percent_encode(name));
+        let (status, answer) = api_call(
+            &self.socket,
+            Method::POST,
+            &path,
+            Some(bytes),
+            Some(API_TIMEOUT),
+        )?;
+        if status != StatusCode::CREATED {
+            return Err(engine_refused(status, &answer));
+        }
+        let v: serde_json::Value = serde_json::from_slice(&answer).map_err(io::Error::other)?;
+        v["Id"]
+            .as_str()
+            .map(str::to_owned)
+            .ok_or_else(|| io::Error::other("the engine's create answer has no Id"))
+    }
+
+    /// `POST /containers/{id}/start`. The error carries the engine's message (the runtime's
+    /// own, when runc refused the filter or the exec failed).
+    pub fn start(&self, id: &str) -> io::Result<()> {
+        let path = format!("/containers/{}/start", percent_encode(id));
+        // Starting includes runc creating the container: allow more than a plain request.
+        let (status, answer) = api_call(
+            &self.socket,
+            Method::POST,
+            &path,
+            None,
+            Some(API_TIMEOUT * 6),
+        )?;
+        match status {
+            StatusCode::NO_CONTENT | StatusCode::NOT_MODIFIED => Ok(()),
+            other => Err(engine_refused(other, &answer)),
+        }
+    }
+
+    /// `POST /containers/{id}/wait`: blocks until the container has exited, or `limit` has
+    /// passed (an error of kind `TimedOut`); its exit code.
+    pub fn wait(&self, id: &str, limit: Option<Duration>) -> io::Result<i64> {
+        let path = format!("/containers/{}/wait", percent_encode(id));
+        let (status, answer) = api_call(&self.socket, Method::POST, &path, None, limit)?;
+        if status != StatusCode::OK {
+            return Err(engine_refused(status, &answer));
+        }
+        let v: serde_json::Value = serde_json::from_slice(&answer).map_err(io::Error::other)?;
+        v["StatusCode"]
+            .as_i64()
+            .ok_or_else(|| io::Error::other("the engine's wait answer has no StatusCode"))
+    }
+
+    /// `POST /containers/{id}/kill`: SIGKILL to the container's init, which takes every
+    /// process of its PID namespace with it.
+    pub fn kill(&self, id: &str) -> io::Result<()> {
+        let path = format!("/containers/{}/kill", percent_encode(id));
+        let (status, answer) =
+            api_call(&self.socket, Method::POST, &path, None, Some(API_TIMEOUT))?;
+        match status {
+            // 409: it is not running (any more).
+            StatusCode::NO_CONTENT | StatusCode::CONFLICT => Ok(()),
+            other => Err(engine_refused(other, &answer)),
+        }
+    }
+
+    /// The last `lines` lines the container wrote to stdout and stderr.
+    pub fn logs_tail(&self, id: &str, lines: usize) -> io::Result<String> {
+        let path = format!(
+            "/containers/{}/logs?stdout=1&stderr=1&tail={lines}",
+            percent_encode(id)
+        );
+        let (status, answer) = api_call(&self.socket, Method::GET, &path, None, Some(API_TIMEOUT))?;
+        if status != StatusCode::OK {
+            return Err(engine_refused(status, &answer));
+        }
+        Ok(demultiplex(&answer))
+    }
+
+    /// `DELETE /containers/{id}?force=1&v=1`: the container and its anonymous volumes.
+    pub fn remove(&self, id: &str) -> io::Result<()> {
+        let path = format!("/containers/{}?force=1&v=1", percent_encode(id));
+        let (status, answer) =
+            api_call(&self.socket, Method::DELETE, &path, None, Some(API_TIMEOUT))?;
+        match status {
+            StatusCode::NO_CONTENT | StatusCode::NOT_FOUND => Ok(()),
+            other => Err(engine_refused(other, &answer)),
+        }
+    }
+}
+
+/// The engine's error answer (`{"message": …}`) as an error.
+fn engine_refused(status: StatusCode, answer: &[u8]) -> io::Error {
+    let message = serde_json::from_slice::<serde_json::Value>(answer)
+        .ok()
+        .and_then(|v| v["message"].as_str().map(str::to_owned))
+        .unwrap_or_else(|| String::from_utf8_lossy(answer).trim().to_string());
+    io::Error::other(format!("engine answered HTTP {status}: {message}"))
+}
+
+/// The log stream of a container without a TTY is framed: 8-byte headers (stream, 3 zero
+/// bytes, big-endian length) before each chunk. A TTY container's stream is plain.
+fn demultiplex(raw: &[u8]) -> String {
+    let framed = raw.len() >= 8 && matches!(raw[0], 0..=2) && raw[1..4] == [0, 0, 0];
+    if !framed {
+        return String::from_utf8_lossy(raw).into_owned();
+    }
+    let mut out = Vec::new();
+    let mut rest = raw;
+    while rest.len() >= 8 {
+        let len = u32::from_be_bytes([rest[4], rest[5], rest[6], rest[7]]) as usize;
+        let end = (8 + len).min(rest.len());
+        out.extend_from_slice(&rest[8..end]);
+        rest = &rest[end..];
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
 /// `runc state NAME`: `Ok(None)` when runc is installed but does not know the container.
 fn runc_state(name: &str) -> io::Result<Option<Option<ContainerInfo>>> {
     let out = Command::new("runc").arg("state").arg(name).output()?;
@@ -290,6 +478,16 @@ fn percent_encode(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn framed_logs_are_joined_and_plain_ones_kept() {
+        let mut framed = vec![1, 0, 0, 0, 0, 0, 0, 3];
+        framed.extend_from_slice(b"ab\n");
+        framed.extend_from_slice(&[2, 0, 0, 0, 0, 0, 0, 4]);
+        framed.extend_from_slice(b"err\n");
+        assert_eq!(demultiplex(&framed), "ab\nerr\n");
+        assert_eq!(demultiplex(b"plain text\n"), "plain text\n");
+    }
 
     #[test]
     fn names_cannot_inject_into_the_request() {

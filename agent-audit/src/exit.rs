@@ -46,8 +46,8 @@ pub const EXIT_CODES_HELP: &str = "\
 EXIT CODES:
     0   success
     1   findings: `check` found errors, `verify` saw denials or the command failed,
-        `diff` found differences (see --fail-on), `audit`'s verify failed or its
-        report has findings
+        timed out or left processes running, `diff` found differences (see
+        --fail-on), `audit`'s verify failed or its report has findings
     2   usage error
     65  malformed input: bad JSON, unknown schema, architecture or syscall name;
         not UTF-8, over 64 MiB, or not a regular file (FIFO, device); a profile

@@ -406,6 +406,12 @@ fn planted_in_shared_dir(node: &Metadata, dir: &Path) -> bool {
     shared && node.uid() != me && node.uid() != dir_meta.uid()
 }
 
+/// Whether `path` is a stream rather than a file that each write replaces: standard output,
+/// a FIFO, a socket or a device. Every write to it comes after the ones before.
+pub fn is_stream_output(path: &Path) -> Result<bool, OutputError> {
+    Ok(!matches!(destination(path)?, Destination::File))
+}
+
 /// Fails early, before any work, if `path` cannot be written: a link or a directory is there,
 /// or (for a file) nothing can be created in its directory.
 pub fn check_output(path: &Path) -> Result<(), OutputError> {

@@ -2,7 +2,7 @@
 //! one's allowlist file current until the target goes away, a signal arrives, or time is up.
 
 use std::collections::{HashMap, HashSet};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use agent_audit_ebpf::MAX_TARGETS;
@@ -26,6 +26,9 @@ use crate::Error;
 
 /// How often target cgroups are checked for removal and the progress line redrawn.
 const POLL: Duration = Duration::from_millis(200);
+
+/// How often the allowlist files are rewritten when `--interval` is not given.
+pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(5);
 
 /// Where allowlists go.
 #[derive(Clone, Debug)]
@@ -53,8 +56,9 @@ pub struct RecordOptions {
     pub ready_file: Option<PathBuf>,
     /// Where to write.
     pub output: OutputSpec,
-    /// Snapshot period.
-    pub interval: Duration,
+    /// Snapshot period as given (`--interval`); [`DEFAULT_INTERVAL`] when `None`, or no
+    /// snapshots at all when the output is a stream (standard output, a FIFO).
+    pub interval: Option<Duration>,
     /// Stop after this long.
     pub duration: Option<Duration>,
     /// How the kernel program is loaded.
@@ -128,6 +132,7 @@ pub fn record(opts: RecordOptions) -> Result<StopReason, Error> {
     }
 
     let mut counter = SyscallCounter::load(opts.counter)?;
+    let snapshots = plan.snapshots;
     let mut outputs = plan;
     let mut active = Vec::new();
     for target in targets {
@@ -161,6 +166,7 @@ pub fn record(opts: RecordOptions) -> Result<StopReason, Error> {
             events,
             excluded,
             starved: HashMap::new(),
+            vanished: Vec::new(),
             picked_up: 0,
         })
     } else {
@@ -192,7 +198,14 @@ pub fn record(opts: RecordOptions) -> Result<StopReason, Error> {
         .as_deref()
         .map(|path| ReadyFile::create(path, &ready_line))
         .transpose()?;
-    runtime.block_on(watch(&mut counter, active, waiting, signals, &opts))
+    runtime.block_on(watch(
+        &mut counter,
+        active,
+        waiting,
+        signals,
+        snapshots,
+        &opts,
+    ))
 }
 
 /// A target at or above agent-audit's own cgroup (for example `--pid` of a process in the root
@@ -257,8 +270,14 @@ struct Waiting {
     excluded: Vec<(u64, PathBuf)>,
     /// Wanted children that found every slot in use, by cgroup id, until they get one.
     starved: HashMap<u64, Starved>,
+    /// The latest children created and removed before their creation was read (at most
+    /// [`MAX_VANISHED`]): named in the warning about a claimed cgroup that cannot be named.
+    vanished: Vec<String>,
     picked_up: usize,
 }
+
+/// How many names of vanished children are kept for that warning.
+const MAX_VANISHED: usize = 8;
 
 /// A wanted child of a watched parent that is not counted yet: every slot was in use.
 struct Starved {
@@ -282,6 +301,7 @@ impl Waiting {
         // A cgroup's mkdir event is queued before any of its tasks can make a syscall, but
         // may not have been read yet.
         self.events.read_pending().map_err(Error::Io)?;
+        self.note_vanished();
         self.exclude_unwanted(counter)?;
         // Before adopting: a starved child may get a slot at once.
         self.note_starved(counter)?;
@@ -346,11 +366,10 @@ impl Waiting {
             let Some(target) = target else {
                 match named {
                     Some((parent, name)) => self.excluded.push((id, parent.join(name))),
-                    None => {
-                        if let Ok(c) = self.mount.resolve_id(id) {
-                            self.excluded.push((id, c.dir));
-                        }
-                    }
+                    None => match self.mount.resolve_id(id) {
+                        Ok(c) => self.excluded.push((id, c.dir)),
+                        Err(_) => self.report_unnamed(counter, id, slot)?,
+                    },
                 }
                 counter.exclude_claimed(slot)?;
                 continue;
@@ -382,6 +401,41 @@ impl Waiting {
                 }
             }
         }
+        Ok(())
+    }
+
+    /// Keeps the names of the latest children that were gone before they could be looked up.
+    fn note_vanished(&mut self) {
+        for (parent, name) in self.events.take_vanished() {
+            self.vanished.push(parent.join(name).display().to_string());
+        }
+        let excess = self.vanished.len().saturating_sub(MAX_VANISHED);
+        self.vanished.drain(..excess);
+    }
+
+    /// A cgroup the kernel program counted from its first call, but which was removed before
+    /// its creation event was read: its id leads to no name, so neither whether a pattern
+    /// wants it nor a file name for it is known. Its calls are dropped with the slot; say so
+    /// rather than lose them silently.
+    fn report_unnamed(
+        &mut self,
+        counter: &SyscallCounter,
+        id: u64,
+        slot: crate::bpf::TargetSlot,
+    ) -> Result<(), Error> {
+        let calls: u64 = counter.read(slot)?.syscalls.iter().map(|s| s.2).sum();
+        let candidates = if self.vanished.is_empty() {
+            String::new()
+        } else {
+            format!(
+                " (created and removed before they could be looked up: {})",
+                std::mem::take(&mut self.vanished).join(", ")
+            )
+        };
+        eprintln!(
+            "agent-audit: warning: a new cgroup (id {id}) made {calls} syscalls but was removed \
+             before its name could be read{candidates}: its calls are in no allowlist"
+        );
         Ok(())
     }
 
@@ -467,6 +521,7 @@ async fn watch(
     active: Vec<Recording>,
     mut waiting: Option<Waiting>,
     mut signals: StopSignals,
+    snapshots: Option<Duration>,
     opts: &RecordOptions,
 ) -> Result<StopReason, Error> {
     let mut recordings = Recordings {
@@ -474,8 +529,10 @@ async fn watch(
         unwritten: Vec::new(),
     };
     let mut poll = tokio::time::interval(POLL);
-    let mut flush = tokio::time::interval(opts.interval);
-    flush.tick().await; // the first tick is immediate
+    let mut flush = snapshots.map(tokio::time::interval);
+    if let Some(flush) = &mut flush {
+        flush.tick().await; // the first tick is immediate
+    }
     let deadline = opts.duration.map(|d| tokio::time::Instant::now() + d);
     let deadline_sleep = tokio::time::sleep_until(deadline.unwrap_or_else(far_future));
     tokio::pin!(deadline_sleep);
@@ -502,7 +559,7 @@ async fn watch(
                 distribute_execs(counter, &mut recordings.active);
                 recordings.retire_gone(counter, &mut progress)?;
             }
-            _ = flush.tick() => recordings.snapshot(counter)?,
+            _ = next_tick(&mut flush) => recordings.snapshot(counter)?,
             _ = poll.tick() => {
                 counter.flush_logs();
                 if let Some(w) = &mut waiting {
@@ -714,6 +771,16 @@ fn summarize(r: &Recording, list: &Allowlist) {
     );
 }
 
+/// The next tick of `interval`; never without one.
+async fn next_tick(interval: &mut Option<tokio::time::Interval>) {
+    match interval {
+        Some(i) => {
+            i.tick().await;
+        }
+        None => std::future::pending().await,
+    }
+}
+
 fn far_future() -> tokio::time::Instant {
     tokio::time::Instant::now() + Duration::from_secs(86400 * 365 * 30)
 }
@@ -722,6 +789,8 @@ fn far_future() -> tokio::time::Instant {
 struct OutputPlan {
     spec: OutputSpec,
     used: HashSet<PathBuf>,
+    /// How often snapshots are written; `None`: only the final files.
+    snapshots: Option<Duration>,
 }
 
 fn plan_outputs(opts: &RecordOptions) -> Result<OutputPlan, Error> {
@@ -739,7 +808,7 @@ fn plan_outputs(opts: &RecordOptions) -> Result<OutputPlan, Error> {
             "--wait needs --cgroup-glob PATTERN (e.g. 'docker/*') or --container NAME".into(),
         ));
     }
-    match &opts.output {
+    let snapshots = match &opts.output {
         OutputSpec::File(path) => {
             if opts.targets.len() > 1 || (!opts.globs.is_empty() && !opts.wait) {
                 return Err(Error::Usage(
@@ -747,13 +816,37 @@ fn plan_outputs(opts: &RecordOptions) -> Result<OutputPlan, Error> {
                 ));
             }
             fsutil::check_output(path)?;
+            snapshot_interval(path, opts.interval)?
         }
-        OutputSpec::Dir(dir) => fsutil::ensure_dir_writable(dir)?,
-    }
+        OutputSpec::Dir(dir) => {
+            fsutil::ensure_dir_writable(dir)?;
+            Some(opts.interval.unwrap_or(DEFAULT_INTERVAL))
+        }
+    };
     Ok(OutputPlan {
         spec: opts.output.clone(),
         used: HashSet::new(),
+        snapshots,
     })
+}
+
+/// Snapshots replace the file each time. A stream (`--out -`, a FIFO) cannot be rewritten:
+/// each snapshot would follow the last as one more JSON document, so it only gets the final
+/// allowlist, and asking for snapshots there is a usage error.
+fn snapshot_interval(path: &Path, given: Option<Duration>) -> Result<Option<Duration>, Error> {
+    if !fsutil::is_stream_output(path)? {
+        return Ok(Some(given.unwrap_or(DEFAULT_INTERVAL)));
+    }
+    match given {
+        None => Ok(None),
+        Some(_) => Err(Error::Usage(format!(
+            "--interval with --out {}: a stream (standard output, a FIFO, a device) cannot be \
+             rewritten, so every snapshot would be appended as one more JSON document; without \
+             --interval only the final allowlist is written there, or give --out FILE for \
+             snapshots",
+            path.display()
+        ))),
+    }
 }
 
 impl OutputPlan {
@@ -850,6 +943,35 @@ mod tests {
     }
 
     #[test]
+    fn a_stream_gets_only_the_final_allowlist_and_refuses_interval() {
+        let stdout = Path::new("-");
+        assert_eq!(snapshot_interval(stdout, None).unwrap(), None);
+        assert_eq!(
+            snapshot_interval(Path::new("/dev/stdout"), None).unwrap(),
+            None
+        );
+        let err = snapshot_interval(stdout, Some(Duration::from_secs(1))).unwrap_err();
+        assert_eq!(err.exit_code(), crate::exit::ExitCode::USAGE);
+        assert!(err.to_string().contains("--interval with --out -"), "{err}");
+        let dir = tempfile::tempdir().unwrap();
+        let fifo = dir.path().join("fifo");
+        let c = std::ffi::CString::new(fifo.as_os_str().as_encoded_bytes()).unwrap();
+        // SAFETY: a valid NUL-terminated path.
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+        assert!(snapshot_interval(&fifo, Some(Duration::from_secs(1))).is_err());
+        // A file is replaced at each snapshot: the default period, or the one given.
+        let file = dir.path().join("a.json");
+        assert_eq!(
+            snapshot_interval(&file, None).unwrap(),
+            Some(DEFAULT_INTERVAL)
+        );
+        assert_eq!(
+            snapshot_interval(&file, Some(Duration::from_secs(1))).unwrap(),
+            Some(Duration::from_secs(1))
+        );
+    }
+
+    #[test]
     fn one_file_for_several_targets_is_a_usage_error() {
         let opts = RecordOptions {
             targets: vec![TargetSpec::Pid(1), TargetSpec::Pid(2)],
@@ -858,7 +980,7 @@ mod tests {
             keep_waiting: false,
             ready_file: None,
             output: OutputSpec::File(PathBuf::from("x.json")),
-            interval: Duration::from_secs(5),
+            interval: None,
             duration: None,
             counter: CounterOptions::new(AttachMode::Auto),
         };

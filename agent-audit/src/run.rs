@@ -112,6 +112,19 @@ impl CommandSession {
         filter: Option<&SeccompProgram>,
         cwd: Option<&Path>,
     ) -> Result<i32, Error> {
+        self.run_limited(command, filter, cwd, None)
+            .map(|end| end.exit_status)
+    }
+
+    /// [`CommandSession::run`], ended by `limit` when given: what is still running at its
+    /// timeout, or after the grace period once the command itself has exited, is killed.
+    pub(crate) fn run_limited(
+        &mut self,
+        command: &[String],
+        filter: Option<&SeccompProgram>,
+        cwd: Option<&Path>,
+        limit: Option<RunLimit>,
+    ) -> Result<RunEnd, Error> {
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
@@ -123,20 +136,71 @@ impl CommandSession {
             StopSignals::install().map_err(Error::Io)?
         };
         let child = spawn_in_cgroup(command, &self.cgroup, filter, cwd)?;
-        let status = runtime.block_on(supervise(
-            child,
-            signals,
-            &self.cgroup,
-            &mut self.counter,
-            &mut self.recording,
-        ))?;
-        let exit_status = status
-            .code()
-            .unwrap_or_else(|| 128 + status.signal().unwrap_or(0));
-        self.recording.target.info.exit_status = Some(exit_status);
+        let end = runtime.block_on(async {
+            let mut supervisor = Supervisor {
+                cgroup: &self.cgroup,
+                counter: &mut self.counter,
+                recording: &mut self.recording,
+                signals,
+                poll: tokio::time::interval(POLL),
+                progress: ProgressLine::new(),
+            };
+            supervisor.supervise(child, limit).await
+        })?;
+        self.recording.target.info.exit_status = Some(end.exit_status);
         let execs = self.counter.drain_execs();
         self.recording.note_execs(&execs);
-        Ok(exit_status)
+        Ok(end)
+    }
+}
+
+/// The bound on a command's run (`verify --timeout`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct RunLimit {
+    /// From the command's start: whatever of it is still running then is killed.
+    pub timeout: Duration,
+    /// Once the command itself has exited: how long the processes it left may take to exit
+    /// on their own before they are killed (never past the timeout).
+    pub grace: Duration,
+}
+
+/// How a command's run ended.
+#[derive(Debug)]
+pub(crate) struct RunEnd {
+    /// The command's exit status; 128+N if signal N ended it (137 when the timeout did).
+    pub exit_status: i32,
+    /// The timeout passed with the command, or processes it left, still running.
+    pub timed_out: bool,
+    /// Processes the command started that were still running when the run was ended, each
+    /// killed.
+    pub survivors: Vec<Survivor>,
+}
+
+/// A process killed because it was still running when a limited run ended.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct Survivor {
+    /// Its pid.
+    pub pid: u32,
+    /// Its command line, or `[comm]` when it has none.
+    pub command: String,
+}
+
+impl Survivor {
+    /// Describes `pid` from /proc (before it is killed: afterwards there is nothing to read).
+    fn of(pid: u32) -> Self {
+        let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+        let words: Vec<String> = cmdline
+            .split(|&b| b == 0)
+            .filter(|w| !w.is_empty())
+            .map(|w| String::from_utf8_lossy(w).into_owned())
+            .collect();
+        let command = if words.is_empty() {
+            let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
+            format!("[{}]", comm.trim())
+        } else {
+            words.join(" ")
+        };
+        Self { pid, command }
     }
 }
 
@@ -177,6 +241,9 @@ pub enum StartStage {
     InstallFilter,
     /// `execve` failed: not found, not executable, or denied by the filter just installed.
     Exec,
+    /// The container engine could not start a container under the profile (`verify` of a
+    /// container: runc refused the filter, or the container's first exec failed).
+    ContainerStart,
 }
 
 impl StartStage {
@@ -186,6 +253,7 @@ impl StartStage {
             StartStage::JoinCgroup => b'c',
             StartStage::InstallFilter => b'f',
             StartStage::Exec => b'e',
+            StartStage::ContainerStart => b's',
         }
     }
 
@@ -204,6 +272,7 @@ impl std::fmt::Display for StartStage {
             StartStage::JoinCgroup => "joining its cgroup",
             StartStage::InstallFilter => "installing the seccomp filter",
             StartStage::Exec => "exec",
+            StartStage::ContainerStart => "starting the container",
         })
     }
 }
@@ -222,13 +291,15 @@ pub struct SpawnError {
 
 impl SpawnError {
     /// 127 when the command does not exist, 126 when it could not be executed (as a shell
-    /// says), 74 when agent-audit could not put it into its cgroup.
+    /// says), 125 when a container engine could not start it (as `docker run` says), 74 when
+    /// agent-audit could not put it into its cgroup.
     pub fn exit_code(&self) -> crate::exit::ExitCode {
         use crate::exit::ExitCode;
         match self.stage {
             StartStage::JoinCgroup => ExitCode::IO,
             StartStage::Exec if self.source.kind() == std::io::ErrorKind::NotFound => ExitCode(127),
             StartStage::Exec | StartStage::InstallFilter => ExitCode(126),
+            StartStage::ContainerStart => ExitCode(125),
         }
     }
 }
@@ -326,52 +397,154 @@ fn resolve_executable(program: &str) -> Result<PathBuf, Error> {
     })
 }
 
-/// Waits for the command, forwarding SIGTERM, then for every process left in its cgroup.
-async fn supervise(
-    mut child: std::process::Child,
-    mut signals: StopSignals,
-    cgroup: &Cgroup,
-    counter: &mut SyscallCounter,
-    recording: &mut Recording,
-) -> Result<ExitStatus, Error> {
-    // std hands out the kernel's pid_t as u32: reinterpreting it gives the pid back.
-    let pid = child.id().cast_signed();
-    // A terminal's Ctrl-C or Ctrl-\ already reaches the command (same process group); we only
-    // keep ourselves alive to write the file. Any other stop signal (SIGTERM, SIGHUP,
-    // SIGUSR1, …) was sent to us alone: pass it on, and the command decides what it means.
-    let mut wait = tokio::task::spawn_blocking(move || child.wait());
-    let mut poll = tokio::time::interval(POLL);
-    let mut progress = ProgressLine::new();
-    let status = loop {
-        tokio::select! {
-            res = &mut wait => {
-                break res
-                    .map_err(|e| Error::Io(std::io::Error::other(e)))?
-                    .map_err(Error::Io)?;
+/// What watches a running command: its cgroup, the recording, the signals sent to us.
+struct Supervisor<'a> {
+    cgroup: &'a Cgroup,
+    counter: &'a mut SyscallCounter,
+    recording: &'a mut Recording,
+    signals: StopSignals,
+    poll: tokio::time::Interval,
+    progress: ProgressLine,
+}
+
+/// How long the processes killed at the end of a limited run may take to disappear.
+const KILL_WAIT: Duration = Duration::from_secs(10);
+
+impl Supervisor<'_> {
+    /// Waits for the command, forwarding stop signals, then for every process left in its
+    /// cgroup; with a `limit`, kills what is left at its timeout or after its grace period.
+    async fn supervise(
+        &mut self,
+        child: std::process::Child,
+        limit: Option<RunLimit>,
+    ) -> Result<RunEnd, Error> {
+        // std hands out the kernel's pid_t as u32: `cast_signed` gives the pid back.
+        let pid = child.id();
+        let deadline = limit.map(|l| tokio::time::Instant::now() + l.timeout);
+        let mut wait = tokio::task::spawn_blocking(move || {
+            let mut child = child;
+            child.wait()
+        });
+        let mut timed_out = false;
+        let mut survivors = Vec::new();
+        let status = match self.command(&mut wait, pid, deadline).await? {
+            Some(status) => status,
+            None => {
+                timed_out = true;
+                survivors = self.end_all(Some(pid)).await?;
+                // Should the command have left its cgroup, it is killed all the same.
+                // SAFETY: plain kill(2) on our own child, not yet reaped.
+                unsafe { libc::kill(pid.cast_signed(), libc::SIGKILL) };
+                joined(wait.await)?
             }
-            number = signals.recv() => {
-                if !signals::is_from_terminal(number) {
-                    // SAFETY: plain kill(2) on our own child.
-                    unsafe { libc::kill(pid, number) };
+        };
+        let grace_end = limit
+            .zip(deadline)
+            .map(|(l, deadline)| (tokio::time::Instant::now() + l.grace).min(deadline));
+        let left = self.descendants(grace_end).await?;
+        if !left.is_empty() && grace_end == deadline {
+            timed_out = true;
+        }
+        survivors.extend(left);
+        self.progress.clear();
+        Ok(RunEnd {
+            exit_status: status
+                .code()
+                .unwrap_or_else(|| 128 + status.signal().unwrap_or(0)),
+            timed_out,
+            survivors,
+        })
+    }
+
+    /// Waits for the command until `deadline`; `None` when it passed first.
+    async fn command(
+        &mut self,
+        wait: &mut tokio::task::JoinHandle<std::io::Result<ExitStatus>>,
+        pid: u32,
+        deadline: Option<tokio::time::Instant>,
+    ) -> Result<Option<ExitStatus>, Error> {
+        // A terminal's Ctrl-C or Ctrl-\ already reaches the command (same process group); we
+        // only keep ourselves alive to write the file. Any other stop signal (SIGTERM, SIGHUP,
+        // SIGUSR1, …) was sent to us alone: pass it on, and the command decides what it means.
+        loop {
+            tokio::select! {
+                res = &mut *wait => return joined(res).map(Some),
+                number = self.signals.recv() => {
+                    if !signals::is_from_terminal(number) {
+                        // SAFETY: plain kill(2) on our own child.
+                        unsafe { libc::kill(pid.cast_signed(), number) };
+                    }
                 }
+                _ = self.poll.tick() => self.tick()?,
+                _ = until(deadline) => return Ok(None),
             }
-            _ = poll.tick() => tick(counter, recording, &mut progress)?,
-        }
-    };
-    // Descendants the command left running (daemons, background jobs) are part of its
-    // behaviour: wait for them too. A signal now ends them.
-    let mut interrupted = false;
-    while cgroup.is_populated()? {
-        tokio::select! {
-            _ = signals.recv() => interrupted = true,
-            _ = poll.tick() => tick(counter, recording, &mut progress)?,
-        }
-        if interrupted {
-            cgroup.kill_all()?;
         }
     }
-    progress.clear();
-    Ok(status)
+
+    /// Waits until the cgroup is empty: descendants the command left running (daemons,
+    /// background jobs) are part of its behaviour. A stop signal, or `deadline` when given,
+    /// ends them: those killed at the deadline are returned.
+    async fn descendants(
+        &mut self,
+        deadline: Option<tokio::time::Instant>,
+    ) -> Result<Vec<Survivor>, Error> {
+        while self.cgroup.is_populated()? {
+            tokio::select! {
+                _ = self.signals.recv() => {
+                    self.end_all(None).await?;
+                }
+                _ = self.poll.tick() => self.tick()?,
+                _ = until(deadline) => return self.end_all(None).await,
+            }
+        }
+        Ok(Vec::new())
+    }
+
+    /// Kills every process in the cgroup and waits until it is empty; returns who they
+    /// were, but for `command` (the command itself, reported by its exit status).
+    async fn end_all(&mut self, command: Option<u32>) -> Result<Vec<Survivor>, Error> {
+        let survivors: Vec<Survivor> = self
+            .cgroup
+            .processes()?
+            .into_iter()
+            .filter(|&pid| Some(pid) != command)
+            .map(Survivor::of)
+            .collect();
+        self.cgroup.kill_all()?;
+        let give_up = tokio::time::Instant::now() + KILL_WAIT;
+        while self.cgroup.is_populated()? {
+            if tokio::time::Instant::now() > give_up {
+                return Err(Error::Io(std::io::Error::other(format!(
+                    "processes of cgroup {} did not exit within {KILL_WAIT:?} of SIGKILL: {:?}",
+                    self.cgroup.dir.display(),
+                    self.cgroup.processes().unwrap_or_default()
+                ))));
+            }
+            self.poll.tick().await;
+            self.tick()?;
+        }
+        Ok(survivors)
+    }
+
+    fn tick(&mut self) -> Result<(), Error> {
+        tick(self.counter, self.recording, &mut self.progress)
+    }
+}
+
+/// Resolves at `deadline`, never without one.
+async fn until(deadline: Option<tokio::time::Instant>) {
+    match deadline {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// The command's exit status from the blocking task that waited for it.
+fn joined(
+    res: Result<std::io::Result<ExitStatus>, tokio::task::JoinError>,
+) -> Result<ExitStatus, Error> {
+    res.map_err(|e| Error::Io(std::io::Error::other(e)))?
+        .map_err(Error::Io)
 }
 
 /// Every poll while the command runs: drain the exec ring buffer (it is bounded), read the

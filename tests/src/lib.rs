@@ -7,11 +7,13 @@ pub mod argprobe;
 pub mod armed;
 pub mod cgroup;
 pub mod container;
+pub mod debian;
 pub mod foreground;
 pub mod image;
 pub mod probe;
 pub mod process;
 pub mod profile;
+pub mod seccomp_probe;
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU32, Ordering};

@@ -1,7 +1,8 @@
 //! `agent-audit audit` on real programs no one here wrote (CPython with threads and
 //! multiprocessing, Node with a TCP server and a child process, git), with the default 3 runs;
 //! then each is run 3 more times under `verify` with the generated profile, and nothing may be
-//! denied. Also a Docker container audited start by start, and the usage errors.
+//! denied. Also a Docker container audited start by start and verified on a copy of itself
+//! (the Debian container of the issue is in `debian_container.rs`), and the usage errors.
 
 use std::path::Path;
 use std::process::Command;
@@ -166,6 +167,11 @@ fn root_audit_a_container_start_by_start() {
     require_root();
     let name = unique_name("aa-audit");
     let image = docker_busybox_image();
+    // Each start counts itself in the mounted directory; from the third on (the verify run
+    // after 2 recorded runs) it also sleeps, a call no recorded run made: verify must see the
+    // profile refuse it.
+    let sync = tempfile::tempdir().unwrap();
+    let volume = format!("{}:/sync", sync.path().display());
     run_ok(
         Command::new("docker").args([
             "create",
@@ -173,10 +179,13 @@ fn root_audit_a_container_start_by_start() {
             &name,
             "--network",
             "none",
+            "--volume",
+            &volume,
             image,
             "sh",
             "-c",
-            "echo started; cat /proc/self/status > /dev/null",
+            "n=$(cat /sync/n 2>/dev/null || echo 0); n=$((n+1)); echo $n > /sync/n; \
+             if [ $n -gt 2 ]; then sleep 0.01; fi; echo started $n",
         ]),
         TIMEOUT,
     );
@@ -187,9 +196,20 @@ fn root_audit_a_container_start_by_start() {
             .arg(out.path()),
         TIMEOUT,
     );
+    let leftovers = run_ok(
+        Command::new("docker").args([
+            "ps",
+            "--all",
+            "--quiet",
+            "--filter",
+            &format!("label=agent-audit.verify-of={name}"),
+        ]),
+        TIMEOUT,
+    );
     let _ = Command::new("docker")
         .args(["rm", "--force", &name])
         .output();
+    assert_eq!(leftovers, "", "the verify container is removed");
     for k in 1..=2 {
         let list = Allowlist::read(&out.path().join(format!("allowlist-{k}.json")));
         assert!(list.complete(), "{:#}", list.0);
@@ -197,7 +217,41 @@ fn root_audit_a_container_start_by_start() {
         assert!(!list.rows("runtime_init").is_empty(), "{:#}", list.0);
         list.assert_has(&["execve", "write"]);
     }
-    assert!(!out.path().join("verify.json").exists());
+    // The verify run was the third start (a copy of the container, with the profile); as the
+    // profile refused a call, a fourth (a copy under Docker's default profile) checked whether
+    // the container's own configuration refuses it too: it does not.
+    assert_eq!(
+        std::fs::read_to_string(sync.path().join("n")).unwrap(),
+        "4\n"
+    );
+    let verify = json(&out.path().join("verify.json"));
+    assert_eq!(verify["passed"], false, "{verify:#}\n{}", done.stderr);
+    assert_eq!(verify["exit_status"], 0, "{verify:#}");
+    let denied: Vec<&str> = verify["denied"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|d| d["name"].as_str())
+        .collect();
+    assert!(
+        denied.iter().any(|n| n.contains("nanosleep")),
+        "{verify:#}\n{}",
+        done.stderr
+    );
+    // Nothing else: the calls runc's init was making when it joined the cgroup are no denials.
+    assert_eq!(denied.len(), 1, "{verify:#}");
+    assert!(
+        verify["denied"][0].get("refused_before").is_none(),
+        "{verify:#}"
+    );
+    assert!(
+        verify["container"]["baseline_container"].is_string(),
+        "{verify:#}"
+    );
+    assert_eq!(
+        verify["container"]["probes"],
+        "host-with-container-capabilities"
+    );
     let report = json(&out.path().join("report.json"));
     assert_eq!(
         report["summary"]["convergence"]["runs"]
@@ -206,8 +260,13 @@ fn root_audit_a_container_start_by_start() {
             .len(),
         2
     );
-    assert!(report["summary"].get("verify_passed").is_none());
-    // runc's init makes calls the workload does not: a finding, so exit 1.
+    assert_eq!(report["summary"]["verify_passed"], false);
+    // The denial is the report's first finding.
+    let md = std::fs::read_to_string(out.path().join("report.md")).unwrap();
+    let findings = &md[md.find("### Findings").unwrap()..];
+    let first = findings.lines().find(|l| l.starts_with("**")).unwrap();
+    assert_eq!(first, "**Verify FAILED under the profile**", "{md}");
+    assert!(findings.contains("nanosleep"), "{md}");
     done.assert_code(1);
 }
 
@@ -224,6 +283,48 @@ fn root_audit_refuses_a_running_or_unknown_container() {
     )
     .assert_code(66)
     .assert_stderr_mentions(&[&missing]);
+    let profile = workspace_root().join("tests/data/profiles/docker-default.json");
+    run(
+        Command::new(agent_audit_bin())
+            .arg("verify")
+            .arg("--profile")
+            .arg(&profile)
+            .args(["--docker-container", &missing]),
+        TIMEOUT,
+    )
+    .assert_code(66)
+    .assert_stderr_mentions(&[&missing]);
+
+    // Docker applies no seccomp profile to a privileged container: refused before any run.
+    let privileged = unique_name("aa-privileged");
+    run_ok(
+        Command::new("docker").args([
+            "create",
+            "--name",
+            &privileged,
+            "--privileged",
+            "--network",
+            "none",
+            docker_busybox_image(),
+            "true",
+        ]),
+        TIMEOUT,
+    );
+    let done = run(
+        Command::new(agent_audit_bin())
+            .args(["audit", "--container", &privileged, "--out-dir"])
+            .arg(out.path()),
+        TIMEOUT,
+    );
+    let _ = Command::new("docker")
+        .args(["rm", "--force", &privileged])
+        .output();
+    done.assert_code(2)
+        .assert_stderr_mentions(&[&privileged, "privileged"]);
+    assert!(
+        !out.path().join("allowlist-1.json").exists(),
+        "no run recorded"
+    );
 }
 
 #[test]

@@ -223,3 +223,56 @@ fn root_run_passes_sigterm_to_the_command_and_writes_a_complete_file() {
     // sh exec'd busybox sleep after announcing itself.
     assert!(list.count("execve") >= 2, "{:#}", list.0);
 }
+
+/// `--out -`: standard output cannot be rewritten, so it gets the final allowlist alone, one
+/// JSON document, even when the recording outlasts the default 5-second snapshot period.
+#[test]
+fn root_record_to_stdout_writes_only_the_final_allowlist() {
+    require_root();
+    const N: u64 = 1_000;
+    let dir = tempfile::tempdir().unwrap();
+    let go = dir.path().join("go");
+    let target = ScratchCgroup::new(&unique_name("agent-audit-test-stdout"));
+    let mut helper = Command::new(HELPER);
+    helper.arg("--wait-for").arg(&go).arg(N.to_string());
+    target.contain(&mut helper);
+    let helper = Running::spawn(&mut helper);
+    let recorder = Running::spawn(
+        Command::new(agent_audit_bin())
+            .args(["record", "--cgroup", &target.rel, "--duration", "6"])
+            .args(["--out", "-"]),
+    );
+    wait_until("the recorder to arm", TIMEOUT, || {
+        recorder.stderr_so_far().contains("recording 1 target(s)")
+    });
+    fs::write(&go, b"").unwrap();
+    helper.finish(TIMEOUT, "getppid-loop").assert_code(0);
+    let done = recorder.finish(TIMEOUT, "agent-audit record --out -");
+    done.assert_code(0);
+    // One document: a second one after it would make this parse fail ("trailing characters").
+    let list = Allowlist::parse(&done.stdout)
+        .unwrap_or_else(|e| panic!("stdout is not one JSON document ({e}):\n{}", done.stdout));
+    assert!(list.complete(), "{:#}", list.0);
+    assert!(list.count("getppid") >= N, "{:#}", list.0);
+}
+
+/// Snapshots on standard output would be concatenated documents: asking for them is a usage
+/// error that names the problem, before anything is recorded or printed.
+#[test]
+fn record_interval_with_out_stdout_is_a_usage_error() {
+    let done = agent_audit_tests::process::run(
+        Command::new(agent_audit_bin()).args([
+            "record",
+            "--cgroup",
+            "/no-such-cgroup-needed",
+            "--out",
+            "-",
+            "--interval",
+            "1",
+        ]),
+        TIMEOUT,
+    );
+    done.assert_code(2)
+        .assert_stderr_mentions(&["--interval with --out -", "final allowlist"]);
+    assert_eq!(done.stdout, "");
+}

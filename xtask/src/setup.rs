@@ -31,6 +31,7 @@ const TEST_PACKAGES: &[&str] = &[
     "python3",        // real workloads audited by the tests (tests/data/workloads)
     "nodejs",
     "git",
+    "debootstrap", // the Debian root filesystem of the Debian container test
 ];
 
 /// Debian packages `cargo xtask bench` uses: the reference tracers, bpftool (the BPF-statistics

@@ -102,6 +102,10 @@ static PHASE: Array<u32> = Array::with_max_entries(MAX_TARGETS, 0);
 #[map(name = "EXIT_COUNTERS")]
 static EXIT_COUNTERS: PerCpuArray<SyscallCounters> = PerCpuArray::with_max_entries(MAX_TARGETS, 0);
 
+#[map(name = "INIT_EXIT_COUNTERS")]
+static INIT_EXIT_COUNTERS: PerCpuArray<SyscallCounters> =
+    PerCpuArray::with_max_entries(MAX_TARGETS, 0);
+
 /// `tp_btf/sys_enter(struct pt_regs *regs, long id)`: the preferred attachment (needs BTF).
 #[btf_tracepoint(function = "sys_enter")]
 pub fn sys_enter_btf(ctx: BtfTracePointContext) -> i32 {
@@ -145,7 +149,14 @@ pub fn sys_exit(ctx: TracePointContext) -> u32 {
         // The new child's first return: it never entered this call.
         return 0;
     }
-    if let Some(counters) = EXIT_COUNTERS.get_ptr_mut(slot) {
+    let exits = match PHASE.get_ptr_mut(slot) {
+        // SAFETY: a valid element of an array map; a racing write stores the same value.
+        Some(phase) if unsafe { *phase } == PHASE_RUNTIME_INIT => {
+            INIT_EXIT_COUNTERS.get_ptr_mut(slot)
+        }
+        _ => EXIT_COUNTERS.get_ptr_mut(slot),
+    };
+    if let Some(counters) = exits {
         // SAFETY: per-CPU element, written only from this CPU.
         let counters = unsafe { &mut *counters };
         bump(counters, abi, nr);

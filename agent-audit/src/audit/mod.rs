@@ -20,7 +20,9 @@ use crate::policy;
 use crate::profile::{self, oci, rationale, ExplicitAllow, Merged, ProfileOptions};
 use crate::report::{self, Report, ReportInputs};
 use crate::run::{self, RunOptions};
-use crate::verify::{self, VerifyOptions, VerifyReport};
+use crate::verify::{
+    self, ContainerVerifyOptions, SourceContainer, VerifyError, VerifyOptions, VerifyReport,
+};
 use crate::Error;
 
 pub use container::ContainerError;
@@ -81,6 +83,8 @@ pub struct AuditOptions {
     /// Allow the timing-dependent syscalls of `data/timing-dependent.json` whose trigger was
     /// recorded.
     pub timing_allowances: bool,
+    /// `verify --timeout` of the verify step.
+    pub verify_timeout: std::time::Duration,
 }
 
 /// What the audit found.
@@ -88,7 +92,7 @@ pub struct AuditOptions {
 pub struct AuditOutcome {
     /// The report written.
     pub report: Report,
-    /// The verify run's result (commands only).
+    /// The verify run's result.
     pub verify: Option<VerifyReport>,
     /// Per-run additions.
     pub convergence: Convergence,
@@ -170,6 +174,8 @@ pub fn audit(opts: &AuditOptions) -> Result<AuditOutcome, Error> {
     layout.prepare()?;
     if let Workload::Container { name } = &opts.workload {
         container::ensure_stopped(name)?;
+        // Refused before any run is recorded: a profile Docker would not apply to it.
+        SourceContainer::inspect(name).map_err(VerifyError::from)?;
     }
     let (paths, convergence) = record_runs(opts, &layout)?;
     step(&format!("convergence: {}", convergence.line));
@@ -186,14 +192,7 @@ pub fn audit(opts: &AuditOptions) -> Result<AuditOutcome, Error> {
         Workload::Command { argv, cwd } => {
             Some(verify_command(opts, &layout, argv, cwd.as_deref())?)
         }
-        Workload::Container { name } => {
-            step(&format!(
-                "no verify step for a container: start {name} with \
-                 `--security-opt seccomp={}` to check the profile",
-                profile_path.display()
-            ));
-            None
-        }
+        Workload::Container { name } => Some(verify_container(opts, &layout, name)?),
     };
     let report = write_reports(&layout, paths, verify.is_some())?;
     Ok(AuditOutcome {
@@ -368,6 +367,27 @@ fn verify_command(
         attach: opts.counter.attach,
         cwd: Some(scratch.path().to_path_buf()),
         container: Default::default(),
+        timeout: opts.verify_timeout,
+    })?;
+    eprint!("{}", result.to_text());
+    Ok(result)
+}
+
+fn verify_container(
+    opts: &AuditOptions,
+    layout: &Layout,
+    name: &str,
+) -> Result<VerifyReport, Error> {
+    step(&format!(
+        "verify: running a copy of container {name} under the profile (the dangerous-syscall \
+         probes run on the host with its capabilities)"
+    ));
+    let result = verify::verify_container(&ContainerVerifyOptions {
+        profile: layout.file("profile.json"),
+        out: Some(layout.file("verify.json")),
+        name: name.to_string(),
+        attach: opts.counter.attach,
+        timeout: opts.verify_timeout,
     })?;
     eprint!("{}", result.to_text());
     Ok(result)

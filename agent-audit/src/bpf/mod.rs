@@ -18,10 +18,11 @@ use agent_audit_ebpf::{
     GLOBAL_ARG_REG_OFFSETS, GLOBAL_ARG_SPECS, GLOBAL_ATTRIBUTION, GLOBAL_COMPAT_ARG0_OFFSET,
     GLOBAL_COMPAT_FLAG_MASK, GLOBAL_COMPAT_FLAG_OFFSET, GLOBAL_COMPAT_IPC_NR,
     GLOBAL_COMPAT_SOCKETCALL_NR, GLOBAL_FORK_NRS, GLOBAL_PRCTL_NR, GLOBAL_TASK_LAYOUT,
-    MAP_COUNTERS, MAP_EXEC_EVENTS, MAP_EXIT_COUNTERS, MAP_FREE_SLOTS, MAP_INIT_COUNTERS, MAP_PHASE,
-    MAP_STARVED, MAP_TARGETS, MAP_TARGET_GENERATION, MAX_TARGETS, MUX_SLOTS, NO_TARGET, NR_SLOTS,
-    PHASE_RUNTIME_INIT, PHASE_WORKLOAD, PROG_SCHED_EXEC, PROG_SYS_ENTER_BTF, PROG_SYS_ENTER_EMPTY,
-    PROG_SYS_ENTER_RAW, PROG_SYS_EXIT, WATCH_PARENT,
+    MAP_COUNTERS, MAP_EXEC_EVENTS, MAP_EXIT_COUNTERS, MAP_FREE_SLOTS, MAP_INIT_COUNTERS,
+    MAP_INIT_EXIT_COUNTERS, MAP_PHASE, MAP_STARVED, MAP_TARGETS, MAP_TARGET_GENERATION,
+    MAX_TARGETS, MUX_SLOTS, NO_TARGET, NR_SLOTS, PHASE_RUNTIME_INIT, PHASE_WORKLOAD,
+    PROG_SCHED_EXEC, PROG_SYS_ENTER_BTF, PROG_SYS_ENTER_EMPTY, PROG_SYS_ENTER_RAW, PROG_SYS_EXIT,
+    WATCH_PARENT,
 };
 use aya::maps::{Array, HashMap, MapData, PerCpuArray, PerCpuValues, Queue, RingBuf};
 use aya::programs::{BtfTracePoint, RawTracePoint, TracePoint};
@@ -223,6 +224,8 @@ pub struct SyscallCounter {
     /// Slots that have counted before, whose counters and attribution must be cleared
     /// before reuse (the maps start zeroed).
     used_slots: std::collections::HashSet<u32>,
+    /// Whether the exit counters have a slot per target.
+    exits: ExitCounting,
     /// What each tracked-argument spec number means; `None` when arguments are not recorded.
     arg_meanings: Option<Vec<args::SpecMeaning>>,
     /// A parent is watched: every free slot is kept in the kernel's pool.
@@ -240,7 +243,15 @@ impl SyscallCounter {
     /// Loads the embedded program and attaches the counter to `sys_enter`. Counting starts
     /// for targets as they are added.
     pub fn load(opts: CounterOptions) -> Result<Self, BpfError> {
-        Self::load_with_slots(opts, MAX_TARGETS)
+        Self::load_with_slots(opts, MAX_TARGETS, ExitCounting::Off)
+    }
+
+    /// Like [`SyscallCounter::load`], with room to count every slot's syscall exits too
+    /// (`verify --docker-container`, which watches a parent as `record --wait` does). The exit
+    /// counters are per-CPU maps of the counters' size: loaded for every slot only here, so
+    /// that a recorder does not hold them (12 MiB per CPU at 256 slots).
+    pub fn load_counting_exits(opts: CounterOptions) -> Result<Self, BpfError> {
+        Self::load_with_slots(opts, MAX_TARGETS, ExitCounting::On)
     }
 
     /// Like [`SyscallCounter::load`], for one command (`run`, `verify`): a single target
@@ -248,10 +259,14 @@ impl SyscallCounter {
     /// the kernel allocates and zeroes when the object is loaded; at 256 slots that was tens
     /// of milliseconds of every start-up.
     pub fn load_for_command(opts: CounterOptions) -> Result<Self, BpfError> {
-        Self::load_with_slots(opts, 1)
+        Self::load_with_slots(opts, 1, ExitCounting::On)
     }
 
-    fn load_with_slots(opts: CounterOptions, slots: u32) -> Result<Self, BpfError> {
+    fn load_with_slots(
+        opts: CounterOptions,
+        slots: u32,
+        exits: ExitCounting,
+    ) -> Result<Self, BpfError> {
         let mode = opts.attach;
         let btf_path = btf_path();
         let use_btf = match mode {
@@ -285,13 +300,15 @@ impl SyscallCounter {
         }
         let arg_tables = args::ArgTables::resolve(crate::policy::tracked_args(), &abi_arches());
         let mut loader = EbpfLoader::new();
-        for map in [
-            MAP_COUNTERS,
-            MAP_INIT_COUNTERS,
-            MAP_EXIT_COUNTERS,
-            MAP_PHASE,
-        ] {
+        for map in [MAP_COUNTERS, MAP_INIT_COUNTERS, MAP_PHASE] {
             loader.map_max_entries(map, slots);
+        }
+        let exit_slots = match exits {
+            ExitCounting::On => slots,
+            ExitCounting::Off => 1,
+        };
+        for map in [MAP_EXIT_COUNTERS, MAP_INIT_EXIT_COUNTERS] {
+            loader.map_max_entries(map, exit_slots);
         }
         let mut ebpf = loader
             .btf(btf.as_ref())
@@ -334,6 +351,7 @@ impl SyscallCounter {
             abi_arch: abi_arches(),
             exec_events: None,
             used_slots: std::collections::HashSet::new(),
+            exits,
             arg_meanings: record_args.then_some(arg_tables.meanings),
             pooling: false,
             waiting: std::collections::VecDeque::new(),
@@ -393,8 +411,14 @@ impl SyscallCounter {
     }
 
     /// Also counts syscall exits (`raw_syscalls:sys_exit`), which is how `verify` sees calls
-    /// that seccomp refused: they exit without ever entering.
+    /// that seccomp refused: they exit without ever entering. Only for a counter loaded with
+    /// room for exits ([`Self::load_for_command`], [`Self::load_counting_exits`]); elsewhere
+    /// the exits of every slot but the first would go uncounted.
     pub fn attach_exit_counter(&mut self) -> Result<(), BpfError> {
+        debug_assert!(
+            self.exits == ExitCounting::On,
+            "exit counters were not loaded"
+        );
         attach_tracepoint(&mut self.ebpf, PROG_SYS_EXIT, "raw_syscalls", "sys_exit")
     }
 
@@ -672,6 +696,11 @@ impl SyscallCounter {
         self.read_map(MAP_EXIT_COUNTERS, slot)
     }
 
+    /// Exits counted while the target was in the runtime's init (see [`Self::read_exits`]).
+    pub fn read_init_exits(&self, slot: TargetSlot) -> Result<TargetCounts, BpfError> {
+        self.read_map(MAP_INIT_EXIT_COUNTERS, slot)
+    }
+
     fn read_map(&self, name: &'static str, slot: TargetSlot) -> Result<TargetCounts, BpfError> {
         let counters: PerCpuArray<&MapData, SyscallCounters> = map_ref(&self.ebpf, name)?;
         let per_cpu = counters
@@ -750,8 +779,13 @@ impl SyscallCounter {
         self.clear_attribution(&used)?;
         for &slot in &used {
             self.clear_args(slot)?;
-            for map in [MAP_COUNTERS, MAP_INIT_COUNTERS, MAP_EXIT_COUNTERS] {
+            for map in [MAP_COUNTERS, MAP_INIT_COUNTERS] {
                 self.zero_counters(map, slot)?;
+            }
+            if self.exits == ExitCounting::On {
+                for map in [MAP_EXIT_COUNTERS, MAP_INIT_EXIT_COUNTERS] {
+                    self.zero_counters(map, slot)?;
+                }
             }
         }
         for &slot in slots {
@@ -791,6 +825,13 @@ impl SyscallCounter {
                 source,
             })
     }
+}
+
+/// Whether a counter has room for syscall exits (`verify`), or only for entries.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum ExitCounting {
+    On,
+    Off,
 }
 
 /// Loads and attaches only the empty program: the benchmark's floor. Dropping the returned

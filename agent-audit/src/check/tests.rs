@@ -533,3 +533,32 @@ fn long_lists_are_summarised_in_text_and_complete_in_json() {
         "{text}"
     );
 }
+
+#[test]
+fn clone3_saved_only_by_runcs_enosys_stub_is_a_warning() {
+    let profile = |names: &str| {
+        serde_json::json!({
+            "defaultAction": "SCMP_ACT_ERRNO",
+            "architectures": ["SCMP_ARCH_X86_64"],
+            "syscalls": [{"names": serde_json::from_str::<serde_json::Value>(names).unwrap(),
+                          "action": "SCMP_ACT_ALLOW", "comment": "the workload"}]
+        })
+    };
+    if Arch::native() != Some(Arch::X86_64) {
+        return;
+    }
+    // Nothing newer than clone3 (435): runc's stub answers it ENOSYS, by accident.
+    let r = check_value(&profile(r#"["read","write","exit_group"]"#));
+    assert_eq!(
+        severity_of(&r, LintCode::Clone3NotEnosys),
+        Some(Severity::Warning)
+    );
+    let f = r.with_code(LintCode::Clone3NotEnosys).next().unwrap();
+    assert!(f.message.contains("stub"), "{}", f.message);
+    // openat2 (437) is newer: clone3 gets the default's EPERM.
+    let r = check_value(&profile(r#"["read","write","exit_group","openat2"]"#));
+    assert_eq!(
+        severity_of(&r, LintCode::Clone3NotEnosys),
+        Some(Severity::Error)
+    );
+}

@@ -1,4 +1,5 @@
 use std::path::PathBuf;
+use std::time::Duration;
 
 use clap::Args;
 
@@ -7,14 +8,19 @@ use crate::bpf::{AttachMode, CounterOptions};
 use crate::exit::ExitCode;
 use crate::Error;
 
+use super::seconds::TIMEOUT;
+
 /// Arguments of `audit`.
 #[derive(Debug, Args)]
 #[command(
     after_help = "Writes into --out-dir: allowlist-K.json (one per run), profile.json, \
-                  rationale.md, verify.json (commands only), report.html, report.md, \
-                  report.json; files of an earlier audit there are replaced. Exit 0 when \
-                  verify passed and the report has no finding; 1 when verify failed or the \
-                  report has findings (read report.md)."
+                  rationale.md, verify.json, report.html, report.md, report.json; files of \
+                  an earlier audit there are replaced. With --container, verify runs a new \
+                  container created from the named one's configuration with the profile as \
+                  its seccomp option (removed afterwards); the dangerous-syscall probes then \
+                  run on the host with the container's capabilities. Exit 0 when verify \
+                  passed and the report has no finding; 1 when verify failed or the report \
+                  has findings (read report.md)."
 )]
 pub struct AuditArgs {
     /// Runs to record and merge.
@@ -44,13 +50,25 @@ pub struct AuditArgs {
     #[arg(long, value_name = "DIR", conflicts_with = "container")]
     cwd: Option<PathBuf>,
     /// Audit a stopped Docker container instead of a command: each run is one
-    /// `docker start -a NAME`, recorded from its first syscall.
+    /// `docker start -a NAME`, recorded from its first syscall; verify runs a copy of it
+    /// under the profile.
     #[arg(long, value_name = "NAME", conflicts_with = "command")]
     container: Option<String>,
     /// Do not allow the timing-dependent syscalls (agent-audit/data/timing-dependent.json:
     /// sched_yield when futex was recorded, kill when wait4/waitid was) that no run made.
     #[arg(long)]
     no_timing_allowances: bool,
+    /// Seconds the verify step's run of the command may take, with whatever it leaves
+    /// running (0.1 to 31536000; `verify --timeout`): then it is killed and verify fails as
+    /// timed out. Processes still running 5 seconds after the command exited are killed and
+    /// fail it too. With --container, the bound of the verify copy's run.
+    #[arg(
+        long,
+        value_name = "SECS",
+        default_value = "600",
+        value_parser = TIMEOUT.parser()
+    )]
+    verify_timeout: Duration,
     /// How to attach to sys_enter.
     #[arg(long, value_enum, default_value_t = AttachMode::Auto)]
     attach: AttachMode,
@@ -85,6 +103,7 @@ impl AuditArgs {
                 args: true,
             },
             timing_allowances: !self.no_timing_allowances,
+            verify_timeout: self.verify_timeout,
         })?;
         let verdict = match &outcome.verify {
             Some(v) if v.passed => "verify PASSED",

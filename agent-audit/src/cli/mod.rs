@@ -9,6 +9,7 @@ mod ready;
 mod record;
 mod report;
 mod run;
+mod seconds;
 mod verify;
 
 use std::io::Write;

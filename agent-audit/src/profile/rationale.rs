@@ -12,8 +12,18 @@ use crate::policy;
 /// Renders the rationale of `plan`; `profile_name` is how the profile file is referred to.
 pub fn render(plan: &ProfilePlan, profile_name: &str) -> String {
     let mut md = String::new();
-    let allowed = plan.allowed_names();
-    let denied = plan.denied_names();
+    header(plan, profile_name, &mut md);
+    architectures(plan, &mut md);
+    inputs(plan, &mut md);
+    findings(plan, &mut md);
+    allowed(plan, &mut md);
+    argument_rules(plan, &mut md);
+    denied(plan, &mut md);
+    rule_order(plan, &mut md);
+    md
+}
+
+fn header(plan: &ProfilePlan, profile_name: &str, md: &mut String) {
     let _ = writeln!(md, "# Seccomp profile rationale: {}\n", code(profile_name));
     let _ = writeln!(
         md,
@@ -21,10 +31,12 @@ pub fn render(plan: &ProfilePlan, profile_name: &str) -> String {
          every syscall not allowed below fails. {} syscalls allowed, {} denied explicitly.\n",
         env!("CARGO_PKG_VERSION"),
         plan.default_errno,
-        allowed.len(),
-        denied.len()
+        plan.allowed_names().len(),
+        plan.denied_names().len()
     );
+}
 
+fn architectures(plan: &ProfilePlan, md: &mut String) {
     let _ = writeln!(md, "## Architectures\n");
     for a in &plan.architectures {
         let how = if a.observed {
@@ -38,103 +50,54 @@ pub fn render(plan: &ProfilePlan, profile_name: &str) -> String {
         md,
         "\nA task using any other architecture's syscall ABI is refused outright.\n"
     );
+}
 
+fn inputs(plan: &ProfilePlan, md: &mut String) {
     let _ = writeln!(md, "## Recordings merged\n");
     let _ = writeln!(
         md,
         "| # | file | target | calls | complete |\n|---|---|---|---|---|"
     );
     for (i, input) in plan.inputs.iter().enumerate() {
+        let complete = if input.complete {
+            "yes"
+        } else {
+            "**no** (snapshot)"
+        };
         let _ = writeln!(
             md,
-            "| {} | {} | {} | {} | {} |",
+            "| {} | {} | {} | {} | {complete} |",
             i + 1,
             code(&input.label),
             escape(&input.target),
             input.calls,
-            if input.complete {
-                "yes"
-            } else {
-                "**no** (snapshot)"
-            }
         );
     }
+}
 
+fn findings(plan: &ProfilePlan, md: &mut String) {
     let notices = notices(plan, Quoting::Markdown);
-    if !notices.is_empty() {
-        let _ = writeln!(md, "\n## Findings\n");
-        for line in notices {
-            let _ = writeln!(md, "- {line}");
-        }
+    if notices.is_empty() {
+        return;
     }
+    let _ = writeln!(md, "\n## Findings\n");
+    for line in notices {
+        let _ = writeln!(md, "- {line}");
+    }
+}
 
+fn allowed(plan: &ProfilePlan, md: &mut String) {
     let _ = writeln!(md, "\n## Allowed syscalls\n");
     let _ = writeln!(
         md,
         "| syscall | what it does | why it is allowed | calls | runs | programs |"
     );
     let _ = writeln!(md, "|---|---|---|---|---|---|");
-    for name in &allowed {
-        let (why, calls, runs) = match plan.reasons.get(*name) {
-            Some(Reason::Observed {
-                count,
-                per_arch,
-                inputs,
-            }) => {
-                let arches: Vec<String> = per_arch
-                    .iter()
-                    .map(|(a, c)| format!("{} ×{c}", a.short_name()))
-                    .collect();
-                (
-                    format!("observed ({})", arches.join(", ")),
-                    count.to_string(),
-                    runs(inputs),
-                )
-            }
-            Some(Reason::Translated { arches, from, why }) => {
-                let arches: Vec<&str> = arches.iter().map(|a| a.short_name()).collect();
-                (
-                    format!(
-                        "translated for {} from {}: {}",
-                        arches.join(", "),
-                        Quoting::Markdown.names(from),
-                        escape(why)
-                    ),
-                    "0".into(),
-                    String::new(),
-                )
-            }
-            Some(Reason::Baseline { group, why }) => (
-                escape(&format!("baseline ({group}): {why}")),
-                "0".into(),
-                String::new(),
-            ),
-            Some(Reason::ExplicitAllow {
-                why,
-                dangerous,
-                count,
-            }) => {
-                let risk = if *dangerous { "**ACCEPTED RISK** " } else { "" };
-                (
-                    format!("{risk}--allow: {}", escape(why)),
-                    count.to_string(),
-                    String::new(),
-                )
-            }
-            Some(Reason::BaseAllow { comment }) => (escape(comment), "0".into(), String::new()),
-            Some(Reason::Clone3Fallback { clone3_calls }) => (
-                format!(
-                    "not observed, but clone3 was ({clone3_calls} calls): clone3 fails with \
-                     ENOSYS and libc falls back to clone, narrowed by its argument rule"
-                ),
-                "0".into(),
-                String::new(),
-            ),
-            _ => ("(no reason recorded)".into(), String::new(), String::new()),
-        };
+    for name in plan.allowed_names() {
+        let Allowance { why, calls, runs } = allowance(plan.reasons.get(name));
         let what = policy::descriptions().get(name).unwrap_or("");
         // The programs that needed it, bounded as in the allowlist.
-        let programs = plan.programs.get(*name).map_or(String::new(), |p| {
+        let programs = plan.programs.get(name).map_or(String::new(), |p| {
             p.summary(MAX_PROGRAMS_LISTED, plan.mixed_privileges)
         });
         let _ = writeln!(
@@ -145,9 +108,81 @@ pub fn render(plan: &ProfilePlan, profile_name: &str) -> String {
             escape(&programs)
         );
     }
+}
 
-    argument_rules(plan, &mut md);
+/// One row of the allowed table: why (Markdown), how many calls, in which runs.
+struct Allowance {
+    why: String,
+    calls: String,
+    runs: String,
+}
 
+impl Allowance {
+    /// A reason that comes with no calls of its own (baseline, base profile, fallback).
+    fn unobserved(why: String) -> Self {
+        Self {
+            why,
+            calls: "0".into(),
+            runs: String::new(),
+        }
+    }
+}
+
+fn allowance(reason: Option<&Reason>) -> Allowance {
+    match reason {
+        Some(Reason::Observed {
+            count,
+            per_arch,
+            inputs,
+        }) => {
+            let arches: Vec<String> = per_arch
+                .iter()
+                .map(|(a, c)| format!("{} ×{c}", a.short_name()))
+                .collect();
+            Allowance {
+                why: format!("observed ({})", arches.join(", ")),
+                calls: count.to_string(),
+                runs: runs(inputs),
+            }
+        }
+        Some(Reason::Translated { arches, from, why }) => {
+            let arches: Vec<&str> = arches.iter().map(|a| a.short_name()).collect();
+            Allowance::unobserved(format!(
+                "translated for {} from {}: {}",
+                arches.join(", "),
+                Quoting::Markdown.names(from),
+                escape(why)
+            ))
+        }
+        Some(Reason::Baseline { group, why }) => {
+            Allowance::unobserved(escape(&format!("baseline ({group}): {why}")))
+        }
+        Some(Reason::ExplicitAllow {
+            why,
+            dangerous,
+            count,
+        }) => {
+            let risk = if *dangerous { "**ACCEPTED RISK** " } else { "" };
+            Allowance {
+                why: format!("{risk}--allow: {}", escape(why)),
+                calls: count.to_string(),
+                runs: String::new(),
+            }
+        }
+        Some(Reason::BaseAllow { comment }) => Allowance::unobserved(escape(comment)),
+        Some(Reason::Clone3Fallback { clone3_calls }) => Allowance::unobserved(format!(
+            "not observed, but clone3 was ({clone3_calls} calls): clone3 fails with ENOSYS \
+             and libc falls back to clone, narrowed by its argument rule"
+        )),
+        _ => Allowance {
+            why: "(no reason recorded)".into(),
+            calls: String::new(),
+            runs: String::new(),
+        },
+    }
+}
+
+fn denied(plan: &ProfilePlan, md: &mut String) {
     let _ = writeln!(md, "\n## Explicitly denied syscalls\n");
     let _ = writeln!(
         md,
@@ -165,24 +200,7 @@ pub fn render(plan: &ProfilePlan, profile_name: &str) -> String {
             other => format!("{other:?}"),
         };
         for name in &rule.names {
-            let (category, why, observed) = match plan.reasons.get(name) {
-                Some(Reason::Dangerous {
-                    category,
-                    why,
-                    observed,
-                }) => (category.clone(), why.clone(), *observed),
-                Some(Reason::BaseDeny { comment, observed }) => {
-                    ("base profile".into(), comment.clone(), *observed)
-                }
-                Some(Reason::Clone3 { observed }) => (
-                    "clone3".into(),
-                    "Its flags cannot be filtered: ENOSYS makes glibc fall back to clone, whose \
-                     argument rule can."
-                        .into(),
-                    *observed,
-                ),
-                _ => (String::new(), rule.comment.clone(), 0),
-            };
+            let (category, why, observed) = denial(plan.reasons.get(name), &rule.comment);
             let observed = if observed > 0 {
                 format!("**{observed}**")
             } else {
@@ -197,7 +215,31 @@ pub fn render(plan: &ProfilePlan, profile_name: &str) -> String {
             );
         }
     }
+}
 
+/// Category, reason and observed calls of an explicitly denied name; `comment` is its rule's.
+fn denial(reason: Option<&Reason>, comment: &str) -> (String, String, u64) {
+    match reason {
+        Some(Reason::Dangerous {
+            category,
+            why,
+            observed,
+        }) => (category.clone(), why.clone(), *observed),
+        Some(Reason::BaseDeny { comment, observed }) => {
+            ("base profile".into(), comment.clone(), *observed)
+        }
+        Some(Reason::Clone3 { observed }) => (
+            "clone3".into(),
+            "Its flags cannot be filtered: ENOSYS makes glibc fall back to clone, whose \
+             argument rule can."
+                .into(),
+            *observed,
+        ),
+        _ => (String::new(), comment.to_string(), 0),
+    }
+}
+
+fn rule_order(plan: &ProfilePlan, md: &mut String) {
     let _ = writeln!(md, "\n## Rule order\n");
     for (i, rule) in plan.rules.iter().enumerate() {
         let _ = writeln!(
@@ -208,7 +250,6 @@ pub fn render(plan: &ProfilePlan, profile_name: &str) -> String {
             rule.names.len()
         );
     }
-    md
 }
 
 /// What the recordings saw of a narrowed argument, in words.

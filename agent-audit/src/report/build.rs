@@ -92,6 +92,7 @@ pub fn build(inputs: &ReportInputs) -> Result<Report, ReportError> {
     let syscalls = syscall_rows(&ctx);
     let mut summary = summary(&ctx, base);
     summary.verify_passed = verify.as_ref().map(findings::verify_passed);
+    summary.verify_note = verify.as_ref().and_then(verify_note);
     summary.convergence = findings::convergence(&lists);
     Ok(Report {
         schema: SCHEMA_V1,
@@ -146,6 +147,7 @@ fn summary(ctx: &Context, base: Option<BaseChanges>) -> Summary {
     let duration = runs.iter().map(|r| r.duration_seconds).sum::<f64>();
     Summary {
         verify_passed: None,
+        verify_note: None,
         convergence: findings::convergence(&[]),
         duration_seconds: (duration * 1000.0).round() / 1000.0,
         totals: TotalsSummary {
@@ -340,4 +342,23 @@ fn category_rows(rows: &[SyscallRow]) -> Vec<CategoryRow> {
         });
     }
     out
+}
+
+/// How a container's verify ran, and the refusals its own seccomp configuration makes too.
+fn verify_note(v: &VerifyResult) -> Option<String> {
+    let mut note = v.container.as_ref()?.describe();
+    let before: Vec<String> = v
+        .denied
+        .iter()
+        .filter(|d| d.refused_before)
+        .map(|d| format!("{} x{}", d.name.as_deref().unwrap_or("?"), d.count))
+        .collect();
+    if !before.is_empty() {
+        note.push_str(&format!(
+            ". Refused under the profile and under the container's own seccomp configuration \
+             alike, so its recorded runs ran with them refused (not a failure): {}",
+            before.join(", ")
+        ));
+    }
+    Some(note)
 }

@@ -5,8 +5,9 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use super::context::Context;
 use super::{
-    ArchGap, DangerousObserved, DeniedUse, Findings, PrivilegeDropFinding, RuntimeInitOnly,
-    VerifyFailure, VerifyFailureKind, VerifyResult,
+    ArchGap, DangerousObserved, DeniedSource, DeniedUse, Findings, PrivilegeDropFinding,
+    RuntimeInitOnly, RuntimeInitVerdict, VerifyDenial, VerifyFailure, VerifyFailureKind,
+    VerifyResult,
 };
 use crate::allowlist::Allowlist;
 use crate::check::CheckReport;
@@ -59,42 +60,84 @@ fn one_workload(lists: &[(String, Allowlist)]) -> bool {
 /// what it lists.
 pub(super) fn verify_passed(v: &VerifyResult) -> bool {
     v.passed.unwrap_or_else(|| {
-        v.denied.iter().all(|d| d.fallback)
+        !v.timed_out
+            && v.survivors.is_empty()
+            && v.denied.iter().all(VerifyDenial::expected)
             && v.probes.iter().all(|p| p.ok)
             && v.exit_status.unwrap_or(0) == 0
     })
 }
 
-/// What failed under `verify` besides its denials; never empty when it failed without a
-/// denial, so that a failed verification always counts as a finding.
+/// What failed under `verify` besides its denials, a run that did not end by itself first;
+/// never empty when it failed without a denial, so that a failed verification always counts
+/// as a finding.
 fn verify_failed(v: &VerifyResult) -> Vec<VerifyFailure> {
-    let mut out: Vec<VerifyFailure> = v
-        .probes
-        .iter()
-        .filter(|p| !p.ok)
-        .map(|p| VerifyFailure {
-            kind: VerifyFailureKind::Probe,
-            what: format!(
-                "probe `{}` got {} where the profile should give errno {}",
-                p.syscall,
-                match p.errno {
-                    0 => "success".to_string(),
-                    e => format!("errno {e}"),
-                },
-                p.expected_errno
-            ),
-        })
-        .collect();
-    if let Some(status) = v.exit_status.filter(|&s| s != 0) {
+    let start = v.start_failure.as_ref().map(|f| VerifyFailure {
+        kind: VerifyFailureKind::Start,
+        what: format!("the workload did not start under the profile: {}", f.error),
+    });
+    let mut out: Vec<VerifyFailure> = start.into_iter().collect();
+    out.extend(unfinished_run(v));
+    out.extend(v.probes.iter().filter(|p| !p.ok).map(|p| VerifyFailure {
+        kind: VerifyFailureKind::Probe,
+        what: format!(
+            "probe `{}` got {} where the profile should give errno {}",
+            p.syscall,
+            match p.errno {
+                0 => "success".to_string(),
+                e => format!("errno {e}"),
+            },
+            p.expected_errno
+        ),
+    }));
+    // A workload that did not start has its start failure instead of an exit status; a
+    // timed-out one's status is the SIGKILL that ended it: the timeout says it all.
+    let ran = v.start_failure.is_none() && !v.timed_out;
+    if let Some(status) = v.exit_status.filter(|&s| s != 0 && ran) {
         out.push(VerifyFailure {
             kind: VerifyFailureKind::ExitStatus,
             what: format!("the command exited {status} under the profile"),
         });
     }
-    if out.is_empty() && v.denied.iter().all(|d| d.fallback) && !verify_passed(v) {
+    if out.is_empty() && v.denied.iter().all(VerifyDenial::expected) && !verify_passed(v) {
         out.push(VerifyFailure {
             kind: VerifyFailureKind::Failed,
             what: "verify reported FAILED".into(),
+        });
+    }
+    out
+}
+
+/// The timeout, and the processes `verify` had to kill because the command left them running.
+fn unfinished_run(v: &VerifyResult) -> Vec<VerifyFailure> {
+    let mut out = Vec::new();
+    if v.timed_out {
+        let after = v
+            .timeout_seconds
+            .map(|s| format!(" after {s}s"))
+            .unwrap_or_default();
+        out.push(VerifyFailure {
+            kind: VerifyFailureKind::TimedOut,
+            what: format!(
+                "the command timed out under the profile{after}: what was still running was \
+                 killed (a call the profile denies may have left it waiting or retrying)"
+            ),
+        });
+    }
+    if !v.survivors.is_empty() {
+        let list: Vec<String> = v
+            .survivors
+            .iter()
+            .map(|p| format!("pid {} `{}`", p.pid, p.command))
+            .collect();
+        out.push(VerifyFailure {
+            kind: VerifyFailureKind::LeftRunning,
+            what: format!(
+                "the command left {} process(es) running, which verify killed: {} (a call the \
+                 profile denies, such as kill, may have kept them from being stopped)",
+                list.len(),
+                list.join(", ")
+            ),
         });
     }
     out
@@ -137,7 +180,7 @@ fn denied_but_used(ctx: &Context, verify: Option<&VerifyResult>) -> Vec<DeniedUs
             ctx.describe_effect(name)
         };
         out.push(DeniedUse {
-            source: "recording",
+            source: DeniedSource::Recording,
             arch: *arch,
             name: Some(name.clone()),
             nr: arch.syscall_nr(name),
@@ -147,7 +190,7 @@ fn denied_but_used(ctx: &Context, verify: Option<&VerifyResult>) -> Vec<DeniedUs
     }
     for unnamed in &ctx.merged.unnamed {
         out.push(DeniedUse {
-            source: "recording",
+            source: DeniedSource::Recording,
             arch: unnamed.arch,
             name: None,
             nr: Some(unnamed.nr),
@@ -156,9 +199,9 @@ fn denied_but_used(ctx: &Context, verify: Option<&VerifyResult>) -> Vec<DeniedUs
         });
     }
     let denials = verify.map(|v| v.denied.as_slice()).unwrap_or_default();
-    for denial in denials.iter().filter(|d| !d.fallback) {
+    for denial in denials.iter().filter(|d| !d.expected()) {
         out.push(DeniedUse {
-            source: "verify",
+            source: DeniedSource::Verify,
             arch: denial.arch,
             name: denial.name.clone(),
             nr: Some(denial.nr),
@@ -219,12 +262,31 @@ fn runtime_init_only(ctx: &Context) -> Vec<RuntimeInitOnly> {
     }
     counts
         .into_iter()
-        .map(|(name, count)| RuntimeInitOnly {
-            name: name.to_string(),
-            count,
-            allowed: ctx.allows(name),
+        .map(|(name, count)| {
+            let profile = runtime_init_verdict(ctx, name);
+            RuntimeInitOnly {
+                name: name.to_string(),
+                count,
+                allowed: profile != RuntimeInitVerdict::Denied,
+                profile,
+            }
         })
         .collect()
+}
+
+fn runtime_init_verdict(ctx: &Context, name: &str) -> RuntimeInitVerdict {
+    let in_runtime_baseline = || {
+        policy::baseline()
+            .entry(name)
+            .is_some_and(|(group, _)| group.id == "runtime")
+    };
+    if !ctx.allows(name) {
+        RuntimeInitVerdict::Denied
+    } else if in_runtime_baseline() {
+        RuntimeInitVerdict::RuntimeBaseline
+    } else {
+        RuntimeInitVerdict::Allowed
+    }
 }
 
 fn privilege_drops(ctx: &Context) -> Vec<PrivilegeDropFinding> {

@@ -4,7 +4,7 @@
 
 use std::fmt::Write;
 
-use super::{CategoryRow, Report, SyscallRow};
+use super::{CategoryRow, Report, RuntimeInitVerdict, SyscallRow};
 
 const CSS: &str = include_str!("assets/report.css");
 const SORT_JS: &str = include_str!("assets/sort.js");
@@ -93,6 +93,9 @@ fn summary(h: &mut String, report: &Report) {
         );
     }
     let _ = writeln!(h, "</div>");
+    if let Some(note) = &s.verify_note {
+        let _ = writeln!(h, "<p class=\"verify-note\">{}</p>", esc(note));
+    }
     let rows: Vec<Vec<Cell>> = s
         .runs
         .iter()
@@ -251,7 +254,7 @@ fn findings(h: &mut String, report: &Report) {
             .iter()
             .map(|d| {
                 vec![
-                    Cell::text(d.source),
+                    Cell::text(d.source.as_str()),
                     Cell::code(d.name.as_deref().unwrap_or("?")),
                     Cell::text(d.arch.short_name()),
                     d.nr.map_or(Cell::text(""), |n| Cell::num(n.into())),
@@ -289,11 +292,14 @@ fn findings(h: &mut String, report: &Report) {
             .runtime_init_only
             .iter()
             .map(|r| {
-                let verdict = if r.allowed { "allowed" } else { "denied" };
+                let class = match r.profile {
+                    RuntimeInitVerdict::Allowed => "allowed",
+                    RuntimeInitVerdict::Denied | RuntimeInitVerdict::RuntimeBaseline => "expected",
+                };
                 vec![
                     Cell::code(&r.name),
                     Cell::num(r.count),
-                    Cell::tag(verdict, verdict),
+                    Cell::tag(class, r.profile.label()),
                 ]
             })
             .collect();

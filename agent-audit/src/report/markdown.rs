@@ -98,6 +98,9 @@ fn render_with(report: &Report, max_rows: usize) -> String {
 "
         );
     }
+    if let Some(note) = &s.verify_note {
+        let _ = writeln!(md, "{}\n", escape(note));
+    }
     let _ = writeln!(
         md,
         "convergence: {}
@@ -188,8 +191,12 @@ fn findings(md: &mut String, report: &Report, max_rows: usize) {
             "**Only the container runtime's init used these** (before the workload's first exec)\n"
         );
         let rows = f.runtime_init_only.iter().map(|r| {
-            let allowed = if r.allowed { "allowed" } else { "denied" };
-            format!("| {} | {} | {allowed} |", code(&r.name), r.count)
+            format!(
+                "| {} | {} | {} |",
+                code(&r.name),
+                r.count,
+                r.profile.label()
+            )
         });
         table(md, "| syscall | calls | profile |", rows, max_rows);
     }

@@ -83,6 +83,10 @@ pub struct Summary {
     /// The `verify` result's verdict, when one was given.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub verify_passed: Option<bool>,
+    /// How `verify` ran a container (`audit --container`): which copy, and that its probes
+    /// ran on the host.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub verify_note: Option<String>,
     /// What each recording, in recording order (by start time), saw that no earlier one had.
     pub convergence: Convergence,
 }
@@ -189,12 +193,20 @@ pub struct Findings {
 }
 
 impl Findings {
+    /// The calls only the runtime's init made that the profile allows for no reason: the
+    /// only runtime-init entries that count as findings.
+    pub fn runtime_init_needs_review(&self) -> impl Iterator<Item = &RuntimeInitOnly> {
+        self.runtime_init_only
+            .iter()
+            .filter(|r| r.profile == RuntimeInitVerdict::Allowed)
+    }
+
     /// The calls `verify` saw the profile deny (the `denied_but_used` entries of source
     /// `verify`), which the renderers show with the verify failures, first.
     pub fn verify_denials(&self) -> Vec<&DeniedUse> {
         self.denied_but_used
             .iter()
-            .filter(|d| d.source == "verify")
+            .filter(|d| d.source == DeniedSource::Verify)
             .collect()
     }
 }
@@ -212,6 +224,13 @@ pub struct VerifyFailure {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum VerifyFailureKind {
+    /// The workload did not start under the profile.
+    Start,
+    /// The command, or what it left running, was still running at `--timeout`.
+    TimedOut,
+    /// Processes the command started were still running after it exited (and its grace
+    /// period): `verify` killed them.
+    LeftRunning,
     /// A dangerous-syscall probe did not get the errno the profile should give.
     Probe,
     /// The command exited non-zero under the profile.
@@ -242,8 +261,8 @@ pub struct DangerousObserved {
 /// A call the profile denies although the workload made it.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct DeniedUse {
-    /// Where this is known from: `recording` (allowlists vs profile) or `verify`.
-    pub source: &'static str,
+    /// Where this is known from.
+    pub source: DeniedSource,
     /// Architecture of the call.
     pub arch: Arch,
     /// Name, when its number has one.
@@ -254,6 +273,33 @@ pub struct DeniedUse {
     pub count: u64,
     /// Why it is denied, in words.
     pub why: String,
+}
+
+/// How a [`DeniedUse`] is known: it decides where the renderers show it (verify's denials
+/// first, with the verify failures).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DeniedSource {
+    /// The allowlists hold the call and the profile denies it.
+    Recording,
+    /// The loaded filter denied it while `verify` ran the workload.
+    Verify,
+}
+
+impl DeniedSource {
+    /// The word the reports print, as in the JSON.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DeniedSource::Recording => "recording",
+            DeniedSource::Verify => "verify",
+        }
+    }
+}
+
+impl std::fmt::Display for DeniedSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 /// A name a listed architecture needs that the profile does not allow.
@@ -274,8 +320,36 @@ pub struct RuntimeInitOnly {
     pub name: String,
     /// Calls.
     pub count: u64,
-    /// Whether the profile allows it anyway.
+    /// Whether the profile allows it (for whatever reason).
     pub allowed: bool,
+    /// What the profile does with it, and whether that needs a reviewer.
+    pub profile: RuntimeInitVerdict,
+}
+
+/// What the profile does with a call only the runtime's init made. The runtime makes most of
+/// its init's calls before it installs the filter, so denying them is right; those it makes
+/// after (dropping privileges) are the runtime baseline. Only a call allowed for neither
+/// reason needs a reviewer: the profile is looser than the workload needs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum RuntimeInitVerdict {
+    /// Denied: the runtime made it before its filter was in place.
+    Denied,
+    /// Allowed because the runtime baseline needs it after the filter is in place.
+    RuntimeBaseline,
+    /// Allowed for no reason the recordings or the baseline give: a finding.
+    Allowed,
+}
+
+impl RuntimeInitVerdict {
+    /// How the reports show it.
+    pub fn label(self) -> &'static str {
+        match self {
+            RuntimeInitVerdict::Denied => "denied",
+            RuntimeInitVerdict::RuntimeBaseline => "allowed (runtime baseline)",
+            RuntimeInitVerdict::Allowed => "ALLOWED, not needed",
+        }
+    }
 }
 
 /// What ran as root before a recording's privilege drop.
@@ -371,6 +445,37 @@ pub struct VerifyResult {
     /// The verdict.
     #[serde(default)]
     pub passed: Option<bool>,
+    /// The `--timeout`, in seconds (absent from older files).
+    #[serde(default)]
+    pub timeout_seconds: Option<f64>,
+    /// The run was ended by the timeout.
+    #[serde(default)]
+    pub timed_out: bool,
+    /// Processes the command left running that `verify` killed.
+    #[serde(default)]
+    pub survivors: Vec<VerifySurvivor>,
+    /// Why the workload did not start under the profile, when it did not.
+    #[serde(default)]
+    pub start_failure: Option<VerifyStartFailure>,
+    /// The container run, for a container's verify.
+    #[serde(default)]
+    pub container: Option<crate::verify::ContainerRun>,
+}
+
+/// A workload that did not start under the profile, in a `verify` result.
+#[derive(Clone, Debug, Deserialize)]
+pub struct VerifyStartFailure {
+    /// The error in words.
+    pub error: String,
+}
+
+/// A process `verify` killed because the command left it running.
+#[derive(Clone, Debug, Deserialize)]
+pub struct VerifySurvivor {
+    /// Its pid.
+    pub pid: u32,
+    /// Its command line.
+    pub command: String,
 }
 
 /// One probe in a `verify` result.
@@ -401,6 +506,18 @@ pub struct VerifyDenial {
     /// the profile allows: not a finding.
     #[serde(default)]
     pub fallback: bool,
+    /// Refused under the configuration the workload was recorded in as well (a container's
+    /// own seccomp profile): not a finding.
+    #[serde(default)]
+    pub refused_before: bool,
+}
+
+impl VerifyDenial {
+    /// A refusal that is not a failure: an ENOSYS fallback, or one the workload was recorded
+    /// under.
+    pub fn expected(&self) -> bool {
+        self.fallback || self.refused_before
+    }
 }
 
 /// Why a report could not be made.
@@ -481,7 +598,7 @@ impl Report {
             + f.dangerous_observed.len()
             + f.denied_but_used.len()
             + f.arch_gaps.len()
-            + f.runtime_init_only.len()
+            + f.runtime_init_needs_review().count()
             + f.privilege_drops.len()
     }
 }

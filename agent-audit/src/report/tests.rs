@@ -187,18 +187,27 @@ fn verify_results_x86_gaps_runtime_init_and_privilege_drop() {
     let from_verify: Vec<_> = f
         .denied_but_used
         .iter()
-        .filter(|d| d.source == "verify")
+        .filter(|d| d.source == DeniedSource::Verify)
         .collect();
     assert_eq!(from_verify.len(), 1);
     assert_eq!((from_verify[0].nr, from_verify[0].count), (Some(403), 2));
+    // The JSON keeps the words it had when `source` was a string.
+    let json = serde_json::to_value(from_verify[0]).unwrap();
+    assert_eq!(json["source"], "verify", "{json}");
+    assert_eq!(
+        serde_json::to_value(DeniedSource::Recording).unwrap(),
+        "recording"
+    );
     assert_eq!(f.runtime_init_only.len(), 1);
     assert_eq!(
         (
             f.runtime_init_only[0].name.as_str(),
-            f.runtime_init_only[0].allowed
+            f.runtime_init_only[0].profile
         ),
-        ("pivot_root", false)
+        ("pivot_root", RuntimeInitVerdict::Denied)
     );
+    // Denied as it should be: shown, but nothing for a reviewer to do.
+    assert_eq!(f.runtime_init_needs_review().count(), 0);
     assert_eq!(f.privilege_drops.len(), 1);
     assert_eq!(
         f.privilege_drops[0].root_only,
@@ -390,6 +399,121 @@ fn a_failed_verification_is_the_first_finding() {
 }
 
 #[test]
+fn a_container_that_did_not_start_is_the_first_finding_and_its_verify_is_described() {
+    let dir = tempfile::tempdir().unwrap();
+    let list = recording("c", "true", &[(X, "read", 1)]);
+    let runs = vec![write(dir.path(), "c.json", &list)];
+    let container = r#""container":{"container":"agent","verify_container":"agent-v",
+        "image":"debian-agent","capabilities":"no capabilities",
+        "probes":"host-with-container-capabilities","baseline_container":"agent-b"}"#;
+    let failed = format!(
+        r#"{{"denied":[],"exit_status":125,"passed":false,{container},
+            "start_failure":{{"stage":"container-start","error":"engine answered HTTP 500: exec failed"}}}}"#
+    );
+    std::fs::write(dir.path().join("v.json"), failed).unwrap();
+    let report = build(&ReportInputs {
+        verify: Some(dir.path().join("v.json")),
+        ..inputs(runs.clone())
+    })
+    .unwrap();
+    let f = &report.findings.verify_failed;
+    // The start failure, not also an exit status.
+    assert_eq!(f.len(), 1, "{f:?}");
+    assert_eq!(f[0].kind, VerifyFailureKind::Start);
+    assert!(f[0].what.contains("exec failed"), "{f:?}");
+    let note = report.summary.verify_note.clone().unwrap();
+    assert!(
+        note.contains("ran on the host") && note.contains("agent-b"),
+        "{note}"
+    );
+    let md = markdown::render(&report);
+    assert!(md.find("Verify FAILED").unwrap() < md.find("### Summary").unwrap());
+    assert!(html::render(&report).contains("verify-note"));
+
+    // A refusal the container's own configuration makes too is no finding, and is named.
+    let passed = format!(
+        r#"{{"denied":[{{"arch":"SCMP_ARCH_X86_64","name":"pkey_alloc","nr":330,"count":2,
+            "refused_before":true}}],"exit_status":0,"passed":true,{container}}}"#
+    );
+    std::fs::write(dir.path().join("v.json"), passed).unwrap();
+    let report = build(&ReportInputs {
+        verify: Some(dir.path().join("v.json")),
+        ..inputs(runs)
+    })
+    .unwrap();
+    assert_eq!(report.finding_count(), 0, "{:?}", report.findings);
+    assert!(report
+        .summary
+        .verify_note
+        .unwrap()
+        .contains("pkey_alloc x2"));
+}
+
+#[test]
+fn a_timeout_and_processes_left_running_come_before_every_other_verify_failure() {
+    let dir = tempfile::tempdir().unwrap();
+    let list = recording("c", "true", &[(X, "read", 1)]);
+    let runs = vec![write(dir.path(), "c.json", &list)];
+    let verify = r#"{"denied":[{"arch":"SCMP_ARCH_X86_64","name":"kill","nr":62,"count":1}],
+        "exit_status":137,"passed":false,"timeout_seconds":2.5,"timed_out":true,
+        "survivors":[{"pid":4242,"command":"sleep 600"}],
+        "probes":[{"syscall":"mount","expected_errno":1,"errno":0,"if_allowed":"EFAULT","ok":false}]}"#;
+    std::fs::write(dir.path().join("v.json"), verify).unwrap();
+    let report = build(&ReportInputs {
+        verify: Some(dir.path().join("v.json")),
+        ..inputs(runs)
+    })
+    .unwrap();
+    let failed = &report.findings.verify_failed;
+    let kinds: Vec<VerifyFailureKind> = failed.iter().map(|f| f.kind).collect();
+    // No exit-status entry: 137 is the SIGKILL of the timeout, which says it already.
+    assert_eq!(
+        kinds,
+        [
+            VerifyFailureKind::TimedOut,
+            VerifyFailureKind::LeftRunning,
+            VerifyFailureKind::Probe
+        ]
+    );
+    assert!(failed[0].what.contains("after 2.5s"), "{}", failed[0].what);
+    assert!(
+        failed[1].what.contains("pid 4242 `sleep 600`"),
+        "{}",
+        failed[1].what
+    );
+    let md = markdown::render(&report);
+    let section = md.find("Verify FAILED").expect("verify section");
+    let timed_out = md
+        .find("timed out under the profile")
+        .expect("timeout line");
+    let left = md
+        .find("left 1 process(es) running")
+        .expect("survivor line");
+    let denied = md.find("denied: `kill`").expect("the denial");
+    assert!(
+        section < timed_out && timed_out < left && left < denied,
+        "{md}"
+    );
+
+    // An older result without `passed`: the survivors alone make it a failure.
+    std::fs::write(
+        dir.path().join("v.json"),
+        r#"{"denied":[],"exit_status":0,"survivors":[{"pid":7,"command":"[worker]"}]}"#,
+    )
+    .unwrap();
+    let report = build(&ReportInputs {
+        verify: Some(dir.path().join("v.json")),
+        ..inputs(vec![dir.path().join("c.json")])
+    })
+    .unwrap();
+    assert_eq!(report.summary.verify_passed, Some(false));
+    assert_eq!(
+        report.findings.verify_failed[0].kind,
+        VerifyFailureKind::LeftRunning
+    );
+}
+
+#[test]
 fn convergence_follows_recording_order_and_flags_a_last_run_that_added() {
     let dir = tempfile::tempdir().unwrap();
     let mut paths = Vec::new();
@@ -461,4 +585,62 @@ fn narrowed_syscalls_show_what_was_observed_and_what_is_allowed() {
     );
     let read = report.syscalls.iter().find(|r| r.name == "read").unwrap();
     assert!(read.arguments.is_none());
+}
+
+/// Calls only runc's init made: denied (made before the filter), allowed for the runtime
+/// (baseline), or allowed for no reason — only the last is a finding.
+#[test]
+fn only_runtime_init_calls_the_profile_allows_for_no_reason_are_findings() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut list = recording("c", "app", &[(X, "read", 3)]);
+    list.runtime_init = recording(
+        "c",
+        "runc",
+        &[
+            (X, "pivot_root", 1),
+            (X, "capset", 2),
+            (X, "sethostname", 1),
+        ],
+    )
+    .syscalls;
+    let path = write(dir.path(), "c.json", &list);
+    let profile = r#"{"defaultAction":"SCMP_ACT_ERRNO","architectures":["SCMP_ARCH_X86_64"],
+      "syscalls":[{"names":["read","capset","sethostname"],"action":"SCMP_ACT_ALLOW"}]}"#;
+    std::fs::write(dir.path().join("p.json"), profile).unwrap();
+    let report = build(&ReportInputs {
+        allowlists: vec![path],
+        profile: Some(dir.path().join("p.json")),
+        ..Default::default()
+    })
+    .unwrap();
+    let verdicts: Vec<(&str, RuntimeInitVerdict)> = report
+        .findings
+        .runtime_init_only
+        .iter()
+        .map(|r| (r.name.as_str(), r.profile))
+        .collect();
+    assert_eq!(
+        verdicts,
+        vec![
+            ("capset", RuntimeInitVerdict::RuntimeBaseline),
+            ("pivot_root", RuntimeInitVerdict::Denied),
+            ("sethostname", RuntimeInitVerdict::Allowed),
+        ]
+    );
+    let review: Vec<&str> = report
+        .findings
+        .runtime_init_needs_review()
+        .map(|r| r.name.as_str())
+        .collect();
+    assert_eq!(review, vec!["sethostname"]);
+    assert_eq!(report.finding_count(), 1);
+    let md = markdown::render(&report);
+    assert!(
+        md.contains("| `sethostname` | 1 | ALLOWED, not needed |"),
+        "{md}"
+    );
+    assert!(
+        md.contains("| `capset` | 2 | allowed (runtime baseline) |"),
+        "{md}"
+    );
 }

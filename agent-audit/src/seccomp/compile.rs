@@ -6,6 +6,8 @@
 //! names libseccomp does not know are skipped (the rule then has no effect, which for
 //! an allow means the call is denied), and rules whose action equals the default action are
 //! skipped (libseccomp refuses them). Both are returned as [`Skipped`] entries, never silently.
+//! runc's -ENOSYS stub for syscalls newer than the profile comes with the filter
+//! ([`super::enosys`]).
 
 use std::os::fd::{FromRawFd, OwnedFd};
 
@@ -13,6 +15,7 @@ use libseccomp::{
     ScmpAction, ScmpArch, ScmpArgCompare, ScmpCompareOp, ScmpFilterContext, ScmpSyscall,
 };
 
+use super::enosys::EnosysStub;
 use super::{Action, ArgCondition, CompareOp, SeccompProfile, SyscallRule};
 use crate::syscalls::Arch;
 
@@ -70,10 +73,12 @@ pub struct CompiledFilter {
     pub context: ScmpFilterContext,
     /// Names that are not in the filter, and why.
     pub skipped: Vec<Skipped>,
+    /// runc's -ENOSYS stub, run before the libseccomp program.
+    pub enosys: EnosysStub,
 }
 
 impl CompiledFilter {
-    /// Size of the generated BPF program, in instructions.
+    /// Size of the generated BPF program, in instructions (runc's ENOSYS stub included).
     pub fn bpf_instructions(&self) -> Result<usize, std::io::Error> {
         // SAFETY: memfd_create with a static NUL-terminated name; the fd is owned below.
         let fd = unsafe { libc::memfd_create(c"agent-audit-bpf".as_ptr(), libc::MFD_CLOEXEC) };
@@ -87,7 +92,7 @@ impl CompiledFilter {
             .map_err(|e| std::io::Error::other(e.to_string()))?;
         let file = std::fs::File::from(fd);
         let bytes = usize::try_from(file.metadata()?.len()).map_err(std::io::Error::other)?;
-        Ok(bytes / std::mem::size_of::<libc::sock_filter>())
+        Ok(bytes / std::mem::size_of::<libc::sock_filter>() + self.enosys.instructions().len())
     }
 }
 
@@ -201,7 +206,11 @@ pub fn build_filter(
             }
         }
     }
-    Ok(CompiledFilter { context, skipped })
+    Ok(CompiledFilter {
+        context,
+        skipped,
+        enosys: EnosysStub::for_profile(profile),
+    })
 }
 
 fn conditions(rule: &SyscallRule) -> Result<Vec<ScmpArgCompare>, String> {

@@ -6,8 +6,10 @@
 //! rules, a later unconditional rule clears earlier conditions); of two nested conditional rules
 //! with different actions the first added is kept; conditional rules are ORed, the
 //! conditions of one rule ANDed, except that runc splits a rule comparing one index twice into
-//! one rule per condition. Comparisons are on 64-bit values, as on a 64-bit arch.
+//! one rule per condition. Comparisons are on 64-bit values, as on a 64-bit arch. A syscall
+//! newer than every name of the profile gets ENOSYS from runc's stub ([`super::enosys`]).
 
+use super::enosys::EnosysStub;
 use super::{Action, SeccompProfile, SyscallRule};
 use crate::syscalls::Arch;
 
@@ -30,6 +32,9 @@ impl Outcome {
 /// The outcome of `name(args…)` under `profile`. `includes`/`excludes` are not evaluated: every
 /// rule counts, as in the filter `check` and `verify` compile.
 pub fn outcome(profile: &SeccompProfile, name: &str, args: &[u64; 6]) -> Outcome {
+    if newer_than_profile(profile, name) {
+        return of(Action::Errno, Some(libc::ENOSYS as u32));
+    }
     let rules: Vec<&SyscallRule> = profile
         .syscalls
         .iter()
@@ -55,6 +60,22 @@ pub fn outcome(profile: &SeccompProfile, name: &str, args: &[u64; 6]) -> Outcome
         Some(rule) => of(rule.action, rule.errno_ret),
         None => of(profile.default_action, profile.default_errno_ret),
     }
+}
+
+/// Whether runc's stub answers `name` with ENOSYS on this host's arch.
+fn newer_than_profile(profile: &SeccompProfile, name: &str) -> bool {
+    let Some(arch) = Arch::native() else {
+        return false;
+    };
+    let Ok(nr) = libseccomp::ScmpSyscall::from_name_by_arch(name, super::compile::scmp_arch(arch))
+    else {
+        return false;
+    };
+    // A negative pseudo-number: the arch lacks the call, no stub answers it.
+    let Ok(nr) = u32::try_from(i32::from(nr)) else {
+        return false;
+    };
+    EnosysStub::for_profile(profile).answers_enosys(arch, nr)
 }
 
 fn of(action: Action, errno: Option<u32>) -> Outcome {

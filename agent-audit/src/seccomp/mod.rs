@@ -11,6 +11,7 @@
 
 pub mod compile;
 pub mod container;
+pub mod enosys;
 pub mod evaluate;
 mod includes;
 mod program;

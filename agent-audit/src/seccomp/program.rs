@@ -45,8 +45,8 @@ pub struct SeccompProgram {
 }
 
 impl SeccompProgram {
-    /// Exports the filter libseccomp generated for `compiled`, refusing one the kernel would
-    /// refuse for its length.
+    /// Exports the filter libseccomp generated for `compiled`, after runc's ENOSYS stub,
+    /// refusing one the kernel would refuse for its length.
     pub fn export(compiled: &CompiledFilter) -> Result<Self, ProgramError> {
         let instructions = Self::export_unchecked(compiled).map_err(ProgramError::Export)?;
         let too_large = || ProgramError::TooLarge {
@@ -82,14 +82,15 @@ impl SeccompProgram {
                 bytes.len()
             )));
         }
-        let instructions = bytes
-            .chunks_exact(size)
-            .map(|c| libc::sock_filter {
+        let stub = compiled.enosys.instructions();
+        let instructions = stub
+            .into_iter()
+            .chain(bytes.chunks_exact(size).map(|c| libc::sock_filter {
                 code: u16::from_ne_bytes([c[0], c[1]]),
                 jt: c[2],
                 jf: c[3],
                 k: u32::from_ne_bytes([c[4], c[5], c[6], c[7]]),
-            })
+            }))
             .collect();
         Ok(instructions)
     }

@@ -4,20 +4,27 @@
 //! A call refused by seccomp never reaches `sys_enter` (seccomp runs first) but still passes
 //! `sys_exit` with its errno, so per syscall `exits − entries` is what the filter denied.
 
+mod container;
 mod probes;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
+use std::time::Duration;
 
 use serde::Serialize;
 
+pub use crate::run::Survivor;
+pub use container::{
+    verify_container, ContainerRun, ContainerVerifyError, ContainerVerifyOptions, ProbeSite,
+    SourceContainer,
+};
 pub use probes::ProbeResult;
 
 use crate::allowlist::{Allowlist, AllowlistError};
 use crate::bpf::{AttachMode, CounterOptions};
 use crate::fsutil::{self, OutputError};
-use crate::run::{CommandSession, SpawnError, StartStage};
+use crate::run::{CommandSession, RunLimit, SpawnError, StartStage};
 use crate::seccomp::compile::{self, CompileError, SkipReason, Skipped};
 use crate::seccomp::{
     ProfileFileError, ProgramError, SeccompProfile, SeccompProgram, MAX_FILTER_INSTRUCTIONS,
@@ -27,6 +34,16 @@ use crate::Error;
 
 /// Schema tag of the JSON result.
 pub const VERIFY_SCHEMA_V1: &str = "agent-audit/verify/v1";
+
+/// `--timeout` when none is given: long enough for a test suite, short enough that a CI job
+/// whose command never ends fails with a reason instead of hitting the job's own limit.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(600);
+
+/// After the command has exited, how long the processes it left may take to exit on their own
+/// before `verify` kills them: a shell's background job finishing its last write, a daemon
+/// shutting down. A worker that outlives this was left behind (often because the profile
+/// denied the call that should have ended it).
+pub const DESCENDANT_GRACE: Duration = Duration::from_secs(5);
 
 /// Options of `verify`.
 #[derive(Clone, Debug)]
@@ -48,6 +65,8 @@ pub struct VerifyOptions {
     pub container: crate::seccomp::container::ContainerContext,
     /// The command's working directory (default: ours).
     pub cwd: Option<PathBuf>,
+    /// How long the command, and what it leaves running, may take from its start.
+    pub timeout: Duration,
 }
 
 /// A syscall the profile refused while the command ran.
@@ -69,10 +88,23 @@ pub struct Denied {
     /// equivalent call it can filter (`clone3` → `clone`): expected, not a failure.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub fallback: bool,
+    /// A container's own seccomp configuration refuses this call too (a run of the copy
+    /// under it saw the same refusal): its recorded runs ran with the call refused, which the
+    /// recording cannot see. Not a failure.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub refused_before: bool,
     /// The errno the command got, when it is known: for the `execve` refused while starting
     /// the command.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub errno: Option<i32>,
+}
+
+impl Denied {
+    /// Refused on purpose, or refused under the configuration the workload was recorded in:
+    /// not a failure.
+    pub fn expected(&self) -> bool {
+        self.fallback || self.refused_before
+    }
 }
 
 /// The command did not start under the profile: the filter was refused, or its exec failed
@@ -128,19 +160,32 @@ pub struct VerifyReport {
     /// Why the command did not start under the profile, when it did not.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub start_failure: Option<StartFailure>,
+    /// The `--timeout` in seconds (a container's verification has none).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub timeout_seconds: Option<f64>,
+    /// The command, or processes it left, were still running at the timeout and were killed.
+    pub timed_out: bool,
+    /// Processes the command started that were still running when the run ended (the grace
+    /// period after the command's exit had passed, or the timeout): each was killed.
+    pub survivors: Vec<Survivor>,
     /// Refused syscalls, by count, largest first.
     pub denied: Vec<Denied>,
     /// Probe results (`--probe-dangerous`).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub probes: Vec<ProbeResult>,
     /// Names of rules that have no effect in the filter because libseccomp does not know
-    /// them or refused the rule. Rules equal to the default action are not listed: the
+    /// them (a rule libseccomp refuses makes `verify` fail, as runc does). Rules equal to the default action are not listed: the
     /// default action applies to their names, which is what they ask for.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub not_in_filter: Vec<String>,
-    /// The command succeeded, nothing was denied (but ENOSYS fallbacks) and every probe got
-    /// what it must.
+    /// The command succeeded within the timeout and left nothing running, nothing was denied
+    /// (but ENOSYS fallbacks and, for a container, what its own seccomp configuration refuses
+    /// too) and every probe got what it must.
     pub passed: bool,
+    /// When a Docker container was verified (`audit --container`): which, and where the
+    /// probes ran.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub container: Option<ContainerRun>,
 }
 
 /// What can stop `verify` before it has a verdict.
@@ -156,6 +201,22 @@ pub enum VerifyError {
         path: PathBuf,
         /// Why.
         source: CompileError,
+    },
+    /// libseccomp refused a rule: runc stops there (`matchCall` returns the error), so the
+    /// container would not start at all.
+    #[error(
+        "{path}: runc would refuse this profile and not start the container: libseccomp \
+         refused rule {rule} ({name}): {reason}"
+    )]
+    RuleRefused {
+        /// The profile.
+        path: PathBuf,
+        /// The rule, counted from 1.
+        rule: usize,
+        /// The name being added.
+        name: String,
+        /// libseccomp's error.
+        reason: String,
     },
     /// An architecture name agent-audit has no table for.
     #[error("{path}: architecture {name:?} is not supported by agent-audit")]
@@ -193,6 +254,9 @@ pub enum VerifyError {
     /// Writing the result.
     #[error(transparent)]
     Output(#[from] OutputError),
+    /// A Docker container that cannot be verified.
+    #[error(transparent)]
+    Container(#[from] ContainerVerifyError),
 }
 
 impl VerifyError {
@@ -205,7 +269,9 @@ impl VerifyError {
             VerifyError::Profile(e) => e.exit_code(),
             VerifyError::Allowlist(e) => e.exit_code(),
             VerifyError::Output(e) => e.exit_code(),
+            VerifyError::Container(e) => e.exit_code(),
             VerifyError::Compile { .. }
+            | VerifyError::RuleRefused { .. }
             | VerifyError::UnknownArch { .. }
             | VerifyError::FilterTooLarge { .. } => ExitCode::DATA,
             VerifyError::Filter(_) | VerifyError::Probes(_) => ExitCode::SOFTWARE,
@@ -228,25 +294,11 @@ pub fn verify(opts: &VerifyOptions) -> Result<VerifyReport, Error> {
         Some(p) => Some(Allowlist::read(p).map_err(VerifyError::from)?),
         None => None,
     };
-    let arches = profile_arches(&profile, &opts.profile)?;
-    let compiled =
-        compile::build_filter(&profile, &arches).map_err(|source| VerifyError::Compile {
-            path: opts.profile.clone(),
-            source,
-        })?;
-    let program = SeccompProgram::export(&compiled).map_err(|e| match e {
-        ProgramError::Export(e) => VerifyError::Filter(e),
-        ProgramError::TooLarge { instructions } => VerifyError::FilterTooLarge {
-            path: opts.profile.clone(),
-            arches: arches
-                .iter()
-                .map(|a| a.scmp_name())
-                .collect::<Vec<_>>()
-                .join(","),
-            instructions,
-        },
-    })?;
-    let not_in_filter = left_out_of_filter(&compiled.skipped);
+    let Filter {
+        program,
+        not_in_filter,
+        ..
+    } = Filter::build(&profile, &opts.profile)?;
 
     let watched = run_watched(opts, &program)?;
     let mut denied = denied_calls(&watched.entries, &watched.exits, allowlist.as_ref());
@@ -267,6 +319,8 @@ pub fn verify(opts: &VerifyOptions) -> Result<VerifyReport, Error> {
     };
     let passed = watched.start_failure.is_none()
         && watched.exit_status == 0
+        && !watched.timed_out
+        && watched.survivors.is_empty()
         && denied.iter().all(|d| d.fallback)
         && probes.iter().all(|p| p.ok);
     let report = VerifyReport {
@@ -275,30 +329,71 @@ pub fn verify(opts: &VerifyOptions) -> Result<VerifyReport, Error> {
         command: opts.command.clone(),
         exit_status: watched.exit_status,
         start_failure: watched.start_failure,
+        timeout_seconds: Some(opts.timeout.as_secs_f64()),
+        timed_out: watched.timed_out,
+        survivors: watched.survivors,
         denied,
         probes,
         not_in_filter,
         passed,
+        container: None,
     };
     if let Some(out) = &opts.out {
-        let mut json = serde_json::to_string_pretty(&report).expect("report serializes");
-        json.push('\n');
-        fsutil::write_output(out, json.as_bytes()).map_err(VerifyError::from)?;
+        report.write(out)?;
     }
     Ok(report)
+}
+
+/// The filter a profile compiles into, as the kernel gets it.
+struct Filter {
+    program: SeccompProgram,
+    /// See [`VerifyReport::not_in_filter`].
+    not_in_filter: Vec<String>,
+}
+
+impl Filter {
+    /// Compiles `profile` (read from `path`, named in errors).
+    fn build(profile: &SeccompProfile, path: &Path) -> Result<Self, VerifyError> {
+        let arches = profile_arches(profile, path)?;
+        let compiled =
+            compile::build_filter(profile, &arches).map_err(|source| VerifyError::Compile {
+                path: path.to_path_buf(),
+                source,
+            })?;
+        refuse_like_runc(&compiled.skipped, path)?;
+        let program = SeccompProgram::export(&compiled).map_err(|e| match e {
+            ProgramError::Export(e) => VerifyError::Filter(e),
+            ProgramError::TooLarge { instructions } => VerifyError::FilterTooLarge {
+                path: path.to_path_buf(),
+                arches: arches
+                    .iter()
+                    .map(|a| a.scmp_name())
+                    .collect::<Vec<_>>()
+                    .join(","),
+                instructions,
+            },
+        })?;
+        Ok(Self {
+            program,
+            not_in_filter: left_out_of_filter(&compiled.skipped),
+        })
+    }
 }
 
 /// What the kernel program saw while the command ran (or failed to start) under the filter.
 struct Watched {
     exit_status: i32,
     start_failure: Option<StartFailure>,
+    timed_out: bool,
+    survivors: Vec<Survivor>,
     entries: Vec<(Arch, u32, u64)>,
     exits: Vec<(Arch, u32, u64)>,
 }
 
-/// Runs the command under `program` in a fresh target cgroup and reads its entry and exit
-/// counts. A command that cannot start under the filter is a result, not an error: its
-/// failure is kept, and the counts say which call the filter refused.
+/// Runs the command under `program` in a fresh target cgroup, bounded by `--timeout` and the
+/// grace period for what it leaves running, and reads its entry and exit counts. A command
+/// that cannot start under the filter is a result, not an error: its failure is kept, and the
+/// counts say which call the filter refused.
 fn run_watched(opts: &VerifyOptions, program: &SeccompProgram) -> Result<Watched, Error> {
     // Who made each call, and with which arguments, is not part of the verdict: count only.
     let counter = CounterOptions {
@@ -308,30 +403,64 @@ fn run_watched(opts: &VerifyOptions, program: &SeccompProgram) -> Result<Watched
     };
     let mut session = CommandSession::prepare(&opts.command, PathBuf::new(), counter)?;
     session.counter.attach_exit_counter()?;
-    let run = session.run(&opts.command, Some(program), opts.cwd.as_deref());
-    let (exit_status, start_failure) = match run {
-        Ok(status) => (status, None),
+    let limit = RunLimit {
+        timeout: opts.timeout,
+        grace: DESCENDANT_GRACE,
+    };
+    let run = session.run_limited(
+        &opts.command,
+        Some(program),
+        opts.cwd.as_deref(),
+        Some(limit),
+    );
+    let (end, start_failure) = match run {
+        Ok(end) => (end, None),
         Err(Error::Spawn(e)) if e.stage != StartStage::JoinCgroup => {
-            (i32::from(e.exit_code().0), Some(StartFailure::from(&e)))
+            let end = crate::run::RunEnd {
+                exit_status: i32::from(e.exit_code().0),
+                timed_out: false,
+                survivors: Vec::new(),
+            };
+            (end, Some(StartFailure::from(&e)))
         }
         Err(e) => return Err(e),
     };
-    // What the launcher did between fork and exec is counted apart (before the first exec);
-    // its exits are counted with the rest, so both phases' entries balance them.
+    // What the launcher did between fork and exec is counted apart (before the first exec),
+    // entries and exits: the filter is installed there, so both phases are compared.
     let slot = session.recording.slot;
     let mut entries = session.counter.read(slot)?.syscalls;
     entries.extend(session.counter.read_runtime_init(slot)?.syscalls);
-    let exits = session.counter.read_exits(slot)?;
+    let mut exits = session.counter.read_exits(slot)?.syscalls;
+    exits.extend(session.counter.read_init_exits(slot)?.syscalls);
     session.counter.remove_target(slot)?;
     drop(session);
-    let mut exits = exits.syscalls;
     discount_cgroup_join(&mut exits);
     Ok(Watched {
-        exit_status,
+        exit_status: end.exit_status,
         start_failure,
+        timed_out: end.timed_out,
+        survivors: end.survivors,
         entries,
         exits,
     })
+}
+
+/// runc adds rules one by one and gives up on the first one libseccomp refuses (an errno above
+/// 4095, conflicting actions…): the container does not start, so `verify` does not run the
+/// command either.
+fn refuse_like_runc(skipped: &[Skipped], path: &Path) -> Result<(), VerifyError> {
+    match skipped.iter().find_map(|s| match &s.reason {
+        SkipReason::Refused(reason) => Some((s, reason)),
+        _ => None,
+    }) {
+        Some((s, reason)) => Err(VerifyError::RuleRefused {
+            path: path.to_path_buf(),
+            rule: s.rule + 1,
+            name: s.name.clone(),
+            reason: reason.clone(),
+        }),
+        None => Ok(()),
+    }
 }
 
 /// Names whose rule is not in the filter and whose calls therefore do not get the rule's
@@ -445,6 +574,7 @@ fn denied_calls(
                 nr,
                 count,
                 fallback: false,
+                refused_before: false,
                 observed_in_allowlist: allowlist
                     .map(|l| l.syscalls.iter().any(|s| s.arch == arch && s.nr == nr)),
                 errno: None,
@@ -456,6 +586,14 @@ fn denied_calls(
 }
 
 impl VerifyReport {
+    /// Writes the JSON result.
+    fn write(&self, out: &Path) -> Result<(), VerifyError> {
+        let mut json = serde_json::to_string_pretty(self).expect("report serializes");
+        json.push('\n');
+        fsutil::write_output(out, json.as_bytes())?;
+        Ok(())
+    }
+
     /// Human-readable summary.
     pub fn to_text(&self) -> String {
         use std::fmt::Write as _;
@@ -465,6 +603,9 @@ impl VerifyReport {
             self.profile.display(),
             self.exit_status
         );
+        if let Some(c) = &self.container {
+            let _ = writeln!(s, "{}", c.describe());
+        }
         if let Some(f) = &self.start_failure {
             let _ = writeln!(
                 s,
@@ -472,6 +613,7 @@ impl VerifyReport {
                 f.stage, f.error
             );
         }
+        self.write_unfinished(&mut s);
         if self.denied.is_empty() {
             s.push_str("no syscall was denied\n");
         } else {
@@ -483,6 +625,15 @@ impl VerifyReport {
                         s,
                         "  {name} [{}] x{} (ENOSYS by design: libc falls back to clone, which \
                          the profile filters)",
+                        d.arch, d.count
+                    );
+                    continue;
+                }
+                if d.refused_before {
+                    let _ = writeln!(
+                        s,
+                        "  {name} [{}] x{} (the container's own seccomp configuration refuses it \
+                         too: its recorded runs ran with it refused)",
                         d.arch, d.count
                     );
                     continue;
@@ -528,12 +679,42 @@ impl VerifyReport {
         if !self.not_in_filter.is_empty() {
             let _ = writeln!(
                 s,
-                "not in the filter (unknown to or refused by this libseccomp): {}",
+                "not in the filter (unknown to this libseccomp): {}",
                 self.not_in_filter.join(", ")
             );
         }
         let _ = writeln!(s, "{}", if self.passed { "PASSED" } else { "FAILED" });
         s
+    }
+
+    /// The timeout and the processes killed, when the run did not end by itself.
+    fn write_unfinished(&self, s: &mut String) {
+        use std::fmt::Write as _;
+        if self.timed_out {
+            let after = self
+                .timeout_seconds
+                .map(|t| format!(" after {t}s"))
+                .unwrap_or_default();
+            let _ = writeln!(
+                s,
+                "TIMED OUT{after} (--timeout): what was still running was killed"
+            );
+        }
+        if !self.survivors.is_empty() {
+            let _ = writeln!(
+                s,
+                "LEFT RUNNING: {} process(es) the command started were still running {}; killed:",
+                self.survivors.len(),
+                if self.timed_out {
+                    "at the timeout".to_string()
+                } else {
+                    format!("{}s after it exited", DESCENDANT_GRACE.as_secs_f64())
+                }
+            );
+            for p in &self.survivors {
+                let _ = writeln!(s, "  pid {} {}", p.pid, p.command);
+            }
+        }
     }
 }
 
@@ -573,6 +754,27 @@ mod tests {
             .iter()
             .any(|s| s.name == "ptrace" && s.reason == SkipReason::SameAsDefault));
         assert_eq!(left_out_of_filter(&compiled.skipped), ["no_such_call_xyz"]);
+    }
+
+    #[test]
+    fn a_rule_libseccomp_refuses_refuses_the_profile_as_runc_does() {
+        // libseccomp refuses an errno above MAX_ERRNO (4095); runc then does not start the
+        // container ("error adding seccomp filter rule for syscall syslog").
+        let p = SeccompProfile::parse(
+            r#"{"defaultAction":"SCMP_ACT_ERRNO","syscalls":[
+                {"names":["read"],"action":"SCMP_ACT_ALLOW"},
+                {"names":["syslog"],"action":"SCMP_ACT_ERRNO","errnoRet":12345}]}"#,
+            Path::new("p"),
+        )
+        .unwrap();
+        let compiled = compile::build_filter(&p, &[Arch::X86_64]).unwrap();
+        let err = refuse_like_runc(&compiled.skipped, Path::new("p.json")).unwrap_err();
+        assert!(
+            matches!(&err, VerifyError::RuleRefused { rule: 2, name, .. } if name == "syslog"),
+            "{err}"
+        );
+        assert_eq!(err.exit_code(), crate::exit::ExitCode::DATA);
+        assert!(err.to_string().contains("runc would refuse"), "{err}");
     }
 
     #[test]

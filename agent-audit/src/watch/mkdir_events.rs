@@ -22,6 +22,9 @@ struct Created {
     names: HashMap<u64, (PathBuf, String)>,
     /// Ids created since [`MkdirEvents::take_new`] was last called.
     new: Vec<u64>,
+    /// Directories already removed when their creation was read: their id (the inode) can
+    /// no longer be looked up, only their name is known.
+    vanished: Vec<(PathBuf, String)>,
 }
 
 type Seen = Arc<Mutex<Created>>;
@@ -108,6 +111,12 @@ impl MkdirEvents {
     /// The (parent, name) of a child created since watching began, by cgroup id.
     pub fn name_of(&self, id: u64) -> Option<(PathBuf, String)> {
         lock(&self.seen).names.get(&id).cloned()
+    }
+
+    /// Children created and removed before their creation was read, since the last call:
+    /// (parent, name), without an id.
+    pub fn take_vanished(&mut self) -> Vec<(PathBuf, String)> {
+        std::mem::take(&mut lock(&self.seen).vanished)
     }
 
     /// Ids of the children named since the last call, oldest first.
@@ -210,10 +219,13 @@ fn parse(dirs: &HashMap<i32, PathBuf>, seen: &Seen, mut buf: &[u8]) {
             continue; // a removal: it only wakes the recorder
         }
         if let Some(parent) = dirs.get(&ev.wd) {
-            if let Ok(meta) = std::fs::metadata(parent.join(&name)) {
-                let mut seen = lock(seen);
-                seen.names.insert(meta.ino(), (parent.clone(), name));
-                seen.new.push(meta.ino());
+            let mut seen = lock(seen);
+            match std::fs::metadata(parent.join(&name)) {
+                Ok(meta) => {
+                    seen.names.insert(meta.ino(), (parent.clone(), name));
+                    seen.new.push(meta.ino());
+                }
+                Err(_) => seen.vanished.push((parent.clone(), name)),
             }
         }
         buf = &buf[end..];
@@ -223,6 +235,39 @@ fn parse(dirs: &HashMap<i32, PathBuf>, seen: &Seen, mut buf: &[u8]) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// One inotify event as the kernel writes it: the header, then the name padded with NULs.
+    fn event(wd: i32, mask: u32, name: &str) -> Vec<u8> {
+        let padded = (name.len() / 16 + 1) * 16;
+        let mut buf = Vec::new();
+        buf.extend_from_slice(&wd.to_ne_bytes());
+        buf.extend_from_slice(&mask.to_ne_bytes());
+        buf.extend_from_slice(&0u32.to_ne_bytes()); // cookie
+        buf.extend_from_slice(&u32::try_from(padded).unwrap().to_ne_bytes());
+        buf.extend_from_slice(name.as_bytes());
+        buf.resize(buf.len() + padded - name.len(), 0);
+        buf
+    }
+
+    #[test]
+    fn a_directory_gone_before_its_creation_is_read_is_kept_by_name() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("here")).unwrap();
+        let dirs = HashMap::from([(1, dir.path().to_path_buf())]);
+        let seen: Seen = Arc::default();
+        let mut buf = event(1, libc::IN_CREATE | libc::IN_ISDIR, "gone");
+        buf.extend(event(1, libc::IN_CREATE | libc::IN_ISDIR, "here"));
+        buf.extend(event(1, libc::IN_DELETE | libc::IN_ISDIR, "gone"));
+        parse(&dirs, &seen, &buf);
+        let created = lock(&seen);
+        assert_eq!(
+            created.vanished,
+            [(dir.path().to_path_buf(), "gone".to_string())]
+        );
+        let ino = std::fs::metadata(dir.path().join("here")).unwrap().ino();
+        assert_eq!(created.new, [ino]);
+        assert_eq!(created.names.len(), 1);
+    }
 
     #[test]
     fn names_directories_as_they_are_created() {

@@ -1,0 +1,744 @@
+//! `verify` of a Docker container (the last step of `audit --container NAME`): the container
+//! runs once more under the profile and every syscall the profile refused is reported, as for
+//! a command.
+//!
+//! The named container is not started itself (its own configuration has no profile, or
+//! another): a new container is created from its configuration, as the engine's inspect output
+//! gives it (the image it was created from, command, entrypoint, environment, user, working
+//! directory, mounts, capabilities added and dropped, network mode, resource limits, …), with
+//! `seccomp=<profile>` among its security options and no restart policy. Its cgroup is counted
+//! from its first syscall, exactly as `record --wait` counts a container's, with the exit
+//! counter on: a call the filter refused exits without entering. The verify container is
+//! removed afterwards, with its anonymous volumes.
+//!
+//! The dangerous-syscall probes are a program of ours; they cannot run inside the user's image.
+//! They run on the host, as for a command, under the same profile as Docker evaluates it for
+//! the container's capability set; the result says so.
+
+use std::io;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use super::{
+    denied_calls, mark_fallbacks, probes, Denied, Filter, StartFailure, VerifyError, VerifyReport,
+    VERIFY_SCHEMA_V1,
+};
+use crate::bpf::{AttachMode, CounterOptions, SyscallCounter, TargetSlot};
+use crate::cgroup::CgroupV2Mount;
+use crate::container::{docker_cgroup_pattern, DockerEngine};
+use crate::exit::ExitCode;
+use crate::fsutil;
+use crate::run::StartStage;
+use crate::seccomp::container::{Capabilities, ContainerContext};
+use crate::seccomp::spo::SpoObject;
+use crate::seccomp::{ProfileFileError, SeccompProfile};
+use crate::syscalls::Arch;
+use crate::target::TargetError;
+use crate::watch::{CgroupGlob, MkdirEvents};
+use crate::Error;
+
+/// Exit status recorded when the container did not start: `docker run`'s for a container
+/// the engine could not start (and [`crate::run::SpawnError`]'s for that stage).
+const NOT_STARTED: i32 = 125;
+/// Lines of the verify container's output shown when it failed.
+const LOG_LINES_ON_FAILURE: usize = 20;
+
+/// Options of a container's verify run.
+#[derive(Clone, Debug)]
+pub struct ContainerVerifyOptions {
+    /// The profile to enforce.
+    pub profile: PathBuf,
+    /// Where to write the JSON result.
+    pub out: Option<PathBuf>,
+    /// The container whose configuration is run again.
+    pub name: String,
+    /// Attach type.
+    pub attach: AttachMode,
+    /// How long the copy may run before it is killed and the verification fails as timed out.
+    pub timeout: Duration,
+}
+
+/// What was run, in the JSON result.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ContainerRun {
+    /// The container audited.
+    pub container: String,
+    /// The container created from its configuration for this run (removed since).
+    pub verify_container: String,
+    /// Its image, as the audited container names it.
+    pub image: String,
+    /// Its capability set, which decides the profile's conditional rules.
+    pub capabilities: String,
+    /// Where the dangerous-syscall probes ran.
+    pub probes: ProbeSite,
+    /// When the profile refused calls: the copy run once more under the container's own
+    /// seccomp configuration, to tell which of them it refuses too (removed since).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub baseline_container: Option<String>,
+}
+
+/// Where the dangerous-syscall probes ran.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ProbeSite {
+    /// On the host, under the profile as Docker evaluates it for the container's
+    /// capabilities: the probe program is not in the container's image.
+    HostWithContainerCapabilities,
+}
+
+impl ContainerRun {
+    /// One sentence for the text output and the report.
+    pub fn describe(&self) -> String {
+        let site = match self.probes {
+            ProbeSite::HostWithContainerCapabilities => format!(
+                "container {} ran once more as {} (image {}) under the profile; the \
+                 dangerous-syscall probes ran on the host under the same profile with the \
+                 container's capabilities ({}), not inside the container",
+                self.container, self.verify_container, self.image, self.capabilities
+            ),
+        };
+        match &self.baseline_container {
+            Some(name) => format!(
+                "{site}; {name}, a copy under the container's own seccomp configuration, showed \
+                 which refusals the recorded runs had too"
+            ),
+            None => site,
+        }
+    }
+}
+
+/// Why a container cannot be verified.
+#[derive(Debug, thiserror::Error)]
+pub enum ContainerVerifyError {
+    /// The Docker Engine API cannot be reached, or failed a request.
+    #[error("Docker Engine API: {0}")]
+    Engine(#[source] io::Error),
+    /// The engine does not know the container.
+    #[error("no Docker container named {0:?}")]
+    NotFound(String),
+    /// Docker runs a privileged container without any seccomp filter.
+    #[error(
+        "container {0:?} is privileged: Docker applies no seccomp profile to a privileged \
+         container, so the profile could be neither enforced on it nor verified; audit a \
+         container created without --privileged"
+    )]
+    Privileged(String),
+    /// The container's capability lists are not capability names.
+    #[error("container {name:?}: {detail}")]
+    Capabilities {
+        /// The container.
+        name: String,
+        /// What is wrong.
+        detail: String,
+    },
+    /// The engine refused to create the verify container from the configuration.
+    #[error(
+        "the engine refused to create {name:?} from {source_name:?}'s configuration: {source}"
+    )]
+    Create {
+        /// The verify container's name.
+        name: String,
+        /// The container audited.
+        source_name: String,
+        /// The engine's answer.
+        source: io::Error,
+    },
+    /// Watching the engine's cgroups for the new container failed.
+    #[error("cannot watch {dir} for the verify container's cgroup: {source}")]
+    Watch {
+        /// The directory.
+        dir: PathBuf,
+        /// Why.
+        source: io::Error,
+    },
+}
+
+impl ContainerVerifyError {
+    /// The documented exit code: 66 for an unknown container, 2 for a privileged one, 65 for
+    /// capability lists that are not names, 69 when the engine or the host cannot do its part.
+    pub fn exit_code(&self) -> ExitCode {
+        match self {
+            Self::NotFound(_) => ExitCode::NO_INPUT,
+            Self::Privileged(_) => ExitCode::USAGE,
+            Self::Capabilities { .. } => ExitCode::DATA,
+            Self::Engine(_) | Self::Create { .. } | Self::Watch { .. } => ExitCode::UNAVAILABLE,
+        }
+    }
+}
+
+impl From<ContainerVerifyError> for Error {
+    fn from(e: ContainerVerifyError) -> Self {
+        Error::Verify(e.into())
+    }
+}
+
+/// The audited container as the engine describes it.
+pub struct SourceContainer {
+    engine: DockerEngine,
+    name: String,
+    inspect: Value,
+    caps: Capabilities,
+}
+
+impl SourceContainer {
+    /// Looks `name` up; refuses a container Docker would run without seccomp.
+    pub fn inspect(name: &str) -> Result<Self, ContainerVerifyError> {
+        let engine = DockerEngine::connect().map_err(ContainerVerifyError::Engine)?;
+        let inspect = engine
+            .inspect(name)
+            .map_err(ContainerVerifyError::Engine)?
+            .ok_or_else(|| ContainerVerifyError::NotFound(name.to_string()))?;
+        let host = &inspect["HostConfig"];
+        if host["Privileged"].as_bool() == Some(true) {
+            return Err(ContainerVerifyError::Privileged(name.to_string()));
+        }
+        let caps = capabilities(host).map_err(|detail| ContainerVerifyError::Capabilities {
+            name: name.to_string(),
+            detail,
+        })?;
+        let name = inspect["Name"]
+            .as_str()
+            .map(|n| n.trim_start_matches('/').to_string())
+            .filter(|n| !n.is_empty())
+            .unwrap_or_else(|| name.to_string());
+        Ok(Self {
+            engine,
+            name,
+            inspect,
+            caps,
+        })
+    }
+
+    fn image(&self) -> String {
+        self.inspect["Config"]["Image"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string()
+    }
+
+    /// What the container runs: its entrypoint and command.
+    fn argv(&self) -> Vec<String> {
+        let config = &self.inspect["Config"];
+        strings(&config["Entrypoint"])
+            .into_iter()
+            .chain(strings(&config["Cmd"]))
+            .collect()
+    }
+}
+
+/// The container's capability set as Docker computes it (moby's `TweakCapabilities`): `ALL`
+/// added gives every capability; `ALL` dropped starts from none; otherwise Docker's default
+/// set, less the drops, plus the additions.
+fn capabilities(host_config: &Value) -> Result<Capabilities, String> {
+    let adds = strings(&host_config["CapAdd"]);
+    let drops = strings(&host_config["CapDrop"]);
+    let is_all = |c: &String| c.eq_ignore_ascii_case("ALL");
+    if adds.iter().any(is_all) {
+        return Ok(Capabilities::All);
+    }
+    let mut items = Vec::new();
+    if !drops.iter().any(is_all) {
+        items.push("default".to_string());
+    }
+    items.extend(drops.iter().map(|c| format!("-{c}")));
+    items.extend(adds.iter().map(|c| format!("+{c}")));
+    if items.is_empty() {
+        return Ok(Capabilities::Set(Default::default()));
+    }
+    items.join(",").parse()
+}
+
+/// A JSON array of strings (`null`: none).
+fn strings(v: &Value) -> Vec<String> {
+    v.as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|s| s.as_str().map(str::to_owned))
+        .collect()
+}
+
+/// The create body of the verify container: the audited one's configuration and host
+/// configuration, with the profile as its seccomp option (any other seccomp option replaced),
+/// no restart policy and no automatic removal.
+fn create_body(source: &SourceContainer, profile_json: Option<&str>) -> Value {
+    let mut body = source.inspect["Config"].clone();
+    // The image the container was created from, even if its tag has moved since.
+    if let Some(id) = source.inspect["Image"].as_str() {
+        body["Image"] = Value::from(id);
+    }
+    if !body["Labels"].is_object() {
+        body["Labels"] = Value::Object(Default::default());
+    }
+    body["Labels"]["agent-audit.verify-of"] = Value::from(source.name.clone());
+    let mut host = source.inspect["HostConfig"].clone();
+    if let Some(profile_json) = profile_json {
+        let mut options: Vec<Value> = strings(&host["SecurityOpt"])
+            .into_iter()
+            .filter(|o| !o.starts_with("seccomp=") && !o.starts_with("seccomp:"))
+            .map(Value::from)
+            .collect();
+        // The API takes the profile's content, not a path (the docker CLI reads the file).
+        options.push(Value::from(format!("seccomp={profile_json}")));
+        host["SecurityOpt"] = Value::Array(options);
+    }
+    host["AutoRemove"] = Value::Bool(false);
+    host["RestartPolicy"] = serde_json::json!({"Name": "no", "MaximumRetryCount": 0});
+    body["HostConfig"] = host;
+    body
+}
+
+/// The verify container, removed (with its anonymous volumes) when dropped.
+struct VerifyContainer<'a> {
+    engine: &'a DockerEngine,
+    name: String,
+    id: String,
+}
+
+impl Drop for VerifyContainer<'_> {
+    fn drop(&mut self) {
+        if let Err(e) = self.engine.remove(&self.id) {
+            eprintln!(
+                "agent-audit: warning: could not remove the verify container {}: {e} (remove it \
+                 with `docker rm -f {}`)",
+                self.name, self.name
+            );
+        }
+    }
+}
+
+/// New cgroups below the engine's cgroup parent, counted from their first syscall; all but
+/// the verify container's are excluded as they appear.
+struct CgroupWatch {
+    counter: SyscallCounter,
+    mount: CgroupV2Mount,
+    glob: CgroupGlob,
+    events: MkdirEvents,
+    ours: Option<TargetSlot>,
+}
+
+impl CgroupWatch {
+    fn arm(attach: AttachMode) -> Result<Self, Error> {
+        crate::privileges::check_bpf_privileges()?;
+        let mount = CgroupV2Mount::discover()?;
+        let pattern = docker_cgroup_pattern().map_err(TargetError::from)?;
+        let glob = CgroupGlob::parse(&mount, &pattern)?;
+        // Which call was refused is the verdict; who made it, and its arguments, are not.
+        let mut counter = SyscallCounter::load_counting_exits(CounterOptions {
+            attach,
+            attribution: false,
+            args: false,
+        })?;
+        counter.attach_exit_counter()?;
+        // Names are collected from before the parent is armed, so that every cgroup the
+        // kernel program may claim has been seen created.
+        let events = MkdirEvents::new(&[glob.parent.dir.as_path()]).map_err(|source| {
+            ContainerVerifyError::Watch {
+                dir: glob.parent.dir.clone(),
+                source,
+            }
+        })?;
+        for child in glob.existing_children(&mount) {
+            counter.exclude_cgroup(child.id)?;
+        }
+        counter.watch_parent(glob.parent.id)?;
+        Ok(Self {
+            counter,
+            mount,
+            glob,
+            events,
+            ours: None,
+        })
+    }
+
+    fn name_of(&mut self, id: u64) -> Option<String> {
+        if let Some((_, name)) = self.events.name_of(id) {
+            return Some(name);
+        }
+        let child = self.glob.child_by_id(&self.mount, id)?;
+        Some(child.dir.file_name()?.to_string_lossy().into_owned())
+    }
+
+    /// Takes up what the kernel program claimed since the last call: the verify container's
+    /// cgroup (its name holds the container id) is kept, any other is excluded.
+    fn update(&mut self, container_id: &str) -> Result<(), Error> {
+        self.events
+            .read_pending()
+            .map_err(|source| ContainerVerifyError::Watch {
+                dir: self.glob.parent.dir.clone(),
+                source,
+            })?;
+        for id in self.events.take_new() {
+            let theirs = self.name_of(id).is_some_and(|n| !n.contains(container_id));
+            if theirs {
+                self.counter.exclude_unclaimed(id)?;
+            }
+        }
+        for (id, slot) in self.counter.claimed_targets()? {
+            let ours =
+                self.ours.is_none() && self.name_of(id).is_some_and(|n| n.contains(container_id));
+            if ours {
+                self.ours = Some(slot);
+            } else {
+                self.counter.exclude_claimed(slot)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The verify container's entries and exits after the runtime's init: see
+    /// [`workload_counts`].
+    fn counts(&self) -> Result<Counts, Error> {
+        let Some(slot) = self.ours else {
+            return Ok(Counts::default());
+        };
+        Ok(workload_counts(
+            self.counter.read(slot)?.syscalls,
+            self.counter.read_exits(slot)?.syscalls,
+            &self.counter.read_runtime_init(slot)?.syscalls,
+            &self.counter.read_init_exits(slot)?.syscalls,
+        ))
+    }
+}
+
+/// Entries and exits of the workload phase, where a refusal is the profile's verdict on the
+/// workload. The runtime's init is left out: the runtime moves its init into the cgroup while
+/// that init is inside a syscall (a `read` on its sync pipe, at times a lazy `umount2`), which
+/// then exits there without having entered; and a refusal during the init fails the start,
+/// which is reported as such. The calls that enter during the init and exit in the workload
+/// phase are those under way when the init phase ended (the exec that ended it): per call,
+/// the init's entries without an init exit; they count as workload entries.
+fn workload_counts(
+    mut entries: Vec<(Arch, u32, u64)>,
+    exits: Vec<(Arch, u32, u64)>,
+    init_entries: &[(Arch, u32, u64)],
+    init_exits: &[(Arch, u32, u64)],
+) -> Counts {
+    for &(arch, nr, entered) in init_entries {
+        let exited: u64 = init_exits
+            .iter()
+            .filter(|&&(a, n, _)| a == arch && n == nr)
+            .map(|&(_, _, c)| c)
+            .sum();
+        let under_way = entered.saturating_sub(exited);
+        if under_way > 0 {
+            entries.push((arch, nr, under_way));
+        }
+    }
+    for &(arch, nr, exited) in init_exits {
+        let entered: u64 = init_entries
+            .iter()
+            .filter(|&&(a, n, _)| a == arch && n == nr)
+            .map(|&(_, _, c)| c)
+            .sum();
+        if exited > entered {
+            tracing::info!(
+                ?arch,
+                nr,
+                count = exited - entered,
+                "runtime init: exits without entries (under way at the cgroup join)"
+            );
+        }
+    }
+    Counts { entries, exits }
+}
+
+#[derive(Default)]
+struct Counts {
+    entries: Vec<(Arch, u32, u64)>,
+    exits: Vec<(Arch, u32, u64)>,
+}
+
+/// How long a killed copy may take to be reported exited.
+const KILL_GRACE: Duration = Duration::from_secs(30);
+
+/// How the verify container's one run went.
+struct Ran {
+    exit_status: i32,
+    start_failure: Option<StartFailure>,
+    /// It ran past the timeout and was killed.
+    timed_out: bool,
+    counts: Counts,
+}
+
+/// Runs the audited container's configuration once more under the profile and returns the
+/// verdict, written to `opts.out` as `verify` writes it.
+pub fn verify_container(opts: &ContainerVerifyOptions) -> Result<VerifyReport, Error> {
+    if let Some(out) = &opts.out {
+        fsutil::check_distinct(&[opts.profile.as_path()], &[out])?;
+        fsutil::check_output(out)?;
+    }
+    let source = SourceContainer::inspect(&opts.name)?;
+    let text = fsutil::read_input(&opts.profile)
+        .map_err(|e| VerifyError::from(ProfileFileError::from(e)))?;
+    let declared = SeccompProfile::parse(&text, &opts.profile).map_err(VerifyError::from)?;
+    // Docker takes the OCI form; a Kubernetes SeccompProfile object is handed over as such.
+    let profile_json = if SpoObject::sniff(&text) {
+        serde_json::to_string(&declared).expect("a profile serializes")
+    } else {
+        text
+    };
+    let context = ContainerContext::on_this_host(source.caps.clone());
+    let profile = context.effective(&declared);
+    let filter = Filter::build(&profile, &opts.profile)?;
+
+    let run_name = format!("{}-agent-audit-verify-{}", source.name, std::process::id());
+    let ran = run_once(
+        &source,
+        &run_name,
+        Some(&profile_json),
+        opts.attach,
+        opts.timeout,
+    )?;
+
+    let mut denied = denied_calls(&ran.counts.entries, &ran.counts.exits, None);
+    mark_fallbacks(&mut denied, &profile);
+    let baseline = if denied.iter().all(Denied::expected) {
+        None
+    } else {
+        Some(mark_refused_before(
+            &source,
+            &mut denied,
+            opts.attach,
+            opts.timeout,
+        )?)
+    };
+    let probes = probes::run(&filter.program, &profile, &probes::probes(&profile))
+        .map_err(VerifyError::Probes)?;
+    let passed = ran.start_failure.is_none()
+        && !ran.timed_out
+        && ran.exit_status == 0
+        && denied.iter().all(Denied::expected)
+        && probes.iter().all(|p| p.ok);
+    let report = VerifyReport {
+        schema: VERIFY_SCHEMA_V1,
+        profile: opts.profile.clone(),
+        command: source.argv(),
+        exit_status: ran.exit_status,
+        start_failure: ran.start_failure,
+        timeout_seconds: Some(opts.timeout.as_secs_f64()),
+        timed_out: ran.timed_out,
+        survivors: Vec::new(),
+        denied,
+        probes,
+        not_in_filter: filter.not_in_filter,
+        passed,
+        container: Some(ContainerRun {
+            container: source.name.clone(),
+            verify_container: run_name,
+            image: source.image(),
+            capabilities: source.caps.to_string(),
+            probes: ProbeSite::HostWithContainerCapabilities,
+            baseline_container: baseline,
+        }),
+    };
+    if let Some(out) = &opts.out {
+        report.write(out)?;
+    }
+    Ok(report)
+}
+
+/// Calls the container's own seccomp configuration (Docker's default profile unless it names
+/// another) refuses never reach `sys_enter` when it is recorded, so no profile made from the
+/// recordings allows them; the profile refusing them as well changes nothing the recorded runs
+/// saw. A run of the copy under that configuration tells them apart from calls only the
+/// profile refuses. Returns the name of that run's container.
+fn mark_refused_before(
+    source: &SourceContainer,
+    denied: &mut [Denied],
+    attach: AttachMode,
+    timeout: Duration,
+) -> Result<String, Error> {
+    let name = format!(
+        "{}-agent-audit-baseline-{}",
+        source.name,
+        std::process::id()
+    );
+    eprintln!(
+        "agent-audit: the profile refused calls: running {name}, a copy under the container's \
+         own seccomp configuration, to see which of them it refuses too"
+    );
+    let ran = run_once(source, &name, None, attach, timeout)?;
+    let before = denied_calls(&ran.counts.entries, &ran.counts.exits, None);
+    for d in denied.iter_mut().filter(|d| !d.expected()) {
+        d.refused_before = before.iter().any(|b| b.arch == d.arch && b.nr == d.nr);
+    }
+    Ok(name)
+}
+
+/// Creates a copy of the container (under `profile_json`, or its own seccomp configuration
+/// when `None`), counts it from its first syscall to its exit, removes it.
+fn run_once(
+    source: &SourceContainer,
+    run_name: &str,
+    profile_json: Option<&str>,
+    attach: AttachMode,
+    timeout: Duration,
+) -> Result<Ran, Error> {
+    let body = create_body(source, profile_json);
+    let id = source
+        .engine
+        .create(run_name, &body)
+        .map_err(|e| ContainerVerifyError::Create {
+            name: run_name.to_string(),
+            source_name: source.name.clone(),
+            source: e,
+        })?;
+    let container = VerifyContainer {
+        engine: &source.engine,
+        name: run_name.to_string(),
+        id,
+    };
+    let mut watch = CgroupWatch::arm(attach)?;
+    let mut timed_out = false;
+    let (exit_status, start_failure) = match source.engine.start(&container.id) {
+        Ok(()) => {
+            watch.update(&container.id)?;
+            let status = match source.engine.wait(&container.id, Some(timeout)) {
+                Err(e) if e.kind() == io::ErrorKind::TimedOut => {
+                    timed_out = true;
+                    eprintln!(
+                        "agent-audit: {run_name} still ran after {:.1} s: killing it",
+                        timeout.as_secs_f64()
+                    );
+                    let engine = &source.engine;
+                    engine
+                        .kill(&container.id)
+                        .and_then(|()| engine.wait(&container.id, Some(KILL_GRACE)))
+                }
+                other => other,
+            }
+            .map_err(ContainerVerifyError::Engine)?;
+            (i32::try_from(status).unwrap_or(i32::MAX), None)
+        }
+        Err(e) => (
+            NOT_STARTED,
+            Some(StartFailure {
+                stage: StartStage::ContainerStart,
+                errno: None,
+                error: e.to_string(),
+            }),
+        ),
+    };
+    watch.update(&container.id)?;
+    let counts = watch.counts()?;
+    if exit_status != 0 {
+        show_output(source, &container);
+    }
+    Ok(Ran {
+        exit_status,
+        start_failure,
+        timed_out,
+        counts,
+    })
+}
+
+/// The end of a failed verify container's output, on stderr: why it failed is often there.
+fn show_output(source: &SourceContainer, container: &VerifyContainer<'_>) {
+    match source.engine.logs_tail(&container.id, LOG_LINES_ON_FAILURE) {
+        Ok(text) if !text.trim().is_empty() => {
+            eprintln!(
+                "agent-audit: the last lines {} wrote under the profile:",
+                container.name
+            );
+            for line in text.lines() {
+                eprintln!("  | {line}");
+            }
+        }
+        Ok(_) => {}
+        Err(e) => eprintln!("agent-audit: cannot read {}'s output: {e}", container.name),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn capabilities_follow_dockers_rules() {
+        let caps = |add: Value, drop: Value| {
+            capabilities(&json!({"CapAdd": add, "CapDrop": drop})).unwrap()
+        };
+        assert_eq!(
+            caps(Value::Null, Value::Null),
+            Capabilities::docker_default()
+        );
+        let seed = caps(
+            Value::Null,
+            json!(["NET_RAW", "SYS_PTRACE", "SYS_MODULE", "SYS_RAWIO", "MKNOD"]),
+        );
+        assert!(!seed.has("CAP_NET_RAW") && !seed.has("CAP_MKNOD"));
+        assert!(seed.has("CAP_CHOWN"));
+        let minimal = caps(json!(["NET_BIND_SERVICE"]), json!(["ALL"]));
+        assert_eq!(
+            minimal,
+            Capabilities::Set(["CAP_NET_BIND_SERVICE".to_string()].into())
+        );
+        assert_eq!(caps(json!(["ALL"]), Value::Null), Capabilities::All);
+        assert!(capabilities(&json!({"CapAdd": ["no such cap!"]})).is_err());
+    }
+
+    #[test]
+    fn the_create_body_carries_the_configuration_and_replaces_the_seccomp_option() {
+        let source = SourceContainer {
+            engine: DockerEngine::for_tests(),
+            name: "agent".into(),
+            inspect: json!({
+                "Name": "/agent",
+                "Image": "sha256:abc",
+                "Config": {"Image": "debian-agent:1", "Cmd": ["python3", "task.py"],
+                           "Env": ["A=1"], "User": "1000", "WorkingDir": "/work", "Labels": null},
+                "HostConfig": {"CapDrop": ["NET_RAW"], "Binds": ["/src:/src:ro"],
+                               "NetworkMode": "none", "AutoRemove": true,
+                               "RestartPolicy": {"Name": "always"},
+                               "SecurityOpt": ["no-new-privileges:true", "seccomp=unconfined"]}
+            }),
+            caps: Capabilities::docker_default(),
+        };
+        let body = create_body(&source, Some("{\"defaultAction\":\"SCMP_ACT_ERRNO\"}"));
+        assert_eq!(body["Image"], "sha256:abc");
+        assert_eq!(body["Cmd"], json!(["python3", "task.py"]));
+        assert_eq!(body["User"], "1000");
+        assert_eq!(body["Labels"]["agent-audit.verify-of"], "agent");
+        let host = &body["HostConfig"];
+        assert_eq!(host["CapDrop"], json!(["NET_RAW"]));
+        assert_eq!(host["Binds"], json!(["/src:/src:ro"]));
+        assert_eq!(host["AutoRemove"], false);
+        assert_eq!(host["RestartPolicy"]["Name"], "no");
+        assert_eq!(
+            host["SecurityOpt"],
+            json!([
+                "no-new-privileges:true",
+                "seccomp={\"defaultAction\":\"SCMP_ACT_ERRNO\"}"
+            ])
+        );
+        // The baseline copy keeps the container's own seccomp configuration.
+        let baseline = create_body(&source, None);
+        assert_eq!(
+            baseline["HostConfig"]["SecurityOpt"],
+            json!(["no-new-privileges:true", "seccomp=unconfined"])
+        );
+        assert_eq!(baseline["HostConfig"]["RestartPolicy"]["Name"], "no");
+    }
+
+    #[test]
+    fn the_init_phase_is_left_out_but_the_exec_that_ends_it_is_balanced() {
+        let x = Arch::X86_64;
+        let counts = workload_counts(
+            vec![(x, 0, 5), (x, 59, 2)],
+            // execve: the one that ended the init and a later one; openat: one refusal.
+            vec![(x, 0, 5), (x, 59, 3), (x, 257, 1)],
+            // The init: reads, a lazy umount2, the exec that ended it.
+            &[(x, 0, 3), (x, 166, 1), (x, 59, 1)],
+            // A read and a umount2 under way at the cgroup join exit without entries there.
+            &[(x, 0, 4), (x, 166, 2)],
+        );
+        let denied = denied_calls(&counts.entries, &counts.exits, None);
+        let refused: Vec<(u32, u64)> = denied.iter().map(|d| (d.nr, d.count)).collect();
+        assert_eq!(refused, [(257, 1)]);
+    }
+}

@@ -1,0 +1,324 @@
+//! `verify` always ends: a command that runs too long is killed at `--timeout`, and the
+//! processes a command leaves running (a worker the profile kept from being stopped) are
+//! killed after the grace period. Each case is a real workload under a real filter; each must
+//! end within its bound, say why it failed, and leave no process behind.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use agent_audit_tests::process::{run, Finished};
+use agent_audit_tests::{agent_audit_bin, require_root, workspace_root};
+
+/// The grace period after the command's exit (agent-audit/src/verify/mod.rs).
+const GRACE: Duration = Duration::from_secs(5);
+/// Far above every bound below: a verify that waits for its survivors fails here instead.
+const HANG: Duration = Duration::from_secs(120);
+
+const FINDINGS: i32 = 1;
+
+/// Everything allowed: the outcome depends on the workload alone.
+const ALLOW_ALL: &str = r#"{"defaultAction":"SCMP_ACT_ALLOW"}"#;
+/// Everything allowed but kill(2), which fails with EPERM.
+const NO_KILL: &str = r#"{"defaultAction":"SCMP_ACT_ALLOW","syscalls":[
+    {"names":["kill"],"action":"SCMP_ACT_ERRNO","errnoRet":1}]}"#;
+
+/// A sleep length no other process on the machine has: it marks this test's processes.
+fn marker() -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos();
+    format!("600.{}{nanos}", std::process::id())
+}
+
+struct Verified {
+    done: Finished,
+    result: Value,
+    elapsed: Duration,
+}
+
+fn verify(dir: &Path, profile: &str, extra: &[&str], command: &[&str]) -> Verified {
+    let profile_path = dir.join("profile.json");
+    std::fs::write(&profile_path, profile).unwrap();
+    let out = dir.join("verify.json");
+    let started = Instant::now();
+    let done = run(
+        Command::new(agent_audit_bin())
+            .arg("verify")
+            .arg("--profile")
+            .arg(&profile_path)
+            .arg("-o")
+            .arg(&out)
+            .args(extra)
+            .arg("--")
+            .args(command),
+        HANG,
+    );
+    let elapsed = started.elapsed();
+    let text = std::fs::read_to_string(&out)
+        .unwrap_or_else(|e| panic!("no verify.json ({e}):\n{}\n{}", done.stdout, done.stderr));
+    Verified {
+        done,
+        result: serde_json::from_str(&text).unwrap(),
+        elapsed,
+    }
+}
+
+/// The pids of live processes whose command line contains `marker`.
+fn processes_with(marker: &str) -> Vec<u32> {
+    let mut pids = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let cmdline = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
+        if String::from_utf8_lossy(&cmdline).contains(marker) {
+            pids.push(pid);
+        }
+    }
+    pids
+}
+
+fn survivors(result: &Value) -> Vec<(u64, String)> {
+    result["survivors"]
+        .as_array()
+        .expect("survivors is a list")
+        .iter()
+        .map(|s| {
+            (
+                s["pid"].as_u64().unwrap(),
+                s["command"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect()
+}
+
+fn denied_names(result: &Value) -> Vec<String> {
+    result["denied"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["name"].as_str().unwrap_or("?").to_string())
+        .collect()
+}
+
+#[test]
+fn root_verify_kills_a_child_that_ignores_sigterm_once_the_grace_period_passed() {
+    require_root();
+    let dir = tempfile::tempdir().unwrap();
+    let mark = marker();
+    // The shell asks its child to stop; the child ignores SIGTERM (inherited from the trap).
+    let script = format!("trap '' TERM; sleep {mark} & kill -TERM $!; exit 0");
+    let v = verify(dir.path(), ALLOW_ALL, &[], &["sh", "-c", &script]);
+    v.done.assert_code(FINDINGS);
+    assert_eq!(v.result["exit_status"], 0, "{:#}", v.result);
+    assert_eq!(v.result["timed_out"], false, "{:#}", v.result);
+    assert_eq!(v.result["passed"], false, "{:#}", v.result);
+    let left = survivors(&v.result);
+    assert_eq!(left.len(), 1, "{:#}", v.result);
+    assert_eq!(left[0].1, format!("sleep {mark}"));
+    assert!(v.done.stdout.contains("LEFT RUNNING"), "{}", v.done.stdout);
+    assert!(
+        v.done
+            .stdout
+            .contains(&format!("pid {} sleep {mark}", left[0].0)),
+        "{}",
+        v.done.stdout
+    );
+    assert!(v.done.stdout.ends_with("FAILED\n"), "{}", v.done.stdout);
+    assert!(
+        v.elapsed < GRACE + Duration::from_secs(30),
+        "took {:?}",
+        v.elapsed
+    );
+    assert_eq!(processes_with(&mark), Vec::<u32>::new(), "left behind");
+}
+
+#[test]
+fn root_verify_ends_a_multiprocessing_worker_the_profile_kept_from_being_stopped() {
+    require_root();
+    let dir = tempfile::tempdir().unwrap();
+    let mark = marker();
+    let script = workspace_root().join("tests/data/workloads/worker_left_behind.py");
+    let script = script.to_str().unwrap();
+    let v = verify(
+        dir.path(),
+        NO_KILL,
+        &["--timeout", "60"],
+        &["/usr/bin/python3", script, &mark],
+    );
+    v.done.assert_code(FINDINGS);
+    // Python's exit handler tried to stop its worker with kill(2): denied, so it lived on.
+    assert!(
+        denied_names(&v.result).contains(&"kill".to_string()),
+        "{:#}",
+        v.result
+    );
+    assert!(
+        v.done.stderr.contains("PermissionError"),
+        "python saw its kill refused:\n{}",
+        v.done.stderr
+    );
+    assert_eq!(v.result["timed_out"], false, "{:#}", v.result);
+    let left = survivors(&v.result);
+    assert_eq!(left.len(), 1, "{:#}", v.result);
+    let worker: u64 = v
+        .done
+        .stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("worker "))
+        .expect("the workload printed its worker's pid")
+        .trim()
+        .parse()
+        .unwrap();
+    assert_eq!(left[0].0, worker, "{:#}", v.result);
+    assert!(left[0].1.contains(&mark), "{:?}", left[0]);
+    assert!(
+        v.elapsed < GRACE + Duration::from_secs(30),
+        "took {:?}",
+        v.elapsed
+    );
+    assert_eq!(processes_with(&mark), Vec::<u32>::new(), "left behind");
+}
+
+#[test]
+fn root_verify_kills_a_command_that_runs_past_its_timeout() {
+    require_root();
+    let dir = tempfile::tempdir().unwrap();
+    let mark = marker();
+    let script = format!("sleep {mark}; echo not reached");
+    let v = verify(
+        dir.path(),
+        ALLOW_ALL,
+        &["--timeout", "1.5"],
+        &["sh", "-c", &script],
+    );
+    v.done.assert_code(FINDINGS);
+    assert_eq!(v.result["timed_out"], true, "{:#}", v.result);
+    assert_eq!(v.result["timeout_seconds"], 1.5, "{:#}", v.result);
+    // The shell was killed by the timeout's SIGKILL.
+    assert_eq!(v.result["exit_status"], 128 + 9, "{:#}", v.result);
+    assert_eq!(v.result["passed"], false, "{:#}", v.result);
+    // Its sleep was still running too: killed and listed.
+    let left = survivors(&v.result);
+    assert_eq!(left.len(), 1, "{:#}", v.result);
+    assert_eq!(left[0].1, format!("sleep {mark}"));
+    assert!(
+        v.done.stdout.contains("TIMED OUT after 1.5s"),
+        "{}",
+        v.done.stdout
+    );
+    // (The first line quotes the command, `echo` included.)
+    assert!(!v.done.stdout.lines().any(|l| l == "not reached"));
+    assert!(v.elapsed < Duration::from_secs(30), "took {:?}", v.elapsed);
+    assert_eq!(processes_with(&mark), Vec::<u32>::new(), "left behind");
+}
+
+#[test]
+fn root_verify_waits_for_a_background_job_that_ends_within_the_grace_period() {
+    require_root();
+    let dir = tempfile::tempdir().unwrap();
+    let flag = dir.path().join("written");
+    let script = format!("(sleep 1; touch {}) & exit 0", flag.display());
+    let v = verify(dir.path(), ALLOW_ALL, &[], &["sh", "-c", &script]);
+    v.done.assert_code(0);
+    assert_eq!(v.result["passed"], true, "{:#}", v.result);
+    assert_eq!(survivors(&v.result), Vec::new());
+    assert_eq!(v.result["timed_out"], false);
+    assert!(flag.exists(), "the background job was cut short");
+}
+
+#[test]
+fn root_audit_passes_its_verify_timeout_on_and_reports_the_timeout_first() {
+    require_root();
+    let dir = tempfile::tempdir().unwrap();
+    let out: PathBuf = dir.path().join("audit");
+    let done = run(
+        Command::new(agent_audit_bin())
+            .args([
+                "audit",
+                "--runs",
+                "1",
+                "--verify-timeout",
+                "0.5",
+                "--out-dir",
+            ])
+            .arg(&out)
+            .args(["--", "sleep", "2"]),
+        HANG,
+    );
+    done.assert_code(FINDINGS);
+    assert!(done.stdout.contains("verify FAILED"), "{}", done.stdout);
+    let text = std::fs::read_to_string(out.join("verify.json")).unwrap();
+    let result: Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(result["timed_out"], true, "{result:#}");
+    assert_eq!(result["timeout_seconds"], 0.5, "{result:#}");
+    let report: Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("report.json")).unwrap()).unwrap();
+    let first = &report["findings"]["verify_failed"][0];
+    assert_eq!(first["kind"], "timed-out", "{:#}", report["findings"]);
+    let md = std::fs::read_to_string(out.join("report.md")).unwrap();
+    let failed = md.find("Verify FAILED").expect("verify section");
+    assert!(
+        md[failed..].contains("timed out under the profile after 0.5s"),
+        "{md}"
+    );
+}
+
+/// A container's copy is bounded too: the engine kills it at `--timeout`, the verification
+/// fails as timed out, and neither the copy nor its processes are left.
+#[test]
+fn root_verify_kills_a_container_copy_that_runs_past_its_timeout() {
+    require_root();
+    if agent_audit_tests::image::skip_without_docker("root_verify_kills_a_container_copy") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let name = agent_audit_tests::unique_name("aa-vtimeout");
+    let mark = marker();
+    let created = run(
+        Command::new("docker")
+            .args(["create", "--name", &name, "--network", "none"])
+            .arg(agent_audit_tests::container::docker_busybox_image())
+            .args(["sleep", &mark]),
+        HANG,
+    );
+    created.assert_code(0);
+    let profile_path = dir.path().join("profile.json");
+    std::fs::write(&profile_path, ALLOW_ALL).unwrap();
+    let out = dir.path().join("verify.json");
+    let started = Instant::now();
+    let done = run(
+        Command::new(agent_audit_bin())
+            .arg("verify")
+            .arg("--profile")
+            .arg(&profile_path)
+            .args(["--timeout", "2", "--docker-container", &name, "-o"])
+            .arg(&out),
+        HANG,
+    );
+    let elapsed = started.elapsed();
+    let copies = run(
+        Command::new("docker").args([
+            "ps",
+            "--all",
+            "--quiet",
+            "--filter",
+            &format!("label=agent-audit.verify-of={name}"),
+        ]),
+        HANG,
+    );
+    let _ = Command::new("docker").args(["rm", "-f", &name]).output();
+    done.assert_code(FINDINGS);
+    let result: Value = serde_json::from_str(&std::fs::read_to_string(&out).unwrap()).unwrap();
+    assert_eq!(result["timed_out"], true, "{result:#}");
+    assert_eq!(result["timeout_seconds"], 2.0, "{result:#}");
+    assert_eq!(result["passed"], false, "{result:#}");
+    assert_eq!(result["exit_status"], 128 + 9, "{result:#}");
+    assert!(elapsed < Duration::from_secs(60), "took {elapsed:?}");
+    assert_eq!(copies.stdout.trim(), "", "verify copies left behind");
+    assert_eq!(processes_with(&mark), Vec::<u32>::new(), "left behind");
+}
