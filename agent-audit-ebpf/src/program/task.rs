@@ -1,8 +1,9 @@
-//! The current task's cgroup id, compat flag, pid/tgid and uid, read the cheapest way the
-//! program type allows. Each helper call costs a call and a return, which this kernel's return
-//! mitigations make expensive; `tp_btf` gets the task pointer with one call and loads the rest
-//! through it (offsets from the kernel's BTF, checked by the verifier), while program types
-//! without BTF pointers call one helper per fact.
+//! The current task's cgroup id, compat flag, pid/tgid, uid and gid, read the cheapest way the
+//! program type allows. Each helper call costs a call and a return (which return-stack
+//! mitigations make expensive) and most helpers call further functions; `tp_btf` and the exec
+//! program get the task pointer with one call and load the rest through it (offsets from the
+//! kernel's BTF, checked by the verifier), while `raw_tp` and `sys_exit`, and any program when
+//! the offsets are unknown, call one helper per fact.
 
 use agent_audit_ebpf::TaskLayout;
 use aya_ebpf::helpers::{
@@ -31,7 +32,7 @@ pub(crate) trait Current {
     fn gid(&self) -> u32;
 }
 
-/// `tp_btf`: the BTF-typed pointer to the current task.
+/// The BTF-typed pointer to the current task (`tp_btf`, and the exec tracepoint).
 pub(crate) struct BtfTask {
     task: *const u8,
 }
