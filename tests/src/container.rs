@@ -153,6 +153,23 @@ impl Drop for RuncContainer {
     }
 }
 
+/// The ids of the containers `verify` created as copies of `name` and did not remove (they
+/// carry the label `agent-audit.verify-of=NAME`); empty when it cleaned up.
+pub fn leftover_verify_copies(name: &str) -> String {
+    run_ok(
+        Command::new("docker").args([
+            "ps",
+            "--all",
+            "--quiet",
+            "--filter",
+            &format!("label=agent-audit.verify-of={name}"),
+        ]),
+        Duration::from_secs(60),
+    )
+    .trim()
+    .to_string()
+}
+
 /// The busybox image for Docker tests, built once per test binary. Its tag is derived from the
 /// rootfs content, so reruns reuse it (docker's cache) instead of piling up images, and
 /// concurrent runs building it agree on what it contains.

@@ -196,16 +196,7 @@ fn root_audit_a_container_start_by_start() {
             .arg(out.path()),
         TIMEOUT,
     );
-    let leftovers = run_ok(
-        Command::new("docker").args([
-            "ps",
-            "--all",
-            "--quiet",
-            "--filter",
-            &format!("label=agent-audit.verify-of={name}"),
-        ]),
-        TIMEOUT,
-    );
+    let leftovers = agent_audit_tests::container::leftover_verify_copies(&name);
     let _ = Command::new("docker")
         .args(["rm", "--force", &name])
         .output();

@@ -12,7 +12,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use agent_audit_tests::allowlist::Allowlist;
-use agent_audit_tests::container::DockerContainer;
+use agent_audit_tests::container::{leftover_verify_copies, DockerContainer};
 use agent_audit_tests::debian::debian_image;
 use agent_audit_tests::process::{run, run_ok};
 use agent_audit_tests::{agent_audit_bin, require_root, unique_name, workspace_root};
@@ -80,20 +80,6 @@ fn container_exit_code(name: &str) -> String {
     .to_string()
 }
 
-/// Verify containers left behind (they are labelled with the container they copy).
-fn leftover_verify_containers(name: &str) -> String {
-    run_ok(
-        Command::new("docker").args([
-            "ps",
-            "--all",
-            "--quiet",
-            "--filter",
-            &format!("label=agent-audit.verify-of={name}"),
-        ]),
-        TIMEOUT,
-    )
-}
-
 #[test]
 fn root_audit_a_debian_container_running_an_agent_task() {
     require_root();
@@ -148,7 +134,7 @@ fn root_audit_a_debian_container_running_an_agent_task() {
     assert!(md.contains("**0 finding(s)**"), "{md}");
     assert!(md.contains("allowed (runtime baseline)"), "{md}");
     done.assert_code(0);
-    assert_eq!(leftover_verify_containers(&name), "");
+    assert_eq!(leftover_verify_copies(&name), "");
 
     for i in 1..=3 {
         let result = dir.path().join(format!("verify-{i}.json"));
@@ -166,5 +152,5 @@ fn root_audit_a_debian_container_running_an_agent_task() {
         assert_eq!(v["exit_status"], 0, "verify {i}: {v:#}\n{}", again.stderr);
         again.assert_code(0);
     }
-    assert_eq!(leftover_verify_containers(&name), "");
+    assert_eq!(leftover_verify_copies(&name), "");
 }

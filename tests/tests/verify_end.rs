@@ -301,16 +301,7 @@ fn root_verify_kills_a_container_copy_that_runs_past_its_timeout() {
         HANG,
     );
     let elapsed = started.elapsed();
-    let copies = run(
-        Command::new("docker").args([
-            "ps",
-            "--all",
-            "--quiet",
-            "--filter",
-            &format!("label=agent-audit.verify-of={name}"),
-        ]),
-        HANG,
-    );
+    let copies = agent_audit_tests::container::leftover_verify_copies(&name);
     let _ = Command::new("docker").args(["rm", "-f", &name]).output();
     done.assert_code(FINDINGS);
     let result: Value = serde_json::from_str(&std::fs::read_to_string(&out).unwrap()).unwrap();
@@ -319,6 +310,6 @@ fn root_verify_kills_a_container_copy_that_runs_past_its_timeout() {
     assert_eq!(result["passed"], false, "{result:#}");
     assert_eq!(result["exit_status"], 128 + 9, "{result:#}");
     assert!(elapsed < Duration::from_secs(60), "took {elapsed:?}");
-    assert_eq!(copies.stdout.trim(), "", "verify copies left behind");
+    assert_eq!(copies, "", "verify copies left behind");
     assert_eq!(processes_with(&mark), Vec::<u32>::new(), "left behind");
 }

@@ -52,19 +52,53 @@ fn summary(h: &mut String, report: &Report) {
         h,
         "<section id=\"summary\"><h2>Summary</h2><div class=\"cards\">"
     );
+    for (label, value, alert) in summary_cards(report) {
+        let class = if alert { "card alert" } else { "card" };
+        let _ = writeln!(
+            h,
+            "<div class=\"{class}\"><b>{}</b>{label}</div>",
+            esc(&value)
+        );
+    }
+    let _ = writeln!(h, "</div>");
+    if let Some(note) = &s.verify_note {
+        let _ = writeln!(h, "<p class=\"verify-note\">{}</p>", esc(note));
+    }
+    runs_table(h, report);
+    let arches: Vec<String> = s
+        .per_arch
+        .iter()
+        .map(|a| {
+            format!(
+                "{}: {} syscalls, {} calls",
+                a.arch.scmp_name(),
+                a.distinct,
+                a.calls
+            )
+        })
+        .collect();
+    let _ = writeln!(h, "<p>Per architecture: {}.</p>", esc(&arches.join("; ")));
+    let _ = writeln!(
+        h,
+        "<p id=\"convergence\">Convergence: {}.</p>",
+        esc(&s.convergence.line)
+    );
+    profile_line(h, report);
+    let _ = writeln!(h, "</section>");
+}
+
+/// The summary's cards: (label, value, whether it calls for attention).
+fn summary_cards(report: &Report) -> [(&'static str, String, bool); 8] {
+    let s = &report.summary;
     let findings = report.finding_count();
-    let cards = [
+    let verify = match s.verify_passed {
+        Some(true) => "PASSED",
+        Some(false) => "FAILED",
+        None => "not run",
+    };
+    [
         ("findings", findings.to_string(), findings > 0),
-        (
-            "verify",
-            match s.verify_passed {
-                Some(true) => "PASSED",
-                Some(false) => "FAILED",
-                None => "not run",
-            }
-            .to_string(),
-            s.verify_passed == Some(false),
-        ),
+        ("verify", verify.to_string(), s.verify_passed == Some(false)),
         ("runs merged", s.runs.len().to_string(), false),
         ("seconds recorded", s.duration_seconds.to_string(), false),
         ("calls", s.totals.calls.to_string(), false),
@@ -83,20 +117,12 @@ fn summary(h: &mut String, report: &Report) {
             s.profile.denied_explicitly.to_string(),
             false,
         ),
-    ];
-    for (label, value, alert) in cards {
-        let class = if alert { "card alert" } else { "card" };
-        let _ = writeln!(
-            h,
-            "<div class=\"{class}\"><b>{}</b>{label}</div>",
-            esc(&value)
-        );
-    }
-    let _ = writeln!(h, "</div>");
-    if let Some(note) = &s.verify_note {
-        let _ = writeln!(h, "<p class=\"verify-note\">{}</p>", esc(note));
-    }
-    let rows: Vec<Vec<Cell>> = s
+    ]
+}
+
+fn runs_table(h: &mut String, report: &Report) {
+    let rows: Vec<Vec<Cell>> = report
+        .summary
         .runs
         .iter()
         .map(|r| {
@@ -127,24 +153,11 @@ fn summary(h: &mut String, report: &Report) {
         ],
         &rows,
     );
-    let arches: Vec<String> = s
-        .per_arch
-        .iter()
-        .map(|a| {
-            format!(
-                "{}: {} syscalls, {} calls",
-                a.arch.scmp_name(),
-                a.distinct,
-                a.calls
-            )
-        })
-        .collect();
-    let _ = writeln!(h, "<p>Per architecture: {}.</p>", esc(&arches.join("; ")));
-    let _ = writeln!(
-        h,
-        "<p id=\"convergence\">Convergence: {}.</p>",
-        esc(&s.convergence.line)
-    );
+}
+
+/// The profile under review, and what it changes against `--base`.
+fn profile_line(h: &mut String, report: &Report) {
+    let s = &report.summary;
     let file = s
         .profile
         .file
@@ -171,7 +184,6 @@ fn summary(h: &mut String, report: &Report) {
             code_list(&base.changed)
         );
     }
-    let _ = writeln!(h, "</section>");
 }
 
 /// What failed under `verify`, first: its failures, then the calls it saw denied.
@@ -201,14 +213,23 @@ fn verify_findings(h: &mut String, report: &Report) {
 }
 
 fn findings(h: &mut String, report: &Report) {
-    let f = &report.findings;
-    let mark_root = report.summary.mixed_privileges;
     let _ = writeln!(h, "<section id=\"findings\"><h2>Findings</h2>");
     if report.finding_count() == 0 {
         let _ = writeln!(h, "<p class=\"none\">None.</p>");
     }
     verify_findings(h, report);
-    if let Some(added) = &f.not_converged {
+    not_converged(h, report);
+    dangerous_observed(h, report);
+    denied_but_used(h, report);
+    arch_gaps(h, report);
+    runtime_init_only(h, report);
+    privilege_drops(h, report);
+    notes(h, report);
+    let _ = writeln!(h, "</section>");
+}
+
+fn not_converged(h: &mut String, report: &Report) {
+    if let Some(added) = &report.findings.not_converged {
         let _ = writeln!(
             h,
             "<h3>Not converged</h3><p>Run {} (<code>{}</code>) still added {}: record more runs \
@@ -218,94 +239,118 @@ fn findings(h: &mut String, report: &Report) {
             code_list(&added.added)
         );
     }
-    if !f.dangerous_observed.is_empty() {
-        let _ = writeln!(h, "<h3>Dangerous syscalls observed</h3>");
-        let rows: Vec<Vec<Cell>> = f
-            .dangerous_observed
-            .iter()
-            .map(|d| {
-                vec![
-                    Cell::code(&d.name),
-                    Cell::num(d.count),
-                    Cell::text(&d.programs.summary(PROGRAMS_PER_CELL, mark_root)),
-                    Cell::text(&d.category),
-                    Cell::text(&d.reason),
-                    Cell::tag(
-                        if d.allowed { "allowed" } else { "denied" },
-                        &d.profile_action,
-                    ),
-                ]
-            })
-            .collect();
-        let header = [
-            "syscall",
-            "calls#",
-            "programs",
-            "category",
-            "why dangerous",
-            "profile",
-        ];
-        table(h, "dangerous", &header, &rows);
+}
+
+fn dangerous_observed(h: &mut String, report: &Report) {
+    let f = &report.findings;
+    if f.dangerous_observed.is_empty() {
+        return;
     }
-    if !f.denied_but_used.is_empty() {
-        let _ = writeln!(h, "<h3>Used by the workload but denied by the profile</h3>");
-        let rows: Vec<Vec<Cell>> = f
-            .denied_but_used
-            .iter()
-            .map(|d| {
-                vec![
-                    Cell::text(d.source.as_str()),
-                    Cell::code(d.name.as_deref().unwrap_or("?")),
-                    Cell::text(d.arch.short_name()),
-                    d.nr.map_or(Cell::text(""), |n| Cell::num(n.into())),
-                    Cell::num(d.count),
-                    Cell::text(&d.why),
-                ]
-            })
-            .collect();
-        let header = ["source", "syscall", "arch", "nr#", "calls#", "why"];
-        table(h, "denied", &header, &rows);
+    let mark_root = report.summary.mixed_privileges;
+    let _ = writeln!(h, "<h3>Dangerous syscalls observed</h3>");
+    let rows: Vec<Vec<Cell>> = f
+        .dangerous_observed
+        .iter()
+        .map(|d| {
+            vec![
+                Cell::code(&d.name),
+                Cell::num(d.count),
+                Cell::text(&d.programs.summary(PROGRAMS_PER_CELL, mark_root)),
+                Cell::text(&d.category),
+                Cell::text(&d.reason),
+                Cell::tag(
+                    if d.allowed { "allowed" } else { "denied" },
+                    &d.profile_action,
+                ),
+            ]
+        })
+        .collect();
+    let header = [
+        "syscall",
+        "calls#",
+        "programs",
+        "category",
+        "why dangerous",
+        "profile",
+    ];
+    table(h, "dangerous", &header, &rows);
+}
+
+fn denied_but_used(h: &mut String, report: &Report) {
+    let f = &report.findings;
+    if f.denied_but_used.is_empty() {
+        return;
     }
-    if !f.arch_gaps.is_empty() {
-        let _ = writeln!(h, "<h3>Missing on a listed architecture</h3>");
-        let rows: Vec<Vec<Cell>> = f
-            .arch_gaps
-            .iter()
-            .map(|g| {
-                vec![
-                    Cell::text(g.arch.short_name()),
-                    Cell::code(&g.name),
-                    Cell::text(&g.why),
-                ]
-            })
-            .collect();
-        table(
-            h,
-            "arch-gaps",
-            &["arch", "syscall", "why it is needed"],
-            &rows,
-        );
+    let _ = writeln!(h, "<h3>Used by the workload but denied by the profile</h3>");
+    let rows: Vec<Vec<Cell>> = f
+        .denied_but_used
+        .iter()
+        .map(|d| {
+            vec![
+                Cell::text(d.source.as_str()),
+                Cell::code(d.name.as_deref().unwrap_or("?")),
+                Cell::text(d.arch.short_name()),
+                d.nr.map_or(Cell::text(""), |n| Cell::num(n.into())),
+                Cell::num(d.count),
+                Cell::text(&d.why),
+            ]
+        })
+        .collect();
+    let header = ["source", "syscall", "arch", "nr#", "calls#", "why"];
+    table(h, "denied", &header, &rows);
+}
+
+fn arch_gaps(h: &mut String, report: &Report) {
+    let f = &report.findings;
+    if f.arch_gaps.is_empty() {
+        return;
     }
-    if !f.runtime_init_only.is_empty() {
-        let _ = writeln!(h, "<h3>Only the container runtime's init used these</h3>");
-        let rows: Vec<Vec<Cell>> = f
-            .runtime_init_only
-            .iter()
-            .map(|r| {
-                let class = match r.profile {
-                    RuntimeInitVerdict::Allowed => "allowed",
-                    RuntimeInitVerdict::Denied | RuntimeInitVerdict::RuntimeBaseline => "expected",
-                };
-                vec![
-                    Cell::code(&r.name),
-                    Cell::num(r.count),
-                    Cell::tag(class, r.profile.label()),
-                ]
-            })
-            .collect();
-        table(h, "runtime-init", &["syscall", "calls#", "profile"], &rows);
+    let _ = writeln!(h, "<h3>Missing on a listed architecture</h3>");
+    let rows: Vec<Vec<Cell>> = f
+        .arch_gaps
+        .iter()
+        .map(|g| {
+            vec![
+                Cell::text(g.arch.short_name()),
+                Cell::code(&g.name),
+                Cell::text(&g.why),
+            ]
+        })
+        .collect();
+    table(
+        h,
+        "arch-gaps",
+        &["arch", "syscall", "why it is needed"],
+        &rows,
+    );
+}
+
+fn runtime_init_only(h: &mut String, report: &Report) {
+    let f = &report.findings;
+    if f.runtime_init_only.is_empty() {
+        return;
     }
-    for d in &f.privilege_drops {
+    let _ = writeln!(h, "<h3>Only the container runtime's init used these</h3>");
+    let rows: Vec<Vec<Cell>> = f
+        .runtime_init_only
+        .iter()
+        .map(|r| {
+            let class = match r.profile {
+                RuntimeInitVerdict::Allowed => "allowed",
+                RuntimeInitVerdict::Denied | RuntimeInitVerdict::RuntimeBaseline => "expected",
+            };
+            vec![
+                Cell::code(&r.name),
+                Cell::num(r.count),
+                Cell::tag(class, r.profile.label()),
+            ]
+        })
+        .collect();
+    table(h, "runtime-init", &["syscall", "calls#", "profile"], &rows);
+}
+
+fn privilege_drops(h: &mut String, report: &Report) {
+    for d in &report.findings.privilege_drops {
         let _ = writeln!(
             h,
             "<h3>Privilege drop in <code>{}</code></h3><p>First call as another user: {}. \
@@ -320,14 +365,18 @@ fn findings(h: &mut String, report: &Report) {
             esc(&d.unprivileged_executables.join(", "))
         );
     }
-    if !f.notes.is_empty() {
-        let _ = writeln!(h, "<h3>Notes</h3><ul>");
-        for note in &f.notes {
-            let _ = writeln!(h, "<li>{}</li>", esc(note));
-        }
-        let _ = writeln!(h, "</ul>");
+}
+
+fn notes(h: &mut String, report: &Report) {
+    let notes = &report.findings.notes;
+    if notes.is_empty() {
+        return;
     }
-    let _ = writeln!(h, "</section>");
+    let _ = writeln!(h, "<h3>Notes</h3><ul>");
+    for note in notes {
+        let _ = writeln!(h, "<li>{}</li>", esc(note));
+    }
+    let _ = writeln!(h, "</ul>");
 }
 
 fn charts(h: &mut String, report: &Report) {

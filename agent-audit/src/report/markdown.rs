@@ -121,7 +121,6 @@ fn findings(md: &mut String, report: &Report, max_rows: usize) {
     if report.finding_count() == 0 {
         let _ = writeln!(md, "None.\n");
     }
-    let mark_root = report.summary.mixed_privileges;
     verify_findings(md, report, max_rows);
     if let Some(added) = &f.not_converged {
         let _ = writeln!(
@@ -133,74 +132,109 @@ fn findings(md: &mut String, report: &Report, max_rows: usize) {
             code_list(&added.added, max_rows)
         );
     }
-    if !f.dangerous_observed.is_empty() {
-        let _ = writeln!(md, "**Dangerous syscalls observed**\n");
-        let rows = f.dangerous_observed.iter().map(|d| {
-            format!(
-                "| {} | {} | {} | {} | {} | {} |",
-                code(&d.name),
-                d.count,
-                escape(&d.programs.summary(PROGRAMS_PER_CELL, mark_root)),
-                escape(&d.category),
-                escape(&d.reason),
-                escape(&d.profile_action)
-            )
-        });
-        table(
-            md,
-            "| syscall | calls | programs | category | why it is dangerous | profile |",
-            rows,
-            max_rows,
-        );
+    dangerous_observed(md, report, max_rows);
+    denied_but_used(md, report, max_rows);
+    arch_gaps(md, report, max_rows);
+    runtime_init_only(md, report, max_rows);
+    privilege_drops(md, report, max_rows);
+    for note in &f.notes {
+        let _ = writeln!(md, "- note: {}", escape(note));
     }
-    if !f.denied_but_used.is_empty() {
-        let _ = writeln!(md, "**Used by the workload but denied by the profile**\n");
-        let rows = f.denied_but_used.iter().map(|d| {
-            format!(
-                "| {} | {} | {} | {} | {} | {} |",
-                d.source,
-                code(d.name.as_deref().unwrap_or("?")),
-                d.arch.short_name(),
-                d.nr.map(|n| n.to_string()).unwrap_or_default(),
-                d.count,
-                escape(&d.why)
-            )
-        });
-        table(
-            md,
-            "| source | syscall | arch | nr | calls | why |",
-            rows,
-            max_rows,
-        );
+    if !f.notes.is_empty() {
+        md.push('\n');
     }
-    if !f.arch_gaps.is_empty() {
-        let _ = writeln!(md, "**Missing on a listed architecture**\n");
-        let rows = f.arch_gaps.iter().map(|g| {
-            format!(
-                "| {} | {} | {} |",
-                g.arch.short_name(),
-                code(&g.name),
-                escape(&g.why)
-            )
-        });
-        table(md, "| arch | syscall | why it is needed |", rows, max_rows);
+}
+
+fn dangerous_observed(md: &mut String, report: &Report, max_rows: usize) {
+    let f = &report.findings;
+    if f.dangerous_observed.is_empty() {
+        return;
     }
-    if !f.runtime_init_only.is_empty() {
-        let _ = writeln!(
-            md,
-            "**Only the container runtime's init used these** (before the workload's first exec)\n"
-        );
-        let rows = f.runtime_init_only.iter().map(|r| {
-            format!(
-                "| {} | {} | {} |",
-                code(&r.name),
-                r.count,
-                r.profile.label()
-            )
-        });
-        table(md, "| syscall | calls | profile |", rows, max_rows);
+    let mark_root = report.summary.mixed_privileges;
+    let _ = writeln!(md, "**Dangerous syscalls observed**\n");
+    let rows = f.dangerous_observed.iter().map(|d| {
+        format!(
+            "| {} | {} | {} | {} | {} | {} |",
+            code(&d.name),
+            d.count,
+            escape(&d.programs.summary(PROGRAMS_PER_CELL, mark_root)),
+            escape(&d.category),
+            escape(&d.reason),
+            escape(&d.profile_action)
+        )
+    });
+    table(
+        md,
+        "| syscall | calls | programs | category | why it is dangerous | profile |",
+        rows,
+        max_rows,
+    );
+}
+
+fn denied_but_used(md: &mut String, report: &Report, max_rows: usize) {
+    let f = &report.findings;
+    if f.denied_but_used.is_empty() {
+        return;
     }
-    for drop in &f.privilege_drops {
+    let _ = writeln!(md, "**Used by the workload but denied by the profile**\n");
+    let rows = f.denied_but_used.iter().map(|d| {
+        format!(
+            "| {} | {} | {} | {} | {} | {} |",
+            d.source,
+            code(d.name.as_deref().unwrap_or("?")),
+            d.arch.short_name(),
+            d.nr.map(|n| n.to_string()).unwrap_or_default(),
+            d.count,
+            escape(&d.why)
+        )
+    });
+    table(
+        md,
+        "| source | syscall | arch | nr | calls | why |",
+        rows,
+        max_rows,
+    );
+}
+
+fn arch_gaps(md: &mut String, report: &Report, max_rows: usize) {
+    let f = &report.findings;
+    if f.arch_gaps.is_empty() {
+        return;
+    }
+    let _ = writeln!(md, "**Missing on a listed architecture**\n");
+    let rows = f.arch_gaps.iter().map(|g| {
+        format!(
+            "| {} | {} | {} |",
+            g.arch.short_name(),
+            code(&g.name),
+            escape(&g.why)
+        )
+    });
+    table(md, "| arch | syscall | why it is needed |", rows, max_rows);
+}
+
+fn runtime_init_only(md: &mut String, report: &Report, max_rows: usize) {
+    let f = &report.findings;
+    if f.runtime_init_only.is_empty() {
+        return;
+    }
+    let _ = writeln!(
+        md,
+        "**Only the container runtime's init used these** (before the workload's first exec)\n"
+    );
+    let rows = f.runtime_init_only.iter().map(|r| {
+        format!(
+            "| {} | {} | {} |",
+            code(&r.name),
+            r.count,
+            r.profile.label()
+        )
+    });
+    table(md, "| syscall | calls | profile |", rows, max_rows);
+}
+
+fn privilege_drops(md: &mut String, report: &Report, max_rows: usize) {
+    for drop in &report.findings.privilege_drops {
         let _ = writeln!(
             md,
             "**Privilege drop in {}** at {}: {} syscall(s) only as root: {}. Run as root: {}. \
@@ -212,12 +246,6 @@ fn findings(md: &mut String, report: &Report, max_rows: usize) {
             plain_list(&drop.root_executables, max_rows),
             plain_list(&drop.unprivileged_executables, max_rows),
         );
-    }
-    for note in &f.notes {
-        let _ = writeln!(md, "- note: {}", escape(note));
-    }
-    if !f.notes.is_empty() {
-        md.push('\n');
     }
 }
 

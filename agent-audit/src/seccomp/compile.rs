@@ -236,7 +236,7 @@ fn condition(arg: &ArgCondition) -> Result<ScmpArgCompare, String> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use std::path::Path;
 
     use super::*;
@@ -279,7 +279,7 @@ mod tests {
 
     /// errno of syscall `nr` with three arguments in a child under `profile` (0 if it
     /// succeeded; a returned descriptor is left to the child's exit).
-    fn errno_under(profile: &SeccompProfile, nr: libc::c_long, a: [u64; 3]) -> i32 {
+    pub(crate) fn errno_under(profile: &SeccompProfile, nr: libc::c_long, a: [u64; 3]) -> i32 {
         let program = crate::seccomp::SeccompProgram::export(
             &build_filter(profile, &[Arch::native().unwrap()]).unwrap(),
         )

@@ -294,8 +294,6 @@ mod tests {
     use std::path::Path;
 
     use super::*;
-    use crate::seccomp::compile::build_filter;
-    use crate::seccomp::SeccompProgram;
 
     fn parse(json: &str) -> SeccompProfile {
         SeccompProfile::parse(json, Path::new("t.json")).unwrap()
@@ -345,27 +343,9 @@ mod tests {
         }
     }
 
-    /// errno of syscall `nr` in a child under `profile`'s filter (0 if it succeeded).
+    /// errno of syscall `nr` (first argument -1) in a child under `profile`'s filter.
     fn errno_under(profile: &SeccompProfile, nr: libc::c_long) -> i32 {
-        let compiled = build_filter(profile, &[Arch::native().unwrap()]).unwrap();
-        let program = SeccompProgram::export(&compiled).unwrap();
-        // SAFETY: the child only installs the prepared filter, makes one syscall and exits
-        // with its errno: async-signal-safe calls on memory prepared before fork.
-        unsafe {
-            let pid = libc::fork();
-            assert!(pid >= 0);
-            if pid == 0 {
-                if program.install().is_err() {
-                    libc::_exit(255);
-                }
-                let r = libc::syscall(nr, -1i64, 0, 0);
-                libc::_exit(if r < 0 { *libc::__errno_location() } else { 0 });
-            }
-            let mut status = 0;
-            libc::waitpid(pid, &mut status, 0);
-            assert!(libc::WIFEXITED(status));
-            libc::WEXITSTATUS(status)
-        }
+        crate::seccomp::compile::tests::errno_under(profile, nr, [u64::MAX, 0, 0])
     }
 
     #[test]

@@ -8,12 +8,13 @@
 //! freeing its slot need not wait for its next poll.
 
 use std::collections::HashMap;
-use std::ffi::CString;
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
+
+use inotify::{EventMask, Inotify, WatchDescriptor, WatchMask};
 
 /// What the reader has seen, shared with the recorder.
 #[derive(Default)]
@@ -31,9 +32,10 @@ type Seen = Arc<Mutex<Created>>;
 
 /// An inotify instance watching directory creation in one or more cgroups.
 pub struct MkdirEvents {
-    fd: Arc<OwnedFd>,
+    /// Non-blocking; read by the reader thread and by [`MkdirEvents::read_pending`].
+    inotify: Arc<Mutex<Inotify>>,
     /// inotify watch descriptor → the directory it watches.
-    dirs: Arc<HashMap<i32, PathBuf>>,
+    dirs: Arc<HashMap<WatchDescriptor, PathBuf>>,
     seen: Seen,
     /// Woken whenever the reader thread saw directories created or removed.
     changed: Arc<tokio::sync::Notify>,
@@ -44,28 +46,13 @@ pub struct MkdirEvents {
 impl MkdirEvents {
     /// Starts watching `dirs` for new subdirectories.
     pub fn new(dirs: &[&Path]) -> io::Result<Self> {
-        // SAFETY: plain syscall; the fd is owned below.
-        let raw = unsafe { libc::inotify_init1(libc::IN_NONBLOCK | libc::IN_CLOEXEC) };
-        if raw < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        // SAFETY: `raw` is a fresh fd nobody else owns.
-        let fd = Arc::new(unsafe { OwnedFd::from_raw_fd(raw) });
+        let inotify = Inotify::init()?;
         let mut watches = HashMap::new();
         for dir in dirs {
-            let c = CString::new(dir.as_os_str().as_encoded_bytes())
-                .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "NUL in path"))?;
-            // SAFETY: valid fd and NUL-terminated path.
-            let wd = unsafe {
-                libc::inotify_add_watch(
-                    fd.as_raw_fd(),
-                    c.as_ptr(),
-                    libc::IN_CREATE | libc::IN_DELETE | libc::IN_ONLYDIR,
-                )
-            };
-            if wd < 0 {
-                return Err(io::Error::last_os_error());
-            }
+            let wd = inotify.watches().add(
+                dir,
+                WatchMask::CREATE | WatchMask::DELETE | WatchMask::ONLYDIR,
+            )?;
             watches.insert(wd, dir.to_path_buf());
         }
         // SAFETY: plain syscall; the fd is owned below.
@@ -75,15 +62,16 @@ impl MkdirEvents {
         }
         // SAFETY: a fresh fd nobody else owns.
         let stop = unsafe { OwnedFd::from_raw_fd(stop) };
+        let inotify_fd = inotify.as_raw_fd();
         let events = Self {
-            fd,
+            inotify: Arc::new(Mutex::new(inotify)),
             dirs: Arc::new(watches),
             seen: Arc::new(Mutex::new(Created::default())),
             changed: Arc::new(tokio::sync::Notify::new()),
             stop,
         };
-        let (fd, dirs, seen, changed, stop_fd) = (
-            events.fd.clone(),
+        let (inotify, dirs, seen, changed, stop_fd) = (
+            events.inotify.clone(),
             events.dirs.clone(),
             events.seen.clone(),
             events.changed.clone(),
@@ -91,7 +79,7 @@ impl MkdirEvents {
         );
         std::thread::Builder::new()
             .name("mkdir-events".into())
-            .spawn(move || reader(&fd, &dirs, &seen, &changed, stop_fd))?;
+            .spawn(move || reader(&inotify, inotify_fd, &dirs, &seen, &changed, stop_fd))?;
         Ok(events)
     }
 
@@ -100,7 +88,7 @@ impl MkdirEvents {
     /// any task can be moved into the new cgroup, so after this call every cgroup that has
     /// made a syscall is named if it still exists.
     pub fn read_pending(&mut self) -> io::Result<()> {
-        read_queued(self.fd.as_raw_fd(), &self.dirs, &self.seen)
+        read_queued(&self.inotify, &self.dirs, &self.seen)
     }
 
     /// Records a child found by looking its id up in its parent directory.
@@ -145,16 +133,18 @@ fn lock(seen: &Seen) -> std::sync::MutexGuard<'_, Created> {
 }
 
 /// The reader thread: waits for inotify events (or the stop eventfd) and records them.
+/// `inotify_fd` is the descriptor of `inotify`, polled without holding its lock.
 fn reader(
-    fd: &OwnedFd,
-    dirs: &HashMap<i32, PathBuf>,
+    inotify: &Mutex<Inotify>,
+    inotify_fd: RawFd,
+    dirs: &HashMap<WatchDescriptor, PathBuf>,
     seen: &Seen,
     changed: &tokio::sync::Notify,
     stop: RawFd,
 ) {
     let mut fds = [
         libc::pollfd {
-            fd: fd.as_raw_fd(),
+            fd: inotify_fd,
             events: libc::POLLIN,
             revents: 0,
         },
@@ -165,7 +155,9 @@ fn reader(
         },
     ];
     loop {
-        // SAFETY: two valid pollfds.
+        // SAFETY: two valid pollfds; both descriptors outlive this thread's use of them (the
+        // inotify instance is shared through an Arc, and the eventfd is closed only after it
+        // told this loop to end).
         let n = unsafe { libc::poll(fds.as_mut_ptr(), 2, -1) };
         if n < 0 {
             if io::Error::last_os_error().kind() == io::ErrorKind::Interrupted {
@@ -176,59 +168,48 @@ fn reader(
         if fds[1].revents != 0 {
             return;
         }
-        if read_queued(fd.as_raw_fd(), dirs, seen).is_err() {
+        if read_queued(inotify, dirs, seen).is_err() {
             return;
         }
         changed.notify_one();
     }
 }
 
-/// Reads the inotify fd (non-blocking) until it is empty, recording each new directory.
-fn read_queued(fd: RawFd, dirs: &HashMap<i32, PathBuf>, seen: &Seen) -> io::Result<()> {
+/// Reads the (non-blocking) inotify instance until it is empty, recording each new directory.
+fn read_queued(
+    inotify: &Mutex<Inotify>,
+    dirs: &HashMap<WatchDescriptor, PathBuf>,
+    seen: &Seen,
+) -> io::Result<()> {
+    // Room for many events (each at most a header and a 255-byte name).
     let mut buf = [0u8; 4096];
+    let mut inotify = inotify.lock().unwrap_or_else(|e| e.into_inner());
     loop {
-        // SAFETY: reading into a local buffer of the given size.
-        let n = unsafe { libc::read(fd, buf.as_mut_ptr().cast(), buf.len()) };
-        // Negative: the call failed (errno says why).
-        let Ok(n) = usize::try_from(n) else {
-            let err = io::Error::last_os_error();
-            if err.kind() == io::ErrorKind::WouldBlock {
-                return Ok(());
-            }
-            return Err(err);
+        let events = match inotify.read_events(&mut buf) {
+            Ok(events) => events,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
+            Err(e) => return Err(e),
         };
-        if n == 0 {
-            return Ok(());
+        for event in events {
+            if !event.mask.contains(EventMask::CREATE) {
+                continue; // a removal: it only wakes the recorder
+            }
+            if let (Some(parent), Some(name)) = (dirs.get(&event.wd), event.name) {
+                record_created(seen, parent, name.to_string_lossy().into_owned());
+            }
         }
-        parse(dirs, seen, &buf[..n]);
     }
 }
 
-/// Records the id of every directory named in a buffer of inotify events.
-fn parse(dirs: &HashMap<i32, PathBuf>, seen: &Seen, mut buf: &[u8]) {
-    const HEADER: usize = std::mem::size_of::<libc::inotify_event>();
-    while buf.len() >= HEADER {
-        // SAFETY: the kernel writes whole `inotify_event` headers; read unaligned.
-        let ev: libc::inotify_event = unsafe { std::ptr::read_unaligned(buf.as_ptr().cast()) };
-        let end = (HEADER + ev.len as usize).min(buf.len());
-        let name = String::from_utf8_lossy(&buf[HEADER..end])
-            .trim_end_matches('\0')
-            .to_string();
-        if ev.mask & libc::IN_CREATE == 0 {
-            buf = &buf[end..];
-            continue; // a removal: it only wakes the recorder
+/// Looks a new directory up at once: its inode number is the cgroup id.
+fn record_created(seen: &Seen, parent: &Path, name: String) {
+    let mut seen = lock(seen);
+    match std::fs::metadata(parent.join(&name)) {
+        Ok(meta) => {
+            seen.names.insert(meta.ino(), (parent.to_path_buf(), name));
+            seen.new.push(meta.ino());
         }
-        if let Some(parent) = dirs.get(&ev.wd) {
-            let mut seen = lock(seen);
-            match std::fs::metadata(parent.join(&name)) {
-                Ok(meta) => {
-                    seen.names.insert(meta.ino(), (parent.clone(), name));
-                    seen.new.push(meta.ino());
-                }
-                Err(_) => seen.vanished.push((parent.clone(), name)),
-            }
-        }
-        buf = &buf[end..];
+        Err(_) => seen.vanished.push((parent.to_path_buf(), name)),
     }
 }
 
@@ -236,37 +217,37 @@ fn parse(dirs: &HashMap<i32, PathBuf>, seen: &Seen, mut buf: &[u8]) {
 mod tests {
     use super::*;
 
-    /// One inotify event as the kernel writes it: the header, then the name padded with NULs.
-    fn event(wd: i32, mask: u32, name: &str) -> Vec<u8> {
-        let padded = (name.len() / 16 + 1) * 16;
-        let mut buf = Vec::new();
-        buf.extend_from_slice(&wd.to_ne_bytes());
-        buf.extend_from_slice(&mask.to_ne_bytes());
-        buf.extend_from_slice(&0u32.to_ne_bytes()); // cookie
-        buf.extend_from_slice(&u32::try_from(padded).unwrap().to_ne_bytes());
-        buf.extend_from_slice(name.as_bytes());
-        buf.resize(buf.len() + padded - name.len(), 0);
-        buf
+    /// The name of directory `ino` once the events are read (by either reader).
+    fn named_within_a_second(events: &mut MkdirEvents, ino: u64) -> Option<(PathBuf, String)> {
+        for _ in 0..200 {
+            events.read_pending().unwrap();
+            if let Some(named) = events.name_of(ino) {
+                return Some(named);
+            }
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        None
     }
 
     #[test]
     fn a_directory_gone_before_its_creation_is_read_is_kept_by_name() {
         let dir = tempfile::tempdir().unwrap();
+        let mut events = MkdirEvents::new(&[dir.path()]).unwrap();
+        // Hold the instance so that the reader thread cannot read the events before the
+        // first directory is gone again.
+        let guard = events.inotify.lock().unwrap();
+        std::fs::create_dir(dir.path().join("gone")).unwrap();
         std::fs::create_dir(dir.path().join("here")).unwrap();
-        let dirs = HashMap::from([(1, dir.path().to_path_buf())]);
-        let seen: Seen = Arc::default();
-        let mut buf = event(1, libc::IN_CREATE | libc::IN_ISDIR, "gone");
-        buf.extend(event(1, libc::IN_CREATE | libc::IN_ISDIR, "here"));
-        buf.extend(event(1, libc::IN_DELETE | libc::IN_ISDIR, "gone"));
-        parse(&dirs, &seen, &buf);
-        let created = lock(&seen);
+        std::fs::remove_dir(dir.path().join("gone")).unwrap();
+        drop(guard);
+        let ino = std::fs::metadata(dir.path().join("here")).unwrap().ino();
+        let named = named_within_a_second(&mut events, ino);
+        assert_eq!(named, Some((dir.path().to_path_buf(), "here".to_string())));
         assert_eq!(
-            created.vanished,
+            events.take_vanished(),
             [(dir.path().to_path_buf(), "gone".to_string())]
         );
-        let ino = std::fs::metadata(dir.path().join("here")).unwrap().ino();
-        assert_eq!(created.new, [ino]);
-        assert_eq!(created.names.len(), 1);
+        assert_eq!(events.take_new(), [ino]);
     }
 
     #[test]
@@ -276,15 +257,7 @@ mod tests {
         let child = dir.path().join("c1");
         std::fs::create_dir(&child).unwrap();
         let ino = std::fs::metadata(&child).unwrap().ino();
-        let mut named = None;
-        for _ in 0..200 {
-            events.read_pending().unwrap();
-            named = events.name_of(ino);
-            if named.is_some() {
-                break;
-            }
-            std::thread::sleep(std::time::Duration::from_millis(5));
-        }
+        let named = named_within_a_second(&mut events, ino);
         assert_eq!(named, Some((dir.path().to_path_buf(), "c1".to_string())));
         assert_eq!(events.take_new(), vec![ino]);
         assert_eq!(events.take_new(), Vec::<u64>::new());
