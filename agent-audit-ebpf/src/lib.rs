@@ -201,7 +201,7 @@ pub struct ExecEvent {
     pub ktime_ns: u64,
     /// New `comm`.
     pub comm: [u8; 16],
-    /// Bytes of `filename` used, including the NUL.
+    /// Bytes of `filename` used, not counting its NUL.
     pub filename_len: u32,
     /// Explicit padding (keeps the layout free of implicit holes).
     pub _pad: u32,
@@ -223,6 +223,68 @@ pub const GLOBAL_COMPAT_SOCKETCALL_NR: &str = "COMPAT_SOCKETCALL_NR";
 pub const GLOBAL_COMPAT_IPC_NR: &str = "COMPAT_IPC_NR";
 /// Offset in `struct pt_regs` of a compat syscall's first argument (x86_64: `bx`).
 pub const GLOBAL_COMPAT_ARG0_OFFSET: &str = "COMPAT_ARG0_OFFSET";
+
+/// `TaskLayout`: where the current task's cgroup id, pid, tgid and uid are, read from the
+/// kernel's BTF. The `tp_btf` program then loads them through the BTF-typed task pointer
+/// (one helper call for all of them) instead of calling `bpf_get_current_cgroup_id`,
+/// `bpf_get_current_pid_tgid` and `bpf_get_current_uid_gid` on every syscall.
+pub const GLOBAL_TASK_LAYOUT: &str = "TASK_LAYOUT";
+
+/// Byte offsets of the members the kernel program follows from `task_struct`; all zero when
+/// unknown (no BTF, or a member was not found), which makes it call the helpers instead.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct TaskLayout {
+    /// `task_struct.cgroups` (`struct css_set *`).
+    pub task_cgroups: u32,
+    /// `css_set.dfl_cgrp` (`struct cgroup *`, the task's cgroup v2).
+    pub css_set_dfl_cgrp: u32,
+    /// `cgroup.kn` (`struct kernfs_node *`).
+    pub cgroup_kn: u32,
+    /// `kernfs_node.id` (`u64`, the cgroup id `bpf_get_current_cgroup_id` returns).
+    pub kernfs_node_id: u32,
+    /// `task_struct.pid`.
+    pub task_pid: u32,
+    /// `task_struct.tgid`.
+    pub task_tgid: u32,
+    /// `task_struct.cred` (`const struct cred *`, the subjective credentials).
+    pub task_cred: u32,
+    /// `cred.uid` (`kuid_t`: the kernel uid, as `bpf_get_current_uid_gid` reports it).
+    pub cred_uid: u32,
+    /// `cred.gid` (`kgid_t`).
+    pub cred_gid: u32,
+}
+
+impl TaskLayout {
+    /// Unknown: the helpers are used.
+    pub const UNKNOWN: Self = Self {
+        task_cgroups: 0,
+        css_set_dfl_cgrp: 0,
+        cgroup_kn: 0,
+        kernfs_node_id: 0,
+        task_pid: 0,
+        task_tgid: 0,
+        task_cred: 0,
+        cred_uid: 0,
+        cred_gid: 0,
+    };
+
+    /// Whether every offset was found. None of these members leads its struct in any kernel
+    /// with BTF (`task_struct` starts with `thread_info` or `__state`, `css_set` and `cred`
+    /// with a reference count, `cgroup` with its `css`, `kernfs_node` with `count`), so 0
+    /// can mean "unknown".
+    pub const fn is_known(&self) -> bool {
+        self.task_cgroups != 0
+            && self.css_set_dfl_cgrp != 0
+            && self.cgroup_kn != 0
+            && self.kernfs_node_id != 0
+            && self.task_pid != 0
+            && self.task_tgid != 0
+            && self.task_cred != 0
+            && self.cred_uid != 0
+            && self.cred_gid != 0
+    }
+}
 
 /// Sub-operations of i386 `socketcall`/`ipc` counted separately (`args[0] & 0xffff` below this).
 pub const MUX_SLOTS: usize = 32;
@@ -399,6 +461,9 @@ unsafe impl aya::Pod for AttribEntry {}
 unsafe impl aya::Pod for ArgSpec {}
 // SAFETY: as above.
 #[cfg(all(feature = "user", not(target_arch = "bpf")))]
+unsafe impl aya::Pod for TaskLayout {}
+// SAFETY: as above.
+#[cfg(all(feature = "user", not(target_arch = "bpf")))]
 unsafe impl aya::Pod for ArgState {}
 // SAFETY: as above.
 #[cfg(all(feature = "user", not(target_arch = "bpf")))]
@@ -412,6 +477,7 @@ const _: () = assert!(core::mem::size_of::<AttribEntry>() == 48);
 const _: () = assert!(core::mem::size_of::<ExecEvent>() == 48 + EXEC_FILENAME_LEN);
 const _: () = assert!(ATTRIB_ENTRIES.is_power_of_two());
 const _: () = assert!(core::mem::size_of::<ArgSpec>() == 16);
+const _: () = assert!(core::mem::size_of::<TaskLayout>() == 36);
 const _: () = assert!(core::mem::size_of::<ArgState>() == ARG_PHASES * MAX_TRACKED_ARGS * 10);
 const _: () = assert!(core::mem::size_of::<ArgValueKey>() == 16);
 const _: () = assert!(core::mem::size_of::<ArgValueEntry>() == 24);

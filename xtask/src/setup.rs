@@ -34,11 +34,13 @@ const TEST_PACKAGES: &[&str] = &[
     "debootstrap", // the Debian root filesystem of the Debian container test
 ];
 
-/// Debian packages `cargo xtask bench` uses: the reference tracers, the workload's tools, and
-/// Podman's default seccomp profile (/usr/share/containers/seccomp.json), which is compared
-/// without being copied into the repository.
+/// Debian packages `cargo xtask bench` uses: the reference tracers, bpftool (the BPF-statistics
+/// part reads every program's run time with it), the workload's tools, and Podman's default
+/// seccomp profile (/usr/share/containers/seccomp.json), which is compared without being copied
+/// into the repository.
 pub const BENCH_PACKAGES: &[&str] = &[
     "bpftrace",
+    "bpftool",
     "strace",
     "git",
     "tar",

@@ -10,14 +10,12 @@ use agent_audit_ebpf::{
     ATTRIB_ROOT, ATTRIB_RUNTIME_INIT,
 };
 use aya_ebpf::{
-    helpers::{
-        bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_get_current_uid_gid, bpf_ktime_get_ns,
-    },
+    helpers::{bpf_get_current_comm, bpf_ktime_get_ns},
     macros::map,
     maps::{Array, HashMap, PerCpuArray},
 };
 
-use super::{global, PRCTL_NR};
+use super::{global, task::Current, PRCTL_NR};
 
 /// `last_ns` is refreshed on every this many calls of a (program, syscall) key.
 const LAST_SEEN_EVERY: u64 = 64;
@@ -49,13 +47,19 @@ pub(super) fn names_changed() {
 /// Attributes one call of syscall `nr` (through `abi`) by the current task to target `slot`,
 /// in the workload's phase or the runtime's init.
 #[inline(always)]
-pub(super) fn attribute(slot: u32, abi: usize, nr: u64, runtime_init: bool) {
+pub(super) fn attribute<T: Current>(
+    current: &T,
+    slot: u32,
+    abi: usize,
+    nr: u64,
+    runtime_init: bool,
+) {
     let Some(cache) = TASK_CACHE.get_ptr_mut(0) else {
         return;
     };
     // SAFETY: this CPU's element, not shared with other CPUs.
     let cache = unsafe { &mut *cache };
-    let pid_tgid = bpf_get_current_pid_tgid();
+    let pid_tgid = current.pid_tgid();
     let epoch = NAME_EPOCH.get(0).copied().unwrap_or(0);
     if cache.pid_tgid != pid_tgid || cache.epoch != epoch {
         refresh(cache, pid_tgid, epoch);
@@ -66,10 +70,8 @@ pub(super) fn attribute(slot: u32, abi: usize, nr: u64, runtime_init: bool) {
         // PR_SET_NAME may rename the task, which may go on on another CPU.
         names_changed();
     }
-    // The helper returns the gid in the high 32 bits and the uid in the low ones.
-    #[allow(clippy::cast_possible_truncation)]
-    let uid = bpf_get_current_uid_gid() as u32;
-    let flags = (u8::from(uid == 0) * ATTRIB_ROOT) | (u8::from(runtime_init) * ATTRIB_RUNTIME_INIT);
+    let flags = (u8::from(current.uid() == 0) * ATTRIB_ROOT)
+        | (u8::from(runtime_init) * ATTRIB_RUNTIME_INIT);
     // The key's layout, shared with userspace: the number in 16 bits (syscall numbers are
     // below 1024; a bogus larger one folds onto a small one, as it always has) and the ABI
     // (< ABI_COUNT) in a byte.

@@ -3,6 +3,7 @@
 mod args;
 mod attribution;
 mod exec;
+mod task;
 
 use agent_audit_ebpf::{
     CgroupVerdict, SyscallCounters, ABI_COMPAT32, ABI_NATIVE, ABI_X32, MAX_CACHED_CGROUPS,
@@ -11,16 +12,14 @@ use agent_audit_ebpf::{
 };
 use aya_ebpf::{
     bindings::BPF_F_MMAPABLE,
-    helpers::{
-        bpf_get_current_ancestor_cgroup_id, bpf_get_current_cgroup_id, bpf_get_current_task,
-        bpf_get_current_task_btf, bpf_ktime_get_ns, bpf_probe_read_kernel,
-    },
+    helpers::{bpf_get_current_ancestor_cgroup_id, bpf_ktime_get_ns, bpf_probe_read_kernel},
     macros::{btf_tracepoint, map, raw_tracepoint, tracepoint},
     maps::{Array, HashMap, LruHashMap, PerCpuArray, Queue},
     programs::{BtfTracePointContext, RawTracePointContext, TracePointContext},
     EbpfContext,
 };
 use aya_log_ebpf::debug;
+use task::{BtfTask, Current, HelperTask};
 
 // Host facts from userspace (see the GLOBAL_* docs in lib.rs). Read-only after load, so the
 // verifier sees constants and drops the compat branches entirely where detection is off.
@@ -116,7 +115,7 @@ static INIT_EXIT_COUNTERS: PerCpuArray<SyscallCounters> =
 pub fn sys_enter_btf(ctx: BtfTracePointContext) -> i32 {
     let regs: *const u8 = ctx.arg(0);
     let id: i64 = ctx.arg(1);
-    count_enter::<_, args::BtfRegs>(&ctx, regs, id, compat_flag_btf);
+    count_enter::<_, _, args::BtfRegs>(&ctx, &BtfTask::current(), regs, id);
     0
 }
 
@@ -125,7 +124,7 @@ pub fn sys_enter_btf(ctx: BtfTracePointContext) -> i32 {
 pub fn sys_enter_raw(ctx: RawTracePointContext) -> i32 {
     let regs: *const u8 = ctx.arg(0);
     let id: i64 = ctx.arg(1);
-    count_enter::<_, args::ProbedRegs>(&ctx, regs, id, compat_flag_probed);
+    count_enter::<_, _, args::ProbedRegs>(&ctx, &HelperTask, regs, id);
     0
 }
 
@@ -146,10 +145,10 @@ pub fn sys_exit(ctx: TracePointContext) -> u32 {
     };
     // SAFETY: offset 16 is `long ret`.
     let ret = unsafe { ctx.read_at::<i64>(16) }.unwrap_or(-1);
-    let Some(slot) = target_slot(&ctx) else {
+    let Some(slot) = target_slot(&ctx, &HelperTask) else {
         return 0;
     };
-    let (abi, nr) = abi_and_nr(id, compat_flag_probed);
+    let (abi, nr) = abi_and_nr(id, &HelperTask);
     if ret == 0 && abi == ABI_NATIVE && is_fork_family(nr) {
         // The new child's first return: it never entered this call.
         return 0;
@@ -176,26 +175,22 @@ fn is_fork_family(nr: u64) -> bool {
 }
 
 #[inline(always)]
-fn count_enter<C: EbpfContext, R: args::SavedRegs>(
+fn count_enter<C: EbpfContext, T: Current, R: args::SavedRegs>(
     ctx: &C,
+    current: &T,
     regs: *const u8,
     id: i64,
-    compat_flag: fn(u32) -> u32,
 ) {
-    let Some(slot) = target_slot(ctx) else {
+    let Some(slot) = target_slot(ctx, current) else {
         return;
     };
-    let (abi, nr) = abi_and_nr(id, compat_flag);
-    let mut runtime_init = false;
-    let map = match PHASE.get_ptr_mut(slot) {
+    let (abi, nr) = abi_and_nr(id, current);
+    let runtime_init = match PHASE.get_ptr_mut(slot) {
         // SAFETY: a valid element of an array map; a racing write stores the same value.
-        Some(phase) if unsafe { *phase } == PHASE_RUNTIME_INIT => {
-            runtime_init = true;
-            &INIT_COUNTERS
-        }
-        _ => &COUNTERS,
+        Some(phase) => unsafe { *phase == PHASE_RUNTIME_INIT },
+        None => false,
     };
-    let Some(counters) = map.get_ptr_mut(slot) else {
+    let Some(counters) = counters_of(slot, runtime_init) else {
         return;
     };
     // SAFETY: the per-CPU element is only written by this CPU, and programs on one CPU do not
@@ -206,7 +201,7 @@ fn count_enter<C: EbpfContext, R: args::SavedRegs>(
         count_multiplexer(counters, regs, nr);
     }
     if global(&ATTRIBUTION) != 0 {
-        attribution::attribute(slot, abi, nr, runtime_init);
+        attribution::attribute(current, slot, abi, nr, runtime_init);
     }
     if args::enabled() {
         args::record::<R>(regs, slot, abi, nr, runtime_init);
@@ -229,13 +224,25 @@ fn mark_changed(slot: u32) {
     }
 }
 
-/// The target slot counting the current task, if any. This is the only work done for tasks
-/// outside every target: one helper call and two array loads when this CPU saw the same cgroup
-/// last (the common case: a task runs many syscalls per time slice), else one hash lookup.
+/// This CPU's counters of `slot` for the phase. Each map has its own lookup call so that the
+/// verifier can inline both (a lookup in a map chosen at run time is a call through the map's
+/// operations, several times the cost of the rest of the counting).
 #[inline(always)]
-pub(crate) fn target_slot<C: EbpfContext>(ctx: &C) -> Option<u32> {
-    // SAFETY: helper without preconditions.
-    let cgroup_id = unsafe { bpf_get_current_cgroup_id() };
+fn counters_of(slot: u32, runtime_init: bool) -> Option<*mut SyscallCounters> {
+    if runtime_init {
+        INIT_COUNTERS.get_ptr_mut(slot)
+    } else {
+        COUNTERS.get_ptr_mut(slot)
+    }
+}
+
+/// The target slot counting the current task, if any. This is the only work done for tasks
+/// outside every target: reading the task's cgroup id and two array loads when this CPU saw
+/// the same cgroup last (the common case: a task runs many syscalls per time slice), else one
+/// hash lookup.
+#[inline(always)]
+pub(crate) fn target_slot<C: EbpfContext, T: Current>(ctx: &C, current: &T) -> Option<u32> {
+    let cgroup_id = current.cgroup_id();
     let generation = *TARGET_GENERATION.get(0)?;
     let last = LAST_VERDICT.get_ptr_mut(0)?;
     // SAFETY: this CPU's element; programs on one CPU do not nest on sys_enter.
@@ -265,43 +272,22 @@ pub(crate) fn end_runtime_init(slot: u32) {
     }
 }
 
-/// Which ABI the current syscall came through, and its number in that ABI's table.
-/// `compat_flag` reads the task's compat flag word at the given offset.
+/// Which ABI the current syscall came through, and its number in that ABI's table: the task's
+/// compat flag (x86_64 `thread_info.status`, tested with `TS_COMPAT` as the kernel's
+/// `in_ia32_syscall()` does, so `int 0x80` from 64-bit code is classified right), then x32's
+/// number bit.
 #[inline(always)]
-fn abi_and_nr(id: i64, compat_flag: fn(u32) -> u32) -> (usize, u64) {
+fn abi_and_nr<T: Current>(id: i64, current: &T) -> (usize, u64) {
     let offset = global(&COMPAT_FLAG_OFFSET);
     // The number as the kernel's unsigned syscall tables see it (-1 becomes out of range).
     let nr = id.cast_unsigned();
-    if offset != 0 && compat_flag(offset) & global(&COMPAT_FLAG_MASK) != 0 {
+    if offset != 0 && current.compat_flag(offset) & global(&COMPAT_FLAG_MASK) != 0 {
         return (ABI_COMPAT32, nr);
     }
     if id > 0 && nr & X32_SYSCALL_BIT != 0 {
         return (ABI_X32, nr & !X32_SYSCALL_BIT);
     }
     (ABI_NATIVE, nr)
-}
-
-/// The task's compat flag word (x86_64 `thread_info.status`, tested with `TS_COMPAT` as the
-/// kernel's `in_ia32_syscall()` does, so `int 0x80` from 64-bit code is classified right),
-/// loaded directly through the BTF-typed task pointer: the verifier checks the offset against
-/// `task_struct`, and no helper call is needed.
-#[inline(always)]
-fn compat_flag_btf(offset: u32) -> u32 {
-    // SAFETY: a trusted BTF pointer to the current task; `offset` is a load-time constant the
-    // verifier resolves to `thread_info.status` and refuses otherwise.
-    unsafe {
-        let task = bpf_get_current_task_btf() as *const u8;
-        core::ptr::read_volatile(task.add(offset as usize) as *const u32)
-    }
-}
-
-/// The same word through `bpf_probe_read_kernel`, for program types without BTF pointers.
-#[inline(always)]
-fn compat_flag_probed(offset: u32) -> u32 {
-    // SAFETY: helper without preconditions.
-    let task = unsafe { bpf_get_current_task() } as *const u8;
-    // SAFETY: probe read of kernel memory; failure reads as "not compat".
-    unsafe { bpf_probe_read_kernel(task.wrapping_add(offset as usize) as *const u32) }.unwrap_or(0)
 }
 
 #[inline(always)]

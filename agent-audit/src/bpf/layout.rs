@@ -5,8 +5,58 @@
 //! Offsets are read from the kernel's own BTF when it has one; without BTF the layouts of
 //! current kernels are assumed and the assumption is logged.
 
+use agent_audit_ebpf::TaskLayout;
+
 use super::btf_scan::KernelBtf;
 use crate::syscalls::Arch;
+
+/// The members the `tp_btf` program follows from the current task, in [`TaskLayout`]'s order.
+/// They are the same on every architecture, so they are asked in the same BTF scan as the
+/// architecture's own members (one pass over the file).
+const TASK_MEMBERS: [(&str, &str); 9] = [
+    ("task_struct", "cgroups"),
+    ("css_set", "dfl_cgrp"),
+    ("cgroup", "kn"),
+    ("kernfs_node", "id"),
+    ("task_struct", "pid"),
+    ("task_struct", "tgid"),
+    ("task_struct", "cred"),
+    ("cred", "uid"),
+    ("cred", "gid"),
+];
+
+/// The task layout from the scan's answers to [`TASK_MEMBERS`]; unknown unless all were found.
+/// The offsets of `wanted` in the kernel's BTF; all unknown without one.
+fn offsets_in(btf: Option<&KernelBtf>, wanted: &[(&str, &str)]) -> Vec<Option<u32>> {
+    btf.map_or_else(|| vec![None; wanted.len()], |b| b.member_offsets(wanted))
+}
+
+fn task_layout(found: &[Option<u32>]) -> TaskLayout {
+    let Some(v) = found.iter().copied().collect::<Option<Vec<u32>>>() else {
+        return TaskLayout::UNKNOWN;
+    };
+    let [task_cgroups, css_set_dfl_cgrp, cgroup_kn, kernfs_node_id, task_pid, task_tgid, task_cred, cred_uid, cred_gid] =
+        v[..]
+    else {
+        return TaskLayout::UNKNOWN;
+    };
+    let layout = TaskLayout {
+        task_cgroups,
+        css_set_dfl_cgrp,
+        cgroup_kn,
+        kernfs_node_id,
+        task_pid,
+        task_tgid,
+        task_cred,
+        cred_uid,
+        cred_gid,
+    };
+    if layout.is_known() {
+        layout
+    } else {
+        TaskLayout::UNKNOWN
+    }
+}
 
 /// x86 `TS_COMPAT` in `thread_info.status` (arch/x86/include/asm/thread_info.h).
 const X86_TS_COMPAT: u32 = 0x0002;
@@ -29,6 +79,9 @@ pub struct KernelLayout {
     /// Offsets in `pt_regs` of the six syscall arguments: native (and x32) calls, then compat
     /// calls. All zero where unknown, which turns argument recording off.
     pub arg_offsets: [[u32; 6]; 2],
+    /// Where the current task's cgroup id, pid, tgid and uid are (known only from BTF, which
+    /// the `tp_btf` program that uses them needs anyway).
+    pub task: TaskLayout,
     /// Where the offsets came from: `btf` or `assumed`.
     pub source: &'static str,
 }
@@ -42,6 +95,7 @@ impl KernelLayout {
         compat_ipc_nr: u32::MAX,
         compat_arg0_offset: 0,
         arg_offsets: [[0; 6]; 2],
+        task: TaskLayout::UNKNOWN,
         source: "none",
     };
 
@@ -69,8 +123,11 @@ impl KernelLayout {
         let mut wanted = vec![("task_struct", "thread_info"), ("thread_info", "status")];
         wanted.extend(NATIVE_ARGS.iter().map(|r| ("pt_regs", *r)));
         wanted.extend(COMPAT_ARGS.iter().map(|r| ("pt_regs", *r)));
-        let from_btf: Option<Vec<u32>> =
-            btf.and_then(|b| b.member_offsets(&wanted).into_iter().collect());
+        let arch_members = wanted.len();
+        wanted.extend(TASK_MEMBERS);
+        let found = offsets_in(btf, &wanted);
+        let task = task_layout(&found[arch_members..]);
+        let from_btf: Option<Vec<u32>> = found[..arch_members].iter().copied().collect();
         // Since 5.11 thread_info is {flags, syscall_work, status, …} at the start of
         // task_struct, and pt_regs saves r15, r14, r13, r12, bp, bx, r11, r10, r9, r8, ax,
         // cx, dx, si, di in that order.
@@ -96,6 +153,7 @@ impl KernelLayout {
             compat_ipc_nr: ipc,
             compat_arg0_offset: args[1][0],
             arg_offsets: args,
+            task,
             source,
         }
     }
@@ -105,14 +163,17 @@ impl KernelLayout {
         // slots); x0 is overwritten by the return value, so the kernel reads the first
         // argument from orig_x0 (arch/arm64/include/asm/syscall.h). `regs` is the first member
         // of user_pt_regs, which starts pt_regs.
-        let wanted = [
+        let mut wanted = vec![
             ("task_struct", "thread_info"),
             ("thread_info", "flags"),
             ("user_pt_regs", "regs"),
             ("pt_regs", "orig_x0"),
         ];
-        let found = btf.map(|b| b.member_offsets(&wanted)).unwrap_or_default();
-        let from_btf = match found[..] {
+        let arch_members = wanted.len();
+        wanted.extend(TASK_MEMBERS);
+        let found = offsets_in(btf, &wanted);
+        let task = task_layout(&found[arch_members..]);
+        let from_btf = match found[..arch_members] {
             [Some(ti), Some(flags), Some(regs), Some(orig_x0)] => Some((ti + flags, regs, orig_x0)),
             _ => None,
         };
@@ -139,6 +200,7 @@ impl KernelLayout {
             compat_ipc_nr: u32::MAX,
             compat_arg0_offset: 0,
             arg_offsets: args,
+            task,
             source,
         }
     }
@@ -172,6 +234,12 @@ mod tests {
         );
         assert!(layout.knows_arg_registers());
         assert!(!KernelLayout::NO_COMPAT.knows_arg_registers());
+        // The members the tp_btf program follows from the task: all found, each past the
+        // leading member of its struct, and pid and tgid adjacent as pid_tgid packs them.
+        let task = layout.task;
+        assert!(task.is_known(), "{task:?}");
+        assert_eq!(task.task_tgid, task.task_pid + 4);
+        assert_eq!(task.cred_gid, task.cred_uid + 4);
     }
 
     #[test]
@@ -184,5 +252,20 @@ mod tests {
             (layout.compat_flag_offset, layout.compat_arg0_offset),
             (16, 40)
         );
+        // Nothing is assumed about the task's members: the program calls the helpers.
+        assert_eq!(layout.task, TaskLayout::UNKNOWN);
+        assert!(!layout.task.is_known());
+    }
+
+    #[test]
+    fn a_task_layout_with_any_member_missing_is_unknown() {
+        let all: Vec<Option<u32>> = (1..=9).map(|i| Some(i * 8)).collect();
+        assert!(task_layout(&all).is_known());
+        for missing in 0..all.len() {
+            let mut found = all.clone();
+            found[missing] = None;
+            assert_eq!(task_layout(&found), TaskLayout::UNKNOWN, "member {missing}");
+        }
+        assert_eq!(task_layout(&all[..8]), TaskLayout::UNKNOWN);
     }
 }
