@@ -86,6 +86,13 @@ pub const MAP_INIT_EXIT_COUNTERS: &str = "INIT_EXIT_COUNTERS";
 pub const MAP_INIT_COUNTERS: &str = "INIT_COUNTERS";
 /// `Array<u32>` with [`MAX_TARGETS`] elements: each slot's phase.
 pub const MAP_PHASE: &str = "PHASE";
+/// `Array<u32>` with [`MAX_TARGETS`] elements, memory-mappable (`BPF_F_MMAPABLE`): a slot's
+/// word is set to 1 by the first call the slot counts after userspace cleared it (a call sets
+/// it after all its other writes, and only when it reads 0, so a busy target's word is read,
+/// not written, on every call). Userspace swaps words to 0 through its mapping, with no
+/// syscall, and reads the counters of the slots that were set: a snapshot of idle targets
+/// costs nothing per target.
+pub const MAP_DIRTY: &str = "DIRTY";
 /// Calls are the workload's own (the default; `run` and targets attached while running).
 pub const PHASE_WORKLOAD: u32 = 0;
 /// Calls are the runtime's init until the target's first *completed* exec (targets picked up

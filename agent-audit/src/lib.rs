@@ -17,6 +17,7 @@ pub mod diff;
 pub mod exit;
 pub mod fsutil;
 pub mod kube;
+pub mod launch;
 pub mod markdown;
 pub mod policy;
 pub mod privileges;

@@ -21,7 +21,7 @@ use crate::ready::ReadyFile;
 use crate::recording::{Recording, RecordingError};
 use crate::signals::StopSignals;
 use crate::target::{CgroupTarget, TargetError, TargetSpec};
-use crate::watch::{CgroupGlob, MkdirEvents};
+use crate::watch::{CgroupGlob, MkdirEvents, RemovalEvents, Watched};
 use crate::Error;
 
 /// How often target cgroups are checked for removal and the progress line redrawn.
@@ -527,6 +527,7 @@ async fn watch(
     let mut recordings = Recordings {
         active,
         unwritten: Vec::new(),
+        removals: RemovalEvents::new(),
     };
     let mut poll = tokio::time::interval(POLL);
     let mut flush = snapshots.map(tokio::time::interval);
@@ -600,6 +601,8 @@ struct Recordings {
     /// Targets that are gone but whose final file could not be written yet: they keep their
     /// slot, so their counts stay in the kernel, and the write is retried every interval.
     unwritten: Vec<Recording>,
+    /// Tells when an active target's directory may be gone.
+    removals: RemovalEvents,
 }
 
 impl Recordings {
@@ -607,12 +610,29 @@ impl Recordings {
         self.active.is_empty() && self.unwritten.is_empty()
     }
 
-    /// Every interval: a snapshot of each active target, another try for the unwritten.
+    /// Every interval: a snapshot of each active target whose counts changed since its last
+    /// file (an idle target costs no read and no write), another try for the unwritten.
     /// A write that fails is that target's trouble alone: reported, retried, never fatal.
     fn snapshot(&mut self, counter: &mut SyscallCounter) -> Result<(), Error> {
-        let uses = counter.read_details()?;
         for r in &mut self.active {
-            write_reporting(counter, r, false, &uses)?;
+            r.sync(counter)?;
+        }
+        let due = |r: &Recording| r.unwritten || r.write_failing;
+        if !self.active.iter().any(due) && self.unwritten.is_empty() {
+            return Ok(());
+        }
+        // A target that counted nothing has no programs and no argument values: the shared
+        // tables (about 1.5 MB to copy on a 2-CPU host) are read only when a file needs them.
+        let counted = |r: &Recording| r.last.total() + r.last_init.total() > 0;
+        let uses = if self.unwritten.is_empty() && !self.active.iter().any(|r| due(r) && counted(r))
+        {
+            crate::bpf::CallDetails::default()
+        } else {
+            counter.read_details()?
+        };
+        for r in self.active.iter_mut().filter(|r| due(r)) {
+            let result = r.write_synced(counter.attach_kind(), false, &uses);
+            report_write(r, result)?;
         }
         let mut written = Vec::new();
         let mut still_unwritten = Vec::new();
@@ -634,6 +654,9 @@ impl Recordings {
         counter: &mut SyscallCounter,
         progress: &mut ProgressLine,
     ) -> Result<(), Error> {
+        if !self.may_have_gone() {
+            return Ok(());
+        }
         let (gone, kept): (Vec<_>, Vec<_>) = std::mem::take(&mut self.active)
             .into_iter()
             .partition(|r| !r.target.cgroup.exists());
@@ -655,13 +678,30 @@ impl Recordings {
         Ok(counter.remove_targets(&written)?)
     }
 
+    /// Whether an active target's directory may be gone: its parent reported a removal or
+    /// rename, or is watched only from now (a removal just before is not reported), or cannot
+    /// be watched (gone already, or no inotify).
+    fn may_have_gone(&mut self) -> bool {
+        let mut unknown = false;
+        for r in &self.active {
+            let cgroup = &r.target.cgroup;
+            unknown |= self.removals.watch(cgroup.id, &cgroup.dir) != Watched::Before;
+        }
+        // Watched first, then the queue read: a removal is either queued or looked at.
+        self.removals.take_any() || unknown
+    }
+
     fn show_progress(
         &mut self,
         counter: &SyscallCounter,
         progress: &mut ProgressLine,
     ) -> Result<(), Error> {
+        // Only a line drawn on a terminal needs the counts between writes.
+        if !progress.is_shown() {
+            return Ok(());
+        }
         for r in &mut self.active {
-            r.refresh(counter)?;
+            r.sync(counter)?;
         }
         let distinct: u64 = self
             .active
@@ -703,16 +743,14 @@ fn distribute_execs(counter: &mut SyscallCounter, recordings: &mut [Recording]) 
     }
 }
 
-/// Writes a target's file; a write that fails is reported once when it starts failing and
-/// once when it works again. Returns the allowlist written, if it was. Only a failure to read
-/// the kernel's counters is an error.
-fn write_reporting(
-    counter: &SyscallCounter,
+/// Reports how a target's write went: a failure once when it starts failing and once when it
+/// works again. Returns the allowlist written, if it was. Only a failure to read the kernel's
+/// counters is an error.
+fn report_write(
     r: &mut Recording,
-    complete: bool,
-    uses: &crate::bpf::CallDetails,
+    result: Result<Allowlist, RecordingError>,
 ) -> Result<Option<Allowlist>, Error> {
-    match r.write(counter, complete, uses) {
+    match result {
         Ok(list) => {
             if r.write_failing {
                 r.write_failing = false;
@@ -746,7 +784,8 @@ fn finish(
     r: &mut Recording,
     uses: &crate::bpf::CallDetails,
 ) -> Result<bool, Error> {
-    let Some(list) = write_reporting(counter, r, true, uses)? else {
+    let result = r.write(counter, true, uses);
+    let Some(list) = report_write(r, result)? else {
         return Ok(false);
     };
     summarize(r, &list);

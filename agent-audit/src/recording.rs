@@ -38,6 +38,12 @@ pub struct Recording {
     pub write_failing: bool,
     /// Whose calls the ones before the target's first completed exec are.
     pub before_first_exec: BeforeFirstExec,
+    /// `last`, `last_init` or `execs` hold something its file does not (true until the first
+    /// write).
+    pub unwritten: bool,
+    /// The slot was marked changed when last synced: read it once more at the next sync (a
+    /// call whose mark was seen may not have had its count visible yet).
+    recheck: bool,
 }
 
 /// Whose calls a target makes before its first completed exec (the kernel program counts them
@@ -95,13 +101,32 @@ impl Recording {
             missed_start: None,
             write_failing: false,
             before_first_exec: BeforeFirstExec::RuntimeInit,
+            unwritten: true,
+            recheck: false,
         }
     }
 
     /// Reads the counters into `last`.
     pub fn refresh(&mut self, counter: &SyscallCounter) -> Result<(), BpfError> {
-        self.last = counter.read(self.slot)?;
-        self.last_init = counter.read_runtime_init(self.slot)?;
+        let (last, init) = (
+            counter.read(self.slot)?,
+            counter.read_runtime_init(self.slot)?,
+        );
+        if (&last, &init) != (&self.last, &self.last_init) {
+            self.unwritten = true;
+        }
+        (self.last, self.last_init) = (last, init);
+        Ok(())
+    }
+
+    /// Brings `last` up to date, reading the counters only if the kernel program marked the
+    /// slot changed since the last sync (or at the one before): an idle target costs no read.
+    pub fn sync(&mut self, counter: &SyscallCounter) -> Result<(), BpfError> {
+        let changed = counter.take_changed(self.slot);
+        if changed || self.recheck {
+            self.refresh(counter)?;
+        }
+        self.recheck = changed;
         Ok(())
     }
 
@@ -109,6 +134,7 @@ impl Recording {
     pub fn note_execs(&mut self, execs: &[ExecRecord]) {
         for e in execs.iter().filter(|e| e.slot == self.slot) {
             self.execs.add(e);
+            self.unwritten = true;
         }
     }
 
@@ -233,8 +259,19 @@ impl Recording {
         details: &CallDetails,
     ) -> Result<Allowlist, RecordingError> {
         self.refresh(counter)?;
-        let list = self.allowlist(counter.attach_kind(), complete, details);
+        self.write_synced(counter.attach_kind(), complete, details)
+    }
+
+    /// Writes the file from the counts already read (see [`Self::sync`]).
+    pub fn write_synced(
+        &mut self,
+        attach: &str,
+        complete: bool,
+        details: &CallDetails,
+    ) -> Result<Allowlist, RecordingError> {
+        let list = self.allowlist(attach, complete, details);
         list.write(&self.out)?;
+        self.unwritten = false;
         Ok(list)
     }
 }

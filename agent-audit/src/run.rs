@@ -16,6 +16,7 @@ use crate::allowlist::Allowlist;
 use crate::bpf::{CounterOptions, SyscallCounter};
 use crate::cgroup::{Cgroup, CgroupV2Mount};
 use crate::fsutil;
+use crate::launch::{self, LaunchError};
 use crate::privileges;
 use crate::progress::ProgressLine;
 use crate::recording::Recording;
@@ -212,11 +213,13 @@ pub fn run(opts: RunOptions) -> Result<RunOutcome, Error> {
     tracing::debug!(elapsed = ?started.elapsed(), "ready: target added");
     let exit_status = session.run(&opts.command, None, opts.cwd.as_deref())?;
     tracing::debug!(elapsed = ?started.elapsed(), "command ended");
+    // The command and everything it left are gone (its cgroup is empty): nothing more can be
+    // counted, so the programs are detached, without waiting for the kernel to finish.
+    session.counter.detach_without_waiting();
     let uses = session.counter.read_details()?;
     tracing::debug!(elapsed = ?started.elapsed(), "attribution read");
     let allowlist = session.recording.write(&session.counter, true, &uses)?;
     tracing::debug!(elapsed = ?started.elapsed(), "counters read, allowlist written");
-    session.counter.remove_target(session.recording.slot)?;
     drop(session);
     tracing::debug!(elapsed = ?started.elapsed(), "program detached, cgroup removed");
     eprintln!(
@@ -248,7 +251,7 @@ pub enum StartStage {
 
 impl StartStage {
     /// The byte the child writes to the stage pipe when this step fails.
-    fn byte(self) -> u8 {
+    pub(crate) fn byte(self) -> u8 {
         match self {
             StartStage::JoinCgroup => b'c',
             StartStage::InstallFilter => b'f',
@@ -257,7 +260,7 @@ impl StartStage {
         }
     }
 
-    fn from_byte(byte: u8) -> Self {
+    pub(crate) fn from_byte(byte: u8) -> Self {
         match byte {
             b'c' => StartStage::JoinCgroup,
             b'f' => StartStage::InstallFilter,
@@ -313,7 +316,26 @@ fn spawn_in_cgroup(
     cgroup: &Cgroup,
     filter: Option<&SeccompProgram>,
     cwd: Option<&Path>,
-) -> Result<std::process::Child, Error> {
+) -> Result<CommandProcess, Error> {
+    // Started inside the cgroup, the command never migrates (see `launch`). `verify` (a filter
+    // to install) joins by writing cgroup.procs: its count of refused calls discounts that
+    // write's exit.
+    if filter.is_none() {
+        let program = resolve_executable(&command[0])?;
+        match launch::launch(&program, &command[0], &command[1..], cwd, &cgroup.dir) {
+            Ok(launched) => return Ok(CommandProcess::Cloned(launched)),
+            Err(LaunchError::Failed { stage, source }) => {
+                return Err(Error::Spawn(SpawnError {
+                    command: command[0].clone(),
+                    stage,
+                    source,
+                }))
+            }
+            Err(LaunchError::Unsupported(e)) => {
+                tracing::debug!("clone3 into the cgroup refused ({e}): joining by cgroup.procs");
+            }
+        }
+    }
     let filter = filter.cloned();
     let procs = CString::new(
         cgroup
@@ -365,7 +387,7 @@ fn spawn_in_cgroup(
     let spawned = cmd.spawn();
     // The child's copy is closed by its exec or its exit: only ours keeps the pipe open.
     drop(stage_writer);
-    spawned.map_err(|source| {
+    spawned.map(CommandProcess::Forked).map_err(|source| {
         let mut byte = [0u8; 1];
         let stage = match stage_reader.read(&mut byte) {
             Ok(1) => StartStage::from_byte(byte[0]),
@@ -397,6 +419,30 @@ fn resolve_executable(program: &str) -> Result<PathBuf, Error> {
     })
 }
 
+/// The command's process, however it was started.
+enum CommandProcess {
+    /// By `std::process::Command`, joining its cgroup between fork and exec.
+    Forked(std::process::Child),
+    /// Inside its cgroup from the start.
+    Cloned(launch::Launched),
+}
+
+impl CommandProcess {
+    fn id(&self) -> u32 {
+        match self {
+            CommandProcess::Forked(c) => c.id(),
+            CommandProcess::Cloned(l) => l.id(),
+        }
+    }
+
+    fn wait(&mut self) -> std::io::Result<ExitStatus> {
+        match self {
+            CommandProcess::Forked(c) => c.wait(),
+            CommandProcess::Cloned(l) => l.wait(),
+        }
+    }
+}
+
 /// What watches a running command: its cgroup, the recording, the signals sent to us.
 struct Supervisor<'a> {
     cgroup: &'a Cgroup,
@@ -415,7 +461,7 @@ impl Supervisor<'_> {
     /// cgroup; with a `limit`, kills what is left at its timeout or after its grace period.
     async fn supervise(
         &mut self,
-        child: std::process::Child,
+        child: CommandProcess,
         limit: Option<RunLimit>,
     ) -> Result<RunEnd, Error> {
         // std hands out the kernel's pid_t as u32: `cast_signed` gives the pid back.

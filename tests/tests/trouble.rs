@@ -228,10 +228,16 @@ fn root_record_reports_a_final_write_that_fails_with_exit_73() {
     let dir = tempfile::tempdir().unwrap();
     let disk = SmallDisk::mount(&dir.path().join("disk"), "256k");
     let out = disk.0.join("a.allowlist.json");
+    let mut gate = Gate::new(dir.path());
     let cgroup = ScratchCgroup::new(&unique_name("aa-full-end"));
+    let child = spawn_loop(&cgroup, &gate, 1000);
     let mut recorder = record(&["--cgroup", &cgroup.rel, "--out"], &[&out]);
     wait_for(&mut recorder, "the first snapshot", |_| out.exists());
     disk.fill();
+    // Calls once the disk is full: the next interval's snapshot has something new to write
+    // (an idle target's file is not rewritten), and that write fails.
+    gate.open();
+    wait_ok(child);
     wait_for(&mut recorder, "the failed write to be reported", |e| {
         e.contains("still recording")
     });

@@ -11,6 +11,7 @@ use agent_audit_ebpf::{
     PHASE_RUNTIME_INIT, PHASE_WORKLOAD, WATCH_PARENT, X32_SYSCALL_BIT,
 };
 use aya_ebpf::{
+    bindings::BPF_F_MMAPABLE,
     helpers::{bpf_get_current_ancestor_cgroup_id, bpf_ktime_get_ns, bpf_probe_read_kernel},
     macros::{btf_tracepoint, map, raw_tracepoint, tracepoint},
     maps::{Array, HashMap, LruHashMap, PerCpuArray, Queue},
@@ -98,6 +99,9 @@ static INIT_COUNTERS: PerCpuArray<SyscallCounters> = PerCpuArray::with_max_entri
 
 #[map(name = "PHASE")]
 static PHASE: Array<u32> = Array::with_max_entries(MAX_TARGETS, 0);
+
+#[map(name = "DIRTY")]
+static DIRTY: Array<u32> = Array::with_max_entries(MAX_TARGETS, BPF_F_MMAPABLE);
 
 #[map(name = "EXIT_COUNTERS")]
 static EXIT_COUNTERS: PerCpuArray<SyscallCounters> = PerCpuArray::with_max_entries(MAX_TARGETS, 0);
@@ -201,6 +205,22 @@ fn count_enter<C: EbpfContext, T: Current, R: args::SavedRegs>(
     }
     if args::enabled() {
         args::record::<R>(regs, slot, abi, nr, runtime_init);
+    }
+    mark_changed(slot);
+}
+
+/// Tells userspace that the slot counted a call since it last looked (see `MAP_DIRTY`). Last,
+/// after every other write of the call. Written only when clear: a busy target's word stays
+/// in every CPU's cache instead of bouncing between them.
+#[inline(always)]
+fn mark_changed(slot: u32) {
+    if let Some(dirty) = DIRTY.get_ptr_mut(slot) {
+        // SAFETY: a valid element of an array map; racing writers store the same value.
+        unsafe {
+            if core::ptr::read_volatile(dirty) == 0 {
+                core::ptr::write_volatile(dirty, 1);
+            }
+        }
     }
 }
 

@@ -5,11 +5,9 @@
 //! Offsets are read from the kernel's own BTF when it has one; without BTF the layouts of
 //! current kernels are assumed and the assumption is logged.
 
-use std::path::Path;
-
 use agent_audit_ebpf::TaskLayout;
 
-use super::btf_scan::member_offsets;
+use super::btf_scan::KernelBtf;
 use crate::syscalls::Arch;
 
 /// The members the `tp_btf` program follows from the current task, in [`TaskLayout`]'s order.
@@ -28,6 +26,11 @@ const TASK_MEMBERS: [(&str, &str); 9] = [
 ];
 
 /// The task layout from the scan's answers to [`TASK_MEMBERS`]; unknown unless all were found.
+/// The offsets of `wanted` in the kernel's BTF; all unknown without one.
+fn offsets_in(btf: Option<&KernelBtf>, wanted: &[(&str, &str)]) -> Vec<Option<u32>> {
+    btf.map_or_else(|| vec![None; wanted.len()], |b| b.member_offsets(wanted))
+}
+
 fn task_layout(found: &[Option<u32>]) -> TaskLayout {
     let Some(v) = found.iter().copied().collect::<Option<Vec<u32>>>() else {
         return TaskLayout::UNKNOWN;
@@ -101,16 +104,16 @@ impl KernelLayout {
         self.arg_offsets != [[0; 6]; 2]
     }
 
-    /// The layout of this host, from the BTF at `btf_path` when present.
-    pub fn detect(btf_path: &Path) -> Self {
+    /// The layout of this host, from the kernel's BTF when it has one.
+    pub fn detect(btf: Option<&KernelBtf>) -> Self {
         match Arch::native() {
-            Some(Arch::X86_64) => Self::x86_64(btf_path),
-            Some(Arch::Aarch64) => Self::aarch64(btf_path),
+            Some(Arch::X86_64) => Self::x86_64(btf),
+            Some(Arch::Aarch64) => Self::aarch64(btf),
             _ => Self::NO_COMPAT,
         }
     }
 
-    fn x86_64(btf_path: &Path) -> Self {
+    fn x86_64(btf: Option<&KernelBtf>) -> Self {
         // i386 numbers of the multiplexers, from the i386 table.
         let socketcall = Arch::X86.syscall_nr("socketcall").unwrap_or(u32::MAX);
         let ipc = Arch::X86.syscall_nr("ipc").unwrap_or(u32::MAX);
@@ -122,7 +125,7 @@ impl KernelLayout {
         wanted.extend(COMPAT_ARGS.iter().map(|r| ("pt_regs", *r)));
         let arch_members = wanted.len();
         wanted.extend(TASK_MEMBERS);
-        let found = member_offsets(btf_path, &wanted);
+        let found = offsets_in(btf, &wanted);
         let task = task_layout(&found[arch_members..]);
         let from_btf: Option<Vec<u32>> = found[..arch_members].iter().copied().collect();
         // Since 5.11 thread_info is {flags, syscall_work, status, …} at the start of
@@ -155,7 +158,7 @@ impl KernelLayout {
         }
     }
 
-    fn aarch64(btf_path: &Path) -> Self {
+    fn aarch64(btf: Option<&KernelBtf>) -> Self {
         // Arguments are x0..x5 for both AArch64 and AArch32 tasks (r0..r5 land in the same
         // slots); x0 is overwritten by the return value, so the kernel reads the first
         // argument from orig_x0 (arch/arm64/include/asm/syscall.h). `regs` is the first member
@@ -168,7 +171,7 @@ impl KernelLayout {
         ];
         let arch_members = wanted.len();
         wanted.extend(TASK_MEMBERS);
-        let found = member_offsets(btf_path, &wanted);
+        let found = offsets_in(btf, &wanted);
         let task = task_layout(&found[arch_members..]);
         let from_btf = match found[..arch_members] {
             [Some(ti), Some(flags), Some(regs), Some(orig_x0)] => Some((ti + flags, regs, orig_x0)),
@@ -206,17 +209,17 @@ impl KernelLayout {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::path::Path;
 
     #[test]
     #[cfg(target_arch = "x86_64")]
     fn reads_the_compat_flag_offset_from_this_kernels_btf() {
-        let path = Path::new("/sys/kernel/btf/vmlinux");
-        if !path.exists() {
+        let Some(btf) = KernelBtf::read(Path::new("/sys/kernel/btf/vmlinux")) else {
             // Without BTF the assumed layout is used; covered below.
-            assert_eq!(KernelLayout::detect(path).source, "assumed");
+            assert_eq!(KernelLayout::detect(None).source, "assumed");
             return;
-        }
-        let layout = KernelLayout::detect(path);
+        };
+        let layout = KernelLayout::detect(Some(&btf));
         assert_eq!(layout.source, "btf");
         // thread_info is the first member of task_struct on x86_64 (THREAD_INFO_IN_TASK).
         assert!(layout.compat_flag_offset >= 8 && layout.compat_flag_offset < 64);
@@ -242,7 +245,8 @@ mod tests {
     #[test]
     #[cfg(target_arch = "x86_64")]
     fn without_btf_current_layouts_are_assumed() {
-        let layout = KernelLayout::detect(Path::new("/nonexistent/vmlinux"));
+        let layout =
+            KernelLayout::detect(KernelBtf::read(Path::new("/nonexistent/vmlinux")).as_ref());
         assert_eq!(layout.source, "assumed");
         assert_eq!(
             (layout.compat_flag_offset, layout.compat_arg0_offset),

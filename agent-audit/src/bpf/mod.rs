@@ -8,9 +8,11 @@ mod args;
 mod attribution;
 mod batch;
 mod btf_scan;
+mod dirty;
 mod layout;
 mod slots;
 
+use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 
 use agent_audit_ebpf::{
@@ -18,7 +20,7 @@ use agent_audit_ebpf::{
     GLOBAL_ARG_REG_OFFSETS, GLOBAL_ARG_SPECS, GLOBAL_ATTRIBUTION, GLOBAL_COMPAT_ARG0_OFFSET,
     GLOBAL_COMPAT_FLAG_MASK, GLOBAL_COMPAT_FLAG_OFFSET, GLOBAL_COMPAT_IPC_NR,
     GLOBAL_COMPAT_SOCKETCALL_NR, GLOBAL_FORK_NRS, GLOBAL_PRCTL_NR, GLOBAL_TASK_LAYOUT,
-    MAP_COUNTERS, MAP_EXEC_EVENTS, MAP_EXIT_COUNTERS, MAP_FREE_SLOTS, MAP_INIT_COUNTERS,
+    MAP_COUNTERS, MAP_DIRTY, MAP_EXEC_EVENTS, MAP_EXIT_COUNTERS, MAP_FREE_SLOTS, MAP_INIT_COUNTERS,
     MAP_INIT_EXIT_COUNTERS, MAP_PHASE, MAP_STARVED, MAP_TARGETS, MAP_TARGET_GENERATION,
     MAX_TARGETS, MUX_SLOTS, NO_TARGET, NR_SLOTS, PHASE_RUNTIME_INIT, PHASE_WORKLOAD,
     PROG_SCHED_EXEC, PROG_SYS_ENTER_BTF, PROG_SYS_ENTER_EMPTY, PROG_SYS_ENTER_RAW, PROG_SYS_EXIT,
@@ -214,6 +216,8 @@ pub struct CallDetails {
 
 /// The loaded, attached kernel program.
 pub struct SyscallCounter {
+    /// The programs' attachments; dropping one detaches its program.
+    attachments: Vec<Attachment>,
     ebpf: Ebpf,
     attach: &'static str,
     slots: SlotTable,
@@ -237,6 +241,9 @@ pub struct SyscallCounter {
     assigned: Vec<(u64, TargetSlot)>,
     /// Execs read from the ring whose slot is not reported as a target yet.
     exec_backlog: Vec<ExecRecord>,
+    /// Which slots counted a call since last asked; `None` if the map could not be mapped
+    /// (every slot then counts as changed).
+    dirty: Option<dirty::DirtyWords>,
 }
 
 impl SyscallCounter {
@@ -278,28 +285,31 @@ impl SyscallCounter {
             AttachMode::Auto => btf_path.exists(),
         };
         let started = std::time::Instant::now();
-        let layout = KernelLayout::detect(&btf_path);
+        // aya's loader reads and parses the kernel's whole BTF when it is created (for CO-RE
+        // relocations), the largest single cost of starting: it is created on a thread of its
+        // own while this one reads the few facts agent-audit needs from the same file.
+        let new_loader = std::thread::spawn(EbpfLoader::new);
+        let kernel_btf = btf_scan::KernelBtf::read(&btf_path);
+        let layout = KernelLayout::detect(kernel_btf.as_ref());
         tracing::debug!(?layout, elapsed = ?started.elapsed(), "kernel layout");
-        // The kernel's BTF is parsed once, here, and handed to the loader (which would parse
-        // it again by default) and to the tp_btf attach.
-        let btf = if btf_path.exists() {
-            Some(
-                Btf::parse_file(&btf_path, aya::Endianness::default()).map_err(|_| {
-                    BpfError::NoBtf {
-                        path: btf_path.clone(),
-                    }
-                })?,
-            )
-        } else {
-            None
+        let attach_btf = match use_btf {
+            true => Some(sys_enter_btf(kernel_btf.as_ref(), &btf_path)?),
+            false => None,
         };
-        tracing::debug!(elapsed = ?started.elapsed(), "kernel BTF parsed");
+        drop(kernel_btf);
         let record_args = opts.args && layout.knows_arg_registers();
         if opts.args && !record_args {
             tracing::warn!("argument values are not recorded: this host's registers are unknown");
         }
         let arg_tables = args::ArgTables::resolve(crate::policy::tracked_args(), &abi_arches());
-        let mut loader = EbpfLoader::new();
+        let mut loader = new_loader
+            .join()
+            .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+        tracing::debug!(elapsed = ?started.elapsed(), "kernel BTF parsed");
+        if !btf_path.exists() {
+            // A host without BTF (or a test simulating one): no relocation against it.
+            loader.btf(None);
+        }
         for map in [MAP_COUNTERS, MAP_INIT_COUNTERS, MAP_PHASE] {
             loader.map_max_entries(map, slots);
         }
@@ -311,7 +321,6 @@ impl SyscallCounter {
             loader.map_max_entries(map, exit_slots);
         }
         let mut ebpf = loader
-            .btf(btf.as_ref())
             .override_global(GLOBAL_COMPAT_FLAG_OFFSET, &layout.compat_flag_offset, true)
             .override_global(GLOBAL_COMPAT_FLAG_MASK, &layout.compat_flag_mask, true)
             .override_global(
@@ -343,6 +352,7 @@ impl SyscallCounter {
             }
         };
         let mut counter = Self {
+            attachments: Vec::new(),
             ebpf,
             attach: if use_btf { "tp_btf" } else { "raw_tp" },
             slots: SlotTable::new(slots as usize),
@@ -357,19 +367,66 @@ impl SyscallCounter {
             waiting: std::collections::VecDeque::new(),
             assigned: Vec::new(),
             exec_backlog: Vec::new(),
+            dirty: None,
         };
+        counter.dirty = counter.map_dirty_words();
         counter.bump_generation()?;
         tracing::debug!(elapsed = ?started.elapsed(), "object loaded, maps created");
-        match (use_btf, &btf) {
-            (true, Some(btf)) => attach_btf(&mut counter.ebpf, PROG_SYS_ENTER_BTF, btf)?,
+        let sys_enter = match (use_btf, &attach_btf) {
+            (true, Some(btf)) => SysEnter::Btf(btf),
             (true, None) => return Err(BpfError::NoBtf { path: btf_path }),
-            (false, _) => attach_raw(&mut counter.ebpf, PROG_SYS_ENTER_RAW)?,
-        }
-        tracing::debug!(elapsed = ?started.elapsed(), "sys_enter verified and attached");
-        counter.attach_exec_events()?;
-        tracing::debug!(elapsed = ?started.elapsed(), "sched_process_exec verified and attached");
+            (false, _) => SysEnter::Raw,
+        };
+        counter.attach_both(sys_enter, started)?;
         counter.log_verifier_work();
         Ok(counter)
+    }
+
+    /// Verifies and attaches the `sys_enter` counter and the `sched_process_exec` reporter at
+    /// the same time, one on a thread of its own: the verifier takes most of the start-up,
+    /// and the two programs are verified independently.
+    fn attach_both(
+        &mut self,
+        sys_enter: SysEnter<'_>,
+        started: std::time::Instant,
+    ) -> Result<(), BpfError> {
+        ensure_tracefs();
+        let (mut enter_prog, mut exec_prog) = (None, None);
+        for (name, program) in self.ebpf.programs_mut() {
+            match (name, sys_enter) {
+                (PROG_SYS_ENTER_BTF, SysEnter::Btf(_)) | (PROG_SYS_ENTER_RAW, SysEnter::Raw) => {
+                    enter_prog = Some(program)
+                }
+                (PROG_SCHED_EXEC, _) => exec_prog = Some(program),
+                _ => {}
+            }
+        }
+        let enter_prog = enter_prog.ok_or(BpfError::Missing(sys_enter.program_name()))?;
+        let exec_prog = exec_prog.ok_or(BpfError::Missing(PROG_SCHED_EXEC))?;
+        let (enter, exec) = std::thread::scope(|scope| {
+            let exec = scope.spawn(|| {
+                let attached = attach_tracepoint(exec_prog, PROG_SCHED_EXEC, "sched", "sched_process_exec");
+                tracing::debug!(elapsed = ?started.elapsed(), "sched_process_exec verified and attached");
+                attached
+            });
+            let enter = sys_enter.attach(enter_prog);
+            tracing::debug!(elapsed = ?started.elapsed(), "sys_enter verified and attached");
+            (
+                enter,
+                exec.join().unwrap_or_else(|p| std::panic::resume_unwind(p)),
+            )
+        });
+        self.attachments.push(enter?);
+        self.attachments.push(exec?);
+        let map = self
+            .ebpf
+            .take_map(MAP_EXEC_EVENTS)
+            .ok_or(BpfError::Missing(MAP_EXEC_EVENTS))?;
+        self.exec_events = Some(RingBuf::try_from(map).map_err(|source| BpfError::Map {
+            name: MAP_EXEC_EVENTS,
+            source,
+        })?);
+        Ok(())
     }
 
     /// Logs how many instructions the verifier processed for each loaded program: its time
@@ -386,28 +443,29 @@ impl SyscallCounter {
         }
     }
 
+    /// The `DIRTY` words mapped into this process, if the kernel allows it.
+    fn map_dirty_words(&self) -> Option<dirty::DirtyWords> {
+        let Some(aya::maps::Map::Array(map)) = self.ebpf.map(MAP_DIRTY) else {
+            tracing::debug!("no {MAP_DIRTY} array: every snapshot reads every target");
+            return None;
+        };
+        dirty::DirtyWords::map(map, MAX_TARGETS)
+            .inspect_err(|e| {
+                tracing::debug!("{MAP_DIRTY} not mapped ({e}): every snapshot reads every target")
+            })
+            .ok()
+    }
+
+    /// Whether the target counted a call since the last time this was asked for its slot
+    /// (always true where that cannot be known). Asked before its counters are read: a call
+    /// that races with the read marks the slot again.
+    pub fn take_changed(&self, slot: TargetSlot) -> bool {
+        self.dirty.as_ref().is_none_or(|d| d.take(slot.0))
+    }
+
     /// `tp_btf` or `raw_tp`.
     pub fn attach_kind(&self) -> &'static str {
         self.attach
-    }
-
-    /// Reports every exec inside a target (`sched:sched_process_exec`).
-    fn attach_exec_events(&mut self) -> Result<(), BpfError> {
-        attach_tracepoint(
-            &mut self.ebpf,
-            PROG_SCHED_EXEC,
-            "sched",
-            "sched_process_exec",
-        )?;
-        let map = self
-            .ebpf
-            .take_map(MAP_EXEC_EVENTS)
-            .ok_or(BpfError::Missing(MAP_EXEC_EVENTS))?;
-        self.exec_events = Some(RingBuf::try_from(map).map_err(|source| BpfError::Map {
-            name: MAP_EXEC_EVENTS,
-            source,
-        })?);
-        Ok(())
     }
 
     /// Also counts syscall exits (`raw_syscalls:sys_exit`), which is how `verify` sees calls
@@ -419,7 +477,26 @@ impl SyscallCounter {
             self.exits == ExitCounting::On,
             "exit counters were not loaded"
         );
-        attach_tracepoint(&mut self.ebpf, PROG_SYS_EXIT, "raw_syscalls", "sys_exit")
+        ensure_tracefs();
+        let program = self
+            .ebpf
+            .program_mut(PROG_SYS_EXIT)
+            .ok_or(BpfError::Missing(PROG_SYS_EXIT))?;
+        let exit = attach_tracepoint(program, PROG_SYS_EXIT, "raw_syscalls", "sys_exit")?;
+        self.attachments.push(exit);
+        Ok(())
+    }
+
+    /// Detaches every program without this process waiting for it; the maps stay readable.
+    /// Detaching a classic tracepoint (`sched_process_exec`) waits for RCU grace periods —
+    /// 20 to 80 ms measured, most of `run`'s teardown — in whichever process lets go of it
+    /// last. That is left to a short-lived grandchild: it holds copies of the attachments,
+    /// this process drops its own, and the grandchild then exits, detaching the programs on
+    /// its way out, while this process goes on (or ends). If no process can be started, they
+    /// are detached here.
+    pub fn detach_without_waiting(&mut self) {
+        let attachments = std::mem::take(&mut self.attachments);
+        detach_in_grandchild(attachments);
     }
 
     /// Starts counting tasks in `cgroup_id` and every cgroup below it. Counters start at 0.
@@ -836,16 +913,34 @@ enum ExitCounting {
 
 /// Loads and attaches only the empty program: the benchmark's floor. Dropping the returned
 /// value detaches it.
-pub fn attach_empty_program() -> Result<Ebpf, BpfError> {
+pub fn attach_empty_program() -> Result<impl Send, BpfError> {
     let path = btf_path();
-    let btf = Btf::parse_file(&path, aya::Endianness::default())
-        .map_err(|_| BpfError::NoBtf { path: path.clone() })?;
-    let mut ebpf = EbpfLoader::new()
-        .btf(Some(&btf))
-        .load(OBJECT)
-        .map_err(BpfError::Load)?;
-    attach_btf(&mut ebpf, PROG_SYS_ENTER_EMPTY, &btf)?;
-    Ok(ebpf)
+    let btf = sys_enter_btf(btf_scan::KernelBtf::read(&path).as_ref(), &path)?;
+    let mut ebpf = EbpfLoader::new().load(OBJECT).map_err(BpfError::Load)?;
+    let program = ebpf
+        .program_mut(PROG_SYS_ENTER_EMPTY)
+        .ok_or(BpfError::Missing(PROG_SYS_ENTER_EMPTY))?;
+    let attachment = attach_btf_program(program, &btf)?;
+    // The attachment goes first: a program is detached before its object is unloaded.
+    Ok((attachment, ebpf))
+}
+
+/// The BTF a `tp_btf` program on `sys_enter` is loaded with: aya only looks the
+/// `btf_trace_sys_enter` typedef's id up in it, so it gets a small BTF with that typedef at
+/// the id the scan found in the kernel's (see [`btf_scan::with_typedef_at`]) instead of a
+/// second parse of the kernel's whole BTF; the whole one only if the scan did not find it.
+fn sys_enter_btf(kernel: Option<&btf_scan::KernelBtf>, path: &Path) -> Result<Btf, BpfError> {
+    const TYPEDEF: &str = "btf_trace_sys_enter";
+    let small = kernel
+        .and_then(|k| k.typedef_id(TYPEDEF))
+        .and_then(|id| btf_scan::with_typedef_at(id, TYPEDEF))
+        .and_then(|blob| Btf::parse(&blob, aya::Endianness::default()).ok());
+    match small {
+        Some(btf) => Ok(btf),
+        None => Btf::parse_file(path, aya::Endianness::default()).map_err(|_| BpfError::NoBtf {
+            path: path.to_path_buf(),
+        }),
+    }
 }
 
 fn btf_path() -> PathBuf {
@@ -854,44 +949,108 @@ fn btf_path() -> PathBuf {
         .unwrap_or_else(|| PathBuf::from(VMLINUX_BTF))
 }
 
-fn attach_btf(ebpf: &mut Ebpf, name: &'static str, btf: &Btf) -> Result<(), BpfError> {
+/// A program's attachment, owned apart from the loaded object: dropping it detaches the
+/// program (see [`SyscallCounter::detach_in_background`]).
+type Attachment = Box<dyn Send>;
+
+/// See [`SyscallCounter::detach_without_waiting`].
+fn detach_in_grandchild(attachments: Vec<Attachment>) {
+    let Ok((reader, writer)) = std::io::pipe() else {
+        return drop(attachments);
+    };
+    let (read_end, write_end) = (reader.as_raw_fd(), writer.as_raw_fd());
+    // SAFETY: fork; the child makes only async-signal-safe calls (fork, close, read, _exit).
+    match unsafe { libc::fork() } {
+        0 => {
+            // SAFETY: in the child, as above. Its own child — the grandchild, whose end nobody
+            // waits for — keeps the copies; stdin, stdout and stderr are closed at once, so
+            // whoever reads this process's output is not kept waiting by it.
+            unsafe {
+                if libc::fork() != 0 {
+                    libc::_exit(0);
+                }
+                for fd in [0, 1, 2, write_end] {
+                    libc::close(fd);
+                }
+                // Returns once the parent has dropped its attachments and the write end.
+                let mut byte = 0u8;
+                while libc::read(read_end, std::ptr::addr_of_mut!(byte).cast(), 1) < 0
+                    && *libc::__errno_location() == libc::EINTR
+                {}
+                libc::_exit(0)
+            }
+        }
+        -1 => drop(attachments),
+        child => {
+            let mut status = 0;
+            // SAFETY: reaping our own child, which exits at once.
+            unsafe { libc::waitpid(child, &mut status, 0) };
+            // Not the last references any more: dropping them does not wait.
+            drop(attachments);
+        }
+    }
+    drop(writer);
+    drop(reader);
+}
+
+/// How `sys_enter` is attached.
+#[derive(Clone, Copy)]
+enum SysEnter<'a> {
+    /// `tp_btf`, with the BTF that names its attach point.
+    Btf(&'a Btf),
+    /// `raw_tp`.
+    Raw,
+}
+
+impl SysEnter<'_> {
+    fn program_name(self) -> &'static str {
+        match self {
+            SysEnter::Btf(_) => PROG_SYS_ENTER_BTF,
+            SysEnter::Raw => PROG_SYS_ENTER_RAW,
+        }
+    }
+
+    fn attach(self, program: &mut aya::programs::Program) -> Result<Attachment, BpfError> {
+        match self {
+            SysEnter::Btf(btf) => attach_btf_program(program, btf),
+            SysEnter::Raw => attach_raw(program),
+        }
+    }
+}
+
+fn attach_btf_program(
+    program: &mut aya::programs::Program,
+    btf: &Btf,
+) -> Result<Attachment, BpfError> {
     let err = |source| BpfError::Attach {
         attach: "tp_btf",
         source,
     };
-    let prog: &mut BtfTracePoint = ebpf
-        .program_mut(name)
-        .ok_or(BpfError::Missing(name))?
-        .try_into()
-        .map_err(err)?;
+    let prog: &mut BtfTracePoint = program.try_into().map_err(err)?;
     prog.load("sys_enter", btf).map_err(err)?;
-    prog.attach().map_err(err)?;
-    Ok(())
+    let link = prog.attach().map_err(err)?;
+    Ok(Box::new(prog.take_link(link).map_err(err)?))
 }
 
-/// Attaches a classic tracepoint program, mounting tracefs first if nobody has (it is not
-/// mounted by default on every host, and classic tracepoints are looked up there).
+/// Attaches a classic tracepoint program (tracefs must be mounted: see [`ensure_tracefs`]).
 fn attach_tracepoint(
-    ebpf: &mut Ebpf,
+    program: &mut aya::programs::Program,
     name: &'static str,
     category: &str,
     event: &str,
-) -> Result<(), BpfError> {
-    ensure_tracefs();
+) -> Result<Attachment, BpfError> {
     let err = |source| BpfError::Attach {
         attach: name,
         source,
     };
-    let prog: &mut TracePoint = ebpf
-        .program_mut(name)
-        .ok_or(BpfError::Missing(name))?
-        .try_into()
-        .map_err(err)?;
+    let prog: &mut TracePoint = program.try_into().map_err(err)?;
     prog.load().map_err(err)?;
-    prog.attach(category, event).map_err(err)?;
-    Ok(())
+    let link = prog.attach(category, event).map_err(err)?;
+    Ok(Box::new(prog.take_link(link).map_err(err)?))
 }
 
+/// Mounts tracefs if nobody has: it is not mounted by default on every host, and classic
+/// tracepoints are looked up there.
 fn ensure_tracefs() {
     let tracing = Path::new("/sys/kernel/tracing");
     if tracing.join("events").exists() || Path::new("/sys/kernel/debug/tracing/events").exists() {
@@ -917,19 +1076,15 @@ fn ensure_tracefs() {
     }
 }
 
-fn attach_raw(ebpf: &mut Ebpf, name: &'static str) -> Result<(), BpfError> {
+fn attach_raw(program: &mut aya::programs::Program) -> Result<Attachment, BpfError> {
     let err = |source| BpfError::Attach {
         attach: "raw_tp",
         source,
     };
-    let prog: &mut RawTracePoint = ebpf
-        .program_mut(name)
-        .ok_or(BpfError::Missing(name))?
-        .try_into()
-        .map_err(err)?;
+    let prog: &mut RawTracePoint = program.try_into().map_err(err)?;
     prog.load().map_err(err)?;
-    prog.attach("sys_enter").map_err(err)?;
-    Ok(())
+    let link = prog.attach("sys_enter").map_err(err)?;
+    Ok(Box::new(prog.take_link(link).map_err(err)?))
 }
 
 fn map_mut<'a, T>(ebpf: &'a mut Ebpf, name: &'static str) -> Result<T, BpfError>

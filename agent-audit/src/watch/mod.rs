@@ -3,8 +3,10 @@
 //! first task's first syscall (see `WATCH_PARENT` in agent-audit-ebpf).
 
 mod mkdir_events;
+mod removals;
 
 pub use mkdir_events::MkdirEvents;
+pub use removals::{RemovalEvents, Watched};
 
 use std::fs;
 use std::os::unix::fs::MetadataExt;
