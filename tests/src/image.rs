@@ -36,6 +36,7 @@ pub fn skip_without_docker(test: &str) -> bool {
 pub fn sidecar_image() -> &'static str {
     static IMAGE: OnceLock<()> = OnceLock::new();
     IMAGE.get_or_init(|| {
+        let before = image_id(TEST_IMAGE);
         let context = tempfile::tempdir().unwrap();
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
         run_ok(
@@ -55,8 +56,23 @@ pub fn sidecar_image() -> &'static str {
                 .arg(context.path()),
             Duration::from_secs(600),
         );
+        // The tag moved to the new build: the previous one would be left dangling by every
+        // test run. Removing it fails harmlessly while a container still uses it.
+        if let Some(old) = before.filter(|old| image_id(TEST_IMAGE).as_ref() != Some(old)) {
+            let _ = Command::new("docker").args(["image", "rm", &old]).output();
+        }
     });
     TEST_IMAGE
+}
+
+/// The id of the image `tag` names, if any.
+fn image_id(tag: &str) -> Option<String> {
+    let out = Command::new("docker")
+        .args(["image", "inspect", "--format", "{{.Id}}", tag])
+        .output()
+        .ok()?;
+    let id = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    (out.status.success() && !id.is_empty()).then_some(id)
 }
 
 /// The README's sidecar line up to the image: capabilities, namespaces and mounts, with the
