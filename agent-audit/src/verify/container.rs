@@ -416,31 +416,18 @@ fn workload_counts(
     init_entries: &[(Arch, u32, u64)],
     init_exits: &[(Arch, u32, u64)],
 ) -> Counts {
-    for &(arch, nr, entered) in init_entries {
-        let exited: u64 = init_exits
-            .iter()
-            .filter(|&&(a, n, _)| a == arch && n == nr)
-            .map(|&(_, _, c)| c)
-            .sum();
-        let under_way = entered.saturating_sub(exited);
-        if under_way > 0 {
-            entries.push((arch, nr, under_way));
-        }
+    // `denied_calls` gives, per call, how many more exits than entries it saw; with the
+    // arguments swapped, how many more entries than exits.
+    for under_way in denied_calls(init_exits, init_entries, None) {
+        entries.push((under_way.arch, under_way.nr, under_way.count));
     }
-    for &(arch, nr, exited) in init_exits {
-        let entered: u64 = init_entries
-            .iter()
-            .filter(|&&(a, n, _)| a == arch && n == nr)
-            .map(|&(_, _, c)| c)
-            .sum();
-        if exited > entered {
-            tracing::info!(
-                ?arch,
-                nr,
-                count = exited - entered,
-                "runtime init: exits without entries (under way at the cgroup join)"
-            );
-        }
+    for joined in denied_calls(init_entries, init_exits, None) {
+        tracing::info!(
+            arch = ?joined.arch,
+            nr = joined.nr,
+            count = joined.count,
+            "runtime init: exits without entries (under way at the cgroup join)"
+        );
     }
     Counts { entries, exits }
 }
