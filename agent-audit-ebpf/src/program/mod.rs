@@ -153,12 +153,10 @@ pub fn sys_exit(ctx: TracePointContext) -> u32 {
         // The new child's first return: it never entered this call.
         return 0;
     }
-    let exits = match PHASE.get_ptr_mut(slot) {
-        // SAFETY: a valid element of an array map; a racing write stores the same value.
-        Some(phase) if unsafe { *phase } == PHASE_RUNTIME_INIT => {
-            INIT_EXIT_COUNTERS.get_ptr_mut(slot)
-        }
-        _ => EXIT_COUNTERS.get_ptr_mut(slot),
+    let exits = if in_runtime_init(slot) {
+        INIT_EXIT_COUNTERS.get_ptr_mut(slot)
+    } else {
+        EXIT_COUNTERS.get_ptr_mut(slot)
     };
     if let Some(counters) = exits {
         // SAFETY: per-CPU element, written only from this CPU.
@@ -185,11 +183,7 @@ fn count_enter<C: EbpfContext, T: Current, R: args::SavedRegs>(
         return;
     };
     let (abi, nr) = abi_and_nr(id, current);
-    let runtime_init = match PHASE.get_ptr_mut(slot) {
-        // SAFETY: a valid element of an array map; a racing write stores the same value.
-        Some(phase) => unsafe { *phase == PHASE_RUNTIME_INIT },
-        None => false,
-    };
+    let runtime_init = in_runtime_init(slot);
     let Some(counters) = counters_of(slot, runtime_init) else {
         return;
     };
@@ -207,6 +201,16 @@ fn count_enter<C: EbpfContext, T: Current, R: args::SavedRegs>(
         args::record::<R>(regs, slot, abi, nr, runtime_init);
     }
     mark_changed(slot);
+}
+
+/// Whether target `slot` is still in its runtime's init (before the workload's first exec).
+#[inline(always)]
+fn in_runtime_init(slot: u32) -> bool {
+    match PHASE.get_ptr_mut(slot) {
+        // SAFETY: a valid element of an array map; a racing write stores the same value.
+        Some(phase) => unsafe { *phase == PHASE_RUNTIME_INIT },
+        None => false,
+    }
 }
 
 /// Tells userspace that the slot counted a call since it last looked (see `MAP_DIRTY`). Last,
