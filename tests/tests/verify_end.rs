@@ -82,6 +82,16 @@ fn processes_with(marker: &str) -> Vec<u32> {
     pids
 }
 
+/// Verify ended within the grace period (and some slack), leaving no process with `mark`.
+fn assert_ended_within_the_grace_period(v: &Verified, mark: &str) {
+    assert!(
+        v.elapsed < GRACE + Duration::from_secs(30),
+        "took {:?}",
+        v.elapsed
+    );
+    assert_eq!(processes_with(mark), Vec::<u32>::new(), "left behind");
+}
+
 fn survivors(result: &Value) -> Vec<(u64, String)> {
     result["survivors"]
         .as_array()
@@ -129,12 +139,7 @@ fn root_verify_kills_a_child_that_ignores_sigterm_once_the_grace_period_passed()
         v.done.stdout
     );
     assert!(v.done.stdout.ends_with("FAILED\n"), "{}", v.done.stdout);
-    assert!(
-        v.elapsed < GRACE + Duration::from_secs(30),
-        "took {:?}",
-        v.elapsed
-    );
-    assert_eq!(processes_with(&mark), Vec::<u32>::new(), "left behind");
+    assert_ended_within_the_grace_period(&v, &mark);
 }
 
 #[test]
@@ -176,12 +181,7 @@ fn root_verify_ends_a_multiprocessing_worker_the_profile_kept_from_being_stopped
         .unwrap();
     assert_eq!(left[0].0, worker, "{:#}", v.result);
     assert!(left[0].1.contains(&mark), "{:?}", left[0]);
-    assert!(
-        v.elapsed < GRACE + Duration::from_secs(30),
-        "took {:?}",
-        v.elapsed
-    );
-    assert_eq!(processes_with(&mark), Vec::<u32>::new(), "left behind");
+    assert_ended_within_the_grace_period(&v, &mark);
 }
 
 #[test]
