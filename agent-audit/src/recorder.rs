@@ -13,7 +13,7 @@ use crate::attribution;
 use crate::bpf::{CounterOptions, SyscallCounter};
 use crate::cgroup::Cgroup;
 use crate::cgroup::CgroupV2Mount;
-use crate::container;
+use crate::engine::AwaitedContainer;
 use crate::fsutil;
 use crate::privileges;
 use crate::progress::ProgressLine;
@@ -101,11 +101,13 @@ pub fn record(opts: RecordOptions) -> Result<StopReason, Error> {
         match (CgroupTarget::resolve(&mount, spec), spec) {
             (Ok(t), _) => targets.push(t),
             // A container that does not run yet is exactly what --wait is for.
-            (Err(TargetError::Container(_)), TargetSpec::Container(name)) if opts.wait => {
-                let pattern = container::docker_cgroup_pattern().map_err(TargetError::from)?;
+            (Err(TargetError::Container(_)), TargetSpec::Container { name, engine })
+                if opts.wait =>
+            {
+                let awaited = AwaitedContainer::new(name, engine).map_err(TargetError::from)?;
                 watches.push(Watch {
-                    glob: CgroupGlob::parse_runtime_layout(&mount, &pattern)?,
-                    container: Some(name.clone()),
+                    glob: CgroupGlob::parse_runtime_layout(&mount, &awaited.cgroup.pattern)?,
+                    container: Some(awaited),
                 });
             }
             (Err(e), _) => return Err(e.into()),
@@ -183,7 +185,7 @@ pub fn record(opts: RecordOptions) -> Result<StopReason, Error> {
                 w.watches
                     .iter()
                     .map(|x| match &x.container {
-                        Some(name) => format!("container {name} ({})", x.glob.pattern),
+                        Some(c) => format!("container {} ({})", c.name, x.glob.pattern),
                         None => x.glob.pattern.clone(),
                     })
                     .collect::<Vec<_>>()
@@ -231,8 +233,8 @@ fn warn_if_recording_self(mount: &CgroupV2Mount, targets: &[CgroupTarget]) {
 struct Watch {
     /// The parent and the children's name pattern.
     glob: CgroupGlob,
-    /// Only the child that is this Docker container (by name), when set.
-    container: Option<String>,
+    /// Only the child that is this container's cgroup, when set.
+    container: Option<AwaitedContainer>,
 }
 
 impl Watch {
@@ -249,12 +251,9 @@ impl Watch {
         };
         match &self.container {
             None => Some(CgroupTarget::for_glob(cgroup, &g.pattern)),
-            Some(wanted) => {
-                // The container exists (created, maybe not started) once its cgroup does.
-                let info = container::docker_container(wanted)?;
-                (!info.id.is_empty() && name.contains(&info.id))
-                    .then(|| CgroupTarget::for_container(cgroup, wanted, info))
-            }
+            Some(wanted) => wanted
+                .claim(name)
+                .map(|info| CgroupTarget::for_container(cgroup, &wanted.name, info)),
         }
     }
 }
@@ -841,7 +840,7 @@ fn plan_outputs(opts: &RecordOptions) -> Result<OutputPlan, Error> {
     let waits_for_container = opts
         .targets
         .iter()
-        .any(|t| matches!(t, TargetSpec::Container(_)));
+        .any(|t| matches!(t, TargetSpec::Container { .. }));
     if opts.wait && opts.globs.is_empty() && !waits_for_container {
         return Err(Error::Usage(
             "--wait needs --cgroup-glob PATTERN (e.g. 'docker/*') or --container NAME".into(),
