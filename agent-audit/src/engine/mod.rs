@@ -254,6 +254,15 @@ impl Engine {
         )
     }
 
+    /// Podman's own `GET /libpod/containers/{name}/json` (more than its compatible inspect:
+    /// the capability sets it computed), `None` when it does not know the container.
+    pub fn inspect_libpod(&self, name: &str) -> io::Result<Option<Value>> {
+        api_get(
+            &self.socket,
+            &format!("/libpod/containers/{}/json", percent_encode(name)),
+        )
+    }
+
     /// The container's description whether or not it runs (`pid` 0 when not).
     pub fn describe(&self, name: &str) -> io::Result<Option<ContainerInfo>> {
         let Some(v) = self.inspect(name)? else {

@@ -217,7 +217,11 @@ impl SourceContainer {
         if host["Privileged"].as_bool() == Some(true) {
             return Err(ContainerVerifyError::Privileged(name.to_string()));
         }
-        let caps = capabilities(host).map_err(|detail| ContainerVerifyError::Capabilities {
+        let caps = match engine.kind() {
+            EngineKind::Docker => capabilities(host),
+            EngineKind::Podman => bounding_caps(&libpod_inspect(&engine, name)?),
+        }
+        .map_err(|detail| ContainerVerifyError::Capabilities {
             name: name.to_string(),
             detail,
         })?;
@@ -271,6 +275,32 @@ fn capabilities(host_config: &Value) -> Result<Capabilities, String> {
         return Ok(Capabilities::Set(Default::default()));
     }
     items.join(",").parse()
+}
+
+/// The container's capability set as Podman computed it: `CapAdd`/`CapDrop` in its compatible
+/// inspect are relative to containers.conf's `default_capabilities`, which the API does not
+/// show, so the set is read from its own inspect's `BoundingCaps`.
+fn bounding_caps(libpod_inspect: &Value) -> Result<Capabilities, String> {
+    if !libpod_inspect["BoundingCaps"].is_array() {
+        return Err("Podman's inspect has no BoundingCaps".to_string());
+    }
+    let caps = strings(&libpod_inspect["BoundingCaps"]);
+    if caps.is_empty() {
+        return Ok(Capabilities::Set(Default::default()));
+    }
+    caps.join(",").parse()
+}
+
+/// Podman's own inspect of `name`.
+fn libpod_inspect(engine: &Engine, name: &str) -> Result<Value, ContainerVerifyError> {
+    engine
+        .inspect_libpod(name)
+        .map_err(ContainerVerifyError::Engine)?
+        .ok_or_else(|| ContainerVerifyError::NotFound {
+            name: name.to_string(),
+            engine: engine.kind(),
+            socket: engine.socket().to_path_buf(),
+        })
 }
 
 /// A JSON array of strings (`null`: none).
