@@ -21,8 +21,8 @@ use crate::workspace_root;
 /// An answer recorded from a real engine (`tests/data/engines/<name>.json`).
 pub fn recorded_answer(name: &str) -> Value {
     let path = workspace_root().join(format!("tests/data/engines/{name}.json"));
-    let text = fs::read_to_string(&path)
-        .unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
+    let text =
+        fs::read_to_string(&path).unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
     serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 

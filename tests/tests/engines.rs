@@ -161,7 +161,11 @@ fn root_podman_audit_of_the_debian_agent_container_passes_and_its_profile_runs_3
             .arg(format!("seccomp={}", profile.display()));
         enforced.arg(&image).args(AGENT_COMMAND);
         let ran = run(&mut enforced, TIMEOUT);
-        assert_eq!(ran.code(), 0, "podman run {i} of 3 under the profile: {ran:#?}");
+        assert_eq!(
+            ran.code(),
+            0,
+            "podman run {i} of 3 under the profile: {ran:#?}"
+        );
     }
 }
 
@@ -245,7 +249,10 @@ fn root_record_wait_container_on_the_systemd_layouts_of_docker_and_podman() {
         let decoy = ScratchCgroup::at(&format!("{}/{}", slice.rel, case.decoy));
         busybox_in(&decoy, "sync");
         let container = ScratchCgroup::at(&format!("{}/{}", slice.rel, case.scope));
-        busybox_in(&container, "ls / > /dev/null && cat /etc/hostname > /dev/null");
+        busybox_in(
+            &container,
+            "ls / > /dev/null && cat /etc/hostname > /dev/null",
+        );
         drop(container);
         recorder.finish(TIMEOUT);
 
