@@ -553,8 +553,6 @@ fn show_output(source: &SourceContainer, container: &VerifyContainer<'_>) {
 
 #[cfg(test)]
 mod tests {
-    use serde_json::json;
-
     use super::*;
 
     #[test]
