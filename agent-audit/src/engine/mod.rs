@@ -149,9 +149,18 @@ pub enum EngineError {
 }
 
 impl EngineError {
-    /// The documented exit code: 69, the engine cannot do its part.
+    /// The documented exit code: 66 when no engine was named and none answers (the container
+    /// cannot be found, as when every engine says it does not know it); 69 when the engine
+    /// named does not answer or cannot do its part.
     pub fn exit_code(&self) -> ExitCode {
-        ExitCode::UNAVAILABLE
+        match self {
+            EngineError::NoEngine { .. } => ExitCode::NO_INPUT,
+            EngineError::Unreachable { .. }
+            | EngineError::Request { .. }
+            | EngineError::Answer { .. }
+            | EngineError::Driver { .. }
+            | EngineError::CgroupParent { .. } => ExitCode::UNAVAILABLE,
+        }
     }
 }
 
