@@ -2,7 +2,9 @@
 //! host cannot run, such as the systemd cgroup driver: tests/data/engines/), and Podman's real
 //! service on a socket of the test's own.
 
+use std::collections::hash_map::DefaultHasher;
 use std::fs;
+use std::hash::{Hash, Hasher};
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
@@ -14,6 +16,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
+use crate::container::{busybox_rootfs, BUSYBOX};
 use crate::debian::{debian_key, debian_rootfs};
 use crate::process::{run, wait_until};
 use crate::workspace_root;
@@ -191,6 +194,30 @@ pub fn podman_debian_image(service: &PodmanService) -> String {
     let script = format!(
         "set -o pipefail; tar --numeric-owner -C '{}' -c . | {PODMAN} import --change \
          'CMD [\"/bin/bash\"]' - '{tag}'",
+        rootfs.display()
+    );
+    let mut import = Command::new("bash");
+    import.arg("-c").arg(&script);
+    import.env("CONTAINERS_CONF", &service.conf);
+    let done = run(&mut import, IMPORT_TIMEOUT);
+    assert_eq!(done.code(), 0, "podman import failed:\n{}", done.stderr);
+    tag
+}
+
+/// The busybox root filesystem of [`crate::container`] imported into Podman's store (once per
+/// content, like Docker's busybox image); the image's name.
+pub fn podman_busybox_image(service: &PodmanService) -> String {
+    let context = tempfile::tempdir().unwrap();
+    let rootfs = context.path().join("rootfs");
+    busybox_rootfs(&rootfs);
+    let mut hasher = DefaultHasher::new();
+    fs::read(BUSYBOX).unwrap().hash(&mut hasher);
+    let tag = format!(
+        "localhost/agent-audit-tests/busybox:{:016x}",
+        hasher.finish()
+    );
+    let script = format!(
+        "set -o pipefail; {PODMAN} image exists '{tag}' || tar -C '{}' -c . | {PODMAN} import - '{tag}'",
         rootfs.display()
     );
     let mut import = Command::new("bash");

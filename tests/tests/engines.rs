@@ -14,7 +14,9 @@ use std::time::Duration;
 use agent_audit_tests::allowlist::Allowlist;
 use agent_audit_tests::armed::ArmedRecorder;
 use agent_audit_tests::cgroup::ScratchCgroup;
-use agent_audit_tests::engine::{podman_debian_image, recorded_answer, FakeEngine, PodmanService};
+use agent_audit_tests::engine::{
+    podman_busybox_image, podman_debian_image, recorded_answer, FakeEngine, PodmanService,
+};
 use agent_audit_tests::process::{run, run_ok};
 use agent_audit_tests::{agent_audit_bin, require_root, unique_name, workspace_root};
 use serde_json::Value;
@@ -167,6 +169,67 @@ fn root_podman_audit_of_the_debian_agent_container_passes_and_its_profile_runs_3
             "podman run {i} of 3 under the profile: {ran:#?}"
         );
     }
+}
+
+/// The first failure: `record --wait --container` through Podman's socket armed for
+/// `docker/*` and never saw the container. Armed before the container exists, the recorder asks
+/// Podman where its containers' cgroups appear (`libpod_parent/libpod-*` with cgroupfs) and
+/// keeps the one that is NAME's, from its first syscall.
+#[test]
+fn root_podman_record_wait_container_created_after_arming() {
+    require_root();
+    let service = PodmanService::start();
+    let image = podman_busybox_image(&service);
+    let name = unique_name("podman-wait");
+    let _container = PodmanContainer {
+        service: &service,
+        name: name.clone(),
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("allowlist.json");
+    let recorder = ArmedRecorder::start(
+        &[
+            "--container",
+            &name,
+            "--engine-socket",
+            service.socket.to_str().unwrap(),
+            "--out",
+            file.to_str().unwrap(),
+        ],
+        TIMEOUT,
+    );
+    let mut podman_run = service.podman();
+    podman_run.args(["run", "--name", &name, "--network", "none", &image]);
+    podman_run.args([
+        "sh",
+        "-c",
+        "ls / > /dev/null && cat /etc/passwd > /dev/null",
+    ]);
+    run_ok(&mut podman_run, TIMEOUT);
+    let id = run_ok(
+        service
+            .podman()
+            .args(["inspect", "--format", "{{.Id}}", &name]),
+        TIMEOUT,
+    );
+    recorder.finish(TIMEOUT);
+
+    let list = Allowlist::read(&file);
+    let dump = format!("{:#}", list.0);
+    assert!(list.complete(), "{dump}");
+    let target = list.target();
+    assert_eq!(
+        target["cgroup_path"],
+        format!("/libpod_parent/libpod-{}", id.trim()),
+        "{dump}"
+    );
+    assert_eq!(target["container"]["engine"], "podman", "{dump}");
+    // From its first syscall: runc's init is there, kept apart from the workload.
+    let init = list.names_in("runtime_init");
+    for call in ["mount", "pivot_root", "execve"] {
+        assert!(init.contains(call), "{call} not in runtime_init:\n{dump}");
+    }
+    list.assert_has(&["getdents64", "exit_group"]);
 }
 
 /// One engine's systemd layout: recorded answers with the systemd driver, a container whose
