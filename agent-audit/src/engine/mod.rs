@@ -134,6 +134,18 @@ pub enum EngineError {
         /// The driver reported.
         driver: String,
     },
+    /// A rootless engine: its containers' cgroups are below its user's systemd instance.
+    #[error(
+        "{engine} at {socket} runs rootless (its /info SecurityOptions say name=rootless): \
+         agent-audit knows where a rootful engine's containers' cgroups appear, not a rootless \
+         one's (below the user's systemd instance); record with --cgroup-glob PATTERN instead"
+    )]
+    Rootless {
+        /// The socket.
+        socket: PathBuf,
+        /// The engine.
+        engine: EngineKind,
+    },
     /// A container's cgroup parent the engine's systemd driver could not have used.
     #[error("container {name:?} ({engine} at {socket}): {source}")]
     CgroupParent {
@@ -159,16 +171,18 @@ impl EngineError {
             | EngineError::Request { .. }
             | EngineError::Answer { .. }
             | EngineError::Driver { .. }
+            | EngineError::Rootless { .. }
             | EngineError::CgroupParent { .. } => ExitCode::UNAVAILABLE,
         }
     }
 }
 
-/// An engine, identified, with its cgroup layout.
+/// An engine, identified (`/version`). Its cgroup layout is asked (`/info`) only by what needs
+/// it: an engine whose layout is unknown still resolves a running container by its pid.
 #[derive(Clone, Debug)]
 pub struct Engine {
     socket: PathBuf,
-    layout: CgroupLayout,
+    kind: EngineKind,
 }
 
 /// Where a container's cgroup will appear: a `--cgroup-glob` pattern and how to tell the
@@ -180,11 +194,12 @@ pub struct ContainerCgroup {
     pub pattern: String,
     /// Its id, when it exists.
     pub id: Option<String>,
+    /// The engine's layout, which tells the container's cgroup from others in its parent.
+    pub layout: CgroupLayout,
 }
 
 impl Engine {
-    /// The first engine that answers, identified (`/version`) with its cgroup driver
-    /// (`/info`).
+    /// The first engine that answers, identified (`/version`).
     pub fn connect(choice: &EngineSocket) -> Result<Self, EngineError> {
         let mut tried = Vec::new();
         for candidate in choice.candidates() {
@@ -207,34 +222,45 @@ impl Engine {
             request: "/version",
             missing: "a Version or Components",
         })?;
-        let info = get(socket, "/info")?;
-        let name = info["CgroupDriver"]
-            .as_str()
-            .ok_or_else(|| EngineError::Answer {
-                socket: socket.to_path_buf(),
-                request: "/info",
-                missing: "a CgroupDriver",
-            })?;
-        let driver = CgroupDriver::from_info(name).ok_or_else(|| EngineError::Driver {
-            socket: socket.to_path_buf(),
-            engine,
-            driver: name.to_string(),
-        })?;
-        tracing::info!(socket = %socket.display(), %engine, ?driver, "container engine");
+        tracing::info!(socket = %socket.display(), %engine, "container engine");
         Ok(Self {
             socket: socket.to_path_buf(),
-            layout: CgroupLayout { engine, driver },
+            kind: engine,
         })
     }
 
     /// Which engine this is.
     pub fn kind(&self) -> EngineKind {
-        self.layout.engine
+        self.kind
     }
 
-    /// Its cgroup layout.
-    pub fn layout(&self) -> CgroupLayout {
-        self.layout
+    /// Where its containers' cgroups appear: its cgroup driver (`/info`), for a rootful
+    /// engine.
+    pub fn layout(&self) -> Result<CgroupLayout, EngineError> {
+        let info = get(&self.socket, "/info")?;
+        let name = info["CgroupDriver"]
+            .as_str()
+            .ok_or_else(|| EngineError::Answer {
+                socket: self.socket.clone(),
+                request: "/info",
+                missing: "a CgroupDriver",
+            })?;
+        let driver = CgroupDriver::from_info(name).ok_or_else(|| EngineError::Driver {
+            socket: self.socket.clone(),
+            engine: self.kind,
+            driver: name.to_string(),
+        })?;
+        if is_rootless(&info) {
+            return Err(EngineError::Rootless {
+                socket: self.socket.clone(),
+                engine: self.kind,
+            });
+        }
+        tracing::info!(socket = %self.socket.display(), engine = %self.kind, ?driver, "cgroup driver");
+        Ok(CgroupLayout {
+            engine: self.kind,
+            driver,
+        })
     }
 
     /// Its API socket.
@@ -247,10 +273,7 @@ impl Engine {
     pub(crate) fn for_tests(engine: EngineKind) -> Self {
         Self {
             socket: PathBuf::from("/nonexistent/agent-audit-test.sock"),
-            layout: CgroupLayout {
-                engine,
-                driver: CgroupDriver::Cgroupfs,
-            },
+            kind: engine,
         }
     }
 
@@ -286,6 +309,7 @@ impl Engine {
     /// Where container `name`'s cgroup will appear, from its inspect output (`CgroupParent`
     /// and id); every container's pattern below the default parent when it does not exist yet.
     pub fn container_cgroup(&self, name: &str) -> Result<ContainerCgroup, EngineError> {
+        let layout = self.layout()?;
         let request_failed = |source| EngineError::Request {
             socket: self.socket.clone(),
             request: "/containers/{name}/json",
@@ -299,8 +323,12 @@ impl Engine {
             source,
         };
         let Some(v) = inspect else {
-            let pattern = self.layout.containers_pattern("").map_err(slice_error)?;
-            return Ok(ContainerCgroup { pattern, id: None });
+            let pattern = layout.containers_pattern("").map_err(slice_error)?;
+            return Ok(ContainerCgroup {
+                pattern,
+                id: None,
+                layout,
+            });
         };
         let id = v["Id"].as_str().unwrap_or_default();
         if id.is_empty() {
@@ -312,11 +340,9 @@ impl Engine {
         }
         let parent = v["HostConfig"]["CgroupParent"].as_str().unwrap_or_default();
         Ok(ContainerCgroup {
-            pattern: self
-                .layout
-                .container_path(parent, id)
-                .map_err(slice_error)?,
+            pattern: layout.container_path(parent, id).map_err(slice_error)?,
             id: Some(id.to_string()),
+            layout,
         })
     }
 
@@ -441,7 +467,7 @@ impl AwaitedContainer {
     /// [`ContainerCgroup::pattern`], is its cgroup (the container exists, created and maybe
     /// not started, once its cgroup does).
     pub fn claim(&self, child: &str) -> Option<ContainerInfo> {
-        let layout = self.engine.layout;
+        let layout = self.cgroup.layout;
         let described = self.engine.describe(&self.name).ok().flatten();
         match (&self.cgroup.id, described) {
             (Some(id), described) if layout.is_container(child, id) => {
@@ -508,6 +534,17 @@ fn engine_kind(version: &Value) -> Option<EngineKind> {
     }
 }
 
+/// Whether `/info` says the engine runs rootless (Docker and Podman both list `name=rootless`
+/// among their `SecurityOptions`, each option a comma-separated list of `key=value`).
+fn is_rootless(info: &Value) -> bool {
+    info["SecurityOptions"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+        .any(|option| option.split(',').any(|field| field == "name=rootless"))
+}
+
 /// The engine's error answer (`{"message": …}`) as an error.
 pub(crate) fn engine_refused(status: StatusCode, answer: &[u8]) -> io::Error {
     let message = serde_json::from_slice::<Value>(answer)
@@ -566,6 +603,15 @@ mod tests {
             Some(CgroupDriver::Systemd)
         );
         assert_eq!(CgroupDriver::from_info("none"), None);
+    }
+
+    #[test]
+    fn a_rootless_engine_is_told_apart() {
+        let mut info = recorded("podman.info");
+        assert!(!is_rootless(&info));
+        info["SecurityOptions"] =
+            serde_json::json!(["name=seccomp,profile=default", "name=rootless"]);
+        assert!(is_rootless(&info));
     }
 
     #[test]
