@@ -55,7 +55,9 @@ EXIT CODES:
         4096-instruction limit)
     66  not found: cgroup (or a directory that is no cgroup), pid, container or input
         file
-    69  unsupported host: no cgroup v2, no BTF, no sys_enter tracepoint, BPF refused
+    69  unsupported host: no cgroup v2, no BTF, no sys_enter tracepoint, BPF refused;
+        a container engine that does not answer, or cannot say where its
+        containers' cgroups appear
     70  internal error (a bug)
     73  output cannot be written
     74  other I/O error

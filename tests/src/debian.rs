@@ -133,21 +133,39 @@ pub fn configured_debian_mirror() -> AptSource {
         })
 }
 
+/// The archive the root filesystem comes from, and the key of its cache (and image tag).
+fn source_and_key() -> (AptSource, String) {
+    let source = configured_debian_mirror();
+    let mut hasher = DefaultHasher::new();
+    (&source, PACKAGES, "minbase").hash(&mut hasher);
+    let key = format!("{:016x}", hasher.finish());
+    (source, key)
+}
+
+/// The key of the Debian root filesystem (its cache directory, its images' tags).
+pub fn debian_key() -> String {
+    source_and_key().1
+}
+
+/// The Debian root filesystem, bootstrapped unless cached under `target/debian-rootfs/<key>`,
+/// for engines other than Docker to import.
+pub fn debian_rootfs() -> PathBuf {
+    let (source, key) = source_and_key();
+    bootstrapped_rootfs(&source, &key)
+}
+
 /// The Debian image, built (or found) once per test binary; its tag.
 pub fn debian_image() -> &'static str {
     static IMAGE: OnceLock<String> = OnceLock::new();
     IMAGE.get_or_init(|| {
-        let source = configured_debian_mirror();
-        let mut hasher = DefaultHasher::new();
-        (&source, PACKAGES, "minbase").hash(&mut hasher);
-        let key = format!("{:016x}", hasher.finish());
+        let (source, key) = source_and_key();
         let tag = format!("agent-audit-tests/debian:{key}");
         let known = Command::new("docker")
             .args(["image", "inspect", "--format", "{{.Id}}", &tag])
             .output()
             .is_ok_and(|o| o.status.success());
         if !known {
-            let rootfs = debian_rootfs(&source, &key);
+            let rootfs = bootstrapped_rootfs(&source, &key);
             import(&rootfs, &tag);
         }
         tag
@@ -155,7 +173,7 @@ pub fn debian_image() -> &'static str {
 }
 
 /// `target/debian-rootfs/<key>/rootfs`, bootstrapped unless a finished one is there.
-fn debian_rootfs(source: &AptSource, key: &str) -> PathBuf {
+fn bootstrapped_rootfs(source: &AptSource, key: &str) -> PathBuf {
     let dir = workspace_root().join("target/debian-rootfs").join(key);
     let rootfs = dir.join("rootfs");
     let finished = dir.join("finished");

@@ -8,6 +8,7 @@ pub mod armed;
 pub mod cgroup;
 pub mod container;
 pub mod debian;
+pub mod engine;
 pub mod foreground;
 pub mod image;
 pub mod probe;

@@ -16,10 +16,30 @@ use std::io::Write;
 
 use clap::{Parser, Subcommand};
 
+use crate::engine::EngineSocket;
 use crate::exit::{ExitCode, EXIT_CODES_HELP};
 use crate::seccomp::container::{Capabilities, ContainerContext};
 use crate::seccomp::KernelVersion;
 use crate::Error;
+
+/// Which container engine `--container` names are asked (shared by `audit`, `record` and
+/// `verify`).
+#[derive(Debug, clap::Args)]
+pub struct EngineArgs {
+    /// The container engine's API socket: Docker's, or Podman's (`podman system service
+    /// --time 0 unix:///run/podman/podman.sock`). Default: DOCKER_HOST when it is
+    /// unix://PATH, else the first that answers of /var/run/docker.sock, /run/docker.sock and
+    /// /run/podman/podman.sock.
+    #[arg(long, value_name = "PATH")]
+    engine_socket: Option<std::path::PathBuf>,
+}
+
+impl EngineArgs {
+    /// The socket choice, `DOCKER_HOST` read here.
+    pub fn socket(self) -> EngineSocket {
+        EngineSocket::from_flag_or_env(self.engine_socket)
+    }
+}
 
 /// The container a Docker/Podman profile's `includes`/`excludes` are evaluated for, as Docker
 /// evaluates them (shared by `check`, `diff` and `verify`).
