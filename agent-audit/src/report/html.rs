@@ -4,7 +4,7 @@
 
 use std::fmt::Write;
 
-use super::{CategoryRow, Report, RuntimeInitVerdict, SyscallRow};
+use super::{CategoryRow, Report, SyscallRow, VerdictStatus};
 
 const CSS: &str = include_str!("assets/report.css");
 const SORT_JS: &str = include_str!("assets/sort.js");
@@ -21,9 +21,7 @@ const PALETTE: [&str; 12] = [
 
 /// Renders the page.
 pub fn render(report: &Report) -> String {
-    let s = &report.summary;
-    let targets: Vec<&str> = s.runs.iter().map(|r| r.target.as_str()).collect();
-    let title = format!("agent-audit report: {}", targets.join("; "));
+    let title = format!("agent-audit report: {}", report.targets().join("; "));
     let mut h = String::new();
     let _ = write!(
         h,
@@ -32,25 +30,30 @@ pub fn render(report: &Report) -> String {
          <title>{}</title>\n<style>\n{CSS}</style>\n</head>\n<body>\n",
         esc(&title)
     );
-    let _ = writeln!(
-        h,
-        "<header><h1>{}</h1><p class=\"meta\">{}</p></header>",
-        esc(&title),
-        esc(&report.generator)
-    );
-    summary(&mut h, report);
+    header(&mut h, report, &title);
     findings(&mut h, report);
+    use_it(&mut h, report);
+    information(&mut h, report);
+    summary(&mut h, report);
     charts(&mut h, report);
     allowed_table(&mut h, report);
     let _ = write!(h, "<script>\n{SORT_JS}</script>\n</body>\n</html>\n");
     h
 }
 
-fn summary(h: &mut String, report: &Report) {
-    let s = &report.summary;
+/// The first screen: the title, the verdict in one line, the cards.
+fn header(h: &mut String, report: &Report, title: &str) {
+    let class = match report.verdict.status {
+        VerdictStatus::Ready => "ready",
+        VerdictStatus::Unverified => "unverified",
+        VerdictStatus::ChangesNeeded => "changes-needed",
+    };
     let _ = writeln!(
         h,
-        "<section id=\"summary\"><h2>Summary</h2><div class=\"cards\">"
+        "<header><h1>{}</h1>\n<p id=\"verdict\" class=\"verdict {class}\">{}</p>\n\
+         <div class=\"cards\">",
+        esc(title),
+        code_spans(&report.verdict.line)
     );
     for (label, value, alert) in summary_cards(report) {
         let class = if alert { "card alert" } else { "card" };
@@ -60,7 +63,75 @@ fn summary(h: &mut String, report: &Report) {
             esc(&value)
         );
     }
-    let _ = writeln!(h, "</div>");
+    let _ = writeln!(
+        h,
+        "</div><p class=\"meta\">{}</p></header>",
+        esc(&report.generator)
+    );
+}
+
+/// Text whose backticked parts become `<code>`, the rest escaped.
+fn code_spans(text: &str) -> String {
+    text.split('`')
+        .enumerate()
+        .map(|(i, part)| match i % 2 {
+            1 => format!("<code>{}</code>", esc(part)),
+            _ => esc(part),
+        })
+        .collect()
+}
+
+/// The ready-to-paste lines, each in a block that wraps rather than scrolls.
+fn use_it(h: &mut String, report: &Report) {
+    let u = &report.use_it;
+    let _ = writeln!(h, "<section id=\"use-it\"><h2>Use it</h2>");
+    let blocks = [
+        ("Docker", &u.docker),
+        (
+            "Compose: the service's <code>security_opt</code>",
+            &u.compose,
+        ),
+        (
+            "Kubernetes: the Security Profiles Operator object, then the pod's \
+             <code>securityContext</code>",
+            &u.kubernetes,
+        ),
+        ("", &u.kubernetes_pod),
+        (
+            "CI: fail when the workload makes a call the profile does not allow",
+            &u.ci,
+        ),
+    ];
+    for (title, text) in blocks {
+        if !title.is_empty() {
+            let _ = writeln!(h, "<h3>{title}</h3>");
+        }
+        let _ = writeln!(h, "<pre><code>{}</code></pre>", esc(text));
+    }
+    let _ = writeln!(h, "</section>");
+}
+
+/// What asks for nothing, folded.
+fn information(h: &mut String, report: &Report) {
+    let count = report.verdict.information;
+    if count == 0 {
+        return;
+    }
+    let _ = writeln!(
+        h,
+        "<section id=\"information\"><details><summary><h2>Information ({count}): nothing to \
+         change</h2></summary>"
+    );
+    runtime_init_only(h, report, false);
+    dangerous_observed(h, report, false);
+    privilege_drops(h, report);
+    notes(h, report);
+    let _ = writeln!(h, "</details></section>");
+}
+
+fn summary(h: &mut String, report: &Report) {
+    let s = &report.summary;
+    let _ = writeln!(h, "<section id=\"summary\"><h2>Summary</h2>");
     if let Some(note) = &s.verify_note {
         let _ = writeln!(h, "<p class=\"verify-note\">{}</p>", esc(note));
     }
@@ -88,7 +159,7 @@ fn summary(h: &mut String, report: &Report) {
 }
 
 /// The summary's cards: (label, value, whether it calls for attention).
-fn summary_cards(report: &Report) -> [(&'static str, String, bool); 8] {
+fn summary_cards(report: &Report) -> [(&'static str, String, bool); 9] {
     let s = &report.summary;
     let findings = report.finding_count();
     let verify = match s.verify_passed {
@@ -99,6 +170,7 @@ fn summary_cards(report: &Report) -> [(&'static str, String, bool); 8] {
     [
         ("findings", findings.to_string(), findings > 0),
         ("verify", verify.to_string(), s.verify_passed == Some(false)),
+        ("information", report.verdict.information.to_string(), false),
         ("runs merged", s.runs.len().to_string(), false),
         ("seconds recorded", s.duration_seconds.to_string(), false),
         ("calls", s.totals.calls.to_string(), false),
@@ -212,19 +284,22 @@ fn verify_findings(h: &mut String, report: &Report) {
     let _ = writeln!(h, "</ul>");
 }
 
+/// What asks for a change, and only that.
 fn findings(h: &mut String, report: &Report) {
-    let _ = writeln!(h, "<section id=\"findings\"><h2>Findings</h2>");
+    let _ = writeln!(
+        h,
+        "<section id=\"findings\"><h2>Findings ({})</h2>",
+        report.finding_count()
+    );
     if report.finding_count() == 0 {
-        let _ = writeln!(h, "<p class=\"none\">None.</p>");
+        let _ = writeln!(h, "<p class=\"none\">None: nothing asks for a change.</p>");
     }
     verify_findings(h, report);
     not_converged(h, report);
-    dangerous_observed(h, report);
+    dangerous_observed(h, report, true);
     denied_but_used(h, report);
     arch_gaps(h, report);
-    runtime_init_only(h, report);
-    privilege_drops(h, report);
-    notes(h, report);
+    runtime_init_only(h, report, true);
     let _ = writeln!(h, "</section>");
 }
 
@@ -241,15 +316,25 @@ fn not_converged(h: &mut String, report: &Report) {
     }
 }
 
-fn dangerous_observed(h: &mut String, report: &Report) {
-    let f = &report.findings;
-    if f.dangerous_observed.is_empty() {
+/// The dangerous calls observed that ask for a change (`actionable`), or the others.
+fn dangerous_observed(h: &mut String, report: &Report, actionable: bool) {
+    let entries: Vec<_> = report
+        .findings
+        .dangerous_observed
+        .iter()
+        .filter(|d| d.actionable == actionable)
+        .collect();
+    if entries.is_empty() {
         return;
     }
     let mark_root = report.summary.mixed_privileges;
-    let _ = writeln!(h, "<h3>Dangerous syscalls observed</h3>");
-    let rows: Vec<Vec<Cell>> = f
-        .dangerous_observed
+    let title = if actionable {
+        "Dangerous syscalls observed and allowed without an accepted risk"
+    } else {
+        "Dangerous syscalls observed, denied or allowed as an accepted risk"
+    };
+    let _ = writeln!(h, "<h3>{title}</h3>");
+    let rows: Vec<Vec<Cell>> = entries
         .iter()
         .map(|d| {
             vec![
@@ -273,7 +358,12 @@ fn dangerous_observed(h: &mut String, report: &Report) {
         "why dangerous",
         "profile",
     ];
-    table(h, "dangerous", &header, &rows);
+    let id = if actionable {
+        "dangerous"
+    } else {
+        "dangerous-information"
+    };
+    table(h, id, &header, &rows);
 }
 
 fn denied_but_used(h: &mut String, report: &Report) {
@@ -325,20 +415,35 @@ fn arch_gaps(h: &mut String, report: &Report) {
     );
 }
 
-fn runtime_init_only(h: &mut String, report: &Report) {
-    let f = &report.findings;
-    if f.runtime_init_only.is_empty() {
-        return;
-    }
-    let _ = writeln!(h, "<h3>Only the container runtime's init used these</h3>");
-    let rows: Vec<Vec<Cell>> = f
+/// Calls only the runtime's init made: those the profile allows for no reason (`actionable`),
+/// or those it handles.
+fn runtime_init_only(h: &mut String, report: &Report, actionable: bool) {
+    let entries: Vec<_> = report
+        .findings
         .runtime_init_only
         .iter()
+        .filter(|r| r.actionable == actionable)
+        .collect();
+    if entries.is_empty() {
+        return;
+    }
+    let (title, id, class) = if actionable {
+        (
+            "Allowed although only the container runtime's init used them",
+            "runtime-init",
+            "allowed",
+        )
+    } else {
+        (
+            "Only the container runtime's init used these, and the profile handles them",
+            "runtime-init-information",
+            "expected",
+        )
+    };
+    let _ = writeln!(h, "<h3>{title}</h3>");
+    let rows: Vec<Vec<Cell>> = entries
+        .iter()
         .map(|r| {
-            let class = match r.profile {
-                RuntimeInitVerdict::Allowed => "allowed",
-                RuntimeInitVerdict::Denied | RuntimeInitVerdict::RuntimeBaseline => "expected",
-            };
             vec![
                 Cell::code(&r.name),
                 Cell::num(r.count),
@@ -346,21 +451,20 @@ fn runtime_init_only(h: &mut String, report: &Report) {
             ]
         })
         .collect();
-    table(h, "runtime-init", &["syscall", "calls#", "profile"], &rows);
+    table(h, id, &["syscall", "calls#", "profile"], &rows);
 }
 
+/// Each privilege drop once, naming the runs that made it.
 fn privilege_drops(h: &mut String, report: &Report) {
-    for d in &report.findings.privilege_drops {
+    for d in &report.information.privilege_drops {
         let _ = writeln!(
             h,
-            "<h3>Privilege drop in <code>{}</code></h3><p>First call as another user: {}. \
-             {} syscall(s) only as root: {}. {} made as another user. Run as root: {}. \
-             Run as another user: {}.</p>",
-            esc(&d.file),
-            esc(&d.first_unprivileged_call),
+            "<h3>Privilege drop in {} run(s)</h3><p>Runs: {}. {} syscall(s) only as root: {}. \
+             Run as root: {}. Run as another user: {}.</p>",
+            d.runs.len(),
+            code_list(&d.runs),
             d.root_only.len(),
             code_list(&d.root_only),
-            d.unprivileged,
             esc(&d.root_executables.join(", ")),
             esc(&d.unprivileged_executables.join(", "))
         );
@@ -583,6 +687,11 @@ fn table_with_marks(
         }
     }
     let _ = writeln!(h, "</tr></thead><tbody>");
+    // Each cell names its column: narrow screens show a row as a list of labelled cells.
+    let labels: Vec<String> = header
+        .iter()
+        .map(|t| esc(t.strip_suffix('#').unwrap_or(t)))
+        .collect();
     for (i, row) in rows.iter().enumerate() {
         let class = if dangerous.get(i).copied().unwrap_or(false) {
             " class=\"dangerous\""
@@ -590,18 +699,18 @@ fn table_with_marks(
             ""
         };
         let _ = write!(h, "<tr{class}>");
-        for cell in row {
+        for (cell, label) in row.iter().zip(&labels) {
             match &cell.value {
                 Some(v) => {
                     let _ = write!(
                         h,
-                        "<td class=\"num\" data-value=\"{}\">{}</td>",
+                        "<td class=\"num\" data-label=\"{label}\" data-value=\"{}\">{}</td>",
                         esc(v),
                         cell.html
                     );
                 }
                 None => {
-                    let _ = write!(h, "<td>{}</td>", cell.html);
+                    let _ = write!(h, "<td data-label=\"{label}\">{}</td>", cell.html);
                 }
             }
         }
