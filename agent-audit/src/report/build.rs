@@ -105,13 +105,18 @@ pub fn build(inputs: &ReportInputs) -> Result<Report, ReportError> {
         schema: SCHEMA_V1,
         generator: format!("agent-audit {}", env!("CARGO_PKG_VERSION")),
         verdict: verdict::verdict(&findings, &information, summary.verify_passed),
-        use_it: use_it::use_it(&summary, image),
+        use_it: use_it::use_it(&summary, image, recorded_command(&lists)),
         findings,
         information,
         summary,
         categories: category_rows(&syscalls),
         syscalls,
     })
+}
+
+/// The command the first recording (by file) ran, when its target is one.
+fn recorded_command(lists: &[(String, crate::allowlist::Allowlist)]) -> Option<&[String]> {
+    lists.first()?.1.target.command.as_deref()
 }
 
 fn rfc3339(t: OffsetDateTime) -> String {

@@ -38,13 +38,16 @@ impl Information {
     }
 }
 
-/// One entry per (root executables, unprivileged executables): the runs named, the root-only
-/// calls united.
+/// One entry per set of (root executables, unprivileged executables), whatever order each run
+/// started them in: the runs named, the root-only calls united.
 fn merge_drops(drops: &[PrivilegeDropFinding]) -> Vec<MergedPrivilegeDrop> {
-    type Key<'a> = (&'a [String], &'a [String]);
+    fn set(list: &[String]) -> BTreeSet<&str> {
+        list.iter().map(String::as_str).collect()
+    }
+    type Key<'a> = (BTreeSet<&'a str>, BTreeSet<&'a str>);
     let mut groups: BTreeMap<Key, (BTreeSet<&str>, BTreeSet<&str>)> = BTreeMap::new();
     for d in drops {
-        let key: Key = (&d.root_executables, &d.unprivileged_executables);
+        let key: Key = (set(&d.root_executables), set(&d.unprivileged_executables));
         let (runs, root_only) = groups.entry(key).or_default();
         runs.insert(&d.file);
         root_only.extend(d.root_only.iter().map(String::as_str));
@@ -55,8 +58,8 @@ fn merge_drops(drops: &[PrivilegeDropFinding]) -> Vec<MergedPrivilegeDrop> {
         .map(|((root, other), (runs, root_only))| MergedPrivilegeDrop {
             runs: owned(runs),
             root_only: owned(root_only),
-            root_executables: root.to_vec(),
-            unprivileged_executables: other.to_vec(),
+            root_executables: owned(root),
+            unprivileged_executables: owned(other),
         })
         .collect();
     merged.sort_by(|a, b| a.runs.cmp(&b.runs));
@@ -88,13 +91,18 @@ mod tests {
                 &["/usr/sbin/squid"],
             ),
             drop("a-2.json", &["x:setgroups"], &["/usr/sbin/squid"]),
-            drop("b.json", &["x:chown"], &["/bin/sh", "/usr/sbin/squid"]),
+            drop("b.json", &["x:chown"], &["/usr/sbin/squid", "/bin/sh"]),
+            drop("c.json", &["x:chown"], &["/bin/sh", "/usr/sbin/squid"]),
         ];
         let merged = Information::of(&drops).privilege_drops;
         assert_eq!(merged.len(), 2, "{merged:#?}");
         assert_eq!(merged[0].runs, ["a-1.json", "a-2.json", "a-3.json"]);
         assert_eq!(merged[0].root_only, ["x:setgroups", "x:setuid"]);
-        assert_eq!(merged[1].runs, ["b.json"]);
+        assert_eq!(
+            merged[1].runs,
+            ["b.json", "c.json"],
+            "the order of execs is not a difference"
+        );
         assert_eq!(merged[1].root_executables, ["/bin/sh", "/usr/sbin/squid"]);
     }
 }

@@ -5,7 +5,7 @@
 
 use std::fmt::Write;
 
-use super::Report;
+use super::{DeniedSource, Report};
 use crate::allowlist::saturating_sum;
 use crate::markdown::{code, escape};
 
@@ -222,13 +222,19 @@ fn dangerous_observed(md: &mut String, report: &Report, actionable: bool, max_ro
     );
 }
 
+/// The recorded calls the profile denies (verify's denials are shown first, with its failures).
 fn denied_but_used(md: &mut String, report: &Report, max_rows: usize) {
-    let f = &report.findings;
-    if f.denied_but_used.is_empty() {
+    let recorded: Vec<_> = report
+        .findings
+        .denied_but_used
+        .iter()
+        .filter(|d| d.source == DeniedSource::Recording)
+        .collect();
+    if recorded.is_empty() {
         return;
     }
     let _ = writeln!(md, "**Used by the workload but denied by the profile**\n");
-    let rows = f.denied_but_used.iter().map(|d| {
+    let rows = recorded.iter().map(|d| {
         format!(
             "| {} | {} | {} | {} | {} | {} |",
             d.source,

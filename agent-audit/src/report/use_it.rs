@@ -41,8 +41,8 @@ impl<'a> Target<'a> {
 }
 
 /// The lines for this report; `image` is the audited container's image, when `verify` ran a
-/// copy of it.
-pub(super) fn use_it(summary: &Summary, image: Option<&str>) -> UseIt {
+/// copy of it; `command` the recorded command's arguments, when the target is a command.
+pub(super) fn use_it(summary: &Summary, image: Option<&str>, command: Option<&[String]>) -> UseIt {
     let generated = summary.profile.file.is_none();
     let profile = summary
         .profile
@@ -55,6 +55,11 @@ pub(super) fn use_it(summary: &Summary, image: Option<&str>) -> UseIt {
         .first()
         .map_or(Target::parse(""), |r| Target::parse(&r.target));
     let name = object_name(&target);
+    // The command as one line a shell splits back into the same arguments.
+    let argv = command.map_or_else(
+        || target.spec.to_string(),
+        |args| args.iter().map(|a| quote(a)).collect::<Vec<_>>().join(" "),
+    );
     let p = quote(&profile);
     let mut docker = String::new();
     if generated {
@@ -65,10 +70,7 @@ pub(super) fn use_it(summary: &Summary, image: Option<&str>) -> UseIt {
     }
     let image = image.map_or_else(|| "IMAGE".to_string(), quote);
     docker.push_str(&match target.kind {
-        "command" => format!(
-            "docker run --security-opt seccomp={p} {image} {}",
-            target.spec
-        ),
+        "command" => format!("docker run --security-opt seccomp={p} {image} {argv}"),
         _ => format!("docker run --security-opt seccomp={p} {image}"),
     });
     let base = if generated {
@@ -87,7 +89,7 @@ pub(super) fn use_it(summary: &Summary, image: Option<&str>) -> UseIt {
             "securityContext:\n  seccompProfile:\n    type: Localhost\n    \
              localhostProfile: operator/{name}.json"
         ),
-        ci: ci_lines(&target, &p),
+        ci: ci_lines(&target, &argv, &p),
         kubernetes_name: name,
         docker,
         profile,
@@ -96,12 +98,9 @@ pub(super) fn use_it(summary: &Summary, image: Option<&str>) -> UseIt {
 
 /// Record the workload again into `new.allowlist.json`, then fail on any call the committed
 /// profile does not allow.
-fn ci_lines(target: &Target, profile: &str) -> String {
+fn ci_lines(target: &Target, argv: &str, profile: &str) -> String {
     let record = match target.kind {
-        "command" => format!(
-            "agent-audit run --out new.allowlist.json -- {}",
-            target.spec
-        ),
+        "command" => format!("agent-audit run --out new.allowlist.json -- {argv}"),
         "container" => {
             let c = quote(target.spec);
             format!(

@@ -4,21 +4,19 @@
 
 use std::fmt::Write;
 
-use super::{CategoryRow, Report, SyscallRow, VerdictStatus};
+use super::{DeniedSource, Report, VerdictStatus};
 
-const CSS: &str = include_str!("assets/report.css");
-const SORT_JS: &str = include_str!("assets/sort.js");
+mod charts;
+mod table;
 
-/// Bars in the top-syscalls chart.
-const TOP_SYSCALLS: usize = 15;
+use charts::charts;
+use table::{code_list, code_spans, esc, table, table_with_marks, Cell};
+
+const CSS: &str = include_str!("../assets/report.css");
+const SORT_JS: &str = include_str!("../assets/sort.js");
+
 /// Programs named per table cell.
 const PROGRAMS_PER_CELL: usize = 5;
-/// One colour per category, in the category table's order; cycled if it ever grows.
-const PALETTE: [&str; 12] = [
-    "#4e79a7", "#f28e2b", "#59a14f", "#e15759", "#76b7b2", "#edc948", "#b07aa1", "#ff9da7",
-    "#9c755f", "#bab0ac", "#86bcb6", "#d37295",
-];
-
 /// Renders the page.
 pub fn render(report: &Report) -> String {
     let title = format!("agent-audit report: {}", report.targets().join("; "));
@@ -68,17 +66,6 @@ fn header(h: &mut String, report: &Report, title: &str) {
         "</div><p class=\"meta\">{}</p></header>",
         esc(&report.generator)
     );
-}
-
-/// Text whose backticked parts become `<code>`, the rest escaped.
-fn code_spans(text: &str) -> String {
-    text.split('`')
-        .enumerate()
-        .map(|(i, part)| match i % 2 {
-            1 => format!("<code>{}</code>", esc(part)),
-            _ => esc(part),
-        })
-        .collect()
 }
 
 /// The ready-to-paste lines, each in a block that wraps rather than scrolls.
@@ -366,14 +353,19 @@ fn dangerous_observed(h: &mut String, report: &Report, actionable: bool) {
     table(h, id, &header, &rows);
 }
 
+/// The recorded calls the profile denies (verify's denials are shown first, with its failures).
 fn denied_but_used(h: &mut String, report: &Report) {
-    let f = &report.findings;
-    if f.denied_but_used.is_empty() {
+    let recorded: Vec<_> = report
+        .findings
+        .denied_but_used
+        .iter()
+        .filter(|d| d.source == DeniedSource::Recording)
+        .collect();
+    if recorded.is_empty() {
         return;
     }
     let _ = writeln!(h, "<h3>Used by the workload but denied by the profile</h3>");
-    let rows: Vec<Vec<Cell>> = f
-        .denied_but_used
+    let rows: Vec<Vec<Cell>> = recorded
         .iter()
         .map(|d| {
             vec![
@@ -483,105 +475,6 @@ fn notes(h: &mut String, report: &Report) {
     let _ = writeln!(h, "</ul>");
 }
 
-fn charts(h: &mut String, report: &Report) {
-    let _ = writeln!(
-        h,
-        "<section id=\"charts\"><h2>Where the calls go</h2><div class=\"charts\">"
-    );
-    let colour = |id: &str| {
-        let index = report
-            .categories
-            .iter()
-            .position(|c| c.id == id)
-            .unwrap_or(0);
-        PALETTE[index % PALETTE.len()]
-    };
-    let bars: Vec<Bar> = report
-        .categories
-        .iter()
-        .map(|c: &CategoryRow| Bar {
-            key: &c.id,
-            label: &c.title,
-            value: c.calls,
-            note: format!("{} calls, {} syscalls", c.calls, c.syscalls),
-            colour: colour(&c.id),
-        })
-        .collect();
-    bar_chart(h, "chart-categories", "Calls by category", &bars);
-    let top = report.top_syscalls(TOP_SYSCALLS);
-    let bars: Vec<Bar> = top
-        .iter()
-        .map(|r: &&SyscallRow| Bar {
-            key: &r.name,
-            label: &r.name,
-            value: r.count,
-            note: format!("{} calls ({})", r.count, r.category),
-            colour: colour(&r.category),
-        })
-        .collect();
-    bar_chart(
-        h,
-        "chart-top",
-        &format!("Top {} syscalls", bars.len()),
-        &bars,
-    );
-    let _ = writeln!(h, "</div></section>");
-}
-
-struct Bar<'a> {
-    key: &'a str,
-    label: &'a str,
-    value: u64,
-    note: String,
-    colour: &'a str,
-}
-
-/// A horizontal bar chart as inline SVG: one `<g class="bar">` per bar.
-fn bar_chart(h: &mut String, id: &str, caption: &str, bars: &[Bar]) {
-    const LABEL: u64 = 130;
-    const WIDTH: u64 = 300;
-    const ROW: u64 = 22;
-    let max = bars.iter().map(|b| b.value).max().unwrap_or(0).max(1);
-    let height = ROW * bars.len() as u64 + 4;
-    let total_width = LABEL + WIDTH + 170;
-    let _ = writeln!(
-        h,
-        "<figure><figcaption>{}</figcaption>\n<svg id=\"{id}\" \
-         width=\"{total_width}\" height=\"{height}\" viewBox=\"0 0 {total_width} {height}\" \
-         role=\"img\" aria-label=\"{}\">",
-        esc(caption),
-        esc(caption)
-    );
-    for (i, bar) in bars.iter().enumerate() {
-        let y = ROW * i as u64 + 2;
-        // In u128: a count near u64::MAX times the width does not fit in u64. At most WIDTH
-        // (no bar is longer than the longest).
-        let w =
-            u64::try_from((u128::from(bar.value) * u128::from(WIDTH)).div_ceil(u128::from(max)))
-                .unwrap_or(WIDTH);
-        let _ = writeln!(
-            h,
-            "<g class=\"bar\" data-key=\"{}\" data-value=\"{}\"><title>{}: {}</title>\
-             <text x=\"{}\" y=\"{}\" text-anchor=\"end\">{}</text>\
-             <rect x=\"{LABEL}\" y=\"{y}\" width=\"{w}\" height=\"{}\" fill=\"{}\"></rect>\
-             <text x=\"{}\" y=\"{}\">{}</text></g>",
-            esc(bar.key),
-            bar.value,
-            esc(bar.label),
-            esc(&bar.note),
-            LABEL - 6,
-            y + 14,
-            esc(bar.label),
-            ROW - 6,
-            bar.colour,
-            LABEL + w + 6,
-            y + 14,
-            esc(&bar.note)
-        );
-    }
-    let _ = writeln!(h, "</svg></figure>");
-}
-
 fn allowed_table(h: &mut String, report: &Report) {
     let mark_root = report.summary.mixed_privileges;
     let _ = writeln!(
@@ -622,126 +515,4 @@ fn allowed_table(h: &mut String, report: &Report) {
     let marks: Vec<bool> = report.syscalls.iter().map(|r| r.dangerous).collect();
     table_with_marks(h, "syscall-table", &header, &rows, &marks);
     let _ = writeln!(h, "</section>");
-}
-
-/// A table cell: escaped HTML and, for numbers, the value to sort by.
-struct Cell {
-    html: String,
-    value: Option<String>,
-}
-
-impl Cell {
-    fn text(s: &str) -> Self {
-        Cell {
-            html: esc(s),
-            value: None,
-        }
-    }
-    fn code(s: &str) -> Self {
-        Cell {
-            html: format!("<code>{}</code>", esc(s)),
-            value: None,
-        }
-    }
-    fn num(n: u64) -> Self {
-        Cell {
-            html: n.to_string(),
-            value: Some(n.to_string()),
-        }
-    }
-    fn num_f(n: f64) -> Self {
-        Cell {
-            html: n.to_string(),
-            value: Some(n.to_string()),
-        }
-    }
-    fn tag(class: &str, text: &str) -> Self {
-        Cell {
-            html: format!("<span class=\"tag {class}\">{}</span>", esc(text)),
-            value: None,
-        }
-    }
-}
-
-/// A sortable table; a header ending in `#` is a numeric column.
-fn table(h: &mut String, id: &str, header: &[&str], rows: &[Vec<Cell>]) {
-    table_with_marks(h, id, header, rows, &[]);
-}
-
-fn table_with_marks(
-    h: &mut String,
-    id: &str,
-    header: &[&str],
-    rows: &[Vec<Cell>],
-    dangerous: &[bool],
-) {
-    let _ = write!(h, "<table id=\"{id}\" class=\"sortable\"><thead><tr>");
-    for title in header {
-        match title.strip_suffix('#') {
-            Some(t) => {
-                let _ = write!(h, "<th class=\"num\" data-type=\"num\">{}</th>", esc(t));
-            }
-            None => {
-                let _ = write!(h, "<th>{}</th>", esc(title));
-            }
-        }
-    }
-    let _ = writeln!(h, "</tr></thead><tbody>");
-    // Each cell names its column: narrow screens show a row as a list of labelled cells.
-    let labels: Vec<String> = header
-        .iter()
-        .map(|t| esc(t.strip_suffix('#').unwrap_or(t)))
-        .collect();
-    for (i, row) in rows.iter().enumerate() {
-        let class = if dangerous.get(i).copied().unwrap_or(false) {
-            " class=\"dangerous\""
-        } else {
-            ""
-        };
-        let _ = write!(h, "<tr{class}>");
-        for (cell, label) in row.iter().zip(&labels) {
-            match &cell.value {
-                Some(v) => {
-                    let _ = write!(
-                        h,
-                        "<td class=\"num\" data-label=\"{label}\" data-value=\"{}\">{}</td>",
-                        esc(v),
-                        cell.html
-                    );
-                }
-                None => {
-                    let _ = write!(h, "<td data-label=\"{label}\">{}</td>", cell.html);
-                }
-            }
-        }
-        let _ = writeln!(h, "</tr>");
-    }
-    let _ = writeln!(h, "</tbody></table>");
-}
-
-fn code_list(names: &[String]) -> String {
-    if names.is_empty() {
-        return "none".into();
-    }
-    names
-        .iter()
-        .map(|n| format!("<code>{}</code>", esc(n)))
-        .collect::<Vec<_>>()
-        .join(", ")
-}
-
-/// Escapes text for HTML content and attribute values.
-fn esc(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
 }
