@@ -96,7 +96,7 @@ pub fn build(inputs: &ReportInputs) -> Result<Report, ReportError> {
     summary.verify_note = verify.as_ref().and_then(verify_note);
     summary.convergence = findings::convergence(&lists);
     let findings = findings::compute(&ctx, &check, verify.as_ref(), &summary.convergence);
-    let information = Information::of(&findings.privilege_drops);
+    let information = Information::of(&findings.privilege_drops, &summary.runs);
     let image = verify
         .as_ref()
         .and_then(|v| v.container.as_ref())

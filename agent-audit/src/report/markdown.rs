@@ -299,14 +299,15 @@ fn runtime_init_only(md: &mut String, report: &Report, actionable: bool, max_row
     table(md, "| syscall | calls | profile |", rows, max_rows);
 }
 
-/// Each privilege drop once, naming the runs that made it.
+/// The privilege drops of each target once, naming the runs that made them.
 fn privilege_drops(md: &mut String, report: &Report, max_rows: usize) {
     for drop in &report.information.privilege_drops {
         let _ = writeln!(
             md,
-            "**Privilege drop** in {} run(s) ({}): {} syscall(s) only as root: {}. Run as root: \
-             {}. Run as another user: {}.\n",
+            "**Privilege drop** in {} run(s) of {} ({}): {} syscall(s) only as root: {}. Run as \
+             root: {}. Run as another user: {}.\n",
             drop.runs.len(),
+            escape(&drop.target),
             code_list(&drop.runs, max_rows),
             drop.root_only.len(),
             code_list(&drop.root_only, max_rows),

@@ -446,14 +446,15 @@ fn runtime_init_only(h: &mut String, report: &Report, actionable: bool) {
     table(h, id, &["syscall", "calls#", "profile"], &rows);
 }
 
-/// Each privilege drop once, naming the runs that made it.
+/// The privilege drops of each target once, naming the runs that made them.
 fn privilege_drops(h: &mut String, report: &Report) {
     for d in &report.information.privilege_drops {
         let _ = writeln!(
             h,
-            "<h3>Privilege drop in {} run(s)</h3><p>Runs: {}. {} syscall(s) only as root: {}. \
-             Run as root: {}. Run as another user: {}.</p>",
+            "<h3>Privilege drop in {} run(s) of {}</h3><p>Runs: {}. {} syscall(s) only as root: \
+             {}. Run as root: {}. Run as another user: {}.</p>",
             d.runs.len(),
+            esc(&d.target),
             code_list(&d.runs),
             d.root_only.len(),
             code_list(&d.root_only),
