@@ -71,7 +71,10 @@ pub(super) fn use_it(summary: &Summary, image: Option<&str>, command: Option<&[S
     let image = image.map_or_else(|| "IMAGE".to_string(), quote);
     docker.push_str(&match target.kind {
         "command" => format!("docker run --security-opt seccomp={p} {image} {argv}"),
-        _ => format!("docker run --security-opt seccomp={p} {image}"),
+        _ => format!(
+            "# with the options the container was created with (volumes, user, network, command)\n\
+             docker run --security-opt seccomp={p} {image}"
+        ),
     });
     let base = if generated {
         String::new()
