@@ -1,6 +1,6 @@
 //! A real Debian root filesystem for the container tests: `debootstrap --variant=minbase` with
 //! the packages a test asks for (the agent image: nodejs, git and python3; daemon images: squid,
-//! nginx, …), from the Debian archive this machine's apt is configured with, and imported with
+//! nginx, postgres), from the Debian archive this machine's apt is configured with, and imported with
 //! `docker import` (these machines have no registry).
 //!
 //! Built once per package set and cached: the root filesystem under
@@ -24,7 +24,7 @@ use crate::workspace_root;
 /// What the agent image installs on top of `minbase`.
 pub const PACKAGES: &[&str] = &["nodejs", "git", "python3"];
 /// The daemon image: daemons that start as root and drop to their own user, and a client.
-pub const DAEMON_PACKAGES: &[&str] = &["squid", "nginx-light", "curl"];
+pub const DAEMON_PACKAGES: &[&str] = &["squid", "nginx-light", "postgresql-15", "curl"];
 /// debootstrap downloads and unpacks ~150 packages; on a slow mirror that takes minutes.
 const DEBOOTSTRAP_TIMEOUT: Duration = Duration::from_secs(20 * 60);
 const IMPORT_TIMEOUT: Duration = Duration::from_secs(10 * 60);

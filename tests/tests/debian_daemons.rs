@@ -1,8 +1,9 @@
 //! Issue 20 item 2, end to end as a user: Debian daemons that start as root and drop to their
 //! own user, in a container from a real Debian root filesystem (debootstrap of squid,
-//! nginx-light and curl from this machine's apt mirror, `docker import`), each doing its job
-//! with no network but loopback (tests/data/workloads: squid refuses a domain outside its
-//! allowlist and shuts down; nginx's worker serves a file to curl and nginx quits).
+//! nginx-light, postgresql-15 and curl from this machine's apt mirror, `docker import`), each
+//! doing its job with no network but loopback (tests/data/workloads: squid refuses a domain
+//! outside its allowlist and shuts down; nginx's worker serves a file to curl and nginx quits;
+//! pg_ctlcluster starts PostgreSQL as `postgres`, psql gets an answer, the cluster stops).
 //! `agent-audit audit --container` (3 runs, verify, report) must end verify PASSED,
 //! `0 finding(s)`, exit 0: the privilege drop is information, merged over the runs, and so are
 //! the runtime init's calls the profile handles. The report's Kubernetes line is run too: the
@@ -52,6 +53,7 @@ fn audit_daemon(prefix: &str, task: &str, daemon: &str) {
     let container = create_daemon_container(&name, task);
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("audit");
+    std::fs::create_dir_all(workspace_root().join("target/debian-daemons-failed")).unwrap();
     let done = run(
         Command::new(agent_audit_bin())
             .args(["audit", "--container", &container.name, "--out-dir"])
@@ -59,12 +61,18 @@ fn audit_daemon(prefix: &str, task: &str, daemon: &str) {
         TIMEOUT,
     );
     let line = done.stdout.lines().last().unwrap_or_default();
-    assert!(
-        line.contains("; verify PASSED; 0 finding(s); report: "),
-        "{}\n{}",
-        done.stdout,
-        done.stderr
-    );
+    if !line.contains("; verify PASSED; 0 finding(s); report: ") {
+        let kept = workspace_root()
+            .join("target/debian-daemons-failed")
+            .join(&name);
+        let _ = Command::new("cp").arg("-r").arg(&out).arg(&kept).status();
+        panic!(
+            "{}\n{}\n(the audit's files are kept in {})",
+            done.stdout,
+            done.stderr,
+            kept.display()
+        );
+    }
     done.assert_code(0);
 
     let report = json(&out.join("report.json"));
@@ -121,4 +129,13 @@ fn root_audit_of_a_squid_proxy_container_has_no_finding() {
 #[test]
 fn root_audit_of_an_nginx_container_has_no_finding() {
     audit_daemon("findings-report-nginx", "nginx_task.sh", "/usr/sbin/nginx");
+}
+
+#[test]
+fn root_audit_of_a_postgres_container_has_no_finding() {
+    audit_daemon(
+        "findings-report-postgres",
+        "postgres_task.sh",
+        "/usr/bin/pg_ctlcluster",
+    );
 }

@@ -5,6 +5,9 @@ set -eu
 conf=/workloads/nginx.conf
 nginx -c "$conf" -g 'daemon off;' &
 pid=$!
+# One pause whether or not the daemon is already up, so that every run makes the same calls
+# (a run that never waited would leave `sleep` out of the profile for one that does).
+sleep 0.1
 tries=0
 until body=$(curl -sf http://127.0.0.1:8080/index.html); do
   tries=$((tries + 1))

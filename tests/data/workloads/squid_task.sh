@@ -6,6 +6,9 @@ set -eu
 conf=/workloads/squid.conf
 squid -f "$conf" -N &
 pid=$!
+# One pause whether or not the daemon is already up, so that every run makes the same calls
+# (a run that never waited would leave `sleep` out of the profile for one that does).
+sleep 0.1
 tries=0
 until curl -s -o /dev/null http://127.0.0.1:3128/; do
   tries=$((tries + 1))
