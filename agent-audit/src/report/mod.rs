@@ -186,7 +186,8 @@ pub struct BaseChanges {
     pub changed: Vec<String>,
 }
 
-/// What a reviewer must look at.
+/// Every entry of the report, each of a kind ([`FindingKind`]) that decides whether it asks for
+/// a change (a finding) or is information.
 #[derive(Clone, Debug, Default, PartialEq, Serialize)]
 pub struct Findings {
     /// What failed when `verify` ran the workload under the profile, besides its denials
