@@ -743,3 +743,74 @@ fn a_daemon_dropping_privileges_with_a_timing_allowance_has_no_finding() {
         "Not ready to commit: 1 runtime-init call(s) allowed for no reason."
     );
 }
+
+/// "Use it" (issue 24): lines a shell takes as they are, naming the reviewed profile, the
+/// recorded command (each argument quoted back) or container, and the runs.
+#[test]
+fn use_it_lines_are_ready_to_paste() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut list = recording("x", "sh", &[(X, "read", 1), (X, "execve", 1)]);
+    list.target.command = Some(vec!["sh".into(), "-c".into(), "echo 'hi' > out".into()]);
+    let run = write(dir.path(), "run 1.json", &list);
+    let profile = dir.path().join("my profile.json");
+    std::fs::write(
+        &profile,
+        r#"{"defaultAction":"SCMP_ACT_ERRNO","syscalls":[{"names":["read","execve"],"action":"SCMP_ACT_ALLOW"}]}"#,
+    )
+    .unwrap();
+    let report = build(&ReportInputs {
+        allowlists: vec![run.clone()],
+        profile: Some(profile.clone()),
+        ..Default::default()
+    })
+    .unwrap();
+    let u = &report.use_it;
+    let (p, r) = (
+        format!("'{}'", profile.display()),
+        format!("'{}'", run.display()),
+    );
+    let command = r"sh -c 'echo '\''hi'\'' > out'";
+    assert_eq!(
+        u.docker,
+        format!("docker run --security-opt seccomp={p} IMAGE {command}")
+    );
+    assert_eq!(
+        u.ci,
+        format!(
+            "agent-audit run --out new.allowlist.json -- {command}\n\
+             agent-audit diff --fail-on added {p} new.allowlist.json"
+        )
+    );
+    assert_eq!(u.kubernetes_name, "sh");
+    assert_eq!(
+        u.kubernetes.lines().next().unwrap(),
+        format!(
+            "agent-audit profile {r} --base {p} --keep-base-allows --format spo-yaml --name sh \
+             -o sh.seccompprofile.yaml"
+        )
+    );
+    assert!(u
+        .kubernetes_pod
+        .ends_with("localhostProfile: operator/sh.json"));
+    assert!(u
+        .compose
+        .ends_with(&format!("- seccomp={}", profile.display())));
+
+    // A container, and no --profile: the profile is written first, from the runs.
+    list.target.kind = "container".into();
+    list.target.command = None;
+    list.target.spec = "Squid".into();
+    let run = write(dir.path(), "c.json", &list);
+    let report = build(&inputs(vec![run.clone()])).unwrap();
+    let u = &report.use_it;
+    assert!(u.docker.starts_with(&format!(
+        "agent-audit profile {} -o profile.json\n",
+        run.display()
+    )));
+    assert!(u
+        .docker
+        .ends_with("docker run --security-opt seccomp=profile.json IMAGE"));
+    assert!(u.ci.contains("agent-audit record --wait --container Squid"));
+    assert!(u.ci.contains("docker start -a Squid; wait"));
+    assert_eq!(u.kubernetes_name, "squid");
+}

@@ -257,7 +257,7 @@ fn verify_findings(h: &mut String, report: &Report) {
         "<h3 id=\"verify-failed\">Verify FAILED under the profile</h3><ul>"
     );
     for failure in &f.verify_failed {
-        let _ = writeln!(h, "<li>{}</li>", esc(&failure.what));
+        let _ = writeln!(h, "<li>{}</li>", code_spans(&failure.what));
     }
     for d in denied {
         let _ = writeln!(
@@ -374,7 +374,7 @@ fn denied_but_used(h: &mut String, report: &Report) {
                 Cell::text(d.arch.short_name()),
                 d.nr.map_or(Cell::text(""), |n| Cell::num(n.into())),
                 Cell::num(d.count),
-                Cell::text(&d.why),
+                Cell::prose(&d.why),
             ]
         })
         .collect();
@@ -395,7 +395,7 @@ fn arch_gaps(h: &mut String, report: &Report) {
             vec![
                 Cell::text(g.arch.short_name()),
                 Cell::code(&g.name),
-                Cell::text(&g.why),
+                Cell::prose(&g.why),
             ]
         })
         .collect();
@@ -471,7 +471,7 @@ fn notes(h: &mut String, report: &Report) {
     }
     let _ = writeln!(h, "<h3>Notes</h3><ul>");
     for note in notes {
-        let _ = writeln!(h, "<li>{}</li>", esc(note));
+        let _ = writeln!(h, "<li>{}</li>", code_spans(note));
     }
     let _ = writeln!(h, "</ul>");
 }

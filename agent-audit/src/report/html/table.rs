@@ -15,6 +15,13 @@ impl Cell {
             value: None,
         }
     }
+    /// Text whose backticked parts are code (`verify`, a command).
+    pub(super) fn prose(s: &str) -> Self {
+        Cell {
+            html: code_spans(s),
+            value: None,
+        }
+    }
     pub(super) fn code(s: &str) -> Self {
         Cell {
             html: format!("<code>{}</code>", esc(s)),
