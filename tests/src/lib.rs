@@ -5,6 +5,7 @@
 pub mod allowlist;
 pub mod argprobe;
 pub mod armed;
+pub mod browser;
 pub mod cgroup;
 pub mod container;
 pub mod debian;
