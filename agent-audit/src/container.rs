@@ -35,6 +35,16 @@ pub enum ContainerError {
         /// Each engine tried and what it answered.
         tried: String,
     },
+    /// The Docker Engine's API cannot tell where containers' cgroups go: no socket answers
+    /// the connection, or the one that does (`socket`) fails the request (never answers it).
+    /// Every engine error's text starts with the socket it came from.
+    #[error("Docker Engine API: {source}")]
+    EngineUnavailable {
+        /// The socket used, if one took the connection.
+        socket: Option<PathBuf>,
+        /// What went wrong.
+        source: io::Error,
+    },
     /// The container exists but is not running, so it has no processes to watch.
     #[error("container {name:?} ({engine}) is not running; start it, or use `record --wait` to catch its next start")]
     NotRunning {
@@ -46,9 +56,15 @@ pub enum ContainerError {
 }
 
 impl ContainerError {
-    /// The documented exit code: 66, the container cannot be found running.
+    /// The documented exit code: 66, the container cannot be found running; 69, the engine
+    /// cannot be asked.
     pub fn exit_code(&self) -> crate::exit::ExitCode {
-        crate::exit::ExitCode::NO_INPUT
+        match self {
+            ContainerError::NotFound { .. } | ContainerError::NotRunning { .. } => {
+                crate::exit::ExitCode::NO_INPUT
+            }
+            ContainerError::EngineUnavailable { .. } => crate::exit::ExitCode::UNAVAILABLE,
+        }
     }
 }
 
@@ -151,7 +167,10 @@ fn api_call(
                 runtime.block_on(async {
                     match timeout {
                         Some(limit) => tokio::time::timeout(limit, call).await.map_err(|_| {
-                            io::Error::new(io::ErrorKind::TimedOut, "the engine did not answer")
+                            io::Error::new(
+                                io::ErrorKind::TimedOut,
+                                format!("no answer within {} s", limit.as_secs()),
+                            )
                         })?,
                         None => call.await,
                     }
@@ -160,6 +179,8 @@ fn api_call(
             .join()
             .unwrap_or_else(|_| Err(io::Error::other("the engine API request panicked")))
     })
+    // Every engine error names the socket that was asked (DOCKER_HOST may point anywhere).
+    .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", socket.display())))
 }
 
 async fn api_call_async(
@@ -256,14 +277,17 @@ fn docker_socket() -> Option<PathBuf> {
 /// Where Docker creates its containers' cgroups, as a `--cgroup-glob` pattern: `docker/*` with
 /// the cgroupfs driver, `system.slice/docker-*.scope` with systemd's.
 pub fn docker_cgroup_pattern() -> Result<String, ContainerError> {
-    let unavailable = |why: String| ContainerError::NotFound {
-        name: "(docker engine)".into(),
-        tried: why,
+    let engine = DockerEngine::connect().map_err(|source| ContainerError::EngineUnavailable {
+        socket: None,
+        source,
+    })?;
+    let unavailable = |source| ContainerError::EngineUnavailable {
+        socket: Some(engine.socket.clone()),
+        source,
     };
-    let socket = docker_socket().ok_or_else(|| unavailable("docker: no API socket".into()))?;
-    let info = api_get(&socket, "/info")
-        .map_err(|e| unavailable(format!("docker /info: {e}")))?
-        .ok_or_else(|| unavailable("docker /info: 404".into()))?;
+    let info = api_get(&engine.socket, "/info")
+        .map_err(unavailable)?
+        .ok_or_else(|| unavailable(io::Error::new(io::ErrorKind::NotFound, "/info: 404")))?;
     Ok(match info["CgroupDriver"].as_str() {
         Some("systemd") => "system.slice/docker-*.scope".into(),
         _ => "docker/*".into(),
