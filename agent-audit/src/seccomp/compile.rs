@@ -137,7 +137,8 @@ type AdditionKey<'p> = (&'p str, Action, Option<u32>, &'p [ArgCondition]);
 /// loads no seccomp filter over 4096 instructions (BPF_MAXINSNS) and every rule libseccomp
 /// keeps costs at least one, so a profile past this bound is either unloadable or made of
 /// rules that change nothing; and libseccomp's cost grows with the square of the rule count
-/// (about 2 s per architecture at this bound, 4 min at 40 000), which the bound caps.
+/// (1–2 s per architecture at this bound with every rule on one name, 12 s at 10 000), which
+/// the bound caps.
 pub const MAX_DISTINCT_RULES: usize = 4096;
 
 /// The number of distinct rules of `profile` (see [`MAX_DISTINCT_RULES`]); repeats of a name
