@@ -269,6 +269,27 @@ fn root_run_and_record_end_quietly_when_their_reader_left_early() {
     assert!(!done.stderr.contains("error"), "record: {}", done.stderr);
 }
 
+/// `audit` printed its summary line with println!, which panics (exit 101) when the reader has
+/// gone: the rule above holds for it too.
+#[test]
+fn root_audit_ends_with_its_verdict_when_its_reader_left_early() {
+    require_root();
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("audit");
+    let done = into_a_closed_pipe(&mut agent_audit(&[
+        &"audit",
+        &"--runs",
+        &"1",
+        &"--out-dir",
+        &out,
+        &"--",
+        &"/bin/true",
+    ]));
+    assert!(!done.stderr.contains("panicked"), "{}", done.stderr);
+    assert!(matches!(done.code(), 0 | 1), "{}", done.stderr);
+    assert!(out.join("report.md").exists());
+}
+
 /// Issue 20 item 6: `--help >/dev/full` exited 0 although nothing was printed: 74.
 #[test]
 fn help_into_a_full_device_is_an_io_error() {
