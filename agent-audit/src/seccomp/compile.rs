@@ -194,6 +194,7 @@ pub fn build_filter(
     }
     let mut skipped = Vec::new();
     let mut added: HashMap<AdditionKey, Result<(), String>> = HashMap::new();
+    let mut names: HashMap<&str, Option<ScmpSyscall>> = HashMap::new();
     let mut merged = 0;
     for (index, rule) in profile.syscalls.iter().enumerate() {
         let action =
@@ -217,8 +218,12 @@ pub fn build_filter(
                 continue;
             }
             // Native-arch resolution, as runc does; libseccomp translates per filter arch and
-            // uses pseudo-numbers for names the native arch lacks.
-            let Ok(syscall) = ScmpSyscall::from_name(name) else {
+            // uses pseudo-numbers for names the native arch lacks. Once per name: libseccomp
+            // looks a name up by comparing it with every name of its table.
+            let resolved = *names
+                .entry(name)
+                .or_insert_with(|| ScmpSyscall::from_name(name).ok());
+            let Some(syscall) = resolved else {
                 skipped.push(skip(SkipReason::UnknownToLibseccomp));
                 continue;
             };
