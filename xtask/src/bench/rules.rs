@@ -183,3 +183,35 @@ pub fn markdown(s: &Samples, o: &mut String) {
         );
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The profiles are what the rows say: 40 000 cycled rules, 100 000 aliases, 4 096 and
+    /// 4 097 distinct conditional rules.
+    #[test]
+    fn the_profiles_have_the_rules_the_rows_name() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
+        let dir = std::env::temp_dir().join(format!("xtask-rules-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let names = syscall_names(root).unwrap();
+        let written = write_profiles(&dir, &names).unwrap();
+        let cases: Vec<&str> = written.iter().map(|(case, _)| *case).collect();
+        assert_eq!(cases, CASES.map(|(case, _)| case));
+        let rules = |path: &Path| {
+            let v: serde_json::Value =
+                serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap();
+            v["syscalls"].as_array().unwrap().len()
+        };
+        assert_eq!(rules(&written[0].1), 40_000);
+        let yaml = std::fs::read_to_string(&written[1].1).unwrap();
+        assert_eq!(
+            yaml.lines().filter(|l| l.starts_with("  - ")).count(),
+            100_000
+        );
+        assert_eq!(rules(&written[2].1), 4096);
+        assert_eq!(rules(&written[3].1), 4097);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
