@@ -136,7 +136,10 @@ pub(crate) fn api_call(
                 runtime.block_on(async {
                     match timeout {
                         Some(limit) => tokio::time::timeout(limit, call).await.map_err(|_| {
-                            io::Error::new(io::ErrorKind::TimedOut, "the engine did not answer")
+                            io::Error::new(
+                                io::ErrorKind::TimedOut,
+                                format!("no answer within {} s", limit.as_secs()),
+                            )
                         })?,
                         None => call.await,
                     }
@@ -145,6 +148,8 @@ pub(crate) fn api_call(
             .join()
             .unwrap_or_else(|_| Err(io::Error::other("the engine API request panicked")))
     })
+    // Every engine error names the socket that was asked (DOCKER_HOST may point anywhere).
+    .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", socket.display())))
 }
 
 async fn api_call_async(

@@ -116,14 +116,17 @@ impl AuditArgs {
             Some(_) => "verify FAILED",
             None => "no verify step",
         };
-        println!(
-            "{}: {} run(s); {}; {verdict}; {} finding(s); report: {}",
+        let line = format!(
+            "{}: {} run(s); {}; {verdict}; {} finding(s); report: {}\n",
             self.out_dir.display(),
             outcome.convergence.runs.len(),
             outcome.convergence.line,
             outcome.report.finding_count(),
             self.out_dir.join("report.md").display()
         );
+        // Not println!, which panics (101) when the reader has gone: the documents are the
+        // files, this line only sums them up.
+        crate::fsutil::write_stdout(line.as_bytes()).map_err(Error::Io)?;
         Ok(outcome.exit_code())
     }
 }

@@ -72,6 +72,8 @@ pub struct VerifyArgs {
 
 impl VerifyArgs {
     pub(super) fn execute(self) -> Result<ExitCode, Error> {
+        // Its verdict is printed to standard output whatever `-o` says.
+        crate::fsutil::check_stdout()?;
         let report = match self.docker_container {
             Some(name) => verify::verify_container(&ContainerVerifyOptions {
                 profile: self.profile,
