@@ -7,19 +7,22 @@ use std::path::{Path, PathBuf};
 
 use agent_audit_ebpf::{
     ABI_COMPAT32, ABI_COUNT, ABI_NATIVE, ABI_X32, GLOBAL_ARGS, GLOBAL_ARG_FIRST,
-    GLOBAL_ARG_REG_OFFSETS, GLOBAL_ARG_SPECS, GLOBAL_ATTRIBUTION, GLOBAL_COMPAT_ARG0_OFFSET,
-    GLOBAL_COMPAT_FLAG_MASK, GLOBAL_COMPAT_FLAG_OFFSET, GLOBAL_COMPAT_IPC_NR,
-    GLOBAL_COMPAT_SOCKETCALL_NR, GLOBAL_FORK_NRS, GLOBAL_PRCTL_NR, GLOBAL_TASK_LAYOUT,
-    MAP_COUNTERS, MAP_DIRTY, MAP_EXEC_EVENTS, MAP_EXIT_COUNTERS, MAP_INIT_COUNTERS,
-    MAP_INIT_EXIT_COUNTERS, MAP_PHASE, MAX_TARGETS, PROG_SCHED_EXEC, PROG_SYS_ENTER_BTF,
-    PROG_SYS_ENTER_EMPTY, PROG_SYS_ENTER_RAW, PROG_SYS_EXIT,
+    GLOBAL_ARG_REG_OFFSETS, GLOBAL_ARG_SPECS, GLOBAL_ARG_VALUE_MASK, GLOBAL_ATTRIBUTION,
+    GLOBAL_ATTRIB_MASK, GLOBAL_COMPAT_ARG0_OFFSET, GLOBAL_COMPAT_FLAG_MASK,
+    GLOBAL_COMPAT_FLAG_OFFSET, GLOBAL_COMPAT_IPC_NR, GLOBAL_COMPAT_SOCKETCALL_NR, GLOBAL_FORK_NRS,
+    GLOBAL_PRCTL_NR, GLOBAL_TASK_LAYOUT, MAP_ARG_VALUES, MAP_ATTRIB, MAP_COUNTERS, MAP_DIRTY,
+    MAP_EXEC_EVENTS, MAP_EXIT_COUNTERS, MAP_INIT_COUNTERS, MAP_INIT_EXIT_COUNTERS, MAP_PHASE,
+    MAX_TARGETS, PROG_SCHED_EXEC, PROG_SYS_ENTER_BTF, PROG_SYS_ENTER_EMPTY, PROG_SYS_ENTER_RAW,
+    PROG_SYS_EXIT,
 };
 use aya::maps::RingBuf;
 use aya::programs::{BtfTracePoint, RawTracePoint, TracePoint};
 use aya::{Btf, EbpfLoader};
 
 use super::slots::SlotPool;
-use super::{args, btf_scan, dirty, BpfError, ExitCounting, KernelLayout, SyscallCounter};
+use super::{
+    args, btf_scan, dirty, BpfError, ExitCounting, KernelLayout, SyscallCounter, TableSizes,
+};
 use crate::syscalls::Arch;
 
 /// The kernel program, built by `cargo xtask build-ebpf` and embedded by build.rs.
@@ -150,6 +153,13 @@ impl SyscallCounter {
             // A host without BTF (or a test simulating one): no relocation against it.
             loader.btf(None);
         }
+        let cpus = aya::util::nr_cpus().map_err(|(_, e)| BpfError::Map {
+            name: MAP_ATTRIB,
+            source: aya::maps::MapError::IoError(e),
+        })?;
+        let tables = TableSizes::for_cpus(cpus);
+        loader.map_max_entries(MAP_ATTRIB, tables.attrib);
+        loader.map_max_entries(MAP_ARG_VALUES, tables.arg_values);
         for map in [MAP_COUNTERS, MAP_INIT_COUNTERS, MAP_PHASE] {
             loader.map_max_entries(map, slots);
         }
@@ -177,6 +187,8 @@ impl SyscallCounter {
             .override_global(GLOBAL_ARG_SPECS, &arg_tables.specs, true)
             .override_global(GLOBAL_ARG_REG_OFFSETS, &layout.arg_offsets, true)
             .override_global(GLOBAL_TASK_LAYOUT, &layout.task, true)
+            .override_global(GLOBAL_ATTRIB_MASK, &(tables.attrib - 1), true)
+            .override_global(GLOBAL_ARG_VALUE_MASK, &(tables.arg_values - 1), true)
             .override_global(
                 GLOBAL_FORK_NRS,
                 &["clone", "clone3", "fork", "vfork"].map(native_nr),
@@ -206,6 +218,7 @@ impl SyscallCounter {
             exec_events: None,
             exits,
             arg_meanings: record_args.then_some(arg_tables.meanings),
+            tables,
             exec_backlog: Vec::new(),
             dirty: None,
         };

@@ -7,7 +7,7 @@ use agent_audit_ebpf::{
     MAP_INIT_EXIT_COUNTERS, MAP_PHASE, MAP_STARVED, MAP_TARGETS, MAP_TARGET_GENERATION, NO_TARGET,
     PHASE_RUNTIME_INIT, PHASE_WORKLOAD, WATCH_PARENT,
 };
-use aya::maps::{Array, HashMap, MapData, PerCpuArray, PerCpuValues, Queue};
+use aya::maps::{Array, HashMap, MapData, Queue};
 
 use super::slots::SlotState;
 use super::{map_mut, map_ref, BpfError, ExitCounting, SyscallCounter, TargetSlot};
@@ -316,16 +316,9 @@ impl SyscallCounter {
     }
 
     fn zero_counters(&mut self, name: &'static str, slot: u32) -> Result<(), BpfError> {
-        let mut counters: PerCpuArray<&mut MapData, SyscallCounters> =
-            map_mut(&mut self.ebpf, name)?;
-        let io = |e| BpfError::Map {
-            name,
-            source: aya::maps::MapError::IoError(e),
-        };
-        let cpus = aya::util::nr_cpus().map_err(|(_, e)| io(e))?;
-        let zeros = PerCpuValues::try_from(vec![SyscallCounters::ZERO; cpus]).map_err(io)?;
+        let mut counters: Array<&mut MapData, SyscallCounters> = map_mut(&mut self.ebpf, name)?;
         counters
-            .set(slot, zeros, 0)
+            .set(slot, SyscallCounters::ZERO, 0)
             .map_err(|source| BpfError::Map { name, source })
     }
 
