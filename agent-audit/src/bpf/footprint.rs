@@ -8,6 +8,8 @@
 use std::io;
 use std::path::Path;
 
+use agent_audit_ebpf::{MAP_ARG_VALUES, MAP_ATTRIB};
+
 /// `sizeof(struct htab_elem)` on 64-bit kernels: the hash node, the LRU node (or per-CPU
 /// pointer) and the hash, the key starting 8-aligned.
 const HTAB_ELEM: u64 = 48;
@@ -36,6 +38,8 @@ pub struct MapFootprint {
     pub memlock: u64,
     /// What each possible CPU adds to it.
     pub per_cpu: u64,
+    /// Its element size and number, for maps sized from the CPU count.
+    shape: MapShape,
 }
 
 /// The maps a process holds, and its resident memory.
@@ -86,6 +90,26 @@ impl Footprint {
         self.maps.iter().map(|m| m.per_cpu).sum()
     }
 
+    /// What every CPU adds on a host with `cpus` CPUs: as here, except for the per-CPU tables
+    /// the loader creates with fewer entries per CPU on hosts with more CPUs.
+    pub fn per_cpu_bytes_at(&self, cpus: u64) -> u64 {
+        let tables = usize::try_from(cpus).map_or(
+            super::TableSizes::for_cpus(usize::MAX),
+            super::TableSizes::for_cpus,
+        );
+        self.maps
+            .iter()
+            .map(|m| {
+                let entries = match m.name.as_str() {
+                    MAP_ATTRIB => tables.attrib,
+                    MAP_ARG_VALUES => tables.arg_values,
+                    _ => return m.per_cpu,
+                };
+                u64::from(entries) * m.shape.value_size.next_multiple_of(8)
+            })
+            .sum()
+    }
+
     /// What the maps cost whatever the CPU count.
     pub fn shared_bytes(&self) -> u64 {
         let measured: u64 = self.maps.iter().map(|m| m.memlock).sum();
@@ -94,7 +118,7 @@ impl Footprint {
 
     /// The maps' memory on a host with `cpus` possible CPUs.
     pub fn maps_bytes_at(&self, cpus: u64) -> u64 {
-        self.shared_bytes() + self.per_cpu_bytes() * cpus
+        self.shared_bytes() + self.per_cpu_bytes_at(cpus) * cpus
     }
 }
 
@@ -127,12 +151,13 @@ impl MapFootprint {
             id,
             memlock: field("memlock")?,
             per_cpu: shape.per_cpu_bytes(),
+            shape,
         })
     }
 }
 
 /// What decides a map's per-CPU memory.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 struct MapShape {
     map_type: u32,
     key_size: u64,
@@ -239,10 +264,37 @@ mod tests {
                 id: 1,
                 memlock: 1000 + 2 * 300,
                 per_cpu: 300,
+                shape: MapShape {
+                    map_type: map_type::PERCPU_ARRAY,
+                    key_size: 4,
+                    value_size: 100,
+                    max_entries: 3,
+                    flags: 0,
+                },
             }],
             rss: 0,
         };
         assert_eq!(f.shared_bytes(), 1000);
         assert_eq!(f.maps_bytes_at(64), 1000 + 64 * 300);
+        // The attribution table is created smaller per CPU on larger hosts.
+        let attrib = MapFootprint {
+            name: MAP_ATTRIB.into(),
+            id: 2,
+            memlock: 0,
+            per_cpu: 8192 * 48,
+            shape: MapShape {
+                map_type: map_type::PERCPU_ARRAY,
+                key_size: 4,
+                value_size: 48,
+                max_entries: 8192,
+                flags: 0,
+            },
+        };
+        let f = Footprint {
+            maps: vec![attrib],
+            ..f
+        };
+        assert_eq!(f.per_cpu_bytes_at(2), 8192 * 48);
+        assert_eq!(f.per_cpu_bytes_at(64), 1024 * 48);
     }
 }
