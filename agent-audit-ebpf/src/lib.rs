@@ -46,6 +46,29 @@ pub const WATCH_PARENT: u32 = 0x8000_0000;
 /// keeps *every* free slot in it, so a burst of new cgroups can take all of them at once.
 pub const MAP_FREE_SLOTS: &str = "FREE_SLOTS";
 
+/// `Array<ClaimedName>` with [`MAX_TARGETS`] elements, indexed by slot: the name and parent of
+/// the cgroup the kernel program last claimed the slot for, written at that cgroup's first
+/// counted call, so that userspace can name a cgroup created and removed before its inotify
+/// event was read.
+pub const MAP_CLAIMED_NAMES: &str = "CLAIMED_NAMES";
+/// `[u32; 2]`: offsets of `cgroup.ancestors` and `kernfs_node.name` from the kernel's BTF;
+/// 0 where unknown (no names are recorded then).
+pub const GLOBAL_NAME_LAYOUT: &str = "NAME_LAYOUT";
+/// Bytes of a cgroup's name kept, with its NUL (a name has at most 255 bytes).
+pub const CGROUP_NAME_LEN: usize = 256;
+
+/// A claimed cgroup's name, as the kernel program found it.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ClaimedName {
+    /// The cgroup's id; 0 while the entry is written (or never was).
+    pub id: u64,
+    /// Its parent's id (the watched parent).
+    pub parent_id: u64,
+    /// Its kernfs name, NUL-terminated.
+    pub name: [u8; CGROUP_NAME_LEN],
+}
+
 /// `HashMap<u64, u64>`: children of a watched parent that found no slot to claim (every slot
 /// in use) → `CLOCK_MONOTONIC` ns of the first such call. Userspace drains it, reports each
 /// one, and gives it the next slot that frees (its own [`MAP_TARGETS`] entry, then a
@@ -496,6 +519,9 @@ unsafe impl aya::Pod for ArgState {}
 unsafe impl aya::Pod for ArgAdded {}
 // SAFETY: as above.
 #[cfg(all(feature = "user", not(target_arch = "bpf")))]
+unsafe impl aya::Pod for ClaimedName {}
+// SAFETY: as above.
+#[cfg(all(feature = "user", not(target_arch = "bpf")))]
 unsafe impl aya::Pod for ArgValueKey {}
 // SAFETY: as above.
 #[cfg(all(feature = "user", not(target_arch = "bpf")))]
@@ -506,6 +532,7 @@ const _: () = assert!(core::mem::size_of::<AttribEntry>() == 48);
 const _: () = assert!(core::mem::size_of::<ExecEvent>() == 48 + EXEC_FILENAME_LEN);
 const _: () = assert!(ATTRIB_ENTRIES.is_power_of_two());
 const _: () = assert!(core::mem::size_of::<ArgSpec>() == 16);
+const _: () = assert!(core::mem::size_of::<ClaimedName>() == 16 + CGROUP_NAME_LEN);
 const _: () = assert!(core::mem::size_of::<TaskLayout>() == 36);
 const _: () = assert!(core::mem::size_of::<ArgState>() == ARG_PHASES * MAX_TRACKED_ARGS * 9);
 const _: () = assert!(core::mem::size_of::<ArgAdded>() == ARG_PHASES * MAX_TRACKED_ARGS);

@@ -3,6 +3,7 @@
 mod args;
 mod attribution;
 mod exec;
+mod names;
 mod task;
 
 use agent_audit_ebpf::{
@@ -392,6 +393,9 @@ fn resolve_verdict<C: EbpfContext>(ctx: &C, cgroup_id: u64, generation: u32) -> 
             unsafe { bpf_get_current_ancestor_cgroup_id(watched_child_level.cast_signed()) };
         if child != 0 {
             slot = claim_slot(child);
+            if slot != NO_TARGET {
+                names::record(slot, child, watched_child_level);
+            }
         }
     }
     let verdict = CgroupVerdict { slot, generation };

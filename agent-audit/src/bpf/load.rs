@@ -10,10 +10,10 @@ use agent_audit_ebpf::{
     GLOBAL_ARG_REG_OFFSETS, GLOBAL_ARG_SPECS, GLOBAL_ARG_VALUE_MASK, GLOBAL_ATTRIBUTION,
     GLOBAL_ATTRIB_MASK, GLOBAL_COMPAT_ARG0_OFFSET, GLOBAL_COMPAT_FLAG_MASK,
     GLOBAL_COMPAT_FLAG_OFFSET, GLOBAL_COMPAT_IPC_NR, GLOBAL_COMPAT_SOCKETCALL_NR, GLOBAL_FORK_NRS,
-    GLOBAL_PRCTL_NR, GLOBAL_TASK_LAYOUT, MAP_ARG_VALUES, MAP_ATTRIB, MAP_COUNTERS, MAP_DIRTY,
-    MAP_EXEC_EVENTS, MAP_EXIT_COUNTERS, MAP_INIT_COUNTERS, MAP_INIT_EXIT_COUNTERS, MAP_PHASE,
-    MAX_TARGETS, PROG_SCHED_EXEC, PROG_SYS_ENTER_BTF, PROG_SYS_ENTER_EMPTY, PROG_SYS_ENTER_RAW,
-    PROG_SYS_EXIT,
+    GLOBAL_NAME_LAYOUT, GLOBAL_PRCTL_NR, GLOBAL_TASK_LAYOUT, MAP_ARG_VALUES, MAP_ATTRIB,
+    MAP_COUNTERS, MAP_DIRTY, MAP_EXEC_EVENTS, MAP_EXIT_COUNTERS, MAP_INIT_COUNTERS,
+    MAP_INIT_EXIT_COUNTERS, MAP_PHASE, MAX_TARGETS, PROG_SCHED_EXEC, PROG_SYS_ENTER_BTF,
+    PROG_SYS_ENTER_EMPTY, PROG_SYS_ENTER_RAW, PROG_SYS_EXIT,
 };
 use aya::maps::RingBuf;
 use aya::programs::{BtfTracePoint, RawTracePoint, TracePoint};
@@ -187,6 +187,7 @@ impl SyscallCounter {
             .override_global(GLOBAL_ARG_SPECS, &arg_tables.specs, true)
             .override_global(GLOBAL_ARG_REG_OFFSETS, &layout.arg_offsets, true)
             .override_global(GLOBAL_TASK_LAYOUT, &layout.task, true)
+            .override_global(GLOBAL_NAME_LAYOUT, &layout.name_offsets, true)
             .override_global(GLOBAL_ATTRIB_MASK, &(tables.attrib - 1), true)
             .override_global(GLOBAL_ARG_VALUE_MASK, &(tables.arg_values - 1), true)
             .override_global(
