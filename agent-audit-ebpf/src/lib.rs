@@ -2,7 +2,8 @@
 //! layouts and limits. `no_std` so that the BPF target and the host build the same definitions.
 //!
 //! Minimum kernel: 5.5 for `tp_btf` attachment (5.8 for the `raw_tp` fallback's
-//! `bpf_get_current_ancestor_cgroup_id`). Developed and tested on 6.18.
+//! `bpf_get_current_ancestor_cgroup_id`), 5.12 for argument values (`BPF_ATOMIC` OR).
+//! Developed and tested on 6.18.
 #![no_std]
 
 /// Target slots: how many cgroup targets one daemon can watch at once. Each target owns one

@@ -188,16 +188,16 @@ impl SyscallCounter {
 
     /// Like [`SyscallCounter::load`], with room to count every slot's syscall exits too
     /// (`verify --docker-container`, which watches a parent as `record --wait` does). The exit
-    /// counters are per-CPU maps of the counters' size: loaded for every slot only here, so
-    /// that a recorder does not hold them (12 MiB per CPU at 256 slots).
+    /// counters are maps of the counters' size: loaded for every slot only here, so
+    /// that a recorder does not hold them (12 MiB at 256 slots).
     pub fn load_counting_exits(opts: CounterOptions) -> Result<Self, BpfError> {
         Self::load_with_slots(opts, MAX_TARGETS, ExitCounting::On)
     }
 
     /// Like [`SyscallCounter::load`], for one command (`run`, `verify`): a single target
-    /// slot. The per-slot counter maps are per-CPU arrays of ~25 KiB per slot and CPU that
-    /// the kernel allocates and zeroes when the object is loaded; at 256 slots that was tens
-    /// of milliseconds of every start-up.
+    /// slot. The per-slot counter maps hold ~25 KiB per slot that the kernel allocates and
+    /// zeroes when the object is loaded: at 256 slots, and when they were per CPU, that was
+    /// tens of milliseconds of every start-up.
     pub fn load_for_command(opts: CounterOptions) -> Result<Self, BpfError> {
         Self::load_with_slots(opts, 1, ExitCounting::On)
     }

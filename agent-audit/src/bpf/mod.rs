@@ -1,8 +1,9 @@
 //! The only module that knows aya: loads the embedded kernel program, attaches it to
-//! `sys_enter`, manages target slots and reads the per-CPU counters into plain values.
+//! `sys_enter`, manages target slots and reads the counters into plain values.
 //!
 //! Minimum kernel: 5.8 (CAP_BPF/CAP_PERFMON, `bpf_get_current_ancestor_cgroup_id` in tracing
-//! programs); `tp_btf` additionally needs BTF (`CONFIG_DEBUG_INFO_BTF`, /sys/kernel/btf/vmlinux).
+//! programs); `tp_btf` additionally needs BTF (`CONFIG_DEBUG_INFO_BTF`, /sys/kernel/btf/vmlinux);
+//! recording argument values needs 5.12 (BPF atomic OR of flag bits into a shared array).
 
 mod args;
 mod attribution;

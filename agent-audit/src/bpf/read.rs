@@ -1,5 +1,6 @@
-//! Reading what was counted: a target's per-CPU counters summed into plain values, which
-//! targets changed since the last look, and the shared attribution and argument tables.
+//! Reading what was counted: a target's counters (one array element every CPU shares) as
+//! plain values, which targets changed since the last look, and the attribution and argument
+//! tables.
 
 use agent_audit_ebpf::{
     SyscallCounters, MAP_COUNTERS, MAP_EXIT_COUNTERS, MAP_INIT_COUNTERS, MAP_INIT_EXIT_COUNTERS,
@@ -9,7 +10,7 @@ use aya::maps::{Array, MapData};
 use super::{map_ref, ArgUse, BpfError, ProgramUse, SyscallCounter, TargetSlot};
 use crate::syscalls::Arch;
 
-/// Counts read for one target, as counted (the counters are shared by every CPU).
+/// Counts read for one target.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct TargetCounts {
     /// Non-zero (arch, nr, count) triples.
