@@ -832,3 +832,82 @@ fn the_rationale_escapes_what_it_quotes() {
         assert_eq!(cells, 7, "{line}");
     }
 }
+
+/// The argument rules decide in the kernel what the plan says they decide (`Narrowed`'s
+/// first-match order is libseccomp's), and the BPF interpreter predicts the kernel: ioctl's
+/// refusals catch TIOCSTI and TIOCLINUX with any upper bits and nothing else, socket's LT
+/// boundaries refuse each dangerous family between allowed ones and anything with upper bits.
+#[test]
+fn argument_rules_decide_in_the_kernel_as_planned() {
+    use super::args::ArgVerdict;
+    use crate::seccomp::compile::{tests::errno_under, SyscallLayout};
+    use crate::seccomp::cost::FilterCost;
+    if Arch::native() != Some(Arch::X86_64) {
+        return;
+    }
+    let plan = generate(vec![("w.json".into(), workload())], &options());
+    let profile = oci::to_seccomp_profile(&plan);
+    let filter = FilterCost::compile(&profile, Arch::X86_64, SyscallLayout::Linear).unwrap();
+    let cases: [(&str, libc::c_long, usize, &[u64]); 2] = [
+        (
+            "ioctl",
+            libc::SYS_ioctl,
+            1,
+            &[
+                0x5401,
+                0x5412,
+                0x541c,
+                0x1_0000_5412,
+                0xffff_ffff_0000_541c,
+                0x5413,
+                0xffff_ffff_8004_5430,
+                0,
+                1,
+            ],
+        ),
+        (
+            "socket",
+            libc::SYS_socket,
+            0,
+            &[
+                0,
+                1,
+                2,
+                3,
+                4,
+                10,
+                16,
+                17,
+                29,
+                30,
+                31,
+                38,
+                40,
+                41,
+                45,
+                46,
+                0x1_0000_0002,
+            ],
+        ),
+    ];
+    for (name, nr, index, values) in cases {
+        let narrowed = &plan.arguments[name];
+        for &value in values {
+            let mut args = [u64::MAX, 1, 0, 0, 0, 0];
+            args[index] = value;
+            let compiled = filter.call(name, args).unwrap().unwrap().outcome;
+            let planned = match narrowed.verdict_for(value) {
+                Some(ArgVerdict::Allow) => None,
+                Some(ArgVerdict::Refuse { errno }) => Some(errno),
+                None => Some(errno::EPERM),
+            };
+            let what = format!("{name}({value:#x})");
+            assert_eq!(compiled.errno, planned, "{what}: filter vs plan");
+            let kernel = errno_under(&profile, nr, [args[0], args[1], args[2]]);
+            match compiled.errno {
+                Some(errno) => assert_eq!(i64::from(kernel), i64::from(errno), "{what}"),
+                None => assert!(![1, 13].contains(&kernel), "{what}: kernel errno {kernel}"),
+            }
+        }
+    }
+}

@@ -5,7 +5,7 @@
 
 use libseccomp::ScmpSyscall;
 
-use super::compile::{self, CompileError, SyscallLayout};
+use super::compile::{self, CompileError, Skipped, SyscallLayout};
 use super::enosys::audit_arch;
 use super::evaluate::Outcome;
 use super::interpret::{self, RunError, SeccompData};
@@ -58,6 +58,7 @@ pub enum CostError {
 pub struct FilterCost {
     program: SeccompProgram,
     arch: Arch,
+    skipped: Vec<Skipped>,
 }
 
 impl FilterCost {
@@ -71,7 +72,13 @@ impl FilterCost {
         Ok(Self {
             program: SeccompProgram::export(&compiled)?,
             arch,
+            skipped: compiled.skipped,
         })
+    }
+
+    /// The names of rules the filter does not contain, and why.
+    pub fn skipped(&self) -> &[Skipped] {
+        &self.skipped
     }
 
     /// The program's length in instructions.
@@ -130,5 +137,106 @@ impl FilterCost {
     fn cached(&self, nr: u32) -> bool {
         self.arch != Arch::X32
             && interpret::always_allowed(self.program.instructions(), audit_arch(self.arch), nr)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+    use std::path::Path;
+
+    use super::*;
+    use crate::seccomp::evaluate;
+
+    fn corpus() -> Vec<(&'static str, SeccompProfile)> {
+        [
+            (
+                "docker-default",
+                include_str!("../../../tests/data/profiles/docker-default.json"),
+            ),
+            (
+                "podman-default",
+                include_str!("../../../tests/data/profiles/podman-default.json"),
+            ),
+            (
+                "docker-example",
+                include_str!("../../../tests/data/profiles/docker-example.json"),
+            ),
+            (
+                "gh-aw-firewall-agent",
+                include_str!("../../../tests/data/profiles/gh-aw-firewall-agent-seccomp.json"),
+            ),
+            (
+                "spo-operator",
+                include_str!("../../../tests/data/profiles/spo-operator.json"),
+            ),
+        ]
+        .into_iter()
+        .map(|(label, text)| {
+            (
+                label,
+                SeccompProfile::parse(text, Path::new(label)).unwrap(),
+            )
+        })
+        .collect()
+    }
+
+    /// Values around every condition of `name`'s rules at each index they compare.
+    fn probes(profile: &SeccompProfile, name: &str) -> Vec<[u64; 6]> {
+        let mut calls = vec![[0; 6], [u64::MAX; 6]];
+        let conditions = profile
+            .syscalls
+            .iter()
+            .filter(|r| r.all_names().any(|n| n == name))
+            .flat_map(|r| r.args.iter());
+        for c in conditions {
+            let mut values = BTreeSet::from([0, 1, u64::MAX, 1 << 32]);
+            for v in [c.value, c.value_two] {
+                for w in [v, v.wrapping_add(1), v.wrapping_sub(1), v | 1 << 32, v ^ 1] {
+                    values.insert(w);
+                }
+            }
+            for v in values {
+                let mut args = [0; 6];
+                args[c.index as usize] = v;
+                calls.push(args);
+            }
+        }
+        calls
+    }
+
+    /// The filter libseccomp compiles decides every call of the corpus as `evaluate`'s model
+    /// says, on this host's arch, in both runc layouts; no run walks more than the worst case.
+    #[test]
+    fn compiled_filters_decide_as_the_model_says() {
+        let Some(arch) = Arch::native() else { return };
+        for (label, profile) in corpus() {
+            for layout in [SyscallLayout::Linear, SyscallLayout::RuncTree] {
+                let filter = FilterCost::compile(&profile, arch, layout).unwrap();
+                for nr in 0..500 {
+                    let Some(name) = arch.syscall_name(nr) else {
+                        continue;
+                    };
+                    // The model does not know which rules libseccomp refuses (an errno above
+                    // 4095, conflicting actions): `check` reports those apart.
+                    let refused = |s: &&Skipped| {
+                        s.name == name && matches!(s.reason, compile::SkipReason::Refused(_))
+                    };
+                    if filter.skipped().iter().any(|s| refused(&s)) {
+                        continue;
+                    }
+                    let worst = filter.worst_case(name);
+                    for args in probes(&profile, name) {
+                        let Some(call) = filter.call(name, args).unwrap() else {
+                            continue;
+                        };
+                        let model = evaluate::outcome(&profile, name, &args);
+                        assert_eq!(call.outcome, model, "{label} {layout:?}: {name}{args:x?}");
+                        let worst = worst.expect("a worst case").instructions();
+                        assert!(call.cost.instructions() <= worst, "{label}: {name}");
+                    }
+                }
+            }
+        }
     }
 }

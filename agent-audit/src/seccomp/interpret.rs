@@ -436,3 +436,111 @@ fn longest(
     memo.insert((pc, a, x), result);
     result
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const AUDIT_ARCH_X86_64: u32 = 0xC000_003E;
+
+    fn stmt(code: u16, k: u32) -> libc::sock_filter {
+        libc::sock_filter {
+            code,
+            jt: 0,
+            jf: 0,
+            k,
+        }
+    }
+
+    fn jump_k(code: u16, k: u32, jt: u8, jf: u8) -> libc::sock_filter {
+        libc::sock_filter { code, jt, jf, k }
+    }
+
+    /// Arch check; getppid (110) allowed; ioctl (16) refused with EACCES when the low word of
+    /// argument 1 is 0x5412, else allowed; anything else EPERM.
+    fn program() -> Vec<libc::sock_filter> {
+        vec![
+            stmt(op::LD | op::W | op::ABS, OFFSET_ARCH),
+            jump_k(op::JMP | op::JEQ, AUDIT_ARCH_X86_64, 1, 0),
+            stmt(op::RET, RET_KILL_PROCESS_FOR_TESTS),
+            stmt(op::LD | op::W | op::ABS, OFFSET_NR),
+            jump_k(op::JMP | op::JEQ, 110, 0, 1),
+            stmt(op::RET, RET_ALLOW),
+            jump_k(op::JMP | op::JEQ, 16, 0, 4),
+            stmt(op::LD | op::W | op::ABS, 24),
+            jump_k(op::JMP | op::JEQ, 0x5412, 0, 1),
+            stmt(op::RET, RET_ERRNO | 13),
+            stmt(op::RET, RET_ALLOW),
+            stmt(op::RET, RET_ERRNO | 1),
+        ]
+    }
+
+    const RET_KILL_PROCESS_FOR_TESTS: u32 = 0x8000_0000;
+
+    fn data(nr: u32, arg1: u64) -> SeccompData {
+        SeccompData {
+            nr,
+            arch: AUDIT_ARCH_X86_64,
+            instruction_pointer: 0,
+            args: [0, arg1, 0, 0, 0, 0],
+        }
+    }
+
+    #[test]
+    fn runs_a_program_and_counts_every_instruction_to_the_return() {
+        let p = program();
+        let r = run(&p, &data(110, 0)).unwrap();
+        assert_eq!((r.ret, r.walked), (RET_ALLOW, 5));
+        assert!(r.outcome().allows());
+        let r = run(&p, &data(16, 0x1_0000_5412)).unwrap();
+        assert_eq!(r.walked, 8);
+        assert_eq!(r.outcome().errno, Some(13));
+        let r = run(&p, &data(16, 0x5401)).unwrap();
+        assert_eq!((r.ret, r.walked), (RET_ALLOW, 8));
+        let r = run(&p, &data(1, 0)).unwrap();
+        assert_eq!((r.outcome().errno, r.walked), (Some(1), 6));
+        let wrong_arch = SeccompData {
+            arch: 0x4000_0003,
+            ..data(110, 0)
+        };
+        let r = run(&p, &wrong_arch).unwrap();
+        assert_eq!((r.outcome().action, r.walked), (Action::KillProcess, 3));
+    }
+
+    #[test]
+    fn the_cache_takes_only_what_no_argument_decides() {
+        let p = program();
+        assert!(always_allowed(&p, AUDIT_ARCH_X86_64, 110));
+        // ioctl reads an argument; a refused number ends in RET ERRNO; another arch is killed.
+        assert!(!always_allowed(&p, AUDIT_ARCH_X86_64, 16));
+        assert!(!always_allowed(&p, AUDIT_ARCH_X86_64, 1));
+        assert!(!always_allowed(&p, 0x4000_0003, 110));
+    }
+
+    #[test]
+    fn the_worst_case_is_the_longest_path_an_argument_can_take() {
+        let p = program();
+        assert_eq!(worst_case(&p, AUDIT_ARCH_X86_64, 16), Some(8));
+        assert_eq!(worst_case(&p, AUDIT_ARCH_X86_64, 110), Some(5));
+        assert_eq!(worst_case(&p, AUDIT_ARCH_X86_64, 1), Some(6));
+    }
+
+    #[test]
+    fn programs_the_kernel_refuses_are_errors_naming_the_instruction() {
+        let unaligned = [stmt(op::LD | op::W | op::ABS, 2), stmt(op::RET, RET_ALLOW)];
+        assert_eq!(
+            run(&unaligned, &data(0, 0)),
+            Err(RunError::Load { pc: 0, offset: 2 })
+        );
+        let past_the_end = [stmt(op::LD | op::W | op::ABS, 64), stmt(op::RET, RET_ALLOW)];
+        assert!(matches!(
+            run(&past_the_end, &data(0, 0)),
+            Err(RunError::Load { pc: 0, .. })
+        ));
+        let jump_out = [jump_k(op::JMP | op::JEQ, 0, 5, 5), stmt(op::RET, RET_ALLOW)];
+        assert_eq!(run(&jump_out, &data(0, 0)), Err(RunError::Jump { pc: 0 }));
+        let no_return = [stmt(op::LD | op::W | op::ABS, 0)];
+        assert_eq!(run(&no_return, &data(0, 0)), Err(RunError::FellOff));
+        assert_eq!(worst_case(&no_return, AUDIT_ARCH_X86_64, 0), None);
+    }
+}
