@@ -13,7 +13,7 @@
 //!   branch on an argument taken both ways: an upper bound, reached unless a path is
 //!   infeasible).
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
 use super::evaluate::Outcome;
 use super::Action;
@@ -352,56 +352,75 @@ enum Known {
 
 /// The most instructions a call of `nr` on `arch` walks in `program`, whatever its arguments:
 /// the longest path when every jump on an argument may go either way. `None` if no path ends in
-/// a `RET` (a program the kernel would have refused).
+/// a `RET` or one leaves the program (a program the kernel would have refused).
+///
+/// Classic BPF only jumps forward, so visiting instructions in ascending order visits every
+/// path's states in order: the longest walk to each state (instruction, registers) is final
+/// when its instruction comes up. No recursion: a filter can be 4096 instructions long.
 pub fn worst_case(program: &[libc::sock_filter], arch: u32, nr: u32) -> Option<usize> {
-    let mut memo = HashMap::new();
-    longest(
-        program,
-        0,
-        (Known::Value(0), Known::Value(0)),
-        arch,
-        nr,
-        &mut memo,
-    )
+    let mut pending: BTreeMap<usize, HashMap<Registers, usize>> = BTreeMap::new();
+    pending
+        .entry(0)
+        .or_default()
+        .insert((Known::Value(0), Known::Value(0)), 0);
+    let mut longest = None;
+    while let Some((pc, states)) = pending.pop_first() {
+        let insn = program.get(pc)?;
+        for (regs, walked) in states {
+            let walked = walked + 1;
+            for step in successors(insn, pc, regs, arch, nr) {
+                match step {
+                    Step::Return => longest = longest.max(Some(walked)),
+                    Step::Next(next, regs) => {
+                        let best = pending.entry(next).or_default().entry(regs).or_insert(0);
+                        *best = (*best).max(walked);
+                    }
+                }
+            }
+        }
+    }
+    longest
 }
 
-type Memo = HashMap<(usize, Known, Known), Option<usize>>;
+/// The accumulator and the index register.
+type Registers = (Known, Known);
 
-/// Longest path from `pc` with registers `(a, x)`. Jumps only go forward, so the recursion
-/// ends; its depth is at most the program's length (4096).
-fn longest(
-    program: &[libc::sock_filter],
+/// Where an instruction can lead.
+enum Step {
+    Return,
+    Next(usize, Registers),
+}
+
+/// The steps `insn` at `pc` can take from `(a, x)`: one, or two for a jump on an unknown value.
+fn successors(
+    insn: &libc::sock_filter,
     pc: usize,
-    (a, x): (Known, Known),
+    (a, x): Registers,
     arch: u32,
     nr: u32,
-    memo: &mut Memo,
-) -> Option<usize> {
-    if let Some(&known) = memo.get(&(pc, a, x)) {
-        return known;
-    }
-    let insn = program.get(pc)?;
+) -> Vec<Step> {
     let (code, k) = (insn.code, insn.k);
     let src = if code & op::SRC_X != 0 {
         x
     } else {
         Known::Value(k)
     };
-    let mut step = |next: usize, regs: (Known, Known)| {
-        longest(program, next, regs, arch, nr, memo).map(|n| n + 1)
-    };
-    let result = match code & op::CLASS {
-        op::RET => Some(1),
-        op::JMP if code & op::OP == op::JA => step(pc + 1 + k as usize, (a, x)),
+    let next = |regs| vec![Step::Next(pc + 1, regs)];
+    match code & op::CLASS {
+        op::RET => vec![Step::Return],
+        op::JMP if code & op::OP == op::JA => {
+            vec![Step::Next(pc + 1 + k as usize, (a, x))]
+        }
         op::JMP => {
-            let (t, f) = (pc + 1 + usize::from(insn.jt), pc + 1 + usize::from(insn.jf));
+            let taken = Step::Next(pc + 1 + usize::from(insn.jt), (a, x));
+            let not_taken = Step::Next(pc + 1 + usize::from(insn.jf), (a, x));
             match (a, src) {
-                (Known::Value(a_value), Known::Value(s)) => match jump(code, a_value, s) {
-                    Some(true) => step(t, (a, x)),
-                    Some(false) => step(f, (a, x)),
-                    None => None,
+                (Known::Value(a), Known::Value(s)) => match jump(code, a, s) {
+                    Some(true) => vec![taken],
+                    Some(false) => vec![not_taken],
+                    None => Vec::new(),
                 },
-                _ => step(t, (a, x)).max(step(f, (a, x))),
+                _ => vec![taken, not_taken],
             }
         }
         op::LD | op::LDX => {
@@ -412,12 +431,11 @@ fn longest(
                 (op::LEN, _) => Known::Value(SECCOMP_DATA_SIZE as u32),
                 _ => Known::Unknown,
             };
-            let regs = if code & op::CLASS == op::LD {
+            next(if code & op::CLASS == op::LD {
                 (value, x)
             } else {
                 (a, value)
-            };
-            step(pc + 1, regs)
+            })
         }
         op::ALU => {
             let value = match (a, src) {
@@ -426,15 +444,13 @@ fn longest(
                 }
                 _ => Known::Unknown,
             };
-            step(pc + 1, (value, x))
+            next((value, x))
         }
-        op::MISC if code & 0xf8 == op::TAX => step(pc + 1, (a, a)),
-        op::MISC => step(pc + 1, (x, x)),
-        // Scratch stores: what a later load of it reads is taken as unknown.
-        _ => step(pc + 1, (a, x)),
-    };
-    memo.insert((pc, a, x), result);
-    result
+        op::MISC if code & 0xf8 == op::TAX => next((a, a)),
+        op::MISC => next((x, x)),
+        // Scratch stores: a later load of scratch memory is taken as unknown.
+        _ => next((a, x)),
+    }
 }
 
 #[cfg(test)]
