@@ -81,8 +81,9 @@ const MAX_ERRNO: u32 = 4095;
 /// Offsets in `struct seccomp_data`.
 const OFFSET_NR: u32 = 0;
 const OFFSET_ARCH: u32 = 4;
-/// Its size: 4 + 4 + 8 + 6 × 8.
-const SECCOMP_DATA_SIZE: usize = 64;
+/// Its size: 4 + 4 + 8 + 6 × 8 (what `BPF_LEN` loads).
+const SECCOMP_DATA_LEN: u32 = 64;
+const SECCOMP_DATA_SIZE: usize = SECCOMP_DATA_LEN as usize;
 /// Scratch memory words (`BPF_MEMWORDS`).
 const MEMWORDS: usize = 16;
 
@@ -213,7 +214,7 @@ pub fn run(program: &[libc::sock_filter], data: &SeccompData) -> Result<Run, Run
                 let value = match code & op::MODE {
                     op::ABS if code & op::SIZE == op::W => load(pc, k)?,
                     op::IMM => k,
-                    op::LEN => SECCOMP_DATA_SIZE as u32,
+                    op::LEN => SECCOMP_DATA_LEN,
                     op::MEM => mem[memory_index(pc, k)?],
                     _ => return Err(RunError::Opcode { pc, code }),
                 };
@@ -428,7 +429,7 @@ fn successors(
                 (op::ABS, OFFSET_NR) => Known::Value(nr),
                 (op::ABS, OFFSET_ARCH) => Known::Value(arch),
                 (op::IMM, _) => Known::Value(k),
-                (op::LEN, _) => Known::Value(SECCOMP_DATA_SIZE as u32),
+                (op::LEN, _) => Known::Value(SECCOMP_DATA_LEN),
                 _ => Known::Unknown,
             };
             next(if code & op::CLASS == op::LD {

@@ -60,7 +60,8 @@ pub fn run(env: &BenchEnv, root: &Path, reps: usize, quick: bool) -> Result<Stri
             security_opt: Some(format!("seccomp={}", generated.display())),
         },
     ];
-    let timings = time_calls(env, &profiles, reps.clamp(1, 3), quick)?;
+    let runs = reps.max(3);
+    let timings = time_calls(env, &profiles, runs, quick)?;
     Ok(format!(
         "\n#### Enforcement: BPF instructions walked per call\n\n\
          The filter runc installs, compiled by libseccomp from Docker's current default \
@@ -71,9 +72,8 @@ pub fn run(env: &BenchEnv, root: &Path, reps: usize, quick: bool) -> Result<Stri
          instructions than under Docker's default on every row.\n\n{}\n\
          #### Enforcement: ns per call in a container (for information)\n\n\
          `bench-loop MODE` in a container under each profile, fastest batch of the fastest of \
-         {} interleaved runs (`socket` is socket + close).\n\n{timings}",
+         {runs} interleaved runs (`socket` is socket + close).\n\n{timings}",
         String::from_utf8_lossy(&walk.stdout),
-        reps.clamp(1, 3)
     ))
 }
 
@@ -127,7 +127,7 @@ fn time_calls(env: &BenchEnv, profiles: &[Profile], reps: usize, quick: bool) ->
         .iter()
         .map(|(mode, calls)| {
             let calls = if quick { calls / 5 } else { *calls };
-            format!("/bench/bench-loop {mode} {calls} 10")
+            format!("/bench/bench-loop {mode} {calls} 20")
         })
         .collect::<Vec<_>>()
         .join(" && ");
