@@ -204,7 +204,8 @@ impl Side {
     }
 
     /// A profile: the first unconditional rule naming a syscall decides it; a name only in
-    /// conditional rules is marked conditional.
+    /// conditional rules is marked conditional, with the first allowing rule's action if any
+    /// allows (a refusal of some values beside an allow of the others is a conditional allow).
     pub fn from_profile(path: &Path, profile: &SeccompProfile) -> Self {
         let mut effects: BTreeMap<String, Effect> = BTreeMap::new();
         for unconditional in [true, false] {
@@ -212,13 +213,17 @@ impl Side {
                 if rule.args.is_empty() != unconditional {
                     continue;
                 }
+                let effect = Effect {
+                    action: rule.action,
+                    errno: errno_of(rule.action, rule.errno_ret),
+                    conditional: !unconditional,
+                    by_default: false,
+                };
                 for name in rule.all_names() {
-                    effects.entry(name.to_string()).or_insert(Effect {
-                        action: rule.action,
-                        errno: errno_of(rule.action, rule.errno_ret),
-                        conditional: !unconditional,
-                        by_default: false,
-                    });
+                    let known = effects.entry(name.to_string()).or_insert(effect);
+                    if known.conditional && known.action.denies() && !rule.action.denies() {
+                        *known = effect;
+                    }
                 }
             }
         }
@@ -432,6 +437,23 @@ mod tests {
         let d = diff(&a, &b);
         assert_eq!(d.changed.len(), 1);
         assert!(d.changed[0].to.conditional);
+    }
+
+    #[test]
+    fn refusals_beside_conditional_allows_are_a_conditional_allow() {
+        let a = profile(
+            r#"{"defaultAction":"SCMP_ACT_ERRNO","syscalls":[{"names":["ioctl"],"action":"SCMP_ACT_ALLOW"}]}"#,
+        );
+        let b = profile(
+            r#"{"defaultAction":"SCMP_ACT_ERRNO","syscalls":[
+            {"names":["ioctl"],"action":"SCMP_ACT_ERRNO","errnoRet":13,"args":[{"index":1,"value":4294967295,"valueTwo":21522,"op":"SCMP_CMP_MASKED_EQ"}]},
+            {"names":["ioctl"],"action":"SCMP_ACT_ALLOW","args":[{"index":1,"value":1,"valueTwo":1,"op":"SCMP_CMP_MASKED_EQ"}]},
+            {"names":["ioctl"],"action":"SCMP_ACT_ALLOW","args":[{"index":1,"value":1,"valueTwo":0,"op":"SCMP_CMP_MASKED_EQ"}]}]}"#,
+        );
+        let d = diff(&a, &b);
+        assert!(d.removed.is_empty(), "ioctl is still allowed: {d:?}");
+        assert_eq!(d.changed.len(), 1);
+        assert!(d.changed[0].to.conditional && !d.changed[0].to.action.denies());
     }
 
     #[test]

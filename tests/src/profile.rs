@@ -67,6 +67,18 @@ pub fn errno_for(profile: &Value, name: &str) -> Option<i32> {
     }
 }
 
+/// The errnos of the conditional `SCMP_ACT_ERRNO` rules naming `name`: the values its argument
+/// rules refuse with an errno of their own.
+pub fn refusal_errnos(profile: &Value, name: &str) -> Vec<i32> {
+    rules(profile)
+        .iter()
+        .filter(|r| rule_names(r).contains(&name) && !r.get("args").is_none_or(is_empty))
+        .filter(|r| r["action"] == "SCMP_ACT_ERRNO")
+        .filter_map(|r| r["errnoRet"].as_i64())
+        .filter_map(|e| i32::try_from(e).ok())
+        .collect()
+}
+
 /// A copy of `profile` in which no allow rule names `name` any more (rules left empty are
 /// dropped); panics if nothing allowed it.
 pub fn without_allowed(profile: &Value, name: &str) -> Value {

@@ -62,6 +62,7 @@ pub(super) fn run(profile: &SeccompProfile, arches: &ListedArches) -> Vec<Findin
     time64_twins(&ctx, &mut out);
     compiles(&ctx, &mut out);
     super::arguments::run(profile, &arches.supported, &mut out);
+    super::walks::run(profile, &arches.supported, &mut out);
     out
 }
 

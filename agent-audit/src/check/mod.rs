@@ -7,6 +7,9 @@
 mod arguments;
 mod conditions;
 mod lints;
+mod walks;
+
+pub use walks::ARGUMENT_WALK_BOUND;
 
 pub use lints::ACCEPTED_RISK;
 
@@ -40,6 +43,10 @@ pub enum LintCode {
     AllowedAndDenied,
     /// `arch-not-analysed`.
     ArchNotAnalysed,
+    /// `argument-walk`.
+    ArgumentWalk,
+    /// `argument-walk-long`.
+    ArgumentWalkLong,
     /// `clone-namespaces-allowed`.
     CloneNamespacesAllowed,
     /// `clone3-allowed`.
@@ -102,6 +109,8 @@ impl LintCode {
         match self {
             LintCode::AllowedAndDenied => "allowed-and-denied",
             LintCode::ArchNotAnalysed => "arch-not-analysed",
+            LintCode::ArgumentWalk => "argument-walk",
+            LintCode::ArgumentWalkLong => "argument-walk-long",
             LintCode::CloneNamespacesAllowed => "clone-namespaces-allowed",
             LintCode::Clone3Allowed => "clone3-allowed",
             LintCode::Clone3NotEnosys => "clone3-not-enosys",

@@ -568,3 +568,74 @@ fn clone3_saved_only_by_runcs_enosys_stub_is_a_warning() {
         Some(Severity::Error)
     );
 }
+
+/// Every ioctl but TIOCSTI and TIOCLINUX, as agent-audit wrote it before issue 25: one
+/// MASKED_EQ rule per common bit, then the patterns of the bits where the two differ.
+fn ioctl_one_rule_per_bit() -> String {
+    let (tiocsti, tioclinux) = (0x5412u64, 0x541cu64);
+    let differing = tiocsti ^ tioclinux;
+    let mut args: Vec<(u64, u64)> = (0..32)
+        .map(|b| 1u64 << b)
+        .filter(|b| differing & b == 0)
+        .map(|b| (b, !tiocsti & b))
+        .collect();
+    for pattern in [0x5410, 0x5414, 0x5416, 0x5418, 0x541a, 0x541e] {
+        args.push((0xffff_ffff, pattern));
+    }
+    let rules: Vec<String> = args
+        .iter()
+        .map(|(mask, datum)| {
+            format!(
+                r#"{{"names":["ioctl"],"action":"SCMP_ACT_ALLOW","args":[{{"index":1,"value":{mask},"valueTwo":{datum},"op":"SCMP_CMP_MASKED_EQ"}}]}}"#
+            )
+        })
+        .collect();
+    format!(
+        r#"{{"defaultAction":"SCMP_ACT_ERRNO","architectures":["SCMP_ARCH_X86_64"],"syscalls":[
+            {{"names":["read","write","exit_group"],"action":"SCMP_ACT_ALLOW"}},{}]}}"#,
+        rules.join(",")
+    )
+}
+
+#[test]
+fn argument_rules_report_their_worst_walk_and_warn_past_the_bound() {
+    use crate::syscalls::Arch;
+    if Arch::native() != Some(Arch::X86_64) {
+        return;
+    }
+    let report = check_json(&ioctl_one_rule_per_bit());
+    assert_eq!(
+        severity_of(&report, LintCode::ArgumentWalkLong),
+        Some(Severity::Warning)
+    );
+    let long = names_of(&report, LintCode::ArgumentWalkLong);
+    assert_eq!(long.len(), 1, "{long:?}");
+    let walked: usize = long[0]
+        .strip_prefix("ioctl (")
+        .and_then(|s| s.strip_suffix(')'))
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("{long:?}"));
+    assert!(walked > ARGUMENT_WALK_BOUND, "{walked}");
+    // A warning only: the exit code stays 0.
+    assert!(!report.has_errors());
+    // The same refusals as a generated profile writes them now stay under the bound.
+    let ours = r#"{"defaultAction":"SCMP_ACT_ERRNO","architectures":["SCMP_ARCH_X86_64"],"syscalls":[
+        {"names":["read","write","exit_group"],"action":"SCMP_ACT_ALLOW"},
+        {"names":["ioctl"],"action":"SCMP_ACT_ERRNO","errnoRet":13,"args":[{"index":1,"value":4294967295,"valueTwo":21522,"op":"SCMP_CMP_MASKED_EQ"}]},
+        {"names":["ioctl"],"action":"SCMP_ACT_ERRNO","errnoRet":13,"args":[{"index":1,"value":4294967295,"valueTwo":21532,"op":"SCMP_CMP_MASKED_EQ"}]},
+        {"names":["ioctl"],"action":"SCMP_ACT_ALLOW","args":[{"index":1,"value":1,"valueTwo":1,"op":"SCMP_CMP_MASKED_EQ"}]},
+        {"names":["ioctl"],"action":"SCMP_ACT_ALLOW","args":[{"index":1,"value":1,"valueTwo":0,"op":"SCMP_CMP_MASKED_EQ"}]}]}"#;
+    let report = check_json(ours);
+    assert_eq!(report.with_code(LintCode::ArgumentWalkLong).count(), 0);
+    let note = report
+        .with_code(LintCode::ArgumentWalk)
+        .next()
+        .expect("a note");
+    assert!(note.message.contains("ioctl "), "{}", note.message);
+    // Docker's current default: every argument syscall within the bound, on every arch.
+    let docker = check_json(include_str!(
+        "../../../tests/data/profiles/docker-default.json"
+    ));
+    assert_eq!(docker.with_code(LintCode::ArgumentWalkLong).count(), 0);
+    assert!(docker.with_code(LintCode::ArgumentWalk).count() >= 4);
+}

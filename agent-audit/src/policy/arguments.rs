@@ -16,7 +16,18 @@ pub struct ArgumentRules {
     /// `personality` values that are always allowed.
     pub personality_safe: NamedValues,
     /// `ioctl` requests refused unless observed.
-    pub ioctl_dangerous: NamedValues,
+    pub ioctl_dangerous: IoctlRequests,
+}
+
+/// `ioctl` requests refused unless observed.
+#[derive(Debug, Deserialize)]
+pub struct IoctlRequests {
+    /// Why the list exists.
+    pub comment: String,
+    /// The errno of a refusal rule.
+    pub refused_errno: NamedErrno,
+    /// The requests.
+    pub values: Vec<NamedValue>,
 }
 
 /// Address families.
@@ -28,6 +39,19 @@ pub struct SocketFamilies {
     pub known_below: u64,
     /// Families refused unless a recording saw them.
     pub dangerous: Vec<NamedValue>,
+    /// The errno of a refusal rule (a refused family between allowed ones).
+    pub refused_errno: NamedErrno,
+}
+
+/// The errno a refusal rule returns, with why it is not the default action's.
+#[derive(Debug, Deserialize)]
+pub struct NamedErrno {
+    /// The number.
+    pub value: u32,
+    /// Its C name.
+    pub name: String,
+    /// Why this one.
+    pub reason: String,
 }
 
 /// A list of values with a shared comment.

@@ -19,7 +19,9 @@ mod translations;
 
 use std::sync::OnceLock;
 
-pub use arguments::{ArgumentRules, NamedValue, NamedValues, SocketFamilies};
+pub use arguments::{
+    ArgumentRules, IoctlRequests, NamedErrno, NamedValue, NamedValues, SocketFamilies,
+};
 pub use baseline::{Baseline, BaselineEntry, BaselineGroup};
 pub use categories::{Categories, Category};
 pub use dangerous::{DangerousCategory, DangerousEntry, DangerousSet};
@@ -156,15 +158,43 @@ mod tests {
             .map(|v| v.value)
             .collect();
         assert_eq!(ioctl, [0x5412, 0x541C], "TIOCSTI, TIOCLINUX");
-        for list in [
-            &rules.clone_namespace_flags,
-            &rules.personality_safe,
-            &rules.ioctl_dangerous,
-        ] {
-            assert_reason("argument list", "comment", &list.comment);
-            for v in &list.values {
+        // The profile's ioctl refusals are tested before its two allows (low bit 1, low bit 0)
+        // because libseccomp orders them by datum, largest first: a refused request of 0 or 1
+        // would sort among the allows.
+        assert!(ioctl.iter().all(|&v| v > 1));
+        let lists = [
+            (
+                &rules.clone_namespace_flags.comment,
+                &rules.clone_namespace_flags.values,
+            ),
+            (
+                &rules.personality_safe.comment,
+                &rules.personality_safe.values,
+            ),
+            (
+                &rules.ioctl_dangerous.comment,
+                &rules.ioctl_dangerous.values,
+            ),
+        ];
+        for (comment, values) in lists {
+            assert_reason("argument list", "comment", comment);
+            for v in values {
                 assert_reason("argument value", &v.name, &v.reason);
             }
+        }
+        // A refusal rule whose errno were the default action's (EPERM) would be skipped by
+        // runc, and the value it refuses would then be allowed.
+        for errno in [
+            &families.refused_errno,
+            &rules.ioctl_dangerous.refused_errno,
+        ] {
+            assert_reason("refusal errno", &errno.name, &errno.reason);
+            assert_ne!(
+                errno.value, 1,
+                "{}: EPERM is the default action's",
+                errno.name
+            );
+            assert!((1..4096).contains(&errno.value), "{}", errno.name);
         }
     }
 

@@ -12,19 +12,27 @@
 //!   `0x1_0000_0028` through as AF_VSOCK: only EQ, LT (upper bits make a value larger) and
 //!   MASKED_EQ with the upper bits in the mask are used;
 //! - on 32-bit arches libseccomp compares the two halves of a 64-bit value: every datum here
-//!   fits in 32 bits, so the high half compares against 0, which a 32-bit task always passes.
+//!   fits in 32 bits, so the high half compares against 0, which a 32-bit task always passes;
+//! - what a call costs is the rules libseccomp walks for it (`seccomp::cost`), and libseccomp
+//!   orders the alternatives of one argument itself (`_db_chain_lt` in its `src/db.c`: equality
+//!   and masked comparisons first, larger datum first; then `LT` rules, smaller datum first),
+//!   whatever their order in the profile. So "every value but a few" is refusal rules (an errno
+//!   of their own: runc drops a rule whose action is the default's) tested before a few allow
+//!   rules, and long runs of allowed values are `LT` boundaries walked in ascending order,
+//!   each alternative refusing or allowing the values below it that the ones before left. The
+//!   rules are listed here in libseccomp's order, so the first that matches decides, in the
+//!   kernel as in [`Narrowed::verdict_for`].
 
 use std::collections::BTreeSet;
 
+use super::arg_rules::{all_but_low_32, value_rules, LOW_32_BITS};
+pub use super::arg_rules::{ArgRule, ArgVerdict};
 use crate::allowlist::{ArgField, ArgKind, ArgRecord};
 use crate::policy::{self, NamedValue};
 use crate::seccomp::{ArgCondition, CompareOp};
 
 /// Names whose allow rules are narrowed by argument.
 pub const NARROWED: &[&str] = &["socket", "socketpair", "clone", "personality", "ioctl"];
-
-/// The kernel reads ioctl's request as an unsigned int.
-const LOW_32_BITS: u64 = 0xffff_ffff;
 
 /// How far recorded values narrow the rules that have a safe default (`--args`).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -60,10 +68,26 @@ pub struct Narrowed {
     pub allows: String,
     /// Why the rules look the way they do.
     pub why: String,
-    /// One entry per rule (ORed), each a list of ANDed conditions; empty lists never occur.
-    pub rules: Vec<Vec<ArgCondition>>,
+    /// The rules, in the order libseccomp tests them: the first whose conditions (ANDed) all
+    /// match decides; a call no rule matches gets the default action. Empty: one unconditional
+    /// allow.
+    pub rules: Vec<ArgRule>,
     /// Dangerous values the recordings saw, which the rules therefore allow.
     pub dangerous_observed: Vec<String>,
+}
+
+impl Narrowed {
+    /// What the rules decide for a call whose compared argument is `arg` (every rule here
+    /// compares one argument); `None`: no rule matches, the default action applies.
+    pub fn verdict_for(&self, arg: u64) -> Option<ArgVerdict> {
+        if self.rules.is_empty() {
+            return Some(ArgVerdict::Allow);
+        }
+        self.rules
+            .iter()
+            .find(|r| r.conditions.iter().all(|c| c.matches(arg)))
+            .map(|r| r.verdict)
+    }
 }
 
 /// What the recordings saw of argument `index` (or of `field`) in `records`.
@@ -82,8 +106,31 @@ pub fn seen(records: Option<&[ArgRecord]>, index: u8, field: Option<ArgField>) -
     }
 }
 
+/// Whether a profile may refuse some `socket` families by a rule of their own.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SocketRefusals {
+    /// Refusal rules beside allow rules: cheaper to walk.
+    Allowed,
+    /// The profile lists x86, where libseccomp also adds every `socket` rule to `socketcall`
+    /// (`abi_rule_add` in its `src/arch-x86.c`), without the family comparison it cannot make
+    /// there: an allow and a refusal then clash on `socketcall(SYS_SOCKET)` and libseccomp
+    /// refuses the rule (EEXIST), which makes runc refuse the whole profile. Only allow rules.
+    Clash,
+}
+
+impl SocketRefusals {
+    /// What `arches` permit.
+    pub fn for_arches(arches: &[crate::syscalls::Arch]) -> Self {
+        if arches.contains(&crate::syscalls::Arch::X86) {
+            SocketRefusals::Clash
+        } else {
+            SocketRefusals::Allowed
+        }
+    }
+}
+
 /// `socket` / `socketpair`: the observed families, or every family but the dangerous ones.
-pub fn socket_families(name: &str, seen: Seen) -> Narrowed {
+pub fn socket_families(name: &str, seen: Seen, refusals: SocketRefusals) -> Narrowed {
     let families = &policy::argument_rules().socket_families;
     let label = |f: u64| family_label(f);
     let (allowed, why, dangerous_observed) = match &seen {
@@ -131,7 +178,11 @@ pub fn socket_families(name: &str, seen: Seen) -> Narrowed {
             .map(|&f| label(f))
             .collect::<Vec<_>>()
             .join(", "),
-        rules: exact_values(0, &allowed),
+        rules: value_rules(
+            0,
+            &allowed,
+            (refusals == SocketRefusals::Allowed).then_some(families.refused_errno.value),
+        ),
         seen,
         why,
         dangerous_observed,
@@ -188,7 +239,7 @@ pub fn clone(seen_clone: Seen, seen_clone3: Option<Seen>) -> Narrowed {
     let rules = if mask == 0 {
         Vec::new()
     } else {
-        vec![vec![ArgCondition::masked_eq(0, mask, 0)]]
+        vec![ArgRule::allow(ArgCondition::masked_eq(0, mask, 0))]
     };
     Narrowed {
         name: "clone".into(),
@@ -244,7 +295,7 @@ pub fn personality(seen: Seen) -> Narrowed {
             .join(", "),
         rules: allowed
             .iter()
-            .map(|&v| vec![ArgCondition::new(0, CompareOp::Equal, v)])
+            .map(|&v| ArgRule::allow(ArgCondition::new(0, CompareOp::Equal, v)))
             .collect(),
         why,
         dangerous_observed: unsafe_seen,
@@ -289,7 +340,7 @@ pub fn ioctl(seen: Seen, mode: ArgsMode) -> Narrowed {
             ),
             rules: observed
                 .iter()
-                .map(|&v| vec![ArgCondition::masked_eq(1, LOW_32_BITS, v)])
+                .map(|&v| ArgRule::allow(ArgCondition::masked_eq(1, LOW_32_BITS, v)))
                 .collect(),
             seen,
             dangerous_observed,
@@ -302,8 +353,10 @@ pub fn ioctl(seen: Seen, mode: ArgsMode) -> Narrowed {
         .filter(|v| !observed.contains(v))
         .collect();
     let why = format!(
-        "ioctl is allowed for every request except {} ({}); each alternative compares the \
-         request's low 32 bits under a mask, so no upper bit gets a refused request through. {}",
+        "ioctl is allowed for every request except {} ({}): each refused request is a rule \
+         comparing the request's low 32 bits (so no upper bit gets it through) that fails the \
+         call with {}, tested before the two rules that allow every other request (low bit 1, \
+         low bit 0). {} {}",
         if refused.is_empty() {
             "none: the dangerous ones were observed".to_string()
         } else {
@@ -317,6 +370,8 @@ pub fn ioctl(seen: Seen, mode: ArgsMode) -> Narrowed {
             Seen::Values(v) => format!("{} distinct requests observed", v.len()),
             other => unknown_why(other).to_string(),
         },
+        dangerous.refused_errno.name,
+        dangerous.refused_errno.reason,
         dangerous.comment
     );
     Narrowed {
@@ -333,63 +388,11 @@ pub fn ioctl(seen: Seen, mode: ArgsMode) -> Narrowed {
                     .join(", ")
             )
         },
-        rules: all_but_low_32(1, &refused),
+        rules: all_but_low_32(1, &refused, dangerous.refused_errno.value),
         seen,
         why,
         dangerous_observed,
     }
-}
-
-/// Rules (ORed, one MASKED_EQ each) that match every value whose low 32 bits are none of
-/// `excluded`: "!= a AND != b" on one index cannot be one rule under runc. A value differs from
-/// all excluded values at a bit where they all agree (one rule per such bit), or agrees there
-/// and takes, on the bits where they differ, a pattern none of them has (one rule per pattern).
-fn all_but_low_32(index: u32, excluded: &[u64]) -> Vec<Vec<ArgCondition>> {
-    let Some(&first) = excluded.first() else {
-        return Vec::new();
-    };
-    let differing = excluded
-        .iter()
-        .fold(0u64, |acc, &v| acc | ((v ^ first) & LOW_32_BITS));
-    let common = LOW_32_BITS & !differing;
-    let mut rules: Vec<Vec<ArgCondition>> = (0..32)
-        .map(|bit| 1u64 << bit)
-        .filter(|bit| common & bit != 0)
-        .map(|bit| vec![ArgCondition::masked_eq(index, bit, !first & bit)])
-        .collect();
-    let bits: Vec<u64> = (0..32)
-        .map(|b| 1u64 << b)
-        .filter(|b| differing & b != 0)
-        .collect();
-    for pattern in 0..(1u64 << bits.len()) {
-        let value = bits
-            .iter()
-            .enumerate()
-            .filter(|(i, _)| pattern & (1 << i) != 0)
-            .fold(first & common, |acc, (_, &b)| acc | b);
-        if !excluded.iter().any(|&e| e & LOW_32_BITS == value) {
-            rules.push(vec![ArgCondition::masked_eq(index, LOW_32_BITS, value)]);
-        }
-    }
-    rules
-}
-
-/// One rule per value when the set is small, otherwise `LT` the first gap plus one `EQ` per
-/// value above it. Never GT/NE: see the module documentation.
-fn exact_values(index: u32, allowed: &[u64]) -> Vec<Vec<ArgCondition>> {
-    let below = allowed
-        .iter()
-        .enumerate()
-        .take_while(|&(i, &v)| v == i as u64)
-        .count() as u64;
-    let mut rules = Vec::new();
-    if below > 1 {
-        rules.push(vec![ArgCondition::new(index, CompareOp::Less, below)]);
-    }
-    for &v in allowed.iter().filter(|&&v| below <= 1 || v >= below) {
-        rules.push(vec![ArgCondition::new(index, CompareOp::Equal, v)]);
-    }
-    rules
 }
 
 fn unknown_why(seen: &Seen) -> &'static str {
@@ -460,12 +463,12 @@ mod tests {
     use super::*;
 
     fn allows(n: &Narrowed, arg: u64) -> bool {
-        n.rules.iter().any(|r| r.iter().all(|c| c.matches(arg)))
+        n.verdict_for(arg) == Some(ArgVerdict::Allow)
     }
 
     #[test]
     fn unknown_families_allow_everything_but_the_dangerous_ones() {
-        let n = socket_families("socket", Seen::Unknown);
+        let n = socket_families("socket", Seen::Unknown, SocketRefusals::Allowed);
         for f in [0, 1, 2, 10, 16, 44, 45] {
             assert!(allows(&n, f), "{f}");
         }
@@ -475,19 +478,50 @@ mod tests {
         // The kernel reads an int: upper bits must not smuggle AF_VSOCK or AF_ALG in.
         assert!(!allows(&n, 0x1_0000_0028) && !allows(&n, 0x1_0000_0026));
         for rule in &n.rules {
-            assert_eq!(rule.len(), 1);
-            assert!(matches!(rule[0].op, CompareOp::Equal | CompareOp::Less));
+            assert_eq!(rule.conditions.len(), 1);
+            assert!(matches!(
+                rule.conditions[0].op,
+                CompareOp::Equal | CompareOp::Less
+            ));
         }
+        // Six runs of allowed families: a boundary each, and one below each gap.
+        assert_eq!(n.rules.len(), 11);
+        // The refused ones between allowed runs get EACCES (runc would drop an EPERM rule).
+        assert_eq!(n.verdict_for(38), Some(ArgVerdict::Refuse { errno: 13 }));
+        assert_eq!(n.verdict_for(46), None);
+    }
+
+    #[test]
+    fn with_x86_listed_families_are_only_allowed_never_refused() {
+        let n = socket_families("socket", Seen::Unknown, SocketRefusals::Clash);
+        assert!(n.rules.iter().all(|r| r.verdict == ArgVerdict::Allow));
+        for f in [0, 1, 2, 10, 16, 44, 45] {
+            assert!(allows(&n, f), "{f}");
+        }
+        for f in [3, 17, 38, 40, 46, 0x1_0000_0002] {
+            assert_eq!(n.verdict_for(f), None, "{f}");
+        }
+        assert_eq!(
+            SocketRefusals::for_arches(&[
+                crate::syscalls::Arch::X86_64,
+                crate::syscalls::Arch::X86
+            ]),
+            SocketRefusals::Clash
+        );
     }
 
     #[test]
     fn observed_families_are_all_that_is_allowed() {
-        let n = socket_families("socket", Seen::Values(vec![(1, 4), (2, 9), (17, 1)]));
+        let n = socket_families(
+            "socket",
+            Seen::Values(vec![(1, 4), (2, 9), (17, 1)]),
+            SocketRefusals::Allowed,
+        );
         assert!(allows(&n, 1) && allows(&n, 2) && allows(&n, 17));
         assert!(!allows(&n, 0) && !allows(&n, 10) && !allows(&n, 38) && !allows(&n, 40));
         assert_eq!(n.dangerous_observed.len(), 1, "{:?}", n.dangerous_observed);
         assert!(n.dangerous_observed[0].starts_with("AF_PACKET"));
-        let n = socket_families("socket", Seen::Overflow);
+        let n = socket_families("socket", Seen::Overflow, SocketRefusals::Allowed);
         assert!(allows(&n, 10) && !allows(&n, 40));
     }
 
@@ -497,7 +531,10 @@ mod tests {
         const NEWUSER: u64 = 0x1000_0000;
         const NEWNS: u64 = 0x20000;
         let n = clone(Seen::Unknown, None);
-        assert_eq!(n.rules, [[ArgCondition::masked_eq(0, 0x7E02_0000, 0)]]);
+        assert_eq!(
+            n.rules,
+            [ArgRule::allow(ArgCondition::masked_eq(0, 0x7E02_0000, 0))]
+        );
         let n = clone(Seen::Flags(THREAD | 0x11), Some(Seen::Flags(0x50_0000)));
         assert!(allows(&n, THREAD) && allows(&n, 0x11));
         assert!(!allows(&n, NEWUSER | 0x11) && !allows(&n, NEWNS | 0x11));
@@ -510,7 +547,7 @@ mod tests {
     }
 
     fn allows_arg1(n: &Narrowed, arg: u64) -> bool {
-        n.rules.iter().any(|r| r.iter().all(|c| c.matches(arg)))
+        n.verdict_for(arg) == Some(ArgVerdict::Allow)
     }
 
     #[test]
@@ -530,8 +567,16 @@ mod tests {
         for request in [0x5412, 0x541c, 0x1_0000_5412, 0xffff_ffff_0000_541c] {
             assert!(!allows_arg1(&n, request), "{request:#x}");
         }
-        assert!(n.rules.iter().all(|r| r.len() == 1 && r[0].index == 1));
-        assert_eq!(n.rules.len(), 29 + 6);
+        assert!(n
+            .rules
+            .iter()
+            .all(|r| r.conditions.len() == 1 && r.conditions[0].index == 1));
+        // Two refusals, then two allows that match everything else.
+        assert_eq!(n.rules.len(), 2 + 2);
+        assert_eq!(
+            n.verdict_for(0x5412),
+            Some(ArgVerdict::Refuse { errno: 13 })
+        );
         // Observed TIOCSTI is allowed and reported.
         let n = ioctl(
             Seen::Values(vec![(0x5412, 1), (0x5401, 9)]),

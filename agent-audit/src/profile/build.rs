@@ -5,7 +5,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use super::args::{self, Narrowed, Seen};
+use super::args::{self, ArgVerdict, Narrowed, Seen, SocketRefusals};
 use super::merge::Merged;
 use super::model::{
     errno, Notice, PlannedArch, PlannedRule, ProfilePlan, Reason, Section, Verdict,
@@ -416,7 +416,7 @@ impl<'a> Builder<'a> {
                 args::seen(records.as_deref(), 1, None),
                 self.options.args_mode,
             ),
-            _ => args::socket_families(name, seen),
+            _ => args::socket_families(name, seen, SocketRefusals::for_arches(&self.listed)),
         }
     }
 
@@ -434,24 +434,30 @@ impl<'a> Builder<'a> {
             return;
         }
         let total = narrowed.rules.len();
-        for (i, conditions) in narrowed.rules.iter().enumerate() {
+        for (i, rule) in narrowed.rules.iter().enumerate() {
+            let (verdict, does) = match rule.verdict {
+                ArgVerdict::Allow => (Verdict::Allow, "allows".to_string()),
+                ArgVerdict::Refuse { errno } => {
+                    (Verdict::Deny { errno }, format!("refuses (errno {errno})"))
+                }
+            };
             let comment = if i == 0 {
                 summary.clone()
             } else {
                 format!(
-                    "{name}, alternative {} of {total} (rules for one name are ORed): {}",
+                    "{name}, alternative {} of {total} (libseccomp tests them in this order;                      the first that matches decides): {does} {}",
                     i + 1,
-                    ArgCondition::describe_all(conditions)
+                    ArgCondition::describe_all(&rule.conditions)
                 )
             };
             self.push(
                 Section::Arguments(name.clone()),
                 vec![name.clone()],
-                Verdict::Allow,
+                verdict,
                 comment,
             );
-            if let Some(rule) = self.rules.last_mut() {
-                rule.args = conditions.clone();
+            if let Some(last) = self.rules.last_mut() {
+                last.args = rule.conditions.clone();
             }
         }
     }

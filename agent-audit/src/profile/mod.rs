@@ -5,6 +5,7 @@
 //! actions, no file format), and the frontends write it: [`oci`] (Docker/OCI JSON), [`spo`]
 //! (Kubernetes Security Profiles Operator resource) and [`rationale`] (Markdown).
 
+mod arg_rules;
 pub mod args;
 pub mod build;
 pub mod merge;

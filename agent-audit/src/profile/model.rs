@@ -58,7 +58,7 @@ pub enum Section {
     /// 2. Baseline: the runtime, the vDSO fallbacks, the kernel's own needs.
     Baseline(String),
     /// 2b. A syscall allowed above, narrowed by argument (`socket`, `clone`, …): one rule per
-    /// ORed alternative.
+    /// alternative, allowing or refusing, in the order libseccomp tests them.
     Arguments(String),
     /// 3. Explicit deny of a dangerous category.
     DenyCategory(String),
@@ -284,12 +284,13 @@ impl ProfilePlan {
         names
     }
 
-    /// Every explicitly denied name, sorted.
+    /// Every explicitly denied name, sorted (an argument rule's refusal of some values is not
+    /// a denial of the name).
     pub fn denied_names(&self) -> Vec<&str> {
         let mut names: Vec<&str> = self
             .rules
             .iter()
-            .filter(|r| !r.verdict.allows())
+            .filter(|r| !r.verdict.allows() && !matches!(r.section, Section::Arguments(_)))
             .flat_map(|r| r.names.iter().map(String::as_str))
             .collect();
         names.sort_unstable();

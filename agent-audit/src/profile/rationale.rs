@@ -194,7 +194,12 @@ fn denied(plan: &ProfilePlan, md: &mut String) {
         "| syscall | errno | category | why it is denied | observed calls |"
     );
     let _ = writeln!(md, "|---|---|---|---|---|");
-    for rule in plan.rules.iter().filter(|r| !r.verdict.allows()) {
+    // Refusals of some argument values belong to the argument rules' table.
+    let denials = plan
+        .rules
+        .iter()
+        .filter(|r| !r.verdict.allows() && !matches!(r.section, Section::Arguments(_)));
+    for rule in denials {
         let errno = match rule.verdict {
             Verdict::Deny { errno } => errno.to_string(),
             other => format!("{other:?}"),
@@ -277,8 +282,9 @@ fn argument_rules(plan: &ProfilePlan, md: &mut String) {
     let _ = writeln!(md, "\n## Argument rules\n");
     let _ = writeln!(
         md,
-        "These syscalls are allowed only for some argument values (one rule per allowed \
-         alternative; the rules of one name are ORed).\n"
+        "These syscalls are allowed only for some argument values (one rule per alternative, \
+         allowing or refusing: libseccomp tests them in the profile's order here, and the first \
+         that matches decides).\n"
     );
     let _ = writeln!(md, "| syscall | observed | allowed | why |");
     let _ = writeln!(md, "|---|---|---|---|");
@@ -440,7 +446,7 @@ fn section_title(section: &Section) -> String {
         Section::ExplicitAllow(name) => format!("allow: --allow {name}"),
         Section::BaseAllow(i) => format!("allow: base profile rule {}", i + 1),
         Section::Baseline(name) => format!("allow: baseline {name}"),
-        Section::Arguments(name) => format!("allow: {name} if its arguments match"),
+        Section::Arguments(name) => format!("{name} by its arguments (allow or refuse)"),
         Section::DenyCategory(id) => format!("deny: {id}"),
         Section::BaseDeny(i) => format!("deny: base profile rule {}", i + 1),
         Section::Clone3 => "deny: clone3 with ENOSYS".into(),

@@ -198,21 +198,27 @@ fn clone3_fails_with_enosys_even_when_observed_and_clone_stands_in() {
     assert!(!plan.rules.iter().any(|r| r.section == Section::Clone3));
 }
 
-/// Whether `profile` lets `name` run with first argument `arg0`, evaluated as libseccomp
-/// does on a 64-bit arch (an unconditional rule wins; conditional rules are ORed).
+/// Whether `profile` lets `name` run with first argument `arg0`, as the filter libseccomp
+/// compiles for x86_64 decides it (run by `seccomp::interpret`), which must be what
+/// `seccomp::evaluate` says too.
 fn allows(profile: &SeccompProfile, name: &str, arg0: u64) -> bool {
-    let rules: Vec<_> = profile
-        .syscalls
-        .iter()
-        .filter(|r| r.all_names().any(|n| n == name))
-        .collect();
-    if let Some(r) = rules.iter().find(|r| r.args.is_empty()) {
-        return !r.action.denies();
+    use crate::seccomp::compile::SyscallLayout;
+    use crate::seccomp::cost::FilterCost;
+    let args = [arg0, 0, 0, 0, 0, 0];
+    let filter = FilterCost::compile(profile, Arch::X86_64, SyscallLayout::Linear).unwrap();
+    let compiled = filter
+        .call(name, args)
+        .unwrap()
+        .expect("an x86_64 syscall")
+        .outcome;
+    if Arch::native() == Some(Arch::X86_64) {
+        let model = crate::seccomp::evaluate::outcome(profile, name, &args);
+        assert_eq!(
+            model, compiled,
+            "{name}({arg0:#x}): model and filter differ"
+        );
     }
-    rules
-        .iter()
-        .filter(|r| r.args.iter().all(|c| c.index != 0 || c.matches(arg0)))
-        .any(|r| !r.action.denies())
+    compiled.allows()
 }
 
 fn with_args(mut list: Allowlist, name: &str, args: Vec<crate::allowlist::ArgRecord>) -> Allowlist {
@@ -236,6 +242,7 @@ fn workload() -> Allowlist {
             (X, "clone", 2),
             (X, "clone3", 4),
             (X, "personality", 1),
+            (X, "ioctl", 7),
         ],
     )
 }
@@ -276,14 +283,28 @@ fn without_recorded_arguments_the_rules_are_at_least_dockers() {
         assert!(rule.repeated_indexes().is_empty(), "{:?}", rule.names);
     }
     assert!(plan.arguments.contains_key("socket"));
-    let compiled = crate::seccomp::compile::build_filter(&profile, &[Arch::X86_64, Arch::X86]);
+    assert_compiles_whole(&profile, &[Arch::X86_64]);
+    // With x86 listed, libseccomp copies socket rules onto socketcall without their
+    // conditions: refusal rules would clash there, so the families are only allowed.
+    let mut opts = options();
+    opts.extra_arches = vec![Arch::X86];
+    let plan = generate(vec![("w.json".into(), workload())], &opts);
+    let profile = oci::to_seccomp_profile(&plan);
+    assert_compiles_whole(&profile, &[Arch::X86_64, Arch::X86]);
+    assert!(allows(&profile, "socket", 2) && !allows(&profile, "socket", 38));
+}
+
+/// libseccomp takes every rule of `profile` for `arches` (none refused, as runc would refuse
+/// the whole profile for it).
+fn assert_compiles_whole(profile: &SeccompProfile, arches: &[Arch]) {
+    let compiled = crate::seccomp::compile::build_filter(profile, arches);
     let refused: Vec<_> = compiled
         .unwrap()
         .skipped
         .into_iter()
         .filter(|s| s.reason != crate::seccomp::compile::SkipReason::SameAsDefault)
         .collect();
-    assert!(refused.is_empty(), "{refused:?}");
+    assert!(refused.is_empty(), "{arches:?}: {refused:?}");
 }
 
 #[test]
@@ -762,10 +783,10 @@ fn a_conditional_base_deny_does_not_deny_the_name() {
     assert!(allows(&profile, "socket", 2) && !allows(&profile, "socket", 40));
     // Podman's NETLINK_AUDIT rule would overlap the socket argument rules, and libseccomp
     // keeps only one of two overlapping conditional rules: it is left out, and said so.
-    assert!(!profile
-        .syscalls
+    assert!(!plan
+        .rules
         .iter()
-        .any(|r| r.names == ["socket"] && r.action == Action::Errno));
+        .any(|r| matches!(r.section, Section::BaseDeny(_)) && r.names == ["socket"]));
     assert!(plan.notices.iter().any(|n| matches!(n,
         Notice::BaseRuleDropped { names, .. } if names == &["socket".to_string()])));
 }
@@ -809,5 +830,84 @@ fn the_rationale_escapes_what_it_quotes() {
     {
         let cells = line.replace("\\|", "").matches('|').count();
         assert_eq!(cells, 7, "{line}");
+    }
+}
+
+/// The argument rules decide in the kernel what the plan says they decide (`Narrowed`'s
+/// first-match order is libseccomp's), and the BPF interpreter predicts the kernel: ioctl's
+/// refusals catch TIOCSTI and TIOCLINUX with any upper bits and nothing else, socket's LT
+/// boundaries refuse each dangerous family between allowed ones and anything with upper bits.
+#[test]
+fn argument_rules_decide_in_the_kernel_as_planned() {
+    use super::args::ArgVerdict;
+    use crate::seccomp::compile::{tests::errno_under, SyscallLayout};
+    use crate::seccomp::cost::FilterCost;
+    if Arch::native() != Some(Arch::X86_64) {
+        return;
+    }
+    let plan = generate(vec![("w.json".into(), workload())], &options());
+    let profile = oci::to_seccomp_profile(&plan);
+    let filter = FilterCost::compile(&profile, Arch::X86_64, SyscallLayout::Linear).unwrap();
+    let cases: [(&str, libc::c_long, usize, &[u64]); 2] = [
+        (
+            "ioctl",
+            libc::SYS_ioctl,
+            1,
+            &[
+                0x5401,
+                0x5412,
+                0x541c,
+                0x1_0000_5412,
+                0xffff_ffff_0000_541c,
+                0x5413,
+                0xffff_ffff_8004_5430,
+                0,
+                1,
+            ],
+        ),
+        (
+            "socket",
+            libc::SYS_socket,
+            0,
+            &[
+                0,
+                1,
+                2,
+                3,
+                4,
+                10,
+                16,
+                17,
+                29,
+                30,
+                31,
+                38,
+                40,
+                41,
+                45,
+                46,
+                0x1_0000_0002,
+            ],
+        ),
+    ];
+    for (name, nr, index, values) in cases {
+        let narrowed = &plan.arguments[name];
+        for &value in values {
+            let mut args = [u64::MAX, 1, 0, 0, 0, 0];
+            args[index] = value;
+            let compiled = filter.call(name, args).unwrap().unwrap().outcome;
+            let planned = match narrowed.verdict_for(value) {
+                Some(ArgVerdict::Allow) => None,
+                Some(ArgVerdict::Refuse { errno }) => Some(errno),
+                None => Some(errno::EPERM),
+            };
+            let what = format!("{name}({value:#x})");
+            assert_eq!(compiled.errno, planned, "{what}: filter vs plan");
+            let kernel = errno_under(&profile, nr, [args[0], args[1], args[2]]);
+            match compiled.errno {
+                Some(errno) => assert_eq!(i64::from(kernel), i64::from(errno), "{what}"),
+                None => assert!(![1, 13].contains(&kernel), "{what}: kernel errno {kernel}"),
+            }
+        }
     }
 }

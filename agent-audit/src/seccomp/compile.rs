@@ -153,7 +153,24 @@ pub fn distinct_rules(profile: &SeccompProfile) -> usize {
     seen.len()
 }
 
-/// Compiles `profile` into one filter that accepts exactly `arches`.
+/// How the filter finds a syscall's rules: what decides the cost of every call that is not
+/// cached as always allowed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SyscallLayout {
+    /// One comparison per syscall, in libseccomp's priority order (fewest argument nodes first):
+    /// runc up to 1.1, and this host's Docker 20.10.
+    Linear,
+    /// A binary tree over the syscall numbers (`SCMP_FLTATR_CTL_OPTIMIZE` 2), which runc sets
+    /// from 1.2 on for a profile of more than 32 names (`libcontainer/seccomp`, commit
+    /// b265d128 "enable binary tree optimization"); fewer names stay linear.
+    RuncTree,
+}
+
+/// More names than this and runc ≥ 1.2 asks libseccomp for a binary tree.
+const RUNC_TREE_ABOVE_NAMES: usize = 32;
+
+/// Compiles `profile` into one filter that accepts exactly `arches`, laid out as runc 1.1 does
+/// (the runc of this host's Docker, against which `verify` is tested).
 ///
 /// Identical rules are merged first: a name repeated with the same action, errno and
 /// conditions is given to libseccomp once and what that addition did (added, or refused and
@@ -163,6 +180,15 @@ pub fn distinct_rules(profile: &SeccompProfile) -> usize {
 pub fn build_filter(
     profile: &SeccompProfile,
     arches: &[Arch],
+) -> Result<CompiledFilter, CompileError> {
+    build_filter_laid_out(profile, arches, SyscallLayout::Linear)
+}
+
+/// [`build_filter`] with the syscall lookup of a given runc.
+pub fn build_filter_laid_out(
+    profile: &SeccompProfile,
+    arches: &[Arch],
+    layout: SyscallLayout,
 ) -> Result<CompiledFilter, CompileError> {
     let arch_label = arches
         .iter()
@@ -191,6 +217,12 @@ pub fn build_filter(
         context
             .remove_arch(native)
             .map_err(lib("removing the native architecture".into()))?;
+    }
+    let name_count: usize = profile.syscalls.iter().map(|r| r.all_names().count()).sum();
+    if layout == SyscallLayout::RuncTree && name_count > RUNC_TREE_ABOVE_NAMES {
+        context
+            .set_ctl_optimize(2)
+            .map_err(lib("the binary tree layout".into()))?;
     }
     let mut skipped = Vec::new();
     let mut added: HashMap<AdditionKey, Result<(), String>> = HashMap::new();

@@ -153,7 +153,8 @@ pub fn runtime_arches(profile: &SeccompProfile) -> Vec<Arch> {
     arches
 }
 
-fn audit_arch(arch: Arch) -> u32 {
+/// The `AUDIT_ARCH_*` the kernel puts in `seccomp_data.arch` for a task of `arch`.
+pub(crate) fn audit_arch(arch: Arch) -> u32 {
     match arch {
         Arch::X86_64 | Arch::X32 => AUDIT_ARCH_X86_64,
         Arch::X86 => AUDIT_ARCH_I386,

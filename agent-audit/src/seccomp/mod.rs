@@ -11,9 +11,11 @@
 
 pub mod compile;
 pub mod container;
+pub mod cost;
 pub mod enosys;
 pub mod evaluate;
 mod includes;
+pub mod interpret;
 mod program;
 pub mod spo;
 mod validate;

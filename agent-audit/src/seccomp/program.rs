@@ -95,6 +95,11 @@ impl SeccompProgram {
         Ok(instructions)
     }
 
+    /// The instructions, as the kernel receives them.
+    pub fn instructions(&self) -> &[libc::sock_filter] {
+        &self.instructions
+    }
+
     /// Installs the filter on the calling thread, as a container runtime does: sets
     /// `no_new_privs` (required without CAP_SYS_ADMIN, and what runc does by default), then
     /// `seccomp(SECCOMP_SET_MODE_FILTER)`. Async-signal-safe: only two syscalls on memory

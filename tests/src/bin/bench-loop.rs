@@ -6,9 +6,10 @@
 //! container is never part of the figure.
 //!
 //! Modes: `getppid` (the cheapest real syscall: no locks, no copies), `fstat` (a file syscall
-//! that copies a struct to userspace), `pread` (1 byte from the page cache), and two calls
-//! whose arguments agent-audit records: `fcntl` (F_GETFL) and `ioctl` (TCGETS on a file, which
-//! fails with ENOTTY).
+//! that copies a struct to userspace), `pread` (1 byte from the page cache), and calls whose
+//! arguments agent-audit records or a profile compares: `fcntl` (F_GETFL), `ioctl` (TCGETS on a
+//! file, which fails with ENOTTY), `personality` (the 0xffffffff query), `prctl`
+//! (PR_GET_DUMPABLE) and `socket` (an AF_UNIX datagram socket, closed again: two calls).
 
 use std::hint::black_box;
 use std::time::Instant;
@@ -16,7 +17,9 @@ use std::time::Instant;
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     if args.len() < 3 {
-        eprintln!("usage: bench-loop getppid|fstat|pread|fcntl|ioctl N [BATCHES]");
+        eprintln!(
+            "usage: bench-loop getppid|fstat|pread|fcntl|ioctl|personality|prctl|socket N [BATCHES]"
+        );
         std::process::exit(2);
     }
     let mode = args[1].as_str();
@@ -92,8 +95,31 @@ fn syscall(mode: &str) -> Box<dyn Fn()> {
                 })
             }
         }
+        "personality" => Box::new(|| {
+            // SAFETY: 0xffffffff only reads the current personality.
+            let r = unsafe { libc::syscall(libc::SYS_personality, 0xffff_ffffu64) };
+            assert!(r >= 0, "personality query failed");
+            black_box(r);
+        }),
+        "prctl" => Box::new(|| {
+            // SAFETY: PR_GET_DUMPABLE reads a flag.
+            let r = unsafe { libc::syscall(libc::SYS_prctl, libc::PR_GET_DUMPABLE, 0, 0, 0, 0) };
+            assert!(r >= 0, "prctl failed");
+            black_box(r);
+        }),
+        "socket" => Box::new(|| {
+            // SAFETY: socket(2) with constant arguments.
+            let fd = unsafe { libc::syscall(libc::SYS_socket, libc::AF_UNIX, libc::SOCK_DGRAM, 0) };
+            let fd = libc::c_int::try_from(fd).expect("socket failed");
+            assert!(fd >= 0, "socket failed");
+            // SAFETY: the descriptor just opened, closed once.
+            unsafe { libc::close(black_box(fd)) };
+        }),
         other => {
-            eprintln!("unknown mode {other}: getppid, fstat, pread, fcntl or ioctl");
+            eprintln!(
+                "unknown mode {other}: getppid, fstat, pread, fcntl, ioctl, personality, prctl \
+                 or socket"
+            );
             std::process::exit(2);
         }
     }

@@ -115,6 +115,26 @@ pub fn run_container(
         f = sizes.fstat,
         b = sizes.batches,
     );
+    let text = run_script(env, profile, &script, cgroup_parent)?;
+    let lines: Vec<&str> = text.lines().collect();
+    if lines.len() < 3 {
+        bail!("container under {} printed {text:?}", profile.name);
+    }
+    Ok(ContainerRun {
+        getppid: super::parse_loop(lines[0])?,
+        fstat: super::parse_loop(lines[1])?,
+        workload_ns: lines[2].trim().parse()?,
+    })
+}
+
+/// Runs `sh -c script` in a container of the bench image under `profile` (the bench programs
+/// at /bench, the host's /usr, the workload tmpfs at /work) and returns what it printed.
+pub fn run_script(
+    env: &BenchEnv,
+    profile: &Profile,
+    script: &str,
+    cgroup_parent: Option<&Path>,
+) -> Result<String> {
     let mut cmd = Command::new("docker");
     cmd.args(["run", "--rm", "--network", "none"])
         .arg("-v")
@@ -130,7 +150,7 @@ pub fn run_container(
         cmd.arg("--cgroup-parent").arg(env.rel(parent));
     }
     let out = cmd
-        .args([IMAGE, "sh", "-c", &script])
+        .args([IMAGE, "sh", "-c", script])
         .stderr(Stdio::piped())
         .output()
         .context("cannot run docker")?;
@@ -142,16 +162,7 @@ pub fn run_container(
             String::from_utf8_lossy(&out.stderr).trim()
         );
     }
-    let text = String::from_utf8_lossy(&out.stdout);
-    let lines: Vec<&str> = text.lines().collect();
-    if lines.len() < 3 {
-        bail!("container under {} printed {text:?}", profile.name);
-    }
-    Ok(ContainerRun {
-        getppid: super::parse_loop(lines[0])?,
-        fstat: super::parse_loop(lines[1])?,
-        workload_ns: lines[2].trim().parse()?,
-    })
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
 /// Records one unconfined run of the container with `agent-audit record` (the container's

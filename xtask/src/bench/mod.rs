@@ -5,6 +5,7 @@
 
 mod bpfstats;
 mod docker;
+mod enforcement;
 mod env;
 mod fixed;
 mod memory;
@@ -54,6 +55,9 @@ pub enum Part {
     Rules,
     /// Memory of a node-wide recorder with 256 targets, projected to other CPU counts.
     Memory,
+    /// Per-call enforcement cost: BPF instructions walked under Docker's default and the
+    /// generated profile, ns per call in a container.
+    Enforcement,
 }
 
 /// Calls per timed loop.
@@ -96,6 +100,8 @@ pub fn bench(root: &Path, opts: BenchOptions) -> Result<()> {
         "bench-args",
         "--bin",
         "bench-memory",
+        "--bin",
+        "bench-walk",
     ]))?;
     if crate::effective_uid() != 0 {
         bail!("the bench loads BPF programs and creates cgroups: run it as root");
@@ -200,17 +206,33 @@ pub fn bench(root: &Path, opts: BenchOptions) -> Result<()> {
             notes.push(format!("merge of 100 allowlists: {e:#}"));
         }
     }
-    let args_cost = match argument_cost(&env, &sizes, opts.reps) {
-        Ok(table) => table,
-        Err(e) => {
-            notes.push(format!("argument recording cost: {e:#}"));
-            String::new()
+    let args_cost = if opts.only.is_none() {
+        match argument_cost(&env, &sizes, opts.reps) {
+            Ok(table) => table,
+            Err(e) => {
+                notes.push(format!("argument recording cost: {e:#}"));
+                String::new()
+            }
         }
+    } else {
+        String::new()
+    };
+    let enforcement = if wanted(Part::Enforcement) && docker_available() {
+        step("enforcement: BPF instructions walked per call, ns per call in a container");
+        match enforcement::run(&env, root, opts.reps, opts.quick) {
+            Ok(section) => section,
+            Err(e) => {
+                notes.push(format!("enforcement cost: {e:#}"));
+                String::new()
+            }
+        }
+    } else {
+        String::new()
     };
     machine.loadavg_end = env::read_trim("/proc/loadavg");
     let elapsed = started.elapsed().as_secs_f64();
     let results = report::Report::new(machine, sizes, opts.reps, files, samples, notes, elapsed);
-    let text = results.markdown() + &memory_table + &args_cost;
+    let text = results.markdown() + &memory_table + &args_cost + &enforcement;
     println!("\n{text}");
     std::fs::write(env.out.join("results.md"), &text)?;
     std::fs::write(
@@ -292,14 +314,7 @@ fn prepare_containers(
     env: &BenchEnv,
     notes: &mut Vec<String>,
 ) -> Option<Option<std::path::PathBuf>> {
-    let docker_ok = Command::new("docker")
-        .arg("info")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .map(|s| s.success())
-        .unwrap_or(false);
-    if !docker_ok {
+    if !docker_available() {
         notes.push("no Docker engine: enforcement rows skipped".into());
         return None;
     }
@@ -315,6 +330,17 @@ fn prepare_containers(
             Some(None)
         }
     }
+}
+
+/// Whether a Docker engine answers.
+fn docker_available() -> bool {
+    Command::new("docker")
+        .arg("info")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false)
 }
 
 fn run_job(
