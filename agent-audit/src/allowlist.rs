@@ -56,6 +56,71 @@ pub struct Allowlist {
     /// target slot in use when its cgroup made its first call): the counts are incomplete.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub missed_start: Option<MissedStart>,
+    /// Calls the target's seccomp filter refused: they never ran, so they are not in
+    /// `syscalls` nor in `totals`. Sorted as `syscalls`, then by action, filter and phase.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub refused: Vec<RefusedCall>,
+    /// Refusals counted but not named (the kernel's refusal table was full).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub refused_unnamed: u64,
+}
+
+/// Calls of one syscall a seccomp filter refused, with one action, under one filter origin,
+/// in one phase.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RefusedCall {
+    /// Syscall name in its arch's table; `null` if the number has none.
+    pub name: Option<String>,
+    /// Arch of the call.
+    pub arch: Arch,
+    /// Syscall number.
+    pub nr: u32,
+    /// Exact number of refused calls.
+    pub count: u64,
+    /// What seccomp did.
+    pub action: RefusalAction,
+    /// Which filters the task had.
+    pub filter: RefusingFilter,
+    /// Refused during the runtime's init (before the workload's first exec).
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub runtime_init: bool,
+    /// Who was refused, most calls first (at most [`MAX_PROGRAMS_LISTED`]).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub programs: Vec<ProgramCount>,
+}
+
+/// What seccomp did with a refused call.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RefusalAction {
+    /// The call failed with an errno: `SCMP_ACT_ERRNO` (also a user-notification supervisor's
+    /// error answer, and `SCMP_ACT_TRACE` with no tracer).
+    Errno,
+    /// `SIGSYS` was sent (`SCMP_ACT_TRAP`).
+    Trap,
+    /// The task was killed (`SCMP_ACT_KILL_PROCESS`, `SCMP_ACT_KILL_THREAD`).
+    Kill,
+}
+
+/// Which seccomp filters the refused task had, against those its runtime handed to the
+/// workload's first exec.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RefusingFilter {
+    /// Only the runtime's: the profile in force refused the call.
+    Runtime,
+    /// The workload had installed filters of its own; the kernel does not say which filter
+    /// refused (it may be the workload's own).
+    WithOwn,
+    /// Not known: the target was attached while running.
+    Unknown,
+}
+
+impl RefusedCall {
+    /// Whether the profile in force refused it (not a filter the workload installed itself).
+    pub fn by_profile(&self) -> bool {
+        self.filter != RefusingFilter::WithOwn
+    }
 }
 
 /// The calls a target made before it could be recorded were lost: `record --wait` had no
@@ -652,6 +717,8 @@ impl Allowlist {
             executables: Vec::new(),
             privilege_drop: None,
             missed_start: None,
+            refused: Vec::new(),
+            refused_unnamed: 0,
         }
     }
 
@@ -702,14 +769,19 @@ impl Allowlist {
                 path: path.to_path_buf(),
                 source,
             })?;
-        for s in &list.syscalls {
-            if let Some(name) = &s.name {
-                if s.arch.syscall_nr(name) != Some(s.nr) {
+        let named = list
+            .syscalls
+            .iter()
+            .map(|s| (&s.name, s.arch, s.nr))
+            .chain(list.refused.iter().map(|r| (&r.name, r.arch, r.nr)));
+        for (name, arch, nr) in named {
+            if let Some(name) = name {
+                if arch.syscall_nr(name) != Some(nr) {
                     return Err(AllowlistError::UnknownSyscall {
                         path: path.to_path_buf(),
-                        arch: s.arch,
+                        arch,
                         name: name.clone(),
-                        nr: s.nr,
+                        nr,
                     });
                 }
             }

@@ -26,6 +26,7 @@ pub mod progress;
 pub mod ready;
 pub mod recorder;
 pub mod recording;
+pub mod refusals;
 pub mod report;
 pub mod run;
 pub mod seccomp;

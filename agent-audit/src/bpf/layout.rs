@@ -5,7 +5,7 @@
 //! Offsets are read from the kernel's own BTF when it has one; without BTF the layouts of
 //! current kernels are assumed and the assumption is logged.
 
-use agent_audit_ebpf::TaskLayout;
+use agent_audit_ebpf::{SeccompLayout, TaskLayout};
 
 use super::btf_scan::KernelBtf;
 use crate::syscalls::Arch;
@@ -25,7 +25,35 @@ const TASK_MEMBERS: [(&str, &str); 9] = [
     ("cred", "gid"),
 ];
 
-/// The task layout from the scan's answers to [`TASK_MEMBERS`]; unknown unless all were found.
+/// What the refusal programs read, asked in the same scan; the architecture's register for
+/// the syscall number at exit is appended by each architecture.
+const SECCOMP_MEMBERS: [(&str, &str); 5] = [
+    ("task_struct", "seccomp"),
+    ("seccomp", "mode"),
+    ("seccomp", "filter_count"),
+    ("task_struct", "pending"),
+    ("sigpending", "signal"),
+];
+
+/// The seccomp layout from the scan's answers to [`SECCOMP_MEMBERS`] and the register.
+fn seccomp_layout(found: &[Option<u32>]) -> SeccompLayout {
+    let [Some(seccomp), Some(mode), Some(count), Some(pending), Some(signal), Some(nr)] = found[..]
+    else {
+        return SeccompLayout::UNKNOWN;
+    };
+    let layout = SeccompLayout {
+        task_seccomp_mode: seccomp + mode,
+        task_filter_count: seccomp + count,
+        task_pending_signal: pending + signal,
+        regs_syscall_nr: nr,
+    };
+    if layout.is_known() {
+        layout
+    } else {
+        SeccompLayout::UNKNOWN
+    }
+}
+
 /// The offsets of `wanted` in the kernel's BTF; all unknown without one.
 fn offsets_in(btf: Option<&KernelBtf>, wanted: &[(&str, &str)]) -> Vec<Option<u32>> {
     btf.map_or_else(|| vec![None; wanted.len()], |b| b.member_offsets(wanted))
@@ -82,6 +110,8 @@ pub struct KernelLayout {
     /// Where the current task's cgroup id, pid, tgid and uid are (known only from BTF, which
     /// the `tp_btf` program that uses them needs anyway).
     pub task: TaskLayout,
+    /// Where the refusal programs find the task's seccomp state (known only from BTF).
+    pub seccomp: SeccompLayout,
     /// Where the offsets came from: `btf` or `assumed`.
     pub source: &'static str,
 }
@@ -96,6 +126,7 @@ impl KernelLayout {
         compat_arg0_offset: 0,
         arg_offsets: [[0; 6]; 2],
         task: TaskLayout::UNKNOWN,
+        seccomp: SeccompLayout::UNKNOWN,
         source: "none",
     };
 
@@ -125,8 +156,12 @@ impl KernelLayout {
         wanted.extend(COMPAT_ARGS.iter().map(|r| ("pt_regs", *r)));
         let arch_members = wanted.len();
         wanted.extend(TASK_MEMBERS);
+        wanted.extend(SECCOMP_MEMBERS);
+        wanted.push(("pt_regs", "orig_ax"));
         let found = offsets_in(btf, &wanted);
-        let task = task_layout(&found[arch_members..]);
+        let seccomp_at = arch_members + TASK_MEMBERS.len();
+        let task = task_layout(&found[arch_members..seccomp_at]);
+        let seccomp = seccomp_layout(&found[seccomp_at..]);
         let from_btf: Option<Vec<u32>> = found[..arch_members].iter().copied().collect();
         // Since 5.11 thread_info is {flags, syscall_work, status, …} at the start of
         // task_struct, and pt_regs saves r15, r14, r13, r12, bp, bx, r11, r10, r9, r8, ax,
@@ -154,6 +189,7 @@ impl KernelLayout {
             compat_arg0_offset: args[1][0],
             arg_offsets: args,
             task,
+            seccomp,
             source,
         }
     }
@@ -171,8 +207,12 @@ impl KernelLayout {
         ];
         let arch_members = wanted.len();
         wanted.extend(TASK_MEMBERS);
+        wanted.extend(SECCOMP_MEMBERS);
+        wanted.push(("pt_regs", "syscallno"));
         let found = offsets_in(btf, &wanted);
-        let task = task_layout(&found[arch_members..]);
+        let seccomp_at = arch_members + TASK_MEMBERS.len();
+        let task = task_layout(&found[arch_members..seccomp_at]);
+        let seccomp = seccomp_layout(&found[seccomp_at..]);
         let from_btf = match found[..arch_members] {
             [Some(ti), Some(flags), Some(regs), Some(orig_x0)] => Some((ti + flags, regs, orig_x0)),
             _ => None,
@@ -201,6 +241,7 @@ impl KernelLayout {
             compat_arg0_offset: 0,
             arg_offsets: args,
             task,
+            seccomp,
             source,
         }
     }
@@ -240,6 +281,12 @@ mod tests {
         assert!(task.is_known(), "{task:?}");
         assert_eq!(task.task_tgid, task.task_pid + 4);
         assert_eq!(task.cred_gid, task.cred_uid + 4);
+        // The refusal programs' members: `struct seccomp` starts with `mode`, then
+        // `filter_count`; `orig_ax` follows the saved registers (15 × 8 bytes).
+        let seccomp = layout.seccomp;
+        assert!(seccomp.is_known(), "{seccomp:?}");
+        assert_eq!(seccomp.task_filter_count, seccomp.task_seccomp_mode + 4);
+        assert_eq!(seccomp.regs_syscall_nr, 120);
     }
 
     #[test]

@@ -10,6 +10,7 @@ mod batch;
 mod btf_scan;
 mod dirty;
 mod layout;
+mod refusals;
 mod slots;
 
 use std::os::fd::AsRawFd;
@@ -19,12 +20,12 @@ use agent_audit_ebpf::{
     SyscallCounters, ABI_COMPAT32, ABI_COUNT, ABI_NATIVE, ABI_X32, GLOBAL_ARGS, GLOBAL_ARG_FIRST,
     GLOBAL_ARG_REG_OFFSETS, GLOBAL_ARG_SPECS, GLOBAL_ATTRIBUTION, GLOBAL_COMPAT_ARG0_OFFSET,
     GLOBAL_COMPAT_FLAG_MASK, GLOBAL_COMPAT_FLAG_OFFSET, GLOBAL_COMPAT_IPC_NR,
-    GLOBAL_COMPAT_SOCKETCALL_NR, GLOBAL_FORK_NRS, GLOBAL_PRCTL_NR, GLOBAL_TASK_LAYOUT,
-    MAP_COUNTERS, MAP_DIRTY, MAP_EXEC_EVENTS, MAP_EXIT_COUNTERS, MAP_FREE_SLOTS, MAP_INIT_COUNTERS,
-    MAP_INIT_EXIT_COUNTERS, MAP_PHASE, MAP_STARVED, MAP_TARGETS, MAP_TARGET_GENERATION,
-    MAX_TARGETS, MUX_SLOTS, NO_TARGET, NR_SLOTS, PHASE_RUNTIME_INIT, PHASE_WORKLOAD,
-    PROG_SCHED_EXEC, PROG_SYS_ENTER_BTF, PROG_SYS_ENTER_EMPTY, PROG_SYS_ENTER_RAW, PROG_SYS_EXIT,
-    WATCH_PARENT,
+    GLOBAL_COMPAT_SOCKETCALL_NR, GLOBAL_FORK_NRS, GLOBAL_NO_RETURN_NRS, GLOBAL_PRCTL_NR,
+    GLOBAL_REFUSALS, GLOBAL_SECCOMP_LAYOUT, GLOBAL_TASK_LAYOUT, MAP_COUNTERS, MAP_DIRTY,
+    MAP_EXEC_EVENTS, MAP_EXIT_COUNTERS, MAP_FREE_SLOTS, MAP_INIT_COUNTERS, MAP_INIT_EXIT_COUNTERS,
+    MAP_PHASE, MAP_STARVED, MAP_TARGETS, MAP_TARGET_GENERATION, MAX_TARGETS, MUX_SLOTS, NO_TARGET,
+    NR_SLOTS, PHASE_RUNTIME_INIT, PHASE_WORKLOAD, PROG_SCHED_EXEC, PROG_SYS_ENTER_BTF,
+    PROG_SYS_ENTER_EMPTY, PROG_SYS_ENTER_RAW, PROG_SYS_EXIT, WATCH_PARENT,
 };
 use aya::maps::{Array, HashMap, MapData, PerCpuArray, PerCpuValues, Queue, RingBuf};
 use aya::programs::{BtfTracePoint, RawTracePoint, TracePoint};
@@ -33,6 +34,7 @@ use aya::{Btf, Ebpf, EbpfLoader};
 pub use args::ArgUse;
 pub use attribution::{ExecRecord, ProgramUse};
 pub use layout::KernelLayout;
+pub use refusals::{FilterOrigin, RefusalAction, RefusalUse};
 
 use crate::syscalls::Arch;
 use slots::{SlotState, SlotTable};
@@ -63,6 +65,9 @@ pub struct CounterOptions {
     pub attribution: bool,
     /// Record the values of the tracked syscall arguments (`data/tracked-args.json`).
     pub args: bool,
+    /// Count the calls the targets' seccomp filters refused (`sys_exit` and `sched_switch`
+    /// programs; needs BTF).
+    pub refusals: bool,
 }
 
 impl CounterOptions {
@@ -72,6 +77,7 @@ impl CounterOptions {
             attach,
             attribution: true,
             args: true,
+            refusals: true,
         }
     }
 }
@@ -177,6 +183,11 @@ impl BpfError {
 pub struct TargetSlot(u32);
 
 impl TargetSlot {
+    /// The slot's index in the per-slot maps.
+    pub fn index(self) -> usize {
+        self.0 as usize
+    }
+
     /// A slot value for unit tests of code that groups by slot.
     #[cfg(test)]
     pub fn for_tests(index: u32) -> Self {
@@ -212,6 +223,10 @@ pub struct CallDetails {
     pub programs: Vec<ProgramUse>,
     /// The values of the tracked arguments.
     pub args: Vec<ArgUse>,
+    /// The calls the targets' seccomp filters refused.
+    pub refusals: Vec<RefusalUse>,
+    /// Refusals counted but not named, by slot.
+    pub refusals_unnamed: Vec<u64>,
 }
 
 /// The loaded, attached kernel program.
@@ -237,6 +252,9 @@ pub struct SyscallCounter {
     /// Children of a watched parent that found every slot in use, first come first served
     /// when a slot frees.
     waiting: std::collections::VecDeque<u64>,
+    /// The refusal programs' BTFs while they wait to be attached; whether they were.
+    refusal_btfs: Option<refusals::RefusalBtfs>,
+    counts_refusals: bool,
     /// Slots given to waiting children, not yet reported by [`Self::claimed_targets`].
     assigned: Vec<(u64, TargetSlot)>,
     /// Execs read from the ring whose slot is not reported as a target yet.
@@ -296,6 +314,16 @@ impl SyscallCounter {
             true => Some(sys_enter_btf(kernel_btf.as_ref(), &btf_path)?),
             false => None,
         };
+        let refusal_btfs = match (opts.refusals, use_btf && layout.seccomp.is_known()) {
+            (true, true) => kernel_btf.as_ref().and_then(refusals::RefusalBtfs::find),
+            (true, false) => {
+                tracing::warn!(
+                    "refused calls are not counted: this kernel's BTF lacks what it needs"
+                );
+                None
+            }
+            (false, _) => None,
+        };
         drop(kernel_btf);
         let record_args = opts.args && layout.knows_arg_registers();
         if opts.args && !record_args {
@@ -337,6 +365,13 @@ impl SyscallCounter {
             .override_global(GLOBAL_ARG_SPECS, &arg_tables.specs, true)
             .override_global(GLOBAL_ARG_REG_OFFSETS, &layout.arg_offsets, true)
             .override_global(GLOBAL_TASK_LAYOUT, &layout.task, true)
+            .override_global(GLOBAL_REFUSALS, &u32::from(refusal_btfs.is_some()), true)
+            .override_global(GLOBAL_SECCOMP_LAYOUT, &layout.seccomp, true)
+            .override_global(
+                GLOBAL_NO_RETURN_NRS,
+                &refusals::no_return_nrs(&abi_arches()),
+                true,
+            )
             .override_global(
                 GLOBAL_FORK_NRS,
                 &["clone", "clone3", "fork", "vfork"].map(native_nr),
@@ -368,6 +403,8 @@ impl SyscallCounter {
             assigned: Vec::new(),
             exec_backlog: Vec::new(),
             dirty: None,
+            refusal_btfs,
+            counts_refusals: false,
         };
         counter.dirty = counter.map_dirty_words();
         counter.bump_generation()?;
@@ -378,6 +415,7 @@ impl SyscallCounter {
             (false, _) => SysEnter::Raw,
         };
         counter.attach_both(sys_enter, started)?;
+        counter.attach_refusals()?;
         counter.log_verifier_work();
         Ok(counter)
     }
@@ -427,6 +465,27 @@ impl SyscallCounter {
             source,
         })?);
         Ok(())
+    }
+
+    /// Attaches the refusal programs when they were asked for and can run here.
+    fn attach_refusals(&mut self) -> Result<(), BpfError> {
+        if let Some(btfs) = self.refusal_btfs.take() {
+            let attached = refusals::attach(&mut self.ebpf, &btfs)?;
+            self.attachments.extend(attached);
+            self.counts_refusals = true;
+        }
+        Ok(())
+    }
+
+    /// Whether refused calls are counted.
+    pub fn counts_refusals(&self) -> bool {
+        self.counts_refusals
+    }
+
+    /// Blocked calls whose entry could not be remembered (every target at once): that many
+    /// exits may have been counted as refusals wrongly.
+    pub fn lost_entry_marks(&self) -> u64 {
+        refusals::lost_marks(&self.ebpf)
     }
 
     /// Logs how many instructions the verifier processed for each loaded program: its time
@@ -829,6 +888,8 @@ impl SyscallCounter {
         Ok(CallDetails {
             programs: self.read_attribution()?,
             args: self.read_args()?,
+            refusals: refusals::read(&self.ebpf, &self.abi_arch)?,
+            refusals_unnamed: refusals::unnamed(&self.ebpf)?,
         })
     }
 
@@ -854,6 +915,7 @@ impl SyscallCounter {
             .filter(|&s| !self.used_slots.insert(s))
             .collect();
         self.clear_attribution(&used)?;
+        refusals::clear(&mut self.ebpf, &used)?;
         for &slot in &used {
             self.clear_args(slot)?;
             for map in [MAP_COUNTERS, MAP_INIT_COUNTERS] {

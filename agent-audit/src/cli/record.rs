@@ -92,6 +92,11 @@ pub struct RecordArgs {
     /// argument rules at least as strict as Docker's default.
     #[arg(long)]
     no_args: bool,
+    /// Do not count the calls the target's seccomp filter refused: no `sys_exit` and
+    /// `sched_switch` programs (which run for every task on the host), and no `refused` in
+    /// the allowlist.
+    #[arg(long)]
+    no_refusals: bool,
 }
 
 impl RecordArgs {
@@ -132,6 +137,7 @@ impl RecordArgs {
                 attach: self.attach,
                 attribution: !self.no_attribution,
                 args: !self.no_args,
+                refusals: !self.no_refusals,
             },
         })?;
         Ok(ExitCode::OK)
