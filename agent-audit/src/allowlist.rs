@@ -891,7 +891,40 @@ mod tests {
             executables: Vec::new(),
             privilege_drop: None,
             missed_start: None,
+            refused: Vec::new(),
+            refused_unnamed: 0,
         }
+    }
+
+    /// Issue 19: refusals are a field of their own, out of `totals`; files without it (every
+    /// earlier one) still read, and a refused row names its syscall as `syscalls` does.
+    #[test]
+    fn refused_calls_round_trip_apart_from_totals_and_are_checked() {
+        let mut list = sample();
+        let totals = list.totals.clone();
+        list.refused = vec![RefusedCall {
+            name: Some("mkdir".into()),
+            arch: Arch::X86_64,
+            nr: 83,
+            count: 4,
+            action: RefusalAction::Errno,
+            filter: RefusingFilter::Runtime,
+            runtime_init: false,
+            programs: Vec::new(),
+        }];
+        let json = list.to_json();
+        assert!(json.contains("\"refused\""), "{json}");
+        assert!(json.contains("\"action\": \"errno\""), "{json}");
+        assert!(json.contains("\"filter\": \"runtime\""), "{json}");
+        let read = Allowlist::parse(&json, Path::new("a.json")).unwrap();
+        assert_eq!(read, list);
+        assert_eq!(read.totals, totals);
+        assert!(!sample().to_json().contains("refused"));
+        let wrong = json.replace("\"nr\": 83", "\"nr\": 84");
+        assert!(matches!(
+            Allowlist::parse(&wrong, Path::new("a.json")),
+            Err(AllowlistError::UnknownSyscall { .. })
+        ));
     }
 
     #[test]
