@@ -129,7 +129,7 @@ pub fn sched_switch_refusals(ctx: BtfTracePointContext) -> i32 {
     if prev_state & TASK_DEAD != 0 {
         return 0;
     }
-    if IN_SYSCALL.insert(&prev, &0, 0).is_err() {
+    if IN_SYSCALL.insert(prev, 0, 0).is_err() {
         // Full: the exit will look unentered. Userspace says the counts may be high.
         if let Some(lost) = IN_SYSCALL_LOST.get_ptr_mut(0) {
             // SAFETY: a live map value, only ever updated atomically.
@@ -156,7 +156,7 @@ pub fn sys_exit_refusals(ctx: BtfTracePointContext) -> i32 {
     let Some(slot) = target_slot(&ctx, &current) else {
         return 0;
     };
-    if IN_SYSCALL.remove(&task).is_ok() {
+    if IN_SYSCALL.remove(task).is_ok() {
         // Entered, blocked, and back (perhaps on another CPU).
         return 0;
     }
@@ -249,7 +249,7 @@ fn count(current: &BtfTask, slot: u32, abi: usize, nr: u64, action: u8) {
         };
         const BPF_NOEXIST: u64 = 1;
         // Lost a race to insert: add to the winner's entry. Full: counted unnamed.
-        if REFUSALS.insert(&key, &value, BPF_NOEXIST).is_err() && !add(&key, now) {
+        if REFUSALS.insert(key, value, BPF_NOEXIST).is_err() && !add(&key, now) {
             if let Some(unnamed) = REFUSALS_UNNAMED.get_ptr_mut(slot) {
                 // SAFETY: a live map value, only ever updated atomically.
                 unsafe { atomic_xadd::<u64, u64, { AtomicOrdering::Relaxed }>(unnamed, 1) };
