@@ -103,7 +103,11 @@ fn build_probe(dir: &Path, m32: bool) -> PathBuf {
 fn record_probe(dir: &Path, probe: &Path, action: &str, n: u32) -> (Finished, Allowlist) {
     let root_only = dir.join("root-only");
     fs::write(&root_only, "secret").unwrap();
-    fs::set_permissions(&root_only, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+    fs::set_permissions(
+        &root_only,
+        std::os::unix::fs::PermissionsExt::from_mode(0o600),
+    )
+    .unwrap();
     // The probe runs as nobody: it must reach its own directory.
     fs::set_permissions(dir, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
     let out = dir.join(format!("{action}.allowlist.json"));
@@ -214,9 +218,8 @@ fn root_an_i386_refusal_has_its_i386_name() {
 
 /// Docker's default profile without `mkdir`/`mkdirat`: the profile in force.
 fn profile_without_mkdir(dir: &Path) -> PathBuf {
-    let text =
-        fs::read_to_string(workspace_root().join("tests/data/profiles/docker-default.json"))
-            .unwrap();
+    let text = fs::read_to_string(workspace_root().join("tests/data/profiles/docker-default.json"))
+        .unwrap();
     let mut profile: serde_json::Value = serde_json::from_str(&text).unwrap();
     for rule in profile["syscalls"].as_array_mut().unwrap() {
         if let Some(names) = rule["names"].as_array_mut() {
@@ -240,7 +243,8 @@ impl Drop for Rm {
 }
 
 /// Three `mkdir`s, then proof the container got that far.
-const MKDIRS: &str = "mkdir /tmp/a; mkdir /tmp/b; mkdir /tmp/c; ls -d /tmp/a /tmp/b /tmp/c; echo end";
+const MKDIRS: &str =
+    "mkdir /tmp/a; mkdir /tmp/b; mkdir /tmp/c; ls -d /tmp/a /tmp/b /tmp/c; echo end";
 
 #[test]
 fn root_sidecar_records_what_the_profile_in_force_refused() {
@@ -316,7 +320,8 @@ fn root_sidecar_records_what_the_profile_in_force_refused() {
     );
     gate.assert_code(1);
     assert!(
-        gate.stdout.contains("! mkdir: refused 3 time(s), never recorded"),
+        gate.stdout
+            .contains("! mkdir: refused 3 time(s), never recorded"),
         "{gate:#?}"
     );
 
@@ -332,9 +337,16 @@ fn root_sidecar_records_what_the_profile_in_force_refused() {
     )
     .assert_code(0);
     let text = fs::read_to_string(&profile).unwrap();
-    assert!(text.contains("refused under the previous profile") || text.contains("Refused by the profile in force"), "{text}");
+    assert!(
+        text.contains("refused under the previous profile")
+            || text.contains("Refused by the profile in force"),
+        "{text}"
+    );
     let second = docker_run(&profile);
     second.assert_code(0);
     assert!(second.stdout.contains("/tmp/a"), "{second:#?}");
-    assert!(!second.stderr.contains("Operation not permitted"), "{second:#?}");
+    assert!(
+        !second.stderr.contains("Operation not permitted"),
+        "{second:#?}"
+    );
 }
