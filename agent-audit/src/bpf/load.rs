@@ -244,7 +244,6 @@ impl SyscallCounter {
             (false, _) => SysEnter::Raw,
         };
         counter.attach_both(sys_enter, started)?;
-        counter.attach_refusals()?;
         counter.log_verifier_work();
         Ok(counter)
     }
@@ -258,22 +257,32 @@ impl SyscallCounter {
         started: std::time::Instant,
     ) -> Result<(), BpfError> {
         ensure_tracefs();
+        let refusal_btfs = self.refusal_btfs.take();
         let (mut enter_prog, mut exec_prog) = (None, None);
+        let mut refusal_progs = refusals::Programs::default();
         for (name, program) in self.ebpf.programs_mut() {
             match (name, sys_enter) {
                 (PROG_SYS_ENTER_BTF, SysEnter::Btf(_)) | (PROG_SYS_ENTER_RAW, SysEnter::Raw) => {
                     enter_prog = Some(program)
                 }
                 (PROG_SCHED_EXEC, _) => exec_prog = Some(program),
+                _ if refusal_btfs.is_some() => refusal_progs.offer(name, program),
                 _ => {}
             }
         }
         let enter_prog = enter_prog.ok_or(BpfError::Missing(sys_enter.program_name()))?;
         let exec_prog = exec_prog.ok_or(BpfError::Missing(PROG_SCHED_EXEC))?;
+        let mut refused = Ok(Vec::new());
         let (enter, exec) = std::thread::scope(|scope| {
             let exec = scope.spawn(|| {
                 let attached = attach_tracepoint(exec_prog, PROG_SCHED_EXEC, "sched", "sched_process_exec");
                 tracing::debug!(elapsed = ?started.elapsed(), "sched_process_exec verified and attached");
+                // The refusal programs are small: verified here while sys_enter's much longer
+                // verification goes on.
+                if let Some(btfs) = &refusal_btfs {
+                    refused = refusal_progs.attach(btfs);
+                    tracing::debug!(elapsed = ?started.elapsed(), "refusal programs verified and attached");
+                }
                 attached
             });
             let enter = sys_enter.attach(enter_prog);
@@ -285,6 +294,9 @@ impl SyscallCounter {
         });
         self.attachments.push(enter?);
         self.attachments.push(exec?);
+        let refused = refused?;
+        self.counts_refusals = !refused.is_empty();
+        self.attachments.extend(refused);
         let map = self
             .ebpf
             .take_map(MAP_EXEC_EVENTS)
@@ -293,16 +305,6 @@ impl SyscallCounter {
             name: MAP_EXEC_EVENTS,
             source,
         })?);
-        Ok(())
-    }
-
-    /// Attaches the refusal programs when they were asked for and can run here.
-    fn attach_refusals(&mut self) -> Result<(), BpfError> {
-        if let Some(btfs) = self.refusal_btfs.take() {
-            let attached = refusals::attach(&mut self.ebpf, &btfs)?;
-            self.attachments.extend(attached);
-            self.counts_refusals = true;
-        }
         Ok(())
     }
 

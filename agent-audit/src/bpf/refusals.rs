@@ -102,29 +102,53 @@ pub(super) fn no_return_nrs(abi_arch: &[Option<Arch>; ABI_COUNT]) -> [[u32; 2]; 
     nrs
 }
 
-/// Verifies and attaches `sched_switch` first, then `sys_exit`: an exit is only told
-/// unentered once blocked calls are carried across switches.
-pub(super) fn attach(ebpf: &mut Ebpf, btfs: &RefusalBtfs) -> Result<Vec<Attachment>, BpfError> {
-    let mut attached = Vec::with_capacity(2);
-    for (name, event, btf) in [
-        (
-            PROG_SCHED_SWITCH_REFUSALS,
-            "sched_switch",
-            &btfs.sched_switch,
-        ),
-        (PROG_SYS_EXIT_REFUSALS, "sys_exit", &btfs.sys_exit),
-    ] {
-        let err = |source| BpfError::Attach {
-            attach: name,
-            source,
-        };
-        let program = ebpf.program_mut(name).ok_or(BpfError::Missing(name))?;
-        let prog: &mut BtfTracePoint = program.try_into().map_err(err)?;
-        prog.load(event, btf).map_err(err)?;
-        let link = prog.attach().map_err(err)?;
-        attached.push(Box::new(prog.take_link(link).map_err(err)?) as Attachment);
+/// The two refusal programs of the object, picked out of its program list.
+#[derive(Default)]
+pub(super) struct Programs<'a> {
+    sched_switch: Option<&'a mut aya::programs::Program>,
+    sys_exit: Option<&'a mut aya::programs::Program>,
+}
+
+impl<'a> Programs<'a> {
+    /// Keeps `program` if it is one of the two.
+    pub(super) fn offer(&mut self, name: &str, program: &'a mut aya::programs::Program) {
+        match name {
+            PROG_SCHED_SWITCH_REFUSALS => self.sched_switch = Some(program),
+            PROG_SYS_EXIT_REFUSALS => self.sys_exit = Some(program),
+            _ => {}
+        }
     }
-    Ok(attached)
+
+    /// Verifies and attaches `sched_switch` first, then `sys_exit`: an exit is only told
+    /// unentered once blocked calls are carried across switches.
+    pub(super) fn attach(self, btfs: &RefusalBtfs) -> Result<Vec<Attachment>, BpfError> {
+        let mut attached = Vec::with_capacity(2);
+        for (name, event, btf, program) in [
+            (
+                PROG_SCHED_SWITCH_REFUSALS,
+                "sched_switch",
+                &btfs.sched_switch,
+                self.sched_switch,
+            ),
+            (
+                PROG_SYS_EXIT_REFUSALS,
+                "sys_exit",
+                &btfs.sys_exit,
+                self.sys_exit,
+            ),
+        ] {
+            let err = |source| BpfError::Attach {
+                attach: name,
+                source,
+            };
+            let program = program.ok_or(BpfError::Missing(name))?;
+            let prog: &mut BtfTracePoint = program.try_into().map_err(err)?;
+            prog.load(event, btf).map_err(err)?;
+            let link = prog.attach().map_err(err)?;
+            attached.push(Box::new(prog.take_link(link).map_err(err)?) as Attachment);
+        }
+        Ok(attached)
+    }
 }
 
 /// Every (target, program, syscall, action, origin) refused so far.
