@@ -58,7 +58,7 @@ EXIT CODES:
     69  unsupported host: no cgroup v2, no BTF, no sys_enter tracepoint, BPF refused
     70  internal error (a bug)
     73  output cannot be written
-    74  other I/O error
+    74  other I/O error; `record --metrics` cannot listen on its address
     77  missing privileges (root, or CAP_BPF + CAP_PERFMON, or CAP_SYS_ADMIN)
     `run` exits with the command's own status (128+N if a signal N ended it) once the
     command has started; 127 if it was not found, 126 if it could not be executed, 74 if

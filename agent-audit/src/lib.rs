@@ -19,6 +19,7 @@ pub mod fsutil;
 pub mod kube;
 pub mod launch;
 pub mod markdown;
+pub mod metrics;
 pub mod policy;
 pub mod privileges;
 pub mod profile;
@@ -95,6 +96,9 @@ pub enum Error {
     /// The command given to `run` could not be started.
     #[error(transparent)]
     Spawn(#[from] run::SpawnError),
+    /// `record --metrics`: the address cannot be listened on.
+    #[error(transparent)]
+    Metrics(#[from] metrics::MetricsError),
     /// Other I/O.
     #[error("I/O error: {0}")]
     Io(#[from] std::io::Error),
@@ -132,6 +136,7 @@ impl Error {
             Error::Kube(e) => e.exit_code(),
             Error::Container(e) => e.exit_code(),
             Error::Spawn(e) => e.exit_code(),
+            Error::Metrics(e) => e.exit_code(),
             Error::Io(_) => ExitCode::IO,
         }
     }

@@ -350,3 +350,116 @@ fn root_sidecar_records_what_the_profile_in_force_refused() {
         "{second:#?}"
     );
 }
+
+/// `GET PATH` from `addr`, the whole response.
+fn get(addr: &str, path: &str) -> String {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(addr).unwrap();
+    let request = format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+    stream.write_all(request.as_bytes()).unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    response
+}
+
+/// The metrics endpoint answers with the counts while the recorder runs: a target's refused
+/// `mkdir`s appear, exactly, as its workload makes them.
+#[test]
+fn root_metrics_endpoint_answers_with_the_refusal_counts_while_recording() {
+    require_root();
+    let dir = tempfile::tempdir().unwrap();
+    let probe = build_probe(dir.path(), false);
+    let root_only = dir.path().join("root-only");
+    fs::write(&root_only, "secret").unwrap();
+    fs::set_permissions(
+        &root_only,
+        std::os::unix::fs::PermissionsExt::from_mode(0o600),
+    )
+    .unwrap();
+    fs::set_permissions(
+        dir.path(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    let cgroup = agent_audit_tests::cgroup::ScratchCgroup::new(&unique_name("refusals-metrics"));
+    let mut recorder = Running::spawn(
+        Command::new(agent_audit_bin())
+            .args(["record", "--metrics", "0", "--cgroup"])
+            .arg(&cgroup.dir)
+            .arg("--out")
+            .arg(dir.path().join("m.json")),
+    );
+    let mut addr = String::new();
+    wait_until("the metrics line and the armed line", TIMEOUT, || {
+        let err = recorder.stderr_so_far();
+        if let Some(line) = err.lines().find(|l| l.contains("metrics at http://")) {
+            addr = line
+                .split("http://")
+                .nth(1)
+                .unwrap()
+                .trim_end_matches("/metrics")
+                .to_string();
+        }
+        recorder.has_exited() || (!addr.is_empty() && err.contains("recording"))
+    });
+    assert!(
+        !recorder.has_exited(),
+        "{:#?}",
+        recorder.finish(TIMEOUT, "record")
+    );
+    let before = get(&addr, "/metrics");
+    assert!(before.starts_with("HTTP/1.1 200"), "{before}");
+    assert!(before.contains("application/openmetrics-text"), "{before}");
+    assert!(!before.contains("refused_calls_total{"), "{before}");
+    let workload = run(
+        Command::new("sh").arg("-c").arg(format!(
+            "echo $$ > {}/cgroup.procs && exec {} errno 5 {}",
+            cgroup.dir.display(),
+            probe.display(),
+            root_only.display()
+        )),
+        TIMEOUT,
+    );
+    workload.assert_code(0);
+    let mut scraped = String::new();
+    wait_until("the refusals in the metrics", TIMEOUT, || {
+        scraped = get(&addr, "/metrics");
+        scraped.contains("syscall=\"mkdir\"")
+    });
+    assert!(
+        scraped.contains("arch=\"SCMP_ARCH_X86_64\",action=\"errno\"} 5\n"),
+        "{scraped}"
+    );
+    assert!(scraped.trim_end().ends_with("# EOF"), "{scraped}");
+    let not_found = get(&addr, "/");
+    assert!(not_found.starts_with("HTTP/1.1 404"), "{not_found}");
+    recorder.signal(libc::SIGTERM);
+    recorder.finish(TIMEOUT, "record").assert_code(0);
+}
+
+#[test]
+fn root_a_metrics_address_that_cannot_be_used_is_refused_before_recording() {
+    require_root();
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port();
+    let dir = tempfile::tempdir().unwrap();
+    let cgroup =
+        agent_audit_tests::cgroup::ScratchCgroup::new(&unique_name("refusals-metrics-bad"));
+    let record = |addr: &str| {
+        run(
+            Command::new(agent_audit_bin())
+                .args(["record", "--duration", "1", "--metrics", addr, "--cgroup"])
+                .arg(&cgroup.dir)
+                .arg("--out")
+                .arg(dir.path().join("m.json")),
+            TIMEOUT,
+        )
+    };
+    record("localhost:9464")
+        .assert_code(2)
+        .assert_stderr_mentions(&["not PORT or HOST:PORT"]);
+    record(&port.to_string())
+        .assert_code(74)
+        .assert_stderr_mentions(&["--metrics 127.0.0.1:", "cannot listen there"]);
+    assert!(!dir.path().join("m.json").exists());
+}

@@ -118,6 +118,11 @@ impl SyscallCounter {
         Ok(out)
     }
 
+    /// Reads only the refusal table (small: refused keys only), for the metrics endpoint.
+    pub fn read_refusals(&self) -> Result<Vec<super::RefusalUse>, BpfError> {
+        super::refusals::read(&self.ebpf, &self.abi_arch)
+    }
+
     /// Reads the attribution and argument tables, for all targets.
     pub fn read_details(&self) -> Result<CallDetails, BpfError> {
         Ok(CallDetails {

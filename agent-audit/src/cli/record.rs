@@ -97,6 +97,11 @@ pub struct RecordArgs {
     /// the allowlist.
     #[arg(long)]
     no_refusals: bool,
+    /// Serve each target's call and refusal counters over OpenMetrics at
+    /// http://ADDR/metrics while recording: PORT (bound to 127.0.0.1) or IP:PORT (any other
+    /// address, such as 0.0.0.0:9464, exposes them beyond this host: only when told to).
+    #[arg(long, value_name = "ADDR")]
+    metrics: Option<crate::metrics::MetricsAddr>,
 }
 
 impl RecordArgs {
@@ -139,6 +144,7 @@ impl RecordArgs {
                 args: !self.no_args,
                 refusals: !self.no_refusals,
             },
+            metrics: self.metrics,
         })?;
         Ok(ExitCode::OK)
     }

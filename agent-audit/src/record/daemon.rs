@@ -23,6 +23,7 @@ pub(super) async fn watch(
     mut signals: StopSignals,
     snapshots: Option<Duration>,
     opts: &RecordOptions,
+    metrics: Option<&crate::metrics::Metrics>,
 ) -> Result<StopReason, Error> {
     let mut recordings = Recordings {
         active,
@@ -77,6 +78,9 @@ pub(super) async fn watch(
                     break StopReason::TargetsGone;
                 }
                 recordings.show_progress(counter, &mut progress)?;
+                if let Some(m) = metrics {
+                    recordings.publish(counter, m)?;
+                }
             }
         }
     };
@@ -210,6 +214,34 @@ impl Recordings {
             .sum();
         let calls: u64 = self.active.iter().map(|r| r.last.total()).sum();
         progress.update(self.active.len(), distinct, calls);
+        Ok(())
+    }
+
+    /// Brings the metrics up to the kernel's counts (`--metrics`).
+    fn publish(
+        &mut self,
+        counter: &SyscallCounter,
+        metrics: &crate::metrics::Metrics,
+    ) -> Result<(), Error> {
+        for r in &mut self.active {
+            r.sync(counter)?;
+        }
+        let targets: Vec<crate::metrics::MetricsTarget<'_>> = self
+            .active
+            .iter()
+            .map(|r| crate::metrics::MetricsTarget {
+                slot: r.slot,
+                cgroup: &r.target.cgroup.rel,
+                container: r
+                    .target
+                    .info
+                    .container
+                    .as_ref()
+                    .map_or("", |c| c.name.as_str()),
+                calls: r.last.total().saturating_add(r.last_init.total()),
+            })
+            .collect();
+        metrics.update(&targets, &counter.read_refusals()?);
         Ok(())
     }
 
