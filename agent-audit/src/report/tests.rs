@@ -690,4 +690,7 @@ fn refusals_are_listed_first_with_programs_and_counts() {
     );
     let json = json::render(&report);
     assert!(json.contains("\"refused\""), "{json}");
+    let page = html::render(&report);
+    let refused_at = page.find("Refused under the profile in force").unwrap();
+    assert!(refused_at < page.find("<h2>Findings</h2>").unwrap());
 }
