@@ -122,11 +122,17 @@ pub fn sched_switch_refusals(ctx: BtfTracePointContext) -> i32 {
     };
     // SAFETY: this CPU's element; `prev` is still the task running here.
     let in_flight = unsafe { &mut *slot };
-    if *in_flight == 0 || *in_flight != prev {
+    let owned = *in_flight != 0 && *in_flight == prev;
+    if owned {
+        *in_flight = 0;
+    }
+    if prev_state & TASK_DEAD != 0 {
+        // Its last switch: forget a mark it left behind (a call whose exit was seen outside
+        // every target), so that no later task at the same address inherits it.
+        let _ = IN_SYSCALL.remove(prev);
         return 0;
     }
-    *in_flight = 0;
-    if prev_state & TASK_DEAD != 0 {
+    if !owned {
         return 0;
     }
     if IN_SYSCALL.insert(prev, 0, 0).is_err() {

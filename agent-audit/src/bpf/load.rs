@@ -12,8 +12,8 @@ use agent_audit_ebpf::{
     GLOBAL_COMPAT_SOCKETCALL_NR, GLOBAL_FORK_NRS, GLOBAL_NO_RETURN_NRS, GLOBAL_PRCTL_NR,
     GLOBAL_REFUSALS, GLOBAL_SECCOMP_LAYOUT, GLOBAL_TASK_LAYOUT, MAP_COUNTERS, MAP_DIRTY,
     MAP_EXEC_EVENTS, MAP_EXIT_COUNTERS, MAP_INIT_COUNTERS, MAP_INIT_EXIT_COUNTERS, MAP_PHASE,
-    MAX_TARGETS, PROG_SCHED_EXEC, PROG_SYS_ENTER_BTF, PROG_SYS_ENTER_EMPTY, PROG_SYS_ENTER_RAW,
-    PROG_SYS_EXIT,
+    MAX_IN_SYSCALL, MAX_TARGETS, PROG_SCHED_EXEC, PROG_SYS_ENTER_BTF, PROG_SYS_ENTER_EMPTY,
+    PROG_SYS_ENTER_RAW, PROG_SYS_EXIT,
 };
 use aya::maps::RingBuf;
 use aya::programs::{BtfTracePoint, RawTracePoint, TracePoint};
@@ -313,10 +313,17 @@ impl SyscallCounter {
         self.counts_refusals
     }
 
-    /// Blocked calls whose entry could not be remembered (every target at once): that many
-    /// exits may have been counted as refusals wrongly.
-    pub fn lost_entry_marks(&self) -> u64 {
-        refusals::lost_marks(&self.ebpf)
+    /// Says on stderr when blocked calls' entries could not be remembered (the kernel's table
+    /// was full): that many exits may have been counted as refusals wrongly, in any target.
+    pub fn warn_if_refusals_inexact(&self) {
+        let lost = refusals::lost_marks(&self.ebpf);
+        if lost > 0 {
+            eprintln!(
+                "agent-audit: warning: {lost} blocked call(s) could not be remembered (the \
+                 kernel's table of {MAX_IN_SYSCALL} tasks was full): their exits may be \
+                 counted in `refused` although they ran"
+            );
+        }
     }
 
     /// Logs how many instructions the verifier processed for each loaded program: its time

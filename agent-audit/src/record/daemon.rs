@@ -249,6 +249,7 @@ impl Recordings {
     /// target is tried; the first failure is returned after that.
     fn finish_all(&mut self, counter: &mut SyscallCounter) -> Result<(), Error> {
         let uses = counter.read_details()?;
+        counter.warn_if_refusals_inexact();
         let mut failed = None;
         for r in self.active.iter_mut().chain(self.unwritten.iter_mut()) {
             if let Err(e) = r
