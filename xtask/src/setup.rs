@@ -32,6 +32,7 @@ const TEST_PACKAGES: &[&str] = &[
     "nodejs",
     "git",
     "debootstrap", // the Debian root filesystem of the Debian container test
+    "podman",      // the second engine (tests/tests/engines.rs), with runc
 ];
 
 /// Debian packages `cargo xtask bench` uses: the reference tracers, bpftool (the BPF-statistics

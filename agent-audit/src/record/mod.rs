@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use crate::bpf::{CounterOptions, SyscallCounter};
 use crate::cgroup::CgroupV2Mount;
-use crate::container;
+use crate::engine::AwaitedContainer;
 use crate::privileges;
 use crate::ready::ReadyFile;
 use crate::signals::StopSignals;
@@ -141,11 +141,13 @@ fn resolve_targets(
         match (CgroupTarget::resolve(mount, spec), spec) {
             (Ok(t), _) => targets.push(t),
             // A container that does not run yet is exactly what --wait is for.
-            (Err(TargetError::Container(_)), TargetSpec::Container(name)) if opts.wait => {
-                let pattern = container::docker_cgroup_pattern().map_err(TargetError::from)?;
+            (Err(TargetError::Container(_)), TargetSpec::Container { name, engine })
+                if opts.wait =>
+            {
+                let awaited = AwaitedContainer::new(name, engine).map_err(TargetError::from)?;
                 watches.push(Watch {
-                    glob: CgroupGlob::parse_runtime_layout(mount, &pattern)?,
-                    container: Some(name.clone()),
+                    glob: CgroupGlob::parse_runtime_layout(mount, &awaited.cgroup.pattern)?,
+                    container: Some(awaited),
                 });
             }
             (Err(e), _) => return Err(e.into()),

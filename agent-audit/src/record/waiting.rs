@@ -14,7 +14,7 @@ use crate::allowlist::MissedStart;
 use crate::attribution;
 use crate::bpf::SyscallCounter;
 use crate::cgroup::{Cgroup, CgroupV2Mount};
-use crate::container;
+use crate::engine::AwaitedContainer;
 use crate::target::CgroupTarget;
 use crate::watch::{CgroupGlob, MkdirEvents};
 use crate::Error;
@@ -23,8 +23,8 @@ use crate::Error;
 pub(super) struct Watch {
     /// The parent and the children's name pattern.
     pub(super) glob: CgroupGlob,
-    /// Only the child that is this Docker container (by name), when set.
-    pub(super) container: Option<String>,
+    /// Only the child that is this container's cgroup, when set.
+    pub(super) container: Option<AwaitedContainer>,
 }
 
 impl Watch {
@@ -41,12 +41,9 @@ impl Watch {
         };
         match &self.container {
             None => Some(CgroupTarget::for_glob(cgroup, &g.pattern)),
-            Some(wanted) => {
-                // The container exists (created, maybe not started) once its cgroup does.
-                let info = container::docker_container(wanted)?;
-                (!info.id.is_empty() && name.contains(&info.id))
-                    .then(|| CgroupTarget::for_container(cgroup, wanted, info))
-            }
+            Some(wanted) => wanted
+                .claim(name)
+                .map(|info| CgroupTarget::for_container(cgroup, &wanted.name, info)),
         }
     }
 }
@@ -128,7 +125,7 @@ impl Waiting {
         self.watches
             .iter()
             .map(|x| match &x.container {
-                Some(name) => format!("container {name} ({})", x.glob.pattern),
+                Some(c) => format!("container {} ({})", c.name, x.glob.pattern),
                 None => x.glob.pattern.clone(),
             })
             .collect::<Vec<_>>()

@@ -8,6 +8,7 @@ mod docker;
 mod env;
 mod fixed;
 mod report;
+mod rules;
 mod tracer;
 pub mod workload;
 
@@ -48,6 +49,8 @@ pub enum Part {
     Startup,
     /// CPU of a recorder whose targets are idle.
     Idle,
+    /// `check` and `verify` on profiles of 4 096 to 100 000 rules.
+    Rules,
 }
 
 /// Calls per timed loop.
@@ -152,6 +155,11 @@ pub fn bench(root: &Path, opts: BenchOptions) -> Result<()> {
         let seconds = if opts.quick { 10 } else { 20 };
         if let Err(e) = fixed::idle(&env, seconds, &mut samples) {
             notes.push(format!("idle recorder: {e:#}"));
+        }
+    }
+    if wanted(Part::Rules) {
+        if let Err(e) = rules::run(&env, root, opts.reps.min(5), &mut samples) {
+            notes.push(format!("many rules: {e:#}"));
         }
     }
     if opts.only.is_some() {

@@ -311,6 +311,7 @@ impl Report {
 
         self.bpf_stats_markdown(&mut o);
         super::fixed::markdown(&self.samples, &mut o);
+        super::rules::markdown(&self.samples, &mut o);
         o.push_str(
             "\n### Scale (agent-audit tp_btf, loop inside one of N targets)\n\n\
              | targets | getppid ns | overhead | × 1 target (ns) | fstat ns | VmRSS MiB | VmHWM MiB |\n\
