@@ -25,8 +25,12 @@ const TASK_MEMBERS: [(&str, &str); 9] = [
     ("cred", "gid"),
 ];
 
-/// What the refusal programs read, asked in the same scan; the architecture's register for
-/// the syscall number at exit is appended by each architecture.
+/// Where a cgroup's ancestors and a kernfs node's name are, for the name the kernel program
+/// records when it claims a cgroup (in the same scan, after [`TASK_MEMBERS`]).
+const NAME_MEMBERS: [(&str, &str); 2] = [("cgroup", "ancestors"), ("kernfs_node", "name")];
+
+/// What the refusal programs read, asked in the same scan after [`NAME_MEMBERS`]; the
+/// architecture's register for the syscall number at exit is appended by each architecture.
 const SECCOMP_MEMBERS: [(&str, &str); 5] = [
     ("task_struct", "seccomp"),
     ("seccomp", "mode"),
@@ -54,6 +58,15 @@ fn seccomp_layout(found: &[Option<u32>]) -> SeccompLayout {
     }
 }
 
+/// The offsets of [`NAME_MEMBERS`], all zero unless both were found.
+fn name_offsets(found: &[Option<u32>]) -> [u32; 2] {
+    match found {
+        [Some(ancestors), Some(name)] => [*ancestors, *name],
+        _ => [0; 2],
+    }
+}
+
+/// The task layout from the scan's answers to [`TASK_MEMBERS`]; unknown unless all were found.
 /// The offsets of `wanted` in the kernel's BTF; all unknown without one.
 fn offsets_in(btf: Option<&KernelBtf>, wanted: &[(&str, &str)]) -> Vec<Option<u32>> {
     btf.map_or_else(|| vec![None; wanted.len()], |b| b.member_offsets(wanted))
@@ -110,6 +123,8 @@ pub struct KernelLayout {
     /// Where the current task's cgroup id, pid, tgid and uid are (known only from BTF, which
     /// the `tp_btf` program that uses them needs anyway).
     pub task: TaskLayout,
+    /// Offsets of `cgroup.ancestors` and `kernfs_node.name` (zero where unknown).
+    pub name_offsets: [u32; 2],
     /// Where the refusal programs find the task's seccomp state (known only from BTF).
     pub seccomp: SeccompLayout,
     /// Where the offsets came from: `btf` or `assumed`.
@@ -126,6 +141,7 @@ impl KernelLayout {
         compat_arg0_offset: 0,
         arg_offsets: [[0; 6]; 2],
         task: TaskLayout::UNKNOWN,
+        name_offsets: [0; 2],
         seccomp: SeccompLayout::UNKNOWN,
         source: "none",
     };
@@ -156,11 +172,14 @@ impl KernelLayout {
         wanted.extend(COMPAT_ARGS.iter().map(|r| ("pt_regs", *r)));
         let arch_members = wanted.len();
         wanted.extend(TASK_MEMBERS);
+        wanted.extend(NAME_MEMBERS);
         wanted.extend(SECCOMP_MEMBERS);
         wanted.push(("pt_regs", "orig_ax"));
         let found = offsets_in(btf, &wanted);
-        let seccomp_at = arch_members + TASK_MEMBERS.len();
-        let task = task_layout(&found[arch_members..seccomp_at]);
+        let names_at = arch_members + TASK_MEMBERS.len();
+        let seccomp_at = names_at + NAME_MEMBERS.len();
+        let task = task_layout(&found[arch_members..names_at]);
+        let name_offsets = name_offsets(&found[names_at..seccomp_at]);
         let seccomp = seccomp_layout(&found[seccomp_at..]);
         let from_btf: Option<Vec<u32>> = found[..arch_members].iter().copied().collect();
         // Since 5.11 thread_info is {flags, syscall_work, status, …} at the start of
@@ -189,6 +208,7 @@ impl KernelLayout {
             compat_arg0_offset: args[1][0],
             arg_offsets: args,
             task,
+            name_offsets,
             seccomp,
             source,
         }
@@ -207,11 +227,14 @@ impl KernelLayout {
         ];
         let arch_members = wanted.len();
         wanted.extend(TASK_MEMBERS);
+        wanted.extend(NAME_MEMBERS);
         wanted.extend(SECCOMP_MEMBERS);
         wanted.push(("pt_regs", "syscallno"));
         let found = offsets_in(btf, &wanted);
-        let seccomp_at = arch_members + TASK_MEMBERS.len();
-        let task = task_layout(&found[arch_members..seccomp_at]);
+        let names_at = arch_members + TASK_MEMBERS.len();
+        let seccomp_at = names_at + NAME_MEMBERS.len();
+        let task = task_layout(&found[arch_members..names_at]);
+        let name_offsets = name_offsets(&found[names_at..seccomp_at]);
         let seccomp = seccomp_layout(&found[seccomp_at..]);
         let from_btf = match found[..arch_members] {
             [Some(ti), Some(flags), Some(regs), Some(orig_x0)] => Some((ti + flags, regs, orig_x0)),
@@ -241,6 +264,7 @@ impl KernelLayout {
             compat_arg0_offset: 0,
             arg_offsets: args,
             task,
+            name_offsets,
             seccomp,
             source,
         }

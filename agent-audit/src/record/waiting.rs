@@ -186,6 +186,31 @@ impl Waiting {
         self.events.name_of(id)
     }
 
+    /// The name the kernel program recorded when child `id` claimed `slot`, under the watched
+    /// parent it named: how a cgroup created and removed before its creation event was read
+    /// still gets its own file.
+    fn name_from_kernel(
+        &mut self,
+        counter: &SyscallCounter,
+        id: u64,
+        slot: crate::bpf::TargetSlot,
+    ) -> Result<Option<(PathBuf, String)>, Error> {
+        let Some((parent_id, name)) = counter.claimed_name(slot, id)? else {
+            return Ok(None);
+        };
+        let Some(parent) = self
+            .watches
+            .iter()
+            .find(|w| w.glob.parent.id == parent_id)
+            .map(|w| w.glob.parent.dir.clone())
+        else {
+            return Ok(None);
+        };
+        tracing::debug!(id, %name, "named by the kernel program (gone before its event was read)");
+        self.events.remember(id, parent.clone(), name.clone());
+        Ok(Some((parent, name)))
+    }
+
     /// The target child `id` is, if a watch wants it.
     fn target_of(&self, id: u64, parent: &std::path::Path, name: &str) -> Option<CgroupTarget> {
         self.watches
@@ -200,7 +225,10 @@ impl Waiting {
         active: &mut Vec<Recording>,
     ) -> Result<(), Error> {
         for (id, slot) in counter.claimed_targets()? {
-            let named = self.name_of(id);
+            let named = match self.name_of(id) {
+                Some(named) => Some(named),
+                None => self.name_from_kernel(counter, id, slot)?,
+            };
             tracing::debug!(id, ?slot, name = ?named, "kernel program claimed a cgroup");
             let target = named
                 .as_ref()
