@@ -328,6 +328,103 @@ pub const PROG_SYS_ENTER_EMPTY: &str = "sys_enter_empty";
 /// Classic tracepoint `raw_syscalls:sys_exit` counter, attached only by `verify`.
 pub const PROG_SYS_EXIT: &str = "sys_exit";
 
+/// `tp_btf` `sys_exit` program that counts the calls a target's seccomp filter refused. Such a
+/// call never reaches `sys_enter` (the tracepoint fires after seccomp has decided) but does
+/// reach `sys_exit`: a call of a task under a filter whose exit has no entry is a refusal.
+/// Attached by `record` and `run` unless `--no-refusals` (see [`GLOBAL_REFUSALS`]).
+pub const PROG_SYS_EXIT_REFUSALS: &str = "sys_exit_refusals";
+/// `tp_btf` `sched_switch` program: a task that leaves its CPU inside a syscall takes its
+/// [`MAP_IN_FLIGHT`] mark along into [`MAP_IN_SYSCALL`], so its exit on any CPU pairs.
+pub const PROG_SCHED_SWITCH_REFUSALS: &str = "sched_switch_refusals";
+/// `u32`: 1 when the refusal programs are attached, so `sys_enter` marks each call in a
+/// target as entered; 0 (the default) removes that code.
+pub const GLOBAL_REFUSALS: &str = "COUNT_REFUSALS";
+/// [`SeccompLayout`]: where the task's seccomp state and pending signals are, from BTF.
+pub const GLOBAL_SECCOMP_LAYOUT: &str = "SECCOMP_LAYOUT";
+/// `[[u32; 2]; ABI_COUNT]`: each ABI's `exit` and `exit_group` numbers (`u32::MAX` where
+/// absent). They never return, so `sys_enter` does not mark them entered.
+pub const GLOBAL_NO_RETURN_NRS: &str = "NO_RETURN_NRS";
+/// `PerCpuArray<u64>` with one element: the task (its `task_struct` address) whose call this
+/// CPU's `sys_enter` marked entered and whose exit has not been seen; 0 for none. Only the
+/// task running on the CPU can own it: `sched_switch` moves it out when that task leaves.
+pub const MAP_IN_FLIGHT: &str = "IN_FLIGHT";
+/// `HashMap<u64, u64>`: tasks that left their CPU inside an entered call (a blocking
+/// syscall); removed at that call's exit. Not preallocated: only blocked tasks of targets.
+pub const MAP_IN_SYSCALL: &str = "IN_SYSCALL";
+/// Entries of [`MAP_IN_SYSCALL`]: tasks of targets blocked in a syscall at once.
+pub const MAX_IN_SYSCALL: u32 = 65536;
+/// `Array<u64>` with one element: tasks whose blocked call found [`MAP_IN_SYSCALL`] full.
+/// Their exit then looks unentered; userspace marks refusal counts as possibly inflated.
+pub const MAP_IN_SYSCALL_LOST: &str = "IN_SYSCALL_LOST";
+/// `HashMap<RefusalKey, AttribValue>`, shared (refusals are rare): calls a target's seccomp
+/// filter refused, by program, syscall, action and filter origin; counts added atomically.
+pub const MAP_REFUSALS: &str = "REFUSALS";
+/// Entries of [`MAP_REFUSALS`].
+pub const MAX_REFUSAL_KEYS: u32 = 8192;
+/// `Array<u64>` with [`MAX_TARGETS`] elements: refusals of a slot that found
+/// [`MAP_REFUSALS`] full (counted, not named).
+pub const MAP_REFUSALS_UNNAMED: &str = "REFUSALS_UNNAMED";
+/// `Array<u32>` with [`MAX_TARGETS`] elements: 1 + the number of seccomp filters the task
+/// that ended the slot's runtime-init phase had (the runtime's filters, handed to the
+/// workload's first exec); 0 while unknown (a target attached while running).
+pub const MAP_FILTER_BASELINE: &str = "FILTER_BASELINE";
+
+/// What seccomp did with a refused call ([`RefusalKey::flags`] bits 2–3).
+pub const REFUSAL_ERRNO: u8 = 0;
+/// `SCMP_ACT_TRAP`: `SIGSYS` sent to the thread.
+pub const REFUSAL_TRAP: u8 = 1;
+/// `SCMP_ACT_KILL_PROCESS` / `SCMP_ACT_KILL_THREAD`: the task is being killed.
+pub const REFUSAL_KILL: u8 = 2;
+/// Shift of the action in [`RefusalKey::flags`].
+pub const REFUSAL_ACTION_SHIFT: u8 = 2;
+/// Whose filters the task had ([`RefusalKey::flags`] bits 4–5): unknown (no baseline).
+pub const REFUSAL_ORIGIN_UNKNOWN: u8 = 0;
+/// Only the filters the runtime handed to the workload's first exec: the profile in force.
+pub const REFUSAL_ORIGIN_RUNTIME: u8 = 1;
+/// More filters than that: the workload installed some of its own, and the kernel does not
+/// say which filter refused.
+pub const REFUSAL_ORIGIN_OWN: u8 = 2;
+/// Shift of the origin in [`RefusalKey::flags`].
+pub const REFUSAL_ORIGIN_SHIFT: u8 = 4;
+
+/// Who was refused what: the same fields as [`AttribKey`]; `flags` bit 0 [`ATTRIB_ROOT`],
+/// bit 1 [`ATTRIB_RUNTIME_INIT`], bits 2–3 the action (`REFUSAL_ERRNO` …), bits 4–5 the
+/// filter origin (`REFUSAL_ORIGIN_*`).
+pub type RefusalKey = AttribKey;
+
+/// Byte offsets of what the refusal programs read, from the kernel's BTF; all zero when
+/// unknown, which leaves refusal counting off.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SeccompLayout {
+    /// `task_struct.seccomp.mode` (`int`; 3 is the kernel's `SECCOMP_MODE_DEAD`).
+    pub task_seccomp_mode: u32,
+    /// `task_struct.seccomp.filter_count` (`atomic_t`).
+    pub task_filter_count: u32,
+    /// `task_struct.pending.signal` (`sigset_t`: the thread's own pending signals).
+    pub task_pending_signal: u32,
+    /// The syscall number in `struct pt_regs` at exit (x86_64 `orig_ax`, arm64 `syscallno`).
+    pub regs_syscall_nr: u32,
+}
+
+impl SeccompLayout {
+    /// Unknown: refusals are not counted.
+    pub const UNKNOWN: Self = Self {
+        task_seccomp_mode: 0,
+        task_filter_count: 0,
+        task_pending_signal: 0,
+        regs_syscall_nr: 0,
+    };
+
+    /// Whether every offset was found (none of them leads its struct).
+    pub const fn is_known(&self) -> bool {
+        self.task_seccomp_mode != 0
+            && self.task_filter_count != 0
+            && self.task_pending_signal != 0
+            && self.regs_syscall_nr != 0
+    }
+}
+
 /// Tracked arguments (`agent-audit/data/tracked-args.json`), resolved per ABI at load time.
 /// Each resolved (ABI, syscall, argument) is one *spec*, numbered `0..MAX_TRACKED_ARGS`.
 pub const MAX_TRACKED_ARGS: usize = 48;
@@ -514,6 +611,9 @@ unsafe impl aya::Pod for ArgSpec {}
 unsafe impl aya::Pod for TaskLayout {}
 // SAFETY: as above.
 #[cfg(all(feature = "user", not(target_arch = "bpf")))]
+unsafe impl aya::Pod for SeccompLayout {}
+// SAFETY: as above.
+#[cfg(all(feature = "user", not(target_arch = "bpf")))]
 unsafe impl aya::Pod for ArgState {}
 // SAFETY: as above.
 #[cfg(all(feature = "user", not(target_arch = "bpf")))]
@@ -535,6 +635,7 @@ const _: () = assert!(ATTRIB_ENTRIES.is_power_of_two());
 const _: () = assert!(core::mem::size_of::<ArgSpec>() == 16);
 const _: () = assert!(core::mem::size_of::<ClaimedName>() == 16 + CGROUP_NAME_LEN);
 const _: () = assert!(core::mem::size_of::<TaskLayout>() == 36);
+const _: () = assert!(core::mem::size_of::<SeccompLayout>() == 16);
 const _: () = assert!(core::mem::size_of::<ArgState>() == ARG_PHASES * MAX_TRACKED_ARGS * 9);
 const _: () = assert!(core::mem::size_of::<ArgAdded>() == ARG_PHASES * MAX_TRACKED_ARGS);
 const _: () = assert!(core::mem::size_of::<ArgValueKey>() == 16);

@@ -56,6 +56,71 @@ pub struct Allowlist {
     /// target slot in use when its cgroup made its first call): the counts are incomplete.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub missed_start: Option<MissedStart>,
+    /// Calls the target's seccomp filter refused: they never ran, so they are not in
+    /// `syscalls` nor in `totals`. Sorted as `syscalls`, then by action, filter and phase.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub refused: Vec<RefusedCall>,
+    /// Refusals counted but not named (the kernel's refusal table was full).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub refused_unnamed: u64,
+}
+
+/// Calls of one syscall a seccomp filter refused, with one action, under one filter origin,
+/// in one phase.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RefusedCall {
+    /// Syscall name in its arch's table; `null` if the number has none.
+    pub name: Option<String>,
+    /// Arch of the call.
+    pub arch: Arch,
+    /// Syscall number.
+    pub nr: u32,
+    /// Exact number of refused calls.
+    pub count: u64,
+    /// What seccomp did.
+    pub action: RefusalAction,
+    /// Which filters the task had.
+    pub filter: RefusingFilter,
+    /// Refused during the runtime's init (before the workload's first exec).
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub runtime_init: bool,
+    /// Who was refused, most calls first (at most [`MAX_PROGRAMS_LISTED`]).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub programs: Vec<ProgramCount>,
+}
+
+/// What seccomp did with a refused call.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RefusalAction {
+    /// The call failed with an errno: `SCMP_ACT_ERRNO` (also a user-notification supervisor's
+    /// error answer, and `SCMP_ACT_TRACE` with no tracer).
+    Errno,
+    /// `SIGSYS` was sent (`SCMP_ACT_TRAP`).
+    Trap,
+    /// The task was killed (`SCMP_ACT_KILL_PROCESS`, `SCMP_ACT_KILL_THREAD`).
+    Kill,
+}
+
+/// Which seccomp filters the refused task had, against those its runtime handed to the
+/// workload's first exec.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RefusingFilter {
+    /// Only the runtime's: the profile in force refused the call.
+    Runtime,
+    /// The workload had installed filters of its own; the kernel does not say which filter
+    /// refused (it may be the workload's own).
+    WithOwn,
+    /// Not known: the target was attached while running.
+    Unknown,
+}
+
+impl RefusedCall {
+    /// Whether the profile in force refused it (not a filter the workload installed itself).
+    pub fn by_profile(&self) -> bool {
+        self.filter != RefusingFilter::WithOwn
+    }
 }
 
 /// The calls a target made before it could be recorded were lost: `record --wait` had no
@@ -487,6 +552,35 @@ pub struct PrivilegeDrop {
 
 /// Refuses, in one list of syscall entries, a name that is not its number's, `null` for a
 /// number that has a name, an (arch, number) listed twice, and a malformed `args` list.
+/// A `refused` row names its syscall as a `syscalls` entry does (one syscall may have several
+/// rows: one per action, filter and phase).
+fn check_refused(rows: &[RefusedCall], path: &Path) -> Result<(), AllowlistError> {
+    for (index, r) in rows.iter().enumerate() {
+        match (&r.name, r.arch.syscall_name(r.nr)) {
+            (Some(name), _) if r.arch.syscall_nr(name) != Some(r.nr) => {
+                return Err(AllowlistError::UnknownSyscall {
+                    path: path.to_path_buf(),
+                    arch: r.arch,
+                    name: name.clone(),
+                    nr: r.nr,
+                });
+            }
+            (None, Some(name)) => {
+                return Err(AllowlistError::UnnamedKnownSyscall {
+                    path: path.to_path_buf(),
+                    list: "refused",
+                    index,
+                    arch: r.arch,
+                    nr: r.nr,
+                    name,
+                });
+            }
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
 fn check_entries(
     list: &'static str,
     entries: &[SyscallCount],
@@ -746,6 +840,8 @@ impl Allowlist {
             executables: Vec::new(),
             privilege_drop: None,
             missed_start: None,
+            refused: Vec::new(),
+            refused_unnamed: 0,
         }
     }
 
@@ -804,6 +900,7 @@ impl Allowlist {
         ] {
             check_entries(name, entries, path)?;
         }
+        check_refused(&list.refused, path)?;
         list.check_totals(path)?;
         Ok(list)
     }
@@ -901,7 +998,40 @@ mod tests {
             executables: Vec::new(),
             privilege_drop: None,
             missed_start: None,
+            refused: Vec::new(),
+            refused_unnamed: 0,
         }
+    }
+
+    /// Issue 19: refusals are a field of their own, out of `totals`; files without it (every
+    /// earlier one) still read, and a refused row names its syscall as `syscalls` does.
+    #[test]
+    fn refused_calls_round_trip_apart_from_totals_and_are_checked() {
+        let mut list = sample();
+        let totals = list.totals.clone();
+        list.refused = vec![RefusedCall {
+            name: Some("mkdir".into()),
+            arch: Arch::X86_64,
+            nr: 83,
+            count: 4,
+            action: RefusalAction::Errno,
+            filter: RefusingFilter::Runtime,
+            runtime_init: false,
+            programs: Vec::new(),
+        }];
+        let json = list.to_json();
+        assert!(json.contains("\"refused\""), "{json}");
+        assert!(json.contains("\"action\": \"errno\""), "{json}");
+        assert!(json.contains("\"filter\": \"runtime\""), "{json}");
+        let read = Allowlist::parse(&json, Path::new("a.json")).unwrap();
+        assert_eq!(read, list);
+        assert_eq!(read.totals, totals);
+        assert!(!sample().to_json().contains("refused"));
+        let wrong = json.replace("\"nr\": 83", "\"nr\": 84");
+        assert!(matches!(
+            Allowlist::parse(&wrong, Path::new("a.json")),
+            Err(AllowlistError::UnknownSyscall { .. })
+        ));
     }
 
     #[test]

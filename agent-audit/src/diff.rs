@@ -68,6 +68,37 @@ pub struct Side {
     /// The argument rules of each name with conditional rules, described (`SCMP_ACT_ALLOW if
     /// arg0 == 2`).
     pub arguments: BTreeMap<String, BTreeSet<String>>,
+    /// An allowlist's refused calls by name: (by the profile in force, by a filter the
+    /// workload installed itself).
+    pub refused: BTreeMap<String, (u64, u64)>,
+}
+
+/// Why a call the new side's recording saw refused was refused, judged by the old side.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RefusedBecause {
+    /// A does not name it: denied by default because no recording saw it. Fails
+    /// `--fail-on added`: the profile needs it.
+    NeverRecorded,
+    /// A denies it with a rule of its own (dangerous, clone3's ENOSYS, a base deny).
+    OnPurpose,
+    /// A allows it only for some argument values; these calls had others.
+    ArgumentRules,
+    /// Only a seccomp filter the workload installed itself refused it.
+    OwnFilter,
+    /// A allows it: another profile was in force when it was recorded.
+    AllowedByA,
+}
+
+/// A call the new side's recording saw refused.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Refusal {
+    /// Syscall name.
+    pub name: String,
+    /// Refused calls.
+    pub count: u64,
+    /// Why, judged by A.
+    pub because: RefusedBecause,
 }
 
 /// A name whose argument rules differ between two profiles.
@@ -107,6 +138,9 @@ pub struct Diff {
     pub changed: Vec<Change>,
     /// Names whose argument rules differ (both profiles).
     pub arguments: Vec<ArgumentChange>,
+    /// Calls B's recording saw refused, each with why (B an allowlist with `refused`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub refused: Vec<Refusal>,
 }
 
 /// A file that is neither a readable profile nor an allowlist.
@@ -200,6 +234,7 @@ impl Side {
             },
             is_allowlist: true,
             arguments: BTreeMap::new(),
+            refused: refused_by_name(list),
         }
     }
 
@@ -238,6 +273,19 @@ impl Side {
             },
             is_allowlist: false,
             arguments: argument_rules(profile),
+            refused: BTreeMap::new(),
+        }
+    }
+
+    /// Why A (`self`) would refuse `name`, recorded refused `by_profile` times by the profile
+    /// in force.
+    fn refusal_reason(&self, name: &str, by_profile: u64) -> RefusedBecause {
+        match self.effects.get(name) {
+            _ if by_profile == 0 => RefusedBecause::OwnFilter,
+            Some(e) if e.conditional => RefusedBecause::ArgumentRules,
+            Some(e) if e.allows() => RefusedBecause::AllowedByA,
+            Some(e) if !self.is_allowlist && !e.by_default => RefusedBecause::OnPurpose,
+            _ => RefusedBecause::NeverRecorded,
         }
     }
 
@@ -270,6 +318,21 @@ fn argument_rules(profile: &SeccompProfile) -> BTreeMap<String, BTreeSet<String>
     out
 }
 
+/// Named refusals of an allowlist: (by the profile in force, by the workload's own filter).
+fn refused_by_name(list: &Allowlist) -> BTreeMap<String, (u64, u64)> {
+    let mut out: BTreeMap<String, (u64, u64)> = BTreeMap::new();
+    for r in &list.refused {
+        let Some(name) = &r.name else { continue };
+        let e = out.entry(name.clone()).or_default();
+        if r.by_profile() {
+            e.0 = e.0.saturating_add(r.count);
+        } else {
+            e.1 = e.1.saturating_add(r.count);
+        }
+    }
+    out
+}
+
 fn errno_of(action: Action, errno: Option<u32>) -> Option<u32> {
     matches!(action, Action::Errno | Action::Trace).then(|| errno.unwrap_or(1))
 }
@@ -284,6 +347,15 @@ pub fn diff(a: &Side, b: &Side) -> Diff {
         removed: Vec::new(),
         changed: Vec::new(),
         arguments: Vec::new(),
+        refused: b
+            .refused
+            .iter()
+            .map(|(name, &(by_profile, own))| Refusal {
+                name: name.clone(),
+                count: if by_profile > 0 { by_profile } else { own },
+                because: a.refusal_reason(name, by_profile),
+            })
+            .collect(),
     };
     for name in names {
         let (ea, eb) = (a.effect(name), b.effect(name));
@@ -317,12 +389,26 @@ pub fn diff(a: &Side, b: &Side) -> Diff {
 }
 
 impl Diff {
-    /// Whether anything differs.
+    /// Whether anything differs (a call refused only because it was never recorded counts).
     pub fn is_empty(&self) -> bool {
         self.added.is_empty()
             && self.removed.is_empty()
             && self.changed.is_empty()
             && self.arguments.is_empty()
+            && self.never_recorded().next().is_none()
+    }
+
+    /// Whether B needs something A does not allow: a syscall B allows that A does not, or a
+    /// call B's recording saw refused only because A's recordings never saw it.
+    pub fn adds(&self) -> bool {
+        !self.added.is_empty() || self.never_recorded().next().is_some()
+    }
+
+    /// The refusals that fail `--fail-on added`.
+    pub fn never_recorded(&self) -> impl Iterator<Item = &Refusal> {
+        self.refused
+            .iter()
+            .filter(|r| r.because == RefusedBecause::NeverRecorded)
     }
 
     /// Human-readable lines, `diff`-style.
@@ -352,6 +438,21 @@ impl Diff {
                 let _ = writeln!(s, "    + {rule}");
             }
         }
+        for r in &self.refused {
+            let why = match r.because {
+                RefusedBecause::NeverRecorded => "never recorded: the profile needs it",
+                RefusedBecause::OnPurpose => "denied on purpose by A",
+                RefusedBecause::ArgumentRules => "A allows it only for other argument values",
+                RefusedBecause::OwnFilter => "by a seccomp filter the workload installed itself",
+                RefusedBecause::AllowedByA => "A allows it (another profile was in force)",
+            };
+            let mark = if r.because == RefusedBecause::NeverRecorded {
+                '!'
+            } else {
+                ' '
+            };
+            let _ = writeln!(s, "{mark} {}: refused {} time(s), {why}", r.name, r.count);
+        }
         let _ = writeln!(
             s,
             "{} allowed only in B, {} allowed only in A, {} changed, {} with other argument rules",
@@ -360,6 +461,14 @@ impl Diff {
             self.changed.len(),
             self.arguments.len()
         );
+        if !self.refused.is_empty() {
+            let _ = writeln!(
+                s,
+                "{} refused under the profile in force, {} of them only because never recorded",
+                self.refused.len(),
+                self.never_recorded().count()
+            );
+        }
         s
     }
 
@@ -380,6 +489,75 @@ mod tests {
             Path::new("p"),
             &SeccompProfile::parse(json, Path::new("p")).unwrap(),
         )
+    }
+
+    /// Issue 19: against the committed profile, a call refused only because no recording saw
+    /// it fails `--fail-on added`; one the profile refuses on purpose is listed only.
+    #[test]
+    fn refusals_fail_only_when_never_recorded() {
+        use crate::allowlist::{RefusalAction, RefusedCall, RefusingFilter};
+        use crate::syscalls::Arch;
+        let a = profile(
+            r#"{"defaultAction":"SCMP_ACT_ERRNO","syscalls":[
+            {"names":["read"],"action":"SCMP_ACT_ALLOW"},
+            {"names":["socket"],"action":"SCMP_ACT_ALLOW","args":[
+              {"index":0,"value":2,"op":"SCMP_CMP_EQ"}]},
+            {"names":["ptrace"],"action":"SCMP_ACT_ERRNO","errnoRet":1},
+            {"names":["clone3"],"action":"SCMP_ACT_ERRNO","errnoRet":38}]}"#,
+        );
+        let mut list = Allowlist::for_tests_of_command("w", &[(Arch::X86_64, "read", 3)]);
+        let refused = |name: &str, count, filter| RefusedCall {
+            name: Some(name.into()),
+            arch: Arch::X86_64,
+            nr: Arch::X86_64.syscall_nr(name).unwrap(),
+            count,
+            action: RefusalAction::Errno,
+            filter,
+            runtime_init: false,
+            programs: Vec::new(),
+        };
+        list.refused = vec![
+            refused("mkdir", 4, RefusingFilter::Runtime),
+            refused("ptrace", 1, RefusingFilter::Runtime),
+            refused("clone3", 2, RefusingFilter::Unknown),
+            refused("socket", 5, RefusingFilter::Runtime),
+            refused("chmod", 6, RefusingFilter::WithOwn),
+            refused("read", 7, RefusingFilter::Runtime),
+        ];
+        let b = Side::from_allowlist(Path::new("new.json"), &list);
+        let d = diff(&a, &b);
+        let because: Vec<(&str, u64, RefusedBecause)> = d
+            .refused
+            .iter()
+            .map(|r| (r.name.as_str(), r.count, r.because))
+            .collect();
+        assert_eq!(
+            because,
+            vec![
+                ("chmod", 6, RefusedBecause::OwnFilter),
+                ("clone3", 2, RefusedBecause::OnPurpose),
+                ("mkdir", 4, RefusedBecause::NeverRecorded),
+                ("ptrace", 1, RefusedBecause::OnPurpose),
+                ("read", 7, RefusedBecause::AllowedByA),
+                ("socket", 5, RefusedBecause::ArgumentRules),
+            ]
+        );
+        assert!(d.added.is_empty());
+        assert!(d.adds());
+        let text = d.to_text();
+        assert!(
+            text.contains("! mkdir: refused 4 time(s), never recorded"),
+            "{text}"
+        );
+        assert!(
+            text.contains("  ptrace: refused 1 time(s), denied on purpose"),
+            "{text}"
+        );
+        assert!(d.to_json().contains("\"because\": \"never_recorded\""));
+        // Recorded at last: nothing is refused only for want of a recording.
+        list.refused.retain(|r| r.name.as_deref() != Some("mkdir"));
+        let d = diff(&a, &Side::from_allowlist(Path::new("new.json"), &list));
+        assert!(!d.adds(), "{}", d.to_text());
     }
 
     #[test]

@@ -63,7 +63,8 @@ EXIT CODES:
     70  internal error (a bug)
     73  output cannot be written: also standard output closed at start (`>&-`), or
         another user's FIFO or device that stops reading (given 5 s)
-    74  other I/O error (`--help` into a full device included)
+    74  other I/O error (`--help` into a full device included); `record --metrics`
+        cannot listen on its address
     77  missing privileges (root, or CAP_BPF + CAP_PERFMON, or CAP_SYS_ADMIN)
     `run` exits with the command's own status (128+N if a signal N ended it) once the
     command has started; 127 if it was not found, 126 if it could not be executed, 74 if

@@ -20,12 +20,14 @@ pub mod fsutil;
 pub mod kube;
 pub mod launch;
 pub mod markdown;
+pub mod metrics;
 pub mod policy;
 pub mod privileges;
 pub mod profile;
 pub mod progress;
 pub mod ready;
 pub mod record;
+pub mod refusals;
 pub mod report;
 pub mod run;
 pub mod seccomp;
@@ -95,6 +97,9 @@ pub enum Error {
     /// The command given to `run` could not be started.
     #[error(transparent)]
     Spawn(#[from] run::SpawnError),
+    /// `record --metrics`: the address cannot be listened on.
+    #[error(transparent)]
+    Metrics(#[from] metrics::MetricsError),
     /// Other I/O.
     #[error("I/O error: {0}")]
     Io(#[from] std::io::Error),
@@ -132,6 +137,7 @@ impl Error {
             Error::Kube(e) => e.exit_code(),
             Error::Container(e) => e.exit_code(),
             Error::Spawn(e) => e.exit_code(),
+            Error::Metrics(e) => e.exit_code(),
             Error::Io(_) => ExitCode::IO,
         }
     }

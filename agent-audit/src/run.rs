@@ -217,6 +217,7 @@ pub fn run(opts: RunOptions) -> Result<RunOutcome, Error> {
     // counted, so the programs are detached, without waiting for the kernel to finish.
     session.counter.detach_without_waiting();
     let uses = session.counter.read_details()?;
+    session.counter.warn_if_refusals_inexact();
     tracing::debug!(elapsed = ?started.elapsed(), "attribution read");
     let allowlist = session.recording.write(&session.counter, true, &uses)?;
     tracing::debug!(elapsed = ?started.elapsed(), "counters read, allowlist written");

@@ -10,8 +10,17 @@ use crate::process::run_ok;
 use crate::{agent_audit_bin, workspace_root};
 
 /// The tag the tests build the sidecar image under (not `agent-audit:latest`, which is the
-/// user's).
-pub const TEST_IMAGE: &str = "agent-audit-tests/sidecar:latest";
+/// user's): one per checkout (a hash of the workspace's path), so that test runs of two
+/// checkouts on one machine never run each other's binary, while reruns of one reuse it.
+pub fn test_image() -> &'static str {
+    static TAG: OnceLock<String> = OnceLock::new();
+    TAG.get_or_init(|| {
+        use std::hash::{Hash, Hasher};
+        let mut hasher = std::collections::hash_map::DefaultHasher::new();
+        workspace_root().hash(&mut hasher);
+        format!("agent-audit-tests/sidecar:{:016x}", hasher.finish())
+    })
+}
 
 /// Whether a Docker engine answers; the deployment tests skip (saying so) when none does.
 pub fn docker_available() -> bool {
@@ -36,7 +45,7 @@ pub fn skip_without_docker(test: &str) -> bool {
 pub fn sidecar_image() -> &'static str {
     static IMAGE: OnceLock<()> = OnceLock::new();
     IMAGE.get_or_init(|| {
-        let before = image_id(TEST_IMAGE);
+        let before = image_id(test_image());
         let context = tempfile::tempdir().unwrap();
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
         run_ok(
@@ -52,17 +61,17 @@ pub fn sidecar_image() -> &'static str {
                     "--binary",
                 ])
                 .arg(agent_audit_bin())
-                .args(["--tag", TEST_IMAGE, "--context"])
+                .args(["--tag", test_image(), "--context"])
                 .arg(context.path()),
             Duration::from_secs(600),
         );
         // The tag moved to the new build: the previous one would be left dangling by every
         // test run. Removing it fails harmlessly while a container still uses it.
-        if let Some(old) = before.filter(|old| image_id(TEST_IMAGE).as_ref() != Some(old)) {
+        if let Some(old) = before.filter(|old| image_id(test_image()).as_ref() != Some(old)) {
             let _ = Command::new("docker").args(["image", "rm", &old]).output();
         }
     });
-    TEST_IMAGE
+    test_image()
 }
 
 /// The id of the image `tag` names, if any.

@@ -42,6 +42,7 @@ pub fn sched_process_exec(ctx: TracePointContext) -> u32 {
         // Buffer full: userspace reports dropped execs from the totals it sees. The phase
         // still has to end on the workload's first exec.
         if !is_descriptor_exec(filename) {
+            super::refusals::note_runtime_filters(&current, slot);
             super::end_runtime_init(slot);
         }
         return 0;
@@ -82,6 +83,7 @@ pub fn sched_process_exec(ctx: TracePointContext) -> u32 {
             && buf.get(..DESCRIPTOR_PREFIX.len()) == Some(DESCRIPTOR_PREFIX.as_slice())
     };
     if !descriptor {
+        super::refusals::note_runtime_filters(&current, slot);
         super::end_runtime_init(slot);
     }
     // No wakeup: userspace drains the ring on its own schedule and never sleeps on it, and a

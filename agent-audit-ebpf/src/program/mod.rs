@@ -4,6 +4,7 @@ mod args;
 mod attribution;
 mod exec;
 mod names;
+mod refusals;
 mod task;
 
 use agent_audit_ebpf::{
@@ -183,6 +184,7 @@ fn count_enter<C: EbpfContext, T: Current, R: args::SavedRegs>(
         return;
     };
     let (abi, nr) = abi_and_nr(id, current);
+    refusals::mark_entered(current, abi, nr);
     let runtime_init = in_runtime_init(slot);
     let Some(counters) = counters_of(slot, runtime_init) else {
         return;

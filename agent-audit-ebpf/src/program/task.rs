@@ -36,6 +36,9 @@ pub(crate) trait Current {
     fn uid(&self) -> u32;
     /// The real gid, likewise.
     fn gid(&self) -> u32;
+    /// The address of the task's `task_struct`: who it is while it lives (unlike its pid, it
+    /// stays the same when a thread's exec takes over its leader's pid).
+    fn address(&self) -> u64;
 }
 
 /// The BTF-typed pointer to the current task (`tp_btf`, and the exec tracepoint).
@@ -56,6 +59,19 @@ impl BtfTask {
             core::ptr::null()
         };
         Self { task }
+    }
+
+    /// The `u32` at `offset` in the task (refusal programs only, which load only where the
+    /// layout is known).
+    #[inline(always)]
+    pub(super) fn read_u32(&self, offset: u32) -> u32 {
+        load(self.task, offset)
+    }
+
+    /// The `u64` at `offset` in the task, likewise.
+    #[inline(always)]
+    pub(super) fn read_u64(&self, offset: u32) -> u64 {
+        load(self.task, offset)
     }
 }
 
@@ -150,6 +166,14 @@ impl Current for BtfTask {
             None => HelperTask.gid(),
         }
     }
+
+    #[inline(always)]
+    fn address(&self) -> u64 {
+        if !layout_known() {
+            return HelperTask.address();
+        }
+        self.task as u64
+    }
 }
 
 /// Program types without BTF pointers (`raw_tp`, classic tracepoints): one helper per fact.
@@ -187,5 +211,11 @@ impl Current for HelperTask {
     #[inline(always)]
     fn gid(&self) -> u32 {
         (bpf_get_current_uid_gid() >> 32) as u32
+    }
+
+    #[inline(always)]
+    fn address(&self) -> u64 {
+        // SAFETY: helper without preconditions.
+        unsafe { bpf_get_current_task() }
     }
 }

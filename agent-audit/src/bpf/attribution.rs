@@ -229,7 +229,7 @@ fn drain(ring: &mut RingBuf<MapData>) -> Vec<ExecRecord> {
 }
 
 /// The task name packed in two little-endian words.
-fn comm_string(words: &[u64; 2]) -> String {
+pub(super) fn comm_string(words: &[u64; 2]) -> String {
     let mut bytes = [0u8; 16];
     bytes[..8].copy_from_slice(&words[0].to_le_bytes());
     bytes[8..].copy_from_slice(&words[1].to_le_bytes());

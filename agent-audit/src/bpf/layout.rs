@@ -5,7 +5,7 @@
 //! Offsets are read from the kernel's own BTF when it has one; without BTF the layouts of
 //! current kernels are assumed and the assumption is logged.
 
-use agent_audit_ebpf::TaskLayout;
+use agent_audit_ebpf::{SeccompLayout, TaskLayout};
 
 use super::btf_scan::KernelBtf;
 use crate::syscalls::Arch;
@@ -28,6 +28,35 @@ const TASK_MEMBERS: [(&str, &str); 9] = [
 /// Where a cgroup's ancestors and a kernfs node's name are, for the name the kernel program
 /// records when it claims a cgroup (in the same scan, after [`TASK_MEMBERS`]).
 const NAME_MEMBERS: [(&str, &str); 2] = [("cgroup", "ancestors"), ("kernfs_node", "name")];
+
+/// What the refusal programs read, asked in the same scan after [`NAME_MEMBERS`]; the
+/// architecture's register for the syscall number at exit is appended by each architecture.
+const SECCOMP_MEMBERS: [(&str, &str); 5] = [
+    ("task_struct", "seccomp"),
+    ("seccomp", "mode"),
+    ("seccomp", "filter_count"),
+    ("task_struct", "pending"),
+    ("sigpending", "signal"),
+];
+
+/// The seccomp layout from the scan's answers to [`SECCOMP_MEMBERS`] and the register.
+fn seccomp_layout(found: &[Option<u32>]) -> SeccompLayout {
+    let [Some(seccomp), Some(mode), Some(count), Some(pending), Some(signal), Some(nr)] = found[..]
+    else {
+        return SeccompLayout::UNKNOWN;
+    };
+    let layout = SeccompLayout {
+        task_seccomp_mode: seccomp + mode,
+        task_filter_count: seccomp + count,
+        task_pending_signal: pending + signal,
+        regs_syscall_nr: nr,
+    };
+    if layout.is_known() {
+        layout
+    } else {
+        SeccompLayout::UNKNOWN
+    }
+}
 
 /// The offsets of [`NAME_MEMBERS`], all zero unless both were found.
 fn name_offsets(found: &[Option<u32>]) -> [u32; 2] {
@@ -96,6 +125,8 @@ pub struct KernelLayout {
     pub task: TaskLayout,
     /// Offsets of `cgroup.ancestors` and `kernfs_node.name` (zero where unknown).
     pub name_offsets: [u32; 2],
+    /// Where the refusal programs find the task's seccomp state (known only from BTF).
+    pub seccomp: SeccompLayout,
     /// Where the offsets came from: `btf` or `assumed`.
     pub source: &'static str,
 }
@@ -111,6 +142,7 @@ impl KernelLayout {
         arg_offsets: [[0; 6]; 2],
         task: TaskLayout::UNKNOWN,
         name_offsets: [0; 2],
+        seccomp: SeccompLayout::UNKNOWN,
         source: "none",
     };
 
@@ -141,10 +173,14 @@ impl KernelLayout {
         let arch_members = wanted.len();
         wanted.extend(TASK_MEMBERS);
         wanted.extend(NAME_MEMBERS);
+        wanted.extend(SECCOMP_MEMBERS);
+        wanted.push(("pt_regs", "orig_ax"));
         let found = offsets_in(btf, &wanted);
         let names_at = arch_members + TASK_MEMBERS.len();
+        let seccomp_at = names_at + NAME_MEMBERS.len();
         let task = task_layout(&found[arch_members..names_at]);
-        let name_offsets = name_offsets(&found[names_at..]);
+        let name_offsets = name_offsets(&found[names_at..seccomp_at]);
+        let seccomp = seccomp_layout(&found[seccomp_at..]);
         let from_btf: Option<Vec<u32>> = found[..arch_members].iter().copied().collect();
         // Since 5.11 thread_info is {flags, syscall_work, status, …} at the start of
         // task_struct, and pt_regs saves r15, r14, r13, r12, bp, bx, r11, r10, r9, r8, ax,
@@ -173,6 +209,7 @@ impl KernelLayout {
             arg_offsets: args,
             task,
             name_offsets,
+            seccomp,
             source,
         }
     }
@@ -191,10 +228,14 @@ impl KernelLayout {
         let arch_members = wanted.len();
         wanted.extend(TASK_MEMBERS);
         wanted.extend(NAME_MEMBERS);
+        wanted.extend(SECCOMP_MEMBERS);
+        wanted.push(("pt_regs", "syscallno"));
         let found = offsets_in(btf, &wanted);
         let names_at = arch_members + TASK_MEMBERS.len();
+        let seccomp_at = names_at + NAME_MEMBERS.len();
         let task = task_layout(&found[arch_members..names_at]);
-        let name_offsets = name_offsets(&found[names_at..]);
+        let name_offsets = name_offsets(&found[names_at..seccomp_at]);
+        let seccomp = seccomp_layout(&found[seccomp_at..]);
         let from_btf = match found[..arch_members] {
             [Some(ti), Some(flags), Some(regs), Some(orig_x0)] => Some((ti + flags, regs, orig_x0)),
             _ => None,
@@ -224,6 +265,7 @@ impl KernelLayout {
             arg_offsets: args,
             task,
             name_offsets,
+            seccomp,
             source,
         }
     }
@@ -263,6 +305,12 @@ mod tests {
         assert!(task.is_known(), "{task:?}");
         assert_eq!(task.task_tgid, task.task_pid + 4);
         assert_eq!(task.cred_gid, task.cred_uid + 4);
+        // The refusal programs' members: `struct seccomp` starts with `mode`, then
+        // `filter_count`; `orig_ax` follows the saved registers (15 × 8 bytes).
+        let seccomp = layout.seccomp;
+        assert!(seccomp.is_known(), "{seccomp:?}");
+        assert_eq!(seccomp.task_filter_count, seccomp.task_seccomp_mode + 4);
+        assert_eq!(seccomp.regs_syscall_nr, 120);
     }
 
     #[test]

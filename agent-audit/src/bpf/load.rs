@@ -10,10 +10,11 @@ use agent_audit_ebpf::{
     GLOBAL_ARG_REG_OFFSETS, GLOBAL_ARG_SPECS, GLOBAL_ARG_VALUE_MASK, GLOBAL_ATTRIBUTION,
     GLOBAL_ATTRIB_MASK, GLOBAL_COMPAT_ARG0_OFFSET, GLOBAL_COMPAT_FLAG_MASK,
     GLOBAL_COMPAT_FLAG_OFFSET, GLOBAL_COMPAT_IPC_NR, GLOBAL_COMPAT_SOCKETCALL_NR, GLOBAL_FORK_NRS,
-    GLOBAL_NAME_LAYOUT, GLOBAL_PRCTL_NR, GLOBAL_TASK_LAYOUT, MAP_ARG_VALUES, MAP_ATTRIB,
-    MAP_COUNTERS, MAP_DIRTY, MAP_EXEC_EVENTS, MAP_EXIT_COUNTERS, MAP_INIT_COUNTERS,
-    MAP_INIT_EXIT_COUNTERS, MAP_PHASE, MAX_TARGETS, PROG_SCHED_EXEC, PROG_SYS_ENTER_BTF,
-    PROG_SYS_ENTER_EMPTY, PROG_SYS_ENTER_RAW, PROG_SYS_EXIT,
+    GLOBAL_NAME_LAYOUT, GLOBAL_NO_RETURN_NRS, GLOBAL_PRCTL_NR, GLOBAL_REFUSALS,
+    GLOBAL_SECCOMP_LAYOUT, GLOBAL_TASK_LAYOUT, MAP_ARG_VALUES, MAP_ATTRIB, MAP_COUNTERS, MAP_DIRTY,
+    MAP_EXEC_EVENTS, MAP_EXIT_COUNTERS, MAP_INIT_COUNTERS, MAP_INIT_EXIT_COUNTERS, MAP_PHASE,
+    MAX_IN_SYSCALL, MAX_TARGETS, PROG_SCHED_EXEC, PROG_SYS_ENTER_BTF, PROG_SYS_ENTER_EMPTY,
+    PROG_SYS_ENTER_RAW, PROG_SYS_EXIT,
 };
 use aya::maps::RingBuf;
 use aya::programs::{BtfTracePoint, RawTracePoint, TracePoint};
@@ -21,7 +22,8 @@ use aya::{Btf, EbpfLoader};
 
 use super::slots::SlotPool;
 use super::{
-    args, btf_scan, dirty, BpfError, ExitCounting, KernelLayout, SyscallCounter, TableSizes,
+    args, btf_scan, dirty, refusals, BpfError, ExitCounting, KernelLayout, SyscallCounter,
+    TableSizes,
 };
 use crate::syscalls::Arch;
 
@@ -81,6 +83,9 @@ struct Globals<'a> {
     fork_nrs: [u32; 4],
     attrib_mask: u32,
     arg_value_mask: u32,
+    /// 1 when the refusal programs will be attached.
+    refusals: u32,
+    no_return_nrs: [[u32; 2]; ABI_COUNT],
 }
 
 impl<'a> Globals<'a> {
@@ -100,6 +105,8 @@ impl<'a> Globals<'a> {
             fork_nrs: ["clone", "clone3", "fork", "vfork"].map(native_nr),
             attrib_mask: tables.attrib - 1,
             arg_value_mask: tables.arg_values - 1,
+            refusals: 0,
+            no_return_nrs: refusals::no_return_nrs(&abi_arches()),
         }
     }
 
@@ -127,6 +134,9 @@ impl<'a> Globals<'a> {
             .override_global(GLOBAL_ATTRIB_MASK, &self.attrib_mask, true)
             .override_global(GLOBAL_ARG_VALUE_MASK, &self.arg_value_mask, true)
             .override_global(GLOBAL_FORK_NRS, &self.fork_nrs, true)
+            .override_global(GLOBAL_REFUSALS, &self.refusals, true)
+            .override_global(GLOBAL_SECCOMP_LAYOUT, &layout.seccomp, true)
+            .override_global(GLOBAL_NO_RETURN_NRS, &self.no_return_nrs, true)
             .load(OBJECT)
             .map_err(BpfError::Load)
     }
@@ -166,6 +176,9 @@ pub struct CounterOptions {
     pub attribution: bool,
     /// Record the values of the tracked syscall arguments (`data/tracked-args.json`).
     pub args: bool,
+    /// Count the calls the targets' seccomp filters refused (`sys_exit` and `sched_switch`
+    /// programs; needs BTF).
+    pub refusals: bool,
 }
 
 impl CounterOptions {
@@ -175,6 +188,7 @@ impl CounterOptions {
             attach,
             attribution: true,
             args: true,
+            refusals: true,
         }
     }
 }
@@ -229,6 +243,16 @@ impl SyscallCounter {
             true => Some(sys_enter_btf(kernel_btf.as_ref(), &btf_path)?),
             false => None,
         };
+        let refusal_btfs = match (opts.refusals, use_btf && layout.seccomp.is_known()) {
+            (true, true) => kernel_btf.as_ref().and_then(refusals::RefusalBtfs::find),
+            (true, false) => {
+                tracing::warn!(
+                    "refused calls are not counted: this kernel's BTF lacks what it needs"
+                );
+                None
+            }
+            (false, _) => None,
+        };
         drop(kernel_btf);
         let record_args = opts.args && layout.knows_arg_registers();
         if opts.args && !record_args {
@@ -244,7 +268,10 @@ impl SyscallCounter {
             loader.btf(None);
         }
         let tables = size_maps(&mut loader, slots, exits)?;
-        let globals = Globals::new(&layout, &arg_tables, opts, record_args, tables);
+        let globals = Globals {
+            refusals: u32::from(refusal_btfs.is_some()),
+            ..Globals::new(&layout, &arg_tables, opts, record_args, tables)
+        };
         let mut ebpf = globals.load(loader)?;
         let logger = match aya_log::EbpfLogger::init(&mut ebpf) {
             Ok(l) => Some(l),
@@ -271,6 +298,8 @@ impl SyscallCounter {
             tables,
             exec_backlog: Vec::new(),
             dirty: None,
+            refusal_btfs,
+            counts_refusals: false,
         };
         counter.dirty = counter.map_dirty_words();
         counter.bump_generation()?;
@@ -294,22 +323,32 @@ impl SyscallCounter {
         started: std::time::Instant,
     ) -> Result<(), BpfError> {
         ensure_tracefs();
+        let refusal_btfs = self.refusal_btfs.take();
         let (mut enter_prog, mut exec_prog) = (None, None);
+        let mut refusal_progs = refusals::Programs::default();
         for (name, program) in self.ebpf.programs_mut() {
             match (name, sys_enter) {
                 (PROG_SYS_ENTER_BTF, SysEnter::Btf(_)) | (PROG_SYS_ENTER_RAW, SysEnter::Raw) => {
                     enter_prog = Some(program)
                 }
                 (PROG_SCHED_EXEC, _) => exec_prog = Some(program),
+                _ if refusal_btfs.is_some() => refusal_progs.offer(name, program),
                 _ => {}
             }
         }
         let enter_prog = enter_prog.ok_or(BpfError::Missing(sys_enter.program_name()))?;
         let exec_prog = exec_prog.ok_or(BpfError::Missing(PROG_SCHED_EXEC))?;
+        let mut refused = Ok(Vec::new());
         let (enter, exec) = std::thread::scope(|scope| {
             let exec = scope.spawn(|| {
                 let attached = attach_tracepoint(exec_prog, PROG_SCHED_EXEC, "sched", "sched_process_exec");
                 tracing::debug!(elapsed = ?started.elapsed(), "sched_process_exec verified and attached");
+                // The refusal programs are small: verified here while sys_enter's much longer
+                // verification goes on.
+                if let Some(btfs) = &refusal_btfs {
+                    refused = refusal_progs.attach(btfs);
+                    tracing::debug!(elapsed = ?started.elapsed(), "refusal programs verified and attached");
+                }
                 attached
             });
             let enter = sys_enter.attach(enter_prog);
@@ -321,6 +360,9 @@ impl SyscallCounter {
         });
         self.attachments.push(enter?);
         self.attachments.push(exec?);
+        let refused = refused?;
+        self.counts_refusals = !refused.is_empty();
+        self.attachments.extend(refused);
         let map = self
             .ebpf
             .take_map(MAP_EXEC_EVENTS)
@@ -330,6 +372,24 @@ impl SyscallCounter {
             source,
         })?);
         Ok(())
+    }
+
+    /// Whether refused calls are counted.
+    pub fn counts_refusals(&self) -> bool {
+        self.counts_refusals
+    }
+
+    /// Says on stderr when blocked calls' entries could not be remembered (the kernel's table
+    /// was full): that many exits may have been counted as refusals wrongly, in any target.
+    pub fn warn_if_refusals_inexact(&self) {
+        let lost = refusals::lost_marks(&self.ebpf);
+        if lost > 0 {
+            eprintln!(
+                "agent-audit: warning: {lost} blocked call(s) could not be remembered (the \
+                 kernel's table of {MAX_IN_SYSCALL} tasks was full): their exits may be \
+                 counted in `refused` although they ran"
+            );
+        }
     }
 
     /// Logs how many instructions the verifier processed for each loaded program: its time

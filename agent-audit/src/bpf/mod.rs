@@ -15,6 +15,7 @@ pub mod footprint;
 mod layout;
 mod load;
 mod read;
+mod refusals;
 mod slots;
 mod targets;
 
@@ -29,6 +30,7 @@ pub use error::BpfError;
 pub use layout::KernelLayout;
 pub use load::{attach_empty_program, AttachMode, CounterOptions, SysEnterKind};
 pub use read::{CallDetails, TargetCounts};
+pub use refusals::{FilterOrigin, RefusalAction, RefusalUse};
 
 use crate::syscalls::Arch;
 use load::Attachment;
@@ -39,6 +41,11 @@ use slots::SlotPool;
 pub struct TargetSlot(u32);
 
 impl TargetSlot {
+    /// The slot's index in the per-slot maps.
+    pub fn index(self) -> usize {
+        self.0 as usize
+    }
+
     /// A slot value for unit tests of code that groups by slot.
     #[cfg(test)]
     pub fn for_tests(index: u32) -> Self {
@@ -73,6 +80,10 @@ pub struct SyscallCounter {
     /// Which slots counted a call since last asked; `None` if the map could not be mapped
     /// (every slot then counts as changed).
     dirty: Option<dirty::DirtyWords>,
+    /// The refusal programs' BTFs while they wait to be attached.
+    refusal_btfs: Option<refusals::RefusalBtfs>,
+    /// Whether the refusal programs are attached.
+    counts_refusals: bool,
 }
 
 /// Entries per CPU of the per-CPU direct-mapped tables (attribution, argument values): all

@@ -38,6 +38,10 @@ pub struct CallDetails {
     pub programs: Vec<ProgramUse>,
     /// The values of the tracked arguments.
     pub args: Vec<ArgUse>,
+    /// The calls the targets' seccomp filters refused.
+    pub refusals: Vec<super::RefusalUse>,
+    /// Refusals counted but not named, by slot.
+    pub refusals_unnamed: Vec<u64>,
 }
 
 impl SyscallCounter {
@@ -102,11 +106,18 @@ impl SyscallCounter {
         Ok(out)
     }
 
+    /// Reads only the refusal table (small: refused keys only), for the metrics endpoint.
+    pub fn read_refusals(&self) -> Result<Vec<super::RefusalUse>, BpfError> {
+        super::refusals::read(&self.ebpf, &self.abi_arch)
+    }
+
     /// Reads the attribution and argument tables, for all targets.
     pub fn read_details(&self) -> Result<CallDetails, BpfError> {
         Ok(CallDetails {
             programs: self.read_attribution()?,
             args: self.read_args()?,
+            refusals: super::refusals::read(&self.ebpf, &self.abi_arch)?,
+            refusals_unnamed: super::refusals::unnamed(&self.ebpf)?,
         })
     }
 

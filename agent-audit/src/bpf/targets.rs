@@ -314,6 +314,7 @@ impl SyscallCounter {
             .filter(|&s| !self.pool.used.insert(s))
             .collect();
         self.clear_attribution(&used)?;
+        super::refusals::clear(&mut self.ebpf, &used)?;
         for &slot in &used {
             self.clear_args(slot)?;
             for map in [MAP_COUNTERS, MAP_INIT_COUNTERS] {

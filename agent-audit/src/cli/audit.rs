@@ -107,6 +107,7 @@ impl AuditArgs {
                 attach: self.attach,
                 attribution: true,
                 args: true,
+                refusals: true,
             },
             timing_allowances: !self.no_timing_allowances,
             verify_timeout: self.verify_timeout,

@@ -20,7 +20,8 @@ enum Format {
 enum FailOn {
     /// Any difference.
     Any,
-    /// Only syscalls allowed in B but not in A (a CI gate against new syscalls).
+    /// Only syscalls allowed in B but not in A, and calls B's recording saw refused only
+    /// because A never recorded them (a CI gate against new syscalls).
     Added,
     /// Never: report only.
     Never,
@@ -63,7 +64,7 @@ impl DiffArgs {
         }
         let failed = match self.fail_on {
             FailOn::Any => !d.is_empty(),
-            FailOn::Added => !d.added.is_empty(),
+            FailOn::Added => d.adds(),
             FailOn::Never => false,
         };
         Ok(if failed {

@@ -97,6 +97,16 @@ pub struct RecordArgs {
     /// argument rules at least as strict as Docker's default.
     #[arg(long)]
     no_args: bool,
+    /// Do not count the calls the target's seccomp filter refused: no `sys_exit` and
+    /// `sched_switch` programs (which run for every task on the host), and no `refused` in
+    /// the allowlist.
+    #[arg(long)]
+    no_refusals: bool,
+    /// Serve each target's call and refusal counters over OpenMetrics at
+    /// http://ADDR/metrics while recording: PORT (bound to 127.0.0.1) or IP:PORT (any other
+    /// address, such as 0.0.0.0:9464, exposes them beyond this host: only when told to).
+    #[arg(long, value_name = "ADDR")]
+    metrics: Option<crate::metrics::MetricsAddr>,
 }
 
 impl RecordArgs {
@@ -145,7 +155,9 @@ impl RecordArgs {
                 attach: self.attach,
                 attribution: !self.no_attribution,
                 args: !self.no_args,
+                refusals: !self.no_refusals,
             },
+            metrics: self.metrics,
         })?;
         Ok(ExitCode::OK)
     }

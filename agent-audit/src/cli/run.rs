@@ -35,6 +35,9 @@ pub struct RunArgs {
     /// argument rules at least as strict as Docker's default.
     #[arg(long)]
     no_args: bool,
+    /// Do not count the calls the command's seccomp filters refused (see `record`).
+    #[arg(long)]
+    no_refusals: bool,
     /// The command to run, after `--`.
     #[arg(last = true, required = true, value_name = "CMD")]
     command: Vec<String>,
@@ -49,6 +52,7 @@ impl RunArgs {
                 attach: self.attach,
                 attribution: !self.no_attribution,
                 args: !self.no_args,
+                refusals: !self.no_refusals,
             },
             cwd: None,
         })?;

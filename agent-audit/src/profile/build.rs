@@ -8,7 +8,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use super::args::{self, ArgVerdict, Narrowed, Seen, SocketRefusals};
 use super::merge::Merged;
 use super::model::{
-    errno, Notice, PlannedArch, PlannedRule, ProfilePlan, Reason, Section, Verdict,
+    errno, Notice, PlannedArch, PlannedRule, ProfilePlan, Reason, RefusedDenial, Section, Verdict,
 };
 use super::translate::{self, Added};
 use super::{ExplicitAllow, ProfileError, ProfileOptions};
@@ -22,6 +22,7 @@ pub fn plan(merged: &Merged, options: &ProfileOptions) -> Result<ProfilePlan, Pr
     let mut builder = Builder::new(merged, options)?;
     builder.note_inputs();
     builder.observed();
+    builder.refused();
     builder.translated();
     builder.explicit_allows();
     builder.base_allows();
@@ -154,6 +155,60 @@ impl<'a> Builder<'a> {
         if !names.is_empty() {
             let comment = observed_comment(merged, names.len());
             self.push(Section::Observed, names, Verdict::Allow, comment);
+        }
+    }
+
+    /// 1a. Calls the profile in force refused: the workload needs them, so they are allowed
+    /// exactly as observed ones would be (the argument rules of section 2b narrow them to
+    /// what Docker's default allows, their values being unknown), except what stays denied
+    /// whatever happens (dangerous, the base profile's denies, clone3's ENOSYS) and what only
+    /// the workload's own filter refused.
+    fn refused(&mut self) {
+        let merged = self.merged;
+        let mut names = Vec::new();
+        for name in merged.refused_names() {
+            if self.reasons.contains_key(name) || self.explicit.contains_key(name) {
+                continue;
+            }
+            let by_profile = merged.refused_by_profile(name);
+            let why = if by_profile == 0 {
+                Some(RefusedDenial::OwnFilter)
+            } else if self.dangerous.contains(name) {
+                Some(RefusedDenial::Dangerous)
+            } else if self.base_denied.contains(name) {
+                Some(RefusedDenial::BaseDenied)
+            } else if name == "clone3" {
+                Some(RefusedDenial::Clone3)
+            } else if !self.exists(name) {
+                Some(RefusedDenial::NotOnArches)
+            } else {
+                None
+            };
+            if let Some(why) = why {
+                let count = by_profile.max(merged.refused_with_own_filters(name));
+                self.notices.push(Notice::RefusedStaysDenied {
+                    name: name.to_string(),
+                    count,
+                    why,
+                });
+                continue;
+            }
+            names.push(name.to_string());
+            self.reasons.insert(
+                name.to_string(),
+                Reason::Refused {
+                    count: by_profile,
+                    inputs: merged.refused_in(name).into_iter().collect(),
+                },
+            );
+        }
+        if !names.is_empty() {
+            let comment = format!(
+                "Refused by the profile in force while recording ({} syscall(s)): the workload \
+                 needs them.",
+                names.len()
+            );
+            self.push(Section::Refused, names, Verdict::Allow, comment);
         }
     }
 
@@ -383,7 +438,10 @@ impl<'a> Builder<'a> {
                 && r.verdict == Verdict::Allow
                 && matches!(
                     r.section,
-                    Section::Observed | Section::Translated(_) | Section::Baseline(_)
+                    Section::Observed
+                        | Section::Refused
+                        | Section::Translated(_)
+                        | Section::Baseline(_)
                 )
         }) {
             let before = rule.names.len();

@@ -97,6 +97,20 @@ pub struct UnnamedSyscall {
     pub count: u64,
 }
 
+/// What the recordings say a seccomp filter refused of one syscall name on one arch.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct MergedRefusal {
+    /// Calls refused with only the runtime's filters in place (or unknown filters): by the
+    /// profile in force.
+    pub by_profile: u64,
+    /// Calls refused while the workload had installed filters of its own.
+    pub with_own_filters: u64,
+    /// Indices into [`Merged::inputs`] of the inputs that recorded refusals of it.
+    pub seen_in: BTreeSet<usize>,
+    /// Refused calls per program, by (comm, as_root), summed over the inputs.
+    pub programs: BTreeMap<(String, bool), u64>,
+}
+
 /// The union of several allowlists.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Merged {
@@ -106,6 +120,8 @@ pub struct Merged {
     pub syscalls: BTreeMap<(Arch, String), MergedSyscall>,
     /// Calls with no name, by (arch, number).
     pub unnamed: Vec<UnnamedSyscall>,
+    /// Named calls a seccomp filter refused, by (arch, name): kept apart from `syscalls`.
+    pub refused: BTreeMap<(Arch, String), MergedRefusal>,
 }
 
 impl Merged {
@@ -122,6 +138,7 @@ impl Merged {
                 complete: list.complete,
                 label,
             });
+            merged.add_refusals(index, &list);
             for s in &list.syscalls {
                 match &s.name {
                     Some(name) => {
@@ -209,6 +226,62 @@ impl Merged {
 }
 
 impl Merged {
+    /// Adds one input's `refused` rows (named ones: a number without a name cannot be
+    /// allowed, and it never ran, so it is not an unnamed call either).
+    fn add_refusals(&mut self, index: usize, list: &Allowlist) {
+        for r in &list.refused {
+            let Some(name) = &r.name else { continue };
+            let entry = self.refused.entry((r.arch, name.clone())).or_default();
+            if r.by_profile() {
+                entry.by_profile = entry.by_profile.saturating_add(r.count);
+            } else {
+                entry.with_own_filters = entry.with_own_filters.saturating_add(r.count);
+            }
+            entry.seen_in.insert(index);
+            for p in &r.programs {
+                let calls = entry
+                    .programs
+                    .entry((p.comm.clone(), p.as_root))
+                    .or_default();
+                *calls = calls.saturating_add(p.count);
+            }
+        }
+    }
+
+    /// Names the recordings saw refused (any arch, any filter), sorted.
+    pub fn refused_names(&self) -> BTreeSet<&str> {
+        self.refused.keys().map(|(_, n)| n.as_str()).collect()
+    }
+
+    /// Calls of `name` the profile in force refused, over every arch and input.
+    pub fn refused_by_profile(&self, name: &str) -> u64 {
+        saturating_sum(
+            self.refused
+                .iter()
+                .filter(|((_, n), _)| n == name)
+                .map(|(_, r)| r.by_profile),
+        )
+    }
+
+    /// Calls of `name` refused while the workload had filters of its own.
+    pub fn refused_with_own_filters(&self, name: &str) -> u64 {
+        saturating_sum(
+            self.refused
+                .iter()
+                .filter(|((_, n), _)| n == name)
+                .map(|(_, r)| r.with_own_filters),
+        )
+    }
+
+    /// Indices of the inputs that recorded refusals of `name`.
+    pub fn refused_in(&self, name: &str) -> BTreeSet<usize> {
+        self.refused
+            .iter()
+            .filter(|((_, n), _)| n == name)
+            .flat_map(|(_, r)| r.seen_in.iter().copied())
+            .collect()
+    }
+
     /// The programs that made `name` on any arch, most calls first (then by name).
     pub fn programs(&self, name: &str) -> ProgramList {
         let mut calls: BTreeMap<(&str, bool), u64> = BTreeMap::new();

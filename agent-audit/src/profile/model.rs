@@ -48,6 +48,9 @@ impl Verdict {
 pub enum Section {
     /// 1. Syscalls the recordings saw.
     Observed,
+    /// 1a. Syscalls the profile in force refused while a recording ran (never observed,
+    /// since a refused call never runs), allowed as observed ones would be.
+    Refused,
     /// 1b. Names standing for observed syscalls on an arch that was not observed (or the
     /// `*_time64` twins on a 32-bit arch).
     Translated(Arch),
@@ -153,6 +156,28 @@ pub enum Reason {
         /// clone3 calls observed.
         clone3_calls: u64,
     },
+    /// Refused by the profile in force while a recording ran: the workload needs it.
+    Refused {
+        /// Refused calls over every arch and input.
+        count: u64,
+        /// Which inputs recorded the refusals.
+        inputs: Vec<usize>,
+    },
+}
+
+/// Why a refused syscall is not allowed by the new profile.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RefusedDenial {
+    /// In the dangerous set: only `--allow NAME --reason TEXT` allows it.
+    Dangerous,
+    /// The `--base` profile denies it explicitly.
+    BaseDenied,
+    /// clone3 fails with ENOSYS on purpose (libc falls back to clone).
+    Clone3,
+    /// Only a seccomp filter the workload installed itself refused it.
+    OwnFilter,
+    /// None of the profile's arches has the name.
+    NotOnArches,
 }
 
 /// An architecture of the profile.
@@ -167,6 +192,17 @@ pub struct PlannedArch {
 /// Something the user must hear about (printed on stderr, listed in the rationale).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Notice {
+    /// A syscall the profile in force refused stays denied here (dangerous, denied by the
+    /// base profile, or clone3's deliberate ENOSYS), or was refused only by a filter the
+    /// workload installed itself.
+    RefusedStaysDenied {
+        /// Syscall name.
+        name: String,
+        /// Refused calls.
+        count: u64,
+        /// Why.
+        why: RefusedDenial,
+    },
     /// A dangerous syscall was observed.
     DangerousObserved {
         /// Syscall name.

@@ -4,7 +4,7 @@
 use std::fmt::Write;
 
 use super::args::{family_label, Seen};
-use super::model::{Notice, ProfilePlan, Reason, Section, Verdict};
+use super::model::{Notice, ProfilePlan, Reason, RefusedDenial, Section, Verdict};
 use crate::allowlist::MAX_PROGRAMS_LISTED;
 use crate::markdown::{code, escape};
 use crate::policy;
@@ -170,6 +170,11 @@ fn allowance(reason: Option<&Reason>) -> Allowance {
             }
         }
         Some(Reason::BaseAllow { comment }) => Allowance::unobserved(escape(comment)),
+        Some(Reason::Refused { count, inputs }) => Allowance {
+            why: format!("refused {count} times under the previous profile"),
+            calls: "0".into(),
+            runs: runs(inputs),
+        },
         Some(Reason::Clone3Fallback { clone3_calls }) => Allowance::unobserved(format!(
             "not observed, but clone3 was ({clone3_calls} calls): clone3 fails with ENOSYS \
              and libc falls back to clone, narrowed by its argument rule"
@@ -341,6 +346,27 @@ fn notices(plan: &ProfilePlan, q: Quoting) -> Vec<String> {
 
 fn notice(n: &Notice, q: Quoting) -> String {
     match n {
+        Notice::RefusedStaysDenied { name, count, why } => {
+            let why = match why {
+                RefusedDenial::Dangerous => format!(
+                    "it is dangerous ({} to accept the risk)",
+                    q.text(&format!("--allow {name} --reason TEXT"))
+                ),
+                RefusedDenial::BaseDenied => "the base profile denies it explicitly".into(),
+                RefusedDenial::Clone3 => format!(
+                    "it fails with ENOSYS on purpose (libc falls back to {})",
+                    q.name("clone")
+                ),
+                RefusedDenial::OwnFilter => {
+                    "only a seccomp filter the workload installed itself refused it".into()
+                }
+                RefusedDenial::NotOnArches => "none of the profile's arches has it".into(),
+            };
+            format!(
+                "{} was refused {count} times under the previous profile and stays denied: {why}",
+                q.name(name)
+            )
+        }
         Notice::DangerousObserved {
             name,
             count,
@@ -442,6 +468,7 @@ fn notice(n: &Notice, q: Quoting) -> String {
 fn section_title(section: &Section) -> String {
     match section {
         Section::Observed => "allow: observed".into(),
+        Section::Refused => "allow: refused under the previous profile".into(),
         Section::Translated(arch) => format!("allow: translated for {}", arch.scmp_name()),
         Section::ExplicitAllow(name) => format!("allow: --allow {name}"),
         Section::BaseAllow(i) => format!("allow: base profile rule {}", i + 1),

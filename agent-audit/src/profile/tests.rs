@@ -911,3 +911,92 @@ fn argument_rules_decide_in_the_kernel_as_planned() {
         }
     }
 }
+
+/// An allowlist recorded under a profile that refused `refused` (name, count, filter).
+fn refused_under_profile(refused: &[(&str, u64, crate::allowlist::RefusingFilter)]) -> Allowlist {
+    use crate::allowlist::{RefusalAction, RefusedCall};
+    let mut list = recording("w", &[(Arch::X86_64, "read", 5)]);
+    list.refused = refused
+        .iter()
+        .map(|&(name, count, filter)| RefusedCall {
+            name: Some(name.into()),
+            arch: Arch::X86_64,
+            nr: Arch::X86_64.syscall_nr(name).expect(name),
+            count,
+            action: RefusalAction::Errno,
+            filter,
+            runtime_init: false,
+            programs: Vec::new(),
+        })
+        .collect();
+    list
+}
+
+/// Issue 19: a call the profile in force refused is allowed with its reason when that stays
+/// at least as strict as Docker's default; what stays denied on purpose is said so.
+#[test]
+fn refused_calls_are_allowed_as_observed_ones_and_never_looser_than_docker() {
+    use super::model::RefusedDenial;
+    use crate::allowlist::RefusingFilter::{Runtime, Unknown, WithOwn};
+    use crate::seccomp::evaluate::{outcome, without_capability_rules};
+    let list = refused_under_profile(&[
+        ("mkdir", 3, Runtime),
+        ("socket", 2, Unknown),
+        ("personality", 1, Runtime),
+        ("ptrace", 4, Runtime),
+        ("clone3", 5, Runtime),
+        ("chmod", 6, WithOwn),
+    ]);
+    let plan = generate(vec![("w.json".into(), list)], &options());
+    assert_eq!(
+        plan.reasons.get("mkdir"),
+        Some(&Reason::Refused {
+            count: 3,
+            inputs: vec![0]
+        })
+    );
+    let allowed = plan.allowed_names();
+    for name in ["mkdir", "socket", "personality"] {
+        assert!(allowed.contains(&name), "{name}");
+    }
+    for name in ["ptrace", "clone3", "chmod"] {
+        assert!(!allowed.contains(&name), "{name}");
+    }
+    for (name, count, why) in [
+        ("ptrace", 4, RefusedDenial::Dangerous),
+        ("clone3", 5, RefusedDenial::Clone3),
+        ("chmod", 6, RefusedDenial::OwnFilter),
+    ] {
+        let notice = Notice::RefusedStaysDenied {
+            name: name.into(),
+            count,
+            why,
+        };
+        assert!(plan.notices.contains(&notice), "{notice:?}");
+    }
+    let rationale = rationale::render(&plan, "profile.json");
+    assert!(rationale.contains("refused 3 times under the previous profile"));
+    // Unknown argument values: socket and personality get the data's rules, which refuse
+    // whatever Docker's default refuses.
+    let docker = without_capability_rules(
+        &SeccompProfile::parse(
+            include_str!("../../../tests/data/profiles/docker-default.json"),
+            Path::new("docker-default.json"),
+        )
+        .unwrap(),
+    );
+    let ours = oci::to_seccomp_profile(&plan);
+    let mut values: Vec<u64> = (0..64).collect();
+    values.extend([0x20000, 0x20008, 0xffff_ffff, 0x40_0000, u64::MAX]);
+    for name in ["socket", "personality", "mkdir", "ptrace"] {
+        for &arg0 in &values {
+            let args = [arg0, 0, 0, 0, 0, 0];
+            if !outcome(&docker, name, &args).allows() {
+                assert!(
+                    !outcome(&ours, name, &args).allows(),
+                    "Docker refuses {name}({arg0:#x}) but the profile allows it"
+                );
+            }
+        }
+    }
+}

@@ -23,6 +23,7 @@ pub(super) async fn watch(
     mut signals: StopSignals,
     snapshots: Option<Duration>,
     opts: &RecordOptions,
+    metrics: Option<&crate::metrics::Metrics>,
 ) -> Result<StopReason, Error> {
     let mut recordings = Recordings {
         active,
@@ -77,6 +78,9 @@ pub(super) async fn watch(
                     break StopReason::TargetsGone;
                 }
                 recordings.show_progress(counter, &mut progress)?;
+                if let Some(m) = metrics {
+                    recordings.publish(counter, m)?;
+                }
             }
         }
     };
@@ -213,10 +217,39 @@ impl Recordings {
         Ok(())
     }
 
+    /// Brings the metrics up to the kernel's counts (`--metrics`).
+    fn publish(
+        &mut self,
+        counter: &SyscallCounter,
+        metrics: &crate::metrics::Metrics,
+    ) -> Result<(), Error> {
+        for r in &mut self.active {
+            r.sync(counter)?;
+        }
+        let targets: Vec<crate::metrics::MetricsTarget<'_>> = self
+            .active
+            .iter()
+            .map(|r| crate::metrics::MetricsTarget {
+                slot: r.slot,
+                cgroup: &r.target.cgroup.rel,
+                container: r
+                    .target
+                    .info
+                    .container
+                    .as_ref()
+                    .map_or("", |c| c.name.as_str()),
+                calls: r.last.total().saturating_add(r.last_init.total()),
+            })
+            .collect();
+        metrics.update(&targets, &counter.read_refusals()?);
+        Ok(())
+    }
+
     /// On exit: every target's final file, each tried again even if it failed before. Every
     /// target is tried; the first failure is returned after that.
     fn finish_all(&mut self, counter: &mut SyscallCounter) -> Result<(), Error> {
         let uses = counter.read_details()?;
+        counter.warn_if_refusals_inexact();
         let mut failed = None;
         for r in self.active.iter_mut().chain(self.unwritten.iter_mut()) {
             if let Err(e) = r

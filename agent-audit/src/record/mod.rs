@@ -46,6 +46,8 @@ pub struct RecordOptions {
     pub duration: Option<Duration>,
     /// How the kernel program is loaded.
     pub counter: CounterOptions,
+    /// Serve per-target counters over OpenMetrics here (`--metrics ADDR`).
+    pub metrics: Option<crate::metrics::MetricsAddr>,
 }
 
 /// Why recording stopped.
@@ -79,6 +81,16 @@ pub fn record(opts: RecordOptions) -> Result<StopReason, Error> {
     crate::signals::ignore_file_size_signal();
     let mount = CgroupV2Mount::discover()?;
     let (targets, watches) = resolve_targets(&mount, &opts)?;
+    // Listening before anything is attached: an address in use fails the start, not later.
+    let metrics = match opts.metrics {
+        Some(addr) => {
+            let metrics = crate::metrics::Metrics::new();
+            let bound = runtime.block_on(metrics.serve(addr.0))?;
+            eprintln!("agent-audit: metrics at http://{bound}/metrics");
+            Some(metrics)
+        }
+        None => None,
+    };
 
     let mut counter = SyscallCounter::load(opts.counter)?;
     let snapshots = plan.snapshots;
@@ -113,6 +125,7 @@ pub fn record(opts: RecordOptions) -> Result<StopReason, Error> {
         signals,
         snapshots,
         &opts,
+        metrics.as_ref(),
     ))
 }
 

@@ -221,6 +221,7 @@ mod tests {
             interval: None,
             duration: None,
             counter: CounterOptions::new(AttachMode::Auto),
+            metrics: None,
         };
         let err = plan_outputs(&opts).err().expect("must fail");
         assert!(err.to_string().contains("--out-dir"), "{err}");

@@ -214,6 +214,12 @@ impl Recording {
             executables: self.execs.runs(),
             privilege_drop: attribution::privilege_drop(&mine, name_of),
             missed_start: self.missed_start,
+            refused: crate::refusals::rows(&details.refusals, self.slot),
+            refused_unnamed: details
+                .refusals_unnamed
+                .get(self.slot.index())
+                .copied()
+                .unwrap_or(0),
         }
     }
 

@@ -111,7 +111,67 @@ pub fn build(inputs: &ReportInputs) -> Result<Report, ReportError> {
         summary,
         categories: category_rows(&syscalls),
         syscalls,
+        refused: refused_rows(&ctx),
     })
+}
+
+/// The recordings' refusals by (arch, name), most refused first.
+fn refused_rows(ctx: &Context) -> Vec<super::RefusedRow> {
+    use crate::profile::merge::{ProgramList, ProgramUse};
+    let mut rows: BTreeMap<(Arch, String), super::RefusedRow> = BTreeMap::new();
+    let mut programs: BTreeMap<(Arch, String), BTreeMap<(String, bool), u64>> = BTreeMap::new();
+    for (_, list) in ctx.lists {
+        for r in &list.refused {
+            let Some(name) = &r.name else { continue };
+            let key = (r.arch, name.clone());
+            let row = rows
+                .entry(key.clone())
+                .or_insert_with(|| super::RefusedRow {
+                    name: name.clone(),
+                    arch: r.arch,
+                    count: 0,
+                    actions: Vec::new(),
+                    own_filters: false,
+                    allowed_now: ctx
+                        .side
+                        .effects
+                        .get(name)
+                        .is_some_and(|e| !e.action.denies()),
+                    programs: ProgramList::default(),
+                });
+            row.count = row.count.saturating_add(r.count);
+            if !row.actions.contains(&r.action) {
+                row.actions.push(r.action);
+                row.actions.sort();
+            }
+            row.own_filters |= !r.by_profile();
+            let mine = programs.entry(key).or_default();
+            for p in &r.programs {
+                let c = mine.entry((p.comm.clone(), p.as_root)).or_default();
+                *c = c.saturating_add(p.count);
+            }
+        }
+    }
+    let mut out: Vec<super::RefusedRow> = rows
+        .into_iter()
+        .map(|(key, mut row)| {
+            let mut listed: Vec<ProgramUse> = programs
+                .remove(&key)
+                .unwrap_or_default()
+                .into_iter()
+                .map(|((comm, as_root), count)| ProgramUse {
+                    comm,
+                    as_root,
+                    count,
+                })
+                .collect();
+            listed.sort_by(|a, b| (b.count, &a.comm).cmp(&(a.count, &b.comm)));
+            row.programs = ProgramList { listed, omitted: 0 };
+            row
+        })
+        .collect();
+    out.sort_by(|a, b| (b.count, &a.name, a.arch).cmp(&(a.count, &b.name, b.arch)));
+    out
 }
 
 /// The command the first recording (by file) ran, when its target is one.

@@ -93,6 +93,7 @@ fn render_with(report: &Report, max_rows: usize) -> String {
         s.profile.rules,
     );
     let _ = writeln!(md, "convergence: {}\n", s.convergence.line);
+    refused(&mut md, report, max_rows);
     findings(&mut md, report, max_rows);
     use_it(&mut md, report);
     information(&mut md, report, max_rows);
@@ -101,6 +102,49 @@ fn render_with(report: &Report, max_rows: usize) -> String {
     allowed_table(&mut md, report, max_rows);
     let _ = writeln!(md, "\n<sub>{}</sub>", escape(&report.generator));
     md
+}
+
+/// First of all: what the profile in force refused while the recordings ran.
+fn refused(md: &mut String, report: &Report, max_rows: usize) {
+    if report.refused.is_empty() {
+        return;
+    }
+    let _ = writeln!(
+        md,
+        "### Refused under the profile in force
+"
+    );
+    let rows = report.refused.iter().map(|r| {
+        let actions: Vec<String> = r
+            .actions
+            .iter()
+            .map(|a| format!("{a:?}").to_lowercase())
+            .collect();
+        let whose = if r.own_filters {
+            " (the workload had filters of its own)"
+        } else {
+            ""
+        };
+        let now = if r.allowed_now {
+            "allowed"
+        } else {
+            "**still denied**"
+        };
+        format!(
+            "| {} | {} | {} | {}{whose} | {now} | {} |",
+            code(&r.name),
+            r.arch.short_name(),
+            r.count,
+            actions.join(", "),
+            escape(&r.programs.summary(PROGRAMS_PER_CELL, false))
+        )
+    });
+    table(
+        md,
+        "| syscall | arch | refused calls | action | profile under review | programs |",
+        rows,
+        max_rows,
+    );
 }
 
 /// The verdict in Markdown: its backticked commands kept as code spans, the rest escaped.

@@ -77,6 +77,29 @@ pub struct Report {
     pub categories: Vec<CategoryRow>,
     /// Every syscall the profile allows, sorted by name.
     pub syscalls: Vec<SyscallRow>,
+    /// Calls a seccomp filter refused while the recordings ran (the profile in force then),
+    /// most refused first.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub refused: Vec<RefusedRow>,
+}
+
+/// Calls of one syscall a seccomp filter refused, over every recording.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct RefusedRow {
+    /// Syscall name.
+    pub name: String,
+    /// Arch (libseccomp name).
+    pub arch: Arch,
+    /// Refused calls.
+    pub count: u64,
+    /// What seccomp did (`errno`, `trap`, `kill`), each that happened.
+    pub actions: Vec<crate::allowlist::RefusalAction>,
+    /// Whether the workload had installed filters of its own (the refusal may be its own).
+    pub own_filters: bool,
+    /// Whether the profile under review allows it now.
+    pub allowed_now: bool,
+    /// Who was refused.
+    pub programs: ProgramList,
 }
 
 /// Summary of the inputs and the profile.

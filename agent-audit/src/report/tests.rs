@@ -645,6 +645,56 @@ fn only_runtime_init_calls_the_profile_allows_for_no_reason_are_findings() {
     );
 }
 
+/// Issue 19: what the profile in force refused comes first, with programs and counts, and
+/// whether the profile under review allows it now.
+#[test]
+fn refusals_are_listed_first_with_programs_and_counts() {
+    use crate::allowlist::{RefusalAction, RefusedCall, RefusingFilter};
+    let dir = tempfile::tempdir().unwrap();
+    let mut list = recording("a", "cat", &[(X, "read", 6), (X, "execve", 1)]);
+    let refused = |name: &str, count, action| RefusedCall {
+        name: Some(name.into()),
+        arch: X,
+        nr: X.syscall_nr(name).unwrap(),
+        count,
+        action,
+        filter: RefusingFilter::Runtime,
+        runtime_init: false,
+        programs: vec![ProgramCount {
+            comm: "mkdir".into(),
+            as_root: false,
+            count,
+            first_seen: time::OffsetDateTime::UNIX_EPOCH,
+            last_seen: time::OffsetDateTime::UNIX_EPOCH,
+        }],
+    };
+    list.refused = vec![
+        refused("mkdir", 3, RefusalAction::Errno),
+        refused("ptrace", 5, RefusalAction::Kill),
+    ];
+    let report = build(&inputs(vec![write(dir.path(), "a.json", &list)])).unwrap();
+    let rows: Vec<(&str, u64, bool)> = report
+        .refused
+        .iter()
+        .map(|r| (r.name.as_str(), r.count, r.allowed_now))
+        .collect();
+    // The generated profile allows mkdir now; ptrace stays denied (dangerous).
+    assert_eq!(rows, vec![("ptrace", 5, false), ("mkdir", 3, true)]);
+    assert_eq!(report.refused[0].actions, vec![RefusalAction::Kill]);
+    let md = markdown::render(&report);
+    let refused_at = md.find("### Refused under the profile in force").unwrap();
+    assert!(refused_at < md.find("### Findings").unwrap(), "{md}");
+    assert!(
+        md.contains("| `mkdir` | x86_64 | 3 | errno | allowed | mkdir ×3 |"),
+        "{md}"
+    );
+    let json = json::render(&report);
+    assert!(json.contains("\"refused\""), "{json}");
+    let page = html::render(&report);
+    let refused_at = page.find("Refused under the profile in force").unwrap();
+    assert!(refused_at < page.find("<h2>Findings (").unwrap());
+}
+
 /// Issue 20 item 2: a daemon that starts as root and drops to its user (squid), audited in 3
 /// runs, whose runtime init made `sched_yield` — which `audit` allowed as a timing-dependent
 /// call because the workload made futex calls. Nothing asks for a change: the privilege drop

@@ -237,6 +237,8 @@ impl CgroupWatch {
             attach,
             attribution: false,
             args: false,
+            // Refusals are the exit counters' job here.
+            refusals: false,
         })?;
         counter.attach_exit_counter()?;
         // Names are collected from before the parent is armed, so that every cgroup the

@@ -401,6 +401,8 @@ fn run_watched(opts: &VerifyOptions, program: &SeccompProgram) -> Result<Watched
         attach: opts.attach,
         attribution: false,
         args: false,
+        // Refusals are the exit counters' job here.
+        refusals: false,
     };
     let mut session = CommandSession::prepare(&opts.command, PathBuf::new(), counter)?;
     session.counter.attach_exit_counter()?;

@@ -29,6 +29,7 @@ pub fn render(report: &Report) -> String {
         esc(&title)
     );
     header(&mut h, report, &title);
+    refused(&mut h, report);
     findings(&mut h, report);
     use_it(&mut h, report);
     information(&mut h, report);
@@ -380,6 +381,50 @@ fn denied_but_used(h: &mut String, report: &Report) {
         .collect();
     let header = ["source", "syscall", "arch", "nr#", "calls#", "why"];
     table(h, "denied", &header, &rows);
+}
+
+/// First of all: what the profile in force refused while the recordings ran.
+fn refused(h: &mut String, report: &Report) {
+    if report.refused.is_empty() {
+        return;
+    }
+    let _ = writeln!(
+        h,
+        "<section id=\"refused\"><h2>Refused under the profile in force</h2>"
+    );
+    let rows: Vec<Vec<Cell>> = report
+        .refused
+        .iter()
+        .map(|r| {
+            let actions: Vec<String> = r
+                .actions
+                .iter()
+                .map(|a| format!("{a:?}").to_lowercase())
+                .collect();
+            vec![
+                Cell::code(&r.name),
+                Cell::text(r.arch.short_name()),
+                Cell::num(r.count),
+                Cell::text(&actions.join(", ")),
+                Cell::text(if r.allowed_now {
+                    "allowed"
+                } else {
+                    "still denied"
+                }),
+                Cell::text(&r.programs.summary(3, false)),
+            ]
+        })
+        .collect();
+    let header = [
+        "syscall",
+        "arch",
+        "refused calls#",
+        "action",
+        "profile under review",
+        "programs",
+    ];
+    table(h, "refused", &header, &rows);
+    let _ = writeln!(h, "</section>");
 }
 
 fn arch_gaps(h: &mut String, report: &Report) {
