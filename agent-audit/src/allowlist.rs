@@ -10,6 +10,7 @@ use time::OffsetDateTime;
 
 use crate::exit::ExitCode;
 use crate::fsutil::{self, InputError, OutputError};
+use crate::runtimes::Runtime;
 use crate::syscalls::Arch;
 
 /// Schema tag of the current format.
@@ -471,6 +472,10 @@ pub struct ExecutableRun {
     /// First execution.
     #[serde(with = "time::serde::rfc3339")]
     pub first_seen: OffsetDateTime,
+    /// The language runtime it is, when recognised (`data/timing-dependent.json`'s
+    /// `runtimes`): `audit` allows that runtime's timing-dependent calls.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub runtime: Option<Runtime>,
 }
 
 /// What ran as root before the workload dropped privileges, and what after.

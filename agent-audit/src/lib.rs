@@ -28,6 +28,7 @@ pub mod recorder;
 pub mod recording;
 pub mod report;
 pub mod run;
+pub mod runtimes;
 pub mod seccomp;
 pub mod sidecar;
 pub mod signals;

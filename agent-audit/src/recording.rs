@@ -13,6 +13,7 @@ use crate::attribution;
 use crate::bpf::{
     ArgUse, BpfError, CallDetails, ExecRecord, ProgramUse, SyscallCounter, TargetCounts, TargetSlot,
 };
+use crate::runtimes::ExecPaths;
 use crate::syscalls::Arch;
 use crate::target::CgroupTarget;
 
@@ -84,6 +85,8 @@ impl Recording {
         let slot = counter.add_target_before_exec(target.cgroup.id)?;
         Ok(Self {
             before_first_exec: BeforeFirstExec::Launcher,
+            // Launched by us, in our mount namespace: its exec paths name our files.
+            execs: attribution::ExecTally::new(ExecPaths::Host),
             ..Self::adopt(target, slot, out)
         })
     }

@@ -9,6 +9,7 @@ pub mod cgroup;
 pub mod container;
 pub mod debian;
 pub mod foreground;
+pub mod golang;
 pub mod image;
 pub mod probe;
 pub mod process;

@@ -32,6 +32,7 @@ const TEST_PACKAGES: &[&str] = &[
     "nodejs",
     "git",
     "debootstrap", // the Debian root filesystem of the Debian container test
+    "golang-go",   // the Go workload (tests/data/workloads/go_http), built static
 ];
 
 /// Debian packages `cargo xtask bench` uses: the reference tracers, bpftool (the BPF-statistics

@@ -6,6 +6,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
 use crate::allowlist::{saturating_sum, Allowlist, ArgRecord, MAX_PROGRAMS_LISTED};
+use crate::runtimes::Runtime;
 use crate::syscalls::Arch;
 
 /// One recording that went into a merge.
@@ -106,6 +107,9 @@ pub struct Merged {
     pub syscalls: BTreeMap<(Arch, String), MergedSyscall>,
     /// Calls with no name, by (arch, number).
     pub unnamed: Vec<UnnamedSyscall>,
+    /// The language runtimes the inputs' executables were recognised as, with those
+    /// executables' paths.
+    pub runtimes: BTreeMap<Runtime, BTreeSet<String>>,
 }
 
 impl Merged {
@@ -122,6 +126,15 @@ impl Merged {
                 complete: list.complete,
                 label,
             });
+            for e in &list.executables {
+                if let Some(runtime) = e.runtime {
+                    merged
+                        .runtimes
+                        .entry(runtime)
+                        .or_default()
+                        .insert(e.path.clone());
+                }
+            }
             for s in &list.syscalls {
                 match &s.name {
                     Some(name) => {
