@@ -18,6 +18,7 @@ pub mod exit;
 pub mod fsutil;
 pub mod kube;
 pub mod launch;
+pub mod logging;
 pub mod markdown;
 pub mod policy;
 pub mod privileges;

@@ -4,24 +4,12 @@
 use std::io::Write;
 
 use clap::Parser;
-use tracing_subscriber::EnvFilter;
 
 use agent_audit::cli::Cli;
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
-    let default_level = match cli.verbose {
-        0 => "warn",
-        1 => "info",
-        2 => "debug",
-        _ => "trace",
-    };
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_level)),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    agent_audit::logging::init(cli.verbose, cli.log_format);
     match cli.execute() {
         Ok(code) => std::process::ExitCode::from(code.0),
         Err(err) => {
