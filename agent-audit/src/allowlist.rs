@@ -57,6 +57,29 @@ pub struct Allowlist {
     /// target slot in use when its cgroup made its first call): the counts are incomplete.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub missed_start: Option<MissedStart>,
+    /// Every start of the target recorded into this file, earliest first (`record` only):
+    /// a container restarted under `record --wait --keep-waiting --container` is one target
+    /// whose counts add up over its starts.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub starts: Vec<TargetStart>,
+}
+
+/// One start of a target: a cgroup of its own (a container's restart gets a new one).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TargetStart {
+    /// When recording this start began.
+    #[serde(with = "time::serde::rfc3339")]
+    pub started_at: OffsetDateTime,
+    /// When its counts were last read.
+    #[serde(with = "time::serde::rfc3339")]
+    pub ended_at: OffsetDateTime,
+    /// Its cgroup's id.
+    pub cgroup_id: u64,
+    /// Calls counted in this start (`totals.calls` is the sum over the starts).
+    pub calls: u64,
+    /// Whether it was counted from its cgroup's first syscall (`record --wait` claimed it
+    /// and found a free slot), or picked up while already running.
+    pub from_first_call: bool,
 }
 
 /// The calls a target made before it could be recorded were lost: `record --wait` had no
@@ -657,6 +680,7 @@ impl Allowlist {
             executables: Vec::new(),
             privilege_drop: None,
             missed_start: None,
+            starts: Vec::new(),
         }
     }
 
@@ -824,6 +848,7 @@ mod tests {
             executables: Vec::new(),
             privilege_drop: None,
             missed_start: None,
+            starts: Vec::new(),
         }
     }
 

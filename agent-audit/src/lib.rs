@@ -33,6 +33,7 @@ pub mod runtimes;
 pub mod seccomp;
 pub mod sidecar;
 pub mod signals;
+pub mod starts;
 pub mod syscalls;
 pub mod target;
 pub mod verify;
