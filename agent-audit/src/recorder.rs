@@ -1,7 +1,7 @@
 //! `agent-audit record`: the daemon that watches one or more existing cgroups and keeps each
 //! one's allowlist file current until the target goes away, a signal arrives, or time is up.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -98,15 +98,17 @@ pub fn record(opts: RecordOptions) -> Result<StopReason, Error> {
     let mut targets = Vec::new();
     let mut watches = Vec::new();
     for spec in &opts.targets {
-        match (CgroupTarget::resolve(&mount, spec), spec) {
+        let resolved = CgroupTarget::resolve(&mount, spec);
+        match (resolved, spec) {
+            (Ok(t), TargetSpec::Container(name)) if opts.wait && opts.keep_waiting => {
+                // Running now; its later starts are recorded too.
+                targets.push(t);
+                watches.push(container_watch(&mount, name)?);
+            }
             (Ok(t), _) => targets.push(t),
             // A container that does not run yet is exactly what --wait is for.
             (Err(TargetError::Container(_)), TargetSpec::Container(name)) if opts.wait => {
-                let pattern = container::docker_cgroup_pattern().map_err(TargetError::from)?;
-                watches.push(Watch {
-                    glob: CgroupGlob::parse_runtime_layout(&mount, &pattern)?,
-                    container: Some(name.clone()),
-                });
+                watches.push(container_watch(&mount, name)?);
             }
             (Err(e), _) => return Err(e.into()),
         }
@@ -225,6 +227,15 @@ fn warn_if_recording_self(mount: &CgroupV2Mount, targets: &[CgroupTarget]) {
             );
         }
     }
+}
+
+/// The watch for the cgroups of container `name`'s starts.
+fn container_watch(mount: &CgroupV2Mount, name: &str) -> Result<Watch, Error> {
+    let pattern = container::docker_cgroup_pattern().map_err(TargetError::from)?;
+    Ok(Watch {
+        glob: CgroupGlob::parse_runtime_layout(mount, &pattern)?,
+        container: Some(name.to_string()),
+    })
 }
 
 /// A parent cgroup armed by `--wait`, and which of its new children to keep.
@@ -374,10 +385,23 @@ impl Waiting {
                 counter.exclude_claimed(slot)?;
                 continue;
             };
-            match self.outputs.next_path(&target) {
+            let continued = self.outputs.continued_path(&target);
+            match continued
+                .clone()
+                .map_or_else(|| self.outputs.next_path(&target), Ok)
+            {
                 Ok(out) => {
                     tracing::info!(cgroup = %target.cgroup.rel, "picked up new cgroup");
+                    if continued.is_some() {
+                        eprintln!(
+                            "agent-audit: {}: started again ({}): this start is added to {}",
+                            target.label(),
+                            target.cgroup.rel,
+                            out.display()
+                        );
+                    }
                     let mut recording = Recording::adopt(target, slot, out);
+                    recording.earlier_pending = continued.is_some();
                     if let Some(starved) = self.starved.remove(&id) {
                         recording.missed_start = Some(MissedStart {
                             since: starved.since,
@@ -528,6 +552,7 @@ async fn watch(
         active,
         unwritten: Vec::new(),
         removals: RemovalEvents::new(),
+        finished: HashMap::new(),
     };
     let mut poll = tokio::time::interval(POLL);
     let mut flush = snapshots.map(tokio::time::interval);
@@ -559,6 +584,7 @@ async fn watch(
                 }
                 distribute_execs(counter, &mut recordings.active);
                 recordings.retire_gone(counter, &mut progress)?;
+                recordings.link_earlier_starts();
             }
             _ = next_tick(&mut flush) => recordings.snapshot(counter)?,
             _ = poll.tick() => {
@@ -568,6 +594,7 @@ async fn watch(
                 }
                 distribute_execs(counter, &mut recordings.active);
                 recordings.retire_gone(counter, &mut progress)?;
+                recordings.link_earlier_starts();
                 // With --wait, only stop once something was recorded and is gone, and no
                 // wanted cgroup still waits for a slot.
                 let waiting_for_more = waiting
@@ -590,6 +617,8 @@ async fn watch(
         }
     }
     distribute_execs(counter, &mut recordings.active);
+    recordings.retire_gone(counter, &mut progress)?;
+    recordings.link_earlier_starts();
     recordings.finish_all(counter)?;
     Ok(reason)
 }
@@ -603,6 +632,9 @@ struct Recordings {
     unwritten: Vec<Recording>,
     /// Tells when an active target's directory may be gone.
     removals: RemovalEvents,
+    /// The final allowlist of each container target that ended, by file: a later start of
+    /// the same container is added to it.
+    finished: HashMap<PathBuf, Allowlist>,
 }
 
 impl Recordings {
@@ -617,7 +649,7 @@ impl Recordings {
         for r in &mut self.active {
             r.sync(counter)?;
         }
-        let due = |r: &Recording| r.unwritten || r.write_failing;
+        let due = |r: &Recording| (r.unwritten || r.write_failing) && !r.earlier_pending;
         if !self.active.iter().any(due) && self.unwritten.is_empty() {
             return Ok(());
         }
@@ -637,8 +669,9 @@ impl Recordings {
         let mut written = Vec::new();
         let mut still_unwritten = Vec::new();
         for mut r in std::mem::take(&mut self.unwritten) {
-            if finish(counter, &mut r, &uses)? {
+            if let Some(list) = finish(counter, &mut r, &uses)? {
                 written.push(r.slot);
+                self.keep_final(&r, list);
             } else {
                 still_unwritten.push(r);
             }
@@ -668,14 +701,44 @@ impl Recordings {
         let uses = counter.read_details()?;
         let mut written = Vec::new();
         for mut r in gone {
-            if finish(counter, &mut r, &uses)? {
+            if let Some(list) = finish(counter, &mut r, &uses)? {
                 written.push(r.slot);
+                self.keep_final(&r, list);
             } else {
                 self.unwritten.push(r);
             }
         }
         // In one go: the slots of a burst of ended targets are made ready in one pass.
         Ok(counter.remove_targets(&written)?)
+    }
+
+    /// Keeps the final allowlist of a container target: it may start again.
+    fn keep_final(&mut self, r: &Recording, list: Allowlist) {
+        if container_named(&r.target).is_some() {
+            self.finished.insert(r.out.clone(), list);
+        }
+    }
+
+    /// Hands each later start of a container the final allowlist of its earlier starts, once
+    /// the last of them has ended and its file is written; a start with no earlier file at
+    /// hand and none to come (that start's recording is gone) starts a file of its own.
+    fn link_earlier_starts(&mut self) {
+        let pending: Vec<usize> = (0..self.active.len())
+            .filter(|&i| self.active[i].earlier_pending)
+            .collect();
+        for i in pending {
+            let out = self.active[i].out.clone();
+            if let Some(list) = self.finished.remove(&out) {
+                let r = &mut self.active[i];
+                r.earlier = Some(list);
+                r.earlier_pending = false;
+                r.unwritten = true;
+                continue;
+            }
+            let before = |r: &Recording| r.out == out && !r.earlier_pending;
+            let to_come = self.active.iter().any(before) || self.unwritten.iter().any(before);
+            self.active[i].earlier_pending = to_come;
+        }
     }
 
     /// Whether an active target's directory may be gone: its parent reported a removal or
@@ -778,18 +841,18 @@ fn report_write(
 }
 
 /// Writes a target's final file; `uses` is the attribution table read once for all targets.
-/// Returns whether it was written.
+/// Returns the allowlist written, if it was.
 fn finish(
     counter: &SyscallCounter,
     r: &mut Recording,
     uses: &crate::bpf::CallDetails,
-) -> Result<bool, Error> {
+) -> Result<Option<Allowlist>, Error> {
     let result = r.write(counter, true, uses);
     let Some(list) = report_write(r, result)? else {
-        return Ok(false);
+        return Ok(None);
     };
     summarize(r, &list);
-    Ok(true)
+    Ok(Some(list))
 }
 
 /// Logs and prints what a target's final file holds.
@@ -827,7 +890,9 @@ fn far_future() -> tokio::time::Instant {
 /// Output paths, checked for writability before anything is attached.
 struct OutputPlan {
     spec: OutputSpec,
-    used: HashSet<PathBuf>,
+    /// Paths handed out, each with the container (as named on the command line) whose file
+    /// it is, for a container target.
+    used: HashMap<PathBuf, Option<String>>,
     /// How often snapshots are written; `None`: only the final files.
     snapshots: Option<Duration>,
 }
@@ -864,7 +929,7 @@ fn plan_outputs(opts: &RecordOptions) -> Result<OutputPlan, Error> {
     };
     Ok(OutputPlan {
         spec: opts.output.clone(),
-        used: HashSet::new(),
+        used: HashMap::new(),
         snapshots,
     })
 }
@@ -903,16 +968,35 @@ impl OutputPlan {
             OutputSpec::Dir(dir) => {
                 let name = file_stem(&target.label());
                 let plain = dir.join(format!("{name}.allowlist.json"));
-                if self.used.contains(&plain) {
+                if self.used.contains_key(&plain) {
                     dir.join(format!("{name}-{}.allowlist.json", target.cgroup.id))
                 } else {
                     plain
                 }
             }
         };
-        self.used.insert(path.clone());
+        self.used.insert(path.clone(), container_named(target));
         Ok(path)
     }
+
+    /// The file of an earlier start of the same container, for a container target that
+    /// started again: the same target, recorded into the same file.
+    fn continued_path(&self, target: &CgroupTarget) -> Option<PathBuf> {
+        let name = container_named(target)?;
+        self.used
+            .iter()
+            .find(|(_, owner)| owner.as_deref() == Some(name.as_str()))
+            .map(|(path, _)| path.clone())
+    }
+}
+
+/// The container a target is, as named on the command line (`--container NAME`).
+fn container_named(target: &CgroupTarget) -> Option<String> {
+    target
+        .info
+        .container
+        .as_ref()
+        .map(|_| target.info.spec.clone())
 }
 
 /// Longest file-name stem used for a target's label: with `.allowlist.json`, a `-<cgroup id>`

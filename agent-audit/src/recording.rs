@@ -51,6 +51,9 @@ pub struct Recording {
     pub from_first_call: bool,
     /// The same target's earlier starts (a restarted container), added to every file.
     pub earlier: Option<Allowlist>,
+    /// A start of a target recorded before whose final file is not yet at hand: its file is
+    /// not written until it is (it would drop the earlier starts' counts).
+    pub earlier_pending: bool,
 }
 
 /// Whose calls a target makes before its first completed exec (the kernel program counts them
@@ -117,6 +120,7 @@ impl Recording {
             recheck: false,
             from_first_call: true,
             earlier: None,
+            earlier_pending: false,
         }
     }
 

@@ -93,7 +93,14 @@ fn root_record_keep_waiting_adds_every_start_of_a_container_to_its_allowlist() {
     let log = dir.path().join("rec.log");
     let mut recorder = Recorder(
         Command::new(agent_audit_bin())
-            .args(["-v", "record", "--wait", "--keep-waiting", "--container", &name])
+            .args([
+                "-v",
+                "record",
+                "--wait",
+                "--keep-waiting",
+                "--container",
+                &name,
+            ])
             .args(["--interval", "0.5", "--out"])
             .arg(&out)
             .arg("--ready-file")
@@ -143,7 +150,11 @@ fn root_record_keep_waiting_adds_every_start_of_a_container_to_its_allowlist() {
         .map(|s| s["cgroup_id"].as_u64().unwrap())
         .collect();
     cgroups.dedup();
-    assert_eq!(cgroups.len(), STARTS, "each start has a cgroup of its own: {dump}");
+    assert_eq!(
+        cgroups.len(),
+        STARTS,
+        "each start has a cgroup of its own: {dump}"
+    );
     let per_start: u64 = starts.iter().map(|s| s["calls"].as_u64().unwrap()).sum();
     assert_eq!(per_start, list.total_calls(), "{dump}");
     for s in starts {
@@ -154,7 +165,10 @@ fn root_record_keep_waiting_adds_every_start_of_a_container_to_its_allowlist() {
 
     // Logs written to a file: no colour escape, and no start refused as "another target".
     assert!(log_text.contains("picked up new cgroup"), "{log_text}");
-    assert!(!log_text.contains('\u{1b}'), "escape bytes in a file:\n{log_text:?}");
+    assert!(
+        !log_text.contains('\u{1b}'),
+        "escape bytes in a file:\n{log_text:?}"
+    );
     assert!(!log_text.contains("already used"), "{log_text}");
 }
 
@@ -166,7 +180,15 @@ fn root_json_logs_are_one_object_per_line() {
     let name = unique_name("runtimes-nothere");
     let done = run(
         Command::new(agent_audit_bin())
-            .args(["-vv", "--log-format", "json", "record", "--wait", "--container", &name])
+            .args([
+                "-vv",
+                "--log-format",
+                "json",
+                "record",
+                "--wait",
+                "--container",
+                &name,
+            ])
             .args(["--duration", "0.5", "--out"])
             .arg(dir.path().join("a.json")),
         TIMEOUT,
@@ -180,7 +202,10 @@ fn root_json_logs_are_one_object_per_line() {
         .collect();
     assert!(!logs.is_empty(), "no JSON log line:\n{}", done.stderr);
     for line in &logs {
-        assert!(line["level"].is_string() && line["fields"].is_object(), "{line}");
+        assert!(
+            line["level"].is_string() && line["fields"].is_object(),
+            "{line}"
+        );
     }
     assert!(!done.stderr.contains('\u{1b}'), "{:?}", done.stderr);
 }
