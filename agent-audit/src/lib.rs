@@ -1,7 +1,7 @@
 //! agent-audit: records the syscalls a container (or any cgroup) really makes, with an eBPF
 //! program on `sys_enter`, and turns the recordings into a deny-by-default seccomp profile.
 //!
-//! Data flows one way: [`bpf`] (kernel counters) → [`recording`] → [`allowlist`] files →
+//! Data flows one way: [`bpf`] (kernel counters) → [`record::recording`] → [`allowlist`] files →
 //! later steps. See ARCHITECTURE.md for the map of modules.
 
 pub mod allowlist;
@@ -25,8 +25,7 @@ pub mod privileges;
 pub mod profile;
 pub mod progress;
 pub mod ready;
-pub mod recorder;
-pub mod recording;
+pub mod record;
 pub mod report;
 pub mod run;
 pub mod runtimes;
@@ -103,11 +102,11 @@ pub enum Error {
     Io(#[from] std::io::Error),
 }
 
-impl From<recording::RecordingError> for Error {
-    fn from(e: recording::RecordingError) -> Self {
+impl From<record::recording::RecordingError> for Error {
+    fn from(e: record::recording::RecordingError) -> Self {
         match e {
-            recording::RecordingError::Bpf(e) => e.into(),
-            recording::RecordingError::Allowlist(e) => e.into(),
+            record::recording::RecordingError::Bpf(e) => e.into(),
+            record::recording::RecordingError::Allowlist(e) => e.into(),
         }
     }
 }

@@ -19,7 +19,7 @@ use crate::fsutil;
 use crate::launch::{self, LaunchError};
 use crate::privileges;
 use crate::progress::ProgressLine;
-use crate::recording::Recording;
+use crate::record::recording::Recording;
 use crate::seccomp::SeccompProgram;
 use crate::signals::{self, StopSignals};
 use crate::target::CgroupTarget;

@@ -162,7 +162,7 @@ impl SyscallCounter {
         gathered: &mut BTreeMap<(u32, usize, usize), Gathered>,
     ) -> Result<(), BpfError> {
         let states: PerCpuArray<&MapData, ArgState> = map_ref(&self.ebpf, MAP_ARG_STATE)?;
-        for &slot in &self.used_slots {
+        for &slot in &self.pool.used {
             let per_cpu = states.get(&slot, 0).map_err(|source| BpfError::Map {
                 name: MAP_ARG_STATE,
                 source,
@@ -183,7 +183,7 @@ impl SyscallCounter {
             }
         }
         // Flags specs of used slots get a (possibly zero) union even when no bit was set.
-        for &slot in &self.used_slots {
+        for &slot in &self.pool.used {
             for (spec, m) in self.arg_meanings.iter().flatten().enumerate() {
                 if m.kind == ArgKind::Flags {
                     for phase in 0..ARG_PHASES {

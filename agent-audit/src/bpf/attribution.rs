@@ -103,11 +103,11 @@ impl SyscallCounter {
             .into_iter()
             .filter(|e| {
                 matches!(
-                    self.slots.get(e.slot.0),
+                    self.pool.table.get(e.slot.0),
                     SlotState::Target(_) | SlotState::Pooled
                 )
             })
-            .partition(|e| matches!(self.slots.get(e.slot.0), SlotState::Target(_)));
+            .partition(|e| matches!(self.pool.table.get(e.slot.0), SlotState::Target(_)));
         self.exec_backlog = kept;
         ready
     }

@@ -1,6 +1,10 @@
 //! Bookkeeping of target slots: which are free, which wait in the kernel's pool for a cgroup
 //! created below a watched parent, and which count a target.
 
+use std::collections::{HashSet, VecDeque};
+
+use super::TargetSlot;
+
 /// The state of one slot.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(super) enum SlotState {
@@ -10,6 +14,36 @@ pub(super) enum SlotState {
     Pooled,
     /// Counting this cgroup id.
     Target(u64),
+}
+
+/// Userspace's side of the slot pool: each slot's state, which slots need zeroing before
+/// reuse, and the children of watched parents waiting for a slot.
+pub(super) struct SlotPool {
+    /// Every slot's state.
+    pub(super) table: SlotTable,
+    /// Slots that have counted before, whose counters and attribution must be cleared
+    /// before reuse (the maps start zeroed).
+    pub(super) used: HashSet<u32>,
+    /// A parent is watched: every free slot is kept in the kernel's pool.
+    pub(super) pooling: bool,
+    /// Children of a watched parent that found every slot in use, first come first served
+    /// when a slot frees.
+    pub(super) waiting: VecDeque<u64>,
+    /// Slots given to waiting children, not yet reported by `claimed_targets`.
+    pub(super) assigned: Vec<(u64, TargetSlot)>,
+}
+
+impl SlotPool {
+    /// `len` free slots, none used yet.
+    pub(super) fn new(len: usize) -> Self {
+        Self {
+            table: SlotTable::new(len),
+            used: HashSet::new(),
+            pooling: false,
+            waiting: VecDeque::new(),
+            assigned: Vec::new(),
+        }
+    }
 }
 
 /// All slots of the per-target counter arrays.

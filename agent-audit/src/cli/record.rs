@@ -7,7 +7,7 @@ use crate::bpf::{AttachMode, CounterOptions};
 use crate::cgroup::CgroupV2Mount;
 use crate::exit::ExitCode;
 use crate::kube::KubeletCgroups;
-use crate::recorder::{self, OutputSpec, RecordOptions};
+use crate::record::{self, OutputSpec, RecordOptions};
 use crate::target::TargetSpec;
 use crate::Error;
 
@@ -119,7 +119,7 @@ impl RecordArgs {
             (None, None) if single => OutputSpec::File("allowlist.json".into()),
             (None, None) => OutputSpec::Dir(".".into()),
         };
-        recorder::record(RecordOptions {
+        record::record(RecordOptions {
             targets,
             globs,
             wait: self.wait,

@@ -11,7 +11,8 @@ use crate::allowlist::{
 };
 use crate::attribution;
 use crate::bpf::{
-    ArgUse, BpfError, CallDetails, ExecRecord, ProgramUse, SyscallCounter, TargetCounts, TargetSlot,
+    ArgUse, BpfError, CallDetails, ExecRecord, ProgramUse, SysEnterKind, SyscallCounter,
+    TargetCounts, TargetSlot,
 };
 use crate::runtimes::ExecPaths;
 use crate::starts;
@@ -158,7 +159,12 @@ impl Recording {
 
     /// The allowlist for the counts in `last`, with each syscall's programs and argument
     /// values from `details` (every target's; this one's are picked out).
-    pub fn allowlist(&self, attach: &str, complete: bool, details: &CallDetails) -> Allowlist {
+    pub fn allowlist(
+        &self,
+        attach: SysEnterKind,
+        complete: bool,
+        details: &CallDetails,
+    ) -> Allowlist {
         // The workload's rows get the workload's programs and values; the runtime's init its
         // own.
         let (init_uses, mine): (Vec<&ProgramUse>, Vec<&ProgramUse>) = details
@@ -217,7 +223,7 @@ impl Recording {
             host: HostInfo::current(),
             recorder: RecorderInfo {
                 version: env!("CARGO_PKG_VERSION").to_string(),
-                attach: attach.to_string(),
+                attach: attach.name().to_string(),
             },
             totals,
             syscalls,
@@ -304,7 +310,7 @@ impl Recording {
     /// Writes the file from the counts already read (see [`Self::sync`]).
     pub fn write_synced(
         &mut self,
-        attach: &str,
+        attach: SysEnterKind,
         complete: bool,
         details: &CallDetails,
     ) -> Result<Allowlist, RecordingError> {

@@ -1,0 +1,131 @@
+//! Reading what was counted: a target's per-CPU counters summed into plain values, which
+//! targets changed since the last look, and the shared attribution and argument tables.
+
+use agent_audit_ebpf::{
+    SyscallCounters, ABI_COUNT, MAP_COUNTERS, MAP_EXIT_COUNTERS, MAP_INIT_COUNTERS,
+    MAP_INIT_EXIT_COUNTERS, MUX_SLOTS, NR_SLOTS,
+};
+use aya::maps::{MapData, PerCpuArray};
+
+use super::{map_ref, ArgUse, BpfError, ProgramUse, SyscallCounter, TargetSlot};
+use crate::syscalls::Arch;
+
+/// Counts read for one target, summed over CPUs.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct TargetCounts {
+    /// Non-zero (arch, nr, count) triples.
+    pub syscalls: Vec<(Arch, u32, u64)>,
+    /// Calls whose number was outside `0..NR_SLOTS`.
+    pub out_of_range: u64,
+    /// Compat `socketcall` operations: (op, count), non-zero only.
+    pub socketcall_ops: Vec<(u32, u64)>,
+    /// Compat `ipc` operations: (op, count), non-zero only.
+    pub ipc_ops: Vec<(u32, u64)>,
+}
+
+impl TargetCounts {
+    /// Every call counted.
+    pub fn total(&self) -> u64 {
+        self.syscalls.iter().map(|s| s.2).sum::<u64>() + self.out_of_range
+    }
+}
+
+/// What was recorded about each call beyond its count, for every target at once (each is one
+/// shared table, read once per batch of allowlists).
+#[derive(Clone, Debug, Default)]
+pub struct CallDetails {
+    /// Which program made which syscall.
+    pub programs: Vec<ProgramUse>,
+    /// The values of the tracked arguments.
+    pub args: Vec<ArgUse>,
+}
+
+impl SyscallCounter {
+    /// Whether the target counted a call since the last time this was asked for its slot
+    /// (always true where that cannot be known). Asked before its counters are read: a call
+    /// that races with the read marks the slot again.
+    pub fn take_changed(&self, slot: TargetSlot) -> bool {
+        self.dirty.as_ref().is_none_or(|d| d.take(slot.0))
+    }
+    /// Reads a target's syscall-entry counters, summed over CPUs.
+    pub fn read(&self, slot: TargetSlot) -> Result<TargetCounts, BpfError> {
+        self.read_map(MAP_COUNTERS, slot)
+    }
+
+    /// Reads the calls a target made during its runtime-init phase (before its first exec);
+    /// empty for targets that started in the workload phase.
+    pub fn read_runtime_init(&self, slot: TargetSlot) -> Result<TargetCounts, BpfError> {
+        self.read_map(MAP_INIT_COUNTERS, slot)
+    }
+
+    /// Reads a target's syscall-exit counters (zero unless the exit counter is attached).
+    pub fn read_exits(&self, slot: TargetSlot) -> Result<TargetCounts, BpfError> {
+        self.read_map(MAP_EXIT_COUNTERS, slot)
+    }
+
+    /// Exits counted while the target was in the runtime's init (see [`Self::read_exits`]).
+    pub fn read_init_exits(&self, slot: TargetSlot) -> Result<TargetCounts, BpfError> {
+        self.read_map(MAP_INIT_EXIT_COUNTERS, slot)
+    }
+
+    fn read_map(&self, name: &'static str, slot: TargetSlot) -> Result<TargetCounts, BpfError> {
+        let counters: PerCpuArray<&MapData, SyscallCounters> = map_ref(&self.ebpf, name)?;
+        let per_cpu = counters
+            .get(&slot.0, 0)
+            .map_err(|source| BpfError::Map { name, source })?;
+        let mut out = TargetCounts::default();
+        let mut sums = vec![[0u64; NR_SLOTS]; ABI_COUNT];
+        let mut socketcall = [0u64; MUX_SLOTS];
+        let mut ipc = [0u64; MUX_SLOTS];
+        for cpu in per_cpu.iter() {
+            for (abi, row) in cpu.counts.iter().enumerate() {
+                for (nr, c) in row.iter().enumerate() {
+                    sums[abi][nr] += c;
+                }
+            }
+            out.out_of_range += cpu.other.iter().sum::<u64>();
+            for op in 0..MUX_SLOTS {
+                socketcall[op] += cpu.socketcall[op];
+                ipc[op] += cpu.ipc[op];
+            }
+        }
+        for (abi, row) in sums.iter().enumerate() {
+            // Numbered in u32 as syscalls are (a row has NR_SLOTS entries).
+            for (nr, &count) in (0u32..).zip(row) {
+                if count == 0 {
+                    continue;
+                }
+                match self.abi_arch[abi] {
+                    Some(arch) => out.syscalls.push((arch, nr, count)),
+                    // An ABI this host cannot have: keep the calls in the totals.
+                    None => out.out_of_range += count,
+                }
+            }
+        }
+        let nonzero = |ops: &[u64]| {
+            (0u32..)
+                .zip(ops)
+                .filter(|(_, &c)| c > 0)
+                .map(|(op, &c)| (op, c))
+                .collect::<Vec<_>>()
+        };
+        out.socketcall_ops = nonzero(&socketcall);
+        out.ipc_ops = nonzero(&ipc);
+        Ok(out)
+    }
+
+    /// Reads the attribution and argument tables, for all targets.
+    pub fn read_details(&self) -> Result<CallDetails, BpfError> {
+        Ok(CallDetails {
+            programs: self.read_attribution()?,
+            args: self.read_args()?,
+        })
+    }
+
+    /// Writes pending kernel-side log records to the log.
+    pub fn flush_logs(&mut self) {
+        if let Some(l) = &mut self.logger {
+            l.flush();
+        }
+    }
+}
