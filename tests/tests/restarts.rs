@@ -131,10 +131,8 @@ fn root_record_keep_waiting_adds_every_start_of_a_container_to_its_allowlist() {
         );
     }
     // SAFETY: kill(2) on our own, not yet reaped, child.
-    assert_eq!(
-        unsafe { libc::kill(recorder.0.id().cast_signed(), libc::SIGTERM) },
-        0
-    );
+    let sent = unsafe { libc::kill(recorder.0.id().cast_signed(), libc::SIGTERM) };
+    assert_eq!(sent, 0);
     let status = recorder.0.wait().unwrap();
     let log_text = log_text();
     assert_eq!(status.code(), Some(0), "{log_text}");
