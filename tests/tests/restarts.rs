@@ -8,14 +8,15 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use agent_audit_tests::allowlist::Allowlist;
 use agent_audit_tests::container::docker_busybox_image;
 use agent_audit_tests::process::{run, run_ok, wait_until};
 use agent_audit_tests::{agent_audit_bin, require_root, unique_name};
+use serde_json::Value;
 
-const TIMEOUT: Duration = Duration::from_secs(60);
+const TIMEOUT: Duration = Duration::from_secs(20);
 /// `getppid` calls per start.
 const CALLS: u64 = 1000;
 const STARTS: usize = 3;
@@ -117,13 +118,21 @@ fn root_record_keep_waiting_adds_every_start_of_a_container_to_its_allowlist() {
     for start in 1..=STARTS {
         run(Command::new("docker").args(["start", "-a", &name]), TIMEOUT).assert_code(0);
         // The start is over once its final state is in the file: its counts, complete.
-        wait_until(&format!("start {start} in the file"), TIMEOUT, || {
-            read_list(&out).is_some_and(|l| {
-                l.complete()
-                    && l.0["starts"].as_array().map_or(0, Vec::len) == start
-                    && l.count("getppid") == CALLS * start as u64
-            })
-        });
+        let done = |l: &Allowlist| {
+            l.complete()
+                && l.0["starts"].as_array().map_or(0, Vec::len) == start
+                && l.count("getppid") == CALLS * start as u64
+        };
+        let deadline = Instant::now() + TIMEOUT;
+        while !read_list(&out).is_some_and(|l| done(&l)) {
+            assert!(
+                Instant::now() < deadline,
+                "start {start} not in the file after {TIMEOUT:?}; file: {:#}\nrecorder log:\n{}",
+                read_list(&out).map_or(Value::Null, |l| l.0),
+                log_text()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
         assert!(
             recorder.0.try_wait().unwrap().is_none(),
             "the recorder ended after start {start}:\n{}",

@@ -148,6 +148,7 @@ impl Recordings {
         let mut written = Vec::new();
         let mut still_unwritten = Vec::new();
         for mut r in std::mem::take(&mut self.unwritten) {
+            self.take_earlier(&mut r);
             if let Some(list) = finish(counter, &mut r, &uses)? {
                 written.push(r.slot);
                 self.keep_final(&r, list);
@@ -179,7 +180,10 @@ impl Recordings {
         progress.clear();
         let uses = counter.read_details()?;
         let mut written = Vec::new();
+        // In the order they were picked up: a container's start that ended at once gets the
+        // final allowlist of its previous start, retired just before it.
         for mut r in gone {
+            self.take_earlier(&mut r);
             if let Some(list) = finish(counter, &mut r, &uses)? {
                 written.push(r.slot);
                 self.keep_final(&r, list);
@@ -202,21 +206,27 @@ impl Recordings {
     /// the last of them has ended and its file is written; a start with no earlier file at
     /// hand and none to come starts a file of its own.
     fn link_earlier_starts(&mut self) {
-        let pending: Vec<usize> = (0..self.active.len())
-            .filter(|&i| self.active[i].earlier_pending)
-            .collect();
-        for i in pending {
-            let out = self.active[i].out.clone();
-            if let Some(list) = self.finished.remove(&out) {
-                let r = &mut self.active[i];
-                r.earlier = Some(list);
-                r.earlier_pending = false;
-                r.unwritten = true;
+        for i in 0..self.active.len() {
+            if !self.active[i].earlier_pending {
                 continue;
             }
-            let before = |r: &Recording| r.out == out && !r.earlier_pending;
+            if let Some(list) = self.finished.remove(&self.active[i].out) {
+                self.active[i].add_earlier_starts(list);
+                continue;
+            }
+            let out = &self.active[i].out;
+            let before = |r: &Recording| &r.out == out && !r.earlier_pending;
             let to_come = self.active.iter().any(before) || self.unwritten.iter().any(before);
             self.active[i].earlier_pending = to_come;
+        }
+    }
+
+    /// Gives `r` its earlier starts' final allowlist if it waits for one that is at hand.
+    fn take_earlier(&mut self, r: &mut Recording) {
+        if r.earlier_pending {
+            if let Some(list) = self.finished.remove(&r.out) {
+                r.add_earlier_starts(list);
+            }
         }
     }
 

@@ -237,6 +237,13 @@ impl Recording {
         self.with_earlier_starts(list)
     }
 
+    /// Adds the earlier starts of the same target (their final allowlist) to this one's files.
+    pub fn add_earlier_starts(&mut self, earlier: Allowlist) {
+        self.earlier = Some(earlier);
+        self.earlier_pending = false;
+        self.unwritten = true;
+    }
+
     /// For a `record` target: this start's entry in `starts`, after the earlier starts' (whose
     /// counts are added in).
     fn with_earlier_starts(&self, mut list: Allowlist) -> Allowlist {
