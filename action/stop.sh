@@ -78,6 +78,8 @@ output report-json "$report"
 output calls "$(jq '.summary.totals.calls' "$report")"
 output distinct "$(jq '.summary.totals.distinct_names' "$report")"
 output dangerous "$(jq '.findings.dangerous_observed | length' "$report")"
+output findings "$(jq '.verdict.findings' "$report")"
+output verdict "$(jq -r '.verdict.status' "$report")"
 output new-syscalls "${new[*]}"
 output new-count "${#new[@]}"
 

@@ -2,7 +2,8 @@
 //! layouts and limits. `no_std` so that the BPF target and the host build the same definitions.
 //!
 //! Minimum kernel: 5.5 for `tp_btf` attachment (5.8 for the `raw_tp` fallback's
-//! `bpf_get_current_ancestor_cgroup_id`). Developed and tested on 6.18.
+//! `bpf_get_current_ancestor_cgroup_id`), 5.12 for argument values (`BPF_ATOMIC` OR).
+//! Developed and tested on 6.18.
 #![no_std]
 
 /// Target slots: how many cgroup targets one daemon can watch at once. Each target owns one
@@ -46,6 +47,29 @@ pub const WATCH_PARENT: u32 = 0x8000_0000;
 /// keeps *every* free slot in it, so a burst of new cgroups can take all of them at once.
 pub const MAP_FREE_SLOTS: &str = "FREE_SLOTS";
 
+/// `Array<ClaimedName>` with [`MAX_TARGETS`] elements, indexed by slot: the name and parent of
+/// the cgroup the kernel program last claimed the slot for, written at that cgroup's first
+/// counted call, so that userspace can name a cgroup created and removed before its inotify
+/// event was read.
+pub const MAP_CLAIMED_NAMES: &str = "CLAIMED_NAMES";
+/// `[u32; 2]`: offsets of `cgroup.ancestors` and `kernfs_node.name` from the kernel's BTF;
+/// 0 where unknown (no names are recorded then).
+pub const GLOBAL_NAME_LAYOUT: &str = "NAME_LAYOUT";
+/// Bytes of a cgroup's name kept, with its NUL (a name has at most 255 bytes).
+pub const CGROUP_NAME_LEN: usize = 256;
+
+/// A claimed cgroup's name, as the kernel program found it.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ClaimedName {
+    /// The cgroup's id; 0 while the entry is written (or never was).
+    pub id: u64,
+    /// Its parent's id (the watched parent).
+    pub parent_id: u64,
+    /// Its kernfs name, NUL-terminated.
+    pub name: [u8; CGROUP_NAME_LEN],
+}
+
 /// `HashMap<u64, u64>`: children of a watched parent that found no slot to claim (every slot
 /// in use) → `CLOCK_MONOTONIC` ns of the first such call. Userspace drains it, reports each
 /// one, and gives it the next slot that frees (its own [`MAP_TARGETS`] entry, then a
@@ -69,7 +93,9 @@ pub const MAP_TARGETS: &str = "TARGETS";
 /// target at or above it. Filled by the kernel program only, on first sight of a cgroup in a
 /// generation; eviction just costs one more ancestor walk.
 pub const MAP_CGROUP_VERDICT: &str = "CGROUP_VERDICT";
-/// `PerCpuArray<SyscallCounters>` with [`MAX_TARGETS`] elements, indexed by slot: syscall entries.
+/// `Array<SyscallCounters>` with [`MAX_TARGETS`] elements, indexed by slot: syscall entries.
+/// Shared by every CPU and updated with atomic adds, so that its memory does not grow with the
+/// CPU count (per-CPU copies were ~12 MiB per CPU at 256 slots).
 pub const MAP_COUNTERS: &str = "COUNTERS";
 /// Same layout as [`MAP_COUNTERS`], for syscall *exits*; only filled while `verify` runs.
 /// A call refused by seccomp never reaches `sys_enter` but does reach `sys_exit`, so
@@ -81,7 +107,7 @@ pub const MAP_EXIT_COUNTERS: &str = "EXIT_COUNTERS";
 /// fails the container's start, which `verify` reports as such.
 pub const MAP_INIT_EXIT_COUNTERS: &str = "INIT_EXIT_COUNTERS";
 
-/// `PerCpuArray<SyscallCounters>`, like [`MAP_COUNTERS`], for calls a target made while in
+/// `Array<SyscallCounters>`, like [`MAP_COUNTERS`], for calls a target made while in
 /// [`PHASE_RUNTIME_INIT`]: the container runtime's own init, before the workload's first exec.
 pub const MAP_INIT_COUNTERS: &str = "INIT_COUNTERS";
 /// `Array<u32>` with [`MAX_TARGETS`] elements: each slot's phase.
@@ -99,7 +125,9 @@ pub const PHASE_WORKLOAD: u32 = 0;
 /// by `--wait` from their cgroup's creation); the exec call itself belongs to this phase.
 pub const PHASE_RUNTIME_INIT: u32 = 1;
 
-/// `PerCpuArray<AttribEntry>` with [`ATTRIB_ENTRIES`] elements: which program made which
+/// `u32`: entries of [`MAP_ATTRIB`] minus one, the index mask.
+pub const GLOBAL_ATTRIB_MASK: &str = "ATTRIB_MASK";
+/// `PerCpuArray<AttribEntry>` with at most [`ATTRIB_ENTRIES`] elements: which program made which
 /// syscall, as a per-CPU direct-mapped table indexed by a hash of the key. The common case (a
 /// key already in this CPU's table) touches only per-CPU arrays; a collision spills into
 /// [`MAP_ATTRIB_OVERFLOW`].
@@ -110,7 +138,9 @@ pub const MAP_ATTRIB_OVERFLOW: &str = "ATTRIB_OVERFLOW";
 pub const MAP_TASK_CACHE: &str = "TASK_CACHE";
 /// `RingBuf` of [`ExecEvent`]s: every successful exec inside a target.
 pub const MAP_EXEC_EVENTS: &str = "EXEC_EVENTS";
-/// Entries of [`MAP_ATTRIB`] (a power of two).
+/// Entries of [`MAP_ATTRIB`] per CPU at most (a power of two; fewer on hosts with many CPUs,
+/// so that all CPUs' tables together stay within a fixed budget: each CPU then sees fewer of
+/// the host's tasks).
 pub const ATTRIB_ENTRIES: u32 = 8192;
 /// Entries of [`MAP_ATTRIB_OVERFLOW`].
 pub const ATTRIB_OVERFLOW_ENTRIES: u32 = 65536;
@@ -307,7 +337,8 @@ pub const MAX_ARGS_PER_SYSCALL: usize = 2;
 pub const ARG_VALUES_PER_CPU: u8 = 64;
 /// Phases argument values are kept apart for: 0 the workload, 1 the runtime's init.
 pub const ARG_PHASES: usize = 2;
-/// Entries of [`MAP_ARG_VALUES`] (a power of two).
+/// Entries of [`MAP_ARG_VALUES`] per CPU at most (a power of two; fewer on hosts with many
+/// CPUs, so that all CPUs' tables together stay within a fixed budget).
 pub const ARG_VALUE_ENTRIES: u32 = 4096;
 /// Entries of [`MAP_ARG_VALUES_SPILL`].
 pub const ARG_SPILL_ENTRIES: u32 = 16384;
@@ -333,9 +364,15 @@ pub const GLOBAL_ARG_SPECS: &str = "ARG_SPECS";
 /// calls in row 0 and compat calls in row 1.
 pub const GLOBAL_ARG_REG_OFFSETS: &str = "ARG_REG_OFFSETS";
 
-/// `PerCpuArray<ArgState>` with [`MAX_TARGETS`] elements, indexed by slot.
+/// `Array<ArgState>` with [`MAX_TARGETS`] elements, indexed by slot, shared by every CPU.
 pub const MAP_ARG_STATE: &str = "ARG_STATE";
-/// `PerCpuArray<ArgValueEntry>` with [`ARG_VALUE_ENTRIES`] elements: (target, phase, spec,
+/// `PerCpuArray<ArgAdded>` with [`MAX_TARGETS`] elements, indexed by slot: the per-CPU cap on
+/// new values (96 bytes per slot and CPU).
+pub const MAP_ARG_ADDED: &str = "ARG_ADDED";
+/// `u32`: entries of [`MAP_ARG_VALUES`] minus one, the index mask (userspace creates the table
+/// with fewer entries per CPU on hosts with many CPUs).
+pub const GLOBAL_ARG_VALUE_MASK: &str = "ARG_VALUE_MASK";
+/// `PerCpuArray<ArgValueEntry>` with at most [`ARG_VALUE_ENTRIES`] elements: (target, phase, spec,
 /// value) → calls, as a per-CPU direct-mapped table indexed by a hash of the key, like
 /// [`MAP_ATTRIB`]; a collision spills into [`MAP_ARG_VALUES_SPILL`].
 pub const MAP_ARG_VALUES: &str = "ARG_VALUES";
@@ -360,16 +397,15 @@ pub struct ArgSpec {
     pub _pad: u32,
 }
 
-/// Per target and CPU: the bits seen by `flags` specs and the bookkeeping of `values` specs.
+/// Per target, shared by every CPU: the bits seen by `flags` specs and which sets are
+/// incomplete. Bits are ORed in atomically; an incompleteness mark is a store of 1.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ArgState {
     /// `flags[phase][spec]`: union of the (masked) values seen.
     pub flags: [[u64; MAX_TRACKED_ARGS]; ARG_PHASES],
-    /// `added[phase][spec]`: distinct values this CPU added to the value tables.
-    pub added: [[u8; MAX_TRACKED_ARGS]; ARG_PHASES],
     /// `incomplete[phase][spec]`: non-zero when a value was not kept (over
-    /// [`ARG_VALUES_PER_CPU`], tables full, or the argument could not be read).
+    /// [`ARG_VALUES_PER_CPU`] on a CPU, tables full, or the argument could not be read).
     pub incomplete: [[u8; MAX_TRACKED_ARGS]; ARG_PHASES],
 }
 
@@ -377,8 +413,22 @@ impl ArgState {
     /// Nothing seen.
     pub const ZERO: Self = Self {
         flags: [[0; MAX_TRACKED_ARGS]; ARG_PHASES],
-        added: [[0; MAX_TRACKED_ARGS]; ARG_PHASES],
         incomplete: [[0; MAX_TRACKED_ARGS]; ARG_PHASES],
+    };
+}
+
+/// Per target and CPU: how many distinct values this CPU added to the value tables.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ArgAdded {
+    /// `added[phase][spec]`.
+    pub added: [[u8; MAX_TRACKED_ARGS]; ARG_PHASES],
+}
+
+impl ArgAdded {
+    /// Nothing added.
+    pub const ZERO: Self = Self {
+        added: [[0; MAX_TRACKED_ARGS]; ARG_PHASES],
     };
 }
 
@@ -418,7 +468,7 @@ pub struct CgroupVerdict {
     pub generation: u32,
 }
 
-/// Per-target, per-CPU syscall counts. Userspace sums the CPUs.
+/// Per-target syscall counts, shared by every CPU (atomic adds).
 #[repr(C)]
 #[derive(Clone, Copy)]
 pub struct SyscallCounters {
@@ -467,6 +517,12 @@ unsafe impl aya::Pod for TaskLayout {}
 unsafe impl aya::Pod for ArgState {}
 // SAFETY: as above.
 #[cfg(all(feature = "user", not(target_arch = "bpf")))]
+unsafe impl aya::Pod for ArgAdded {}
+// SAFETY: as above.
+#[cfg(all(feature = "user", not(target_arch = "bpf")))]
+unsafe impl aya::Pod for ClaimedName {}
+// SAFETY: as above.
+#[cfg(all(feature = "user", not(target_arch = "bpf")))]
 unsafe impl aya::Pod for ArgValueKey {}
 // SAFETY: as above.
 #[cfg(all(feature = "user", not(target_arch = "bpf")))]
@@ -477,13 +533,16 @@ const _: () = assert!(core::mem::size_of::<AttribEntry>() == 48);
 const _: () = assert!(core::mem::size_of::<ExecEvent>() == 48 + EXEC_FILENAME_LEN);
 const _: () = assert!(ATTRIB_ENTRIES.is_power_of_two());
 const _: () = assert!(core::mem::size_of::<ArgSpec>() == 16);
+const _: () = assert!(core::mem::size_of::<ClaimedName>() == 16 + CGROUP_NAME_LEN);
 const _: () = assert!(core::mem::size_of::<TaskLayout>() == 36);
-const _: () = assert!(core::mem::size_of::<ArgState>() == ARG_PHASES * MAX_TRACKED_ARGS * 10);
+const _: () = assert!(core::mem::size_of::<ArgState>() == ARG_PHASES * MAX_TRACKED_ARGS * 9);
+const _: () = assert!(core::mem::size_of::<ArgAdded>() == ARG_PHASES * MAX_TRACKED_ARGS);
 const _: () = assert!(core::mem::size_of::<ArgValueKey>() == 16);
 const _: () = assert!(core::mem::size_of::<ArgValueEntry>() == 24);
 const _: () = assert!(ARG_VALUE_ENTRIES.is_power_of_two());
 // Spec numbers are stored as `u8` (+1 in ARG_FIRST).
 const _: () = assert!(MAX_TRACKED_ARGS < 255);
 
-// The per-CPU array value must fit one percpu allocation unit (32 KiB).
+// Small enough for the stack of the userspace reader, and a multiple of 8 as map values are.
 const _: () = assert!(core::mem::size_of::<SyscallCounters>() <= 32 * 1024);
+const _: () = assert!(core::mem::size_of::<SyscallCounters>().is_multiple_of(8));

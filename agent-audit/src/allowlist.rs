@@ -513,17 +513,69 @@ pub struct PrivilegeDrop {
     pub unprivileged: Vec<String>,
 }
 
+/// Refuses, in one list of syscall entries, a name that is not its number's, `null` for a
+/// number that has a name, an (arch, number) listed twice, and a malformed `args` list.
+fn check_entries(
+    list: &'static str,
+    entries: &[SyscallCount],
+    path: &Path,
+) -> Result<(), AllowlistError> {
+    let mut seen = std::collections::HashMap::with_capacity(entries.len());
+    for (index, s) in entries.iter().enumerate() {
+        match (&s.name, s.arch.syscall_name(s.nr)) {
+            (Some(name), _) if s.arch.syscall_nr(name) != Some(s.nr) => {
+                return Err(AllowlistError::UnknownSyscall {
+                    path: path.to_path_buf(),
+                    arch: s.arch,
+                    name: name.clone(),
+                    nr: s.nr,
+                });
+            }
+            (None, Some(name)) => {
+                return Err(AllowlistError::UnnamedKnownSyscall {
+                    path: path.to_path_buf(),
+                    list,
+                    index,
+                    arch: s.arch,
+                    nr: s.nr,
+                    name,
+                });
+            }
+            _ => {}
+        }
+        if let Some(first) = seen.insert((s.arch, s.nr), index) {
+            return Err(AllowlistError::DuplicateEntry {
+                path: path.to_path_buf(),
+                list,
+                index,
+                first,
+                arch: s.arch,
+                nr: s.nr,
+            });
+        }
+        ArgRecord::check_list(&s.args).map_err(|problem| AllowlistError::BadArgs {
+            path: path.to_path_buf(),
+            arch: s.arch,
+            nr: s.nr,
+            problem,
+        })?;
+    }
+    Ok(())
+}
+
 /// An allowlist file that cannot be used.
 #[derive(Debug, thiserror::Error)]
 pub enum AllowlistError {
     /// The file could not be read, or is not a bounded UTF-8 regular file.
     #[error("allowlist: {0}")]
     Read(#[from] InputError),
-    /// The file is not JSON of the expected shape.
-    #[error("{path} is not a valid allowlist: {source}")]
+    /// The file is not JSON of the expected shape (a key given twice in one object included).
+    #[error("{path} is not a valid allowlist: {field}: {source}")]
     Parse {
         /// The file.
         path: PathBuf,
+        /// JSON path of the offending field (`syscalls[3].count`; `.` for the document).
+        field: String,
         /// Where and what.
         source: serde_json::Error,
     },
@@ -546,6 +598,46 @@ pub enum AllowlistError {
         name: String,
         /// The number recorded.
         nr: u32,
+    },
+    /// One (arch, number) listed twice in `syscalls` or `runtime_init`: the recorder writes
+    /// each once, so one of the two counts would be lost or doubled by every reader.
+    #[error(
+        "{path}: {list}[{index}] ({arch} number {nr}) repeats {list}[{first}]: each (arch, \
+         number) is listed once"
+    )]
+    DuplicateEntry {
+        /// The file.
+        path: PathBuf,
+        /// `syscalls` or `runtime_init`.
+        list: &'static str,
+        /// Index of the repeated entry.
+        index: usize,
+        /// Index of its first appearance.
+        first: usize,
+        /// Arch of the entry.
+        arch: Arch,
+        /// Number of the entry.
+        nr: u32,
+    },
+    /// `name: null` for a number that has a name: the call would silently leave every profile
+    /// made from the file, which allows syscalls by name.
+    #[error(
+        "{path}: {list}[{index}] has name null, but {arch} number {nr} is {name:?} (write its \
+         name)"
+    )]
+    UnnamedKnownSyscall {
+        /// The file.
+        path: PathBuf,
+        /// `syscalls` or `runtime_init`.
+        list: &'static str,
+        /// Index of the entry.
+        index: usize,
+        /// Arch of the entry.
+        arch: Arch,
+        /// Number of the entry.
+        nr: u32,
+        /// The name the arch's table has for it.
+        name: &'static str,
     },
     /// An `args` list that breaks the format's rules.
     #[error("{path}: {arch} syscall number {nr}: args: {problem}")]
@@ -621,6 +713,8 @@ impl AllowlistError {
             AllowlistError::Parse { .. }
             | AllowlistError::Schema { .. }
             | AllowlistError::UnknownSyscall { .. }
+            | AllowlistError::DuplicateEntry { .. }
+            | AllowlistError::UnnamedKnownSyscall { .. }
             | AllowlistError::BadArgs { .. }
             | AllowlistError::InconsistentTotals(_) => ExitCode::DATA,
         }
@@ -712,13 +806,15 @@ impl Allowlist {
 
     /// Parses and validates allowlist JSON; `path` only names the source in errors.
     pub fn parse(text: &str, path: &Path) -> Result<Self, AllowlistError> {
+        let parse_error = |field: String, source| AllowlistError::Parse {
+            path: path.to_path_buf(),
+            field,
+            source,
+        };
         // Check the schema first so that a file from a newer version gets a clear message
         // rather than a complaint about some field.
         let value: serde_json::Value =
-            serde_json::from_str(text).map_err(|source| AllowlistError::Parse {
-                path: path.to_path_buf(),
-                source,
-            })?;
+            serde_json::from_str(text).map_err(|source| parse_error(".".into(), source))?;
         let schema = value.get("schema").and_then(|s| s.as_str()).unwrap_or("");
         if schema != SCHEMA_V1 {
             return Err(AllowlistError::Schema {
@@ -726,30 +822,16 @@ impl Allowlist {
                 found: schema.to_string(),
             });
         }
-        let list: Allowlist =
-            serde_json::from_value(value).map_err(|source| AllowlistError::Parse {
-                path: path.to_path_buf(),
-                source,
-            })?;
-        for s in &list.syscalls {
-            if let Some(name) = &s.name {
-                if s.arch.syscall_nr(name) != Some(s.nr) {
-                    return Err(AllowlistError::UnknownSyscall {
-                        path: path.to_path_buf(),
-                        arch: s.arch,
-                        name: name.clone(),
-                        nr: s.nr,
-                    });
-                }
-            }
-        }
-        for s in list.syscalls.iter().chain(&list.runtime_init) {
-            ArgRecord::check_list(&s.args).map_err(|problem| AllowlistError::BadArgs {
-                path: path.to_path_buf(),
-                arch: s.arch,
-                nr: s.nr,
-                problem,
-            })?;
+        // From the text, not from `value`: a JSON object keeps the last of two equal keys,
+        // the derived readers refuse the second, as the profile reader does.
+        let mut de = serde_json::Deserializer::from_str(text);
+        let list: Allowlist = serde_path_to_error::deserialize(&mut de)
+            .map_err(|e| parse_error(e.path().to_string(), e.into_inner()))?;
+        for (name, entries) in [
+            ("syscalls", &list.syscalls),
+            ("runtime_init", &list.runtime_init),
+        ] {
+            check_entries(name, entries, path)?;
         }
         list.check_totals(path)?;
         Ok(list)
@@ -905,6 +987,94 @@ mod tests {
             .to_json()
             .replace("SCMP_ARCH_X86\"", "SCMP_ARCH_VAX\"");
         assert!(Allowlist::parse(&json, p).is_err());
+    }
+
+    /// Issue 20 item 7: what a JSON object or a list would silently resolve (the last of two
+    /// keys, two entries for one call, a call without its name) is refused, naming the entry.
+    #[test]
+    fn refuses_repeated_keys_repeated_entries_and_null_names_of_known_calls() {
+        let p = Path::new("in.json");
+        let refused = |json: &str| {
+            let err = Allowlist::parse(json, p).unwrap_err();
+            assert_eq!(err.exit_code(), ExitCode::DATA, "{err}");
+            err
+        };
+        let json = sample().to_json();
+        // The second "count" of getppid's entry would win in a JSON object.
+        let twice = json.replacen("\"count\": 8", "\"count\": 8, \"count\": 1", 1);
+        assert_ne!(twice, json);
+        let err = refused(&twice);
+        let text = err.to_string();
+        assert!(
+            matches!(&err, AllowlistError::Parse { field, .. } if field == "syscalls[0]"),
+            "{text}"
+        );
+        assert!(text.contains("duplicate field `count`"), "{text}");
+        let err = refused(&json.replacen(
+            "\"complete\": true",
+            "\"complete\": true, \"complete\": false",
+            1,
+        ));
+        assert!(
+            err.to_string().contains("duplicate field `complete`"),
+            "{err}"
+        );
+
+        // getppid listed twice, totals kept consistent with the entries.
+        let mut list = sample();
+        list.syscalls.push(list.syscalls[0].clone());
+        list.totals.calls += list.syscalls[0].count;
+        list.totals.distinct += 1;
+        let err = refused(&list.to_json());
+        assert!(
+            matches!(
+                err,
+                AllowlistError::DuplicateEntry {
+                    list: "syscalls",
+                    index: 4,
+                    first: 0,
+                    nr: 110,
+                    ..
+                }
+            ),
+            "{err}"
+        );
+        assert!(err.to_string().contains("syscalls[4]"), "{err}");
+
+        // getppid (x86_64 110) written without its name.
+        let mut list = sample();
+        list.syscalls[0].name = None;
+        let err = refused(&list.to_json());
+        assert!(
+            matches!(
+                err,
+                AllowlistError::UnnamedKnownSyscall {
+                    index: 0,
+                    nr: 110,
+                    name: "getppid",
+                    ..
+                }
+            ),
+            "{err}"
+        );
+        // The same in `runtime_init`.
+        let mut list = sample();
+        list.runtime_init = vec![list.syscalls[0].clone(), list.syscalls[0].clone()];
+        let err = refused(&list.to_json());
+        assert!(
+            matches!(
+                err,
+                AllowlistError::DuplicateEntry {
+                    list: "runtime_init",
+                    index: 1,
+                    ..
+                }
+            ),
+            "{err}"
+        );
+        // A number without a name in its table stays `null` and is read.
+        assert_eq!(sample().syscalls[3].name, None);
+        Allowlist::parse(&sample().to_json(), p).unwrap();
     }
 
     #[test]

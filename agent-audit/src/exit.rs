@@ -49,16 +49,21 @@ EXIT CODES:
         timed out or left processes running, `diff` found differences (see
         --fail-on), `audit`'s verify failed or its report has findings
     2   usage error
-    65  malformed input: bad JSON, unknown schema, architecture or syscall name;
-        not UTF-8, over 64 MiB, or not a regular file (FIFO, device); a profile
-        `verify` cannot enforce (refused by libseccomp, or over the kernel's
-        4096-instruction limit)
+    65  malformed input: bad JSON (a key given twice included), unknown schema,
+        architecture or syscall name; an allowlist listing a syscall twice or
+        `name: null` for a number that has a name; a profile with more than 4096
+        distinct rules; not UTF-8, over 64 MiB, or not a regular file (FIFO,
+        device); a profile `verify` cannot enforce (refused by libseccomp, or over
+        the kernel's 4096-instruction limit)
     66  not found: cgroup (or a directory that is no cgroup), pid, container or input
         file
-    69  unsupported host: no cgroup v2, no BTF, no sys_enter tracepoint, BPF refused
+    69  unsupported host: no cgroup v2, no BTF, no sys_enter tracepoint, BPF refused;
+        a container engine that does not answer, or cannot say where its
+        containers' cgroups appear
     70  internal error (a bug)
-    73  output cannot be written
-    74  other I/O error
+    73  output cannot be written: also standard output closed at start (`>&-`), or
+        another user's FIFO or device that stops reading (given 5 s)
+    74  other I/O error (`--help` into a full device included)
     77  missing privileges (root, or CAP_BPF + CAP_PERFMON, or CAP_SYS_ADMIN)
     `run` exits with the command's own status (128+N if a signal N ended it) once the
     command has started; 127 if it was not found, 126 if it could not be executed, 74 if

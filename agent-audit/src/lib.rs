@@ -14,6 +14,7 @@ pub mod cli;
 pub mod container;
 pub mod convergence;
 pub mod diff;
+pub mod engine;
 pub mod exit;
 pub mod fsutil;
 pub mod kube;

@@ -8,6 +8,7 @@ use std::path::Path;
 use crate::bpf::BpfError;
 use crate::cgroup::CgroupError;
 use crate::container::ContainerError;
+use crate::engine::EngineError;
 use crate::target::TargetError;
 use crate::Error;
 
@@ -87,11 +88,10 @@ pub fn missing_option(err: &Error) -> Option<MissingOption> {
         Error::Privileges(_) => return Some(MissingOption::Capability),
         Error::Bpf(BpfError::NoBtf { .. }) => return Some(MissingOption::BtfMount),
         Error::Cgroup(e) | Error::Target(TargetError::Cgroup(e)) => e,
-        Error::Target(TargetError::Container(ContainerError::NotFound { .. }))
-            if !Path::new(DOCKER_SOCKET).exists() =>
-        {
-            return Some(MissingOption::DockerSocket)
-        }
+        Error::Target(
+            TargetError::Container(ContainerError::NotFound { .. })
+            | TargetError::Engine(EngineError::NoEngine { .. }),
+        ) if !Path::new(DOCKER_SOCKET).exists() => return Some(MissingOption::DockerSocket),
         _ => return None,
     };
     match cgroup {

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use crate::allowlist::TargetInfo;
 use crate::cgroup::{Cgroup, CgroupError, CgroupV2Mount};
 use crate::container::{self, ContainerError};
+use crate::engine::{EngineError, EngineSocket};
 
 /// One target as given on the command line.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -15,8 +16,13 @@ pub enum TargetSpec {
     CgroupId(u64),
     /// `--pid PID`: that process's cgroup.
     Pid(u32),
-    /// `--container NAME|ID`.
-    Container(String),
+    /// `--container NAME|ID`, on the engine `--engine-socket` (or `DOCKER_HOST`) names.
+    Container {
+        /// The name or id.
+        name: String,
+        /// Which engine to ask.
+        engine: EngineSocket,
+    },
 }
 
 /// A target that could not be resolved.
@@ -28,6 +34,9 @@ pub enum TargetError {
     /// The container engine side failed.
     #[error(transparent)]
     Container(#[from] ContainerError),
+    /// The engine cannot say where a container's cgroup will appear.
+    #[error(transparent)]
+    Engine(#[from] EngineError),
 }
 
 impl TargetError {
@@ -36,6 +45,7 @@ impl TargetError {
         match self {
             TargetError::Cgroup(e) => e.exit_code(),
             TargetError::Container(e) => e.exit_code(),
+            TargetError::Engine(e) => e.exit_code(),
         }
     }
 }
@@ -61,8 +71,8 @@ impl CgroupTarget {
             ),
             TargetSpec::CgroupId(id) => ("cgroup-id", id.to_string(), mount.resolve_id(*id)?, None),
             TargetSpec::Pid(pid) => ("pid", pid.to_string(), mount.resolve_pid(*pid)?, None),
-            TargetSpec::Container(name) => {
-                let c = container::resolve(name)?;
+            TargetSpec::Container { name, engine } => {
+                let c = container::resolve(name, engine)?;
                 let cgroup = mount.resolve_pid(c.pid)?;
                 ("container", name.clone(), cgroup, Some(c))
             }

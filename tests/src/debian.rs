@@ -1,25 +1,30 @@
 //! A real Debian root filesystem for the container tests: `debootstrap --variant=minbase` with
-//! nodejs, git and python3, from the Debian archive this machine's apt is configured with, and
-//! imported with `docker import` (these machines have no registry).
+//! the packages a test asks for (the agent image: nodejs, git and python3; daemon images: squid,
+//! nginx, postgres), from the Debian archive this machine's apt is configured with, and imported with
+//! `docker import` (these machines have no registry).
 //!
-//! Built once and cached: the root filesystem under `target/debian-rootfs/<key>/` (a marker file
-//! says debootstrap finished), the image as `agent-audit-tests/debian:<key>`; the key is derived
-//! from the mirror, the suite and the package list. An unreachable mirror fails the test that
-//! needs the image, with debootstrap's own words: there is no silent skip.
+//! Built once per package set and cached: the root filesystem under
+//! `target/debian-rootfs/<key>/` (a marker file says debootstrap finished), the image as
+//! `agent-audit-tests/debian:<key>`; the key is derived from the mirror, the suite and the
+//! package list. An unreachable mirror fails the test that needs the image, with debootstrap's
+//! own words: there is no silent skip.
 
 use std::collections::hash_map::DefaultHasher;
+use std::collections::HashMap;
 use std::fs;
 use std::hash::{Hash, Hasher};
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::OnceLock;
+use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use crate::process::run;
 use crate::workspace_root;
 
-/// What is installed on top of `minbase`.
+/// What the agent image installs on top of `minbase`.
 pub const PACKAGES: &[&str] = &["nodejs", "git", "python3"];
+/// The daemon image: daemons that start as root and drop to their own user, and a client.
+pub const DAEMON_PACKAGES: &[&str] = &["squid", "nginx-light", "postgresql-15", "curl"];
 /// debootstrap downloads and unpacks ~150 packages; on a slow mirror that takes minutes.
 const DEBOOTSTRAP_TIMEOUT: Duration = Duration::from_secs(20 * 60);
 const IMPORT_TIMEOUT: Duration = Duration::from_secs(10 * 60);
@@ -133,29 +138,62 @@ pub fn configured_debian_mirror() -> AptSource {
         })
 }
 
-/// The Debian image, built (or found) once per test binary; its tag.
+/// The key of a root filesystem with `packages` (its cache directory, its images' tags).
+fn key_of(source: &AptSource, packages: &[&str]) -> String {
+    let mut hasher = DefaultHasher::new();
+    (source, packages, "minbase").hash(&mut hasher);
+    format!("{:016x}", hasher.finish())
+}
+
+/// The key of the agent root filesystem ([`PACKAGES`]): its cache directory, its images' tags.
+pub fn debian_key() -> String {
+    key_of(&configured_debian_mirror(), PACKAGES)
+}
+
+/// The agent root filesystem ([`PACKAGES`]), bootstrapped unless cached under
+/// `target/debian-rootfs/<key>`, for engines other than Docker to import.
+pub fn debian_rootfs() -> PathBuf {
+    let source = configured_debian_mirror();
+    let key = key_of(&source, PACKAGES);
+    bootstrapped_rootfs(&source, &key, PACKAGES)
+}
+
+/// The agent image ([`PACKAGES`]), built (or found) once per test binary; its tag.
 pub fn debian_image() -> &'static str {
     static IMAGE: OnceLock<String> = OnceLock::new();
-    IMAGE.get_or_init(|| {
-        let source = configured_debian_mirror();
-        let mut hasher = DefaultHasher::new();
-        (&source, PACKAGES, "minbase").hash(&mut hasher);
-        let key = format!("{:016x}", hasher.finish());
-        let tag = format!("agent-audit-tests/debian:{key}");
-        let known = Command::new("docker")
-            .args(["image", "inspect", "--format", "{{.Id}}", &tag])
-            .output()
-            .is_ok_and(|o| o.status.success());
-        if !known {
-            let rootfs = debian_rootfs(&source, &key);
-            import(&rootfs, &tag);
-        }
-        tag
-    })
+    IMAGE.get_or_init(|| debian_image_with(PACKAGES))
+}
+
+/// A Debian image with `packages` installed on top of `minbase`, built (or found) once per
+/// package set; its tag. Tests asking for the same set at once wait for one build.
+pub fn debian_image_with(packages: &[&str]) -> String {
+    static BUILT: Mutex<Option<HashMap<Vec<String>, String>>> = Mutex::new(None);
+    let wanted: Vec<String> = packages.iter().map(|p| p.to_string()).collect();
+    // A test that panicked while building leaves nothing half-registered: start over.
+    let mut built = BUILT
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    let built = built.get_or_insert_with(HashMap::new);
+    if let Some(tag) = built.get(&wanted) {
+        return tag.clone();
+    }
+    let source = configured_debian_mirror();
+    let key = key_of(&source, packages);
+    let tag = format!("agent-audit-tests/debian:{key}");
+    let known = Command::new("docker")
+        .args(["image", "inspect", "--format", "{{.Id}}", &tag])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !known {
+        let rootfs = bootstrapped_rootfs(&source, &key, packages);
+        import(&rootfs, &tag);
+    }
+    built.insert(wanted, tag.clone());
+    tag
 }
 
 /// `target/debian-rootfs/<key>/rootfs`, bootstrapped unless a finished one is there.
-fn debian_rootfs(source: &AptSource, key: &str) -> PathBuf {
+fn bootstrapped_rootfs(source: &AptSource, key: &str, packages: &[&str]) -> PathBuf {
     let dir = workspace_root().join("target/debian-rootfs").join(key);
     let rootfs = dir.join("rootfs");
     let finished = dir.join("finished");
@@ -173,7 +211,7 @@ fn debian_rootfs(source: &AptSource, key: &str) -> PathBuf {
     let done = run(
         Command::new("/usr/sbin/debootstrap")
             .arg("--variant=minbase")
-            .arg(format!("--include={}", PACKAGES.join(",")))
+            .arg(format!("--include={}", packages.join(",")))
             .arg(&source.suite)
             .arg(&rootfs)
             .arg(&source.uri),
@@ -192,7 +230,7 @@ fn debian_rootfs(source: &AptSource, key: &str) -> PathBuf {
     eprintln!(
         "debootstrap of Debian {} ({}) from {}: {:.1} s",
         source.suite,
-        PACKAGES.join(", "),
+        packages.join(", "),
         source.uri,
         started.elapsed().as_secs_f64()
     );

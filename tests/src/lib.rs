@@ -5,9 +5,11 @@
 pub mod allowlist;
 pub mod argprobe;
 pub mod armed;
+pub mod browser;
 pub mod cgroup;
 pub mod container;
 pub mod debian;
+pub mod engine;
 pub mod foreground;
 pub mod golang;
 pub mod image;

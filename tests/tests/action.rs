@@ -136,6 +136,11 @@ fn root_action_scripts_write_summary_outputs_and_fail_on_a_new_syscall() {
         "{outputs:?}"
     );
     assert_eq!(outputs["new-count"], "0");
+    outputs["findings"].parse::<u64>().unwrap();
+    assert!(
+        ["unverified", "changes-needed"].contains(&outputs["verdict"].as_str()),
+        "{outputs:?}"
+    );
     let committed = dir.path().join("committed-profile.json");
     fs::copy(&outputs["profile"], &committed).unwrap();
     let older = dir.path().join("older-profile.json");

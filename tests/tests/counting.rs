@@ -119,3 +119,67 @@ fn root_run_without_btf_falls_back_to_raw_tp_and_still_counts_exactly() {
     assert_eq!(list.attach(), "raw_tp");
     assert_counted_exactly(&list);
 }
+
+/// Runs `getppid-loop ARGS` under `agent-audit run`; returns its allowlist.
+fn run_helper(dir: &Path, args: &[&str]) -> Allowlist {
+    let out = dir.join("allowlist.json");
+    let mut audit = Command::new(agent_audit_bin());
+    audit
+        .arg("run")
+        .arg("--out")
+        .arg(&out)
+        .arg("--")
+        .arg(HELPER)
+        .args(args);
+    run(&mut audit, TIMEOUT).assert_code(0);
+    Allowlist::read(&out)
+}
+
+#[test]
+fn root_run_counts_5m_calls_of_4_threads_on_every_cpu_exactly() {
+    require_root();
+    // Four threads hammer one counter of one target from every CPU at once: the counters all
+    // CPUs share (atomic adds) must lose none.
+    const CALLS: u64 = 5_000_000;
+    let dir = tempfile::tempdir().unwrap();
+    let list = run_helper(dir.path(), &["--threads", "4", &CALLS.to_string()]);
+    let got = list.count("getppid");
+    assert!(
+        (CALLS..=CALLS + SLACK).contains(&got),
+        "getppid counted {got} times; 4 threads made {CALLS}"
+    );
+    assert!(
+        list.count("clone3") + list.count("clone") >= 4,
+        "no thread creation in {:#}",
+        list.0
+    );
+}
+
+#[test]
+fn root_run_counts_a_storm_of_1000_forks_exactly() {
+    require_root();
+    // 1 000 children forked at once, each making 7 calls and exiting, on both CPUs together.
+    const FORKS: u64 = 1000;
+    const CALLS: u64 = 7 * FORKS;
+    let dir = tempfile::tempdir().unwrap();
+    let list = run_helper(
+        dir.path(),
+        &["--forks", &FORKS.to_string(), &CALLS.to_string()],
+    );
+    let got = list.count("getppid");
+    assert!(
+        (CALLS..=CALLS + SLACK).contains(&got),
+        "getppid counted {got} times; {FORKS} children made {CALLS}"
+    );
+    let forks = list.count("clone") + list.count("fork") + list.count("clone3");
+    assert!(
+        (FORKS..=FORKS + SLACK).contains(&forks),
+        "{forks} forks counted for {FORKS}:\n{:#}",
+        list.0
+    );
+    let waits = list.count("wait4");
+    assert!(
+        (FORKS..=FORKS + SLACK).contains(&waits),
+        "{waits} wait4 counted for {FORKS}"
+    );
+}

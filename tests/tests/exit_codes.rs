@@ -2,6 +2,7 @@
 //! through the real binary, checking the code, a word of the message, and that nothing hangs.
 
 use std::fs::{self, File};
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -16,6 +17,23 @@ struct Case {
     args: Vec<String>,
     code: i32,
     mentions: Vec<&'static str>,
+    /// What standard output is.
+    stdout: Stdout,
+    /// Environment added.
+    env: Vec<(&'static str, String)>,
+    /// How long it may take (an engine socket is given 10 s per request).
+    within: Duration,
+}
+
+/// Standard output of a case.
+#[derive(Clone, Copy)]
+enum Stdout {
+    /// A pipe the test reads.
+    Piped,
+    /// Closed, as `>&-` leaves it.
+    Closed,
+    /// `/dev/full`: every write fails with ENOSPC.
+    Full,
 }
 
 fn case(args: &[&dyn AsRef<std::ffi::OsStr>], code: i32, mentions: &[&'static str]) -> Case {
@@ -26,6 +44,22 @@ fn case(args: &[&dyn AsRef<std::ffi::OsStr>], code: i32, mentions: &[&'static st
             .collect(),
         code,
         mentions: mentions.to_vec(),
+        stdout: Stdout::Piped,
+        env: Vec::new(),
+        within: Duration::from_secs(10),
+    }
+}
+
+impl Case {
+    fn stdout(mut self, stdout: Stdout) -> Self {
+        self.stdout = stdout;
+        self
+    }
+
+    fn env(mut self, name: &'static str, value: String, within: Duration) -> Self {
+        self.env.push((name, value));
+        self.within = within;
+        self
     }
 }
 
@@ -65,11 +99,39 @@ fn profile() -> PathBuf {
     workspace_root().join("tests/data/profiles/gh-aw-firewall-agent-seccomp.json")
 }
 
+/// Makes descriptor 1 of `cmd` what `stdout` says, between fork and exec (after `run` has set
+/// up its pipes).
+fn set_stdout(cmd: &mut Command, stdout: Stdout) {
+    let full = std::ffi::CString::new("/dev/full").unwrap();
+    // SAFETY: only async-signal-safe calls (open, dup2, close) on memory prepared before fork.
+    unsafe {
+        cmd.pre_exec(move || {
+            match stdout {
+                Stdout::Piped => {}
+                Stdout::Closed => {
+                    libc::close(1);
+                }
+                Stdout::Full => {
+                    let fd = libc::open(full.as_ptr(), libc::O_WRONLY);
+                    if fd < 0 || libc::dup2(fd, 1) < 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                    libc::close(fd);
+                }
+            }
+            Ok(())
+        });
+    }
+}
+
 fn run_case(case: &Case) {
     let started = Instant::now();
-    let done = run(Command::new(agent_audit_bin()).args(&case.args), TIMEOUT);
+    let mut cmd = Command::new(agent_audit_bin());
+    cmd.args(&case.args).envs(case.env.iter().cloned());
+    set_stdout(&mut cmd, case.stdout);
+    let done = run(&mut cmd, TIMEOUT);
     assert!(
-        started.elapsed() < Duration::from_secs(10),
+        started.elapsed() < case.within,
         "{:?} took {:?}",
         case.args,
         started.elapsed()
@@ -310,6 +372,165 @@ fn clash_cases(inputs: &Inputs) -> Vec<Case> {
     ]
 }
 
+/// Allowlists a reader used to resolve silently (issue 20 item 7): a key given twice, an
+/// (arch, nr) listed twice, `name: null` for a number that has a name. Profiles past the
+/// distinct-rule bound (item 5).
+fn lenient_input_cases(inputs: &Inputs) -> Vec<Case> {
+    let text = fs::read_to_string(allowlist()).unwrap();
+    let mut list: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let entry = list["syscalls"][0].clone();
+    let write = |file: &str, text: String| {
+        let path = inputs.path(file);
+        fs::write(&path, text).unwrap();
+        path
+    };
+    let key_twice = write(
+        "key-twice.allowlist.json",
+        text.replacen(
+            "\"complete\": true",
+            "\"complete\": true, \"complete\": false",
+            1,
+        ),
+    );
+    let mut twice = list.clone();
+    twice["syscalls"]
+        .as_array_mut()
+        .unwrap()
+        .push(entry.clone());
+    let count = entry["count"].as_u64().unwrap();
+    let calls = twice["totals"]["calls"].as_u64().unwrap();
+    twice["totals"]["calls"] = (calls + count).into();
+    let distinct = twice["totals"]["distinct"].as_u64().unwrap();
+    twice["totals"]["distinct"] = (distinct + 1).into();
+    let entry_twice = write("entry-twice.allowlist.json", twice.to_string());
+    list["syscalls"][0]["name"] = serde_json::Value::Null;
+    let unnamed = write("unnamed.allowlist.json", list.to_string());
+    let rules: Vec<String> = (0..=4096)
+        .map(|v| {
+            format!(
+                r#"{{"names":["socket"],"action":"SCMP_ACT_ALLOW","args":[{{"index":0,"value":{v},"op":"SCMP_CMP_EQ"}}]}}"#
+            )
+        })
+        .collect();
+    let too_many = write(
+        "too-many-rules.json",
+        format!(
+            r#"{{"defaultAction":"SCMP_ACT_ERRNO","syscalls":[{}]}}"#,
+            rules.join(",")
+        ),
+    );
+    let out = inputs.path("out.json");
+    let (list, prof) = (allowlist(), profile());
+    let mut cases = Vec::new();
+    for (bad, word) in [
+        (&key_twice, "duplicate field `complete`"),
+        (&entry_twice, "repeats syscalls[0]"),
+        (&unnamed, "has name null"),
+    ] {
+        cases.push(case(&[&"profile", bad, &"-o", &out], 65, &[word]));
+        cases.push(case(&[&"report", bad, &"--format", &"md"], 65, &[word]));
+        cases.push(case(&[&"diff", bad, &prof], 65, &[word]));
+    }
+    let bound = ["4097 distinct rules"];
+    cases.extend([
+        case(&[&"check", &too_many], 65, &bound),
+        case(&[&"diff", &too_many, &list], 65, &bound),
+        case(
+            &[
+                &"report",
+                &list,
+                &"--format",
+                &"md",
+                &"--profile",
+                &too_many,
+            ],
+            65,
+            &bound,
+        ),
+        case(
+            &[&"profile", &list, &"--base", &too_many, &"-o", &out],
+            65,
+            &bound,
+        ),
+        case(
+            &[&"verify", &"--profile", &too_many, &"--", &"/bin/true"],
+            65,
+            &bound,
+        ),
+    ]);
+    cases
+}
+
+/// Outputs that vanish (issue 20 item 6): a closed standard output is 73 before any work; a
+/// full one for `--help` is 74; an engine socket that never answers is 69, named.
+fn vanishing_output_cases(inputs: &Inputs) -> Vec<Case> {
+    let (list, prof) = (allowlist(), profile());
+    let closed = ["standard output is closed"];
+    let socket = inputs.path("silent.sock");
+    let host = format!("unix://{}", socket.display());
+    let engine_wait = Duration::from_secs(30);
+    let absent = "agent-audit-exit-codes-absent-container";
+    vec![
+        case(&[&"run", &"--out", &"-", &"--", &"/bin/true"], 73, &closed).stdout(Stdout::Closed),
+        case(&[&"report", &list, &"--format", &"md"], 73, &closed).stdout(Stdout::Closed),
+        case(
+            &[
+                &"verify",
+                &"--profile",
+                &prof,
+                &"-o",
+                &"-",
+                &"--",
+                &"/bin/true",
+            ],
+            73,
+            &closed,
+        )
+        .stdout(Stdout::Closed),
+        case(
+            &[
+                &"record",
+                &"--pid",
+                &"1",
+                &"--duration",
+                &"30",
+                &"--out",
+                &"-",
+            ],
+            73,
+            &closed,
+        )
+        .stdout(Stdout::Closed),
+        case(&[&"--help"], 74, &["No space left"]).stdout(Stdout::Full),
+        case(&[&"check", &"--help"], 74, &["No space left"]).stdout(Stdout::Full),
+        case(
+            &[
+                &"record",
+                &"--wait",
+                &"--container",
+                &absent,
+                &"--out-dir",
+                &inputs.dir.path(),
+            ],
+            69,
+            &["silent.sock", "no answer"],
+        )
+        .env("DOCKER_HOST", host.clone(), engine_wait),
+        case(
+            &[
+                &"verify",
+                &"--profile",
+                &prof,
+                &"--docker-container",
+                &absent,
+            ],
+            69,
+            &["silent.sock", "no answer"],
+        )
+        .env("DOCKER_HOST", host, engine_wait),
+    ]
+}
+
 #[test]
 fn root_each_error_class_exits_with_its_documented_code() {
     require_root();
@@ -321,6 +542,10 @@ fn root_each_error_class_exits_with_its_documented_code() {
     cases.extend(unwritable_cases(&inputs));
     cases.extend(target_cases(&inputs));
     cases.extend(usage_cases());
+    cases.extend(lenient_input_cases(&inputs));
+    cases.extend(vanishing_output_cases(&inputs));
+    // Takes connections and never answers them (nothing accepts).
+    let _silent = std::os::unix::net::UnixListener::bind(inputs.path("silent.sock")).unwrap();
     for case in &cases {
         run_case(case);
     }

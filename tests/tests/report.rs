@@ -124,7 +124,7 @@ fn report_is_deterministic_fits_a_comment_and_uses_the_exit_codes() {
     let md = std::fs::read_to_string(&one).unwrap();
     assert_eq!(md, std::fs::read_to_string(&two).unwrap());
     assert!(md.len() <= 65_536);
-    assert!(md.contains("**Privilege drop in"), "{md}");
+    assert!(md.contains("**Privilege drop** in 1 run(s)"), "{md}");
     assert!(
         md.contains("`unshare`"),
         "the dangerous call is a finding:\n{md}"

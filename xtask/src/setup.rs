@@ -33,6 +33,7 @@ const TEST_PACKAGES: &[&str] = &[
     "git",
     "debootstrap", // the Debian root filesystem of the Debian container test
     "golang-go",   // the Go workload (tests/data/workloads/go_http), built static
+    "podman",      // the second engine (tests/tests/engines.rs), with runc
 ];
 
 /// Debian packages `cargo xtask bench` uses: the reference tracers, bpftool (the BPF-statistics

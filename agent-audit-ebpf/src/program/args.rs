@@ -1,20 +1,21 @@
 //! The values of the few syscall arguments a seccomp rule can compare (`tracked-args.json`),
 //! per target, phase and ABI. Only calls inside a target whose syscall is tracked pay more than
 //! one byte load: userspace resolves the tracked names to numbers per ABI at load time into a
-//! read-only table. Bit sets are ORed into a per-CPU array; enumerations are counted in a
-//! per-CPU direct-mapped table like attribution's, and only a collision touches a shared map.
+//! read-only table. Bit sets are ORed atomically into an array every CPU shares; enumerations
+//! are counted in a per-CPU direct-mapped table like attribution's (its size set by userspace
+//! from the CPU count), and only a collision touches a shared map.
 
-use core::intrinsics::{atomic_xadd, AtomicOrdering};
+use core::intrinsics::{atomic_or, atomic_xadd, AtomicOrdering};
 
 use agent_audit_ebpf::{
-    ArgSpec, ArgState, ArgValueEntry, ArgValueKey, ABI_COMPAT32, ABI_COUNT, ARG_KIND_FLAGS,
-    ARG_SOURCE_CLONE_ARGS_FLAGS, ARG_SPILL_ENTRIES, ARG_VALUES_PER_CPU, ARG_VALUE_ENTRIES,
-    MAX_ARGS_PER_SYSCALL, MAX_TARGETS, MAX_TRACKED_ARGS, NR_SLOTS,
+    ArgAdded, ArgSpec, ArgState, ArgValueEntry, ArgValueKey, ABI_COMPAT32, ABI_COUNT,
+    ARG_KIND_FLAGS, ARG_SOURCE_CLONE_ARGS_FLAGS, ARG_SPILL_ENTRIES, ARG_VALUES_PER_CPU,
+    ARG_VALUE_ENTRIES, MAX_ARGS_PER_SYSCALL, MAX_TARGETS, MAX_TRACKED_ARGS, NR_SLOTS,
 };
 use aya_ebpf::{
     helpers::{bpf_probe_read_kernel, bpf_probe_read_user},
     macros::map,
-    maps::{HashMap, PerCpuArray},
+    maps::{Array, HashMap, PerCpuArray},
 };
 
 use super::global;
@@ -42,8 +43,15 @@ static ARG_SPECS: [ArgSpec; MAX_TRACKED_ARGS] = [ArgSpec {
 #[no_mangle]
 static ARG_REG_OFFSETS: [[u32; 6]; 2] = [[0; 6]; 2];
 
+/// The value table's index mask (see `GLOBAL_ARG_VALUE_MASK`).
+#[no_mangle]
+static ARG_VALUE_MASK: u32 = ARG_VALUE_ENTRIES - 1;
+
 #[map(name = "ARG_STATE")]
-static ARG_STATE: PerCpuArray<ArgState> = PerCpuArray::with_max_entries(MAX_TARGETS, 0);
+static ARG_STATE: Array<ArgState> = Array::with_max_entries(MAX_TARGETS, 0);
+
+#[map(name = "ARG_ADDED")]
+static ARG_ADDED: PerCpuArray<ArgAdded> = PerCpuArray::with_max_entries(MAX_TARGETS, 0);
 
 #[map(name = "ARG_VALUES")]
 static ARG_VALUES: PerCpuArray<ArgValueEntry> = PerCpuArray::with_max_entries(ARG_VALUE_ENTRIES, 0);
@@ -147,7 +155,9 @@ fn record_tracked<R: SavedRegs>(
     let Some(state) = ARG_STATE.get_ptr_mut(slot) else {
         return;
     };
-    // SAFETY: this CPU's element; programs on one CPU do not nest on sys_enter.
+    // SAFETY: a live element of an array map every CPU shares: its bits are only ORed in
+    // atomically; the other fields take racing stores of the same value, or a count that a
+    // lost increment only lets go one value further.
     let state = unsafe { &mut *state };
     const _: () = assert!(MAX_ARGS_PER_SYSCALL == 2);
     let position = Position { slot, abi, phase };
@@ -241,7 +251,10 @@ fn add_bits(state: &mut ArgState, phase: usize, spec_nr: usize, bits: u64) {
         .get_mut(phase)
         .and_then(|row| row.get_mut(spec_nr))
     {
-        *b |= bits;
+        if *b | bits != *b {
+            // SAFETY: a live, aligned `u64` of a map value; every update is atomic.
+            unsafe { atomic_or::<u64, u64, { AtomicOrdering::Relaxed }>(b, bits) };
+        }
     }
 }
 
@@ -257,11 +270,17 @@ fn mark_incomplete(state: &mut ArgState, phase: usize, spec_nr: usize) {
 }
 
 /// Whether this CPU may add one more distinct value for the key's (target, phase, spec); if
-/// not, the set is marked incomplete instead.
+/// not, the set is marked incomplete instead. The count is this CPU's own (`ARG_ADDED`), so a
+/// value every CPU sees counts once on each, as when the whole state was per CPU.
 #[inline(always)]
 fn may_add_value(state: &mut ArgState, key: &ArgValueKey) -> bool {
     let (phase, spec_nr) = (usize::from(key.phase), usize::from(key.spec));
-    let Some(added) = state
+    let Some(added) = ARG_ADDED.get_ptr_mut(key.slot_plus_one.wrapping_sub(1)) else {
+        return false;
+    };
+    // SAFETY: this CPU's element; programs on one CPU do not nest on sys_enter.
+    let added = unsafe { &mut *added };
+    let Some(added) = added
         .added
         .get_mut(phase)
         .and_then(|row| row.get_mut(spec_nr))
@@ -289,7 +308,7 @@ fn count_value(state: &mut ArgState, key: &ArgValueKey) {
             ^ u32::from(key.spec).wrapping_mul(0xC2B2_AE35)
             ^ u32::from(key.phase),
     );
-    let Some(entry) = ARG_VALUES.get_ptr_mut(hash & (ARG_VALUE_ENTRIES - 1)) else {
+    let Some(entry) = ARG_VALUES.get_ptr_mut(hash & global(&ARG_VALUE_MASK)) else {
         return;
     };
     // SAFETY: this CPU's element.

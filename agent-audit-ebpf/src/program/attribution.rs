@@ -17,6 +17,11 @@ use aya_ebpf::{
 
 use super::{global, task::Current, PRCTL_NR};
 
+/// The table's index mask: its entries minus one, set by userspace to the size it created the
+/// table with (fewer entries per CPU on hosts with more CPUs, see `GLOBAL_ATTRIB_MASK`).
+#[no_mangle]
+static ATTRIB_MASK: u32 = ATTRIB_ENTRIES - 1;
+
 /// `last_ns` is refreshed on every this many calls of a (program, syscall) key.
 const LAST_SEEN_EVERY: u64 = 64;
 
@@ -90,7 +95,7 @@ pub(super) fn attribute<T: Current>(
         ^ (nr as u32).wrapping_mul(0x85EB_CA6B)
         ^ (abi as u32).wrapping_mul(0xC2B2_AE35)
         ^ u32::from(flags);
-    let index = mix(hash) & (ATTRIB_ENTRIES - 1);
+    let index = mix(hash) & global(&ATTRIB_MASK);
     let Some(entry) = ATTRIB.get_ptr_mut(index) else {
         return;
     };

@@ -3,6 +3,7 @@
 mod args;
 mod attribution;
 mod exec;
+mod names;
 mod task;
 
 use agent_audit_ebpf::{
@@ -10,6 +11,8 @@ use agent_audit_ebpf::{
     MAX_CGROUP_DEPTH, MAX_STARVED, MAX_TARGETS, MAX_TARGET_ENTRIES, MUX_SLOTS, NO_TARGET, NR_SLOTS,
     PHASE_RUNTIME_INIT, PHASE_WORKLOAD, WATCH_PARENT, X32_SYSCALL_BIT,
 };
+use core::intrinsics::{atomic_xadd, AtomicOrdering};
+
 use aya_ebpf::{
     bindings::BPF_F_MMAPABLE,
     helpers::{bpf_get_current_ancestor_cgroup_id, bpf_ktime_get_ns, bpf_probe_read_kernel},
@@ -92,10 +95,10 @@ static CGROUP_VERDICT: LruHashMap<u64, CgroupVerdict> =
     LruHashMap::with_max_entries(MAX_CACHED_CGROUPS, 0);
 
 #[map(name = "COUNTERS")]
-static COUNTERS: PerCpuArray<SyscallCounters> = PerCpuArray::with_max_entries(MAX_TARGETS, 0);
+static COUNTERS: Array<SyscallCounters> = Array::with_max_entries(MAX_TARGETS, 0);
 
 #[map(name = "INIT_COUNTERS")]
-static INIT_COUNTERS: PerCpuArray<SyscallCounters> = PerCpuArray::with_max_entries(MAX_TARGETS, 0);
+static INIT_COUNTERS: Array<SyscallCounters> = Array::with_max_entries(MAX_TARGETS, 0);
 
 #[map(name = "PHASE")]
 static PHASE: Array<u32> = Array::with_max_entries(MAX_TARGETS, 0);
@@ -104,11 +107,10 @@ static PHASE: Array<u32> = Array::with_max_entries(MAX_TARGETS, 0);
 static DIRTY: Array<u32> = Array::with_max_entries(MAX_TARGETS, BPF_F_MMAPABLE);
 
 #[map(name = "EXIT_COUNTERS")]
-static EXIT_COUNTERS: PerCpuArray<SyscallCounters> = PerCpuArray::with_max_entries(MAX_TARGETS, 0);
+static EXIT_COUNTERS: Array<SyscallCounters> = Array::with_max_entries(MAX_TARGETS, 0);
 
 #[map(name = "INIT_EXIT_COUNTERS")]
-static INIT_EXIT_COUNTERS: PerCpuArray<SyscallCounters> =
-    PerCpuArray::with_max_entries(MAX_TARGETS, 0);
+static INIT_EXIT_COUNTERS: Array<SyscallCounters> = Array::with_max_entries(MAX_TARGETS, 0);
 
 /// `tp_btf/sys_enter(struct pt_regs *regs, long id)`: the preferred attachment (needs BTF).
 #[btf_tracepoint(function = "sys_enter")]
@@ -159,8 +161,6 @@ pub fn sys_exit(ctx: TracePointContext) -> u32 {
         EXIT_COUNTERS.get_ptr_mut(slot)
     };
     if let Some(counters) = exits {
-        // SAFETY: per-CPU element, written only from this CPU.
-        let counters = unsafe { &mut *counters };
         bump(counters, abi, nr);
     }
     0
@@ -187,9 +187,6 @@ fn count_enter<C: EbpfContext, T: Current, R: args::SavedRegs>(
     let Some(counters) = counters_of(slot, runtime_init) else {
         return;
     };
-    // SAFETY: the per-CPU element is only written by this CPU, and programs on one CPU do not
-    // nest on sys_enter.
-    let counters = unsafe { &mut *counters };
     bump(counters, abi, nr);
     if abi == ABI_COMPAT32 {
         count_multiplexer(counters, regs, nr);
@@ -228,7 +225,7 @@ fn mark_changed(slot: u32) {
     }
 }
 
-/// This CPU's counters of `slot` for the phase. Each map has its own lookup call so that the
+/// The counters of `slot` for the phase. Each map has its own lookup call so that the
 /// verifier can inline both (a lookup in a map chosen at run time is a call through the map's
 /// operations, several times the cost of the rest of the counting).
 #[inline(always)]
@@ -294,23 +291,40 @@ fn abi_and_nr<T: Current>(id: i64, current: &T) -> (usize, u64) {
     (ABI_NATIVE, nr)
 }
 
+/// Counts one call in a target's counters, which every CPU shares: an atomic add, so that
+/// the counters cost the same memory on any number of CPUs and stay exact.
 #[inline(always)]
-fn bump(counters: &mut SyscallCounters, abi: usize, nr: u64) {
+fn bump(counters: *mut SyscallCounters, abi: usize, nr: u64) {
+    // SAFETY: `counters` is a live element of an array map; only its address is taken here.
+    let counters = unsafe { &mut *counters };
     let in_table = usize::try_from(nr).ok().filter(|&nr| nr < NR_SLOTS);
     if let Some(nr) = in_table {
         if let Some(c) = counters.counts.get_mut(abi).and_then(|row| row.get_mut(nr)) {
-            *c += 1;
+            add_one(c);
         }
     } else if let Some(c) = counters.other.get_mut(abi) {
-        *c += 1;
+        // SAFETY: as in `add_one`. Sequentially consistent (the same `lock xadd` in BPF) only
+        // so that LLVM does not merge the two branches' adds into one: it would then compute
+        // both addresses before the bounds check, and the verifier refuses that.
+        unsafe { atomic_xadd::<u64, u64, { AtomicOrdering::SeqCst }>(c, 1) };
     }
+}
+
+/// One more in a counter other CPUs update at the same time (BPF's atomic add; the result is
+/// unused, so LLVM emits the plain `lock xadd` every BPF CPU version has).
+#[inline(always)]
+fn add_one(counter: *mut u64) {
+    // SAFETY: a live, aligned `u64` of a map value, only ever updated atomically.
+    unsafe { atomic_xadd::<u64, u64, { AtomicOrdering::Relaxed }>(counter, 1) };
 }
 
 /// i386 `socketcall`/`ipc` multiplex many operations through one number: count which
 /// operation (the first argument) so the report can name the socket calls a 32-bit program
 /// made. Rare path: compat tasks only.
 #[inline(never)]
-fn count_multiplexer(counters: &mut SyscallCounters, regs: *const u8, nr: u64) {
+fn count_multiplexer(counters: *mut SyscallCounters, regs: *const u8, nr: u64) {
+    // SAFETY: a live element of an array map; its counters are only updated atomically.
+    let counters = unsafe { &mut *counters };
     let table = if nr == u64::from(global(&COMPAT_SOCKETCALL_NR)) {
         &mut counters.socketcall
     } else if nr == u64::from(global(&COMPAT_IPC_NR)) {
@@ -327,7 +341,7 @@ fn count_multiplexer(counters: &mut SyscallCounters, regs: *const u8, nr: u64) {
         0
     };
     if let Some(c) = table.get_mut(index) {
-        *c += 1;
+        add_one(c);
     }
 }
 
@@ -379,6 +393,9 @@ fn resolve_verdict<C: EbpfContext>(ctx: &C, cgroup_id: u64, generation: u32) -> 
             unsafe { bpf_get_current_ancestor_cgroup_id(watched_child_level.cast_signed()) };
         if child != 0 {
             slot = claim_slot(child);
+            if slot != NO_TARGET {
+                names::record(slot, child, watched_child_level);
+            }
         }
     }
     let verdict = CgroupVerdict { slot, generation };

@@ -18,6 +18,12 @@ use super::global;
 #[no_mangle]
 static TASK_LAYOUT: TaskLayout = TaskLayout::UNKNOWN;
 
+/// The task layout the loader set (all offsets 0 when unknown).
+#[inline(always)]
+pub(crate) fn layout() -> TaskLayout {
+    global(&TASK_LAYOUT)
+}
+
 /// What the hot path asks about the task that made the call.
 pub(crate) trait Current {
     /// The task's cgroup v2 id (`bpf_get_current_cgroup_id`).

@@ -14,6 +14,7 @@ use std::path::{Path, PathBuf};
 use crate::allowlist::Allowlist;
 use crate::bpf::CounterOptions;
 use crate::convergence::Convergence;
+use crate::engine::EngineSocket;
 use crate::exit::ExitCode;
 use crate::fsutil::{self, OutputError};
 use crate::policy;
@@ -37,10 +38,12 @@ pub enum Workload {
         /// Its working directory; `None`: a fresh temporary directory per run.
         cwd: Option<PathBuf>,
     },
-    /// A stopped Docker container, started with `docker start -a` for each run.
+    /// A stopped container, started through its engine's API for each run.
     Container {
         /// Its name or id.
         name: String,
+        /// Its engine (Docker or Podman).
+        engine: EngineSocket,
     },
 }
 
@@ -172,10 +175,10 @@ pub fn audit(opts: &AuditOptions) -> Result<AuditOutcome, Error> {
         dir: opts.out_dir.clone(),
     };
     layout.prepare()?;
-    if let Workload::Container { name } = &opts.workload {
-        container::ensure_stopped(name)?;
-        // Refused before any run is recorded: a profile Docker would not apply to it.
-        SourceContainer::inspect(name).map_err(VerifyError::from)?;
+    if let Workload::Container { name, engine } = &opts.workload {
+        container::ensure_stopped(name, engine)?;
+        // Refused before any run is recorded: a profile the engine would not apply to it.
+        SourceContainer::inspect(name, engine).map_err(VerifyError::from)?;
     }
     let (paths, convergence) = record_runs(opts, &layout)?;
     step(&format!("convergence: {}", convergence.line));
@@ -192,7 +195,9 @@ pub fn audit(opts: &AuditOptions) -> Result<AuditOutcome, Error> {
         Workload::Command { argv, cwd } => {
             Some(verify_command(opts, &layout, argv, cwd.as_deref())?)
         }
-        Workload::Container { name } => Some(verify_container(opts, &layout, name)?),
+        Workload::Container { name, engine } => {
+            Some(verify_container(opts, &layout, name, engine)?)
+        }
     };
     let report = write_reports(&layout, paths, verify.is_some())?;
     Ok(AuditOutcome {
@@ -264,11 +269,11 @@ fn record_one(opts: &AuditOptions, run: usize, out: &Path) -> Result<Allowlist, 
             }
             Ok(outcome.allowlist)
         }
-        Workload::Container { name } => {
+        Workload::Container { name, engine } => {
             step(&format!(
                 "run {run}: recording container {name} from its start"
             ));
-            container::record_start(name, out)?;
+            container::record_start(name, engine, out)?;
             Ok(Allowlist::read(out)?)
         }
     }
@@ -386,6 +391,7 @@ fn verify_container(
     opts: &AuditOptions,
     layout: &Layout,
     name: &str,
+    engine: &EngineSocket,
 ) -> Result<VerifyReport, Error> {
     step(&format!(
         "verify: running a copy of container {name} under the profile (the dangerous-syscall \
@@ -397,6 +403,7 @@ fn verify_container(
         name: name.to_string(),
         attach: opts.counter.attach,
         timeout: opts.verify_timeout,
+        engine: engine.clone(),
     })?;
     eprint!("{}", result.to_text());
     Ok(result)

@@ -5,11 +5,11 @@
 use std::collections::BTreeMap;
 
 use agent_audit_ebpf::{
-    ArgSpec, ArgState, ArgValueEntry, ArgValueKey, ABI_COUNT, ARG_KIND_FLAGS, ARG_KIND_VALUES,
-    ARG_PHASES, ARG_SOURCE_CLONE_ARGS_FLAGS, ARG_SOURCE_REGISTER, ARG_VALUE_ENTRIES, MAP_ARG_STATE,
-    MAP_ARG_VALUES, MAP_ARG_VALUES_SPILL, MAX_TRACKED_ARGS, NR_SLOTS,
+    ArgAdded, ArgSpec, ArgState, ArgValueEntry, ArgValueKey, ABI_COUNT, ARG_KIND_FLAGS,
+    ARG_KIND_VALUES, ARG_PHASES, ARG_SOURCE_CLONE_ARGS_FLAGS, ARG_SOURCE_REGISTER, MAP_ARG_ADDED,
+    MAP_ARG_STATE, MAP_ARG_VALUES, MAP_ARG_VALUES_SPILL, MAX_TRACKED_ARGS, NR_SLOTS,
 };
-use aya::maps::{HashMap, MapData, PerCpuArray, PerCpuValues};
+use aya::maps::{Array, HashMap, MapData, PerCpuArray, PerCpuValues};
 
 use super::{map_mut, map_ref, BpfError, SyscallCounter, TargetSlot};
 use crate::allowlist::{ArgField, ArgKind, ArgRecord};
@@ -161,24 +161,22 @@ impl SyscallCounter {
         &self,
         gathered: &mut BTreeMap<(u32, usize, usize), Gathered>,
     ) -> Result<(), BpfError> {
-        let states: PerCpuArray<&MapData, ArgState> = map_ref(&self.ebpf, MAP_ARG_STATE)?;
+        let states: Array<&MapData, ArgState> = map_ref(&self.ebpf, MAP_ARG_STATE)?;
         for &slot in &self.pool.used {
-            let per_cpu = states.get(&slot, 0).map_err(|source| BpfError::Map {
+            let state = states.get(&slot, 0).map_err(|source| BpfError::Map {
                 name: MAP_ARG_STATE,
                 source,
             })?;
-            for cpu in per_cpu.iter() {
-                for phase in 0..ARG_PHASES {
-                    for spec in 0..MAX_TRACKED_ARGS {
-                        let (bits, incomplete) =
-                            (cpu.flags[phase][spec], cpu.incomplete[phase][spec] != 0);
-                        if bits == 0 && !incomplete {
-                            continue;
-                        }
-                        let g = gathered.entry((slot, phase, spec)).or_default();
-                        g.bits |= bits;
-                        g.incomplete |= incomplete;
+            for phase in 0..ARG_PHASES {
+                for spec in 0..MAX_TRACKED_ARGS {
+                    let (bits, incomplete) =
+                        (state.flags[phase][spec], state.incomplete[phase][spec] != 0);
+                    if bits == 0 && !incomplete {
+                        continue;
                     }
+                    let g = gathered.entry((slot, phase, spec)).or_default();
+                    g.bits |= bits;
+                    g.incomplete |= incomplete;
                 }
             }
         }
@@ -246,7 +244,7 @@ impl SyscallCounter {
         let aya::maps::Map::PerCpuArray(data) = map else {
             return Err(BpfError::Missing(MAP_ARG_VALUES));
         };
-        super::batch::lookup_percpu_array(data, ARG_VALUE_ENTRIES, cpus).map_err(io_error)
+        super::batch::lookup_percpu_array(data, self.tables.arg_values, cpus).map_err(io_error)
     }
 
     /// Forgets every argument value of `slot`, so that a target given the slot later starts
@@ -259,20 +257,27 @@ impl SyscallCounter {
             name,
             source: aya::maps::MapError::IoError(e),
         };
-        let cpus = aya::util::nr_cpus().map_err(|(_, e)| io(MAP_ARG_STATE, e))?;
-        let mut states: PerCpuArray<&mut MapData, ArgState> =
-            map_mut(&mut self.ebpf, MAP_ARG_STATE)?;
+        let cpus = aya::util::nr_cpus().map_err(|(_, e)| io(MAP_ARG_ADDED, e))?;
+        let mut states: Array<&mut MapData, ArgState> = map_mut(&mut self.ebpf, MAP_ARG_STATE)?;
+        states
+            .set(slot, ArgState::ZERO, 0)
+            .map_err(|source| BpfError::Map {
+                name: MAP_ARG_STATE,
+                source,
+            })?;
+        let mut added: PerCpuArray<&mut MapData, ArgAdded> =
+            map_mut(&mut self.ebpf, MAP_ARG_ADDED)?;
         let zeros =
-            PerCpuValues::try_from(vec![ArgState::ZERO; cpus]).map_err(|e| io(MAP_ARG_STATE, e))?;
-        states.set(slot, zeros, 0).map_err(|source| BpfError::Map {
-            name: MAP_ARG_STATE,
+            PerCpuValues::try_from(vec![ArgAdded::ZERO; cpus]).map_err(|e| io(MAP_ARG_ADDED, e))?;
+        added.set(slot, zeros, 0).map_err(|source| BpfError::Map {
+            name: MAP_ARG_ADDED,
             source,
         })?;
         let owner = slot + 1;
         let entries = self.value_table()?;
         let mut table: PerCpuArray<&mut MapData, ArgValueEntry> =
             map_mut(&mut self.ebpf, MAP_ARG_VALUES)?;
-        for (index, per_cpu) in (0..ARG_VALUE_ENTRIES).zip(entries.chunks(cpus)) {
+        for (index, per_cpu) in (0..self.tables.arg_values).zip(entries.chunks(cpus)) {
             if !per_cpu.iter().any(|e| e.key.slot_plus_one == owner) {
                 continue;
             }

@@ -4,8 +4,8 @@
 use std::collections::HashMap as StdHashMap;
 
 use agent_audit_ebpf::{
-    AttribEntry, AttribKey, AttribValue, ExecEvent, ATTRIB_ENTRIES, ATTRIB_ROOT,
-    ATTRIB_RUNTIME_INIT, MAP_ATTRIB, MAP_ATTRIB_OVERFLOW,
+    AttribEntry, AttribKey, AttribValue, ExecEvent, ATTRIB_ROOT, ATTRIB_RUNTIME_INIT, MAP_ATTRIB,
+    MAP_ATTRIB_OVERFLOW,
 };
 use aya::maps::{HashMap, MapData, PerCpuArray, PerCpuValues, RingBuf};
 
@@ -125,7 +125,7 @@ impl SyscallCounter {
         self.exec_backlog.retain(|e| e.slot.0 != slot);
     }
 
-    /// Every entry of the per-CPU attribution table, read in batches: `ATTRIB_ENTRIES × CPUs`.
+    /// Every entry of the per-CPU attribution table, read in batches: entries × CPUs.
     fn attribution_table(&self) -> Result<Vec<AttribEntry>, BpfError> {
         let io_error = |e| BpfError::Map {
             name: MAP_ATTRIB,
@@ -139,7 +139,7 @@ impl SyscallCounter {
         let aya::maps::Map::PerCpuArray(data) = map else {
             return Err(BpfError::Missing(MAP_ATTRIB));
         };
-        super::batch::lookup_percpu_array(data, ATTRIB_ENTRIES, cpus).map_err(io_error)
+        super::batch::lookup_percpu_array(data, self.tables.attrib, cpus).map_err(io_error)
     }
 
     /// Forgets the attribution of slots about to be reused, in one pass over the tables
@@ -158,7 +158,7 @@ impl SyscallCounter {
         let entries = self.attribution_table()?;
         let mut table: PerCpuArray<&mut MapData, AttribEntry> =
             map_mut(&mut self.ebpf, MAP_ATTRIB)?;
-        for (index, per_cpu) in (0..ATTRIB_ENTRIES).zip(entries.chunks(cpus)) {
+        for (index, per_cpu) in (0..self.tables.attrib).zip(entries.chunks(cpus)) {
             if !per_cpu.iter().any(owned) {
                 continue;
             }

@@ -25,6 +25,18 @@ const TASK_MEMBERS: [(&str, &str); 9] = [
     ("cred", "gid"),
 ];
 
+/// Where a cgroup's ancestors and a kernfs node's name are, for the name the kernel program
+/// records when it claims a cgroup (in the same scan, after [`TASK_MEMBERS`]).
+const NAME_MEMBERS: [(&str, &str); 2] = [("cgroup", "ancestors"), ("kernfs_node", "name")];
+
+/// The offsets of [`NAME_MEMBERS`], all zero unless both were found.
+fn name_offsets(found: &[Option<u32>]) -> [u32; 2] {
+    match found {
+        [Some(ancestors), Some(name)] => [*ancestors, *name],
+        _ => [0; 2],
+    }
+}
+
 /// The task layout from the scan's answers to [`TASK_MEMBERS`]; unknown unless all were found.
 /// The offsets of `wanted` in the kernel's BTF; all unknown without one.
 fn offsets_in(btf: Option<&KernelBtf>, wanted: &[(&str, &str)]) -> Vec<Option<u32>> {
@@ -82,6 +94,8 @@ pub struct KernelLayout {
     /// Where the current task's cgroup id, pid, tgid and uid are (known only from BTF, which
     /// the `tp_btf` program that uses them needs anyway).
     pub task: TaskLayout,
+    /// Offsets of `cgroup.ancestors` and `kernfs_node.name` (zero where unknown).
+    pub name_offsets: [u32; 2],
     /// Where the offsets came from: `btf` or `assumed`.
     pub source: &'static str,
 }
@@ -96,6 +110,7 @@ impl KernelLayout {
         compat_arg0_offset: 0,
         arg_offsets: [[0; 6]; 2],
         task: TaskLayout::UNKNOWN,
+        name_offsets: [0; 2],
         source: "none",
     };
 
@@ -125,8 +140,11 @@ impl KernelLayout {
         wanted.extend(COMPAT_ARGS.iter().map(|r| ("pt_regs", *r)));
         let arch_members = wanted.len();
         wanted.extend(TASK_MEMBERS);
+        wanted.extend(NAME_MEMBERS);
         let found = offsets_in(btf, &wanted);
-        let task = task_layout(&found[arch_members..]);
+        let names_at = arch_members + TASK_MEMBERS.len();
+        let task = task_layout(&found[arch_members..names_at]);
+        let name_offsets = name_offsets(&found[names_at..]);
         let from_btf: Option<Vec<u32>> = found[..arch_members].iter().copied().collect();
         // Since 5.11 thread_info is {flags, syscall_work, status, …} at the start of
         // task_struct, and pt_regs saves r15, r14, r13, r12, bp, bx, r11, r10, r9, r8, ax,
@@ -154,6 +172,7 @@ impl KernelLayout {
             compat_arg0_offset: args[1][0],
             arg_offsets: args,
             task,
+            name_offsets,
             source,
         }
     }
@@ -171,8 +190,11 @@ impl KernelLayout {
         ];
         let arch_members = wanted.len();
         wanted.extend(TASK_MEMBERS);
+        wanted.extend(NAME_MEMBERS);
         let found = offsets_in(btf, &wanted);
-        let task = task_layout(&found[arch_members..]);
+        let names_at = arch_members + TASK_MEMBERS.len();
+        let task = task_layout(&found[arch_members..names_at]);
+        let name_offsets = name_offsets(&found[names_at..]);
         let from_btf = match found[..arch_members] {
             [Some(ti), Some(flags), Some(regs), Some(orig_x0)] => Some((ti + flags, regs, orig_x0)),
             _ => None,
@@ -201,6 +223,7 @@ impl KernelLayout {
             compat_arg0_offset: 0,
             arg_offsets: args,
             task,
+            name_offsets,
             source,
         }
     }

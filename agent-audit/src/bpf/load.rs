@@ -7,9 +7,10 @@ use std::path::{Path, PathBuf};
 
 use agent_audit_ebpf::{
     ABI_COMPAT32, ABI_COUNT, ABI_NATIVE, ABI_X32, GLOBAL_ARGS, GLOBAL_ARG_FIRST,
-    GLOBAL_ARG_REG_OFFSETS, GLOBAL_ARG_SPECS, GLOBAL_ATTRIBUTION, GLOBAL_COMPAT_ARG0_OFFSET,
-    GLOBAL_COMPAT_FLAG_MASK, GLOBAL_COMPAT_FLAG_OFFSET, GLOBAL_COMPAT_IPC_NR,
-    GLOBAL_COMPAT_SOCKETCALL_NR, GLOBAL_FORK_NRS, GLOBAL_PRCTL_NR, GLOBAL_TASK_LAYOUT,
+    GLOBAL_ARG_REG_OFFSETS, GLOBAL_ARG_SPECS, GLOBAL_ARG_VALUE_MASK, GLOBAL_ATTRIBUTION,
+    GLOBAL_ATTRIB_MASK, GLOBAL_COMPAT_ARG0_OFFSET, GLOBAL_COMPAT_FLAG_MASK,
+    GLOBAL_COMPAT_FLAG_OFFSET, GLOBAL_COMPAT_IPC_NR, GLOBAL_COMPAT_SOCKETCALL_NR, GLOBAL_FORK_NRS,
+    GLOBAL_NAME_LAYOUT, GLOBAL_PRCTL_NR, GLOBAL_TASK_LAYOUT, MAP_ARG_VALUES, MAP_ATTRIB,
     MAP_COUNTERS, MAP_DIRTY, MAP_EXEC_EVENTS, MAP_EXIT_COUNTERS, MAP_INIT_COUNTERS,
     MAP_INIT_EXIT_COUNTERS, MAP_PHASE, MAX_TARGETS, PROG_SCHED_EXEC, PROG_SYS_ENTER_BTF,
     PROG_SYS_ENTER_EMPTY, PROG_SYS_ENTER_RAW, PROG_SYS_EXIT,
@@ -19,7 +20,9 @@ use aya::programs::{BtfTracePoint, RawTracePoint, TracePoint};
 use aya::{Btf, EbpfLoader};
 
 use super::slots::SlotPool;
-use super::{args, btf_scan, dirty, BpfError, ExitCounting, KernelLayout, SyscallCounter};
+use super::{
+    args, btf_scan, dirty, BpfError, ExitCounting, KernelLayout, SyscallCounter, TableSizes,
+};
 use crate::syscalls::Arch;
 
 /// The kernel program, built by `cargo xtask build-ebpf` and embedded by build.rs.
@@ -37,6 +40,96 @@ pub enum AttachMode {
     TpBtf,
     /// Raw tracepoint (as fast; works without BTF).
     RawTp,
+}
+
+/// Sizes the maps whose length is chosen at load: the per-slot maps for `slots` targets (exit
+/// counters only where they are counted), and the per-CPU direct-mapped tables from the CPU
+/// count.
+fn size_maps(
+    loader: &mut EbpfLoader,
+    slots: u32,
+    exits: ExitCounting,
+) -> Result<TableSizes, BpfError> {
+    let cpus = aya::util::nr_cpus().map_err(|(_, e)| BpfError::Map {
+        name: MAP_ATTRIB,
+        source: aya::maps::MapError::IoError(e),
+    })?;
+    let tables = TableSizes::for_cpus(cpus);
+    loader.map_max_entries(MAP_ATTRIB, tables.attrib);
+    loader.map_max_entries(MAP_ARG_VALUES, tables.arg_values);
+    for map in [MAP_COUNTERS, MAP_INIT_COUNTERS, MAP_PHASE] {
+        loader.map_max_entries(map, slots);
+    }
+    let exit_slots = match exits {
+        ExitCounting::On => slots,
+        ExitCounting::Off => 1,
+    };
+    for map in [MAP_EXIT_COUNTERS, MAP_INIT_EXIT_COUNTERS] {
+        loader.map_max_entries(map, exit_slots);
+    }
+    Ok(tables)
+}
+
+/// What the kernel program is told at load, as read-only globals (the loader borrows each
+/// value until it loads the object).
+struct Globals<'a> {
+    layout: &'a KernelLayout,
+    arg_tables: &'a args::ArgTables,
+    attribution: u32,
+    args: u32,
+    prctl_nr: u32,
+    fork_nrs: [u32; 4],
+    attrib_mask: u32,
+    arg_value_mask: u32,
+}
+
+impl<'a> Globals<'a> {
+    fn new(
+        layout: &'a KernelLayout,
+        arg_tables: &'a args::ArgTables,
+        opts: CounterOptions,
+        record_args: bool,
+        tables: TableSizes,
+    ) -> Self {
+        Self {
+            layout,
+            arg_tables,
+            attribution: u32::from(opts.attribution),
+            args: u32::from(record_args),
+            prctl_nr: native_nr("prctl"),
+            fork_nrs: ["clone", "clone3", "fork", "vfork"].map(native_nr),
+            attrib_mask: tables.attrib - 1,
+            arg_value_mask: tables.arg_values - 1,
+        }
+    }
+
+    /// Sets every global and loads the object: maps created, programs not yet verified.
+    fn load(&'a self, mut loader: EbpfLoader<'a>) -> Result<aya::Ebpf, BpfError> {
+        let layout = self.layout;
+        loader
+            .override_global(GLOBAL_COMPAT_FLAG_OFFSET, &layout.compat_flag_offset, true)
+            .override_global(GLOBAL_COMPAT_FLAG_MASK, &layout.compat_flag_mask, true)
+            .override_global(
+                GLOBAL_COMPAT_SOCKETCALL_NR,
+                &layout.compat_socketcall_nr,
+                true,
+            )
+            .override_global(GLOBAL_COMPAT_IPC_NR, &layout.compat_ipc_nr, true)
+            .override_global(GLOBAL_COMPAT_ARG0_OFFSET, &layout.compat_arg0_offset, true)
+            .override_global(GLOBAL_PRCTL_NR, &self.prctl_nr, true)
+            .override_global(GLOBAL_ATTRIBUTION, &self.attribution, true)
+            .override_global(GLOBAL_ARGS, &self.args, true)
+            .override_global(GLOBAL_ARG_FIRST, &self.arg_tables.first, true)
+            .override_global(GLOBAL_ARG_SPECS, &self.arg_tables.specs, true)
+            .override_global(GLOBAL_ARG_REG_OFFSETS, &layout.arg_offsets, true)
+            .override_global(GLOBAL_TASK_LAYOUT, &layout.task, true)
+            .override_global(GLOBAL_NAME_LAYOUT, &layout.name_offsets, true)
+            .override_global(GLOBAL_ATTRIB_MASK, &self.attrib_mask, true)
+            .override_global(GLOBAL_ARG_VALUE_MASK, &self.arg_value_mask, true)
+            .override_global(GLOBAL_FORK_NRS, &self.fork_nrs, true)
+            .load(OBJECT)
+            .map_err(BpfError::Load)
+    }
 }
 
 /// How `sys_enter` was attached: [`AttachMode`] once `Auto` is resolved.
@@ -95,16 +188,16 @@ impl SyscallCounter {
 
     /// Like [`SyscallCounter::load`], with room to count every slot's syscall exits too
     /// (`verify --docker-container`, which watches a parent as `record --wait` does). The exit
-    /// counters are per-CPU maps of the counters' size: loaded for every slot only here, so
-    /// that a recorder does not hold them (12 MiB per CPU at 256 slots).
+    /// counters are maps of the counters' size: loaded for every slot only here, so
+    /// that a recorder does not hold them (12 MiB at 256 slots).
     pub fn load_counting_exits(opts: CounterOptions) -> Result<Self, BpfError> {
         Self::load_with_slots(opts, MAX_TARGETS, ExitCounting::On)
     }
 
     /// Like [`SyscallCounter::load`], for one command (`run`, `verify`): a single target
-    /// slot. The per-slot counter maps are per-CPU arrays of ~25 KiB per slot and CPU that
-    /// the kernel allocates and zeroes when the object is loaded; at 256 slots that was tens
-    /// of milliseconds of every start-up.
+    /// slot. The per-slot counter maps hold ~25 KiB per slot that the kernel allocates and
+    /// zeroes when the object is loaded: at 256 slots, and when they were per CPU, that was
+    /// tens of milliseconds of every start-up.
     pub fn load_for_command(opts: CounterOptions) -> Result<Self, BpfError> {
         Self::load_with_slots(opts, 1, ExitCounting::On)
     }
@@ -150,40 +243,9 @@ impl SyscallCounter {
             // A host without BTF (or a test simulating one): no relocation against it.
             loader.btf(None);
         }
-        for map in [MAP_COUNTERS, MAP_INIT_COUNTERS, MAP_PHASE] {
-            loader.map_max_entries(map, slots);
-        }
-        let exit_slots = match exits {
-            ExitCounting::On => slots,
-            ExitCounting::Off => 1,
-        };
-        for map in [MAP_EXIT_COUNTERS, MAP_INIT_EXIT_COUNTERS] {
-            loader.map_max_entries(map, exit_slots);
-        }
-        let mut ebpf = loader
-            .override_global(GLOBAL_COMPAT_FLAG_OFFSET, &layout.compat_flag_offset, true)
-            .override_global(GLOBAL_COMPAT_FLAG_MASK, &layout.compat_flag_mask, true)
-            .override_global(
-                GLOBAL_COMPAT_SOCKETCALL_NR,
-                &layout.compat_socketcall_nr,
-                true,
-            )
-            .override_global(GLOBAL_COMPAT_IPC_NR, &layout.compat_ipc_nr, true)
-            .override_global(GLOBAL_COMPAT_ARG0_OFFSET, &layout.compat_arg0_offset, true)
-            .override_global(GLOBAL_PRCTL_NR, &native_nr("prctl"), true)
-            .override_global(GLOBAL_ATTRIBUTION, &u32::from(opts.attribution), true)
-            .override_global(GLOBAL_ARGS, &u32::from(record_args), true)
-            .override_global(GLOBAL_ARG_FIRST, &arg_tables.first, true)
-            .override_global(GLOBAL_ARG_SPECS, &arg_tables.specs, true)
-            .override_global(GLOBAL_ARG_REG_OFFSETS, &layout.arg_offsets, true)
-            .override_global(GLOBAL_TASK_LAYOUT, &layout.task, true)
-            .override_global(
-                GLOBAL_FORK_NRS,
-                &["clone", "clone3", "fork", "vfork"].map(native_nr),
-                true,
-            )
-            .load(OBJECT)
-            .map_err(BpfError::Load)?;
+        let tables = size_maps(&mut loader, slots, exits)?;
+        let globals = Globals::new(&layout, &arg_tables, opts, record_args, tables);
+        let mut ebpf = globals.load(loader)?;
         let logger = match aya_log::EbpfLogger::init(&mut ebpf) {
             Ok(l) => Some(l),
             Err(e) => {
@@ -206,6 +268,7 @@ impl SyscallCounter {
             exec_events: None,
             exits,
             arg_meanings: record_args.then_some(arg_tables.meanings),
+            tables,
             exec_backlog: Vec::new(),
             dirty: None,
         };

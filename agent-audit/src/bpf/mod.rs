@@ -1,8 +1,9 @@
 //! The only module that knows aya: loads the embedded kernel program, attaches it to
-//! `sys_enter`, manages target slots and reads the per-CPU counters into plain values.
+//! `sys_enter`, manages target slots and reads the counters into plain values.
 //!
 //! Minimum kernel: 5.8 (CAP_BPF/CAP_PERFMON, `bpf_get_current_ancestor_cgroup_id` in tracing
-//! programs); `tp_btf` additionally needs BTF (`CONFIG_DEBUG_INFO_BTF`, /sys/kernel/btf/vmlinux).
+//! programs); `tp_btf` additionally needs BTF (`CONFIG_DEBUG_INFO_BTF`, /sys/kernel/btf/vmlinux);
+//! recording argument values needs 5.12 (BPF atomic OR of flag bits into a shared array).
 
 mod args;
 mod attribution;
@@ -10,6 +11,7 @@ mod batch;
 mod btf_scan;
 mod dirty;
 mod error;
+pub mod footprint;
 mod layout;
 mod load;
 mod read;
@@ -64,11 +66,58 @@ pub struct SyscallCounter {
     exits: ExitCounting,
     /// What each tracked-argument spec number means; `None` when arguments are not recorded.
     arg_meanings: Option<Vec<args::SpecMeaning>>,
+    /// Entries per CPU of the per-CPU direct-mapped tables, set at load from the CPU count.
+    tables: TableSizes,
     /// Execs read from the ring whose slot is not reported as a target yet.
     exec_backlog: Vec<ExecRecord>,
     /// Which slots counted a call since last asked; `None` if the map could not be mapped
     /// (every slot then counts as changed).
     dirty: Option<dirty::DirtyWords>,
+}
+
+/// Entries per CPU of the per-CPU direct-mapped tables (attribution, argument values): all
+/// CPUs' tables together stay within a fixed budget, so that their memory does not grow with
+/// the CPU count; a CPU's table holds what the tasks that ran on it used, fewer with more
+/// CPUs, and a key that finds its entry taken is counted in the shared overflow map.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct TableSizes {
+    attrib: u32,
+    arg_values: u32,
+}
+
+impl TableSizes {
+    /// All CPUs' attribution tables together, at most (unless every table is at its minimum).
+    const ATTRIB_BUDGET: u64 = 4 << 20;
+    /// All CPUs' argument-value tables together, at most (likewise).
+    const ARG_VALUES_BUDGET: u64 = 1 << 20;
+    /// Entries per CPU at least.
+    const MIN_ENTRIES: u32 = 256;
+
+    fn for_cpus(cpus: usize) -> Self {
+        use agent_audit_ebpf::{ArgValueEntry, AttribEntry, ARG_VALUE_ENTRIES, ATTRIB_ENTRIES};
+        let cpus = u64::try_from(cpus.max(1)).unwrap_or(u64::MAX);
+        let entries = |max: u32, entry: usize, budget: u64| {
+            let entry = u64::try_from(entry).unwrap_or(u64::MAX);
+            let fit = budget / entry / cpus;
+            // The largest power of two that fits, within [MIN_ENTRIES, max].
+            let fit = u32::try_from(fit)
+                .unwrap_or(u32::MAX)
+                .clamp(Self::MIN_ENTRIES, max);
+            1u32 << fit.ilog2()
+        };
+        Self {
+            attrib: entries(
+                ATTRIB_ENTRIES,
+                std::mem::size_of::<AttribEntry>(),
+                Self::ATTRIB_BUDGET,
+            ),
+            arg_values: entries(
+                ARG_VALUE_ENTRIES,
+                std::mem::size_of::<ArgValueEntry>(),
+                Self::ARG_VALUES_BUDGET,
+            ),
+        }
+    }
 }
 
 /// Whether a counter has room for syscall exits (`verify`), or only for entries.
@@ -92,4 +141,27 @@ where
 {
     let map = ebpf.map(name).ok_or(BpfError::Missing(name))?;
     T::try_from(map).map_err(|source| BpfError::Map { name, source })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::TableSizes;
+
+    #[test]
+    fn per_cpu_tables_shrink_with_the_cpu_count_within_a_budget() {
+        let small = TableSizes::for_cpus(2);
+        assert_eq!((small.attrib, small.arg_values), (8192, 4096));
+        for cpus in [16, 64, 192, 1024] {
+            let t = TableSizes::for_cpus(cpus);
+            assert!(t.attrib.is_power_of_two() && t.arg_values.is_power_of_two());
+            assert!(t.attrib >= TableSizes::MIN_ENTRIES && t.arg_values >= 256);
+            let attrib = u64::from(t.attrib) * 48 * cpus as u64;
+            assert!(
+                attrib <= TableSizes::ATTRIB_BUDGET || t.attrib == 256,
+                "{cpus}: {attrib}"
+            );
+        }
+        assert_eq!(TableSizes::for_cpus(64).attrib, 1024);
+        assert_eq!(TableSizes::for_cpus(192).attrib, 256);
+    }
 }

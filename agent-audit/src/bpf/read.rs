@@ -1,16 +1,16 @@
-//! Reading what was counted: a target's per-CPU counters summed into plain values, which
-//! targets changed since the last look, and the shared attribution and argument tables.
+//! Reading what was counted: a target's counters (one array element every CPU shares) as
+//! plain values, which targets changed since the last look, and the attribution and argument
+//! tables.
 
 use agent_audit_ebpf::{
-    SyscallCounters, ABI_COUNT, MAP_COUNTERS, MAP_EXIT_COUNTERS, MAP_INIT_COUNTERS,
-    MAP_INIT_EXIT_COUNTERS, MUX_SLOTS, NR_SLOTS,
+    SyscallCounters, MAP_COUNTERS, MAP_EXIT_COUNTERS, MAP_INIT_COUNTERS, MAP_INIT_EXIT_COUNTERS,
 };
-use aya::maps::{MapData, PerCpuArray};
+use aya::maps::{Array, MapData};
 
 use super::{map_ref, ArgUse, BpfError, ProgramUse, SyscallCounter, TargetSlot};
 use crate::syscalls::Arch;
 
-/// Counts read for one target, summed over CPUs.
+/// Counts read for one target.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct TargetCounts {
     /// Non-zero (arch, nr, count) triples.
@@ -47,7 +47,7 @@ impl SyscallCounter {
     pub fn take_changed(&self, slot: TargetSlot) -> bool {
         self.dirty.as_ref().is_none_or(|d| d.take(slot.0))
     }
-    /// Reads a target's syscall-entry counters, summed over CPUs.
+    /// Reads a target's syscall-entry counters, as counted (the counters are shared by every CPU).
     pub fn read(&self, slot: TargetSlot) -> Result<TargetCounts, BpfError> {
         self.read_map(MAP_COUNTERS, slot)
     }
@@ -69,27 +69,15 @@ impl SyscallCounter {
     }
 
     fn read_map(&self, name: &'static str, slot: TargetSlot) -> Result<TargetCounts, BpfError> {
-        let counters: PerCpuArray<&MapData, SyscallCounters> = map_ref(&self.ebpf, name)?;
-        let per_cpu = counters
+        let counters: Array<&MapData, SyscallCounters> = map_ref(&self.ebpf, name)?;
+        let sums = counters
             .get(&slot.0, 0)
             .map_err(|source| BpfError::Map { name, source })?;
-        let mut out = TargetCounts::default();
-        let mut sums = vec![[0u64; NR_SLOTS]; ABI_COUNT];
-        let mut socketcall = [0u64; MUX_SLOTS];
-        let mut ipc = [0u64; MUX_SLOTS];
-        for cpu in per_cpu.iter() {
-            for (abi, row) in cpu.counts.iter().enumerate() {
-                for (nr, c) in row.iter().enumerate() {
-                    sums[abi][nr] += c;
-                }
-            }
-            out.out_of_range += cpu.other.iter().sum::<u64>();
-            for op in 0..MUX_SLOTS {
-                socketcall[op] += cpu.socketcall[op];
-                ipc[op] += cpu.ipc[op];
-            }
-        }
-        for (abi, row) in sums.iter().enumerate() {
+        let mut out = TargetCounts {
+            out_of_range: sums.other.iter().sum::<u64>(),
+            ..TargetCounts::default()
+        };
+        for (abi, row) in sums.counts.iter().enumerate() {
             // Numbered in u32 as syscalls are (a row has NR_SLOTS entries).
             for (nr, &count) in (0u32..).zip(row) {
                 if count == 0 {
@@ -109,8 +97,8 @@ impl SyscallCounter {
                 .map(|(op, &c)| (op, c))
                 .collect::<Vec<_>>()
         };
-        out.socketcall_ops = nonzero(&socketcall);
-        out.ipc_ops = nonzero(&ipc);
+        out.socketcall_ops = nonzero(&sums.socketcall);
+        out.ipc_ops = nonzero(&sums.ipc);
         Ok(out)
     }
 

@@ -3,11 +3,11 @@
 //! exclusions, and slots zeroed and handed out again when targets end.
 
 use agent_audit_ebpf::{
-    SyscallCounters, MAP_COUNTERS, MAP_EXIT_COUNTERS, MAP_FREE_SLOTS, MAP_INIT_COUNTERS,
-    MAP_INIT_EXIT_COUNTERS, MAP_PHASE, MAP_STARVED, MAP_TARGETS, MAP_TARGET_GENERATION, NO_TARGET,
-    PHASE_RUNTIME_INIT, PHASE_WORKLOAD, WATCH_PARENT,
+    ClaimedName, SyscallCounters, MAP_CLAIMED_NAMES, MAP_COUNTERS, MAP_EXIT_COUNTERS,
+    MAP_FREE_SLOTS, MAP_INIT_COUNTERS, MAP_INIT_EXIT_COUNTERS, MAP_PHASE, MAP_STARVED, MAP_TARGETS,
+    MAP_TARGET_GENERATION, NO_TARGET, PHASE_RUNTIME_INIT, PHASE_WORKLOAD, WATCH_PARENT,
 };
-use aya::maps::{Array, HashMap, MapData, PerCpuArray, PerCpuValues, Queue};
+use aya::maps::{Array, HashMap, MapData, Queue};
 
 use super::slots::SlotState;
 use super::{map_mut, map_ref, BpfError, ExitCounting, SyscallCounter, TargetSlot};
@@ -187,6 +187,30 @@ impl SyscallCounter {
         Ok(claimed)
     }
 
+    /// The name and parent id the kernel program recorded when it claimed `slot` for
+    /// `cgroup_id` (see `MAP_CLAIMED_NAMES`): `None` when it recorded none for that cgroup.
+    pub fn claimed_name(
+        &self,
+        slot: TargetSlot,
+        cgroup_id: u64,
+    ) -> Result<Option<(u64, String)>, BpfError> {
+        let names: Array<&MapData, ClaimedName> = map_ref(&self.ebpf, MAP_CLAIMED_NAMES)?;
+        let entry = names.get(&slot.0, 0).map_err(|source| BpfError::Map {
+            name: MAP_CLAIMED_NAMES,
+            source,
+        })?;
+        if entry.id != cgroup_id {
+            return Ok(None);
+        }
+        let len = entry
+            .name
+            .iter()
+            .position(|&b| b == 0)
+            .unwrap_or(entry.name.len());
+        let name = String::from_utf8_lossy(&entry.name[..len]).into_owned();
+        Ok((!name.is_empty()).then_some((entry.parent_id, name)))
+    }
+
     /// Releases a target the kernel program claimed below a watched parent and stops that
     /// cgroup from being claimed again.
     pub fn exclude_claimed(&mut self, slot: TargetSlot) -> Result<(), BpfError> {
@@ -316,16 +340,9 @@ impl SyscallCounter {
     }
 
     fn zero_counters(&mut self, name: &'static str, slot: u32) -> Result<(), BpfError> {
-        let mut counters: PerCpuArray<&mut MapData, SyscallCounters> =
-            map_mut(&mut self.ebpf, name)?;
-        let io = |e| BpfError::Map {
-            name,
-            source: aya::maps::MapError::IoError(e),
-        };
-        let cpus = aya::util::nr_cpus().map_err(|(_, e)| io(e))?;
-        let zeros = PerCpuValues::try_from(vec![SyscallCounters::ZERO; cpus]).map_err(io)?;
+        let mut counters: Array<&mut MapData, SyscallCounters> = map_mut(&mut self.ebpf, name)?;
         counters
-            .set(slot, zeros, 0)
+            .set(slot, SyscallCounters::ZERO, 0)
             .map_err(|source| BpfError::Map { name, source })
     }
 

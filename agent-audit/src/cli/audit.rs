@@ -51,11 +51,14 @@ pub struct AuditArgs {
     /// per run, so that a command writing relative paths can run again).
     #[arg(long, value_name = "DIR", conflicts_with = "container")]
     cwd: Option<PathBuf>,
-    /// Audit a stopped Docker container instead of a command: each run is one
-    /// `docker start -a NAME`, recorded from its first syscall; verify runs a copy of it
-    /// under the profile.
+    /// Audit a stopped container (Docker or Podman) instead of a command: each run is one
+    /// start of it through the engine's API, recorded from its first syscall; verify runs a
+    /// copy of it under the profile.
     #[arg(long, value_name = "NAME", conflicts_with = "command")]
     container: Option<String>,
+    /// The engine of --container.
+    #[command(flatten)]
+    engine: super::EngineArgs,
     /// Do not allow the timing-dependent syscalls (agent-audit/data/timing-dependent.json:
     /// sched_yield when futex was recorded, kill when wait4/waitid was, Go's preemption calls
     /// tgkill/getpid/rt_sigreturn when a Go binary ran) that no run made.
@@ -83,7 +86,10 @@ pub struct AuditArgs {
 impl AuditArgs {
     pub(super) fn execute(self) -> Result<ExitCode, Error> {
         let workload = match self.container {
-            Some(name) => Workload::Container { name },
+            Some(name) => Workload::Container {
+                name,
+                engine: self.engine.socket(),
+            },
             None => Workload::Command {
                 argv: self.command,
                 cwd: self.cwd,
@@ -113,14 +119,17 @@ impl AuditArgs {
             Some(_) => "verify FAILED",
             None => "no verify step",
         };
-        println!(
-            "{}: {} run(s); {}; {verdict}; {} finding(s); report: {}",
+        let line = format!(
+            "{}: {} run(s); {}; {verdict}; {} finding(s); report: {}\n",
             self.out_dir.display(),
             outcome.convergence.runs.len(),
             outcome.convergence.line,
             outcome.report.finding_count(),
             self.out_dir.join("report.md").display()
         );
+        // Not println!, which panics (101) when the reader has gone: the documents are the
+        // files, this line only sums them up.
+        crate::fsutil::write_stdout(line.as_bytes()).map_err(Error::Io)?;
         Ok(outcome.exit_code())
     }
 }

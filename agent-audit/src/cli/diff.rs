@@ -52,6 +52,7 @@ pub struct DiffArgs {
 
 impl DiffArgs {
     pub(super) fn execute(self) -> Result<ExitCode, Error> {
+        crate::fsutil::check_stdout()?;
         let context = self.container.context();
         let a = Side::read(&self.a, &context)?;
         let b = Side::read(&self.b, &context)?;

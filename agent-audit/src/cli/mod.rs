@@ -12,15 +12,34 @@ mod run;
 mod seconds;
 mod verify;
 
-use std::io::Write;
-
 use clap::{Parser, Subcommand};
 
+use crate::engine::EngineSocket;
 use crate::exit::{ExitCode, EXIT_CODES_HELP};
+use crate::fsutil;
 use crate::logging::LogFormat;
 use crate::seccomp::container::{Capabilities, ContainerContext};
 use crate::seccomp::KernelVersion;
 use crate::Error;
+
+/// Which container engine `--container` names are asked (shared by `audit`, `record` and
+/// `verify`).
+#[derive(Debug, clap::Args)]
+pub struct EngineArgs {
+    /// The container engine's API socket: Docker's, or Podman's (`podman system service
+    /// --time 0 unix:///run/podman/podman.sock`). Default: DOCKER_HOST when it is
+    /// unix://PATH, else the first that answers of /var/run/docker.sock, /run/docker.sock and
+    /// /run/podman/podman.sock.
+    #[arg(long, value_name = "PATH")]
+    engine_socket: Option<std::path::PathBuf>,
+}
+
+impl EngineArgs {
+    /// The socket choice, `DOCKER_HOST` read here.
+    pub fn socket(self) -> EngineSocket {
+        EngineSocket::from_flag_or_env(self.engine_socket)
+    }
+}
 
 /// The container a Docker/Podman profile's `includes`/`excludes` are evaluated for, as Docker
 /// evaluates them (shared by `check`, `diff` and `verify`).
@@ -111,13 +130,10 @@ impl Cli {
     }
 }
 
-/// Writes a command's output to standard output. A reader that goes away early (`| head -1`)
-/// is not an error: like a program killed by SIGPIPE, the output just stops, and the command
-/// ends with the exit code its verdict gives. Any other write error is an I/O error (74).
+/// Writes a command's output to standard output: a closed one is an error (73), a reader that
+/// goes away early (`| head -1`) is not (see [`fsutil::write_stdout`]), and the command ends
+/// with the exit code its verdict gives. Any other write error is an I/O error (74).
 pub(crate) fn print_stdout(text: &str) -> Result<(), Error> {
-    let mut out = std::io::stdout().lock();
-    match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
-        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
-        other => other.map_err(Error::Io),
-    }
+    fsutil::check_stdout()?;
+    fsutil::write_stdout(text.as_bytes()).map_err(Error::Io)
 }

@@ -22,7 +22,9 @@ pub struct ReadyArgs {
 impl ReadyArgs {
     pub(super) fn execute(self) -> Result<ExitCode, Error> {
         let pid = ready::check(&self.file)?;
-        println!("armed: recorder pid {pid}");
+        // Not println!, which panics (101) when the reader has gone: the exit code is the answer.
+        crate::fsutil::write_stdout(format!("armed: recorder pid {pid}\n").as_bytes())
+            .map_err(Error::Io)?;
         Ok(ExitCode::OK)
     }
 }

@@ -31,9 +31,14 @@ pub struct RecordArgs {
     /// Watch the cgroup of this process.
     #[arg(long = "pid", value_name = "PID")]
     pids: Vec<u32>,
-    /// Watch a running container, by name or id (Docker, then Podman, then runc).
+    /// Watch a container, by name or id: running now (Docker, then Podman, then runc, unless
+    /// --engine-socket or DOCKER_HOST names the engine), or with --wait, from its next start
+    /// (where its cgroup will appear is asked of its engine).
     #[arg(long = "container", value_name = "NAME|ID")]
     containers: Vec<String>,
+    /// The engine of --container.
+    #[command(flatten)]
+    engine: super::EngineArgs,
     /// Watch every cgroup matching PATTERN (relative to the cgroup2 mount; wildcards * and ?
     /// in the last component only, e.g. 'docker/*' or 'system.slice/docker-*.scope').
     #[arg(long = "cgroup-glob", value_name = "PATTERN")]
@@ -100,7 +105,15 @@ impl RecordArgs {
         targets.extend(self.cgroups.into_iter().map(TargetSpec::Cgroup));
         targets.extend(self.cgroup_ids.into_iter().map(TargetSpec::CgroupId));
         targets.extend(self.pids.into_iter().map(TargetSpec::Pid));
-        targets.extend(self.containers.into_iter().map(TargetSpec::Container));
+        let engine = self.engine.socket();
+        targets.extend(
+            self.containers
+                .into_iter()
+                .map(|name| TargetSpec::Container {
+                    name,
+                    engine: engine.clone(),
+                }),
+        );
         let mut globs = self.globs;
         if !self.pods.is_empty() || self.kubepods {
             let mount = CgroupV2Mount::discover()?;

@@ -67,6 +67,8 @@ impl ReportArgs {
                 .collect();
             fsutil::check_distinct(&inputs, &[out])?;
             fsutil::check_output(out)?;
+        } else {
+            fsutil::check_stdout()?;
         }
         let report = report::build(&ReportInputs {
             allowlists: self.allowlists,

@@ -48,9 +48,9 @@ pub struct VerifyArgs {
     /// one Docker would give it.
     #[command(flatten)]
     container: super::ContainerArgs,
-    /// Verify a stopped Docker container instead of a command: a new container created from
-    /// its configuration runs once under the profile (Docker applies it), counted from its
-    /// first syscall, then is removed. The probes (with --probe-dangerous, implied) run on
+    /// Verify a stopped container (Docker or Podman) instead of a command: a new container
+    /// created from its configuration through the engine's API runs once under the profile
+    /// (the engine applies it), counted from its first syscall, then is removed. The probes (with --probe-dangerous, implied) run on
     /// the host with the container's own capabilities.
     #[arg(
         long = "docker-container",
@@ -58,6 +58,9 @@ pub struct VerifyArgs {
         conflicts_with_all = ["command", "allowlist", "caps", "kernel"]
     )]
     docker_container: Option<String>,
+    /// The engine of --docker-container.
+    #[command(flatten)]
+    engine: super::EngineArgs,
     /// The command to run, after `--`.
     #[arg(
         last = true,
@@ -69,6 +72,8 @@ pub struct VerifyArgs {
 
 impl VerifyArgs {
     pub(super) fn execute(self) -> Result<ExitCode, Error> {
+        // Its verdict is printed to standard output whatever `-o` says.
+        crate::fsutil::check_stdout()?;
         let report = match self.docker_container {
             Some(name) => verify::verify_container(&ContainerVerifyOptions {
                 profile: self.profile,
@@ -76,6 +81,7 @@ impl VerifyArgs {
                 name,
                 attach: self.attach,
                 timeout: self.timeout,
+                engine: self.engine.socket(),
             })?,
             None => self.verify_command()?,
         };

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use crate::bpf::{CounterOptions, SyscallCounter};
 use crate::cgroup::CgroupV2Mount;
-use crate::container;
+use crate::engine::{AwaitedContainer, EngineSocket};
 use crate::privileges;
 use crate::ready::ReadyFile;
 use crate::signals::StopSignals;
@@ -126,15 +126,17 @@ fn resolve_targets(
     let mut watches = Vec::new();
     for spec in &opts.targets {
         match (CgroupTarget::resolve(mount, spec), spec) {
-            (Ok(t), TargetSpec::Container(name)) if opts.wait && opts.keep_waiting => {
+            (Ok(t), TargetSpec::Container { name, engine }) if opts.wait && opts.keep_waiting => {
                 // Running now; its later starts are recorded too, into the same file.
                 targets.push(t);
-                watches.push(container_watch(mount, name)?);
+                watches.push(container_watch(mount, name, engine)?);
             }
             (Ok(t), _) => targets.push(t),
             // A container that does not run yet is exactly what --wait is for.
-            (Err(TargetError::Container(_)), TargetSpec::Container(name)) if opts.wait => {
-                watches.push(container_watch(mount, name)?);
+            (Err(TargetError::Container(_)), TargetSpec::Container { name, engine })
+                if opts.wait =>
+            {
+                watches.push(container_watch(mount, name, engine)?);
             }
             (Err(e), _) => return Err(e.into()),
         }
@@ -162,11 +164,15 @@ fn resolve_targets(
 }
 
 /// The watch for the cgroups of container `name`'s starts.
-fn container_watch(mount: &CgroupV2Mount, name: &str) -> Result<Watch, Error> {
-    let pattern = container::docker_cgroup_pattern().map_err(TargetError::from)?;
+fn container_watch(
+    mount: &CgroupV2Mount,
+    name: &str,
+    engine: &EngineSocket,
+) -> Result<Watch, Error> {
+    let awaited = AwaitedContainer::new(name, engine).map_err(TargetError::from)?;
     Ok(Watch {
-        glob: CgroupGlob::parse_runtime_layout(mount, &pattern)?,
-        container: Some(name.to_string()),
+        glob: CgroupGlob::parse_runtime_layout(mount, &awaited.cgroup.pattern)?,
+        container: Some(awaited),
     })
 }
 

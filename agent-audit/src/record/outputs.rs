@@ -42,7 +42,7 @@ pub(super) fn plan_outputs(opts: &RecordOptions) -> Result<OutputPlan, Error> {
     let waits_for_container = opts
         .targets
         .iter()
-        .any(|t| matches!(t, TargetSpec::Container(_)));
+        .any(|t| matches!(t, TargetSpec::Container { .. }));
     if opts.wait && opts.globs.is_empty() && !waits_for_container {
         return Err(Error::Usage(
             "--wait needs --cgroup-glob PATTERN (e.g. 'docker/*') or --container NAME".into(),

@@ -14,7 +14,7 @@ use crate::allowlist::MissedStart;
 use crate::attribution;
 use crate::bpf::SyscallCounter;
 use crate::cgroup::{Cgroup, CgroupV2Mount};
-use crate::container;
+use crate::engine::AwaitedContainer;
 use crate::target::CgroupTarget;
 use crate::watch::{CgroupGlob, MkdirEvents};
 use crate::Error;
@@ -23,8 +23,8 @@ use crate::Error;
 pub(super) struct Watch {
     /// The parent and the children's name pattern.
     pub(super) glob: CgroupGlob,
-    /// Only the child that is this Docker container (by name), when set.
-    pub(super) container: Option<String>,
+    /// Only the child that is this container's cgroup, when set.
+    pub(super) container: Option<AwaitedContainer>,
 }
 
 impl Watch {
@@ -41,12 +41,9 @@ impl Watch {
         };
         match &self.container {
             None => Some(CgroupTarget::for_glob(cgroup, &g.pattern)),
-            Some(wanted) => {
-                // The container exists (created, maybe not started) once its cgroup does.
-                let info = container::docker_container(wanted)?;
-                (!info.id.is_empty() && name.contains(&info.id))
-                    .then(|| CgroupTarget::for_container(cgroup, wanted, info))
-            }
+            Some(wanted) => wanted
+                .claim(name)
+                .map(|info| CgroupTarget::for_container(cgroup, &wanted.name, info)),
         }
     }
 }
@@ -128,7 +125,7 @@ impl Waiting {
         self.watches
             .iter()
             .map(|x| match &x.container {
-                Some(name) => format!("container {name} ({})", x.glob.pattern),
+                Some(c) => format!("container {} ({})", c.name, x.glob.pattern),
                 None => x.glob.pattern.clone(),
             })
             .collect::<Vec<_>>()
@@ -189,6 +186,31 @@ impl Waiting {
         self.events.name_of(id)
     }
 
+    /// The name the kernel program recorded when child `id` claimed `slot`, under the watched
+    /// parent it named: how a cgroup created and removed before its creation event was read
+    /// still gets its own file.
+    fn name_from_kernel(
+        &mut self,
+        counter: &SyscallCounter,
+        id: u64,
+        slot: crate::bpf::TargetSlot,
+    ) -> Result<Option<(PathBuf, String)>, Error> {
+        let Some((parent_id, name)) = counter.claimed_name(slot, id)? else {
+            return Ok(None);
+        };
+        let Some(parent) = self
+            .watches
+            .iter()
+            .find(|w| w.glob.parent.id == parent_id)
+            .map(|w| w.glob.parent.dir.clone())
+        else {
+            return Ok(None);
+        };
+        tracing::debug!(id, %name, "named by the kernel program (gone before its event was read)");
+        self.events.remember(id, parent.clone(), name.clone());
+        Ok(Some((parent, name)))
+    }
+
     /// The target child `id` is, if a watch wants it.
     fn target_of(&self, id: u64, parent: &std::path::Path, name: &str) -> Option<CgroupTarget> {
         self.watches
@@ -203,7 +225,10 @@ impl Waiting {
         active: &mut Vec<Recording>,
     ) -> Result<(), Error> {
         for (id, slot) in counter.claimed_targets()? {
-            let named = self.name_of(id);
+            let named = match self.name_of(id) {
+                Some(named) => Some(named),
+                None => self.name_from_kernel(counter, id, slot)?,
+            };
             tracing::debug!(id, ?slot, name = ?named, "kernel program claimed a cgroup");
             let target = named
                 .as_ref()

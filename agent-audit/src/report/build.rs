@@ -10,6 +10,7 @@ use time::OffsetDateTime;
 
 use super::context::Context;
 use super::findings;
+use super::{use_it, verdict, Information};
 use super::{
     AllowReason, ArchSummary, BaseChanges, CategoryRow, Report, ReportError, ReportInputs,
     RunSummary, Summary, SyscallRow, TotalsSummary, VerifyResult, SCHEMA_V1,
@@ -94,14 +95,28 @@ pub fn build(inputs: &ReportInputs) -> Result<Report, ReportError> {
     summary.verify_passed = verify.as_ref().map(findings::verify_passed);
     summary.verify_note = verify.as_ref().and_then(verify_note);
     summary.convergence = findings::convergence(&lists);
+    let findings = findings::compute(&ctx, &check, verify.as_ref(), &summary.convergence);
+    let information = Information::of(&findings.privilege_drops, &summary.runs);
+    let image = verify
+        .as_ref()
+        .and_then(|v| v.container.as_ref())
+        .map(|c| c.image.as_str());
     Ok(Report {
         schema: SCHEMA_V1,
         generator: format!("agent-audit {}", env!("CARGO_PKG_VERSION")),
-        findings: findings::compute(&ctx, &check, verify.as_ref(), &summary.convergence),
+        verdict: verdict::verdict(&findings, &information, summary.verify_passed),
+        use_it: use_it::use_it(&summary, image, recorded_command(&lists)),
+        findings,
+        information,
         summary,
         categories: category_rows(&syscalls),
         syscalls,
     })
+}
+
+/// The command the first recording (by file) ran, when its target is one.
+fn recorded_command(lists: &[(String, crate::allowlist::Allowlist)]) -> Option<&[String]> {
+    lists.first()?.1.target.command.as_deref()
 }
 
 fn rfc3339(t: OffsetDateTime) -> String {

@@ -1,6 +1,6 @@
 //! The findings of a report: what a reviewer must look at before signing a profile off.
 
-use crate::check::LintCode;
+use crate::check::{LintCode, ACCEPTED_RISK};
 use std::collections::{BTreeMap, BTreeSet};
 
 use super::context::Context;
@@ -150,6 +150,8 @@ fn dangerous_observed(ctx: &Context) -> Vec<DangerousObserved> {
         .into_iter()
         .filter_map(|name| {
             let entry = set.entry(name)?;
+            let allowed = ctx.allows(name);
+            let kind = DangerousObserved::kind_of(allowed, accepted_risk(ctx, name));
             Some(DangerousObserved {
                 name: name.to_string(),
                 category: set
@@ -159,8 +161,10 @@ fn dangerous_observed(ctx: &Context) -> Vec<DangerousObserved> {
                 reason: entry.reason.clone(),
                 count: ctx.merged.count(name),
                 programs: ctx.merged.programs(name),
-                allowed: ctx.allows(name),
+                allowed,
                 profile_action: ctx.describe_effect(name),
+                kind,
+                actionable: kind.actionable(),
             })
         })
         .collect()
@@ -263,30 +267,54 @@ fn runtime_init_only(ctx: &Context) -> Vec<RuntimeInitOnly> {
     counts
         .into_iter()
         .map(|(name, count)| {
-            let profile = runtime_init_verdict(ctx, name);
+            let profile = runtime_init_verdict(ctx, &observed, name);
             RuntimeInitOnly {
                 name: name.to_string(),
                 count,
                 allowed: profile != RuntimeInitVerdict::Denied,
                 profile,
+                kind: profile.kind(),
+                actionable: profile.kind().actionable(),
             }
         })
         .collect()
 }
 
-fn runtime_init_verdict(ctx: &Context, name: &str) -> RuntimeInitVerdict {
-    let in_runtime_baseline = || {
-        policy::baseline()
-            .entry(name)
-            .is_some_and(|(group, _)| group.id == "runtime")
-    };
+/// What the profile does with a call only the runtime's init made: denied, or allowed for a
+/// documented reason (checked in this order), or for none.
+fn runtime_init_verdict(
+    ctx: &Context,
+    observed: &BTreeSet<&str>,
+    name: &str,
+) -> RuntimeInitVerdict {
     if !ctx.allows(name) {
-        RuntimeInitVerdict::Denied
-    } else if in_runtime_baseline() {
-        RuntimeInitVerdict::RuntimeBaseline
+        return RuntimeInitVerdict::Denied;
+    }
+    match policy::baseline().entry(name) {
+        Some((group, _)) if group.id == "runtime" => return RuntimeInitVerdict::RuntimeBaseline,
+        Some(_) => return RuntimeInitVerdict::Baseline,
+        None => {}
+    }
+    // As `audit` allows it: timing-dependent, and its trigger was recorded.
+    let timing = policy::timing_dependent()
+        .to_allow(observed, &ctx.merged.runtimes)
+        .iter()
+        .any(|a| a.entry.name == name);
+    if timing {
+        RuntimeInitVerdict::TimingAllowance
+    } else if accepted_risk(ctx, name) {
+        RuntimeInitVerdict::AcceptedRisk
     } else {
         RuntimeInitVerdict::Allowed
     }
+}
+
+/// Whether the rule that allows `name` records an accepted risk.
+fn accepted_risk(ctx: &Context, name: &str) -> bool {
+    ctx.allows(name)
+        && ctx
+            .rule_comment(name)
+            .is_some_and(|c| c.trim_start().starts_with(ACCEPTED_RISK))
 }
 
 fn privilege_drops(ctx: &Context) -> Vec<PrivilegeDropFinding> {

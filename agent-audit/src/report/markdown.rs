@@ -5,7 +5,7 @@
 
 use std::fmt::Write;
 
-use super::Report;
+use super::{DeniedSource, Report};
 use crate::allowlist::saturating_sum;
 use crate::markdown::{code, escape};
 
@@ -35,6 +35,7 @@ fn longest_finding_list(report: &Report) -> usize {
     let f = &report.findings;
     [
         f.dangerous_observed.len(),
+        report.information.privilege_drops.len(),
         f.denied_but_used.len(),
         f.arch_gaps.len(),
         f.runtime_init_only.len(),
@@ -62,22 +63,23 @@ fn cut_to_limit(mut md: String) -> String {
 fn render_with(report: &Report, max_rows: usize) -> String {
     let mut md = String::new();
     let s = &report.summary;
-    let mut targets: Vec<&str> = Vec::new();
-    for run in &s.runs {
-        if !targets.contains(&run.target.as_str()) {
-            targets.push(&run.target);
-        }
-    }
     let _ = writeln!(
         md,
         "## agent-audit report: {}\n",
-        escape(&targets.join("; "))
+        escape(&report.targets().join("; "))
     );
+    let _ = writeln!(md, "**{}**\n", verdict_line(&report.verdict.line));
+    let verify = match s.verify_passed {
+        Some(true) => "verify PASSED",
+        Some(false) => "verify **FAILED**",
+        None => "not verified",
+    };
     let _ = writeln!(
         md,
-        "**{} finding(s)** · {} run(s), {} s, {} calls, {} distinct syscalls · profile {}: \
-         {} allowed, {} denied explicitly, {} rules\n",
+        "**{} finding(s)** · {verify} · {} information · {} run(s), {} s, {} calls, {} \
+         distinct syscalls · profile {}: {} allowed, {} denied explicitly, {} rules\n",
         report.finding_count(),
+        report.verdict.information,
         s.runs.len(),
         s.duration_seconds,
         s.totals.calls,
@@ -90,24 +92,10 @@ fn render_with(report: &Report, max_rows: usize) -> String {
         s.profile.denied_explicitly,
         s.profile.rules,
     );
-    if let Some(passed) = s.verify_passed {
-        let verdict = if passed { "PASSED" } else { "**FAILED**" };
-        let _ = writeln!(
-            md,
-            "verify under the profile: {verdict}
-"
-        );
-    }
-    if let Some(note) = &s.verify_note {
-        let _ = writeln!(md, "{}\n", escape(note));
-    }
-    let _ = writeln!(
-        md,
-        "convergence: {}
-",
-        s.convergence.line
-    );
+    let _ = writeln!(md, "convergence: {}\n", s.convergence.line);
     findings(&mut md, report, max_rows);
+    use_it(&mut md, report);
+    information(&mut md, report, max_rows);
     summary(&mut md, report, max_rows);
     categories(&mut md, report);
     allowed_table(&mut md, report, max_rows);
@@ -115,11 +103,20 @@ fn render_with(report: &Report, max_rows: usize) -> String {
     md
 }
 
+/// The verdict in Markdown: its backticked commands kept as code spans, the rest escaped.
+fn verdict_line(line: &str) -> String {
+    line.split('`')
+        .enumerate()
+        .map(|(i, part)| if i % 2 == 1 { code(part) } else { escape(part) })
+        .collect()
+}
+
+/// What asks for a change, and only that.
 fn findings(md: &mut String, report: &Report, max_rows: usize) {
     let f = &report.findings;
-    let _ = writeln!(md, "### Findings\n");
+    let _ = writeln!(md, "### Findings ({})\n", report.finding_count());
     if report.finding_count() == 0 {
-        let _ = writeln!(md, "None.\n");
+        let _ = writeln!(md, "None: nothing asks for a change.\n");
     }
     verify_findings(md, report, max_rows);
     if let Some(added) = &f.not_converged {
@@ -132,27 +129,81 @@ fn findings(md: &mut String, report: &Report, max_rows: usize) {
             code_list(&added.added, max_rows)
         );
     }
-    dangerous_observed(md, report, max_rows);
+    dangerous_observed(md, report, true, max_rows);
     denied_but_used(md, report, max_rows);
     arch_gaps(md, report, max_rows);
-    runtime_init_only(md, report, max_rows);
+    runtime_init_only(md, report, true, max_rows);
+}
+
+/// The ready-to-paste lines.
+fn use_it(md: &mut String, report: &Report) {
+    let u = &report.use_it;
+    let _ = writeln!(md, "### Use it\n");
+    let blocks = [
+        ("Docker", "sh", &u.docker),
+        ("Compose (the service's `security_opt`)", "yaml", &u.compose),
+        (
+            "Kubernetes: the Security Profiles Operator object, then the pod's `securityContext`",
+            "sh",
+            &u.kubernetes,
+        ),
+        ("", "yaml", &u.kubernetes_pod),
+        (
+            "CI: fail when the workload makes a call the profile does not allow",
+            "sh",
+            &u.ci,
+        ),
+    ];
+    for (title, lang, text) in blocks {
+        if !title.is_empty() {
+            let _ = writeln!(md, "{title}:\n");
+        }
+        let _ = writeln!(md, "```{lang}\n{text}\n```\n");
+    }
+}
+
+/// What asks for nothing, folded.
+fn information(md: &mut String, report: &Report, max_rows: usize) {
+    let count = report.verdict.information;
+    if count == 0 {
+        return;
+    }
+    let _ = writeln!(
+        md,
+        "<details><summary>Information ({count}): nothing to change</summary>\n"
+    );
+    runtime_init_only(md, report, false, max_rows);
+    dangerous_observed(md, report, false, max_rows);
     privilege_drops(md, report, max_rows);
+    let f = &report.findings;
     for note in &f.notes {
         let _ = writeln!(md, "- note: {}", escape(note));
     }
     if !f.notes.is_empty() {
         md.push('\n');
     }
+    let _ = writeln!(md, "</details>\n");
 }
 
-fn dangerous_observed(md: &mut String, report: &Report, max_rows: usize) {
-    let f = &report.findings;
-    if f.dangerous_observed.is_empty() {
+/// The dangerous calls observed that ask for a change (`actionable`), or the others.
+fn dangerous_observed(md: &mut String, report: &Report, actionable: bool, max_rows: usize) {
+    let entries: Vec<_> = report
+        .findings
+        .dangerous_observed
+        .iter()
+        .filter(|d| d.actionable == actionable)
+        .collect();
+    if entries.is_empty() {
         return;
     }
     let mark_root = report.summary.mixed_privileges;
-    let _ = writeln!(md, "**Dangerous syscalls observed**\n");
-    let rows = f.dangerous_observed.iter().map(|d| {
+    let title = if actionable {
+        "Dangerous syscalls observed and allowed without an accepted risk"
+    } else {
+        "Dangerous syscalls observed, denied or allowed as an accepted risk"
+    };
+    let _ = writeln!(md, "**{title}**\n");
+    let rows = entries.iter().map(|d| {
         format!(
             "| {} | {} | {} | {} | {} | {} |",
             code(&d.name),
@@ -171,13 +222,19 @@ fn dangerous_observed(md: &mut String, report: &Report, max_rows: usize) {
     );
 }
 
+/// The recorded calls the profile denies (verify's denials are shown first, with its failures).
 fn denied_but_used(md: &mut String, report: &Report, max_rows: usize) {
-    let f = &report.findings;
-    if f.denied_but_used.is_empty() {
+    let recorded: Vec<_> = report
+        .findings
+        .denied_but_used
+        .iter()
+        .filter(|d| d.source == DeniedSource::Recording)
+        .collect();
+    if recorded.is_empty() {
         return;
     }
     let _ = writeln!(md, "**Used by the workload but denied by the profile**\n");
-    let rows = f.denied_but_used.iter().map(|d| {
+    let rows = recorded.iter().map(|d| {
         format!(
             "| {} | {} | {} | {} | {} | {} |",
             d.source,
@@ -213,16 +270,25 @@ fn arch_gaps(md: &mut String, report: &Report, max_rows: usize) {
     table(md, "| arch | syscall | why it is needed |", rows, max_rows);
 }
 
-fn runtime_init_only(md: &mut String, report: &Report, max_rows: usize) {
-    let f = &report.findings;
-    if f.runtime_init_only.is_empty() {
+/// Calls only the runtime's init made: those the profile allows for no reason (`actionable`),
+/// or those it handles.
+fn runtime_init_only(md: &mut String, report: &Report, actionable: bool, max_rows: usize) {
+    let entries: Vec<_> = report
+        .findings
+        .runtime_init_only
+        .iter()
+        .filter(|r| r.actionable == actionable)
+        .collect();
+    if entries.is_empty() {
         return;
     }
-    let _ = writeln!(
-        md,
-        "**Only the container runtime's init used these** (before the workload's first exec)\n"
-    );
-    let rows = f.runtime_init_only.iter().map(|r| {
+    let title = if actionable {
+        "Allowed although only the container runtime's init used them"
+    } else {
+        "Only the container runtime's init used these, and the profile handles them"
+    };
+    let _ = writeln!(md, "**{title}** (before the workload's first exec)\n");
+    let rows = entries.iter().map(|r| {
         format!(
             "| {} | {} | {} |",
             code(&r.name),
@@ -233,14 +299,16 @@ fn runtime_init_only(md: &mut String, report: &Report, max_rows: usize) {
     table(md, "| syscall | calls | profile |", rows, max_rows);
 }
 
+/// The privilege drops of each target once, naming the runs that made them.
 fn privilege_drops(md: &mut String, report: &Report, max_rows: usize) {
-    for drop in &report.findings.privilege_drops {
+    for drop in &report.information.privilege_drops {
         let _ = writeln!(
             md,
-            "**Privilege drop in {}** at {}: {} syscall(s) only as root: {}. Run as root: {}. \
-             Run as another user: {}.\n",
-            code(&drop.file),
-            drop.first_unprivileged_call,
+            "**Privilege drop** in {} run(s) of {} ({}): {} syscall(s) only as root: {}. Run as \
+             root: {}. Run as another user: {}.\n",
+            drop.runs.len(),
+            escape(&drop.target),
+            code_list(&drop.runs, max_rows),
             drop.root_only.len(),
             code_list(&drop.root_only, max_rows),
             plain_list(&drop.root_executables, max_rows),
@@ -277,6 +345,9 @@ fn verify_findings(md: &mut String, report: &Report, max_rows: usize) {
 fn summary(md: &mut String, report: &Report, max_rows: usize) {
     let s = &report.summary;
     let _ = writeln!(md, "### Summary\n");
+    if let Some(note) = &s.verify_note {
+        let _ = writeln!(md, "{}\n", escape(note));
+    }
     let rows = s.runs.iter().map(|r| {
         format!(
             "| {} | {} | {} | {} s | {} | {} | {} |",

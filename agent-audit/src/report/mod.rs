@@ -10,8 +10,12 @@ mod build;
 mod context;
 mod findings;
 pub mod html;
+mod information;
 pub mod json;
+mod kinds;
 pub mod markdown;
+mod use_it;
+mod verdict;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -27,6 +31,10 @@ use crate::seccomp::ProfileFileError;
 use crate::syscalls::Arch;
 
 pub use build::build;
+pub use information::{Information, MergedPrivilegeDrop};
+pub use kinds::FindingKind;
+pub use use_it::UseIt;
+pub use verdict::{KindCount, Verdict, VerdictStatus};
 
 /// Schema tag of the JSON form.
 pub const SCHEMA_V1: &str = "agent-audit/report/v1";
@@ -51,10 +59,20 @@ pub struct Report {
     pub schema: &'static str,
     /// `agent-audit <version>`.
     pub generator: String,
+    /// Whether the profile can be committed, and why not, in one line; the count of
+    /// findings (entries a reviewer must act on) and of information per kind.
+    pub verdict: Verdict,
     /// Targets, runs, totals, the profile's size and what changed.
     pub summary: Summary,
-    /// What a reviewer must look at.
+    /// Every entry a reviewer may look at; each list's kind (or each entry's `kind`) says
+    /// whether it asks for a change ([`FindingKind::actionable`]).
     pub findings: Findings,
+    /// Entries that ask for nothing, in the form the reports show them (privilege drops
+    /// merged over the runs that made the same drop).
+    pub information: Information,
+    /// Ready-to-paste lines that put the profile to use: Docker, compose, Kubernetes, and the
+    /// CI check that keeps it current.
+    pub use_it: UseIt,
     /// Allowed syscalls and their calls per category (categories with at least one).
     pub categories: Vec<CategoryRow>,
     /// Every syscall the profile allows, sorted by name.
@@ -168,7 +186,8 @@ pub struct BaseChanges {
     pub changed: Vec<String>,
 }
 
-/// What a reviewer must look at.
+/// Every entry of the report, each of a kind ([`FindingKind`]) that decides whether it asks for
+/// a change (a finding) or is information.
 #[derive(Clone, Debug, Default, PartialEq, Serialize)]
 pub struct Findings {
     /// What failed when `verify` ran the workload under the profile, besides its denials
@@ -196,9 +215,7 @@ impl Findings {
     /// The calls only the runtime's init made that the profile allows for no reason: the
     /// only runtime-init entries that count as findings.
     pub fn runtime_init_needs_review(&self) -> impl Iterator<Item = &RuntimeInitOnly> {
-        self.runtime_init_only
-            .iter()
-            .filter(|r| r.profile == RuntimeInitVerdict::Allowed)
+        self.runtime_init_only.iter().filter(|r| r.actionable)
     }
 
     /// The calls `verify` saw the profile deny (the `denied_but_used` entries of source
@@ -256,6 +273,22 @@ pub struct DangerousObserved {
     pub allowed: bool,
     /// What the profile does with it, in words.
     pub profile_action: String,
+    /// Allowed without an accepted risk ([`FindingKind::DangerousAllowed`]), as an accepted
+    /// risk, or denied.
+    pub kind: FindingKind,
+    /// Whether a reviewer must act on it (only when allowed without an accepted risk).
+    pub actionable: bool,
+}
+
+impl DangerousObserved {
+    /// Its kind, from what the profile does with it.
+    pub(crate) fn kind_of(allowed: bool, accepted_risk: bool) -> FindingKind {
+        match (allowed, accepted_risk) {
+            (false, _) => FindingKind::DangerousDenied,
+            (true, true) => FindingKind::DangerousAcceptedRisk,
+            (true, false) => FindingKind::DangerousAllowed,
+        }
+    }
 }
 
 /// A call the profile denies although the workload made it.
@@ -287,6 +320,14 @@ pub enum DeniedSource {
 }
 
 impl DeniedSource {
+    /// The kind of a denial known this way (both ask for a change).
+    pub fn kind(self) -> FindingKind {
+        match self {
+            DeniedSource::Recording => FindingKind::DeniedButUsed,
+            DeniedSource::Verify => FindingKind::VerifyDenied,
+        }
+    }
+
     /// The word the reports print, as in the JSON.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -324,12 +365,19 @@ pub struct RuntimeInitOnly {
     pub allowed: bool,
     /// What the profile does with it, and whether that needs a reviewer.
     pub profile: RuntimeInitVerdict,
+    /// [`FindingKind::RuntimeInitUnneeded`] (allowed for no reason) or
+    /// [`FindingKind::RuntimeInitHandled`].
+    pub kind: FindingKind,
+    /// Whether a reviewer must act on it (only when allowed for no reason).
+    pub actionable: bool,
 }
 
 /// What the profile does with a call only the runtime's init made. The runtime makes most of
 /// its init's calls before it installs the filter, so denying them is right; those it makes
-/// after (dropping privileges) are the runtime baseline. Only a call allowed for neither
-/// reason needs a reviewer: the profile is looser than the workload needs.
+/// after (dropping privileges) are the runtime baseline. A documented allowance (another
+/// baseline group, a timing-dependent allowance whose trigger was recorded, an accepted risk)
+/// is a reason too. Only a call allowed for none of these needs a reviewer: the profile is
+/// looser than the workload needs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum RuntimeInitVerdict {
@@ -337,7 +385,14 @@ pub enum RuntimeInitVerdict {
     Denied,
     /// Allowed because the runtime baseline needs it after the filter is in place.
     RuntimeBaseline,
-    /// Allowed for no reason the recordings or the baseline give: a finding.
+    /// Allowed by another group of the baseline (vDSO fallbacks, kernel-made calls).
+    Baseline,
+    /// Allowed as a timing-dependent call whose trigger the workload made
+    /// (`data/timing-dependent.json`, as `audit` allows it).
+    TimingAllowance,
+    /// Allowed by a rule whose comment records an accepted risk.
+    AcceptedRisk,
+    /// Allowed for no reason the recordings, the baseline or an allowance give: a finding.
     Allowed,
 }
 
@@ -347,7 +402,22 @@ impl RuntimeInitVerdict {
         match self {
             RuntimeInitVerdict::Denied => "denied",
             RuntimeInitVerdict::RuntimeBaseline => "allowed (runtime baseline)",
+            RuntimeInitVerdict::Baseline => "allowed (baseline)",
+            RuntimeInitVerdict::TimingAllowance => "allowed (timing-dependent allowance)",
+            RuntimeInitVerdict::AcceptedRisk => "allowed (accepted risk)",
             RuntimeInitVerdict::Allowed => "ALLOWED, not needed",
+        }
+    }
+
+    /// Whether a reviewer must act: only for a call allowed for no reason.
+    pub fn kind(self) -> FindingKind {
+        match self {
+            RuntimeInitVerdict::Allowed => FindingKind::RuntimeInitUnneeded,
+            RuntimeInitVerdict::Denied
+            | RuntimeInitVerdict::RuntimeBaseline
+            | RuntimeInitVerdict::Baseline
+            | RuntimeInitVerdict::TimingAllowance
+            | RuntimeInitVerdict::AcceptedRisk => FindingKind::RuntimeInitHandled,
         }
     }
 }
@@ -582,6 +652,17 @@ impl VerifyResult {
 }
 
 impl Report {
+    /// The targets of the runs, each once, in run order (the title names them).
+    pub fn targets(&self) -> Vec<&str> {
+        let mut targets: Vec<&str> = Vec::new();
+        for run in &self.summary.runs {
+            if !targets.contains(&run.target.as_str()) {
+                targets.push(&run.target);
+            }
+        }
+        targets
+    }
+
     /// Allowed syscalls with the most calls first (ties by name), at most `n`.
     pub fn top_syscalls(&self, n: usize) -> Vec<&SyscallRow> {
         let mut rows: Vec<&SyscallRow> = self.syscalls.iter().filter(|r| r.count > 0).collect();
@@ -590,16 +671,10 @@ impl Report {
         rows
     }
 
-    /// How many findings need attention (everything but notes).
+    /// How many findings ask a reviewer for a change ([`FindingKind::actionable`]); the
+    /// count `audit` exits 1 on.
     pub fn finding_count(&self) -> usize {
-        let f = &self.findings;
-        f.verify_failed.len()
-            + usize::from(f.not_converged.is_some())
-            + f.dangerous_observed.len()
-            + f.denied_but_used.len()
-            + f.arch_gaps.len()
-            + f.runtime_init_needs_review().count()
-            + f.privilege_drops.len()
+        self.verdict.findings
     }
 }
 

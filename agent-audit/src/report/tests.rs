@@ -644,3 +644,173 @@ fn only_runtime_init_calls_the_profile_allows_for_no_reason_are_findings() {
         "{md}"
     );
 }
+
+/// Issue 20 item 2: a daemon that starts as root and drops to its user (squid), audited in 3
+/// runs, whose runtime init made `sched_yield` — which `audit` allowed as a timing-dependent
+/// call because the workload made futex calls. Nothing asks for a change: the privilege drop
+/// is information (one entry naming the 3 runs), `sched_yield` a documented allowance.
+#[test]
+fn a_daemon_dropping_privileges_with_a_timing_allowance_has_no_finding() {
+    let dir = tempfile::tempdir().unwrap();
+    let daemon_run = |k: usize, futex: bool| {
+        let mut calls = vec![(X, "read", 3), (X, "setgroups", 1), (X, "setuid", 1)];
+        if futex {
+            calls.push((X, "futex", 2));
+        }
+        let mut list = recording("squid", "squid", &calls);
+        list.target.kind = "container".into();
+        list.runtime_init = recording(
+            "squid",
+            "runc:[2:INIT]",
+            &[
+                (X, "sched_yield", 1),
+                (X, "pivot_root", 1),
+                (X, "capset", 2),
+            ],
+        )
+        .syscalls;
+        list.privilege_drop = Some(PrivilegeDrop {
+            first_unprivileged_call: time::OffsetDateTime::UNIX_EPOCH,
+            root_only: vec!["SCMP_ARCH_X86_64:setuid".into()],
+            unprivileged: vec!["SCMP_ARCH_X86_64:read".into()],
+        });
+        write(dir.path(), &format!("allowlist-{k}-{futex}.json"), &list)
+    };
+    let profile = r#"{"defaultAction":"SCMP_ACT_ERRNO","architectures":["SCMP_ARCH_X86_64"],
+      "syscalls":[{"names":["read","futex","setgroups","setuid","capset"],"action":"SCMP_ACT_ALLOW"},
+      {"names":["sched_yield"],"action":"SCMP_ACT_ALLOW","comment":"timing-dependent, allowed by `audit`"}]}"#;
+    std::fs::write(dir.path().join("p.json"), profile).unwrap();
+    std::fs::write(dir.path().join("v.json"), r#"{"denied":[],"passed":true}"#).unwrap();
+    let report_of = |futex: bool| {
+        build(&ReportInputs {
+            allowlists: (1..=3).map(|k| daemon_run(k, futex)).collect(),
+            profile: Some(dir.path().join("p.json")),
+            base: None,
+            verify: Some(dir.path().join("v.json")),
+        })
+        .unwrap()
+    };
+
+    let report = report_of(true);
+    let f = &report.findings;
+    let sched_yield = f
+        .runtime_init_only
+        .iter()
+        .find(|r| r.name == "sched_yield")
+        .unwrap();
+    assert_eq!(sched_yield.profile, RuntimeInitVerdict::TimingAllowance);
+    assert!(!sched_yield.actionable);
+    assert_eq!(f.privilege_drops.len(), 3, "one per run, as before");
+    let drops = &report.information.privilege_drops;
+    assert_eq!(drops.len(), 1, "{drops:#?}");
+    assert_eq!(drops[0].runs.len(), 3);
+    assert_eq!(report.finding_count(), 0, "{:#?}", report.verdict);
+    assert_eq!(report.verdict.status, VerdictStatus::Ready);
+    assert!(report.verdict.line.starts_with("Ready to commit"));
+    // privilege drop, runtime-init calls handled (sched_yield, pivot_root, capset).
+    assert_eq!(report.verdict.information, 4, "{:#?}", report.verdict);
+    let json: serde_json::Value = serde_json::from_str(&json::render(&report)).unwrap();
+    let kinds = json["verdict"]["kinds"].as_array().unwrap();
+    assert!(kinds.iter().all(|k| k["actionable"] == false), "{kinds:#?}");
+    assert!(kinds.iter().any(|k| k["kind"] == "privilege-drop"));
+    assert_eq!(
+        json["findings"]["privilege_drops"]
+            .as_array()
+            .unwrap()
+            .len(),
+        3
+    );
+    let md = markdown::render(&report);
+    assert!(md.contains("**Ready to commit"), "{md}");
+    assert!(md.contains("### Findings (0)"), "{md}");
+    assert!(md.contains("<details><summary>Information (4)"), "{md}");
+    assert_eq!(md.matches("**Privilege drop**").count(), 1, "{md}");
+    let information = &md[md.find("<summary>Information").unwrap()..];
+    assert!(information.contains("allowed (timing-dependent allowance)"));
+
+    // Without a futex call `audit` would not have allowed it: allowed for no reason.
+    let report = report_of(false);
+    let review: Vec<&str> = report
+        .findings
+        .runtime_init_needs_review()
+        .map(|r| r.name.as_str())
+        .collect();
+    assert_eq!(review, ["sched_yield"]);
+    assert_eq!(report.finding_count(), 1);
+    assert_eq!(report.verdict.status, VerdictStatus::ChangesNeeded);
+    assert_eq!(
+        report.verdict.line,
+        "Not ready to commit: 1 runtime-init call(s) allowed for no reason."
+    );
+}
+
+/// "Use it" (issue 24): lines a shell takes as they are, naming the reviewed profile, the
+/// recorded command (each argument quoted back) or container, and the runs.
+#[test]
+fn use_it_lines_are_ready_to_paste() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut list = recording("x", "sh", &[(X, "read", 1), (X, "execve", 1)]);
+    list.target.command = Some(vec!["sh".into(), "-c".into(), "echo 'hi' > out".into()]);
+    let run = write(dir.path(), "run 1.json", &list);
+    let profile = dir.path().join("my profile.json");
+    std::fs::write(
+        &profile,
+        r#"{"defaultAction":"SCMP_ACT_ERRNO","syscalls":[{"names":["read","execve"],"action":"SCMP_ACT_ALLOW"}]}"#,
+    )
+    .unwrap();
+    let report = build(&ReportInputs {
+        allowlists: vec![run.clone()],
+        profile: Some(profile.clone()),
+        ..Default::default()
+    })
+    .unwrap();
+    let u = &report.use_it;
+    let (p, r) = (
+        format!("'{}'", profile.display()),
+        format!("'{}'", run.display()),
+    );
+    let command = r"sh -c 'echo '\''hi'\'' > out'";
+    assert_eq!(
+        u.docker,
+        format!("docker run --security-opt seccomp={p} IMAGE {command}")
+    );
+    assert_eq!(
+        u.ci,
+        format!(
+            "agent-audit run --out new.allowlist.json -- {command}\n\
+             agent-audit diff --fail-on added {p} new.allowlist.json"
+        )
+    );
+    assert_eq!(u.kubernetes_name, "sh");
+    assert_eq!(
+        u.kubernetes.lines().next().unwrap(),
+        format!(
+            "agent-audit profile {r} --base {p} --keep-base-allows --format spo-yaml --name sh \
+             -o sh.seccompprofile.yaml"
+        )
+    );
+    assert!(u
+        .kubernetes_pod
+        .ends_with("localhostProfile: operator/sh.json"));
+    assert!(u
+        .compose
+        .ends_with(&format!("- seccomp={}", profile.display())));
+
+    // A container, and no --profile: the profile is written first, from the runs.
+    list.target.kind = "container".into();
+    list.target.command = None;
+    list.target.spec = "Squid".into();
+    let run = write(dir.path(), "c.json", &list);
+    let report = build(&inputs(vec![run.clone()])).unwrap();
+    let u = &report.use_it;
+    assert!(u.docker.starts_with(&format!(
+        "agent-audit profile {} -o profile.json\n",
+        run.display()
+    )));
+    assert!(u
+        .docker
+        .ends_with("docker run --security-opt seccomp=profile.json IMAGE"));
+    assert!(u.ci.contains("agent-audit record --wait --container Squid"));
+    assert!(u.ci.contains("docker start -a Squid; wait"));
+    assert_eq!(u.kubernetes_name, "squid");
+}

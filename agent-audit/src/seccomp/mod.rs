@@ -402,6 +402,21 @@ pub enum ProfileFileError {
         /// Why a runtime refuses it.
         detail: String,
     },
+    /// More distinct rules than agent-audit compiles ([`compile::MAX_DISTINCT_RULES`]).
+    #[error(
+        "{path}: syscalls: {distinct} distinct rules (name, action, errno, arguments; repeats \
+         count once), more than the {limit} agent-audit reads: no seccomp filter the kernel loads \
+         (4096 instructions at most) keeps that many, so the profile is unloadable or made of \
+         rules that change nothing (merge or drop rules)"
+    )]
+    TooManyRules {
+        /// The file.
+        path: PathBuf,
+        /// Its distinct rules.
+        distinct: usize,
+        /// The bound.
+        limit: usize,
+    },
     /// A Kubernetes `SeccompProfile` object (JSON or YAML) that cannot be read.
     #[error("{path}: {source}")]
     Spo {
@@ -424,6 +439,7 @@ impl ProfileFileError {
             ProfileFileError::Parse { .. }
             | ProfileFileError::UnknownArch { .. }
             | ProfileFileError::Refused { .. }
+            | ProfileFileError::TooManyRules { .. }
             | ProfileFileError::Spo { .. } => crate::exit::ExitCode::DATA,
             ProfileFileError::Output(e) => e.exit_code(),
         }
@@ -451,6 +467,14 @@ impl SeccompProfile {
             return Err(ProfileFileError::UnknownArch {
                 path: path.to_path_buf(),
                 name: name.to_string(),
+            });
+        }
+        let distinct = compile::distinct_rules(&profile);
+        if distinct > compile::MAX_DISTINCT_RULES {
+            return Err(ProfileFileError::TooManyRules {
+                path: path.to_path_buf(),
+                distinct,
+                limit: compile::MAX_DISTINCT_RULES,
             });
         }
         Ok(profile)

@@ -171,19 +171,18 @@ impl SpoObject {
         let object: Self = if text.trim_start().starts_with('{') {
             serde_json::from_str(text).map_err(|e| SpoError::Shape(e.to_string()))?
         } else {
+            // Each document straight into the object, not through a `Value`: a document of
+            // many aliases is expanded once, not twice (issue 20 item 5).
             let mut documents = Vec::new();
             for document in serde_yaml_ng::Deserializer::from_str(text) {
-                let value = serde_yaml_ng::Value::deserialize(document)
+                let object = Option::<Self>::deserialize(document)
                     .map_err(|e| SpoError::Shape(e.to_string()))?;
-                if !value.is_null() {
-                    documents.push(value);
-                }
+                documents.extend(object);
             }
             if documents.len() != 1 {
                 return Err(SpoError::Documents(documents.len()));
             }
-            let value = documents.pop().expect("one document");
-            serde_yaml_ng::from_value(value).map_err(|e| SpoError::Shape(e.to_string()))?
+            documents.pop().expect("one document")
         };
         let group = object.api_version.split('/').next().unwrap_or_default();
         if object.kind != KIND || group != GROUP {

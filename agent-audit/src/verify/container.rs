@@ -20,23 +20,22 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
 
+use super::source::{create_body, SeccompOption, SourceContainer};
 use super::{
     denied_calls, mark_fallbacks, probes, Denied, Filter, StartFailure, VerifyError, VerifyReport,
     VERIFY_SCHEMA_V1,
 };
 use crate::bpf::{AttachMode, CounterOptions, SyscallCounter, TargetSlot};
 use crate::cgroup::CgroupV2Mount;
-use crate::container::{docker_cgroup_pattern, DockerEngine};
+use crate::engine::{Engine, EngineError, EngineKind, EngineSocket};
 use crate::exit::ExitCode;
 use crate::fsutil;
 use crate::run::StartStage;
-use crate::seccomp::container::{Capabilities, ContainerContext};
+use crate::seccomp::container::ContainerContext;
 use crate::seccomp::spo::SpoObject;
 use crate::seccomp::{ProfileFileError, SeccompProfile};
 use crate::syscalls::Arch;
-use crate::target::TargetError;
 use crate::watch::{CgroupGlob, MkdirEvents};
 use crate::Error;
 
@@ -59,6 +58,8 @@ pub struct ContainerVerifyOptions {
     pub attach: AttachMode,
     /// How long the copy may run before it is killed and the verification fails as timed out.
     pub timeout: Duration,
+    /// The engine that runs the container.
+    pub engine: EngineSocket,
 }
 
 /// What was run, in the JSON result.
@@ -113,12 +114,25 @@ impl ContainerRun {
 /// Why a container cannot be verified.
 #[derive(Debug, thiserror::Error)]
 pub enum ContainerVerifyError {
-    /// The Docker Engine API cannot be reached, or failed a request.
-    #[error("Docker Engine API: {0}")]
+    /// The engine API failed a request.
+    #[error("engine API: {0}")]
     Engine(#[source] io::Error),
+    /// No engine answers, or it cannot say where its containers' cgroups appear.
+    #[error(transparent)]
+    Connect(#[from] EngineError),
     /// The engine does not know the container.
-    #[error("no Docker container named {0:?}")]
-    NotFound(String),
+    #[error("no container named {name:?} ({engine} at {socket})")]
+    NotFound {
+        /// The name given.
+        name: String,
+        /// The engine asked.
+        engine: EngineKind,
+        /// Its socket.
+        socket: PathBuf,
+    },
+    /// The profile could not be handed to Podman, which reads it from a file.
+    #[error("cannot write the profile for Podman to read: {0}")]
+    ProfileFile(#[source] io::Error),
     /// Docker runs a privileged container without any seccomp filter.
     #[error(
         "container {0:?} is privileged: Docker applies no seccomp profile to a privileged \
@@ -161,10 +175,13 @@ impl ContainerVerifyError {
     /// capability lists that are not names, 69 when the engine or the host cannot do its part.
     pub fn exit_code(&self) -> ExitCode {
         match self {
-            Self::NotFound(_) => ExitCode::NO_INPUT,
+            Self::NotFound { .. } => ExitCode::NO_INPUT,
             Self::Privileged(_) => ExitCode::USAGE,
             Self::Capabilities { .. } => ExitCode::DATA,
-            Self::Engine(_) | Self::Create { .. } | Self::Watch { .. } => ExitCode::UNAVAILABLE,
+            Self::Connect(e) => e.exit_code(),
+            Self::Engine(_) | Self::Create { .. } | Self::Watch { .. } | Self::ProfileFile(_) => {
+                ExitCode::UNAVAILABLE
+            }
         }
     }
 }
@@ -175,124 +192,9 @@ impl From<ContainerVerifyError> for Error {
     }
 }
 
-/// The audited container as the engine describes it.
-pub struct SourceContainer {
-    engine: DockerEngine,
-    name: String,
-    inspect: Value,
-    caps: Capabilities,
-}
-
-impl SourceContainer {
-    /// Looks `name` up; refuses a container Docker would run without seccomp.
-    pub fn inspect(name: &str) -> Result<Self, ContainerVerifyError> {
-        let engine = DockerEngine::connect().map_err(ContainerVerifyError::Engine)?;
-        let inspect = engine
-            .inspect(name)
-            .map_err(ContainerVerifyError::Engine)?
-            .ok_or_else(|| ContainerVerifyError::NotFound(name.to_string()))?;
-        let host = &inspect["HostConfig"];
-        if host["Privileged"].as_bool() == Some(true) {
-            return Err(ContainerVerifyError::Privileged(name.to_string()));
-        }
-        let caps = capabilities(host).map_err(|detail| ContainerVerifyError::Capabilities {
-            name: name.to_string(),
-            detail,
-        })?;
-        let name = inspect["Name"]
-            .as_str()
-            .map(|n| n.trim_start_matches('/').to_string())
-            .filter(|n| !n.is_empty())
-            .unwrap_or_else(|| name.to_string());
-        Ok(Self {
-            engine,
-            name,
-            inspect,
-            caps,
-        })
-    }
-
-    fn image(&self) -> String {
-        self.inspect["Config"]["Image"]
-            .as_str()
-            .unwrap_or_default()
-            .to_string()
-    }
-
-    /// What the container runs: its entrypoint and command.
-    fn argv(&self) -> Vec<String> {
-        let config = &self.inspect["Config"];
-        strings(&config["Entrypoint"])
-            .into_iter()
-            .chain(strings(&config["Cmd"]))
-            .collect()
-    }
-}
-
-/// The container's capability set as Docker computes it (moby's `TweakCapabilities`): `ALL`
-/// added gives every capability; `ALL` dropped starts from none; otherwise Docker's default
-/// set, less the drops, plus the additions.
-fn capabilities(host_config: &Value) -> Result<Capabilities, String> {
-    let adds = strings(&host_config["CapAdd"]);
-    let drops = strings(&host_config["CapDrop"]);
-    let is_all = |c: &String| c.eq_ignore_ascii_case("ALL");
-    if adds.iter().any(is_all) {
-        return Ok(Capabilities::All);
-    }
-    let mut items = Vec::new();
-    if !drops.iter().any(is_all) {
-        items.push("default".to_string());
-    }
-    items.extend(drops.iter().map(|c| format!("-{c}")));
-    items.extend(adds.iter().map(|c| format!("+{c}")));
-    if items.is_empty() {
-        return Ok(Capabilities::Set(Default::default()));
-    }
-    items.join(",").parse()
-}
-
-/// A JSON array of strings (`null`: none).
-fn strings(v: &Value) -> Vec<String> {
-    v.as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(|s| s.as_str().map(str::to_owned))
-        .collect()
-}
-
-/// The create body of the verify container: the audited one's configuration and host
-/// configuration, with the profile as its seccomp option (any other seccomp option replaced),
-/// no restart policy and no automatic removal.
-fn create_body(source: &SourceContainer, profile_json: Option<&str>) -> Value {
-    let mut body = source.inspect["Config"].clone();
-    // The image the container was created from, even if its tag has moved since.
-    if let Some(id) = source.inspect["Image"].as_str() {
-        body["Image"] = Value::from(id);
-    }
-    if !body["Labels"].is_object() {
-        body["Labels"] = Value::Object(Default::default());
-    }
-    body["Labels"]["agent-audit.verify-of"] = Value::from(source.name.clone());
-    let mut host = source.inspect["HostConfig"].clone();
-    if let Some(profile_json) = profile_json {
-        let mut options: Vec<Value> = strings(&host["SecurityOpt"])
-            .into_iter()
-            .filter(|o| !o.starts_with("seccomp=") && !o.starts_with("seccomp:"))
-            .map(Value::from)
-            .collect();
-        // The API takes the profile's content, not a path (the docker CLI reads the file).
-        options.push(Value::from(format!("seccomp={profile_json}")));
-        host["SecurityOpt"] = Value::Array(options);
-    }
-    host["AutoRemove"] = Value::Bool(false);
-    host["RestartPolicy"] = serde_json::json!({"Name": "no", "MaximumRetryCount": 0});
-    body["HostConfig"] = host;
-    body
-}
-
 /// The verify container, removed (with its anonymous volumes) when dropped.
 struct VerifyContainer<'a> {
-    engine: &'a DockerEngine,
+    engine: &'a Engine,
     name: String,
     id: String,
 }
@@ -302,15 +204,17 @@ impl Drop for VerifyContainer<'_> {
         if let Err(e) = self.engine.remove(&self.id) {
             eprintln!(
                 "agent-audit: warning: could not remove the verify container {}: {e} (remove it \
-                 with `docker rm -f {}`)",
-                self.name, self.name
+                 with `{} rm -f {}`)",
+                self.name,
+                self.engine.kind(),
+                self.name
             );
         }
     }
 }
 
-/// New cgroups below the engine's cgroup parent, counted from their first syscall; all but
-/// the verify container's are excluded as they appear.
+/// New cgroups below the verify container's cgroup parent (asked of its engine), counted from
+/// their first syscall; all but the verify container's own are excluded as they appear.
 struct CgroupWatch {
     counter: SyscallCounter,
     mount: CgroupV2Mount,
@@ -320,11 +224,14 @@ struct CgroupWatch {
 }
 
 impl CgroupWatch {
-    fn arm(attach: AttachMode) -> Result<Self, Error> {
+    fn arm(attach: AttachMode, engine: &Engine, container_id: &str) -> Result<Self, Error> {
         crate::privileges::check_bpf_privileges()?;
         let mount = CgroupV2Mount::discover()?;
-        let pattern = docker_cgroup_pattern().map_err(TargetError::from)?;
-        let glob = CgroupGlob::parse(&mount, &pattern)?;
+        // The copy exists: its cgroup's exact path, and so its parent, is known.
+        let place = engine
+            .container_cgroup(container_id)
+            .map_err(ContainerVerifyError::from)?;
+        let glob = CgroupGlob::parse_runtime_layout(&mount, &place.pattern)?;
         // Which call was refused is the verdict; who made it, and its arguments, are not.
         let mut counter = SyscallCounter::load_counting_exits(CounterOptions {
             attach,
@@ -362,8 +269,8 @@ impl CgroupWatch {
     }
 
     /// Takes up what the kernel program claimed since the last call: the verify container's
-    /// cgroup (its name holds the container id) is kept, any other is excluded.
-    fn update(&mut self, container_id: &str) -> Result<(), Error> {
+    /// cgroup (the glob names it exactly) is kept, any other is excluded.
+    fn update(&mut self) -> Result<(), Error> {
         self.events
             .read_pending()
             .map_err(|source| ContainerVerifyError::Watch {
@@ -371,14 +278,18 @@ impl CgroupWatch {
                 source,
             })?;
         for id in self.events.take_new() {
-            let theirs = self.name_of(id).is_some_and(|n| !n.contains(container_id));
+            let theirs = self
+                .name_of(id)
+                .is_some_and(|n| !self.glob.matches_child(&n));
             if theirs {
                 self.counter.exclude_unclaimed(id)?;
             }
         }
         for (id, slot) in self.counter.claimed_targets()? {
-            let ours =
-                self.ours.is_none() && self.name_of(id).is_some_and(|n| n.contains(container_id));
+            let ours = self.ours.is_none()
+                && self
+                    .name_of(id)
+                    .is_some_and(|n| self.glob.matches_child(&n));
             if ours {
                 self.ours = Some(slot);
             } else {
@@ -457,16 +368,17 @@ pub fn verify_container(opts: &ContainerVerifyOptions) -> Result<VerifyReport, E
         fsutil::check_distinct(&[opts.profile.as_path()], &[out])?;
         fsutil::check_output(out)?;
     }
-    let source = SourceContainer::inspect(&opts.name)?;
+    let source = SourceContainer::inspect(&opts.name, &opts.engine)?;
     let text = fsutil::read_input(&opts.profile)
         .map_err(|e| VerifyError::from(ProfileFileError::from(e)))?;
     let declared = SeccompProfile::parse(&text, &opts.profile).map_err(VerifyError::from)?;
-    // Docker takes the OCI form; a Kubernetes SeccompProfile object is handed over as such.
+    // The engines take the OCI form; a Kubernetes SeccompProfile object is handed over as such.
     let profile_json = if SpoObject::sniff(&text) {
         serde_json::to_string(&declared).expect("a profile serializes")
     } else {
         text
     };
+    let seccomp = SeccompOption::for_engine(source.engine.kind(), profile_json)?;
     let context = ContainerContext::on_this_host(source.caps.clone());
     let profile = context.effective(&declared);
     let filter = Filter::build(&profile, &opts.profile)?;
@@ -475,7 +387,7 @@ pub fn verify_container(opts: &ContainerVerifyOptions) -> Result<VerifyReport, E
     let ran = run_once(
         &source,
         &run_name,
-        Some(&profile_json),
+        Some(&seccomp.value()),
         opts.attach,
         opts.timeout,
     )?;
@@ -555,16 +467,16 @@ fn mark_refused_before(
     Ok(name)
 }
 
-/// Creates a copy of the container (under `profile_json`, or its own seccomp configuration
+/// Creates a copy of the container (under the `seccomp` option, or its own seccomp configuration
 /// when `None`), counts it from its first syscall to its exit, removes it.
 fn run_once(
     source: &SourceContainer,
     run_name: &str,
-    profile_json: Option<&str>,
+    seccomp: Option<&str>,
     attach: AttachMode,
     timeout: Duration,
 ) -> Result<Ran, Error> {
-    let body = create_body(source, profile_json);
+    let body = create_body(source, seccomp);
     let id = source
         .engine
         .create(run_name, &body)
@@ -578,11 +490,11 @@ fn run_once(
         name: run_name.to_string(),
         id,
     };
-    let mut watch = CgroupWatch::arm(attach)?;
+    let mut watch = CgroupWatch::arm(attach, &source.engine, &container.id)?;
     let mut timed_out = false;
     let (exit_status, start_failure) = match source.engine.start(&container.id) {
         Ok(()) => {
-            watch.update(&container.id)?;
+            watch.update()?;
             let status = match source.engine.wait(&container.id, Some(timeout)) {
                 Err(e) if e.kind() == io::ErrorKind::TimedOut => {
                     timed_out = true;
@@ -609,7 +521,7 @@ fn run_once(
             }),
         ),
     };
-    watch.update(&container.id)?;
+    watch.update()?;
     let counts = watch.counts()?;
     if exit_status != 0 {
         show_output(source, &container);
@@ -641,76 +553,7 @@ fn show_output(source: &SourceContainer, container: &VerifyContainer<'_>) {
 
 #[cfg(test)]
 mod tests {
-    use serde_json::json;
-
     use super::*;
-
-    #[test]
-    fn capabilities_follow_dockers_rules() {
-        let caps = |add: Value, drop: Value| {
-            capabilities(&json!({"CapAdd": add, "CapDrop": drop})).unwrap()
-        };
-        assert_eq!(
-            caps(Value::Null, Value::Null),
-            Capabilities::docker_default()
-        );
-        let seed = caps(
-            Value::Null,
-            json!(["NET_RAW", "SYS_PTRACE", "SYS_MODULE", "SYS_RAWIO", "MKNOD"]),
-        );
-        assert!(!seed.has("CAP_NET_RAW") && !seed.has("CAP_MKNOD"));
-        assert!(seed.has("CAP_CHOWN"));
-        let minimal = caps(json!(["NET_BIND_SERVICE"]), json!(["ALL"]));
-        assert_eq!(
-            minimal,
-            Capabilities::Set(["CAP_NET_BIND_SERVICE".to_string()].into())
-        );
-        assert_eq!(caps(json!(["ALL"]), Value::Null), Capabilities::All);
-        assert!(capabilities(&json!({"CapAdd": ["no such cap!"]})).is_err());
-    }
-
-    #[test]
-    fn the_create_body_carries_the_configuration_and_replaces_the_seccomp_option() {
-        let source = SourceContainer {
-            engine: DockerEngine::for_tests(),
-            name: "agent".into(),
-            inspect: json!({
-                "Name": "/agent",
-                "Image": "sha256:abc",
-                "Config": {"Image": "debian-agent:1", "Cmd": ["python3", "task.py"],
-                           "Env": ["A=1"], "User": "1000", "WorkingDir": "/work", "Labels": null},
-                "HostConfig": {"CapDrop": ["NET_RAW"], "Binds": ["/src:/src:ro"],
-                               "NetworkMode": "none", "AutoRemove": true,
-                               "RestartPolicy": {"Name": "always"},
-                               "SecurityOpt": ["no-new-privileges:true", "seccomp=unconfined"]}
-            }),
-            caps: Capabilities::docker_default(),
-        };
-        let body = create_body(&source, Some("{\"defaultAction\":\"SCMP_ACT_ERRNO\"}"));
-        assert_eq!(body["Image"], "sha256:abc");
-        assert_eq!(body["Cmd"], json!(["python3", "task.py"]));
-        assert_eq!(body["User"], "1000");
-        assert_eq!(body["Labels"]["agent-audit.verify-of"], "agent");
-        let host = &body["HostConfig"];
-        assert_eq!(host["CapDrop"], json!(["NET_RAW"]));
-        assert_eq!(host["Binds"], json!(["/src:/src:ro"]));
-        assert_eq!(host["AutoRemove"], false);
-        assert_eq!(host["RestartPolicy"]["Name"], "no");
-        assert_eq!(
-            host["SecurityOpt"],
-            json!([
-                "no-new-privileges:true",
-                "seccomp={\"defaultAction\":\"SCMP_ACT_ERRNO\"}"
-            ])
-        );
-        // The baseline copy keeps the container's own seccomp configuration.
-        let baseline = create_body(&source, None);
-        assert_eq!(
-            baseline["HostConfig"]["SecurityOpt"],
-            json!(["no-new-privileges:true", "seccomp=unconfined"])
-        );
-        assert_eq!(baseline["HostConfig"]["RestartPolicy"]["Name"], "no");
-    }
 
     #[test]
     fn the_init_phase_is_left_out_but_the_exec_that_ends_it_is_balanced() {

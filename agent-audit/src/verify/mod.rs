@@ -6,6 +6,7 @@
 
 mod container;
 mod probes;
+mod source;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -17,9 +18,9 @@ use serde::Serialize;
 pub use crate::run::Survivor;
 pub use container::{
     verify_container, ContainerRun, ContainerVerifyError, ContainerVerifyOptions, ProbeSite,
-    SourceContainer,
 };
 pub use probes::ProbeResult;
+pub use source::SourceContainer;
 
 use crate::allowlist::{Allowlist, AllowlistError};
 use crate::bpf::{AttachMode, CounterOptions};

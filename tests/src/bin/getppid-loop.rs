@@ -6,6 +6,10 @@
 //!   --wait-for FILE  wait (up to 30 s) until FILE exists
 //!   --open FIFO      open FIFO for reading: blocks, making no syscall, until a writer has it
 //!                    open (many processes can be held and released at once this way)
+//!   --threads T      the N calls are made by T threads at once (N/T each, the first thread
+//!                    also the remainder), so they run on every CPU together
+//!   --forks F        the N calls are made by F child processes (N/F each, the first also the
+//!                    remainder), all forked before any is waited for; each ends with `_exit`
 //!
 //! `getppid-loop --signal A --wait-for B N` and `getppid-loop --wait-for A --signal B 10N`
 //! started together make their call loops overlap in time (a two-way handshake).
@@ -29,8 +33,20 @@ fn main() -> ExitCode {
         return usage();
     };
     let mut steps = steps.iter();
+    let mut split = Split::None;
     while let Some(step) = steps.next() {
         let result = match step.as_str() {
+            "--threads" | "--forks" => match steps.next().and_then(|n| n.parse::<u64>().ok()) {
+                Some(n) if n > 0 && step == "--threads" => {
+                    split = Split::Threads(n);
+                    Ok(())
+                }
+                Some(n) if n > 0 => {
+                    split = Split::Forks(n);
+                    Ok(())
+                }
+                _ => return usage(),
+            },
             "--child-cgroup" => join_child_cgroup(),
             "--signal" => match steps.next() {
                 Some(file) => fs::write(file, b"").map_err(|e| format!("create {file}: {e}")),
@@ -53,16 +69,76 @@ fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     }
-    for _ in 0..count {
-        // SAFETY: getppid takes no arguments and cannot fail.
-        unsafe { libc::syscall(libc::SYS_getppid) };
+    match split {
+        Split::None => calls(count),
+        Split::Threads(n) => std::thread::scope(|scope| {
+            for share in shares(count, n) {
+                scope.spawn(move || calls(share));
+            }
+        }),
+        Split::Forks(n) => {
+            if let Err(e) = fork_all(count, n) {
+                eprintln!("getppid-loop: {e}");
+                return ExitCode::from(1);
+            }
+        }
     }
     ExitCode::SUCCESS
 }
 
+/// Who makes the calls.
+#[derive(Clone, Copy)]
+enum Split {
+    /// This thread.
+    None,
+    /// That many threads.
+    Threads(u64),
+    /// That many child processes.
+    Forks(u64),
+}
+
+/// `count` raw getppid calls.
+fn calls(count: u64) {
+    for _ in 0..count {
+        // SAFETY: getppid takes no arguments and cannot fail.
+        unsafe { libc::syscall(libc::SYS_getppid) };
+    }
+}
+
+/// `count` split into `n` shares, the first with the remainder.
+fn shares(count: u64, n: u64) -> impl Iterator<Item = u64> {
+    (0..n).map(move |i| count / n + if i == 0 { count % n } else { 0 })
+}
+
+/// Forks `n` children making `count` calls between them, then waits for every one.
+fn fork_all(count: u64, n: u64) -> Result<(), String> {
+    let mut children = Vec::new();
+    for share in shares(count, n) {
+        // SAFETY: the child only makes raw syscalls (getppid, exit_group) before `_exit`.
+        match unsafe { libc::fork() } {
+            0 => {
+                calls(share);
+                // SAFETY: ends the child without running the parent's atexit handlers.
+                unsafe { libc::_exit(0) }
+            }
+            -1 => return Err(format!("fork: {}", std::io::Error::last_os_error())),
+            pid => children.push(pid),
+        }
+    }
+    for pid in children {
+        let mut status = 0;
+        // SAFETY: waiting for our own child.
+        if unsafe { libc::waitpid(pid, &mut status, 0) } != pid || status != 0 {
+            return Err(format!("child {pid} ended with status {status}"));
+        }
+    }
+    Ok(())
+}
+
 fn usage() -> ExitCode {
     eprintln!(
-        "usage: getppid-loop [--child-cgroup] [--signal FILE] [--wait-for FILE] [--open FIFO] N"
+        "usage: getppid-loop [--child-cgroup] [--signal FILE] [--wait-for FILE] [--open FIFO] \
+         [--threads T | --forks F] N"
     );
     ExitCode::from(2)
 }

@@ -7,7 +7,9 @@ mod bpfstats;
 mod docker;
 mod env;
 mod fixed;
+mod memory;
 mod report;
+mod rules;
 mod tracer;
 pub mod workload;
 
@@ -48,6 +50,10 @@ pub enum Part {
     Startup,
     /// CPU of a recorder whose targets are idle.
     Idle,
+    /// `check` and `verify` on profiles of 4 096 to 100 000 rules.
+    Rules,
+    /// Memory of a node-wide recorder with 256 targets, projected to other CPU counts.
+    Memory,
 }
 
 /// Calls per timed loop.
@@ -88,6 +94,8 @@ pub fn bench(root: &Path, opts: BenchOptions) -> Result<()> {
         "bench-time",
         "--bin",
         "bench-args",
+        "--bin",
+        "bench-memory",
     ]))?;
     if crate::effective_uid() != 0 {
         bail!("the bench loads BPF programs and creates cgroups: run it as root");
@@ -154,6 +162,19 @@ pub fn bench(root: &Path, opts: BenchOptions) -> Result<()> {
             notes.push(format!("idle recorder: {e:#}"));
         }
     }
+    if wanted(Part::Rules) {
+        if let Err(e) = rules::run(&env, root, opts.reps.min(5), &mut samples) {
+            notes.push(format!("many rules: {e:#}"));
+        }
+    }
+    let memory_table = if wanted(Part::Memory) {
+        memory::measure(&env, &mut samples).unwrap_or_else(|e| {
+            notes.push(format!("memory: {e:#}"));
+            String::new()
+        })
+    } else {
+        String::new()
+    };
     if opts.only.is_some() {
         jobs.clear();
     }
@@ -189,7 +210,7 @@ pub fn bench(root: &Path, opts: BenchOptions) -> Result<()> {
     machine.loadavg_end = env::read_trim("/proc/loadavg");
     let elapsed = started.elapsed().as_secs_f64();
     let results = report::Report::new(machine, sizes, opts.reps, files, samples, notes, elapsed);
-    let text = results.markdown() + &args_cost;
+    let text = results.markdown() + &memory_table + &args_cost;
     println!("\n{text}");
     std::fs::write(env.out.join("results.md"), &text)?;
     std::fs::write(

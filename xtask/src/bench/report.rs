@@ -226,6 +226,7 @@ impl Report {
         });
         goals.extend(self.bpf_stats_goals());
         goals.extend(self.fixed_cost_goals());
+        goals.extend(self.memory_goals());
         let merge = self.samples.median("profile-merge-100", "seconds");
         goals.push(Goal {
             goal: "time for `profile` to merge 100 allowlists (no target set: reported)".into(),
@@ -311,6 +312,7 @@ impl Report {
 
         self.bpf_stats_markdown(&mut o);
         super::fixed::markdown(&self.samples, &mut o);
+        super::rules::markdown(&self.samples, &mut o);
         o.push_str(
             "\n### Scale (agent-audit tp_btf, loop inside one of N targets)\n\n\
              | targets | getppid ns | overhead | × 1 target (ns) | fstat ns | VmRSS MiB | VmHWM MiB |\n\
@@ -484,6 +486,28 @@ impl Report {
                 verdict: verdict(exec.is_some_and(|e| e <= 1000.0), &[exec]),
             },
         ]
+    }
+
+    fn memory_goals(&self) -> Vec<Goal> {
+        use super::memory::{maps_metric, CASE, GOALS, RSS};
+        let s = &self.samples;
+        GOALS
+            .iter()
+            .map(|&(cpus, limit)| {
+                let bytes = s
+                    .median(CASE, &maps_metric(cpus))
+                    .zip(s.median(CASE, RSS))
+                    .map(|(maps, rss)| (maps + rss) / (1024.0 * 1024.0));
+                Goal {
+                    goal: format!(
+                        "node-wide recorder at 256 targets (BPF maps + RSS) ≤ {limit} MiB on a \
+                         {cpus}-CPU host (projected)"
+                    ),
+                    measured: bytes.map_or("no data".into(), |t| format!("{t:.1} MiB")),
+                    verdict: verdict(bytes.is_some_and(|t| t <= limit), &[bytes]),
+                }
+            })
+            .collect()
     }
 
     fn fixed_cost_goals(&self) -> Vec<Goal> {

@@ -1,22 +1,38 @@
 //! The one way agent-audit writes a file and the one way it reads one. It runs as root next to
 //! untrusted users (shared CI, world-writable `/tmp`), so neither may be turned against the host.
 //!
+//! Threat model. The invoking user chooses the paths; another local user may own the
+//! directories on the way or anything already at those paths (in `/tmp`, in a directory of
+//! their own the user writes into, in a CI workspace opened to every job), and tries to make
+//! root write where they choose, hand them a file they keep a handle on, or hang root.
+//!
 //! Writing: a regular file (or a path that does not exist yet) is replaced atomically: the text
 //! goes to a temporary file with an unpredictable name created with `O_CREAT|O_EXCL` in the
 //! destination's directory (which never follows a planted link), is made 0644, synced, then
 //! renamed over the destination. A rename replaces the directory entry, never writes through
 //! it, so the result is always a new inode owned by the writer. A symlink at the destination
-//! is refused; a device, FIFO or socket is written straight through and never renamed over;
-//! `-` and `/dev/stdout` mean standard output.
+//! is refused; a device, FIFO or socket is written straight through and never renamed over:
+//! refused when it is another user's in a sticky world-writable directory, refused when no
+//! one reads it, and when it is another user's elsewhere, written without blocking within
+//! [`FOREIGN_NODE_DEADLINE`] (a reader that never reads cannot hold root past it). `-` and
+//! `/dev/stdout` mean standard output, the invoking user's own choice, written as any program
+//! writes it; one that was closed at start (`>&-`) is refused before any work
+//! ([`check_stdout`]) rather than written into the `/dev/null` the runtime puts in its place.
 //!
 //! Reading: regular files only (or `-`, standard input), opened without blocking so that a
 //! FIFO cannot hang the process, at most [`MAX_INPUT_BYTES`], UTF-8.
 
+mod stream;
+
+pub use stream::{check_stdout, note_stdout_before_runtime, write_stdout, FOREIGN_NODE_DEADLINE};
+
 use std::fs::{self, File, Metadata, OpenOptions, Permissions};
 use std::io::{self, Read, Write};
-use std::os::fd::AsRawFd;
 use std::os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use stream::{set_blocking, write_through};
 
 use crate::exit::ExitCode;
 
@@ -103,6 +119,32 @@ pub enum OutputError {
         /// What it is.
         kind: NodeKind,
     },
+    /// Another user's device, FIFO or socket whose reader did not take the output in time.
+    #[error(
+        "{path} is a {kind} owned by uid {owner} whose reader took {written} of {size} bytes in \
+         {}s and then stopped reading: gave up (the output there is incomplete; write to a file)",
+        deadline.as_secs()
+    )]
+    Stalled {
+        /// Destination.
+        path: PathBuf,
+        /// What it is.
+        kind: NodeKind,
+        /// Its owner.
+        owner: u32,
+        /// Bytes the reader took.
+        written: usize,
+        /// Bytes of the whole output.
+        size: usize,
+        /// How long it was given.
+        deadline: Duration,
+    },
+    /// Standard output was closed when agent-audit started (`>&-`).
+    #[error(
+        "standard output is closed: the output would be lost (redirect it to a file, or to \
+         /dev/null to discard it)"
+    )]
+    StdoutClosed,
 }
 
 impl OutputError {
@@ -417,7 +459,8 @@ pub fn is_stream_output(path: &Path) -> Result<bool, OutputError> {
 pub fn check_output(path: &Path) -> Result<(), OutputError> {
     match destination(path)? {
         Destination::File => ensure_dir_writable(parent_dir(path)),
-        Destination::Stdout | Destination::Node(_) => Ok(()),
+        Destination::Stdout => check_stdout(),
+        Destination::Node(_) => Ok(()),
     }
 }
 
@@ -449,24 +492,22 @@ fn temp_builder() -> tempfile::Builder<'static, 'static> {
 }
 
 /// Writes `contents` to `path`: a regular file (or a new one) is replaced atomically, owned by
-/// the writer with mode [`OUTPUT_MODE`]; a device, FIFO or socket is written through; `-` and
-/// `/dev/stdout` go to standard output; a symlink or directory is refused.
+/// the writer with mode [`OUTPUT_MODE`]; a device, FIFO or socket is written through (within
+/// [`FOREIGN_NODE_DEADLINE`] when it is another user's); `-` and `/dev/stdout` go to standard
+/// output (see [`write_stdout`]); a symlink or directory is refused.
 pub fn write_output(path: &Path, contents: &[u8]) -> Result<(), OutputError> {
     let err = |source| OutputError::Write {
         path: path.to_path_buf(),
         source,
     };
     match destination(path)? {
-        Destination::Stdout => write_stdout(contents).map_err(err),
+        Destination::Stdout => {
+            check_stdout()?;
+            write_stdout(contents).map_err(err)
+        }
         Destination::File => replace_file(path, contents).map_err(err),
         Destination::Node(kind) => write_through(path, kind, contents),
     }
-}
-
-fn write_stdout(contents: &[u8]) -> io::Result<()> {
-    let mut out = io::stdout().lock();
-    out.write_all(contents)?;
-    out.flush()
 }
 
 /// Readers see the old file or the new one, never a mix; a crash leaves at most a stray
@@ -490,49 +531,6 @@ fn replace_file(path: &Path, contents: &[u8]) -> io::Result<()> {
     tmp.persist(path).map_err(|e| e.error)?;
     // Make the rename itself durable.
     File::open(dir)?.sync_all()
-}
-
-/// Writes into an existing device, FIFO or socket without creating, truncating or replacing it.
-fn write_through(path: &Path, kind: NodeKind, contents: &[u8]) -> Result<(), OutputError> {
-    let err = |source| OutputError::Write {
-        path: path.to_path_buf(),
-        source,
-    };
-    // O_NONBLOCK: opening a FIFO nobody reads fails (ENXIO) instead of blocking forever.
-    let file = OpenOptions::new()
-        .write(true)
-        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_NOCTTY)
-        .open(path)
-        .map_err(|source| match source.raw_os_error() {
-            Some(libc::ENXIO) => OutputError::NoReader {
-                path: path.to_path_buf(),
-                kind,
-            },
-            _ => err(source),
-        })?;
-    // The node may have been swapped since it was looked at: a file is replaced, never written
-    // through.
-    if file.metadata().map_err(err)?.is_file() {
-        drop(file);
-        return replace_file(path, contents).map_err(err);
-    }
-    set_blocking(&file).map_err(err)?;
-    (&file).write_all(contents).map_err(err)
-}
-
-/// Clears `O_NONBLOCK` on an open file.
-fn set_blocking(file: &File) -> io::Result<()> {
-    let fd = file.as_raw_fd();
-    // SAFETY: fcntl on a descriptor `file` owns, with integer arguments only.
-    let flags = unsafe { libc::fcntl(fd, libc::F_GETFL) };
-    if flags < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: as above.
-    if unsafe { libc::fcntl(fd, libc::F_SETFL, flags & !libc::O_NONBLOCK) } < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(())
 }
 
 /// Reads an input file as text: a regular file (a link to one is fine), or standard input for
@@ -589,211 +587,4 @@ fn read_bounded(reader: impl Read, limit: u64) -> io::Result<Vec<u8>> {
 }
 
 #[cfg(test)]
-mod tests {
-    use std::os::unix::fs::symlink;
-    use std::time::{Duration, Instant};
-
-    use super::*;
-
-    fn mkfifo(path: &Path) {
-        let c = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()).unwrap();
-        // SAFETY: a valid NUL-terminated path.
-        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o666) }, 0);
-    }
-
-    #[test]
-    fn replaces_whole_file_with_a_new_inode_and_leaves_no_temp() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("a.json");
-        fs::write(&path, b"first").unwrap();
-        fs::set_permissions(&path, Permissions::from_mode(0o666)).unwrap();
-        let before = fs::metadata(&path).unwrap().ino();
-        write_output(&path, b"second").unwrap();
-        assert_eq!(fs::read(&path).unwrap(), b"second");
-        let after = fs::metadata(&path).unwrap();
-        assert_ne!(after.ino(), before, "written in place, not replaced");
-        assert_eq!(after.mode() & 0o7777, OUTPUT_MODE);
-        let names: Vec<_> = fs::read_dir(dir.path()).unwrap().collect();
-        assert_eq!(names.len(), 1, "stray files: {names:?}");
-    }
-
-    #[test]
-    fn a_symlink_is_refused_and_its_target_untouched() {
-        let dir = tempfile::tempdir().unwrap();
-        let victim = dir.path().join("victim");
-        fs::write(&victim, b"precious").unwrap();
-        let link = dir.path().join("out.json");
-        symlink(&victim, &link).unwrap();
-        let err = write_output(&link, b"profile").unwrap_err();
-        assert!(matches!(err, OutputError::Symlink { .. }), "{err}");
-        assert!(check_output(&link).is_err());
-        assert_eq!(fs::read(&victim).unwrap(), b"precious");
-        assert!(fs::symlink_metadata(&link).unwrap().is_symlink());
-    }
-
-    #[test]
-    fn a_link_planted_on_the_way_is_refused_and_an_own_link_followed() {
-        let shared = tempfile::tempdir().unwrap();
-        fs::set_permissions(shared.path(), Permissions::from_mode(0o1777)).unwrap();
-        let elsewhere = tempfile::tempdir().unwrap();
-        let own = shared.path().join("own");
-        symlink(elsewhere.path(), &own).unwrap();
-        write_output(&own.join("a.json"), b"x").unwrap();
-        assert_eq!(fs::read(elsewhere.path().join("a.json")).unwrap(), b"x");
-        // SAFETY: geteuid cannot fail.
-        if unsafe { libc::geteuid() } != 0 {
-            return; // planting as another user needs root
-        }
-        let planted = shared.path().join("planted");
-        symlink(elsewhere.path(), &planted).unwrap();
-        let c = std::ffi::CString::new(planted.as_os_str().as_encoded_bytes()).unwrap();
-        // SAFETY: a valid NUL-terminated path.
-        assert_eq!(unsafe { libc::lchown(c.as_ptr(), 65534, 65534) }, 0);
-        let err = write_output(&planted.join("b.json"), b"x").unwrap_err();
-        assert!(
-            matches!(err, OutputError::PlantedLink { owner: 65534, .. }),
-            "{err}"
-        );
-        assert!(check_output(&planted.join("b.json")).is_err());
-        // `record --out-dir` checks its directory the same way before recording starts.
-        let err = ensure_dir_writable(&planted).unwrap_err();
-        assert!(matches!(err, OutputError::PlantedLink { .. }), "{err}");
-        assert!(!elsewhere.path().join("b.json").exists());
-    }
-
-    #[test]
-    fn a_directory_is_refused() {
-        let dir = tempfile::tempdir().unwrap();
-        let err = write_output(dir.path(), b"x").unwrap_err();
-        assert!(matches!(err, OutputError::Directory { .. }), "{err}");
-    }
-
-    #[test]
-    fn dev_null_is_written_through_and_stays_a_device() {
-        write_output(Path::new("/dev/null"), b"x").unwrap();
-        check_output(Path::new("/dev/null")).unwrap();
-        let meta = fs::symlink_metadata("/dev/null").unwrap();
-        assert!(meta.file_type().is_char_device());
-    }
-
-    #[test]
-    fn a_fifo_without_reader_fails_fast_and_one_with_a_reader_gets_the_text() {
-        let dir = tempfile::tempdir().unwrap();
-        let fifo = dir.path().join("p");
-        mkfifo(&fifo);
-        let started = Instant::now();
-        let err = write_output(&fifo, b"x").unwrap_err();
-        assert!(matches!(err, OutputError::NoReader { .. }), "{err}");
-        assert!(started.elapsed() < Duration::from_secs(5));
-        let reader = OpenOptions::new()
-            .read(true)
-            .custom_flags(libc::O_NONBLOCK)
-            .open(&fifo)
-            .unwrap();
-        write_output(&fifo, b"text").unwrap();
-        let mut got = String::new();
-        (&reader).read_to_string(&mut got).unwrap();
-        assert_eq!(got, "text");
-        assert!(fs::symlink_metadata(&fifo).unwrap().file_type().is_fifo());
-    }
-
-    #[test]
-    fn missing_directory_is_reported_by_name() {
-        let err = ensure_dir_writable(Path::new("/nonexistent/agent-audit")).unwrap_err();
-        assert!(
-            err.to_string().contains("/nonexistent/agent-audit"),
-            "{err}"
-        );
-        let err = write_output(Path::new("/nonexistent/dir/x.json"), b"x").unwrap_err();
-        assert!(matches!(err, OutputError::Write { .. }));
-    }
-
-    #[test]
-    fn a_file_is_not_a_directory() {
-        let dir = tempfile::tempdir().unwrap();
-        let file = dir.path().join("f");
-        fs::write(&file, b"").unwrap();
-        assert!(ensure_dir_writable(&file).is_err());
-    }
-
-    #[test]
-    fn an_output_that_is_an_input_or_another_output_is_a_clash() {
-        let dir = tempfile::tempdir().unwrap();
-        let input = dir.path().join("in.json");
-        fs::write(&input, "{}").unwrap();
-        let via_dotdot = dir.path().join("sub/../in.json");
-        fs::create_dir(dir.path().join("sub")).unwrap();
-        let link = dir.path().join("link.json");
-        symlink(&input, &link).unwrap();
-        for output in [&input, &via_dotdot, &link] {
-            let err = check_distinct(&[&input], &[output]).unwrap_err();
-            assert!(matches!(err, PathClash::OutputIsInput { .. }), "{err}");
-            assert_eq!(err.exit_code(), ExitCode::USAGE);
-        }
-        let new = dir.path().join("new.md");
-        let new_again = dir.path().join("sub/../new.md");
-        let err = check_distinct(&[&input], &[&new, &new_again]).unwrap_err();
-        assert!(matches!(err, PathClash::SameOutput { .. }), "{err}");
-        let err = check_distinct(&[], &[Path::new("-"), Path::new("/dev/stdout")]).unwrap_err();
-        assert!(matches!(err, PathClash::SameOutput { .. }), "{err}");
-        let other = dir.path().join("other.json");
-        check_distinct(&[&input, Path::new("-")], &[&new, &other, Path::new("-")]).unwrap();
-        check_distinct(&[], &[Path::new("/dev/null"), Path::new("/dev/null")]).unwrap();
-    }
-
-    #[test]
-    fn inputs_are_bounded_regular_utf8_files() {
-        let dir = tempfile::tempdir().unwrap();
-        let good = dir.path().join("good.json");
-        fs::write(&good, "{}").unwrap();
-        let link = dir.path().join("link.json");
-        symlink(&good, &link).unwrap();
-        assert_eq!(read_input(&link).unwrap(), "{}");
-
-        let zero_link = dir.path().join("zero.json");
-        symlink("/dev/zero", &zero_link).unwrap();
-        for path in [Path::new("/dev/zero"), &zero_link, dir.path()] {
-            let err = read_input(path).unwrap_err();
-            assert!(matches!(err, InputError::NotRegular { .. }), "{err}");
-            assert_eq!(err.exit_code(), ExitCode::DATA);
-        }
-
-        let fifo = dir.path().join("p");
-        mkfifo(&fifo);
-        let started = Instant::now();
-        let err = read_input(&fifo).unwrap_err();
-        assert!(
-            matches!(
-                err,
-                InputError::NotRegular {
-                    kind: NodeKind::Fifo,
-                    ..
-                }
-            ),
-            "{err}"
-        );
-        assert!(started.elapsed() < Duration::from_secs(5));
-
-        let big = dir.path().join("big.json");
-        File::create(&big)
-            .unwrap()
-            .set_len(MAX_INPUT_BYTES + 1)
-            .unwrap();
-        let err = read_input(&big).unwrap_err();
-        assert!(matches!(err, InputError::TooLarge { .. }), "{err}");
-        assert_eq!(err.exit_code(), ExitCode::DATA);
-
-        let latin1 = dir.path().join("latin1.json");
-        fs::write(&latin1, b"{\"a\": \"\xe9\"}").unwrap();
-        let err = read_input(&latin1).unwrap_err();
-        assert!(
-            matches!(err, InputError::NotUtf8 { offset: 7, .. }),
-            "{err}"
-        );
-        assert_eq!(err.exit_code(), ExitCode::DATA);
-
-        let err = read_input(&dir.path().join("missing")).unwrap_err();
-        assert!(err.is_not_found());
-        assert_eq!(err.exit_code(), ExitCode::NO_INPUT);
-    }
-}
+mod tests;

@@ -4,26 +4,22 @@
 
 use std::fmt::Write;
 
-use super::{CategoryRow, Report, RuntimeInitVerdict, SyscallRow};
+use super::{DeniedSource, Report, VerdictStatus};
 
-const CSS: &str = include_str!("assets/report.css");
-const SORT_JS: &str = include_str!("assets/sort.js");
+mod charts;
+mod table;
 
-/// Bars in the top-syscalls chart.
-const TOP_SYSCALLS: usize = 15;
+use charts::charts;
+use table::{code_list, code_spans, esc, table, table_with_marks, Cell};
+
+const CSS: &str = include_str!("../assets/report.css");
+const SORT_JS: &str = include_str!("../assets/sort.js");
+
 /// Programs named per table cell.
 const PROGRAMS_PER_CELL: usize = 5;
-/// One colour per category, in the category table's order; cycled if it ever grows.
-const PALETTE: [&str; 12] = [
-    "#4e79a7", "#f28e2b", "#59a14f", "#e15759", "#76b7b2", "#edc948", "#b07aa1", "#ff9da7",
-    "#9c755f", "#bab0ac", "#86bcb6", "#d37295",
-];
-
 /// Renders the page.
 pub fn render(report: &Report) -> String {
-    let s = &report.summary;
-    let targets: Vec<&str> = s.runs.iter().map(|r| r.target.as_str()).collect();
-    let title = format!("agent-audit report: {}", targets.join("; "));
+    let title = format!("agent-audit report: {}", report.targets().join("; "));
     let mut h = String::new();
     let _ = write!(
         h,
@@ -32,25 +28,30 @@ pub fn render(report: &Report) -> String {
          <title>{}</title>\n<style>\n{CSS}</style>\n</head>\n<body>\n",
         esc(&title)
     );
-    let _ = writeln!(
-        h,
-        "<header><h1>{}</h1><p class=\"meta\">{}</p></header>",
-        esc(&title),
-        esc(&report.generator)
-    );
-    summary(&mut h, report);
+    header(&mut h, report, &title);
     findings(&mut h, report);
+    use_it(&mut h, report);
+    information(&mut h, report);
+    summary(&mut h, report);
     charts(&mut h, report);
     allowed_table(&mut h, report);
     let _ = write!(h, "<script>\n{SORT_JS}</script>\n</body>\n</html>\n");
     h
 }
 
-fn summary(h: &mut String, report: &Report) {
-    let s = &report.summary;
+/// The first screen: the title, the verdict in one line, the cards.
+fn header(h: &mut String, report: &Report, title: &str) {
+    let class = match report.verdict.status {
+        VerdictStatus::Ready => "ready",
+        VerdictStatus::Unverified => "unverified",
+        VerdictStatus::ChangesNeeded => "changes-needed",
+    };
     let _ = writeln!(
         h,
-        "<section id=\"summary\"><h2>Summary</h2><div class=\"cards\">"
+        "<header><h1>{}</h1>\n<p id=\"verdict\" class=\"verdict {class}\">{}</p>\n\
+         <div class=\"cards\">",
+        esc(title),
+        code_spans(&report.verdict.line)
     );
     for (label, value, alert) in summary_cards(report) {
         let class = if alert { "card alert" } else { "card" };
@@ -60,7 +61,64 @@ fn summary(h: &mut String, report: &Report) {
             esc(&value)
         );
     }
-    let _ = writeln!(h, "</div>");
+    let _ = writeln!(
+        h,
+        "</div><p class=\"meta\">{}</p></header>",
+        esc(&report.generator)
+    );
+}
+
+/// The ready-to-paste lines, each in a block that wraps rather than scrolls.
+fn use_it(h: &mut String, report: &Report) {
+    let u = &report.use_it;
+    let _ = writeln!(h, "<section id=\"use-it\"><h2>Use it</h2>");
+    let blocks = [
+        ("Docker", &u.docker),
+        (
+            "Compose: the service's <code>security_opt</code>",
+            &u.compose,
+        ),
+        (
+            "Kubernetes: the Security Profiles Operator object, then the pod's \
+             <code>securityContext</code>",
+            &u.kubernetes,
+        ),
+        ("", &u.kubernetes_pod),
+        (
+            "CI: fail when the workload makes a call the profile does not allow",
+            &u.ci,
+        ),
+    ];
+    for (title, text) in blocks {
+        if !title.is_empty() {
+            let _ = writeln!(h, "<h3>{title}</h3>");
+        }
+        let _ = writeln!(h, "<pre><code>{}</code></pre>", esc(text));
+    }
+    let _ = writeln!(h, "</section>");
+}
+
+/// What asks for nothing, folded.
+fn information(h: &mut String, report: &Report) {
+    let count = report.verdict.information;
+    if count == 0 {
+        return;
+    }
+    let _ = writeln!(
+        h,
+        "<section id=\"information\"><details><summary><h2>Information ({count}): nothing to \
+         change</h2></summary>"
+    );
+    runtime_init_only(h, report, false);
+    dangerous_observed(h, report, false);
+    privilege_drops(h, report);
+    notes(h, report);
+    let _ = writeln!(h, "</details></section>");
+}
+
+fn summary(h: &mut String, report: &Report) {
+    let s = &report.summary;
+    let _ = writeln!(h, "<section id=\"summary\"><h2>Summary</h2>");
     if let Some(note) = &s.verify_note {
         let _ = writeln!(h, "<p class=\"verify-note\">{}</p>", esc(note));
     }
@@ -88,7 +146,7 @@ fn summary(h: &mut String, report: &Report) {
 }
 
 /// The summary's cards: (label, value, whether it calls for attention).
-fn summary_cards(report: &Report) -> [(&'static str, String, bool); 8] {
+fn summary_cards(report: &Report) -> [(&'static str, String, bool); 9] {
     let s = &report.summary;
     let findings = report.finding_count();
     let verify = match s.verify_passed {
@@ -99,6 +157,7 @@ fn summary_cards(report: &Report) -> [(&'static str, String, bool); 8] {
     [
         ("findings", findings.to_string(), findings > 0),
         ("verify", verify.to_string(), s.verify_passed == Some(false)),
+        ("information", report.verdict.information.to_string(), false),
         ("runs merged", s.runs.len().to_string(), false),
         ("seconds recorded", s.duration_seconds.to_string(), false),
         ("calls", s.totals.calls.to_string(), false),
@@ -198,7 +257,7 @@ fn verify_findings(h: &mut String, report: &Report) {
         "<h3 id=\"verify-failed\">Verify FAILED under the profile</h3><ul>"
     );
     for failure in &f.verify_failed {
-        let _ = writeln!(h, "<li>{}</li>", esc(&failure.what));
+        let _ = writeln!(h, "<li>{}</li>", code_spans(&failure.what));
     }
     for d in denied {
         let _ = writeln!(
@@ -212,19 +271,22 @@ fn verify_findings(h: &mut String, report: &Report) {
     let _ = writeln!(h, "</ul>");
 }
 
+/// What asks for a change, and only that.
 fn findings(h: &mut String, report: &Report) {
-    let _ = writeln!(h, "<section id=\"findings\"><h2>Findings</h2>");
+    let _ = writeln!(
+        h,
+        "<section id=\"findings\"><h2>Findings ({})</h2>",
+        report.finding_count()
+    );
     if report.finding_count() == 0 {
-        let _ = writeln!(h, "<p class=\"none\">None.</p>");
+        let _ = writeln!(h, "<p class=\"none\">None: nothing asks for a change.</p>");
     }
     verify_findings(h, report);
     not_converged(h, report);
-    dangerous_observed(h, report);
+    dangerous_observed(h, report, true);
     denied_but_used(h, report);
     arch_gaps(h, report);
-    runtime_init_only(h, report);
-    privilege_drops(h, report);
-    notes(h, report);
+    runtime_init_only(h, report, true);
     let _ = writeln!(h, "</section>");
 }
 
@@ -241,15 +303,25 @@ fn not_converged(h: &mut String, report: &Report) {
     }
 }
 
-fn dangerous_observed(h: &mut String, report: &Report) {
-    let f = &report.findings;
-    if f.dangerous_observed.is_empty() {
+/// The dangerous calls observed that ask for a change (`actionable`), or the others.
+fn dangerous_observed(h: &mut String, report: &Report, actionable: bool) {
+    let entries: Vec<_> = report
+        .findings
+        .dangerous_observed
+        .iter()
+        .filter(|d| d.actionable == actionable)
+        .collect();
+    if entries.is_empty() {
         return;
     }
     let mark_root = report.summary.mixed_privileges;
-    let _ = writeln!(h, "<h3>Dangerous syscalls observed</h3>");
-    let rows: Vec<Vec<Cell>> = f
-        .dangerous_observed
+    let title = if actionable {
+        "Dangerous syscalls observed and allowed without an accepted risk"
+    } else {
+        "Dangerous syscalls observed, denied or allowed as an accepted risk"
+    };
+    let _ = writeln!(h, "<h3>{title}</h3>");
+    let rows: Vec<Vec<Cell>> = entries
         .iter()
         .map(|d| {
             vec![
@@ -273,17 +345,27 @@ fn dangerous_observed(h: &mut String, report: &Report) {
         "why dangerous",
         "profile",
     ];
-    table(h, "dangerous", &header, &rows);
+    let id = if actionable {
+        "dangerous"
+    } else {
+        "dangerous-information"
+    };
+    table(h, id, &header, &rows);
 }
 
+/// The recorded calls the profile denies (verify's denials are shown first, with its failures).
 fn denied_but_used(h: &mut String, report: &Report) {
-    let f = &report.findings;
-    if f.denied_but_used.is_empty() {
+    let recorded: Vec<_> = report
+        .findings
+        .denied_but_used
+        .iter()
+        .filter(|d| d.source == DeniedSource::Recording)
+        .collect();
+    if recorded.is_empty() {
         return;
     }
     let _ = writeln!(h, "<h3>Used by the workload but denied by the profile</h3>");
-    let rows: Vec<Vec<Cell>> = f
-        .denied_but_used
+    let rows: Vec<Vec<Cell>> = recorded
         .iter()
         .map(|d| {
             vec![
@@ -292,7 +374,7 @@ fn denied_but_used(h: &mut String, report: &Report) {
                 Cell::text(d.arch.short_name()),
                 d.nr.map_or(Cell::text(""), |n| Cell::num(n.into())),
                 Cell::num(d.count),
-                Cell::text(&d.why),
+                Cell::prose(&d.why),
             ]
         })
         .collect();
@@ -313,7 +395,7 @@ fn arch_gaps(h: &mut String, report: &Report) {
             vec![
                 Cell::text(g.arch.short_name()),
                 Cell::code(&g.name),
-                Cell::text(&g.why),
+                Cell::prose(&g.why),
             ]
         })
         .collect();
@@ -325,20 +407,35 @@ fn arch_gaps(h: &mut String, report: &Report) {
     );
 }
 
-fn runtime_init_only(h: &mut String, report: &Report) {
-    let f = &report.findings;
-    if f.runtime_init_only.is_empty() {
-        return;
-    }
-    let _ = writeln!(h, "<h3>Only the container runtime's init used these</h3>");
-    let rows: Vec<Vec<Cell>> = f
+/// Calls only the runtime's init made: those the profile allows for no reason (`actionable`),
+/// or those it handles.
+fn runtime_init_only(h: &mut String, report: &Report, actionable: bool) {
+    let entries: Vec<_> = report
+        .findings
         .runtime_init_only
         .iter()
+        .filter(|r| r.actionable == actionable)
+        .collect();
+    if entries.is_empty() {
+        return;
+    }
+    let (title, id, class) = if actionable {
+        (
+            "Allowed although only the container runtime's init used them",
+            "runtime-init",
+            "allowed",
+        )
+    } else {
+        (
+            "Only the container runtime's init used these, and the profile handles them",
+            "runtime-init-information",
+            "expected",
+        )
+    };
+    let _ = writeln!(h, "<h3>{title}</h3>");
+    let rows: Vec<Vec<Cell>> = entries
+        .iter()
         .map(|r| {
-            let class = match r.profile {
-                RuntimeInitVerdict::Allowed => "allowed",
-                RuntimeInitVerdict::Denied | RuntimeInitVerdict::RuntimeBaseline => "expected",
-            };
             vec![
                 Cell::code(&r.name),
                 Cell::num(r.count),
@@ -346,21 +443,21 @@ fn runtime_init_only(h: &mut String, report: &Report) {
             ]
         })
         .collect();
-    table(h, "runtime-init", &["syscall", "calls#", "profile"], &rows);
+    table(h, id, &["syscall", "calls#", "profile"], &rows);
 }
 
+/// The privilege drops of each target once, naming the runs that made them.
 fn privilege_drops(h: &mut String, report: &Report) {
-    for d in &report.findings.privilege_drops {
+    for d in &report.information.privilege_drops {
         let _ = writeln!(
             h,
-            "<h3>Privilege drop in <code>{}</code></h3><p>First call as another user: {}. \
-             {} syscall(s) only as root: {}. {} made as another user. Run as root: {}. \
-             Run as another user: {}.</p>",
-            esc(&d.file),
-            esc(&d.first_unprivileged_call),
+            "<h3>Privilege drop in {} run(s) of {}</h3><p>Runs: {}. {} syscall(s) only as root: \
+             {}. Run as root: {}. Run as another user: {}.</p>",
+            d.runs.len(),
+            esc(&d.target),
+            code_list(&d.runs),
             d.root_only.len(),
             code_list(&d.root_only),
-            d.unprivileged,
             esc(&d.root_executables.join(", ")),
             esc(&d.unprivileged_executables.join(", "))
         );
@@ -374,108 +471,9 @@ fn notes(h: &mut String, report: &Report) {
     }
     let _ = writeln!(h, "<h3>Notes</h3><ul>");
     for note in notes {
-        let _ = writeln!(h, "<li>{}</li>", esc(note));
+        let _ = writeln!(h, "<li>{}</li>", code_spans(note));
     }
     let _ = writeln!(h, "</ul>");
-}
-
-fn charts(h: &mut String, report: &Report) {
-    let _ = writeln!(
-        h,
-        "<section id=\"charts\"><h2>Where the calls go</h2><div class=\"charts\">"
-    );
-    let colour = |id: &str| {
-        let index = report
-            .categories
-            .iter()
-            .position(|c| c.id == id)
-            .unwrap_or(0);
-        PALETTE[index % PALETTE.len()]
-    };
-    let bars: Vec<Bar> = report
-        .categories
-        .iter()
-        .map(|c: &CategoryRow| Bar {
-            key: &c.id,
-            label: &c.title,
-            value: c.calls,
-            note: format!("{} calls, {} syscalls", c.calls, c.syscalls),
-            colour: colour(&c.id),
-        })
-        .collect();
-    bar_chart(h, "chart-categories", "Calls by category", &bars);
-    let top = report.top_syscalls(TOP_SYSCALLS);
-    let bars: Vec<Bar> = top
-        .iter()
-        .map(|r: &&SyscallRow| Bar {
-            key: &r.name,
-            label: &r.name,
-            value: r.count,
-            note: format!("{} calls ({})", r.count, r.category),
-            colour: colour(&r.category),
-        })
-        .collect();
-    bar_chart(
-        h,
-        "chart-top",
-        &format!("Top {} syscalls", bars.len()),
-        &bars,
-    );
-    let _ = writeln!(h, "</div></section>");
-}
-
-struct Bar<'a> {
-    key: &'a str,
-    label: &'a str,
-    value: u64,
-    note: String,
-    colour: &'a str,
-}
-
-/// A horizontal bar chart as inline SVG: one `<g class="bar">` per bar.
-fn bar_chart(h: &mut String, id: &str, caption: &str, bars: &[Bar]) {
-    const LABEL: u64 = 130;
-    const WIDTH: u64 = 300;
-    const ROW: u64 = 22;
-    let max = bars.iter().map(|b| b.value).max().unwrap_or(0).max(1);
-    let height = ROW * bars.len() as u64 + 4;
-    let total_width = LABEL + WIDTH + 170;
-    let _ = writeln!(
-        h,
-        "<figure><figcaption>{}</figcaption>\n<svg id=\"{id}\" \
-         width=\"{total_width}\" height=\"{height}\" viewBox=\"0 0 {total_width} {height}\" \
-         role=\"img\" aria-label=\"{}\">",
-        esc(caption),
-        esc(caption)
-    );
-    for (i, bar) in bars.iter().enumerate() {
-        let y = ROW * i as u64 + 2;
-        // In u128: a count near u64::MAX times the width does not fit in u64. At most WIDTH
-        // (no bar is longer than the longest).
-        let w =
-            u64::try_from((u128::from(bar.value) * u128::from(WIDTH)).div_ceil(u128::from(max)))
-                .unwrap_or(WIDTH);
-        let _ = writeln!(
-            h,
-            "<g class=\"bar\" data-key=\"{}\" data-value=\"{}\"><title>{}: {}</title>\
-             <text x=\"{}\" y=\"{}\" text-anchor=\"end\">{}</text>\
-             <rect x=\"{LABEL}\" y=\"{y}\" width=\"{w}\" height=\"{}\" fill=\"{}\"></rect>\
-             <text x=\"{}\" y=\"{}\">{}</text></g>",
-            esc(bar.key),
-            bar.value,
-            esc(bar.label),
-            esc(&bar.note),
-            LABEL - 6,
-            y + 14,
-            esc(bar.label),
-            ROW - 6,
-            bar.colour,
-            LABEL + w + 6,
-            y + 14,
-            esc(&bar.note)
-        );
-    }
-    let _ = writeln!(h, "</svg></figure>");
 }
 
 fn allowed_table(h: &mut String, report: &Report) {
@@ -518,121 +516,4 @@ fn allowed_table(h: &mut String, report: &Report) {
     let marks: Vec<bool> = report.syscalls.iter().map(|r| r.dangerous).collect();
     table_with_marks(h, "syscall-table", &header, &rows, &marks);
     let _ = writeln!(h, "</section>");
-}
-
-/// A table cell: escaped HTML and, for numbers, the value to sort by.
-struct Cell {
-    html: String,
-    value: Option<String>,
-}
-
-impl Cell {
-    fn text(s: &str) -> Self {
-        Cell {
-            html: esc(s),
-            value: None,
-        }
-    }
-    fn code(s: &str) -> Self {
-        Cell {
-            html: format!("<code>{}</code>", esc(s)),
-            value: None,
-        }
-    }
-    fn num(n: u64) -> Self {
-        Cell {
-            html: n.to_string(),
-            value: Some(n.to_string()),
-        }
-    }
-    fn num_f(n: f64) -> Self {
-        Cell {
-            html: n.to_string(),
-            value: Some(n.to_string()),
-        }
-    }
-    fn tag(class: &str, text: &str) -> Self {
-        Cell {
-            html: format!("<span class=\"tag {class}\">{}</span>", esc(text)),
-            value: None,
-        }
-    }
-}
-
-/// A sortable table; a header ending in `#` is a numeric column.
-fn table(h: &mut String, id: &str, header: &[&str], rows: &[Vec<Cell>]) {
-    table_with_marks(h, id, header, rows, &[]);
-}
-
-fn table_with_marks(
-    h: &mut String,
-    id: &str,
-    header: &[&str],
-    rows: &[Vec<Cell>],
-    dangerous: &[bool],
-) {
-    let _ = write!(h, "<table id=\"{id}\" class=\"sortable\"><thead><tr>");
-    for title in header {
-        match title.strip_suffix('#') {
-            Some(t) => {
-                let _ = write!(h, "<th class=\"num\" data-type=\"num\">{}</th>", esc(t));
-            }
-            None => {
-                let _ = write!(h, "<th>{}</th>", esc(title));
-            }
-        }
-    }
-    let _ = writeln!(h, "</tr></thead><tbody>");
-    for (i, row) in rows.iter().enumerate() {
-        let class = if dangerous.get(i).copied().unwrap_or(false) {
-            " class=\"dangerous\""
-        } else {
-            ""
-        };
-        let _ = write!(h, "<tr{class}>");
-        for cell in row {
-            match &cell.value {
-                Some(v) => {
-                    let _ = write!(
-                        h,
-                        "<td class=\"num\" data-value=\"{}\">{}</td>",
-                        esc(v),
-                        cell.html
-                    );
-                }
-                None => {
-                    let _ = write!(h, "<td>{}</td>", cell.html);
-                }
-            }
-        }
-        let _ = writeln!(h, "</tr>");
-    }
-    let _ = writeln!(h, "</tbody></table>");
-}
-
-fn code_list(names: &[String]) -> String {
-    if names.is_empty() {
-        return "none".into();
-    }
-    names
-        .iter()
-        .map(|n| format!("<code>{}</code>", esc(n)))
-        .collect::<Vec<_>>()
-        .join(", ")
-}
-
-/// Escapes text for HTML content and attribute values.
-fn esc(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
 }
