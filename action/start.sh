@@ -8,7 +8,9 @@ if [ -n "${INPUT_CONTAINER:-}" ] && [ -n "${INPUT_CGROUP_GLOB:-}" ]; then
     die "give container or cgroup-glob, not both"
 fi
 if [ -n "${INPUT_CONTAINER:-}" ]; then
-    target=(--container "$INPUT_CONTAINER" --out "$out_dir/$INPUT_CONTAINER.allowlist.json")
+    # Until `stop`: every start of the container (a restart, `docker compose restart`, a
+    # health check's) is added to its one allowlist.
+    target=(--container "$INPUT_CONTAINER" --keep-waiting --out "$out_dir/$INPUT_CONTAINER.allowlist.json")
 elif [ -n "${INPUT_CGROUP_GLOB:-}" ]; then
     # Until `stop`, however many matching cgroups come and go.
     target=(--cgroup-glob "$INPUT_CGROUP_GLOB" --keep-waiting --out-dir "$out_dir")

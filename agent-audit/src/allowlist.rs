@@ -10,6 +10,7 @@ use time::OffsetDateTime;
 
 use crate::exit::ExitCode;
 use crate::fsutil::{self, InputError, OutputError};
+use crate::runtimes::Runtime;
 use crate::syscalls::Arch;
 
 /// Schema tag of the current format.
@@ -63,6 +64,29 @@ pub struct Allowlist {
     /// Refusals counted but not named (the kernel's refusal table was full).
     #[serde(default, skip_serializing_if = "is_zero")]
     pub refused_unnamed: u64,
+    /// Every start of the target recorded into this file, earliest first (`record` only):
+    /// a container restarted under `record --wait --keep-waiting --container` is one target
+    /// whose counts add up over its starts.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub starts: Vec<TargetStart>,
+}
+
+/// One start of a target: a cgroup of its own (a container's restart gets a new one).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TargetStart {
+    /// When recording this start began.
+    #[serde(with = "time::serde::rfc3339")]
+    pub started_at: OffsetDateTime,
+    /// When its counts were last read.
+    #[serde(with = "time::serde::rfc3339")]
+    pub ended_at: OffsetDateTime,
+    /// Its cgroup's id.
+    pub cgroup_id: u64,
+    /// Calls counted in this start (`totals.calls` is the sum over the starts).
+    pub calls: u64,
+    /// Whether it was counted from its cgroup's first syscall (`record --wait` claimed it
+    /// and found a free slot), or picked up while already running.
+    pub from_first_call: bool,
 }
 
 /// Calls of one syscall a seccomp filter refused, with one action, under one filter origin,
@@ -536,6 +560,10 @@ pub struct ExecutableRun {
     /// First execution.
     #[serde(with = "time::serde::rfc3339")]
     pub first_seen: OffsetDateTime,
+    /// The language runtime it is, when recognised (`data/timing-dependent.json`'s
+    /// `runtimes`): `audit` allows that runtime's timing-dependent calls.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub runtime: Option<Runtime>,
 }
 
 /// What ran as root before the workload dropped privileges, and what after.
@@ -842,6 +870,7 @@ impl Allowlist {
             missed_start: None,
             refused: Vec::new(),
             refused_unnamed: 0,
+            starts: Vec::new(),
         }
     }
 
@@ -1000,6 +1029,7 @@ mod tests {
             missed_start: None,
             refused: Vec::new(),
             refused_unnamed: 0,
+            starts: Vec::new(),
         }
     }
 

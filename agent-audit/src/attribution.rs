@@ -9,6 +9,7 @@ use crate::allowlist::{
     ExecutableRun, PrivilegeDrop, ProgramCount, SyscallCount, MAX_PROGRAMS_LISTED,
 };
 use crate::bpf::{ExecRecord, ProgramUse};
+use crate::runtimes::{self, ExecPaths};
 
 /// Converts `CLOCK_MONOTONIC` nanoseconds (the kernel program's clock) to wall-clock time.
 ///
@@ -57,41 +58,66 @@ pub fn attach_programs(syscalls: &mut [SyscallCount], uses: &[&ProgramUse]) {
 }
 
 /// Execs grouped by (path, uid) as they arrive, so that a long recording of a busy target
-/// keeps one entry per program and user, not one per exec.
+/// keeps one entry per program and user, not one per exec; each program is looked at for a
+/// language runtime until the look succeeds (once, unless its processes were gone).
 #[derive(Clone, Debug, Default)]
-pub struct ExecTally(BTreeMap<(String, u32), (ExecutableRun, u64)>);
+pub struct ExecTally {
+    entries: BTreeMap<(String, u32), TallyEntry>,
+    paths: ExecPaths,
+}
+
+#[derive(Clone, Debug)]
+struct TallyEntry {
+    run: ExecutableRun,
+    first_ns: u64,
+    /// Whether its runtime is known (or known to be none).
+    recognised: bool,
+}
 
 impl ExecTally {
+    /// A tally of execs whose paths name files as `paths` says.
+    pub fn new(paths: ExecPaths) -> Self {
+        Self {
+            entries: BTreeMap::new(),
+            paths,
+        }
+    }
+
     /// Counts one exec.
     pub fn add(&mut self, e: &ExecRecord) {
         let entry = self
-            .0
+            .entries
             .entry((e.filename.clone(), e.uid))
-            .or_insert_with(|| {
-                (
-                    ExecutableRun {
-                        path: e.filename.clone(),
-                        comm: e.comm.clone(),
-                        uid: e.uid,
-                        gid: e.gid,
-                        count: 0,
-                        first_seen: wall_clock(e.ktime_ns),
-                    },
-                    e.ktime_ns,
-                )
+            .or_insert_with(|| TallyEntry {
+                run: ExecutableRun {
+                    path: e.filename.clone(),
+                    comm: e.comm.clone(),
+                    uid: e.uid,
+                    gid: e.gid,
+                    count: 0,
+                    first_seen: wall_clock(e.ktime_ns),
+                    runtime: None,
+                },
+                first_ns: e.ktime_ns,
+                recognised: false,
             });
-        entry.0.count += 1;
-        if e.ktime_ns < entry.1 {
-            entry.1 = e.ktime_ns;
-            entry.0.first_seen = wall_clock(e.ktime_ns);
+        entry.run.count += 1;
+        if e.ktime_ns < entry.first_ns {
+            entry.first_ns = e.ktime_ns;
+            entry.run.first_seen = wall_clock(e.ktime_ns);
+        }
+        if !entry.recognised {
+            let found = runtimes::recognise(&e.filename, &e.comm, e.tgid, self.paths);
+            entry.run.runtime = found.runtime;
+            entry.recognised = found.settled;
         }
     }
 
     /// The executables, earliest first.
     pub fn runs(&self) -> Vec<ExecutableRun> {
-        let mut runs: Vec<&(ExecutableRun, u64)> = self.0.values().collect();
-        runs.sort_by(|a, b| (a.1, &a.0.path).cmp(&(b.1, &b.0.path)));
-        runs.into_iter().map(|(r, _)| r.clone()).collect()
+        let mut runs: Vec<&TallyEntry> = self.entries.values().collect();
+        runs.sort_by(|a, b| (a.first_ns, &a.run.path).cmp(&(b.first_ns, &b.run.path)));
+        runs.into_iter().map(|e| e.run.clone()).collect()
     }
 }
 

@@ -1,8 +1,11 @@
 //! Convergence of repeated recordings of one workload: what each run saw that no earlier run
 //! had. Timing-dependent calls (`sched_yield` when a lock is contended, `kill` when a child
 //! outlives its parent's wait) show up in some runs only; when the last runs added nothing,
-//! the recordings have likely seen what the workload does, and when the last run still added
-//! something, a later run will likely add more.
+//! the recordings have likely seen what the workload does often, and when the last run still
+//! added something, a later run will likely add more. "Added nothing" is not "complete": a
+//! call that comes in a fraction p of runs is missed by all N runs with probability
+//! (1 − p)^N, at most 5 % once p > 3/N (the rule of three), so N runs rule out only calls
+//! made in more than about 3/N of runs; the verdict says so.
 //!
 //! What counts as new is an [`Observation`]: a syscall per architecture, a value of one of its
 //! tracked arguments, or a bit of a tracked flags argument (allowlists carry those in `args`).
@@ -142,6 +145,9 @@ pub struct Convergence {
     pub runs: Vec<RunAdded>,
     /// How many runs at the end added nothing.
     pub stable_runs: usize,
+    /// A call made in more than this fraction of runs would, at 95 %, have shown in at least
+    /// one of them (the rule of three: 3/N, at most 1); rarer calls may still be missing.
+    pub missed_call_bound: f64,
     /// The verdict in one line.
     pub line: String,
 }
@@ -174,6 +180,7 @@ impl Convergence {
             .count();
         let line = verdict(&runs, stable_runs);
         Self {
+            missed_call_bound: missed_call_bound(runs.len()),
             runs,
             stable_runs,
             line,
@@ -188,6 +195,28 @@ impl Convergence {
     }
 }
 
+/// 3/N, at most 1 (and 1 for no runs).
+fn missed_call_bound(n: usize) -> f64 {
+    let n = u32::try_from(n).unwrap_or(u32::MAX).max(1);
+    (3.0 / f64::from(n)).min(1.0)
+}
+
+/// What N runs that all missed a call say about how often it comes, in words.
+fn what_runs_rule_out(n: usize) -> String {
+    if n <= 3 {
+        format!(
+            "not proof of completeness: {n} runs can miss any call that only some runs make \
+             (N runs rule out, at 95 %, only calls made in more than 3/N of runs)"
+        )
+    } else {
+        let percent = (300 + n / 2) / n;
+        format!(
+            "not proof of completeness: a call made in fewer than {percent} % of runs could \
+             have been missed by all {n} (rule of three, 95 %)"
+        )
+    }
+}
+
 fn verdict(runs: &[RunAdded], stable_runs: usize) -> String {
     let n = runs.len();
     match (n, stable_runs) {
@@ -198,8 +227,12 @@ fn verdict(runs: &[RunAdded], stable_runs: usize) -> String {
             let names: Vec<String> = last.added.iter().map(|a| format!("`{a}`")).collect();
             format!("run {n} added {}: record more runs", names.join(", "))
         }
-        (_, 1) => format!("run {n} added nothing"),
-        (_, k) => format!("runs {}–{n} added nothing", n - k + 1),
+        (_, 1) => format!("run {n} added nothing; {}", what_runs_rule_out(n)),
+        (_, k) => format!(
+            "runs {}–{n} added nothing; {}",
+            n - k + 1,
+            what_runs_rule_out(n)
+        ),
     }
 }
 
@@ -224,7 +257,11 @@ mod tests {
         let added: Vec<&[String]> = c.runs.iter().map(|r| r.added.as_slice()).collect();
         assert_eq!(added, [&["read", "write"][..], &["futex"], &[]]);
         assert_eq!(c.stable_runs, 1);
-        assert_eq!(c.line, "run 3 added nothing");
+        assert_eq!(
+            c.line,
+            "run 3 added nothing; not proof of completeness: 3 runs can miss any call that only \
+             some runs make (N runs rule out, at 95 %, only calls made in more than 3/N of runs)"
+        );
         assert!(c.still_changing().is_none());
     }
 
@@ -268,10 +305,29 @@ mod tests {
     }
 
     #[test]
+    fn stable_runs_say_how_rare_a_call_they_could_have_missed() {
+        let ten: Vec<&[&str]> = vec![&["read"]; 10];
+        let c = convergence(&ten);
+        assert_eq!(
+            c.line,
+            "runs 2–10 added nothing; not proof of completeness: a call made in fewer than 30 % \
+             of runs could have been missed by all 10 (rule of three, 95 %)"
+        );
+        assert!((c.missed_call_bound - 0.3).abs() < 1e-12);
+        // The bound is the rule of three: (1 - 3/N)^N stays below 5 % (it tends to e^-3).
+        for n in 4..200 {
+            let p = missed_call_bound(n);
+            let missed = (1.0 - p).powi(i32::try_from(n).unwrap());
+            assert!(missed < 0.05, "{n}: {missed}");
+        }
+    }
+
+    #[test]
     fn trailing_stable_runs_are_a_range() {
         let c = convergence(&[&["read"], &["read"], &["read"]]);
-        assert_eq!(c.line, "runs 2–3 added nothing");
+        assert!(c.line.starts_with("runs 2–3 added nothing; "), "{}", c.line);
         assert_eq!(c.stable_runs, 2);
+        assert_eq!(c.missed_call_bound, 1.0);
         let one = convergence(&[&["read"]]);
         assert_eq!(one.stable_runs, 0);
         assert!(

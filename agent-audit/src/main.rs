@@ -4,7 +4,6 @@
 use std::io::Write;
 
 use clap::Parser;
-use tracing_subscriber::EnvFilter;
 
 use agent_audit::cli::Cli;
 
@@ -24,18 +23,7 @@ fn main() -> std::process::ExitCode {
         Ok(cli) => cli,
         Err(err) => return clap_exit(&err),
     };
-    let default_level = match cli.verbose {
-        0 => "warn",
-        1 => "info",
-        2 => "debug",
-        _ => "trace",
-    };
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_level)),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    agent_audit::logging::init(cli.verbose, cli.log_format);
     match cli.execute() {
         Ok(code) => std::process::ExitCode::from(code.0),
         Err(err) => {

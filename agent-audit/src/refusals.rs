@@ -74,6 +74,13 @@ pub fn rows(uses: &[RefusalUse], slot: TargetSlot) -> Vec<RefusedCall> {
             }
         })
         .collect();
+    sort_refused(&mut rows);
+    rows
+}
+
+/// The allowlist's order of `refused`: by name (unnamed last), arch, number, action, filter,
+/// phase.
+pub fn sort_refused(rows: &mut [RefusedCall]) {
     rows.sort_by(|a, b| {
         (
             a.name.is_none(),
@@ -94,7 +101,6 @@ pub fn rows(uses: &[RefusalUse], slot: TargetSlot) -> Vec<RefusedCall> {
                 b.runtime_init,
             ))
     });
-    rows
 }
 
 #[cfg(test)]

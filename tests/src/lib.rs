@@ -11,6 +11,7 @@ pub mod container;
 pub mod debian;
 pub mod engine;
 pub mod foreground;
+pub mod golang;
 pub mod image;
 pub mod probe;
 pub mod process;

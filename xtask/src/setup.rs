@@ -32,6 +32,7 @@ const TEST_PACKAGES: &[&str] = &[
     "nodejs",
     "git",
     "debootstrap", // the Debian root filesystem of the Debian container test
+    "golang-go",   // the Go workload (tests/data/workloads/go_http), built static
     "podman",      // the second engine (tests/tests/engines.rs), with runc
 ];
 

@@ -334,22 +334,31 @@ fn write_profile(
     Ok(())
 }
 
-/// The timing-dependent syscalls to allow for what was recorded, each with its reason.
+/// The timing-dependent syscalls to allow for what was recorded, each with its reason and
+/// what triggered it (a recorded call, or a language runtime that ran).
 fn timing_allows(merged: &Merged) -> Vec<ExplicitAllow> {
     let observed = merged.names();
     policy::timing_dependent()
-        .to_allow(&observed)
+        .to_allow(&observed, &merged.runtimes)
         .into_iter()
-        .map(|e| {
+        .map(|a| {
+            let because = a
+                .triggers
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join("; ");
             step(&format!(
-                "allowing {} although no run made it: timing-dependent, and {} was recorded \
+                "allowing {} although no run made it: timing-dependent, and {because} \
                  (--no-timing-allowances leaves it out)",
-                e.name,
-                e.when_any_of.join("/")
+                a.entry.name,
             ));
             ExplicitAllow {
-                name: e.name.clone(),
-                reason: format!("timing-dependent, allowed by `audit`: {}", e.reason),
+                name: a.entry.name.clone(),
+                reason: format!(
+                    "timing-dependent, allowed by `audit` because {because}: {}",
+                    a.entry.reason
+                ),
             }
         })
         .collect()

@@ -32,6 +32,8 @@ pub struct AuditArgs {
     )]
     runs: usize,
     /// Keep recording until K consecutive runs added nothing new (at most --max-runs).
+    /// Stable is not complete: N runs that all missed a call rule out, at 95 %, only a call
+    /// made in more than about 3/N of runs (10 runs: 30 %); rarer calls need more runs.
     #[arg(long, value_name = "K")]
     until_stable: Option<usize>,
     /// The most runs --until-stable records.
@@ -58,7 +60,8 @@ pub struct AuditArgs {
     #[command(flatten)]
     engine: super::EngineArgs,
     /// Do not allow the timing-dependent syscalls (agent-audit/data/timing-dependent.json:
-    /// sched_yield when futex was recorded, kill when wait4/waitid was) that no run made.
+    /// sched_yield when futex was recorded, kill when wait4/waitid was, Go's preemption calls
+    /// tgkill/getpid/rt_sigreturn when a Go binary ran) that no run made.
     #[arg(long)]
     no_timing_allowances: bool,
     /// Seconds the verify step's run of the command may take, with whatever it leaves

@@ -17,6 +17,7 @@ use clap::{Parser, Subcommand};
 use crate::engine::EngineSocket;
 use crate::exit::{ExitCode, EXIT_CODES_HELP};
 use crate::fsutil;
+use crate::logging::LogFormat;
 use crate::seccomp::container::{Capabilities, ContainerContext};
 use crate::seccomp::KernelVersion;
 use crate::Error;
@@ -73,6 +74,16 @@ pub struct Cli {
     /// More log output (-v: info, -vv: debug, -vvv: trace). RUST_LOG overrides.
     #[arg(short, long, action = clap::ArgAction::Count, global = true)]
     pub verbose: u8,
+    /// How log lines are written to stderr: `text` (coloured only on a terminal, never with
+    /// NO_COLOR set) or `json` (one object per line, for log collectors).
+    #[arg(
+        long,
+        value_enum,
+        default_value_t,
+        global = true,
+        value_name = "FORMAT"
+    )]
+    pub log_format: LogFormat,
     /// The subcommand.
     #[command(subcommand)]
     pub command: Command,

@@ -6,6 +6,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
 use crate::allowlist::{saturating_sum, Allowlist, ArgRecord, MAX_PROGRAMS_LISTED};
+use crate::runtimes::Runtime;
 use crate::syscalls::Arch;
 
 /// One recording that went into a merge.
@@ -122,6 +123,9 @@ pub struct Merged {
     pub unnamed: Vec<UnnamedSyscall>,
     /// Named calls a seccomp filter refused, by (arch, name): kept apart from `syscalls`.
     pub refused: BTreeMap<(Arch, String), MergedRefusal>,
+    /// The language runtimes the inputs' executables were recognised as, with those
+    /// executables' paths.
+    pub runtimes: BTreeMap<Runtime, BTreeSet<String>>,
 }
 
 impl Merged {
@@ -139,6 +143,15 @@ impl Merged {
                 label,
             });
             merged.add_refusals(index, &list);
+            for e in &list.executables {
+                if let Some(runtime) = e.runtime {
+                    merged
+                        .runtimes
+                        .entry(runtime)
+                        .or_default()
+                        .insert(e.path.clone());
+                }
+            }
             for s in &list.syscalls {
                 match &s.name {
                     Some(name) => {

@@ -1,8 +1,11 @@
 //! The daemon loop of `record`: signals, the deadline, cgroup events, snapshots at each
 //! interval, targets going away, progress, and every final file at the end.
 
+use std::collections::HashMap;
+use std::path::PathBuf;
 use std::time::Duration;
 
+use super::outputs::container_named;
 use super::recording::{Recording, RecordingError};
 use super::waiting::{report_unrecorded, Waiting};
 use super::{RecordOptions, StopReason};
@@ -29,6 +32,7 @@ pub(super) async fn watch(
         active,
         unwritten: Vec::new(),
         removals: RemovalEvents::new(),
+        finished: HashMap::new(),
     };
     let mut poll = tokio::time::interval(POLL);
     let mut flush = snapshots.map(tokio::time::interval);
@@ -60,6 +64,7 @@ pub(super) async fn watch(
                 }
                 distribute_execs(counter, &mut recordings.active);
                 recordings.retire_gone(counter, &mut progress)?;
+                recordings.link_earlier_starts();
             }
             _ = next_tick(&mut flush) => recordings.snapshot(counter)?,
             _ = poll.tick() => {
@@ -69,6 +74,7 @@ pub(super) async fn watch(
                 }
                 distribute_execs(counter, &mut recordings.active);
                 recordings.retire_gone(counter, &mut progress)?;
+                recordings.link_earlier_starts();
                 // With --wait, only stop once something was recorded and is gone, and no
                 // wanted cgroup still waits for a slot.
                 let waiting_for_more = waiting
@@ -94,6 +100,8 @@ pub(super) async fn watch(
         }
     }
     distribute_execs(counter, &mut recordings.active);
+    recordings.retire_gone(counter, &mut progress)?;
+    recordings.link_earlier_starts();
     recordings.finish_all(counter)?;
     Ok(reason)
 }
@@ -107,6 +115,9 @@ struct Recordings {
     unwritten: Vec<Recording>,
     /// Tells when an active target's directory may be gone.
     removals: RemovalEvents,
+    /// The final allowlist of each container target that ended, by file: a later start of
+    /// the same container is added to it.
+    finished: HashMap<PathBuf, Allowlist>,
 }
 
 impl Recordings {
@@ -121,7 +132,7 @@ impl Recordings {
         for r in &mut self.active {
             r.sync(counter)?;
         }
-        let due = |r: &Recording| r.unwritten || r.write_failing;
+        let due = |r: &Recording| (r.unwritten || r.write_failing) && !r.earlier_pending;
         if !self.active.iter().any(due) && self.unwritten.is_empty() {
             return Ok(());
         }
@@ -141,8 +152,10 @@ impl Recordings {
         let mut written = Vec::new();
         let mut still_unwritten = Vec::new();
         for mut r in std::mem::take(&mut self.unwritten) {
-            if finish(counter, &mut r, &uses)? {
+            self.take_earlier(&mut r);
+            if let Some(list) = finish(counter, &mut r, &uses)? {
                 written.push(r.slot);
+                self.keep_final(&r, list);
             } else {
                 still_unwritten.push(r);
             }
@@ -171,15 +184,54 @@ impl Recordings {
         progress.clear();
         let uses = counter.read_details()?;
         let mut written = Vec::new();
+        // In the order they were picked up: a container's start that ended at once gets the
+        // final allowlist of its previous start, retired just before it.
         for mut r in gone {
-            if finish(counter, &mut r, &uses)? {
+            self.take_earlier(&mut r);
+            if let Some(list) = finish(counter, &mut r, &uses)? {
                 written.push(r.slot);
+                self.keep_final(&r, list);
             } else {
                 self.unwritten.push(r);
             }
         }
         // In one go: the slots of a burst of ended targets are made ready in one pass.
         Ok(counter.remove_targets(&written)?)
+    }
+
+    /// Keeps the final allowlist of a container target: it may start again.
+    fn keep_final(&mut self, r: &Recording, list: Allowlist) {
+        if container_named(&r.target).is_some() {
+            self.finished.insert(r.out.clone(), list);
+        }
+    }
+
+    /// Hands each later start of a container the final allowlist of its earlier starts, once
+    /// the last of them has ended and its file is written; a start with no earlier file at
+    /// hand and none to come starts a file of its own.
+    fn link_earlier_starts(&mut self) {
+        for i in 0..self.active.len() {
+            if !self.active[i].earlier_pending {
+                continue;
+            }
+            if let Some(list) = self.finished.remove(&self.active[i].out) {
+                self.active[i].add_earlier_starts(list);
+                continue;
+            }
+            let out = &self.active[i].out;
+            let before = |r: &Recording| &r.out == out && !r.earlier_pending;
+            let to_come = self.active.iter().any(before) || self.unwritten.iter().any(before);
+            self.active[i].earlier_pending = to_come;
+        }
+    }
+
+    /// Gives `r` its earlier starts' final allowlist if it waits for one that is at hand.
+    fn take_earlier(&mut self, r: &mut Recording) {
+        if r.earlier_pending {
+            if let Some(list) = self.finished.remove(&r.out) {
+                r.add_earlier_starts(list);
+            }
+        }
     }
 
     /// Whether an active target's directory may be gone: its parent reported a removal or
@@ -311,18 +363,18 @@ fn report_write(
 }
 
 /// Writes a target's final file; `uses` is the attribution table read once for all targets.
-/// Returns whether it was written.
+/// Returns the allowlist written, if it was.
 fn finish(
     counter: &SyscallCounter,
     r: &mut Recording,
     uses: &crate::bpf::CallDetails,
-) -> Result<bool, Error> {
+) -> Result<Option<Allowlist>, Error> {
     let result = r.write(counter, true, uses);
     let Some(list) = report_write(r, result)? else {
-        return Ok(false);
+        return Ok(None);
     };
     summarize(r, &list);
-    Ok(true)
+    Ok(Some(list))
 }
 
 /// Logs and prints what a target's final file holds.

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use crate::bpf::{CounterOptions, SyscallCounter};
 use crate::cgroup::CgroupV2Mount;
-use crate::engine::AwaitedContainer;
+use crate::engine::{AwaitedContainer, EngineSocket};
 use crate::privileges;
 use crate::ready::ReadyFile;
 use crate::signals::StopSignals;
@@ -139,16 +139,17 @@ fn resolve_targets(
     let mut watches = Vec::new();
     for spec in &opts.targets {
         match (CgroupTarget::resolve(mount, spec), spec) {
+            (Ok(t), TargetSpec::Container { name, engine }) if opts.wait && opts.keep_waiting => {
+                // Running now; its later starts are recorded too, into the same file.
+                targets.push(t);
+                watches.push(container_watch(mount, name, engine)?);
+            }
             (Ok(t), _) => targets.push(t),
             // A container that does not run yet is exactly what --wait is for.
             (Err(TargetError::Container(_)), TargetSpec::Container { name, engine })
                 if opts.wait =>
             {
-                let awaited = AwaitedContainer::new(name, engine).map_err(TargetError::from)?;
-                watches.push(Watch {
-                    glob: CgroupGlob::parse_runtime_layout(mount, &awaited.cgroup.pattern)?,
-                    container: Some(awaited),
-                });
+                watches.push(container_watch(mount, name, engine)?);
             }
             (Err(e), _) => return Err(e.into()),
         }
@@ -173,6 +174,19 @@ fn resolve_targets(
         )));
     }
     Ok((targets, watches))
+}
+
+/// The watch for the cgroups of container `name`'s starts.
+fn container_watch(
+    mount: &CgroupV2Mount,
+    name: &str,
+    engine: &EngineSocket,
+) -> Result<Watch, Error> {
+    let awaited = AwaitedContainer::new(name, engine).map_err(TargetError::from)?;
+    Ok(Watch {
+        glob: CgroupGlob::parse_runtime_layout(mount, &awaited.cgroup.pattern)?,
+        container: Some(awaited),
+    })
 }
 
 /// The line scripts wait for: how many targets, the attach type, and what `--wait` armed for.

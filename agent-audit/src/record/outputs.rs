@@ -2,7 +2,7 @@
 //! before anything is attached, snapshots or only the final document for a stream, and each
 //! target's file name from its label.
 
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -26,7 +26,9 @@ pub enum OutputSpec {
 /// Output paths, checked for writability before anything is attached.
 pub(super) struct OutputPlan {
     spec: OutputSpec,
-    used: HashSet<PathBuf>,
+    /// Paths handed out, each with the container (as named on the command line) whose file
+    /// it is, for a container target.
+    used: HashMap<PathBuf, Option<String>>,
     /// How often snapshots are written; `None`: only the final files.
     pub(super) snapshots: Option<Duration>,
 }
@@ -63,7 +65,7 @@ pub(super) fn plan_outputs(opts: &RecordOptions) -> Result<OutputPlan, Error> {
     };
     Ok(OutputPlan {
         spec: opts.output.clone(),
-        used: HashSet::new(),
+        used: HashMap::new(),
         snapshots,
     })
 }
@@ -102,16 +104,35 @@ impl OutputPlan {
             OutputSpec::Dir(dir) => {
                 let name = file_stem(&target.label());
                 let plain = dir.join(format!("{name}.allowlist.json"));
-                if self.used.contains(&plain) {
+                if self.used.contains_key(&plain) {
                     dir.join(format!("{name}-{}.allowlist.json", target.cgroup.id))
                 } else {
                     plain
                 }
             }
         };
-        self.used.insert(path.clone());
+        self.used.insert(path.clone(), container_named(target));
         Ok(path)
     }
+
+    /// The file of an earlier start of the same container, for a container target that
+    /// started again: the same target, recorded into the same file.
+    pub(super) fn continued_path(&self, target: &CgroupTarget) -> Option<PathBuf> {
+        let name = container_named(target)?;
+        self.used
+            .iter()
+            .find(|(_, owner)| owner.as_deref() == Some(name.as_str()))
+            .map(|(path, _)| path.clone())
+    }
+}
+
+/// The container a target is, as named on the command line (`--container NAME`).
+pub(super) fn container_named(target: &CgroupTarget) -> Option<String> {
+    target
+        .info
+        .container
+        .as_ref()
+        .map(|_| target.info.spec.clone())
 }
 
 /// Longest file-name stem used for a target's label: with `.allowlist.json`, a `-<cgroup id>`

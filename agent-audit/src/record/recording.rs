@@ -7,13 +7,15 @@ use time::OffsetDateTime;
 
 use crate::allowlist::{
     Allowlist, AllowlistError, ArgRecord, HostInfo, MissedStart, MultiplexedCount, RecorderInfo,
-    SyscallCount, SCHEMA_V1,
+    SyscallCount, TargetStart, SCHEMA_V1,
 };
 use crate::attribution;
 use crate::bpf::{
     ArgUse, BpfError, CallDetails, ExecRecord, ProgramUse, SysEnterKind, SyscallCounter,
     TargetCounts, TargetSlot,
 };
+use crate::runtimes::ExecPaths;
+use crate::starts;
 use crate::syscalls::Arch;
 use crate::target::CgroupTarget;
 
@@ -45,6 +47,14 @@ pub struct Recording {
     /// The slot was marked changed when last synced: read it once more at the next sync (a
     /// call whose mark was seen may not have had its count visible yet).
     recheck: bool,
+    /// Counted from its cgroup's first call (claimed below a watched parent), not picked up
+    /// while running.
+    pub from_first_call: bool,
+    /// The same target's earlier starts (a restarted container), added to every file.
+    pub earlier: Option<Allowlist>,
+    /// A start of a target recorded before whose final file is not yet at hand: its file is
+    /// not written until it is (it would drop the earlier starts' counts).
+    pub earlier_pending: bool,
 }
 
 /// Whose calls a target makes before its first completed exec (the kernel program counts them
@@ -72,7 +82,10 @@ impl Recording {
             out = %out.display(),
             "recording target"
         );
-        Ok(Self::adopt(target, slot, out))
+        Ok(Self {
+            from_first_call: false,
+            ..Self::adopt(target, slot, out)
+        })
     }
 
     /// Adds an empty cgroup that agent-audit is about to launch a command in: what the
@@ -85,6 +98,8 @@ impl Recording {
         let slot = counter.add_target_before_exec(target.cgroup.id)?;
         Ok(Self {
             before_first_exec: BeforeFirstExec::Launcher,
+            // Launched by us, in our mount namespace: its exec paths name our files.
+            execs: attribution::ExecTally::new(ExecPaths::Host),
             ..Self::adopt(target, slot, out)
         })
     }
@@ -104,6 +119,9 @@ impl Recording {
             before_first_exec: BeforeFirstExec::RuntimeInit,
             unwritten: true,
             recheck: false,
+            from_first_call: true,
+            earlier: None,
+            earlier_pending: false,
         }
     }
 
@@ -196,7 +214,7 @@ impl Recording {
                 ),
             }
         };
-        Allowlist {
+        let list = Allowlist {
             schema: SCHEMA_V1.to_string(),
             target: self.target.info.clone(),
             started_at: self.started_at,
@@ -220,6 +238,34 @@ impl Recording {
                 .get(self.slot.index())
                 .copied()
                 .unwrap_or(0),
+            starts: Vec::new(),
+        };
+        self.with_earlier_starts(list)
+    }
+
+    /// Adds the earlier starts of the same target (their final allowlist) to this one's files.
+    pub fn add_earlier_starts(&mut self, earlier: Allowlist) {
+        self.earlier = Some(earlier);
+        self.earlier_pending = false;
+        self.unwritten = true;
+    }
+
+    /// For a `record` target: this start's entry in `starts`, after the earlier starts' (whose
+    /// counts are added in).
+    fn with_earlier_starts(&self, mut list: Allowlist) -> Allowlist {
+        if self.before_first_exec == BeforeFirstExec::Launcher {
+            return list; // a command agent-audit ran: one start by definition
+        }
+        list.starts = vec![TargetStart {
+            started_at: list.started_at,
+            ended_at: list.ended_at,
+            cgroup_id: self.target.cgroup.id,
+            calls: list.totals.calls,
+            from_first_call: self.from_first_call && self.missed_start.is_none(),
+        }];
+        match &self.earlier {
+            Some(earlier) => starts::combine(earlier.clone(), list),
+            None => list,
         }
     }
 

@@ -244,10 +244,23 @@ impl Waiting {
                 counter.exclude_claimed(slot)?;
                 continue;
             };
-            match self.outputs.next_path(&target) {
+            let continued = self.outputs.continued_path(&target);
+            match continued
+                .clone()
+                .map_or_else(|| self.outputs.next_path(&target), Ok)
+            {
                 Ok(out) => {
                     tracing::info!(cgroup = %target.cgroup.rel, "picked up new cgroup");
+                    if continued.is_some() {
+                        eprintln!(
+                            "agent-audit: {}: started again ({}): this start is added to {}",
+                            target.label(),
+                            target.cgroup.rel,
+                            out.display()
+                        );
+                    }
                     let mut recording = Recording::adopt(target, slot, out);
+                    recording.earlier_pending = continued.is_some();
                     if let Some(starved) = self.starved.remove(&id) {
                         recording.missed_start = Some(MissedStart {
                             since: starved.since,

@@ -297,9 +297,9 @@ fn runtime_init_verdict(
     }
     // As `audit` allows it: timing-dependent, and its trigger was recorded.
     let timing = policy::timing_dependent()
-        .to_allow(observed)
+        .to_allow(observed, &ctx.merged.runtimes)
         .iter()
-        .any(|e| e.name == name);
+        .any(|a| a.entry.name == name);
     if timing {
         RuntimeInitVerdict::TimingAllowance
     } else if accepted_risk(ctx, name) {

@@ -1,0 +1,3 @@
+module agentaudit.test/gohttp
+
+go 1.19
