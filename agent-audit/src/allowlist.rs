@@ -56,6 +56,25 @@ pub struct Allowlist {
     /// target slot in use when its cgroup made its first call): the counts are incomplete.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub missed_start: Option<MissedStart>,
+    /// Processes that left the target's cgroup while it was recorded (moved to a cgroup outside
+    /// it, or created outside it by a process inside): their calls from then on were not
+    /// counted, so the counts are incomplete.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub left_cgroup: Vec<LeftCgroup>,
+}
+
+/// A process that left the recorded target's cgroup.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LeftCgroup {
+    /// Its process id.
+    pub pid: u32,
+    /// Its program name (`comm`) when it left.
+    pub program: String,
+    /// The cgroup v2 id it went to.
+    pub to_cgroup_id: u64,
+    /// It was created outside (`clone3(CLONE_INTO_CGROUP)`) rather than moved.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub born_outside: bool,
 }
 
 /// The calls a target made before it could be recorded were lost: `record --wait` had no
@@ -652,6 +671,7 @@ impl Allowlist {
             executables: Vec::new(),
             privilege_drop: None,
             missed_start: None,
+            left_cgroup: Vec::new(),
         }
     }
 
@@ -819,6 +839,7 @@ mod tests {
             executables: Vec::new(),
             privilege_drop: None,
             missed_start: None,
+            left_cgroup: Vec::new(),
         }
     }
 

@@ -188,7 +188,7 @@ pub struct Survivor {
 
 impl Survivor {
     /// Describes `pid` from /proc (before it is killed: afterwards there is nothing to read).
-    fn of(pid: u32) -> Self {
+    pub(crate) fn of(pid: u32) -> Self {
         let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
         let words: Vec<String> = cmdline
             .split(|&b| b == 0)

@@ -8,6 +8,7 @@ mod args;
 mod attribution;
 mod batch;
 mod btf_scan;
+mod departures;
 mod dirty;
 mod layout;
 mod slots;
@@ -17,14 +18,14 @@ use std::path::{Path, PathBuf};
 
 use agent_audit_ebpf::{
     SyscallCounters, ABI_COMPAT32, ABI_COUNT, ABI_NATIVE, ABI_X32, GLOBAL_ARGS, GLOBAL_ARG_FIRST,
-    GLOBAL_ARG_REG_OFFSETS, GLOBAL_ARG_SPECS, GLOBAL_ATTRIBUTION, GLOBAL_COMPAT_ARG0_OFFSET,
-    GLOBAL_COMPAT_FLAG_MASK, GLOBAL_COMPAT_FLAG_OFFSET, GLOBAL_COMPAT_IPC_NR,
-    GLOBAL_COMPAT_SOCKETCALL_NR, GLOBAL_FORK_NRS, GLOBAL_PRCTL_NR, GLOBAL_TASK_LAYOUT,
-    MAP_COUNTERS, MAP_DIRTY, MAP_EXEC_EVENTS, MAP_EXIT_COUNTERS, MAP_FREE_SLOTS, MAP_INIT_COUNTERS,
-    MAP_INIT_EXIT_COUNTERS, MAP_PHASE, MAP_STARVED, MAP_TARGETS, MAP_TARGET_GENERATION,
-    MAX_TARGETS, MUX_SLOTS, NO_TARGET, NR_SLOTS, PHASE_RUNTIME_INIT, PHASE_WORKLOAD,
-    PROG_SCHED_EXEC, PROG_SYS_ENTER_BTF, PROG_SYS_ENTER_EMPTY, PROG_SYS_ENTER_RAW, PROG_SYS_EXIT,
-    WATCH_PARENT,
+    GLOBAL_ARG_REG_OFFSETS, GLOBAL_ARG_SPECS, GLOBAL_ATTRIBUTION, GLOBAL_CGROUP_LAYOUT,
+    GLOBAL_COMPAT_ARG0_OFFSET, GLOBAL_COMPAT_FLAG_MASK, GLOBAL_COMPAT_FLAG_OFFSET,
+    GLOBAL_COMPAT_IPC_NR, GLOBAL_COMPAT_SOCKETCALL_NR, GLOBAL_FORK_NRS, GLOBAL_PRCTL_NR,
+    GLOBAL_TASK_LAYOUT, MAP_COUNTERS, MAP_DIRTY, MAP_EXEC_EVENTS, MAP_EXIT_COUNTERS,
+    MAP_FREE_SLOTS, MAP_INIT_COUNTERS, MAP_INIT_EXIT_COUNTERS, MAP_PHASE, MAP_STARVED, MAP_TARGETS,
+    MAP_TARGET_GENERATION, MAX_TARGETS, MUX_SLOTS, NO_TARGET, NR_SLOTS, PHASE_RUNTIME_INIT,
+    PHASE_WORKLOAD, PROG_SCHED_EXEC, PROG_SYS_ENTER_BTF, PROG_SYS_ENTER_EMPTY, PROG_SYS_ENTER_RAW,
+    PROG_SYS_EXIT, WATCH_PARENT,
 };
 use aya::maps::{Array, HashMap, MapData, PerCpuArray, PerCpuValues, Queue, RingBuf};
 use aya::programs::{BtfTracePoint, RawTracePoint, TracePoint};
@@ -32,6 +33,7 @@ use aya::{Btf, Ebpf, EbpfLoader};
 
 pub use args::ArgUse;
 pub use attribution::{ExecRecord, ProgramUse};
+pub use departures::{Departures, LeftTask};
 pub use layout::KernelLayout;
 
 use crate::syscalls::Arch;
@@ -244,6 +246,8 @@ pub struct SyscallCounter {
     /// Which slots counted a call since last asked; `None` if the map could not be mapped
     /// (every slot then counts as changed).
     dirty: Option<dirty::DirtyWords>,
+    /// The `fentry` program that sees tasks leave a target's cgroup is attached.
+    departures_watched: bool,
 }
 
 impl SyscallCounter {
@@ -292,6 +296,7 @@ impl SyscallCounter {
         let kernel_btf = btf_scan::KernelBtf::read(&btf_path);
         let layout = KernelLayout::detect(kernel_btf.as_ref());
         tracing::debug!(?layout, elapsed = ?started.elapsed(), "kernel layout");
+        let departure_watch = departures::DepartureWatch::detect(kernel_btf.as_ref(), &layout.task);
         let attach_btf = match use_btf {
             true => Some(sys_enter_btf(kernel_btf.as_ref(), &btf_path)?),
             false => None,
@@ -337,6 +342,7 @@ impl SyscallCounter {
             .override_global(GLOBAL_ARG_SPECS, &arg_tables.specs, true)
             .override_global(GLOBAL_ARG_REG_OFFSETS, &layout.arg_offsets, true)
             .override_global(GLOBAL_TASK_LAYOUT, &layout.task, true)
+            .override_global(GLOBAL_CGROUP_LAYOUT, departure_watch.layout(), true)
             .override_global(
                 GLOBAL_FORK_NRS,
                 &["clone", "clone3", "fork", "vfork"].map(native_nr),
@@ -368,6 +374,7 @@ impl SyscallCounter {
             assigned: Vec::new(),
             exec_backlog: Vec::new(),
             dirty: None,
+            departures_watched: false,
         };
         counter.dirty = counter.map_dirty_words();
         counter.bump_generation()?;
@@ -378,6 +385,11 @@ impl SyscallCounter {
             (false, _) => SysEnter::Raw,
         };
         counter.attach_both(sys_enter, started)?;
+        if let Some(attached) = departure_watch.attach(&mut counter.ebpf) {
+            counter.attachments.extend(attached);
+            counter.departures_watched = true;
+        }
+        tracing::debug!(elapsed = ?started.elapsed(), "cgroup departures watched");
         counter.log_verifier_work();
         Ok(counter)
     }
@@ -856,6 +868,7 @@ impl SyscallCounter {
         self.clear_attribution(&used)?;
         for &slot in &used {
             self.clear_args(slot)?;
+            self.forget_departures(slot)?;
             for map in [MAP_COUNTERS, MAP_INIT_COUNTERS] {
                 self.zero_counters(map, slot)?;
             }

@@ -508,6 +508,7 @@ pub fn verify_container(opts: &ContainerVerifyOptions) -> Result<VerifyReport, E
         timeout_seconds: Some(opts.timeout.as_secs_f64()),
         timed_out: ran.timed_out,
         survivors: Vec::new(),
+        left_cgroup: Vec::new(),
         denied,
         probes,
         not_in_filter: filter.not_in_filter,

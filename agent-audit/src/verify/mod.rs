@@ -5,6 +5,7 @@
 //! `sys_exit` with its errno, so per syscall `exits − entries` is what the filter denied.
 
 mod container;
+mod left;
 mod probes;
 
 use std::collections::BTreeMap;
@@ -19,6 +20,7 @@ pub use container::{
     verify_container, ContainerRun, ContainerVerifyError, ContainerVerifyOptions, ProbeSite,
     SourceContainer,
 };
+pub use left::LeftProcess;
 pub use probes::ProbeResult;
 
 use crate::allowlist::{Allowlist, AllowlistError};
@@ -168,6 +170,11 @@ pub struct VerifyReport {
     /// Processes the command started that were still running when the run ended (the grace
     /// period after the command's exit had passed, or the timeout): each was killed.
     pub survivors: Vec<Survivor>,
+    /// Processes that left the command's cgroup while it ran (moved to a cgroup outside it, or
+    /// created outside it): nothing they did afterwards was checked. Each one still running
+    /// was killed, with the processes below it.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub left_cgroup: Vec<LeftProcess>,
     /// Refused syscalls, by count, largest first.
     pub denied: Vec<Denied>,
     /// Probe results (`--probe-dangerous`).
@@ -317,10 +324,12 @@ pub fn verify(opts: &VerifyOptions) -> Result<VerifyReport, Error> {
     } else {
         Vec::new()
     };
+    let left_cgroup = left::end(&watched.left);
     let passed = watched.start_failure.is_none()
         && watched.exit_status == 0
         && !watched.timed_out
         && watched.survivors.is_empty()
+        && left_cgroup.is_empty()
         && denied.iter().all(|d| d.fallback)
         && probes.iter().all(|p| p.ok);
     let report = VerifyReport {
@@ -332,6 +341,7 @@ pub fn verify(opts: &VerifyOptions) -> Result<VerifyReport, Error> {
         timeout_seconds: Some(opts.timeout.as_secs_f64()),
         timed_out: watched.timed_out,
         survivors: watched.survivors,
+        left_cgroup,
         denied,
         probes,
         not_in_filter,
@@ -386,6 +396,7 @@ struct Watched {
     start_failure: Option<StartFailure>,
     timed_out: bool,
     survivors: Vec<Survivor>,
+    left: Vec<crate::bpf::LeftTask>,
     entries: Vec<(Arch, u32, u64)>,
     exits: Vec<(Arch, u32, u64)>,
 }
@@ -432,6 +443,7 @@ fn run_watched(opts: &VerifyOptions, program: &SeccompProgram) -> Result<Watched
     entries.extend(session.counter.read_runtime_init(slot)?.syscalls);
     let mut exits = session.counter.read_exits(slot)?.syscalls;
     exits.extend(session.counter.read_init_exits(slot)?.syscalls);
+    let left = session.counter.departures(slot)?.tasks;
     session.counter.remove_target(slot)?;
     drop(session);
     discount_cgroup_join(&mut exits);
@@ -440,6 +452,7 @@ fn run_watched(opts: &VerifyOptions, program: &SeccompProgram) -> Result<Watched
         start_failure,
         timed_out: end.timed_out,
         survivors: end.survivors,
+        left,
         entries,
         exits,
     })
@@ -687,6 +700,40 @@ impl VerifyReport {
         s
     }
 
+    /// The processes that left the command's cgroup.
+    fn write_left(&self, s: &mut String) {
+        use std::fmt::Write as _;
+        if self.left_cgroup.is_empty() {
+            return;
+        }
+        let _ = writeln!(
+            s,
+            "LEFT THE CGROUP: {} process(es) left the command's cgroup while it ran; nothing \
+             they did afterwards was checked:",
+            self.left_cgroup.len()
+        );
+        for p in &self.left_cgroup {
+            let how = if p.born_outside {
+                "started outside"
+            } else {
+                "moved"
+            };
+            let _ = write!(
+                s,
+                "  pid {} {} ({how} to cgroup id {})",
+                p.pid, p.program, p.to_cgroup_id
+            );
+            if p.killed.is_empty() {
+                let _ = writeln!(s, ", already ended");
+                continue;
+            }
+            let _ = writeln!(s, ", killed:");
+            for k in &p.killed {
+                let _ = writeln!(s, "    pid {} {}", k.pid, k.command);
+            }
+        }
+    }
+
     /// The timeout and the processes killed, when the run did not end by itself.
     fn write_unfinished(&self, s: &mut String) {
         use std::fmt::Write as _;
@@ -715,6 +762,7 @@ impl VerifyReport {
                 let _ = writeln!(s, "  pid {} {}", p.pid, p.command);
             }
         }
+        self.write_left(s);
     }
 }
 
