@@ -117,6 +117,15 @@ impl Recording {
             counter.read_runtime_init(self.slot)?,
         );
         let left = left_cgroup(counter.departures(self.slot)?);
+        for p in left.iter().filter(|p| !self.left_cgroup.contains(p)) {
+            tracing::warn!(
+                pid = p.pid,
+                program = %p.program,
+                cgroup = %self.target.cgroup.rel,
+                "a process left the target's cgroup: its calls from now on are not recorded \
+                 (the allowlist is marked left_cgroup)"
+            );
+        }
         if (&last, &init, &left) != (&self.last, &self.last_init, &self.left_cgroup) {
             self.unwritten = true;
         }

@@ -228,6 +228,13 @@ pub fn run(opts: RunOptions) -> Result<RunOutcome, Error> {
         allowlist.totals.calls,
         opts.out.display()
     );
+    for p in &allowlist.left_cgroup {
+        eprintln!(
+            "agent-audit: INCOMPLETE: pid {} ({}) left the command's cgroup; its calls after \
+             that were not recorded (left_cgroup in the allowlist)",
+            p.pid, p.program
+        );
+    }
     Ok(RunOutcome {
         exit_status,
         allowlist,
