@@ -114,6 +114,7 @@ mod tests {
         let me = std::process::id();
         let ticks = start_ticks(me).unwrap();
         // One tick later than ours: a different process that reused the pid.
+        // SAFETY: sysconf has no preconditions.
         let hz = u64::try_from(unsafe { libc::sysconf(libc::_SC_CLK_TCK) }).unwrap();
         let other = LeftTask {
             pid: me,

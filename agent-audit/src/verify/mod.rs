@@ -132,6 +132,18 @@ impl From<&SpawnError> for StartFailure {
 }
 
 impl StartFailure {
+    /// The command's exec never completed: signal `signal` ended it there.
+    fn killed_at_exec(signal: i32) -> Self {
+        Self {
+            stage: StartStage::Exec,
+            errno: None,
+            error: format!(
+                "killed by signal {signal} before its exec completed (the profile's action for \
+                 the exec)"
+            ),
+        }
+    }
+
     /// A failed exec that the filter refused shows in the counts as an `execve` (or
     /// `execveat`) that exited without entering: that denial gets the errno the command saw.
     fn mark_refused_exec(&self, denied: &mut [Denied]) {
@@ -425,6 +437,12 @@ fn run_watched(opts: &VerifyOptions, program: &SeccompProgram) -> Result<Watched
         Some(limit),
     );
     let (end, start_failure) = match run {
+        Ok(end) if session.recording.execs.runs().is_empty() && end.exit_status > 128 => {
+            // Killed before any exec completed in its cgroup: by the filter's action for the
+            // exec itself (SCMP_ACT_KILL*), which leaves no errno to report.
+            let failure = StartFailure::killed_at_exec(end.exit_status - 128);
+            (end, Some(failure))
+        }
         Ok(end) => (end, None),
         Err(Error::Spawn(e)) if e.stage != StartStage::JoinCgroup => {
             let end = crate::run::RunEnd {
@@ -436,17 +454,18 @@ fn run_watched(opts: &VerifyOptions, program: &SeccompProgram) -> Result<Watched
         }
         Err(e) => return Err(e),
     };
-    // What the launcher did between fork and exec is counted apart (before the first exec),
-    // entries and exits: the filter is installed there, so both phases are compared.
+    // What the launcher did between fork and exec is counted apart (before the first
+    // completed exec). Only its exec is the command's: the filter may refuse it. Whatever
+    // else it does there — joining the cgroup, installing the filter, and after a failed exec
+    // ending itself, perhaps under a filter that refuses that too — is never the command's.
     let slot = session.recording.slot;
     let mut entries = session.counter.read(slot)?.syscalls;
-    entries.extend(session.counter.read_runtime_init(slot)?.syscalls);
+    entries.extend(exec_rows(session.counter.read_runtime_init(slot)?.syscalls));
     let mut exits = session.counter.read_exits(slot)?.syscalls;
-    exits.extend(session.counter.read_init_exits(slot)?.syscalls);
+    exits.extend(exec_rows(session.counter.read_init_exits(slot)?.syscalls));
     let left = session.counter.departures(slot)?.tasks;
     session.counter.remove_target(slot)?;
     drop(session);
-    discount_cgroup_join(&mut exits);
     Ok(Watched {
         exit_status: end.exit_status,
         start_failure,
@@ -530,15 +549,11 @@ fn profile_arches(profile: &SeccompProfile, path: &Path) -> Result<Vec<Arch>, Ve
     }
 }
 
-/// The command's process joins its cgroup by writing to `cgroup.procs` before exec: that
-/// one `write` enters outside the target and exits inside it. Remove its exit.
-fn discount_cgroup_join(exits: &mut [(Arch, u32, u64)]) {
-    let Some((arch, write)) = Arch::native().and_then(|a| Some((a, a.syscall_nr("write")?))) else {
-        return;
-    };
-    if let Some(e) = exits.iter_mut().find(|e| e.0 == arch && e.1 == write) {
-        e.2 = e.2.saturating_sub(1);
-    }
+/// The `execve`/`execveat` rows of counts (of any arch).
+fn exec_rows(counts: Vec<(Arch, u32, u64)>) -> impl Iterator<Item = (Arch, u32, u64)> {
+    counts
+        .into_iter()
+        .filter(|&(arch, nr, _)| matches!(arch.syscall_name(nr), Some("execve" | "execveat")))
 }
 
 /// Marks `clone3` refusals the profile makes with ENOSYS: libc then uses `clone`.
