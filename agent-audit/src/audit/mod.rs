@@ -190,9 +190,9 @@ pub fn audit(opts: &AuditOptions) -> Result<AuditOutcome, Error> {
 
     let verify = match &opts.workload {
         Workload::Command { argv, cwd } => {
-            Some(verify_command(opts, &layout, argv, cwd.as_deref())?)
+            Some(verify_command(opts, &layout, &paths, argv, cwd.as_deref())?)
         }
-        Workload::Container { name } => Some(verify_container(opts, &layout, name)?),
+        Workload::Container { name } => Some(verify_container(opts, &layout, &paths, name)?),
     };
     let report = write_reports(&layout, paths, verify.is_some())?;
     Ok(AuditOutcome {
@@ -353,6 +353,7 @@ fn timing_allows(merged: &Merged) -> Vec<ExplicitAllow> {
 fn verify_command(
     opts: &AuditOptions,
     layout: &Layout,
+    recordings: &[PathBuf],
     argv: &[String],
     cwd: Option<&Path>,
 ) -> Result<VerifyReport, Error> {
@@ -362,6 +363,7 @@ fn verify_command(
         profile: layout.file("profile.json"),
         allowlist: None,
         probe_dangerous: true,
+        recordings: recordings.to_vec(),
         out: Some(layout.file("verify.json")),
         command: argv.to_vec(),
         attach: opts.counter.attach,
@@ -376,6 +378,7 @@ fn verify_command(
 fn verify_container(
     opts: &AuditOptions,
     layout: &Layout,
+    recordings: &[PathBuf],
     name: &str,
 ) -> Result<VerifyReport, Error> {
     step(&format!(
@@ -388,6 +391,7 @@ fn verify_container(
         name: name.to_string(),
         attach: opts.counter.attach,
         timeout: opts.verify_timeout,
+        recordings: recordings.to_vec(),
     })?;
     eprint!("{}", result.to_text());
     Ok(result)

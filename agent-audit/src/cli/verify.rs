@@ -76,6 +76,7 @@ impl VerifyArgs {
                 name,
                 attach: self.attach,
                 timeout: self.timeout,
+                recordings: self.allowlist.into_iter().collect(),
             })?,
             None => self.verify_command()?,
         };
@@ -92,6 +93,7 @@ impl VerifyArgs {
             profile: self.profile,
             allowlist: self.allowlist,
             probe_dangerous: self.probe_dangerous,
+            recordings: Vec::new(),
             out: self.out,
             command: self.command,
             attach: self.attach,

@@ -21,7 +21,7 @@ pub use container::{
     SourceContainer,
 };
 pub use left::LeftProcess;
-pub use probes::ProbeResult;
+pub use probes::{ProbeResult, SkippedProbe};
 
 use crate::allowlist::{Allowlist, AllowlistError};
 use crate::bpf::{AttachMode, CounterOptions};
@@ -56,6 +56,9 @@ pub struct VerifyOptions {
     pub allowlist: Option<PathBuf>,
     /// Also run the dangerous-syscall probes.
     pub probe_dangerous: bool,
+    /// Recordings of the workload (besides `allowlist`): the must-work probes ask only for
+    /// what they show (see `probes`).
+    pub recordings: Vec<PathBuf>,
     /// Where to write the JSON result.
     pub out: Option<PathBuf>,
     /// The command.
@@ -192,6 +195,10 @@ pub struct VerifyReport {
     /// Probe results (`--probe-dangerous`).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub probes: Vec<ProbeResult>,
+    /// Must-work probes not run: the recordings show no such call, or, without recordings,
+    /// the profile does not allow a call the probe makes.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub probes_skipped: Vec<SkippedProbe>,
     /// Names of rules that have no effect in the filter because libseccomp does not know
     /// them (a rule libseccomp refuses makes `verify` fail, as runc does). Rules equal to the default action are not listed: the
     /// default action applies to their names, which is what they ask for.
@@ -313,6 +320,7 @@ pub fn verify(opts: &VerifyOptions) -> Result<VerifyReport, Error> {
         Some(p) => Some(Allowlist::read(p).map_err(VerifyError::from)?),
         None => None,
     };
+    let evidence = evidence(allowlist.as_ref(), &opts.recordings)?;
     let Filter {
         program,
         not_in_filter,
@@ -331,10 +339,12 @@ pub fn verify(opts: &VerifyOptions) -> Result<VerifyReport, Error> {
         .start_failure
         .as_ref()
         .is_some_and(|f| f.stage == StartStage::InstallFilter);
-    let probes = if opts.probe_dangerous && !filter_refused {
-        probes::run(&program, &profile, &probes::probes(&profile)).map_err(VerifyError::Probes)?
+    let plan = probes::plan(&profile, evidence.as_ref());
+    let (probes, probes_skipped) = if opts.probe_dangerous && !filter_refused {
+        let results = probes::run(&program, &profile, &plan).map_err(VerifyError::Probes)?;
+        (results, plan.skipped)
     } else {
-        Vec::new()
+        (Vec::new(), Vec::new())
     };
     let left_cgroup = left::end(&watched.left);
     let passed = watched.start_failure.is_none()
@@ -343,7 +353,7 @@ pub fn verify(opts: &VerifyOptions) -> Result<VerifyReport, Error> {
         && watched.survivors.is_empty()
         && left_cgroup.is_empty()
         && denied.iter().all(|d| d.fallback)
-        && probes.iter().all(|p| p.ok);
+        && probes::all_answered_right(&probes);
     let report = VerifyReport {
         schema: VERIFY_SCHEMA_V1,
         profile: opts.profile.clone(),
@@ -356,6 +366,7 @@ pub fn verify(opts: &VerifyOptions) -> Result<VerifyReport, Error> {
         left_cgroup,
         denied,
         probes,
+        probes_skipped,
         not_in_filter,
         passed,
         container: None,
@@ -364,6 +375,19 @@ pub fn verify(opts: &VerifyOptions) -> Result<VerifyReport, Error> {
         report.write(out)?;
     }
     Ok(report)
+}
+
+/// What the recordings show, for the must-work probes: `allowlist` and `recordings` read
+/// (`None` when there are none).
+pub(crate) fn evidence(
+    allowlist: Option<&Allowlist>,
+    recordings: &[PathBuf],
+) -> Result<Option<probes::Evidence>, VerifyError> {
+    let mut lists: Vec<Allowlist> = allowlist.into_iter().cloned().collect();
+    for path in recordings {
+        lists.push(Allowlist::read(path)?);
+    }
+    Ok(probes::Evidence::from_allowlists(&lists))
 }
 
 /// The filter a profile compiles into, as the kernel gets it.
@@ -681,6 +705,24 @@ impl VerifyReport {
                 working += 1;
                 continue;
             }
+            if let Some(error) = &p.error {
+                let _ = writeln!(
+                    s,
+                    "probe {:<34} ERROR: {error} (a failure of the probe, not the profile's \
+                     answer)",
+                    p.probe
+                );
+                continue;
+            }
+            if let Some(signal) = p.killed_by_signal {
+                let _ = writeln!(
+                    s,
+                    "probe {:<34} {} (killed by signal {signal})",
+                    p.probe,
+                    if p.ok { "ok  " } else { "FAIL" },
+                );
+                continue;
+            }
             let want = match p.expect {
                 probes::Expect::Refused => {
                     format!("want {}; {} if allowed", p.expected_errno, p.if_allowed)
@@ -703,6 +745,9 @@ impl VerifyReport {
                 .map(|p| p.probe.as_str())
                 .collect();
             let _ = writeln!(s, "probes that must work, and do: {}", names.join(", "));
+        }
+        for p in &self.probes_skipped {
+            let _ = writeln!(s, "probe {:<34} skipped: {}", p.probe, p.reason);
         }
         if !self.not_in_filter.is_empty() {
             let _ = writeln!(

@@ -1,19 +1,28 @@
-//! Built-in probes, tried under the profile in a child that installs the filter and never
-//! execs.
+//! Built-in probes, tried under the profile, each in a forked child of its own that installs
+//! the filter and never execs.
 //!
 //! Refused probes are dangerous calls with arguments that do nothing harmful even where the
 //! call is allowed (invalid flags, bad descriptors, null pointers, a child that exits at once):
 //! under a correct profile each fails with the errno the profile gives it, not with the kernel's
 //! own answer. Some are refused only by argument rules (`socket(AF_VSOCK)`,
 //! `clone(CLONE_NEWUSER)`, `personality(READ_IMPLIES_EXEC)`). Working probes check that those
-//! rules still let the common case through: a fork, a thread, a socket of each family the
-//! profile allows; they run only when the profile allows the syscall at all.
+//! rules still let the common case through — but only what the workload needs: with
+//! recordings, a fork when they show forks, a thread when they show thread creation (`clone`
+//! with `CLONE_THREAD`, or `clone3`), the socket families they used; a profile that refuses
+//! what the workload never did is stricter, not broken. Without recordings a working probe
+//! runs only when the profile allows every call it makes, and is listed as skipped otherwise.
+//!
+//! Each probe runs in its own child, which reports through memory shared with this process
+//! (no call the filter could refuse): a child that dies — by the filter's kill action, or any
+//! other way — is a result, and a probe that could not run is a probe error, never the
+//! profile's answer.
 
-use std::os::unix::process::CommandExt;
-use std::process::Command;
+use std::collections::BTreeSet;
+use std::sync::atomic::{AtomicI32, AtomicU8, Ordering};
 
 use serde::Serialize;
 
+use crate::allowlist::{Allowlist, ArgKind};
 use crate::profile::args::family_label;
 use crate::seccomp::evaluate;
 use crate::seccomp::{SeccompProfile, SeccompProgram};
@@ -177,15 +186,106 @@ fn refused_probes() -> Vec<Probe> {
     ]
 }
 
-/// The common calls argument rules must not break, for the syscalls the profile allows.
-fn working_probes(profile: &SeccompProfile) -> Vec<Probe> {
-    let allows_some = |name: &str| {
-        profile
-            .syscalls
+/// What the recordings show the workload did, for the working probes.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Evidence {
+    /// `clone` with `CLONE_THREAD`, or `clone3`.
+    threads: bool,
+    /// `fork`, `vfork`, or `clone` without `CLONE_THREAD` (or beside `clone3`, which makes
+    /// the threads).
+    forks: bool,
+    /// `ioctl`.
+    ioctl: bool,
+    /// `socket`, with the families recorded (`None`: not known, any the profile allows).
+    sockets: Option<Option<BTreeSet<u64>>>,
+}
+
+/// `CLONE_THREAD`.
+const CLONE_THREAD: u64 = 0x0001_0000;
+
+impl Evidence {
+    /// What `lists` show, from the workload's rows (not a runtime's init); `None` without
+    /// recordings.
+    pub fn from_allowlists(lists: &[Allowlist]) -> Option<Self> {
+        if lists.is_empty() {
+            return None;
+        }
+        let mut e = Self::default();
+        let rows = lists.iter().flat_map(|l| &l.syscalls);
+        let mut clone_flags: Option<u64> = None;
+        let mut clone_seen = false;
+        let mut clone3_seen = false;
+        for row in rows.filter(|r| r.count > 0) {
+            match row.name.as_deref() {
+                Some("clone") => {
+                    clone_seen = true;
+                    let bits = row.args.iter().find(|a| a.index == 0 && a.field.is_none());
+                    if let Some(bits) = bits.and_then(|a| a.bits) {
+                        *clone_flags.get_or_insert(0) |= bits;
+                    }
+                }
+                Some("clone3") => clone3_seen = true,
+                Some("fork" | "vfork") => e.forks = true,
+                Some("ioctl") => e.ioctl = true,
+                Some("socket") => e.add_families(row),
+                _ => {}
+            }
+        }
+        let clone_threads = clone_flags.is_some_and(|f| f & CLONE_THREAD != 0);
+        e.threads |= clone3_seen || clone_threads;
+        // Flags unknown (arguments not recorded): a clone may have been either; a fork is
+        // the one whose probe needs less.
+        e.forks |= clone_seen && (!clone_threads || clone3_seen);
+        Some(e)
+    }
+
+    fn add_families(&mut self, row: &crate::allowlist::SyscallCount) {
+        let record = row
+            .args
             .iter()
-            .any(|r| !r.action.denies() && r.all_names().any(|n| n == name))
-    };
-    let mut probes = Vec::new();
+            .find(|a| a.index == 0 && a.kind == ArgKind::Values && !a.overflow);
+        match (record, self.sockets.as_mut()) {
+            // Some recording does not say which families: any the profile allows.
+            (None, _) => self.sockets = Some(None),
+            (Some(_), Some(None)) => {}
+            (Some(r), Some(Some(set))) => set.extend(r.values.iter().map(|v| v.value)),
+            (Some(r), None) => {
+                self.sockets = Some(Some(r.values.iter().map(|v| v.value).collect()));
+            }
+        }
+    }
+}
+
+/// A working probe not run, and why.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct SkippedProbe {
+    /// The call as people write it.
+    pub probe: String,
+    /// Why it did not run.
+    pub reason: String,
+}
+
+/// The probes to run for a profile, and the working probes left out.
+#[derive(Clone, Debug, Default)]
+pub struct Plan {
+    probes: Vec<Probe>,
+    /// Working probes not run.
+    pub skipped: Vec<SkippedProbe>,
+}
+
+/// A working probe with every call it makes (beyond the probed one) and whether the
+/// recordings show the workload needs it.
+struct Candidate {
+    probe: Probe,
+    /// The other calls the probe makes: `exit` for a thread, `exit_group` and `wait4` for a
+    /// fork, `close` for a socket.
+    needs: &'static [&'static str],
+    /// `Some(false)`: the recordings show no such call.
+    recorded: Option<bool>,
+}
+
+/// The working probes: the common calls argument rules must not break.
+fn working_candidates(profile: &SeccompProfile, evidence: Option<&Evidence>) -> Vec<Candidate> {
     let works = |name, label: String, args, call| Probe {
         name,
         label,
@@ -194,48 +294,123 @@ fn working_probes(profile: &SeccompProfile) -> Vec<Probe> {
         expect: Expect::Works,
         if_allowed: "success",
     };
-    if allows_some("clone") {
-        probes.push(works(
+    let mut all = vec![Candidate {
+        probe: works(
             "clone",
             "fork (clone SIGCHLD)".into(),
             [SIGCHLD, 0, 0, 0, 0, 0],
             Call::Fork,
-        ));
-        if cfg!(target_arch = "x86_64") {
-            probes.push(works(
+        ),
+        needs: &["exit_group", "wait4"],
+        recorded: evidence.map(|e| e.forks),
+    }];
+    if cfg!(target_arch = "x86_64") {
+        all.push(Candidate {
+            probe: works(
                 "clone",
                 "thread (clone CLONE_VM|CLONE_THREAD|…)".into(),
                 [THREAD_FLAGS, 0, 0, 0, 0, 0],
                 Call::Thread,
-            ));
-        }
+            ),
+            needs: &["exit"],
+            recorded: evidence.map(|e| e.threads),
+        });
     }
-    if allows_some("ioctl") {
-        let args = [u64::MAX, TCGETS, 0, 0, 0, 0];
-        probes.push(works("ioctl", "ioctl(TCGETS)".into(), args, Call::Plain));
-    }
-    if allows_some("socket") {
-        for family in 0..KNOWN_FAMILIES {
-            let args = [family, SOCK_DGRAM, 0, 0, 0, 0];
-            if evaluate::outcome(profile, "socket", &args).allows() {
-                probes.push(works(
-                    "socket",
-                    format!("socket({})", family_label(family)),
-                    args,
-                    Call::Plain,
-                ));
+    all.push(Candidate {
+        probe: works(
+            "ioctl",
+            "ioctl(TCGETS)".into(),
+            [u64::MAX, TCGETS, 0, 0, 0, 0],
+            Call::Plain,
+        ),
+        needs: &[],
+        recorded: evidence.map(|e| e.ioctl),
+    });
+    let recorded_families = evidence.map(|e| e.sockets.clone());
+    for family in 0..KNOWN_FAMILIES {
+        let args = [family, SOCK_DGRAM, 0, 0, 0, 0];
+        let recorded = match &recorded_families {
+            None => None,
+            Some(None) => Some(false),
+            Some(Some(None)) => {
+                // Families not recorded: the ones the profile allows, as without recordings.
+                (!evaluate::outcome(profile, "socket", &args).allows()).then_some(false)
             }
+            Some(Some(Some(set))) => Some(set.contains(&family)),
+        };
+        // Without recordings only the families the profile allows are worth a probe (the
+        // others are refused on purpose); with them, exactly the families used.
+        if recorded.is_none() && !evaluate::outcome(profile, "socket", &args).allows() {
+            continue;
         }
+        all.push(Candidate {
+            probe: works(
+                "socket",
+                format!("socket({})", family_label(family)),
+                args,
+                Call::Plain,
+            ),
+            needs: &["close"],
+            recorded,
+        });
     }
-    probes
+    all
 }
 
-/// Every probe for `profile`.
-pub fn probes(profile: &SeccompProfile) -> Vec<Probe> {
-    let mut all = refused_probes();
-    all.extend(working_probes(profile));
-    all.truncate(MAX_PROBES);
-    all
+/// Every probe for `profile`: the refused ones, and the working ones the workload needs (see
+/// the module's documentation).
+pub fn plan(profile: &SeccompProfile, evidence: Option<&Evidence>) -> Plan {
+    let mut plan = Plan {
+        probes: refused_probes(),
+        skipped: Vec::new(),
+    };
+    for c in working_candidates(profile, evidence) {
+        let skip = match c.recorded {
+            Some(true) => None,
+            Some(false) => {
+                // Socket families the workload never used are not worth a line each.
+                if c.probe.name != "socket" {
+                    plan.skipped.push(SkippedProbe {
+                        probe: c.probe.label.clone(),
+                        reason: "the recordings show no such call".into(),
+                    });
+                }
+                continue;
+            }
+            None => unallowed(profile, &c),
+        };
+        match skip {
+            Some(reason) => plan.skipped.push(SkippedProbe {
+                probe: c.probe.label.clone(),
+                reason,
+            }),
+            None => plan.probes.push(c.probe),
+        }
+    }
+    plan.probes.truncate(MAX_PROBES);
+    plan
+}
+
+/// Why a probe cannot run under `profile` without recordings: a call it makes is not allowed.
+fn unallowed(profile: &SeccompProfile, c: &Candidate) -> Option<String> {
+    if !evaluate::outcome(profile, c.probe.name, &c.probe.args).allows() {
+        return Some(format!(
+            "no recordings to go by, and the profile does not allow {}",
+            c.probe.label
+        ));
+    }
+    let missing: Vec<&str> = c
+        .needs
+        .iter()
+        .copied()
+        .filter(|n| !evaluate::outcome(profile, n, &[0; 6]).allows())
+        .collect();
+    (!missing.is_empty()).then(|| {
+        format!(
+            "no recordings to go by, and the profile does not allow {}, which the probe needs",
+            missing.join(", ")
+        )
+    })
 }
 
 /// What one probe got.
@@ -253,8 +428,23 @@ pub struct ProbeResult {
     pub errno: i32,
     /// What the kernel returns for these arguments when the call is allowed.
     pub if_allowed: String,
-    /// Refused: `errno == expected_errno`; works: not refused by the filter.
+    /// Refused: `errno == expected_errno` (or killed by SIGSYS where the profile's action is
+    /// to kill); works: not refused by the filter.
     pub ok: bool,
+    /// The probe's child was killed by this signal during the call (SIGSYS: the profile's
+    /// kill or trap action).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub killed_by_signal: Option<i32>,
+    /// The probe could not run (not the profile's answer; `ok` is false and the verdict does
+    /// not count it).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// Whether every probe that ran got what it must (a probe error is not the profile's answer:
+/// it is reported, not counted).
+pub fn all_answered_right(results: &[ProbeResult]) -> bool {
+    results.iter().all(|p| p.ok || p.error.is_some())
 }
 
 /// The errno a refused probe must get: clone3 must get ENOSYS (libc falls back to clone on
@@ -277,113 +467,173 @@ fn errno_i32(errno: u32) -> i32 {
     i32::try_from(errno).unwrap_or(i32::MAX)
 }
 
-/// Runs `probes` in a child that installs `filter` and never execs.
+/// Runs the planned probes, each in a child of its own that installs `filter`.
 pub fn run(
     filter: &SeccompProgram,
     profile: &SeccompProfile,
-    probes: &[Probe],
+    plan: &Plan,
 ) -> std::io::Result<Vec<ProbeResult>> {
     let native = Arch::native().ok_or_else(|| std::io::Error::other("unsupported host arch"))?;
-    let calls: Vec<(&Probe, i64)> = probes
-        .iter()
-        .filter_map(|p| native.syscall_nr(p.name).map(|nr| (p, i64::from(nr))))
-        .collect();
-    let plan: Vec<(i64, [u64; 6], Call)> =
-        calls.iter().map(|(p, nr)| (*nr, p.args, p.call)).collect();
-    let errnos = in_child(filter, plan)?;
+    let report = SharedReport::new()?;
     let default_errno = profile.default_errno_ret.map_or(EPERM, errno_i32);
-    Ok(calls
-        .iter()
-        .zip(errnos)
-        .map(|((p, _), errno)| {
-            let (expected_errno, ok) = match p.expect {
-                Expect::Refused => {
-                    let e = expected_errno(profile, p);
-                    (e, errno == e)
-                }
-                Expect::Works => (0, errno != EPERM && errno != default_errno),
-            };
-            ProbeResult {
-                syscall: p.name.to_string(),
-                probe: p.label.clone(),
-                expect: p.expect,
-                expected_errno,
-                errno,
-                if_allowed: p.if_allowed.to_string(),
-                ok,
-            }
-        })
-        .collect())
+    let mut results = Vec::new();
+    for p in &plan.probes {
+        let Some(nr) = native.syscall_nr(p.name).map(i64::from) else {
+            continue;
+        };
+        let got = in_child(filter, &report, nr, &p.args, p.call);
+        results.push(judge(profile, p, got, default_errno));
+    }
+    Ok(results)
 }
 
-/// Forks a child that installs the filter, makes each call and reports the errnos through a
-/// pipe.
+/// What a probe's child came back with.
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Got {
+    /// The call's errno (0: it succeeded).
+    Errno(i32),
+    /// The child was killed by this signal during the call (the filter's kill or trap
+    /// action gives SIGSYS).
+    Killed(i32),
+    /// The probe could not run.
+    Error(String),
+}
+
+/// A probe's result from what its child got.
+fn judge(profile: &SeccompProfile, p: &Probe, got: Got, default_errno: i32) -> ProbeResult {
+    let refused_by_signal = |signal: i32| signal == libc::SIGSYS;
+    let (expected_errno, ok, errno, killed_by_signal, error) = match (p.expect, got) {
+        (Expect::Refused, Got::Errno(e)) => {
+            let want = expected_errno(profile, p);
+            (want, e == want, e, None, None)
+        }
+        (Expect::Refused, Got::Killed(sig)) => {
+            let refused = !evaluate::outcome(profile, p.name, &p.args).allows();
+            (
+                expected_errno(profile, p),
+                refused && refused_by_signal(sig),
+                0,
+                Some(sig),
+                None,
+            )
+        }
+        (Expect::Works, Got::Errno(e)) => (0, e != EPERM && e != default_errno, e, None, None),
+        (Expect::Works, Got::Killed(sig)) => (0, false, 0, Some(sig), None),
+        (_, Got::Error(why)) => (0, false, 0, None, Some(why)),
+    };
+    ProbeResult {
+        syscall: p.name.to_string(),
+        probe: p.label.clone(),
+        expect: p.expect,
+        expected_errno,
+        errno,
+        if_allowed: p.if_allowed.to_string(),
+        ok,
+        killed_by_signal,
+        error,
+    }
+}
+
+/// A probe child's report, in memory shared with it.
+struct Report {
+    /// 1 once the child stored the call's errno.
+    done: AtomicU8,
+    errno: AtomicI32,
+}
+
+/// An anonymous shared mapping holding a [`Report`], unmapped on drop.
+struct SharedReport {
+    ptr: std::ptr::NonNull<Report>,
+}
+
+impl SharedReport {
+    fn new() -> std::io::Result<Self> {
+        // SAFETY: a new anonymous mapping; no existing memory is touched.
+        let ptr = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                std::mem::size_of::<Report>(),
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_SHARED | libc::MAP_ANONYMOUS,
+                -1,
+                0,
+            )
+        };
+        if ptr == libc::MAP_FAILED {
+            return Err(std::io::Error::last_os_error());
+        }
+        let ptr = std::ptr::NonNull::new(ptr.cast::<Report>())
+            .ok_or_else(|| std::io::Error::other("mmap returned null"))?;
+        Ok(Self { ptr })
+    }
+
+    fn get(&self) -> &Report {
+        // SAFETY: a live mapping of at least `Report`'s size, zero-filled by the kernel (a
+        // valid value); only atomics are accessed through it.
+        unsafe { self.ptr.as_ref() }
+    }
+}
+
+impl Drop for SharedReport {
+    fn drop(&mut self) {
+        // SAFETY: the mapping made in `new`, unmapped once.
+        unsafe { libc::munmap(self.ptr.as_ptr().cast(), std::mem::size_of::<Report>()) };
+    }
+}
+
+/// Forks a child that installs the filter, makes the one call and stores its errno in
+/// `report`; waits for it.
 fn in_child(
     filter: &SeccompProgram,
-    plan: Vec<(i64, [u64; 6], Call)>,
-) -> std::io::Result<Vec<i32>> {
-    let count = plan.len().min(MAX_PROBES);
-    let mut fds = [0; 2];
-    // SAFETY: out-array of two ints.
-    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    let (read_fd, write_fd) = (fds[0], fds[1]);
-    let filter = filter.clone();
-    let mut cmd = Command::new("/proc/self/exe");
-    // SAFETY: after fork the closure installs the filter, makes raw syscalls and writes
-    // their errnos to a pipe, then leaves with `_exit`: only async-signal-safe calls on
-    // memory prepared before fork. It never returns, so nothing is exec'd.
-    unsafe {
-        cmd.pre_exec(move || {
-            let mut results = [0i32; MAX_PROBES];
-            let ok = filter.install().is_ok();
-            for (i, (nr, a, call)) in plan.iter().enumerate().take(MAX_PROBES) {
-                results[i] = if ok { make_call(*nr, a, *call) } else { -1 };
+    report: &SharedReport,
+    nr: i64,
+    a: &[u64; 6],
+    call: Call,
+) -> Got {
+    let shared = report.get();
+    shared.done.store(0, Ordering::Relaxed);
+    shared.errno.store(0, Ordering::Relaxed);
+    // SAFETY: fork; the child makes only async-signal-safe calls on memory prepared before
+    // (the filter's instructions, the shared report) and leaves with `_exit`.
+    let pid = unsafe { libc::fork() };
+    if pid == 0 {
+        // SAFETY: in the child, as above.
+        unsafe {
+            if filter.install().is_err() {
+                libc::_exit(INSTALL_FAILED);
             }
-            libc::write(
-                write_fd,
-                results.as_ptr().cast(),
-                std::mem::size_of_val(&results),
-            );
-            libc::_exit(0);
-        });
-    }
-    let spawned = cmd.spawn();
-    // SAFETY: our end of the pipe, closed once.
-    unsafe { libc::close(write_fd) };
-    let mut child = match spawned {
-        Ok(c) => c,
-        Err(e) => {
-            // SAFETY: our descriptor, closed once.
-            unsafe { libc::close(read_fd) };
-            return Err(e);
+            let errno = make_call(nr, a, call);
+            shared.errno.store(errno, Ordering::Relaxed);
+            shared.done.store(1, Ordering::Release);
+            // Refused exit_group ends on glibc's abort instruction: the errno is stored.
+            libc::_exit(0)
         }
-    };
-    let mut buf = [0i32; MAX_PROBES];
-    // SAFETY: reading into a local buffer of the given size.
-    let n = unsafe {
-        libc::read(
-            read_fd,
-            buf.as_mut_ptr().cast(),
-            std::mem::size_of_val(&buf),
-        )
-    };
-    // SAFETY: our descriptor, closed once.
-    unsafe { libc::close(read_fd) };
-    child.wait()?;
-    if usize::try_from(n).ok() != Some(std::mem::size_of_val(&buf)) {
-        return Err(std::io::Error::other(
-            "the probe child died before reporting",
-        ));
     }
-    if buf[..count].contains(&-1) {
-        return Err(std::io::Error::other(
-            "the probe child could not install the filter",
-        ));
+    if pid < 0 {
+        return Got::Error(format!("fork failed: {}", std::io::Error::last_os_error()));
     }
-    Ok(buf[..count].to_vec())
+    let mut status = 0;
+    // SAFETY: waiting for our own child.
+    while unsafe { libc::waitpid(pid, &mut status, 0) } < 0 {
+        let err = std::io::Error::last_os_error();
+        if err.kind() != std::io::ErrorKind::Interrupted {
+            return Got::Error(format!("waiting for the probe's child failed: {err}"));
+        }
+    }
+    if shared.done.load(Ordering::Acquire) == 1 {
+        return Got::Errno(shared.errno.load(Ordering::Relaxed));
+    }
+    if libc::WIFSIGNALED(status) {
+        return Got::Killed(libc::WTERMSIG(status));
+    }
+    match libc::WEXITSTATUS(status) {
+        INSTALL_FAILED => Got::Error("the probe's child could not install the filter".into()),
+        code => Got::Error(format!("the probe's child exited {code} before reporting")),
+    }
 }
+
+/// The probe child's exit status when the kernel refused the filter.
+const INSTALL_FAILED: i32 = 71;
 
 /// Makes one call in the probe child; its errno, 0 on success. Async-signal-safe.
 ///
@@ -415,19 +665,24 @@ unsafe fn make_call(nr: i64, a: &[u64; 6], call: Call) -> i32 {
     0
 }
 
-/// clone with thread flags; the new thread shares the stack, so it exits with a raw syscall
-/// before touching any memory. Returns -1 with errno set on failure, like `syscall`.
+/// clone with thread flags. The new thread shares the stack, so it never returns: it ends
+/// itself with a raw `exit`, and should the profile refuse that, waits with `pause`
+/// instructions, touching no memory, until the probe's child ends (its `_exit` ends every
+/// thread). Returns -1 with errno set on failure, like `syscall`.
 #[cfg(target_arch = "x86_64")]
 unsafe fn raw_thread(nr: i64, flags: u64) -> libc::c_long {
     let ret: i64;
     std::arch::asm!(
         "syscall",
         "test rax, rax",
-        "jnz 2f",
+        "jnz 3f",
         "mov eax, 60",
         "xor edi, edi",
         "syscall",
         "2:",
+        "pause",
+        "jmp 2b",
+        "3:",
         inlateout("rax") nr => ret,
         in("rdi") flags,
         in("rsi") 0u64,
@@ -448,7 +703,7 @@ unsafe fn raw_thread(nr: i64, flags: u64) -> libc::c_long {
     ret
 }
 
-/// Not supported on this arch: [`working_probes`] does not plan the thread probe.
+/// Not supported on this arch: [`working_candidates`] does not plan the thread probe.
 #[cfg(not(target_arch = "x86_64"))]
 unsafe fn raw_thread(_nr: i64, _flags: u64) -> libc::c_long {
     *libc::__errno_location() = libc::ENOSYS;
