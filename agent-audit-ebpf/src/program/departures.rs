@@ -207,13 +207,13 @@ fn on_fork(ctx: &BtfTracePointContext, parent: u64, child: u64) -> Option<()> {
     let current = BtfTask::current();
     let parent_member = match target_slot(ctx, &current) {
         // SAFETY: plain data; a concurrent update reads as either value.
-        Some(slot) => match unsafe { MEMBERS.get(&parent_tgid) } {
+        Some(slot) => match unsafe { MEMBERS.get(parent_tgid) } {
             Some(m) if m.slot == slot => Some(*m),
             _ => {
                 // Inside a target but not known yet (there before the target was added, or
                 // moved into a cgroup below it): learnt now.
                 let m = current_target(current.cgroup_id())?;
-                let _ = MEMBERS.insert(&parent_tgid, &m, 0);
+                let _ = MEMBERS.insert(parent_tgid, m, 0);
                 Some(m)
             }
         },
@@ -227,11 +227,11 @@ fn on_fork(ctx: &BtfTracePointContext, parent: u64, child: u64) -> Option<()> {
     };
     match child_member {
         Some(m) => {
-            let _ = MEMBERS.insert(&tgid, &m, 0);
+            let _ = MEMBERS.insert(tgid, m, 0);
         }
         None => {
             // A reused pid must not inherit an ended process's membership.
-            let _ = MEMBERS.remove(&tgid);
+            let _ = MEMBERS.remove(tgid);
         }
     }
     match parent_member {
@@ -254,7 +254,7 @@ fn on_attach(dst: u64, task: u64) -> Option<()> {
     }
     let tgid: u32 = read(task, global(&TASK_LAYOUT).task_tgid)?;
     // SAFETY: plain data; a concurrent update reads as either value.
-    let old = unsafe { MEMBERS.get(&tgid) }.copied();
+    let old = unsafe { MEMBERS.get(tgid) }.copied();
     if let Some(m) = old {
         if within(dst, &m) {
             return Some(()); // to a cgroup below its target: still counted
@@ -262,10 +262,10 @@ fn on_attach(dst: u64, task: u64) -> Option<()> {
     }
     match as_target(dst) {
         Some(m) => {
-            let _ = MEMBERS.insert(&tgid, &m, 0);
+            let _ = MEMBERS.insert(tgid, m, 0);
         }
         None => {
-            let _ = MEMBERS.remove(&tgid);
+            let _ = MEMBERS.remove(tgid);
         }
     }
     match old {
@@ -294,5 +294,5 @@ fn note(member: &Membership, task: u64, to: u64, born_outside: bool) -> Option<(
         pid,
     };
     // Full: userspace sees as many entries as the map holds and says the list may be cut.
-    DEPARTURES.insert(&key, &departure, 0).ok()
+    DEPARTURES.insert(key, departure, 0).ok()
 }
