@@ -699,6 +699,21 @@ impl VerifyReport {
                 let _ = writeln!(s, "  {name} [{}] x{}{errno}{seen}", d.arch, d.count);
             }
         }
+        self.write_probes(&mut s);
+        if !self.not_in_filter.is_empty() {
+            let _ = writeln!(
+                s,
+                "not in the filter (unknown to this libseccomp): {}",
+                self.not_in_filter.join(", ")
+            );
+        }
+        let _ = writeln!(s, "{}", if self.passed { "PASSED" } else { "FAILED" });
+        s
+    }
+
+    /// The probes that did not get what they must, those that did, and those skipped.
+    fn write_probes(&self, s: &mut String) {
+        use std::fmt::Write as _;
         let mut working = 0;
         for p in &self.probes {
             if p.expect == probes::Expect::Works && p.ok {
@@ -749,15 +764,6 @@ impl VerifyReport {
         for p in &self.probes_skipped {
             let _ = writeln!(s, "probe {:<34} skipped: {}", p.probe, p.reason);
         }
-        if !self.not_in_filter.is_empty() {
-            let _ = writeln!(
-                s,
-                "not in the filter (unknown to this libseccomp): {}",
-                self.not_in_filter.join(", ")
-            );
-        }
-        let _ = writeln!(s, "{}", if self.passed { "PASSED" } else { "FAILED" });
-        s
     }
 
     /// The processes that left the command's cgroup.
