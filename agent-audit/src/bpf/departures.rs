@@ -11,7 +11,7 @@ use agent_audit_ebpf::{
 };
 use aya::maps::{HashMap, MapData};
 use aya::programs::BtfTracePoint;
-use aya::{Btf, Ebpf};
+use aya::Btf;
 
 use super::btf_scan::{self, KernelBtf};
 use super::{map_mut, map_ref, Attachment, BpfError, SyscallCounter, TargetSlot};
@@ -90,9 +90,12 @@ impl DepartureWatch {
         &self.layout
     }
 
-    /// Verifies and attaches both programs; `None` (and a warning) where this kernel cannot:
-    /// departures then go unseen.
-    pub(super) fn attach(&self, ebpf: &mut Ebpf) -> Option<Vec<Attachment>> {
+    /// Verifies and attaches both programs (`programs` as [`Self::take_programs`] picked
+    /// them); `None` (and a warning) where this kernel cannot: departures then go unseen.
+    pub(super) fn attach(
+        &self,
+        programs: [Option<&mut aya::programs::Program>; 2],
+    ) -> Option<Vec<Attachment>> {
         let Some(btfs) = &self.btfs else {
             tracing::warn!(
                 "this kernel's BTF lacks what watching cgroup moves needs: a process moving out \
@@ -101,11 +104,9 @@ impl DepartureWatch {
             return None;
         };
         let mut attachments = Vec::new();
-        for ((name, event), btf) in PROGRAMS.iter().zip(btfs) {
+        for (((_, event), btf), program) in PROGRAMS.iter().zip(btfs).zip(programs) {
             let attached = (|| -> Result<Attachment, aya::programs::ProgramError> {
-                let program = ebpf
-                    .program_mut(name)
-                    .ok_or(aya::programs::ProgramError::UnexpectedProgramType)?;
+                let program = program.ok_or(aya::programs::ProgramError::UnexpectedProgramType)?;
                 let prog: &mut BtfTracePoint = program.try_into()?;
                 prog.load(event, btf)?;
                 let link = prog.attach()?;
@@ -123,6 +124,11 @@ impl DepartureWatch {
             }
         }
         Some(attachments)
+    }
+
+    /// Where `name` sits among the two programs, if it is one of them.
+    pub(super) fn index_of(name: &str) -> Option<usize> {
+        PROGRAMS.iter().position(|(p, _)| *p == name)
     }
 }
 

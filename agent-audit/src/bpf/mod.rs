@@ -384,38 +384,44 @@ impl SyscallCounter {
             (true, None) => return Err(BpfError::NoBtf { path: btf_path }),
             (false, _) => SysEnter::Raw,
         };
-        counter.attach_both(sys_enter, started)?;
-        if let Some(attached) = departure_watch.attach(&mut counter.ebpf) {
-            counter.attachments.extend(attached);
-            counter.departures_watched = true;
-        }
-        tracing::debug!(elapsed = ?started.elapsed(), "cgroup departures watched");
+        counter.attach_both(sys_enter, &departure_watch, started)?;
         counter.log_verifier_work();
         Ok(counter)
     }
 
-    /// Verifies and attaches the `sys_enter` counter and the `sched_process_exec` reporter at
-    /// the same time, one on a thread of its own: the verifier takes most of the start-up,
-    /// and the two programs are verified independently.
+    /// Verifies and attaches the `sys_enter` counter, the `sched_process_exec` reporter and
+    /// the departure programs at the same time, each but the first on a thread of its own: the
+    /// verifier takes most of the start-up, and the programs are verified independently.
     fn attach_both(
         &mut self,
         sys_enter: SysEnter<'_>,
+        departure_watch: &departures::DepartureWatch,
         started: std::time::Instant,
     ) -> Result<(), BpfError> {
         ensure_tracefs();
         let (mut enter_prog, mut exec_prog) = (None, None);
+        let mut departure_progs = [None, None];
         for (name, program) in self.ebpf.programs_mut() {
             match (name, sys_enter) {
                 (PROG_SYS_ENTER_BTF, SysEnter::Btf(_)) | (PROG_SYS_ENTER_RAW, SysEnter::Raw) => {
                     enter_prog = Some(program)
                 }
                 (PROG_SCHED_EXEC, _) => exec_prog = Some(program),
-                _ => {}
+                (name, _) => {
+                    if let Some(i) = departures::DepartureWatch::index_of(name) {
+                        departure_progs[i] = Some(program);
+                    }
+                }
             }
         }
         let enter_prog = enter_prog.ok_or(BpfError::Missing(sys_enter.program_name()))?;
         let exec_prog = exec_prog.ok_or(BpfError::Missing(PROG_SCHED_EXEC))?;
-        let (enter, exec) = std::thread::scope(|scope| {
+        let (enter, exec, departed) = std::thread::scope(|scope| {
+            let departed = scope.spawn(|| {
+                let attached = departure_watch.attach(departure_progs);
+                tracing::debug!(elapsed = ?started.elapsed(), "cgroup departures watched");
+                attached
+            });
             let exec = scope.spawn(|| {
                 let attached = attach_tracepoint(exec_prog, PROG_SCHED_EXEC, "sched", "sched_process_exec");
                 tracing::debug!(elapsed = ?started.elapsed(), "sched_process_exec verified and attached");
@@ -426,10 +432,17 @@ impl SyscallCounter {
             (
                 enter,
                 exec.join().unwrap_or_else(|p| std::panic::resume_unwind(p)),
+                departed
+                    .join()
+                    .unwrap_or_else(|p| std::panic::resume_unwind(p)),
             )
         });
         self.attachments.push(enter?);
         self.attachments.push(exec?);
+        if let Some(attached) = departed {
+            self.attachments.extend(attached);
+            self.departures_watched = true;
+        }
         let map = self
             .ebpf
             .take_map(MAP_EXEC_EVENTS)
