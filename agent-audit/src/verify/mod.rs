@@ -6,6 +6,7 @@
 
 mod container;
 mod left;
+mod probe_child;
 mod probes;
 
 use std::collections::BTreeMap;
