@@ -448,3 +448,60 @@ fn root_run_marks_a_recording_incomplete_when_a_process_leaves_its_cgroup() {
         done.stderr
     );
 }
+
+#[test]
+fn root_record_marks_a_recording_incomplete_when_a_process_leaves_its_cgroup() {
+    use agent_audit_tests::process::{wait_until, Running};
+    require_root();
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("allowlist.json");
+    let go = dir.path().join("go");
+    let target = agent_audit_tests::cgroup::ScratchCgroup::new(&agent_audit_tests::unique_name(
+        "verify-truth-record",
+    ));
+    let away = outside();
+    // Polls with `sleep` (a fork while recorded: how a process already in the cgroup becomes
+    // known), then moves itself out and lives on there for a while.
+    let script = format!(
+        "while [ ! -e {go} ]; do sleep 0.1; done; echo $$ > {}/cgroup.procs; exec sleep 3",
+        away.dir.display(),
+        go = go.display()
+    );
+    let mut shell = Command::new("sh");
+    shell
+        .args(["-c", &script])
+        .stdout(std::process::Stdio::null());
+    target.contain(&mut shell);
+    let shell = Running::spawn(&mut shell);
+    let recorder = Running::spawn(
+        Command::new(agent_audit_bin())
+            .args([
+                "record",
+                "--cgroup",
+                &target.rel,
+                "--duration",
+                "3",
+                "--out",
+            ])
+            .arg(&out),
+    );
+    wait_until("the recorder to arm", HANG, || {
+        recorder.stderr_so_far().contains("recording 1 target(s)")
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    std::fs::write(&go, b"").unwrap();
+    let done = recorder.finish(HANG, "agent-audit record --duration 3");
+    done.assert_code(0);
+    let list: Value = serde_json::from_str(&std::fs::read_to_string(&out).unwrap()).unwrap();
+    let left = left_cgroup(&list);
+    assert_eq!(left.len(), 1, "{list:#}");
+    assert_eq!(left[0]["pid"], shell.pid(), "{list:#}");
+    assert_eq!(left[0]["program"], "sh", "{list:#}");
+    assert!(
+        done.stderr.contains("a process left the target's cgroup"),
+        "{}",
+        done.stderr
+    );
+    drop(away);
+    shell.finish(HANG, "the shell");
+}
