@@ -202,10 +202,22 @@ fn on_fork(ctx: &BtfTracePointContext, parent: u64, child: u64) -> Option<()> {
     if pid != tgid {
         return None; // a thread: its process is already known, or not
     }
-    let parent_tgid: u32 = read(parent, layout.task_tgid)?;
     // The parent is the current task, inside a target or not: the hot path's cached verdict.
     let current = BtfTask::current();
-    let parent_member = match target_slot(ctx, &current) {
+    let parent_slot = target_slot(ctx, &current);
+    // A child shares its parent's css_set unless it was created in another cgroup.
+    let child_css: u64 = read(child, layout.task_cgroups)?;
+    let same_cgroup = read::<u64>(parent, layout.task_cgroups) == Some(child_css);
+    if parent_slot.is_none() && same_cgroup {
+        // Most forks on the host: nobody's target. Only a reused pid's stale entry goes.
+        // SAFETY: plain data.
+        if unsafe { MEMBERS.get(tgid) }.is_some() {
+            let _ = MEMBERS.remove(tgid);
+        }
+        return Some(());
+    }
+    let parent_tgid: u32 = read(parent, layout.task_tgid)?;
+    let parent_member = match parent_slot {
         // SAFETY: plain data; a concurrent update reads as either value.
         Some(slot) => match unsafe { MEMBERS.get(parent_tgid) } {
             Some(m) if m.slot == slot => Some(*m),
@@ -219,9 +231,9 @@ fn on_fork(ctx: &BtfTracePointContext, parent: u64, child: u64) -> Option<()> {
         },
         None => None,
     };
-    let child_cgroup = cgroup_of(child)?;
+    let child_cgroup: u64 = read(child_css, layout.css_set_dfl_cgrp)?;
     let child_member = match parent_member {
-        Some(m) if within(child_cgroup, &m) => Some(m),
+        Some(m) if same_cgroup || within(child_cgroup, &m) => Some(m),
         // clone3(CLONE_INTO_CGROUP): `run`'s command starts in its target this way.
         _ => as_target(child_cgroup),
     };
