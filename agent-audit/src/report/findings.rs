@@ -7,7 +7,7 @@ use super::context::Context;
 use super::{
     ArchGap, DangerousObserved, DeniedSource, DeniedUse, Findings, PrivilegeDropFinding,
     RuntimeInitOnly, RuntimeInitVerdict, VerifyDenial, VerifyFailure, VerifyFailureKind,
-    VerifyResult,
+    VerifyProbe, VerifyResult,
 };
 use crate::allowlist::Allowlist;
 use crate::check::CheckReport;
@@ -64,7 +64,7 @@ pub(super) fn verify_passed(v: &VerifyResult) -> bool {
             && v.survivors.is_empty()
             && v.denied.iter().all(VerifyDenial::expected)
             && v.left_cgroup.is_empty()
-            && v.probes.iter().all(|p| p.ok || p.error.is_some())
+            && !v.probes.iter().any(VerifyProbe::failed)
             && v.exit_status.unwrap_or(0) == 0
     })
 }
@@ -82,7 +82,7 @@ fn verify_failed(v: &VerifyResult) -> Vec<VerifyFailure> {
     out.extend(
         v.probes
             .iter()
-            .filter(|p| !p.ok && p.error.is_none())
+            .filter(|p| p.failed())
             .map(|p| VerifyFailure {
                 kind: VerifyFailureKind::Probe,
                 what: format!(

@@ -506,6 +506,14 @@ pub struct VerifyProbe {
     pub error: Option<String>,
 }
 
+impl VerifyProbe {
+    /// It ran and did not get what it must (a probe that could not run is no answer of the
+    /// profile's).
+    pub fn failed(&self) -> bool {
+        !self.ok && self.error.is_none()
+    }
+}
+
 /// One denied call in a `verify` result.
 #[derive(Clone, Debug, Deserialize)]
 pub struct VerifyDenial {
