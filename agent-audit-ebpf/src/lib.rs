@@ -316,6 +316,116 @@ impl TaskLayout {
     }
 }
 
+/// `HashMap<DepartureKey, Departure>`: tasks of a target that left its cgroup subtree —
+/// moved to a cgroup outside it (a write to another cgroup's `cgroup.procs`), or born outside
+/// it (`clone3(CLONE_INTO_CGROUP)` from inside). Their calls are not counted from then on: a
+/// recording with an entry is incomplete, and `verify` fails and kills what left. Userspace
+/// reads a slot's entries when it writes the target's file and deletes them before the slot is
+/// reused. Once full, later departures are not kept (userspace says the list may be cut).
+pub const MAP_DEPARTURES: &str = "DEPARTURES";
+/// Entries of [`MAP_DEPARTURES`].
+pub const MAX_DEPARTURES: u32 = 1024;
+/// `LruHashMap<u32, Membership>`: process id → the target it belongs to, kept by the two
+/// programs below (a fork inside a target, a move into one) so that a move *out* can be told
+/// apart: the kernel's attach tracepoint fires after the move and names only the destination.
+/// An entry of a process that ended stays until its pid is reused (the fork that reuses it
+/// overwrites or deletes it) or the LRU evicts it.
+pub const MAP_MEMBERS: &str = "MEMBERS";
+/// Entries of [`MAP_MEMBERS`]: processes of all targets together.
+pub const MAX_MEMBERS: u32 = 16384;
+/// `tp_btf/sched_process_fork`: a new process inside a target becomes a member.
+pub const PROG_MEMBER_FORK: &str = "member_fork";
+/// `tp_btf/cgroup_attach_task`: a member moved out of its target is a departure.
+pub const PROG_CGROUP_ATTACH: &str = "cgroup_attach";
+/// `CgroupLayout`: the members these programs follow, from the kernel's BTF.
+pub const GLOBAL_CGROUP_LAYOUT: &str = "CGROUP_LAYOUT";
+
+/// The target a process belongs to: its slot and its cgroup, so that a move can be checked
+/// against the target's subtree with one read (the destination's ancestor at the target's
+/// level) instead of a walk over every level.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Membership {
+    /// Target slot.
+    pub slot: u32,
+    /// Level of the target's cgroup below the v2 root.
+    pub level: u32,
+    /// The target cgroup's v2 id.
+    pub cgroup: u64,
+}
+
+/// Which target lost which task.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct DepartureKey {
+    /// Target slot.
+    pub slot: u32,
+    /// Its process id.
+    pub pid: u32,
+}
+
+/// A process that left a target's cgroup.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Departure {
+    /// Cgroup v2 id of the target it left (it may have been in a cgroup below).
+    pub from_cgroup: u64,
+    /// Cgroup v2 id it moved to (or was created in).
+    pub to_cgroup: u64,
+    /// `CLOCK_MONOTONIC` of the move, ns.
+    pub ktime_ns: u64,
+    /// Its `task_struct.start_boottime` (ns): with the pid, which process it was (field 22 of
+    /// `/proc/<pid>/stat` is the same time in clock ticks), so that a reused pid is not taken
+    /// for it.
+    pub start_boottime_ns: u64,
+    /// Its process id.
+    pub pid: u32,
+    /// 1 when it was created outside (`clone3(CLONE_INTO_CGROUP)` by a task inside), 0 when it
+    /// moved.
+    pub born_outside: u32,
+    /// Its `comm` (NUL-padded).
+    pub comm: [u8; 16],
+}
+
+/// Byte offsets the departure programs need beyond [`TaskLayout`]; all zero when unknown
+/// (then they are not attached).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CgroupLayout {
+    /// `task_struct.comm`.
+    pub task_comm: u32,
+    /// `cgroup.level` (`int`; the root is 0).
+    pub cgroup_level: u32,
+    /// `cgroup.ancestors` (6.2+: `struct cgroup *[]`) or `cgroup.ancestor_ids` (`u64[]`).
+    pub cgroup_ancestors: u32,
+    /// 1 when [`Self::cgroup_ancestors`] is `ancestor_ids`.
+    pub ancestors_are_ids: u32,
+    /// `task_struct.start_boottime` (`u64`).
+    pub task_start_boottime: u32,
+    /// Explicit padding.
+    pub _pad: u32,
+}
+
+impl CgroupLayout {
+    /// Unknown: departures are not watched.
+    pub const UNKNOWN: Self = Self {
+        task_comm: 0,
+        cgroup_level: 0,
+        cgroup_ancestors: 0,
+        ancestors_are_ids: 0,
+        task_start_boottime: 0,
+        _pad: 0,
+    };
+
+    /// Whether every offset was found (none of these members leads its struct).
+    pub const fn is_known(&self) -> bool {
+        self.task_comm != 0
+            && self.cgroup_level != 0
+            && self.cgroup_ancestors != 0
+            && self.task_start_boottime != 0
+    }
+}
+
 /// Sub-operations of i386 `socketcall`/`ipc` counted separately (`args[0] & 0xffff` below this).
 pub const MUX_SLOTS: usize = 32;
 
@@ -627,6 +737,18 @@ unsafe impl aya::Pod for ArgValueKey {}
 // SAFETY: as above.
 #[cfg(all(feature = "user", not(target_arch = "bpf")))]
 unsafe impl aya::Pod for ArgValueEntry {}
+// SAFETY: as above.
+#[cfg(all(feature = "user", not(target_arch = "bpf")))]
+unsafe impl aya::Pod for DepartureKey {}
+// SAFETY: as above.
+#[cfg(all(feature = "user", not(target_arch = "bpf")))]
+unsafe impl aya::Pod for Departure {}
+// SAFETY: as above.
+#[cfg(all(feature = "user", not(target_arch = "bpf")))]
+unsafe impl aya::Pod for CgroupLayout {}
+// SAFETY: as above.
+#[cfg(all(feature = "user", not(target_arch = "bpf")))]
+unsafe impl aya::Pod for Membership {}
 
 const _: () = assert!(core::mem::size_of::<AttribKey>() == 24);
 const _: () = assert!(core::mem::size_of::<AttribEntry>() == 48);
@@ -641,6 +763,10 @@ const _: () = assert!(core::mem::size_of::<ArgAdded>() == ARG_PHASES * MAX_TRACK
 const _: () = assert!(core::mem::size_of::<ArgValueKey>() == 16);
 const _: () = assert!(core::mem::size_of::<ArgValueEntry>() == 24);
 const _: () = assert!(ARG_VALUE_ENTRIES.is_power_of_two());
+const _: () = assert!(core::mem::size_of::<DepartureKey>() == 8);
+const _: () = assert!(core::mem::size_of::<Departure>() == 56);
+const _: () = assert!(core::mem::size_of::<CgroupLayout>() == 24);
+const _: () = assert!(core::mem::size_of::<Membership>() == 16);
 // Spec numbers are stored as `u8` (+1 in ARG_FIRST).
 const _: () = assert!(MAX_TRACKED_ARGS < 255);
 

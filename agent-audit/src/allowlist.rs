@@ -69,6 +69,25 @@ pub struct Allowlist {
     /// whose counts add up over its starts.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub starts: Vec<TargetStart>,
+    /// Processes that left the target's cgroup while it was recorded (moved to a cgroup outside
+    /// it, or created outside it by a process inside): their calls from then on were not
+    /// counted, so the counts are incomplete.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub left_cgroup: Vec<LeftCgroup>,
+}
+
+/// A process that left the recorded target's cgroup.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LeftCgroup {
+    /// Its process id.
+    pub pid: u32,
+    /// Its program name (`comm`) when it left.
+    pub program: String,
+    /// The cgroup v2 id it went to.
+    pub to_cgroup_id: u64,
+    /// It was created outside (`clone3(CLONE_INTO_CGROUP)`) rather than moved.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub born_outside: bool,
 }
 
 /// One start of a target: a cgroup of its own (a container's restart gets a new one).
@@ -871,6 +890,7 @@ impl Allowlist {
             refused: Vec::new(),
             refused_unnamed: 0,
             starts: Vec::new(),
+            left_cgroup: Vec::new(),
         }
     }
 
@@ -1030,6 +1050,7 @@ mod tests {
             refused: Vec::new(),
             refused_unnamed: 0,
             starts: Vec::new(),
+            left_cgroup: Vec::new(),
         }
     }
 

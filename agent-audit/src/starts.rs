@@ -37,6 +37,7 @@ pub fn combine(earlier: Allowlist, later: Allowlist) -> Allowlist {
         privilege_drop: earlier.privilege_drop.or(later.privilege_drop),
         missed_start: earlier.missed_start.or(later.missed_start),
         refused: combine_refused(earlier.refused, later.refused),
+        left_cgroup: [earlier.left_cgroup, later.left_cgroup].concat(),
         refused_unnamed: earlier
             .refused_unnamed
             .saturating_add(later.refused_unnamed),

@@ -72,3 +72,19 @@ pub fn unique_name(prefix: &str) -> String {
         NEXT.fetch_add(1, Ordering::Relaxed)
     )
 }
+
+/// Compiles the C `source` with `gcc -static` into `dir/name` (static: the same calls on
+/// every host, no loader) and returns the binary.
+pub fn build_static_c(dir: &std::path::Path, name: &str, source: &str) -> PathBuf {
+    let src = dir.join(format!("{name}.c"));
+    let binary = dir.join(name);
+    std::fs::write(&src, source).unwrap();
+    process::run_ok(
+        std::process::Command::new("gcc")
+            .args(["-static", "-O1", "-Wall", "-Werror", "-pthread", "-o"])
+            .arg(&binary)
+            .arg(&src),
+        std::time::Duration::from_secs(60),
+    );
+    binary
+}

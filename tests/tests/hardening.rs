@@ -198,6 +198,69 @@ fn root_verify_reports_a_denied_execve_and_still_runs_the_probes() {
     assert_eq!(report["denied"], Value::Array(vec![]), "{report:#}");
 }
 
+/// Issue 20 item 3: a failed exec used to be blamed on the profile. With a profile that does
+/// not allow `write` (the launcher's failure report), `verify -- /bin/nonexistent` said exit
+/// 139, `start_failure: null`, and listed the launcher's own calls (rt_sigaction, getpid,
+/// tgkill, write) as the command's denials; a deny-all profile did the same with `/bin/true`.
+/// Now: the start failure with its errno, 127 (126 for EPERM) as a shell says, and no call of
+/// the launcher counted as the command's.
+#[test]
+fn root_verify_blames_a_failed_exec_on_the_exec_not_on_the_profile() {
+    require_root();
+    let dir = tempfile::tempdir().unwrap();
+    let allowlist = dir.path().join("true.json");
+    agent_audit(&["run", "--out", path_str(&allowlist), "--", "/bin/true"]).assert_code(0);
+    let profile = dir.path().join("no-write.json");
+    agent_audit(&[
+        "profile",
+        "--no-baseline",
+        path_str(&allowlist),
+        "--out",
+        path_str(&profile),
+    ])
+    .assert_code(0);
+    assert!(
+        !allowed_names(&read_json(&profile)).contains("write"),
+        "/bin/true writes nothing"
+    );
+    let deny_all = dir.path().join("deny-all.json");
+    fs::write(&deny_all, r#"{"defaultAction":"SCMP_ACT_ERRNO"}"#).unwrap();
+    let cases: [(&Path, &str, i32, i32, &[&str]); 2] = [
+        (&profile, "/bin/nonexistent", 127, libc::ENOENT, &[]),
+        (&deny_all, "/bin/true", 126, libc::EPERM, &["execve"]),
+    ];
+    for (profile, command, exit, errno, denials) in cases {
+        let result = dir.path().join("result.json");
+        let done = agent_audit(&[
+            "verify",
+            "--profile",
+            path_str(profile),
+            "-o",
+            path_str(&result),
+            "--",
+            command,
+        ]);
+        done.assert_code(FINDINGS);
+        let report = read_json(&result);
+        assert_eq!(report["exit_status"], exit, "{command}: {report:#}");
+        assert_eq!(report["start_failure"]["stage"], "exec", "{report:#}");
+        assert_eq!(report["start_failure"]["errno"], errno, "{report:#}");
+        let denied: Vec<&str> = report["denied"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|d| d["name"].as_str().unwrap_or("?"))
+            .collect();
+        assert_eq!(denied, denials, "{command}: {report:#}");
+        assert!(
+            done.stdout
+                .contains("did not start under the profile: exec failed"),
+            "{}",
+            done.stdout
+        );
+    }
+}
+
 /// A real profile made long: the generated profile of a recorded command, plus one rule per
 /// (level, option) pair of `setsockopt` it lets through, as a profile that pins socket
 /// options would have: enough to pass the kernel's 4096-instruction limit on x86_64. Each

@@ -8,7 +8,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use agent_audit_tests::allowlist::Allowlist;
-use agent_audit_tests::process::run_ok;
+use agent_audit_tests::process::{run, run_ok};
 use agent_audit_tests::{agent_audit_bin, require_root};
 
 const TIMEOUT: Duration = Duration::from_secs(60);
@@ -51,7 +51,50 @@ fn root_run_records_only_the_commands_own_calls() {
             .args(PROGRAM),
         TIMEOUT,
     );
-    let list = Allowlist::read(&out);
+    assert_only_the_programs_calls(dir.path(), &out);
+}
+
+/// Where `clone3` is refused (Docker's default profile fails it with ENOSYS, so in the
+/// sidecar), the launcher forks and the child joins the cgroup by writing `cgroup.procs`: that
+/// write, and the rest of its set-up, are not the command's either. `run` itself runs under
+/// such a filter here, installed by `verify`.
+#[test]
+fn root_run_records_only_the_commands_own_calls_where_clone3_is_refused() {
+    require_root();
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("allowlist.json");
+    let no_clone3 = dir.path().join("no-clone3.json");
+    std::fs::write(
+        &no_clone3,
+        r#"{"defaultAction":"SCMP_ACT_ALLOW","syscalls":[
+            {"names":["clone3"],"action":"SCMP_ACT_ERRNO","errnoRet":38}]}"#,
+    )
+    .unwrap();
+    let done = run(
+        Command::new(agent_audit_bin())
+            .arg("verify")
+            .arg("--profile")
+            .arg(&no_clone3)
+            .arg("--")
+            .arg(agent_audit_bin())
+            .args(["-vv", "run", "--out"])
+            .arg(&out)
+            .arg("--")
+            .args(PROGRAM),
+        TIMEOUT,
+    );
+    done.assert_code(0);
+    assert!(
+        done.stderr.contains("joining by cgroup.procs"),
+        "the launcher fell back: {}",
+        done.stderr
+    );
+    assert_only_the_programs_calls(dir.path(), &out);
+}
+
+/// The allowlist at `out` holds the calls strace sees the program make, and nothing else.
+fn assert_only_the_programs_calls(dir: &Path, out: &Path) {
+    let list = Allowlist::read(out);
 
     for row in list.syscalls() {
         for program in row["programs"].as_array().into_iter().flatten() {
@@ -69,7 +112,7 @@ fn root_run_records_only_the_commands_own_calls() {
 
     // The exec that started the program is its one execve (the PATH search made none); strace
     // counts calls as they return, so it has no exit_group.
-    let mut expected = strace_counts(dir.path());
+    let mut expected = strace_counts(dir);
     assert_eq!(expected.get("execve"), Some(&1), "{expected:?}");
     expected.insert("exit_group".into(), 1);
     let recorded: BTreeMap<String, u64> = list

@@ -703,3 +703,119 @@ fn check_reports_malformed_profiles_as_errors_with_exit_65() {
         }
     }
 }
+
+/// A process-based program: forks three children that exit at once, waits for each, never
+/// creates a thread (PostgreSQL's shape: it ends with `exit_group`, never `exit`).
+const FORKING_C: &str = r#"
+#include <sys/wait.h>
+#include <unistd.h>
+int main(void) {
+    for (int i = 0; i < 3; i++) {
+        pid_t pid = fork();
+        if (pid == 0) _exit(0);
+        if (pid < 0 || waitpid(pid, 0, 0) != pid) return 1;
+    }
+    return 0;
+}
+"#;
+
+/// A program that creates two threads and joins them.
+const THREADS_C: &str = r#"
+#include <pthread.h>
+static void *work(void *arg) { return arg; }
+int main(void) {
+    pthread_t t[2];
+    for (int i = 0; i < 2; i++)
+        if (pthread_create(&t[i], 0, work, 0) != 0) return 1;
+    for (int i = 0; i < 2; i++) pthread_join(t[i], 0);
+    return 0;
+}
+"#;
+
+const THREAD_PROBE: &str = "thread (clone CLONE_VM|CLONE_THREAD|…)";
+const FORK_PROBE: &str = "fork (clone SIGCHLD)";
+
+fn probe_named<'a>(result: &'a Value, name: &str) -> Option<&'a Value> {
+    result["probes"]
+        .as_array()?
+        .iter()
+        .find(|p| p["probe"] == name)
+}
+
+fn skipped_reason(result: &Value, name: &str) -> Option<String> {
+    result["probes_skipped"]
+        .as_array()?
+        .iter()
+        .find(|p| p["probe"] == name)
+        .map(|p| p["reason"].as_str().unwrap_or_default().to_string())
+}
+
+/// Issue 26: the must-work thread probe ran on every profile that allowed clone and ended its
+/// thread with `exit`; under a profile without `exit` (a process-based server's) the thread
+/// fell through onto the probe's stack and verify FAILED a correct profile. The probes now ask
+/// only for what the recordings show, and without recordings only for what the profile allows.
+#[test]
+fn root_must_work_probes_ask_only_for_what_the_recordings_show() {
+    require_root();
+    let dir = tempfile::tempdir().unwrap();
+    let forking = agent_audit_tests::build_static_c(dir.path(), "forking", FORKING_C);
+    let cmd = vec![forking.display().to_string()];
+    let allowlist = dir.path().join("forking.json");
+    record_command(&allowlist, &cmd);
+    let profile = dir.path().join("forking-profile.json");
+    agent_audit(&[
+        "profile",
+        "--no-baseline",
+        path_str(&allowlist),
+        "--out",
+        path_str(&profile),
+    ])
+    .assert_code(0);
+    let p: Value = serde_json::from_str(&fs::read_to_string(&profile).unwrap()).unwrap();
+    assert!(
+        !allowed_names(&p).contains("exit"),
+        "never called: not allowed"
+    );
+    let out = dir.path().join("verify.json");
+    let (done, result) = verify(&profile, &allowlist, &["--probe-dangerous"], &out, &cmd);
+    assert_eq!(result["passed"], true, "{result:#}");
+    done.assert_code(0);
+    let fork = probe_named(&result, FORK_PROBE).expect("the recording shows forks");
+    assert_eq!(fork["ok"], true, "{result:#}");
+    assert!(probe_named(&result, THREAD_PROBE).is_none(), "{result:#}");
+    let why = skipped_reason(&result, THREAD_PROBE).expect("the thread probe is listed");
+    assert!(why.contains("recordings show no such call"), "{why}");
+
+    // Without recordings: the thread probe would need `exit`, which the profile refuses.
+    let bare = dir.path().join("bare.json");
+    let mut args = vec![
+        "verify",
+        "--profile",
+        path_str(&profile),
+        "--probe-dangerous",
+        "-o",
+        path_str(&bare),
+        "--",
+    ];
+    args.extend(cmd.iter().map(String::as_str));
+    agent_audit(&args).assert_code(0);
+    let result: Value = serde_json::from_str(&fs::read_to_string(&bare).unwrap()).unwrap();
+    assert_eq!(result["passed"], true, "{result:#}");
+    let why = skipped_reason(&result, THREAD_PROBE).expect("skipped, and said so");
+    assert!(why.contains("does not allow exit"), "{why}");
+
+    // A program that creates threads gets the thread probe, and its profile passes it.
+    let threads = agent_audit_tests::build_static_c(dir.path(), "threads", THREADS_C);
+    let cmd = vec![threads.display().to_string()];
+    let allowlist = dir.path().join("threads.json");
+    record_command(&allowlist, &cmd);
+    let profile = dir.path().join("threads-profile.json");
+    agent_audit(&["profile", path_str(&allowlist), "--out", path_str(&profile)]).assert_code(0);
+    let out = dir.path().join("verify-threads.json");
+    let (done, result) = verify(&profile, &allowlist, &["--probe-dangerous"], &out, &cmd);
+    let thread = probe_named(&result, THREAD_PROBE).expect("the recording shows threads");
+    assert_eq!(thread["ok"], true, "{result:#}");
+    assert_eq!(thread["errno"], 0, "{result:#}");
+    assert_eq!(result["passed"], true, "{result:#}");
+    done.assert_code(0);
+}

@@ -313,3 +313,195 @@ fn root_verify_kills_a_container_copy_that_runs_past_its_timeout() {
     assert_eq!(copies, "", "verify copies left behind");
     assert_eq!(processes_with(&mark), Vec::<u32>::new(), "left behind");
 }
+
+// A process that leaves the command's cgroup (a write of its pid to another cgroup's
+// `cgroup.procs`) is no longer counted: verify fails naming it and kills it, run marks its
+// recording incomplete. The kernel's cgroup-attach tracepoint sees the move.
+
+/// Everything allowed but mkdir, which fails with EPERM.
+const NO_MKDIR: &str = r#"{"defaultAction":"SCMP_ACT_ALLOW","syscalls":[
+    {"names":["mkdir","mkdirat"],"action":"SCMP_ACT_ERRNO","errnoRet":1}]}"#;
+
+/// The `cgroup.procs` of a scratch cgroup outside every target (the cgroup v2 root, as a
+/// user would write, would do as well but leaves the process where nothing cleans it up).
+fn outside() -> agent_audit_tests::cgroup::ScratchCgroup {
+    agent_audit_tests::cgroup::ScratchCgroup::new(&agent_audit_tests::unique_name(
+        "verify-truth-out",
+    ))
+}
+
+fn left_cgroup(result: &Value) -> Vec<Value> {
+    result["left_cgroup"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+}
+
+#[test]
+fn root_verify_fails_when_the_command_moves_itself_out_of_its_cgroup() {
+    require_root();
+    let dir = tempfile::tempdir().unwrap();
+    let out = outside();
+    let target = dir.path().join("made");
+    let script = format!(
+        "echo $$ > {}/cgroup.procs; mkdir {}",
+        out.dir.display(),
+        target.display()
+    );
+    let v = verify(dir.path(), NO_MKDIR, &[], &["sh", "-c", &script]);
+    v.done.assert_code(FINDINGS);
+    assert!(!target.exists(), "the profile refused mkdir");
+    assert_eq!(v.result["passed"], false, "{:#}", v.result);
+    let left = left_cgroup(&v.result);
+    assert_eq!(left.len(), 1, "{:#}", v.result);
+    assert_eq!(left[0]["program"], "sh", "{:#}", v.result);
+    assert!(left[0]["pid"].as_u64().unwrap() > 0);
+    assert!(
+        v.done.stdout.contains("left the command's cgroup"),
+        "{}",
+        v.done.stdout
+    );
+    assert!(v.done.stdout.ends_with("FAILED\n"), "{}", v.done.stdout);
+}
+
+#[test]
+fn root_verify_kills_a_process_that_moved_out_of_its_cgroup() {
+    require_root();
+    let dir = tempfile::tempdir().unwrap();
+    let out = outside();
+    let mark = marker();
+    let script = format!(
+        // Its output goes elsewhere: a process verify failed to kill would otherwise hold
+        // the test's pipes open until it ends.
+        "sh -c \"echo \\$\\$ > {}/cgroup.procs; exec sleep {mark} >/dev/null 2>&1\" & sleep 0.3",
+        out.dir.display()
+    );
+    let v = verify(dir.path(), ALLOW_ALL, &[], &["sh", "-c", &script]);
+    v.done.assert_code(FINDINGS);
+    assert_eq!(v.result["exit_status"], 0, "{:#}", v.result);
+    assert_eq!(v.result["passed"], false, "{:#}", v.result);
+    // Not in the command's cgroup any more: not a survivor the cgroup shows.
+    assert_eq!(survivors(&v.result), Vec::new(), "{:#}", v.result);
+    let left = left_cgroup(&v.result);
+    assert_eq!(left.len(), 1, "{:#}", v.result);
+    let killed = left[0]["killed"].as_array().unwrap();
+    assert_eq!(killed.len(), 1, "{:#}", v.result);
+    assert_eq!(
+        killed[0]["command"],
+        format!("sleep {mark}"),
+        "{:#}",
+        v.result
+    );
+    assert_eq!(killed[0]["pid"], left[0]["pid"], "{:#}", v.result);
+    // Killed by verify, not by the scratch cgroup's removal.
+    agent_audit_tests::process::wait_until("the sleep to be gone", Duration::from_secs(5), || {
+        processes_with(&mark).is_empty()
+    });
+    assert!(v.elapsed < Duration::from_secs(30), "took {:?}", v.elapsed);
+}
+
+#[test]
+fn root_verify_passes_a_command_that_moves_into_a_cgroup_below_its_own() {
+    require_root();
+    let dir = tempfile::tempdir().unwrap();
+    // Below its own cgroup it is still counted: not leaving.
+    let script = "cg=$(grep ^0:: /proc/self/cgroup | cut -d: -f3); \
+                  root=$(grep ' - cgroup2 ' /proc/self/mountinfo | head -n1 | cut -d' ' -f5); \
+                  mkdir \"$root$cg/sub\" && echo $$ > \"$root$cg/sub/cgroup.procs\" && \
+                  grep -q '^0::.*/sub$' /proc/self/cgroup";
+    let v = verify(dir.path(), ALLOW_ALL, &[], &["sh", "-c", script]);
+    assert_eq!(
+        left_cgroup(&v.result),
+        Vec::<Value>::new(),
+        "{:#}",
+        v.result
+    );
+    assert_eq!(v.result["passed"], true, "{:#}", v.result);
+    v.done.assert_code(0);
+}
+
+#[test]
+fn root_run_marks_a_recording_incomplete_when_a_process_leaves_its_cgroup() {
+    require_root();
+    let dir = tempfile::tempdir().unwrap();
+    let out = outside();
+    let allowlist = dir.path().join("allowlist.json");
+    let script = format!("echo $$ > {}/cgroup.procs; true", out.dir.display());
+    let done = run(
+        Command::new(agent_audit_bin())
+            .args(["run", "--out"])
+            .arg(&allowlist)
+            .args(["--", "sh", "-c", &script]),
+        HANG,
+    );
+    done.assert_code(0);
+    let list: Value = serde_json::from_str(&std::fs::read_to_string(&allowlist).unwrap()).unwrap();
+    let left = left_cgroup(&list);
+    assert_eq!(left.len(), 1, "{list:#}");
+    assert_eq!(left[0]["program"], "sh", "{list:#}");
+    let pid = left[0]["pid"].as_u64().unwrap();
+    assert!(
+        done.stderr.contains(&format!(
+            "INCOMPLETE: pid {pid} (sh) left the command's cgroup"
+        )),
+        "{}",
+        done.stderr
+    );
+}
+
+#[test]
+fn root_record_marks_a_recording_incomplete_when_a_process_leaves_its_cgroup() {
+    use agent_audit_tests::process::{wait_until, Running};
+    require_root();
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("allowlist.json");
+    let go = dir.path().join("go");
+    let target = agent_audit_tests::cgroup::ScratchCgroup::new(&agent_audit_tests::unique_name(
+        "verify-truth-record",
+    ));
+    let away = outside();
+    // Polls with `sleep` (a fork while recorded: how a process already in the cgroup becomes
+    // known), then moves itself out and lives on there for a while.
+    let script = format!(
+        "while [ ! -e {go} ]; do sleep 0.1; done; echo $$ > {}/cgroup.procs; exec sleep 3",
+        away.dir.display(),
+        go = go.display()
+    );
+    let mut shell = Command::new("sh");
+    shell
+        .args(["-c", &script])
+        .stdout(std::process::Stdio::null());
+    target.contain(&mut shell);
+    let shell = Running::spawn(&mut shell);
+    let recorder = Running::spawn(
+        Command::new(agent_audit_bin())
+            .args([
+                "record",
+                "--cgroup",
+                &target.rel,
+                "--duration",
+                "3",
+                "--out",
+            ])
+            .arg(&out),
+    );
+    wait_until("the recorder to arm", HANG, || {
+        recorder.stderr_so_far().contains("recording 1 target(s)")
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    std::fs::write(&go, b"").unwrap();
+    let done = recorder.finish(HANG, "agent-audit record --duration 3");
+    done.assert_code(0);
+    let list: Value = serde_json::from_str(&std::fs::read_to_string(&out).unwrap()).unwrap();
+    let left = left_cgroup(&list);
+    assert_eq!(left.len(), 1, "{list:#}");
+    assert_eq!(left[0]["pid"], shell.pid(), "{list:#}");
+    assert_eq!(left[0]["program"], "sh", "{list:#}");
+    assert!(
+        done.stderr.contains("a process left the target's cgroup"),
+        "{}",
+        done.stderr
+    );
+    drop(away);
+    shell.finish(HANG, "the shell");
+}

@@ -2,6 +2,7 @@
 
 mod args;
 mod attribution;
+mod departures;
 mod exec;
 mod names;
 mod refusals;

@@ -16,7 +16,7 @@ use super::global;
 /// See `GLOBAL_TASK_LAYOUT`. Read-only after load: the verifier sees the offsets as constants
 /// and drops the helper fallbacks when they are known.
 #[no_mangle]
-static TASK_LAYOUT: TaskLayout = TaskLayout::UNKNOWN;
+pub(super) static TASK_LAYOUT: TaskLayout = TaskLayout::UNKNOWN;
 
 /// The task layout the loader set (all offsets 0 when unknown).
 #[inline(always)]

@@ -193,10 +193,10 @@ pub fn audit(opts: &AuditOptions) -> Result<AuditOutcome, Error> {
 
     let verify = match &opts.workload {
         Workload::Command { argv, cwd } => {
-            Some(verify_command(opts, &layout, argv, cwd.as_deref())?)
+            Some(verify_command(opts, &layout, &paths, argv, cwd.as_deref())?)
         }
         Workload::Container { name, engine } => {
-            Some(verify_container(opts, &layout, name, engine)?)
+            Some(verify_container(opts, &layout, &paths, name, engine)?)
         }
     };
     let report = write_reports(&layout, paths, verify.is_some())?;
@@ -367,6 +367,7 @@ fn timing_allows(merged: &Merged) -> Vec<ExplicitAllow> {
 fn verify_command(
     opts: &AuditOptions,
     layout: &Layout,
+    recordings: &[PathBuf],
     argv: &[String],
     cwd: Option<&Path>,
 ) -> Result<VerifyReport, Error> {
@@ -376,6 +377,7 @@ fn verify_command(
         profile: layout.file("profile.json"),
         allowlist: None,
         probe_dangerous: true,
+        recordings: recordings.to_vec(),
         out: Some(layout.file("verify.json")),
         command: argv.to_vec(),
         attach: opts.counter.attach,
@@ -390,6 +392,7 @@ fn verify_command(
 fn verify_container(
     opts: &AuditOptions,
     layout: &Layout,
+    recordings: &[PathBuf],
     name: &str,
     engine: &EngineSocket,
 ) -> Result<VerifyReport, Error> {
@@ -404,6 +407,7 @@ fn verify_container(
         attach: opts.counter.attach,
         timeout: opts.verify_timeout,
         engine: engine.clone(),
+        recordings: recordings.to_vec(),
     })?;
     eprint!("{}", result.to_text());
     Ok(result)

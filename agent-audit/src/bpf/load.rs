@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use agent_audit_ebpf::{
     ABI_COMPAT32, ABI_COUNT, ABI_NATIVE, ABI_X32, GLOBAL_ARGS, GLOBAL_ARG_FIRST,
     GLOBAL_ARG_REG_OFFSETS, GLOBAL_ARG_SPECS, GLOBAL_ARG_VALUE_MASK, GLOBAL_ATTRIBUTION,
-    GLOBAL_ATTRIB_MASK, GLOBAL_COMPAT_ARG0_OFFSET, GLOBAL_COMPAT_FLAG_MASK,
+    GLOBAL_ATTRIB_MASK, GLOBAL_CGROUP_LAYOUT, GLOBAL_COMPAT_ARG0_OFFSET, GLOBAL_COMPAT_FLAG_MASK,
     GLOBAL_COMPAT_FLAG_OFFSET, GLOBAL_COMPAT_IPC_NR, GLOBAL_COMPAT_SOCKETCALL_NR, GLOBAL_FORK_NRS,
     GLOBAL_NAME_LAYOUT, GLOBAL_NO_RETURN_NRS, GLOBAL_PRCTL_NR, GLOBAL_REFUSALS,
     GLOBAL_SECCOMP_LAYOUT, GLOBAL_TASK_LAYOUT, MAP_ARG_VALUES, MAP_ATTRIB, MAP_COUNTERS, MAP_DIRTY,
@@ -22,8 +22,8 @@ use aya::{Btf, EbpfLoader};
 
 use super::slots::SlotPool;
 use super::{
-    args, btf_scan, dirty, refusals, BpfError, ExitCounting, KernelLayout, SyscallCounter,
-    TableSizes,
+    args, btf_scan, departures, dirty, refusals, BpfError, ExitCounting, KernelLayout,
+    SyscallCounter, TableSizes,
 };
 use crate::syscalls::Arch;
 
@@ -86,6 +86,8 @@ struct Globals<'a> {
     /// 1 when the refusal programs will be attached.
     refusals: u32,
     no_return_nrs: [[u32; 2]; ABI_COUNT],
+    /// The cgroup members the departure programs read.
+    cgroup_layout: &'a agent_audit_ebpf::CgroupLayout,
 }
 
 impl<'a> Globals<'a> {
@@ -95,6 +97,7 @@ impl<'a> Globals<'a> {
         opts: CounterOptions,
         record_args: bool,
         tables: TableSizes,
+        departure_watch: &'a departures::DepartureWatch,
     ) -> Self {
         Self {
             layout,
@@ -107,6 +110,7 @@ impl<'a> Globals<'a> {
             arg_value_mask: tables.arg_values - 1,
             refusals: 0,
             no_return_nrs: refusals::no_return_nrs(&abi_arches()),
+            cgroup_layout: departure_watch.layout(),
         }
     }
 
@@ -130,6 +134,7 @@ impl<'a> Globals<'a> {
             .override_global(GLOBAL_ARG_SPECS, &self.arg_tables.specs, true)
             .override_global(GLOBAL_ARG_REG_OFFSETS, &layout.arg_offsets, true)
             .override_global(GLOBAL_TASK_LAYOUT, &layout.task, true)
+            .override_global(GLOBAL_CGROUP_LAYOUT, self.cgroup_layout, true)
             .override_global(GLOBAL_NAME_LAYOUT, &layout.name_offsets, true)
             .override_global(GLOBAL_ATTRIB_MASK, &self.attrib_mask, true)
             .override_global(GLOBAL_ARG_VALUE_MASK, &self.arg_value_mask, true)
@@ -239,6 +244,7 @@ impl SyscallCounter {
         let kernel_btf = btf_scan::KernelBtf::read(&btf_path);
         let layout = KernelLayout::detect(kernel_btf.as_ref());
         tracing::debug!(?layout, elapsed = ?started.elapsed(), "kernel layout");
+        let departure_watch = departures::DepartureWatch::detect(kernel_btf.as_ref(), &layout.task);
         let attach_btf = match use_btf {
             true => Some(sys_enter_btf(kernel_btf.as_ref(), &btf_path)?),
             false => None,
@@ -270,7 +276,14 @@ impl SyscallCounter {
         let tables = size_maps(&mut loader, slots, exits)?;
         let globals = Globals {
             refusals: u32::from(refusal_btfs.is_some()),
-            ..Globals::new(&layout, &arg_tables, opts, record_args, tables)
+            ..Globals::new(
+                &layout,
+                &arg_tables,
+                opts,
+                record_args,
+                tables,
+                &departure_watch,
+            )
         };
         let mut ebpf = globals.load(loader)?;
         let logger = match aya_log::EbpfLogger::init(&mut ebpf) {
@@ -300,6 +313,7 @@ impl SyscallCounter {
             dirty: None,
             refusal_btfs,
             counts_refusals: false,
+            departures_watched: false,
         };
         counter.dirty = counter.map_dirty_words();
         counter.bump_generation()?;
@@ -309,37 +323,48 @@ impl SyscallCounter {
             (true, None) => return Err(BpfError::NoBtf { path: btf_path }),
             (false, _) => SysEnter::Raw,
         };
-        counter.attach_both(sys_enter, started)?;
+        counter.attach_both(sys_enter, &departure_watch, started)?;
         counter.log_verifier_work();
         Ok(counter)
     }
 
-    /// Verifies and attaches the `sys_enter` counter and the `sched_process_exec` reporter at
-    /// the same time, one on a thread of its own: the verifier takes most of the start-up,
-    /// and the two programs are verified independently.
+    /// Verifies and attaches the `sys_enter` counter, the `sched_process_exec` reporter (with
+    /// the refusal programs) and the departure programs at the same time, each group but the
+    /// first on a thread of its own: the verifier takes most of the start-up, and the
+    /// programs are verified independently.
     fn attach_both(
         &mut self,
         sys_enter: SysEnter<'_>,
+        departure_watch: &departures::DepartureWatch,
         started: std::time::Instant,
     ) -> Result<(), BpfError> {
         ensure_tracefs();
         let refusal_btfs = self.refusal_btfs.take();
         let (mut enter_prog, mut exec_prog) = (None, None);
         let mut refusal_progs = refusals::Programs::default();
+        let mut departure_progs = [None, None];
         for (name, program) in self.ebpf.programs_mut() {
             match (name, sys_enter) {
                 (PROG_SYS_ENTER_BTF, SysEnter::Btf(_)) | (PROG_SYS_ENTER_RAW, SysEnter::Raw) => {
                     enter_prog = Some(program)
                 }
                 (PROG_SCHED_EXEC, _) => exec_prog = Some(program),
-                _ if refusal_btfs.is_some() => refusal_progs.offer(name, program),
-                _ => {}
+                (name, _) => match departures::DepartureWatch::index_of(name) {
+                    Some(i) => departure_progs[i] = Some(program),
+                    None if refusal_btfs.is_some() => refusal_progs.offer(name, program),
+                    None => {}
+                },
             }
         }
         let enter_prog = enter_prog.ok_or(BpfError::Missing(sys_enter.program_name()))?;
         let exec_prog = exec_prog.ok_or(BpfError::Missing(PROG_SCHED_EXEC))?;
         let mut refused = Ok(Vec::new());
-        let (enter, exec) = std::thread::scope(|scope| {
+        let (enter, exec, departed) = std::thread::scope(|scope| {
+            let departed = scope.spawn(|| {
+                let attached = departure_watch.attach(departure_progs);
+                tracing::debug!(elapsed = ?started.elapsed(), "cgroup departures watched");
+                attached
+            });
             let exec = scope.spawn(|| {
                 let attached = attach_tracepoint(exec_prog, PROG_SCHED_EXEC, "sched", "sched_process_exec");
                 tracing::debug!(elapsed = ?started.elapsed(), "sched_process_exec verified and attached");
@@ -356,10 +381,17 @@ impl SyscallCounter {
             (
                 enter,
                 exec.join().unwrap_or_else(|p| std::panic::resume_unwind(p)),
+                departed
+                    .join()
+                    .unwrap_or_else(|p| std::panic::resume_unwind(p)),
             )
         });
         self.attachments.push(enter?);
         self.attachments.push(exec?);
+        if let Some(attached) = departed {
+            self.attachments.extend(attached);
+            self.departures_watched = true;
+        }
         let refused = refused?;
         self.counts_refusals = !refused.is_empty();
         self.attachments.extend(refused);

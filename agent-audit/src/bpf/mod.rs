@@ -9,6 +9,7 @@ mod args;
 mod attribution;
 mod batch;
 mod btf_scan;
+mod departures;
 mod dirty;
 mod error;
 pub mod footprint;
@@ -26,6 +27,7 @@ use aya::Ebpf;
 
 pub use args::ArgUse;
 pub use attribution::{ExecRecord, ProgramUse};
+pub use departures::{Departures, LeftTask};
 pub use error::BpfError;
 pub use layout::KernelLayout;
 pub use load::{attach_empty_program, AttachMode, CounterOptions, SysEnterKind};
@@ -80,6 +82,8 @@ pub struct SyscallCounter {
     /// Which slots counted a call since last asked; `None` if the map could not be mapped
     /// (every slot then counts as changed).
     dirty: Option<dirty::DirtyWords>,
+    /// The programs that see tasks leave a target's cgroup are attached.
+    departures_watched: bool,
     /// The refusal programs' BTFs while they wait to be attached.
     refusal_btfs: Option<refusals::RefusalBtfs>,
     /// Whether the refusal programs are attached.

@@ -317,6 +317,7 @@ impl SyscallCounter {
         super::refusals::clear(&mut self.ebpf, &used)?;
         for &slot in &used {
             self.clear_args(slot)?;
+            self.forget_departures(slot)?;
             for map in [MAP_COUNTERS, MAP_INIT_COUNTERS] {
                 self.zero_counters(map, slot)?;
             }

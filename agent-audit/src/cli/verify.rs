@@ -82,6 +82,7 @@ impl VerifyArgs {
                 attach: self.attach,
                 timeout: self.timeout,
                 engine: self.engine.socket(),
+                recordings: self.allowlist.into_iter().collect(),
             })?,
             None => self.verify_command()?,
         };
@@ -98,6 +99,7 @@ impl VerifyArgs {
             profile: self.profile,
             allowlist: self.allowlist,
             probe_dangerous: self.probe_dangerous,
+            recordings: Vec::new(),
             out: self.out,
             command: self.command,
             attach: self.attach,

@@ -6,13 +6,13 @@ use std::path::PathBuf;
 use time::OffsetDateTime;
 
 use crate::allowlist::{
-    Allowlist, AllowlistError, ArgRecord, HostInfo, MissedStart, MultiplexedCount, RecorderInfo,
-    SyscallCount, TargetStart, SCHEMA_V1,
+    Allowlist, AllowlistError, ArgRecord, HostInfo, LeftCgroup, MissedStart, MultiplexedCount,
+    RecorderInfo, SyscallCount, TargetStart, SCHEMA_V1,
 };
 use crate::attribution;
 use crate::bpf::{
-    ArgUse, BpfError, CallDetails, ExecRecord, ProgramUse, SysEnterKind, SyscallCounter,
-    TargetCounts, TargetSlot,
+    ArgUse, BpfError, CallDetails, Departures, ExecRecord, ProgramUse, SysEnterKind,
+    SyscallCounter, TargetCounts, TargetSlot,
 };
 use crate::runtimes::ExecPaths;
 use crate::starts;
@@ -37,6 +37,8 @@ pub struct Recording {
     pub execs: attribution::ExecTally,
     /// Set when the target's first calls went uncounted (no free slot at its start).
     pub missed_start: Option<MissedStart>,
+    /// Processes that left the target's cgroup (read with the counters).
+    pub left_cgroup: Vec<LeftCgroup>,
     /// The last write of its file failed (reported once until one works again).
     pub write_failing: bool,
     /// Whose calls the ones before the target's first completed exec are.
@@ -115,6 +117,7 @@ impl Recording {
             last_init: TargetCounts::default(),
             execs: attribution::ExecTally::default(),
             missed_start: None,
+            left_cgroup: Vec::new(),
             write_failing: false,
             before_first_exec: BeforeFirstExec::RuntimeInit,
             unwritten: true,
@@ -131,10 +134,20 @@ impl Recording {
             counter.read(self.slot)?,
             counter.read_runtime_init(self.slot)?,
         );
-        if (&last, &init) != (&self.last, &self.last_init) {
+        let left = left_cgroup(counter.departures(self.slot)?);
+        for p in left.iter().filter(|p| !self.left_cgroup.contains(p)) {
+            tracing::warn!(
+                pid = p.pid,
+                program = %p.program,
+                cgroup = %self.target.cgroup.rel,
+                "a process left the target's cgroup: its calls from now on are not recorded \
+                 (the allowlist is marked left_cgroup)"
+            );
+        }
+        if (&last, &init, &left) != (&self.last, &self.last_init, &self.left_cgroup) {
             self.unwritten = true;
         }
-        (self.last, self.last_init) = (last, init);
+        (self.last, self.last_init, self.left_cgroup) = (last, init, left);
         Ok(())
     }
 
@@ -238,6 +251,7 @@ impl Recording {
                 .get(self.slot.index())
                 .copied()
                 .unwrap_or(0),
+            left_cgroup: self.left_cgroup.clone(),
             starts: Vec::new(),
         };
         self.with_earlier_starts(list)
@@ -342,6 +356,26 @@ impl RecordingError {
             RecordingError::Allowlist(e) => e.exit_code(),
         }
     }
+}
+
+/// The departures read from the kernel program as the allowlist lists them; a list that may
+/// be cut (the kernel's table was full) is said so in the log.
+fn left_cgroup(departures: Departures) -> Vec<LeftCgroup> {
+    if departures.maybe_more {
+        tracing::warn!(
+            "the kernel's table of processes that left their cgroup is full: more may have left"
+        );
+    }
+    departures
+        .tasks
+        .into_iter()
+        .map(|t| LeftCgroup {
+            pid: t.pid,
+            program: t.comm,
+            to_cgroup_id: t.to_cgroup,
+            born_outside: t.born_outside,
+        })
+        .collect()
 }
 
 /// Adds `new` to the use of the same program (name and root-ness) and syscall, if listed.

@@ -7,7 +7,7 @@ use super::context::Context;
 use super::{
     ArchGap, DangerousObserved, DeniedSource, DeniedUse, Findings, PrivilegeDropFinding,
     RuntimeInitOnly, RuntimeInitVerdict, VerifyDenial, VerifyFailure, VerifyFailureKind,
-    VerifyResult,
+    VerifyProbe, VerifyResult,
 };
 use crate::allowlist::Allowlist;
 use crate::check::CheckReport;
@@ -63,7 +63,8 @@ pub(super) fn verify_passed(v: &VerifyResult) -> bool {
         !v.timed_out
             && v.survivors.is_empty()
             && v.denied.iter().all(VerifyDenial::expected)
-            && v.probes.iter().all(|p| p.ok)
+            && v.left_cgroup.is_empty()
+            && !v.probes.iter().any(VerifyProbe::failed)
             && v.exit_status.unwrap_or(0) == 0
     })
 }
@@ -78,18 +79,23 @@ fn verify_failed(v: &VerifyResult) -> Vec<VerifyFailure> {
     });
     let mut out: Vec<VerifyFailure> = start.into_iter().collect();
     out.extend(unfinished_run(v));
-    out.extend(v.probes.iter().filter(|p| !p.ok).map(|p| VerifyFailure {
-        kind: VerifyFailureKind::Probe,
-        what: format!(
-            "probe `{}` got {} where the profile should give errno {}",
-            p.syscall,
-            match p.errno {
-                0 => "success".to_string(),
-                e => format!("errno {e}"),
-            },
-            p.expected_errno
-        ),
-    }));
+    out.extend(
+        v.probes
+            .iter()
+            .filter(|p| p.failed())
+            .map(|p| VerifyFailure {
+                kind: VerifyFailureKind::Probe,
+                what: format!(
+                    "probe `{}` got {} where the profile should give errno {}",
+                    p.syscall,
+                    match p.errno {
+                        0 => "success".to_string(),
+                        e => format!("errno {e}"),
+                    },
+                    p.expected_errno
+                ),
+            }),
+    );
     // A workload that did not start has its start failure instead of an exit status; a
     // timed-out one's status is the SIGKILL that ended it: the timeout says it all.
     let ran = v.start_failure.is_none() && !v.timed_out;
@@ -135,6 +141,22 @@ fn unfinished_run(v: &VerifyResult) -> Vec<VerifyFailure> {
             what: format!(
                 "the command left {} process(es) running, which verify killed: {} (a call the \
                  profile denies, such as kill, may have kept them from being stopped)",
+                list.len(),
+                list.join(", ")
+            ),
+        });
+    }
+    if !v.left_cgroup.is_empty() {
+        let list: Vec<String> = v
+            .left_cgroup
+            .iter()
+            .map(|p| format!("pid {} `{}`", p.pid, p.program))
+            .collect();
+        out.push(VerifyFailure {
+            kind: VerifyFailureKind::LeftRunning,
+            what: format!(
+                "{} process(es) left the command's cgroup while it ran, so nothing they did \
+                 afterwards was checked; verify killed those still running: {}",
                 list.len(),
                 list.join(", ")
             ),

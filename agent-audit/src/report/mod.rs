@@ -550,6 +550,9 @@ pub struct VerifyResult {
     /// Why the workload did not start under the profile, when it did not.
     #[serde(default)]
     pub start_failure: Option<VerifyStartFailure>,
+    /// Processes that left the command's cgroup while it ran.
+    #[serde(default)]
+    pub left_cgroup: Vec<VerifyLeftCgroup>,
     /// The container run, for a container's verify.
     #[serde(default)]
     pub container: Option<crate::verify::ContainerRun>,
@@ -571,6 +574,15 @@ pub struct VerifySurvivor {
     pub command: String,
 }
 
+/// A process that left the command's cgroup, in a `verify` result.
+#[derive(Clone, Debug, Deserialize)]
+pub struct VerifyLeftCgroup {
+    /// Its pid.
+    pub pid: u32,
+    /// Its program name when it left.
+    pub program: String,
+}
+
 /// One probe in a `verify` result.
 #[derive(Clone, Debug, Deserialize)]
 pub struct VerifyProbe {
@@ -582,6 +594,17 @@ pub struct VerifyProbe {
     pub errno: i32,
     /// `errno == expected_errno`.
     pub ok: bool,
+    /// The probe could not run: not the profile's answer.
+    #[serde(default)]
+    pub error: Option<String>,
+}
+
+impl VerifyProbe {
+    /// It ran and did not get what it must (a probe that could not run is no answer of the
+    /// profile's).
+    pub fn failed(&self) -> bool {
+        !self.ok && self.error.is_none()
+    }
 }
 
 /// One denied call in a `verify` result.

@@ -514,6 +514,31 @@ fn a_timeout_and_processes_left_running_come_before_every_other_verify_failure()
 }
 
 #[test]
+fn a_process_that_left_the_cgroup_is_a_verify_failure_and_a_probe_error_is_not() {
+    let dir = tempfile::tempdir().unwrap();
+    let list = recording("c", "true", &[(X, "read", 1)]);
+    let runs = vec![write(dir.path(), "c.json", &list)];
+    let verify = r#"{"denied":[],"exit_status":0,"passed":false,"timed_out":false,
+        "survivors":[],"left_cgroup":[{"pid":4242,"program":"sh","to_cgroup_id":1,"killed":[]}],
+        "probes":[{"syscall":"clone","expected_errno":0,"errno":0,"if_allowed":"success",
+                   "ok":false,"error":"fork failed"}]}"#;
+    std::fs::write(dir.path().join("v.json"), verify).unwrap();
+    let report = build(&ReportInputs {
+        verify: Some(dir.path().join("v.json")),
+        ..inputs(runs)
+    })
+    .unwrap();
+    let failed = &report.findings.verify_failed;
+    assert_eq!(failed.len(), 1, "{failed:?}");
+    assert_eq!(failed[0].kind, VerifyFailureKind::LeftRunning);
+    assert!(
+        failed[0].what.contains("left the command's cgroup") && failed[0].what.contains("pid 4242"),
+        "{}",
+        failed[0].what
+    );
+}
+
+#[test]
 fn convergence_follows_recording_order_and_flags_a_last_run_that_added() {
     let dir = tempfile::tempdir().unwrap();
     let mut paths = Vec::new();

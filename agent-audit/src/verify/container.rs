@@ -60,6 +60,8 @@ pub struct ContainerVerifyOptions {
     pub timeout: Duration,
     /// The engine that runs the container.
     pub engine: EngineSocket,
+    /// Recordings of the container: the must-work probes ask only for what they show.
+    pub recordings: Vec<PathBuf>,
 }
 
 /// What was run, in the JSON result.
@@ -406,13 +408,14 @@ pub fn verify_container(opts: &ContainerVerifyOptions) -> Result<VerifyReport, E
             opts.timeout,
         )?)
     };
-    let probes = probes::run(&filter.program, &profile, &probes::probes(&profile))
-        .map_err(VerifyError::Probes)?;
+    let evidence = super::evidence(None, &opts.recordings)?;
+    let plan = probes::plan(&profile, evidence.as_ref());
+    let probes = probes::run(&filter.program, &profile, &plan).map_err(VerifyError::Probes)?;
     let passed = ran.start_failure.is_none()
         && !ran.timed_out
         && ran.exit_status == 0
         && denied.iter().all(Denied::expected)
-        && probes.iter().all(|p| p.ok);
+        && probes::all_answered_right(&probes);
     let report = VerifyReport {
         schema: VERIFY_SCHEMA_V1,
         profile: opts.profile.clone(),
@@ -422,8 +425,10 @@ pub fn verify_container(opts: &ContainerVerifyOptions) -> Result<VerifyReport, E
         timeout_seconds: Some(opts.timeout.as_secs_f64()),
         timed_out: ran.timed_out,
         survivors: Vec::new(),
+        left_cgroup: Vec::new(),
         denied,
         probes,
+        probes_skipped: plan.skipped,
         not_in_filter: filter.not_in_filter,
         passed,
         container: Some(ContainerRun {

@@ -5,6 +5,8 @@
 //! `sys_exit` with its errno, so per syscall `exits − entries` is what the filter denied.
 
 mod container;
+mod left;
+mod probe_child;
 mod probes;
 mod source;
 
@@ -19,7 +21,8 @@ pub use crate::run::Survivor;
 pub use container::{
     verify_container, ContainerRun, ContainerVerifyError, ContainerVerifyOptions, ProbeSite,
 };
-pub use probes::ProbeResult;
+pub use left::LeftProcess;
+pub use probes::{ProbeResult, SkippedProbe};
 pub use source::SourceContainer;
 
 use crate::allowlist::{Allowlist, AllowlistError};
@@ -55,6 +58,9 @@ pub struct VerifyOptions {
     pub allowlist: Option<PathBuf>,
     /// Also run the dangerous-syscall probes.
     pub probe_dangerous: bool,
+    /// Recordings of the workload (besides `allowlist`): the must-work probes ask only for
+    /// what they show (see `probes`).
+    pub recordings: Vec<PathBuf>,
     /// Where to write the JSON result.
     pub out: Option<PathBuf>,
     /// The command.
@@ -131,6 +137,18 @@ impl From<&SpawnError> for StartFailure {
 }
 
 impl StartFailure {
+    /// The command's exec never completed: signal `signal` ended it there.
+    fn killed_at_exec(signal: i32) -> Self {
+        Self {
+            stage: StartStage::Exec,
+            errno: None,
+            error: format!(
+                "killed by signal {signal} before its exec completed (the profile's action for \
+                 the exec)"
+            ),
+        }
+    }
+
     /// A failed exec that the filter refused shows in the counts as an `execve` (or
     /// `execveat`) that exited without entering: that denial gets the errno the command saw.
     fn mark_refused_exec(&self, denied: &mut [Denied]) {
@@ -169,11 +187,20 @@ pub struct VerifyReport {
     /// Processes the command started that were still running when the run ended (the grace
     /// period after the command's exit had passed, or the timeout): each was killed.
     pub survivors: Vec<Survivor>,
+    /// Processes that left the command's cgroup while it ran (moved to a cgroup outside it, or
+    /// created outside it): nothing they did afterwards was checked. Each one still running
+    /// was killed, with the processes below it.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub left_cgroup: Vec<LeftProcess>,
     /// Refused syscalls, by count, largest first.
     pub denied: Vec<Denied>,
     /// Probe results (`--probe-dangerous`).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub probes: Vec<ProbeResult>,
+    /// Must-work probes not run: the recordings show no such call, or, without recordings,
+    /// the profile does not allow a call the probe makes.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub probes_skipped: Vec<SkippedProbe>,
     /// Names of rules that have no effect in the filter because libseccomp does not know
     /// them (a rule libseccomp refuses makes `verify` fail, as runc does). Rules equal to the default action are not listed: the
     /// default action applies to their names, which is what they ask for.
@@ -295,6 +322,7 @@ pub fn verify(opts: &VerifyOptions) -> Result<VerifyReport, Error> {
         Some(p) => Some(Allowlist::read(p).map_err(VerifyError::from)?),
         None => None,
     };
+    let evidence = evidence(allowlist.as_ref(), &opts.recordings)?;
     let Filter {
         program,
         not_in_filter,
@@ -313,17 +341,21 @@ pub fn verify(opts: &VerifyOptions) -> Result<VerifyReport, Error> {
         .start_failure
         .as_ref()
         .is_some_and(|f| f.stage == StartStage::InstallFilter);
-    let probes = if opts.probe_dangerous && !filter_refused {
-        probes::run(&program, &profile, &probes::probes(&profile)).map_err(VerifyError::Probes)?
+    let plan = probes::plan(&profile, evidence.as_ref());
+    let (probes, probes_skipped) = if opts.probe_dangerous && !filter_refused {
+        let results = probes::run(&program, &profile, &plan).map_err(VerifyError::Probes)?;
+        (results, plan.skipped)
     } else {
-        Vec::new()
+        (Vec::new(), Vec::new())
     };
+    let left_cgroup = left::end(&watched.left);
     let passed = watched.start_failure.is_none()
         && watched.exit_status == 0
         && !watched.timed_out
         && watched.survivors.is_empty()
+        && left_cgroup.is_empty()
         && denied.iter().all(|d| d.fallback)
-        && probes.iter().all(|p| p.ok);
+        && probes::all_answered_right(&probes);
     let report = VerifyReport {
         schema: VERIFY_SCHEMA_V1,
         profile: opts.profile.clone(),
@@ -333,8 +365,10 @@ pub fn verify(opts: &VerifyOptions) -> Result<VerifyReport, Error> {
         timeout_seconds: Some(opts.timeout.as_secs_f64()),
         timed_out: watched.timed_out,
         survivors: watched.survivors,
+        left_cgroup,
         denied,
         probes,
+        probes_skipped,
         not_in_filter,
         passed,
         container: None,
@@ -343,6 +377,19 @@ pub fn verify(opts: &VerifyOptions) -> Result<VerifyReport, Error> {
         report.write(out)?;
     }
     Ok(report)
+}
+
+/// What the recordings show, for the must-work probes: `allowlist` and `recordings` read
+/// (`None` when there are none).
+pub(crate) fn evidence(
+    allowlist: Option<&Allowlist>,
+    recordings: &[PathBuf],
+) -> Result<Option<probes::Evidence>, VerifyError> {
+    let mut lists: Vec<Allowlist> = allowlist.into_iter().cloned().collect();
+    for path in recordings {
+        lists.push(Allowlist::read(path)?);
+    }
+    Ok(probes::Evidence::from_allowlists(&lists))
 }
 
 /// The filter a profile compiles into, as the kernel gets it.
@@ -387,6 +434,7 @@ struct Watched {
     start_failure: Option<StartFailure>,
     timed_out: bool,
     survivors: Vec<Survivor>,
+    left: Vec<crate::bpf::LeftTask>,
     entries: Vec<(Arch, u32, u64)>,
     exits: Vec<(Arch, u32, u64)>,
 }
@@ -417,6 +465,12 @@ fn run_watched(opts: &VerifyOptions, program: &SeccompProgram) -> Result<Watched
         Some(limit),
     );
     let (end, start_failure) = match run {
+        Ok(end) if session.recording.execs.runs().is_empty() && end.exit_status > 128 => {
+            // Killed before any exec completed in its cgroup: by the filter's action for the
+            // exec itself (SCMP_ACT_KILL*), which leaves no errno to report.
+            let failure = StartFailure::killed_at_exec(end.exit_status - 128);
+            (end, Some(failure))
+        }
         Ok(end) => (end, None),
         Err(Error::Spawn(e)) if e.stage != StartStage::JoinCgroup => {
             let end = crate::run::RunEnd {
@@ -428,21 +482,24 @@ fn run_watched(opts: &VerifyOptions, program: &SeccompProgram) -> Result<Watched
         }
         Err(e) => return Err(e),
     };
-    // What the launcher did between fork and exec is counted apart (before the first exec),
-    // entries and exits: the filter is installed there, so both phases are compared.
+    // What the launcher did between fork and exec is counted apart (before the first
+    // completed exec). Only its exec is the command's: the filter may refuse it. Whatever
+    // else it does there — joining the cgroup, installing the filter, and after a failed exec
+    // ending itself, perhaps under a filter that refuses that too — is never the command's.
     let slot = session.recording.slot;
     let mut entries = session.counter.read(slot)?.syscalls;
-    entries.extend(session.counter.read_runtime_init(slot)?.syscalls);
+    entries.extend(exec_rows(session.counter.read_runtime_init(slot)?.syscalls));
     let mut exits = session.counter.read_exits(slot)?.syscalls;
-    exits.extend(session.counter.read_init_exits(slot)?.syscalls);
+    exits.extend(exec_rows(session.counter.read_init_exits(slot)?.syscalls));
+    let left = session.counter.departures(slot)?.tasks;
     session.counter.remove_target(slot)?;
     drop(session);
-    discount_cgroup_join(&mut exits);
     Ok(Watched {
         exit_status: end.exit_status,
         start_failure,
         timed_out: end.timed_out,
         survivors: end.survivors,
+        left,
         entries,
         exits,
     })
@@ -520,15 +577,11 @@ fn profile_arches(profile: &SeccompProfile, path: &Path) -> Result<Vec<Arch>, Ve
     }
 }
 
-/// The command's process joins its cgroup by writing to `cgroup.procs` before exec: that
-/// one `write` enters outside the target and exits inside it. Remove its exit.
-fn discount_cgroup_join(exits: &mut [(Arch, u32, u64)]) {
-    let Some((arch, write)) = Arch::native().and_then(|a| Some((a, a.syscall_nr("write")?))) else {
-        return;
-    };
-    if let Some(e) = exits.iter_mut().find(|e| e.0 == arch && e.1 == write) {
-        e.2 = e.2.saturating_sub(1);
-    }
+/// The `execve`/`execveat` rows of counts (of any arch).
+fn exec_rows(counts: Vec<(Arch, u32, u64)>) -> impl Iterator<Item = (Arch, u32, u64)> {
+    counts
+        .into_iter()
+        .filter(|&(arch, nr, _)| matches!(arch.syscall_name(nr), Some("execve" | "execveat")))
 }
 
 /// Marks `clone3` refusals the profile makes with ENOSYS: libc then uses `clone`.
@@ -650,10 +703,43 @@ impl VerifyReport {
                 let _ = writeln!(s, "  {name} [{}] x{}{errno}{seen}", d.arch, d.count);
             }
         }
+        self.write_probes(&mut s);
+        if !self.not_in_filter.is_empty() {
+            let _ = writeln!(
+                s,
+                "not in the filter (unknown to this libseccomp): {}",
+                self.not_in_filter.join(", ")
+            );
+        }
+        let _ = writeln!(s, "{}", if self.passed { "PASSED" } else { "FAILED" });
+        s
+    }
+
+    /// The probes that did not get what they must, those that did, and those skipped.
+    fn write_probes(&self, s: &mut String) {
+        use std::fmt::Write as _;
         let mut working = 0;
         for p in &self.probes {
             if p.expect == probes::Expect::Works && p.ok {
                 working += 1;
+                continue;
+            }
+            if let Some(error) = &p.error {
+                let _ = writeln!(
+                    s,
+                    "probe {:<34} ERROR: {error} (a failure of the probe, not the profile's \
+                     answer)",
+                    p.probe
+                );
+                continue;
+            }
+            if let Some(signal) = p.killed_by_signal {
+                let _ = writeln!(
+                    s,
+                    "probe {:<34} {} (killed by signal {signal})",
+                    p.probe,
+                    if p.ok { "ok  " } else { "FAIL" },
+                );
                 continue;
             }
             let want = match p.expect {
@@ -679,15 +765,43 @@ impl VerifyReport {
                 .collect();
             let _ = writeln!(s, "probes that must work, and do: {}", names.join(", "));
         }
-        if !self.not_in_filter.is_empty() {
-            let _ = writeln!(
-                s,
-                "not in the filter (unknown to this libseccomp): {}",
-                self.not_in_filter.join(", ")
-            );
+        for p in &self.probes_skipped {
+            let _ = writeln!(s, "probe {:<34} skipped: {}", p.probe, p.reason);
         }
-        let _ = writeln!(s, "{}", if self.passed { "PASSED" } else { "FAILED" });
-        s
+    }
+
+    /// The processes that left the command's cgroup.
+    fn write_left(&self, s: &mut String) {
+        use std::fmt::Write as _;
+        if self.left_cgroup.is_empty() {
+            return;
+        }
+        let _ = writeln!(
+            s,
+            "LEFT THE CGROUP: {} process(es) left the command's cgroup while it ran; nothing \
+             they did afterwards was checked:",
+            self.left_cgroup.len()
+        );
+        for p in &self.left_cgroup {
+            let how = if p.born_outside {
+                "started outside"
+            } else {
+                "moved"
+            };
+            let _ = write!(
+                s,
+                "  pid {} {} ({how} to cgroup id {})",
+                p.pid, p.program, p.to_cgroup_id
+            );
+            if p.killed.is_empty() {
+                let _ = writeln!(s, ", already ended");
+                continue;
+            }
+            let _ = writeln!(s, ", killed:");
+            for k in &p.killed {
+                let _ = writeln!(s, "    pid {} {}", k.pid, k.command);
+            }
+        }
     }
 
     /// The timeout and the processes killed, when the run did not end by itself.
@@ -718,6 +832,7 @@ impl VerifyReport {
                 let _ = writeln!(s, "  pid {} {}", p.pid, p.command);
             }
         }
+        self.write_left(s);
     }
 }
 

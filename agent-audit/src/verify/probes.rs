@@ -1,23 +1,33 @@
-//! Built-in probes, tried under the profile in a child that installs the filter and never
-//! execs.
+//! Built-in probes, tried under the profile, each in a forked child of its own that installs
+//! the filter and never execs.
 //!
 //! Refused probes are dangerous calls with arguments that do nothing harmful even where the
 //! call is allowed (invalid flags, bad descriptors, null pointers, a child that exits at once):
 //! under a correct profile each fails with the errno the profile gives it, not with the kernel's
 //! own answer. Some are refused only by argument rules (`socket(AF_VSOCK)`,
 //! `clone(CLONE_NEWUSER)`, `personality(READ_IMPLIES_EXEC)`). Working probes check that those
-//! rules still let the common case through: a fork, a thread, a socket of each family the
-//! profile allows; they run only when the profile allows the syscall at all.
+//! rules still let the common case through — but only what the workload needs: with
+//! recordings, a fork when they show forks, a thread when they show thread creation (`clone`
+//! with `CLONE_THREAD`, or `clone3`), the socket families they used; a profile that refuses
+//! what the workload never did is stricter, not broken. Without recordings a working probe
+//! runs only when the profile allows every call it makes, and is listed as skipped otherwise.
+//!
+//! Each probe runs in its own child, which reports through memory shared with this process
+//! (no call the filter could refuse): a child that dies — by the filter's kill action, or any
+//! other way — is a result, and a probe that could not run is a probe error, never the
+//! profile's answer.
 
-use std::os::unix::process::CommandExt;
-use std::process::Command;
+use std::collections::BTreeSet;
 
 use serde::Serialize;
 
+use crate::allowlist::{Allowlist, ArgKind};
 use crate::profile::args::family_label;
 use crate::seccomp::evaluate;
 use crate::seccomp::{SeccompProfile, SeccompProgram};
 use crate::syscalls::Arch;
+
+use super::probe_child::{in_child, Got, SharedReport};
 
 /// EPERM and ENOSYS.
 pub const EPERM: i32 = 1;
@@ -52,7 +62,7 @@ pub enum Expect {
 
 /// How the child makes the call.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Call {
+pub(super) enum Call {
     /// A plain syscall; a returned descriptor is closed.
     Plain,
     /// clone: a child that gets 0 exits at once, the parent waits for it.
@@ -177,15 +187,106 @@ fn refused_probes() -> Vec<Probe> {
     ]
 }
 
-/// The common calls argument rules must not break, for the syscalls the profile allows.
-fn working_probes(profile: &SeccompProfile) -> Vec<Probe> {
-    let allows_some = |name: &str| {
-        profile
-            .syscalls
+/// What the recordings show the workload did, for the working probes.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Evidence {
+    /// `clone` with `CLONE_THREAD`, or `clone3`.
+    threads: bool,
+    /// `fork`, `vfork`, or `clone` without `CLONE_THREAD` (or beside `clone3`, which makes
+    /// the threads).
+    forks: bool,
+    /// `ioctl`.
+    ioctl: bool,
+    /// `socket`, with the families recorded (`None`: not known, any the profile allows).
+    sockets: Option<Option<BTreeSet<u64>>>,
+}
+
+/// `CLONE_THREAD`.
+const CLONE_THREAD: u64 = 0x0001_0000;
+
+impl Evidence {
+    /// What `lists` show, from the workload's rows (not a runtime's init); `None` without
+    /// recordings.
+    pub fn from_allowlists(lists: &[Allowlist]) -> Option<Self> {
+        if lists.is_empty() {
+            return None;
+        }
+        let mut e = Self::default();
+        let rows = lists.iter().flat_map(|l| &l.syscalls);
+        let mut clone_flags: Option<u64> = None;
+        let mut clone_seen = false;
+        let mut clone3_seen = false;
+        for row in rows.filter(|r| r.count > 0) {
+            match row.name.as_deref() {
+                Some("clone") => {
+                    clone_seen = true;
+                    let bits = row.args.iter().find(|a| a.index == 0 && a.field.is_none());
+                    if let Some(bits) = bits.and_then(|a| a.bits) {
+                        *clone_flags.get_or_insert(0) |= bits;
+                    }
+                }
+                Some("clone3") => clone3_seen = true,
+                Some("fork" | "vfork") => e.forks = true,
+                Some("ioctl") => e.ioctl = true,
+                Some("socket") => e.add_families(row),
+                _ => {}
+            }
+        }
+        let clone_threads = clone_flags.is_some_and(|f| f & CLONE_THREAD != 0);
+        e.threads |= clone3_seen || clone_threads;
+        // Flags unknown (arguments not recorded): a clone may have been either; a fork is
+        // the one whose probe needs less.
+        e.forks |= clone_seen && (!clone_threads || clone3_seen);
+        Some(e)
+    }
+
+    fn add_families(&mut self, row: &crate::allowlist::SyscallCount) {
+        let record = row
+            .args
             .iter()
-            .any(|r| !r.action.denies() && r.all_names().any(|n| n == name))
-    };
-    let mut probes = Vec::new();
+            .find(|a| a.index == 0 && a.kind == ArgKind::Values && !a.overflow);
+        match (record, self.sockets.as_mut()) {
+            // Some recording does not say which families: any the profile allows.
+            (None, _) => self.sockets = Some(None),
+            (Some(_), Some(None)) => {}
+            (Some(r), Some(Some(set))) => set.extend(r.values.iter().map(|v| v.value)),
+            (Some(r), None) => {
+                self.sockets = Some(Some(r.values.iter().map(|v| v.value).collect()));
+            }
+        }
+    }
+}
+
+/// A working probe not run, and why.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct SkippedProbe {
+    /// The call as people write it.
+    pub probe: String,
+    /// Why it did not run.
+    pub reason: String,
+}
+
+/// The probes to run for a profile, and the working probes left out.
+#[derive(Clone, Debug, Default)]
+pub struct Plan {
+    probes: Vec<Probe>,
+    /// Working probes not run.
+    pub skipped: Vec<SkippedProbe>,
+}
+
+/// A working probe with every call it makes (beyond the probed one) and whether the
+/// recordings show the workload needs it.
+struct Candidate {
+    probe: Probe,
+    /// The other calls the probe makes: `exit` for a thread, `exit_group` and `wait4` for a
+    /// fork, `close` for a socket.
+    needs: &'static [&'static str],
+    /// `Some(false)`: the recordings show no such call.
+    recorded: Option<bool>,
+}
+
+/// The working probes: the common calls argument rules must not break.
+fn working_candidates(profile: &SeccompProfile, evidence: Option<&Evidence>) -> Vec<Candidate> {
     let works = |name, label: String, args, call| Probe {
         name,
         label,
@@ -194,48 +295,123 @@ fn working_probes(profile: &SeccompProfile) -> Vec<Probe> {
         expect: Expect::Works,
         if_allowed: "success",
     };
-    if allows_some("clone") {
-        probes.push(works(
+    let mut all = vec![Candidate {
+        probe: works(
             "clone",
             "fork (clone SIGCHLD)".into(),
             [SIGCHLD, 0, 0, 0, 0, 0],
             Call::Fork,
-        ));
-        if cfg!(target_arch = "x86_64") {
-            probes.push(works(
+        ),
+        needs: &["exit_group", "wait4"],
+        recorded: evidence.map(|e| e.forks),
+    }];
+    if cfg!(target_arch = "x86_64") {
+        all.push(Candidate {
+            probe: works(
                 "clone",
                 "thread (clone CLONE_VM|CLONE_THREAD|…)".into(),
                 [THREAD_FLAGS, 0, 0, 0, 0, 0],
                 Call::Thread,
-            ));
-        }
+            ),
+            needs: &["exit"],
+            recorded: evidence.map(|e| e.threads),
+        });
     }
-    if allows_some("ioctl") {
-        let args = [u64::MAX, TCGETS, 0, 0, 0, 0];
-        probes.push(works("ioctl", "ioctl(TCGETS)".into(), args, Call::Plain));
-    }
-    if allows_some("socket") {
-        for family in 0..KNOWN_FAMILIES {
-            let args = [family, SOCK_DGRAM, 0, 0, 0, 0];
-            if evaluate::outcome(profile, "socket", &args).allows() {
-                probes.push(works(
-                    "socket",
-                    format!("socket({})", family_label(family)),
-                    args,
-                    Call::Plain,
-                ));
+    all.push(Candidate {
+        probe: works(
+            "ioctl",
+            "ioctl(TCGETS)".into(),
+            [u64::MAX, TCGETS, 0, 0, 0, 0],
+            Call::Plain,
+        ),
+        needs: &[],
+        recorded: evidence.map(|e| e.ioctl),
+    });
+    let recorded_families = evidence.map(|e| e.sockets.clone());
+    for family in 0..KNOWN_FAMILIES {
+        let args = [family, SOCK_DGRAM, 0, 0, 0, 0];
+        let recorded = match &recorded_families {
+            None => None,
+            Some(None) => Some(false),
+            Some(Some(None)) => {
+                // Families not recorded: the ones the profile allows, as without recordings.
+                (!evaluate::outcome(profile, "socket", &args).allows()).then_some(false)
             }
+            Some(Some(Some(set))) => Some(set.contains(&family)),
+        };
+        // Without recordings only the families the profile allows are worth a probe (the
+        // others are refused on purpose); with them, exactly the families used.
+        if recorded.is_none() && !evaluate::outcome(profile, "socket", &args).allows() {
+            continue;
         }
+        all.push(Candidate {
+            probe: works(
+                "socket",
+                format!("socket({})", family_label(family)),
+                args,
+                Call::Plain,
+            ),
+            needs: &["close"],
+            recorded,
+        });
     }
-    probes
+    all
 }
 
-/// Every probe for `profile`.
-pub fn probes(profile: &SeccompProfile) -> Vec<Probe> {
-    let mut all = refused_probes();
-    all.extend(working_probes(profile));
-    all.truncate(MAX_PROBES);
-    all
+/// Every probe for `profile`: the refused ones, and the working ones the workload needs (see
+/// the module's documentation).
+pub fn plan(profile: &SeccompProfile, evidence: Option<&Evidence>) -> Plan {
+    let mut plan = Plan {
+        probes: refused_probes(),
+        skipped: Vec::new(),
+    };
+    for c in working_candidates(profile, evidence) {
+        let skip = match c.recorded {
+            Some(true) => None,
+            Some(false) => {
+                // Socket families the workload never used are not worth a line each.
+                if c.probe.name != "socket" {
+                    plan.skipped.push(SkippedProbe {
+                        probe: c.probe.label.clone(),
+                        reason: "the recordings show no such call".into(),
+                    });
+                }
+                continue;
+            }
+            None => unallowed(profile, &c),
+        };
+        match skip {
+            Some(reason) => plan.skipped.push(SkippedProbe {
+                probe: c.probe.label.clone(),
+                reason,
+            }),
+            None => plan.probes.push(c.probe),
+        }
+    }
+    plan.probes.truncate(MAX_PROBES);
+    plan
+}
+
+/// Why a probe cannot run under `profile` without recordings: a call it makes is not allowed.
+fn unallowed(profile: &SeccompProfile, c: &Candidate) -> Option<String> {
+    if !evaluate::outcome(profile, c.probe.name, &c.probe.args).allows() {
+        return Some(format!(
+            "no recordings to go by, and the profile does not allow {}",
+            c.probe.label
+        ));
+    }
+    let missing: Vec<&str> = c
+        .needs
+        .iter()
+        .copied()
+        .filter(|n| !evaluate::outcome(profile, n, &[0; 6]).allows())
+        .collect();
+    (!missing.is_empty()).then(|| {
+        format!(
+            "no recordings to go by, and the profile does not allow {}, which the probe needs",
+            missing.join(", ")
+        )
+    })
 }
 
 /// What one probe got.
@@ -253,8 +429,23 @@ pub struct ProbeResult {
     pub errno: i32,
     /// What the kernel returns for these arguments when the call is allowed.
     pub if_allowed: String,
-    /// Refused: `errno == expected_errno`; works: not refused by the filter.
+    /// Refused: `errno == expected_errno` (or killed by SIGSYS where the profile's action is
+    /// to kill); works: not refused by the filter.
     pub ok: bool,
+    /// The probe's child was killed by this signal during the call (SIGSYS: the profile's
+    /// kill or trap action).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub killed_by_signal: Option<i32>,
+    /// The probe could not run (not the profile's answer; `ok` is false and the verdict does
+    /// not count it).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// Whether every probe that ran got what it must (a probe error is not the profile's answer:
+/// it is reported, not counted).
+pub fn all_answered_right(results: &[ProbeResult]) -> bool {
+    results.iter().all(|p| p.ok || p.error.is_some())
 }
 
 /// The errno a refused probe must get: clone3 must get ENOSYS (libc falls back to clone on
@@ -277,180 +468,142 @@ fn errno_i32(errno: u32) -> i32 {
     i32::try_from(errno).unwrap_or(i32::MAX)
 }
 
-/// Runs `probes` in a child that installs `filter` and never execs.
+/// Runs the planned probes, each in a child of its own that installs `filter`.
 pub fn run(
     filter: &SeccompProgram,
     profile: &SeccompProfile,
-    probes: &[Probe],
+    plan: &Plan,
 ) -> std::io::Result<Vec<ProbeResult>> {
     let native = Arch::native().ok_or_else(|| std::io::Error::other("unsupported host arch"))?;
-    let calls: Vec<(&Probe, i64)> = probes
-        .iter()
-        .filter_map(|p| native.syscall_nr(p.name).map(|nr| (p, i64::from(nr))))
-        .collect();
-    let plan: Vec<(i64, [u64; 6], Call)> =
-        calls.iter().map(|(p, nr)| (*nr, p.args, p.call)).collect();
-    let errnos = in_child(filter, plan)?;
+    let report = SharedReport::new()?;
     let default_errno = profile.default_errno_ret.map_or(EPERM, errno_i32);
-    Ok(calls
-        .iter()
-        .zip(errnos)
-        .map(|((p, _), errno)| {
-            let (expected_errno, ok) = match p.expect {
-                Expect::Refused => {
-                    let e = expected_errno(profile, p);
-                    (e, errno == e)
-                }
-                Expect::Works => (0, errno != EPERM && errno != default_errno),
-            };
-            ProbeResult {
-                syscall: p.name.to_string(),
-                probe: p.label.clone(),
-                expect: p.expect,
-                expected_errno,
-                errno,
-                if_allowed: p.if_allowed.to_string(),
-                ok,
-            }
-        })
-        .collect())
+    let mut results = Vec::new();
+    for p in &plan.probes {
+        let Some(nr) = native.syscall_nr(p.name).map(i64::from) else {
+            continue;
+        };
+        let got = in_child(filter, &report, nr, &p.args, p.call);
+        results.push(judge(profile, p, got, default_errno));
+    }
+    Ok(results)
 }
 
-/// Forks a child that installs the filter, makes each call and reports the errnos through a
-/// pipe.
-fn in_child(
-    filter: &SeccompProgram,
-    plan: Vec<(i64, [u64; 6], Call)>,
-) -> std::io::Result<Vec<i32>> {
-    let count = plan.len().min(MAX_PROBES);
-    let mut fds = [0; 2];
-    // SAFETY: out-array of two ints.
-    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    let (read_fd, write_fd) = (fds[0], fds[1]);
-    let filter = filter.clone();
-    let mut cmd = Command::new("/proc/self/exe");
-    // SAFETY: after fork the closure installs the filter, makes raw syscalls and writes
-    // their errnos to a pipe, then leaves with `_exit`: only async-signal-safe calls on
-    // memory prepared before fork. It never returns, so nothing is exec'd.
-    unsafe {
-        cmd.pre_exec(move || {
-            let mut results = [0i32; MAX_PROBES];
-            let ok = filter.install().is_ok();
-            for (i, (nr, a, call)) in plan.iter().enumerate().take(MAX_PROBES) {
-                results[i] = if ok { make_call(*nr, a, *call) } else { -1 };
-            }
-            libc::write(
-                write_fd,
-                results.as_ptr().cast(),
-                std::mem::size_of_val(&results),
-            );
-            libc::_exit(0);
-        });
-    }
-    let spawned = cmd.spawn();
-    // SAFETY: our end of the pipe, closed once.
-    unsafe { libc::close(write_fd) };
-    let mut child = match spawned {
-        Ok(c) => c,
-        Err(e) => {
-            // SAFETY: our descriptor, closed once.
-            unsafe { libc::close(read_fd) };
-            return Err(e);
+/// A probe's result from what its child got.
+fn judge(profile: &SeccompProfile, p: &Probe, got: Got, default_errno: i32) -> ProbeResult {
+    let refused_by_signal = |signal: i32| signal == libc::SIGSYS;
+    let (expected_errno, ok, errno, killed_by_signal, error) = match (p.expect, got) {
+        (Expect::Refused, Got::Errno(e)) => {
+            let want = expected_errno(profile, p);
+            (want, e == want, e, None, None)
         }
-    };
-    let mut buf = [0i32; MAX_PROBES];
-    // SAFETY: reading into a local buffer of the given size.
-    let n = unsafe {
-        libc::read(
-            read_fd,
-            buf.as_mut_ptr().cast(),
-            std::mem::size_of_val(&buf),
-        )
-    };
-    // SAFETY: our descriptor, closed once.
-    unsafe { libc::close(read_fd) };
-    child.wait()?;
-    if usize::try_from(n).ok() != Some(std::mem::size_of_val(&buf)) {
-        return Err(std::io::Error::other(
-            "the probe child died before reporting",
-        ));
-    }
-    if buf[..count].contains(&-1) {
-        return Err(std::io::Error::other(
-            "the probe child could not install the filter",
-        ));
-    }
-    Ok(buf[..count].to_vec())
-}
-
-/// Makes one call in the probe child; its errno, 0 on success. Async-signal-safe.
-///
-/// # Safety
-/// Only for the forked probe child: a call the filter allows really happens.
-unsafe fn make_call(nr: i64, a: &[u64; 6], call: Call) -> i32 {
-    let ret = match call {
-        Call::Thread => raw_thread(nr, a[0]),
-        _ => libc::syscall(nr, a[0], a[1], a[2], a[3], a[4], a[5]),
-    };
-    if ret < 0 {
-        return *libc::__errno_location();
-    }
-    match call {
-        Call::Fork if ret == 0 => libc::_exit(0),
-        // A successful fork returns a pid and socket a descriptor: both fit in an int.
-        Call::Fork => {
-            if let Ok(pid) = libc::pid_t::try_from(ret) {
-                libc::waitpid(pid, std::ptr::null_mut(), libc::__WALL);
-            }
+        (Expect::Refused, Got::Killed(sig)) => {
+            let refused = !evaluate::outcome(profile, p.name, &p.args).allows();
+            (
+                expected_errno(profile, p),
+                refused && refused_by_signal(sig),
+                0,
+                Some(sig),
+                None,
+            )
         }
-        Call::Plain if nr == libc::SYS_socket => {
-            if let Ok(fd) = libc::c_int::try_from(ret) {
-                libc::close(fd);
-            }
+        (Expect::Works, Got::Errno(e)) => (0, e != EPERM && e != default_errno, e, None, None),
+        (Expect::Works, Got::Killed(sig)) => (0, false, 0, Some(sig), None),
+        (_, Got::Error(why)) => (0, false, 0, None, Some(why)),
+    };
+    ProbeResult {
+        syscall: p.name.to_string(),
+        probe: p.label.clone(),
+        expect: p.expect,
+        expected_errno,
+        errno,
+        if_allowed: p.if_allowed.to_string(),
+        ok,
+        killed_by_signal,
+        error,
+    }
+}
+
+#[cfg(all(test, target_arch = "x86_64"))]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+    use crate::allowlist::ArgRecord;
+
+    const X: Arch = Arch::X86_64;
+
+    fn profile(json: &str) -> SeccompProfile {
+        SeccompProfile::parse(json, Path::new("p")).unwrap()
+    }
+
+    fn working(plan: &Plan) -> Vec<&str> {
+        plan.probes
+            .iter()
+            .filter(|p| p.expect == Expect::Works)
+            .map(|p| p.label.as_str())
+            .collect()
+    }
+
+    /// A recording with clone's flags union `bits` (and the other calls given).
+    fn recording(clone_bits: Option<u64>, others: &[&str]) -> Allowlist {
+        let mut calls: Vec<(Arch, &str, u64)> = others.iter().map(|n| (X, *n, 1)).collect();
+        if clone_bits.is_some() {
+            calls.push((X, "clone", 3));
         }
-        _ => {}
+        let mut list = Allowlist::for_tests_of_command("w", &calls);
+        if let Some(bits) = clone_bits {
+            let row = list
+                .syscalls
+                .iter_mut()
+                .find(|r| r.name.as_deref() == Some("clone"))
+                .unwrap();
+            let mut record = ArgRecord::values(0, None, [], false);
+            record.kind = ArgKind::Flags;
+            record.bits = Some(bits);
+            row.args = vec![record];
+        }
+        list
     }
-    0
-}
 
-/// clone with thread flags; the new thread shares the stack, so it exits with a raw syscall
-/// before touching any memory. Returns -1 with errno set on failure, like `syscall`.
-#[cfg(target_arch = "x86_64")]
-unsafe fn raw_thread(nr: i64, flags: u64) -> libc::c_long {
-    let ret: i64;
-    std::arch::asm!(
-        "syscall",
-        "test rax, rax",
-        "jnz 2f",
-        "mov eax, 60",
-        "xor edi, edi",
-        "syscall",
-        "2:",
-        inlateout("rax") nr => ret,
-        in("rdi") flags,
-        in("rsi") 0u64,
-        in("rdx") 0u64,
-        in("r10") 0u64,
-        in("r8") 0u64,
-        lateout("rcx") _,
-        lateout("r11") _,
-        options(nostack),
-    );
-    if ret < 0 {
-        // Kernel ABI: a failed syscall returns -errno, with errno in 1..=4095.
-        #[allow(clippy::cast_possible_truncation)]
-        let errno = (-ret) as i32;
-        *libc::__errno_location() = errno;
-        return -1;
+    #[test]
+    fn a_process_based_recording_gets_the_fork_probe_and_not_the_thread_probe() {
+        // glibc's fork: clone(CLONE_CHILD_SETTID|CLONE_CHILD_CLEARTID|SIGCHLD).
+        let e = Evidence::from_allowlists(&[recording(Some(0x0120_0000), &["wait4"])]).unwrap();
+        assert!(e.forks && !e.threads, "{e:?}");
+        let p = profile(r#"{"defaultAction":"SCMP_ACT_ALLOW"}"#);
+        let plan = plan(&p, Some(&e));
+        assert_eq!(working(&plan), ["fork (clone SIGCHLD)"]);
+        assert!(plan
+            .skipped
+            .iter()
+            .any(|s| s.probe.starts_with("thread") && s.reason.contains("no such call")));
     }
-    ret
-}
 
-/// Not supported on this arch: [`working_probes`] does not plan the thread probe.
-#[cfg(not(target_arch = "x86_64"))]
-unsafe fn raw_thread(_nr: i64, _flags: u64) -> libc::c_long {
-    *libc::__errno_location() = libc::ENOSYS;
-    -1
+    #[test]
+    fn clone3_or_clone_thread_flags_show_threads() {
+        let e = Evidence::from_allowlists(&[recording(None, &["clone3"])]).unwrap();
+        assert!(e.threads && !e.forks, "{e:?}");
+        let e = Evidence::from_allowlists(&[recording(Some(THREAD_FLAGS), &[])]).unwrap();
+        assert!(e.threads && !e.forks, "{e:?}");
+        // Both: clone3 makes the threads, so clone is a fork.
+        let e = Evidence::from_allowlists(&[recording(Some(THREAD_FLAGS), &["clone3"])]).unwrap();
+        assert!(e.threads && e.forks, "{e:?}");
+        assert!(Evidence::from_allowlists(&[]).is_none());
+    }
+
+    #[test]
+    fn without_recordings_a_probe_runs_only_when_the_profile_allows_all_its_calls() {
+        let no_exit = profile(
+            r#"{"defaultAction":"SCMP_ACT_ERRNO","syscalls":[
+                {"names":["clone","exit_group","wait4"],"action":"SCMP_ACT_ALLOW"}]}"#,
+        );
+        let plan = plan(&no_exit, None);
+        assert_eq!(working(&plan), ["fork (clone SIGCHLD)"]);
+        let thread = plan
+            .skipped
+            .iter()
+            .find(|s| s.probe.starts_with("thread"))
+            .expect("the thread probe is listed as skipped");
+        assert!(thread.reason.contains("does not allow exit"), "{thread:?}");
+    }
 }
