@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
+use crate::capabilities::CapabilityChecks;
 use crate::exit::ExitCode;
 use crate::fsutil::{self, InputError, OutputError};
 use crate::syscalls::Arch;
@@ -56,6 +57,10 @@ pub struct Allowlist {
     /// target slot in use when its cgroup made its first call): the counts are incomplete.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub missed_start: Option<MissedStart>,
+    /// The capability checks the target made after its runtime's init; absent when they were
+    /// not counted (see [`CapabilityChecks`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub capabilities: Option<CapabilityChecks>,
 }
 
 /// The calls a target made before it could be recorded were lost: `record --wait` had no
@@ -531,6 +536,14 @@ pub enum AllowlistError {
         /// What is wrong.
         problem: ArgProblem,
     },
+    /// A `capabilities` entry names no capability this version knows.
+    #[error("{path}: capabilities: {name:?} is not a Linux capability name (without CAP_)")]
+    UnknownCapability {
+        /// The file.
+        path: PathBuf,
+        /// The name recorded.
+        name: String,
+    },
     /// `totals` does not agree with the entries it sums (a later sum would be wrong too:
     /// shares over 100 %, say).
     #[error(transparent)]
@@ -594,6 +607,7 @@ impl AllowlistError {
             | AllowlistError::Schema { .. }
             | AllowlistError::UnknownSyscall { .. }
             | AllowlistError::BadArgs { .. }
+            | AllowlistError::UnknownCapability { .. }
             | AllowlistError::InconsistentTotals(_) => ExitCode::DATA,
         }
     }
@@ -652,6 +666,7 @@ impl Allowlist {
             executables: Vec::new(),
             privilege_drop: None,
             missed_start: None,
+            capabilities: None,
         }
     }
 
@@ -721,6 +736,12 @@ impl Allowlist {
                 nr: s.nr,
                 problem,
             })?;
+        }
+        if let Some(name) = list.capabilities.as_ref().and_then(|c| c.unknown_name()) {
+            return Err(AllowlistError::UnknownCapability {
+                path: path.to_path_buf(),
+                name: name.to_string(),
+            });
         }
         list.check_totals(path)?;
         Ok(list)
@@ -819,6 +840,7 @@ mod tests {
             executables: Vec::new(),
             privilege_drop: None,
             missed_start: None,
+            capabilities: None,
         }
     }
 

@@ -10,7 +10,7 @@ use agent_audit_ebpf::{
     GLOBAL_ARG_REG_OFFSETS, GLOBAL_ARG_SPECS, GLOBAL_ATTRIBUTION, GLOBAL_COMPAT_ARG0_OFFSET,
     GLOBAL_COMPAT_FLAG_MASK, GLOBAL_COMPAT_FLAG_OFFSET, GLOBAL_COMPAT_IPC_NR,
     GLOBAL_COMPAT_SOCKETCALL_NR, GLOBAL_FORK_NRS, GLOBAL_PRCTL_NR, GLOBAL_TASK_LAYOUT,
-    MAP_COUNTERS, MAP_DIRTY, MAP_EXEC_EVENTS, MAP_EXIT_COUNTERS, MAP_INIT_COUNTERS,
+    MAP_CAP_COUNTS, MAP_COUNTERS, MAP_DIRTY, MAP_EXEC_EVENTS, MAP_EXIT_COUNTERS, MAP_INIT_COUNTERS,
     MAP_INIT_EXIT_COUNTERS, MAP_PHASE, MAX_TARGETS, PROG_SCHED_EXEC, PROG_SYS_ENTER_BTF,
     PROG_SYS_ENTER_EMPTY, PROG_SYS_ENTER_RAW, PROG_SYS_EXIT,
 };
@@ -150,7 +150,7 @@ impl SyscallCounter {
             // A host without BTF (or a test simulating one): no relocation against it.
             loader.btf(None);
         }
-        for map in [MAP_COUNTERS, MAP_INIT_COUNTERS, MAP_PHASE] {
+        for map in [MAP_COUNTERS, MAP_INIT_COUNTERS, MAP_PHASE, MAP_CAP_COUNTS] {
             loader.map_max_entries(map, slots);
         }
         let exit_slots = match exits {
@@ -208,6 +208,7 @@ impl SyscallCounter {
             arg_meanings: record_args.then_some(arg_tables.meanings),
             exec_backlog: Vec::new(),
             dirty: None,
+            capability_hook: None,
         };
         counter.dirty = counter.map_dirty_words();
         counter.bump_generation()?;
@@ -367,7 +368,7 @@ fn sys_enter_btf(kernel: Option<&btf_scan::KernelBtf>, path: &Path) -> Result<Bt
     }
 }
 
-fn btf_path() -> PathBuf {
+pub(super) fn btf_path() -> PathBuf {
     std::env::var_os("AGENT_AUDIT_BTF_PATH")
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from(VMLINUX_BTF))

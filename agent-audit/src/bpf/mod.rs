@@ -8,6 +8,7 @@ mod args;
 mod attribution;
 mod batch;
 mod btf_scan;
+mod capabilities;
 mod dirty;
 mod error;
 mod layout;
@@ -23,6 +24,7 @@ use aya::Ebpf;
 
 pub use args::ArgUse;
 pub use attribution::{ExecRecord, ProgramUse};
+pub use capabilities::{CapabilityCounts, CapabilityHook, CapabilityProgramCount};
 pub use error::BpfError;
 pub use layout::KernelLayout;
 pub use load::{attach_empty_program, AttachMode, CounterOptions, SysEnterKind};
@@ -69,6 +71,8 @@ pub struct SyscallCounter {
     /// Which slots counted a call since last asked; `None` if the map could not be mapped
     /// (every slot then counts as changed).
     dirty: Option<dirty::DirtyWords>,
+    /// How capability checks are counted, when they are (see `capabilities`).
+    capability_hook: Option<CapabilityHook>,
 }
 
 /// Whether a counter has room for syscall exits (`verify`), or only for entries.

@@ -292,6 +292,7 @@ impl SyscallCounter {
         self.clear_attribution(&used)?;
         for &slot in &used {
             self.clear_args(slot)?;
+            self.clear_capability_checks(slot)?;
             for map in [MAP_COUNTERS, MAP_INIT_COUNTERS] {
                 self.zero_counters(map, slot)?;
             }

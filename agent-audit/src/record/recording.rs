@@ -14,6 +14,7 @@ use crate::bpf::{
     ArgUse, BpfError, CallDetails, ExecRecord, ProgramUse, SysEnterKind, SyscallCounter,
     TargetCounts, TargetSlot,
 };
+use crate::capabilities::CapabilityChecks;
 use crate::syscalls::Arch;
 use crate::target::CgroupTarget;
 
@@ -31,6 +32,8 @@ pub struct Recording {
     pub last: TargetCounts,
     /// The last runtime-init counts read (targets picked up at creation only).
     pub last_init: TargetCounts,
+    /// The capability checks last read; `None` when they are not counted.
+    pub last_capabilities: Option<CapabilityChecks>,
     /// Execs seen in the target so far, by (path, uid).
     pub execs: attribution::ExecTally,
     /// Set when the target's first calls went uncounted (no free slot at its start).
@@ -98,6 +101,7 @@ impl Recording {
             started_at: OffsetDateTime::now_utc(),
             last: TargetCounts::default(),
             last_init: TargetCounts::default(),
+            last_capabilities: None,
             execs: attribution::ExecTally::default(),
             missed_start: None,
             write_failing: false,
@@ -113,10 +117,13 @@ impl Recording {
             counter.read(self.slot)?,
             counter.read_runtime_init(self.slot)?,
         );
-        if (&last, &init) != (&self.last, &self.last_init) {
+        let capabilities = counter
+            .read_capability_checks(self.slot)?
+            .map(|counts| CapabilityChecks::from_counts(&counts));
+        if (&last, &init, &capabilities) != (&self.last, &self.last_init, &self.last_capabilities) {
             self.unwritten = true;
         }
-        (self.last, self.last_init) = (last, init);
+        (self.last, self.last_init, self.last_capabilities) = (last, init, capabilities);
         Ok(())
     }
 
@@ -214,6 +221,7 @@ impl Recording {
             executables: self.execs.runs(),
             privilege_drop: attribution::privilege_drop(&mine, name_of),
             missed_start: self.missed_start,
+            capabilities: self.last_capabilities.clone(),
         }
     }
 
