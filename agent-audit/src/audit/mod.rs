@@ -153,8 +153,9 @@ impl Layout {
 
 /// The names `audit` writes.
 fn is_audit_output(name: &str) -> bool {
-    const FIXED: [&str; 6] = [
+    const FIXED: [&str; 7] = [
         "profile.json",
+        "capabilities.json",
         "rationale.md",
         "verify.json",
         "report.html",
@@ -331,6 +332,9 @@ fn write_profile(
     fsutil::write_output(profile, json.as_bytes()).map_err(profile::ProfileError::from)?;
     let md = rationale::render(&plan, &profile.display().to_string());
     fsutil::write_output(rationale_md, md.as_bytes()).map_err(profile::ProfileError::from)?;
+    plan.capabilities
+        .write(crate::capabilities::minimal::path_beside(profile).as_deref())
+        .map_err(profile::ProfileError::from)?;
     Ok(())
 }
 

@@ -7,11 +7,22 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Write;
+use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
 use super::{CapabilityChecks, Outcomes, NAMES};
 use crate::allowlist::Allowlist;
+use crate::fsutil::{self, OutputError};
+
+/// The file name written beside a profile.
+pub const FILE_NAME: &str = "capabilities.json";
+
+/// Where `capabilities.json` goes for a profile written to `profile`: beside it; `None` when
+/// the profile goes to standard output.
+pub fn path_beside(profile: &Path) -> Option<PathBuf> {
+    (!fsutil::is_stdio(profile)).then(|| fsutil::parent_dir(profile).join(FILE_NAME))
+}
 
 /// The set and why, over every merged recording.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -82,6 +93,31 @@ impl MinimalSet {
             .filter(|(_, c)| c.outcomes.granted > 0)
             .map(|(&cap, _)| NAMES[cap])
             .collect()
+    }
+
+    /// Writes `capabilities.json` to `path` when the set is known, and says on stderr what
+    /// was written or why nothing was.
+    pub fn write(&self, path: Option<&Path>) -> Result<(), OutputError> {
+        let Some(path) = path else {
+            eprintln!(
+                "agent-audit: note: {FILE_NAME} is not written when the profile goes to stdout"
+            );
+            return Ok(());
+        };
+        if !self.is_known() {
+            eprintln!(
+                "agent-audit: note: no capability set: {} recorded no capability checks",
+                self.unrecorded.join(", ")
+            );
+            return Ok(());
+        }
+        fsutil::write_output(path, self.to_json().as_bytes())?;
+        eprintln!(
+            "agent-audit: wrote {} ({})",
+            path.display(),
+            self.docker_flags().trim_start_matches("docker run ")
+        );
+        Ok(())
     }
 
     /// `capabilities.json`: `{"drop": ["ALL"], "add": [...], "reasons": {...}}`.

@@ -106,6 +106,8 @@ pub struct Merged {
     pub syscalls: BTreeMap<(Arch, String), MergedSyscall>,
     /// Calls with no name, by (arch, number).
     pub unnamed: Vec<UnnamedSyscall>,
+    /// The minimal capability set of the recordings.
+    pub capabilities: crate::capabilities::minimal::MinimalSet,
 }
 
 impl Merged {
@@ -120,8 +122,9 @@ impl Merged {
                 target: describe_target(&list),
                 calls: list.totals.calls,
                 complete: list.complete,
-                label,
+                label: label.clone(),
             });
+            merged.capabilities.add_recording(&label, &list);
             for s in &list.syscalls {
                 match &s.name {
                     Some(name) => {
