@@ -302,6 +302,7 @@ mod tests {
             ..MinimalSet::default()
         };
         set.add_checks(&CapabilityChecks {
+            hook: super::super::CheckHook::FExit,
             checks: vec![
                 check(
                     "CHOWN",
