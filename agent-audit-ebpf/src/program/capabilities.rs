@@ -170,14 +170,14 @@ fn attribute(slot: u32, cap: usize, outcome: usize) {
     if unsafe { bpf_get_current_comm(key.comm.as_mut_ptr().cast(), 16) } != 0 {
         key.comm = [0; 2];
     }
-    if let Some(v) = CAP_PROGRAMS.get_ptr_mut(&key) {
+    if let Some(v) = CAP_PROGRAMS.get_ptr_mut(key) {
         // SAFETY: a live map value; every writer adds atomically.
         unsafe { atomic_xadd::<u64, u64, { AtomicOrdering::Relaxed }>(v, 1) };
         return;
     }
-    if CAP_PROGRAMS.insert(&key, &1, BPF_NOEXIST).is_err() {
+    if CAP_PROGRAMS.insert(key, 1, BPF_NOEXIST).is_err() {
         // Inserted by another CPU meanwhile (or the map is full: then counted only per slot).
-        if let Some(v) = CAP_PROGRAMS.get_ptr_mut(&key) {
+        if let Some(v) = CAP_PROGRAMS.get_ptr_mut(key) {
             // SAFETY: as above.
             unsafe { atomic_xadd::<u64, u64, { AtomicOrdering::Relaxed }>(v, 1) };
         }
