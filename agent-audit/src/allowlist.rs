@@ -900,6 +900,31 @@ mod tests {
     }
 
     #[test]
+    fn capabilities_round_trip_and_an_unknown_name_is_refused_by_name() {
+        let p = Path::new("caps.json");
+        let mut list = sample();
+        let json = sample().to_json();
+        assert!(!json.contains("capabilities"), "absent when not counted");
+        list.capabilities = Some(
+            serde_json::from_str(
+                r#"{"hook": "fexit/cap_capable", "checks": [
+                    {"capability": "CHOWN", "granted": 2, "refused": 0,
+                     "programs": [{"comm": "chown", "granted": 2, "refused": 0}]}]}"#,
+            )
+            .unwrap(),
+        );
+        let json = list.to_json();
+        assert_eq!(Allowlist::parse(&json, p).unwrap(), list);
+        let err = Allowlist::parse(&json.replace("\"CHOWN\"", "\"CAP_CHOWN\""), p).unwrap_err();
+        assert!(
+            matches!(err, AllowlistError::UnknownCapability { ref name, .. } if name == "CAP_CHOWN"),
+            "{err}"
+        );
+        assert_eq!(err.exit_code(), ExitCode::DATA);
+        assert!(err.to_string().contains("caps.json"), "{err}");
+    }
+
+    #[test]
     fn args_round_trip_in_the_contract_shape() {
         let json = r#"[
             { "index": 0, "kind": "values", "values": [ { "value": 1, "count": 4 }, { "value": 2, "count": 12 } ] },
