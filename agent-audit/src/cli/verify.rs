@@ -80,6 +80,7 @@ impl VerifyArgs {
                 attach: self.attach,
                 timeout: self.timeout,
                 engine: self.engine.socket(),
+                only_capabilities: None,
             })?,
             None => self.verify_command()?,
         };
