@@ -5,7 +5,9 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use agent_audit_tests::{agent_audit_bin, require_root};
+use agent_audit_tests::container::{docker_busybox_image, leftover_verify_copies};
+use agent_audit_tests::process::{run as run_process, run_ok};
+use agent_audit_tests::{agent_audit_bin, require_root, unique_name};
 use serde_json::Value;
 
 /// chown(2) of a file it created, as root: CAP_CHOWN, granted, audited.
@@ -173,4 +175,62 @@ fn root_a_non_root_program_is_granted_no_capability() {
         assert_eq!(p["granted"], 0, "{p}");
         assert_eq!(p["noaudit_granted"], 0, "{p}");
     }
+}
+
+#[test]
+fn root_audit_a_container_verifies_it_under_only_its_minimal_capabilities() {
+    require_root();
+    let timeout = std::time::Duration::from_secs(300);
+    let name = unique_name("capabilities-audit");
+    // Root in the container, changing a file's owner: CAP_CHOWN is needed, nothing else of
+    // Docker's 14.
+    run_ok(
+        Command::new("docker").args([
+            "create",
+            "--name",
+            &name,
+            "--network",
+            "none",
+            docker_busybox_image(),
+            "sh",
+            "-c",
+            "touch /tmp/owned && chown 65534:65534 /tmp/owned && echo chowned",
+        ]),
+        timeout,
+    );
+    let out = tempfile::tempdir().unwrap();
+    let done = run_process(
+        Command::new(agent_audit_bin())
+            .args(["audit", "--runs", "2", "--container", &name, "--out-dir"])
+            .arg(out.path()),
+        timeout,
+    );
+    let leftovers = leftover_verify_copies(&name);
+    let _ = Command::new("docker")
+        .args(["rm", "--force", &name])
+        .output();
+    assert_eq!(leftovers, "", "the verify container is removed");
+    let read = |f: &str| -> Value {
+        serde_json::from_str(&std::fs::read_to_string(out.path().join(f)).unwrap()).unwrap()
+    };
+    let caps = read("capabilities.json");
+    let add: Vec<&str> = caps["add"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c.as_str().unwrap())
+        .collect();
+    assert!(add.contains(&"CHOWN"), "{caps:#}\n{}", done.stderr);
+    assert!(add.len() < 14, "fewer than Docker's default 14: {caps:#}");
+    let verify = read("verify.json");
+    // The copy ran under --cap-drop ALL --cap-add <set> and still did its job.
+    assert_eq!(verify["exit_status"], 0, "{verify:#}\n{}", done.stderr);
+    let evaluated = verify["container"]["capabilities"].as_str().unwrap();
+    assert!(evaluated.contains("CHOWN"), "{verify:#}");
+    assert!(!evaluated.contains("NET_RAW"), "{verify:#}");
+    assert!(
+        done.stderr.contains("--cap-drop ALL --cap-add CHOWN"),
+        "{}",
+        done.stderr
+    );
 }
