@@ -239,6 +239,81 @@ pub struct ExecEvent {
     pub filename: [u8; EXEC_FILENAME_LEN],
 }
 
+/// Capabilities counted: `0..CAP_SLOTS` (`CAP_CHOWN` = 0 … `CAP_CHECKPOINT_RESTORE` = 40, the
+/// last one in 6.18). A check of a higher number is not counted.
+pub const CAP_SLOTS: usize = 41;
+/// Outcomes a capability check is counted under: [`CAP_REFUSED`] and [`CAP_NOAUDIT`] bits.
+pub const CAP_OUTCOMES: usize = 4;
+/// Outcome bit: `cap_capable` returned an error (the check was refused).
+pub const CAP_REFUSED: usize = 1;
+/// Outcome bit: the check passed `CAP_OPT_NOAUDIT` (a probe such as `ns_capable_noaudit`, which
+/// asks without needing: the caller goes on either way).
+pub const CAP_NOAUDIT: usize = 2;
+/// The kernel's `CAP_OPT_NOAUDIT` bit of `cap_capable`'s `opts` (include/linux/security.h).
+pub const CAP_OPT_NOAUDIT: u32 = 1 << 1;
+/// `fexit/cap_capable(const struct cred *, struct user_namespace *, int cap, unsigned int opts)`.
+pub const PROG_CAP_CAPABLE: &str = "cap_capable_exit";
+/// `tp_btf/cap_capable` (the `capability:cap_capable` tracepoint, Linux 6.14+): the fallback
+/// where BPF trampolines are refused; it has no `opts`, so no-audit probes are recognised by
+/// their callers ([`MAP_NOAUDIT_CALLERS`]).
+pub const PROG_CAP_CAPABLE_TP: &str = "cap_capable_tp";
+/// `Array<[[u64; 2]; NOAUDIT_CALLER_SLOTS]>` with one element: `[start, end)` addresses of
+/// the kernel's no-audit entry points (`ns_capable_noaudit`, `has_ns_capability_noaudit`,
+/// `has_capability_noaudit`, `cap_vm_enough_memory` and its only caller
+/// `security_vm_enough_memory_mm`: it tail-calls `cap_capable` and leaves no frame of its
+/// own), from /proc/kallsyms. The tracepoint has no `opts`: a check with one of these among
+/// its first [`NOAUDIT_FRAMES`] kernel stack frames is counted as a no-audit probe. Unused entries are zero. A map, not a load-time global, so that only the
+/// tracepoint path pays for reading /proc/kallsyms.
+pub const MAP_NOAUDIT_CALLERS: &str = "NOAUDIT_CALLERS";
+/// Entries of [`GLOBAL_NOAUDIT_CALLERS`].
+pub const NOAUDIT_CALLER_SLOTS: usize = 8;
+/// Kernel stack frames looked at for a no-audit caller.
+pub const NOAUDIT_FRAMES: usize = 8;
+/// The kernel function [`PROG_CAP_CAPABLE`] attaches to, and the tracepoint
+/// [`PROG_CAP_CAPABLE_TP`] does.
+pub const CAP_CAPABLE_FUNCTION: &str = "cap_capable";
+/// `Array<CapCounters>` with [`MAX_TARGETS`] elements, indexed by slot: the capability checks
+/// a target made after its runtime's init. Shared (not per-CPU): checks are rare next to
+/// syscalls, so atomic adds on one copy cost less memory than a copy per CPU.
+pub const MAP_CAP_COUNTS: &str = "CAP_COUNTS";
+/// `HashMap<CapProgramKey, u64>`, shared: which program (`comm`) made which check, with
+/// atomic adds; a key that finds the map full is counted in [`MAP_CAP_COUNTS`] only.
+pub const MAP_CAP_PROGRAMS: &str = "CAP_PROGRAMS";
+/// Entries of [`MAP_CAP_PROGRAMS`].
+pub const CAP_PROGRAM_ENTRIES: u32 = 2048;
+
+/// One target's capability checks: `counts[cap][outcome]` (outcome: [`CAP_REFUSED`] |
+/// [`CAP_NOAUDIT`] bits).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CapCounters {
+    /// Checks per capability and outcome.
+    pub counts: [[u64; CAP_OUTCOMES]; CAP_SLOTS],
+}
+
+impl CapCounters {
+    /// No checks.
+    pub const ZERO: Self = Self {
+        counts: [[0; CAP_OUTCOMES]; CAP_SLOTS],
+    };
+}
+
+/// Which program made a capability check, in which target, with which outcome.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct CapProgramKey {
+    /// `comm` of the task (16 bytes, NUL-padded).
+    pub comm: [u64; 2],
+    /// Target slot.
+    pub slot: u32,
+    /// Capability number (`0..CAP_SLOTS`).
+    pub cap: u8,
+    /// Outcome bits.
+    pub outcome: u8,
+    /// Explicit padding.
+    pub _pad: u16,
+}
+
 /// Read-only globals set by userspace at load time (`EbpfLoader::set_global`), describing the
 /// host so the program needs no CO-RE: where the task's compat flag lives and what marks it.
 /// Offset of a `u32` inside `task_struct` that carries the compat flag (x86_64:
@@ -749,6 +824,12 @@ unsafe impl aya::Pod for CgroupLayout {}
 // SAFETY: as above.
 #[cfg(all(feature = "user", not(target_arch = "bpf")))]
 unsafe impl aya::Pod for Membership {}
+// SAFETY: as above.
+#[cfg(all(feature = "user", not(target_arch = "bpf")))]
+unsafe impl aya::Pod for CapCounters {}
+// SAFETY: as above.
+#[cfg(all(feature = "user", not(target_arch = "bpf")))]
+unsafe impl aya::Pod for CapProgramKey {}
 
 const _: () = assert!(core::mem::size_of::<AttribKey>() == 24);
 const _: () = assert!(core::mem::size_of::<AttribEntry>() == 48);
@@ -767,6 +848,8 @@ const _: () = assert!(core::mem::size_of::<DepartureKey>() == 8);
 const _: () = assert!(core::mem::size_of::<Departure>() == 56);
 const _: () = assert!(core::mem::size_of::<CgroupLayout>() == 24);
 const _: () = assert!(core::mem::size_of::<Membership>() == 16);
+const _: () = assert!(core::mem::size_of::<CapCounters>() == CAP_SLOTS * CAP_OUTCOMES * 8);
+const _: () = assert!(core::mem::size_of::<CapProgramKey>() == 24);
 // Spec numbers are stored as `u8` (+1 in ARG_FIRST).
 const _: () = assert!(MAX_TRACKED_ARGS < 255);
 

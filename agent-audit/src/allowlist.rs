@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
+use crate::capabilities::CapabilityChecks;
 use crate::exit::ExitCode;
 use crate::fsutil::{self, InputError, OutputError};
 use crate::runtimes::Runtime;
@@ -74,6 +75,10 @@ pub struct Allowlist {
     /// counted, so the counts are incomplete.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub left_cgroup: Vec<LeftCgroup>,
+    /// The capability checks the target made after its runtime's init; absent when they were
+    /// not counted (see [`CapabilityChecks`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub capabilities: Option<CapabilityChecks>,
 }
 
 /// A process that left the recorded target's cgroup.
@@ -764,6 +769,14 @@ pub enum AllowlistError {
         /// What is wrong.
         problem: ArgProblem,
     },
+    /// A `capabilities` entry names no capability this version knows.
+    #[error("{path}: capabilities: {name:?} is not a Linux capability name (without CAP_)")]
+    UnknownCapability {
+        /// The file.
+        path: PathBuf,
+        /// The name recorded.
+        name: String,
+    },
     /// `totals` does not agree with the entries it sums (a later sum would be wrong too:
     /// shares over 100 %, say).
     #[error(transparent)]
@@ -829,6 +842,7 @@ impl AllowlistError {
             | AllowlistError::DuplicateEntry { .. }
             | AllowlistError::UnnamedKnownSyscall { .. }
             | AllowlistError::BadArgs { .. }
+            | AllowlistError::UnknownCapability { .. }
             | AllowlistError::InconsistentTotals(_) => ExitCode::DATA,
         }
     }
@@ -891,6 +905,7 @@ impl Allowlist {
             refused_unnamed: 0,
             starts: Vec::new(),
             left_cgroup: Vec::new(),
+            capabilities: None,
         }
     }
 
@@ -950,6 +965,12 @@ impl Allowlist {
             check_entries(name, entries, path)?;
         }
         check_refused(&list.refused, path)?;
+        if let Some(name) = list.capabilities.as_ref().and_then(|c| c.unknown_name()) {
+            return Err(AllowlistError::UnknownCapability {
+                path: path.to_path_buf(),
+                name: name.to_string(),
+            });
+        }
         list.check_totals(path)?;
         Ok(list)
     }
@@ -1051,6 +1072,7 @@ mod tests {
             refused_unnamed: 0,
             starts: Vec::new(),
             left_cgroup: Vec::new(),
+            capabilities: None,
         }
     }
 
@@ -1226,6 +1248,31 @@ mod tests {
         // A number without a name in its table stays `null` and is read.
         assert_eq!(sample().syscalls[3].name, None);
         Allowlist::parse(&sample().to_json(), p).unwrap();
+    }
+
+    #[test]
+    fn capabilities_round_trip_and_an_unknown_name_is_refused_by_name() {
+        let p = Path::new("caps.json");
+        let mut list = sample();
+        let json = sample().to_json();
+        assert!(!json.contains("capabilities"), "absent when not counted");
+        list.capabilities = Some(
+            serde_json::from_str(
+                r#"{"hook": "fexit/cap_capable", "checks": [
+                    {"capability": "CHOWN", "granted": 2, "refused": 0,
+                     "programs": [{"comm": "chown", "granted": 2, "refused": 0}]}]}"#,
+            )
+            .unwrap(),
+        );
+        let json = list.to_json();
+        assert_eq!(Allowlist::parse(&json, p).unwrap(), list);
+        let err = Allowlist::parse(&json.replace("\"CHOWN\"", "\"CAP_CHOWN\""), p).unwrap_err();
+        assert!(
+            matches!(err, AllowlistError::UnknownCapability { ref name, .. } if name == "CAP_CHOWN"),
+            "{err}"
+        );
+        assert_eq!(err.exit_code(), ExitCode::DATA);
+        assert!(err.to_string().contains("caps.json"), "{err}");
     }
 
     #[test]

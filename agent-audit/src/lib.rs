@@ -8,6 +8,7 @@ pub mod allowlist;
 pub mod attribution;
 pub mod audit;
 pub mod bpf;
+pub mod capabilities;
 pub mod cgroup;
 pub mod check;
 pub mod cli;

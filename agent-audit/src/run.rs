@@ -207,6 +207,7 @@ pub fn run(opts: RunOptions) -> Result<RunOutcome, Error> {
     fsutil::check_output(&opts.out)?;
     let started = std::time::Instant::now();
     let mut session = CommandSession::prepare(&opts.command, opts.out.clone(), opts.counter)?;
+    crate::record::count_capability_checks(&mut session.counter);
     tracing::debug!(elapsed = ?started.elapsed(), "ready: target added");
     let exit_status = session.run(&opts.command, None, opts.cwd.as_deref())?;
     tracing::debug!(elapsed = ?started.elapsed(), "command ended");

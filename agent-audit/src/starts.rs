@@ -38,6 +38,10 @@ pub fn combine(earlier: Allowlist, later: Allowlist) -> Allowlist {
         missed_start: earlier.missed_start.or(later.missed_start),
         refused: combine_refused(earlier.refused, later.refused),
         left_cgroup: [earlier.left_cgroup, later.left_cgroup].concat(),
+        capabilities: match (earlier.capabilities, later.capabilities) {
+            (Some(e), Some(l)) => Some(crate::capabilities::CapabilityChecks::combined(e, l)),
+            (e, l) => l.or(e),
+        },
         refused_unnamed: earlier
             .refused_unnamed
             .saturating_add(later.refused_unnamed),

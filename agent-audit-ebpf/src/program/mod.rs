@@ -2,6 +2,7 @@
 
 mod args;
 mod attribution;
+mod capabilities;
 mod departures;
 mod exec;
 mod names;
@@ -42,13 +43,13 @@ static COMPAT_ARG0_OFFSET: u32 = 0;
 pub(crate) static PRCTL_NR: u32 = u32::MAX;
 /// 0: attribution off (`--no-attribution`): counting only, the cheapest inside path.
 #[no_mangle]
-static ATTRIBUTION: u32 = 1;
+pub(crate) static ATTRIBUTION: u32 = 1;
 /// Native clone, clone3, fork, vfork: a new task "returns" from them without having entered.
 #[no_mangle]
 static FORK_NRS: [u32; 4] = [u32::MAX; 4];
 
 #[map(name = "TARGET_GENERATION")]
-static TARGET_GENERATION: Array<u32> = Array::with_max_entries(1, 0);
+pub(crate) static TARGET_GENERATION: Array<u32> = Array::with_max_entries(1, 0);
 
 /// One per-CPU word the verifier cannot see through: see [`opaque`].
 #[map(name = "OPAQUE")]
@@ -93,7 +94,7 @@ pub(crate) struct LastVerdict {
 static LAST_VERDICT: PerCpuArray<LastVerdict> = PerCpuArray::with_max_entries(1, 0);
 
 #[map(name = "CGROUP_VERDICT")]
-static CGROUP_VERDICT: LruHashMap<u64, CgroupVerdict> =
+pub(crate) static CGROUP_VERDICT: LruHashMap<u64, CgroupVerdict> =
     LruHashMap::with_max_entries(MAX_CACHED_CGROUPS, 0);
 
 #[map(name = "COUNTERS")]
@@ -205,7 +206,7 @@ fn count_enter<C: EbpfContext, T: Current, R: args::SavedRegs>(
 
 /// Whether target `slot` is still in its runtime's init (before the workload's first exec).
 #[inline(always)]
-fn in_runtime_init(slot: u32) -> bool {
+pub(crate) fn in_runtime_init(slot: u32) -> bool {
     match PHASE.get_ptr_mut(slot) {
         // SAFETY: a valid element of an array map; a racing write stores the same value.
         Some(phase) => unsafe { *phase == PHASE_RUNTIME_INIT },

@@ -153,8 +153,9 @@ impl Layout {
 
 /// The names `audit` writes.
 fn is_audit_output(name: &str) -> bool {
-    const FIXED: [&str; 6] = [
+    const FIXED: [&str; 7] = [
         "profile.json",
+        "capabilities.json",
         "rationale.md",
         "verify.json",
         "report.html",
@@ -184,7 +185,7 @@ pub fn audit(opts: &AuditOptions) -> Result<AuditOutcome, Error> {
     step(&format!("convergence: {}", convergence.line));
 
     let profile_path = layout.file("profile.json");
-    write_profile(
+    let capability_set = write_profile(
         &paths,
         &profile_path,
         &layout.file("rationale.md"),
@@ -195,9 +196,14 @@ pub fn audit(opts: &AuditOptions) -> Result<AuditOutcome, Error> {
         Workload::Command { argv, cwd } => {
             Some(verify_command(opts, &layout, &paths, argv, cwd.as_deref())?)
         }
-        Workload::Container { name, engine } => {
-            Some(verify_container(opts, &layout, &paths, name, engine)?)
-        }
+        Workload::Container { name, engine } => Some(verify_container(
+            opts,
+            &layout,
+            &paths,
+            name,
+            engine,
+            capability_set,
+        )?),
     };
     let report = write_reports(&layout, paths, verify.is_some())?;
     Ok(AuditOutcome {
@@ -311,7 +317,7 @@ fn write_profile(
     profile: &Path,
     rationale_md: &Path,
     timing_allowances: bool,
-) -> Result<(), Error> {
+) -> Result<Option<Vec<String>>, Error> {
     step("generating the seccomp profile and its rationale");
     let merged: Merged = profile::read_and_merge(allowlists)?;
     let options = ProfileOptions {
@@ -331,7 +337,17 @@ fn write_profile(
     fsutil::write_output(profile, json.as_bytes()).map_err(profile::ProfileError::from)?;
     let md = rationale::render(&plan, &profile.display().to_string());
     fsutil::write_output(rationale_md, md.as_bytes()).map_err(profile::ProfileError::from)?;
-    Ok(())
+    plan.capabilities
+        .write(crate::capabilities::minimal::path_beside(profile).as_deref())
+        .map_err(profile::ProfileError::from)?;
+    let set = plan.capabilities.is_known().then(|| {
+        plan.capabilities
+            .add()
+            .into_iter()
+            .map(str::to_owned)
+            .collect()
+    });
+    Ok(set)
 }
 
 /// The timing-dependent syscalls to allow for what was recorded, each with its reason and
@@ -395,10 +411,20 @@ fn verify_container(
     recordings: &[PathBuf],
     name: &str,
     engine: &EngineSocket,
+    only_capabilities: Option<Vec<String>>,
 ) -> Result<VerifyReport, Error> {
     step(&format!(
-        "verify: running a copy of container {name} under the profile (the dangerous-syscall \
-         probes run on the host with its capabilities)"
+        "verify: running a copy of container {name} under the profile{} (the \
+         dangerous-syscall probes run on the host with its capabilities)",
+        match &only_capabilities {
+            Some(add) => format!(
+                " and --cap-drop ALL{}",
+                add.iter()
+                    .map(|c| format!(" --cap-add {c}"))
+                    .collect::<String>()
+            ),
+            None => String::new(),
+        }
     ));
     let result = verify::verify_container(&ContainerVerifyOptions {
         profile: layout.file("profile.json"),
@@ -408,6 +434,7 @@ fn verify_container(
         timeout: opts.verify_timeout,
         engine: engine.clone(),
         recordings: recordings.to_vec(),
+        only_capabilities,
     })?;
     eprint!("{}", result.to_text());
     Ok(result)

@@ -15,6 +15,7 @@ const KIND_PTR: u32 = 2;
 const KIND_STRUCT: u32 = 4;
 const KIND_UNION: u32 = 5;
 const KIND_TYPEDEF: u32 = 8;
+const KIND_FUNC: u32 = 12;
 
 /// The kernel's BTF, read once.
 pub struct KernelBtf(Vec<u8>);
@@ -62,9 +63,19 @@ impl KernelBtf {
     /// The id of the typedef called `name` (such as `btf_trace_sys_enter`, what a `tp_btf`
     /// program on `sys_enter` attaches by), if there is one.
     pub fn typedef_id(&self, name: &str) -> Option<u32> {
+        self.id_of(KIND_TYPEDEF, name)
+    }
+
+    /// The id of the function called `name` (such as `cap_capable`, what an `fexit` program
+    /// attaches by), if the kernel's BTF describes it.
+    pub fn func_id(&self, name: &str) -> Option<u32> {
+        self.id_of(KIND_FUNC, name)
+    }
+
+    fn id_of(&self, kind: u32, name: &str) -> Option<u32> {
         let mut found = None;
         let _ = self.walk(|t| {
-            if t.kind == KIND_TYPEDEF && t.name == Some(name.as_bytes()) {
+            if t.kind == kind && t.name == Some(name.as_bytes()) {
                 found = Some(t.id);
                 return Some(false);
             }
@@ -155,6 +166,16 @@ fn trailing_len(kind: u32, vlen: usize) -> Option<usize> {
 /// gives it without building the kernel's hundred thousand types. `None` if it would not fit
 /// BTF's 32-bit section sizes.
 pub fn with_typedef_at(id: u32, name: &str) -> Option<Vec<u8>> {
+    with_named_type_at(id, name, KIND_TYPEDEF)
+}
+
+/// Like [`with_typedef_at`], for the function `name` (an `fexit` program's attach point,
+/// which aya's `FExit::load` looks up by name the same way).
+pub fn with_func_at(id: u32, name: &str) -> Option<Vec<u8>> {
+    with_named_type_at(id, name, KIND_FUNC)
+}
+
+fn with_named_type_at(id: u32, name: &str, kind: u32) -> Option<Vec<u8>> {
     let fillers = id.saturating_sub(1) as usize;
     let mut types = Vec::with_capacity((fillers + 1) * 12);
     let mut push_type = |name_off: u32, kind: u32| {
@@ -165,7 +186,7 @@ pub fn with_typedef_at(id: u32, name: &str) -> Option<Vec<u8>> {
     for _ in 0..fillers {
         push_type(0, KIND_PTR);
     }
-    push_type(1, KIND_TYPEDEF);
+    push_type(1, kind);
     let mut strings = vec![0u8];
     strings.extend_from_slice(name.as_bytes());
     strings.push(0);
@@ -223,6 +244,26 @@ mod tests {
             assert_eq!(btf_id(&minimal, name), Some(id), "{name} in the small BTF");
         }
         assert_eq!(btf.typedef_id("no_such_typedef_anywhere"), None);
+    }
+
+    #[test]
+    fn the_attach_function_has_the_id_a_full_btf_library_gives_it() {
+        let Some(btf) = KernelBtf::read(Path::new(VMLINUX)) else {
+            return;
+        };
+        let full = aya::Btf::from_sys_fs().expect("aya parses the kernel's BTF");
+        let func = |b: &aya::Btf| {
+            b.id_by_type_name_kind("cap_capable", aya_obj::btf::BtfKind::Func)
+                .ok()
+        };
+        let id = btf
+            .func_id("cap_capable")
+            .expect("the kernel describes cap_capable");
+        let blob = with_func_at(id, "cap_capable").expect("a small BTF");
+        let minimal = aya::Btf::parse(&blob, aya::Endianness::default()).expect("a valid BTF");
+        assert_eq!(func(&full), Some(id), "the scan and aya disagree");
+        assert_eq!(func(&minimal), Some(id), "cap_capable in the small BTF");
+        assert_eq!(btf.func_id("no_such_function_anywhere"), None);
     }
 
     /// What aya looks up when it loads a tp_btf program.

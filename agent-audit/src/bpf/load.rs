@@ -11,10 +11,10 @@ use agent_audit_ebpf::{
     GLOBAL_ATTRIB_MASK, GLOBAL_CGROUP_LAYOUT, GLOBAL_COMPAT_ARG0_OFFSET, GLOBAL_COMPAT_FLAG_MASK,
     GLOBAL_COMPAT_FLAG_OFFSET, GLOBAL_COMPAT_IPC_NR, GLOBAL_COMPAT_SOCKETCALL_NR, GLOBAL_FORK_NRS,
     GLOBAL_NAME_LAYOUT, GLOBAL_NO_RETURN_NRS, GLOBAL_PRCTL_NR, GLOBAL_REFUSALS,
-    GLOBAL_SECCOMP_LAYOUT, GLOBAL_TASK_LAYOUT, MAP_ARG_VALUES, MAP_ATTRIB, MAP_COUNTERS, MAP_DIRTY,
-    MAP_EXEC_EVENTS, MAP_EXIT_COUNTERS, MAP_INIT_COUNTERS, MAP_INIT_EXIT_COUNTERS, MAP_PHASE,
-    MAX_IN_SYSCALL, MAX_TARGETS, PROG_SCHED_EXEC, PROG_SYS_ENTER_BTF, PROG_SYS_ENTER_EMPTY,
-    PROG_SYS_ENTER_RAW, PROG_SYS_EXIT,
+    GLOBAL_SECCOMP_LAYOUT, GLOBAL_TASK_LAYOUT, MAP_ARG_VALUES, MAP_ATTRIB, MAP_CAP_COUNTS,
+    MAP_COUNTERS, MAP_DIRTY, MAP_EXEC_EVENTS, MAP_EXIT_COUNTERS, MAP_INIT_COUNTERS,
+    MAP_INIT_EXIT_COUNTERS, MAP_PHASE, MAX_IN_SYSCALL, MAX_TARGETS, PROG_SCHED_EXEC,
+    PROG_SYS_ENTER_BTF, PROG_SYS_ENTER_EMPTY, PROG_SYS_ENTER_RAW, PROG_SYS_EXIT,
 };
 use aya::maps::RingBuf;
 use aya::programs::{BtfTracePoint, RawTracePoint, TracePoint};
@@ -59,7 +59,7 @@ fn size_maps(
     let tables = TableSizes::for_cpus(cpus);
     loader.map_max_entries(MAP_ATTRIB, tables.attrib);
     loader.map_max_entries(MAP_ARG_VALUES, tables.arg_values);
-    for map in [MAP_COUNTERS, MAP_INIT_COUNTERS, MAP_PHASE] {
+    for map in [MAP_COUNTERS, MAP_INIT_COUNTERS, MAP_PHASE, MAP_CAP_COUNTS] {
         loader.map_max_entries(map, slots);
     }
     let exit_slots = match exits {
@@ -314,6 +314,7 @@ impl SyscallCounter {
             refusal_btfs,
             counts_refusals: false,
             departures_watched: false,
+            capability_hook: None,
         };
         counter.dirty = counter.map_dirty_words();
         counter.bump_generation()?;
@@ -522,7 +523,7 @@ fn sys_enter_btf(kernel: Option<&btf_scan::KernelBtf>, path: &Path) -> Result<Bt
     }
 }
 
-fn btf_path() -> PathBuf {
+pub(super) fn btf_path() -> PathBuf {
     std::env::var_os("AGENT_AUDIT_BTF_PATH")
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from(VMLINUX_BTF))

@@ -9,6 +9,7 @@ mod args;
 mod attribution;
 mod batch;
 mod btf_scan;
+mod capabilities;
 mod departures;
 mod dirty;
 mod error;
@@ -27,6 +28,7 @@ use aya::Ebpf;
 
 pub use args::ArgUse;
 pub use attribution::{ExecRecord, ProgramUse};
+pub use capabilities::{CapabilityCounts, CapabilityHook, CapabilityProgramCount};
 pub use departures::{Departures, LeftTask};
 pub use error::BpfError;
 pub use layout::KernelLayout;
@@ -88,6 +90,8 @@ pub struct SyscallCounter {
     refusal_btfs: Option<refusals::RefusalBtfs>,
     /// Whether the refusal programs are attached.
     counts_refusals: bool,
+    /// How capability checks are counted, when they are (see `capabilities`).
+    capability_hook: Option<CapabilityHook>,
 }
 
 /// Entries per CPU of the per-CPU direct-mapped tables (attribution, argument values): all

@@ -318,6 +318,7 @@ impl SyscallCounter {
         for &slot in &used {
             self.clear_args(slot)?;
             self.forget_departures(slot)?;
+            self.clear_capability_checks(slot)?;
             for map in [MAP_COUNTERS, MAP_INIT_COUNTERS] {
                 self.zero_counters(map, slot)?;
             }

@@ -2,6 +2,7 @@ use std::path::{Path, PathBuf};
 
 use clap::{Args, ValueEnum};
 
+use crate::capabilities::minimal;
 use crate::exit::ExitCode;
 use crate::fsutil;
 use crate::profile::args::ArgsMode;
@@ -112,8 +113,10 @@ impl ProfileArgs {
             .map(PathBuf::as_path)
             .chain(self.base.as_deref())
             .collect();
+        let capabilities = minimal::path_beside(&self.out);
         let outputs: Vec<&Path> = std::iter::once(self.out.as_path())
             .chain(self.rationale.as_deref())
+            .chain(capabilities.as_deref())
             .collect();
         fsutil::check_distinct(&inputs, &outputs)?;
         for out in outputs {
@@ -162,6 +165,9 @@ impl ProfileArgs {
             let md = rationale::render(&plan, &self.out.display().to_string());
             fsutil::write_output(path, md.as_bytes()).map_err(ProfileError::from)?;
         }
+        plan.capabilities
+            .write(capabilities.as_deref())
+            .map_err(ProfileError::from)?;
         eprintln!(
             "agent-audit: wrote {} ({} allowed, {} denied explicitly, {} rules, {})",
             self.out.display(),

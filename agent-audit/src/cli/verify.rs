@@ -83,6 +83,7 @@ impl VerifyArgs {
                 timeout: self.timeout,
                 engine: self.engine.socket(),
                 recordings: self.allowlist.into_iter().collect(),
+                only_capabilities: None,
             })?,
             None => self.verify_command()?,
         };

@@ -660,6 +660,7 @@ impl<'a> Builder<'a> {
                 .collect(),
             mixed_privileges: merged.mixed_privileges(),
             arguments: self.arguments,
+            capabilities: merged.capabilities.clone(),
         }
     }
 

@@ -126,6 +126,8 @@ pub struct Merged {
     /// The language runtimes the inputs' executables were recognised as, with those
     /// executables' paths.
     pub runtimes: BTreeMap<Runtime, BTreeSet<String>>,
+    /// The minimal capability set of the recordings.
+    pub capabilities: crate::capabilities::minimal::MinimalSet,
 }
 
 impl Merged {
@@ -140,7 +142,7 @@ impl Merged {
                 target: describe_target(&list),
                 calls: list.totals.calls,
                 complete: list.complete,
-                label,
+                label: label.clone(),
             });
             merged.add_refusals(index, &list);
             for e in &list.executables {
@@ -152,6 +154,7 @@ impl Merged {
                         .insert(e.path.clone());
                 }
             }
+            merged.capabilities.add_recording(&label, &list);
             for s in &list.syscalls {
                 match &s.name {
                     Some(name) => {

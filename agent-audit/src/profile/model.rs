@@ -304,6 +304,8 @@ pub struct ProfilePlan {
     pub mixed_privileges: bool,
     /// The argument rules of each narrowed syscall: what was observed, what is allowed.
     pub arguments: BTreeMap<String, super::args::Narrowed>,
+    /// The minimal capability set to run with (`capabilities.json`).
+    pub capabilities: crate::capabilities::minimal::MinimalSet,
 }
 
 impl ProfilePlan {

@@ -20,6 +20,7 @@ pub fn render(plan: &ProfilePlan, profile_name: &str) -> String {
     argument_rules(plan, &mut md);
     denied(plan, &mut md);
     rule_order(plan, &mut md);
+    plan.capabilities.render(&mut md);
     md
 }
 

@@ -93,6 +93,7 @@ pub fn record(opts: RecordOptions) -> Result<StopReason, Error> {
     };
 
     let mut counter = SyscallCounter::load(opts.counter)?;
+    count_capability_checks(&mut counter);
     let snapshots = plan.snapshots;
     let mut outputs = plan;
     let mut active = Vec::new();
@@ -127,6 +128,15 @@ pub fn record(opts: RecordOptions) -> Result<StopReason, Error> {
         &opts,
         metrics.as_ref(),
     ))
+}
+
+/// Also counts each target's capability checks (`fexit/cap_capable`), for the minimal
+/// capability set `profile` emits. A kernel without BPF trampolines still records syscalls:
+/// the allowlists then have no `capabilities` section, and `profile` says the set is unknown.
+pub(crate) fn count_capability_checks(counter: &mut SyscallCounter) {
+    if let Err(e) = counter.attach_capability_checks() {
+        tracing::warn!("capability checks are not recorded: {e}");
+    }
 }
 
 /// The targets that exist now, and the parents `--wait` arms (`--cgroup-glob` patterns, and a

@@ -14,6 +14,7 @@ use crate::bpf::{
     ArgUse, BpfError, CallDetails, Departures, ExecRecord, ProgramUse, SysEnterKind,
     SyscallCounter, TargetCounts, TargetSlot,
 };
+use crate::capabilities::CapabilityChecks;
 use crate::runtimes::ExecPaths;
 use crate::starts;
 use crate::syscalls::Arch;
@@ -33,6 +34,8 @@ pub struct Recording {
     pub last: TargetCounts,
     /// The last runtime-init counts read (targets picked up at creation only).
     pub last_init: TargetCounts,
+    /// The capability checks last read; `None` when they are not counted.
+    pub last_capabilities: Option<CapabilityChecks>,
     /// Execs seen in the target so far, by (path, uid).
     pub execs: attribution::ExecTally,
     /// Set when the target's first calls went uncounted (no free slot at its start).
@@ -115,6 +118,7 @@ impl Recording {
             started_at: OffsetDateTime::now_utc(),
             last: TargetCounts::default(),
             last_init: TargetCounts::default(),
+            last_capabilities: None,
             execs: attribution::ExecTally::default(),
             missed_start: None,
             left_cgroup: Vec::new(),
@@ -144,10 +148,21 @@ impl Recording {
                  (the allowlist is marked left_cgroup)"
             );
         }
-        if (&last, &init, &left) != (&self.last, &self.last_init, &self.left_cgroup) {
+        let capabilities = counter
+            .read_capability_checks(self.slot)?
+            .map(|counts| CapabilityChecks::from_counts(&counts));
+        if (&last, &init, &left, &capabilities)
+            != (
+                &self.last,
+                &self.last_init,
+                &self.left_cgroup,
+                &self.last_capabilities,
+            )
+        {
             self.unwritten = true;
         }
         (self.last, self.last_init, self.left_cgroup) = (last, init, left);
+        self.last_capabilities = capabilities;
         Ok(())
     }
 
@@ -252,6 +267,7 @@ impl Recording {
                 .copied()
                 .unwrap_or(0),
             left_cgroup: self.left_cgroup.clone(),
+            capabilities: self.last_capabilities.clone(),
             starts: Vec::new(),
         };
         self.with_earlier_starts(list)

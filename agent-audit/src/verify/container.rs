@@ -62,6 +62,9 @@ pub struct ContainerVerifyOptions {
     pub engine: EngineSocket,
     /// Recordings of the container: the must-work probes ask only for what they show.
     pub recordings: Vec<PathBuf>,
+    /// Run the copy with every capability dropped but these (`capabilities.json`'s `add`);
+    /// `None`: with the container's own.
+    pub only_capabilities: Option<Vec<String>>,
 }
 
 /// What was run, in the JSON result.
@@ -373,6 +376,10 @@ pub fn verify_container(opts: &ContainerVerifyOptions) -> Result<VerifyReport, E
         fsutil::check_output(out)?;
     }
     let source = SourceContainer::inspect(&opts.name, &opts.engine)?;
+    let source = match &opts.only_capabilities {
+        Some(add) => source.with_only_capabilities(add)?,
+        None => source,
+    };
     let text = fsutil::read_input(&opts.profile)
         .map_err(|e| VerifyError::from(ProfileFileError::from(e)))?;
     let declared = SeccompProfile::parse(&text, &opts.profile).map_err(VerifyError::from)?;

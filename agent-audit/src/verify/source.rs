@@ -57,6 +57,23 @@ impl SourceContainer {
         })
     }
 
+    /// The container as it would run with every capability dropped but `add` (names without
+    /// `CAP_`, as `capabilities.json` lists them): its copy is created with `CapDrop: ["ALL"]`
+    /// and `CapAdd: add`, and the profile is evaluated for exactly that set.
+    pub(super) fn with_only_capabilities(
+        mut self,
+        add: &[String],
+    ) -> Result<Self, ContainerVerifyError> {
+        let host = &mut self.inspect["HostConfig"];
+        host["CapDrop"] = serde_json::json!(["ALL"]);
+        host["CapAdd"] = Value::from(add.to_vec());
+        self.caps = capabilities(host).map_err(|detail| ContainerVerifyError::Capabilities {
+            name: self.name.clone(),
+            detail,
+        })?;
+        Ok(self)
+    }
+
     pub(super) fn image(&self) -> String {
         self.inspect["Config"]["Image"]
             .as_str()
@@ -268,6 +285,28 @@ mod tests {
             json!(["no-new-privileges:true", "seccomp=unconfined"])
         );
         assert_eq!(baseline["HostConfig"]["RestartPolicy"]["Name"], "no");
+    }
+
+    #[test]
+    fn the_minimal_set_replaces_the_containers_capabilities() {
+        let source = SourceContainer {
+            engine: Engine::for_tests(EngineKind::Docker),
+            name: "daemon".into(),
+            inspect: json!({"Name": "/daemon", "Config": {"Image": "d"},
+                            "HostConfig": {"CapAdd": ["SYS_ADMIN"], "CapDrop": ["NET_RAW"]}}),
+            caps: Capabilities::docker_default(),
+        };
+        let only = source
+            .with_only_capabilities(&["CHOWN".into(), "SETUID".into()])
+            .unwrap();
+        let host = &create_body(&only, None)["HostConfig"];
+        assert_eq!(host["CapDrop"], json!(["ALL"]));
+        assert_eq!(host["CapAdd"], json!(["CHOWN", "SETUID"]));
+        assert!(only.caps.has("CAP_CHOWN") && only.caps.has("CAP_SETUID"));
+        assert!(!only.caps.has("CAP_SYS_ADMIN") && !only.caps.has("CAP_KILL"));
+        // The empty set: nothing at all.
+        let none = only.with_only_capabilities(&[]).unwrap();
+        assert!(!none.caps.has("CAP_CHOWN"));
     }
 
     #[test]
