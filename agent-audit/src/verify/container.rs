@@ -336,8 +336,22 @@ fn workload_counts(
 ) -> Counts {
     // `denied_calls` gives, per call, how many more exits than entries it saw; with the
     // arguments swapped, how many more entries than exits.
+    let mut execs_under_way = 0;
     for under_way in denied_calls(init_exits, init_entries, None) {
+        if is_exec(under_way.arch, under_way.nr) {
+            execs_under_way += under_way.count;
+        }
         entries.push((under_way.arch, under_way.nr, under_way.count));
+    }
+    // The exec that ended the init entered during it and exits in the workload phase, always.
+    // Per-call sums can hide it: when the runtime moved its init into the cgroup while that
+    // init was inside an earlier exec (its own re-exec, slow on a loaded host), that exec's
+    // exit without an entry cancels the last exec's entry without an exit.
+    let exec_exits_after = exits.iter().any(|&(arch, nr, _)| is_exec(arch, nr));
+    if execs_under_way == 0 && exec_exits_after {
+        if let Some(&(arch, nr, _)) = init_entries.iter().find(|&&(a, n, _)| is_exec(a, n)) {
+            entries.push((arch, nr, 1));
+        }
     }
     for joined in denied_calls(init_entries, init_exits, None) {
         tracing::info!(
@@ -348,6 +362,11 @@ fn workload_counts(
         );
     }
     Counts { entries, exits }
+}
+
+/// Whether `nr` is an exec on `arch` (the calls that end the runtime's init).
+fn is_exec(arch: Arch, nr: u32) -> bool {
+    matches!(arch.syscall_name(nr), Some("execve" | "execveat"))
 }
 
 #[derive(Default)]
@@ -584,5 +603,32 @@ mod tests {
         let denied = denied_calls(&counts.entries, &counts.exits, None);
         let refused: Vec<(u32, u64)> = denied.iter().map(|d| (d.nr, d.count)).collect();
         assert_eq!(refused, [(257, 1)]);
+    }
+
+    #[test]
+    fn the_exec_that_ends_the_init_is_under_way_even_when_a_joined_exec_cancels_it() {
+        let x = Arch::X86_64;
+        let counts = workload_counts(
+            vec![(x, 0, 5)],
+            // execve: the exit of the exec that ended the init.
+            vec![(x, 0, 5), (x, 59, 1)],
+            // The init: reads and the exec that ended it.
+            &[(x, 0, 3), (x, 59, 1)],
+            // An earlier exec, under way when the runtime moved the init into the cgroup, exits
+            // there without an entry: per call, execve's entries and exits in the init are even.
+            &[(x, 0, 3), (x, 59, 1)],
+        );
+        let denied = denied_calls(&counts.entries, &counts.exits, None);
+        assert!(denied.is_empty(), "{denied:?}");
+        // A refused exec in the workload is still a denial.
+        let counts = workload_counts(
+            vec![(x, 0, 5)],
+            vec![(x, 0, 5), (x, 59, 2)],
+            &[(x, 0, 3), (x, 59, 1)],
+            &[(x, 0, 3), (x, 59, 1)],
+        );
+        let denied = denied_calls(&counts.entries, &counts.exits, None);
+        let refused: Vec<(u32, u64)> = denied.iter().map(|d| (d.nr, d.count)).collect();
+        assert_eq!(refused, [(59, 1)]);
     }
 }
