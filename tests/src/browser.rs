@@ -11,7 +11,7 @@ use crate::process::run;
 const TIMEOUT: Duration = Duration::from_secs(120);
 
 /// What the page's layout measured, in CSS pixels.
-#[derive(Clone, Copy, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct Layout {
     /// `document.documentElement.scrollWidth`: wider than the window means horizontal scroll.
     pub scroll_width: f64,
@@ -21,6 +21,9 @@ pub struct Layout {
     pub inner_height: f64,
     /// The bottom edge of the element measured (`getBoundingClientRect().bottom`, unscrolled).
     pub element_bottom: f64,
+    /// The element reaching furthest right (tag, class, right edge, start of its text): what
+    /// to look at when the page scrolls sideways, e.g. with another machine's fonts.
+    pub widest: String,
 }
 
 fn chromium(width: u32, height: u32) -> Command {
@@ -67,9 +70,16 @@ pub fn layout(page: &Path, width: u32, height: u32, selector: &str) -> Layout {
     const PROBE: &str = "<script>(function () {\n\
         var e = document.querySelector(SELECTOR);\n\
         var r = e ? e.getBoundingClientRect().bottom : -1;\n\
+        var w = null, right = -1;\n\
+        document.querySelectorAll('body *').forEach(function (x) {\n\
+            var b = x.getBoundingClientRect().right;\n\
+            if (b > right) { right = b; w = x; }\n\
+        });\n\
+        var said = w ? w.tagName + '.' + w.className + ' ' + right + ' ' + \
+            JSON.stringify(w.textContent.slice(0, 80)) : '';\n\
         var p = parent.document.createElement('pre');\n\
         p.textContent = 'LAY' + 'OUT= ' + document.documentElement.scrollWidth + ' ' + \
-        innerWidth + ' ' + innerHeight + ' ' + r + ' =END';\n\
+        innerWidth + ' ' + innerHeight + ' ' + r + ' =WIDEST= ' + said + ' =END';\n\
         parent.document.body.appendChild(p);\n\
         })();</script>\n</body>";
     let html = std::fs::read_to_string(page).unwrap();
@@ -90,7 +100,7 @@ pub fn layout(page: &Path, width: u32, height: u32, selector: &str) -> Layout {
         TIMEOUT,
     );
     let _ = std::fs::remove_file(&copy);
-    let numbers: Vec<f64> = done
+    let measured = done
         .stdout
         // The script's own text is in the dump too: the marker is whole only in its output.
         .split("LAYOUT= ")
@@ -101,7 +111,9 @@ pub fn layout(page: &Path, width: u32, height: u32, selector: &str) -> Layout {
                 "no layout in chromium's DOM (`cargo xtask setup` installs Debian's chromium):\n{}",
                 done.stderr
             )
-        })
+        });
+    let (numbers, widest) = measured.split_once(" =WIDEST= ").unwrap_or((measured, ""));
+    let numbers: Vec<f64> = numbers
         .split_whitespace()
         .map(|n| n.parse().unwrap())
         .collect();
@@ -110,5 +122,6 @@ pub fn layout(page: &Path, width: u32, height: u32, selector: &str) -> Layout {
         inner_width: numbers[1],
         inner_height: numbers[2],
         element_bottom: numbers[3],
+        widest: widest.replace("&amp;", "&").replace("&lt;", "<").replace("&gt;", ">"),
     }
 }

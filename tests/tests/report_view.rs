@@ -1,9 +1,10 @@
-//! Issue 24: the report as a reviewer sees it. The inputs are a real 3-run `audit --container`
+//! The report as a reviewer sees it. The inputs are a real 3-run `audit --container`
 //! of a Debian Squid proxy (tests/data/audits/squid: squid starts as root, drops to `proxy`,
 //! refuses a domain outside its allowlist and shuts down; the container drops 3 capabilities,
 //! so verify's note carries the long comma-joined capability list). Headless Chromium renders
 //! the HTML at 1300 px and at 390 px (a phone): nothing is wider than the window, and the
-//! verdict is on the first screen. Screenshots are left in target/report-screenshots/ for
+//! verdict is on the first screen, also when the audit lies in a deep checkout whose long
+//! paths the report prints (a CI clone once pushed the phone view 10 px sideways). Screenshots are left in target/report-screenshots/ for
 //! people to look at. No root needed.
 
 use std::path::{Path, PathBuf};
@@ -22,9 +23,22 @@ fn squid_audit() -> PathBuf {
     workspace_root().join("tests/data/audits/squid")
 }
 
-/// `report` of the squid audit, as `audit` wrote it, in `format`; `extra` allowlists appended.
-fn report(out: &Path, format: &str, verify: &Path) {
-    let dir = squid_audit();
+/// A copy of the squid audit under a deep directory, as in a CI checkout: the report names
+/// the allowlists by their paths, and a long path must wrap rather than widen the page.
+fn squid_audit_in_a_deep_checkout(root: &Path) -> PathBuf {
+    let deep = root
+        .join("home-runner-work-a-fairly-long-repository-name")
+        .join("checkout-0123456789abcdef0123456789abcdef/tests/data/audits/squid");
+    std::fs::create_dir_all(&deep).unwrap();
+    for entry in std::fs::read_dir(squid_audit()).unwrap() {
+        let path = entry.unwrap().path();
+        std::fs::copy(&path, deep.join(path.file_name().unwrap())).unwrap();
+    }
+    deep
+}
+
+/// `report` of the squid audit in `dir`, as `audit` wrote it, in `format`.
+fn report(out: &Path, format: &str, dir: &Path, verify: &Path) {
     let mut cmd = Command::new(agent_audit_bin());
     cmd.arg("report");
     for k in 1..=3 {
@@ -55,19 +69,20 @@ fn failed_verify(dir: &Path) -> PathBuf {
 #[test]
 fn report_html_fits_every_window_and_opens_with_the_verdict() {
     let dir = tempfile::tempdir().unwrap();
+    let audit = squid_audit_in_a_deep_checkout(dir.path());
     let shots = workspace_root().join("target/report-screenshots");
     std::fs::create_dir_all(&shots).unwrap();
     let cases = [
         (
             "passed",
-            squid_audit().join("verify.json"),
+            audit.join("verify.json"),
             "Ready to commit",
         ),
         ("failed", failed_verify(dir.path()), "Not ready to commit"),
     ];
     for (name, verify, verdict) in cases {
         let html = dir.path().join(format!("{name}.html"));
-        report(&html, "html", &verify);
+        report(&html, "html", &audit, &verify);
         let page = std::fs::read_to_string(&html).unwrap();
         // The title names the container once, not once per run.
         let title = "agent-audit report: container: findings-report-squid";
@@ -103,8 +118,8 @@ fn every_format_opens_with_the_verdict_and_counts_only_what_asks_for_a_change() 
     let dir = tempfile::tempdir().unwrap();
     let passed = squid_audit().join("verify.json");
     let (md, json) = (dir.path().join("r.md"), dir.path().join("r.json"));
-    report(&md, "md", &passed);
-    report(&json, "json", &passed);
+    report(&md, "md", &squid_audit(), &passed);
+    report(&json, "json", &squid_audit(), &passed);
 
     let md = std::fs::read_to_string(&md).unwrap();
     assert!(md.len() < 65_536, "{}", md.len());
