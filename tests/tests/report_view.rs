@@ -4,8 +4,8 @@
 //! so verify's note carries the long comma-joined capability list). Headless Chromium renders
 //! the HTML at 1300 px and at 390 px (a phone): nothing is wider than the window, and the
 //! verdict is on the first screen, also when the audit lies in a deep checkout whose long
-//! paths the report prints (a CI clone once pushed the phone view 10 px sideways). Screenshots are left in target/report-screenshots/ for
-//! people to look at. No root needed.
+//! paths the report prints (a CI clone once pushed the phone view 10 px sideways).
+//! Screenshots are left in target/report-screenshots/ for people to look at. No root needed.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
