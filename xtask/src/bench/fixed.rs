@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 
 use super::env::{self, BenchEnv};
-use super::report::Samples;
+use super::samples::Samples;
 use crate::step;
 
 /// The `-vv` debug lines that mark start-up steps, in the order they are logged, with the
