@@ -13,7 +13,7 @@ use object::{Object, ObjectSection};
 
 use crate::policy;
 
-pub use crate::policy::Runtime;
+pub use crate::allowlist::Runtime;
 
 /// Whether the path an exec was given names the same file in the recorder's mount namespace.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]

@@ -26,7 +26,7 @@ pub use baseline::{Baseline, BaselineEntry, BaselineGroup};
 pub use categories::{Categories, Category};
 pub use dangerous::{DangerousCategory, DangerousEntry, DangerousSet};
 pub use descriptions::Descriptions;
-pub use timing::{Allowance, Runtime, RuntimeSignature, TimingDependent, TimingEntry, Trigger};
+pub use timing::{Allowance, RuntimeSignature, TimingDependent, TimingEntry, Trigger};
 pub use tracked_args::{TrackedArg, TrackedArgs};
 pub use translations::{Family, FamilyEntry, NoneNeeded, Time64Twin, Translations};
 
