@@ -9,9 +9,10 @@
 //!
 //! What counts, as runc computes it (`findLastSyscalls`): the architectures of the profile as
 //! the runtime hands it to runc (`architectures`, or Docker's `archMap` entry for the host with
-//! its sub-architectures; none listed: no stub), and every name of every rule the runtime kept,
-//! resolved by libseccomp for that architecture (unknown names ignored; rules equal to the
-//! default action count too, although the filter skips them).
+//! its sub-architectures; none listed: no stub; [`super::arches::ProfileArches::runtime`]), and
+//! every name of every rule the runtime kept, resolved by libseccomp for that architecture
+//! (unknown names ignored; rules equal to the default action count too, although the filter
+//! skips them).
 
 use libseccomp::ScmpSyscall;
 
