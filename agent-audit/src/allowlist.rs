@@ -11,7 +11,6 @@ use time::OffsetDateTime;
 use crate::capabilities::CapabilityChecks;
 use crate::exit::ExitCode;
 use crate::fsutil::{self, InputError, OutputError};
-use crate::runtimes::Runtime;
 use crate::syscalls::Arch;
 
 /// Schema tag of the current format.
@@ -353,6 +352,49 @@ pub struct ArgRecord {
 
 fn is_false(b: &bool) -> bool {
     !*b
+}
+
+/// A language runtime whose timing-dependent calls are known (`executables[].runtime`;
+/// recognised in `runtimes`, its calls listed in `policy`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Runtime {
+    /// A Go binary (its runtime is linked in).
+    Go,
+    /// A Java virtual machine.
+    Jvm,
+    /// Node.js.
+    Node,
+    /// CPython.
+    Cpython,
+    /// The .NET runtime host.
+    Dotnet,
+    /// The Erlang/Elixir BEAM.
+    Erlang,
+}
+
+impl Runtime {
+    /// Every runtime, in declaration order.
+    pub const ALL: [Runtime; 6] = [
+        Runtime::Go,
+        Runtime::Jvm,
+        Runtime::Node,
+        Runtime::Cpython,
+        Runtime::Dotnet,
+        Runtime::Erlang,
+    ];
+
+    /// Its name in prose.
+    pub fn title(self) -> &'static str {
+        match self {
+            Runtime::Go => "Go",
+            Runtime::Jvm => "JVM",
+            Runtime::Node => "Node.js",
+            Runtime::Cpython => "CPython",
+            Runtime::Dotnet => ".NET",
+            Runtime::Erlang => "Erlang BEAM",
+        }
+    }
 }
 
 /// A value read through an argument rather than the argument itself.

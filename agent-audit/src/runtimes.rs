@@ -10,51 +10,10 @@ use std::path::Path;
 
 use object::read::ReadCache;
 use object::{Object, ObjectSection};
-use serde::{Deserialize, Serialize};
 
 use crate::policy;
 
-/// A language runtime whose timing-dependent calls are known.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Runtime {
-    /// A Go binary (its runtime is linked in).
-    Go,
-    /// A Java virtual machine.
-    Jvm,
-    /// Node.js.
-    Node,
-    /// CPython.
-    Cpython,
-    /// The .NET runtime host.
-    Dotnet,
-    /// The Erlang/Elixir BEAM.
-    Erlang,
-}
-
-impl Runtime {
-    /// Every runtime, in declaration order.
-    pub const ALL: [Runtime; 6] = [
-        Runtime::Go,
-        Runtime::Jvm,
-        Runtime::Node,
-        Runtime::Cpython,
-        Runtime::Dotnet,
-        Runtime::Erlang,
-    ];
-
-    /// Its name in prose.
-    pub fn title(self) -> &'static str {
-        match self {
-            Runtime::Go => "Go",
-            Runtime::Jvm => "JVM",
-            Runtime::Node => "Node.js",
-            Runtime::Cpython => "CPython",
-            Runtime::Dotnet => ".NET",
-            Runtime::Erlang => "Erlang BEAM",
-        }
-    }
-}
+pub use crate::allowlist::Runtime;
 
 /// Whether the path an exec was given names the same file in the recorder's mount namespace.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]

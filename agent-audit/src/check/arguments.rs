@@ -7,8 +7,8 @@
 //! that need a capability (`includes.caps`) or another arch are left out, rules excluded by a
 //! capability are kept.
 
-use super::lints::{finding, sorted};
 use super::LintCode;
+use super::{finding, sorted};
 use super::{Finding, Severity};
 use crate::seccomp::evaluate::{self, Outcome};
 use crate::seccomp::{Action, CompareOp, SeccompProfile, SyscallRule};

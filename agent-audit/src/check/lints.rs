@@ -3,14 +3,14 @@
 use super::LintCode;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
-use std::str::FromStr;
 
 use libseccomp::ScmpSyscall;
 
-use super::{CheckError, Finding, ListedArches, Severity};
+use super::{finding, sorted, CheckError, Finding, ListedArches, Severity};
 use crate::policy;
+use crate::seccomp::arches::ProfileArches;
 use crate::seccomp::compile::{self, SkipReason};
-use crate::seccomp::{self, Action, SeccompProfile, SyscallRule, MAX_FILTER_INSTRUCTIONS};
+use crate::seccomp::{Action, SeccompProfile, SyscallRule, MAX_FILTER_INSTRUCTIONS};
 use crate::syscalls::Arch;
 
 const ENOSYS: u32 = 38;
@@ -18,32 +18,22 @@ const EPERM: u32 = 1;
 /// The prefix `profile --allow` writes, which marks a dangerous allow as a reviewed decision.
 pub const ACCEPTED_RISK: &str = "ACCEPTED RISK";
 
-/// The arches listed (`architectures` and Docker's `archMap`); the native one if none is.
+/// The arches linted: every one the file names (each `archMap` entry, as the file may be used on
+/// any host); the native one if it names none. See [`ProfileArches`].
 pub(super) fn architectures(
     profile: &SeccompProfile,
     path: &Path,
 ) -> Result<ListedArches, CheckError> {
-    let mut supported = Vec::new();
-    for name in profile.arch_names() {
-        match Arch::from_str(name) {
-            Ok(arch) if name.starts_with("SCMP_ARCH_") => {
-                if !supported.contains(&arch) {
-                    supported.push(arch);
-                }
-            }
-            _ if seccomp::is_known_arch(name) => {}
-            _ => {
-                return Err(CheckError::UnknownArch {
-                    path: path.to_path_buf(),
-                    name: name.to_string(),
-                })
-            }
-        }
+    let arches = ProfileArches::resolve(profile);
+    if let Some(name) = arches.unknown.first() {
+        return Err(CheckError::UnknownArch {
+            path: path.to_path_buf(),
+            name: name.clone(),
+        });
     }
-    if supported.is_empty() && profile.architectures.is_empty() && profile.arch_map.is_empty() {
-        supported.extend(Arch::native());
-    }
-    Ok(ListedArches { supported })
+    Ok(ListedArches {
+        supported: arches.linted(profile),
+    })
 }
 
 /// Every lint, in no particular order.
@@ -103,30 +93,6 @@ impl<'a> Context<'a> {
     fn rules(&self) -> impl Iterator<Item = (usize, &'a SyscallRule)> {
         self.profile.syscalls.iter().enumerate()
     }
-}
-
-pub(super) fn finding(
-    severity: Severity,
-    code: LintCode,
-    message: String,
-    names: Vec<String>,
-) -> Finding {
-    Finding {
-        severity,
-        code,
-        message,
-        arch: None,
-        names,
-    }
-}
-
-pub(super) fn sorted<'s>(names: impl IntoIterator<Item = &'s str>) -> Vec<String> {
-    names
-        .into_iter()
-        .map(str::to_owned)
-        .collect::<BTreeSet<_>>()
-        .into_iter()
-        .collect()
 }
 
 fn default_action(ctx: &Context, out: &mut Vec<Finding>) {

@@ -13,6 +13,7 @@ pub use walks::ARGUMENT_WALK_BOUND;
 
 pub use lints::ACCEPTED_RISK;
 
+use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
 use serde::Serialize;
@@ -146,6 +147,27 @@ impl std::fmt::Display for LintCode {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(self.as_str())
     }
+}
+
+/// A finding not tied to one architecture.
+fn finding(severity: Severity, code: LintCode, message: String, names: Vec<String>) -> Finding {
+    Finding {
+        severity,
+        code,
+        message,
+        arch: None,
+        names,
+    }
+}
+
+/// Names sorted and without repeats, as findings list them.
+fn sorted<'s>(names: impl IntoIterator<Item = &'s str>) -> Vec<String> {
+    names
+        .into_iter()
+        .map(str::to_owned)
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .collect()
 }
 
 /// One finding.

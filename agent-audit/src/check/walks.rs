@@ -6,7 +6,7 @@
 
 use std::collections::BTreeSet;
 
-use super::lints::finding;
+use super::finding;
 use super::{Finding, LintCode, Severity};
 use crate::seccomp::compile::SyscallLayout;
 use crate::seccomp::cost::{Cost, FilterCost};

@@ -6,6 +6,7 @@ use crate::capabilities::minimal;
 use crate::exit::ExitCode;
 use crate::fsutil;
 use crate::profile::args::ArgsMode;
+use crate::profile::model::Severity;
 use crate::profile::{self, oci, rationale, spo, ExplicitAllow, ProfileError, ProfileOptions};
 use crate::seccomp::spo::{is_dns_subdomain, SpoVersion};
 use crate::syscalls::Arch;
@@ -141,9 +142,12 @@ impl ProfileArgs {
             },
         };
         let plan = profile::build::plan(&merged, &options)?;
-        for line in rationale::notice_lines(&plan) {
-            let loud = line.starts_with("DANGEROUS") || line.contains("NO EQUIVALENT");
-            let tag = if loud { "DANGER" } else { "note" };
+        for notice in &plan.notices {
+            let tag = match notice.severity() {
+                Severity::Danger => "DANGER",
+                Severity::Note => "note",
+            };
+            let line = rationale::notice_line(notice);
             eprintln!("agent-audit: {tag}: {}", line.replace('`', ""));
         }
         let spo_target = spo::SpoTarget {

@@ -4,6 +4,7 @@
 //! never assumed. Also the calls that create and run a container (`audit --container`,
 //! `verify --docker-container`), which both engines serve alike.
 
+pub(crate) mod api;
 mod layout;
 
 pub use layout::{expand_slice, CgroupDriver, CgroupLayout, EngineKind, SliceError};
@@ -16,8 +17,8 @@ use hyper::{Method, StatusCode};
 use serde_json::Value;
 
 use crate::allowlist::ContainerInfo;
-use crate::container::{api_call, api_get, demultiplex, info_from, percent_encode, API_TIMEOUT};
 use crate::exit::ExitCode;
+use api::{api_call, api_get, demultiplex, info_from, percent_encode, pid_field, API_TIMEOUT};
 
 /// Docker Engine API sockets, in the order tried when no socket is named.
 const DOCKER_SOCKETS: &[&str] = &["/var/run/docker.sock", "/run/docker.sock"];
@@ -301,7 +302,7 @@ impl Engine {
             return Ok(None);
         };
         let running = v["State"]["Running"].as_bool().unwrap_or(false);
-        let pid = crate::container::pid_field(&v["State"]["Pid"])?;
+        let pid = pid_field(&v["State"]["Pid"])?;
         let pid = if running { pid } else { 0 };
         Ok(Some(info_from(&v, self.kind().name(), name, pid)))
     }

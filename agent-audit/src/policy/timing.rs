@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde::Deserialize;
 
-use crate::runtimes::Runtime;
+use crate::allowlist::Runtime;
 
 /// The list, with how it was measured.
 #[derive(Debug, Deserialize)]

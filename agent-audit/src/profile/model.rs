@@ -283,6 +283,39 @@ pub enum Notice {
     },
 }
 
+/// How loudly a [`Notice`] is told: `profile` prints a danger as `DANGER:`, the rest as `note:`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Severity {
+    /// The profile allows something dangerous, or the workload may fail under it.
+    Danger,
+    /// Worth knowing; nothing to act on before using the profile.
+    Note,
+}
+
+impl Notice {
+    /// A dangerous syscall or argument seen, or an observed name missing on an added arch
+    /// with no known reason that is harmless, is a danger; everything else a note.
+    pub fn severity(&self) -> Severity {
+        match self {
+            Notice::DangerousObserved { .. }
+            | Notice::DangerousArgumentObserved { .. }
+            | Notice::NoEquivalent { harmless: None, .. } => Severity::Danger,
+            Notice::RefusedStaysDenied { .. }
+            | Notice::BaseDeniedObserved { .. }
+            | Notice::NoEquivalent {
+                harmless: Some(_), ..
+            }
+            | Notice::Unnamed { .. }
+            | Notice::IncompleteInput { .. }
+            | Notice::BaseAllowsUnobserved { .. }
+            | Notice::AllowedUnobserved { .. }
+            | Notice::Clone3Observed { .. }
+            | Notice::SocketcallNotFiltered { .. }
+            | Notice::BaseRuleDropped { .. } => Severity::Note,
+        }
+    }
+}
+
 /// The whole generated profile.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ProfilePlan {

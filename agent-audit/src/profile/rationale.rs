@@ -341,6 +341,11 @@ pub fn notice_lines(plan: &ProfilePlan) -> Vec<String> {
     notices(plan, Quoting::Plain)
 }
 
+/// One notice as a line for stderr.
+pub fn notice_line(n: &Notice) -> String {
+    notice(n, Quoting::Plain)
+}
+
 fn notices(plan: &ProfilePlan, q: Quoting) -> Vec<String> {
     plan.notices.iter().map(|n| notice(n, q)).collect()
 }

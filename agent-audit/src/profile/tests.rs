@@ -1000,3 +1000,55 @@ fn refused_calls_are_allowed_as_observed_ones_and_never_looser_than_docker() {
         }
     }
 }
+
+#[test]
+fn a_notice_is_a_danger_exactly_when_its_line_shouts() {
+    use super::model::Severity;
+    use crate::syscalls::Arch;
+    // The words `profile` used to match in the rendered line: the severity and the wording
+    // must keep agreeing, so a reader of stderr sees the same thing the tag says.
+    let notices = [
+        Notice::DangerousObserved {
+            name: "ptrace".into(),
+            count: 1,
+            allowed: true,
+        },
+        Notice::DangerousObserved {
+            name: "ptrace".into(),
+            count: 1,
+            allowed: false,
+        },
+        Notice::DangerousArgumentObserved {
+            name: "socket".into(),
+            what: "AF_PACKET".into(),
+        },
+        Notice::NoEquivalent {
+            name: "fork".into(),
+            arch: Arch::Aarch64,
+            harmless: None,
+        },
+        Notice::NoEquivalent {
+            name: "arch_prctl".into(),
+            arch: Arch::Aarch64,
+            harmless: Some("x86 only".into()),
+        },
+        Notice::BaseDeniedObserved {
+            name: "mount".into(),
+            count: 2,
+        },
+        Notice::Clone3Observed { count: 3 },
+        Notice::SocketcallNotFiltered { allowed: true },
+        Notice::AllowedUnobserved {
+            name: "chmod".into(),
+        },
+    ];
+    for notice in &notices {
+        let line = rationale::notice_line(notice);
+        let shouts = line.starts_with("DANGEROUS") || line.contains("NO EQUIVALENT");
+        assert_eq!(
+            notice.severity() == Severity::Danger,
+            shouts,
+            "{notice:?}: {line}"
+        );
+    }
+}

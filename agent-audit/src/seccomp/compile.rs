@@ -16,6 +16,7 @@ use libseccomp::{
     ScmpAction, ScmpArch, ScmpArgCompare, ScmpCompareOp, ScmpFilterContext, ScmpSyscall,
 };
 
+use super::arches::scmp_arch;
 use super::enosys::EnosysStub;
 use super::{Action, ArgCondition, CompareOp, SeccompProfile, SyscallRule};
 use crate::syscalls::Arch;
@@ -97,17 +98,6 @@ impl CompiledFilter {
         let file = std::fs::File::from(fd);
         let bytes = usize::try_from(file.metadata()?.len()).map_err(std::io::Error::other)?;
         Ok(bytes / std::mem::size_of::<libc::sock_filter>() + self.enosys.instructions().len())
-    }
-}
-
-/// The libseccomp arch of `arch`.
-pub fn scmp_arch(arch: Arch) -> ScmpArch {
-    match arch {
-        Arch::X86_64 => ScmpArch::X8664,
-        Arch::X86 => ScmpArch::X86,
-        Arch::X32 => ScmpArch::X32,
-        Arch::Aarch64 => ScmpArch::Aarch64,
-        Arch::Arm => ScmpArch::Arm,
     }
 }
 

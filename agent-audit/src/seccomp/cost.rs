@@ -5,8 +5,8 @@
 
 use libseccomp::ScmpSyscall;
 
+use super::arches::{self, audit_arch};
 use super::compile::{self, CompileError, Skipped, SyscallLayout};
-use super::enosys::audit_arch;
 use super::evaluate::Outcome;
 use super::interpret::{self, RunError, SeccompData};
 use super::{ProgramError, SeccompProfile, SeccompProgram};
@@ -94,7 +94,7 @@ impl FilterCost {
     /// The number of `name` on this filter's arch, as libseccomp resolves it; `None` where the
     /// arch has no such call.
     pub fn number(&self, name: &str) -> Option<u32> {
-        let nr = ScmpSyscall::from_name_by_arch(name, compile::scmp_arch(self.arch)).ok()?;
+        let nr = ScmpSyscall::from_name_by_arch(name, arches::scmp_arch(self.arch)).ok()?;
         u32::try_from(i32::from(nr)).ok()
     }
 

@@ -9,22 +9,17 @@
 //!
 //! What counts, as runc computes it (`findLastSyscalls`): the architectures of the profile as
 //! the runtime hands it to runc (`architectures`, or Docker's `archMap` entry for the host with
-//! its sub-architectures; none listed: no stub), and every name of every rule the runtime kept,
-//! resolved by libseccomp for that architecture (unknown names ignored; rules equal to the
-//! default action count too, although the filter skips them).
-
-use std::str::FromStr;
+//! its sub-architectures; none listed: no stub; [`super::arches::ProfileArches::runtime`]), and
+//! every name of every rule the runtime kept, resolved by libseccomp for that architecture
+//! (unknown names ignored; rules equal to the default action count too, although the filter
+//! skips them).
 
 use libseccomp::ScmpSyscall;
 
-use super::compile::scmp_arch;
+use super::arches::{audit_arch, scmp_arch, ProfileArches};
 use super::{Action, SeccompProfile};
 use crate::syscalls::Arch;
 
-const AUDIT_ARCH_X86_64: u32 = 0xC000_003E;
-const AUDIT_ARCH_I386: u32 = 0x4000_0003;
-const AUDIT_ARCH_AARCH64: u32 = 0xC000_00B7;
-const AUDIT_ARCH_ARM: u32 = 0x4000_0028;
 /// x32 numbers carry this bit (and share AUDIT_ARCH_X86_64 with x86_64).
 const X32_SYSCALL_BIT: u32 = 0x4000_0000;
 /// `SECCOMP_RET_ERRNO | ENOSYS`.
@@ -58,7 +53,8 @@ impl EnosysStub {
         ) {
             return Self::default();
         }
-        let last = runtime_arches(profile)
+        let last = ProfileArches::resolve(profile)
+            .runtime
             .into_iter()
             .filter_map(|arch| {
                 let highest = profile
@@ -122,44 +118,6 @@ impl EnosysStub {
             .enumerate()
             .map(|(pc, insn)| insn.resolve(pc, enosys, filter))
             .collect()
-    }
-}
-
-/// The arches the runtime hands runc: `architectures` as listed, or the host's `archMap`
-/// entry and its sub-architectures (moby `setupSeccomp`). Names agent-audit has no table for
-/// cannot match a call on the hosts it runs on and are left out.
-pub fn runtime_arches(profile: &SeccompProfile) -> Vec<Arch> {
-    let names: Vec<&str> = if !profile.architectures.is_empty() {
-        profile.architectures.iter().map(String::as_str).collect()
-    } else {
-        let native = Arch::native().map(Arch::scmp_name);
-        profile
-            .arch_map
-            .iter()
-            .find(|e| Some(e.architecture.as_str()) == native)
-            .map(|e| {
-                std::iter::once(e.architecture.as_str())
-                    .chain(e.sub_architectures.iter().map(String::as_str))
-                    .collect()
-            })
-            .unwrap_or_default()
-    };
-    let mut arches = Vec::new();
-    for arch in names.into_iter().filter_map(|n| Arch::from_str(n).ok()) {
-        if !arches.contains(&arch) {
-            arches.push(arch);
-        }
-    }
-    arches
-}
-
-/// The `AUDIT_ARCH_*` the kernel puts in `seccomp_data.arch` for a task of `arch`.
-pub(crate) fn audit_arch(arch: Arch) -> u32 {
-    match arch {
-        Arch::X86_64 | Arch::X32 => AUDIT_ARCH_X86_64,
-        Arch::X86 => AUDIT_ARCH_I386,
-        Arch::Aarch64 => AUDIT_ARCH_AARCH64,
-        Arch::Arm => AUDIT_ARCH_ARM,
     }
 }
 
@@ -338,7 +296,7 @@ mod tests {
         ));
         if Arch::native() == Some(Arch::X86_64) {
             assert_eq!(
-                runtime_arches(&docker),
+                ProfileArches::resolve(&docker).runtime,
                 [Arch::X86_64, Arch::X86, Arch::X32]
             );
         }

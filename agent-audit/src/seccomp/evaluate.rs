@@ -67,7 +67,7 @@ fn newer_than_profile(profile: &SeccompProfile, name: &str) -> bool {
     let Some(arch) = Arch::native() else {
         return false;
     };
-    let Ok(nr) = libseccomp::ScmpSyscall::from_name_by_arch(name, super::compile::scmp_arch(arch))
+    let Ok(nr) = libseccomp::ScmpSyscall::from_name_by_arch(name, super::arches::scmp_arch(arch))
     else {
         return false;
     };

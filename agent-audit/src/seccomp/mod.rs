@@ -9,6 +9,7 @@
 //! action, comparison or flag, an argument index above 5, an empty syscall name) is an error
 //! naming the field.
 
+pub mod arches;
 pub mod compile;
 pub mod container;
 pub mod cost;

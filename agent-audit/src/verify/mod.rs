@@ -12,7 +12,6 @@ mod source;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::str::FromStr;
 use std::time::Duration;
 
 use serde::Serialize;
@@ -29,6 +28,7 @@ use crate::allowlist::{Allowlist, AllowlistError};
 use crate::bpf::{AttachMode, CounterOptions};
 use crate::fsutil::{self, OutputError};
 use crate::run::{CommandSession, RunLimit, SpawnError, StartStage};
+use crate::seccomp::arches::ProfileArches;
 use crate::seccomp::compile::{self, CompileError, SkipReason, Skipped};
 use crate::seccomp::{
     ProfileFileError, ProgramError, SeccompProfile, SeccompProgram, MAX_FILTER_INSTRUCTIONS,
@@ -534,47 +534,21 @@ fn left_out_of_filter(skipped: &[Skipped]) -> Vec<String> {
         .collect()
 }
 
-/// The arches the filter accepts: those the profile lists (the native one if none).
+/// The arches of the filter runc would install on this host (see [`ProfileArches::filtered`]).
 fn profile_arches(profile: &SeccompProfile, path: &Path) -> Result<Vec<Arch>, VerifyError> {
-    let mut names: Vec<&str> = profile.architectures.iter().map(String::as_str).collect();
-    for entry in &profile.arch_map {
-        names.push(&entry.architecture);
-        names.extend(entry.sub_architectures.iter().map(String::as_str));
+    let arches = ProfileArches::resolve(profile);
+    let unknown = |name: &str| VerifyError::UnknownArch {
+        path: path.to_path_buf(),
+        name: name.to_string(),
+    };
+    if let Some(name) = arches.unknown.first() {
+        return Err(unknown(name));
     }
-    let mut arches = Vec::new();
-    let listed_any = !names.is_empty();
-    let first_listed = names.first().map(|n| n.to_string());
-    for name in names {
-        match Arch::from_str(name) {
-            Ok(arch) if !arches.contains(&arch) => arches.push(arch),
-            Ok(_) => {}
-            // The reader has already refused names libseccomp does not know; the others
-            // (mips, s390x, … in Docker's default) never match a call on the hosts agent-audit
-            // runs on, so leaving them out of the filter changes nothing this command sees.
-            Err(_) if name.starts_with("SCMP_ARCH_") => {
-                tracing::info!(arch = name, profile = %path.display(), "not a host arch: left out");
-            }
-            Err(_) => {
-                return Err(VerifyError::UnknownArch {
-                    path: path.to_path_buf(),
-                    name: name.to_string(),
-                })
-            }
-        }
-    }
-    match first_listed {
-        // Only foreign arches: no call of this host would pass the filter's arch check.
-        Some(name) if listed_any && arches.is_empty() => Err(VerifyError::UnknownArch {
-            path: path.to_path_buf(),
-            name,
-        }),
-        _ => {
-            if arches.is_empty() {
-                arches.extend(Arch::native());
-            }
-            Ok(arches)
-        }
-    }
+    // Only arches without a table (mips, s390x, …): no call of this host would pass the
+    // filter's arch check.
+    arches
+        .filtered()
+        .ok_or_else(|| unknown(arches.first_runtime_name.as_deref().unwrap_or_default()))
 }
 
 /// The `execve`/`execveat` rows of counts (of any arch).

@@ -10,7 +10,7 @@ use std::process::{Command, Stdio};
 use anyhow::{bail, Context, Result};
 
 use super::env::BenchEnv;
-use super::report::Samples;
+use super::samples::Samples;
 use super::tracer::{Running, Tracer};
 use crate::step;
 

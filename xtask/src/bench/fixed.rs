@@ -8,10 +8,10 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 
 use super::env::{self, BenchEnv};
-use super::report::Samples;
+use super::samples::Samples;
 use crate::step;
 
-/// The `-vv` debug lines that mark start-up steps, in the order they are logged, with the
+/// The messages of the `-vv` debug events that mark start-up steps, in the order they are logged, with the
 /// label printed for the step that ends at each. The program's steps are timed from the start
 /// of loading, `run`'s from the start of `run` (a few syscalls earlier).
 pub const STARTUP_STEPS: [(&str, &str); 10] = [
@@ -52,7 +52,7 @@ const CONCURRENT_STEPS: [&str; 2] = [
 ];
 
 /// `agent-audit run --out x.json -- true`, end to end: `runs` timed runs (wall clock, as a user
-/// sees it), then a few with `-vv` whose debug lines give each step's share.
+/// sees it), then a few with `-vv --log-format json` whose debug events give each step's share.
 pub fn startup(env: &BenchEnv, runs: usize, samples: &mut Samples) -> Result<()> {
     step(&format!(
         "start-up: {runs} × `agent-audit run --out x.json -- true`"
@@ -76,12 +76,11 @@ pub fn startup(env: &BenchEnv, runs: usize, samples: &mut Samples) -> Result<()>
     }
     for rep in 0..runs.min(5) {
         let output = Command::new(&bin)
-            .arg("-vv")
+            .args(["-vv", "--log-format", "json"])
             .arg("run")
             .arg("--out")
             .arg(&out)
             .args(["--", "true"])
-            .env("NO_COLOR", "1")
             .output()?;
         if !output.status.success() {
             bail!("agent-audit -vv run -- true failed: {}", output.status);
@@ -96,36 +95,18 @@ pub fn startup(env: &BenchEnv, runs: usize, samples: &mut Samples) -> Result<()>
     Ok(())
 }
 
-/// (`message`, milliseconds) of one of agent-audit's own step lines.
+/// (`message`, milliseconds) of one of agent-audit's own step events: a JSON log line (see
+/// agent-audit's `logging.rs`) whose target is agent-audit's, whose message is a step and
+/// whose `elapsed` field is a `Duration` as `Debug` prints it.
 fn step_elapsed(line: &str) -> Option<(&'static str, f64)> {
-    let line = strip_ansi(line);
-    if !line.contains("agent_audit::") {
+    let event: serde_json::Value = serde_json::from_str(line).ok()?;
+    if !event["target"].as_str()?.starts_with("agent_audit") {
         return None;
     }
-    let (message, _) = STARTUP_STEPS
-        .iter()
-        .find(|(message, _)| line.contains(&format!(" {message} ")))?;
-    let value = line.split("elapsed=").nth(1)?.split_whitespace().next()?;
-    Some((message, parse_duration_ms(value)?))
-}
-
-/// Removes terminal colour sequences (tracing colours its output even with NO_COLOR on some
-/// versions).
-fn strip_ansi(line: &str) -> String {
-    let mut out = String::with_capacity(line.len());
-    let mut chars = line.chars();
-    while let Some(c) = chars.next() {
-        if c == '\u{1b}' {
-            for c in chars.by_ref() {
-                if c == 'm' {
-                    break;
-                }
-            }
-        } else {
-            out.push(c);
-        }
-    }
-    out
+    let fields = &event["fields"];
+    let message = fields["message"].as_str()?;
+    let (step, _) = STARTUP_STEPS.iter().find(|(step, _)| *step == message)?;
+    Some((step, parse_duration_ms(fields["elapsed"].as_str()?)?))
 }
 
 /// A `Duration` as `Debug` prints it ("381.48ms", "1.2s", "950µs") in milliseconds.
@@ -269,12 +250,16 @@ mod tests {
     }
 
     #[test]
-    fn step_lines_are_found_with_or_without_colour() {
-        let plain = "2026-11-29T01:18:46Z DEBUG agent_audit::run: command ended elapsed=405.2ms";
-        assert_eq!(step_elapsed(plain), Some(("command ended", 405.2)));
-        let coloured = "\u{1b}[34mDEBUG\u{1b}[0m agent_audit::bpf: kernel layout \
-                        \u{1b}[3mlayout\u{1b}[0m=X \u{1b}[3melapsed\u{1b}[0m=40.5ms";
-        assert_eq!(step_elapsed(coloured), Some(("kernel layout", 40.5)));
-        assert_eq!(step_elapsed("DEBUG aya::bpf: elapsed=3ms"), None);
+    fn step_events_are_read_from_the_json_log() {
+        let step = r#"{"timestamp":"2026-12-04T11:49:36.379017Z","level":"DEBUG","fields":{"message":"kernel BTF parsed","elapsed":"606.5ms"},"target":"agent_audit::bpf::load"}"#;
+        assert_eq!(step_elapsed(step), Some(("kernel BTF parsed", 606.5)));
+        let other_target = r#"{"level":"DEBUG","fields":{"message":"command ended","elapsed":"3ms"},"target":"aya::bpf"}"#;
+        assert_eq!(step_elapsed(other_target), None);
+        let not_a_step = r#"{"level":"DEBUG","fields":{"message":"command","elapsed":"3ms"},"target":"agent_audit::run"}"#;
+        assert_eq!(step_elapsed(not_a_step), None);
+        assert_eq!(
+            step_elapsed("DEBUG agent_audit::run: command ended elapsed=3ms"),
+            None
+        );
     }
 }

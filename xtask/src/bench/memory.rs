@@ -11,7 +11,7 @@ use std::time::Duration;
 use anyhow::{bail, Context, Result};
 
 use super::env::{self, BenchEnv, CGROUP_DIR, EXTRA_TARGETS};
-use super::report::Samples;
+use super::samples::Samples;
 use crate::step;
 
 /// The CPU counts of the table.

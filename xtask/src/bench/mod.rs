@@ -11,6 +11,7 @@ mod fixed;
 mod memory;
 mod report;
 mod rules;
+mod samples;
 mod tracer;
 pub mod workload;
 
@@ -22,7 +23,7 @@ use anyhow::{bail, Context, Result};
 
 use crate::{run, setup, step};
 use env::{BenchEnv, Machine};
-use report::Samples;
+use samples::Samples;
 use tracer::{Running, Tracer};
 
 /// Options of `cargo xtask bench`.

@@ -8,93 +8,8 @@ use std::fmt::Write as _;
 use serde_json::{json, Value};
 
 use super::env::Machine;
+use super::samples::Samples;
 use super::LoopSizes;
-
-/// case → metric → (repetition, value).
-#[derive(Default, Debug)]
-pub struct Samples(BTreeMap<String, BTreeMap<String, Vec<(usize, f64)>>>);
-
-impl Samples {
-    pub fn add(&mut self, case: &str, metric: &str, rep: usize, value: f64) {
-        self.0
-            .entry(case.to_string())
-            .or_default()
-            .entry(metric.to_string())
-            .or_default()
-            .push((rep, value));
-    }
-
-    pub fn values(&self, case: &str, metric: &str) -> &[(usize, f64)] {
-        self.0
-            .get(case)
-            .and_then(|m| m.get(metric))
-            .map_or(&[], Vec::as_slice)
-    }
-
-    /// Median over repetitions.
-    pub fn median(&self, case: &str, metric: &str) -> Option<f64> {
-        median(self.values(case, metric).iter().map(|v| v.1).collect())
-    }
-
-    /// The values `case` is compared with: its own baseline (`{metric}_base`, measured right
-    /// before it in the same job, so that both saw the same load) when it has one, else
-    /// `base`'s values of the same repetition.
-    fn baseline(&self, case: &str, base: &str, metric: &str) -> BTreeMap<usize, f64> {
-        let own = self.values(case, &format!("{metric}_base"));
-        let values = if own.is_empty() {
-            self.values(base, metric)
-        } else {
-            own
-        };
-        values.iter().copied().collect()
-    }
-
-    /// Median over repetitions of `case − baseline`.
-    pub fn overhead(&self, case: &str, base: &str, metric: &str) -> Option<f64> {
-        let base = self.baseline(case, base, metric);
-        median(
-            self.values(case, metric)
-                .iter()
-                .filter_map(|(rep, v)| base.get(rep).map(|b| v - b))
-                .collect(),
-        )
-    }
-
-    /// Median over repetitions of `case / other`, ignoring either's own baseline.
-    pub fn ratio_to(&self, case: &str, other: &str, metric: &str) -> Option<f64> {
-        let other: BTreeMap<usize, f64> = self.values(other, metric).iter().copied().collect();
-        median(
-            self.values(case, metric)
-                .iter()
-                .filter_map(|(rep, v)| other.get(rep).map(|o| v / o))
-                .collect(),
-        )
-    }
-
-    /// Median over repetitions of `case / baseline`.
-    pub fn ratio(&self, case: &str, base: &str, metric: &str) -> Option<f64> {
-        let base = self.baseline(case, base, metric);
-        median(
-            self.values(case, metric)
-                .iter()
-                .filter_map(|(rep, v)| base.get(rep).map(|b| v / b))
-                .collect(),
-        )
-    }
-}
-
-fn median(mut v: Vec<f64>) -> Option<f64> {
-    if v.is_empty() {
-        return None;
-    }
-    v.sort_by(f64::total_cmp);
-    let n = v.len();
-    Some(if n % 2 == 1 {
-        v[n / 2]
-    } else {
-        (v[n / 2 - 1] + v[n / 2]) / 2.0
-    })
-}
 
 const NONE: &str = "none";
 const FLOOR: &str = "empty-program";
@@ -397,11 +312,11 @@ impl Report {
 
     pub fn json(&self) -> Value {
         let mut summary = BTreeMap::new();
-        for (case, metrics) in &self.samples.0 {
+        for (case, metrics) in self.samples.cases() {
             let mut m = BTreeMap::new();
-            for metric in metrics.keys().filter(|m| !m.ends_with("_base")) {
+            for metric in metrics.filter(|m| !m.ends_with("_base")) {
                 m.insert(
-                    metric.clone(),
+                    metric.to_string(),
                     json!({
                         "median": self.samples.median(case, metric),
                         "overhead_vs_none": self.samples.overhead(case, NONE, metric),
@@ -410,7 +325,7 @@ impl Report {
                     }),
                 );
             }
-            summary.insert(case.clone(), m);
+            summary.insert(case.to_string(), m);
         }
         json!({
             "schema": "agent-audit/bench/v1",

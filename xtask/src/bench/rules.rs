@@ -10,7 +10,7 @@ use std::time::Instant;
 use anyhow::{bail, Context, Result};
 
 use super::env::BenchEnv;
-use super::report::Samples;
+use super::samples::Samples;
 use crate::step;
 
 /// The profiles timed: (case, what it is).
