@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitStatus;
 use std::time::Duration;
 
+use crate::shell::status;
 use crate::allowlist::Allowlist;
 use crate::bpf::{CounterOptions, SyscallCounter};
 use crate::cgroup::{Cgroup, CgroupV2Mount};
@@ -221,14 +222,14 @@ pub fn run(opts: RunOptions) -> Result<RunOutcome, Error> {
     tracing::debug!(elapsed = ?started.elapsed(), "counters read, allowlist written");
     drop(session);
     tracing::debug!(elapsed = ?started.elapsed(), "program detached, cgroup removed");
-    eprintln!(
+    status!(
         "agent-audit: {} distinct syscalls, {} calls -> {} (command exited {exit_status})",
         allowlist.totals.distinct,
         allowlist.totals.calls,
         opts.out.display()
     );
     for p in &allowlist.left_cgroup {
-        eprintln!(
+        status!(
             "agent-audit: INCOMPLETE: pid {} ({}) left the command's cgroup; its calls after \
              that were not recorded (left_cgroup in the allowlist)",
             p.pid, p.program

@@ -9,6 +9,7 @@ use std::path::Path;
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
+use crate::shell::status;
 use crate::engine::{Engine, EngineError, EngineKind, EngineSocket};
 use crate::exit::ExitCode;
 
@@ -138,7 +139,7 @@ pub fn record_start(name: &str, choice: &EngineSocket, out: &Path) -> Result<(),
         });
     }
     if status != 0 {
-        eprintln!("agent-audit: container {name} exited with status {status}");
+        status!("agent-audit: container {name} exited with status {status}");
         show_output(&engine, &id);
     }
     Ok(())
@@ -210,9 +211,9 @@ fn show_output(engine: &Engine, id: &str) {
     match engine.logs_tail(id, LOG_LINES_ON_FAILURE) {
         Ok(text) => {
             for line in text.lines() {
-                eprintln!("  | {line}");
+                status!("  | {line}");
             }
         }
-        Err(e) => eprintln!("agent-audit: cannot read the container's output: {e}"),
+        Err(e) => status!("agent-audit: cannot read the container's output: {e}"),
     }
 }

@@ -11,6 +11,7 @@ mod container;
 
 use std::path::{Path, PathBuf};
 
+use crate::shell::status;
 use crate::allowlist::Allowlist;
 use crate::bpf::CounterOptions;
 use crate::convergence::Convergence;
@@ -331,7 +332,7 @@ fn write_profile(
     };
     let plan = profile::build::plan(&merged, &options)?;
     for line in rationale::notice_lines(&plan) {
-        eprintln!("agent-audit: note: {}", line.replace('`', ""));
+        status!("agent-audit: note: {}", line.replace('`', ""));
     }
     let json = oci::to_seccomp_profile(&plan).to_json();
     fsutil::write_output(profile, json.as_bytes()).map_err(profile::ProfileError::from)?;
@@ -401,7 +402,7 @@ fn verify_command(
         container: Default::default(),
         timeout: opts.verify_timeout,
     })?;
-    eprint!("{}", result.to_text());
+    status!("{}", result.to_text().trim_end_matches('\n'));
     Ok(result)
 }
 
@@ -436,7 +437,7 @@ fn verify_container(
         recordings: recordings.to_vec(),
         only_capabilities,
     })?;
-    eprint!("{}", result.to_text());
+    status!("{}", result.to_text().trim_end_matches('\n'));
     Ok(result)
 }
 
@@ -464,7 +465,7 @@ fn write_reports(
 
 /// Progress on stderr, one line per step.
 fn step(what: &str) {
-    eprintln!("agent-audit: {what}");
+    status!("agent-audit: {what}");
 }
 
 #[cfg(test)]

@@ -2,6 +2,7 @@ use std::path::{Path, PathBuf};
 
 use clap::{Args, ValueEnum};
 
+use crate::shell::status;
 use crate::capabilities::minimal;
 use crate::exit::ExitCode;
 use crate::fsutil;
@@ -144,7 +145,7 @@ impl ProfileArgs {
         for line in rationale::notice_lines(&plan) {
             let loud = line.starts_with("DANGEROUS") || line.contains("NO EQUIVALENT");
             let tag = if loud { "DANGER" } else { "note" };
-            eprintln!("agent-audit: {tag}: {}", line.replace('`', ""));
+            status!("agent-audit: {tag}: {}", line.replace('`', ""));
         }
         let spo_target = spo::SpoTarget {
             name: &spo_name,
@@ -168,7 +169,7 @@ impl ProfileArgs {
         plan.capabilities
             .write(capabilities.as_deref())
             .map_err(ProfileError::from)?;
-        eprintln!(
+        status!(
             "agent-audit: wrote {} ({} allowed, {} denied explicitly, {} rules, {})",
             self.out.display(),
             plan.allowed_names().len(),

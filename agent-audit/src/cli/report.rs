@@ -2,6 +2,7 @@ use std::path::{Path, PathBuf};
 
 use clap::{Args, ValueEnum};
 
+use crate::shell::status;
 use crate::exit::ExitCode;
 use crate::fsutil;
 use crate::report::{self, ReportInputs};
@@ -84,7 +85,7 @@ impl ReportArgs {
         match &self.out {
             Some(out) => {
                 fsutil::write_output(out, text.as_bytes())?;
-                eprintln!(
+                status!(
                     "agent-audit: wrote {} ({} finding(s), {} allowed syscalls)",
                     out.display(),
                     report.finding_count(),

@@ -15,6 +15,7 @@
 //! They run on the host, as for a command, under the same profile as Docker evaluates it for
 //! the container's capability set; the result says so.
 
+use std::collections::BTreeSet;
 use std::io;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -26,6 +27,8 @@ use super::{
     denied_calls, mark_fallbacks, probes, Denied, Filter, StartFailure, VerifyError, VerifyReport,
     VERIFY_SCHEMA_V1,
 };
+use crate::shell::status;
+use crate::allowlist::Allowlist;
 use crate::bpf::{AttachMode, CounterOptions, SyscallCounter, TargetSlot};
 use crate::cgroup::CgroupV2Mount;
 use crate::engine::{Engine, EngineError, EngineKind, EngineSocket};
@@ -80,10 +83,16 @@ pub struct ContainerRun {
     pub capabilities: String,
     /// Where the dangerous-syscall probes ran.
     pub probes: ProbeSite,
-    /// When the profile refused calls: the copy run once more under the container's own
-    /// seccomp configuration, to tell which of them it refuses too (removed since).
+    /// When the profile refused calls and the recordings did not count refusals: the copy
+    /// run once more under the container's own seccomp configuration, to tell which of them
+    /// it refuses too (removed since).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub baseline_container: Option<String>,
+    /// When the profile refused calls: which of them the container's own seccomp
+    /// configuration refused too was read from the recordings' refusal counts (every
+    /// recording counted them), without another run.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub refused_before_from_recordings: bool,
 }
 
 /// Where the dangerous-syscall probes ran.
@@ -110,6 +119,10 @@ impl ContainerRun {
             Some(name) => format!(
                 "{site}; {name}, a copy under the container's own seccomp configuration, showed \
                  which refusals the recorded runs had too"
+            ),
+            None if self.refused_before_from_recordings => format!(
+                "{site}; the recordings' counts of what the container's own seccomp \
+                 configuration refused showed which refusals the recorded runs had too"
             ),
             None => site,
         }
@@ -207,7 +220,7 @@ struct VerifyContainer<'a> {
 impl Drop for VerifyContainer<'_> {
     fn drop(&mut self) {
         if let Err(e) = self.engine.remove(&self.id) {
-            eprintln!(
+            status!(
                 "agent-audit: warning: could not remove the verify container {}: {e} (remove it \
                  with `{} rm -f {}`)",
                 self.name,
@@ -424,17 +437,26 @@ pub fn verify_container(opts: &ContainerVerifyOptions) -> Result<VerifyReport, E
 
     let mut denied = denied_calls(&ran.counts.entries, &ran.counts.exits, None);
     mark_fallbacks(&mut denied, &profile);
-    let baseline = if denied.iter().all(Denied::expected) {
-        None
-    } else {
-        Some(mark_refused_before(
-            &source,
-            &mut denied,
-            opts.attach,
-            opts.timeout,
-        )?)
-    };
-    let evidence = super::evidence(None, &opts.recordings)?;
+    let recordings = super::read_recordings(&opts.recordings)?;
+    let mut baseline = None;
+    let mut from_recordings = false;
+    if !denied.iter().all(Denied::expected) {
+        match RecordedRefusals::from_recordings(&recordings) {
+            Some(recorded) => {
+                recorded.mark(&mut denied);
+                from_recordings = true;
+            }
+            None => {
+                baseline = Some(mark_refused_before(
+                    &source,
+                    &mut denied,
+                    opts.attach,
+                    opts.timeout,
+                )?)
+            }
+        }
+    }
+    let evidence = probes::Evidence::from_allowlists(&recordings);
     let plan = probes::plan(&profile, evidence.as_ref());
     let probes = probes::run(&filter.program, &profile, &plan).map_err(VerifyError::Probes)?;
     let passed = ran.start_failure.is_none()
@@ -464,12 +486,43 @@ pub fn verify_container(opts: &ContainerVerifyOptions) -> Result<VerifyReport, E
             capabilities: source.caps.to_string(),
             probes: ProbeSite::HostWithContainerCapabilities,
             baseline_container: baseline,
+            refused_before_from_recordings: from_recordings,
         }),
     };
     if let Some(out) = &opts.out {
         report.write(out)?;
     }
     Ok(report)
+}
+
+/// The calls the container's own seccomp configuration refused while it was recorded: the
+/// recordings' `refused` rows, when every recording counted refusals (`recorder.refusals`).
+/// The recorded runs are the ones that matter — a call refused there is one no profile made
+/// from them allows — so they answer without another run.
+pub(crate) struct RecordedRefusals(BTreeSet<(Arch, u32)>);
+
+impl RecordedRefusals {
+    /// `None` when there is no recording or one did not count refusals: its `refused` being
+    /// empty says nothing.
+    pub(crate) fn from_recordings(lists: &[Allowlist]) -> Option<Self> {
+        if lists.is_empty() || !lists.iter().all(|l| l.recorder.refusals) {
+            return None;
+        }
+        Some(Self(
+            lists
+                .iter()
+                .flat_map(|l| &l.refused)
+                .map(|r| (r.arch, r.nr))
+                .collect(),
+        ))
+    }
+
+    /// Marks the unexpected denials the recordings saw refused as `refused_before`.
+    fn mark(&self, denied: &mut [Denied]) {
+        for d in denied.iter_mut().filter(|d| !d.expected()) {
+            d.refused_before = self.0.contains(&(d.arch, d.nr));
+        }
+    }
 }
 
 /// Calls the container's own seccomp configuration (Docker's default profile unless it names
@@ -488,7 +541,7 @@ fn mark_refused_before(
         source.name,
         std::process::id()
     );
-    eprintln!(
+    status!(
         "agent-audit: the profile refused calls: running {name}, a copy under the container's \
          own seccomp configuration, to see which of them it refuses too"
     );
@@ -531,7 +584,7 @@ fn run_once(
             let status = match source.engine.wait(&container.id, Some(timeout)) {
                 Err(e) if e.kind() == io::ErrorKind::TimedOut => {
                     timed_out = true;
-                    eprintln!(
+                    status!(
                         "agent-audit: {run_name} still ran after {:.1} s: killing it",
                         timeout.as_secs_f64()
                     );
@@ -571,22 +624,56 @@ fn run_once(
 fn show_output(source: &SourceContainer, container: &VerifyContainer<'_>) {
     match source.engine.logs_tail(&container.id, LOG_LINES_ON_FAILURE) {
         Ok(text) if !text.trim().is_empty() => {
-            eprintln!(
+            status!(
                 "agent-audit: the last lines {} wrote under the profile:",
                 container.name
             );
             for line in text.lines() {
-                eprintln!("  | {line}");
+                status!("  | {line}");
             }
         }
         Ok(_) => {}
-        Err(e) => eprintln!("agent-audit: cannot read {}'s output: {e}", container.name),
+        Err(e) => status!("agent-audit: cannot read {}'s output: {e}", container.name),
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn refusals_before_come_from_the_recordings_only_when_every_one_counted_them() {
+        use crate::allowlist::{RefusalAction, RefusedCall, RefusingFilter};
+        let x = Arch::X86_64;
+        let refused = |nr: u32| RefusedCall {
+            name: x.syscall_name(nr).map(str::to_owned),
+            arch: x,
+            nr,
+            count: 2,
+            action: RefusalAction::Errno,
+            filter: RefusingFilter::Runtime,
+            runtime_init: false,
+            programs: Vec::new(),
+        };
+        let recording = |counted: bool, rows: Vec<RefusedCall>| {
+            let mut list = Allowlist::for_tests_of_command("node", &[(x, "read", 3)]);
+            list.recorder.refusals = counted;
+            list.refused = rows;
+            list
+        };
+        // pkey_alloc (330) refused while recorded; mkdir (83) was not.
+        let counted = [recording(true, vec![refused(330)]), recording(true, vec![])];
+        let recorded = RecordedRefusals::from_recordings(&counted).unwrap();
+        let (entries, exits) = (vec![], vec![(x, 330, 1), (x, 83, 1)]);
+        let mut denied = denied_calls(&entries, &exits, None);
+        recorded.mark(&mut denied);
+        let before: Vec<(u32, bool)> = denied.iter().map(|d| (d.nr, d.refused_before)).collect();
+        assert_eq!(before, [(83, false), (330, true)]);
+
+        let one_uncounted = [recording(true, vec![refused(330)]), recording(false, vec![])];
+        assert!(RecordedRefusals::from_recordings(&one_uncounted).is_none());
+        assert!(RecordedRefusals::from_recordings(&[]).is_none());
+    }
 
     #[test]
     fn the_init_phase_is_left_out_but_the_exec_that_ends_it_is_balanced() {
