@@ -1118,7 +1118,12 @@ mod tests {
         let mut list = sample();
         let older = list.to_json();
         assert!(!older.contains("\"refusals\""), "{older}");
-        assert!(!Allowlist::parse(&older, Path::new("a.json")).unwrap().recorder.refusals);
+        assert!(
+            !Allowlist::parse(&older, Path::new("a.json"))
+                .unwrap()
+                .recorder
+                .refusals
+        );
         list.recorder.refusals = true;
         let json = list.to_json();
         assert!(json.contains("\"refusals\": true"), "{json}");

@@ -9,7 +9,6 @@ use std::path::{Path, PathBuf};
 use std::process::ExitStatus;
 use std::time::Duration;
 
-use crate::shell::status;
 use crate::allowlist::Allowlist;
 use crate::bpf::{CounterOptions, SyscallCounter};
 use crate::cgroup::{Cgroup, CgroupV2Mount};
@@ -19,6 +18,7 @@ use crate::privileges;
 use crate::progress::ProgressLine;
 use crate::record::recording::Recording;
 use crate::seccomp::SeccompProgram;
+use crate::shell::status;
 use crate::signals::{self, StopSignals};
 use crate::target::CgroupTarget;
 use crate::Error;
@@ -232,7 +232,8 @@ pub fn run(opts: RunOptions) -> Result<RunOutcome, Error> {
         status!(
             "agent-audit: INCOMPLETE: pid {} ({}) left the command's cgroup; its calls after \
              that were not recorded (left_cgroup in the allowlist)",
-            p.pid, p.program
+            p.pid,
+            p.program
         );
     }
     Ok(RunOutcome {

@@ -7,7 +7,6 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-
 /// What every output line starts with.
 const TAG: &str = "agent-audit-argprobe";
 

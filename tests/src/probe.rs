@@ -10,7 +10,6 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-
 /// One probe: a syscall and the C expressions of its six arguments.
 pub struct Probe {
     /// The syscall (also its `SYS_` constant in `<sys/syscall.h>`).

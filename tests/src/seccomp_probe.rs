@@ -19,7 +19,6 @@
 use std::fmt;
 use std::path::{Path, PathBuf};
 
-
 /// What every output line starts with.
 pub const TAG: &str = "agent-audit-scprobe";
 

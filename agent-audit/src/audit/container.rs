@@ -9,9 +9,9 @@ use std::path::Path;
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::shell::status;
 use crate::engine::{Engine, EngineError, EngineKind, EngineSocket};
 use crate::exit::ExitCode;
+use crate::shell::status;
 
 /// How long the recorder may take to notice the container's cgroup is gone after the engine
 /// reported it exited, before it is told to finish (SIGINT: it writes its file and exits).

@@ -11,7 +11,6 @@ mod container;
 
 use std::path::{Path, PathBuf};
 
-use crate::shell::status;
 use crate::allowlist::Allowlist;
 use crate::bpf::CounterOptions;
 use crate::convergence::Convergence;
@@ -22,6 +21,7 @@ use crate::policy;
 use crate::profile::{self, oci, rationale, ExplicitAllow, Merged, ProfileOptions};
 use crate::report::{self, Report, ReportInputs};
 use crate::run::{self, RunOptions};
+use crate::shell::status;
 use crate::verify::{
     self, ContainerVerifyOptions, SourceContainer, VerifyError, VerifyOptions, VerifyReport,
 };

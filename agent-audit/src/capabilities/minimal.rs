@@ -12,9 +12,9 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 
 use super::{CapabilityChecks, Outcomes, NAMES};
-use crate::shell::status;
 use crate::allowlist::Allowlist;
 use crate::fsutil::{self, OutputError};
+use crate::shell::status;
 
 /// The file name written beside a profile.
 pub const FILE_NAME: &str = "capabilities.json";

@@ -2,13 +2,13 @@ use std::path::{Path, PathBuf};
 
 use clap::{Args, ValueEnum};
 
-use crate::shell::status;
 use crate::capabilities::minimal;
 use crate::exit::ExitCode;
 use crate::fsutil;
 use crate::profile::args::ArgsMode;
 use crate::profile::{self, oci, rationale, spo, ExplicitAllow, ProfileError, ProfileOptions};
 use crate::seccomp::spo::{is_dns_subdomain, SpoVersion};
+use crate::shell::status;
 use crate::syscalls::Arch;
 use crate::Error;
 

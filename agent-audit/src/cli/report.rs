@@ -2,10 +2,10 @@ use std::path::{Path, PathBuf};
 
 use clap::{Args, ValueEnum};
 
-use crate::shell::status;
 use crate::exit::ExitCode;
 use crate::fsutil;
 use crate::report::{self, ReportInputs};
+use crate::shell::status;
 use crate::Error;
 
 /// Output format of `report`.

@@ -9,12 +9,12 @@ mod waiting;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::shell::status;
 use crate::bpf::{CounterOptions, SyscallCounter};
 use crate::cgroup::CgroupV2Mount;
 use crate::engine::{AwaitedContainer, EngineSocket};
 use crate::privileges;
 use crate::ready::ReadyFile;
+use crate::shell::status;
 use crate::signals::StopSignals;
 use crate::target::{CgroupTarget, TargetError, TargetSpec};
 use crate::watch::CgroupGlob;
@@ -225,7 +225,8 @@ fn warn_if_recording_self(mount: &CgroupV2Mount, targets: &[CgroupTarget]) {
             status!(
                 "agent-audit: warning: target {} ({}) contains agent-audit itself: its own \
                  syscalls will be counted too",
-                t.info.spec, t.cgroup.rel
+                t.info.spec,
+                t.cgroup.rel
             );
         }
     }

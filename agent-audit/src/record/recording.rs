@@ -11,8 +11,8 @@ use crate::allowlist::{
 };
 use crate::attribution;
 use crate::bpf::{
-    ArgUse, BpfError, CallDetails, Departures, ExecRecord, ProgramUse,
-    SyscallCounter, TargetCounts, TargetSlot,
+    ArgUse, BpfError, CallDetails, Departures, ExecRecord, ProgramUse, SyscallCounter,
+    TargetCounts, TargetSlot,
 };
 use crate::capabilities::CapabilityChecks;
 use crate::runtimes::ExecPaths;

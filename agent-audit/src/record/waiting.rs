@@ -10,12 +10,12 @@ use time::OffsetDateTime;
 
 use super::outputs::OutputPlan;
 use super::recording::Recording;
-use crate::shell::status;
 use crate::allowlist::MissedStart;
 use crate::attribution;
 use crate::bpf::SyscallCounter;
 use crate::cgroup::{Cgroup, CgroupV2Mount};
 use crate::engine::AwaitedContainer;
+use crate::shell::status;
 use crate::target::CgroupTarget;
 use crate::watch::{CgroupGlob, MkdirEvents};
 use crate::Error;

@@ -27,7 +27,6 @@ use super::{
     denied_calls, mark_fallbacks, probes, Denied, Filter, StartFailure, VerifyError, VerifyReport,
     VERIFY_SCHEMA_V1,
 };
-use crate::shell::status;
 use crate::allowlist::Allowlist;
 use crate::bpf::{AttachMode, CounterOptions, SyscallCounter, TargetSlot};
 use crate::cgroup::CgroupV2Mount;
@@ -38,6 +37,7 @@ use crate::run::StartStage;
 use crate::seccomp::container::ContainerContext;
 use crate::seccomp::spo::SpoObject;
 use crate::seccomp::{ProfileFileError, SeccompProfile};
+use crate::shell::status;
 use crate::syscalls::Arch;
 use crate::watch::{CgroupGlob, MkdirEvents};
 use crate::Error;
@@ -670,7 +670,10 @@ mod tests {
         let before: Vec<(u32, bool)> = denied.iter().map(|d| (d.nr, d.refused_before)).collect();
         assert_eq!(before, [(83, false), (330, true)]);
 
-        let one_uncounted = [recording(true, vec![refused(330)]), recording(false, vec![])];
+        let one_uncounted = [
+            recording(true, vec![refused(330)]),
+            recording(false, vec![]),
+        ];
         assert!(RecordedRefusals::from_recordings(&one_uncounted).is_none());
         assert!(RecordedRefusals::from_recordings(&[]).is_none());
     }
