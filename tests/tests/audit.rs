@@ -314,7 +314,7 @@ fn root_audit_of_a_container_under_a_profile_takes_its_refusals_from_the_recordi
         assert_eq!(list.0["recorder"]["refusals"], true, "{:#}", list.0);
         let mount = list
             .rows("refused")
-            .into_iter()
+            .iter()
             .find(|r| r["name"] == "mount")
             .unwrap_or_else(|| panic!("mount refused while recorded: {:#}", list.0));
         assert_eq!(mount["count"], 1, "{:#}", list.0);

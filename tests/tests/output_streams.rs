@@ -360,49 +360,50 @@ fn root_a_silent_docker_socket_is_69_naming_it() {
 fn root_run_keeps_the_commands_exit_code_when_standard_error_cannot_be_written() {
     require_root();
     let dir = tempfile::tempdir().unwrap();
-    let full = || Stdio::from(File::options().write(true).open("/dev/full").unwrap());
-    let broken = || {
-        let (reader, writer) = std::io::pipe().unwrap();
-        drop(reader);
-        Stdio::from(writer)
-    };
-    let cases: [(&str, Box<dyn Fn(&mut Command)>); 3] = [
-        (
-            "closed",
-            Box::new(|cmd: &mut Command| {
-                // SAFETY: close(2) only, between fork and exec.
-                unsafe {
-                    cmd.pre_exec(|| {
-                        libc::close(2);
-                        Ok(())
-                    });
-                }
-            }),
-        ),
-        (
-            "full",
-            Box::new(move |cmd: &mut Command| {
-                cmd.stderr(full());
-            }),
-        ),
-        (
-            "broken",
-            Box::new(move |cmd: &mut Command| {
-                cmd.stderr(broken());
-            }),
-        ),
-    ];
-    for (how, stderr) in cases {
-        let out = dir.path().join(format!("{how}.allowlist.json"));
+    for how in [Unwritable::Closed, Unwritable::Full, Unwritable::Broken] {
+        let out = dir.path().join(format!("{how:?}.allowlist.json"));
         let mut cmd = agent_audit(&[&"run", &"--out", &out, &"--", &"sh", &"-c", &"exit 3"]);
         cmd.stdin(Stdio::null()).stdout(Stdio::null());
-        stderr(&mut cmd);
+        how.set_as_stderr(&mut cmd);
         let status = cmd.status().unwrap();
-        assert_eq!(status.code(), Some(3), "standard error {how}: {status:?}");
+        assert_eq!(status.code(), Some(3), "standard error {how:?}: {status:?}");
         let allowlist = fs::read_to_string(&out).unwrap();
         assert!(
             allowlist.contains("\"name\": \"exit_group\""),
-            "standard error {how}: {allowlist}"
+            "standard error {how:?}: {allowlist}"
         );
+    }
+}
+
+/// A standard error that cannot be written.
+#[derive(Clone, Copy, Debug)]
+enum Unwritable {
+    /// `2>&-`.
+    Closed,
+    /// `2>/dev/full`.
+    Full,
+    /// A pipe whose reader has gone.
+    Broken,
+}
+
+impl Unwritable {
+    fn set_as_stderr(self, cmd: &mut Command) {
+        match self {
+            // SAFETY: close(2) only, between fork and exec.
+            Unwritable::Closed => unsafe {
+                cmd.pre_exec(|| {
+                    libc::close(2);
+                    Ok(())
+                });
+            },
+            Unwritable::Full => {
+                cmd.stderr(File::options().write(true).open("/dev/full").unwrap());
+            }
+            Unwritable::Broken => {
+                let (reader, writer) = std::io::pipe().unwrap();
+                drop(reader);
+                cmd.stderr(writer);
+            }
+        }
     }
 }

@@ -15,7 +15,6 @@
 //! They run on the host, as for a command, under the same profile as Docker evaluates it for
 //! the container's capability set; the result says so.
 
-use std::collections::BTreeSet;
 use std::io;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -27,12 +26,12 @@ use super::{
     denied_calls, mark_fallbacks, probes, Denied, Filter, StartFailure, VerifyError, VerifyReport,
     VERIFY_SCHEMA_V1,
 };
-use crate::allowlist::Allowlist;
 use crate::bpf::{AttachMode, CounterOptions, SyscallCounter, TargetSlot};
 use crate::cgroup::CgroupV2Mount;
 use crate::engine::{Engine, EngineError, EngineKind, EngineSocket};
 use crate::exit::ExitCode;
 use crate::fsutil;
+use crate::refusals::RecordedRefusals;
 use crate::run::StartStage;
 use crate::seccomp::container::ContainerContext;
 use crate::seccomp::spo::SpoObject;
@@ -443,7 +442,9 @@ pub fn verify_container(opts: &ContainerVerifyOptions) -> Result<VerifyReport, E
     if !denied.iter().all(Denied::expected) {
         match RecordedRefusals::from_recordings(&recordings) {
             Some(recorded) => {
-                recorded.mark(&mut denied);
+                for d in denied.iter_mut().filter(|d| !d.expected()) {
+                    d.refused_before = recorded.contains(d.arch, d.nr);
+                }
                 from_recordings = true;
             }
             None => {
@@ -493,36 +494,6 @@ pub fn verify_container(opts: &ContainerVerifyOptions) -> Result<VerifyReport, E
         report.write(out)?;
     }
     Ok(report)
-}
-
-/// The calls the container's own seccomp configuration refused while it was recorded: the
-/// recordings' `refused` rows, when every recording counted refusals (`recorder.refusals`).
-/// The recorded runs are the ones that matter — a call refused there is one no profile made
-/// from them allows — so they answer without another run.
-pub(crate) struct RecordedRefusals(BTreeSet<(Arch, u32)>);
-
-impl RecordedRefusals {
-    /// `None` when there is no recording or one did not count refusals: its `refused` being
-    /// empty says nothing.
-    pub(crate) fn from_recordings(lists: &[Allowlist]) -> Option<Self> {
-        if lists.is_empty() || !lists.iter().all(|l| l.recorder.refusals) {
-            return None;
-        }
-        Some(Self(
-            lists
-                .iter()
-                .flat_map(|l| &l.refused)
-                .map(|r| (r.arch, r.nr))
-                .collect(),
-        ))
-    }
-
-    /// Marks the unexpected denials the recordings saw refused as `refused_before`.
-    fn mark(&self, denied: &mut [Denied]) {
-        for d in denied.iter_mut().filter(|d| !d.expected()) {
-            d.refused_before = self.0.contains(&(d.arch, d.nr));
-        }
-    }
 }
 
 /// Calls the container's own seccomp configuration (Docker's default profile unless it names
@@ -640,43 +611,6 @@ fn show_output(source: &SourceContainer, container: &VerifyContainer<'_>) {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn refusals_before_come_from_the_recordings_only_when_every_one_counted_them() {
-        use crate::allowlist::{RefusalAction, RefusedCall, RefusingFilter};
-        let x = Arch::X86_64;
-        let refused = |nr: u32| RefusedCall {
-            name: x.syscall_name(nr).map(str::to_owned),
-            arch: x,
-            nr,
-            count: 2,
-            action: RefusalAction::Errno,
-            filter: RefusingFilter::Runtime,
-            runtime_init: false,
-            programs: Vec::new(),
-        };
-        let recording = |counted: bool, rows: Vec<RefusedCall>| {
-            let mut list = Allowlist::for_tests_of_command("node", &[(x, "read", 3)]);
-            list.recorder.refusals = counted;
-            list.refused = rows;
-            list
-        };
-        // pkey_alloc (330) refused while recorded; mkdir (83) was not.
-        let counted = [recording(true, vec![refused(330)]), recording(true, vec![])];
-        let recorded = RecordedRefusals::from_recordings(&counted).unwrap();
-        let (entries, exits) = (vec![], vec![(x, 330, 1), (x, 83, 1)]);
-        let mut denied = denied_calls(&entries, &exits, None);
-        recorded.mark(&mut denied);
-        let before: Vec<(u32, bool)> = denied.iter().map(|d| (d.nr, d.refused_before)).collect();
-        assert_eq!(before, [(83, false), (330, true)]);
-
-        let one_uncounted = [
-            recording(true, vec![refused(330)]),
-            recording(false, vec![]),
-        ];
-        assert!(RecordedRefusals::from_recordings(&one_uncounted).is_none());
-        assert!(RecordedRefusals::from_recordings(&[]).is_none());
-    }
 
     #[test]
     fn the_init_phase_is_left_out_but_the_exec_that_ends_it_is_balanced() {
