@@ -521,6 +521,9 @@ pub const PROG_SYS_EXIT_REFUSALS: &str = "sys_exit_refusals";
 /// `tp_btf` `sched_switch` program: a task that leaves its CPU inside a syscall takes its
 /// [`MAP_IN_FLIGHT`] mark along into [`MAP_IN_SYSCALL`], so its exit on any CPU pairs.
 pub const PROG_SCHED_SWITCH_REFUSALS: &str = "sched_switch_refusals";
+/// `tp_btf` `sched_process_exit` program: counts a seccomp kill when the killed task exits
+/// (a thread killed alone never reaches `sys_exit`).
+pub const PROG_SCHED_PROCESS_EXIT_REFUSALS: &str = "sched_process_exit_refusals";
 /// `u32`: 1 when the refusal programs are attached, so `sys_enter` marks each call in a
 /// target as entered; 0 (the default) removes that code.
 pub const GLOBAL_REFUSALS: &str = "COUNT_REFUSALS";
@@ -558,7 +561,8 @@ pub const MAP_FILTER_BASELINE: &str = "FILTER_BASELINE";
 pub const REFUSAL_ERRNO: u8 = 0;
 /// `SCMP_ACT_TRAP`: `SIGSYS` sent to the thread.
 pub const REFUSAL_TRAP: u8 = 1;
-/// `SCMP_ACT_KILL_PROCESS` / `SCMP_ACT_KILL_THREAD`: the task is being killed.
+/// `SCMP_ACT_KILL_PROCESS` / `SCMP_ACT_KILL_THREAD`: the task was killed (counted when it
+/// exits).
 pub const REFUSAL_KILL: u8 = 2;
 /// Shift of the action in [`RefusalKey::flags`].
 pub const REFUSAL_ACTION_SHIFT: u8 = 2;

@@ -286,6 +286,12 @@ pub struct RecorderInfo {
     pub version: String,
     /// How the kernel program was attached: `tp_btf` or `raw_tp`.
     pub attach: String,
+    /// Whether the calls the target's seccomp filter refused were counted: only then does an
+    /// empty `refused` mean that nothing was refused. Absent (false) in files from a recorder
+    /// that did not count them (`--no-refusals`, a kernel without BTF, `verify`, older
+    /// versions).
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub refusals: bool,
 }
 
 /// Totals over the recording.
@@ -1147,6 +1153,25 @@ mod tests {
             Allowlist::parse(&wrong, Path::new("a.json")),
             Err(AllowlistError::UnknownSyscall { .. })
         ));
+    }
+
+    #[test]
+    fn the_recorder_says_whether_refusals_were_counted_and_older_files_read_as_not_counted() {
+        let mut list = sample();
+        let older = list.to_json();
+        assert!(!older.contains("\"refusals\""), "{older}");
+        assert!(
+            !Allowlist::parse(&older, Path::new("a.json"))
+                .unwrap()
+                .recorder
+                .refusals
+        );
+        list.recorder.refusals = true;
+        let json = list.to_json();
+        assert!(json.contains("\"refusals\": true"), "{json}");
+        let read = Allowlist::parse(&json, Path::new("a.json")).unwrap();
+        assert!(read.recorder.refusals);
+        assert!(read.refused.is_empty(), "counted, and none refused");
     }
 
     #[test]

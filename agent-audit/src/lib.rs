@@ -34,6 +34,7 @@ pub mod report;
 pub mod run;
 pub mod runtimes;
 pub mod seccomp;
+pub mod shell;
 pub mod sidecar;
 pub mod signals;
 pub mod starts;

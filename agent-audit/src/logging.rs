@@ -31,9 +31,12 @@ pub fn init(verbose: u8, format: LogFormat) {
     };
     let filter =
         EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_level));
+    // A log line that cannot be written is lost quietly: by default the subscriber reports
+    // it with `eprintln!`, which panics when standard error is full or broken (see `shell`).
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        .with_writer(std::io::stderr)
+        .log_internal_errors(false);
     match format {
         LogFormat::Text => {
             let ansi = colour(

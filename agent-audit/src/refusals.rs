@@ -1,10 +1,11 @@
 //! What the seccomp filter in force refused: the kernel program's refusal counts (see
-//! `bpf::RefusalUse`) become the allowlist's `refused` rows.
+//! `bpf::RefusalUse`) become the allowlist's `refused` rows, and recordings' rows are read
+//! back as [`RecordedRefusals`].
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use crate::allowlist::{
-    ProgramCount, RefusalAction, RefusedCall, RefusingFilter, MAX_PROGRAMS_LISTED,
+    Allowlist, ProgramCount, RefusalAction, RefusedCall, RefusingFilter, MAX_PROGRAMS_LISTED,
 };
 use crate::attribution::wall_clock;
 use crate::bpf::{FilterOrigin, RefusalUse, TargetSlot};
@@ -103,9 +104,72 @@ pub fn sort_refused(rows: &mut [RefusedCall]) {
     });
 }
 
+/// The calls a target's seccomp filter refused while it was recorded: the recordings' `refused`
+/// rows, when every recording counted refusals (`recorder.refusals`). `verify` of a container
+/// reads from them which of the calls its profile refused the container's own configuration
+/// refused too: the recorded runs are the ones that matter (a call refused there is one no
+/// profile made from them allows), so they answer without another run.
+pub struct RecordedRefusals(BTreeSet<(Arch, u32)>);
+
+impl RecordedRefusals {
+    /// `None` when there is no recording or one did not count refusals: its `refused` being
+    /// empty says nothing.
+    pub fn from_recordings(lists: &[Allowlist]) -> Option<Self> {
+        if lists.is_empty() || !lists.iter().all(|l| l.recorder.refusals) {
+            return None;
+        }
+        Some(Self(
+            lists
+                .iter()
+                .flat_map(|l| &l.refused)
+                .map(|r| (r.arch, r.nr))
+                .collect(),
+        ))
+    }
+
+    /// Whether a recording saw (arch, nr) refused.
+    pub fn contains(&self, arch: Arch, nr: u32) -> bool {
+        self.0.contains(&(arch, nr))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn recorded_refusals_count_only_when_every_recording_counted_them() {
+        let x = Arch::X86_64;
+        let refused = |nr: u32| RefusedCall {
+            name: x.syscall_name(nr).map(str::to_owned),
+            arch: x,
+            nr,
+            count: 2,
+            action: RefusalAction::Errno,
+            filter: RefusingFilter::Runtime,
+            runtime_init: false,
+            programs: Vec::new(),
+        };
+        let recording = |counted: bool, rows: Vec<RefusedCall>| {
+            let mut list = Allowlist::for_tests_of_command("node", &[(x, "read", 3)]);
+            list.recorder.refusals = counted;
+            list.refused = rows;
+            list
+        };
+        // pkey_alloc (330) refused in one recorded run, nothing in the other.
+        let counted = [recording(true, vec![refused(330)]), recording(true, vec![])];
+        let recorded = RecordedRefusals::from_recordings(&counted).unwrap();
+        assert!(recorded.contains(x, 330));
+        assert!(!recorded.contains(x, 83), "mkdir was not refused");
+        assert!(!recorded.contains(Arch::X86, 330), "per architecture");
+
+        let one_uncounted = [
+            recording(true, vec![refused(330)]),
+            recording(false, vec![]),
+        ];
+        assert!(RecordedRefusals::from_recordings(&one_uncounted).is_none());
+        assert!(RecordedRefusals::from_recordings(&[]).is_none());
+    }
 
     fn refusal(comm: &str, nr: u32, count: u64, action: crate::bpf::RefusalAction) -> RefusalUse {
         RefusalUse {

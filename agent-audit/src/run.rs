@@ -18,6 +18,7 @@ use crate::privileges;
 use crate::progress::ProgressLine;
 use crate::record::recording::Recording;
 use crate::seccomp::SeccompProgram;
+use crate::shell::status;
 use crate::signals::{self, StopSignals};
 use crate::target::CgroupTarget;
 use crate::Error;
@@ -221,17 +222,18 @@ pub fn run(opts: RunOptions) -> Result<RunOutcome, Error> {
     tracing::debug!(elapsed = ?started.elapsed(), "counters read, allowlist written");
     drop(session);
     tracing::debug!(elapsed = ?started.elapsed(), "program detached, cgroup removed");
-    eprintln!(
+    status!(
         "agent-audit: {} distinct syscalls, {} calls -> {} (command exited {exit_status})",
         allowlist.totals.distinct,
         allowlist.totals.calls,
         opts.out.display()
     );
     for p in &allowlist.left_cgroup {
-        eprintln!(
+        status!(
             "agent-audit: INCOMPLETE: pid {} ({}) left the command's cgroup; its calls after \
              that were not recorded (left_cgroup in the allowlist)",
-            p.pid, p.program
+            p.pid,
+            p.program
         );
     }
     Ok(RunOutcome {

@@ -7,13 +7,13 @@ use std::collections::BTreeMap;
 
 use crate::allowlist::{
     saturating_sum, sort_syscalls, Allowlist, ArgRecord, ExecutableRun, MultiplexedCount,
-    ProgramCount, RefusedCall, SyscallCount, Totals, MAX_PROGRAMS_LISTED,
+    ProgramCount, RecorderInfo, RefusedCall, SyscallCount, Totals, MAX_PROGRAMS_LISTED,
 };
 
 /// The allowlist of `earlier`'s starts followed by `later`'s: what was watched, the state
 /// (`complete`, `ended_at`) and the host are the later one's; counts, programs, argument
 /// values, executables and `starts` are united; a missed start or privilege drop is kept
-/// from whichever start had one first.
+/// from whichever start had one first; refusals count as counted only if every start's were.
 pub fn combine(earlier: Allowlist, later: Allowlist) -> Allowlist {
     let syscalls = combine_rows(earlier.syscalls, later.syscalls);
     let out_of_range = earlier
@@ -27,7 +27,12 @@ pub fn combine(earlier: Allowlist, later: Allowlist) -> Allowlist {
     };
     let mut starts = earlier.starts;
     starts.extend(later.starts);
+    let recorder = RecorderInfo {
+        refusals: earlier.recorder.refusals && later.recorder.refusals,
+        ..later.recorder
+    };
     Allowlist {
+        recorder,
         started_at: earlier.started_at.min(later.started_at),
         totals,
         syscalls,
@@ -226,6 +231,26 @@ mod tests {
         let path = dir.path().join("a.json");
         all.write(&path).unwrap();
         assert_eq!(Allowlist::read(&path).unwrap(), all);
+    }
+
+    #[test]
+    fn refusals_count_as_counted_only_when_every_start_counted_them() {
+        let counted = |at: i64| {
+            let mut list = start(&[("getppid", 1)], at);
+            list.recorder.refusals = true;
+            list
+        };
+        assert!(combine(counted(10), counted(20)).recorder.refusals);
+        assert!(
+            !combine(start(&[("getppid", 1)], 10), counted(20))
+                .recorder
+                .refusals
+        );
+        assert!(
+            !combine(counted(10), start(&[("getppid", 1)], 20))
+                .recorder
+                .refusals
+        );
     }
 
     #[test]

@@ -5,12 +5,7 @@
 //! clone3). Each step prints its errno (0: it worked). Children exit at once.
 
 use std::collections::BTreeMap;
-use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::Command;
-use std::time::Duration;
-
-use crate::process::run_ok;
 
 /// What every output line starts with.
 const TAG: &str = "agent-audit-argprobe";
@@ -113,17 +108,7 @@ int main(int argc, char **argv) {
 
 /// Writes the source to `dir` and compiles it statically; returns the binary `dir/argprobe`.
 pub fn build(dir: &Path) -> PathBuf {
-    let source = dir.join("argprobe.c");
-    let binary = dir.join("argprobe");
-    fs::write(&source, SOURCE.replace("TAG", TAG)).unwrap();
-    run_ok(
-        Command::new("gcc")
-            .args(["-static", "-O1", "-Wall", "-Werror", "-pthread", "-o"])
-            .arg(&binary)
-            .arg(&source),
-        Duration::from_secs(60),
-    );
-    binary
+    crate::build_static_c(dir, "argprobe", &SOURCE.replace("TAG", TAG))
 }
 
 /// Each step's errno from the program's output; panics unless it got to its end.

@@ -76,15 +76,39 @@ pub fn unique_name(prefix: &str) -> String {
 /// Compiles the C `source` with `gcc -static` into `dir/name` (static: the same calls on
 /// every host, no loader) and returns the binary.
 pub fn build_static_c(dir: &std::path::Path, name: &str, source: &str) -> PathBuf {
+    build_static_c_with(dir, name, source, &[])
+}
+
+/// [`build_static_c`] with more gcc flags (`-m32`, `-D_GNU_SOURCE`): every probe program is
+/// built `-O1 -Wall -Werror -pthread`, so that a warning in a probe fails its test instead
+/// of changing what it does. Panics with gcc's message (and the package `-m32` needs).
+pub fn build_static_c_with(
+    dir: &std::path::Path,
+    name: &str,
+    source: &str,
+    flags: &[&str],
+) -> PathBuf {
     let src = dir.join(format!("{name}.c"));
     let binary = dir.join(name);
     std::fs::write(&src, source).unwrap();
-    process::run_ok(
+    let built = process::run(
         std::process::Command::new("gcc")
-            .args(["-static", "-O1", "-Wall", "-Werror", "-pthread", "-o"])
+            .args(["-static", "-O1", "-Wall", "-Werror", "-pthread"])
+            .args(flags)
+            .arg("-o")
             .arg(&binary)
             .arg(&src),
         std::time::Duration::from_secs(60),
+    );
+    assert!(
+        built.status.success(),
+        "cannot build {name} with gcc {flags:?}{}:\n{}",
+        if flags.contains(&"-m32") {
+            " (-m32 needs gcc-multilib: `cargo xtask setup`)"
+        } else {
+            ""
+        },
+        built.stderr
     );
     binary
 }

@@ -8,12 +8,7 @@
 //! probe's own startup syscalls into the allowlist without putting the dangerous ones there.
 
 use std::collections::BTreeMap;
-use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::Command;
-use std::time::Duration;
-
-use crate::process::run_ok;
 
 /// One probe: a syscall and the C expressions of its six arguments.
 pub struct Probe {
@@ -148,17 +143,7 @@ int main(int argc, char **argv) {{
 
 /// Writes the source to `dir` and compiles it statically; returns the binary.
 pub fn build(dir: &Path) -> PathBuf {
-    let source = dir.join("probe.c");
-    let binary = dir.join("probe");
-    fs::write(&source, c_source()).unwrap();
-    run_ok(
-        Command::new("gcc")
-            .args(["-static", "-O1", "-Wall", "-Werror", "-o"])
-            .arg(&binary)
-            .arg(&source),
-        Duration::from_secs(60),
-    );
-    binary
+    crate::build_static_c(dir, "probe", &c_source())
 }
 
 /// The errno of every probe from the program's output (0: the call succeeded). Panics unless

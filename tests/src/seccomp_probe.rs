@@ -17,12 +17,7 @@
 //! `TAG done COUNT`.
 
 use std::fmt;
-use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::Command;
-use std::time::Duration;
-
-use crate::process::run_ok;
 
 /// What every output line starts with.
 pub const TAG: &str = "agent-audit-scprobe";
@@ -224,17 +219,7 @@ int main(int argc, char **argv) {
 
 /// Writes the source to `dir` and compiles it statically; returns the binary `dir/scprobe`.
 pub fn build(dir: &Path) -> PathBuf {
-    let source = dir.join("scprobe.c");
-    let binary = dir.join("scprobe");
-    fs::write(&source, SOURCE.replace("TAG", TAG)).unwrap();
-    run_ok(
-        Command::new("gcc")
-            .args(["-static", "-O1", "-Wall", "-Werror", "-o"])
-            .arg(&binary)
-            .arg(&source),
-        Duration::from_secs(60),
-    );
-    binary
+    crate::build_static_c(dir, "scprobe", &SOURCE.replace("TAG", TAG))
 }
 
 /// The list the program reads: probe `i` gets id `i`.

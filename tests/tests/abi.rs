@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use agent_audit_tests::allowlist::{timestamp_ns, Allowlist};
 use agent_audit_tests::process::run;
-use agent_audit_tests::{agent_audit_bin, require_root};
+use agent_audit_tests::{agent_audit_bin, build_static_c_with, require_root};
 
 const TIMEOUT: Duration = Duration::from_secs(60);
 /// The program's name, and so its `comm`.
@@ -98,23 +98,7 @@ int main(int argc, char **argv) {{
 
 /// Builds the 32-bit static program in `dir`.
 fn build_program(dir: &Path) -> PathBuf {
-    let src = dir.join(format!("{PROGRAM}.c"));
-    let bin = dir.join(PROGRAM);
-    fs::write(&src, c_source()).unwrap();
-    let done = run(
-        Command::new("gcc")
-            .args(["-m32", "-static", "-O1", "-o"])
-            .arg(&bin)
-            .arg(&src),
-        TIMEOUT,
-    );
-    assert!(
-        done.status.success(),
-        "cannot build a 32-bit static program (install gcc-multilib: `apt-get install \
-         gcc-multilib`, or `cargo xtask setup`):\n{}",
-        done.stderr
-    );
-    bin
+    build_static_c_with(dir, PROGRAM, &c_source(), &["-m32"])
 }
 
 fn count(row: Option<&serde_json::Value>) -> u64 {

@@ -13,7 +13,7 @@ use agent_audit::syscalls::Arch;
 use agent_audit_tests::allowlist::Allowlist;
 use agent_audit_tests::cgroup::ScratchCgroup;
 use agent_audit_tests::process::run;
-use agent_audit_tests::{agent_audit_bin, require_root, unique_name};
+use agent_audit_tests::{agent_audit_bin, build_static_c_with, require_root, unique_name};
 use serde_json::{json, Value};
 
 const TIMEOUT: Duration = Duration::from_secs(60);
@@ -133,25 +133,8 @@ int main(void) {{
 
 /// Builds the program (`-m32` for i386) in `dir`.
 fn build(dir: &Path, m32: bool) -> PathBuf {
-    let src = dir.join("args-probe.c");
-    let bin = dir.join("args-probe");
-    fs::write(&src, c_source()).unwrap();
-    let mut gcc = Command::new("gcc");
-    if m32 {
-        gcc.arg("-m32");
-    }
-    let built = run(
-        gcc.args(["-static", "-O1", "-pthread", "-o"])
-            .arg(&bin)
-            .arg(&src),
-        TIMEOUT,
-    );
-    assert!(
-        built.status.success(),
-        "cannot build the program (for -m32: `apt-get install gcc-multilib`):\n{}",
-        built.stderr
-    );
-    bin
+    let flags: &[&str] = if m32 { &["-m32"] } else { &[] };
+    build_static_c_with(dir, "args-probe", &c_source(), flags)
 }
 
 /// Builds the program and records it with `agent-audit run <flags>`.

@@ -208,12 +208,12 @@ fn root_audit_a_container_start_by_start() {
         assert!(!list.rows("runtime_init").is_empty(), "{:#}", list.0);
         list.assert_has(&["execve", "write"]);
     }
-    // The verify run was the third start (a copy of the container, with the profile); as the
-    // profile refused a call, a fourth (a copy under Docker's default profile) checked whether
-    // the container's own configuration refuses it too: it does not.
+    // The verify run was the third start (a copy of the container, with the profile). The
+    // profile refused a call: whether the container's own configuration refuses it too came
+    // from the recordings' refusal counts (it does not), without a fourth start.
     assert_eq!(
         std::fs::read_to_string(sync.path().join("n")).unwrap(),
-        "4\n"
+        "3\n"
     );
     let verify = json(&out.path().join("verify.json"));
     assert_eq!(verify["passed"], false, "{verify:#}\n{}", done.stderr);
@@ -236,7 +236,11 @@ fn root_audit_a_container_start_by_start() {
         "{verify:#}"
     );
     assert!(
-        verify["container"]["baseline_container"].is_string(),
+        verify["container"].get("baseline_container").is_none(),
+        "{verify:#}"
+    );
+    assert_eq!(
+        verify["container"]["refused_before_from_recordings"], true,
         "{verify:#}"
     );
     assert_eq!(
@@ -259,6 +263,87 @@ fn root_audit_a_container_start_by_start() {
     assert_eq!(first, "**Verify FAILED under the profile**", "{md}");
     assert!(findings.contains("nanosleep"), "{md}");
     done.assert_code(1);
+}
+
+/// A container run under a seccomp profile (Docker's default, named explicitly) whose
+/// workload calls `mount` without CAP_SYS_ADMIN: the profile in force refuses it at every
+/// start. The generated profile denies it too (dangerous), and verify takes "the container's
+/// own configuration refuses it too" from the recordings' refusal counts: no baseline copy
+/// runs, so the container starts 3 times (2 recorded runs, the verify copy).
+#[test]
+fn root_audit_of_a_container_under_a_profile_takes_its_refusals_from_the_recordings() {
+    require_root();
+    let name = unique_name("refusals-audit");
+    let sync = tempfile::tempdir().unwrap();
+    let volume = format!("{}:/sync", sync.path().display());
+    let profile = workspace_root().join("tests/data/profiles/docker-default.json");
+    run_ok(
+        Command::new("docker").args([
+            "create",
+            "--name",
+            &name,
+            "--network",
+            "none",
+            "--security-opt",
+            &format!("seccomp={}", profile.display()),
+            "--volume",
+            &volume,
+            docker_busybox_image(),
+            "sh",
+            "-c",
+            // Every start makes the same calls (no read of a count that is absent only at
+            // first): appending a line counts it.
+            "echo started >> /sync/starts; mount -t tmpfs none /mnt 2>/dev/null; echo started",
+        ]),
+        TIMEOUT,
+    );
+    let out = tempfile::tempdir().unwrap();
+    let done = run(
+        Command::new(agent_audit_bin())
+            .args(["audit", "--runs", "2", "--container", &name, "--out-dir"])
+            .arg(out.path()),
+        TIMEOUT,
+    );
+    let leftovers = agent_audit_tests::container::leftover_verify_copies(&name);
+    let _ = Command::new("docker")
+        .args(["rm", "--force", &name])
+        .output();
+    assert_eq!(leftovers, "", "the verify container is removed");
+    for k in 1..=2 {
+        let list = Allowlist::read(&out.path().join(format!("allowlist-{k}.json")));
+        assert_eq!(list.0["recorder"]["refusals"], true, "{:#}", list.0);
+        let mount = list
+            .rows("refused")
+            .iter()
+            .find(|r| r["name"] == "mount")
+            .unwrap_or_else(|| panic!("mount refused while recorded: {:#}", list.0));
+        assert_eq!(mount["count"], 1, "{:#}", list.0);
+    }
+    let starts = std::fs::read_to_string(sync.path().join("starts")).unwrap();
+    assert_eq!(
+        starts.lines().count(),
+        3,
+        "2 recorded starts and the verify copy, no baseline copy\n{}",
+        done.stderr
+    );
+    let verify = json(&out.path().join("verify.json"));
+    let mount = verify["denied"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["name"] == "mount")
+        .unwrap_or_else(|| panic!("the profile denies mount: {verify:#}"));
+    assert_eq!(mount["refused_before"], true, "{verify:#}");
+    assert_eq!(
+        verify["container"]["refused_before_from_recordings"], true,
+        "{verify:#}"
+    );
+    assert!(
+        verify["container"].get("baseline_container").is_none(),
+        "{verify:#}"
+    );
+    assert_eq!(verify["passed"], true, "{verify:#}\n{}", done.stderr);
+    done.assert_code(0);
 }
 
 #[test]

@@ -83,8 +83,9 @@ const AGENT_COMMAND: [&str; 2] = ["python3", "/workloads/agent_task.py"];
 fn assert_nothing_denied(verify: &Value) {
     for d in verify["denied"].as_array().expect("denied is a list") {
         let fallback = d["fallback"] == true && d["name"] == "clone3";
-        let refused_before =
-            d["refused_before"] == true && verify["container"]["baseline_container"].is_string();
+        let refused_before = d["refused_before"] == true
+            && (verify["container"]["baseline_container"].is_string()
+                || verify["container"]["refused_before_from_recordings"] == true);
         assert!(fallback || refused_before, "denied: {d}\n{verify:#}");
     }
 }

@@ -1,6 +1,7 @@
 //! Outputs that are streams rather than files (issue 20 items 4 and 6): another user's FIFO
 //! whose reader never reads, a standard output closed at start, a reader that leaves early,
-//! `--help` into a full device, and an engine socket that never answers.
+//! `--help` into a full device, an engine socket that never answers, and a standard error that
+//! cannot be written.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::Read;
@@ -348,5 +349,61 @@ fn root_a_silent_docker_socket_is_69_naming_it() {
         let done = run(cmd.env("DOCKER_HOST", &host), TIMEOUT);
         assert_eq!(done.code(), 69, "{what}: {}", done.stderr);
         done.assert_stderr_mentions(&[&socket, "no answer"]);
+    }
+}
+
+/// Status lines were written with `eprintln!`, which panics (exit 101) when standard error is a
+/// full device or a pipe whose reader has gone: `run` then lost its command's exit code and
+/// wrote no allowlist. With standard error closed, full or broken, `run` still ends with the
+/// command's code and its file.
+#[test]
+fn root_run_keeps_the_commands_exit_code_when_standard_error_cannot_be_written() {
+    require_root();
+    let dir = tempfile::tempdir().unwrap();
+    for how in [Unwritable::Closed, Unwritable::Full, Unwritable::Broken] {
+        let out = dir.path().join(format!("{how:?}.allowlist.json"));
+        let mut cmd = agent_audit(&[&"run", &"--out", &out, &"--", &"sh", &"-c", &"exit 3"]);
+        cmd.stdin(Stdio::null()).stdout(Stdio::null());
+        how.set_as_stderr(&mut cmd);
+        let status = cmd.status().unwrap();
+        assert_eq!(status.code(), Some(3), "standard error {how:?}: {status:?}");
+        let allowlist = fs::read_to_string(&out).unwrap();
+        assert!(
+            allowlist.contains("\"name\": \"exit_group\""),
+            "standard error {how:?}: {allowlist}"
+        );
+    }
+}
+
+/// A standard error that cannot be written.
+#[derive(Clone, Copy, Debug)]
+enum Unwritable {
+    /// `2>&-`.
+    Closed,
+    /// `2>/dev/full`.
+    Full,
+    /// A pipe whose reader has gone.
+    Broken,
+}
+
+impl Unwritable {
+    fn set_as_stderr(self, cmd: &mut Command) {
+        match self {
+            // SAFETY: close(2) only, between fork and exec.
+            Unwritable::Closed => unsafe {
+                cmd.pre_exec(|| {
+                    libc::close(2);
+                    Ok(())
+                });
+            },
+            Unwritable::Full => {
+                cmd.stderr(File::options().write(true).open("/dev/full").unwrap());
+            }
+            Unwritable::Broken => {
+                let (reader, writer) = std::io::pipe().unwrap();
+                drop(reader);
+                cmd.stderr(writer);
+            }
+        }
     }
 }

@@ -13,17 +13,21 @@ use agent_audit_tests::allowlist::Allowlist;
 use agent_audit_tests::container::docker_busybox_image;
 use agent_audit_tests::image::{sidecar_image, sidecar_options, skip_without_docker};
 use agent_audit_tests::process::{run, wait_until, Finished, Running};
-use agent_audit_tests::{agent_audit_bin, require_root, unique_name, workspace_root};
+use agent_audit_tests::{
+    agent_audit_bin, build_static_c_with, require_root, unique_name, workspace_root,
+};
 
 const TIMEOUT: Duration = Duration::from_secs(120);
 
-/// A static program that refuses its own `mkdir` with ACTION (`errno`, `trap`, `kill`) through
-/// a filter it installs, after failing on its own: an open of a root-only file (EACCES) and a
-/// kill of PID 1 (EPERM), as nobody. Then it calls `mkdir` N times, and prints how many were
-/// refused (errno) or trapped.
+/// A static program that refuses its own `mkdir` with ACTION (`errno`, `trap`, `kill`,
+/// `kill-thread`) through a filter it installs, after failing on its own: an open of a
+/// root-only file (EACCES) and a kill of PID 1 (EPERM), as nobody. Then it calls `mkdir` N
+/// times (for `kill-thread`, in a second thread, which the first call ends), and prints how
+/// many were refused (errno) or trapped, or that the thread ended.
 const PROBE: &str = r#"
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stddef.h>
 #include <stdio.h>
@@ -44,13 +48,22 @@ const PROBE: &str = r#"
 
 static volatile int trapped;
 static void on_sigsys(int sig) { (void)sig; trapped++; }
+static int n;
+
+static void *make_dirs(void *unused) {
+    (void)unused;
+    for (int i = 0; i < n; i++) syscall(SYS_mkdir, "/nonexistent-dir/x", 0700);
+    return NULL;
+}
 
 int main(int argc, char **argv) {
     if (argc != 4) return 2;
     const char *action = argv[1], *root_only = argv[3];
-    int n = atoi(argv[2]);
+    n = atoi(argv[2]);
+    int alone = !strcmp(action, "kill-thread");
     unsigned ret = !strcmp(action, "errno") ? SECCOMP_RET_ERRNO | EPERM
-                 : !strcmp(action, "trap") ? SECCOMP_RET_TRAP : SECCOMP_RET_KILL_PROCESS;
+                 : !strcmp(action, "trap") ? SECCOMP_RET_TRAP
+                 : alone ? SECCOMP_RET_KILL_THREAD : SECCOMP_RET_KILL_PROCESS;
     struct sock_filter f[] = {
         BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, arch)),
         BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, ARCH, 1, 0),
@@ -76,6 +89,14 @@ int main(int argc, char **argv) {
         fprintf(stderr, "kill(1, 0) as nobody: %s\n", strerror(errno));
         return 6;
     }
+    if (alone) {
+        /* The thread's first mkdir ends it alone: this one goes on. */
+        pthread_t thread;
+        if (pthread_create(&thread, NULL, make_dirs, NULL) || pthread_join(thread, NULL))
+            return 7;
+        printf("thread ended\n");
+        return 0;
+    }
     int refused = 0;
     for (int i = 0; i < n; i++)
         if (syscall(SYS_mkdir, "/nonexistent-dir/x", 0700) == -1 && errno == EPERM) refused++;
@@ -84,27 +105,13 @@ int main(int argc, char **argv) {
 }
 "#;
 
-/// Builds the probe (`-m32` for i386).
+/// Builds the probe (`-m32` for i386); `setresuid` needs `_GNU_SOURCE`.
 fn build_probe(dir: &Path, m32: bool) -> PathBuf {
-    let src = dir.join("probe.c");
-    fs::write(&src, PROBE).unwrap();
-    let bin = dir.join(if m32 { "probe32" } else { "probe" });
-    let mut gcc = Command::new("gcc");
-    if m32 {
-        gcc.arg("-m32");
-    }
-    let out = gcc
-        .args(["-static", "-O1", "-o"])
-        .arg(&bin)
-        .arg(&src)
-        .output()
-        .expect("gcc");
-    assert!(
-        out.status.success(),
-        "cannot build the probe (gcc, gcc-multilib for -m32: `cargo xtask setup`):\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    bin
+    let (name, flags): (&str, &[&str]) = match m32 {
+        true => ("probe32", &["-D_GNU_SOURCE", "-m32"]),
+        false => ("probe", &["-D_GNU_SOURCE"]),
+    };
+    build_static_c_with(dir, name, PROBE, flags)
 }
 
 /// `agent-audit run --out FILE -- PROBE ACTION N ROOT_ONLY`.
@@ -206,6 +213,26 @@ fn root_trap_and_kill_refusals_are_counted() {
         refused(&list),
         vec![row("mkdir", "SCMP_ARCH_X86_64", 1, "kill")]
     );
+}
+
+/// A thread killed alone (`SCMP_ACT_KILL_THREAD`, its process goes on) ends inside the
+/// filter and never reaches `sys_exit`: its kill is counted when it exits, once, and the
+/// process's own end is not a refusal.
+#[test]
+fn root_a_thread_killed_alone_is_one_kill_refusal() {
+    require_root();
+    let dir = tempfile::tempdir().unwrap();
+    let probe = build_probe(dir.path(), false);
+    let (finished, list) = record_probe(dir.path(), &probe, "kill-thread", 5);
+    finished.assert_code(0);
+    assert!(finished.stdout.contains("thread ended"), "{finished:#?}");
+    assert_eq!(
+        refused(&list),
+        vec![row("mkdir", "SCMP_ARCH_X86_64", 1, "kill")],
+        "{:#}",
+        list.0
+    );
+    assert_eq!(list.0["recorder"]["refusals"], true, "{:#}", list.0);
 }
 
 #[test]

@@ -6,6 +6,12 @@
 //! any CPU still pairs. Outside every target `sys_exit` does what `sys_enter` does: one
 //! per-CPU compare and the cgroup filter.
 //!
+//! A kill is counted when the killed task exits instead (`sched_process_exit`): a
+//! `SCMP_ACT_KILL_THREAD` of one thread of several ends the thread inside the filter, and its
+//! call never reaches `sys_exit`; the task seccomp marked dead is the one refused, whichever
+//! kill it was. Outside every target that program does one load of the exiting task's
+//! seccomp mode per exit.
+//!
 //! fentry/fexit on `__secure_computing` would run only for tasks under a filter, but the
 //! kernel this was built on refuses to load any fentry/fexit program (`EPERM`, even an empty
 //! one), so the tracepoints it does allow are used.
@@ -169,17 +175,50 @@ pub fn sys_exit_refusals(ctx: BtfTracePointContext) -> i32 {
     let regs: *const u8 = ctx.arg(0);
     let ret: i64 = ctx.arg(1);
     if let Some(action) = refusal_action(&current, ret) {
-        let layout = &SECCOMP_LAYOUT;
-        let id: i64 = load(regs, global(&layout.regs_syscall_nr));
-        let (abi, nr) = abi_and_nr(id, &current);
-        count(&current, slot, abi, nr, action);
+        count_call(&current, slot, regs, action);
     }
     0
 }
 
+/// `tp_btf/sched_process_exit(struct task_struct *p, ...)`, `p` the current task: a task
+/// seccomp marked dead was killed for the call it was making, which its registers still
+/// hold (a kill of the process rolls them back to the call; a kill of one thread ends it
+/// inside the filter). Other threads of a killed process are not marked: one kill, one
+/// refusal.
+#[btf_tracepoint(function = "sched_process_exit")]
+pub fn sched_process_exit_refusals(ctx: BtfTracePointContext) -> i32 {
+    let current = BtfTask::current();
+    if !killed_by_seccomp(&current) {
+        return 0;
+    }
+    let Some(slot) = target_slot(&ctx, &current) else {
+        return 0;
+    };
+    count_call(&current, slot, current.user_regs(), REFUSAL_KILL);
+    0
+}
+
+/// Whether seccomp is ending the task (`SECCOMP_MODE_DEAD`).
+#[inline(always)]
+fn killed_by_seccomp(current: &BtfTask) -> bool {
+    let mode = current
+        .read_u32(global(&SECCOMP_LAYOUT.task_seccomp_mode))
+        .cast_signed();
+    mode == SECCOMP_MODE_DEAD
+}
+
+/// Counts the call in `regs` (the task's `struct pt_regs`) as refused with `action`.
+#[inline(always)]
+fn count_call(current: &BtfTask, slot: u32, regs: *const u8, action: u8) {
+    let id: i64 = load(regs, global(&SECCOMP_LAYOUT.regs_syscall_nr));
+    let (abi, nr) = abi_and_nr(id, current);
+    count(current, slot, abi, nr, action);
+}
+
 /// What seccomp did, if the unentered exit is a refusal. Only a task under a filter can be
 /// refused (a task that joined the target inside a call, before its runtime installed the
-/// profile, exits unentered too). A kill marks the task dead; a trap (after `syscall_rollback`)
+/// profile, exits unentered too). A kill marks the task dead, and is counted when it exits
+/// (`sched_process_exit_refusals`), not here; a trap (after `syscall_rollback`)
 /// leaves `SIGSYS` pending; an errno refusal returns `-errno` (as do a user-notification
 /// supervisor's error answer and `SCMP_ACT_TRACE` without a tracer). Anything else — a
 /// supervisor that performed the call for the task, a call in flight when a running target
@@ -194,7 +233,7 @@ fn refusal_action(current: &BtfTask, ret: i64) -> Option<u8> {
         return None;
     }
     if mode == SECCOMP_MODE_DEAD {
-        return Some(REFUSAL_KILL);
+        return None;
     }
     let pending: u64 = current.read_u64(global(&layout.task_pending_signal));
     if pending & SIGSYS_BIT != 0 && ret >= 0 {

@@ -8,7 +8,7 @@
 use agent_audit_ebpf::TaskLayout;
 use aya_ebpf::helpers::{
     bpf_get_current_cgroup_id, bpf_get_current_pid_tgid, bpf_get_current_task,
-    bpf_get_current_task_btf, bpf_get_current_uid_gid, bpf_probe_read_kernel,
+    bpf_get_current_task_btf, bpf_get_current_uid_gid, bpf_probe_read_kernel, bpf_task_pt_regs,
 };
 
 use super::global;
@@ -72,6 +72,15 @@ impl BtfTask {
     #[inline(always)]
     pub(super) fn read_u64(&self, offset: u32) -> u64 {
         load(self.task, offset)
+    }
+
+    /// The task's user registers as it entered the kernel (`bpf_task_pt_regs`; refusal
+    /// programs only): a BTF pointer to its `struct pt_regs`.
+    #[inline(always)]
+    pub(super) fn user_regs(&self) -> *const u8 {
+        // SAFETY: `task` is the trusted current task; the helper returns a pointer the
+        // verifier types as `struct pt_regs`.
+        unsafe { bpf_task_pt_regs(self.task as *mut _) as *const u8 }
     }
 }
 

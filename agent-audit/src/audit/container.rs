@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 
 use crate::engine::{Engine, EngineError, EngineKind, EngineSocket};
 use crate::exit::ExitCode;
+use crate::shell::status;
 
 /// How long the recorder may take to notice the container's cgroup is gone after the engine
 /// reported it exited, before it is told to finish (SIGINT: it writes its file and exits).
@@ -138,7 +139,7 @@ pub fn record_start(name: &str, choice: &EngineSocket, out: &Path) -> Result<(),
         });
     }
     if status != 0 {
-        eprintln!("agent-audit: container {name} exited with status {status}");
+        status!("agent-audit: container {name} exited with status {status}");
         show_output(&engine, &id);
     }
     Ok(())
@@ -210,9 +211,9 @@ fn show_output(engine: &Engine, id: &str) {
     match engine.logs_tail(id, LOG_LINES_ON_FAILURE) {
         Ok(text) => {
             for line in text.lines() {
-                eprintln!("  | {line}");
+                status!("  | {line}");
             }
         }
-        Err(e) => eprintln!("agent-audit: cannot read the container's output: {e}"),
+        Err(e) => status!("agent-audit: cannot read the container's output: {e}"),
     }
 }

@@ -21,6 +21,7 @@ use crate::policy;
 use crate::profile::{self, oci, rationale, ExplicitAllow, Merged, ProfileOptions};
 use crate::report::{self, Report, ReportInputs};
 use crate::run::{self, RunOptions};
+use crate::shell::status;
 use crate::verify::{
     self, ContainerVerifyOptions, SourceContainer, VerifyError, VerifyOptions, VerifyReport,
 };
@@ -331,7 +332,7 @@ fn write_profile(
     };
     let plan = profile::build::plan(&merged, &options)?;
     for line in rationale::notice_lines(&plan) {
-        eprintln!("agent-audit: note: {}", line.replace('`', ""));
+        status!("agent-audit: note: {}", line.replace('`', ""));
     }
     let json = oci::to_seccomp_profile(&plan).to_json();
     fsutil::write_output(profile, json.as_bytes()).map_err(profile::ProfileError::from)?;
@@ -401,7 +402,7 @@ fn verify_command(
         container: Default::default(),
         timeout: opts.verify_timeout,
     })?;
-    eprint!("{}", result.to_text());
+    status!("{}", result.to_text().trim_end_matches('\n'));
     Ok(result)
 }
 
@@ -436,7 +437,7 @@ fn verify_container(
         recordings: recordings.to_vec(),
         only_capabilities,
     })?;
-    eprint!("{}", result.to_text());
+    status!("{}", result.to_text().trim_end_matches('\n'));
     Ok(result)
 }
 
@@ -464,7 +465,7 @@ fn write_reports(
 
 /// Progress on stderr, one line per step.
 fn step(what: &str) {
-    eprintln!("agent-audit: {what}");
+    status!("agent-audit: {what}");
 }
 
 #[cfg(test)]

@@ -25,6 +25,7 @@ use super::{
     args, btf_scan, departures, dirty, refusals, BpfError, ExitCounting, KernelLayout,
     SyscallCounter, TableSizes,
 };
+use crate::shell::status;
 use crate::syscalls::Arch;
 
 /// The kernel program, built by `cargo xtask build-ebpf` and embedded by build.rs.
@@ -417,7 +418,7 @@ impl SyscallCounter {
     pub fn warn_if_refusals_inexact(&self) {
         let lost = refusals::lost_marks(&self.ebpf);
         if lost > 0 {
-            eprintln!(
+            status!(
                 "agent-audit: warning: {lost} blocked call(s) could not be remembered (the \
                  kernel's table of {MAX_IN_SYSCALL} tasks was full): their exits may be \
                  counted in `refused` although they ran"

@@ -1,5 +1,5 @@
 //! Calls a target's seccomp filter refused (see `program/refusals.rs` in the kernel crate):
-//! attaching the `sys_exit` and `sched_switch` programs that find them, reading the shared
+//! attaching the `sys_exit`, `sched_switch` and `sched_process_exit` programs that find them, reading the shared
 //! table they count in, and clearing a slot's entries before the slot is reused.
 
 use std::collections::HashMap as StdHashMap;
@@ -7,9 +7,9 @@ use std::collections::HashMap as StdHashMap;
 use agent_audit_ebpf::{
     AttribValue, RefusalKey, ABI_COMPAT32, ABI_COUNT, ABI_NATIVE, ABI_X32, ATTRIB_ROOT,
     ATTRIB_RUNTIME_INIT, MAP_FILTER_BASELINE, MAP_IN_SYSCALL_LOST, MAP_REFUSALS,
-    MAP_REFUSALS_UNNAMED, PROG_SCHED_SWITCH_REFUSALS, PROG_SYS_EXIT_REFUSALS, REFUSAL_ACTION_SHIFT,
-    REFUSAL_ERRNO, REFUSAL_KILL, REFUSAL_ORIGIN_OWN, REFUSAL_ORIGIN_RUNTIME, REFUSAL_ORIGIN_SHIFT,
-    REFUSAL_TRAP,
+    MAP_REFUSALS_UNNAMED, PROG_SCHED_PROCESS_EXIT_REFUSALS, PROG_SCHED_SWITCH_REFUSALS,
+    PROG_SYS_EXIT_REFUSALS, REFUSAL_ACTION_SHIFT, REFUSAL_ERRNO, REFUSAL_KILL, REFUSAL_ORIGIN_OWN,
+    REFUSAL_ORIGIN_RUNTIME, REFUSAL_ORIGIN_SHIFT, REFUSAL_TRAP,
 };
 use aya::maps::{Array, HashMap, MapData};
 use aya::programs::BtfTracePoint;
@@ -69,11 +69,12 @@ pub struct RefusalUse {
     pub last_ns: u64,
 }
 
-/// The small BTFs the two `tp_btf` programs are loaded with (see `sys_enter_btf` in the
+/// The small BTFs the three `tp_btf` programs are loaded with (see `sys_enter_btf` in the
 /// parent module): each holds its attach point's typedef at the kernel's id.
 pub(super) struct RefusalBtfs {
     sys_exit: Btf,
     sched_switch: Btf,
+    process_exit: Btf,
 }
 
 impl RefusalBtfs {
@@ -87,6 +88,7 @@ impl RefusalBtfs {
         Some(Self {
             sys_exit: small("btf_trace_sys_exit")?,
             sched_switch: small("btf_trace_sched_switch")?,
+            process_exit: small("btf_trace_sched_process_exit")?,
         })
     }
 }
@@ -102,27 +104,30 @@ pub(super) fn no_return_nrs(abi_arch: &[Option<Arch>; ABI_COUNT]) -> [[u32; 2]; 
     nrs
 }
 
-/// The two refusal programs of the object, picked out of its program list.
+/// The three refusal programs of the object, picked out of its program list.
 #[derive(Default)]
 pub(super) struct Programs<'a> {
     sched_switch: Option<&'a mut aya::programs::Program>,
     sys_exit: Option<&'a mut aya::programs::Program>,
+    process_exit: Option<&'a mut aya::programs::Program>,
 }
 
 impl<'a> Programs<'a> {
-    /// Keeps `program` if it is one of the two.
+    /// Keeps `program` if it is one of the three.
     pub(super) fn offer(&mut self, name: &str, program: &'a mut aya::programs::Program) {
         match name {
             PROG_SCHED_SWITCH_REFUSALS => self.sched_switch = Some(program),
             PROG_SYS_EXIT_REFUSALS => self.sys_exit = Some(program),
+            PROG_SCHED_PROCESS_EXIT_REFUSALS => self.process_exit = Some(program),
             _ => {}
         }
     }
 
     /// Verifies and attaches `sched_switch` first, then `sys_exit`: an exit is only told
-    /// unentered once blocked calls are carried across switches.
+    /// unentered once blocked calls are carried across switches. `sched_process_exit` last
+    /// (it counts kills, which `sys_exit` leaves to it).
     pub(super) fn attach(self, btfs: &RefusalBtfs) -> Result<Vec<Attachment>, BpfError> {
-        let mut attached = Vec::with_capacity(2);
+        let mut attached = Vec::with_capacity(3);
         for (name, event, btf, program) in [
             (
                 PROG_SCHED_SWITCH_REFUSALS,
@@ -135,6 +140,12 @@ impl<'a> Programs<'a> {
                 "sys_exit",
                 &btfs.sys_exit,
                 self.sys_exit,
+            ),
+            (
+                PROG_SCHED_PROCESS_EXIT_REFUSALS,
+                "sched_process_exit",
+                &btfs.process_exit,
+                self.process_exit,
             ),
         ] {
             let err = |source| BpfError::Attach {

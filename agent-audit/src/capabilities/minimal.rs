@@ -14,6 +14,7 @@ use serde::Serialize;
 use super::{CapabilityChecks, Outcomes, NAMES};
 use crate::allowlist::Allowlist;
 use crate::fsutil::{self, OutputError};
+use crate::shell::status;
 
 /// The file name written beside a profile.
 pub const FILE_NAME: &str = "capabilities.json";
@@ -99,20 +100,20 @@ impl MinimalSet {
     /// was written or why nothing was.
     pub fn write(&self, path: Option<&Path>) -> Result<(), OutputError> {
         let Some(path) = path else {
-            eprintln!(
+            status!(
                 "agent-audit: note: {FILE_NAME} is not written when the profile goes to stdout"
             );
             return Ok(());
         };
         if !self.is_known() {
-            eprintln!(
+            status!(
                 "agent-audit: note: no capability set: {} recorded no capability checks",
                 self.unrecorded.join(", ")
             );
             return Ok(());
         }
         fsutil::write_output(path, self.to_json().as_bytes())?;
-        eprintln!(
+        status!(
             "agent-audit: wrote {} ({})",
             path.display(),
             self.docker_flags().trim_start_matches("docker run ")

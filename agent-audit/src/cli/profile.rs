@@ -9,6 +9,7 @@ use crate::profile::args::ArgsMode;
 use crate::profile::model::Severity;
 use crate::profile::{self, oci, rationale, spo, ExplicitAllow, ProfileError, ProfileOptions};
 use crate::seccomp::spo::{is_dns_subdomain, SpoVersion};
+use crate::shell::status;
 use crate::syscalls::Arch;
 use crate::Error;
 
@@ -148,7 +149,7 @@ impl ProfileArgs {
                 Severity::Note => "note",
             };
             let line = rationale::notice_line(notice);
-            eprintln!("agent-audit: {tag}: {}", line.replace('`', ""));
+            status!("agent-audit: {tag}: {}", line.replace('`', ""));
         }
         let spo_target = spo::SpoTarget {
             name: &spo_name,
@@ -172,7 +173,7 @@ impl ProfileArgs {
         plan.capabilities
             .write(capabilities.as_deref())
             .map_err(ProfileError::from)?;
-        eprintln!(
+        status!(
             "agent-audit: wrote {} ({} allowed, {} denied explicitly, {} rules, {})",
             self.out.display(),
             plan.allowed_names().len(),

@@ -5,6 +5,7 @@ use clap::{Args, ValueEnum};
 use crate::exit::ExitCode;
 use crate::fsutil;
 use crate::report::{self, ReportInputs};
+use crate::shell::status;
 use crate::Error;
 
 /// Output format of `report`.
@@ -84,7 +85,7 @@ impl ReportArgs {
         match &self.out {
             Some(out) => {
                 fsutil::write_output(out, text.as_bytes())?;
-                eprintln!(
+                status!(
                     "agent-audit: wrote {} ({} finding(s), {} allowed syscalls)",
                     out.display(),
                     report.finding_count(),

@@ -12,6 +12,7 @@ use super::{RecordOptions, StopReason};
 use crate::allowlist::Allowlist;
 use crate::bpf::SyscallCounter;
 use crate::progress::ProgressLine;
+use crate::shell::status;
 use crate::signals::StopSignals;
 use crate::watch::{RemovalEvents, Watched};
 use crate::Error;
@@ -145,8 +146,9 @@ impl Recordings {
         } else {
             counter.read_details()?
         };
+        let recorder = super::recording::recorder_info(counter);
         for r in self.active.iter_mut().filter(|r| due(r)) {
-            let result = r.write_synced(counter.attach_kind(), false, &uses);
+            let result = r.write_synced(&recorder, false, &uses);
             report_write(r, result)?;
         }
         let mut written = Vec::new();
@@ -308,7 +310,7 @@ impl Recordings {
                 .write(counter, true, &uses)
                 .map(|list| summarize(r, &list))
             {
-                eprintln!(
+                status!(
                     "agent-audit: error: the final allowlist of {} was not written: {e}",
                     r.target.cgroup.rel
                 );
@@ -339,7 +341,7 @@ fn report_write(
         Ok(list) => {
             if r.write_failing {
                 r.write_failing = false;
-                eprintln!(
+                status!(
                     "agent-audit: {}: written again ({})",
                     r.target.cgroup.rel,
                     r.out.display()
@@ -350,7 +352,7 @@ fn report_write(
         Err(RecordingError::Allowlist(e)) => {
             if !r.write_failing {
                 r.write_failing = true;
-                eprintln!(
+                status!(
                     "agent-audit: warning: {}: {e}; still recording, retrying every interval and \
                      on exit (the counts are kept in the kernel until agent-audit exits)",
                     r.target.cgroup.rel
@@ -386,7 +388,7 @@ fn summarize(r: &Recording, list: &Allowlist) {
         out = %r.out.display(),
         "wrote final allowlist"
     );
-    eprintln!(
+    status!(
         "agent-audit: {}: {} distinct syscalls, {} calls -> {}",
         r.target.label(),
         list.totals.distinct,

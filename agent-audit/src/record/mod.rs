@@ -14,6 +14,7 @@ use crate::cgroup::CgroupV2Mount;
 use crate::engine::{AwaitedContainer, EngineSocket};
 use crate::privileges;
 use crate::ready::ReadyFile;
+use crate::shell::status;
 use crate::signals::StopSignals;
 use crate::target::{CgroupTarget, TargetError, TargetSpec};
 use crate::watch::CgroupGlob;
@@ -86,7 +87,7 @@ pub fn record(opts: RecordOptions) -> Result<StopReason, Error> {
         Some(addr) => {
             let metrics = crate::metrics::Metrics::new();
             let bound = runtime.block_on(metrics.serve(addr.0))?;
-            eprintln!("agent-audit: metrics at http://{bound}/metrics");
+            status!("agent-audit: metrics at http://{bound}/metrics");
             Some(metrics)
         }
         None => None,
@@ -113,7 +114,7 @@ pub fn record(opts: RecordOptions) -> Result<StopReason, Error> {
     };
     // Scripts wait for this line (or the first snapshot) before starting the workload.
     let ready_line = ready_line(active.len(), &counter, waiting.as_ref());
-    eprintln!("{ready_line}");
+    status!("{ready_line}");
     let _ready = opts
         .ready_file
         .as_deref()
@@ -221,10 +222,11 @@ fn warn_if_recording_self(mount: &CgroupV2Mount, targets: &[CgroupTarget]) {
     for t in targets {
         let rel = t.cgroup.rel.trim_end_matches('/');
         if own.rel == t.cgroup.rel || own.rel.starts_with(&format!("{rel}/")) {
-            eprintln!(
+            status!(
                 "agent-audit: warning: target {} ({}) contains agent-audit itself: its own \
                  syscalls will be counted too",
-                t.info.spec, t.cgroup.rel
+                t.info.spec,
+                t.cgroup.rel
             );
         }
     }

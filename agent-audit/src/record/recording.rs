@@ -11,8 +11,8 @@ use crate::allowlist::{
 };
 use crate::attribution;
 use crate::bpf::{
-    ArgUse, BpfError, CallDetails, Departures, ExecRecord, ProgramUse, SysEnterKind,
-    SyscallCounter, TargetCounts, TargetSlot,
+    ArgUse, BpfError, CallDetails, Departures, ExecRecord, ProgramUse, SyscallCounter,
+    TargetCounts, TargetSlot,
 };
 use crate::capabilities::CapabilityChecks;
 use crate::runtimes::ExecPaths;
@@ -189,7 +189,7 @@ impl Recording {
     /// values from `details` (every target's; this one's are picked out).
     pub fn allowlist(
         &self,
-        attach: SysEnterKind,
+        recorder: &RecorderInfo,
         complete: bool,
         details: &CallDetails,
     ) -> Allowlist {
@@ -249,10 +249,7 @@ impl Recording {
             ended_at: OffsetDateTime::now_utc(),
             complete,
             host: HostInfo::current(),
-            recorder: RecorderInfo {
-                version: env!("CARGO_PKG_VERSION").to_string(),
-                attach: attach.name().to_string(),
-            },
+            recorder: recorder.clone(),
             totals,
             syscalls,
             multiplexed: self.multiplexed(),
@@ -347,20 +344,29 @@ impl Recording {
         details: &CallDetails,
     ) -> Result<Allowlist, RecordingError> {
         self.refresh(counter)?;
-        self.write_synced(counter.attach_kind(), complete, details)
+        self.write_synced(&recorder_info(counter), complete, details)
     }
 
     /// Writes the file from the counts already read (see [`Self::sync`]).
     pub fn write_synced(
         &mut self,
-        attach: SysEnterKind,
+        recorder: &RecorderInfo,
         complete: bool,
         details: &CallDetails,
     ) -> Result<Allowlist, RecordingError> {
-        let list = self.allowlist(attach, complete, details);
+        let list = self.allowlist(recorder, complete, details);
         list.write(&self.out)?;
         self.unwritten = false;
         Ok(list)
+    }
+}
+
+/// How `counter` records: the allowlist's `recorder` section.
+pub fn recorder_info(counter: &SyscallCounter) -> RecorderInfo {
+    RecorderInfo {
+        version: env!("CARGO_PKG_VERSION").to_string(),
+        attach: counter.attach_kind().name().to_string(),
+        refusals: counter.counts_refusals(),
     }
 }
 

@@ -15,6 +15,7 @@ use crate::attribution;
 use crate::bpf::SyscallCounter;
 use crate::cgroup::{Cgroup, CgroupV2Mount};
 use crate::engine::AwaitedContainer;
+use crate::shell::status;
 use crate::target::CgroupTarget;
 use crate::watch::{CgroupGlob, MkdirEvents};
 use crate::Error;
@@ -252,7 +253,7 @@ impl Waiting {
                 Ok(out) => {
                     tracing::info!(cgroup = %target.cgroup.rel, "picked up new cgroup");
                     if continued.is_some() {
-                        eprintln!(
+                        status!(
                             "agent-audit: {}: started again ({}): this start is added to {}",
                             target.label(),
                             target.cgroup.rel,
@@ -266,7 +267,7 @@ impl Waiting {
                             since: starved.since,
                             recorded_from: recording.started_at,
                         });
-                        eprintln!(
+                        status!(
                             "agent-audit: {}: got a target slot; recording from {} (calls since \
                              {} were not recorded; its allowlist says missed_start)",
                             starved.rel,
@@ -315,7 +316,7 @@ impl Waiting {
                 std::mem::take(&mut self.vanished).join(", ")
             )
         };
-        eprintln!(
+        status!(
             "agent-audit: warning: a new cgroup (id {id}) made {calls} syscalls but was removed \
              before its name could be read{candidates}: its calls are in no allowlist"
         );
@@ -339,7 +340,7 @@ impl Waiting {
                 continue;
             };
             let since = attribution::wall_clock(first_ns);
-            eprintln!(
+            status!(
                 "agent-audit: warning: {}: new cgroup {} found all {MAX_TARGETS} target slots in \
                  use: its calls are not recorded until a slot frees (its allowlist will say \
                  missed_start)",
@@ -386,7 +387,7 @@ impl Waiting {
 
 /// Says that a wanted cgroup was never recorded.
 pub(super) fn report_unrecorded(s: &Starved, how: &str) {
-    eprintln!(
+    status!(
         "agent-audit: warning: {}: {how} before a target slot freed: none of its calls (since {}) \
          were recorded; no allowlist written",
         s.rel,

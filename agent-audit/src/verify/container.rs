@@ -31,10 +31,12 @@ use crate::cgroup::CgroupV2Mount;
 use crate::engine::{Engine, EngineError, EngineKind, EngineSocket};
 use crate::exit::ExitCode;
 use crate::fsutil;
+use crate::refusals::RecordedRefusals;
 use crate::run::StartStage;
 use crate::seccomp::container::ContainerContext;
 use crate::seccomp::spo::SpoObject;
 use crate::seccomp::{ProfileFileError, SeccompProfile};
+use crate::shell::status;
 use crate::syscalls::Arch;
 use crate::watch::{CgroupGlob, MkdirEvents};
 use crate::Error;
@@ -80,10 +82,16 @@ pub struct ContainerRun {
     pub capabilities: String,
     /// Where the dangerous-syscall probes ran.
     pub probes: ProbeSite,
-    /// When the profile refused calls: the copy run once more under the container's own
-    /// seccomp configuration, to tell which of them it refuses too (removed since).
+    /// When the profile refused calls and the recordings did not count refusals: the copy
+    /// run once more under the container's own seccomp configuration, to tell which of them
+    /// it refuses too (removed since).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub baseline_container: Option<String>,
+    /// When the profile refused calls: which of them the container's own seccomp
+    /// configuration refused too was read from the recordings' refusal counts (every
+    /// recording counted them), without another run.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub refused_before_from_recordings: bool,
 }
 
 /// Where the dangerous-syscall probes ran.
@@ -110,6 +118,10 @@ impl ContainerRun {
             Some(name) => format!(
                 "{site}; {name}, a copy under the container's own seccomp configuration, showed \
                  which refusals the recorded runs had too"
+            ),
+            None if self.refused_before_from_recordings => format!(
+                "{site}; the recordings' counts of what the container's own seccomp \
+                 configuration refused showed which refusals the recorded runs had too"
             ),
             None => site,
         }
@@ -207,7 +219,7 @@ struct VerifyContainer<'a> {
 impl Drop for VerifyContainer<'_> {
     fn drop(&mut self) {
         if let Err(e) = self.engine.remove(&self.id) {
-            eprintln!(
+            status!(
                 "agent-audit: warning: could not remove the verify container {}: {e} (remove it \
                  with `{} rm -f {}`)",
                 self.name,
@@ -424,17 +436,28 @@ pub fn verify_container(opts: &ContainerVerifyOptions) -> Result<VerifyReport, E
 
     let mut denied = denied_calls(&ran.counts.entries, &ran.counts.exits, None);
     mark_fallbacks(&mut denied, &profile);
-    let baseline = if denied.iter().all(Denied::expected) {
-        None
-    } else {
-        Some(mark_refused_before(
-            &source,
-            &mut denied,
-            opts.attach,
-            opts.timeout,
-        )?)
-    };
-    let evidence = super::evidence(None, &opts.recordings)?;
+    let recordings = super::read_recordings(&opts.recordings)?;
+    let mut baseline = None;
+    let mut from_recordings = false;
+    if !denied.iter().all(Denied::expected) {
+        match RecordedRefusals::from_recordings(&recordings) {
+            Some(recorded) => {
+                for d in denied.iter_mut().filter(|d| !d.expected()) {
+                    d.refused_before = recorded.contains(d.arch, d.nr);
+                }
+                from_recordings = true;
+            }
+            None => {
+                baseline = Some(mark_refused_before(
+                    &source,
+                    &mut denied,
+                    opts.attach,
+                    opts.timeout,
+                )?)
+            }
+        }
+    }
+    let evidence = probes::Evidence::from_allowlists(&recordings);
     let plan = probes::plan(&profile, evidence.as_ref());
     let probes = probes::run(&filter.program, &profile, &plan).map_err(VerifyError::Probes)?;
     let passed = ran.start_failure.is_none()
@@ -464,6 +487,7 @@ pub fn verify_container(opts: &ContainerVerifyOptions) -> Result<VerifyReport, E
             capabilities: source.caps.to_string(),
             probes: ProbeSite::HostWithContainerCapabilities,
             baseline_container: baseline,
+            refused_before_from_recordings: from_recordings,
         }),
     };
     if let Some(out) = &opts.out {
@@ -488,7 +512,7 @@ fn mark_refused_before(
         source.name,
         std::process::id()
     );
-    eprintln!(
+    status!(
         "agent-audit: the profile refused calls: running {name}, a copy under the container's \
          own seccomp configuration, to see which of them it refuses too"
     );
@@ -531,7 +555,7 @@ fn run_once(
             let status = match source.engine.wait(&container.id, Some(timeout)) {
                 Err(e) if e.kind() == io::ErrorKind::TimedOut => {
                     timed_out = true;
-                    eprintln!(
+                    status!(
                         "agent-audit: {run_name} still ran after {:.1} s: killing it",
                         timeout.as_secs_f64()
                     );
@@ -571,16 +595,16 @@ fn run_once(
 fn show_output(source: &SourceContainer, container: &VerifyContainer<'_>) {
     match source.engine.logs_tail(&container.id, LOG_LINES_ON_FAILURE) {
         Ok(text) if !text.trim().is_empty() => {
-            eprintln!(
+            status!(
                 "agent-audit: the last lines {} wrote under the profile:",
                 container.name
             );
             for line in text.lines() {
-                eprintln!("  | {line}");
+                status!("  | {line}");
             }
         }
         Ok(_) => {}
-        Err(e) => eprintln!("agent-audit: cannot read {}'s output: {e}", container.name),
+        Err(e) => status!("agent-audit: cannot read {}'s output: {e}", container.name),
     }
 }
 

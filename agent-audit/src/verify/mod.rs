@@ -386,10 +386,16 @@ pub(crate) fn evidence(
     recordings: &[PathBuf],
 ) -> Result<Option<probes::Evidence>, VerifyError> {
     let mut lists: Vec<Allowlist> = allowlist.into_iter().cloned().collect();
-    for path in recordings {
-        lists.push(Allowlist::read(path)?);
-    }
+    lists.extend(read_recordings(recordings)?);
     Ok(probes::Evidence::from_allowlists(&lists))
+}
+
+/// Reads every recording (`--recording`, audit's runs).
+pub(crate) fn read_recordings(paths: &[PathBuf]) -> Result<Vec<Allowlist>, VerifyError> {
+    paths
+        .iter()
+        .map(|p| Allowlist::read(p).map_err(VerifyError::from))
+        .collect()
 }
 
 /// The filter a profile compiles into, as the kernel gets it.
