@@ -122,6 +122,9 @@ pub fn layout(page: &Path, width: u32, height: u32, selector: &str) -> Layout {
         inner_width: numbers[1],
         inner_height: numbers[2],
         element_bottom: numbers[3],
-        widest: widest.replace("&amp;", "&").replace("&lt;", "<").replace("&gt;", ">"),
+        widest: widest
+            .replace("&amp;", "&")
+            .replace("&lt;", "<")
+            .replace("&gt;", ">"),
     }
 }

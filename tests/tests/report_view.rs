@@ -73,11 +73,7 @@ fn report_html_fits_every_window_and_opens_with_the_verdict() {
     let shots = workspace_root().join("target/report-screenshots");
     std::fs::create_dir_all(&shots).unwrap();
     let cases = [
-        (
-            "passed",
-            audit.join("verify.json"),
-            "Ready to commit",
-        ),
+        ("passed", audit.join("verify.json"), "Ready to commit"),
         ("failed", failed_verify(dir.path()), "Not ready to commit"),
     ];
     for (name, verify, verdict) in cases {
