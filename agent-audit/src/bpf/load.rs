@@ -584,8 +584,7 @@ fn adopted_state(dir: &PinDir, fingerprint: &str) -> Result<Option<PinState>, Bp
                 "{}: removing the pins of a recorder that never finished pinning",
                 dir.path().display()
             );
-            pin::unpin(dir.path(), pin::UnpinWhen::Always)?;
-            PinDir::open(dir.path())?;
+            pin::remove_pins(dir.path())?;
             Ok(None)
         }
         None => Ok(None),

@@ -37,6 +37,12 @@ pub enum PinError {
         /// This build's.
         ours: String,
     },
+    /// Another process holds the directory (a running recorder, or `unpin`).
+    #[error(
+        "{0} is in use by another agent-audit process (a recorder with the same --pin-dir, or \
+         unpin): one at a time"
+    )]
+    InUse(PathBuf),
     /// The directory is not on a BPF file system.
     #[error("{0} is not on a BPF file system (bpffs): mount one at {BPFFS} or choose a directory on one")]
     NotBpffs(PathBuf),
@@ -69,7 +75,7 @@ impl PinError {
     pub fn exit_code(&self) -> crate::exit::ExitCode {
         use crate::exit::ExitCode;
         match self {
-            PinError::OtherBuild { .. } => ExitCode::PINNED_OTHER_BUILD,
+            PinError::OtherBuild { .. } | PinError::InUse(_) => ExitCode::PINNED_OTHER_BUILD,
             PinError::NotBpffs(_) | PinError::NotALink => ExitCode::UNAVAILABLE,
             PinError::Io { .. } | PinError::Link { .. } => ExitCode::IO,
         }
@@ -107,10 +113,11 @@ impl PinState {
     }
 }
 
-/// A pin directory.
+/// A pin directory, locked (`flock`) by this process for as long as the value lives.
 #[derive(Clone, Debug)]
 pub struct PinDir {
     dir: PathBuf,
+    _lock: std::sync::Arc<std::fs::File>,
 }
 
 impl PinDir {
@@ -129,6 +136,7 @@ impl PinDir {
         }
         Ok(Self {
             dir: dir.to_path_buf(),
+            _lock: std::sync::Arc::new(lock(dir)?),
         })
     }
 
@@ -270,6 +278,14 @@ pub enum Unpinned {
 
 /// Removes every pin under `dir` (links first: that detaches the programs) and the directory.
 pub fn unpin(dir: &Path, when: UnpinWhen) -> Result<Unpinned, PinError> {
+    let _lock = match lock(dir) {
+        Ok(file) => Some(file),
+        // Nothing there: nothing to remove.
+        Err(PinError::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
+            return Ok(Unpinned::Removed(0))
+        }
+        Err(e) => return Err(e),
+    };
     if when == UnpinWhen::OtherBuild {
         let ours = fingerprint(
             super::load::object(),
@@ -281,6 +297,17 @@ pub fn unpin(dir: &Path, when: UnpinWhen) -> Result<Unpinned, PinError> {
             return Ok(Unpinned::KeptOwnBuild);
         }
     }
+    let removed = remove_pins(dir)?;
+    for sub in ["links", "maps", STATE] {
+        remove_dir_if_there(&dir.join(sub))?;
+    }
+    remove_dir_if_there(dir)?;
+    Ok(Unpinned::Removed(removed))
+}
+
+/// Removes every pin under `dir` (links first: that detaches the programs) and the state;
+/// the directories stay. Returns how many pins were removed.
+pub(super) fn remove_pins(dir: &Path) -> Result<usize, PinError> {
     let mut removed = 0;
     for sub in ["links", "maps"] {
         let sub = dir.join(sub);
@@ -299,16 +326,34 @@ pub fn unpin(dir: &Path, when: UnpinWhen) -> Result<Unpinned, PinError> {
             std::fs::remove_file(&path).map_err(|source| PinError::Io { path, source })?;
             removed += 1;
         }
-        remove_dir_if_there(&sub)?;
     }
     if let Ok(entries) = std::fs::read_dir(dir.join(STATE)) {
         for entry in entries.flatten() {
             remove_dir_if_there(&entry.path())?;
         }
     }
-    remove_dir_if_there(&dir.join(STATE))?;
-    remove_dir_if_there(dir)?;
-    Ok(Unpinned::Removed(removed))
+    Ok(removed)
+}
+
+/// An exclusive `flock` on `dir` (any file system takes one), without waiting.
+fn lock(dir: &Path) -> Result<std::fs::File, PinError> {
+    use std::os::fd::AsRawFd as _;
+    let file = std::fs::File::open(dir).map_err(|source| PinError::Io {
+        path: dir.to_path_buf(),
+        source,
+    })?;
+    // SAFETY: flock on an fd this function owns.
+    if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+        let err = std::io::Error::last_os_error();
+        return Err(match err.raw_os_error() {
+            Some(libc::EWOULDBLOCK) => PinError::InUse(dir.to_path_buf()),
+            _ => PinError::Io {
+                path: dir.to_path_buf(),
+                source: err,
+            },
+        });
+    }
+    Ok(file)
 }
 
 fn remove_dir_if_there(dir: &Path) -> Result<(), PinError> {
