@@ -572,21 +572,23 @@ impl SyscallCounter {
 /// `None` when nothing complete is pinned there (stale pins of a start that never finished
 /// pinning are removed: their counts belong to no recording). Another build's: refused.
 fn adopted_state(dir: &PinDir, fingerprint: &str) -> Result<Option<PinState>, BpfError> {
+    let stale = || -> Result<Option<PinState>, BpfError> {
+        tracing::warn!(
+            "{}: removing the pins of a recorder that never finished pinning",
+            dir.path().display()
+        );
+        pin::remove_pins(dir.path())?;
+        Ok(None)
+    };
     match dir.state()? {
+        Some(_) if !dir.holds_links() => stale(),
         Some(state) if state.fingerprint == fingerprint => Ok(Some(state)),
         Some(state) => Err(BpfError::Pin(PinError::OtherBuild {
             dir: dir.path().to_path_buf(),
             found: state.fingerprint,
             ours: fingerprint.to_string(),
         })),
-        None if dir.holds_pins() => {
-            tracing::warn!(
-                "{}: removing the pins of a recorder that never finished pinning",
-                dir.path().display()
-            );
-            pin::remove_pins(dir.path())?;
-            Ok(None)
-        }
+        None if dir.holds_pins() => stale(),
         None => Ok(None),
     }
 }

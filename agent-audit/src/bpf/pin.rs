@@ -162,6 +162,11 @@ impl PinDir {
             .any(|sub| std::fs::read_dir(self.dir.join(sub)).is_ok_and(|mut d| d.next().is_some()))
     }
 
+    /// Whether any link is pinned here (a state without links holds nothing to adopt).
+    pub(super) fn holds_links(&self) -> bool {
+        std::fs::read_dir(self.dir.join("links")).is_ok_and(|mut d| d.next().is_some())
+    }
+
     /// Records how this recorder attached; written last, once every link is pinned, so that a
     /// state always means complete pins. bpffs holds no regular files: each field is the name
     /// of an empty directory under `state/` (`key=value`), on the node like the pins and gone

@@ -2,6 +2,7 @@
 //! one's allowlist file current until the target goes away, a signal arrives, or time is up.
 
 mod daemon;
+mod lookups;
 mod outputs;
 pub mod recording;
 mod waiting;
