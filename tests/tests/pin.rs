@@ -3,7 +3,8 @@
 //! and started again a second later with the same directory adopts them: the final count is
 //! the loop's, exactly. A cgroup created below a watched parent while no recorder runs is
 //! recorded from its first syscall. `unpin` leaves no program, map or link of the recorder's
-//! (`bpftool`), and a directory holding another build's pins, or in use by another recorder,
+//! (`bpftool`); a Docker container started and ended while no recorder ran is recorded from its
+//! first syscall; a directory holding another build's pins, or in use by another recorder,
 //! is refused with exit 75.
 
 use std::path::{Path, PathBuf};
@@ -314,4 +315,84 @@ fn root_other_build_or_a_running_recorder_is_refused_with_75() {
     )
     .assert_code(0);
     assert!(!pins.0.exists());
+}
+
+/// Removes the container on drop.
+struct DockerRm(String);
+
+impl Drop for DockerRm {
+    fn drop(&mut self) {
+        let _ = Command::new("docker")
+            .args(["rm", "--force", &self.0])
+            .output();
+    }
+}
+
+#[test]
+fn root_a_container_started_while_no_recorder_ran_is_recorded_from_its_first_call() {
+    require_root();
+    const CONTAINER_CALLS: u64 = 100_000;
+    let work = tempfile::tempdir().unwrap();
+    build_static_c(work.path(), "loop", LOOP_C);
+    let name = unique_name("pin-container");
+    let _rm = DockerRm(name.clone());
+    run_ok(
+        Command::new("docker")
+            .args(["create", "--network", "none", "--name", &name, "-v"])
+            .arg(format!("{}:/w:ro", work.path().display()))
+            .args([
+                agent_audit_tests::container::docker_busybox_image(),
+                "/w/loop",
+                &CONTAINER_CALLS.to_string(),
+            ]),
+        TIMEOUT,
+    );
+    let pins = Pins::new();
+    let out = work.path().join("container.json");
+    let start = || {
+        let mut recorder = Running::spawn(
+            Command::new(agent_audit_bin())
+                .args(["record", "--wait", "--keep-waiting", "--container", &name])
+                .args(["--interval", "0.5", "--pin-dir"])
+                .arg(pins.arg())
+                .arg("--out")
+                .arg(&out),
+        );
+        wait_until("armed", TIMEOUT, || {
+            recorder.has_exited() || recorder.stderr_so_far().contains("armed for")
+        });
+        assert!(!recorder.has_exited(), "{}", recorder.stderr_so_far());
+        recorder
+    };
+    let first = start();
+    first.signal(libc::SIGTERM);
+    first.finish(TIMEOUT, "the first recorder").assert_code(0);
+
+    // The container runs, start to end, while no recorder runs.
+    run(Command::new("docker").args(["start", "-a", &name]), TIMEOUT).assert_code(0);
+
+    let second = start();
+    wait_until("the container's file", TIMEOUT, || {
+        std::fs::read_to_string(&out)
+            .ok()
+            .and_then(|t| Allowlist::parse(&t).ok())
+            .is_some_and(|l| l.count("getppid") == CONTAINER_CALLS)
+    });
+    second.signal(libc::SIGTERM);
+    let done = second.finish(TIMEOUT, "the second recorder");
+    done.assert_code(0);
+    let list = Allowlist::read(&out);
+    assert_eq!(list.count("getppid"), CONTAINER_CALLS, "{:#}", list.0);
+    // From its first syscall: the runtime's init (runc's, before the loop's exec) is there.
+    assert!(
+        !list.rows("runtime_init").is_empty(),
+        "no runtime init: {:#}",
+        list.0
+    );
+    assert_eq!(
+        list.target()["container"]["name"],
+        name.as_str(),
+        "{:#}",
+        list.0
+    );
 }
