@@ -17,6 +17,9 @@ elif [ -n "${INPUT_CGROUP_GLOB:-}" ]; then
 else
     die "start needs container or cgroup-glob"
 fi
+pin=()
+# Counts kept in the kernel across a recorder's death: another `start` adopts them.
+[ -n "${INPUT_PIN_DIR:-}" ] && pin=(--pin-dir "$INPUT_PIN_DIR")
 command -v "$binary" > /dev/null || die "$binary not found (set the binary input)"
 if [ -s "$pid_file" ] && kill -0 "$(cat "$pid_file")" 2> /dev/null; then
     die "a recorder started by this action already runs (pid $(cat "$pid_file"))"
@@ -25,7 +28,7 @@ mkdir -p "$state_dir"
 rm -f "$ready_file"
 
 # setsid + redirections: the recorder outlives this step and holds none of its pipes.
-setsid "${sudo[@]}" "$(command -v "$binary")" record --wait "${target[@]}" \
+setsid "${sudo[@]}" "$(command -v "$binary")" record --wait "${target[@]}" "${pin[@]}" \
     --ready-file "$ready_file" < /dev/null > "$log_file" 2>&1 &
 echo $! > "$pid_file"
 

@@ -24,6 +24,10 @@ if "${sudo[@]}" kill -0 "$pid" 2> /dev/null; then
     die "the recorder (pid $pid) did not exit within 60 s of SIGTERM"
 fi
 rm -f "$pid_file"
+# The final files are written: nothing of the recorder stays attached after the job.
+if [ -n "${INPUT_PIN_DIR:-}" ]; then
+    "${sudo[@]}" "$(command -v "$binary")" unpin "$INPUT_PIN_DIR"
+fi
 echo "agent-audit: recorder log:"
 cat "$log_file" 2> /dev/null || true
 

@@ -26,6 +26,9 @@ impl ExitCode {
     pub const CANT_CREATE: Self = Self(73);
     /// Any other I/O error.
     pub const IO: Self = Self(74);
+    /// `record --pin-dir`: the directory holds another build's (or other options') pinned
+    /// programs; `agent-audit unpin DIR` removes them.
+    pub const PINNED_OTHER_BUILD: Self = Self(75);
     /// Missing privileges: not root, or lacking CAP_BPF / CAP_PERFMON / CAP_SYS_ADMIN.
     pub const NO_PERM: Self = Self(77);
 }
@@ -65,6 +68,8 @@ EXIT CODES:
         another user's FIFO or device that stops reading (given 5 s)
     74  other I/O error (`--help` into a full device included); `record --metrics`
         cannot listen on its address
+    75  `record --pin-dir DIR`: DIR holds programs pinned by another agent-audit build
+        or with other options (`agent-audit unpin DIR` removes them)
     77  missing privileges (root, or CAP_BPF + CAP_PERFMON, or CAP_SYS_ADMIN)
     `run` exits with the command's own status (128+N if a signal N ended it) once the
     command has started; 127 if it was not found, 126 if it could not be executed, 74 if

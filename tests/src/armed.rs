@@ -46,6 +46,16 @@ impl ArmedRecorder {
         }
     }
 
+    /// Ends the recorder with SIGTERM (a `--keep-waiting` one does not end by itself); asserts
+    /// it exited 0.
+    pub fn stop(mut self, timeout: Duration) -> Finished {
+        let running = self.running.take().expect("stopped once");
+        running.signal(libc::SIGTERM);
+        let done = running.finish(timeout, "agent-audit record --wait (SIGTERM)");
+        done.assert_code(0);
+        done
+    }
+
     /// Waits for the recorder to exit on its own (every recorded cgroup gone); asserts it
     /// exited 0.
     pub fn finish(mut self, timeout: Duration) -> Finished {

@@ -35,6 +35,7 @@ pub struct FakeEngine {
     /// Its socket.
     pub socket: PathBuf,
     stop: Arc<AtomicBool>,
+    stalled: Arc<AtomicBool>,
     thread: Option<JoinHandle<()>>,
     _dir: tempfile::TempDir,
 }
@@ -47,22 +48,36 @@ impl FakeEngine {
         let listener = UnixListener::bind(&socket).unwrap();
         let stop = Arc::new(AtomicBool::new(false));
         let stopped = Arc::clone(&stop);
+        let stalled = Arc::new(AtomicBool::new(false));
+        let silent = Arc::clone(&stalled);
         let thread = std::thread::spawn(move || {
+            // Connections taken while stalled: held open, never read nor answered.
+            let mut held = Vec::new();
             for stream in listener.incoming() {
                 if stopped.load(Ordering::SeqCst) {
                     break;
                 }
-                if let Ok(stream) = stream {
-                    answer(stream, &answers);
+                match stream {
+                    Ok(stream) if silent.load(Ordering::SeqCst) => held.push(stream),
+                    Ok(stream) => answer(stream, &answers),
+                    Err(_) => {}
                 }
             }
         });
         Self {
             socket,
             stop,
+            stalled,
             thread: Some(thread),
             _dir: dir,
         }
+    }
+}
+
+impl FakeEngine {
+    /// From now on the engine accepts connections and never answers: a stalled engine.
+    pub fn stall(&self) {
+        self.stalled.store(true, Ordering::SeqCst);
     }
 }
 

@@ -286,3 +286,46 @@ fn root_action_scripts_record_a_cgroup_pattern() {
     let summary = fs::read_to_string(runner.summary_file()).unwrap();
     assert!(summary.contains("2 run(s)"), "{summary}");
 }
+
+/// `pin-dir`: a recorder killed between `start` and `stop` is started again by another
+/// `start` with the same pin-dir and loses nothing — a cgroup born while none ran included —
+/// and `stop` removes the pins.
+#[test]
+fn root_action_scripts_with_a_pin_dir_survive_a_killed_recorder() {
+    require_root();
+    let dir = tempfile::tempdir().unwrap();
+    let runner = Runner {
+        dir: dir.path().to_path_buf(),
+    };
+    let pins = std::path::Path::new("/sys/fs/bpf").join(unique_name("aa-action-pin"));
+    let pin_dir = pins.to_str().unwrap();
+    let parent = agent_audit_tests::cgroup::ScratchCgroup::new(&unique_name("aa-action-pin"));
+    let pattern = format!("{}/job-*", parent.rel.trim_start_matches('/'));
+    let inputs = [("cgroup-glob", pattern.as_str()), ("pin-dir", pin_dir)];
+    runner.step("start.sh", &inputs).0.assert_code(0);
+    let pid: i32 = fs::read_to_string(runner.out_dir().join(".recorder/pid"))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    // SAFETY: kill(2) of the recorder this test started.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGKILL) }, 0);
+    agent_audit_tests::process::wait_until("the recorder's end", TIMEOUT, || {
+        // SAFETY: kill(2) with signal 0 only checks the pid.
+        unsafe { libc::kill(pid, 0) != 0 }
+    });
+    let child = agent_audit_tests::cgroup::ScratchCgroup::at(&format!("{}/job-gap", parent.rel));
+    let mut cmd = Command::new("/bin/busybox");
+    cmd.args(["ls", "/"]);
+    child.contain(&mut cmd);
+    run(&mut cmd, TIMEOUT).assert_code(0);
+
+    runner.step("start.sh", &inputs).0.assert_code(0);
+    let (stopped, outputs) = runner.step("stop.sh", &[("pin-dir", pin_dir)]);
+    stopped.assert_code(0);
+    assert!(
+        outputs["allowlists"].ends_with("job-gap.allowlist.json"),
+        "{outputs:?}\n{stopped:#?}"
+    );
+    assert!(!pins.exists(), "stop left {pin_dir}");
+}

@@ -311,6 +311,69 @@ fn target_cases(inputs: &Inputs) -> Vec<Case> {
     ]
 }
 
+/// `record --pin-dir`: a directory holding another build's pins (75, naming `unpin`), and one
+/// not on bpffs (69). `other_build` is prepared by [`OtherBuildPins`].
+fn pin_cases(inputs: &Inputs, other_build: &Path) -> Vec<Case> {
+    let out = inputs.path("out.json");
+    vec![
+        case(
+            &[
+                &"record",
+                &"--cgroup",
+                &"/",
+                &"--pin-dir",
+                &other_build,
+                &"--out",
+                &out,
+            ],
+            75,
+            &["another agent-audit build", "agent-audit unpin"],
+        ),
+        case(
+            &[
+                &"record",
+                &"--cgroup",
+                &"/",
+                &"--pin-dir",
+                &inputs.path("pins"),
+                &"--out",
+                &out,
+            ],
+            69,
+            &["not on a BPF file system"],
+        ),
+    ]
+}
+
+/// A pin directory on bpffs whose state names another build (a link entry stands for the
+/// pinned links: bpffs takes directories, not files); removed on drop.
+struct OtherBuildPins(PathBuf);
+
+impl OtherBuildPins {
+    fn new() -> Self {
+        let dir = Path::new("/sys/fs/bpf").join(format!("exit-codes-pin-{}", std::process::id()));
+        for sub in ["links/0", "maps", "state/fingerprint=0123456789abcdef"] {
+            fs::create_dir_all(dir.join(sub)).unwrap();
+        }
+        Self(dir)
+    }
+}
+
+impl Drop for OtherBuildPins {
+    fn drop(&mut self) {
+        for sub in [
+            "links/0",
+            "links",
+            "maps",
+            "state/fingerprint=0123456789abcdef",
+            "state",
+            "",
+        ] {
+            let _ = fs::remove_dir(self.0.join(sub));
+        }
+    }
+}
+
 /// Usage errors of clap's own.
 fn usage_cases() -> Vec<Case> {
     vec![
@@ -544,6 +607,8 @@ fn root_each_error_class_exits_with_its_documented_code() {
     cases.extend(usage_cases());
     cases.extend(lenient_input_cases(&inputs));
     cases.extend(vanishing_output_cases(&inputs));
+    let other_build = OtherBuildPins::new();
+    cases.extend(pin_cases(&inputs, &other_build.0));
     // Takes connections and never answers them (nothing accepts).
     let _silent = std::os::unix::net::UnixListener::bind(inputs.path("silent.sock")).unwrap();
     for case in &cases {

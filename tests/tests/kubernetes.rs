@@ -268,6 +268,8 @@ fn root_the_daemonsets_command_arms_and_passes_its_readiness_probe() {
     let ready = dir.path().join("armed");
     // The node's kubelet tree, here a scratch one (systemd driver, no pods yet).
     let root = ScratchCgroup::at(&unique_name("aa-kubelet"));
+    // The node's pin directory, here a scratch one, removed however the test ends.
+    let pins = PinDir(Path::new("/sys/fs/bpf").join(unique_name("aa-kubelet")));
     fs::create_dir_all(root.dir.join("kubepods.slice/kubepods-burstable.slice")).unwrap();
     fs::create_dir_all(root.dir.join("kubepods.slice/kubepods-besteffort.slice")).unwrap();
     let args: Vec<String> = args
@@ -275,6 +277,7 @@ fn root_the_daemonsets_command_arms_and_passes_its_readiness_probe() {
         .map(|a| match a.as_str() {
             "/out" => dir.path().display().to_string(),
             "/tmp/armed" => ready.display().to_string(),
+            "/sys/fs/bpf/agent-audit" => pins.0.display().to_string(),
             _ => a,
         })
         .collect();
@@ -318,4 +321,18 @@ fn root_the_daemonsets_command_arms_and_passes_its_readiness_probe() {
         .finish(TIMEOUT, "the DaemonSet's recorder")
         .assert_code(0);
     assert!(!probe_ok(), "the probe passes after the recorder ended");
+    // Its programs stay pinned for the next recorder.
+    assert!(pins.0.join("links").read_dir().unwrap().next().is_some());
+}
+
+/// A pin directory, unpinned on drop.
+struct PinDir(PathBuf);
+
+impl Drop for PinDir {
+    fn drop(&mut self) {
+        let _ = Command::new(agent_audit_bin())
+            .arg("unpin")
+            .arg(&self.0)
+            .output();
+    }
 }

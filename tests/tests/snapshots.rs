@@ -276,3 +276,63 @@ fn record_interval_with_out_stdout_is_a_usage_error() {
         .assert_stderr_mentions(&["--interval with --out -", "final allowlist"]);
     assert_eq!(done.stdout, "");
 }
+
+/// Every target's snapshot follows its own calls while the recorder runs, whatever its slot:
+/// the kernel's `DIRTY` flags are 8 bytes apart in the mapped array, and a reader that took
+/// them 4 bytes apart saw slot 1 never change and slot 2 change with slot 1.
+#[test]
+fn root_snapshots_of_every_slot_follow_its_own_calls() {
+    require_root();
+    const TARGETS: u64 = 4;
+    let work = tempfile::tempdir().unwrap();
+    let looped = agent_audit_tests::build_static_c(
+        work.path(),
+        "loop",
+        "#include <stdlib.h>\n#include <unistd.h>\n#include <sys/syscall.h>\n\
+         int main(int argc, char **argv) {\n\
+             long n = argc > 1 ? atol(argv[1]) : 0;\n\
+             for (long i = 0; i < n; i++) syscall(SYS_getppid);\n\
+             return 0;\n}\n",
+    );
+    let cgroups: Vec<ScratchCgroup> = (0..TARGETS)
+        .map(|i| ScratchCgroup::new(&unique_name(&format!("slot{i}"))))
+        .collect();
+    let out_dir = work.path().join("out");
+    fs::create_dir(&out_dir).unwrap();
+    let mut cmd = Command::new(agent_audit_bin());
+    cmd.args(["record", "--interval", "0.2", "--out-dir"])
+        .arg(&out_dir);
+    for c in &cgroups {
+        cmd.args(["--cgroup", &c.rel]);
+    }
+    let mut recorder = Running::spawn(&mut cmd);
+    let file_of = |c: &ScratchCgroup| {
+        let name = c.rel.rsplit('/').next().unwrap().to_string();
+        out_dir.join(format!("{name}.allowlist.json"))
+    };
+    let getppids = |c: &ScratchCgroup| {
+        fs::read_to_string(file_of(c))
+            .ok()
+            .and_then(|t| Allowlist::parse(&t).ok())
+            .map(|l| l.count("getppid"))
+    };
+    wait_until("every target's first snapshot", TIMEOUT, || {
+        recorder.has_exited() || cgroups.iter().all(|c| getppids(c).is_some())
+    });
+    // Last slot first: each target calls while the others are idle.
+    for (i, c) in cgroups.iter().enumerate().rev() {
+        let calls = 1000 * (i as u64 + 1);
+        let mut workload = Command::new(&looped);
+        workload.arg(calls.to_string());
+        c.contain(&mut workload);
+        assert!(workload.status().unwrap().success());
+        wait_until(
+            &format!("target {i}'s snapshot to show its calls"),
+            TIMEOUT,
+            || recorder.has_exited() || getppids(c) == Some(calls),
+        );
+        assert_eq!(getppids(c), Some(calls), "{}", recorder.stderr_so_far());
+    }
+    recorder.signal(libc::SIGTERM);
+    recorder.finish(TIMEOUT, "record").assert_code(0);
+}

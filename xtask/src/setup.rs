@@ -34,6 +34,7 @@ const TEST_PACKAGES: &[&str] = &[
     "debootstrap", // the Debian root filesystem of the Debian container test
     "golang-go",   // the Go workload (tests/data/workloads/go_http), built static
     "podman",      // the second engine (tests/tests/engines.rs), with runc
+    "bpftool",     // what `unpin` leaves in the kernel (tests/tests/pin.rs)
 ];
 
 /// Debian packages `cargo xtask bench` uses: the reference tracers, bpftool (the BPF-statistics

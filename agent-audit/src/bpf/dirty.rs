@@ -8,7 +8,11 @@ use std::sync::atomic::{AtomicU32, Ordering};
 
 use aya::maps::MapData;
 
-/// The mapped words, one per slot.
+/// A BPF array lays its values out `round_up(value_size, 8)` bytes apart (`array_map_alloc`),
+/// also in the mmap-ed view: the kernel program's `u32` for slot `i` is at byte `8 * i`.
+const ELEMENT_STRIDE: usize = 8;
+
+/// The mapped words, one per slot, each at the start of its 8-byte element.
 pub(super) struct DirtyWords {
     words: NonNull<AtomicU32>,
     len: usize,
@@ -22,7 +26,7 @@ impl DirtyWords {
         // SAFETY: sysconf has no preconditions.
         let page = usize::try_from(unsafe { libc::sysconf(libc::_SC_PAGESIZE) })
             .map_err(|_| std::io::Error::last_os_error())?;
-        let mapped_bytes = (len * std::mem::size_of::<u32>()).next_multiple_of(page);
+        let mapped_bytes = (len * ELEMENT_STRIDE).next_multiple_of(page);
         // SAFETY: a shared mapping of a BPF array map's values, offset 0, no larger than the
         // map's (page-rounded) value area; the kernel refuses anything else.
         let addr = unsafe {
@@ -56,11 +60,22 @@ impl DirtyWords {
         word.swap(0, Ordering::AcqRel) != 0
     }
 
+    /// Marks every slot as changed: a recorder that adopts pinned maps has read none of them.
+    pub(super) fn mark_all(&self) {
+        for slot in (0u32..).take(self.len) {
+            if let Some(word) = self.word(slot) {
+                word.store(1, Ordering::Release);
+            }
+        }
+    }
+
     fn word(&self, slot: u32) -> Option<&AtomicU32> {
         let index = slot as usize;
-        // SAFETY: `index < len` words lie in the mapping, which lives as long as `self`;
-        // `AtomicU32` has the layout of the kernel's `u32`, and every access is atomic.
-        (index < self.len).then(|| unsafe { &*self.words.as_ptr().add(index) })
+        let words_per_element = ELEMENT_STRIDE / std::mem::size_of::<u32>();
+        // SAFETY: `index < len` elements of ELEMENT_STRIDE bytes lie in the mapping, which lives
+        // as long as `self`; `AtomicU32` has the layout of the kernel's `u32` at the start of
+        // each element, and every access is atomic.
+        (index < self.len).then(|| unsafe { &*self.words.as_ptr().add(index * words_per_element) })
     }
 }
 

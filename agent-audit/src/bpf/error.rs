@@ -42,6 +42,9 @@ pub enum BpfError {
     /// The object lacks an expected map or program (a build mismatch).
     #[error("the embedded kernel program has no {0}: rebuild with `cargo xtask build`")]
     Missing(&'static str),
+    /// A pin directory could not be used (`record --pin-dir`, `unpin`).
+    #[error(transparent)]
+    Pin(#[from] super::pin::PinError),
     /// All target slots are in use.
     #[error("at most {MAX_TARGETS} targets can be watched at once")]
     TooManyTargets,
@@ -90,7 +93,9 @@ impl BpfError {
     pub fn exit_code(&self) -> crate::exit::ExitCode {
         use crate::exit::ExitCode;
         match self {
+            BpfError::Pin(e @ super::pin::PinError::OtherBuild { .. }) => e.exit_code(),
             e if e.is_permission_denied() => ExitCode::NO_PERM,
+            BpfError::Pin(e) => e.exit_code(),
             BpfError::Map { .. } | BpfError::Missing(_) => ExitCode::SOFTWARE,
             BpfError::TooManyTargets => ExitCode::USAGE,
             BpfError::NoBtf { .. } | BpfError::Load(_) | BpfError::Attach { .. } => {

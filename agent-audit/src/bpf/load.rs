@@ -17,9 +17,11 @@ use agent_audit_ebpf::{
     PROG_SYS_ENTER_BTF, PROG_SYS_ENTER_EMPTY, PROG_SYS_ENTER_RAW, PROG_SYS_EXIT,
 };
 use aya::maps::RingBuf;
+use aya::programs::links::FdLink;
 use aya::programs::{BtfTracePoint, RawTracePoint, TracePoint};
 use aya::{Btf, EbpfLoader};
 
+use super::pin::{self, PinDir, PinError, PinState};
 use super::slots::SlotPool;
 use super::{
     args, btf_scan, departures, dirty, refusals, BpfError, ExitCounting, KernelLayout,
@@ -203,7 +205,51 @@ impl SyscallCounter {
     /// Loads the embedded program and attaches the counter to `sys_enter`. Counting starts
     /// for targets as they are added.
     pub fn load(opts: CounterOptions) -> Result<Self, BpfError> {
-        Self::load_with_slots(opts, MAX_TARGETS, ExitCounting::Off)
+        Self::load_with_slots(opts, MAX_TARGETS, ExitCounting::Off, None)
+    }
+
+    /// Like [`SyscallCounter::load`], with every map pinned in `dir` (`record --pin-dir`).
+    /// When a recorder of this build pinned its programs there and ended, they still count:
+    /// they are adopted — nothing is attached, the maps are the same, every target keeps its
+    /// slot and counts — and [`Self::pin_links`] does nothing. Another build's pins are
+    /// refused ([`PinError::OtherBuild`]).
+    pub fn load_pinned(opts: CounterOptions, dir: PinDir) -> Result<Self, BpfError> {
+        Self::load_with_slots(opts, MAX_TARGETS, ExitCounting::Off, Some(dir))
+    }
+
+    /// Pins every link of a counter loaded with [`Self::load_pinned`] and writes the pin
+    /// state: from then on the programs count until `agent-audit unpin`, and a later
+    /// recorder adopts them. Called once everything is attached (capability checks too).
+    pub fn pin_links(&mut self) -> Result<(), BpfError> {
+        let Some(dir) = self.pins.clone() else {
+            return Ok(());
+        };
+        if self.adopted {
+            return Ok(());
+        }
+        for (index, attachment) in std::mem::take(&mut self.attachments)
+            .into_iter()
+            .enumerate()
+        {
+            let link = attachment
+                .into_fd_link()
+                .ok_or(BpfError::Pin(PinError::NotALink))?;
+            dir.pin_link(index, link)?;
+        }
+        let state = PinState {
+            fingerprint: self.fingerprint.clone(),
+            sys_enter: self.attach.name().to_string(),
+            refusals: self.counts_refusals,
+            departures: self.departures_watched,
+            capabilities: self.capability_hook.map(|h| h.name().to_string()),
+        };
+        dir.write_state(&state)?;
+        Ok(())
+    }
+
+    /// Whether this counter adopted a previous recorder's pinned programs.
+    pub fn adopted(&self) -> bool {
+        self.adopted
     }
 
     /// Like [`SyscallCounter::load`], with room to count every slot's syscall exits too
@@ -211,7 +257,7 @@ impl SyscallCounter {
     /// counters are maps of the counters' size: loaded for every slot only here, so
     /// that a recorder does not hold them (12 MiB at 256 slots).
     pub fn load_counting_exits(opts: CounterOptions) -> Result<Self, BpfError> {
-        Self::load_with_slots(opts, MAX_TARGETS, ExitCounting::On)
+        Self::load_with_slots(opts, MAX_TARGETS, ExitCounting::On, None)
     }
 
     /// Like [`SyscallCounter::load`], for one command (`run`, `verify`): a single target
@@ -219,14 +265,20 @@ impl SyscallCounter {
     /// zeroes when the object is loaded: at 256 slots, and when they were per CPU, that was
     /// tens of milliseconds of every start-up.
     pub fn load_for_command(opts: CounterOptions) -> Result<Self, BpfError> {
-        Self::load_with_slots(opts, 1, ExitCounting::On)
+        Self::load_with_slots(opts, 1, ExitCounting::On, None)
     }
 
     fn load_with_slots(
         opts: CounterOptions,
         slots: u32,
         exits: ExitCounting,
+        pins: Option<PinDir>,
     ) -> Result<Self, BpfError> {
+        let fingerprint = pin::fingerprint(OBJECT, opts, slots, exits);
+        let adopting = match &pins {
+            Some(dir) => adopted_state(dir, &fingerprint)?,
+            None => None,
+        };
         let mode = opts.attach;
         let btf_path = btf_path();
         let use_btf = match mode {
@@ -275,6 +327,19 @@ impl SyscallCounter {
             loader.btf(None);
         }
         let tables = size_maps(&mut loader, slots, exits)?;
+        let map_pins: Vec<(String, PathBuf)> = match &pins {
+            Some(dir) => map_names()
+                .into_iter()
+                .map(|name| {
+                    let path = dir.map_path(&name);
+                    (name, path)
+                })
+                .collect(),
+            None => Vec::new(),
+        };
+        for (name, path) in &map_pins {
+            loader.map_pin_path(name.as_str(), path.as_path());
+        }
         let globals = Globals {
             refusals: u32::from(refusal_btfs.is_some()),
             ..Globals::new(
@@ -316,8 +381,15 @@ impl SyscallCounter {
             counts_refusals: false,
             departures_watched: false,
             capability_hook: None,
+            pins,
+            adopted: false,
+            fingerprint,
         };
         counter.dirty = counter.map_dirty_words();
+        if let Some(state) = adopting {
+            counter.adopt(&state)?;
+            return Ok(counter);
+        }
         counter.bump_generation()?;
         tracing::debug!(elapsed = ?started.elapsed(), "object loaded, maps created");
         let sys_enter = match (use_btf, &attach_btf) {
@@ -397,6 +469,11 @@ impl SyscallCounter {
         let refused = refused?;
         self.counts_refusals = !refused.is_empty();
         self.attachments.extend(refused);
+        self.take_exec_events()
+    }
+
+    /// Takes the exec ring buffer out of the object, to read it.
+    pub(super) fn take_exec_events(&mut self) -> Result<(), BpfError> {
         let map = self
             .ebpf
             .take_map(MAP_EXEC_EVENTS)
@@ -492,6 +569,31 @@ impl SyscallCounter {
     }
 }
 
+/// The state of the previous recorder pinned in `dir` when it is this build's (to adopt);
+/// `None` when nothing complete is pinned there (stale pins of a start that never finished
+/// pinning are removed: their counts belong to no recording). Another build's: refused.
+fn adopted_state(dir: &PinDir, fingerprint: &str) -> Result<Option<PinState>, BpfError> {
+    let stale = || -> Result<Option<PinState>, BpfError> {
+        tracing::warn!(
+            "{}: removing the pins of a recorder that never finished pinning",
+            dir.path().display()
+        );
+        pin::remove_pins(dir.path())?;
+        Ok(None)
+    };
+    match dir.state()? {
+        Some(_) if !dir.holds_links() => stale(),
+        Some(state) if state.fingerprint == fingerprint => Ok(Some(state)),
+        Some(state) => Err(BpfError::Pin(PinError::OtherBuild {
+            dir: dir.path().to_path_buf(),
+            found: state.fingerprint,
+            ours: fingerprint.to_string(),
+        })),
+        None if dir.holds_pins() => stale(),
+        None => Ok(None),
+    }
+}
+
 /// Loads and attaches only the empty program: the benchmark's floor. Dropping the returned
 /// value detaches it.
 pub fn attach_empty_program() -> Result<impl Send, BpfError> {
@@ -531,8 +633,45 @@ pub(super) fn btf_path() -> PathBuf {
 }
 
 /// A program's attachment, owned apart from the loaded object: dropping it detaches the
-/// program (see [`SyscallCounter::detach_in_background`]).
-pub(super) type Attachment = Box<dyn Send>;
+/// program (see [`SyscallCounter::detach_without_waiting`]), pinning it keeps it attached.
+pub(super) type Attachment = Box<dyn PinnableLink>;
+
+/// A link that can become an [`FdLink`] to be pinned (every link agent-audit makes, where the
+/// kernel makes BPF links of them: classic tracepoints since 5.15).
+pub(super) trait PinnableLink: Send {
+    /// The link as an [`FdLink`]; `None` (and detached) where it is not a BPF link.
+    fn into_fd_link(self: Box<Self>) -> Option<FdLink>;
+}
+
+impl<T: Send + 'static> PinnableLink for T
+where
+    FdLink: TryFrom<T>,
+{
+    fn into_fd_link(self: Box<Self>) -> Option<FdLink> {
+        FdLink::try_from(*self).ok()
+    }
+}
+
+/// The embedded kernel object.
+pub(super) fn object() -> &'static [u8] {
+    OBJECT
+}
+
+/// The names of the object's maps (its symbols in the `maps` section), to pin them all.
+fn map_names() -> Vec<String> {
+    use object::{Object as _, ObjectSection as _, ObjectSymbol as _};
+    let Ok(file) = object::File::parse(OBJECT) else {
+        return Vec::new();
+    };
+    file.symbols()
+        .filter(|sym| {
+            sym.section_index()
+                .and_then(|i| file.section_by_index(i).ok())
+                .is_some_and(|sec| sec.name() == Ok("maps"))
+        })
+        .filter_map(|sym| sym.name().ok().map(str::to_string))
+        .collect()
+}
 
 /// See [`SyscallCounter::detach_without_waiting`].
 fn detach_in_grandchild(attachments: Vec<Attachment>) {

@@ -5,6 +5,7 @@
 //! programs); `tp_btf` additionally needs BTF (`CONFIG_DEBUG_INFO_BTF`, /sys/kernel/btf/vmlinux);
 //! recording argument values needs 5.12 (BPF atomic OR of flag bits into a shared array).
 
+mod adopt;
 mod args;
 mod attribution;
 mod batch;
@@ -16,6 +17,7 @@ mod error;
 pub mod footprint;
 mod layout;
 mod load;
+pub mod pin;
 mod read;
 mod refusals;
 mod slots;
@@ -92,6 +94,12 @@ pub struct SyscallCounter {
     counts_refusals: bool,
     /// How capability checks are counted, when they are (see `capabilities`).
     capability_hook: Option<CapabilityHook>,
+    /// Where the maps and links are pinned (`record --pin-dir`).
+    pins: Option<pin::PinDir>,
+    /// The programs were attached by an earlier recorder and adopted (see `adopt`).
+    adopted: bool,
+    /// What was loaded (see [`pin::fingerprint`]).
+    fingerprint: String,
 }
 
 /// Entries per CPU of the per-CPU direct-mapped tables (attribution, argument values): all

@@ -1,7 +1,7 @@
 //! Bookkeeping of target slots: which are free, which wait in the kernel's pool for a cgroup
 //! created below a watched parent, and which count a target.
 
-use std::collections::{HashSet, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 
 use super::TargetSlot;
 
@@ -31,6 +31,9 @@ pub(super) struct SlotPool {
     pub(super) waiting: VecDeque<u64>,
     /// Slots given to waiting children, not yet reported by `claimed_targets`.
     pub(super) assigned: Vec<(u64, TargetSlot)>,
+    /// Targets an adopted recorder's programs counted, by cgroup id: `add_target` takes its
+    /// slot back (counts kept) instead of a new one.
+    pub(super) adopted: HashMap<u64, u32>,
 }
 
 impl SlotPool {
@@ -42,6 +45,7 @@ impl SlotPool {
             pooling: false,
             waiting: VecDeque::new(),
             assigned: Vec::new(),
+            adopted: HashMap::new(),
         }
     }
 }
@@ -68,6 +72,14 @@ impl SlotTable {
             .zip(&self.0)
             .filter(|(_, s)| **s == SlotState::Free)
             .map(|(i, _)| i)
+    }
+
+    pub(super) fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    pub(super) fn any_pooled(&self) -> bool {
+        self.0.contains(&SlotState::Pooled)
     }
 
     pub(super) fn get(&self, slot: u32) -> SlotState {

@@ -27,6 +27,11 @@ impl SyscallCounter {
     }
 
     fn add_target_in_phase(&mut self, cgroup_id: u64, phase: u32) -> Result<TargetSlot, BpfError> {
+        if let Some(slot) = self.pool.adopted.remove(&cgroup_id) {
+            // Counted since an earlier recorder added it: its counts and phase are kept.
+            self.pool.table.set(slot, SlotState::Target(cgroup_id));
+            return Ok(TargetSlot(slot));
+        }
         let slot = self
             .pool
             .table
@@ -181,6 +186,7 @@ impl SyscallCounter {
             }
         }
         for (cgroup_id, slot) in &claimed {
+            self.pool.adopted.remove(cgroup_id);
             self.pool.table.set(slot.0, SlotState::Target(*cgroup_id));
             self.stop_waiting(*cgroup_id);
         }

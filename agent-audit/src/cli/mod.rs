@@ -10,6 +10,7 @@ mod record;
 mod report;
 mod run;
 mod seconds;
+mod unpin;
 mod verify;
 
 use clap::{Parser, Subcommand};
@@ -111,6 +112,8 @@ pub enum Command {
     Report(report::ReportArgs),
     /// Health check: exit 0 while a `record --ready-file FILE` recorder is armed, 1 otherwise.
     Ready(ready::ReadyArgs),
+    /// Detach and remove the kernel programs and maps `record --pin-dir DIR` left pinned.
+    Unpin(unpin::UnpinArgs),
 }
 
 impl Cli {
@@ -126,6 +129,7 @@ impl Cli {
             Command::Check(args) => args.execute(),
             Command::Report(args) => args.execute(),
             Command::Ready(args) => args.execute(),
+            Command::Unpin(args) => args.execute(),
         }
     }
 }

@@ -107,6 +107,14 @@ pub struct RecordArgs {
     /// address, such as 0.0.0.0:9464, exposes them beyond this host: only when told to).
     #[arg(long, value_name = "ADDR")]
     metrics: Option<crate::metrics::MetricsAddr>,
+    /// Pin the kernel programs, their links and maps in DIR (on bpffs, such as
+    /// /sys/fs/bpf/agent-audit; created if missing, bpffs mounted at /sys/fs/bpf if it is
+    /// not): they go on counting after this recorder ends, and the next `record --pin-dir
+    /// DIR` adopts them — every call made meanwhile and every matching cgroup born meanwhile
+    /// are in its allowlists. Another build's pins are refused (exit 75); `agent-audit unpin
+    /// DIR` removes them. Needs Linux 5.15.
+    #[arg(long, value_name = "DIR")]
+    pin_dir: Option<PathBuf>,
 }
 
 impl RecordArgs {
@@ -158,6 +166,7 @@ impl RecordArgs {
                 refusals: !self.no_refusals,
             },
             metrics: self.metrics,
+            pin_dir: self.pin_dir,
         })?;
         Ok(ExitCode::OK)
     }

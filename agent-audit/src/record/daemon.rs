@@ -99,6 +99,7 @@ pub(super) async fn watch(
         for s in w.starved.values() {
             report_unrecorded(s, "recording stopped");
         }
+        w.report_awaiting_engine();
     }
     distribute_execs(counter, &mut recordings.active);
     recordings.retire_gone(counter, &mut progress)?;

@@ -2,6 +2,7 @@
 //! one's allowlist file current until the target goes away, a signal arrives, or time is up.
 
 mod daemon;
+mod lookups;
 mod outputs;
 pub mod recording;
 mod waiting;
@@ -9,7 +10,8 @@ mod waiting;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::bpf::{CounterOptions, SyscallCounter};
+use crate::bpf::pin::PinDir;
+use crate::bpf::{BpfError, CounterOptions, SyscallCounter};
 use crate::cgroup::CgroupV2Mount;
 use crate::engine::{AwaitedContainer, EngineSocket};
 use crate::privileges;
@@ -49,6 +51,8 @@ pub struct RecordOptions {
     pub counter: CounterOptions,
     /// Serve per-target counters over OpenMetrics here (`--metrics ADDR`).
     pub metrics: Option<crate::metrics::MetricsAddr>,
+    /// Pin the programs and maps there, adopting an earlier recorder's (`--pin-dir`).
+    pub pin_dir: Option<PathBuf>,
 }
 
 /// Why recording stopped.
@@ -93,8 +97,24 @@ pub fn record(opts: RecordOptions) -> Result<StopReason, Error> {
         None => None,
     };
 
-    let mut counter = SyscallCounter::load(opts.counter)?;
-    count_capability_checks(&mut counter);
+    let mut counter = match &opts.pin_dir {
+        Some(dir) => {
+            SyscallCounter::load_pinned(opts.counter, PinDir::open(dir).map_err(BpfError::Pin)?)?
+        }
+        None => SyscallCounter::load(opts.counter)?,
+    };
+    if counter.adopted() {
+        eprintln!(
+            "agent-audit: adopted the programs pinned in {}: counts carry on",
+            opts.pin_dir
+                .as_deref()
+                .unwrap_or_else(|| std::path::Path::new(""))
+                .display()
+        );
+    } else {
+        count_capability_checks(&mut counter);
+        counter.pin_links()?;
+    }
     let snapshots = plan.snapshots;
     let mut outputs = plan;
     let mut active = Vec::new();

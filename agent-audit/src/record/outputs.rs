@@ -243,6 +243,7 @@ mod tests {
             duration: None,
             counter: CounterOptions::new(AttachMode::Auto),
             metrics: None,
+            pin_dir: None,
         };
         let err = plan_outputs(&opts).err().expect("must fail");
         assert!(err.to_string().contains("--out-dir"), "{err}");

@@ -8,6 +8,7 @@ use std::path::PathBuf;
 use agent_audit_ebpf::MAX_TARGETS;
 use time::OffsetDateTime;
 
+use super::lookups::{Lookup, Lookups};
 use super::outputs::OutputPlan;
 use super::recording::Recording;
 use crate::allowlist::MissedStart;
@@ -29,11 +30,18 @@ pub(super) struct Watch {
 }
 
 impl Watch {
-    /// The target for child `name` of `parent`, if this watch wants it.
-    fn target_for(&self, parent: &std::path::Path, name: &str, id: u64) -> Option<CgroupTarget> {
+    /// The target child `id` (`name` below `parent`) is for this watch: [`Resolved::Target`]
+    /// for a pattern's match, or for the awaited container's own cgroup once its engine has
+    /// answered (asked on the lookup thread: [`Resolved::Pending`] until then).
+    fn target_for(
+        &self,
+        index: usize,
+        lookups: &mut Lookups,
+        (parent, name, id): (&std::path::Path, &str, u64),
+    ) -> Resolved {
         let g = &self.glob;
         if g.parent.dir != parent || !g.matches_child(name) {
-            return None;
+            return Resolved::Unwanted;
         }
         let cgroup = Cgroup {
             dir: parent.join(name),
@@ -41,12 +49,34 @@ impl Watch {
             id,
         };
         match &self.container {
-            None => Some(CgroupTarget::for_glob(cgroup, &g.pattern)),
-            Some(wanted) => wanted
-                .claim(name)
-                .map(|info| CgroupTarget::for_container(cgroup, &wanted.name, info)),
+            None => Resolved::Target(Box::new(CgroupTarget::for_glob(cgroup, &g.pattern))),
+            Some(wanted) => match lookups.claim(index, wanted, name) {
+                Lookup::Container(info) => {
+                    lookups.forget(index, name);
+                    Resolved::Target(Box::new(CgroupTarget::for_container(
+                        cgroup,
+                        &wanted.name,
+                        info,
+                    )))
+                }
+                Lookup::Other => {
+                    lookups.forget(index, name);
+                    Resolved::Unwanted
+                }
+                Lookup::Pending => Resolved::Pending,
+            },
         }
     }
+}
+
+/// What a new child of a watched parent is to the watches.
+enum Resolved {
+    /// A target.
+    Target(Box<CgroupTarget>),
+    /// Wanted by no watch.
+    Unwanted,
+    /// A container's engine has not answered yet whether it is the container.
+    Pending,
 }
 
 /// State of `--wait`: what to match new cgroups against and where their files go.
@@ -64,6 +94,11 @@ pub(super) struct Waiting {
     /// [`MAX_VANISHED`]): named in the warning about a claimed cgroup that cannot be named.
     vanished: Vec<String>,
     pub(super) picked_up: usize,
+    /// Container-engine lookups, answered on a thread of their own.
+    lookups: Lookups,
+    /// Claimed children whose engine has not answered yet: counted meanwhile, decided when
+    /// it answers.
+    awaiting_engine: Vec<(u64, crate::bpf::TargetSlot)>,
 }
 
 /// How many names of vanished children are kept for that warning.
@@ -118,6 +153,8 @@ impl Waiting {
             starved: HashMap::new(),
             vanished: Vec::new(),
             picked_up: 0,
+            lookups: Lookups::start(),
+            awaiting_engine: Vec::new(),
         })
     }
 
@@ -212,11 +249,21 @@ impl Waiting {
         Ok(Some((parent, name)))
     }
 
-    /// The target child `id` is, if a watch wants it.
-    fn target_of(&self, id: u64, parent: &std::path::Path, name: &str) -> Option<CgroupTarget> {
-        self.watches
-            .iter()
-            .find_map(|w| w.target_for(parent, name, id))
+    /// The target child `id` is, if a watch wants it; pending while an engine that could
+    /// want it has not answered.
+    fn target_of(&mut self, id: u64, parent: &std::path::Path, name: &str) -> Resolved {
+        let mut pending = false;
+        for (index, w) in self.watches.iter().enumerate() {
+            match w.target_for(index, &mut self.lookups, (parent, name, id)) {
+                Resolved::Target(t) => return Resolved::Target(t),
+                Resolved::Pending => pending = true,
+                Resolved::Unwanted => {}
+            }
+        }
+        match pending {
+            true => Resolved::Pending,
+            false => Resolved::Unwanted,
+        }
     }
 
     /// Turns the cgroups the kernel program claimed into recordings or exclusions.
@@ -225,15 +272,25 @@ impl Waiting {
         counter: &mut SyscallCounter,
         active: &mut Vec<Recording>,
     ) -> Result<(), Error> {
-        for (id, slot) in counter.claimed_targets()? {
+        let mut claimed = std::mem::take(&mut self.awaiting_engine);
+        claimed.extend(counter.claimed_targets()?);
+        for (id, slot) in claimed {
             let named = match self.name_of(id) {
                 Some(named) => Some(named),
                 None => self.name_from_kernel(counter, id, slot)?,
             };
             tracing::debug!(id, ?slot, name = ?named, "kernel program claimed a cgroup");
-            let target = named
-                .as_ref()
-                .and_then(|(parent, name)| self.target_of(id, parent, name));
+            let target = match &named {
+                Some((parent, name)) => match self.target_of(id, parent, name) {
+                    Resolved::Target(t) => Some(*t),
+                    Resolved::Pending => {
+                        self.awaiting_engine.push((id, slot));
+                        continue;
+                    }
+                    Resolved::Unwanted => None,
+                },
+                None => None,
+            };
             let Some(target) = target else {
                 match named {
                     Some((parent, name)) => self.excluded.push((id, parent.join(name))),
@@ -333,11 +390,16 @@ impl Waiting {
             let Some((parent, name)) = self.name_of(id) else {
                 continue; // gone before it could be named: nothing of it can be recorded
             };
-            let Some(target) = self.target_of(id, &parent, &name) else {
-                if counter.exclude_unclaimed(id)? {
-                    self.excluded.push((id, parent.join(name)));
+            let target = match self.target_of(id, &parent, &name) {
+                Resolved::Target(t) => *t,
+                // Reported again at its next call that finds no slot, answered by then.
+                Resolved::Pending => continue,
+                Resolved::Unwanted => {
+                    if counter.exclude_unclaimed(id)? {
+                        self.excluded.push((id, parent.join(name)));
+                    }
+                    continue;
                 }
-                continue;
             };
             let since = attribution::wall_clock(first_ns);
             status!(
@@ -382,6 +444,24 @@ impl Waiting {
             }
         }
         Ok(())
+    }
+}
+
+impl Waiting {
+    /// At the end: says which claimed cgroups were never decided, their engine not having
+    /// answered whether they are its container (their calls are in no allowlist).
+    pub(super) fn report_awaiting_engine(&self) {
+        for (id, _) in &self.awaiting_engine {
+            let name = self
+                .events
+                .name_of(*id)
+                .map(|(parent, name)| parent.join(name).display().to_string())
+                .unwrap_or_else(|| format!("id {id}"));
+            eprintln!(
+                "agent-audit: warning: {name}: recording stopped before the container engine \
+                 answered whether it is the awaited container: its calls are in no allowlist"
+            );
+        }
     }
 }
 
