@@ -104,7 +104,7 @@ pub fn record(opts: RecordOptions) -> Result<StopReason, Error> {
         None => SyscallCounter::load(opts.counter)?,
     };
     if counter.adopted() {
-        eprintln!(
+        status!(
             "agent-audit: adopted the programs pinned in {}: counts carry on",
             opts.pin_dir
                 .as_deref()

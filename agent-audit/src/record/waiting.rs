@@ -457,7 +457,7 @@ impl Waiting {
                 .name_of(*id)
                 .map(|(parent, name)| parent.join(name).display().to_string())
                 .unwrap_or_else(|| format!("id {id}"));
-            eprintln!(
+            status!(
                 "agent-audit: warning: {name}: recording stopped before the container engine \
                  answered whether it is the awaited container: its calls are in no allowlist"
             );
