@@ -33,14 +33,14 @@ impl UnpinArgs {
         };
         let message = match pin::unpin(&self.dir, when).map_err(BpfError::Pin)? {
             Unpinned::Removed(n) => {
-                format!("agent-audit: {}: {n} pin(s) removed\n", self.dir.display())
+                format!("agent-audit: {}: {n} pin(s) removed", self.dir.display())
             }
             Unpinned::KeptOwnBuild => format!(
-                "agent-audit: {}: this build's pins, kept\n",
+                "agent-audit: {}: this build's pins, kept",
                 self.dir.display()
             ),
         };
-        eprint!("{message}");
+        crate::shell::status!("{message}");
         Ok(ExitCode::OK)
     }
 }
