@@ -32,7 +32,7 @@ use crate::engine::{Engine, EngineError, EngineKind, EngineSocket};
 use crate::exit::ExitCode;
 use crate::fsutil;
 use crate::run::StartStage;
-use crate::seccomp::container::ContainerContext;
+use crate::seccomp::container::{CapabilityLists, ContainerContext};
 use crate::seccomp::spo::SpoObject;
 use crate::seccomp::{ProfileFileError, SeccompProfile};
 use crate::syscalls::Arch;
@@ -62,9 +62,9 @@ pub struct ContainerVerifyOptions {
     pub engine: EngineSocket,
     /// Recordings of the container: the must-work probes ask only for what they show.
     pub recordings: Vec<PathBuf>,
-    /// Run the copy with every capability dropped but these (`capabilities.json`'s `add`);
-    /// `None`: with the container's own.
-    pub only_capabilities: Option<Vec<String>>,
+    /// Run the copy with these `CapDrop`/`CapAdd` (`capabilities.json`'s: every capability
+    /// dropped but the minimal set); `None`: with the container's own.
+    pub capabilities: Option<CapabilityLists>,
 }
 
 /// What was run, in the JSON result.
@@ -395,8 +395,8 @@ pub fn verify_container(opts: &ContainerVerifyOptions) -> Result<VerifyReport, E
         fsutil::check_output(out)?;
     }
     let source = SourceContainer::inspect(&opts.name, &opts.engine)?;
-    let source = match &opts.only_capabilities {
-        Some(add) => source.with_only_capabilities(add)?,
+    let source = match &opts.capabilities {
+        Some(lists) => source.with_capabilities(lists)?,
         None => source,
     };
     let text = fsutil::read_input(&opts.profile)
@@ -457,6 +457,8 @@ pub fn verify_container(opts: &ContainerVerifyOptions) -> Result<VerifyReport, E
         probes_skipped: plan.skipped,
         not_in_filter: filter.not_in_filter,
         passed,
+        capability_set: None,
+        capabilities: Vec::new(),
         container: Some(ContainerRun {
             container: source.name.clone(),
             verify_container: run_name,
