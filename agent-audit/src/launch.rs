@@ -394,7 +394,7 @@ impl Child<'_> {
             }
         }
         if let Some(kept) = self.capabilities {
-            if kept.apply().is_err() {
+            if !kept.apply() {
                 fail(StartStage::DropCapabilities);
             }
         }

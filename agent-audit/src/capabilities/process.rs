@@ -81,19 +81,20 @@ impl KeptCapabilities {
     ///
     /// # Safety
     /// Async-signal-safe (syscalls on memory prepared before): fit for a child between fork
-    /// and exec. The error is left in `errno`.
-    pub unsafe fn apply(&self) -> Result<(), ()> {
+    /// and exec. Returns whether every call succeeded; the error is left in `errno`.
+    #[must_use]
+    pub unsafe fn apply(&self) -> bool {
         for cap in 0..=self.last_cap.min(63) {
             if self.keep & (1 << cap) != 0 {
                 continue;
             }
             let cap = libc::c_ulong::from(cap);
             if libc::prctl(libc::PR_CAPBSET_DROP, cap, 0, 0, 0) != 0 {
-                return Err(());
+                return false;
             }
             let ambient = libc::c_ulong::try_from(libc::PR_CAP_AMBIENT_LOWER).unwrap_or(0);
             if libc::prctl(libc::PR_CAP_AMBIENT, ambient, cap, 0, 0) != 0 {
-                return Err(());
+                return false;
             }
         }
         let mut header = CapHeader {
@@ -105,11 +106,7 @@ impl KeptCapabilities {
             std::ptr::addr_of_mut!(header),
             self.reduced.as_ptr(),
         );
-        if rc == 0 {
-            Ok(())
-        } else {
-            Err(())
-        }
+        rc == 0
     }
 }
 

@@ -833,7 +833,10 @@ impl VerifyReport {
         }
         for c in &self.capabilities {
             let line = match c.finding {
-                Some(CapabilityFindingKind::CapabilityRefused) => "REFUSED (capability-refused):                      granted in the recordings, never refused there: the set lacks it",
+                Some(CapabilityFindingKind::CapabilityRefused) => {
+                    "REFUSED (capability-refused): granted in the recordings, never refused \
+                     there: the set it ran with lacks it"
+                }
                 Some(CapabilityFindingKind::RefusedWhenRecorded) => {
                     "refused (refused in the recordings too: information)"
                 }
