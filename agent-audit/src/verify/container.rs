@@ -21,12 +21,14 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use super::capabilities;
 use super::source::{create_body, SeccompOption, SourceContainer};
 use super::{
     denied_calls, mark_fallbacks, probes, Denied, Filter, StartFailure, VerifyError, VerifyReport,
     VERIFY_SCHEMA_V1,
 };
 use crate::bpf::{AttachMode, CounterOptions, SyscallCounter, TargetSlot};
+use crate::capabilities::CapabilityChecks;
 use crate::cgroup::CgroupV2Mount;
 use crate::engine::{Engine, EngineError, EngineKind, EngineSocket};
 use crate::exit::ExitCode;
@@ -246,6 +248,7 @@ impl CgroupWatch {
             refusals: false,
         })?;
         counter.attach_exit_counter()?;
+        crate::record::count_capability_checks(&mut counter);
         // Names are collected from before the parent is armed, so that every cgroup the
         // kernel program may claim has been seen created.
         let events = MkdirEvents::new(&[glob.parent.dir.as_path()]).map_err(|source| {
@@ -304,6 +307,17 @@ impl CgroupWatch {
             }
         }
         Ok(())
+    }
+
+    /// The verify container's capability checks after the runtime's init.
+    fn capability_checks(&self) -> Result<Option<CapabilityChecks>, Error> {
+        let Some(slot) = self.ours else {
+            return Ok(None);
+        };
+        Ok(self
+            .counter
+            .read_capability_checks(slot)?
+            .map(|counts| CapabilityChecks::from_counts(&counts)))
     }
 
     /// The verify container's entries and exits after the runtime's init: see
@@ -385,6 +399,8 @@ struct Ran {
     /// It ran past the timeout and was killed.
     timed_out: bool,
     counts: Counts,
+    /// Its capability checks after the runtime's init; `None` when they are not counted.
+    capabilities: Option<CapabilityChecks>,
 }
 
 /// Runs the audited container's configuration once more under the profile and returns the
@@ -434,10 +450,16 @@ pub fn verify_container(opts: &ContainerVerifyOptions) -> Result<VerifyReport, E
             opts.timeout,
         )?)
     };
-    let evidence = super::evidence(None, &opts.recordings)?;
-    let plan = probes::plan(&profile, evidence.as_ref());
+    let lists = super::recordings(None, &opts.recordings)?;
+    let plan = probes::plan(&profile, probes::Evidence::from_allowlists(&lists).as_ref());
     let probes = probes::run(&filter.program, &profile, &plan).map_err(VerifyError::Probes)?;
+    let capabilities = ran
+        .capabilities
+        .as_ref()
+        .map(|checks| capabilities::compare(checks, &capabilities::recorded_sections(&lists)))
+        .unwrap_or_default();
     let passed = ran.start_failure.is_none()
+        && !capabilities::any_fails(&capabilities)
         && !ran.timed_out
         && ran.exit_status == 0
         && denied.iter().all(Denied::expected)
@@ -458,7 +480,7 @@ pub fn verify_container(opts: &ContainerVerifyOptions) -> Result<VerifyReport, E
         not_in_filter: filter.not_in_filter,
         passed,
         capability_set: None,
-        capabilities: Vec::new(),
+        capabilities,
         container: Some(ContainerRun {
             container: source.name.clone(),
             verify_container: run_name,
@@ -558,6 +580,7 @@ fn run_once(
     };
     watch.update()?;
     let counts = watch.counts()?;
+    let capabilities = watch.capability_checks()?;
     if exit_status != 0 {
         show_output(source, &container);
     }
@@ -566,6 +589,7 @@ fn run_once(
         start_failure,
         timed_out,
         counts,
+        capabilities,
     })
 }
 

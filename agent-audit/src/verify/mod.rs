@@ -403,18 +403,8 @@ pub fn verify(opts: &VerifyOptions) -> Result<VerifyReport, Error> {
     Ok(report)
 }
 
-/// What the recordings show, for the must-work probes: `allowlist` and `recordings` read
-/// (`None` when there are none).
-pub(crate) fn evidence(
-    allowlist: Option<&Allowlist>,
-    recordings: &[PathBuf],
-) -> Result<Option<probes::Evidence>, VerifyError> {
-    Ok(probes::Evidence::from_allowlists(&self::recordings(
-        allowlist, recordings,
-    )?))
-}
-
-/// `allowlist` and the `recordings` read.
+/// `allowlist` and the `recordings` read: what the must-work probes ask from, and the
+/// capability checks are judged by.
 fn recordings(
     allowlist: Option<&Allowlist>,
     recordings: &[PathBuf],
