@@ -5,7 +5,7 @@
 //! information: daemons probe capabilities they cope without (`CAP_SYS_RESOURCE` to raise a
 //! limit, `CAP_NET_ADMIN` for a socket option), whatever they run with.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::allowlist::Allowlist;
 use crate::capabilities::{CapabilityChecks, Outcomes};
@@ -27,7 +27,7 @@ pub enum Recorded {
 }
 
 /// What a refused check under `verify` is, by the recordings.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum CapabilityFindingKind {
     /// Granted in the recordings, never refused there, refused now: the workload lacks a
