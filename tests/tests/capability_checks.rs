@@ -329,3 +329,41 @@ fn root_a_no_audit_probe_is_no_finding_under_the_empty_set() {
     );
     assert!(admin.get("finding").is_none(), "{admin}");
 }
+
+#[test]
+fn root_a_set_that_cannot_be_reduced_is_the_start_failure_drop_capabilities() {
+    require_root();
+    let dir = tempfile::tempdir().unwrap();
+    let (path, _) = run(dir.path(), "true", &["true"]);
+    profile(dir.path(), &[&path]);
+    let empty = dir.path().join("empty.json");
+    std::fs::write(&empty, r#"{"drop": ["ALL"], "add": []}"#).unwrap();
+    let out = dir.path().join("verify.json");
+    // Without CAP_SETPCAP (gone from the bounding set before agent-audit's exec) nothing can
+    // be dropped from the bounding set: the launcher's capability stage fails, as a stage.
+    let done = Command::new("setpriv")
+        .args(["--bounding-set", "-setpcap", "--"])
+        .arg(agent_audit_bin())
+        .arg("verify")
+        .arg("--profile")
+        .arg(dir.path().join("profile/profile.json"))
+        .arg("--caps-file")
+        .arg(&empty)
+        .arg("-o")
+        .arg(&out)
+        .args(["--", "true"])
+        .output()
+        .expect("setpriv runs");
+    assert_eq!(done.status.code(), Some(1), "{done:?}");
+    let stdout = String::from_utf8_lossy(&done.stdout);
+    assert!(
+        stdout.contains("reducing its capabilities failed"),
+        "{stdout}"
+    );
+    let result: Value = serde_json::from_str(&std::fs::read_to_string(&out).unwrap()).unwrap();
+    assert_eq!(
+        result["start_failure"]["stage"], "drop-capabilities",
+        "{result:#}"
+    );
+    assert_eq!(result["exit_status"], 126, "{result:#}");
+}
