@@ -216,7 +216,8 @@ pub struct VerifyReport {
     pub not_in_filter: Vec<String>,
     /// The command succeeded within the timeout and left nothing running, nothing was denied
     /// (but ENOSYS fallbacks and, for a container, what its own seccomp configuration refuses
-    /// too) and every probe got what it must.
+    /// too), every probe got what it must and no capability check granted when recorded was
+    /// refused (`capability-refused`).
     pub passed: bool,
     /// The capability set the command ran with, when it was reduced to one.
     #[serde(skip_serializing_if = "Option::is_none")]
