@@ -53,11 +53,11 @@ EXIT CODES:
         --fail-on), `audit`'s verify failed or its report has findings
     2   usage error
     65  malformed input: bad JSON (a key given twice included), unknown schema,
-        architecture or syscall name; an allowlist listing a syscall twice or
-        `name: null` for a number that has a name; a profile with more than 4096
-        distinct rules; not UTF-8, over 64 MiB, or not a regular file (FIFO,
-        device); a profile `verify` cannot enforce (refused by libseccomp, or over
-        the kernel's 4096-instruction limit)
+        architecture, syscall or (--caps-file) capability name; an allowlist
+        listing a syscall twice or `name: null` for a number that has a name; a
+        profile with more than 4096 distinct rules; not UTF-8, over 64 MiB, or not
+        a regular file (FIFO, device); a profile `verify` cannot enforce (refused
+        by libseccomp, or over the kernel's 4096-instruction limit)
     66  not found: cgroup (or a directory that is no cgroup), pid, container or input
         file
     69  unsupported host: no cgroup v2, no BTF, no sys_enter tracepoint, BPF refused;

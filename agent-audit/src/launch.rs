@@ -23,6 +23,7 @@ use std::path::Path;
 use std::process::ExitStatus;
 use std::sync::atomic::{AtomicI32, AtomicU8, Ordering};
 
+use crate::capabilities::process::KeptCapabilities;
 use crate::seccomp::SeccompProgram;
 
 /// `CLONE_INTO_CGROUP` from `include/uapi/linux/sched.h`.
@@ -36,6 +37,9 @@ pub enum StartStage {
     JoinCgroup,
     /// The kernel refused the seccomp filter.
     InstallFilter,
+    /// Reducing the capability sets to the container's (`verify` with a capability set)
+    /// failed.
+    DropCapabilities,
     /// `execve` failed: not found, not executable, or denied by the filter just installed.
     Exec,
     /// The container engine could not start a container under the profile (`verify` of a
@@ -51,6 +55,7 @@ impl StartStage {
             StartStage::InstallFilter => 2,
             StartStage::Exec => 3,
             StartStage::ContainerStart => 4,
+            StartStage::DropCapabilities => 5,
         }
     }
 
@@ -60,6 +65,7 @@ impl StartStage {
             2 => Some(StartStage::InstallFilter),
             3 => Some(StartStage::Exec),
             4 => Some(StartStage::ContainerStart),
+            5 => Some(StartStage::DropCapabilities),
             _ => None,
         }
     }
@@ -72,6 +78,7 @@ impl std::fmt::Display for StartStage {
             StartStage::InstallFilter => "installing the seccomp filter",
             StartStage::Exec => "exec",
             StartStage::ContainerStart => "starting the container",
+            StartStage::DropCapabilities => "reducing its capabilities",
         })
     }
 }
@@ -145,6 +152,9 @@ pub struct Launch<'a> {
     pub cgroup: &'a Path,
     /// Installed after the cgroup is joined and before exec.
     pub filter: Option<&'a SeccompProgram>,
+    /// The capability sets are reduced to these before the filter is installed (which may
+    /// refuse the calls that reduce them).
+    pub capabilities: Option<&'a KeptCapabilities>,
 }
 
 /// What the child needs, prepared before the clone: it may only make syscalls.
@@ -260,6 +270,7 @@ pub fn launch(l: &Launch<'_>) -> Result<Launched, LaunchError> {
         argv: &argv,
         envp: &envp,
         filter: l.filter,
+        capabilities: l.capabilities,
         report: report.get(),
     };
     let pid = match clone_into(&dir, &child) {
@@ -338,6 +349,7 @@ struct Child<'a> {
     argv: &'a [*const libc::c_char],
     envp: &'a [*const libc::c_char],
     filter: Option<&'a SeccompProgram>,
+    capabilities: Option<&'a KeptCapabilities>,
     report: &'a Report,
 }
 
@@ -379,6 +391,11 @@ impl Child<'_> {
         if let Some(dir) = &self.prepared.cwd {
             if libc::chdir(dir.as_ptr()) != 0 {
                 fail(StartStage::Exec);
+            }
+        }
+        if let Some(kept) = self.capabilities {
+            if !kept.apply() {
+                fail(StartStage::DropCapabilities);
             }
         }
         // After joining the cgroup, so that the calls the filter refuses are counted too.

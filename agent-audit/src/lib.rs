@@ -105,6 +105,9 @@ pub enum Error {
     /// `record --metrics`: the address cannot be listened on.
     #[error(transparent)]
     Metrics(#[from] metrics::MetricsError),
+    /// `--caps-file`.
+    #[error(transparent)]
+    CapsFile(#[from] capabilities::file::CapsFileError),
     /// Other I/O.
     #[error("I/O error: {0}")]
     Io(#[from] std::io::Error),
@@ -143,6 +146,7 @@ impl Error {
             Error::Container(e) => e.exit_code(),
             Error::Spawn(e) => e.exit_code(),
             Error::Metrics(e) => e.exit_code(),
+            Error::CapsFile(e) => e.exit_code(),
             Error::Io(_) => ExitCode::IO,
         }
     }

@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use crate::allowlist::Allowlist;
 use crate::bpf::{CounterOptions, SyscallCounter};
+use crate::capabilities::process::KeptCapabilities;
 use crate::cgroup::{Cgroup, CgroupV2Mount};
 use crate::fsutil;
 use crate::launch::{self, Launch, LaunchError, Launched};
@@ -111,16 +112,21 @@ impl CommandSession {
         filter: Option<&SeccompProgram>,
         cwd: Option<&Path>,
     ) -> Result<i32, Error> {
-        self.run_limited(command, filter, cwd, None)
+        let start = Start {
+            filter,
+            capabilities: None,
+        };
+        self.run_limited(command, start, cwd, None)
             .map(|end| end.exit_status)
     }
 
-    /// [`CommandSession::run`], ended by `limit` when given: what is still running at its
-    /// timeout, or after the grace period once the command itself has exited, is killed.
+    /// [`CommandSession::run`], started as `start` says, ended by `limit` when given: what is
+    /// still running at its timeout, or after the grace period once the command itself has
+    /// exited, is killed.
     pub(crate) fn run_limited(
         &mut self,
         command: &[String],
-        filter: Option<&SeccompProgram>,
+        start: Start<'_>,
         cwd: Option<&Path>,
         limit: Option<RunLimit>,
     ) -> Result<RunEnd, Error> {
@@ -134,7 +140,7 @@ impl CommandSession {
             let _enter = runtime.enter();
             StopSignals::install().map_err(Error::Io)?
         };
-        let child = spawn_in_cgroup(command, &self.cgroup, filter, cwd)?;
+        let child = spawn_in_cgroup(command, &self.cgroup, start, cwd)?;
         let end = runtime.block_on(async {
             let mut supervisor = Supervisor {
                 cgroup: &self.cgroup,
@@ -151,6 +157,15 @@ impl CommandSession {
         self.recording.note_execs(&execs);
         Ok(end)
     }
+}
+
+/// What the command starts under, besides its cgroup (see `launch`).
+#[derive(Clone, Copy, Default)]
+pub(crate) struct Start<'a> {
+    /// The seccomp filter, installed between fork and exec.
+    pub filter: Option<&'a SeccompProgram>,
+    /// The capability sets are reduced to these first.
+    pub capabilities: Option<&'a KeptCapabilities>,
 }
 
 /// The bound on a command's run (`verify --timeout`).
@@ -265,17 +280,19 @@ impl SpawnError {
         match self.stage {
             StartStage::JoinCgroup => ExitCode::IO,
             StartStage::Exec if self.source.kind() == std::io::ErrorKind::NotFound => ExitCode(127),
-            StartStage::Exec | StartStage::InstallFilter => ExitCode(126),
+            StartStage::Exec | StartStage::InstallFilter | StartStage::DropCapabilities => {
+                ExitCode(126)
+            }
             StartStage::ContainerStart => ExitCode(125),
         }
     }
 }
 
-/// Starts the command inside `cgroup`, under `filter` when given (see `launch`).
+/// Starts the command inside `cgroup`, as `start` says (see `launch`).
 fn spawn_in_cgroup(
     command: &[String],
     cgroup: &Cgroup,
-    filter: Option<&SeccompProgram>,
+    start: Start<'_>,
     cwd: Option<&Path>,
 ) -> Result<Launched, Error> {
     // The PATH search happens here, in the parent: done by the child (execvp) it would try
@@ -287,7 +304,8 @@ fn spawn_in_cgroup(
         args: &command[1..],
         cwd,
         cgroup: &cgroup.dir,
-        filter,
+        filter: start.filter,
+        capabilities: start.capabilities,
     })
     .map_err(|LaunchError { stage, source }| {
         Error::Spawn(SpawnError {

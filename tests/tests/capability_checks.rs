@@ -234,3 +234,136 @@ fn root_audit_a_container_verifies_it_under_only_its_minimal_capabilities() {
         done.stderr
     );
 }
+
+/// `verify --caps-file` of a command: the command runs with only that set, and each
+/// capability it checks is set against how the recording saw it.
+fn verify_under(dir: &Path, caps_file: &Path, list: &str, command: &[&str]) -> (i32, Value) {
+    let profile = dir.join("profile/profile.json");
+    let out = dir.join(format!(
+        "verify-{}.json",
+        caps_file.file_stem().unwrap().to_string_lossy()
+    ));
+    let mut args: Vec<&str> = vec![
+        "verify",
+        "--profile",
+        profile.to_str().unwrap(),
+        "--allowlist",
+        list,
+        "--caps-file",
+        caps_file.to_str().unwrap(),
+        "-o",
+        out.to_str().unwrap(),
+        "--",
+    ];
+    args.extend_from_slice(command);
+    let done = Command::new(agent_audit_bin())
+        .args(&args)
+        .output()
+        .expect("agent-audit runs");
+    let result: Value = serde_json::from_str(&std::fs::read_to_string(&out).unwrap())
+        .unwrap_or_else(|e| panic!("{e}: {done:?}"));
+    (done.status.code().unwrap(), result)
+}
+
+fn capability<'a>(result: &'a Value, cap: &str) -> &'a Value {
+    result["capabilities"]
+        .as_array()
+        .and_then(|all| all.iter().find(|c| c["capability"] == cap))
+        .unwrap_or_else(|| panic!("{cap} not checked under verify: {result:#}"))
+}
+
+#[test]
+fn root_verify_runs_the_command_with_only_its_set_and_flags_a_needed_capability_refused() {
+    require_root();
+    let dir = tempfile::tempdir().unwrap();
+    let binary = build(dir.path(), "capchown", CHOWN_SOURCE);
+    let file = dir.path().join("owned").display().to_string();
+    let command = [binary.to_str().unwrap(), file.as_str()];
+    let (path, _) = run(dir.path(), "chown", &command);
+    let caps = profile(dir.path(), &[&path]);
+    assert_eq!(caps["add"], serde_json::json!(["CHOWN"]), "{caps}");
+    let minimal = dir.path().join("profile/capabilities.json");
+
+    // Under its minimal set: chown is granted, nothing to say. The file is made afresh each
+    // time, as in the recording (owned by 65534 now, root without CAP_DAC_OVERRIDE could not
+    // open it for writing).
+    std::fs::remove_file(&file).unwrap();
+    let (code, result) = verify_under(dir.path(), &minimal, &path, &command);
+    assert_eq!(code, 0, "{result:#}");
+    assert_eq!(result["capability_set"], "CAP_CHOWN", "{result:#}");
+    let chown = capability(&result, "CHOWN");
+    assert_eq!(chown["recorded"], "granted", "{chown}");
+    assert!(chown["checks"]["granted"].as_u64().unwrap() >= 1, "{chown}");
+    assert!(chown.get("finding").is_none(), "{chown}");
+
+    // Under nothing at all: the chown the recording saw granted is refused.
+    let empty = dir.path().join("empty.json");
+    std::fs::write(&empty, r#"{"drop": ["ALL"], "add": []}"#).unwrap();
+    std::fs::remove_file(&file).unwrap();
+    let (code, result) = verify_under(dir.path(), &empty, &path, &command);
+    assert_eq!(code, 1, "{result:#}");
+    assert_eq!(result["passed"], false);
+    assert_eq!(result["capability_set"], "no capabilities", "{result:#}");
+    let chown = capability(&result, "CHOWN");
+    assert_eq!(chown["finding"], "capability-refused", "{chown}");
+    assert!(chown["checks"]["refused"].as_u64().unwrap() >= 1, "{chown}");
+}
+
+#[test]
+fn root_a_no_audit_probe_is_no_finding_under_the_empty_set() {
+    require_root();
+    let dir = tempfile::tempdir().unwrap();
+    let binary = build(dir.path(), "capprobe", PROBE_SOURCE);
+    let command = [binary.to_str().unwrap()];
+    let (path, _) = run(dir.path(), "probe", &command);
+    let caps = profile(dir.path(), &[&path]);
+    assert_eq!(caps["add"], serde_json::json!([]), "{caps}");
+    let minimal = dir.path().join("profile/capabilities.json");
+    let (code, result) = verify_under(dir.path(), &minimal, &path, &command);
+    assert_eq!(code, 0, "{result:#}");
+    let admin = capability(&result, "SYS_ADMIN");
+    assert_eq!(admin["recorded"], "probed-only", "{admin}");
+    assert!(
+        admin["checks"]["noaudit_refused"].as_u64().unwrap() >= 1,
+        "{admin}"
+    );
+    assert!(admin.get("finding").is_none(), "{admin}");
+}
+
+#[test]
+fn root_a_set_that_cannot_be_reduced_is_the_start_failure_drop_capabilities() {
+    require_root();
+    let dir = tempfile::tempdir().unwrap();
+    let (path, _) = run(dir.path(), "true", &["true"]);
+    profile(dir.path(), &[&path]);
+    let empty = dir.path().join("empty.json");
+    std::fs::write(&empty, r#"{"drop": ["ALL"], "add": []}"#).unwrap();
+    let out = dir.path().join("verify.json");
+    // Without CAP_SETPCAP (gone from the bounding set before agent-audit's exec) nothing can
+    // be dropped from the bounding set: the launcher's capability stage fails, as a stage.
+    let done = Command::new("setpriv")
+        .args(["--bounding-set", "-setpcap", "--"])
+        .arg(agent_audit_bin())
+        .arg("verify")
+        .arg("--profile")
+        .arg(dir.path().join("profile/profile.json"))
+        .arg("--caps-file")
+        .arg(&empty)
+        .arg("-o")
+        .arg(&out)
+        .args(["--", "true"])
+        .output()
+        .expect("setpriv runs");
+    assert_eq!(done.status.code(), Some(1), "{done:?}");
+    let stdout = String::from_utf8_lossy(&done.stdout);
+    assert!(
+        stdout.contains("reducing its capabilities failed"),
+        "{stdout}"
+    );
+    let result: Value = serde_json::from_str(&std::fs::read_to_string(&out).unwrap()).unwrap();
+    assert_eq!(
+        result["start_failure"]["stage"], "drop-capabilities",
+        "{result:#}"
+    );
+    assert_eq!(result["exit_status"], 126, "{result:#}");
+}

@@ -150,6 +150,8 @@ fn root_audit_a_debian_container_running_an_agent_task() {
                 .arg("verify")
                 .arg("--profile")
                 .arg(out.join("profile.json"))
+                .arg("--caps-file")
+                .arg(out.join("capabilities.json"))
                 .args(["--docker-container", &name, "--out"])
                 .arg(&result),
             TIMEOUT,
@@ -157,6 +159,9 @@ fn root_audit_a_debian_container_running_an_agent_task() {
         let v = json(&result);
         assert_nothing_denied(&v);
         assert_eq!(v["exit_status"], 0, "verify {i}: {v:#}\n{}", again.stderr);
+        // Under `--cap-drop ALL` and nothing added: no capability at all.
+        let caps = v["container"]["capabilities"].as_str().unwrap();
+        assert!(!caps.contains("CAP_"), "{caps}");
         again.assert_code(0);
     }
     assert_eq!(leftover_verify_copies(&name), "");

@@ -90,6 +90,7 @@ fn audit_daemon(prefix: &str, task: &str, daemon: &str) {
     assert_eq!(merged[0]["runs"].as_array().unwrap().len(), 3);
     let root = merged[0]["root_executables"].to_string();
     assert!(root.contains(daemon), "{root}");
+    assert_minimal_set_runs(&name, &out, dir.path());
     let md = std::fs::read_to_string(out.join("report.md")).unwrap();
     assert!(md.contains("**Ready to commit: verify PASSED"), "{md}");
     assert!(md.contains("**Privilege drop** in 3 run(s)"), "{md}");
@@ -119,6 +120,77 @@ fn audit_daemon(prefix: &str, task: &str, daemon: &str) {
         TIMEOUT,
     );
     assert_eq!(diff.code(), 0, "{}\n{}", diff.stdout, diff.stderr);
+}
+
+/// The capabilities of a container Docker creates with its defaults: the bounding set's bits
+/// in the image's own `/proc/self/status`.
+fn docker_default_capability_count() -> u32 {
+    let image = debian_image_with(DAEMON_PACKAGES);
+    let status = run_ok(
+        Command::new("docker").args([
+            "run",
+            "--rm",
+            "--network",
+            "none",
+            image.as_str(),
+            "grep",
+            "CapBnd",
+            "/proc/self/status",
+        ]),
+        TIMEOUT,
+    );
+    let hex = status.split_whitespace().last().unwrap();
+    u64::from_str_radix(hex, 16).unwrap().count_ones()
+}
+
+/// The audit's `capabilities.json` adds fewer capabilities than Docker gives, each with its
+/// reason; the audit's verify copy ran with exactly them; and the daemon does its job 3 times
+/// of 3 in a copy created with `--cap-drop ALL --cap-add <set>` and the profile.
+fn assert_minimal_set_runs(name: &str, out: &Path, dir: &Path) {
+    let minimal = json(&out.join("capabilities.json"));
+    assert_eq!(minimal["drop"], serde_json::json!(["ALL"]), "{minimal:#}");
+    let add: Vec<&str> = minimal["add"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c.as_str().unwrap())
+        .collect();
+    let docker_default = docker_default_capability_count();
+    assert!(
+        add.len() < usize::try_from(docker_default).unwrap(),
+        "{add:?} is not fewer than Docker's {docker_default}"
+    );
+    for cap in &add {
+        let why = &minimal["reasons"][*cap];
+        assert!(why["checks"].as_u64().unwrap() > 0, "{minimal:#}");
+        assert!(why["programs"].as_object().is_some_and(|p| !p.is_empty()));
+    }
+    eprintln!("{name}: minimal set {add:?} (Docker's default: {docker_default})");
+    let verify = json(&out.join("verify.json"));
+    let ran_with = verify["container"]["capabilities"].as_str().unwrap();
+    for cap in &add {
+        assert!(ran_with.contains(&format!("CAP_{cap}")), "{ran_with}");
+    }
+    assert_eq!(ran_with.matches("CAP_").count(), add.len(), "{ran_with}");
+    for i in 1..=3 {
+        let result = dir.join(format!("verify-{i}.json"));
+        let again = run(
+            Command::new(agent_audit_bin())
+                .arg("verify")
+                .arg("--profile")
+                .arg(out.join("profile.json"))
+                .arg("--caps-file")
+                .arg(out.join("capabilities.json"))
+                .args(["--docker-container", name, "--out"])
+                .arg(&result),
+            TIMEOUT,
+        );
+        let v = json(&result);
+        assert_eq!(v["passed"], true, "verify {i}: {v:#}\n{}", again.stderr);
+        assert_eq!(v["container"]["capabilities"], ran_with, "{v:#}");
+        again.assert_code(0);
+    }
+    assert_eq!(leftover_verify_copies(name), "");
 }
 
 #[test]

@@ -374,6 +374,47 @@ impl Drop for OtherBuildPins {
     }
 }
 
+/// `--caps-file` of `check`, `diff` and `verify`: a name that is no capability (65), a file
+/// that is not there (66), the file together with `--caps` (2).
+fn caps_file_cases(inputs: &Inputs) -> Vec<Case> {
+    let bad = inputs.path("bad-capabilities.json");
+    fs::write(&bad, r#"{"drop": ["ALL"], "add": ["CHOWN", "SYS_WIZARD"]}"#).unwrap();
+    let missing = inputs.path("missing-capabilities.json");
+    let profile = profile();
+    let mut cases = Vec::new();
+    for (file, code, word) in [(&bad, 65, "SYS_WIZARD"), (&missing, 66, "No such file")] {
+        cases.push(case(
+            &[&"check", &profile, &"--caps-file", file],
+            code,
+            &[word],
+        ));
+        cases.push(case(
+            &[&"diff", &profile, &profile, &"--caps-file", file],
+            code,
+            &[word],
+        ));
+        cases.push(case(
+            &[
+                &"verify",
+                &"--profile",
+                &profile,
+                &"--caps-file",
+                file,
+                &"--",
+                &"true",
+            ],
+            code,
+            &[word],
+        ));
+    }
+    cases.push(case(
+        &[&"check", &profile, &"--caps-file", &bad, &"--caps", &"all"],
+        2,
+        &["--caps"],
+    ));
+    cases
+}
+
 /// Usage errors of clap's own.
 fn usage_cases() -> Vec<Case> {
     vec![
@@ -605,6 +646,7 @@ fn root_each_error_class_exits_with_its_documented_code() {
     cases.extend(unwritable_cases(&inputs));
     cases.extend(target_cases(&inputs));
     cases.extend(usage_cases());
+    cases.extend(caps_file_cases(&inputs));
     cases.extend(lenient_input_cases(&inputs));
     cases.extend(vanishing_output_cases(&inputs));
     let other_build = OtherBuildPins::new();

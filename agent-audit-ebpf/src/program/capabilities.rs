@@ -20,7 +20,7 @@ use aya_ebpf::{
 };
 
 use super::{
-    global, in_runtime_init,
+    global, in_runtime_init, last_verdict_of,
     task::{BtfTask, Current},
     ATTRIBUTION, CGROUP_VERDICT, TARGET_GENERATION,
 };
@@ -114,18 +114,23 @@ fn count_check(cap: i32, ret: i32, noaudit: impl FnOnce() -> bool) {
 }
 
 /// The target slot of the current task's cgroup, from the verdict its syscall's `sys_enter`
-/// left in `CGROUP_VERDICT` a moment before (a capability check is made inside a syscall).
-/// Neither this CPU's last-verdict cache nor the slow path is used: a trampoline program can
-/// be preempted (it runs with migration, not preemption, disabled), and both keep per-CPU
-/// state that `sys_enter` on the same CPU would then see half-written. A check whose cgroup
-/// has no current verdict (evicted, or the target set changed during the syscall) is not
-/// counted.
+/// cached a moment before (a capability check is made inside a syscall): this CPU's last
+/// verdict when it is this cgroup's (most checks: the syscall that makes it started here and
+/// nothing else ran since; read only, with its cgroup id checked around it, see
+/// `last_verdict_of`), else `CGROUP_VERDICT`. The slow path is never taken, nor the cache
+/// written: a trampoline program can be preempted (it runs with migration, not preemption,
+/// disabled), and `sys_enter` on the same CPU would then see them half-written. A check whose
+/// cgroup has no current verdict (evicted, or the target set changed during the syscall) is
+/// not counted.
 #[inline(always)]
 fn cached_target_slot<T: Current>(current: &T) -> Option<u32> {
     let cgroup_id = current.cgroup_id();
     let generation = *TARGET_GENERATION.get(0)?;
-    // SAFETY: values are plain data; a concurrently replaced entry reads as either verdict.
-    let verdict = unsafe { CGROUP_VERDICT.get(cgroup_id) }?;
+    let verdict = match last_verdict_of(cgroup_id) {
+        Some(v) if v.generation == generation => v,
+        // SAFETY: values are plain data; a concurrently replaced entry reads as either verdict.
+        _ => *unsafe { CGROUP_VERDICT.get(cgroup_id) }?,
+    };
     (verdict.generation == generation && verdict.slot != NO_TARGET).then_some(verdict.slot)
 }
 

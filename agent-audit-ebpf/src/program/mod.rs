@@ -261,9 +261,34 @@ pub(crate) fn target_slot<C: EbpfContext, T: Current>(ctx: &C, current: &T) -> O
         Some(v) if v.generation == generation => v.slot,
         _ => resolve_verdict(ctx, cgroup_id, generation),
     };
-    last.cgroup_id = cgroup_id;
-    last.verdict = CgroupVerdict { slot, generation };
+    // The cgroup id last, after an invalid one (no cgroup has id 0): a reader on this CPU that
+    // ran while this program was preempted between the stores sees no cgroup, never a cgroup
+    // with another's verdict (see `last_verdict_of`). Volatile: kept, and in this order.
+    // SAFETY: plain stores into this CPU's element.
+    unsafe {
+        core::ptr::write_volatile(&mut last.cgroup_id, 0);
+        core::ptr::write_volatile(&mut last.verdict, CgroupVerdict { slot, generation });
+        core::ptr::write_volatile(&mut last.cgroup_id, cgroup_id);
+    }
     (slot != NO_TARGET).then_some(slot)
+}
+
+/// This CPU's cached verdict when it is `cgroup_id`'s, for programs that only read the cache
+/// and may be preempted while reading it (the capability hook). The cgroup id is read before
+/// and after the verdict: a `sys_enter` that rewrote the cache in between (this task was
+/// preempted) changes it, and one preempted halfway leaves it invalid (see `target_slot`).
+#[inline(always)]
+pub(crate) fn last_verdict_of(cgroup_id: u64) -> Option<CgroupVerdict> {
+    let last = LAST_VERDICT.get_ptr(0)?;
+    // SAFETY: this CPU's element; volatile reads, in this order, of plain data.
+    let (before, verdict, after) = unsafe {
+        (
+            core::ptr::read_volatile(core::ptr::addr_of!((*last).cgroup_id)),
+            core::ptr::read_volatile(core::ptr::addr_of!((*last).verdict)),
+            core::ptr::read_volatile(core::ptr::addr_of!((*last).cgroup_id)),
+        )
+    };
+    (before == cgroup_id && after == cgroup_id).then_some(verdict)
 }
 
 /// The target's first successful exec: the runtime has handed over to the workload. Called

@@ -21,6 +21,7 @@ use crate::policy;
 use crate::profile::{self, oci, rationale, ExplicitAllow, Merged, ProfileOptions};
 use crate::report::{self, Report, ReportInputs};
 use crate::run::{self, RunOptions};
+use crate::seccomp::container::{CapabilityLists, ContainerContext};
 use crate::shell::status;
 use crate::verify::{
     self, ContainerVerifyOptions, SourceContainer, VerifyError, VerifyOptions, VerifyReport,
@@ -194,9 +195,14 @@ pub fn audit(opts: &AuditOptions) -> Result<AuditOutcome, Error> {
     )?;
 
     let verify = match &opts.workload {
-        Workload::Command { argv, cwd } => {
-            Some(verify_command(opts, &layout, &paths, argv, cwd.as_deref())?)
-        }
+        Workload::Command { argv, cwd } => Some(verify_command(
+            opts,
+            &layout,
+            &paths,
+            argv,
+            cwd.as_deref(),
+            capability_set,
+        )?),
         Workload::Container { name, engine } => Some(verify_container(
             opts,
             &layout,
@@ -318,7 +324,7 @@ fn write_profile(
     profile: &Path,
     rationale_md: &Path,
     timing_allowances: bool,
-) -> Result<Option<Vec<String>>, Error> {
+) -> Result<Option<CapabilityLists>, Error> {
     step("generating the seccomp profile and its rationale");
     let merged: Merged = profile::read_and_merge(allowlists)?;
     let options = ProfileOptions {
@@ -341,14 +347,10 @@ fn write_profile(
     plan.capabilities
         .write(crate::capabilities::minimal::path_beside(profile).as_deref())
         .map_err(profile::ProfileError::from)?;
-    let set = plan.capabilities.is_known().then(|| {
-        plan.capabilities
-            .add()
-            .into_iter()
-            .map(str::to_owned)
-            .collect()
-    });
-    Ok(set)
+    Ok(plan
+        .capabilities
+        .is_known()
+        .then(|| plan.capabilities.lists()))
 }
 
 /// The timing-dependent syscalls to allow for what was recorded, each with its reason and
@@ -387,9 +389,24 @@ fn verify_command(
     recordings: &[PathBuf],
     argv: &[String],
     cwd: Option<&Path>,
+    capabilities: Option<CapabilityLists>,
 ) -> Result<VerifyReport, Error> {
-    step("verify: running the command under the profile, with the dangerous-syscall probes");
+    let set = capabilities.map(|lists| {
+        lists
+            .resolve()
+            .expect("the minimal set names only capabilities agent-audit knows")
+    });
+    step(&format!(
+        "verify: running the command under the profile{}, with the dangerous-syscall probes",
+        set.as_ref()
+            .map(|caps| format!(" and with {caps}"))
+            .unwrap_or_default()
+    ));
     let scratch = scratch_dir(cwd)?;
+    let container = set
+        .clone()
+        .map(ContainerContext::on_this_host)
+        .unwrap_or_default();
     let result = verify::verify(&VerifyOptions {
         profile: layout.file("profile.json"),
         allowlist: None,
@@ -399,8 +416,9 @@ fn verify_command(
         command: argv.to_vec(),
         attach: opts.counter.attach,
         cwd: Some(scratch.path().to_path_buf()),
-        container: Default::default(),
+        container,
         timeout: opts.verify_timeout,
+        capability_set: set,
     })?;
     status!("{}", result.to_text().trim_end_matches('\n'));
     Ok(result)
@@ -412,15 +430,17 @@ fn verify_container(
     recordings: &[PathBuf],
     name: &str,
     engine: &EngineSocket,
-    only_capabilities: Option<Vec<String>>,
+    capabilities: Option<CapabilityLists>,
 ) -> Result<VerifyReport, Error> {
     step(&format!(
         "verify: running a copy of container {name} under the profile{} (the \
          dangerous-syscall probes run on the host with its capabilities)",
-        match &only_capabilities {
-            Some(add) => format!(
+        match &capabilities {
+            Some(lists) => format!(
                 " and --cap-drop ALL{}",
-                add.iter()
+                lists
+                    .add
+                    .iter()
                     .map(|c| format!(" --cap-add {c}"))
                     .collect::<String>()
             ),
@@ -435,7 +455,7 @@ fn verify_container(
         timeout: opts.verify_timeout,
         engine: engine.clone(),
         recordings: recordings.to_vec(),
-        only_capabilities,
+        capabilities,
     })?;
     status!("{}", result.to_text().trim_end_matches('\n'));
     Ok(result)

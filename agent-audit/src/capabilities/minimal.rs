@@ -14,6 +14,7 @@ use serde::Serialize;
 use super::{CapabilityChecks, Outcomes, NAMES};
 use crate::allowlist::Allowlist;
 use crate::fsutil::{self, OutputError};
+use crate::seccomp::container::CapabilityLists;
 use crate::shell::status;
 
 /// The file name written beside a profile.
@@ -96,6 +97,11 @@ impl MinimalSet {
             .collect()
     }
 
+    /// `capabilities.json`'s `drop` and `add`: every capability dropped but the set.
+    pub fn lists(&self) -> CapabilityLists {
+        CapabilityLists::only(self.add().into_iter().map(str::to_owned).collect())
+    }
+
     /// Writes `capabilities.json` to `path` when the set is known, and says on stderr what
     /// was written or why nothing was.
     pub fn write(&self, path: Option<&Path>) -> Result<(), OutputError> {
@@ -146,8 +152,7 @@ impl MinimalSet {
             .map(|(&cap, c)| (NAMES[cap], left_out_reason(&c.outcomes)))
             .collect();
         let file = CapabilitiesFile {
-            drop: vec!["ALL"],
-            add: self.add(),
+            lists: self.lists(),
             reasons,
             not_added: left_out,
             note: (!self.root_seen).then_some(NON_ROOT_NOTE),
@@ -262,8 +267,8 @@ fn left_out_reason(o: &Outcomes) -> String {
 
 #[derive(Serialize)]
 struct CapabilitiesFile {
-    drop: Vec<&'static str>,
-    add: Vec<&'static str>,
+    #[serde(flatten)]
+    lists: CapabilityLists,
     reasons: BTreeMap<&'static str, AddReason>,
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     not_added: BTreeMap<&'static str, String>,

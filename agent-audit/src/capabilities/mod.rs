@@ -2,7 +2,9 @@
 //! target made after its runtime's init, from `fexit/cap_capable`), and the minimal set a
 //! profile is shipped with ([`minimal`]).
 
+pub mod file;
 pub mod minimal;
+pub mod process;
 
 use serde::{Deserialize, Serialize};
 
@@ -149,7 +151,8 @@ impl Outcomes {
             .saturating_add(self.noaudit_refused)
     }
 
-    fn merge(&mut self, other: &Outcomes) {
+    /// Adds `other`'s counts.
+    pub fn merge(&mut self, other: &Outcomes) {
         self.granted = self.granted.saturating_add(other.granted);
         self.refused = self.refused.saturating_add(other.refused);
         self.noaudit_granted = self.noaudit_granted.saturating_add(other.noaudit_granted);

@@ -42,7 +42,7 @@ pub struct CheckArgs {
 impl CheckArgs {
     pub(super) fn execute(self) -> Result<ExitCode, Error> {
         crate::fsutil::check_stdout()?;
-        let report = check::check_file(&self.profile, &self.container.context())?;
+        let report = check::check_file(&self.profile, &self.container.context()?)?;
         match self.format {
             CheckFormat::Text => super::print_stdout(&report.to_text())?,
             CheckFormat::Json => super::print_stdout(&report.to_json())?,

@@ -54,7 +54,7 @@ pub struct DiffArgs {
 impl DiffArgs {
     pub(super) fn execute(self) -> Result<ExitCode, Error> {
         crate::fsutil::check_stdout()?;
-        let context = self.container.context();
+        let context = self.container.context()?;
         let a = Side::read(&self.a, &context)?;
         let b = Side::read(&self.b, &context)?;
         let d = diff::diff(&a, &b);

@@ -13,8 +13,11 @@ mod seconds;
 mod unpin;
 mod verify;
 
+use std::path::PathBuf;
+
 use clap::{Parser, Subcommand};
 
+use crate::capabilities::file::CapsFile;
 use crate::engine::EngineSocket;
 use crate::exit::{ExitCode, EXIT_CODES_HELP};
 use crate::fsutil;
@@ -51,6 +54,10 @@ pub struct ContainerArgs {
     /// applies only with a capability the container lacks does not count.
     #[arg(long, value_name = "CAPS", default_value = "default")]
     caps: Capabilities,
+    /// The container's capabilities as a `capabilities.json` gives them (its `drop` and `add`,
+    /// as `profile` writes them beside the profile): the profile is checked for that set.
+    #[arg(long, value_name = "FILE", conflicts_with = "caps")]
+    caps_file: Option<PathBuf>,
     /// Kernel version for `minKernel` conditions, `X.Y` (default: this host's).
     #[arg(long, value_name = "X.Y")]
     kernel: Option<KernelVersion>,
@@ -58,12 +65,21 @@ pub struct ContainerArgs {
 
 impl ContainerArgs {
     /// The context to evaluate profiles in.
-    pub fn context(&self) -> ContainerContext {
-        let mut context = ContainerContext::on_this_host(self.caps.clone());
+    pub fn context(&self) -> Result<ContainerContext, Error> {
+        let caps = match self.caps_file()? {
+            Some(file) => file.caps,
+            None => self.caps.clone(),
+        };
+        let mut context = ContainerContext::on_this_host(caps);
         if self.kernel.is_some() {
             context.kernel = self.kernel;
         }
-        context
+        Ok(context)
+    }
+
+    /// `--caps-file` read, when given.
+    pub fn caps_file(&self) -> Result<Option<CapsFile>, Error> {
+        Ok(self.caps_file.as_deref().map(CapsFile::read).transpose()?)
     }
 }
 

@@ -4,6 +4,7 @@ use std::time::Duration;
 use clap::Args;
 
 use crate::bpf::AttachMode;
+use crate::capabilities::file::CapsFile;
 use crate::exit::ExitCode;
 use crate::verify::{self, ContainerVerifyOptions, VerifyOptions};
 use crate::Error;
@@ -51,11 +52,12 @@ pub struct VerifyArgs {
     /// Verify a stopped container (Docker or Podman) instead of a command: a new container
     /// created from its configuration through the engine's API runs once under the profile
     /// (the engine applies it), counted from its first syscall, then is removed. The probes (with --probe-dangerous, implied) run on
-    /// the host with the container's own capabilities.
+    /// the host with the container's own capabilities. With --caps-file the copy is created
+    /// with the file's `drop` and `add` as its `CapDrop` and `CapAdd`.
     #[arg(
         long = "docker-container",
         value_name = "NAME",
-        conflicts_with_all = ["command", "allowlist", "caps", "kernel"]
+        conflicts_with_all = ["command", "caps", "kernel"]
     )]
     docker_container: Option<String>,
     /// The engine of --docker-container.
@@ -74,6 +76,7 @@ impl VerifyArgs {
     pub(super) fn execute(self) -> Result<ExitCode, Error> {
         // Its verdict is printed to standard output whatever `-o` says.
         crate::fsutil::check_stdout()?;
+        let caps_file = self.container.caps_file()?;
         let report = match self.docker_container {
             Some(name) => verify::verify_container(&ContainerVerifyOptions {
                 profile: self.profile,
@@ -83,9 +86,9 @@ impl VerifyArgs {
                 timeout: self.timeout,
                 engine: self.engine.socket(),
                 recordings: self.allowlist.into_iter().collect(),
-                only_capabilities: None,
+                capabilities: caps_file.map(|file| file.lists),
             })?,
-            None => self.verify_command()?,
+            None => self.verify_command(caps_file)?,
         };
         super::print_stdout(&report.to_text())?;
         Ok(if report.passed {
@@ -95,7 +98,8 @@ impl VerifyArgs {
         })
     }
 
-    fn verify_command(self) -> Result<verify::VerifyReport, Error> {
+    fn verify_command(self, caps_file: Option<CapsFile>) -> Result<verify::VerifyReport, Error> {
+        let container = self.container.context()?;
         verify::verify(&VerifyOptions {
             profile: self.profile,
             allowlist: self.allowlist,
@@ -104,9 +108,10 @@ impl VerifyArgs {
             out: self.out,
             command: self.command,
             attach: self.attach,
-            container: self.container.context(),
+            container,
             cwd: None,
             timeout: self.timeout,
+            capability_set: caps_file.map(|file| file.caps),
         })
     }
 }

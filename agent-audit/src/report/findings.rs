@@ -15,6 +15,7 @@ use crate::convergence::Convergence;
 use crate::policy;
 use crate::profile::translate;
 use crate::syscalls::Arch;
+use crate::verify::CapabilityFindingKind;
 
 /// Every finding, each list in a stable order.
 pub(super) fn compute(
@@ -93,6 +94,19 @@ fn verify_failed(v: &VerifyResult) -> Vec<VerifyFailure> {
                         e => format!("errno {e}"),
                     },
                     p.expected_errno
+                ),
+            }),
+    );
+    out.extend(
+        v.capabilities
+            .iter()
+            .filter(|c| c.finding.is_some_and(CapabilityFindingKind::fails))
+            .map(|c| VerifyFailure {
+                kind: VerifyFailureKind::CapabilityRefused,
+                what: format!(
+                    "CAP_{} was refused {} time(s) under verify; the recordings saw it granted \
+                     and never refused: the capability set lacks it",
+                    c.capability, c.checks.refused
                 ),
             }),
     );

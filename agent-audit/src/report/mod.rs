@@ -275,6 +275,9 @@ pub enum VerifyFailureKind {
     Probe,
     /// The command exited non-zero under the profile.
     ExitStatus,
+    /// A capability check granted in the recordings, and never refused there, was refused
+    /// under `verify`: the capability set it ran with lacks what it needed.
+    CapabilityRefused,
     /// `verify` said FAILED for a reason the result file does not detail.
     Failed,
 }
@@ -556,6 +559,21 @@ pub struct VerifyResult {
     /// The container run, for a container's verify.
     #[serde(default)]
     pub container: Option<crate::verify::ContainerRun>,
+    /// The capabilities checked under `verify` (absent from older files).
+    #[serde(default)]
+    pub capabilities: Vec<VerifyCapability>,
+}
+
+/// A capability checked under `verify`, in a `verify` result.
+#[derive(Clone, Debug, Deserialize)]
+pub struct VerifyCapability {
+    /// Name without `CAP_`.
+    pub capability: String,
+    /// The checks under `verify`.
+    pub checks: crate::capabilities::Outcomes,
+    /// Refused checks judged by the recordings.
+    #[serde(default)]
+    pub finding: Option<crate::verify::CapabilityFindingKind>,
 }
 
 /// A workload that did not start under the profile, in a `verify` result.

@@ -368,6 +368,27 @@ fn a_failed_verification_is_the_first_finding() {
     assert!(failed < dangerous, "{md}");
     assert!(html::render(&report).contains("id=\"verify-failed\""));
 
+    // A capability granted when recorded and refused under verify is its own failure; one
+    // refused when recorded too is not.
+    std::fs::write(
+        dir.path().join("v.json"),
+        r#"{"denied":[],"exit_status":0,"passed":false,"capabilities":[
+            {"capability":"SETUID","checks":{"granted":0,"refused":2},"recorded":"granted",
+             "finding":"capability-refused"},
+            {"capability":"SYS_RESOURCE","checks":{"granted":0,"refused":1},
+             "recorded":"refused","finding":"refused-when-recorded"}]}"#,
+    )
+    .unwrap();
+    let report = build(&ReportInputs {
+        verify: Some(dir.path().join("v.json")),
+        ..inputs(runs.clone())
+    })
+    .unwrap();
+    let failed = &report.findings.verify_failed;
+    assert_eq!(failed.len(), 1, "{failed:?}");
+    assert_eq!(failed[0].kind, VerifyFailureKind::CapabilityRefused);
+    assert!(failed[0].what.contains("CAP_SETUID"), "{}", failed[0].what);
+
     // Even a result that only says FAILED is a finding: never "0 findings".
     std::fs::write(dir.path().join("v.json"), r#"{"denied":[],"passed":false}"#).unwrap();
     let list = recording("c", "true", &[(X, "read", 1)]);

@@ -57,6 +57,49 @@ impl Capabilities {
     }
 }
 
+/// A container's `--cap-drop` and `--cap-add` lists, as Docker's `HostConfig` (`CapDrop`,
+/// `CapAdd`) and `capabilities.json` (`drop`, `add`) hold them: names with or without `CAP_`,
+/// or `ALL`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct CapabilityLists {
+    /// Dropped from Docker's default set (`ALL`: every one).
+    #[serde(default)]
+    pub drop: Vec<String>,
+    /// Added to what is left (`ALL`: every capability).
+    #[serde(default)]
+    pub add: Vec<String>,
+}
+
+impl CapabilityLists {
+    /// Every capability dropped but `add`, as `capabilities.json` says.
+    pub fn only(add: Vec<String>) -> Self {
+        Self {
+            drop: vec!["ALL".to_string()],
+            add,
+        }
+    }
+
+    /// The set the container gets, as Docker computes it (moby's `TweakCapabilities`): `ALL`
+    /// added gives every capability; `ALL` dropped starts from none; otherwise Docker's
+    /// default set, less the drops, plus the additions.
+    pub fn resolve(&self) -> Result<Capabilities, String> {
+        let is_all = |c: &String| c.eq_ignore_ascii_case("ALL");
+        if self.add.iter().any(is_all) {
+            return Ok(Capabilities::All);
+        }
+        let mut items = Vec::new();
+        if !self.drop.iter().any(is_all) {
+            items.push("default".to_string());
+        }
+        items.extend(self.drop.iter().map(|c| format!("-{c}")));
+        items.extend(self.add.iter().map(|c| format!("+{c}")));
+        if items.is_empty() {
+            return Ok(Capabilities::Set(BTreeSet::new()));
+        }
+        items.join(",").parse()
+    }
+}
+
 impl Default for Capabilities {
     fn default() -> Self {
         Self::docker_default()

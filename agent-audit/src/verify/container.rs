@@ -21,19 +21,21 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use super::capabilities;
 use super::source::{create_body, SeccompOption, SourceContainer};
 use super::{
     denied_calls, mark_fallbacks, probes, Denied, Filter, StartFailure, VerifyError, VerifyReport,
     VERIFY_SCHEMA_V1,
 };
 use crate::bpf::{AttachMode, CounterOptions, SyscallCounter, TargetSlot};
+use crate::capabilities::CapabilityChecks;
 use crate::cgroup::CgroupV2Mount;
 use crate::engine::{Engine, EngineError, EngineKind, EngineSocket};
 use crate::exit::ExitCode;
 use crate::fsutil;
 use crate::refusals::RecordedRefusals;
 use crate::run::StartStage;
-use crate::seccomp::container::ContainerContext;
+use crate::seccomp::container::{CapabilityLists, ContainerContext};
 use crate::seccomp::spo::SpoObject;
 use crate::seccomp::{ProfileFileError, SeccompProfile};
 use crate::shell::status;
@@ -64,9 +66,9 @@ pub struct ContainerVerifyOptions {
     pub engine: EngineSocket,
     /// Recordings of the container: the must-work probes ask only for what they show.
     pub recordings: Vec<PathBuf>,
-    /// Run the copy with every capability dropped but these (`capabilities.json`'s `add`);
-    /// `None`: with the container's own.
-    pub only_capabilities: Option<Vec<String>>,
+    /// Run the copy with these `CapDrop`/`CapAdd` (`capabilities.json`'s: every capability
+    /// dropped but the minimal set); `None`: with the container's own.
+    pub capabilities: Option<CapabilityLists>,
 }
 
 /// What was run, in the JSON result.
@@ -258,6 +260,7 @@ impl CgroupWatch {
             refusals: false,
         })?;
         counter.attach_exit_counter()?;
+        crate::record::count_capability_checks(&mut counter);
         // Names are collected from before the parent is armed, so that every cgroup the
         // kernel program may claim has been seen created.
         let events = MkdirEvents::new(&[glob.parent.dir.as_path()]).map_err(|source| {
@@ -316,6 +319,17 @@ impl CgroupWatch {
             }
         }
         Ok(())
+    }
+
+    /// The verify container's capability checks after the runtime's init.
+    fn capability_checks(&self) -> Result<Option<CapabilityChecks>, Error> {
+        let Some(slot) = self.ours else {
+            return Ok(None);
+        };
+        Ok(self
+            .counter
+            .read_capability_checks(slot)?
+            .map(|counts| CapabilityChecks::from_counts(&counts)))
     }
 
     /// The verify container's entries and exits after the runtime's init: see
@@ -397,6 +411,8 @@ struct Ran {
     /// It ran past the timeout and was killed.
     timed_out: bool,
     counts: Counts,
+    /// Its capability checks after the runtime's init; `None` when they are not counted.
+    capabilities: Option<CapabilityChecks>,
 }
 
 /// Runs the audited container's configuration once more under the profile and returns the
@@ -407,8 +423,8 @@ pub fn verify_container(opts: &ContainerVerifyOptions) -> Result<VerifyReport, E
         fsutil::check_output(out)?;
     }
     let source = SourceContainer::inspect(&opts.name, &opts.engine)?;
-    let source = match &opts.only_capabilities {
-        Some(add) => source.with_only_capabilities(add)?,
+    let source = match &opts.capabilities {
+        Some(lists) => source.with_capabilities(lists)?,
         None => source,
     };
     let text = fsutil::read_input(&opts.profile)
@@ -436,11 +452,11 @@ pub fn verify_container(opts: &ContainerVerifyOptions) -> Result<VerifyReport, E
 
     let mut denied = denied_calls(&ran.counts.entries, &ran.counts.exits, None);
     mark_fallbacks(&mut denied, &profile);
-    let recordings = super::read_recordings(&opts.recordings)?;
+    let lists = super::read_recordings(&opts.recordings)?;
     let mut baseline = None;
     let mut from_recordings = false;
     if !denied.iter().all(Denied::expected) {
-        match RecordedRefusals::from_recordings(&recordings) {
+        match RecordedRefusals::from_recordings(&lists) {
             Some(recorded) => {
                 for d in denied.iter_mut().filter(|d| !d.expected()) {
                     d.refused_before = recorded.contains(d.arch, d.nr);
@@ -457,10 +473,16 @@ pub fn verify_container(opts: &ContainerVerifyOptions) -> Result<VerifyReport, E
             }
         }
     }
-    let evidence = probes::Evidence::from_allowlists(&recordings);
+    let evidence = probes::Evidence::from_allowlists(&lists);
     let plan = probes::plan(&profile, evidence.as_ref());
     let probes = probes::run(&filter.program, &profile, &plan).map_err(VerifyError::Probes)?;
+    let capabilities = ran
+        .capabilities
+        .as_ref()
+        .map(|checks| capabilities::compare(checks, &capabilities::recorded_sections(&lists)))
+        .unwrap_or_default();
     let passed = ran.start_failure.is_none()
+        && !capabilities::any_fails(&capabilities)
         && !ran.timed_out
         && ran.exit_status == 0
         && denied.iter().all(Denied::expected)
@@ -480,6 +502,8 @@ pub fn verify_container(opts: &ContainerVerifyOptions) -> Result<VerifyReport, E
         probes_skipped: plan.skipped,
         not_in_filter: filter.not_in_filter,
         passed,
+        capability_set: None,
+        capabilities,
         container: Some(ContainerRun {
             container: source.name.clone(),
             verify_container: run_name,
@@ -580,6 +604,7 @@ fn run_once(
     };
     watch.update()?;
     let counts = watch.counts()?;
+    let capabilities = watch.capability_checks()?;
     if exit_status != 0 {
         show_output(source, &container);
     }
@@ -588,6 +613,7 @@ fn run_once(
         start_failure,
         timed_out,
         counts,
+        capabilities,
     })
 }
 

@@ -4,6 +4,7 @@
 //! A call refused by seccomp never reaches `sys_enter` (seccomp runs first) but still passes
 //! `sys_exit` with its errno, so per syscall `exits − entries` is what the filter denied.
 
+mod capabilities;
 mod container;
 mod left;
 mod probe_child;
@@ -17,6 +18,7 @@ use std::time::Duration;
 use serde::Serialize;
 
 pub use crate::run::Survivor;
+pub use capabilities::{CapabilityFindingKind, CapabilityUnderVerify, Recorded};
 pub use container::{
     verify_container, ContainerRun, ContainerVerifyError, ContainerVerifyOptions, ProbeSite,
 };
@@ -26,10 +28,13 @@ pub use source::SourceContainer;
 
 use crate::allowlist::{Allowlist, AllowlistError};
 use crate::bpf::{AttachMode, CounterOptions};
+use crate::capabilities::process::KeptCapabilities;
+use crate::capabilities::CapabilityChecks;
 use crate::fsutil::{self, OutputError};
-use crate::run::{CommandSession, RunLimit, SpawnError, StartStage};
+use crate::run::{CommandSession, RunLimit, SpawnError, Start, StartStage};
 use crate::seccomp::arches::ProfileArches;
 use crate::seccomp::compile::{self, CompileError, SkipReason, Skipped};
+use crate::seccomp::container::Capabilities;
 use crate::seccomp::{
     ProfileFileError, ProgramError, SeccompProfile, SeccompProgram, MAX_FILTER_INSTRUCTIONS,
 };
@@ -74,6 +79,9 @@ pub struct VerifyOptions {
     pub cwd: Option<PathBuf>,
     /// How long the command, and what it leaves running, may take from its start.
     pub timeout: Duration,
+    /// The command runs with its bounding, effective, permitted, inheritable and ambient
+    /// sets reduced to these (a `capabilities.json`'s set); `None`: with ours.
+    pub capability_set: Option<Capabilities>,
 }
 
 /// A syscall the profile refused while the command ran.
@@ -208,8 +216,16 @@ pub struct VerifyReport {
     pub not_in_filter: Vec<String>,
     /// The command succeeded within the timeout and left nothing running, nothing was denied
     /// (but ENOSYS fallbacks and, for a container, what its own seccomp configuration refuses
-    /// too) and every probe got what it must.
+    /// too), every probe got what it must and no capability check granted when recorded was
+    /// refused (`capability-refused`).
     pub passed: bool,
+    /// The capability set the command ran with, when it was reduced to one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub capability_set: Option<String>,
+    /// Every capability the workload checked under `verify`, with how the recordings saw it
+    /// (when capability checks could be counted).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub capabilities: Vec<CapabilityUnderVerify>,
     /// When a Docker container was verified (`audit --container`): which, and where the
     /// probes ran.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -322,7 +338,8 @@ pub fn verify(opts: &VerifyOptions) -> Result<VerifyReport, Error> {
         Some(p) => Some(Allowlist::read(p).map_err(VerifyError::from)?),
         None => None,
     };
-    let evidence = evidence(allowlist.as_ref(), &opts.recordings)?;
+    let lists = recordings(allowlist.as_ref(), &opts.recordings)?;
+    let evidence = probes::Evidence::from_allowlists(&lists);
     let Filter {
         program,
         not_in_filter,
@@ -349,7 +366,13 @@ pub fn verify(opts: &VerifyOptions) -> Result<VerifyReport, Error> {
         (Vec::new(), Vec::new())
     };
     let left_cgroup = left::end(&watched.left);
+    let capabilities = watched
+        .capabilities
+        .as_ref()
+        .map(|checks| capabilities::compare(checks, &capabilities::recorded_sections(&lists)))
+        .unwrap_or_default();
     let passed = watched.start_failure.is_none()
+        && !capabilities::any_fails(&capabilities)
         && watched.exit_status == 0
         && !watched.timed_out
         && watched.survivors.is_empty()
@@ -371,6 +394,8 @@ pub fn verify(opts: &VerifyOptions) -> Result<VerifyReport, Error> {
         probes_skipped,
         not_in_filter,
         passed,
+        capability_set: opts.capability_set.as_ref().map(ToString::to_string),
+        capabilities,
         container: None,
     };
     if let Some(out) = &opts.out {
@@ -379,15 +404,15 @@ pub fn verify(opts: &VerifyOptions) -> Result<VerifyReport, Error> {
     Ok(report)
 }
 
-/// What the recordings show, for the must-work probes: `allowlist` and `recordings` read
-/// (`None` when there are none).
-pub(crate) fn evidence(
+/// `allowlist` and the `recordings` read: what the must-work probes ask from, and the
+/// capability checks are judged by.
+fn recordings(
     allowlist: Option<&Allowlist>,
     recordings: &[PathBuf],
-) -> Result<Option<probes::Evidence>, VerifyError> {
+) -> Result<Vec<Allowlist>, VerifyError> {
     let mut lists: Vec<Allowlist> = allowlist.into_iter().cloned().collect();
     lists.extend(read_recordings(recordings)?);
-    Ok(probes::Evidence::from_allowlists(&lists))
+    Ok(lists)
 }
 
 /// Reads every recording (`--recording`, audit's runs).
@@ -443,6 +468,8 @@ struct Watched {
     left: Vec<crate::bpf::LeftTask>,
     entries: Vec<(Arch, u32, u64)>,
     exits: Vec<(Arch, u32, u64)>,
+    /// The capability checks after the command's exec; `None` when they are not counted.
+    capabilities: Option<CapabilityChecks>,
 }
 
 /// Runs the command under `program` in a fresh target cgroup, bounded by `--timeout` and the
@@ -458,18 +485,31 @@ fn run_watched(opts: &VerifyOptions, program: &SeccompProgram) -> Result<Watched
         // Refusals are the exit counters' job here.
         refusals: false,
     };
+    let kept = opts
+        .capability_set
+        .as_ref()
+        .map(KeptCapabilities::prepare)
+        .transpose()
+        .map_err(|source| {
+            Error::Spawn(SpawnError {
+                command: opts.command.first().cloned().unwrap_or_default(),
+                stage: StartStage::DropCapabilities,
+                source,
+            })
+        })?
+        .flatten();
     let mut session = CommandSession::prepare(&opts.command, PathBuf::new(), counter)?;
     session.counter.attach_exit_counter()?;
+    crate::record::count_capability_checks(&mut session.counter);
     let limit = RunLimit {
         timeout: opts.timeout,
         grace: DESCENDANT_GRACE,
     };
-    let run = session.run_limited(
-        &opts.command,
-        Some(program),
-        opts.cwd.as_deref(),
-        Some(limit),
-    );
+    let start = Start {
+        filter: Some(program),
+        capabilities: kept.as_ref(),
+    };
+    let run = session.run_limited(&opts.command, start, opts.cwd.as_deref(), Some(limit));
     let (end, start_failure) = match run {
         Ok(end) if session.recording.execs.runs().is_empty() && end.exit_status > 128 => {
             // Killed before any exec completed in its cgroup: by the filter's action for the
@@ -498,6 +538,10 @@ fn run_watched(opts: &VerifyOptions, program: &SeccompProgram) -> Result<Watched
     let mut exits = session.counter.read_exits(slot)?.syscalls;
     exits.extend(exec_rows(session.counter.read_init_exits(slot)?.syscalls));
     let left = session.counter.departures(slot)?.tasks;
+    let capabilities = session
+        .counter
+        .read_capability_checks(slot)?
+        .map(|counts| CapabilityChecks::from_counts(&counts));
     session.counter.remove_target(slot)?;
     drop(session);
     Ok(Watched {
@@ -508,6 +552,7 @@ fn run_watched(opts: &VerifyOptions, program: &SeccompProgram) -> Result<Watched
         left,
         entries,
         exits,
+        capabilities,
     })
 }
 
@@ -684,6 +729,7 @@ impl VerifyReport {
             }
         }
         self.write_probes(&mut s);
+        self.write_capabilities(&mut s);
         if !self.not_in_filter.is_empty() {
             let _ = writeln!(
                 s,
@@ -747,6 +793,31 @@ impl VerifyReport {
         }
         for p in &self.probes_skipped {
             let _ = writeln!(s, "probe {:<34} skipped: {}", p.probe, p.reason);
+        }
+    }
+
+    /// The set the workload ran with, and its refused capability checks.
+    fn write_capabilities(&self, s: &mut String) {
+        use std::fmt::Write as _;
+        if let Some(set) = &self.capability_set {
+            let _ = writeln!(s, "capabilities: ran with {set}");
+        }
+        for c in &self.capabilities {
+            let line = match c.finding {
+                Some(CapabilityFindingKind::CapabilityRefused) => {
+                    "REFUSED (capability-refused): granted in the recordings, never refused \
+                     there: the set it ran with lacks it"
+                }
+                Some(CapabilityFindingKind::RefusedWhenRecorded) => {
+                    "refused (refused in the recordings too: information)"
+                }
+                None => continue,
+            };
+            let _ = writeln!(
+                s,
+                "capability CAP_{} x{} {line}",
+                c.capability, c.checks.refused
+            );
         }
     }
 

@@ -9,7 +9,7 @@ use serde_json::Value;
 
 use super::container::ContainerVerifyError;
 use crate::engine::{Engine, EngineKind, EngineSocket};
-use crate::seccomp::container::Capabilities;
+use crate::seccomp::container::{Capabilities, CapabilityLists};
 
 /// The audited container as the engine describes it.
 pub struct SourceContainer {
@@ -57,16 +57,16 @@ impl SourceContainer {
         })
     }
 
-    /// The container as it would run with every capability dropped but `add` (names without
-    /// `CAP_`, as `capabilities.json` lists them): its copy is created with `CapDrop: ["ALL"]`
-    /// and `CapAdd: add`, and the profile is evaluated for exactly that set.
-    pub(super) fn with_only_capabilities(
+    /// The container as it would run with `lists` for its own `CapDrop`/`CapAdd` (as
+    /// `capabilities.json` gives them: every capability dropped but the minimal set): its
+    /// copy is created with them, and the profile is evaluated for exactly that set.
+    pub(super) fn with_capabilities(
         mut self,
-        add: &[String],
+        lists: &CapabilityLists,
     ) -> Result<Self, ContainerVerifyError> {
         let host = &mut self.inspect["HostConfig"];
-        host["CapDrop"] = serde_json::json!(["ALL"]);
-        host["CapAdd"] = Value::from(add.to_vec());
+        host["CapDrop"] = Value::from(lists.drop.clone());
+        host["CapAdd"] = Value::from(lists.add.clone());
         self.caps = capabilities(host).map_err(|detail| ContainerVerifyError::Capabilities {
             name: self.name.clone(),
             detail,
@@ -91,26 +91,13 @@ impl SourceContainer {
     }
 }
 
-/// The container's capability set as Docker computes it (moby's `TweakCapabilities`): `ALL`
-/// added gives every capability; `ALL` dropped starts from none; otherwise Docker's default
-/// set, less the drops, plus the additions.
+/// The container's capability set as Docker computes it from its `CapAdd`/`CapDrop`.
 fn capabilities(host_config: &Value) -> Result<Capabilities, String> {
-    let adds = strings(&host_config["CapAdd"]);
-    let drops = strings(&host_config["CapDrop"]);
-    let is_all = |c: &String| c.eq_ignore_ascii_case("ALL");
-    if adds.iter().any(is_all) {
-        return Ok(Capabilities::All);
+    CapabilityLists {
+        drop: strings(&host_config["CapDrop"]),
+        add: strings(&host_config["CapAdd"]),
     }
-    let mut items = Vec::new();
-    if !drops.iter().any(is_all) {
-        items.push("default".to_string());
-    }
-    items.extend(drops.iter().map(|c| format!("-{c}")));
-    items.extend(adds.iter().map(|c| format!("+{c}")));
-    if items.is_empty() {
-        return Ok(Capabilities::Set(Default::default()));
-    }
-    items.join(",").parse()
+    .resolve()
 }
 
 /// The container's capability set as Podman computed it: `CapAdd`/`CapDrop` in its compatible
@@ -297,7 +284,10 @@ mod tests {
             caps: Capabilities::docker_default(),
         };
         let only = source
-            .with_only_capabilities(&["CHOWN".into(), "SETUID".into()])
+            .with_capabilities(&CapabilityLists::only(vec![
+                "CHOWN".into(),
+                "SETUID".into(),
+            ]))
             .unwrap();
         let host = &create_body(&only, None)["HostConfig"];
         assert_eq!(host["CapDrop"], json!(["ALL"]));
@@ -305,7 +295,9 @@ mod tests {
         assert!(only.caps.has("CAP_CHOWN") && only.caps.has("CAP_SETUID"));
         assert!(!only.caps.has("CAP_SYS_ADMIN") && !only.caps.has("CAP_KILL"));
         // The empty set: nothing at all.
-        let none = only.with_only_capabilities(&[]).unwrap();
+        let none = only
+            .with_capabilities(&CapabilityLists::only(Vec::new()))
+            .unwrap();
         assert!(!none.caps.has("CAP_CHOWN"));
     }
 

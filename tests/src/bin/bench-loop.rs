@@ -95,6 +95,26 @@ fn syscall(mode: &str) -> Box<dyn Fn()> {
                 })
             }
         }
+        // One capability check per call, outside any need: a private writable mapping is
+        // accounted memory, and the accounting asks for CAP_SYS_ADMIN (`cap_vm_enough_memory`,
+        // a no-audit check). For the capability hook's cost.
+        "mmap" => Box::new(|| {
+            // SAFETY: a new anonymous mapping, unmapped at once; no existing memory is touched.
+            let p = unsafe {
+                libc::mmap(
+                    std::ptr::null_mut(),
+                    4096,
+                    libc::PROT_READ | libc::PROT_WRITE,
+                    libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+                    -1,
+                    0,
+                )
+            };
+            assert_ne!(p, libc::MAP_FAILED, "mmap failed");
+            // SAFETY: the mapping just made, of that length.
+            let r = unsafe { libc::munmap(p, 4096) };
+            assert_eq!(r, 0, "munmap failed");
+        }),
         "personality" => Box::new(|| {
             // SAFETY: 0xffffffff only reads the current personality.
             let r = unsafe { libc::syscall(libc::SYS_personality, 0xffff_ffffu64) };

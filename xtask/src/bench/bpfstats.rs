@@ -48,6 +48,8 @@ pub enum Load {
     Fcntl,
     /// A shell starting `/bin/true` again and again: `sched_process_exec` per exec.
     Exec,
+    /// `bench-loop mmap`: one no-audit capability check per call (`cap_capable`).
+    Mmap,
 }
 
 impl Load {
@@ -56,6 +58,7 @@ impl Load {
             Load::Getppid => "getppid",
             Load::Fcntl => "fcntl",
             Load::Exec => "exec",
+            Load::Mmap => "mmap",
         }
     }
 }
@@ -92,6 +95,8 @@ pub fn cases() -> Vec<StatCase> {
         case(aa(true, true), Load::Fcntl),
         case(aa(true, true), Load::Exec),
         case(aa(false, true), Load::Exec),
+        case(Tracer::BpftraceCapabilityFilter, Load::Mmap),
+        case(aa(false, true), Load::Mmap),
     ]
 }
 
@@ -191,6 +196,11 @@ fn is_measured(case: StatCase, name: &str) -> bool {
     ];
     match (case.tracer, case.load) {
         (_, Load::Exec) => name == "sched_process_e",
+        // bpftool shows at most 15 bytes of a name: `cap_capable_exit` is `cap_capable_exi`.
+        (Tracer::AgentAudit { .. }, Load::Mmap) => {
+            name == "cap_capable_tp" || name == "cap_capable_exi"
+        }
+        (Tracer::BpftraceCapabilityFilter, _) => name == "cap_capable",
         (Tracer::Floor, _) => name == "sys_enter_empty",
         (Tracer::AgentAudit { .. }, _) => name == "sys_enter_btf" || name == "sys_enter_raw",
         (Tracer::Bpftrace | Tracer::BpftraceFilter, _) => !agent_audit.contains(&name),
@@ -201,7 +211,7 @@ fn is_measured(case: StatCase, name: &str) -> bool {
 /// Runs the load in the loop cgroup; returns the calls (or execs) it made.
 fn run_load(env: &BenchEnv, load: Load, calls: u64) -> Result<u64> {
     let (program, args, made) = match load {
-        Load::Getppid | Load::Fcntl => (
+        Load::Getppid | Load::Fcntl | Load::Mmap => (
             env.bin.join("bench-loop"),
             vec![load.name().to_string(), calls.to_string(), "1".into()],
             // bench-loop warms up with n/20 (at least 100) calls first.

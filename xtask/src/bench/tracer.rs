@@ -30,6 +30,9 @@ pub enum Tracer {
     Bpftrace,
     /// bpftrace's cheapest useful program: the same cgroup filter with an empty body.
     BpftraceFilter,
+    /// The same filter-only program on the `capability:cap_capable` tracepoint, for a cgroup
+    /// the load is not in: what any capability tracer pays for every check on the host.
+    BpftraceCapabilityFilter,
 }
 
 impl Tracer {
@@ -50,6 +53,7 @@ impl Tracer {
             ),
             Tracer::Bpftrace => "bpftrace".into(),
             Tracer::BpftraceFilter => "bpftrace-filter-only".into(),
+            Tracer::BpftraceCapabilityFilter => "bpftrace-capability-filter-only".into(),
         }
     }
 }
@@ -103,15 +107,20 @@ impl Running {
                 };
                 return record(env, tracer, attach, &cgroups, &out);
             }
-            Tracer::Bpftrace | Tracer::BpftraceFilter => {
+            Tracer::Bpftrace | Tracer::BpftraceFilter | Tracer::BpftraceCapabilityFilter => {
                 let body = if tracer == Tracer::Bpftrace {
                     "@[args->id] = count();"
                 } else {
                     ""
                 };
+                let (probe, cgroup) = if tracer == Tracer::BpftraceCapabilityFilter {
+                    ("capability:cap_capable", &env.idle_cgroup)
+                } else {
+                    ("raw_syscalls:sys_enter", &env.loop_cgroup)
+                };
                 let program = format!(
-                    "tracepoint:raw_syscalls:sys_enter /cgroup == cgroupid(\"{}\")/ {{ {body} }}",
-                    env.loop_cgroup.display()
+                    "tracepoint:{probe} /cgroup == cgroupid(\"{}\")/ {{ {body} }}",
+                    cgroup.display()
                 );
                 let child = Command::new("bpftrace")
                     .arg("-e")
@@ -143,7 +152,10 @@ impl Running {
         let Some(mut child) = self.child.take() else {
             return Ok(());
         };
-        let signal = if matches!(self.tracer, Tracer::Bpftrace | Tracer::BpftraceFilter) {
+        let signal = if matches!(
+            self.tracer,
+            Tracer::Bpftrace | Tracer::BpftraceFilter | Tracer::BpftraceCapabilityFilter
+        ) {
             libc::SIGINT
         } else {
             libc::SIGTERM
