@@ -52,7 +52,9 @@ fn assert_nothing_denied(verify: &Value) {
 
 /// Audits `argv` with the defaults into a fresh directory, checks what it wrote, then runs
 /// `argv` 3 more times under the profile: nothing may be denied, and it must succeed.
-fn audit_then_verify_three_times(argv: &[&str]) {
+/// Audits `argv`, checks the audit's files and its exit code against its verdict, then verifies
+/// the profile three more times; returns `verify.json` of the audit.
+fn audit_then_verify_three_times(argv: &[&str]) -> Value {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("audit");
     let done = run(
@@ -120,6 +122,7 @@ fn audit_then_verify_three_times(argv: &[&str]) {
         assert_eq!(v["exit_status"], 0, "verify {i}: {v:#}\n{}", again.stderr);
         again.assert_code(0);
     }
+    verify
 }
 
 #[test]
@@ -160,6 +163,20 @@ fn root_audit_git_clone_into_the_fresh_working_directory() {
     let url = format!("file://{}", src.path().display());
     // A relative destination: each run gets a fresh working directory, so it never exists.
     audit_then_verify_three_times(&["git", "clone", "--quiet", &url, "clone"]);
+}
+
+#[test]
+fn root_audit_of_a_shell_that_forks_only_with_vfork_passes() {
+    require_root();
+    // Debian's dash runs `/bin/true` through vfork, never clone: the profile allows vfork and
+    // refuses clone, and the must-work fork probe (a clone) has nothing to ask for. It was a
+    // false FAIL ("fork (clone SIGCHLD) FAIL, errno 1") until the probe looked at clone only.
+    let verify = audit_then_verify_three_times(&[
+        "/bin/sh",
+        "-c",
+        "for i in 1 2 3; do /bin/true; done; id -u",
+    ]);
+    assert_eq!(verify["passed"], true, "{verify:#}");
 }
 
 #[test]

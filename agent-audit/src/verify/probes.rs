@@ -7,8 +7,10 @@
 //! own answer. Some are refused only by argument rules (`socket(AF_VSOCK)`,
 //! `clone(CLONE_NEWUSER)`, `personality(READ_IMPLIES_EXEC)`). Working probes check that those
 //! rules still let the common case through — but only what the workload needs: with
-//! recordings, a fork when they show forks, a thread when they show thread creation (`clone`
-//! with `CLONE_THREAD`, or `clone3`), the socket families they used; a profile that refuses
+//! recordings, a fork through `clone` when they show one (a workload that forks only with the
+//! `fork` or `vfork` syscalls — Debian's dash runs commands with `vfork` — never asks the
+//! profile for `clone`), a thread when they show thread creation (`clone` with
+//! `CLONE_THREAD`, or `clone3`), the socket families they used; a profile that refuses
 //! what the workload never did is stricter, not broken. Without recordings a working probe
 //! runs only when the profile allows every call it makes, and is listed as skipped otherwise.
 //!
@@ -192,8 +194,10 @@ fn refused_probes() -> Vec<Probe> {
 pub struct Evidence {
     /// `clone` with `CLONE_THREAD`, or `clone3`.
     threads: bool,
-    /// `fork`, `vfork`, or `clone` without `CLONE_THREAD` (or beside `clone3`, which makes
-    /// the threads).
+    /// `clone` without `CLONE_THREAD` (or beside `clone3`, which makes the threads): the
+    /// fork probe's own call. The `fork` and `vfork` syscalls do not count: they take no
+    /// arguments a rule could break, and a profile that allows only them is right to refuse
+    /// `clone`.
     forks: bool,
     /// `ioctl`.
     ioctl: bool,
@@ -226,7 +230,6 @@ impl Evidence {
                     }
                 }
                 Some("clone3") => clone3_seen = true,
-                Some("fork" | "vfork") => e.forks = true,
                 Some("ioctl") => e.ioctl = true,
                 Some("socket") => e.add_families(row),
                 _ => {}
@@ -577,6 +580,25 @@ mod tests {
             .skipped
             .iter()
             .any(|s| s.probe.starts_with("thread") && s.reason.contains("no such call")));
+    }
+
+    #[test]
+    fn a_workload_forking_only_with_vfork_gets_no_clone_fork_probe() {
+        // Debian's dash: `sh -c 'true; id'` runs `true` through vfork, never clone. Its
+        // profile allows vfork and not clone, which the fork probe must not call broken.
+        let e = Evidence::from_allowlists(&[recording(None, &["vfork", "fork", "wait4"])]);
+        let e = e.unwrap();
+        assert!(!e.forks && !e.threads, "{e:?}");
+        let p = profile(
+            r#"{"defaultAction":"SCMP_ACT_ERRNO","syscalls":[
+                {"names":["vfork","fork","wait4","exit_group"],"action":"SCMP_ACT_ALLOW"}]}"#,
+        );
+        let plan = plan(&p, Some(&e));
+        assert!(working(&plan).is_empty(), "{:?}", working(&plan));
+        assert!(plan
+            .skipped
+            .iter()
+            .any(|s| s.probe.starts_with("fork") && s.reason.contains("no such call")));
     }
 
     #[test]
