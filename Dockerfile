@@ -6,7 +6,7 @@
 #     cargo xtask image --context-only
 #     docker build -f Dockerfile -t agent-audit:latest target/image
 #
-# `cargo xtask image` does both. Usage (the sidecar line): see README.md, "Deployment".
+# `cargo xtask image` does both. Usage (the sidecar line): see docs/containers-and-kubernetes.md.
 FROM scratch
 COPY rootfs/ /
 ENTRYPOINT ["/usr/local/bin/agent-audit"]

@@ -1,7 +1,7 @@
 //! The allowlist file: what one recording saw, as versioned JSON.
 //!
 //! `agent-audit/allowlist/v1` is the format written by `record` and `run` and read by every later
-//! step. It is documented in the README; fields are only ever added, never renamed.
+//! step. It is documented in docs/allowlist-format.md; fields are only ever added, never renamed.
 
 use std::path::{Path, PathBuf};
 

@@ -1,4 +1,5 @@
-//! Process exit codes, shared by every subcommand and documented in `--help` and the README.
+//! Process exit codes, shared by every subcommand and documented in `--help` and
+//! docs/exit-codes.md.
 //!
 //! The numbers follow BSD `sysexits.h` where one fits, so scripts can tell "your input is
 //! wrong" from "this machine cannot do it" from "the audit found a problem".
@@ -44,7 +45,7 @@ impl ExitCode {
     }
 }
 
-/// The table printed in `--help` and mirrored in the README.
+/// The table printed in `--help` and mirrored in docs/exit-codes.md.
 pub const EXIT_CODES_HELP: &str = "\
 EXIT CODES:
     0   success

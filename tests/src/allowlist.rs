@@ -1,5 +1,6 @@
-//! Reading allowlist files as plain JSON: the tests check the file format the README documents,
-//! not the library's own types, so a change to the format shows up here.
+//! Reading allowlist files as plain JSON: the tests check the file format
+//! docs/allowlist-format.md documents, not the library's own types, so a change to the format
+//! shows up here.
 
 use std::collections::BTreeSet;
 use std::path::Path;
@@ -49,7 +50,8 @@ impl Allowlist {
     }
 
     /// The rows of an optional array field (`runtime_init`, `multiplexed`, `executables`);
-    /// empty when the field is absent, as the README says it is when there is nothing to list.
+    /// empty when the field is absent, as docs/allowlist-format.md says it is when there is
+    /// nothing to list.
     pub fn rows(&self, field: &str) -> &[Value] {
         match &self.0[field] {
             Value::Null => &[],

@@ -1,5 +1,5 @@
 //! The sidecar image, built by `cargo xtask image` around the binary under test, and the
-//! `docker run` line the README documents for it.
+//! `docker run` line docs/containers-and-kubernetes.md documents for it.
 
 use std::path::Path;
 use std::process::Command;
@@ -84,7 +84,7 @@ fn image_id(tag: &str) -> Option<String> {
     (out.status.success() && !id.is_empty()).then_some(id)
 }
 
-/// The README's sidecar line up to the image: capabilities, namespaces and mounts, with the
+/// The documented sidecar line up to the image: capabilities, namespaces and mounts, with the
 /// host directory `out` at /out.
 pub fn sidecar_options(out: &Path) -> Vec<String> {
     [

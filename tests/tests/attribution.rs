@@ -18,7 +18,8 @@ const HELPER: &str = env!("CARGO_BIN_EXE_getppid-loop");
 /// The helper's task name.
 const HELPER_COMM: &str = "getppid-loop";
 const TIMEOUT: Duration = Duration::from_secs(60);
-/// Programs listed per syscall before the rest are only counted (README: the first 16).
+/// Programs listed per syscall before the rest are only counted
+/// (docs/attribution-and-arguments.md: the first 16).
 const LISTED: usize = 16;
 const NOBODY: u32 = 65534;
 

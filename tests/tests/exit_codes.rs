@@ -1,5 +1,6 @@
-//! The README's exit-code table, pinned: one case per error class and command, each run
-//! through the real binary, checking the code, a word of the message, and that nothing hangs.
+//! The exit-code table of docs/exit-codes.md, pinned: one case per error class and command,
+//! each run through the real binary, checking the code, a word of the message, and that nothing
+//! hangs.
 
 use std::fs::{self, File};
 use std::os::unix::process::CommandExt;

@@ -245,7 +245,7 @@ fn with_stdout(cmd: &mut Command, stdout: Stdio) -> Finished {
     }
 }
 
-/// Issue 20 item 6: one rule for a reader that leaves early, the README's: the output just
+/// Issue 20 item 6: one rule for a reader that leaves early, docs/exit-codes.md's: the output just
 /// stops, with no error, and the exit code is the verdict's. `run` exited 73 and `record`
 /// 73 or 0 depending on when the reader left; now both follow the rule.
 #[test]

@@ -1,6 +1,6 @@
 //! Issue 19: the calls the seccomp filter in force refused are recorded, exactly, apart from
 //! the calls that ran; a workload's own EPERM/EACCES is not one; a kill and a trap are; an
-//! i386 refusal has its i386 name. Then through Docker with the README's sidecar line: a
+//! i386 refusal has its i386 name. Then through Docker with the documented sidecar line: a
 //! container run under a profile that lacks `mkdir`, `diff --fail-on added` naming it, and a
 //! profile from that recording running the container.
 
@@ -296,7 +296,7 @@ fn root_sidecar_records_what_the_profile_in_force_refused() {
     let agent = unique_name("refusals-agent");
     let sidecar = format!("{agent}-sidecar");
     let (_rm_agent, _rm_sidecar) = (Rm(agent.clone()), Rm(sidecar.clone()));
-    // The README's sidecar line.
+    // The documented sidecar line (docs/containers-and-kubernetes.md).
     let mut recorder = Running::spawn(
         Command::new("docker")
             .args(["run", "--rm", "--name", &sidecar])

@@ -1,4 +1,4 @@
-//! The sidecar image (`cargo xtask image`) run with the README's line: it records a sibling
+//! The sidecar image (`cargo xtask image`) run with the documented line: it records a sibling
 //! container started after it armed, from the runtime's first syscall; `profile`, `check` and
 //! `report` run in the image on mounted files; the sibling then runs under the profile with
 //! `docker run --security-opt seccomp=…`, and a call it never made is refused. Without one of
@@ -70,7 +70,8 @@ fn root_sidecar_image_records_a_sibling_from_its_first_syscall_and_its_profile_r
     let (_rm_sibling, _rm_sidecar) = (Rm(sibling.clone()), Rm(sidecar.clone()));
     let allowlist_in_image = format!("/out/{sibling}.allowlist.json");
 
-    // The README's line (with a name, so that a failed test can remove it).
+    // The documented line (docs/containers-and-kubernetes.md; with a name, so that a failed
+    // test can remove it).
     let mut recorder = Running::spawn(
         Command::new("docker")
             .args(["run", "--rm", "--name", &sidecar])

@@ -581,7 +581,7 @@ fn root_record_wait_reports_cgroups_without_a_slot_and_records_them_once_one_fre
     }
     // One of them makes no call after those that found no slot: its process ends while it
     // waits, its cgroup stays. It still gets a slot, and so a file: 0 calls, missed_start
-    // (what the README says of it).
+    // (what docs/recording.md says of it).
     let emptied = names.iter().position(|n| *n == starved[0]).unwrap();
     if let Some(mut child) = children[emptied].take() {
         let _ = child.kill();

@@ -3,7 +3,7 @@
 //! Preferred: `fexit`, which gives the capability, the `opts` (whether the check is audited)
 //! and the result in one program; it needs BPF trampolines. Else the `capability:cap_capable`
 //! tracepoint (Linux 6.14+) as `tp_btf`: capability and result, but no `opts`, so every check
-//! counts as audited. There is no kprobe path (see README).
+//! counts as audited. There is no kprobe path (see docs/allowlist-format.md).
 
 use core::intrinsics::{atomic_xadd, AtomicOrdering};
 

@@ -154,8 +154,8 @@ fn dangerous(ctx: &Context, out: &mut Vec<Finding>) {
         out.push(finding(
             Severity::Error,
             LintCode::DangerousAllowed,
-            "dangerous syscalls are allowed (see the README's dangerous set for why each is); \
-             deny them, or mark a reviewed exception with a single-name rule whose comment \
+            "dangerous syscalls are allowed (see docs/profiles.md, the dangerous set, for why each \
+             is); deny them, or mark a reviewed exception with a single-name rule whose comment \
              starts with \"ACCEPTED RISK:\""
                 .into(),
             sorted(allowed),

@@ -35,8 +35,8 @@ pub enum Severity {
 }
 
 /// What a finding is about: a stable identifier for machines, written in kebab-case
-/// (`dangerous-allowed`, …) in the JSON report and the text output. The README's table says
-/// what each means.
+/// (`dangerous-allowed`, …) in the JSON report and the text output. The table of docs/check.md
+/// says what each means.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum LintCode {

@@ -42,8 +42,8 @@ pub fn check_stdout() -> Result<(), OutputError> {
 }
 
 /// Writes `contents` to standard output. A reader that goes away early (`| head -1`) is not an
-/// error: as for a program ended by SIGPIPE, the output just stops (the README's rule, the same
-/// for every command, `run --out -` and `record --out -` included).
+/// error: as for a program ended by SIGPIPE, the output just stops (the rule of
+/// docs/exit-codes.md, the same for every command, `run --out -` and `record --out -` included).
 pub fn write_stdout(contents: &[u8]) -> io::Result<()> {
     let mut out = io::stdout().lock();
     match out.write_all(contents).and_then(|()| out.flush()) {

@@ -1,5 +1,5 @@
 //! The JSON form of a report (`agent-audit/report/v1`), for CI tools to gate on. Its fields are
-//! documented in the README; within v1 they are only ever added.
+//! documented in docs/reports.md; within v1 they are only ever added.
 
 use super::Report;
 

@@ -97,7 +97,7 @@ impl FindingKind {
         format!("{n} {what}")
     }
 
-    /// What the reviewer does about one (the README's findings table says the same).
+    /// What the reviewer does about one (the findings table of docs/reports.md says the same).
     pub fn what_to_do(self) -> &'static str {
         match self {
             FindingKind::VerifyFailed | FindingKind::VerifyDenied => {
