@@ -69,6 +69,9 @@ pub enum Error {
     /// Output files.
     #[error(transparent)]
     Output(#[from] fsutil::OutputError),
+    /// `record`'s outputs: options that cannot work together, or an output not writable.
+    #[error(transparent)]
+    OutputPlan(#[from] record::OutputPlanError),
     /// An output that is an input or another output.
     #[error(transparent)]
     Clash(#[from] fsutil::PathClash),
@@ -134,6 +137,7 @@ impl Error {
             Error::Glob(e) => e.exit_code(),
             Error::Bpf(e) => e.exit_code(),
             Error::Output(e) => e.exit_code(),
+            Error::OutputPlan(e) => e.exit_code(),
             Error::Clash(e) => e.exit_code(),
             Error::Allowlist(e) => e.exit_code(),
             Error::Verify(e) => e.exit_code(),

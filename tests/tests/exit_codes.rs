@@ -309,6 +309,18 @@ fn target_cases(inputs: &Inputs) -> Vec<Case> {
             66,
             &["2147483646"],
         ),
+        // A pattern whose parent exists but nothing matches, without --wait: usage.
+        case(
+            &[
+                &"record",
+                &"--cgroup-glob",
+                &"agent-audit-exit-codes-nothing-*",
+                &"--out-dir",
+                &inputs.path("."),
+            ],
+            2,
+            &["no cgroup matches", "--wait"],
+        ),
     ]
 }
 

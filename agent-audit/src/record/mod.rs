@@ -19,9 +19,9 @@ use crate::ready::ReadyFile;
 use crate::shell::status;
 use crate::signals::StopSignals;
 use crate::target::{CgroupTarget, TargetError, TargetSpec};
-use crate::watch::CgroupGlob;
+use crate::watch::{CgroupGlob, GlobError};
 use crate::Error;
-pub use outputs::{OutputSpec, DEFAULT_INTERVAL};
+pub use outputs::{OutputPlanError, OutputSpec, DEFAULT_INTERVAL};
 use recording::Recording;
 use waiting::{Waiting, Watch};
 
@@ -199,10 +199,7 @@ fn resolve_targets(
     }
     warn_if_recording_self(mount, &targets);
     if targets.is_empty() && !opts.wait {
-        return Err(Error::Usage(format!(
-            "no cgroup matches {}; add --wait to record the next ones created",
-            opts.globs.join(", ")
-        )));
+        return Err(GlobError::NothingMatches(opts.globs.clone()).into());
     }
     Ok((targets, watches))
 }

@@ -7,9 +7,9 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use super::RecordOptions;
-use crate::fsutil;
+use crate::exit::ExitCode;
+use crate::fsutil::{self, OutputError};
 use crate::target::{CgroupTarget, TargetSpec};
-use crate::Error;
 
 /// How often the allowlist files are rewritten when `--interval` is not given.
 pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(5);
@@ -23,6 +23,51 @@ pub enum OutputSpec {
     Dir(PathBuf),
 }
 
+/// Why `record`'s outputs cannot be planned: a combination of options that cannot work (exit
+/// 2), or an output that cannot be written (the output's own code).
+#[derive(Debug, thiserror::Error)]
+pub enum OutputPlanError {
+    /// Nothing to record.
+    #[error("no target: give --cgroup, --cgroup-id, --pid, --container or --cgroup-glob")]
+    NoTarget,
+    /// `--wait` with nothing to wait for.
+    #[error("--wait needs --cgroup-glob PATTERN (e.g. 'docker/*') or --container NAME")]
+    WaitWithoutPattern,
+    /// Several targets and one `--out` file.
+    #[error("several targets but one --out file: use --out-dir DIR")]
+    SeveralTargetsOneFile,
+    /// `--out FILE` claimed by a second target (a glob's later match).
+    #[error("{} is already used by another target: use --out-dir DIR", .0.display())]
+    FileTakenByAnotherTarget(PathBuf),
+    /// `--interval` with a stream, which cannot be rewritten.
+    #[error(
+        "--interval with --out {}: a stream (standard output, a FIFO, a device) cannot be \
+         rewritten, so every snapshot would be appended as one more JSON document; without \
+         --interval only the final allowlist is written there, or give --out FILE for \
+         snapshots",
+        .0.display()
+    )]
+    IntervalOnStream(PathBuf),
+    /// The output file or directory.
+    #[error(transparent)]
+    Output(#[from] OutputError),
+}
+
+impl OutputPlanError {
+    /// The documented exit code: usage (2) for options that cannot work together, the
+    /// output's own otherwise.
+    pub fn exit_code(&self) -> ExitCode {
+        match self {
+            OutputPlanError::Output(e) => e.exit_code(),
+            OutputPlanError::NoTarget
+            | OutputPlanError::WaitWithoutPattern
+            | OutputPlanError::SeveralTargetsOneFile
+            | OutputPlanError::FileTakenByAnotherTarget(_)
+            | OutputPlanError::IntervalOnStream(_) => ExitCode::USAGE,
+        }
+    }
+}
+
 /// Output paths, checked for writability before anything is attached.
 pub(super) struct OutputPlan {
     spec: OutputSpec,
@@ -33,27 +78,21 @@ pub(super) struct OutputPlan {
     pub(super) snapshots: Option<Duration>,
 }
 
-pub(super) fn plan_outputs(opts: &RecordOptions) -> Result<OutputPlan, Error> {
+pub(super) fn plan_outputs(opts: &RecordOptions) -> Result<OutputPlan, OutputPlanError> {
     if opts.targets.is_empty() && opts.globs.is_empty() {
-        return Err(Error::Usage(
-            "no target: give --cgroup, --cgroup-id, --pid, --container or --cgroup-glob".into(),
-        ));
+        return Err(OutputPlanError::NoTarget);
     }
     let waits_for_container = opts
         .targets
         .iter()
         .any(|t| matches!(t, TargetSpec::Container { .. }));
     if opts.wait && opts.globs.is_empty() && !waits_for_container {
-        return Err(Error::Usage(
-            "--wait needs --cgroup-glob PATTERN (e.g. 'docker/*') or --container NAME".into(),
-        ));
+        return Err(OutputPlanError::WaitWithoutPattern);
     }
     let snapshots = match &opts.output {
         OutputSpec::File(path) => {
             if opts.targets.len() > 1 || (!opts.globs.is_empty() && !opts.wait) {
-                return Err(Error::Usage(
-                    "several targets but one --out file: use --out-dir DIR".into(),
-                ));
+                return Err(OutputPlanError::SeveralTargetsOneFile);
             }
             fsutil::check_output(path)?;
             snapshot_interval(path, opts.interval)?
@@ -73,33 +112,27 @@ pub(super) fn plan_outputs(opts: &RecordOptions) -> Result<OutputPlan, Error> {
 /// Snapshots replace the file each time. A stream (`--out -`, a FIFO) cannot be rewritten:
 /// each snapshot would follow the last as one more JSON document, so it only gets the final
 /// allowlist, and asking for snapshots there is a usage error.
-fn snapshot_interval(path: &Path, given: Option<Duration>) -> Result<Option<Duration>, Error> {
+fn snapshot_interval(
+    path: &Path,
+    given: Option<Duration>,
+) -> Result<Option<Duration>, OutputPlanError> {
     if !fsutil::is_stream_output(path)? {
         return Ok(Some(given.unwrap_or(DEFAULT_INTERVAL)));
     }
     match given {
         None => Ok(None),
-        Some(_) => Err(Error::Usage(format!(
-            "--interval with --out {}: a stream (standard output, a FIFO, a device) cannot be \
-             rewritten, so every snapshot would be appended as one more JSON document; without \
-             --interval only the final allowlist is written there, or give --out FILE for \
-             snapshots",
-            path.display()
-        ))),
+        Some(_) => Err(OutputPlanError::IntervalOnStream(path.to_path_buf())),
     }
 }
 
 impl OutputPlan {
     /// The file for the next target: `--out` for the first one only; in `--out-dir`,
     /// `<label>.allowlist.json`, disambiguated by cgroup id on collision.
-    pub(super) fn next_path(&mut self, target: &CgroupTarget) -> Result<PathBuf, Error> {
+    pub(super) fn next_path(&mut self, target: &CgroupTarget) -> Result<PathBuf, OutputPlanError> {
         let path = match &self.spec {
             OutputSpec::File(path) if self.used.is_empty() => path.clone(),
             OutputSpec::File(path) => {
-                return Err(Error::Usage(format!(
-                    "{} is already used by another target: use --out-dir DIR",
-                    path.display()
-                )))
+                return Err(OutputPlanError::FileTakenByAnotherTarget(path.clone()))
             }
             OutputSpec::Dir(dir) => {
                 let name = file_stem(&target.label());
@@ -210,6 +243,10 @@ mod tests {
             None
         );
         let err = snapshot_interval(stdout, Some(Duration::from_secs(1))).unwrap_err();
+        assert!(
+            matches!(&err, OutputPlanError::IntervalOnStream(p) if p == stdout),
+            "{err}"
+        );
         assert_eq!(err.exit_code(), crate::exit::ExitCode::USAGE);
         assert!(err.to_string().contains("--interval with --out -"), "{err}");
         let dir = tempfile::tempdir().unwrap();
@@ -231,7 +268,7 @@ mod tests {
     }
 
     #[test]
-    fn one_file_for_several_targets_is_a_usage_error() {
+    fn options_that_cannot_work_together_are_each_their_own_usage_error() {
         let opts = RecordOptions {
             targets: vec![TargetSpec::Pid(1), TargetSpec::Pid(2)],
             globs: Vec::new(),
@@ -246,15 +283,52 @@ mod tests {
             pin_dir: None,
         };
         let err = plan_outputs(&opts).err().expect("must fail");
+        assert!(
+            matches!(err, OutputPlanError::SeveralTargetsOneFile),
+            "{err}"
+        );
         assert!(err.to_string().contains("--out-dir"), "{err}");
         assert_eq!(err.exit_code(), crate::exit::ExitCode::USAGE);
 
         let opts = RecordOptions {
-            targets: Vec::new(),
+            targets: vec![TargetSpec::Pid(1)],
             wait: true,
             ..opts
         };
         let err = plan_outputs(&opts).err().expect("must fail");
+        assert!(matches!(err, OutputPlanError::WaitWithoutPattern), "{err}");
+        assert_eq!(err.exit_code(), crate::exit::ExitCode::USAGE);
+
+        let opts = RecordOptions {
+            targets: Vec::new(),
+            ..opts
+        };
+        let err = plan_outputs(&opts).err().expect("must fail");
+        assert!(matches!(err, OutputPlanError::NoTarget), "{err}");
         assert!(err.to_string().contains("--cgroup-glob"), "{err}");
+    }
+
+    #[test]
+    fn an_output_that_cannot_be_written_keeps_its_own_exit_code() {
+        let dir = tempfile::tempdir().unwrap();
+        let opts = RecordOptions {
+            targets: vec![TargetSpec::Pid(1)],
+            globs: Vec::new(),
+            wait: false,
+            keep_waiting: false,
+            ready_file: None,
+            output: OutputSpec::Dir(dir.path().join("missing/dir")),
+            interval: None,
+            duration: None,
+            counter: CounterOptions::new(AttachMode::Auto),
+            metrics: None,
+            pin_dir: None,
+        };
+        let err = plan_outputs(&opts).err().expect("a missing directory");
+        let OutputPlanError::Output(output) = &err else {
+            panic!("not an output error: {err:?}");
+        };
+        assert_eq!(err.exit_code(), output.exit_code());
+        assert_ne!(err.exit_code(), crate::exit::ExitCode::USAGE);
     }
 }

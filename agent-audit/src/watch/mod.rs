@@ -39,6 +39,9 @@ pub enum GlobError {
         /// Why the parent cannot be used.
         source: CgroupError,
     },
+    /// No cgroup matches the patterns, and `record` was not told to wait for one.
+    #[error("no cgroup matches {}; add --wait to record the next ones created", .0.join(", "))]
+    NothingMatches(Vec<String>),
 }
 
 impl GlobError {
@@ -46,7 +49,9 @@ impl GlobError {
     /// cgroup's otherwise.
     pub fn exit_code(&self) -> crate::exit::ExitCode {
         match self {
-            GlobError::Unsupported(_) => crate::exit::ExitCode::USAGE,
+            GlobError::Unsupported(_) | GlobError::NothingMatches(_) => {
+                crate::exit::ExitCode::USAGE
+            }
             GlobError::Parent { source, .. } => source.exit_code(),
         }
     }
