@@ -9,6 +9,7 @@
 
 mod container;
 
+use std::num::NonZeroUsize;
 use std::path::{Path, PathBuf};
 
 use crate::allowlist::Allowlist;
@@ -49,26 +50,33 @@ pub enum Workload {
     },
 }
 
-/// How many runs to record.
+/// How many runs to record: at least one, by its types; an `UntilStable` only from
+/// [`RunCount::until_stable`], which leaves room for the stable runs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum RunCount {
     /// Exactly this many.
-    Fixed(usize),
+    Fixed(NonZeroUsize),
     /// Until `stable` consecutive runs added nothing, at most `max` runs.
     UntilStable {
         /// Consecutive runs that must add nothing.
-        stable: usize,
+        stable: NonZeroUsize,
         /// The most runs recorded.
         max: usize,
     },
 }
 
 impl RunCount {
+    /// Until `stable` consecutive runs add nothing, at most `max` runs; `None` when `max`
+    /// leaves no room for the first run and `stable` more after it.
+    pub fn until_stable(stable: NonZeroUsize, max: usize) -> Option<Self> {
+        (max > stable.get()).then_some(RunCount::UntilStable { stable, max })
+    }
+
     fn enough(self, done: usize, convergence: &Convergence) -> bool {
         match self {
-            RunCount::Fixed(n) => done >= n,
+            RunCount::Fixed(n) => done >= n.get(),
             RunCount::UntilStable { stable, max } => {
-                done >= max || convergence.stable_runs >= stable
+                done >= max || convergence.stable_runs >= stable.get()
             }
         }
     }
@@ -173,7 +181,6 @@ fn is_audit_output(name: &str) -> bool {
 
 /// Runs the whole audit.
 pub fn audit(opts: &AuditOptions) -> Result<AuditOutcome, Error> {
-    check_options(opts)?;
     let layout = Layout {
         dir: opts.out_dir.clone(),
     };
@@ -218,21 +225,6 @@ pub fn audit(opts: &AuditOptions) -> Result<AuditOutcome, Error> {
         verify,
         convergence,
     })
-}
-
-fn check_options(opts: &AuditOptions) -> Result<(), Error> {
-    match opts.runs {
-        RunCount::Fixed(0) => Err(Error::Usage("--runs must be at least 1".into())),
-        RunCount::UntilStable { stable: 0, .. } => {
-            Err(Error::Usage("--until-stable must be at least 1".into()))
-        }
-        RunCount::UntilStable { stable, max } if max <= stable => Err(Error::Usage(format!(
-            "--max-runs {max} leaves no room for {stable} run(s) after the first to add nothing: \
-             give at least {}",
-            stable + 1
-        ))),
-        _ => Ok(()),
-    }
 }
 
 /// Records runs until there are enough; returns their files in recording order.
@@ -515,9 +507,13 @@ mod tests {
     #[test]
     fn until_stable_stops_at_the_maximum() {
         let c = Convergence::of(std::iter::empty());
-        let runs = RunCount::UntilStable { stable: 2, max: 4 };
+        let two = NonZeroUsize::new(2).unwrap();
+        let runs = RunCount::until_stable(two, 4).unwrap();
         assert!(!runs.enough(3, &c));
         assert!(runs.enough(4, &c));
-        assert!(RunCount::Fixed(3).enough(3, &c));
+        assert!(RunCount::Fixed(NonZeroUsize::new(3).unwrap()).enough(3, &c));
+        // The first run, then two that add nothing: 3 runs at the least.
+        assert_eq!(RunCount::until_stable(two, 2), None);
+        assert!(RunCount::until_stable(two, 3).is_some());
     }
 }

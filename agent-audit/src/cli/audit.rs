@@ -1,3 +1,4 @@
+use std::num::NonZeroUsize;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -27,15 +28,16 @@ pub struct AuditArgs {
     #[arg(
         long,
         value_name = "N",
-        default_value_t = 3,
+        default_value = "3",
+        value_parser = at_least_one,
         conflicts_with = "until_stable"
     )]
-    runs: usize,
+    runs: NonZeroUsize,
     /// Keep recording until K consecutive runs added nothing new (at most --max-runs).
     /// Stable is not complete: N runs that all missed a call rule out, at 95 %, only a call
     /// made in more than about 3/N of runs (10 runs: 30 %); rarer calls need more runs.
-    #[arg(long, value_name = "K")]
-    until_stable: Option<usize>,
+    #[arg(long, value_name = "K", value_parser = at_least_one)]
+    until_stable: Option<NonZeroUsize>,
     /// The most runs --until-stable records.
     #[arg(
         long,
@@ -96,10 +98,14 @@ impl AuditArgs {
             },
         };
         let runs = match self.until_stable {
-            Some(stable) => RunCount::UntilStable {
-                stable,
-                max: self.max_runs,
-            },
+            Some(stable) => RunCount::until_stable(stable, self.max_runs).ok_or_else(|| {
+                Error::Usage(format!(
+                    "--max-runs {} leaves no room for {stable} run(s) after the first to add \
+                     nothing: give at least {}",
+                    self.max_runs,
+                    stable.get() + 1
+                ))
+            })?,
             None => RunCount::Fixed(self.runs),
         };
         let outcome = audit::audit(&AuditOptions {
@@ -133,4 +139,10 @@ impl AuditArgs {
         crate::fsutil::write_stdout(line.as_bytes()).map_err(Error::Io)?;
         Ok(outcome.exit_code())
     }
+}
+
+/// A count of runs: a whole number, at least 1 (clap names the flag in its error).
+fn at_least_one(text: &str) -> Result<NonZeroUsize, String> {
+    let n: usize = text.parse().map_err(|e| format!("{e}"))?;
+    NonZeroUsize::new(n).ok_or_else(|| "must be at least 1".into())
 }
