@@ -1124,7 +1124,7 @@ mod tests {
         }
     }
 
-    /// Issue 19: refusals are a field of their own, out of `totals`; files without it (every
+    /// Refusals are a field of their own, out of `totals`; files without it (every
     /// earlier one) still read, and a refused row names its syscall as `syscalls` does.
     #[test]
     fn refused_calls_round_trip_apart_from_totals_and_are_checked() {
@@ -1229,7 +1229,7 @@ mod tests {
         assert!(Allowlist::parse(&json, p).is_err());
     }
 
-    /// Issue 20 item 7: what a JSON object or a list would silently resolve (the last of two
+    /// What a JSON object or a list would silently resolve (the last of two
     /// keys, two entries for one call, a call without its name) is refused, naming the entry.
     #[test]
     fn refuses_repeated_keys_repeated_entries_and_null_names_of_known_calls() {

@@ -491,7 +491,7 @@ mod tests {
         )
     }
 
-    /// Issue 19: against the committed profile, a call refused only because no recording saw
+    /// Against the committed profile, a call refused only because no recording saw
     /// it fails `--fail-on added`; one the profile refuses on purpose is listed only.
     #[test]
     fn refusals_fail_only_when_never_recorded() {

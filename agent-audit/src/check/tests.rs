@@ -569,8 +569,9 @@ fn clone3_saved_only_by_runcs_enosys_stub_is_a_warning() {
     );
 }
 
-/// Every ioctl but TIOCSTI and TIOCLINUX, as agent-audit wrote it before issue 25: one
-/// MASKED_EQ rule per common bit, then the patterns of the bits where the two differ.
+/// Every ioctl but TIOCSTI and TIOCLINUX, as agent-audit wrote it before argument rules were
+/// shaped for their cost: one MASKED_EQ rule per common bit, then the patterns of the bits
+/// where the two differ.
 fn ioctl_one_rule_per_bit() -> String {
     let (tiocsti, tioclinux) = (0x5412u64, 0x541cu64);
     let differing = tiocsti ^ tioclinux;

@@ -222,7 +222,7 @@ fn unread_fifo_of(dir: &Path, owner: u32) -> (PathBuf, File) {
     (fifo, reader)
 }
 
-/// Issue 20 item 4: another user's FIFO whose reader never reads held the writer forever once
+/// Another user's FIFO whose reader never reads held the writer forever once
 /// the pipe's 64 KiB were full. Now the write gives up at the deadline, saying how much the
 /// reader took; one that reads gets everything.
 #[test]

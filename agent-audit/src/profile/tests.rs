@@ -678,7 +678,7 @@ fn reads_inputs_and_rejects_duplicates() {
     assert!(err.is_not_found(), "{err}");
 }
 
-/// Done-when of issue 9: on every axis where Docker's current default restricts arguments, the
+/// On every axis where Docker's current default restricts arguments, the
 /// generated profile is at least as strict, and it allows far fewer names. Docker's default is
 /// evaluated as Docker hands it to runc for a container without CAP_SYS_ADMIN on x86_64.
 #[test]
@@ -932,7 +932,7 @@ fn refused_under_profile(refused: &[(&str, u64, crate::allowlist::RefusingFilter
     list
 }
 
-/// Issue 19: a call the profile in force refused is allowed with its reason when that stays
+/// A call the profile in force refused is allowed with its reason when that stays
 /// at least as strict as Docker's default; what stays denied on purpose is said so.
 #[test]
 fn refused_calls_are_allowed_as_observed_ones_and_never_looser_than_docker() {

@@ -691,7 +691,7 @@ fn only_runtime_init_calls_the_profile_allows_for_no_reason_are_findings() {
     );
 }
 
-/// Issue 19: what the profile in force refused comes first, with programs and counts, and
+/// What the profile in force refused comes first, with programs and counts, and
 /// whether the profile under review allows it now.
 #[test]
 fn refusals_are_listed_first_with_programs_and_counts() {
@@ -741,7 +741,7 @@ fn refusals_are_listed_first_with_programs_and_counts() {
     assert!(refused_at < page.find("<h2>Findings (").unwrap());
 }
 
-/// Issue 20 item 2: a daemon that starts as root and drops to its user (squid), audited in 3
+/// A daemon that starts as root and drops to its user (squid), audited in 3
 /// runs, whose runtime init made `sched_yield` — which `audit` allowed as a timing-dependent
 /// call because the workload made futex calls. Nothing asks for a change: the privilege drop
 /// is information (one entry naming the 3 runs), `sched_yield` a documented allowance.
@@ -840,7 +840,7 @@ fn a_daemon_dropping_privileges_with_a_timing_allowance_has_no_finding() {
     );
 }
 
-/// "Use it" (issue 24): lines a shell takes as they are, naming the reviewed profile, the
+/// "Use it": lines a shell takes as they are, naming the reviewed profile, the
 /// recorded command (each argument quoted back) or container, and the runs.
 #[test]
 fn use_it_lines_are_ready_to_paste() {

@@ -456,7 +456,7 @@ pub(crate) mod tests {
         bytes
     }
 
-    /// Issue 20 item 5: each libseccomp addition snapshots the filter so far, so 40 000 rules
+    /// Each libseccomp addition snapshots the filter so far, so 40 000 rules
     /// took 30 s. Repeats of a name with one action, errno and conditions are given to
     /// libseccomp once: the filter is byte for byte the one of the distinct rules, and what
     /// was skipped is reported for every repeat as before.

@@ -172,7 +172,7 @@ impl SpoObject {
             serde_json::from_str(text).map_err(|e| SpoError::Shape(e.to_string()))?
         } else {
             // Each document straight into the object, not through a `Value`: a document of
-            // many aliases is expanded once, not twice (issue 20 item 5).
+            // many aliases is expanded once, not twice.
             let mut documents = Vec::new();
             for document in serde_yaml_ng::Deserializer::from_str(text) {
                 let object = Option::<Self>::deserialize(document)

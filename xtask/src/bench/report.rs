@@ -1,5 +1,5 @@
 //! Figures from samples: medians, overheads against the same repetition's baseline, ratios,
-//! the goals of issue 5 with PASS/MISS, a Markdown report and a JSON file. Nothing here
+//! the bench's goals with PASS/MISS, a Markdown report and a JSON file. Nothing here
 //! measures; every number comes from `Samples`.
 
 use std::collections::BTreeMap;
@@ -17,7 +17,7 @@ const IN_BTF: &str = "agent-audit-tp_btf-inside-1";
 const OUT_BTF: &str = "agent-audit-tp_btf-outside-1";
 const LOOPS: [&str; 2] = ["getppid", "fstat"];
 
-/// One goal of issue 5 as measured.
+/// One of the bench's goals as measured.
 #[derive(Debug, serde::Serialize)]
 pub struct Goal {
     pub goal: String,
@@ -297,7 +297,7 @@ impl Report {
             );
         }
 
-        o.push_str("\n### Goals (issue 5)\n\n| goal | measured | verdict |\n|---|---|---|\n");
+        o.push_str("\n### Goals\n\n| goal | measured | verdict |\n|---|---|---|\n");
         for g in &self.goals {
             let _ = writeln!(o, "| {} | {} | **{}** |", g.goal, g.measured, g.verdict);
         }

@@ -1,4 +1,4 @@
-//! How long `check` and `verify` take on profiles with very many rules (issue 20 item 5):
+//! How long `check` and `verify` take on profiles with very many rules:
 //! libseccomp snapshots the whole filter on every rule it is given, so its cost grows with the
 //! square of the rules. agent-audit merges identical rules before compiling and refuses more
 //! than 4096 distinct ones when it reads a profile; these rows show what that leaves.
