@@ -3,7 +3,9 @@
 //! nginx-light, postgresql-15 and curl from this machine's apt mirror, `docker import`), each
 //! doing its job with no network but loopback (tests/data/workloads: squid refuses a domain
 //! outside its allowlist and shuts down; nginx's worker serves a file to curl and nginx quits;
-//! pg_ctlcluster starts PostgreSQL as `postgres`, psql gets an answer, the cluster stops).
+//! pg_ctlcluster starts PostgreSQL as `postgres`, psql gets an answer, the cluster stops;
+//! memcached, in an image of its own, drops to `memcache`, stores and returns a value and stops
+//! on SIGTERM).
 //! `agent-audit audit --container` (3 runs, verify, report) must end verify PASSED,
 //! `0 finding(s)`, exit 0: the privilege drop is information, merged over the runs, and so are
 //! the runtime init's calls the profile handles. The report's Kubernetes line is run too: the
