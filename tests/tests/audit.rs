@@ -180,6 +180,32 @@ fn root_audit_of_a_shell_that_forks_only_with_vfork_passes() {
 }
 
 #[test]
+fn root_audit_of_a_shell_whose_wait_finds_its_child_running_only_later_passes() {
+    require_root();
+    // dash's `wait` calls rt_sigsuspend only while the child still runs. The first 3 runs (the
+    // recorded ones) find it gone; every later run (verify, then 3 more) finds it running,
+    // as a slower server did under the audit's verify: refused, rt_sigsuspend made dash spin
+    // until verify's timeout. It is a timing-dependent allowance once wait4 is recorded.
+    let counter = tempfile::tempdir().unwrap();
+    let runs = counter.path().join("runs");
+    let verify = audit_then_verify_three_times(&[
+        "/bin/dash",
+        "-c",
+        r#"n=$(cat "$1" 2>/dev/null || echo 0); echo $((n + 1)) > "$1"
+        if [ "$n" -lt 3 ]; then sleep 0.05 & sleep 0.3; wait; else sleep 0.3 & wait; fi"#,
+        "sh",
+        runs.to_str().unwrap(),
+    ]);
+    assert_eq!(verify["passed"], true, "{verify:#}");
+    let started = std::fs::read_to_string(&runs).unwrap();
+    assert_eq!(
+        started.trim(),
+        "7",
+        "3 recorded runs, verify, 3 more verify runs"
+    );
+}
+
+#[test]
 fn root_audit_a_container_start_by_start() {
     require_root();
     let name = unique_name("aa-audit");

@@ -3,7 +3,9 @@
 //! nginx-light, postgresql-15 and curl from this machine's apt mirror, `docker import`), each
 //! doing its job with no network but loopback (tests/data/workloads: squid refuses a domain
 //! outside its allowlist and shuts down; nginx's worker serves a file to curl and nginx quits;
-//! pg_ctlcluster starts PostgreSQL as `postgres`, psql gets an answer, the cluster stops).
+//! pg_ctlcluster starts PostgreSQL as `postgres`, psql gets an answer, the cluster stops;
+//! memcached, in an image of its own, drops to `memcache`, stores and returns a value and stops
+//! on SIGTERM).
 //! `agent-audit audit --container` (3 runs, verify, report) must end verify PASSED,
 //! `0 finding(s)`, exit 0: the privilege drop is information, merged over the runs, and so are
 //! the runtime init's calls the profile handles. The report's Kubernetes line is run too: the
@@ -30,9 +32,9 @@ fn json(path: &Path) -> Value {
 
 /// `docker create` of `task` (a script in tests/data/workloads) in the daemon image, as root
 /// (the daemon drops privileges itself), with no network but loopback.
-fn create_daemon_container(name: &str, task: &str) -> DockerContainer {
+fn create_daemon_container(name: &str, task: &str, packages: &[&str]) -> DockerContainer {
     let workloads = workspace_root().join("tests/data/workloads");
-    let image = debian_image_with(DAEMON_PACKAGES);
+    let image = debian_image_with(packages);
     let mut create = Command::new("docker");
     create
         .args(["create", "--name", name, "--network", "none", "--volume"])
@@ -48,9 +50,14 @@ fn create_daemon_container(name: &str, task: &str) -> DockerContainer {
 /// Audits the daemon's container and checks what a user sees: PASSED, no finding, exit 0, the
 /// privilege drop as one piece of information naming the 3 runs.
 fn audit_daemon(prefix: &str, task: &str, daemon: &str) {
+    audit_daemon_from(prefix, task, daemon, DAEMON_PACKAGES);
+}
+
+/// [`audit_daemon`] in an image of `packages`.
+fn audit_daemon_from(prefix: &str, task: &str, daemon: &str, packages: &[&str]) {
     require_root();
     let name = unique_name(prefix);
-    let container = create_daemon_container(&name, task);
+    let container = create_daemon_container(&name, task, packages);
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("audit");
     std::fs::create_dir_all(workspace_root().join("target/debian-daemons-failed")).unwrap();
@@ -90,7 +97,7 @@ fn audit_daemon(prefix: &str, task: &str, daemon: &str) {
     assert_eq!(merged[0]["runs"].as_array().unwrap().len(), 3);
     let root = merged[0]["root_executables"].to_string();
     assert!(root.contains(daemon), "{root}");
-    assert_minimal_set_runs(&name, &out, dir.path());
+    assert_minimal_set_runs(&name, &out, dir.path(), packages);
     let md = std::fs::read_to_string(out.join("report.md")).unwrap();
     assert!(md.contains("**Ready to commit: verify PASSED"), "{md}");
     assert!(md.contains("**Privilege drop** in 3 run(s)"), "{md}");
@@ -124,8 +131,8 @@ fn audit_daemon(prefix: &str, task: &str, daemon: &str) {
 
 /// The capabilities of a container Docker creates with its defaults: the bounding set's bits
 /// in the image's own `/proc/self/status`.
-fn docker_default_capability_count() -> u32 {
-    let image = debian_image_with(DAEMON_PACKAGES);
+fn docker_default_capability_count(packages: &[&str]) -> u32 {
+    let image = debian_image_with(packages);
     let status = run_ok(
         Command::new("docker").args([
             "run",
@@ -146,7 +153,7 @@ fn docker_default_capability_count() -> u32 {
 /// The audit's `capabilities.json` adds fewer capabilities than Docker gives, each with its
 /// reason; the audit's verify copy ran with exactly them; and the daemon does its job 3 times
 /// of 3 in a copy created with `--cap-drop ALL --cap-add <set>` and the profile.
-fn assert_minimal_set_runs(name: &str, out: &Path, dir: &Path) {
+fn assert_minimal_set_runs(name: &str, out: &Path, dir: &Path, packages: &[&str]) {
     let minimal = json(&out.join("capabilities.json"));
     assert_eq!(minimal["drop"], serde_json::json!(["ALL"]), "{minimal:#}");
     let add: Vec<&str> = minimal["add"]
@@ -155,7 +162,7 @@ fn assert_minimal_set_runs(name: &str, out: &Path, dir: &Path) {
         .iter()
         .map(|c| c.as_str().unwrap())
         .collect();
-    let docker_default = docker_default_capability_count();
+    let docker_default = docker_default_capability_count(packages);
     assert!(
         add.len() < usize::try_from(docker_default).unwrap(),
         "{add:?} is not fewer than Docker's {docker_default}"
@@ -209,5 +216,18 @@ fn root_audit_of_a_postgres_container_has_no_finding() {
         "findings-report-postgres",
         "postgres_task.sh",
         "/usr/bin/pg_ctlcluster",
+    );
+}
+
+#[test]
+fn root_audit_of_a_memcached_container_has_no_finding() {
+    // memcached drops to its user with -u and keeps worker threads that never end (the
+    // process leaves through exit_group only); its own image, so the other daemons' does not
+    // grow.
+    audit_daemon_from(
+        "verdicts-memcached",
+        "memcached_task.sh",
+        "/usr/bin/memcached",
+        &["memcached"],
     );
 }

@@ -321,7 +321,7 @@ fn write_profile(
     let merged: Merged = profile::read_and_merge(allowlists)?;
     let options = ProfileOptions {
         baseline: true,
-        allows: if timing_allowances {
+        timing_allows: if timing_allowances {
             timing_allows(&merged)
         } else {
             Vec::new()

@@ -135,6 +135,7 @@ impl ProfileArgs {
                 .zip(self.reasons)
                 .map(|(name, reason)| ExplicitAllow { name, reason })
                 .collect(),
+            timing_allows: Vec::new(),
             base,
             keep_base_allows: self.keep_base_allows,
             args_mode: match self.args_mode {

@@ -8,7 +8,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use super::args::{self, ArgVerdict, Narrowed, Seen, SocketRefusals};
 use super::merge::Merged;
 use super::model::{
-    errno, Notice, PlannedArch, PlannedRule, ProfilePlan, Reason, RefusedDenial, Section, Verdict,
+    errno, AllowedBy, Notice, PlannedArch, PlannedRule, ProfilePlan, Reason, RefusedDenial,
+    Section, Verdict,
 };
 use super::translate::{self, Added};
 use super::{ExplicitAllow, ProfileError, ProfileOptions};
@@ -41,8 +42,8 @@ struct Builder<'a> {
     architectures: Vec<PlannedArch>,
     /// The profile's arches.
     listed: Vec<Arch>,
-    /// `--allow NAME` → its reason.
-    explicit: BTreeMap<String, String>,
+    /// `--allow NAME` and audit's timing allowances → the reason, and who allowed it.
+    explicit: BTreeMap<String, (String, AllowedBy)>,
     dangerous: &'static DangerousSet,
     /// Every observed name.
     observed: BTreeSet<&'a str>,
@@ -58,7 +59,9 @@ impl<'a> Builder<'a> {
     fn new(merged: &'a Merged, options: &'a ProfileOptions) -> Result<Self, ProfileError> {
         let architectures = architectures(merged, &options.extra_arches)?;
         let listed: Vec<Arch> = architectures.iter().map(|a| a.arch).collect();
-        let explicit = explicit_allows(&options.allows, &listed)?;
+        let by_flag = options.allows.iter().map(|a| (a, AllowedBy::Flag));
+        let by_audit = (options.timing_allows.iter()).map(|a| (a, AllowedBy::TimingAllowance));
+        let explicit = explicit_allows(by_flag.chain(by_audit), &listed)?;
         // Only unconditional denies deny a name outright; a conditional one (Podman's
         // NETLINK_AUDIT socket rule) refines calls the profile may otherwise allow.
         let base_denied = base_rules(options)
@@ -279,10 +282,11 @@ impl<'a> Builder<'a> {
 
     /// 1c. `--allow NAME --reason TEXT`.
     fn explicit_allows(&mut self) {
-        for (name, why) in self.explicit.clone() {
+        for (name, (why, by)) in self.explicit.clone() {
             let count = self.merged.count(&name);
             let entry = self.dangerous.entry(&name);
-            if count == 0 {
+            // audit says itself what it allowed and why; only a user's --allow is noted.
+            if count == 0 && by == AllowedBy::Flag {
                 self.notices
                     .push(Notice::AllowedUnobserved { name: name.clone() });
             }
@@ -291,6 +295,9 @@ impl<'a> Builder<'a> {
                     "ACCEPTED RISK: {name} is dangerous ({}) and is allowed with --allow because: {why}",
                     e.reason.trim_end_matches('.')
                 ),
+                None if count == 0 && by == AllowedBy::TimingAllowance => {
+                    format!("Allowed although never observed: {why}")
+                }
                 None if count == 0 => {
                     format!("Allowed with --allow although never observed: {why}")
                 }
@@ -300,12 +307,13 @@ impl<'a> Builder<'a> {
                 name.clone(),
                 Reason::ExplicitAllow {
                     why: why.clone(),
+                    by,
                     dangerous: entry.is_some(),
                     count,
                 },
             );
             self.push(
-                Section::ExplicitAllow(name.clone()),
+                Section::ExplicitAllow(name.clone(), by),
                 vec![name],
                 Verdict::Allow,
                 comment,
@@ -712,12 +720,12 @@ fn architectures(merged: &Merged, extra: &[Arch]) -> Result<Vec<PlannedArch>, Pr
         .collect())
 }
 
-fn explicit_allows(
-    allows: &[ExplicitAllow],
+fn explicit_allows<'a>(
+    allows: impl Iterator<Item = (&'a ExplicitAllow, AllowedBy)>,
     listed: &[Arch],
-) -> Result<BTreeMap<String, String>, ProfileError> {
+) -> Result<BTreeMap<String, (String, AllowedBy)>, ProfileError> {
     let mut out = BTreeMap::new();
-    for allow in allows {
+    for (allow, by) in allows {
         if !listed.iter().any(|a| a.has_syscall(&allow.name)) {
             return Err(ProfileError::UnknownAllow {
                 name: allow.name.clone(),
@@ -734,7 +742,7 @@ fn explicit_allows(
             });
         }
         if out
-            .insert(allow.name.clone(), allow.reason.trim().to_string())
+            .insert(allow.name.clone(), (allow.reason.trim().to_string(), by))
             .is_some()
         {
             return Err(ProfileError::DuplicateAllow {

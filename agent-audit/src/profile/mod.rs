@@ -52,6 +52,9 @@ pub struct ProfileOptions {
     pub baseline: bool,
     /// `--allow NAME --reason TEXT` pairs.
     pub allows: Vec<ExplicitAllow>,
+    /// The timing-dependent calls `audit` allows (`data/timing-dependent.json`), each with
+    /// its reason: allowed like `--allow`, and said to be `audit`'s, not the user's.
+    pub timing_allows: Vec<ExplicitAllow>,
     /// `--base PROFILE`.
     pub base: Option<BaseProfile>,
     /// `--keep-base-allows`.

@@ -54,8 +54,9 @@ pub enum Section {
     /// 1b. Names standing for observed syscalls on an arch that was not observed (or the
     /// `*_time64` twins on a 32-bit arch).
     Translated(Arch),
-    /// 1c. A dangerous or unobserved syscall allowed with `--allow NAME --reason TEXT`.
-    ExplicitAllow(String),
+    /// 1c. A dangerous or unobserved syscall allowed with `--allow NAME --reason TEXT`, or
+    /// as one of `audit`'s timing allowances.
+    ExplicitAllow(String, AllowedBy),
     /// 1d. Allowed by `--base` and kept with `--keep-base-allows`.
     BaseAllow(usize),
     /// 2. Baseline: the runtime, the vDSO fallbacks, the kernel's own needs.
@@ -115,10 +116,12 @@ pub enum Reason {
         /// The entry's reason.
         why: String,
     },
-    /// Allowed with `--allow NAME --reason TEXT`.
+    /// Allowed with `--allow NAME --reason TEXT`, or as one of `audit`'s timing allowances.
     ExplicitAllow {
-        /// The user's reason.
+        /// The reason.
         why: String,
+        /// Who allowed it.
+        by: AllowedBy,
         /// Whether the name is in the dangerous set.
         dangerous: bool,
         /// Calls observed (0 if never seen).
@@ -163,6 +166,26 @@ pub enum Reason {
         /// Which inputs recorded the refusals.
         inputs: Vec<usize>,
     },
+}
+
+/// Who allowed a call the recordings need not show.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum AllowedBy {
+    /// The user, with `--allow NAME --reason TEXT`.
+    Flag,
+    /// `audit`, as a timing-dependent call whose trigger was recorded.
+    TimingAllowance,
+}
+
+impl AllowedBy {
+    /// `reason` as rationale and report give it: after `--allow: ` for the user's; alone
+    /// for a timing allowance, whose reason says that `audit` allowed it and why.
+    pub fn introduce(self, reason: &str) -> String {
+        match self {
+            AllowedBy::Flag => format!("--allow: {reason}"),
+            AllowedBy::TimingAllowance => reason.to_string(),
+        }
+    }
 }
 
 /// Why a refused syscall is not allowed by the new profile.

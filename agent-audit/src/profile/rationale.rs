@@ -4,7 +4,7 @@
 use std::fmt::Write;
 
 use super::args::{family_label, Seen};
-use super::model::{Notice, ProfilePlan, Reason, RefusedDenial, Section, Verdict};
+use super::model::{AllowedBy, Notice, ProfilePlan, Reason, RefusedDenial, Section, Verdict};
 use crate::allowlist::MAX_PROGRAMS_LISTED;
 use crate::markdown::{code, escape};
 use crate::policy;
@@ -160,12 +160,13 @@ fn allowance(reason: Option<&Reason>) -> Allowance {
         }
         Some(Reason::ExplicitAllow {
             why,
+            by,
             dangerous,
             count,
         }) => {
             let risk = if *dangerous { "**ACCEPTED RISK** " } else { "" };
             Allowance {
-                why: format!("{risk}--allow: {}", escape(why)),
+                why: format!("{risk}{}", by.introduce(&escape(why))),
                 calls: count.to_string(),
                 runs: String::new(),
             }
@@ -476,7 +477,10 @@ fn section_title(section: &Section) -> String {
         Section::Observed => "allow: observed".into(),
         Section::Refused => "allow: refused under the previous profile".into(),
         Section::Translated(arch) => format!("allow: translated for {}", arch.scmp_name()),
-        Section::ExplicitAllow(name) => format!("allow: --allow {name}"),
+        Section::ExplicitAllow(name, AllowedBy::Flag) => format!("allow: --allow {name}"),
+        Section::ExplicitAllow(name, AllowedBy::TimingAllowance) => {
+            format!("allow: timing-dependent {name}")
+        }
         Section::BaseAllow(i) => format!("allow: base profile rule {}", i + 1),
         Section::Baseline(name) => format!("allow: baseline {name}"),
         Section::Arguments(name) => format!("{name} by its arguments (allow or refuse)"),

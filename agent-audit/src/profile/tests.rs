@@ -1,6 +1,6 @@
 use std::collections::BTreeSet;
 
-use super::model::{errno, Notice, Reason, Section, Verdict};
+use super::model::{errno, AllowedBy, Notice, Reason, Section, Verdict};
 use super::*;
 use crate::seccomp::spo::SpoVersion;
 use crate::seccomp::{Action, SeccompProfile};
@@ -137,6 +137,53 @@ fn allow_with_reason_lets_a_dangerous_call_through_loudly() {
         allowed: true
     }));
     assert!(!plan.denied_names().contains(&"ptrace"));
+}
+
+#[test]
+fn a_timing_allowance_is_audits_and_a_flag_the_users() {
+    // audit allows rt_sigsuspend, never recorded, as a timing allowance: nothing may say the
+    // user passed --allow for it. A user's --allow of an unrecorded call still says so.
+    let mut opts = options();
+    opts.timing_allows.push(ExplicitAllow {
+        name: "rt_sigsuspend".into(),
+        reason: "timing-dependent, allowed by `audit` because wait4 was recorded: why".into(),
+    });
+    opts.allows.push(ExplicitAllow {
+        name: "chmod".into(),
+        reason: "the installer needs it".into(),
+    });
+    let plan = generate(two_runs(), &opts);
+    let rule = |name: &str| plan.rules.iter().find(|r| r.names == [name]).unwrap();
+    let timing = rule("rt_sigsuspend");
+    assert_eq!(timing.verdict, Verdict::Allow);
+    assert_eq!(
+        timing.comment,
+        "Allowed although never observed: timing-dependent, allowed by `audit` because wait4 \
+         was recorded: why"
+    );
+    assert_eq!(
+        timing.section,
+        Section::ExplicitAllow("rt_sigsuspend".into(), AllowedBy::TimingAllowance)
+    );
+    assert!(rule("chmod")
+        .comment
+        .starts_with("Allowed with --allow although never observed"));
+    assert_eq!(
+        plan.notices
+            .iter()
+            .filter(|n| matches!(n, Notice::AllowedUnobserved { .. }))
+            .collect::<Vec<_>>(),
+        [&Notice::AllowedUnobserved {
+            name: "chmod".into()
+        }]
+    );
+    let md = rationale::render(&plan, "profile.json");
+    let line = md.lines().find(|l| l.contains("`rt_sigsuspend`")).unwrap();
+    assert!(!line.contains("--allow"), "{line}");
+    assert!(
+        md.contains("allow: timing-dependent rt\\_sigsuspend"),
+        "{md}"
+    );
 }
 
 #[test]

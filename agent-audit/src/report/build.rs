@@ -377,9 +377,9 @@ fn allow_reason(ctx: &Context, name: &str) -> AllowReason {
             kind: "baseline",
             text: format!("baseline ({group}): {why}"),
         },
-        Some(Reason::ExplicitAllow { why, .. }) => AllowReason {
+        Some(Reason::ExplicitAllow { why, by, .. }) => AllowReason {
             kind: "explicit-allow",
-            text: format!("--allow: {why}"),
+            text: by.introduce(why),
         },
         Some(Reason::BaseAllow { comment }) => AllowReason {
             kind: "base-allow",
