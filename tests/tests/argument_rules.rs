@@ -1,4 +1,4 @@
-//! Argument rules end to end (issue 9's "done when"), in real runc and Docker containers: a
+//! Argument rules end to end, in real runc and Docker containers: a
 //! static program that forks, starts a thread (glibc tries clone3 first), opens AF_INET and
 //! AF_UNIX sockets and queries its personality is recorded; under its generated profile all of
 //! that still works, while AF_ALG and AF_VSOCK sockets, clone with CLONE_NEWUSER or

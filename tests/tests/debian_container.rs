@@ -1,4 +1,4 @@
-//! Issue 11's container case: a container from a real Debian root filesystem (debootstrap from
+//! The container case: a container from a real Debian root filesystem (debootstrap from
 //! this machine's apt mirror, `docker import`; nodejs, git and python3 from Debian) runs an
 //! agent-like task (tests/data/workloads/agent_task.py: clones a git repository, edits files
 //! from threads, runs a Node program with a local TCP server and a child process, commits)

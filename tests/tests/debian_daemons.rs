@@ -1,4 +1,4 @@
-//! Issue 20 item 2, end to end as a user: Debian daemons that start as root and drop to their
+//! End to end as a user: Debian daemons that start as root and drop to their
 //! own user, in a container from a real Debian root filesystem (debootstrap of squid,
 //! nginx-light, postgresql-15 and curl from this machine's apt mirror, `docker import`), each
 //! doing its job with no network but loopback (tests/data/workloads: squid refuses a domain

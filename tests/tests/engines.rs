@@ -1,4 +1,4 @@
-//! Where a container's cgroup appears is asked of its engine (issue 23). Podman for real:
+//! Where a container's cgroup appears is asked of its engine. Podman for real:
 //! Debian's podman with runc, its service on a socket of the test's own, the Debian agent
 //! container of `debian_container.rs` imported into Podman's store and audited through that
 //! socket (`audit --container --engine-socket`), its profile then enforced by `podman run`.

@@ -489,7 +489,7 @@ fn clash_cases(inputs: &Inputs) -> Vec<Case> {
     ]
 }
 
-/// Allowlists a reader used to resolve silently (issue 20 item 7): a key given twice, an
+/// Allowlists a reader used to resolve silently: a key given twice, an
 /// (arch, nr) listed twice, `name: null` for a number that has a name. Profiles past the
 /// distinct-rule bound (item 5).
 fn lenient_input_cases(inputs: &Inputs) -> Vec<Case> {
@@ -578,7 +578,7 @@ fn lenient_input_cases(inputs: &Inputs) -> Vec<Case> {
     cases
 }
 
-/// Outputs that vanish (issue 20 item 6): a closed standard output is 73 before any work; a
+/// Outputs that vanish: a closed standard output is 73 before any work; a
 /// full one for `--help` is 74; an engine socket that never answers is 69, named.
 fn vanishing_output_cases(inputs: &Inputs) -> Vec<Case> {
     let (list, prof) = (allowlist(), profile());

@@ -1,4 +1,4 @@
-//! Hostile and careless inputs that used to panic, mislead or wrap around (issue 13): each
+//! Hostile and careless inputs that used to panic, mislead or wrap around: each
 //! test reproduces one finding with the real binary and pins the behaviour that replaced it.
 
 use std::fs;
@@ -198,7 +198,7 @@ fn root_verify_reports_a_denied_execve_and_still_runs_the_probes() {
     assert_eq!(report["denied"], Value::Array(vec![]), "{report:#}");
 }
 
-/// Issue 20 item 3: a failed exec used to be blamed on the profile. With a profile that does
+/// A failed exec used to be blamed on the profile. With a profile that does
 /// not allow `write` (the launcher's failure report), `verify -- /bin/nonexistent` said exit
 /// 139, `start_failure: null`, and listed the launcher's own calls (rt_sigaction, getpid,
 /// tgkill, write) as the command's denials; a deny-all profile did the same with `/bin/true`.

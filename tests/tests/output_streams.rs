@@ -1,4 +1,4 @@
-//! Outputs that are streams rather than files (issue 20 items 4 and 6): another user's FIFO
+//! Outputs that are streams rather than files: another user's FIFO
 //! whose reader never reads, a standard output closed at start, a reader that leaves early,
 //! `--help` into a full device, an engine socket that never answers, and a standard error that
 //! cannot be written.
@@ -94,7 +94,7 @@ impl StalledFifo {
     }
 }
 
-/// Issue 20 item 4: each of these blocked until killed. Now the write gives up after 5 s with
+/// Each of these blocked until killed. Now the write gives up after 5 s with
 /// 73, naming the owner and how much the reader took.
 #[test]
 fn root_another_users_fifo_whose_reader_never_reads_is_given_up_with_73() {
@@ -166,7 +166,7 @@ fn with_stdout_closed(cmd: &mut Command) -> Finished {
     run(cmd, TIMEOUT)
 }
 
-/// Issue 20 item 6: with standard output closed, the runtime reopens it on /dev/null and every
+/// With standard output closed, the runtime reopens it on /dev/null and every
 /// one of these wrote its document there and exited 0. Now each refuses before any work.
 #[test]
 fn root_a_closed_standard_output_is_refused_before_any_work() {
@@ -245,7 +245,7 @@ fn with_stdout(cmd: &mut Command, stdout: Stdio) -> Finished {
     }
 }
 
-/// Issue 20 item 6: one rule for a reader that leaves early, docs/exit-codes.md's: the output just
+/// One rule for a reader that leaves early, docs/exit-codes.md's: the output just
 /// stops, with no error, and the exit code is the verdict's. `run` exited 73 and `record`
 /// 73 or 0 depending on when the reader left; now both follow the rule.
 #[test]
@@ -291,7 +291,7 @@ fn root_audit_ends_with_its_verdict_when_its_reader_left_early() {
     assert!(out.join("report.md").exists());
 }
 
-/// Issue 20 item 6: `--help >/dev/full` exited 0 although nothing was printed: 74.
+/// `--help >/dev/full` exited 0 although nothing was printed: 74.
 #[test]
 fn help_into_a_full_device_is_an_io_error() {
     let full = || Stdio::from(File::options().write(true).open("/dev/full").unwrap());
@@ -315,7 +315,7 @@ fn silent_socket(dir: &Path) -> (std::os::unix::net::UnixListener, String) {
     (listener, format!("unix://{}", path.display()))
 }
 
-/// Issue 20 item 6: a `DOCKER_HOST` that never answers was "container \"(docker engine)\" not
+/// A `DOCKER_HOST` that never answers was "container \"(docker engine)\" not
 /// found" (66) for `record --wait --container` and 69 for `verify`: now 69 in both, naming the
 /// socket that was asked.
 #[test]

@@ -750,7 +750,7 @@ fn skipped_reason(result: &Value, name: &str) -> Option<String> {
         .map(|p| p["reason"].as_str().unwrap_or_default().to_string())
 }
 
-/// Issue 26: the must-work thread probe ran on every profile that allowed clone and ended its
+/// The must-work thread probe ran on every profile that allowed clone and ended its
 /// thread with `exit`; under a profile without `exit` (a process-based server's) the thread
 /// fell through onto the probe's stack and verify FAILED a correct profile. The probes now ask
 /// only for what the recordings show, and without recordings only for what the profile allows.

@@ -1,4 +1,4 @@
-//! Issue 19: the calls the seccomp filter in force refused are recorded, exactly, apart from
+//! The calls the seccomp filter in force refused are recorded, exactly, apart from
 //! the calls that ran; a workload's own EPERM/EACCES is not one; a kill and a trap are; an
 //! i386 refusal has its i386 name. Then through Docker with the documented sidecar line: a
 //! container run under a profile that lacks `mkdir`, `diff --fail-on added` naming it, and a

@@ -1,4 +1,4 @@
-//! A container that restarts is the same target (issue 27): under one
+//! A container that restarts is the same target: under one
 //! `record --wait --keep-waiting --container NAME --out FILE`, a Docker container started three
 //! times (the same id, a new cgroup each time) gives one allowlist whose counts add up over the
 //! three starts, with one `starts` entry each. The workload is a static program making an

@@ -1,4 +1,4 @@
-//! Language runtimes (issue 28): a static Go service (tests/data/workloads/go_http: HTTP
+//! Language runtimes: a static Go service (tests/data/workloads/go_http: HTTP
 //! server on loopback, goroutine clients, a child process, graceful shutdown) is audited from
 //! a run its runtime did not preempt by signal (`GODEBUG=asyncpreemptoff=1`: what a run that
 //! happened not to need preemption records), then run under the profile with a CPU-bound
