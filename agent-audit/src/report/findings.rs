@@ -25,7 +25,9 @@ pub(super) fn compute(
     convergence: &Convergence,
 ) -> Findings {
     Findings {
-        verify_failed: verify.map(verify_failed).unwrap_or_default(),
+        verify_failed: verify
+            .map(|v| verify_failed(v, &recorded_exit_statuses(ctx.lists)))
+            .unwrap_or_default(),
         not_converged: convergence
             .still_changing()
             .filter(|_| one_workload(ctx.lists))
@@ -70,10 +72,19 @@ pub(super) fn verify_passed(v: &VerifyResult) -> bool {
     })
 }
 
+/// The exit status of every recorded run of a command (container recordings have none).
+fn recorded_exit_statuses(lists: &[(String, Allowlist)]) -> Vec<i32> {
+    lists
+        .iter()
+        .filter_map(|(_, l)| l.target.exit_status)
+        .collect()
+}
+
 /// What failed under `verify` besides its denials, a run that did not end by itself first;
 /// never empty when it failed without a denial, so that a failed verification always counts
-/// as a finding.
-fn verify_failed(v: &VerifyResult) -> Vec<VerifyFailure> {
+/// as a finding. `recorded`: the recorded runs' exit statuses, which tell a workload that
+/// fails by itself from one the profile breaks.
+fn verify_failed(v: &VerifyResult, recorded: &[i32]) -> Vec<VerifyFailure> {
     let start = v.start_failure.as_ref().map(|f| VerifyFailure {
         kind: VerifyFailureKind::Start,
         what: format!("the workload did not start under the profile: {}", f.error),
@@ -116,7 +127,7 @@ fn verify_failed(v: &VerifyResult) -> Vec<VerifyFailure> {
     if let Some(status) = v.exit_status.filter(|&s| s != 0 && ran) {
         out.push(VerifyFailure {
             kind: VerifyFailureKind::ExitStatus,
-            what: format!("the command exited {status} under the profile"),
+            what: exit_status_failure(status, recorded),
         });
     }
     if out.is_empty() && v.denied.iter().all(VerifyDenial::expected) && !verify_passed(v) {
@@ -126,6 +137,23 @@ fn verify_failed(v: &VerifyResult) -> Vec<VerifyFailure> {
         });
     }
     out
+}
+
+/// Why a non-zero exit under the profile failed verification; when every recorded run exited
+/// the same way without the profile, the workload fails by itself, and the line says so: the
+/// fix is in the workload, not in the profile.
+fn exit_status_failure(status: i32, recorded: &[i32]) -> String {
+    let same = !recorded.is_empty() && recorded.iter().all(|&r| r == status);
+    if same {
+        format!(
+            "the command exited {status} under the profile, as it did in every recorded run \
+             without it ({} run(s)): the workload fails by itself; make it succeed, then audit \
+             again",
+            recorded.len()
+        )
+    } else {
+        format!("the command exited {status} under the profile")
+    }
 }
 
 /// The timeout, and the processes `verify` had to kill because the command left them running.
@@ -411,4 +439,27 @@ fn notes(ctx: &Context) -> Vec<String> {
         ));
     }
     notes
+}
+
+#[cfg(test)]
+mod tests {
+    use super::exit_status_failure;
+
+    #[test]
+    fn a_command_that_fails_without_the_profile_too_is_said_to_fail_by_itself() {
+        let itself = exit_status_failure(2, &[2, 2, 2]);
+        assert!(
+            itself.contains("as it did in every recorded run"),
+            "{itself}"
+        );
+        assert!(itself.contains("3 run(s)"), "{itself}");
+        // Recorded runs that succeeded, or differed: the profile may be the cause.
+        for recorded in [&[0, 0, 0][..], &[2, 0, 2], &[]] {
+            let line = exit_status_failure(2, recorded);
+            assert_eq!(
+                line, "the command exited 2 under the profile",
+                "{recorded:?}"
+            );
+        }
+    }
 }
