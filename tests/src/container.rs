@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::process::{run_ok, wait_until, Running};
+use crate::process::{run, run_ok, wait_until, Finished, Running};
 
 /// Debian's busybox-static.
 pub const BUSYBOX: &str = "/bin/busybox";
@@ -168,6 +168,25 @@ pub fn leftover_verify_copies(name: &str) -> String {
     )
     .trim()
     .to_string()
+}
+
+/// `audit --runs 2 --container NAME --out-dir <a new directory>` of a created container;
+/// then the container is removed, and `verify`'s copies of it must be gone too. Returns the
+/// directory and how the audit ended.
+pub fn audit_container_twice(name: &str, timeout: Duration) -> (tempfile::TempDir, Finished) {
+    let out = tempfile::tempdir().unwrap();
+    let done = run(
+        Command::new(crate::agent_audit_bin())
+            .args(["audit", "--runs", "2", "--container", name, "--out-dir"])
+            .arg(out.path()),
+        timeout,
+    );
+    let leftovers = leftover_verify_copies(name);
+    let _ = Command::new("docker")
+        .args(["rm", "--force", name])
+        .output();
+    assert_eq!(leftovers, "", "the verify container is removed");
+    (out, done)
 }
 
 /// The busybox image for Docker tests, built once per test binary. Its tag is derived from the

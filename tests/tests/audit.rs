@@ -232,18 +232,7 @@ fn root_audit_a_container_start_by_start() {
         ]),
         TIMEOUT,
     );
-    let out = tempfile::tempdir().unwrap();
-    let done = run(
-        Command::new(agent_audit_bin())
-            .args(["audit", "--runs", "2", "--container", &name, "--out-dir"])
-            .arg(out.path()),
-        TIMEOUT,
-    );
-    let leftovers = agent_audit_tests::container::leftover_verify_copies(&name);
-    let _ = Command::new("docker")
-        .args(["rm", "--force", &name])
-        .output();
-    assert_eq!(leftovers, "", "the verify container is removed");
+    let (out, done) = agent_audit_tests::container::audit_container_twice(&name, TIMEOUT);
     for k in 1..=2 {
         let list = Allowlist::read(&out.path().join(format!("allowlist-{k}.json")));
         assert!(list.complete(), "{:#}", list.0);
@@ -340,18 +329,7 @@ fn root_audit_of_a_container_under_a_profile_takes_its_refusals_from_the_recordi
         ]),
         TIMEOUT,
     );
-    let out = tempfile::tempdir().unwrap();
-    let done = run(
-        Command::new(agent_audit_bin())
-            .args(["audit", "--runs", "2", "--container", &name, "--out-dir"])
-            .arg(out.path()),
-        TIMEOUT,
-    );
-    let leftovers = agent_audit_tests::container::leftover_verify_copies(&name);
-    let _ = Command::new("docker")
-        .args(["rm", "--force", &name])
-        .output();
-    assert_eq!(leftovers, "", "the verify container is removed");
+    let (out, done) = agent_audit_tests::container::audit_container_twice(&name, TIMEOUT);
     for k in 1..=2 {
         let list = Allowlist::read(&out.path().join(format!("allowlist-{k}.json")));
         assert_eq!(list.0["recorder"]["refusals"], true, "{:#}", list.0);

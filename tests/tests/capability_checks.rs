@@ -5,8 +5,8 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use agent_audit_tests::container::{docker_busybox_image, leftover_verify_copies};
-use agent_audit_tests::process::{run as run_process, run_ok};
+use agent_audit_tests::container::{audit_container_twice, docker_busybox_image};
+use agent_audit_tests::process::run_ok;
 use agent_audit_tests::{agent_audit_bin, require_root, unique_name};
 use serde_json::Value;
 
@@ -198,18 +198,7 @@ fn root_audit_a_container_verifies_it_under_only_its_minimal_capabilities() {
         ]),
         timeout,
     );
-    let out = tempfile::tempdir().unwrap();
-    let done = run_process(
-        Command::new(agent_audit_bin())
-            .args(["audit", "--runs", "2", "--container", &name, "--out-dir"])
-            .arg(out.path()),
-        timeout,
-    );
-    let leftovers = leftover_verify_copies(&name);
-    let _ = Command::new("docker")
-        .args(["rm", "--force", &name])
-        .output();
-    assert_eq!(leftovers, "", "the verify container is removed");
+    let (out, done) = audit_container_twice(&name, timeout);
     let read = |f: &str| -> Value {
         serde_json::from_str(&std::fs::read_to_string(out.path().join(f)).unwrap()).unwrap()
     };
