@@ -254,22 +254,20 @@ fn root_other_build_or_a_running_recorder_is_refused_with_75() {
     let work = tempfile::tempdir().unwrap();
     let out = work.path().join("a.json");
     let recorder = start_recorder(&cgroup, &pins, &out);
+    // `record` for a second into `file` with the same pin directory.
+    let record_into = |file: &Path| {
+        run(
+            Command::new(agent_audit_bin())
+                .args(["record", "--duration", "1", "--cgroup", &cgroup.rel])
+                .arg("--pin-dir")
+                .arg(pins.arg())
+                .arg("-o")
+                .arg(file),
+            TIMEOUT,
+        )
+    };
     // A second recorder with the same directory while the first runs.
-    let second = run(
-        Command::new(agent_audit_bin())
-            .args([
-                "record",
-                "--duration",
-                "1",
-                "--cgroup",
-                &cgroup.rel,
-                "--pin-dir",
-            ])
-            .arg(pins.arg())
-            .arg("-o")
-            .arg(work.path().join("b.json")),
-        TIMEOUT,
-    );
+    let second = record_into(&work.path().join("b.json"));
     second.assert_code(75).assert_stderr_mentions(&["in use"]);
     recorder.signal(libc::SIGTERM);
     recorder.finish(TIMEOUT, "the recorder").assert_code(0);
@@ -288,21 +286,7 @@ fn root_other_build_or_a_running_recorder_is_refused_with_75() {
         }
     }
     std::fs::create_dir(state.join("fingerprint=0123456789abcdef")).unwrap();
-    let refused = run(
-        Command::new(agent_audit_bin())
-            .args([
-                "record",
-                "--duration",
-                "1",
-                "--cgroup",
-                &cgroup.rel,
-                "--pin-dir",
-            ])
-            .arg(pins.arg())
-            .arg("-o")
-            .arg(&out),
-        TIMEOUT,
-    );
+    let refused = record_into(&out);
     refused
         .assert_code(75)
         .assert_stderr_mentions(&["another agent-audit build", "agent-audit unpin"]);
