@@ -4,8 +4,18 @@
 
 use std::sync::atomic::{AtomicI32, AtomicU8, Ordering};
 
-use super::probes::Call;
 use crate::seccomp::SeccompProgram;
+
+/// How the child makes the call.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Call {
+    /// A plain syscall; a returned descriptor is closed.
+    Plain,
+    /// clone: a child that gets 0 exits at once, the parent waits for it.
+    Fork,
+    /// clone with a thread's flags: the new thread exits before touching memory.
+    Thread,
+}
 
 /// What a probe's child came back with.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -29,7 +29,7 @@ use crate::seccomp::evaluate;
 use crate::seccomp::{SeccompProfile, SeccompProgram};
 use crate::syscalls::Arch;
 
-use super::probe_child::{in_child, Got, SharedReport};
+use super::probe_child::{in_child, Call, Got, SharedReport};
 
 /// EPERM and ENOSYS.
 pub const EPERM: i32 = 1;
@@ -60,17 +60,6 @@ pub enum Expect {
     Refused,
     /// The profile must let it run.
     Works,
-}
-
-/// How the child makes the call.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(super) enum Call {
-    /// A plain syscall; a returned descriptor is closed.
-    Plain,
-    /// clone: a child that gets 0 exits at once, the parent waits for it.
-    Fork,
-    /// clone with a thread's flags: the new thread exits before touching memory.
-    Thread,
 }
 
 /// One probe.
